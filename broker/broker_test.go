@@ -1,0 +1,190 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+// received records what the ingest hook was given.
+type received struct {
+	mu   sync.Mutex
+	msgs []string // "id topic payload"
+	fail error    // returned for every message once set
+}
+
+func (r *received) ingest(_ context.Context, id, topic string, payload []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, id+" "+topic+" "+string(payload))
+	return r.fail
+}
+
+func (r *received) snapshot() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.msgs...)
+}
+
+func startBroker(t *testing.T, rec *received) (*Broker, *prometheus.Registry) {
+	t.Helper()
+	reg := devices.NewRegistry([]devices.Device{
+		{ID: "aq-1", Type: "air_quality", Grid: "G1", Secret: "s3cret-aq1"},
+		{ID: "aq-2", Type: "air_quality", Grid: "G1", Secret: "s3cret-aq2"},
+		{ID: "nosecret", Type: "noise", Grid: "G1"},
+	})
+	pr := prometheus.NewRegistry()
+	b := &Broker{Listen: "127.0.0.1:0", Lookup: reg.Lookup, Ingest: rec.ingest, Registerer: pr}
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b, pr
+}
+
+func connect(t *testing.T, addr, clientID, user, pass string) (paho.Client, error) {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(clientID).
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectRetry(false).
+		SetProtocolVersion(4) // no silent fallback to 3.1, which would count a refusal twice
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(5 * time.Second) {
+		return nil, fmt.Errorf("connect timed out")
+	}
+	if tok.Error() != nil {
+		return nil, tok.Error()
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c, nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestConnectAuthentication(t *testing.T) {
+	b, pr := startBroker(t, &received{})
+	addr := strings.Replace(b.Addr(), "[::]", "127.0.0.1", 1)
+	cases := []struct {
+		name, clientID, user, pass, reason string
+	}{
+		{"valid", "aq-1", "aq-1", "s3cret-aq1", ""},
+		{"wrong password", "aq-2", "aq-2", "nope", "bad_password"},
+		{"unknown device", "ghost", "ghost", "x", "unknown_device"},
+		{"client id not the device", "aq-2-x", "aq-2", "s3cret-aq2", "client_id_mismatch"},
+		{"device without secret", "nosecret", "nosecret", "", "no_secret"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := connect(t, addr, tc.clientID, tc.user, tc.pass)
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("connect: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("connect succeeded, want refusal")
+			}
+			if got := testutil.ToFloat64(b.metrics.authFailures.WithLabelValues(tc.reason)); got != 1 {
+				t.Errorf("auth failures{reason=%s} = %v, want 1", tc.reason, got)
+			}
+		})
+	}
+	if n, err := testutil.GatherAndCount(pr, "gridwatch_mqtt_auth_failures_total"); err != nil || n != 4 {
+		t.Errorf("auth failure series = %d (%v), want 4", n, err)
+	}
+}
+
+func TestTelemetryReachesIngestAndACLHoldsOthersOut(t *testing.T) {
+	rec := &received{}
+	b, _ := startBroker(t, rec)
+	addr := strings.Replace(b.Addr(), "[::]", "127.0.0.1", 1)
+	c, err := connect(t, addr, "aq-1", "aq-1", "s3cret-aq1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pub := range []struct{ topic, payload string }{
+		{"devices/aq-1/telemetry", `{"pm25":1}`},
+		{"devices/aq-2/telemetry", `{"pm25":666}`}, // someone else's topic: denied
+		{"devices/aq-1/telemetry", `{"pm25":2}`},
+	} {
+		if tok := c.Publish(pub.topic, 0, false, pub.payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", pub.topic, tok.Error())
+		}
+	}
+	waitFor(t, "two messages", func() bool { return len(rec.snapshot()) == 2 })
+	want := []string{`aq-1 devices/aq-1/telemetry {"pm25":1}`, `aq-1 devices/aq-1/telemetry {"pm25":2}`}
+	if got := rec.snapshot(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ingested %q, want %q", got, want)
+	}
+	if got := testutil.ToFloat64(b.metrics.aclDenied.WithLabelValues("publish")); got != 1 {
+		t.Errorf("acl denied publishes = %v, want 1", got)
+	}
+}
+
+func TestReasonCodes(t *testing.T) {
+	if got := reasonCode(fmt.Errorf("x")); got != packets.ErrPayloadFormatInvalid {
+		t.Errorf("reasonCode(other) = %v", got)
+	}
+	if got := reasonCode(fmt.Errorf("wrap: %w", context.Canceled)); got != packets.ErrServerBusy {
+		t.Errorf("reasonCode(canceled) = %v", got)
+	}
+}
+
+// TestForeignClientMosquittoPub publishes with mosquitto_pub over MQTT 3.1.1
+// and 5, and checks that an MQTT 5 client sees a rejection in its PUBACK.
+func TestForeignClientMosquittoPub(t *testing.T) {
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mosquitto_pub not installed (apt-get install mosquitto-clients)")
+		}
+		t.Skip("mosquitto_pub not installed (apt-get install mosquitto-clients)")
+	}
+	rec := &received{}
+	b, _ := startBroker(t, rec)
+	host, port, err := net.SplitHostPort(b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := func(version, payload string) string {
+		out, err := exec.Command(bin, "-d", "-V", version, "-h", host, "-p", port, "-i", "aq-2", "-u", "aq-2", "-P", "s3cret-aq2",
+			"-q", "1", "-t", "devices/aq-2/telemetry", "-m", payload).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mosquitto_pub -V %s: %v: %s", version, err, out)
+		}
+		return string(out)
+	}
+	pub("311", `{"pm10":311}`)
+	if out := pub("5", `{"pm10":5}`); !strings.Contains(out, "received PUBACK") {
+		t.Errorf("MQTT 5 publish got no PUBACK:\n%s", out)
+	}
+	waitFor(t, "mosquitto messages", func() bool { return len(rec.snapshot()) == 2 })
+
+	rec.fail = fmt.Errorf("malformed")
+	if out := pub("5", `{"pm10":`); !strings.Contains(out, "rc:153") && !strings.Contains(out, "RC:153") {
+		t.Errorf("rejected MQTT 5 publish: want PUBACK reason 153 (payload format invalid), got:\n%s", out)
+	}
+}
