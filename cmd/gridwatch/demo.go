@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/internal/server"
+	"github.com/gridwatch/gridwatch/simulators"
+)
+
+func demoCommand() *cobra.Command {
+	var city simulators.City
+	var rate float64
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the server with a simulated city: a managed ClickHouse, generated devices and a fleet publishing telemetry",
+		Long: `Run gridwatch with a simulated city in one command: a private ClickHouse under
+data_dir, a generated city of devices in grid cells (written to
+<data_dir>/demo-devices.csv unless devices.file is given), the server, and a
+fleet of simulated devices publishing telemetry to it over MQTT.
+` + configHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, logger, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return runDemo(cmd.Context(), cfg, logger, city, rate, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().IntVar(&city.Devices, "devices", 300, "devices in the simulated city")
+	cmd.Flags().IntVar(&city.Grids, "grids", 30, "grid cells in the simulated city")
+	cmd.Flags().Float64Var(&rate, "rate", 100, "messages per second the whole fleet publishes")
+	server.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// runDemo runs the server and a fleet until ctx ends.
+func runDemo(ctx context.Context, cfg server.Config, logger *slog.Logger, city simulators.City, rate float64, out io.Writer) error {
+	started := time.Now()
+	devs, err := demoDevices(&cfg, city)
+	if err != nil {
+		return err
+	}
+	srv := &server.Server{Config: cfg, Logger: logger}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	_, mqttPort, _ := net.SplitHostPort(srv.MQTTAddr())
+	fleet := &simulators.Fleet{Broker: "tcp://127.0.0.1:" + mqttPort, Devices: devs, Rate: rate, Logger: logger}
+	fleetDone := make(chan error, 1)
+	go func() {
+		stats, err := fleet.Run(ctx)
+		logger.Info("demo fleet stopped", "stats", stats.String())
+		fleetDone <- err
+	}()
+	printDemoBanner(out, srv, devs, time.Since(started))
+
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := <-fleetDone; err != nil && !errors.Is(err, context.Canceled) {
+				logger.Warn("demo fleet", "err", err)
+			}
+			return srv.Close()
+		case err := <-fleetDone:
+			return fmt.Errorf("demo fleet: %w", err)
+		case <-tick.C:
+			var rows uint64
+			q := "SELECT count() FROM " + cfg.ClickHouse.Database + ".telemetry"
+			if err := srv.DB().Conn().QueryRow(ctx, q).Scan(&rows); err == nil {
+				logger.Info("demo running", "telemetry_rows", rows)
+			}
+		}
+	}
+}
+
+// demoDevices loads devices.file, or generates the city and points
+// devices.file at it.
+func demoDevices(cfg *server.Config, city simulators.City) ([]devices.Device, error) {
+	if cfg.Devices.File != "" {
+		f, err := os.Open(cfg.Devices.File)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return devices.ReadCSV(f)
+	}
+	devs, err := city.Generate()
+	if err != nil {
+		return nil, fmt.Errorf("generate city: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	cfg.Devices.File = filepath.Join(cfg.DataDir, "demo-devices.csv")
+	f, err := os.OpenFile(cfg.Devices.File, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // it holds device secrets
+	if err != nil {
+		return nil, err
+	}
+	if err := devices.WriteCSV(f, devs); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return devs, f.Close()
+}
+
+func printDemoBanner(out io.Writer, srv *server.Server, devs []devices.Device, took time.Duration) {
+	_, httpPort, _ := net.SplitHostPort(srv.HTTPAddr())
+	_, chPort, _ := net.SplitHostPort(srv.ClickHouseAddr())
+	base := "http://127.0.0.1:" + httpPort
+	var d devices.Device
+	var metric string
+	for _, d = range devs {
+		if typ, ok := devices.LookupType(d.Type); ok && len(typ.Metrics) > 0 {
+			metric = typ.Metrics[0].Name
+			break
+		}
+	}
+	db := srv.Config.ClickHouse.Database
+	fmt.Fprintf(out, `
+gridwatch demo is up (%s): %d simulated devices publishing to %s
+
+  Latest values of a device:
+    curl -s '%s/api/v1/devices/%s/latest'
+  Its %s over the last hour, per minute:
+    curl -s '%s/api/v1/devices/%s/telemetry?metric=%s&step=1m'
+  Health, readiness and metrics:
+    curl -s %s/readyz ; curl -s %s/metrics | grep gridwatch_
+  Rows in ClickHouse, per device type:
+    clickhouse-client --port %s -q "SELECT d.type, count() FROM %s.telemetry t ANY LEFT JOIN (SELECT id AS device, type FROM %s.devices) d USING device GROUP BY d.type"
+  Devices (with their secrets, for mosquitto_pub): %s
+
+Press Ctrl-C to stop; what is buffered is flushed into ClickHouse first.
+
+`, took.Round(100*time.Millisecond), len(devs), srv.MQTTAddr(),
+		base, d.ID, metric, base, d.ID, metric, base, base, chPort, db, db, srv.Config.Devices.File)
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# install-deps.sh installs what gridwatch needs to build, test and run its demo
+# on Debian: ClickHouse (server and client), the mosquitto clients (a foreign
+# MQTT client for tests) and ffmpeg (ffprobe, the camera prober's baseline),
+# then the Go modules. It installs only what is missing and is safe to rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v clickhouse-server >/dev/null || command -v clickhouse >/dev/null || need+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || command -v clickhouse >/dev/null || need+=(clickhouse-client)
+command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+command -v mosquitto >/dev/null || need+=(mosquitto)
+command -v ffprobe >/dev/null || need+=(ffmpeg)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "install-deps: installing ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian's package starts a system-wide ClickHouse where it can; gridwatch
+  # runs its own private one, so that one is not needed.
+fi
+
+command -v go >/dev/null || { echo "install-deps: Go is required (https://go.dev/doc/install); Debian's golang package is too old" >&2; exit 1; }
+go mod download

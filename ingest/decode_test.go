@@ -1,0 +1,349 @@
+package ingest
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// testNow is the receive time of decoded test messages: 2024-11-22T00:10:00Z.
+const testNow int64 = 1732234200000
+
+// decodeCases are the table of TestDecode; their payloads seed FuzzDecode.
+var decodeCases = []struct {
+	name    string
+	payload string
+	// maxPoints, maxProblems and maxPayload set Decoder limits when non-zero.
+	maxPoints, maxProblems, maxPayload int
+	want                               []Point
+	reasons                            []string
+}{
+	{
+		name:    "object with ms ts",
+		payload: `{"ts": 1732233600123, "pm25": 35.2, "pm10": 50}`,
+		want:    []Point{{1732233600123, "pm25", 35.2}, {1732233600123, "pm10", 50}},
+	},
+	{
+		name:    "object without ts takes the receive time",
+		payload: `{"noise_db": 61.5}`,
+		want:    []Point{{testNow, "noise_db", 61.5}},
+	},
+	{
+		name:    "ts after the metrics",
+		payload: `{"noise_db": 61.5, "ts": 1732233600000}`,
+		want:    []Point{{1732233600000, "noise_db", 61.5}},
+	},
+	{
+		name:    "RFC 3339 ts keeps ms exactly",
+		payload: `{"ts": "2024-11-22T00:00:00.123Z", "noise_db": 61.5}`,
+		want:    []Point{{1732233600123, "noise_db", 61.5}},
+	},
+	{
+		name:    "RFC 3339 ts with offset",
+		payload: `{"ts": "2024-11-22T08:00:00.5+08:00", "fill_pct": 80}`,
+		want:    []Point{{1732233600500, "fill_pct", 80}},
+	},
+	{
+		name:    "booleans become 1 and 0",
+		payload: `{"lamp_on": true, "fault": false, "current_a": 0.42}`,
+		want:    []Point{{testNow, "lamp_on", 1}, {testNow, "fault", 0}, {testNow, "current_a", 0.42}},
+	},
+	{
+		name:    "escaped key",
+		payload: `{"pm\u0032\u0035": 7}`,
+		want:    []Point{{testNow, "pm25", 7}},
+	},
+	{
+		name:    "array of objects",
+		payload: `[{"ts": 1732233500000, "level_cm": 12}, {"ts": 1732233560000, "level_cm": 13}]`,
+		want:    []Point{{1732233500000, "level_cm", 12}, {1732233560000, "level_cm", 13}},
+	},
+	{
+		name:    "bad values beside good ones",
+		payload: `{"pm25": "35", "pm10": 50, "no2": null, "x": {"a": 1}, "y": [1], "z": 1.2.3}`,
+		want:    []Point{{testNow, "pm10", 50}},
+		reasons: []string{ReasonWrongType, ReasonWrongType, ReasonWrongType, ReasonWrongType, ReasonBadValue},
+	},
+	{
+		name:    "non-finite values",
+		payload: `{"a": 1e999, "b": NaN, "c": -Inf, "d": 2}`,
+		want:    []Point{{testNow, "d", 2}},
+		reasons: []string{ReasonBadValue, ReasonBadValue, ReasonBadValue},
+	},
+	{
+		name:    "empty metric name",
+		payload: `{"": 1, "a": 2}`,
+		want:    []Point{{testNow, "a", 2}},
+		reasons: []string{ReasonBadMetric},
+	},
+	{
+		name:    "metric name too long",
+		payload: `{"` + strings.Repeat("m", 65) + `": 1}`,
+		reasons: []string{ReasonBadMetric},
+	},
+	{
+		name:    "metric name not UTF-8",
+		payload: "{\"\xff\": 1}",
+		reasons: []string{ReasonBadMetric},
+	},
+	{
+		name:    "unparseable ts drops its record only",
+		payload: `[{"ts": "yesterday", "a": 1}, {"a": 2}]`,
+		want:    []Point{{testNow, "a", 2}},
+		reasons: []string{ReasonBadTimestamp},
+	},
+	{
+		name:    "ts in seconds",
+		payload: `{"ts": 1732233600, "a": 1}`,
+		reasons: []string{ReasonBadTimestamp},
+	},
+	{
+		name:    "ts too far ahead",
+		payload: `{"ts": 1732241400000, "a": 1}`,
+		reasons: []string{ReasonBadTimestamp},
+	},
+	{
+		name:    "ts of the wrong type",
+		payload: `{"ts": true, "a": 1}`,
+		reasons: []string{ReasonBadTimestamp},
+	},
+	{
+		name:    "not JSON",
+		payload: `pm25=35`,
+		reasons: []string{ReasonMalformedJSON},
+	},
+	{
+		name:    "truncated JSON",
+		payload: `{"a": 1`,
+		reasons: []string{ReasonMalformedJSON},
+	},
+	{
+		name:    "empty payload",
+		payload: ``,
+		reasons: []string{ReasonMalformedJSON},
+	},
+	{
+		name:    "top-level number",
+		payload: `42`,
+		reasons: []string{ReasonWrongType},
+	},
+	{
+		name:    "empty object",
+		payload: `{}`,
+		reasons: []string{ReasonNoValues},
+	},
+	{
+		name:    "ts only",
+		payload: `{"ts": 1732233600123}`,
+		reasons: []string{ReasonNoValues},
+	},
+	{
+		name:    "empty array",
+		payload: `[]`,
+		reasons: []string{ReasonNoValues},
+	},
+	{
+		name:    "array element not an object",
+		payload: `[{"a": 1}, 5, [2]]`,
+		want:    []Point{{testNow, "a", 1}},
+		reasons: []string{ReasonWrongType, ReasonWrongType},
+	},
+	{
+		name: "SenML with base name and base time",
+		payload: `[{"bn": "urn:dev:ow:10e2073a01080063:", "bt": 1732233600.123, "n": "temp_c", "u": "Cel", "v": 23.1},
+			{"n": "humidity", "t": 1.5, "v": 40}]`,
+		want: []Point{{1732233600123, "temp_c", 23.1}, {1732233601623, "humidity", 40}},
+	},
+	{
+		name:    "SenML relative times",
+		payload: `[{"n": "level_cm", "v": 12, "t": -60}, {"n": "level_cm", "v": 13}]`,
+		want:    []Point{{testNow - 60000, "level_cm", 12}, {testNow, "level_cm", 13}},
+	},
+	{
+		name:    "SenML base value, boolean and sum",
+		payload: `[{"bn": "dev42/", "bv": 100, "n": "pressure", "v": 1.5}, {"n": "lamp_on", "vb": true}, {"n": "energy", "s": 12.5}]`,
+		want:    []Point{{testNow, "pressure", 101.5}, {testNow, "lamp_on", 1}, {testNow, "energy", 12.5}},
+	},
+	{
+		name:    "SenML name with a device prefix",
+		payload: `[{"n": "urn:dev:mac:0024befffe804ff1:temp_c", "v": 1}]`,
+		want:    []Point{{testNow, "temp_c", 1}},
+	},
+	{
+		name:    "SenML base-only record",
+		payload: `[{"bn": "dev/", "bt": 1732233600}, {"n": "a", "v": 1}]`,
+		want:    []Point{{1732233600000, "a", 1}},
+	},
+	{
+		name: "SenML bad records beside good ones",
+		payload: `[{"bn": "d/", "n": "a", "v": 1}, {"n": "b", "vs": "x"}, {"n": "c"}, {"n": "e", "v": "3"},
+			{"n": "f", "v": 2, "x_": 1}, {"n": "g", "v": 3, "t": "soon"}, {"n": "h", "v": 4}, 7, {"n": 5, "v": 1}]`,
+		want: []Point{{testNow, "a", 1}, {testNow, "h", 4}},
+		reasons: []string{ReasonWrongType, ReasonMissingValue, ReasonWrongType, ReasonUnsupportedField,
+			ReasonBadTimestamp, ReasonWrongType, ReasonWrongType},
+	},
+	{
+		name:    "SenML name without a metric",
+		payload: `[{"bn": "urn:dev:x:", "v": 1}]`,
+		reasons: []string{ReasonBadMetric},
+	},
+	{
+		name:    "SenML time in ms instead of seconds",
+		payload: `[{"n": "a", "v": 1, "t": 1732233600123}]`,
+		reasons: []string{ReasonBadTimestamp},
+	},
+	{
+		name:      "too many points",
+		payload:   `{"a": 1, "b": 2, "c": 3, "d": 4}`,
+		maxPoints: 2,
+		want:      []Point{{testNow, "a", 1}, {testNow, "b", 2}},
+		reasons:   []string{ReasonTooManyPoints},
+	},
+	{
+		name:        "too many problems",
+		payload:     `{"a": "x", "b": "x", "c": "x", "d": 1}`,
+		maxProblems: 2,
+		want:        []Point{{testNow, "d", 1}},
+		reasons:     []string{ReasonWrongType, ReasonWrongType, ReasonTooManyProblems},
+	},
+	{
+		name:       "too large",
+		payload:    `{"a": 1, "b": 2}`,
+		maxPayload: 10,
+		reasons:    []string{ReasonTooLarge},
+	},
+}
+
+func TestDecode(t *testing.T) {
+	for _, tc := range decodeCases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Decoder{MaxPoints: tc.maxPoints, MaxProblems: tc.maxProblems, MaxPayloadBytes: tc.maxPayload}
+			got, problems := d.Decode([]byte(tc.payload), testNow, nil)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("points = %v, want %v", got, tc.want)
+			}
+			var reasons []string
+			for _, p := range problems {
+				reasons = append(reasons, p.Reason)
+				if p.Detail == "" {
+					t.Errorf("problem %s has no detail", p.Reason)
+				}
+			}
+			if !reflect.DeepEqual(reasons, tc.reasons) {
+				t.Errorf("reasons = %v, want %v\nproblems: %+v", reasons, tc.reasons, problems)
+			}
+		})
+	}
+}
+
+func TestDecodeAppendsToDst(t *testing.T) {
+	d := &Decoder{MaxPoints: 1}
+	dst := []Point{{1, "earlier", 1}}
+	got, problems := d.Decode([]byte(`{"a": 2}`), testNow, dst)
+	want := []Point{{1, "earlier", 1}, {testNow, "a", 2}}
+	if !reflect.DeepEqual(got, want) || problems != nil {
+		t.Errorf("got %v, %v; want %v and no problems", got, problems, want)
+	}
+}
+
+func TestDecodeSecondsHint(t *testing.T) {
+	_, problems := new(Decoder).Decode([]byte(`{"ts": 1732233600, "a": 1}`), testNow, nil)
+	if len(problems) != 1 || !strings.Contains(problems[0].Detail, "seconds instead of milliseconds") {
+		t.Errorf("problems = %+v, want a hint about seconds", problems)
+	}
+}
+
+func TestDecodeProblemDetailQuotesLittle(t *testing.T) {
+	long := strings.Repeat("x", 1000)
+	_, problems := new(Decoder).Decode([]byte(`{"`+long+`": 1}`), testNow, nil)
+	if len(problems) != 1 || len(problems[0].Detail) > 200 {
+		t.Errorf("problems = %+v, want one with a short detail", problems)
+	}
+}
+
+func TestDecodeTestdata(t *testing.T) {
+	for file, want := range map[string]int{"air_quality.json": 3, "buffered.json": 10, "senml.json": 4} {
+		payload, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		points, problems := new(Decoder).Decode(payload, testNow, nil)
+		if len(points) != want || problems != nil {
+			t.Errorf("%s: %d points, problems %+v; want %d points and no problems", file, len(points), problems, want)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, tc := range decodeCases {
+		f.Add([]byte(tc.payload))
+	}
+	d := new(Decoder)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		points, problems := d.Decode(payload, testNow, nil)
+		if len(points) == 0 && len(problems) == 0 {
+			t.Fatal("message yielded neither points nor problems")
+		}
+		if len(points) > d.MaxPoints || len(problems) > d.MaxProblems+2 {
+			t.Fatalf("%d points, %d problems: over the limits", len(points), len(problems))
+		}
+		minMS := d.MinTime.UnixMilli()
+		for _, p := range points {
+			if p.Metric == "" || len(p.Metric) > d.MaxMetricLen || !utf8.ValidString(p.Metric) {
+				t.Errorf("bad metric %q", p.Metric)
+			}
+			if math.IsNaN(p.Value) || math.IsInf(p.Value, 0) {
+				t.Errorf("metric %q: value %v not finite", p.Metric, p.Value)
+			}
+			if p.TS < minMS || p.TS > testNow+d.MaxFuture.Milliseconds() {
+				t.Errorf("metric %q: ts %d outside the window", p.Metric, p.TS)
+			}
+		}
+		for _, p := range problems {
+			if p.Reason == "" || p.Detail == "" {
+				t.Errorf("incomplete problem %+v", p)
+			}
+		}
+	})
+}
+
+// BenchmarkDecode measures the decoder on sample payloads, beside a baseline
+// that decodes the first one into map[string]any with encoding/json.
+func BenchmarkDecode(b *testing.B) {
+	b.Run("baseline-encoding_json-air_quality", func(b *testing.B) {
+		payload, err := os.ReadFile(filepath.Join("testdata", "air_quality.json"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(payload)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var m map[string]any
+			if err := json.Unmarshal(payload, &m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	for _, file := range []string{"air_quality.json", "buffered.json", "senml.json"} {
+		payload, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(strings.TrimSuffix(file, ".json"), func(b *testing.B) {
+			d := new(Decoder)
+			var dst []Point
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst, _ = d.Decode(payload, testNow, dst[:0])
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

@@ -1,0 +1,158 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+// ReasonUnknownDevice is the rejection reason of a message from a device id
+// the registry does not hold.
+const ReasonUnknownDevice = "unknown_device"
+
+// DefaultRejectedPayloadBytes is how much of a rejected payload is kept: enough
+// to see what a device sent, too little for a flood of bad messages to fill
+// the rejected table.
+const DefaultRejectedPayloadBytes = 256
+
+// Pipeline turns telemetry messages into readings for the telemetry batcher
+// and, for what cannot be stored, rejections for the rejected batcher. Its
+// methods are safe for concurrent use; settings must not change after the
+// first message.
+type Pipeline struct {
+	// Lookup finds a device in the registry. Required.
+	Lookup func(id string) (devices.Device, bool)
+	// Telemetry batches readings. Required; started and closed by the owner.
+	Telemetry *Batcher[Reading]
+	// Rejected batches rejections. Required; started and closed by the owner.
+	Rejected *Batcher[Rejection]
+	// Decoder decodes payloads; its zero value uses the default limits.
+	Decoder Decoder
+	// RejectedPayloadBytes is how many leading bytes of a rejected payload
+	// are kept. It defaults to 256.
+	RejectedPayloadBytes int
+	// Now tells the receive time. It defaults to time.Now.
+	Now func() time.Time
+	// Logger logs rejected messages at debug level. It defaults to
+	// discarding.
+	Logger *slog.Logger
+	// Metrics counts messages, readings and rejections. It defaults to
+	// unregistered metrics.
+	Metrics *PipelineMetrics
+
+	once    sync.Once
+	initErr error
+	scratch sync.Pool // of *pipelineScratch
+}
+
+// pipelineScratch holds the buffers of one message, reused across messages.
+type pipelineScratch struct {
+	points   []Point
+	readings []Reading
+}
+
+// setDefaults checks the required settings and fills in defaults.
+func (p *Pipeline) setDefaults() {
+	if p.Lookup == nil || p.Telemetry == nil || p.Rejected == nil {
+		p.initErr = errors.New("pipeline: Lookup, Telemetry and Rejected are required")
+	}
+	if p.RejectedPayloadBytes <= 0 {
+		p.RejectedPayloadBytes = DefaultRejectedPayloadBytes
+	}
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	if p.Metrics == nil {
+		p.Metrics = NewPipelineMetrics(nil)
+	}
+	p.scratch.New = func() any { return new(pipelineScratch) }
+}
+
+// HandleTelemetry decodes the payload of a devices/{id}/telemetry message
+// from deviceID and hands its readings, stamped with the device's grid, to
+// the telemetry batcher and its problems to the rejected batcher. The broker
+// calls it from the client's goroutine, so a full batcher slows that client.
+//
+// It returns nil when every value was stored; an error wrapping
+// ErrUnknownDevice when the device is not registered; an error wrapping
+// ErrMalformed when values were rejected (the good ones beside them are
+// stored); and an error wrapping ErrOverloaded or ErrClosed when a batcher
+// dropped rows.
+func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, payload []byte) error {
+	p.once.Do(p.setDefaults)
+	if p.initErr != nil {
+		return p.initErr
+	}
+	received := p.Now().UnixMilli()
+	dev, ok := p.Lookup(deviceID)
+	if !ok {
+		problems := []Problem{{Reason: ReasonUnknownDevice, Detail: "device is not registered"}}
+		rejErr := p.reject(ctx, received, deviceID, topic, payload, problems)
+		p.Metrics.messages.WithLabelValues(outcomeUnknownDevice).Inc()
+		return errors.Join(fmt.Errorf("device %q: %w", deviceID, ErrUnknownDevice), rejErr)
+	}
+
+	sc := p.scratch.Get().(*pipelineScratch)
+	defer p.scratch.Put(sc)
+	var problems []Problem
+	sc.points, problems = p.Decoder.Decode(payload, received, sc.points[:0])
+	sc.readings = sc.readings[:0]
+	for _, pt := range sc.points {
+		sc.readings = append(sc.readings, Reading{
+			TS: pt.TS, Received: received, Device: dev.ID, Grid: dev.Grid, Metric: pt.Metric, Value: pt.Value,
+		})
+	}
+
+	var storeErr, rejErr error
+	if len(sc.readings) > 0 {
+		if _, err := p.Telemetry.Add(ctx, sc.readings...); err != nil {
+			storeErr = fmt.Errorf("device %q: store readings: %w", deviceID, err)
+		}
+		p.Metrics.readings.Add(float64(len(sc.readings)))
+	}
+	var malformed error
+	if len(problems) > 0 {
+		rejErr = p.reject(ctx, received, deviceID, topic, payload, problems)
+		malformed = fmt.Errorf("device %q: %d problems, first %s: %s: %w",
+			deviceID, len(problems), problems[0].Reason, problems[0].Detail, ErrMalformed)
+		p.Logger.Debug("telemetry rejected", "device", deviceID, "readings", len(sc.readings),
+			"problems", len(problems), "reason", problems[0].Reason, "detail", problems[0].Detail)
+	}
+
+	outcome := outcomeStored
+	switch {
+	case storeErr != nil || rejErr != nil:
+		outcome = outcomeDropped
+	case len(problems) > 0 && len(sc.readings) > 0:
+		outcome = outcomePartial
+	case len(problems) > 0:
+		outcome = outcomeRejected
+	}
+	p.Metrics.messages.WithLabelValues(outcome).Inc()
+	return errors.Join(malformed, storeErr, rejErr)
+}
+
+// reject hands one rejection per problem to the rejected batcher, keeping
+// the first RejectedPayloadBytes of the payload.
+func (p *Pipeline) reject(ctx context.Context, received int64, deviceID, topic string, payload []byte, problems []Problem) error {
+	payload = payload[:min(len(payload), p.RejectedPayloadBytes)]
+	rows := make([]Rejection, len(problems))
+	for i, pr := range problems {
+		rows[i] = Rejection{
+			TS: received, Device: deviceID, Topic: topic, Reason: pr.Reason, Detail: pr.Detail, Payload: payload,
+		}
+		p.Metrics.rejections.WithLabelValues(pr.Reason).Inc()
+	}
+	if _, err := p.Rejected.Add(ctx, rows...); err != nil {
+		return fmt.Errorf("device %q: store rejections: %w", deviceID, err)
+	}
+	return nil
+}

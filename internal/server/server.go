@@ -1,0 +1,282 @@
+// Package server assembles gridwatch from its parts: the managed or external
+// ClickHouse, the schema, the device registry, the ingest pipeline, the MQTT
+// broker and the HTTP API. `gridwatch serve`, `gridwatch demo` and the
+// end-to-end tests run it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gridwatch/gridwatch/api"
+	"github.com/gridwatch/gridwatch/broker"
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest"
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+// Server is a running gridwatch.
+type Server struct {
+	// Config is the validated configuration.
+	Config Config
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	metrics   *prometheus.Registry
+	registry  *devices.Registry
+	local     *storage.LocalServer
+	db        *storage.DB
+	telemetry *ingest.Batcher[ingest.Reading]
+	rejected  *ingest.Batcher[ingest.Rejection]
+	broker    *broker.Broker
+	http      *http.Server
+	httpAddr  net.Addr
+	httpDone  chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start brings every part up, in dependency order. On error, what was
+// started is stopped again.
+func (s *Server) Start(ctx context.Context) (err error) {
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	// Parts that own goroutines live until Close, not until ctx ends: a
+	// signal cancels ctx, and Close must still flush what they hold.
+	life := context.WithoutCancel(ctx)
+	cfg := &s.Config
+	s.metrics = prometheus.NewRegistry()
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	devs, err := loadDevices(cfg.Devices.File)
+	if err != nil {
+		return err
+	}
+	s.registry = devices.NewRegistry(devs)
+	s.Logger.Info("device registry loaded", "devices", s.registry.Len(), "file", cfg.Devices.File)
+
+	if err := s.openClickHouse(ctx, life); err != nil {
+		return err
+	}
+	if err := s.db.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := s.db.UpsertDevices(ctx, devs); err != nil {
+		return fmt.Errorf("store device registry: %w", err)
+	}
+
+	if err := s.startIngest(life); err != nil {
+		return err
+	}
+	pipeline := &ingest.Pipeline{
+		Lookup:    s.registry.Lookup,
+		Telemetry: s.telemetry,
+		Rejected:  s.rejected,
+		Logger:    s.Logger,
+		Metrics:   ingest.NewPipelineMetrics(s.metrics),
+	}
+	s.broker = &broker.Broker{
+		Listen:        cfg.MQTT.Listen,
+		MaxPacketSize: cfg.MQTT.MaxPacketSize,
+		Lookup:        s.registry.Lookup,
+		Ingest:        pipeline.HandleTelemetry,
+		Logger:        s.Logger,
+		Registerer:    s.metrics,
+	}
+	if err := s.broker.Start(life); err != nil {
+		return err
+	}
+	return s.startHTTP()
+}
+
+// loadDevices reads the devices file, if one is configured.
+func loadDevices(path string) ([]devices.Device, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("devices.file: %w", err)
+	}
+	defer f.Close()
+	devs, err := devices.ReadCSV(f)
+	if err != nil {
+		return nil, fmt.Errorf("devices.file %s: %w", path, err)
+	}
+	return devs, nil
+}
+
+// openClickHouse connects to the configured ClickHouse, starting the managed
+// local one first when clickhouse.addr is empty.
+func (s *Server) openClickHouse(ctx, life context.Context) error {
+	cfg := &s.Config.ClickHouse
+	addr := cfg.Addr
+	if addr == "" {
+		s.local = &storage.LocalServer{Dir: filepath.Join(s.Config.DataDir, "clickhouse"), Logger: s.Logger}
+		if err := s.local.Start(life); err != nil {
+			return fmt.Errorf("managed ClickHouse (clickhouse.addr is empty): %w", err)
+		}
+		addr = s.local.Addr()
+		s.Logger.Info("managed ClickHouse running", "addr", addr, "dir", s.local.Dir)
+	}
+	opts := storage.Options{
+		Addr:          addr,
+		Database:      cfg.Database,
+		User:          cfg.User,
+		Password:      cfg.Password,
+		RetentionDays: cfg.RetentionDays,
+	}
+	if cfg.TLS {
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.TLSSkipVerify} // #nosec G402 -- opt-in for testing, documented
+	}
+	db, err := storage.Open(ctx, opts, s.Logger)
+	if err != nil {
+		return fmt.Errorf("clickhouse %s: %w", addr, err)
+	}
+	s.db = db
+	return nil
+}
+
+// startIngest builds the per-table batchers in front of the ClickHouse writer.
+func (s *Server) startIngest(ctx context.Context) error {
+	writer, err := storage.NewWriter(s.db, storage.WriterOptions{Logger: s.Logger, Registerer: s.metrics})
+	if err != nil {
+		return err
+	}
+	write := func(ctx context.Context, b *ingest.Batch) error {
+		return writer.Write(ctx, b.Table, b.ID, b.Record)
+	}
+	bm := ingest.NewBatcherMetrics(s.metrics)
+	s.telemetry = ingest.NewTelemetryBatcher(write)
+	s.rejected = ingest.NewRejectedBatcher(write)
+	if err := startBatcher(ctx, s.telemetry, &s.Config, s.Logger, bm); err != nil {
+		return err
+	}
+	return startBatcher(ctx, s.rejected, &s.Config, s.Logger, bm)
+}
+
+// startBatcher applies the ingest.* settings to b and starts it.
+func startBatcher[T any](ctx context.Context, b *ingest.Batcher[T], cfg *Config, logger *slog.Logger, m *ingest.BatcherMetrics) error {
+	b.MaxRows = cfg.Ingest.BatchRows
+	b.MaxBytes = cfg.Ingest.BatchBytes
+	b.MaxAge = cfg.Ingest.BatchAge
+	b.MaxPending = cfg.Ingest.MaxPending
+	b.Logger = logger
+	b.Metrics = m
+	if err := b.Start(ctx); err != nil {
+		return fmt.Errorf("start %s batcher: %w", b.Table, err)
+	}
+	return nil
+}
+
+// startHTTP serves the API, metrics and health checks.
+func (s *Server) startHTTP() error {
+	ln, err := net.Listen("tcp", s.Config.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", s.Config.HTTP.Listen, err)
+	}
+	s.httpAddr = ln.Addr()
+	a := &api.Server{
+		Store:      s.db,
+		Lookup:     s.registry.Lookup,
+		Checks:     map[string]api.Check{"clickhouse": s.db.Ready},
+		Gatherer:   s.metrics,
+		AdminToken: s.Config.API.AdminToken,
+		Logger:     s.Logger,
+	}
+	s.http = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.httpDone = make(chan struct{})
+	go func() {
+		defer close(s.httpDone)
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	s.Logger.Info("http listening", "addr", s.httpAddr.String())
+	return nil
+}
+
+// MQTTAddr returns the MQTT listener's address.
+func (s *Server) MQTTAddr() string { return s.broker.Addr() }
+
+// HTTPAddr returns the HTTP listener's address.
+func (s *Server) HTTPAddr() string { return s.httpAddr.String() }
+
+// DB returns the ClickHouse handle.
+func (s *Server) DB() *storage.DB { return s.db }
+
+// Close shuts down in the order that loses nothing: stop taking MQTT
+// messages, stop the API, flush the batchers into ClickHouse, then close
+// ClickHouse. It is safe to call twice.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.broker != nil {
+			errs = append(errs, s.broker.Close())
+		}
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, s.http.Shutdown(ctx))
+			cancel()
+			<-s.httpDone
+		}
+		if s.telemetry != nil {
+			errs = append(errs, s.telemetry.Close(), s.rejected.Close())
+		}
+		if s.db != nil {
+			errs = append(errs, s.db.Close())
+		}
+		if s.local != nil {
+			errs = append(errs, s.local.Close())
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// Run starts the server, blocks until ctx ends, then shuts down.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.Logger.Info("shutting down")
+	return s.Close()
+}
+
+// Migrate connects to the configured ClickHouse (starting the managed one
+// when clickhouse.addr is empty), applies the schema migrations and stops.
+func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	s := &Server{Config: cfg, Logger: logger}
+	defer s.Close()
+	if err := s.openClickHouse(ctx, ctx); err != nil {
+		return err
+	}
+	return s.db.Migrate(ctx)
+}
+
+// ClickHouseAddr returns the native address of the ClickHouse in use.
+func (s *Server) ClickHouseAddr() string {
+	if s.local != nil {
+		return s.local.Addr()
+	}
+	return s.Config.ClickHouse.Addr
+}

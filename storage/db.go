@@ -1,0 +1,186 @@
+package storage
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Options say which ClickHouse to use and how.
+type Options struct {
+	// Addr is the server's native-protocol address, host:port. Required.
+	Addr string
+	// Database holds gridwatch's tables; Open creates it when missing. It
+	// defaults to "gridwatch".
+	Database string
+	// User defaults to "default"; Password to none. The password is never
+	// logged nor put in errors.
+	User, Password string
+	// TLS, when set, is used for the connection.
+	TLS *tls.Config
+	// DialTimeout bounds connecting. It defaults to 10 seconds.
+	DialTimeout time.Duration
+	// ReadTimeout bounds waiting for the server during a query. It defaults
+	// to 5 minutes.
+	ReadTimeout time.Duration
+	// MaxOpenConns bounds the connection pool. It defaults to 10.
+	MaxOpenConns int
+	// RetentionDays is how long telemetry and rejected rows are kept. It
+	// defaults to 0: forever.
+	RetentionDays int
+}
+
+// Defaults of Options.
+const (
+	DefaultUser         = "default"
+	DefaultDialTimeout  = 10 * time.Second
+	DefaultReadTimeout  = 5 * time.Minute
+	DefaultMaxOpenConns = 10
+)
+
+// withDefaults fills the defaults of o and validates it.
+func (o Options) withDefaults() (Options, error) {
+	if o.Addr == "" {
+		return o, errors.New("storage: no ClickHouse address")
+	}
+	s, err := SchemaOptions{Database: o.Database, RetentionDays: o.RetentionDays}.withDefaults()
+	if err != nil {
+		return o, err
+	}
+	o.Database = s.Database
+	if o.User == "" {
+		o.User = DefaultUser
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.MaxOpenConns <= 0 {
+		o.MaxOpenConns = DefaultMaxOpenConns
+	}
+	return o, nil
+}
+
+// DB is a connection pool to one ClickHouse server (or cluster entry point)
+// and the schema layout found there. It is safe for concurrent use.
+type DB struct {
+	conn   driver.Conn
+	opts   Options
+	logger *slog.Logger
+	// caps are the server's capabilities.
+	caps Capabilities
+	// layout are the capabilities the tables were created with: caps,
+	// except that telemetry created with Int64 timestamps by an older server
+	// keeps that layout after an upgrade.
+	layout Capabilities
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open connects to the server, checks it answers, reads its version and
+// creates the database when missing. It does not migrate: call Migrate.
+// A nil logger discards.
+func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr: []string{o.Addr},
+		Auth: clickhouse.Auth{Username: o.User, Password: o.Password},
+		TLS:  o.TLS,
+		ClientInfo: clickhouse.ClientInfo{
+			Products: []struct{ Name, Version string }{{Name: "gridwatch"}},
+		},
+		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		DialTimeout:  o.DialTimeout,
+		ReadTimeout:  o.ReadTimeout,
+		MaxOpenConns: o.MaxOpenConns,
+		MaxIdleConns: o.MaxOpenConns,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", o.Addr, err)
+	}
+	db := &DB{conn: conn, opts: o, logger: logger}
+	if err := db.init(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	logger.Info("connected to ClickHouse", "addr", o.Addr, "database", o.Database,
+		"server", db.caps.Version.String(), "datetime64", db.layout.DateTime64,
+		"low_cardinality", db.layout.LowCardinality, "ttl", db.caps.TTL)
+	return db, nil
+}
+
+// init pings, reads the version and the layout, and creates the database.
+func (db *DB) init(ctx context.Context) error {
+	if err := db.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("storage: ping %s: %w", db.opts.Addr, err)
+	}
+	var version string
+	if err := db.conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		return fmt.Errorf("storage: read server version: %w", err)
+	}
+	caps, err := CapabilitiesFor(version)
+	if err != nil {
+		return err
+	}
+	db.caps, db.layout = caps, caps
+	// Creating only when missing spares users without the CREATE DATABASE
+	// grant an error about a database that is there.
+	var exists uint64
+	if err := db.conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", db.opts.Database).Scan(&exists); err != nil {
+		return fmt.Errorf("storage: look up database %s: %w", db.opts.Database, err)
+	}
+	if exists == 0 {
+		if err := db.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+db.opts.Database+"`"); err != nil {
+			return fmt.Errorf("storage: create database %s: %w", db.opts.Database, err)
+		}
+		db.logger.Info("created database", "database", db.opts.Database)
+	}
+	var tsType string
+	err = db.conn.QueryRow(ctx,
+		"SELECT type FROM system.columns WHERE database = ? AND table = 'telemetry' AND name = 'ts'",
+		db.opts.Database).Scan(&tsType)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		// A fresh database: Migrate creates the tables for this server.
+	case err != nil:
+		return fmt.Errorf("storage: read telemetry layout: %w", err)
+	case tsType == "Int64" && caps.DateTime64:
+		db.layout.DateTime64 = false
+		db.logger.Info("telemetry keeps Int64 millisecond timestamps from an older server",
+			"database", db.opts.Database, "server", caps.Version.String())
+	}
+	return nil
+}
+
+// Capabilities returns the server's capabilities.
+func (db *DB) Capabilities() Capabilities { return db.caps }
+
+// Database returns the name of the database holding the tables.
+func (db *DB) Database() string { return db.opts.Database }
+
+// Conn returns the underlying clickhouse-go connection, for tests and
+// advanced use.
+func (db *DB) Conn() driver.Conn { return db.conn }
+
+// Close closes the connection pool. It is safe to call more than once.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() { db.closeErr = db.conn.Close() })
+	return db.closeErr
+}

@@ -1,0 +1,172 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+func TestMain(m *testing.M) { storagetest.Main(m) }
+
+// openDB opens a fresh database on the test ClickHouse with o's other settings.
+func openDB(t *testing.T, o storage.Options) *storage.DB {
+	t.Helper()
+	o.Addr, o.Database = storagetest.Database(t)
+	db, err := storage.Open(t.Context(), o, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// openMigrated is openDB followed by Migrate.
+func openMigrated(t *testing.T, o storage.Options) *storage.DB {
+	t.Helper()
+	db := openDB(t, o)
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return db
+}
+
+func TestOpenRejectsOptions(t *testing.T) {
+	for _, o := range []storage.Options{
+		{},
+		{Addr: "127.0.0.1:9000", Database: "a-b"},
+		{Addr: "127.0.0.1:9000", RetentionDays: -1},
+	} {
+		if db, err := storage.Open(t.Context(), o, nil); err == nil {
+			db.Close()
+			t.Errorf("Open(%+v) succeeded, want an error", o)
+		}
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, err = storage.Open(t.Context(), storage.Options{Addr: addr, Password: "s3cret-pw", DialTimeout: time.Second}, nil)
+	if err == nil {
+		t.Fatal("Open of a closed port succeeded")
+	}
+	if got := err.Error(); !strings.Contains(got, addr) || strings.Contains(got, "s3cret-pw") {
+		t.Errorf("error %q should name %s and never the password", got, addr)
+	}
+}
+
+func TestMigrateIntegration(t *testing.T) {
+	db := openDB(t, storage.Options{})
+	ctx := t.Context()
+	if err := db.Ready(ctx); !errors.Is(err, storage.ErrSchemaOutdated) {
+		t.Fatalf("Ready before Migrate = %v, want ErrSchemaOutdated", err)
+	}
+	for i := range 2 {
+		if err := db.Migrate(ctx); err != nil {
+			t.Fatalf("Migrate #%d: %v", i+1, err)
+		}
+	}
+	if err := db.Ready(ctx); err != nil {
+		t.Fatalf("Ready after Migrate: %v", err)
+	}
+	s, err := db.Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded uint64
+	if err := db.Conn().QueryRow(ctx, fmt.Sprintf("SELECT count() FROM `%s`.schema_migrations", db.Database())).Scan(&recorded); err != nil {
+		t.Fatal(err)
+	}
+	if recorded != uint64(len(s.Migrations)) {
+		t.Errorf("bookkeeping holds %d rows after two Migrates, want %d", recorded, len(s.Migrations))
+	}
+
+	caps := db.Capabilities()
+	timeType, lc := "Int64", func(s string) string { return s }
+	if caps.DateTime64 {
+		timeType = "DateTime64(3, 'UTC')"
+	}
+	if caps.LowCardinality {
+		lc = func(s string) string { return "LowCardinality(" + s + ")" }
+	}
+	want := map[string][]string{
+		"telemetry": {"ts " + timeType, "received " + timeType, "device String", "grid " + lc("String"),
+			"metric " + lc("String"), "value Float64"},
+		"rejected": {"ts " + timeType, "device String", "topic String", "reason " + lc("String"),
+			"detail String", "payload String"},
+		"devices": {"id String", "type " + lc("String"), "grid " + lc("String"), "lat Float64",
+			"lon Float64", "name String", "updated " + timeType},
+	}
+	if !caps.DateTime64 {
+		want["telemetry"] = append(want["telemetry"], "date Date")
+		want["rejected"] = append(want["rejected"], "date Date")
+	}
+	for table, cols := range want {
+		rows, err := db.Conn().Query(ctx,
+			"SELECT name, type FROM system.columns WHERE database = ? AND table = ?",
+			db.Database(), table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var name, typ string
+			if err := rows.Scan(&name, &typ); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, name+" "+typ)
+		}
+		rows.Close()
+		if fmt.Sprint(got) != fmt.Sprint(cols) {
+			t.Errorf("%s columns = %v, want %v", table, got, cols)
+		}
+	}
+}
+
+func TestCloseTwiceIntegration(t *testing.T) {
+	db := openDB(t, storage.Options{})
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := db.Ready(context.Background()); err == nil {
+		t.Error("Ready after Close succeeded")
+	}
+}
+
+func TestOpenCreatesDatabaseIntegration(t *testing.T) {
+	addr, existing := storagetest.Database(t)
+	name := existing + "_new"
+	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: name}, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		defer db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := db.Conn().Exec(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	var n uint64
+	if err := db.Conn().QueryRow(t.Context(), "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("database %s not created", name)
+	}
+}

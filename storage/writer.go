@@ -1,0 +1,308 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// WriterOptions are the settings of a Writer.
+type WriterOptions struct {
+	// MaxAttempts is how many times one batch is tried before it is given
+	// up. It defaults to 5.
+	MaxAttempts int
+	// InitialBackoff is the wait before the first retry; it doubles, with
+	// jitter, up to MaxBackoff. It defaults to 500 milliseconds.
+	InitialBackoff time.Duration
+	// MaxBackoff caps the wait between retries. It defaults to 10 seconds.
+	MaxBackoff time.Duration
+	// Logger receives failures. It defaults to discarding.
+	Logger *slog.Logger
+	// Registerer, when set, receives the writer's metrics.
+	Registerer prometheus.Registerer
+}
+
+// Defaults of WriterOptions.
+const (
+	DefaultMaxAttempts    = 5
+	DefaultInitialBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff     = 10 * time.Second
+)
+
+// Writer inserts Arrow records into ClickHouse tables through the native
+// protocol, one INSERT per record, appending whole columns. It is safe for
+// concurrent use.
+//
+// Failure policy: transient errors (network, server down or restarting,
+// timeouts, too many parts or queries, memory) are retried with exponential
+// backoff up to MaxAttempts; permanent ones (unknown table or column, type
+// mismatch, syntax, Arrow types or nulls the writer cannot store) are not.
+// Either way Write then returns a *WriteError and the batch is not stored:
+// the caller counts its rows as dropped (a disk spool will take them
+// instead in a later issue). A retry after an ambiguous failure may store a
+// batch twice on servers without insert_deduplication_token.
+type Writer struct {
+	db      *DB
+	o       WriterOptions
+	metrics *writerMetrics
+}
+
+// NewWriter returns a writer into db's database, registering its metrics on
+// o.Registerer.
+func NewWriter(db *DB, o WriterOptions) (*Writer, error) {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.InitialBackoff <= 0 {
+		o.InitialBackoff = DefaultInitialBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newWriterMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{db: db, o: o, metrics: m}, nil
+}
+
+// Write inserts rec into table as one INSERT whose columns are rec's field
+// names. batchID identifies the batch across retries: where the server has
+// insert_deduplication_token it is sent as that token, so a retried batch
+// is stored once. An empty record is a no-op. See Writer for the failure
+// policy; errors are *WriteError.
+func (w *Writer) Write(ctx context.Context, table, batchID string, rec arrow.Record) error {
+	rows := int(rec.NumRows())
+	if rows == 0 {
+		return nil
+	}
+	fail := func(attempts int, permanent bool, err error) error {
+		kind := "transient"
+		if permanent {
+			kind = "permanent"
+		}
+		w.metrics.failed.WithLabelValues(table, kind).Inc()
+		w.o.Logger.Error("insert failed, batch not stored", "table", table, "batch", batchID,
+			"rows", rows, "attempts", attempts, "kind", kind, "err", err)
+		return &WriteError{Table: table, BatchID: batchID, Rows: rows, Attempts: attempts, Permanent: permanent, Err: err}
+	}
+	query, cols, err := w.prepare(table, rec)
+	if err != nil {
+		return fail(0, true, err)
+	}
+	if batchID != "" && w.db.caps.InsertDeduplicationToken {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": batchID}))
+	}
+	var (
+		attempts  int
+		permanent bool
+		lastErr   error
+	)
+	op := func() error {
+		attempts++
+		start := time.Now()
+		err := insertColumns(ctx, w.db.conn, query, cols)
+		w.metrics.latency.WithLabelValues(table).Observe(time.Since(start).Seconds())
+		if err != nil && !transient(err) {
+			permanent = true
+			return backoff.Permanent(err)
+		}
+		lastErr = err
+		return err
+	}
+	notify := func(err error, wait time.Duration) {
+		w.metrics.retries.WithLabelValues(table).Inc()
+		w.o.Logger.Debug("insert failed, retrying", "table", table, "batch", batchID,
+			"attempt", attempts, "wait", wait, "err", err)
+	}
+	policy := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(w.o.InitialBackoff),
+		backoff.WithMaxInterval(w.o.MaxBackoff),
+		backoff.WithMaxElapsedTime(0),
+	)
+	err = backoff.RetryNotify(op, backoff.WithContext(backoff.WithMaxRetries(policy, uint64(w.o.MaxAttempts-1)), ctx), notify)
+	if err != nil {
+		if !permanent && lastErr != nil && !errors.Is(err, lastErr) {
+			err = fmt.Errorf("%w (last error: %w)", err, lastErr)
+		}
+		return fail(attempts, permanent, err)
+	}
+	w.metrics.rows.WithLabelValues(table).Add(float64(rows))
+	w.metrics.batches.WithLabelValues(table).Inc()
+	return nil
+}
+
+// prepare builds the INSERT statement and the column slices of rec, once
+// for all attempts.
+func (w *Writer) prepare(table string, rec arrow.Record) (string, []any, error) {
+	if err := checkIdent("table", table); err != nil {
+		return "", nil, err
+	}
+	fields := rec.Schema().Fields()
+	names := make([]string, len(fields))
+	cols := make([]any, len(fields))
+	for i, f := range fields {
+		if err := checkIdent("column", f.Name); err != nil {
+			return "", nil, err
+		}
+		names[i] = "`" + f.Name + "`"
+		v, err := columnValues(rec.Column(i))
+		if err != nil {
+			return "", nil, fmt.Errorf("column %s: %w", f.Name, err)
+		}
+		cols[i] = v
+	}
+	query := "INSERT INTO " + quoteTable(w.db.opts.Database, table) + " (" + strings.Join(names, ", ") + ")"
+	return query, cols, nil
+}
+
+// insertColumns runs one INSERT of whole columns: query names the table and
+// its columns, cols holds one slice per column, in that order. Inline
+// VALUES are not an option: 18.16 waits for a data block after any INSERT.
+func insertColumns(ctx context.Context, conn driver.Conn, query string, cols []any) (err error) {
+	batch, err := conn.PrepareBatch(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && !batch.IsSent() {
+			_ = batch.Abort()
+		}
+	}()
+	for i, c := range cols {
+		if err := batch.Column(i).Append(c); err != nil {
+			return err
+		}
+	}
+	return batch.Send()
+}
+
+// columnValues returns arr's values as the slice clickhouse-go appends to a
+// column in one call. Fixed-width values are Arrow's own buffers, not
+// copies; strings and booleans have to be converted.
+func columnValues(arr arrow.Array) (any, error) {
+	if n := arr.NullN(); n > 0 {
+		return nil, fmt.Errorf("%w: %d of %d values are null", ErrNulls, n, arr.Len())
+	}
+	switch a := arr.(type) {
+	case *array.Timestamp:
+		if unit := a.DataType().(*arrow.TimestampType).Unit; unit != arrow.Millisecond {
+			return nil, fmt.Errorf("%w: timestamp[%s], want timestamp[ms]", ErrUnsupportedType, unit)
+		}
+		// Epoch milliseconds: an Int64 column on old servers, and what
+		// clickhouse-go takes for DateTime64 from an []int64.
+		return arrow.Int64Traits.CastFromBytes(arrow.TimestampTraits.CastToBytes(a.TimestampValues())), nil
+	case *array.Int64:
+		return a.Int64Values(), nil
+	case *array.Uint64:
+		return a.Uint64Values(), nil
+	case *array.Uint32:
+		return a.Uint32Values(), nil
+	case *array.Uint16:
+		return a.Uint16Values(), nil
+	case *array.Uint8:
+		return a.Uint8Values(), nil
+	case *array.Float64:
+		return a.Float64Values(), nil
+	case *array.Float32:
+		return a.Float32Values(), nil
+	case *array.String:
+		out := make([]string, a.Len())
+		for i := range out {
+			out[i] = a.Value(i)
+		}
+		return out, nil
+	case *array.Binary:
+		out := make([]string, a.Len())
+		for i := range out {
+			out[i] = a.ValueString(i)
+		}
+		return out, nil
+	case *array.Boolean:
+		out := make([]uint8, a.Len())
+		for i := range out {
+			if a.Value(i) {
+				out[i] = 1
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnsupportedType, arr.DataType())
+}
+
+// transient reports whether an INSERT that failed with err may succeed if
+// tried again. Server exceptions are classified by code; the driver's
+// client-side errors about the data (an Arrow type the table column does not
+// take; OpError, which has no Unwrap, wraps those) are permanent; anything
+// else is the connection or the server going away.
+func transient(err error) bool {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		return transientCode(ex.Code)
+	}
+	var (
+		convErr *column.ColumnConverterError
+		colErr  *column.Error
+		opErr   *clickhouse.OpError
+	)
+	if errors.As(err, &convErr) || errors.As(err, &colErr) || errors.As(err, &opErr) {
+		return false
+	}
+	return true
+}
+
+// writerMetrics are the writer's Prometheus metrics.
+type writerMetrics struct {
+	rows, batches, retries *prometheus.CounterVec
+	failed                 *prometheus.CounterVec
+	latency                *prometheus.HistogramVec
+}
+
+// newWriterMetrics creates the metrics and registers them on reg when set.
+func newWriterMetrics(reg prometheus.Registerer) (*writerMetrics, error) {
+	m := &writerMetrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_storage_rows_written_total",
+			Help: "Rows stored in ClickHouse, by table.",
+		}, []string{"table"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_storage_batches_written_total",
+			Help: "Batches stored in ClickHouse, by table.",
+		}, []string{"table"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_storage_batches_failed_total",
+			Help: "Batches given up, by table and kind (permanent: refused; transient: attempts exhausted).",
+		}, []string{"table", "kind"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_storage_insert_retries_total",
+			Help: "INSERT attempts retried after a transient error, by table.",
+		}, []string{"table"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gridwatch_storage_insert_duration_seconds",
+			Help:    "Duration of INSERT attempts, by table.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"table"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.rows, m.batches, m.failed, m.retries, m.latency} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("storage: register writer metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
