@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 )
@@ -67,6 +68,11 @@ func ReadCSV(r io.Reader) ([]Device, error) {
 			return nil, fmt.Errorf("devices csv: line %d: device %q already defined on line %d", line, d.ID, prev)
 		}
 		seen[d.ID] = line
+		if raw := field(rec, "rtsp_url"); raw != "" {
+			if d.RTSPURL, d.RTSPUser, d.RTSPPassword, err = splitRTSPURL(raw); err != nil {
+				return nil, fmt.Errorf("devices csv: line %d: %w", line, err)
+			}
+		}
 		for _, c := range []struct {
 			name string
 			dst  *float64
@@ -93,13 +99,41 @@ func WriteCSV(w io.Writer, devs []Device) error {
 		return err
 	}
 	for _, d := range devs {
-		rec := []string{d.ID, d.Type, d.Grid, formatCoord(d.Lat, d.Lon, d.Lat), formatCoord(d.Lat, d.Lon, d.Lon), d.Name, d.Secret, ""}
+		rec := []string{d.ID, d.Type, d.Grid, formatCoord(d.Lat, d.Lon, d.Lat), formatCoord(d.Lat, d.Lon, d.Lon), d.Name, d.Secret, joinRTSPURL(d)}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// splitRTSPURL parses an rtsp:// or rtsps:// URL and takes its credentials
+// out. Errors never repeat the URL, which may hold a password.
+func splitRTSPURL(raw string) (clean, user, password string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
+		return "", "", "", errors.New("rtsp_url must be an rtsp:// or rtsps:// URL with a host")
+	}
+	if u.User != nil {
+		user = u.User.Username()
+		password, _ = u.User.Password()
+		u.User = nil
+	}
+	return u.String(), user, password, nil
+}
+
+// joinRTSPURL puts a camera's credentials back into its URL, for export.
+func joinRTSPURL(d Device) string {
+	if d.RTSPURL == "" || d.RTSPUser == "" {
+		return d.RTSPURL
+	}
+	u, err := url.Parse(d.RTSPURL)
+	if err != nil {
+		return d.RTSPURL
+	}
+	u.User = url.UserPassword(d.RTSPUser, d.RTSPPassword)
+	return u.String()
 }
 
 // formatCoord renders v, or nothing when the device has no coordinates.

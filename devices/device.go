@@ -17,4 +17,10 @@ type Device struct {
 	// Secret is the device's MQTT password as read from an import file.
 	// It is never logged or echoed; the broker issue replaces it with a hash.
 	Secret string `json:"-"`
+	// RTSPURL is a camera's main-stream URL without credentials.
+	RTSPURL string
+	// RTSPUser and RTSPPassword are the camera's RTSP credentials, kept
+	// apart from the URL so that the URL can be shown and logged.
+	RTSPUser     string `json:"-"`
+	RTSPPassword string `json:"-"`
 }

@@ -174,8 +174,8 @@ func testFleetRowsArriveExactly(t *testing.T, srv *Server, devs []devices.Device
 	if err != nil {
 		t.Fatalf("fleet: %v", err)
 	}
-	if stats.Connected != 50 || stats.Errors != 0 || stats.Readings != 100_000 {
-		t.Fatalf("fleet stats %+v, want 50 connected, 0 errors, 100000 readings", stats)
+	if stats.Connected != 50 || stats.Errors != 0 || stats.ConnectionsLost != 0 || stats.Readings != 100_000 {
+		t.Fatalf("fleet stats %+v, want 50 connected, no errors or lost connections, 100000 readings", stats)
 	}
 	waitCount(t, srv, 100_000, "SELECT count() FROM {db}.telemetry")
 	t.Logf("100000 readings from 50 clients stored in %v", time.Since(start).Round(time.Millisecond))
