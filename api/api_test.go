@@ -90,9 +90,9 @@ func TestTelemetrySeries(t *testing.T) {
 		t.Errorf("step_ms = %v", body["step_ms"])
 	}
 
-	// Defaults: the last hour in 1-minute steps.
+	// Defaults: the last hour in 1-minute steps, starting on a whole minute.
 	do(t, srv, "/api/v1/devices/aq-1/telemetry?metric=pm25", "")
-	if !got.To.Equal(now) || !got.From.Equal(now.Add(-time.Hour)) || got.Step != time.Minute {
+	if !got.To.Equal(now) || !got.From.Equal(time.UnixMilli(1732230000000)) || got.Step != time.Minute {
 		t.Errorf("default query = %+v", got)
 	}
 }

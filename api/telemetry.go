@@ -27,8 +27,8 @@ type bucketJSON struct {
 }
 
 // deviceTelemetry serves GET /api/v1/devices/{id}/telemetry?metric=&from=&to=&step=.
-// from and to are RFC 3339 or ms since the epoch (default: the last hour);
-// step is a duration such as 30s or 5m (default 1m).
+// from and to are RFC 3339 or ms since the epoch (default: the last hour,
+// from aligned to step); step is a duration such as 30s or 5m (default 1m).
 func (s *Server) deviceTelemetry(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, ok := s.Lookup(id); !ok {
@@ -47,17 +47,19 @@ func (s *Server) deviceTelemetry(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "'to': "+err.Error())
 		return
 	}
-	from, err := parseTime(q.Get("from"), to.Add(-defaultSeriesRange))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "'from': "+err.Error())
-		return
-	}
 	step := defaultSeriesStep
 	if v := q.Get("step"); v != "" {
 		if step, err = time.ParseDuration(v); err != nil || step < time.Millisecond {
 			writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("'step' must be a duration of at least 1ms, such as 30s or 5m, not %q", v))
 			return
 		}
+	}
+	// Without an explicit from, buckets start on a multiple of step (whole
+	// minutes for 1m), as dashboards expect.
+	from, err := parseTime(q.Get("from"), to.Add(-defaultSeriesRange).Truncate(step))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "'from': "+err.Error())
+		return
 	}
 	buckets, err := s.Store.TelemetrySeries(r.Context(), storage.SeriesQuery{Device: id, Metric: metric, From: from, To: to, Step: step})
 	if errors.Is(err, storage.ErrBadQuery) {
