@@ -33,6 +33,12 @@ func (r *received) ingest(_ context.Context, id, topic string, payload []byte) e
 	return r.fail
 }
 
+func (r *received) failWith(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fail = err
+}
+
 func (r *received) snapshot() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -183,7 +189,7 @@ func TestForeignClientMosquittoPub(t *testing.T) {
 	}
 	waitFor(t, "mosquitto messages", func() bool { return len(rec.snapshot()) == 2 })
 
-	rec.fail = fmt.Errorf("malformed")
+	rec.failWith(fmt.Errorf("malformed"))
 	if out := pub("5", `{"pm10":`); !strings.Contains(out, "rc:153") && !strings.Contains(out, "RC:153") {
 		t.Errorf("rejected MQTT 5 publish: want PUBACK reason 153 (payload format invalid), got:\n%s", out)
 	}

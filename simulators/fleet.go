@@ -93,9 +93,11 @@ type Fleet struct {
 // Stats says what a fleet run did. A message counts as sent once its publish
 // completed without error: for QoS 1 when its PUBACK arrived, for QoS 0 when
 // it was written to the connection. Readings counts the metric values in
-// exactly those messages, so on a healthy link the server stores Readings
-// rows. A publish whose connection breaks counts as an error, even if the
-// broker had received it.
+// exactly those messages, so while no connection breaks (ConnectionsLost is
+// 0) the broker receives exactly Messages messages holding Readings readings.
+// When connections break, QoS 0 may lose what was on the wire, and QoS 1 may
+// deliver a message twice (it resends what was not acknowledged); publishes
+// attempted while a device is reconnecting count as errors.
 type Stats struct {
 	// Devices is the number of devices asked for.
 	Devices int `json:"devices"`
@@ -369,7 +371,7 @@ func (r *run) publish(ctx context.Context, k, n int, d *device, quota int64) {
 	keys := make(map[string][]byte)
 	window := make([]pending, 0, r.InFlight)
 	var lastTS int64
-	for sent := int64(0); quota < 0 || sent < quota; sent++ {
+	for tries := int64(0); quota < 0 || tries < quota; tries++ {
 		if lim != nil {
 			if lim.Wait(ctx) != nil {
 				break
@@ -377,10 +379,13 @@ func (r *run) publish(ctx context.Context, k, n int, d *device, quota int64) {
 		} else if ctx.Err() != nil {
 			break
 		}
-		if len(window) == r.InFlight {
-			r.settle(d.ID, window[0])
-			window = append(window[:0], window[1:]...)
+		// Count what has completed, waiting for the oldest if the window is full.
+		i := 0
+		for i < len(window) && (len(window)-i == r.InFlight || completed(window[i].tok)) {
+			r.settle(d.ID, window[i])
+			i++
 		}
+		window = append(window[:0], window[i:]...)
 		ts := max(time.Now().UnixMilli(), lastTS+1)
 		lastTS = ts
 		rd := d.src.Next(time.UnixMilli(ts))
@@ -394,6 +399,16 @@ func (r *run) publish(ctx context.Context, k, n int, d *device, quota int64) {
 	}
 	for _, p := range window {
 		r.settle(d.ID, p)
+	}
+}
+
+// completed reports whether t has completed, without waiting.
+func completed(t mqtt.Token) bool {
+	select {
+	case <-t.Done():
+		return true
+	default:
+		return false
 	}
 }
 
