@@ -4,12 +4,12 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,14 +38,44 @@ type Server struct {
 	Checks map[string]Check
 	// Gatherer is what /metrics exposes; nil exposes nothing.
 	Gatherer prometheus.Gatherer
-	// AdminToken, when set, is the bearer token /api/v1 requires.
+	// AdminToken is the bootstrap bearer token: an admin of the whole city.
 	AdminToken string
+	// Tokens are the other accepted bearer tokens (api.tokens_file). With
+	// neither AdminToken nor Tokens, /api/v1 is open to all as an admin.
+	Tokens []Token
+	// InScope decides which grids a scoped token sees. It defaults to
+	// PrefixScope.
+	InScope InScopeFunc
+	// Alerts serves the alert endpoints; nil leaves them out.
+	Alerts Alerts
+	// Cameras serves the camera endpoints; without it they answer 503.
+	Cameras Cameras
+	// Devices lists the registered devices, for the camera list. Required
+	// with Cameras.
+	Devices func() []devices.Device
+	// Heartbeat is how often an idle alert stream gets a comment line. It
+	// defaults to DefaultHeartbeat.
+	Heartbeat time.Duration
+	// StreamBuffer is how many transitions may wait for a stream client. It
+	// defaults to DefaultStreamBuffer.
+	StreamBuffer int
+	// StreamWriteTimeout is how long a stream client may take to accept a
+	// write. It defaults to DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
+	// Registerer receives the API's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
 	// CheckTimeout bounds each readiness check. It defaults to 2 seconds.
 	CheckTimeout time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	// v1 lists the /api/v1 route patterns Handler registered.
+	v1           []string
+	stream       *streamMetrics
+	streamsDone  chan struct{}
+	closeStreams sync.Once
 }
 
 // Handler returns the routes.
@@ -59,6 +89,20 @@ func (s *Server) Handler() http.Handler {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
+	if s.InScope == nil {
+		s.InScope = PrefixScope
+	}
+	if s.Heartbeat <= 0 {
+		s.Heartbeat = DefaultHeartbeat
+	}
+	if s.StreamBuffer <= 0 {
+		s.StreamBuffer = DefaultStreamBuffer
+	}
+	if s.StreamWriteTimeout <= 0 {
+		s.StreamWriteTimeout = DefaultStreamWriteTimeout
+	}
+	s.stream = newStreamMetrics(s.Registerer)
+	s.streamsDone = make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -67,31 +111,43 @@ func (s *Server) Handler() http.Handler {
 	if s.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
 	}
-	v1 := http.NewServeMux()
+	// The API description is public, like the health checks.
+	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI)
+	v1 := &routes{mux: http.NewServeMux()}
 	v1.HandleFunc("GET /api/v1/devices/{id}/telemetry", s.deviceTelemetry)
 	v1.HandleFunc("GET /api/v1/devices/{id}/latest", s.deviceLatest)
-	v1.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+	s.alertRoutes(v1)
+	s.cameraRoutes(v1)
+	s.v1 = v1.patterns
+	v1.mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	mux.Handle("/api/v1/", s.authenticate(v1))
+	mux.Handle("/api/v1/", newAuthenticator(s.AdminToken, s.Tokens, s.InScope, s.Logger).middleware(v1.mux))
 	return mux
 }
 
-// authenticate requires the admin bearer token when one is configured.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.AdminToken == "" {
-		return next
+// routes registers the /api/v1 handlers, each behind the role it needs, and
+// keeps their patterns (the OpenAPI document must list them all).
+type routes struct {
+	mux      *http.ServeMux
+	patterns []string
+}
+
+// HandleFunc registers h for pattern behind the role its method implies:
+// viewer for GET, admin for anything else. It has http.ServeMux's
+// signature, so a route needing nothing else registers as it would there.
+func (rt *routes) HandleFunc(pattern string, h http.HandlerFunc) {
+	role := RoleAdmin
+	if strings.HasPrefix(pattern, http.MethodGet+" ") {
+		role = RoleViewer
 	}
-	want := []byte(s.AdminToken)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gridwatch"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	rt.Require(role, pattern, h)
+}
+
+// Require registers h for pattern behind role.
+func (rt *routes) Require(role Role, pattern string, h http.HandlerFunc) {
+	rt.mux.HandleFunc(pattern, requireRole(role, h))
+	rt.patterns = append(rt.patterns, pattern)
 }
 
 // readyz runs every check and reports each by name.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
 )
 
@@ -31,8 +32,7 @@ type bucketJSON struct {
 // from aligned to step); step is a duration such as 30s or 5m (default 1m).
 func (s *Server) deviceTelemetry(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, ok := s.Lookup(id); !ok {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q is not registered", id))
+	if _, ok := s.lookupDevice(w, r, id); !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -93,9 +93,8 @@ type latestJSON struct {
 // each metric the device reported.
 func (s *Server) deviceLatest(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	d, ok := s.Lookup(id)
+	d, ok := s.lookupDevice(w, r, id)
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q is not registered", id))
 		return
 	}
 	latest, err := s.Store.LatestTelemetry(r.Context(), id)
@@ -108,6 +107,17 @@ func (s *Server) deviceLatest(w http.ResponseWriter, r *http.Request) {
 		out[i] = latestJSON{Metric: l.Metric, TS: l.TS.UnixMilli(), Time: l.TS.UTC().Format(time.RFC3339Nano), Value: l.Value}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"device": id, "type": d.Type, "grid": d.Grid, "metrics": out})
+}
+
+// lookupDevice finds a registered device in the request's scope, or
+// answers 404: a device outside the scope is as absent as an unknown one.
+func (s *Server) lookupDevice(w http.ResponseWriter, r *http.Request, id string) (devices.Device, bool) {
+	d, ok := s.Lookup(id)
+	if !ok || !principalFrom(r.Context()).sees(d.Grid) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q is not registered", id))
+		return devices.Device{}, false
+	}
+	return d, true
 }
 
 // internalError logs err and answers without its details.

@@ -5,6 +5,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,13 @@ type LookupFunc func(id string) (devices.Device, bool)
 type Broker struct {
 	// Listen is the TCP listener address. It defaults to ":1883".
 	Listen string
+	// TLSListen is the TLS listener address; empty opens none. TLSConfig
+	// is required with it.
+	TLSListen string
+	// TLSConfig configures the TLS listener; MinVersion is raised to TLS
+	// 1.2. With ClientCAs set, a client may authenticate with a certificate
+	// whose common name is its device id instead of a password.
+	TLSConfig *tls.Config
 	// MaxPacketSize is the largest packet accepted, in bytes; mochi refuses a
 	// larger one from its fixed header, before reading the body.
 	// It defaults to DefaultMaxPacketSize.
@@ -41,6 +49,14 @@ type Broker struct {
 	Lookup LookupFunc
 	// Ingest receives devices/{id}/telemetry messages. Required.
 	Ingest IngestFunc
+	// Verifier checks device secrets; it defaults to a devices.Verifier
+	// with its defaults.
+	Verifier *devices.Verifier
+	// Limits bound clients and source addresses; zero fields take their
+	// defaults.
+	Limits Limits
+	// Status receives online/offline changes; nil ignores them.
+	Status StatusFunc
 	// ShutdownGrace is how long Close lets in-flight publishes finish before
 	// cancelling them (their rows are then counted as dropped by ingest).
 	// It defaults to 10 seconds.
@@ -52,6 +68,7 @@ type Broker struct {
 
 	server    *mqtt.Server
 	tcp       *listeners.TCP
+	tls       *listeners.TCP
 	metrics   *metrics
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -74,24 +91,54 @@ func (b *Broker) Start(ctx context.Context) error {
 	if b.Logger == nil {
 		b.Logger = slog.Default()
 	}
+	if b.Verifier == nil {
+		b.Verifier = &devices.Verifier{}
+	}
+	if b.Status == nil {
+		b.Status = func(devices.StatusChange) {}
+	}
+	if b.TLSListen != "" && b.TLSConfig == nil {
+		return errors.New("broker: TLSConfig is required with TLSListen (mqtt.tls_cert, mqtt.tls_key)")
+	}
+	b.Limits = b.Limits.withDefaults()
 	b.metrics = newMetrics(b.Registerer)
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(b.MaxPacketSize)
+	caps.ReceiveMaximum = uint16(min(b.Limits.MaxInflight, 65535))
+	caps.MaximumInflight = caps.ReceiveMaximum
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       slog.New(quietHandler{b.Logger.Handler()}).With("component", "mqtt"),
+		InlineClient: true, // for Publish
 	})
 	ctx, b.cancel = context.WithCancel(ctx)
-	if err := b.server.AddHook(&authHook{lookup: b.Lookup, metrics: b.metrics, logger: b.Logger}, nil); err != nil {
-		return fmt.Errorf("broker: add auth hook: %w", err)
-	}
-	if err := b.server.AddHook(&ingestHook{ctx: ctx, ingest: b.Ingest, metrics: b.metrics}, nil); err != nil {
-		return fmt.Errorf("broker: add ingest hook: %w", err)
+	// Hooks run in the order added: limits refuse cheaply before the auth
+	// hook hashes anything, and drop throttled publishes before ingest.
+	for _, h := range []mqtt.Hook{
+		newLimitHook(b.Limits, b.server, b.metrics),
+		&authHook{ctx: ctx, lookup: b.Lookup, verifier: b.Verifier, maxTopicLength: b.Limits.MaxTopicLength, metrics: b.metrics, logger: b.Logger},
+		&statusHook{report: b.Status, metrics: b.metrics, now: time.Now},
+		&ingestHook{ctx: ctx, ingest: b.Ingest, metrics: b.metrics},
+	} {
+		if err := b.server.AddHook(h, nil); err != nil {
+			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+		}
 	}
 	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.Listen})
 	if err := b.server.AddListener(b.tcp); err != nil {
 		return fmt.Errorf("broker: listen on %s (mqtt.listen): %w", b.Listen, err)
+	}
+	if b.TLSListen != "" {
+		tc := b.TLSConfig.Clone()
+		tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+		if tc.ClientCAs != nil && tc.ClientAuth == tls.NoClientCert {
+			tc.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		b.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: b.TLSListen, TLSConfig: tc})
+		if err := b.server.AddListener(b.tls); err != nil {
+			return fmt.Errorf("broker: listen on %s (mqtt.tls_listen): %w", b.TLSListen, err)
+		}
 	}
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("broker: serve: %w", err)
@@ -102,6 +149,26 @@ func (b *Broker) Start(ctx context.Context) error {
 
 // Addr returns the address the TCP listener is bound to, e.g. "[::]:1883".
 func (b *Broker) Addr() string { return b.tcp.Address() }
+
+// Publish sends a message from the broker itself to the clients subscribed
+// to topic, as alert notifications are sent. It bypasses the ACL, which
+// governs devices. The broker delivers at qos to subscribers but does not
+// wait for their acknowledgements.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	if err := b.server.Publish(topic, payload, retain, qos); err != nil {
+		return fmt.Errorf("broker: publish on %s: %w", topic, err)
+	}
+	return nil
+}
+
+// TLSAddr returns the address the TLS listener is bound to, or "" when
+// there is none.
+func (b *Broker) TLSAddr() string {
+	if b.tls == nil {
+		return ""
+	}
+	return b.tls.Address()
+}
 
 // Close stops accepting, disconnects clients and waits for the hooks to
 // return, cancelling publishes still in flight after ShutdownGrace. It is

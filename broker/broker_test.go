@@ -45,15 +45,27 @@ func (r *received) snapshot() []string {
 	return append([]string(nil), r.msgs...)
 }
 
-func startBroker(t *testing.T, rec *received) (*Broker, *prometheus.Registry) {
+func mustHash(t testing.TB, secret string) string {
+	t.Helper()
+	h, err := devices.HashSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func startBroker(t *testing.T, rec *received, opts ...func(*Broker)) (*Broker, *prometheus.Registry) {
 	t.Helper()
 	reg := devices.NewRegistry([]devices.Device{
-		{ID: "aq-1", Type: "air_quality", Grid: "G1", Secret: "s3cret-aq1"},
-		{ID: "aq-2", Type: "air_quality", Grid: "G1", Secret: "s3cret-aq2"},
+		{ID: "aq-1", Type: "air_quality", Grid: "G1", SecretHash: mustHash(t, "s3cret-aq1")},
+		{ID: "aq-2", Type: "air_quality", Grid: "G1", SecretHash: mustHash(t, "s3cret-aq2")},
 		{ID: "nosecret", Type: "noise", Grid: "G1"},
 	})
 	pr := prometheus.NewRegistry()
 	b := &Broker{Listen: "127.0.0.1:0", Lookup: reg.Lookup, Ingest: rec.ingest, Registerer: pr}
+	for _, o := range opts {
+		o(b)
+	}
 	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

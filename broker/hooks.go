@@ -2,26 +2,35 @@ package broker
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest"
 )
 
 // TopicPrefix starts every device topic: devices/{id}/...
 const TopicPrefix = "devices/"
 
 // authHook lets in only registered devices whose client id, username and
-// secret agree, and keeps each of them inside its own topics: it publishes
-// only under devices/{id}/ and subscribes only under devices/{id}/cmd/.
+// credentials agree, and keeps each of them inside its own topics: it
+// publishes only under devices/{id}/ and subscribes only under
+// devices/{id}/cmd/. Credentials are the device secret, checked against its
+// slow hash through the Verifier's cache, or a client certificate, verified
+// by the TLS listener, whose common name is the device id.
 type authHook struct {
 	mqtt.HookBase
-	lookup  LookupFunc
-	metrics *metrics
-	logger  *slog.Logger
+	ctx            context.Context
+	lookup         LookupFunc
+	verifier       *devices.Verifier
+	maxTopicLength int
+	metrics        *metrics
+	logger         *slog.Logger
 }
 
 func (h *authHook) ID() string { return "gridwatch-auth" }
@@ -30,19 +39,27 @@ func (h *authHook) Provides(b byte) bool {
 	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
 }
 
-// OnConnectAuthenticate checks the CONNECT packet. A refusal never touches an
-// existing session with the same client id.
+// OnConnectAuthenticate checks the CONNECT packet. mochi calls it before it
+// looks for an existing session with the same client id, so a refusal never
+// touches the connection of the legitimate device.
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
 	reason := ""
-	switch d, ok := h.lookup(user); {
+	d, ok := h.lookup(user)
+	cn, hasCert := peerCommonName(cl)
+	switch {
 	case !ok:
 		reason = "unknown_device"
 	case cl.ID != user:
 		reason = "client_id_mismatch"
-	case d.Secret == "":
+	case hasCert && cn != user:
+		reason = "cert_cn_mismatch"
+	case hasCert:
+		// A certificate the listener verified against mqtt.tls_client_ca,
+		// naming this device, is the credential; no password is needed.
+	case !d.HasSecret():
 		reason = "no_secret"
-	case subtle.ConstantTimeCompare([]byte(d.Secret), pk.Connect.Password) != 1:
+	case !h.verifier.Verify(h.ctx, d, pk.Connect.Password):
 		reason = "bad_password"
 	}
 	if reason != "" {
@@ -53,8 +70,27 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	return true
 }
 
-// OnACLCheck allows a device its own topics only.
+// peerCommonName returns the common name of the client certificate of a
+// TLS connection, when the client presented one.
+func peerCommonName(cl *mqtt.Client) (string, bool) {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return "", false
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", false
+	}
+	return certs[0].Subject.CommonName, true
+}
+
+// OnACLCheck allows a device its own topics only, and no topic longer than
+// the limit.
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if len(topic) > h.maxTopicLength {
+		h.metrics.limited.WithLabelValues("topic_length").Inc()
+		return false
+	}
 	own := TopicPrefix + string(cl.Properties.Username) + "/"
 	if write {
 		if strings.HasPrefix(topic, own) {
@@ -95,6 +131,16 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if err == nil {
 		h.metrics.messages.WithLabelValues(kind, "ingested").Inc()
 		return pk, nil
+	}
+	if errors.Is(err, ingest.ErrNotStored) {
+		// Acked means stored: a message ingest could not store gets no
+		// PUBACK, so a QoS 1 device sends it again; a QoS 0 one is lost.
+		result := "refused_qos1"
+		if pk.FixedHeader.Qos == 0 {
+			result = "dropped_qos0"
+		}
+		h.metrics.messages.WithLabelValues(kind, result).Inc()
+		return pk, packets.ErrRejectPacket
 	}
 	h.metrics.messages.WithLabelValues(kind, "rejected").Inc()
 	return pk, reasonCode(err)

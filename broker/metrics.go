@@ -7,6 +7,8 @@ type metrics struct {
 	authFailures *prometheus.CounterVec
 	aclDenied    *prometheus.CounterVec
 	messages     *prometheus.CounterVec
+	limited      *prometheus.CounterVec
+	status       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,11 +23,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"action"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_mqtt_messages_total",
-			Help: "MQTT messages received, by topic kind and outcome.",
+			Help: "MQTT messages received, by topic kind and outcome; refused_qos1 (no PUBACK, the device resends) and dropped_qos0 are telemetry ingest could not store.",
 		}, []string{"kind", "result"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_mqtt_limited_total",
+			Help: "Connections refused and publishes dropped by a broker limit, by limit.",
+		}, []string{"limit"}),
+		status: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_mqtt_status_reports_total",
+			Help: "Device status reports (connects, disconnects, status messages and wills), by status.",
+		}, []string{"status"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.authFailures, m.aclDenied, m.messages)
+		reg.MustRegister(m.authFailures, m.aclDenied, m.messages, m.limited, m.status)
 	}
 	return m
 }

@@ -46,10 +46,10 @@ func TestReadCSVErrors(t *testing.T) {
 	cases := []struct{ name, in, want string }{
 		{"empty", "", "empty file"},
 		{"no grid column", "id,type\nx,noise\n", `lacks required column "grid"`},
-		{"empty id", "id,type,grid\n,noise,G1\n", "line 2: id, type and grid must not be empty"},
+		{"empty id", "id,type,grid\n,noise,G1\n", "line 2: id and type must not be empty"},
 		{"duplicate", "id,type,grid\na,noise,G1\na,noise,G2\n", `line 3: device "a" already defined on line 2`},
 		{"bad lat", "id,type,grid,lat\na,noise,G1,north\n", `line 2: lat "north" is not a number`},
-		{"bad rtsp url hides password", "id,type,grid,rtsp_url\nc,camera,G1,http://u:hunter2@h/x\n", "line 2: rtsp_url must be"},
+		{"bad rtsp url hides password", "id,type,grid,rtsp_url\nc,camera,G1,http://u:hunter2@h/x\n", "line 2: rtsp_url: must be"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,25 +2,44 @@
 // where they stand (the grid cell) and how they report.
 package devices
 
-// Device is one registered field device.
+import "time"
+
+// Device is one registered field device or camera.
 type Device struct {
 	// ID is the device id; it is also its MQTT username and client id.
-	ID string
+	ID string `json:"id"`
 	// Type is a device type id from the catalog, such as "manhole_cover".
-	Type string
+	Type string `json:"type"`
 	// Grid is the code of the grid cell the device stands in.
-	Grid string
+	Grid string `json:"grid"`
 	// Lat and Lon are WGS 84 coordinates; both zero when unknown.
-	Lat, Lon float64
+	Lat float64 `json:"lat,omitempty"`
+	Lon float64 `json:"lon,omitempty"`
 	// Name is a human label, such as "Manhole, 12 Xinhua Rd".
-	Name string
-	// Secret is the device's MQTT password as read from an import file.
-	// It is never logged or echoed; the broker issue replaces it with a hash.
+	Name string `json:"name,omitempty"`
+	// InstallDate is when the device was installed, as YYYY-MM-DD; empty
+	// when unknown.
+	InstallDate string `json:"install_date,omitempty"`
+	// Secret is the device's MQTT password as read from an import file. It
+	// is never logged, echoed or stored: imports replace it with SecretHash.
 	Secret string `json:"-"`
+	// SecretHash is the slow hash (see HashSecret) of the device's current
+	// MQTT password; empty when the device has none and cannot connect.
+	SecretHash string `json:"-"`
+	// PrevSecretHash is the hash of the password replaced by the last
+	// rotation; it stays valid until PrevSecretUntil, so devices can be
+	// reconfigured without an outage.
+	PrevSecretHash  string    `json:"-"`
+	PrevSecretUntil time.Time `json:"-"`
 	// RTSPURL is a camera's main-stream URL without credentials.
-	RTSPURL string
+	RTSPURL string `json:"rtsp_url,omitempty"`
+	// RTSPSubURL is a camera's sub-stream URL without credentials.
+	RTSPSubURL string `json:"rtsp_sub_url,omitempty"`
 	// RTSPUser and RTSPPassword are the camera's RTSP credentials, kept
-	// apart from the URL so that the URL can be shown and logged.
+	// apart from the URLs so that the URLs can be shown and logged.
 	RTSPUser     string `json:"-"`
 	RTSPPassword string `json:"-"`
 }
+
+// HasSecret reports whether d has credentials a device could log in with.
+func (d Device) HasSecret() bool { return d.SecretHash != "" }

@@ -17,4 +17,8 @@ var (
 	// ErrClosed means rows were dropped because the batcher is closed or was
 	// never started.
 	ErrClosed = errors.New("batcher closed or not started")
+	// ErrNotStored wraps every error after which a message's readings are
+	// not stored (overloaded, closed, refused while the spool is full, a
+	// failed durable write): the broker then sends no PUBACK.
+	ErrNotStored = errors.New("readings not stored")
 )

@@ -44,6 +44,18 @@ type Pipeline struct {
 	// Metrics counts messages, readings and rejections. It defaults to
 	// unregistered metrics.
 	Metrics *PipelineMetrics
+	// Observe, when set, receives the decoded readings of each message, such
+	// as the alert engine's ObserveReadings. It is called on the client's
+	// goroutine and must neither block nor keep the slice.
+	Observe func([]Reading)
+	// Admit, when set, is asked before each message; an error refuses the
+	// message, unread, with an error wrapping it and ErrNotStored (the spool
+	// is full). It defaults to admitting all.
+	Admit func() error
+	// Durable makes HandleTelemetry return only once the batch holding the
+	// readings was written (in durable spool mode: fsynced on disk), so that
+	// the PUBACK the broker sends then means stored. It defaults to false.
+	Durable bool
 
 	once    sync.Once
 	initErr error
@@ -91,6 +103,12 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	if p.initErr != nil {
 		return p.initErr
 	}
+	if p.Admit != nil {
+		if err := p.Admit(); err != nil {
+			p.Metrics.messages.WithLabelValues(outcomeDropped).Inc()
+			return fmt.Errorf("device %q: %w: %w", deviceID, ErrNotStored, err)
+		}
+	}
 	received := p.Now().UnixMilli()
 	dev, ok := p.Lookup(deviceID)
 	if !ok {
@@ -104,6 +122,19 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	defer p.scratch.Put(sc)
 	var problems []Problem
 	sc.points, problems = p.Decoder.Decode(payload, received, sc.points[:0])
+	// The decoder knows JSON, not devices; the catalog says which metrics
+	// the device's type has and their physical ranges.
+	typ, _ := devices.LookupType(dev.Type)
+	var invalid []Problem
+	sc.points, invalid = Validate(typ, sc.points)
+	if room := p.Decoder.MaxProblems - len(problems); len(invalid) > room {
+		// Validation obeys the decoder's bound on listed problems, so a
+		// message of a thousand unknown metrics is a few rejected rows.
+		room = max(room, 0)
+		problems = append(problems, invalid[:room]...)
+		invalid = []Problem{{Reason: ReasonTooManyProblems, Detail: fmt.Sprintf("%d more invalid values not listed", len(invalid)-room)}}
+	}
+	problems = append(problems, invalid...)
 	sc.readings = sc.readings[:0]
 	for _, pt := range sc.points {
 		sc.readings = append(sc.readings, Reading{
@@ -113,10 +144,17 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 
 	var storeErr, rejErr error
 	if len(sc.readings) > 0 {
-		if _, err := p.Telemetry.Add(ctx, sc.readings...); err != nil {
-			storeErr = fmt.Errorf("device %q: store readings: %w", deviceID, err)
+		receipt, err := p.Telemetry.Add(ctx, sc.readings...)
+		if err == nil && p.Durable {
+			err = receipt.Wait(ctx)
+		}
+		if err != nil {
+			storeErr = fmt.Errorf("device %q: store readings: %w: %w", deviceID, ErrNotStored, err)
 		}
 		p.Metrics.readings.Add(float64(len(sc.readings)))
+		if p.Observe != nil {
+			p.Observe(sc.readings)
+		}
 	}
 	var malformed error
 	if len(problems) > 0 {

@@ -19,4 +19,8 @@ var (
 	ErrQoS = errors.New("qos must be 0 or 1")
 	// ErrNoConnection means not one device of the fleet could connect.
 	ErrNoConnection = errors.New("no device could connect")
+	// ErrNoCameras means a camera farm was started without cameras.
+	ErrNoCameras = errors.New("no cameras")
+	// ErrBadCamera means a simulated camera's settings are invalid.
+	ErrBadCamera = errors.New("invalid camera")
 )

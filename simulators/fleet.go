@@ -82,6 +82,11 @@ type Fleet struct {
 	Models Models
 	// Sources makes each device's readings. It defaults to Models.New.
 	Sources func(devices.Device) (Source, error)
+	// OnSent, when set, is called with the device and the message's "ts"
+	// (unique per device) for every message counted as sent: for QoS 1,
+	// every PUBACK. Fault tests record the set of acknowledged messages
+	// with it. It is called from the devices' goroutines.
+	OnSent func(device string, ts int64)
 	// Progress receives a live progress line every second and a summary at
 	// the end; nil writes nothing.
 	Progress io.Writer
@@ -347,6 +352,7 @@ func (r *run) connect(d devices.Device) (mqtt.Client, error) {
 type pending struct {
 	tok             mqtt.Token
 	readings, bytes int
+	ts              int64
 }
 
 // publish sends d's messages, the k-th of n devices, until it has sent
@@ -395,7 +401,7 @@ func (r *run) publish(ctx context.Context, k, n int, d *device, quota int64) {
 			continue
 		}
 		tok := d.client.Publish(topic, r.QoS, false, payload)
-		window = append(window, pending{tok: tok, readings: len(rd.Values), bytes: len(payload)})
+		window = append(window, pending{tok: tok, readings: len(rd.Values), bytes: len(payload), ts: ts})
 	}
 	for _, p := range window {
 		r.settle(d.ID, p)
@@ -425,6 +431,9 @@ func (r *run) settle(id string, p pending) {
 	r.messages.Add(1)
 	r.readings.Add(int64(p.readings))
 	r.bytes.Add(int64(p.bytes))
+	if r.OnSent != nil {
+		r.OnSent(id, p.ts)
+	}
 }
 
 // fail counts a failed publish and logs it unless one was logged within the

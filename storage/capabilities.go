@@ -67,6 +67,10 @@ type Capabilities struct {
 	// InsertDeduplicationToken is the insert_deduplication_token setting
 	// (22.2), which makes a retried INSERT of the same batch idempotent.
 	InsertDeduplicationToken bool
+	// AddColumnIfNotExists is ALTER TABLE ... ADD COLUMN IF NOT EXISTS
+	// (19.x; 18.16 refuses it), which makes an ADD COLUMN migration
+	// idempotent.
+	AddColumnIfNotExists bool
 }
 
 // CapabilitiesFor returns the capabilities of a server of the given version.
@@ -83,5 +87,6 @@ func CapabilitiesFor(version string) (Capabilities, error) {
 		Codecs:                   v.AtLeast(19, 11),
 		TTL:                      v.AtLeast(19, 6),
 		InsertDeduplicationToken: v.AtLeast(22, 2),
+		AddColumnIfNotExists:     v.AtLeast(20, 1),
 	}, nil
 }

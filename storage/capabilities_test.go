@@ -14,12 +14,12 @@ var capabilityCases = []struct {
 	{"19.3.3", Capabilities{Version: Version{19, 3, 3, 0}, LowCardinality: true}},
 	{"19.6.2.11", Capabilities{Version: Version{19, 6, 2, 11}, LowCardinality: true, TTL: true}},
 	{"19.11.3.11", Capabilities{Version: Version{19, 11, 3, 11}, LowCardinality: true, TTL: true, Codecs: true}},
-	{"20.1.2.4", Capabilities{Version: Version{20, 1, 2, 4}, LowCardinality: true, TTL: true, Codecs: true}},
-	{"20.5.2.7", Capabilities{Version: Version{20, 5, 2, 7}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true}},
-	{"22.1.3.7", Capabilities{Version: Version{22, 1, 3, 7}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true}},
-	{"22.2.2.1", Capabilities{Version: Version{22, 2, 2, 1}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, InsertDeduplicationToken: true}},
-	{"24.8.4.13", Capabilities{Version: Version{24, 8, 4, 13}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, InsertDeduplicationToken: true}},
-	{"25.3.1.2703-lts", Capabilities{Version: Version{25, 3, 1, 2703}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, InsertDeduplicationToken: true}},
+	{"20.1.2.4", Capabilities{Version: Version{20, 1, 2, 4}, LowCardinality: true, TTL: true, Codecs: true, AddColumnIfNotExists: true}},
+	{"20.5.2.7", Capabilities{Version: Version{20, 5, 2, 7}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, AddColumnIfNotExists: true}},
+	{"22.1.3.7", Capabilities{Version: Version{22, 1, 3, 7}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, AddColumnIfNotExists: true}},
+	{"22.2.2.1", Capabilities{Version: Version{22, 2, 2, 1}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, InsertDeduplicationToken: true, AddColumnIfNotExists: true}},
+	{"24.8.4.13", Capabilities{Version: Version{24, 8, 4, 13}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, InsertDeduplicationToken: true, AddColumnIfNotExists: true}},
+	{"25.3.1.2703-lts", Capabilities{Version: Version{25, 3, 1, 2703}, LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, InsertDeduplicationToken: true, AddColumnIfNotExists: true}},
 	{"19.3", Capabilities{Version: Version{19, 3, 0, 0}, LowCardinality: true}},
 }
 

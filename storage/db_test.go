@@ -108,6 +108,8 @@ func TestMigrateIntegration(t *testing.T) {
 		"devices": {"id String", "type " + lc("String"), "grid " + lc("String"), "lat Float64",
 			"lon Float64", "name String", "updated " + timeType},
 	}
+	// Migration 0009 adds the ledger column after the columns of 0001.
+	want["telemetry"] = append(want["telemetry"], "batch String")
 	if !caps.DateTime64 {
 		want["telemetry"] = append(want["telemetry"], "date Date")
 		want["rejected"] = append(want["rejected"], "date Date")

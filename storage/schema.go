@@ -239,6 +239,16 @@ func (d ddl) DedupSettings() string {
 	return fmt.Sprintf("\nSETTINGS non_replicated_deduplication_window = %d", dedupWindow)
 }
 
+// IfNotExists is "IF NOT EXISTS " for ADD COLUMN where the server has it.
+// Without it (18.16) an ADD COLUMN migration is not idempotent: a crash
+// between running and recording it needs the column dropped by hand.
+func (d ddl) IfNotExists() string {
+	if !d.c.AddColumnIfNotExists {
+		return ""
+	}
+	return "IF NOT EXISTS "
+}
+
 // quoteTable returns `db`.`table`; both must have passed checkIdent.
 func quoteTable(db, table string) string {
 	return "`" + db + "`.`" + table + "`"

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -56,6 +58,7 @@ type Writer struct {
 	db      *DB
 	o       WriterOptions
 	metrics *writerMetrics
+	ledger  sync.Map // table name -> bool: the table has BatchColumn
 }
 
 // NewWriter returns a writer into db's database, registering its metrics on
@@ -80,16 +83,46 @@ func NewWriter(db *DB, o WriterOptions) (*Writer, error) {
 	return &Writer{db: db, o: o, metrics: m}, nil
 }
 
+// BatchColumn is the column, on tables that have it (telemetry, from
+// migration 0009), where every row records the id of the batch that brought
+// it. Rows and ids land in one INSERT, so the ids are a ledger that is
+// atomic with the data: Stored tells a batch that was stored although its
+// INSERT's answer was lost from one that was not, on servers without insert
+// deduplication.
+const BatchColumn = "batch"
+
+// Part is one batch of rows for WriteParts.
+type Part struct {
+	// ID is the batch id, recorded in BatchColumn where the table has it.
+	ID string
+	// Record holds the rows; every Part of a write has the same schema.
+	Record arrow.Record
+}
+
 // Write inserts rec into table as one INSERT whose columns are rec's field
 // names. batchID identifies the batch across retries: where the server has
 // insert_deduplication_token it is sent as that token, so a retried batch
 // is stored once. An empty record is a no-op. See Writer for the failure
 // policy; errors are *WriteError.
 func (w *Writer) Write(ctx context.Context, table, batchID string, rec arrow.Record) error {
-	rows := int(rec.NumRows())
+	return w.WriteParts(ctx, table, []Part{{ID: batchID, Record: rec}})
+}
+
+// WriteParts inserts parts, records of one schema, into table as one INSERT:
+// all of them are stored or none. It is how a spool replays many batches at
+// once. Each row's BatchColumn, where the table has it, is its part's ID;
+// the deduplication token is the ids joined. See Write.
+func (w *Writer) WriteParts(ctx context.Context, table string, parts []Part) error {
+	rows := 0
+	ids := make([]string, len(parts))
+	for i, p := range parts {
+		rows += int(p.Record.NumRows())
+		ids[i] = p.ID
+	}
 	if rows == 0 {
 		return nil
 	}
+	batchID := strings.Join(ids, ",")
 	fail := func(attempts int, permanent bool, err error) error {
 		kind := "transient"
 		if permanent {
@@ -100,7 +133,11 @@ func (w *Writer) Write(ctx context.Context, table, batchID string, rec arrow.Rec
 			"rows", rows, "attempts", attempts, "kind", kind, "err", err)
 		return &WriteError{Table: table, BatchID: batchID, Rows: rows, Attempts: attempts, Permanent: permanent, Err: err}
 	}
-	query, cols, err := w.prepare(table, rec)
+	ledger, err := w.hasLedger(ctx, table)
+	if err != nil {
+		return fail(0, false, err)
+	}
+	query, cols, err := w.prepare(table, parts, ledger)
 	if err != nil {
 		return fail(0, true, err)
 	}
@@ -115,7 +152,7 @@ func (w *Writer) Write(ctx context.Context, table, batchID string, rec arrow.Rec
 	op := func() error {
 		attempts++
 		start := time.Now()
-		err := insertColumns(ctx, w.db.conn, query, cols)
+		err := insertChunks(ctx, w.db.conn, query, cols)
 		w.metrics.latency.WithLabelValues(table).Observe(time.Since(start).Seconds())
 		if err != nil && !transient(err) {
 			permanent = true
@@ -146,25 +183,93 @@ func (w *Writer) Write(ctx context.Context, table, batchID string, rec arrow.Rec
 	return nil
 }
 
-// prepare builds the INSERT statement and the column slices of rec, once
-// for all attempts.
-func (w *Writer) prepare(table string, rec arrow.Record) (string, []any, error) {
+// hasLedger reports whether table has BatchColumn, asking the server once
+// per table.
+func (w *Writer) hasLedger(ctx context.Context, table string) (bool, error) {
+	if v, ok := w.ledger.Load(table); ok {
+		return v.(bool), nil
+	}
+	var n uint64
+	err := w.db.conn.QueryRow(ctx,
+		"SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+		w.db.opts.Database, table, BatchColumn).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up %s.%s column: %w", table, BatchColumn, err)
+	}
+	w.ledger.Store(table, n > 0)
+	return n > 0, nil
+}
+
+// Stored returns which of the batch ids have rows in table, reading the
+// ledger column. On a table without BatchColumn it returns none (replays
+// into it are at least once).
+func (w *Writer) Stored(ctx context.Context, table string, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool)
+	if len(ids) == 0 {
+		return out, nil
+	}
+	if err := checkIdent("table", table); err != nil {
+		return nil, err
+	}
+	ledger, err := w.hasLedger(ctx, table)
+	if err != nil || !ledger {
+		return out, err
+	}
+	rows, err := w.db.conn.Query(ctx, "SELECT DISTINCT "+BatchColumn+" FROM "+quoteTable(w.db.opts.Database, table)+
+		" WHERE has(?, "+BatchColumn+")", ids)
+	if err != nil {
+		return nil, fmt.Errorf("storage: ledger lookup in %s: %w", table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("storage: ledger lookup in %s: %w", table, err)
+		}
+		out[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: ledger lookup in %s: %w", table, err)
+	}
+	return out, nil
+}
+
+// prepare builds the INSERT statement and the column slices of the parts,
+// once for all attempts: cols[i] holds one slice per part for column i.
+// With ledger, the last column is BatchColumn.
+func (w *Writer) prepare(table string, parts []Part, ledger bool) (string, [][]any, error) {
 	if err := checkIdent("table", table); err != nil {
 		return "", nil, err
 	}
-	fields := rec.Schema().Fields()
-	names := make([]string, len(fields))
-	cols := make([]any, len(fields))
+	schema := parts[0].Record.Schema()
+	fields := schema.Fields()
+	names := make([]string, 0, len(fields)+1)
+	cols := make([][]any, 0, len(fields)+1)
 	for i, f := range fields {
 		if err := checkIdent("column", f.Name); err != nil {
 			return "", nil, err
 		}
-		names[i] = "`" + f.Name + "`"
-		v, err := columnValues(rec.Column(i))
-		if err != nil {
-			return "", nil, fmt.Errorf("column %s: %w", f.Name, err)
+		names = append(names, "`"+f.Name+"`")
+		col := make([]any, len(parts))
+		for j, p := range parts {
+			if !p.Record.Schema().Equal(schema) {
+				return "", nil, fmt.Errorf("%w: part %d has another schema", ErrUnsupportedType, j)
+			}
+			v, err := columnValues(p.Record.Column(i))
+			if err != nil {
+				return "", nil, fmt.Errorf("column %s: %w", f.Name, err)
+			}
+			col[j] = v
 		}
-		cols[i] = v
+		cols = append(cols, col)
+	}
+	if ledger {
+		names = append(names, "`"+BatchColumn+"`")
+		col := make([]any, len(parts))
+		for j, p := range parts {
+			col[j] = slices.Repeat([]string{p.ID}, int(p.Record.NumRows()))
+		}
+		cols = append(cols, col)
 	}
 	query := "INSERT INTO " + quoteTable(w.db.opts.Database, table) + " (" + strings.Join(names, ", ") + ")"
 	return query, cols, nil
@@ -173,7 +278,17 @@ func (w *Writer) prepare(table string, rec arrow.Record) (string, []any, error) 
 // insertColumns runs one INSERT of whole columns: query names the table and
 // its columns, cols holds one slice per column, in that order. Inline
 // VALUES are not an option: 18.16 waits for a data block after any INSERT.
-func insertColumns(ctx context.Context, conn driver.Conn, query string, cols []any) (err error) {
+func insertColumns(ctx context.Context, conn driver.Conn, query string, cols []any) error {
+	chunks := make([][]any, len(cols))
+	for i, c := range cols {
+		chunks[i] = []any{c}
+	}
+	return insertChunks(ctx, conn, query, chunks)
+}
+
+// insertChunks is insertColumns with each column given in chunks, appended
+// one after the other into the same block.
+func insertChunks(ctx context.Context, conn driver.Conn, query string, cols [][]any) (err error) {
 	batch, err := conn.PrepareBatch(ctx, query)
 	if err != nil {
 		return err
@@ -183,9 +298,11 @@ func insertColumns(ctx context.Context, conn driver.Conn, query string, cols []a
 			_ = batch.Abort()
 		}
 	}()
-	for i, c := range cols {
-		if err := batch.Column(i).Append(c); err != nil {
-			return err
+	for i, chunks := range cols {
+		for _, c := range chunks {
+			if err := batch.Column(i).Append(c); err != nil {
+				return err
+			}
 		}
 	}
 	return batch.Send()

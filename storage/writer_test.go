@@ -361,3 +361,36 @@ func TestWriterRetriesTransientIntegration(t *testing.T) {
 		t.Errorf("cancelled Write took %s", d)
 	}
 }
+
+func TestWriterLedgerIntegration(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	w, _ := newWriter(t, db, storage.WriterOptions{})
+	ctx := t.Context()
+	a := telemetryRecord(t, []reading{{1732233600123, 1732233600500, "mh-001", "tilt_deg", 1.25}})
+	b := telemetryRecord(t, []reading{
+		{1732233601123, 1732233601500, "mh-001", "tilt_deg", 2},
+		{1732233602123, 1732233602500, "mh-001", "tilt_deg", 3},
+	})
+	if err := w.WriteParts(ctx, "telemetry", []storage.Part{{ID: "a", Record: a}, {ID: "b", Record: b}}); err != nil {
+		t.Fatalf("WriteParts: %v", err)
+	}
+	stored, err := w.Stored(ctx, "telemetry", []string{"a", "b", "never"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stored["a"] || !stored["b"] || stored["never"] {
+		t.Fatalf("Stored = %v, want a and b only", stored)
+	}
+	var n uint64
+	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM `"+db.Database()+"`.telemetry WHERE batch = 'b'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("rows of batch b = %d, want 2", n)
+	}
+	// The rejected table has no ledger column: nothing is ever reported
+	// stored, so replays into it are at least once.
+	if stored, err := w.Stored(ctx, "rejected", []string{"a"}); err != nil || len(stored) != 0 {
+		t.Fatalf("Stored on a table without ledger = %v, %v; want none", stored, err)
+	}
+}

@@ -33,5 +33,6 @@ func rootCmd() *cobra.Command {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	root.AddCommand(cityCmd(), fleetCmd(logger), brokerCmd(logger))
+	root.AddCommand(camerasCmd(logger), probeCmd(logger))
 	return root
 }

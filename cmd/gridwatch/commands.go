@@ -23,6 +23,8 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCommand(), demoCommand(), migrateCommand(), versionCommand())
+	root.AddCommand(devicesCommand(), gridsCommand())
+	root.AddCommand(alertsCommand(), tokenCommand())
 	return root
 }
 

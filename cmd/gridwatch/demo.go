@@ -48,7 +48,12 @@ fleet of simulated devices publishing telemetry to it over MQTT.
 // runDemo runs the server and a fleet until ctx ends.
 func runDemo(ctx context.Context, cfg server.Config, logger *slog.Logger, city simulators.City, rate float64, out io.Writer) error {
 	started := time.Now()
-	devs, err := demoDevices(&cfg, city)
+	farm, cameras, err := startDemoCameras(ctx, logger, 12, "demo-cameras")
+	if err != nil {
+		return err
+	}
+	defer farm.Close()
+	devs, err := demoDevices(&cfg, city, cameras)
 	if err != nil {
 		return err
 	}
@@ -91,7 +96,8 @@ func runDemo(ctx context.Context, cfg server.Config, logger *slog.Logger, city s
 
 // demoDevices loads devices.file, or generates the city and points
 // devices.file at it.
-func demoDevices(cfg *server.Config, city simulators.City) ([]devices.Device, error) {
+// The generated file also lists cameras, which the fleet does not run.
+func demoDevices(cfg *server.Config, city simulators.City, cameras []devices.Device) ([]devices.Device, error) {
 	if cfg.Devices.File != "" {
 		f, err := os.Open(cfg.Devices.File)
 		if err != nil {
@@ -112,7 +118,7 @@ func demoDevices(cfg *server.Config, city simulators.City) ([]devices.Device, er
 	if err != nil {
 		return nil, err
 	}
-	if err := devices.WriteCSV(f, devs); err != nil {
+	if err := devices.WriteCSV(f, append(devs[:len(devs):len(devs)], cameras...)); err != nil {
 		f.Close()
 		return nil, err
 	}

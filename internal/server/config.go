@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -33,15 +34,36 @@ type Config struct {
 		Format string `koanf:"format" help:"log format: text or json"`
 	} `koanf:"log"`
 	MQTT struct {
-		Listen        string `koanf:"listen" help:"MQTT TCP listener address"`
-		MaxPacketSize int    `koanf:"max_packet_size" help:"largest MQTT packet accepted, in bytes; larger ones are refused before they are read"`
+		Listen         string        `koanf:"listen" help:"MQTT TCP listener address"`
+		MaxPacketSize  int           `koanf:"max_packet_size" help:"largest MQTT packet accepted, in bytes; larger ones are refused before they are read"`
+		TLSListen      string        `koanf:"tls_listen" help:"MQTT TLS listener address (TLS >= 1.2); empty opens none"`
+		TLSCert        string        `koanf:"tls_cert" help:"PEM certificate chain of the MQTT TLS listener"`
+		TLSKey         string        `koanf:"tls_key" help:"PEM private key of the MQTT TLS listener"`
+		TLSClientCA    string        `koanf:"tls_client_ca" help:"PEM CA bundle; when set, devices may log in with a client certificate whose CN is their id"`
+		MaxTopicLength int           `koanf:"max_topic_length" help:"longest topic a client may publish to, in bytes"`
+		MaxInflight    int           `koanf:"max_inflight" help:"unacknowledged QoS 1/2 messages per client (MQTT 5 receive maximum)"`
+		MessageRate    float64       `koanf:"message_rate" help:"publishes per second per client; beyond the burst they are dropped and counted (-1: unlimited)"`
+		MessageBurst   int           `koanf:"message_burst" help:"publishes a client may send at once above message_rate"`
+		ByteRate       float64       `koanf:"byte_rate" help:"payload bytes per second per client (-1: unlimited)"`
+		ByteBurst      int           `koanf:"byte_burst" help:"payload bytes a client may send at once above byte_rate"`
+		ConnRatePerIP  float64       `koanf:"conn_rate_per_ip" help:"new connections per second per source address (-1: unlimited)"`
+		ConnBurstPerIP int           `koanf:"conn_burst_per_ip" help:"new connections a source address may open at once above conn_rate_per_ip"`
+		FlapConnects   int           `koanf:"flap_connects" help:"connections of one client id within flap_window that ban it for flap_ban"`
+		FlapWindow     time.Duration `koanf:"flap_window" help:"window over which flap_connects are counted"`
+		FlapBan        time.Duration `koanf:"flap_ban" help:"how long a flapping client id is refused"`
 	} `koanf:"mqtt"`
 	HTTP struct {
 		Listen string `koanf:"listen" help:"HTTP listener address for the API, /metrics and health checks"`
 	} `koanf:"http"`
 	API struct {
-		AdminToken string `koanf:"admin_token" help:"bootstrap admin bearer token; when set, /api/v1 requires it" secret:"true"`
+		AdminToken string `koanf:"admin_token" help:"bootstrap admin bearer token: an admin of the whole city; with neither it nor api.tokens_file, /api/v1 is open" secret:"true"`
+		TokensFile string `koanf:"tokens_file" help:"YAML list of API tokens {name, role, grid, token_hash}; make entries with 'gridwatch token new'"`
 	} `koanf:"api"`
+	Notify struct {
+		WebhookURL    string `koanf:"webhook_url" help:"URL that alert transitions are POSTed to as signed JSON; empty sends none"`
+		WebhookSecret string `koanf:"webhook_secret" help:"HMAC-SHA256 key of the webhook's X-Gridwatch-Signature header" secret:"true"`
+		MQTT          bool   `koanf:"mqtt" help:"publish alert transitions on the embedded broker under alerts/{grid}/{severity}"`
+	} `koanf:"notify"`
 	ClickHouse struct {
 		Addr          string `koanf:"addr" help:"ClickHouse native address host:port; empty starts a private local ClickHouse under data_dir"`
 		Database      string `koanf:"database" help:"ClickHouse database"`
@@ -56,10 +78,20 @@ type Config struct {
 		BatchBytes int           `koanf:"batch_bytes" help:"a batch is flushed when it reaches this many bytes"`
 		BatchAge   time.Duration `koanf:"batch_age" help:"a batch is flushed when its oldest row is this old"`
 		MaxPending int           `koanf:"max_pending" help:"sealed batches waiting for ClickHouse per table before publishers are slowed down"`
+		// Reliability: the disk spool, durable acks and shutdown (issue 6).
+		SpoolMaxBytes         int           `koanf:"spool_max_bytes" help:"bound of the disk spool under data_dir/spool that holds batches while ClickHouse is down; when full, QoS 1 telemetry is refused (no PUBACK) and QoS 0 dropped and counted"`
+		DurableAck            bool          `koanf:"durable_ack" help:"send a QoS 1 PUBACK only once the reading is fsynced in the spool, so it survives kill -9 and power loss"`
+		DurableCommitInterval time.Duration `koanf:"durable_commit_interval" help:"with durable_ack, how long a group commit collects readings before one fsync"`
+		InsertTimeout         time.Duration `koanf:"insert_timeout" help:"bound of one ClickHouse INSERT; a slower or hung server sends batches to the spool"`
+		ShutdownTimeout       time.Duration `koanf:"shutdown_timeout" help:"bound of the final flush at shutdown, after mqtt clients are disconnected"`
+		MemoryLimit           int           `koanf:"memory_limit" help:"soft memory limit of the process in bytes (Go GC target); 0 leaves it unset"`
 	} `koanf:"ingest"`
 	Devices struct {
-		File string `koanf:"file" help:"devices CSV file (id,type,grid[,lat,lon,name,secret,rtsp_url]) loaded at start"`
+		File           string        `koanf:"file" help:"devices CSV file (id,type,grid[,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url]) imported at start"`
+		ReloadInterval time.Duration `koanf:"reload_interval" help:"how often the server checks ClickHouse for registry changes made by 'gridwatch devices import'"`
 	} `koanf:"devices"`
+	Cameras CamerasConfig `koanf:"cameras"`
+	Rules   RulesConfig   `koanf:"rules"`
 }
 
 // Default returns the configuration used where nothing else is said.
@@ -70,7 +102,15 @@ func Default() Config {
 	c.Log.Format = "text"
 	c.MQTT.Listen = ":1883"
 	c.MQTT.MaxPacketSize = 64 << 10
+	c.MQTT.MaxTopicLength = 256
+	c.MQTT.MaxInflight = 64
+	c.MQTT.MessageRate, c.MQTT.MessageBurst = 10, 50
+	c.MQTT.ByteRate, c.MQTT.ByteBurst = 64<<10, 256<<10
+	c.MQTT.ConnRatePerIP, c.MQTT.ConnBurstPerIP = 20, 200
+	c.MQTT.FlapConnects, c.MQTT.FlapWindow, c.MQTT.FlapBan = 10, time.Minute, 5*time.Minute
+	c.Devices.ReloadInterval = 5 * time.Second
 	c.HTTP.Listen = ":8080"
+	c.Notify.MQTT = true
 	c.ClickHouse.Database = "gridwatch"
 	c.ClickHouse.User = "default"
 	// Batches of 50k rows or 8 MiB, at least once a second: ClickHouse wants
@@ -80,6 +120,13 @@ func Default() Config {
 	c.Ingest.BatchBytes = 8 << 20
 	c.Ingest.BatchAge = time.Second
 	c.Ingest.MaxPending = 4
+	// A GiB of spool holds about an hour of 100k readings/s; a group commit
+	// every 10 ms keeps durable PUBACKs fast at a few hundred fsyncs/s.
+	c.Ingest.SpoolMaxBytes = 1 << 30
+	c.Ingest.DurableCommitInterval = 10 * time.Millisecond
+	c.Ingest.InsertTimeout = 10 * time.Second
+	c.Ingest.ShutdownTimeout = 20 * time.Second
+	c.Cameras = defaultCameras()
 	return c
 }
 
@@ -110,9 +157,51 @@ func (c *Config) Validate() error {
 	if c.MQTT.MaxPacketSize < 1024 || c.MQTT.MaxPacketSize > 256<<20 {
 		bad("mqtt.max_packet_size", "must be between 1024 and %d bytes", 256<<20)
 	}
+	if c.MQTT.TLSListen != "" {
+		if _, _, err := net.SplitHostPort(c.MQTT.TLSListen); err != nil {
+			bad("mqtt.tls_listen", "must be host:port, such as :8883 (%v)", err)
+		}
+		if c.MQTT.TLSCert == "" || c.MQTT.TLSKey == "" {
+			bad("mqtt.tls_listen", "needs mqtt.tls_cert and mqtt.tls_key")
+		}
+	}
+	for key, v := range map[string]int{"mqtt.max_topic_length": c.MQTT.MaxTopicLength, "mqtt.max_inflight": c.MQTT.MaxInflight,
+		"mqtt.message_burst": c.MQTT.MessageBurst, "mqtt.byte_burst": c.MQTT.ByteBurst,
+		"mqtt.conn_burst_per_ip": c.MQTT.ConnBurstPerIP, "mqtt.flap_connects": c.MQTT.FlapConnects} {
+		if v <= 0 {
+			bad(key, "must be > 0")
+		}
+	}
+	if c.MQTT.MaxInflight > 65535 {
+		bad("mqtt.max_inflight", "must be at most 65535")
+	}
+	for key, v := range map[string]float64{"mqtt.message_rate": c.MQTT.MessageRate, "mqtt.byte_rate": c.MQTT.ByteRate, "mqtt.conn_rate_per_ip": c.MQTT.ConnRatePerIP} {
+		if v == 0 || v < -1 {
+			bad(key, "must be > 0, or -1 for unlimited")
+		}
+	}
+	if c.MQTT.FlapWindow <= 0 || c.MQTT.FlapBan <= 0 {
+		bad("mqtt.flap_window", "and mqtt.flap_ban must be > 0")
+	}
+	if c.Devices.ReloadInterval < 100*time.Millisecond {
+		bad("devices.reload_interval", "must be >= 100ms")
+	}
 	if c.ClickHouse.Addr != "" {
 		if _, _, err := net.SplitHostPort(c.ClickHouse.Addr); err != nil {
 			bad("clickhouse.addr", "must be host:port, such as 127.0.0.1:9000 (%v)", err)
+		}
+	}
+	if c.API.TokensFile != "" {
+		if _, err := os.Stat(c.API.TokensFile); err != nil {
+			bad("api.tokens_file", "cannot be read: %v", err)
+		}
+	}
+	if c.Notify.WebhookURL != "" {
+		if u, err := url.Parse(c.Notify.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("notify.webhook_url", "must be an http or https URL")
+		}
+		if c.Notify.WebhookSecret == "" {
+			bad("notify.webhook_secret", "must be set when notify.webhook_url is")
 		}
 	}
 	if c.ClickHouse.Database == "" {
@@ -133,11 +222,31 @@ func (c *Config) Validate() error {
 	if c.Ingest.MaxPending <= 0 {
 		bad("ingest.max_pending", "must be > 0")
 	}
+	if c.Ingest.SpoolMaxBytes < 1<<20 {
+		bad("ingest.spool_max_bytes", "must be >= 1 MiB")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"ingest.durable_commit_interval", c.Ingest.DurableCommitInterval},
+		{"ingest.insert_timeout", c.Ingest.InsertTimeout},
+		{"ingest.shutdown_timeout", c.Ingest.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			bad(d.key, "must be > 0")
+		}
+	}
+	if c.Ingest.MemoryLimit < 0 {
+		bad("ingest.memory_limit", "must be >= 0")
+	}
 	if c.Devices.File != "" {
 		if _, err := os.Stat(c.Devices.File); err != nil {
 			bad("devices.file", "cannot be read: %v", err)
 		}
 	}
+	c.Cameras.validate(bad)
+	c.Rules.validate(bad)
 	return errors.Join(errs...)
 }
 
@@ -194,6 +303,8 @@ func AddFlags(fs *pflag.FlagSet) {
 			fs.Bool(k.path, *v, usage)
 		case *time.Duration:
 			fs.Duration(k.path, *v, usage)
+		case *float64:
+			fs.Float64(k.path, *v, usage)
 		default:
 			panic(fmt.Sprintf("config key %s: unsupported type %T", k.path, v))
 		}
@@ -256,7 +367,8 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 // config key, so a typo is reported instead of silently ignored.
 func UnknownEnv(environ []string) []string {
 	def := Default()
-	known := map[string]bool{EnvPrefix + "CONFIG": true}
+	// The CLI's client variables name no key but are gridwatch's.
+	known := map[string]bool{EnvPrefix + "CONFIG": true, EnvPrefix + "SERVER": true, EnvPrefix + "TOKEN": true}
 	for _, k := range keys(&def) {
 		known[k.EnvName()] = true
 	}

@@ -53,8 +53,9 @@ func metricNames(typ string) []string {
 }
 
 // startServer runs a gridwatch on loopback ports with devs registered;
-// chAddr empty means the managed local ClickHouse.
-func startServer(t *testing.T, chAddr, database string, devs []devices.Device) *Server {
+// chAddr empty means the managed local ClickHouse. opts change the test
+// configuration before it is validated.
+func startServer(t *testing.T, chAddr, database string, devs []devices.Device, opts ...func(*Config)) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	devFile := filepath.Join(dir, "devices.csv")
@@ -75,6 +76,11 @@ func startServer(t *testing.T, chAddr, database string, devs []devices.Device) *
 	cfg.ClickHouse.Database = database
 	cfg.Devices.File = devFile
 	cfg.Ingest.BatchAge = 200 * time.Millisecond
+	// The fleet test publishes as fast as it can, far above a device's rate.
+	cfg.MQTT.MessageRate, cfg.MQTT.ByteRate = -1, -1
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/spool"
 )
 
 // Server is a running gridwatch.
@@ -36,10 +37,16 @@ type Server struct {
 
 	metrics   *prometheus.Registry
 	registry  *devices.Registry
+	reg       registryState
+	write     ingest.WriteFunc
 	local     *storage.LocalServer
 	db        *storage.DB
 	telemetry *ingest.Batcher[ingest.Reading]
 	rejected  *ingest.Batcher[ingest.Rejection]
+	spool     *spool.Spool
+	cameras   *cameraHealth
+	alerting  alerting
+	staff     staff
 	broker    *broker.Broker
 	http      *http.Server
 	httpAddr  net.Addr
@@ -66,12 +73,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.metrics = prometheus.NewRegistry()
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	devs, err := loadDevices(cfg.Devices.File)
-	if err != nil {
-		return err
-	}
-	s.registry = devices.NewRegistry(devs)
-	s.Logger.Info("device registry loaded", "devices", s.registry.Len(), "file", cfg.Devices.File)
+	s.registry = devices.NewRegistry(nil)
 
 	if err := s.openClickHouse(ctx, life); err != nil {
 		return err
@@ -79,11 +81,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.db.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if err := s.db.UpsertDevices(ctx, devs); err != nil {
-		return fmt.Errorf("store device registry: %w", err)
-	}
-
 	if err := s.startIngest(life); err != nil {
+		return err
+	}
+	if err := s.startRegistry(ctx, life, s.write); err != nil {
+		return err
+	}
+	if err := s.startCameras(life); err != nil {
+		return err
+	}
+	if err := s.startAlerts(life); err != nil {
+		return err
+	}
+	tlsConfig, err := brokerTLS(cfg)
+	if err != nil {
 		return err
 	}
 	pipeline := &ingest.Pipeline{
@@ -92,16 +103,26 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Rejected:  s.rejected,
 		Logger:    s.Logger,
 		Metrics:   ingest.NewPipelineMetrics(s.metrics),
+		Admit:     s.spool.Admit,
+		Durable:   cfg.Ingest.DurableAck,
+		Observe:   s.observe,
 	}
 	s.broker = &broker.Broker{
 		Listen:        cfg.MQTT.Listen,
 		MaxPacketSize: cfg.MQTT.MaxPacketSize,
+		TLSListen:     cfg.MQTT.TLSListen,
+		TLSConfig:     tlsConfig,
+		Limits:        brokerLimits(cfg),
+		Status:        s.reportStatus,
 		Lookup:        s.registry.Lookup,
 		Ingest:        pipeline.HandleTelemetry,
 		Logger:        s.Logger,
 		Registerer:    s.metrics,
 	}
 	if err := s.broker.Start(life); err != nil {
+		return err
+	}
+	if err := s.startNotify(life); err != nil {
 		return err
 	}
 	return s.startHTTP()
@@ -157,15 +178,14 @@ func (s *Server) openClickHouse(ctx, life context.Context) error {
 
 // startIngest builds the per-table batchers in front of the ClickHouse writer.
 func (s *Server) startIngest(ctx context.Context) error {
-	writer, err := storage.NewWriter(s.db, storage.WriterOptions{Logger: s.Logger, Registerer: s.metrics})
+	write, err := s.openSpool(ctx)
 	if err != nil {
 		return err
 	}
-	write := func(ctx context.Context, b *ingest.Batch) error {
-		return writer.Write(ctx, b.Table, b.ID, b.Record)
-	}
+	s.write = write
 	bm := ingest.NewBatcherMetrics(s.metrics)
 	s.telemetry = ingest.NewTelemetryBatcher(write)
+	s.telemetry.MaxAge = telemetryBatchAge(&s.Config)
 	s.rejected = ingest.NewRejectedBatcher(write)
 	if err := startBatcher(ctx, s.telemetry, &s.Config, s.Logger, bm); err != nil {
 		return err
@@ -173,11 +193,14 @@ func (s *Server) startIngest(ctx context.Context) error {
 	return startBatcher(ctx, s.rejected, &s.Config, s.Logger, bm)
 }
 
-// startBatcher applies the ingest.* settings to b and starts it.
+// startBatcher applies the ingest.* settings to b (MaxAge only when unset)
+// and starts it.
 func startBatcher[T any](ctx context.Context, b *ingest.Batcher[T], cfg *Config, logger *slog.Logger, m *ingest.BatcherMetrics) error {
 	b.MaxRows = cfg.Ingest.BatchRows
 	b.MaxBytes = cfg.Ingest.BatchBytes
-	b.MaxAge = cfg.Ingest.BatchAge
+	if b.MaxAge <= 0 {
+		b.MaxAge = cfg.Ingest.BatchAge
+	}
 	b.MaxPending = cfg.Ingest.MaxPending
 	b.Logger = logger
 	b.Metrics = m
@@ -197,12 +220,18 @@ func (s *Server) startHTTP() error {
 	a := &api.Server{
 		Store:      s.db,
 		Lookup:     s.registry.Lookup,
-		Checks:     map[string]api.Check{"clickhouse": s.db.Ready},
+		Checks:     map[string]api.Check{"clickhouse": s.db.Ready, "spool": s.spool.Ready},
 		Gatherer:   s.metrics,
 		AdminToken: s.Config.API.AdminToken,
 		Logger:     s.Logger,
 	}
+	a.Cameras, a.Devices = s.db, s.registry.All
+	if err := s.configureAPI(a); err != nil {
+		ln.Close()
+		return err
+	}
 	s.http = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http.RegisterOnShutdown(a.CloseStreams)
 	s.httpDone = make(chan struct{})
 	go func() {
 		defer close(s.httpDone)
@@ -238,9 +267,16 @@ func (s *Server) Close() error {
 			cancel()
 			<-s.httpDone
 		}
-		if s.telemetry != nil {
-			errs = append(errs, s.telemetry.Close(), s.rejected.Close())
-		}
+		errs = append(errs, s.closeNotify())
+		errs = append(errs, s.closeCameras())
+		errs = append(errs, s.closeIngest(func() error {
+			err := s.closeRegistry()
+			if s.telemetry != nil {
+				err = errors.Join(err, s.telemetry.Close(), s.rejected.Close())
+			}
+			return err
+		}))
+		errs = append(errs, s.closeAlerts())
 		if s.db != nil {
 			errs = append(errs, s.db.Close())
 		}

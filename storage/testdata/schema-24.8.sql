@@ -53,3 +53,122 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`devices`
 )
 ENGINE = ReplacingMergeTree(updated)
 ORDER BY id;
+
+-- migration 0004: registry
+CREATE TABLE IF NOT EXISTS `gridwatch`.`registry`
+(
+    `kind` LowCardinality(String),
+    `key` String,
+    `doc` String,
+    `updated` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated)
+ORDER BY (kind, key);
+
+-- migration 0005: device_status
+CREATE TABLE IF NOT EXISTS `gridwatch`.`device_status`
+(
+    `ts` DateTime64(3, 'UTC'),
+    `device` String,
+    `status` LowCardinality(String),
+    `reason` LowCardinality(String)
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (device, ts)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- migration 0006: alerts
+CREATE TABLE IF NOT EXISTS `gridwatch`.`alerts`
+(
+    `id` String,
+    `revision` UInt64,
+    `version` UInt64,
+    `rule` LowCardinality(String),
+    `device` String,
+    `grid` LowCardinality(String),
+    `members` Array(String),
+    `category` LowCardinality(String),
+    `unit` LowCardinality(String),
+    `severity` LowCardinality(String),
+    `base_severity` LowCardinality(String),
+    `condition` LowCardinality(String),
+    `status` LowCardinality(String),
+    `summary` String,
+    `value` Float64,
+    `count` UInt64,
+    `pending_since` DateTime64(3, 'UTC'),
+    `fired` DateTime64(3, 'UTC'),
+    `refired` DateTime64(3, 'UTC'),
+    `last_seen` DateTime64(3, 'UTC'),
+    `cleared` DateTime64(3, 'UTC'),
+    `acked` DateTime64(3, 'UTC'),
+    `dispatched` DateTime64(3, 'UTC'),
+    `resolved` DateTime64(3, 'UTC'),
+    `closed` DateTime64(3, 'UTC'),
+    `ack_due` DateTime64(3, 'UTC'),
+    `resolve_due` DateTime64(3, 'UTC'),
+    `next_reminder` DateTime64(3, 'UTC'),
+    `updated` DateTime64(3, 'UTC'),
+    `ack_overdue` UInt8,
+    `resolve_overdue` UInt8,
+    `escalated` UInt8
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY id;
+
+-- migration 0007: alert_events
+CREATE TABLE IF NOT EXISTS `gridwatch`.`alert_events`
+(
+    `ts` DateTime64(3, 'UTC'),
+    `alert_id` String,
+    `version` UInt64,
+    `actor` String,
+    `kind` LowCardinality(String),
+    `from_state` String,
+    `to_state` String,
+    `note` String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (alert_id, version);
+
+-- migration 0008: camera_health
+CREATE TABLE IF NOT EXISTS `gridwatch`.`camera_health`
+(
+    `ts` DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD),
+    `camera` String,
+    `grid` LowCardinality(String),
+    `kind` LowCardinality(String),
+    `transport` LowCardinality(String),
+    `status` LowCardinality(String),
+    `detail` String,
+    `rechecked` UInt8,
+    `duration_ms` Float64,
+    `latency_ms` Float64,
+    `first_frame_ms` Float64,
+    `first_keyframe_ms` Float64,
+    `codec` LowCardinality(String),
+    `profile` LowCardinality(String),
+    `width` UInt32,
+    `height` UInt32,
+    `nominal_fps` Float64,
+    `fps` Float64,
+    `bitrate_kbps` Float64,
+    `keyframe_interval_s` Float64,
+    `frames` UInt64,
+    `packets` UInt64,
+    `packets_lost` UInt64,
+    `loss_pct` Float64,
+    `jitter_ms` Float64,
+    `frozen` UInt8,
+    `error` String
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (camera, ts)
+TTL toDateTime(ts) + INTERVAL 90 DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- migration 0009: batch_ledger
+ALTER TABLE `gridwatch`.`telemetry` ADD COLUMN IF NOT EXISTS `batch` String DEFAULT '';

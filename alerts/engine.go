@@ -1,0 +1,789 @@
+package alerts
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest"
+)
+
+// Defaults of Engine.
+const (
+	DefaultTick       = time.Second
+	DefaultGroupWait  = 30 * time.Second
+	DefaultStormMin   = 5
+	DefaultFlushEvery = time.Second
+	DefaultMaxUnsaved = 100_000
+	DefaultRetain     = 30 * 24 * time.Hour
+)
+
+// MetricOnline is the metric of device status observations: 1 when the
+// device went online, 0 when it went offline.
+const MetricOnline = "online"
+
+// Observation is one value the engine evaluates: a telemetry reading, a
+// camera-health measurement or a device status change.
+type Observation struct {
+	// Device is the device id. Required.
+	Device string
+	// Type is the device type id; when empty, Engine.Lookup tells it.
+	Type string
+	// Grid is the device's grid cell; when empty, Engine.Lookup tells it.
+	Grid   string
+	Metric string
+	Value  float64
+	// TS is when the value was measured, in ms since the epoch; windows and
+	// rates use it. The state machine runs on the engine's clock instead,
+	// since device clocks are often wrong.
+	TS int64
+}
+
+// Store persists alerts and their events. storage.DB implements it.
+type Store interface {
+	// SaveAlerts stores alert rows; a later Revision replaces an earlier.
+	SaveAlerts(ctx context.Context, alerts []Alert) error
+	// SaveEvents stores events.
+	SaveEvents(ctx context.Context, events []Event) error
+	// LoadAlerts returns the latest row of every alert that is pending or
+	// not closed, or was closed at or after closedSince, with their events.
+	LoadAlerts(ctx context.Context, closedSince time.Time) ([]Alert, []Event, error)
+}
+
+// Engine evaluates observations against the rules, keeps alerts and their
+// work orders, runs their timers, and persists them. Its methods are safe
+// for concurrent use.
+//
+// All state is guarded by one mutex, mu; flushMu (held by Flush around a
+// save) is always taken before mu, never after. Observe holds mu for a
+// whole batch, so evaluation is cheap: rules are indexed per device and
+// metric, expressions are compiled once and run on one reused VM.
+type Engine struct {
+	// Rules is the initial rule set. It defaults to DefaultRules(); SetRules
+	// replaces it.
+	Rules *RuleSet
+	// Lookup finds a device's type and grid for observations that lack
+	// them. Observations of devices it does not know are dropped and
+	// counted. It defaults to knowing no device.
+	Lookup func(id string) (devices.Device, bool)
+	// Devices lists the devices to watch for silence from the start, so a
+	// device that never reports still raises its absence alert. It
+	// defaults to none: devices are watched from their first observation.
+	Devices func() []devices.Device
+	// Types finds a device type. It defaults to devices.LookupType.
+	Types func(id string) (devices.Type, bool)
+	// UnitFor routes an alert: the unit responsible for category in grid,
+	// or "" when none is. It defaults to none.
+	UnitFor func(category, grid string) string
+	// Ancestors returns the grids above grid, nearest first; rules matching
+	// a grid match its descendants. It defaults to none.
+	Ancestors func(grid string) []string
+	// Store persists alerts; nil keeps them in memory only.
+	Store Store
+	// Now is the clock. It defaults to time.Now.
+	Now func() time.Time
+	// Tick is how often timers (for, clear_for, absence, storm groups,
+	// deadlines, reminders, escalation) run. It defaults to 1 second.
+	Tick time.Duration
+	// GroupWait is how long an alert that is ready to fire waits for others
+	// of the same rule in the same grid cell; absence alerts wait at least
+	// the device type's report interval, since devices of one outage go
+	// quiet within one interval of each other. It defaults to 30 seconds.
+	GroupWait time.Duration
+	// StormMin is how many devices of one grid cell must be ready to fire
+	// the same rule together for one grid-level alert to group them. It
+	// defaults to 5; negative turns grouping off.
+	StormMin int
+	// FlushEvery is how often changed alerts and new events are saved. It
+	// defaults to 1 second.
+	FlushEvery time.Duration
+	// MaxUnsaved bounds the alert rows and events kept while the store
+	// fails; beyond it the oldest are dropped and counted. It defaults to
+	// 100000.
+	MaxUnsaved int
+	// Retain is how long closed alerts stay in memory for List, Get and
+	// Stats. It defaults to 30 days.
+	Retain time.Duration
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Registerer receives the engine's metrics; nil leaves them
+	// unregistered.
+	Registerer prometheus.Registerer
+
+	flushMu sync.Mutex // taken before mu
+	mu      sync.Mutex
+	rules   *RuleSet
+	gen     int
+	devs    map[string]*deviceState
+	alerts  map[string]*entry      // every alert in memory, by id
+	active  map[string]*entry      // alerts not closed (pending included)
+	grids   map[groupKey]*entry    // open grid-level alerts
+	groups  map[groupKey]*group    // storm groups being decided
+	subs    map[*Subscription]bool // live subscriptions
+	dirty   map[string]*entry      // alerts changed since the last flush
+	tombs   []Alert                // pending alerts that died, to save
+	events  []Event                // events since the last flush
+	retry   struct {               // rows a failed save kept, owned by Flush
+		alerts []Alert
+		events []Event
+	}
+	silences  []Silence
+	idBase    string
+	seq       uint64
+	revision  uint64
+	nextPrune time.Time
+	env       env
+	vm        vm.VM
+	m         *engineMetrics
+	started   bool
+	closed    bool
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// setDefaults fills in the defaults.
+func (e *Engine) setDefaults() {
+	if e.Rules == nil {
+		e.Rules = DefaultRules()
+	}
+	if e.Lookup == nil {
+		e.Lookup = func(string) (devices.Device, bool) { return devices.Device{}, false }
+	}
+	if e.Types == nil {
+		e.Types = devices.LookupType
+	}
+	if e.UnitFor == nil {
+		e.UnitFor = func(string, string) string { return "" }
+	}
+	if e.Ancestors == nil {
+		e.Ancestors = func(string) []string { return nil }
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.Tick <= 0 {
+		e.Tick = DefaultTick
+	}
+	if e.GroupWait <= 0 {
+		e.GroupWait = DefaultGroupWait
+	}
+	if e.StormMin == 0 {
+		e.StormMin = DefaultStormMin
+	}
+	if e.FlushEvery <= 0 {
+		e.FlushEvery = DefaultFlushEvery
+	}
+	if e.MaxUnsaved <= 0 {
+		e.MaxUnsaved = DefaultMaxUnsaved
+	}
+	if e.Retain <= 0 {
+		e.Retain = DefaultRetain
+	}
+	if e.Logger == nil {
+		e.Logger = slog.New(slog.DiscardHandler)
+	}
+	e.rules = e.Rules
+	e.devs = map[string]*deviceState{}
+	e.alerts = map[string]*entry{}
+	e.active = map[string]*entry{}
+	e.grids = map[groupKey]*entry{}
+	e.groups = map[groupKey]*group{}
+	if e.subs == nil {
+		e.subs = map[*Subscription]bool{}
+	}
+	e.dirty = map[string]*entry{}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	e.idBase = strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:])), 36)
+	e.m = newEngineMetrics(e.Registerer)
+}
+
+// Start restores the open alerts and pending timers from the store, then
+// runs the timers and the saving in the background until Close.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return fmt.Errorf("alerts: engine started twice")
+	}
+	e.started = true
+	e.setDefaults()
+	e.mu.Unlock()
+	now := e.Now()
+	if e.Store != nil {
+		alerts, events, err := e.Store.LoadAlerts(ctx, now.Add(-e.Retain))
+		if err != nil {
+			return fmt.Errorf("alerts: restore: %w", err)
+		}
+		e.restore(alerts, events, now)
+	}
+	if e.Devices != nil {
+		e.mu.Lock()
+		for _, d := range e.Devices() {
+			e.device(d.ID, d.Type, d.Grid, now)
+		}
+		e.mu.Unlock()
+	}
+	ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	e.wg.Add(2)
+	go e.loop(ctx, e.Tick, e.RunTimers)
+	go e.loop(ctx, e.FlushEvery, func() {
+		if err := e.Flush(ctx); err != nil {
+			e.Logger.Warn("saving alerts failed; keeping them for the next try", "err", err)
+		}
+	})
+	return nil
+}
+
+// loop calls f every period until ctx ends.
+func (e *Engine) loop(ctx context.Context, period time.Duration, f func()) {
+	defer e.wg.Done()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
+// Close stops the timers, saves what is unsaved and ends the
+// subscriptions. It is safe to call twice.
+func (e *Engine) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		if e.cancel == nil {
+			return
+		}
+		e.cancel()
+		e.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = e.Flush(ctx)
+		e.mu.Lock()
+		e.closed = true
+		for s := range e.subs {
+			delete(e.subs, s)
+			close(s.c)
+		}
+		e.mu.Unlock()
+	})
+	return err
+}
+
+// SetRules replaces the rule set. Instances of rules that kept their name
+// keep their state; alerts of removed rules clear, pending ones are
+// dropped.
+func (e *Engine) SetRules(rs *RuleSet) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.Now()
+	for _, d := range e.devs {
+		for name, in := range d.insts {
+			if r, ok := rs.byName[name]; ok {
+				in.rule = r
+				continue
+			}
+			switch in.phase {
+			case phasePending, phaseHeld:
+				e.cancelPending(in, now)
+			case phaseFiring, phaseClearing:
+				e.clear(in, now)
+			}
+			delete(d.insts, name)
+		}
+	}
+	e.rules = rs
+	e.gen++
+	e.m.reloads.Inc()
+}
+
+// ObserveReadings evaluates telemetry readings; the ingest pipeline calls
+// it after decoding. It does not allocate per reading once a device's
+// state exists.
+func (e *Engine) ObserveReadings(rs []ingest.Reading) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.devs == nil {
+		return
+	}
+	now := e.Now()
+	for i := range rs {
+		r := &rs[i]
+		e.observe(r.Device, "", r.Grid, r.Metric, r.Value, r.TS, now)
+	}
+}
+
+// Observe evaluates observations, such as camera-health measurements or
+// status changes.
+func (e *Engine) Observe(obs ...Observation) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.devs == nil {
+		return
+	}
+	now := e.Now()
+	for i := range obs {
+		o := &obs[i]
+		e.observe(o.Device, o.Type, o.Grid, o.Metric, o.Value, o.TS, now)
+	}
+}
+
+// device returns the state of a device, creating it; nil when its type is
+// unknown.
+func (e *Engine) device(id, typ, grid string, now time.Time) *deviceState {
+	d := e.devs[id]
+	if d != nil {
+		if grid != "" && grid != d.grid {
+			d.grid, d.gen = grid, -1
+		}
+		return d
+	}
+	if typ == "" || grid == "" {
+		dev, ok := e.Lookup(id)
+		if !ok {
+			return nil
+		}
+		typ, grid = dev.Type, dev.Grid
+	}
+	t, ok := e.Types(typ)
+	if !ok {
+		return nil
+	}
+	d = &deviceState{id: id, grid: grid, typ: t, lastSeen: now, latest: map[string]float64{},
+		series: map[string]*series{}, insts: map[string]*instance{}, gen: -1}
+	e.devs[id] = d
+	return d
+}
+
+// index recomputes which rules apply to d after a rule or grid change.
+func (e *Engine) index(d *deviceState) {
+	if d.gen == e.gen {
+		return
+	}
+	d.gen = e.gen
+	d.byMetric = map[string][]*rule{}
+	d.absence = d.absence[:0]
+	anc := e.Ancestors(d.grid)
+	for _, r := range e.rules.rules {
+		if !r.matches(d.id, d.typ.ID, d.typ.Category, d.grid, anc) {
+			continue
+		}
+		if r.Absent > 0 {
+			d.absence = append(d.absence, r)
+		} else {
+			d.byMetric[r.Metric] = append(d.byMetric[r.Metric], r)
+		}
+	}
+}
+
+// instance returns d's instance of r, creating it.
+func (d *deviceState) instance(r *rule) *instance {
+	in := d.insts[r.Name]
+	if in == nil {
+		in = &instance{rule: r, dev: d}
+		d.insts[r.Name] = in
+	}
+	return in
+}
+
+// observe evaluates one value. Called with mu held.
+func (e *Engine) observe(id, typ, grid, metric string, v float64, ts int64, now time.Time) {
+	d := e.device(id, typ, grid, now)
+	if d == nil {
+		e.m.unknown.Inc()
+		return
+	}
+	e.m.observations.Inc()
+	e.index(d)
+	d.lastSeen = now
+	d.latest[metric] = v
+	for _, r := range d.absence {
+		if in := d.insts[r.Name]; in != nil && in.phase != phaseInactive {
+			in.cond, in.clr = false, true
+			e.step(in, now, 0)
+		}
+	}
+	rules := d.byMetric[metric]
+	if len(rules) == 0 {
+		return
+	}
+	var s *series
+	if w := e.rules.windows[metric]; w > 0 {
+		if s = d.series[metric]; s == nil {
+			s = &series{}
+			d.series[metric] = s
+		}
+		s.add(ts, v, w)
+	}
+	inhibited := d.inhibited()
+	for _, r := range rules {
+		e.env = env{Value: v, Avg: v, Low: v, High: v, Samples: 1, M: d.latest}
+		if s != nil && r.Window > 0 {
+			s.fill(&e.env, r.Window)
+		}
+		in := d.instance(r)
+		in.cond = e.eval(r, r.cond)
+		in.clr = e.eval(r, r.clear)
+		if in.cond && in.phase == phaseInactive && (inhibited && !r.inhibiting() ||
+			len(e.silences) > 0 && e.silenced(r.Name, d.id, d.grid, nil, now, true)) {
+			e.m.inhibited.Inc()
+			in.cond = false
+		}
+		e.step(in, now, v)
+	}
+}
+
+// eval runs one compiled expression on e.env; an error counts as false.
+func (e *Engine) eval(r *rule, p *vm.Program) bool {
+	out, err := e.vm.Run(p, &e.env)
+	if err != nil {
+		e.m.evalErrors.Inc()
+		e.Logger.Debug("rule expression failed", "rule", r.Name, "err", err)
+		return false
+	}
+	b, _ := out.(bool)
+	return b
+}
+
+// step advances an instance's state machine with its last evaluation.
+// Called with mu held.
+func (e *Engine) step(in *instance, now time.Time, v float64) {
+	r := in.rule
+	switch in.phase {
+	case phaseInactive:
+		if !in.cond {
+			return
+		}
+		in.phase, in.since = phasePending, now
+		e.startPending(in, now, v)
+		if r.For == 0 {
+			e.ready(in, now)
+		}
+	case phasePending:
+		switch {
+		case !in.cond:
+			e.cancelPending(in, now)
+		case now.Sub(in.since) >= r.For:
+			e.ready(in, now)
+		}
+	case phaseHeld:
+		if !in.cond {
+			e.cancelPending(in, now)
+		}
+	case phaseFiring, phaseClearing:
+		if in.cond {
+			e.repeat(in, now, v)
+		}
+		switch {
+		case !in.clr:
+			in.phase = phaseFiring
+		case in.phase == phaseFiring && r.ClearFor > 0:
+			in.phase, in.since = phaseClearing, now
+		case now.Sub(in.since) >= r.ClearFor || r.ClearFor == 0:
+			e.clear(in, now)
+		}
+	}
+}
+
+// RunTimers runs every timer against the clock: pending `for` and
+// clear_for durations, absence, storm groups, escalation, deadlines and
+// reminders. The engine calls it every Tick; tests with a fake clock call
+// it after moving the clock.
+func (e *Engine) RunTimers() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.devs == nil {
+		return
+	}
+	now := e.Now()
+	for _, d := range e.devs {
+		e.index(d)
+		for _, r := range d.absence {
+			silent := now.Sub(d.lastSeen) >= time.Duration(r.Absent*float64(d.typ.Interval))
+			in := d.insts[r.Name]
+			if in == nil && !silent || in != nil && silent && in.phase >= phaseHeld {
+				continue // nothing to start, or already firing: silence is no repeat
+			}
+			in = d.instance(r)
+			in.cond, in.clr = silent, !silent
+			e.step(in, now, now.Sub(d.lastSeen).Seconds())
+		}
+		for _, in := range d.insts {
+			if (in.phase == phasePending || in.phase == phaseClearing) && in.rule.Absent == 0 {
+				e.step(in, now, in.dev.latest[in.rule.Metric])
+			}
+		}
+	}
+	for k, g := range e.groups {
+		if !now.Before(g.deadline) {
+			delete(e.groups, k)
+			e.decide(k, g, now)
+		}
+	}
+	for _, en := range e.active {
+		e.runDeadlines(en, now)
+	}
+	if !now.Before(e.nextPrune) {
+		e.prune(now)
+		e.expireSilences(now)
+		e.nextPrune = now.Add(time.Hour)
+	}
+}
+
+// startPending records that in's condition began to hold.
+func (e *Engine) startPending(in *instance, now time.Time, v float64) {
+	if in.alert != nil {
+		in.alert.PendingSince = now
+		e.dirty[in.alert.ID] = in.alert
+		return
+	}
+	r, d := in.rule, in.dev
+	en := &entry{Alert: Alert{
+		ID: e.newID(now), Rule: r.Name, Device: d.id, Grid: d.grid, Category: r.category(d.typ),
+		Severity: r.Severity, BaseSeverity: r.Severity, Condition: ConditionPending,
+		Summary: e.summary(r, v), Value: v, PendingSince: now, LastSeen: now, Updated: now,
+	}}
+	in.pending = en
+	e.alerts[en.ID], e.active[en.ID], e.dirty[en.ID] = en, en, en
+}
+
+// cancelPending ends a pending phase whose condition went away.
+func (e *Engine) cancelPending(in *instance, now time.Time) {
+	in.phase = phaseInactive
+	if en := in.pending; en != nil {
+		in.pending = nil
+		e.bury(en, now)
+	}
+	if in.alert != nil && !in.alert.PendingSince.IsZero() {
+		in.alert.PendingSince = time.Time{}
+		e.dirty[in.alert.ID] = in.alert
+	}
+}
+
+// bury drops a pending alert that never fired, saving a tombstone so that a
+// restart does not restore it.
+func (e *Engine) bury(en *entry, now time.Time) {
+	en.Condition, en.Updated = ConditionInactive, now
+	delete(e.alerts, en.ID)
+	delete(e.active, en.ID)
+	delete(e.dirty, en.ID)
+	e.revision = max(e.revision+1, uint64(now.UnixMilli())*1000)
+	en.Revision = e.revision
+	e.tombs = append(e.tombs, en.clone())
+}
+
+// ready moves an instance whose condition held long enough towards firing:
+// back into its open alert, into the grid's open storm alert, into a storm
+// group, or straight to firing.
+func (e *Engine) ready(in *instance, now time.Time) {
+	r, d := in.rule, in.dev
+	if en := in.alert; en != nil {
+		in.phase = phaseFiring
+		e.refire(en, d.id, now)
+		return
+	}
+	key := groupKey{r.Name, d.grid}
+	if en := e.grids[key]; en != nil {
+		in.phase, in.alert = phaseFiring, en
+		e.bury(in.pending, now)
+		in.pending = nil
+		e.join(en, d.id, now)
+		return
+	}
+	if e.StormMin <= 0 || r.NoGroup {
+		e.fire(in, now)
+		return
+	}
+	in.phase = phaseHeld
+	g := e.groups[key]
+	if g == nil {
+		wait := e.GroupWait
+		if r.Absent > 0 {
+			wait = max(wait, d.typ.Interval)
+		}
+		g = &group{deadline: now.Add(wait)}
+		e.groups[key] = g
+	}
+	g.insts = append(g.insts, in)
+}
+
+// decide ends a storm group: enough members still ready fire one
+// grid-level alert, fewer fire one each.
+func (e *Engine) decide(k groupKey, g *group, now time.Time) {
+	var ready []*instance
+	for _, in := range g.insts {
+		if in.phase == phaseHeld {
+			ready = append(ready, in)
+		}
+	}
+	if len(ready) < e.StormMin {
+		for _, in := range ready {
+			e.fire(in, now)
+		}
+		return
+	}
+	first := ready[0]
+	r := first.rule
+	en := &entry{Alert: Alert{
+		ID: e.newID(now), Rule: r.Name, Grid: k.grid, Category: first.pending.Category,
+		Severity: r.Severity, BaseSeverity: r.Severity, Condition: ConditionPending,
+		Summary: fmt.Sprintf("%d devices: %s", len(ready), r.Name), Value: first.pending.Value,
+		PendingSince: first.since, LastSeen: now, Updated: now,
+	}, active: map[string]bool{}}
+	e.alerts[en.ID], e.active[en.ID] = en, en
+	for _, in := range ready {
+		en.Members = append(en.Members, in.dev.id)
+		en.active[in.dev.id] = true
+		en.Count++
+		e.bury(in.pending, now)
+		in.pending, in.alert, in.phase = nil, en, phaseFiring
+	}
+	e.grids[k] = en
+	e.open(en, now, fmt.Sprintf("grid-level alert grouping %d devices", len(ready)))
+}
+
+// fire turns an instance's pending alert into a firing work order.
+func (e *Engine) fire(in *instance, now time.Time) {
+	en := in.pending
+	in.pending, in.alert, in.phase = nil, en, phaseFiring
+	en.Count = 1
+	e.open(en, now, "")
+}
+
+// open makes a pending alert a firing, routed work order with deadlines.
+func (e *Engine) open(en *entry, now time.Time, note string) {
+	en.Condition, en.Status, en.Fired, en.PendingSince = ConditionFiring, StatusNew, now, time.Time{}
+	en.Unit = e.UnitFor(en.Category, en.Grid)
+	e.setDeadlines(en, now)
+	e.record(en, now, ActorSystem, EventFire, string(ConditionPending), string(ConditionFiring), note)
+}
+
+// refire makes a cleared alert fire again; a resolved work order reopens.
+func (e *Engine) refire(en *entry, device string, now time.Time) {
+	if en.active != nil {
+		en.active[device] = true
+	}
+	en.PendingSince, en.LastSeen = time.Time{}, now
+	if en.Condition == ConditionFiring {
+		en.Count++
+		e.dirty[en.ID] = en
+		return
+	}
+	en.Condition, en.Refired, en.Cleared = ConditionFiring, now, time.Time{}
+	en.Count++
+	e.record(en, now, ActorSystem, EventRefire, string(ConditionCleared), string(ConditionFiring), "")
+	if en.Status == StatusResolved {
+		from := en.Status
+		en.Status = StatusReopened
+		e.setDeadlines(en, now)
+		e.record(en, now, ActorSystem, EventReopen, string(from), string(StatusReopened), "the condition fired again")
+	}
+}
+
+// join adds a device to a grid-level alert.
+func (e *Engine) join(en *entry, device string, now time.Time) {
+	if !slices.Contains(en.Members, device) {
+		en.Members = append(en.Members, device)
+	}
+	wasFiring := en.Condition == ConditionFiring
+	e.refire(en, device, now)
+	if wasFiring {
+		e.record(en, now, ActorSystem, EventJoin, "", device, "")
+	}
+}
+
+// repeat records another matching observation of a firing alert.
+func (e *Engine) repeat(in *instance, now time.Time, v float64) {
+	en := in.alert
+	if en == nil {
+		return
+	}
+	en.Count++
+	en.LastSeen = now
+	if en.Device != "" {
+		en.Value = v
+		en.Summary = e.summary(in.rule, v)
+	}
+	e.dirty[en.ID] = en
+}
+
+// clear ends a firing phase: the alert's condition clears (for a
+// grid-level alert, once its last member cleared), its time escalation is
+// undone, and a rule with auto_close closes the work order.
+func (e *Engine) clear(in *instance, now time.Time) {
+	in.phase = phaseInactive
+	en := in.alert
+	if en == nil {
+		return
+	}
+	if en.active != nil {
+		delete(en.active, in.dev.id)
+		if len(en.active) > 0 {
+			e.dirty[en.ID] = en
+			return
+		}
+	}
+	en.Condition, en.Cleared = ConditionCleared, now
+	e.record(en, now, ActorSystem, EventClear, string(ConditionFiring), string(ConditionCleared), "")
+	if en.Escalated {
+		from := en.Severity
+		en.Severity, en.Escalated = en.BaseSeverity, false
+		e.record(en, now, ActorSystem, EventDeescalate, from.String(), en.Severity.String(), "the condition cleared")
+	}
+	if in.rule.AutoClose && en.Status != StatusClosed {
+		e.closeOrder(en, now, ActorSystem, "the condition cleared (auto_close)")
+	}
+}
+
+// summary is the human line of a value alert.
+func (e *Engine) summary(r *rule, v float64) string {
+	if r.Absent > 0 {
+		return fmt.Sprintf("no report for %.0fs", v)
+	}
+	return fmt.Sprintf("%s = %g: %s", r.Metric, v, r.Condition)
+}
+
+// newID returns a new alert id, unique across restarts.
+func (e *Engine) newID(now time.Time) string {
+	e.seq++
+	return strconv.FormatInt(now.UnixMilli(), 36) + "-" + e.idBase + "-" + strconv.FormatUint(e.seq, 36)
+}
+
+// record appends an event to en's trace, bumps its version, marks it for
+// saving and publishes the transition.
+func (e *Engine) record(en *entry, now time.Time, actor string, kind EventKind, from, to, note string) Event {
+	en.Version++
+	en.Updated = now
+	ev := Event{AlertID: en.ID, Version: en.Version, TS: now, Actor: actor, Kind: kind, From: from, To: to, Note: note}
+	en.events = append(en.events, ev)
+	e.events = append(e.events, ev)
+	e.dirty[en.ID] = en
+	e.m.events.WithLabelValues(string(kind)).Inc()
+	e.publish(Transition{Event: ev, Alert: en.clone(),
+		Silenced: len(e.silences) > 0 && e.silenced(en.Rule, en.Device, en.Grid, en.Members, now, false)})
+	return ev
+}
+
+// prune forgets closed alerts older than Retain.
+func (e *Engine) prune(now time.Time) {
+	for id, en := range e.alerts {
+		if en.Status == StatusClosed && now.Sub(en.Closed) > e.Retain {
+			delete(e.alerts, id)
+		}
+	}
+}

@@ -1,0 +1,43 @@
+package alerts
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// engineMetrics are the engine's Prometheus metrics.
+type engineMetrics struct {
+	observations prometheus.Counter
+	unknown      prometheus.Counter
+	evalErrors   prometheus.Counter
+	inhibited    prometheus.Counter
+	reloads      prometheus.Counter
+	events       *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
+	saveErrors   prometheus.Counter
+}
+
+// newEngineMetrics creates the metrics and registers them with reg, if
+// not nil.
+func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
+	m := &engineMetrics{
+		observations: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_observations_total",
+			Help: "Observations evaluated by the alert engine."}),
+		unknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_unknown_device_observations_total",
+			Help: "Observations dropped because their device or device type is unknown."}),
+		evalErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_eval_errors_total",
+			Help: "Rule expressions that failed at run time (counted as false)."}),
+		inhibited: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_inhibited_total",
+			Help: "Rule matches muted because the device is offline or silent, or in a maintenance window."}),
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_rule_reloads_total",
+			Help: "Rule sets loaded after the first."}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_events_total",
+			Help: "Alert events (transitions and actions), by kind."}, []string{"kind"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_dropped_total",
+			Help: "Transitions a slow subscriber lost (what=subscriber) and alert rows or events dropped because the store failed too long (what=alert, event)."},
+			[]string{"what"}),
+		saveErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_save_errors_total",
+			Help: "Failed saves of alerts or events (retried)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors)
+	}
+	return m
+}

@@ -1,0 +1,64 @@
+package notify
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/gridwatch/gridwatch/alerts"
+)
+
+// PublishFunc publishes a message from the broker itself; (*broker.Broker).Publish is one.
+type PublishFunc func(topic string, payload []byte, retain bool, qos byte) error
+
+// MQTT publishes transitions on the embedded broker under
+// alerts/{grid}/{severity}. Publishing is in-process and does not wait for
+// subscribers, so it needs no queue of its own.
+type MQTT struct {
+	// Publish sends one message. Required.
+	Publish PublishFunc
+	// QoS is the quality of service subscribers receive. It defaults to 0.
+	QoS byte
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics defaults to unregistered metrics.
+	Metrics *Metrics
+
+	defaults sync.Once
+}
+
+// Topic returns the topic a transition of alert a is published on. The
+// characters MQTT reserves (/ + #) in a grid code become underscores, so a
+// code never adds a topic level or a wildcard.
+func Topic(a alerts.Alert) string {
+	grid := strings.Map(func(r rune) rune {
+		switch r {
+		case '/', '+', '#':
+			return '_'
+		}
+		return r
+	}, a.Grid)
+	return "alerts/" + grid + "/" + a.Severity.String()
+}
+
+// Notify implements Notifier.
+func (m *MQTT) Notify(t alerts.Transition) {
+	m.defaults.Do(func() {
+		if m.Metrics == nil {
+			m.Metrics = NewMetrics(nil)
+		}
+		if m.Logger == nil {
+			m.Logger = slog.Default()
+		}
+	})
+	payload, err := body(t)
+	if err == nil {
+		err = m.Publish(Topic(t.Alert), payload, false, m.QoS)
+	}
+	if err != nil {
+		m.Metrics.failed.WithLabelValues("mqtt").Inc()
+		m.Logger.Warn("alert transition not published on mqtt", "alert", t.Event.AlertID, "version", t.Event.Version, "err", err)
+		return
+	}
+	m.Metrics.sent.WithLabelValues("mqtt").Inc()
+}

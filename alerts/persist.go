@@ -1,0 +1,142 @@
+package alerts
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Flush saves the alerts changed and the events recorded since the last
+// flush, and what earlier failed flushes kept. On error the rows are kept
+// for the next flush, up to MaxUnsaved of each (the oldest are dropped and
+// counted beyond). The engine flushes every FlushEvery and on Close.
+func (e *Engine) Flush(ctx context.Context) error {
+	e.flushMu.Lock()
+	defer e.flushMu.Unlock()
+	e.mu.Lock()
+	if e.dirty == nil { // never started
+		e.mu.Unlock()
+		return nil
+	}
+	now := e.Now()
+	alerts, events := e.retry.alerts, e.retry.events
+	for id, en := range e.dirty {
+		e.revision = max(e.revision+1, uint64(now.UnixMilli())*1000)
+		en.Revision = e.revision
+		alerts = append(alerts, en.clone())
+		delete(e.dirty, id)
+	}
+	alerts = append(alerts, e.tombs...)
+	events = append(events, e.events...)
+	e.tombs, e.events = nil, nil
+	e.mu.Unlock()
+	e.retry.alerts, e.retry.events = nil, nil
+	if e.Store == nil || len(alerts)+len(events) == 0 {
+		return nil
+	}
+	var errs []error
+	if len(alerts) > 0 {
+		if err := e.Store.SaveAlerts(ctx, alerts); err != nil {
+			errs = append(errs, err)
+			e.retry.alerts = keep(e, latestRevisions(alerts), "alert")
+		}
+	}
+	if len(events) > 0 {
+		if err := e.Store.SaveEvents(ctx, events); err != nil {
+			errs = append(errs, err)
+			e.retry.events = keep(e, events, "event")
+		}
+	}
+	if len(errs) > 0 {
+		e.m.saveErrors.Inc()
+	}
+	return errors.Join(errs...)
+}
+
+// keep returns the newest MaxUnsaved of rows, counting the others as
+// dropped.
+func keep[T any](e *Engine, rows []T, what string) []T {
+	if n := len(rows) - e.MaxUnsaved; n > 0 {
+		e.m.dropped.WithLabelValues(what).Add(float64(n))
+		e.Logger.Error("alert store failing for too long: rows dropped", "what", what, "dropped", n)
+		rows = rows[n:]
+	}
+	return rows
+}
+
+// latestRevisions keeps the latest row of each alert, in revision order.
+func latestRevisions(rows []Alert) []Alert {
+	slices.SortStableFunc(rows, func(a, b Alert) int {
+		if a.ID != b.ID {
+			return strings.Compare(a.ID, b.ID)
+		}
+		return cmp.Compare(b.Revision, a.Revision)
+	})
+	rows = slices.CompactFunc(rows, func(a, b Alert) bool { return a.ID == b.ID })
+	slices.SortFunc(rows, func(a, b Alert) int { return cmp.Compare(a.Revision, b.Revision) })
+	return rows
+}
+
+// restore rebuilds the engine's state from stored alerts: open alerts,
+// pending timers (they keep running from their stored start) and the
+// instances that fire into them.
+func (e *Engine) restore(alerts []Alert, events []Event, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	byAlert := map[string][]Event{}
+	for _, ev := range events {
+		byAlert[ev.AlertID] = append(byAlert[ev.AlertID], ev)
+	}
+	for _, a := range alerts {
+		e.revision = max(e.revision, a.Revision)
+		if a.Condition == ConditionInactive {
+			continue
+		}
+		en := &entry{Alert: a, events: byAlert[a.ID]}
+		slices.SortFunc(en.events, func(x, y Event) int { return cmp.Compare(x.Version, y.Version) })
+		e.alerts[a.ID] = en
+		if a.Status == StatusClosed {
+			continue
+		}
+		e.active[a.ID] = en
+		r := e.rules.byName[a.Rule]
+		if r == nil {
+			continue
+		}
+		if a.Device == "" {
+			e.grids[groupKey{a.Rule, a.Grid}] = en
+			en.active = map[string]bool{}
+			if a.Condition != ConditionFiring {
+				continue
+			}
+			for _, m := range a.Members {
+				if d := e.device(m, "", "", now); d != nil {
+					in := d.instance(r)
+					in.phase, in.alert, in.cond = phaseFiring, en, true
+					en.active[m] = true
+				}
+			}
+			continue
+		}
+		d := e.device(a.Device, "", a.Grid, now)
+		if d == nil {
+			continue
+		}
+		in := d.instance(r)
+		switch a.Condition {
+		case ConditionPending:
+			in.phase, in.since, in.pending, in.cond = phasePending, a.PendingSince, en, true
+		case ConditionFiring:
+			in.phase, in.alert, in.cond = phaseFiring, en, true
+		case ConditionCleared:
+			in.alert = en
+			if !a.PendingSince.IsZero() {
+				in.phase, in.since, in.cond = phasePending, a.PendingSince, true
+			}
+		}
+	}
+	e.Logger.Info("alerts restored", "alerts", len(e.alerts), "open", len(e.active))
+}

@@ -1,0 +1,86 @@
+package alerts_test
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+func TestMain(m *testing.M) { storagetest.Main(m) }
+
+const restartRules = lifecycleRules + `
+  - name: flood
+    match: {types: [water_level]}
+    metric: level_cm
+    condition: value > 30
+    for: 10m
+    severity: major
+    no_group: true
+`
+
+// TestRestartIntegration stops an engine with an acknowledged alert and a
+// pending `for` timer and starts another on the same ClickHouse: the alert
+// comes back with its version and trace, and the timer fires on time
+// without a new reading.
+func TestRestartIntegration(t *testing.T) {
+	addr, dbName := storagetest.Database(t)
+	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: dbName}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rules := mustRules(t, restartRules)
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "wl-1", Type: "water_level", Grid: "G1"}}
+	c := &clock{t: t0}
+
+	first := newEngine(t, rules, devs, db, c)
+	first.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()},
+		alerts.Observation{Device: "wl-1", Metric: "level_cm", Value: 50, TS: c.Now().UnixMilli()})
+	page, err := first.List(alerts.Filter{})
+	if err != nil || len(page.Alerts) != 1 {
+		t.Fatalf("List = %+v, %v; want the gas alert only", page.Alerts, err)
+	}
+	c.Add(time.Minute)
+	acked, err := first.Act(t.Context(), alerts.Action{ID: page.Alerts[0].ID, Kind: alerts.ActionAck, Version: page.Alerts[0].Version, Actor: "op"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Add(4 * time.Minute)
+	second := newEngine(t, rules, devs, db, c)
+	got, trace, err := second.Get(acked.ID)
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if got.Status != alerts.StatusAcknowledged || got.Version != acked.Version || !got.AckDue.Equal(acked.AckDue) ||
+		len(trace) != 2 || trace[1].Kind != alerts.EventAck || trace[1].Actor != "op" {
+		t.Fatalf("restored %+v with trace %+v; want %+v", got, trace, acked)
+	}
+	c.Add(5*time.Minute - time.Second)
+	second.RunTimers()
+	if p, _ := second.List(alerts.Filter{Rule: "flood"}); len(p.Alerts) != 0 {
+		t.Fatalf("flood fired before its 10m: %+v", p.Alerts)
+	}
+	c.Add(time.Second)
+	second.RunTimers()
+	p, _ := second.List(alerts.Filter{Rule: "flood"})
+	if len(p.Alerts) != 1 || !p.Alerts[0].Fired.Equal(t0.Add(10*time.Minute)) || p.Alerts[0].Device != "wl-1" {
+		t.Fatalf("flood alerts after 10m = %+v; want one, fired at %s", p.Alerts, t0.Add(10*time.Minute))
+	}
+	// The gas alert keeps being one alert per (rule, device).
+	second.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 9500, TS: c.Now().UnixMilli()})
+	if p, _ := second.List(alerts.Filter{Rule: "gas_high"}); len(p.Alerts) != 1 || p.Alerts[0].Count != 2 {
+		t.Fatalf("gas alerts after a repeat = %+v; want one with count 2", p.Alerts)
+	}
+}

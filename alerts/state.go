@@ -1,0 +1,155 @@
+package alerts
+
+import (
+	"slices"
+	"time"
+
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+// deviceState is what the engine knows of one device. It is guarded by
+// Engine.mu.
+type deviceState struct {
+	id, grid string
+	typ      devices.Type
+	// lastSeen is the engine clock at the device's latest observation.
+	lastSeen time.Time
+	// latest is the latest value of each metric (the m variable).
+	latest map[string]float64
+	// series holds recent values of the metrics some rule windows.
+	series map[string]*series
+	// insts are the rule instances of the device, by rule name.
+	insts map[string]*instance
+	// gen is the rule-set generation that byMetric and absence were
+	// computed for.
+	gen      int
+	byMetric map[string][]*rule
+	absence  []*rule
+}
+
+// inhibited reports whether an inhibiting rule fires for the device.
+func (d *deviceState) inhibited() bool {
+	for _, in := range d.insts {
+		if in.rule.inhibiting() && (in.phase == phaseFiring || in.phase == phaseClearing) {
+			return true
+		}
+	}
+	return false
+}
+
+// phase is the state of a rule instance (prometheus rules/alerting.go's
+// inactive -> pending -> firing, plus held and clearing).
+type phase uint8
+
+const (
+	// phaseInactive: the condition does not hold.
+	phaseInactive phase = iota
+	// phasePending: the condition holds, for less than the rule's `for`.
+	phasePending
+	// phaseHeld: ready to fire, waiting for its storm group to be decided.
+	phaseHeld
+	// phaseFiring: the alert fires.
+	phaseFiring
+	// phaseClearing: the clear condition holds, for less than clear_for.
+	phaseClearing
+)
+
+// instance is one rule applied to one device.
+type instance struct {
+	rule *rule
+	dev  *deviceState
+	// phase and since, when the phase began (pending and clearing only).
+	phase phase
+	since time.Time
+	// cond and clr are the last evaluation, re-used by timers.
+	cond, clr bool
+	// pending is the pending alert of a first firing; nil otherwise.
+	pending *entry
+	// alert is the open alert the instance fires into: its own or a
+	// grid-level one; nil when none is open.
+	alert *entry
+}
+
+// entry is an alert held in memory with its trace.
+type entry struct {
+	Alert
+	events []Event
+	// active are the members of a grid-level alert that still fire.
+	active map[string]bool
+}
+
+// groupKey identifies a storm group: one rule in one grid cell.
+type groupKey struct{ rule, grid string }
+
+// group collects instances of one rule in one grid that became ready to
+// fire close together, until its deadline decides between one grid-level
+// alert and one alert each.
+type group struct {
+	deadline time.Time
+	insts    []*instance
+}
+
+// sample is one timed value.
+type sample struct {
+	ts int64 // ms
+	v  float64
+}
+
+// series is the recent values of one metric of one device, oldest first,
+// spanning at most the longest window of the rules that use it.
+type series struct {
+	samples []sample
+}
+
+// maxSamples bounds a series, whatever its window: a device reporting far
+// faster than its interval cannot grow the engine's memory.
+const maxSamples = 512
+
+// add appends a sample and drops those older than window before it.
+// Out-of-order samples are inserted in place.
+func (s *series) add(ts int64, v float64, window time.Duration) {
+	i := len(s.samples)
+	for i > 0 && s.samples[i-1].ts > ts {
+		i--
+	}
+	s.samples = slices.Insert(s.samples, i, sample{ts, v})
+	cut := s.samples[len(s.samples)-1].ts - window.Milliseconds()
+	drop := 0
+	for drop < len(s.samples)-1 && (s.samples[drop].ts < cut || len(s.samples)-drop > maxSamples) {
+		drop++
+	}
+	if drop > 0 {
+		s.samples = append(s.samples[:0], s.samples[drop:]...)
+	}
+}
+
+// fill sets the window variables of en over the last window before the
+// newest sample.
+func (s *series) fill(en *env, window time.Duration) {
+	if len(s.samples) == 0 {
+		return
+	}
+	last := s.samples[len(s.samples)-1]
+	cut := last.ts - window.Milliseconds()
+	first := -1
+	sum := 0.0
+	en.Low, en.High = last.v, last.v
+	for i, p := range s.samples {
+		if p.ts < cut {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		sum += p.v
+		en.Low, en.High = min(en.Low, p.v), max(en.High, p.v)
+	}
+	n := len(s.samples) - first
+	en.Samples = n
+	en.Avg = sum / float64(n)
+	f := s.samples[first]
+	en.Delta = last.v - f.v
+	if span := last.ts - f.ts; span > 0 {
+		en.Rate = en.Delta / float64(span) * 60000
+	}
+}

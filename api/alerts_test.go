@@ -1,0 +1,456 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+// Devices of the alert tests: one inside the D01 scope, one outside it.
+const (
+	devIn  = "w-in"
+	devOut = "w-out"
+)
+
+var alertDevices = []devices.Device{
+	{ID: devIn, Type: "water_level", Grid: "D01-S01-G01"},
+	{ID: devOut, Type: "water_level", Grid: "D02-S01-G01"},
+}
+
+// testTokens are the tokens of the alert tests, by name; each token is its
+// name with a "tok-" prefix.
+var testTokens = []Token{
+	{Name: "viewer", Role: RoleViewer, Grid: "D01"},
+	{Name: "operator", Role: RoleOperator, Grid: "D01"},
+	{Name: "admin", Role: RoleAdmin, Grid: "D01"},
+	{Name: "city", Role: RoleOperator},
+}
+
+// prefixAncestors is the engine's view of the hierarchy PrefixScope
+// assumes: D01-S01-G01 lies under D01-S01 and D01.
+func prefixAncestors(grid string) []string {
+	var out []string
+	for i := len(grid) - 1; i > 0; i-- {
+		if grid[i] == '-' {
+			out = append(out, grid[:i])
+		}
+	}
+	return out
+}
+
+// alertEnv is an API with a real alert engine holding one firing alert per
+// test device.
+type alertEnv struct {
+	srv    *httptest.Server
+	api    *Server
+	engine *alerts.Engine
+	ids    map[string]string // alert id by device
+}
+
+func newAlertEnv(t *testing.T) *alertEnv {
+	t.Helper()
+	rules, err := alerts.ParseRules([]byte(`
+rules:
+  - name: flood
+    match: {types: [water_level]}
+    metric: level_cm
+    condition: value > 30
+    severity: major
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := devices.NewRegistry(alertDevices)
+	e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Ancestors: prefixAncestors, StormMin: -1, Tick: time.Hour, FlushEvery: time.Hour}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	tokens := make([]Token, len(testTokens))
+	for i, tk := range testTokens {
+		tk.Hash = HashToken("tok-" + tk.Name)
+		tokens[i] = tk
+	}
+	s := &Server{
+		Store:      fakeStore{latest: func(string) ([]storage.Latest, error) { return nil, nil }},
+		Lookup:     reg.Lookup,
+		AdminToken: "tok-bootstrap",
+		Tokens:     tokens,
+		Alerts:     e,
+		Heartbeat:  20 * time.Millisecond,
+	}
+	env := &alertEnv{api: s, engine: e, ids: map[string]string{}}
+	env.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(env.srv.Close)
+	t.Cleanup(s.CloseStreams)
+	for _, d := range alertDevices {
+		env.fire(t, d.ID)
+	}
+	return env
+}
+
+// fire makes device's flood alert fire and returns its id.
+func (env *alertEnv) fire(t *testing.T, device string) string {
+	t.Helper()
+	env.engine.Observe(alerts.Observation{Device: device, Metric: "level_cm", Value: 50, TS: time.Now().UnixMilli()})
+	page, err := env.engine.List(alerts.Filter{Device: device})
+	if err != nil || len(page.Alerts) != 1 {
+		t.Fatalf("alert of %s: %+v %v", device, page, err)
+	}
+	env.ids[device] = page.Alerts[0].ID
+	return page.Alerts[0].ID
+}
+
+func (env *alertEnv) version(t *testing.T, device string) uint64 {
+	t.Helper()
+	a, _, err := env.engine.Get(env.ids[device])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Version
+}
+
+// call sends a request with token (none when empty) and returns the status
+// and body.
+func (env *alertEnv) call(t *testing.T, method, path, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, env.srv.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, _ = bufio.NewReader(resp.Body).WriteTo(&b)
+	return resp.StatusCode, b.String()
+}
+
+// TestRBACMatrix checks every role against every kind of endpoint, inside
+// and outside the token's grid scope: 401 without a valid token, 403 for a
+// role too weak, 404 outside the scope, 409 for a stale version.
+func TestRBACMatrix(t *testing.T) {
+	env := newAlertEnv(t)
+	type endpoint struct {
+		name    string
+		minRole Role
+		// req builds the request for the alert or device of device; fresh
+		// gives the current version.
+		method, path func(device string) string
+		body         func(version uint64) string
+		// scoped is false for endpoints that take no grid-bound resource.
+		scoped bool
+	}
+	get := func(string) string { return http.MethodGet }
+	post := func(string) string { return http.MethodPost }
+	none := func(uint64) string { return "" }
+	endpoints := []endpoint{
+		{name: "get alert", minRole: RoleViewer, method: get, path: func(d string) string { return "/api/v1/alerts/" + env.ids[d] }, body: none, scoped: true},
+		{name: "comment", minRole: RoleOperator, method: post, path: func(d string) string { return "/api/v1/alerts/" + env.ids[d] + "/comment" },
+			body: func(v uint64) string { return fmt.Sprintf(`{"version":%d,"note":"on my way"}`, v) }, scoped: true},
+		{name: "device latest", minRole: RoleViewer, method: get, path: func(d string) string { return "/api/v1/devices/" + d + "/latest" }, body: none, scoped: true},
+		{name: "device telemetry", minRole: RoleViewer, method: get, path: func(d string) string { return "/api/v1/devices/" + d + "/telemetry?metric=x&step=bad" }, body: none, scoped: true},
+		{name: "list", minRole: RoleViewer, method: get, path: func(string) string { return "/api/v1/alerts" }, body: none},
+		{name: "grid stats", minRole: RoleViewer, method: get, path: func(string) string { return "/api/v1/stats/grids" }, body: none},
+		{name: "export", minRole: RoleViewer, method: get, path: func(string) string { return "/api/v1/alerts/export.csv" }, body: none},
+	}
+	type principalCase struct {
+		token string
+		role  Role // 0: not authenticated
+	}
+	principals := []principalCase{{"", 0}, {"tok-wrong", 0}, {"tok-viewer", RoleViewer}, {"tok-operator", RoleOperator}, {"tok-admin", RoleAdmin}}
+	for _, ep := range endpoints {
+		for _, pc := range principals {
+			for _, device := range []string{devIn, devOut} {
+				want := http.StatusOK
+				switch {
+				case pc.role == 0:
+					want = http.StatusUnauthorized
+				case pc.role < ep.minRole:
+					want = http.StatusForbidden
+				case ep.scoped && device == devOut:
+					want = http.StatusNotFound
+				case ep.name == "device telemetry":
+					want = http.StatusBadRequest // in scope, so the query is read
+				}
+				code, body := env.call(t, ep.method(device), ep.path(device), pc.token, ep.body(env.version(t, device)))
+				if code != want {
+					t.Errorf("%s as %q on %s: %d %s, want %d", ep.name, pc.token, device, code, body, want)
+				}
+			}
+		}
+	}
+
+	// A stale version is a conflict, whatever the token.
+	for _, token := range []string{"tok-operator", "tok-admin", "tok-city", "tok-bootstrap"} {
+		stale := env.version(t, devIn)
+		env.call(t, http.MethodPost, "/api/v1/alerts/"+env.ids[devIn]+"/comment", "tok-city", fmt.Sprintf(`{"version":%d,"note":"first"}`, stale))
+		code, body := env.call(t, http.MethodPost, "/api/v1/alerts/"+env.ids[devIn]+"/ack", token, fmt.Sprintf(`{"version":%d}`, stale))
+		if code != http.StatusConflict || !strings.Contains(body, `"conflict"`) {
+			t.Errorf("stale ack as %s: %d %s, want 409", token, code, body)
+		}
+	}
+	// Unscoped tokens see everything.
+	for _, token := range []string{"tok-city", "tok-bootstrap"} {
+		if code, body := env.call(t, http.MethodGet, "/api/v1/alerts/"+env.ids[devOut], token, ""); code != http.StatusOK {
+			t.Errorf("get outside D01 as %s: %d %s", token, code, body)
+		}
+	}
+	// Unit statistics span the city: a scoped token gets none.
+	for token, want := range map[string]int{"tok-viewer": 403, "tok-city": 200} {
+		if code, body := env.call(t, http.MethodGet, "/api/v1/stats/units", token, ""); code != want {
+			t.Errorf("unit stats as %s: %d %s, want %d", token, code, body, want)
+		}
+	}
+}
+
+func TestActionsAndVersions(t *testing.T) {
+	env := newAlertEnv(t)
+	id := env.ids[devIn]
+	path := "/api/v1/alerts/" + id
+	v := env.version(t, devIn)
+
+	cases := []struct {
+		name, action, ifMatch, body string
+		want                        int
+		wantStatus                  alerts.Status
+	}{
+		{"no version", "ack", "", "", http.StatusPreconditionRequired, alerts.StatusNew},
+		{"bad If-Match", "ack", "soon", "", http.StatusBadRequest, alerts.StatusNew},
+		{"unknown field", "ack", "", `{"version":1,"colour":"red"}`, http.StatusBadRequest, alerts.StatusNew},
+		{"resolve before ack", "resolve", fmt.Sprintf(`"%d"`, v), "", http.StatusUnprocessableEntity, alerts.StatusNew},
+		{"ack by If-Match", "ack", fmt.Sprintf(`"%d"`, v), "", http.StatusOK, alerts.StatusAcknowledged},
+		{"ack again with the old version", "ack", fmt.Sprintf(`"%d"`, v), "", http.StatusConflict, alerts.StatusAcknowledged},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest(http.MethodPost, env.srv.URL+path+"/"+tc.action, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer tok-operator")
+		if tc.ifMatch != "" {
+			req.Header.Set("If-Match", tc.ifMatch)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		a, _, _ := env.engine.Get(id)
+		if resp.StatusCode != tc.want || a.Status != tc.wantStatus {
+			t.Errorf("%s: %d, status %s; want %d, %s", tc.name, resp.StatusCode, a.Status, tc.want, tc.wantStatus)
+		}
+		if tc.want == http.StatusConflict && resp.Header.Get("ETag") != fmt.Sprintf(`"%d"`, a.Version) {
+			t.Errorf("%s: ETag %q, want the current version %d", tc.name, resp.Header.Get("ETag"), a.Version)
+		}
+	}
+
+	// The timeline records the actor: the token's name.
+	code, body := env.call(t, http.MethodGet, path, "tok-viewer", "")
+	var got alertJSON
+	if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil {
+		t.Fatalf("get: %d %s", code, body)
+	}
+	last := got.Timeline[len(got.Timeline)-1]
+	if last.Kind != alerts.EventAck || last.Actor != "operator" || got.Version != last.Version {
+		t.Errorf("last event %+v of alert v%d", last, got.Version)
+	}
+}
+
+func TestListIsScoped(t *testing.T) {
+	env := newAlertEnv(t)
+	cases := []struct {
+		token, query string
+		want         []string
+	}{
+		{"tok-viewer", "", []string{devIn}},
+		{"tok-viewer", "?grid=D01-S01", []string{devIn}},
+		{"tok-viewer", "?grid=D02", nil},
+		{"tok-city", "?grid=D02", []string{devOut}},
+		{"tok-city", "?severity=major&status=new&sort=fired", []string{devIn, devOut}},
+		{"tok-city", "?severity=minor", nil},
+		{"tok-city", "?device=" + devOut, []string{devOut}},
+	}
+	for _, tc := range cases {
+		code, body := env.call(t, http.MethodGet, "/api/v1/alerts"+tc.query, tc.token, "")
+		var page alerts.Page
+		if err := json.Unmarshal([]byte(body), &page); code != 200 || err != nil {
+			t.Fatalf("list %s: %d %s", tc.query, code, body)
+		}
+		var got []string
+		for _, a := range page.Alerts {
+			got = append(got, a.Device)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("list%s as %s = %v, want %v", tc.query, tc.token, got, tc.want)
+		}
+	}
+	for _, q := range []string{"?severity=huge", "?from=yesterday", "?limit=0", "?sort=colour", "?cursor=nope"} {
+		if code, body := env.call(t, http.MethodGet, "/api/v1/alerts"+q, "tok-city", ""); code != 400 {
+			t.Errorf("list%s = %d %s, want 400", q, code, body)
+		}
+	}
+	// Paging: one alert per page, then no cursor.
+	code, body := env.call(t, http.MethodGet, "/api/v1/alerts?limit=1", "tok-city", "")
+	var page alerts.Page
+	_ = json.Unmarshal([]byte(body), &page)
+	if code != 200 || len(page.Alerts) != 1 || page.Next == "" {
+		t.Fatalf("first page: %d %s", code, body)
+	}
+	_, body = env.call(t, http.MethodGet, "/api/v1/alerts?limit=1&cursor="+page.Next, "tok-city", "")
+	var second alerts.Page
+	_ = json.Unmarshal([]byte(body), &second)
+	if len(second.Alerts) != 1 || second.Alerts[0].ID == page.Alerts[0].ID {
+		t.Errorf("second page: %s", body)
+	}
+}
+
+func TestExportCSV(t *testing.T) {
+	env := newAlertEnv(t)
+	code, body := env.call(t, http.MethodGet, "/api/v1/alerts/export.csv?sort=fired", "tok-city", "")
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if code != 200 || err != nil || len(rows) != 3 {
+		t.Fatalf("export: %d %v\n%s", code, err, body)
+	}
+	if strings.Join(rows[0], ",") != strings.Join(exportColumns, ",") {
+		t.Errorf("header %v", rows[0])
+	}
+	if rows[1][0] != env.ids[devIn] || rows[1][3] != devIn || rows[1][7] != "major" || rows[1][9] != "new" {
+		t.Errorf("row %v", rows[1])
+	}
+	// A scoped token exports its scope only.
+	_, body = env.call(t, http.MethodGet, "/api/v1/alerts/export.csv", "tok-viewer", "")
+	if rows, _ := csv.NewReader(strings.NewReader(body)).ReadAll(); len(rows) != 2 {
+		t.Errorf("scoped export has %d rows, want header and 1", len(rows))
+	}
+	if got := cell("=HYPERLINK(\"x\")"); got != "'=HYPERLINK(\"x\")" {
+		t.Errorf("cell defuses to %q", got)
+	}
+}
+
+// sseEvent is one parsed Server-Sent Event.
+type sseEvent struct{ id, event, data string }
+
+// readEvents parses events from r onto a channel, skipping comments.
+func readEvents(r *bufio.Reader) <-chan sseEvent {
+	ch := make(chan sseEvent, 16)
+	go func() {
+		defer close(ch)
+		var ev sseEvent
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\n")
+			switch {
+			case line == "":
+				if ev.event != "" {
+					ch <- ev
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				ev.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				ev.event = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				ev.data = line[6:]
+			case strings.HasPrefix(line, ": heartbeat"):
+				ev = sseEvent{event: "heartbeat"}
+			}
+		}
+	}()
+	return ch
+}
+
+func TestStreamDeliversScopedTransitionsAndStops(t *testing.T) {
+	env := newAlertEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, env.srv.URL+"/api/v1/alerts/stream", nil)
+	req.Header.Set("Authorization", "Bearer tok-viewer")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := readEvents(bufio.NewReader(resp.Body))
+	poll(t, "stream client registered", func() bool { return testutil.ToFloat64(env.api.stream.clients) == 1 })
+
+	// Outside the scope first, then inside: only the second comes through.
+	for _, d := range []string{devOut, devIn} {
+		v := env.version(t, d)
+		if _, err := env.engine.Act(ctx, alerts.Action{ID: env.ids[d], Kind: alerts.ActionAck, Version: v, Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got sseEvent
+	for got.event == "" || got.event == "heartbeat" {
+		select {
+		case got = <-events:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event within 10s")
+		}
+	}
+	var tr alerts.Transition
+	if err := json.Unmarshal([]byte(got.data), &tr); err != nil {
+		t.Fatalf("data %q: %v", got.data, err)
+	}
+	if got.event != "ack" || tr.Alert.Device != devIn || got.id != fmt.Sprintf("%s/%d", env.ids[devIn], tr.Event.Version) {
+		t.Errorf("event %+v, transition %+v", got, tr)
+	}
+	// Heartbeats keep an idle stream alive.
+	for got.event != "heartbeat" {
+		select {
+		case got = <-events:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no heartbeat within 10s")
+		}
+	}
+
+	// The client goes away: the handler ends and unsubscribes.
+	cancel()
+	poll(t, "stream handler gone", func() bool { return testutil.ToFloat64(env.api.stream.clients) == 0 })
+
+	// CloseStreams ends a live stream from the server side.
+	req, _ = http.NewRequest(http.MethodGet, env.srv.URL+"/api/v1/alerts/stream", nil)
+	req.Header.Set("Authorization", "Bearer tok-city")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	events = readEvents(bufio.NewReader(resp2.Body))
+	poll(t, "second client", func() bool { return testutil.ToFloat64(env.api.stream.clients) == 1 })
+	env.api.CloseStreams()
+	for range events { // drained until the server ends the response
+	}
+	poll(t, "stream closed by server", func() bool { return testutil.ToFloat64(env.api.stream.clients) == 0 })
+}
+
+// poll waits until cond holds, failing the test after 10 seconds.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

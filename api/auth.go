@@ -1,0 +1,295 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Role is what a bearer token may do. Each role may do everything the roles
+// below it may.
+type Role uint8
+
+// Roles, from the weakest.
+const (
+	// RoleViewer reads: alerts, their timelines, statistics, telemetry.
+	RoleViewer Role = iota + 1
+	// RoleOperator also acts on work orders and creates silences and
+	// maintenance windows.
+	RoleOperator
+	// RoleAdmin may do everything, including what a future endpoint
+	// registered without a role needs for a method other than GET.
+	RoleAdmin
+)
+
+var roleNames = [...]string{"", "viewer", "operator", "admin"}
+
+// String returns the role's name, such as "operator".
+func (r Role) String() string {
+	if r > 0 && int(r) < len(roleNames) {
+		return roleNames[r]
+	}
+	return fmt.Sprintf("role(%d)", r)
+}
+
+// ParseRole parses a role name.
+func ParseRole(name string) (Role, error) {
+	for i, n := range roleNames {
+		if i > 0 && n == name {
+			return Role(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown role %q: want viewer, operator or admin", name)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *Role) UnmarshalText(b []byte) error {
+	v, err := ParseRole(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// Token is one bearer token the API accepts, as an entry of the tokens file.
+// Only the token's hash is kept: the file may be read by more people than
+// may use its tokens.
+type Token struct {
+	// Name identifies the token's holder; it is the actor recorded in the
+	// alert trail.
+	Name string `yaml:"name"`
+	// Role is what the token may do.
+	Role Role `yaml:"role"`
+	// Grid is the token's scope: the root of the grid subtree it sees and
+	// acts in. Empty means the whole city.
+	Grid string `yaml:"grid"`
+	// Hash is HashToken of the token.
+	Hash string `yaml:"token_hash"`
+}
+
+// tokenPrefix starts every token NewToken makes, so that a leaked one is
+// recognisable to secret scanners.
+const tokenPrefix = "gwt_"
+
+// NewToken returns a fresh bearer token: 256 bits from crypto/rand.
+func NewToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("new token: %w", err)
+	}
+	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// HashToken returns the form in which a token is stored: "sha256:" and the
+// hex SHA-256 of the token. A fast hash is enough because tokens are
+// machine-made with 256 bits of entropy (NewToken): nobody can guess one
+// from its hash, so a slow password hash (bcrypt, argon2) would only add
+// tens of milliseconds to every request.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// parseTokenHash decodes a HashToken string.
+func parseTokenHash(s string) ([]byte, error) {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok {
+		return nil, errors.New(`must start with "sha256:" (see gridwatch token new)`)
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != sha256.Size {
+		return nil, errors.New("must be 64 hex digits after sha256:")
+	}
+	return b, nil
+}
+
+// ReadTokens reads a tokens file: a YAML list of Token entries. Every entry
+// is checked; the errors name the entry and its field.
+func ReadTokens(r io.Reader) ([]Token, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read tokens: %w", err)
+	}
+	var tokens []Token
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tokens); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTokens, err)
+	}
+	var errs []error
+	names := make(map[string]int, len(tokens))
+	hashes := make(map[string]int, len(tokens))
+	for i, t := range tokens {
+		bad := func(field, format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%w: tokens[%d] (%q): %s %s", ErrInvalidTokens, i, t.Name, field, fmt.Sprintf(format, args...)))
+		}
+		if t.Name == "" {
+			bad("name", "must not be empty")
+		} else if j, dup := names[t.Name]; dup {
+			bad("name", "repeats tokens[%d]", j)
+		}
+		names[t.Name] = i
+		if t.Role == 0 {
+			bad("role", "must be viewer, operator or admin")
+		}
+		if _, err := parseTokenHash(t.Hash); err != nil {
+			bad("token_hash", "%v", err)
+		} else if j, dup := hashes[t.Hash]; dup {
+			bad("token_hash", "repeats tokens[%d]", j)
+		}
+		hashes[t.Hash] = i
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return tokens, nil
+}
+
+// ReadTokensFile reads the tokens file at path (api.tokens_file).
+func ReadTokensFile(path string) ([]Token, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokens file: %w", err)
+	}
+	defer f.Close()
+	tokens, err := ReadTokens(f)
+	if err != nil {
+		return nil, fmt.Errorf("tokens file %s: %w", path, err)
+	}
+	return tokens, nil
+}
+
+// InScopeFunc reports whether grid lies in the subtree rooted at scope
+// (scope itself included). The grid hierarchy decides; PrefixScope is the
+// default.
+type InScopeFunc func(scope, grid string) bool
+
+// PrefixScope is the InScopeFunc of hierarchical grid codes, where a
+// child's code extends its parent's after a dash: D01 holds D01-S02 and
+// D01-S02-G03, but not D010.
+func PrefixScope(scope, grid string) bool {
+	rest, ok := strings.CutPrefix(grid, scope)
+	return ok && (rest == "" || rest[0] == '-')
+}
+
+// principal is who a request acts as.
+type principal struct {
+	// name is the token's name, the actor of what the request does.
+	name string
+	role Role
+	// scope is the root of the grid subtree the principal sees; empty for
+	// the whole city.
+	scope   string
+	inScope InScopeFunc
+}
+
+// sees reports whether grid is in the principal's scope.
+func (p *principal) sees(grid string) bool {
+	return p.scope == "" || p.inScope(p.scope, grid)
+}
+
+type principalKey struct{}
+
+// principalFrom returns the request's principal; authenticate put it there.
+func principalFrom(ctx context.Context) *principal {
+	p, _ := ctx.Value(principalKey{}).(*principal)
+	return p
+}
+
+// credential is a configured token, by its hash.
+type credential struct {
+	hash []byte
+	p    *principal
+}
+
+// authenticator maps bearer tokens to principals.
+type authenticator struct {
+	creds []credential
+	// open, with no token configured at all, lets every request in as an
+	// unscoped admin: a development setup, as before tokens existed.
+	open *principal
+}
+
+// newAuthenticator builds the credentials from the bootstrap admin token
+// and the configured tokens. A token whose hash does not parse (ReadTokens
+// refuses those) is logged and matches nothing.
+func newAuthenticator(adminToken string, tokens []Token, inScope InScopeFunc, logger *slog.Logger) *authenticator {
+	a := &authenticator{}
+	if adminToken != "" {
+		sum := sha256.Sum256([]byte(adminToken))
+		a.creds = append(a.creds, credential{hash: sum[:], p: &principal{name: "admin", role: RoleAdmin, inScope: inScope}})
+	}
+	for i, t := range tokens {
+		h, err := parseTokenHash(t.Hash)
+		if err != nil {
+			logger.Error("api token ignored", "token", t.Name, "index", i, "err", err)
+			continue
+		}
+		a.creds = append(a.creds, credential{hash: h, p: &principal{name: t.Name, role: t.Role, scope: t.Grid, inScope: inScope}})
+	}
+	if adminToken == "" && len(tokens) == 0 {
+		a.open = &principal{name: "anonymous", role: RoleAdmin, inScope: inScope}
+	}
+	return a
+}
+
+// lookup returns the principal of a bearer token, or nil. It compares the
+// token's hash with every credential in constant time, without stopping at
+// a match, so the time taken says nothing about which token matched.
+func (a *authenticator) lookup(token string) *principal {
+	sum := sha256.Sum256([]byte(token))
+	var found *principal
+	for _, c := range a.creds {
+		if subtle.ConstantTimeCompare(sum[:], c.hash) == 1 {
+			found = c.p
+		}
+	}
+	return found
+}
+
+// middleware puts the request's principal in its context, or answers 401.
+func (a *authenticator) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := a.open
+		if p == nil {
+			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if ok {
+				p = a.lookup(token)
+			}
+		}
+		if p == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gridwatch"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// requireRole answers 403 unless the request's principal has at least role.
+func requireRole(role Role, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if p := principalFrom(r.Context()); p == nil || p.role < role {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("this needs the %s role", role))
+			return
+		}
+		next(w, r)
+	}
+}

@@ -1,0 +1,155 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var prefixScopeCases = []struct {
+	scope, grid string
+	want        bool
+}{
+	{"D01", "D01", true},
+	{"D01", "D01-S02", true},
+	{"D01", "D01-S02-G03", true},
+	{"D01-S02", "D01-S02-G03", true},
+	{"D01", "D010", false},
+	{"D01", "D02-S01", false},
+	{"D01-S02", "D01", false},
+	{"D01-S02", "D01-S03-G01", false},
+	{"110105-003", "110105-003-012", true},
+}
+
+func TestPrefixScope(t *testing.T) {
+	for _, tc := range prefixScopeCases {
+		if got := PrefixScope(tc.scope, tc.grid); got != tc.want {
+			t.Errorf("PrefixScope(%q, %q) = %v, want %v", tc.scope, tc.grid, got, tc.want)
+		}
+	}
+}
+
+func FuzzPrefixScope(f *testing.F) {
+	for _, tc := range prefixScopeCases {
+		f.Add(tc.scope, tc.grid)
+	}
+	f.Fuzz(func(t *testing.T, scope, grid string) {
+		if !PrefixScope(grid, grid) {
+			t.Errorf("%q does not hold itself", grid)
+		}
+		// Whatever holds grid holds its children.
+		if PrefixScope(scope, grid) && !PrefixScope(scope, grid+"-X") {
+			t.Errorf("%q holds %q but not its child", scope, grid)
+		}
+		if PrefixScope(scope, grid) && !strings.HasPrefix(grid, scope) {
+			t.Errorf("%q holds %q, which it does not start", scope, grid)
+		}
+	})
+}
+
+func TestReadTokens(t *testing.T) {
+	good := HashToken("tok-1")
+	cases := []struct {
+		name, doc string
+		want      []Token
+		errs      []string // each must appear in the error
+	}{
+		{"empty", "", nil, nil},
+		{"ok", "- {name: ops, role: operator, grid: D01, token_hash: " + good + "}\n",
+			[]Token{{Name: "ops", Role: RoleOperator, Grid: "D01", Hash: good}}, nil},
+		{"bad fields", "- {name: '', role: boss, token_hash: abc}\n", nil, []string{`unknown role "boss"`}},
+		{"checks", "- {role: viewer, token_hash: abc}\n- {name: a, role: viewer, token_hash: " + good + "}\n- {name: a, role: viewer, token_hash: " + good + "}\n",
+			nil, []string{"tokens[0] (\"\"): name must not be empty", `tokens[0] ("")`, "token_hash must start with \"sha256:\"", `tokens[2] ("a"): name repeats tokens[1]`, "token_hash repeats tokens[1]"}},
+		{"no role", "- {name: a, token_hash: " + good + "}\n", nil, []string{"role must be viewer, operator or admin"}},
+		{"short hash", "- {name: a, role: admin, token_hash: 'sha256:abcd'}\n", nil, []string{"64 hex digits"}},
+		{"unknown key", "- {name: a, role: admin, token: x, token_hash: " + good + "}\n", nil, []string{"field token not found"}},
+	}
+	for _, tc := range cases {
+		got, err := ReadTokens(strings.NewReader(tc.doc))
+		if tc.errs == nil {
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("%s: %+v %v, want %+v", tc.name, got, err, tc.want)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidTokens) {
+			t.Errorf("%s: error %v does not wrap ErrInvalidTokens", tc.name, err)
+			continue
+		}
+		for _, want := range tc.errs {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q lacks %q", tc.name, err, want)
+			}
+		}
+	}
+}
+
+func TestNewTokenHashes(t *testing.T) {
+	a, err := NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewToken()
+	if a == b || !strings.HasPrefix(a, tokenPrefix) || len(a) < 40 {
+		t.Errorf("tokens %q and %q", a, b)
+	}
+	if _, err := parseTokenHash(HashToken(a)); err != nil || HashToken(a) == HashToken(b) {
+		t.Errorf("hash %q: %v", HashToken(a), err)
+	}
+}
+
+// TestOpenAPIListsEveryRoute checks the OpenAPI document against the
+// routes Handler registers, both ways.
+func TestOpenAPIListsEveryRoute(t *testing.T) {
+	env := newAlertEnv(t)
+	resp, err := http.Get(env.srv.URL + "/api/v1/openapi.json") // public: no token
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); resp.StatusCode != 200 || err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi.json: %d %v %q", resp.StatusCode, err, doc.OpenAPI)
+	}
+	registered := map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /api/v1/openapi.json": true}
+	for _, p := range env.api.v1 {
+		registered[p] = true
+	}
+	for p := range registered {
+		method, path, _ := strings.Cut(p, " ")
+		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+			t.Errorf("route %s is not in openapi.json", p)
+		}
+	}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if p := strings.ToUpper(method) + " " + path; !registered[p] {
+				t.Errorf("openapi.json lists %s, which is not a route", p)
+			}
+		}
+	}
+}
+
+// TestOpenWithoutTokens keeps the development setup: with no token
+// configured, /api/v1 answers without one.
+func TestOpenWithoutTokens(t *testing.T) {
+	env := newAlertEnv(t)
+	s := &Server{Store: fakeStore{}, Lookup: env.api.Lookup, Alerts: env.engine}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/api/v1/alerts/"+env.ids[devOut]+"/comment", "application/json", strings.NewReader(`{"version":1,"note":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound {
+		t.Errorf("open API answered %d", resp.StatusCode)
+	}
+}

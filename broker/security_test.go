@@ -1,0 +1,238 @@
+package broker
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+func loopback(addr string) string { return strings.Replace(addr, "[::]", "127.0.0.1", 1) }
+
+func TestClientIDTakeoverRefused(t *testing.T) {
+	rec := &received{}
+	b, _ := startBroker(t, rec)
+	addr := loopback(b.Addr())
+	legit, err := connect(t, addr, "aq-1", "aq-1", "s3cret-aq1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := connect(t, addr, "aq-1", "aq-1", "wrong"); err == nil {
+		t.Fatal("impostor with the same client id connected")
+	}
+	if !legit.IsConnectionOpen() {
+		t.Fatal("the legitimate connection was dropped by a refused impostor")
+	}
+	if tok := legit.Publish("devices/aq-1/telemetry", 0, false, `{"pm25":3}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish after impostor: %v", tok.Error())
+	}
+	waitFor(t, "message after impostor", func() bool { return len(rec.snapshot()) == 1 })
+}
+
+// TestOversizePacketRefusedWithoutAllocation announces a 200 MiB PUBLISH and
+// checks that the broker closes the connection without allocating it.
+func TestOversizePacketRefusedWithoutAllocation(t *testing.T) {
+	b, _ := startBroker(t, &received{})
+	conn, err := net.Dial("tcp", loopback(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// CONNECT, MQTT 3.1.1, clean session, username+password aq-1/s3cret-aq1.
+	var body []byte
+	str := func(s string) { body = append(body, byte(len(s)>>8), byte(len(s))); body = append(body, s...) }
+	str("MQTT")
+	body = append(body, 4, 0xC2, 0, 30)
+	str("aq-1")
+	str("aq-1")
+	str("s3cret-aq1")
+	pkt := append([]byte{0x10, byte(len(body))}, body...)
+	if _, err := conn.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, 4)
+	if _, err := conn.Read(ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("connack %x, %v", ack, err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// PUBLISH QoS 0 with remaining length 200 MiB (varint), then a little data.
+	size := 200 << 20
+	hdr := []byte{0x30}
+	for {
+		d := byte(size % 128)
+		if size /= 128; size > 0 {
+			d |= 0x80
+		}
+		hdr = append(hdr, d)
+		if size == 0 {
+			break
+		}
+	}
+	_, _ = conn.Write(append(hdr, make([]byte, 1024)...))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("connection still open after an oversize packet")
+			}
+			break
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 16<<20 {
+		t.Errorf("heap grew %d MiB on an oversize packet", grew>>20)
+	}
+}
+
+func TestRateLimitThrottlesAndCounts(t *testing.T) {
+	rec := &received{}
+	b, _ := startBroker(t, rec, func(b *Broker) { b.Limits = Limits{MessageRate: 1, MessageBurst: 5} })
+	c, err := connect(t, loopback(b.Addr()), "aq-1", "aq-1", "s3cret-aq1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		c.Publish("devices/aq-1/telemetry", 0, false, `{"pm25":1}`).WaitTimeout(time.Second)
+	}
+	waitFor(t, "throttled publishes counted", func() bool {
+		return testutil.ToFloat64(b.metrics.limited.WithLabelValues("message_rate")) >= 40
+	})
+	if n := len(rec.snapshot()); n < 5 || n > 10 {
+		t.Errorf("ingested %d of 50 burst messages, want the burst of 5 (plus refills)", n)
+	}
+}
+
+func TestConnectionRateAndFlappingBan(t *testing.T) {
+	b, _ := startBroker(t, &received{}, func(b *Broker) { b.Limits = Limits{FlapConnects: 3} })
+	addr := loopback(b.Addr())
+	for i := range 3 {
+		c, err := connect(t, addr, "aq-1", "aq-1", "s3cret-aq1")
+		if err != nil {
+			t.Fatalf("connect %d: %v", i, err)
+		}
+		c.Disconnect(0)
+	}
+	if _, err := connect(t, addr, "aq-1", "aq-1", "s3cret-aq1"); err == nil {
+		t.Fatalf("fourth connect within the window was let in; limited=%v rate=%v", testutil.ToFloat64(b.metrics.limited.WithLabelValues("flapping_ban")), testutil.ToFloat64(b.metrics.limited.WithLabelValues("conn_rate")))
+	}
+	if _, err := connect(t, addr, "aq-2", "aq-2", "s3cret-aq2"); err != nil {
+		t.Fatalf("another device is banned too: %v", err)
+	}
+	if got := testutil.ToFloat64(b.metrics.limited.WithLabelValues("flapping_ban")); got != 1 {
+		t.Errorf("flapping bans = %v, want 1", got)
+	}
+}
+
+func TestStatusFollowsConnections(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	b, _ := startBroker(t, &received{}, func(b *Broker) {
+		b.Status = func(c devices.StatusChange) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, c.Device+" "+map[bool]string{true: "online", false: "offline"}[c.Online]+" "+c.Reason)
+		}
+	})
+	snapshot := func() string { mu.Lock(); defer mu.Unlock(); return strings.Join(got, ",") }
+	c, err := connect(t, loopback(b.Addr()), "aq-1", "aq-1", "s3cret-aq1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish("devices/aq-1/status", 1, false, "offline").WaitTimeout(5 * time.Second)
+	c.Disconnect(100)
+	want := "aq-1 online connect,aq-1 offline reported,aq-1 offline disconnect"
+	waitFor(t, "status changes", func() bool { return snapshot() == want })
+}
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate whose CN is aq-1.
+type testPKI struct {
+	pool           *x509.CertPool
+	server, client tls.Certificate
+}
+
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) tls.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, IPAddresses: ips,
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return testPKI{pool: pool,
+		server: issue(2, "gridwatch", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)}),
+		client: issue(3, "aq-1", x509.ExtKeyUsageClientAuth, nil)}
+}
+
+func TestTLSAndMutualTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	rec := &received{}
+	b, _ := startBroker(t, rec, func(b *Broker) {
+		b.TLSListen = "127.0.0.1:0"
+		b.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pki.server}, ClientCAs: pki.pool}
+	})
+	addr := b.TLSAddr()
+	dial := func(clientID, user, pass string, certs []tls.Certificate) error {
+		opts := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(clientID).SetUsername(user).SetPassword(pass).
+			SetAutoReconnect(false).SetConnectRetry(false).SetProtocolVersion(4).
+			SetTLSConfig(&tls.Config{RootCAs: pki.pool, Certificates: certs, MinVersion: tls.VersionTLS12})
+		c := paho.NewClient(opts)
+		tok := c.Connect()
+		if !tok.WaitTimeout(5 * time.Second) {
+			return net.ErrClosed
+		}
+		if tok.Error() == nil {
+			c.Disconnect(100)
+		}
+		return tok.Error()
+	}
+	if err := dial("aq-2", "aq-2", "s3cret-aq2", nil); err != nil {
+		t.Errorf("TLS with password: %v", err)
+	}
+	if err := dial("aq-1", "aq-1", "", []tls.Certificate{pki.client}); err != nil {
+		t.Errorf("mTLS with a certificate for aq-1, no password: %v", err)
+	}
+	if err := dial("aq-2", "aq-2", "", []tls.Certificate{pki.client}); err == nil {
+		t.Error("certificate for aq-1 let aq-2 in")
+	}
+	// Plain MQTT to the TLS port must fail.
+	if _, err := connect(t, addr, "aq-2", "aq-2", "s3cret-aq2"); err == nil {
+		t.Error("plaintext MQTT connected to the TLS port")
+	}
+	// TLS 1.1 is refused.
+	if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS11}); err == nil {
+		c.Close()
+		t.Error("TLS 1.1 handshake succeeded")
+	}
+}

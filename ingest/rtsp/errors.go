@@ -1,0 +1,22 @@
+// Package rtsp probes the city's cameras over RTSP and turns each probe into
+// a camera_health record: a classified status (ok, unreachable, refused,
+// auth_failed, not_found, no_video_track, unsupported_codec, stalled,
+// degraded) and the stream's measurements. The Prober schedules the probes;
+// records go to the same Arrow batcher and ClickHouse writer as telemetry.
+package rtsp
+
+import "errors"
+
+// Sentinel errors of the package.
+var (
+	// ErrBadURL means a camera's RTSP URL cannot be parsed.
+	ErrBadURL = errors.New("rtsp: invalid camera URL")
+	// ErrNoVideoTrack means the session description has no video media.
+	ErrNoVideoTrack = errors.New("rtsp: no video track")
+	// ErrUnsupportedCodec means the video codec is not H.264.
+	ErrUnsupportedCodec = errors.New("rtsp: unsupported video codec")
+	// ErrNoTargets means the Prober has no Targets function.
+	ErrNoTargets = errors.New("rtsp: prober has no Targets")
+	// ErrStarted means Start was called twice.
+	ErrStarted = errors.New("rtsp: prober already started")
+)

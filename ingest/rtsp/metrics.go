@@ -1,0 +1,43 @@
+package rtsp
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the prober's Prometheus series. They carry the camera's
+// status and probe kind, never its URL or credentials.
+type metrics struct {
+	probes   *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	dropped  prometheus.Counter
+	late     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_camera_probes_total",
+			Help: "Camera probes by kind and status.",
+		}, []string{"kind", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gridwatch_camera_probe_duration_seconds",
+			Help:    "Duration of camera probes, rechecks included.",
+			Buckets: []float64{0.005, 0.02, 0.1, 0.5, 1, 2, 5, 10, 20},
+		}, []string{"kind"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_camera_records_dropped_total",
+			Help: "Camera health records that could not be stored.",
+		}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_camera_probes_late_total",
+			Help: "Due camera probes postponed to the next tick because every worker was busy.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.probes, m.duration, m.dropped, m.late)
+	}
+	return m
+}
+
+func (m *metrics) observe(rec HealthRecord) {
+	m.probes.WithLabelValues(string(rec.Kind), string(rec.Status)).Inc()
+	m.duration.WithLabelValues(string(rec.Kind)).Observe(rec.DurationMs / 1000)
+}

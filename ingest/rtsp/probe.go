@@ -1,0 +1,397 @@
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtp"
+
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+// Target is one camera to probe.
+type Target struct {
+	// Camera and Grid identify the camera in records.
+	Camera, Grid string
+	// URL is the stream URL without credentials.
+	URL string
+	// User and Password are the RTSP credentials, if any. They go on the
+	// wire only, never into records, logs or errors.
+	User, Password string
+}
+
+// TargetOf returns the probe target of a camera device.
+func TargetOf(d devices.Device) Target {
+	return Target{Camera: d.ID, Grid: d.Grid, URL: d.RTSPURL, User: d.RTSPUser, Password: d.RTSPPassword}
+}
+
+// Targets returns the targets of the devices of type "camera" with an RTSP
+// URL.
+func Targets(devs []devices.Device) []Target {
+	var out []Target
+	for _, d := range devs {
+		if d.Type == "camera" && d.RTSPURL != "" {
+			out = append(out, TargetOf(d))
+		}
+	}
+	return out
+}
+
+// Thresholds of the sample classification.
+const (
+	// minFPSRatio is the share of the nominal frame rate below which a
+	// stream is degraded ("low_fps").
+	minFPSRatio = 0.5
+	// maxLossPct is the RTP loss above which a stream is degraded ("loss").
+	maxLossPct = 2.0
+	// frozenShare is the share of identical consecutive frames above which
+	// the picture is suspected frozen.
+	frozenShare = 0.9
+	// minFramesForFrozen is the fewest frames the frozen test judges.
+	minFramesForFrozen = 5
+	// stallFrames is how many nominal frame intervals without a frame, at
+	// the end of a sample, make it stalled.
+	stallFrames = 10
+)
+
+// probeOnce runs one probe of t without recheck.
+func (p *Prober) probeOnce(ctx context.Context, t Target, kind Kind) HealthRecord {
+	start := time.Now()
+	rec := p.probe(ctx, t, kind, start)
+	rec.DurationMs = msSince(start)
+	return rec
+}
+
+// probe does the work of probeOnce.
+func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time) HealthRecord {
+	rec := HealthRecord{TS: start.UnixMilli(), Camera: t.Camera, Grid: t.Grid, Kind: kind}
+	fail := func(err error) HealthRecord {
+		rec.Status = classify(err)
+		rec.Error = redact(err.Error(), t)
+		return rec
+	}
+
+	u, err := base.ParseURL(t.URL)
+	if err != nil {
+		return fail(errors.Join(ErrBadURL, err))
+	}
+	if t.User != "" {
+		u.User = url.UserPassword(t.User, t.Password)
+	}
+	var (
+		reqAt, resAt time.Time
+		mu           sync.Mutex
+	)
+	c := &gortsplib.Client{
+		Scheme:       u.Scheme,
+		Host:         u.Host,
+		ReadTimeout:  p.Timeout,
+		WriteTimeout: p.Timeout,
+		UserAgent:    "gridwatch-prober",
+		// The prober never records; RTCP receiver reports are enough.
+		DisableRTCPSenderReports: true,
+		OnRequest: func(*base.Request) {
+			mu.Lock()
+			if reqAt.IsZero() {
+				reqAt = time.Now()
+			}
+			mu.Unlock()
+		},
+		OnResponse: func(*base.Response) {
+			mu.Lock()
+			if resAt.IsZero() {
+				resAt = time.Now()
+			}
+			mu.Unlock()
+		},
+		// Losses and decode errors are counted from the client's
+		// statistics; its default callbacks would log every one.
+		OnPacketsLost:     func(uint64) {},
+		OnDecodeError:     func(error) {},
+		OnTransportSwitch: func(error) {},
+	}
+	if kind == KindSample {
+		tr := gortsplib.TransportTCP
+		rec.Transport = "tcp"
+		if p.Transport == "udp" {
+			tr = gortsplib.TransportUDP
+			rec.Transport = "udp"
+		}
+		c.Transport = &tr
+	}
+	if err := c.Start2(); err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, c.Close)
+	defer stop()
+
+	desc, _, err := c.Describe(u)
+	mu.Lock()
+	if !resAt.IsZero() {
+		rec.LatencyMs = float64(resAt.Sub(reqAt).Microseconds()) / 1000
+	}
+	mu.Unlock()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fail(err)
+	}
+	medi, forma := videoFormat(desc)
+	if medi == nil {
+		return fail(ErrNoVideoTrack)
+	}
+	rec.Codec = forma.Codec()
+	h264f, ok := forma.(*format.H264)
+	if !ok {
+		return fail(ErrUnsupportedCodec)
+	}
+	m := meter{clockRate: float64(forma.ClockRate())}
+	if sps, _ := h264f.SafeParams(); sps != nil {
+		m.parseSPS(sps)
+	}
+	if kind == KindLiveness {
+		m.fill(&rec)
+		rec.Status = StatusOK
+		return rec
+	}
+
+	dec, err := h264f.CreateDecoder()
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
+		return fail(err)
+	}
+	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) { m.packet(dec, pkt) })
+	m.play = time.Now()
+	if _, err := c.Play(nil); err != nil {
+		return fail(err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- c.Wait() }()
+	timer := time.NewTimer(p.SampleDuration)
+	defer timer.Stop()
+	var sampleErr error
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		sampleErr = ctx.Err()
+	case sampleErr = <-waitErr:
+	}
+	end := time.Now()
+	stats := c.Stats()
+	c.Close()
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	m.fill(&rec)
+	if stats != nil {
+		rec.Packets = stats.Session.RTPPacketsReceived
+		rec.PacketsLost = stats.Session.RTPPacketsLost
+		if expected := rec.Packets + rec.PacketsLost; expected > 0 {
+			rec.LossPct = 100 * float64(rec.PacketsLost) / float64(expected)
+		}
+		rec.JitterMs = stats.Session.RTPPacketsJitter / float64(forma.ClockRate()) * 1000
+	}
+	rec.Status, rec.Detail = m.judge(&rec, end)
+	if sampleErr != nil && rec.Status == StatusOK {
+		rec.Status = StatusStalled
+	}
+	if sampleErr != nil {
+		rec.Error = redact(sampleErr.Error(), t)
+	}
+	return rec
+}
+
+// videoFormat returns the first video media of desc and its first format.
+func videoFormat(desc *description.Session) (*description.Media, format.Format) {
+	for _, m := range desc.Medias {
+		if m.Type == description.MediaTypeVideo && len(m.Formats) > 0 {
+			return m, m.Formats[0]
+		}
+	}
+	return nil, nil
+}
+
+// meter measures an H.264 stream from its RTP packets. The client calls
+// packet from its reader goroutine while the probe reads the results after
+// Close; mu orders the two.
+type meter struct {
+	play      time.Time // when PLAY was sent
+	clockRate float64   // of RTP timestamps
+
+	mu                      sync.Mutex
+	spsSeen                 bool
+	profile                 string
+	width, height           uint32
+	nominalFPS              float64
+	frames, keyframes       uint64
+	bytes                   uint64
+	firstPacket, lastPacket time.Time
+	firstFrame, lastFrame   time.Time
+	firstKey, lastKey       time.Time
+	lastTS                  uint32 // RTP timestamp of the last frame
+	spanTS                  int64  // RTP time from the first frame to the last
+	prevHash                uint64
+	identical               uint64
+	keyIntervalSum          time.Duration
+	keyIntervals            uint64
+}
+
+// parseSPS takes the picture size, profile and nominal rate from an SPS.
+func (m *meter) parseSPS(nalu []byte) {
+	var sps h264.SPS
+	if sps.Unmarshal(nalu) != nil {
+		return
+	}
+	m.spsSeen = true
+	m.profile = profileName(sps.ProfileIdc)
+	m.width, m.height = uint32(sps.Width()), uint32(sps.Height())
+	m.nominalFPS = sps.FPS()
+}
+
+// packet accounts one RTP packet and, when it completes an access unit,
+// one frame.
+func (m *meter) packet(dec *rtph264.Decoder, pkt *rtp.Packet) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.firstPacket.IsZero() {
+		m.firstPacket = now
+	}
+	m.lastPacket = now
+	m.bytes += uint64(len(pkt.Payload))
+	au, err := dec.Decode(pkt)
+	if err != nil {
+		return // more packets needed, or a fragment lost with its frame
+	}
+	m.frames++
+	if m.firstFrame.IsZero() {
+		m.firstFrame = now
+	} else {
+		m.spanTS += int64(int32(pkt.Timestamp - m.lastTS)) // wraps at 2^32
+	}
+	m.lastFrame, m.lastTS = now, pkt.Timestamp
+	h := fnv.New64a()
+	for _, nalu := range au {
+		if len(nalu) > 0 && h264.NALUType(nalu[0]&0x1f) == h264.NALUTypeSPS && !m.spsSeen {
+			m.parseSPS(nalu)
+		}
+		_, _ = h.Write(nalu)
+	}
+	if sum := h.Sum64(); m.frames > 1 && sum == m.prevHash {
+		m.identical++
+	} else {
+		m.prevHash = sum
+	}
+	if h264.IsRandomAccess(au) {
+		m.keyframes++
+		if m.firstKey.IsZero() {
+			m.firstKey = now
+		} else {
+			m.keyIntervalSum += now.Sub(m.lastKey)
+			m.keyIntervals++
+		}
+		m.lastKey = now
+	}
+}
+
+// fill copies the measurements into rec.
+func (m *meter) fill(rec *HealthRecord) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec.Profile, rec.Width, rec.Height, rec.NominalFPS = m.profile, m.width, m.height, m.nominalFPS
+	rec.Frames = m.frames
+	rec.Frozen = m.frames >= minFramesForFrozen && float64(m.identical) >= frozenShare*float64(m.frames-1)
+	if !m.firstFrame.IsZero() {
+		rec.FirstFrameMs = msBetween(m.play, m.firstFrame)
+	}
+	if !m.firstKey.IsZero() {
+		rec.FirstKeyframeMs = msBetween(m.play, m.firstKey)
+	}
+	// The frame rate comes from RTP time, which a UDP reorder buffer or a
+	// burst of late packets does not distort.
+	if m.frames > 1 && m.spanTS > 0 {
+		rec.FPS = float64(m.frames-1) / (float64(m.spanTS) / m.clockRate)
+	}
+	if span := m.lastPacket.Sub(m.firstPacket).Seconds(); span > 0 {
+		rec.BitrateKbps = float64(m.bytes) * 8 / 1000 / span
+	}
+	if m.keyIntervals > 0 {
+		rec.KeyframeIntervalS = (m.keyIntervalSum / time.Duration(m.keyIntervals)).Seconds()
+	}
+}
+
+// judge classifies a finished sample that ended at end.
+func (m *meter) judge(rec *HealthRecord, end time.Time) (Status, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.frames == 0 {
+		return StatusStalled, "no_frames"
+	}
+	interval := time.Second
+	if m.nominalFPS > 0 {
+		interval = time.Duration(float64(time.Second) / m.nominalFPS)
+	}
+	// Heavy loss over UDP looks like a stall at the end of a sample:
+	// the client holds packets after a gap until its reorder buffer
+	// fills. Frames that did arrive prove the stream alive, so loss wins.
+	if end.Sub(m.lastFrame) > stallFrames*interval && rec.LossPct <= maxLossPct {
+		return StatusStalled, "stopped"
+	}
+	var why []string
+	if m.firstKey.IsZero() {
+		why = append(why, "no_keyframe")
+	}
+	if m.nominalFPS > 0 && rec.FPS < minFPSRatio*m.nominalFPS {
+		why = append(why, "low_fps")
+	}
+	if rec.LossPct > maxLossPct {
+		why = append(why, "loss")
+	}
+	if rec.Frozen {
+		why = append(why, "frozen")
+	}
+	if len(why) > 0 {
+		return StatusDegraded, strings.Join(why, ",")
+	}
+	return StatusOK, ""
+}
+
+// profileName names an H.264 profile_idc.
+func profileName(idc uint8) string {
+	switch idc {
+	case 66:
+		return "baseline"
+	case 77:
+		return "main"
+	case 88:
+		return "extended"
+	case 100:
+		return "high"
+	case 110:
+		return "high10"
+	case 122:
+		return "high422"
+	case 244:
+		return "high444"
+	}
+	return "unknown"
+}
+
+func msSince(t time.Time) float64 { return msBetween(t, time.Now()) }
+
+func msBetween(a, b time.Time) float64 { return float64(b.Sub(a).Microseconds()) / 1000 }

@@ -1,0 +1,186 @@
+package rtsp
+
+import (
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+
+	"github.com/gridwatch/gridwatch/ingest"
+)
+
+// Table is the ClickHouse table of camera health records.
+const Table = "camera_health"
+
+// Status classifies the outcome of one probe.
+type Status string
+
+// The statuses a probe reports. Every status but StatusOK and
+// StatusDegraded means the camera does not deliver usable video.
+const (
+	// StatusOK means the camera answered and, for a sample, streamed
+	// decodable video at its nominal rate.
+	StatusOK Status = "ok"
+	// StatusUnreachable means no TCP connection or no answer in time.
+	StatusUnreachable Status = "unreachable"
+	// StatusRefused means the connection was actively refused or reset.
+	StatusRefused Status = "refused"
+	// StatusAuthFailed means the camera rejected the credentials, or asked
+	// for some that are not configured.
+	StatusAuthFailed Status = "auth_failed"
+	// StatusNotFound means the camera does not know the stream path.
+	StatusNotFound Status = "not_found"
+	// StatusNoVideoTrack means the session description has no video media.
+	StatusNoVideoTrack Status = "no_video_track"
+	// StatusUnsupportedCodec means the video is in a codec the prober does
+	// not measure (only H.264 is measured); Codec names it.
+	StatusUnsupportedCodec Status = "unsupported_codec"
+	// StatusStalled means PLAY succeeded but no frame, or no frame for a
+	// while, arrived during the sample.
+	StatusStalled Status = "stalled"
+	// StatusDegraded means video arrives but with a low frame rate, packet
+	// loss or a frozen picture; Detail says which.
+	StatusDegraded Status = "degraded"
+	// StatusError is any other protocol failure; Error says what.
+	StatusError Status = "error"
+)
+
+// Up reports whether s means the camera delivers video.
+func (s Status) Up() bool { return s == StatusOK || s == StatusDegraded }
+
+// Kind is what a probe checked.
+type Kind string
+
+// The probe kinds.
+const (
+	// KindLiveness is a cheap OPTIONS + DESCRIBE.
+	KindLiveness Kind = "liveness"
+	// KindSample is a DESCRIBE + SETUP + PLAY of a few seconds of video.
+	KindSample Kind = "sample"
+)
+
+// HealthRecord is one probe of one camera: a row of camera_health. Numbers
+// that a probe could not measure are zero.
+type HealthRecord struct {
+	// TS is when the probe started, in ms since the epoch.
+	TS int64
+	// Camera and Grid identify the camera.
+	Camera, Grid string
+	// Kind is what the probe checked.
+	Kind Kind
+	// Transport is "tcp" or "udp" for samples, empty for liveness.
+	Transport string
+	// Status classifies the outcome.
+	Status Status
+	// Detail says why a degraded camera is degraded ("low_fps,loss").
+	Detail string
+	// Rechecked is true when the status was confirmed by a quick recheck
+	// after a first failure.
+	Rechecked bool
+	// DurationMs is how long the probe took.
+	DurationMs float64
+	// LatencyMs is the RTSP response time of DESCRIBE.
+	LatencyMs float64
+	// FirstFrameMs and FirstKeyframeMs are the times from PLAY to the first
+	// complete frame and to the first keyframe.
+	FirstFrameMs, FirstKeyframeMs float64
+	// Codec is the video codec from the session description ("H264").
+	Codec string
+	// Profile is the H.264 profile from the SPS ("baseline", "main", "high").
+	Profile string
+	// Width and Height are the picture size from the SPS.
+	Width, Height uint32
+	// NominalFPS is the frame rate the SPS announces; FPS is the measured one.
+	NominalFPS, FPS float64
+	// BitrateKbps is the measured video bitrate.
+	BitrateKbps float64
+	// KeyframeIntervalS is the measured time between keyframes.
+	KeyframeIntervalS float64
+	// Frames, Packets and PacketsLost count what the sample received.
+	Frames, Packets, PacketsLost uint64
+	// LossPct is PacketsLost over packets expected, in percent.
+	LossPct float64
+	// JitterMs is the RTP interarrival jitter (RFC 3550).
+	JitterMs float64
+	// Frozen is true when the picture looks frozen: consecutive frames
+	// carry identical bytes.
+	Frozen bool
+	// Error is the failure text, with credentials redacted.
+	Error string
+}
+
+// Schema is the Arrow schema of camera_health batches. Field names are the
+// ClickHouse column names.
+var Schema = arrow.NewSchema([]arrow.Field{
+	{Name: "ts", Type: arrow.FixedWidthTypes.Timestamp_ms},
+	{Name: "camera", Type: arrow.BinaryTypes.String},
+	{Name: "grid", Type: arrow.BinaryTypes.String},
+	{Name: "kind", Type: arrow.BinaryTypes.String},
+	{Name: "transport", Type: arrow.BinaryTypes.String},
+	{Name: "status", Type: arrow.BinaryTypes.String},
+	{Name: "detail", Type: arrow.BinaryTypes.String},
+	{Name: "rechecked", Type: arrow.FixedWidthTypes.Boolean},
+	{Name: "duration_ms", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "latency_ms", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "first_frame_ms", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "first_keyframe_ms", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "codec", Type: arrow.BinaryTypes.String},
+	{Name: "profile", Type: arrow.BinaryTypes.String},
+	{Name: "width", Type: arrow.PrimitiveTypes.Uint32},
+	{Name: "height", Type: arrow.PrimitiveTypes.Uint32},
+	{Name: "nominal_fps", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "fps", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "bitrate_kbps", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "keyframe_interval_s", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "frames", Type: arrow.PrimitiveTypes.Uint64},
+	{Name: "packets", Type: arrow.PrimitiveTypes.Uint64},
+	{Name: "packets_lost", Type: arrow.PrimitiveTypes.Uint64},
+	{Name: "loss_pct", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "jitter_ms", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "frozen", Type: arrow.FixedWidthTypes.Boolean},
+	{Name: "error", Type: arrow.BinaryTypes.String},
+}, nil)
+
+// AppendRecord appends r to a builder of Schema.
+func AppendRecord(b *array.RecordBuilder, r HealthRecord) {
+	b.Field(0).(*array.TimestampBuilder).Append(arrow.Timestamp(r.TS))
+	for i, s := range []string{r.Camera, r.Grid, string(r.Kind), r.Transport, string(r.Status), r.Detail} {
+		b.Field(1 + i).(*array.StringBuilder).Append(s)
+	}
+	b.Field(7).(*array.BooleanBuilder).Append(r.Rechecked)
+	for i, f := range []float64{r.DurationMs, r.LatencyMs, r.FirstFrameMs, r.FirstKeyframeMs} {
+		b.Field(8 + i).(*array.Float64Builder).Append(f)
+	}
+	b.Field(12).(*array.StringBuilder).Append(r.Codec)
+	b.Field(13).(*array.StringBuilder).Append(r.Profile)
+	b.Field(14).(*array.Uint32Builder).Append(r.Width)
+	b.Field(15).(*array.Uint32Builder).Append(r.Height)
+	for i, f := range []float64{r.NominalFPS, r.FPS, r.BitrateKbps, r.KeyframeIntervalS} {
+		b.Field(16 + i).(*array.Float64Builder).Append(f)
+	}
+	for i, n := range []uint64{r.Frames, r.Packets, r.PacketsLost} {
+		b.Field(20 + i).(*array.Uint64Builder).Append(n)
+	}
+	b.Field(23).(*array.Float64Builder).Append(r.LossPct)
+	b.Field(24).(*array.Float64Builder).Append(r.JitterMs)
+	b.Field(25).(*array.BooleanBuilder).Append(r.Frozen)
+	b.Field(26).(*array.StringBuilder).Append(r.Error)
+}
+
+// RecordSize estimates the Arrow bytes of r: 15 fixed-width numbers, two
+// booleans and nine strings with their offsets.
+func RecordSize(r HealthRecord) int {
+	const offset = 4
+	return 15*8 + 2 + 9*offset + len(r.Camera) + len(r.Grid) + len(r.Kind) + len(r.Transport) +
+		len(r.Status) + len(r.Detail) + len(r.Codec) + len(r.Profile) + len(r.Error)
+}
+
+// NewBatcher returns a batcher of health records for the camera_health
+// table that hands its batches to write. Set other settings before Start.
+func NewBatcher(write ingest.WriteFunc) *ingest.Batcher[HealthRecord] {
+	return &ingest.Batcher[HealthRecord]{
+		Table:     Table,
+		Schema:    Schema,
+		AppendRow: AppendRecord,
+		RowSize:   RecordSize,
+		Write:     write,
+	}
+}

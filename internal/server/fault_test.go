@@ -1,0 +1,297 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/simulators"
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+// The fault tests are a Jepsen-style set check: a QoS 1 fleet records every
+// (device, ts) it got a PUBACK for while a fault hits ClickHouse or
+// gridwatch; afterwards ClickHouse must hold each of them exactly once.
+// They are named TestFault*, skipped under -short, and run short variants
+// (an outage of a few seconds) by default; GRIDWATCH_TEST_FAULT_FULL=1 runs
+// the full ones (a two-minute outage).
+
+// faultFull reports whether the full-length variants were asked for.
+func faultFull() bool { return os.Getenv("GRIDWATCH_TEST_FAULT_FULL") != "" }
+
+// outage is how long a fault lasts: short in CI, long by hand.
+func outage(short, full time.Duration) time.Duration {
+	if faultFull() {
+		return full
+	}
+	return short
+}
+
+// ackSet records the (device, ts) pairs of acknowledged messages.
+type ackSet struct {
+	mu sync.Mutex
+	m  map[string][]int64
+	n  int
+}
+
+func (a *ackSet) add(device string, ts int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = map[string][]int64{}
+	}
+	a.m[device] = append(a.m[device], ts)
+	a.n++
+}
+
+// faultClickHouse starts a ClickHouse of the test's own, which the test may
+// kill or stop; its supervisor restarts it restartDelay after it dies.
+func faultClickHouse(t *testing.T, restartDelay time.Duration) *storage.LocalServer {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault test: skipped under -short")
+	}
+	ch := &storage.LocalServer{Dir: t.TempDir(), RestartDelay: restartDelay, MaxRestartDelay: restartDelay,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ch.Start(ctx); err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip("fault test needs ClickHouse:", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(ch.PID(), syscall.SIGCONT)
+		ch.Close()
+	})
+	return ch
+}
+
+// signal sends sig to the ClickHouse process, waiting for it to be up.
+func signal(t *testing.T, ch *storage.LocalServer, sig syscall.Signal) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for ch.PID() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("local ClickHouse did not come back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := syscall.Kill(ch.PID(), sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// faultRun is one fault scenario's outcome.
+type faultRun struct {
+	stats            simulators.Stats
+	acked            *ackSet
+	missing, dups    int
+	spooled, refused float64
+}
+
+func (r faultRun) String() string {
+	return fmt.Sprintf("acked %d messages (%d publish errors: refused or timed out), missing %d, duplicates %d, rows spooled %.0f, QoS 1 refusals %.0f",
+		r.acked.n, r.stats.Errors, r.missing, r.dups, r.spooled, r.refused)
+}
+
+// runFault runs a QoS 1 fleet at rate msg/s for load against a gridwatch on
+// ch, calls fault after two seconds, then checks the acknowledged set
+// against ClickHouse once the spool has drained.
+func runFault(t *testing.T, ch *storage.LocalServer, rate float64, load time.Duration, fault func(*Server), opts ...func(*Config)) faultRun {
+	t.Helper()
+	devs := e2eDevices(t, 20)
+	opts = append([]func(*Config){func(c *Config) { c.Ingest.InsertTimeout = 2 * time.Second }}, opts...)
+	srv := startServer(t, ch.Addr(), "gridwatch", devs, opts...)
+	run := faultRun{acked: &ackSet{}}
+	fleet := &simulators.Fleet{Broker: mqttURL(srv), Devices: devs, QoS: 1, Rate: rate, Duration: load,
+		AckTimeout: 5 * time.Second, OnSent: run.acked.add}
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		run.stats, err = fleet.Run(context.Background())
+		done <- err
+	}()
+	time.Sleep(2 * time.Second) // The fault hits a pipeline under load.
+	fault(srv)
+	if err := <-done; err != nil {
+		t.Fatalf("fleet: %v", err)
+	}
+	run.refused = gathered(t, srv, "gridwatch_mqtt_messages_total", "result", "refused_qos1")
+	run.spooled = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
+	run.missing, run.dups = checkSet(t, ch, srv, run.acked)
+	return run
+}
+
+// gathered returns the value of the series of a counter whose label has
+// value, 0 when there is none.
+func gathered(t *testing.T, srv *Server, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := srv.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// checkSet waits until srv's spool is empty and every acknowledged message
+// is in ClickHouse (or a minute passes), then counts the acknowledged
+// messages missing and the rows stored more than once.
+func checkSet(t *testing.T, ch *storage.LocalServer, srv *Server, acked *ackSet) (missing, dups int) {
+	t.Helper()
+	db, err := storage.Open(context.Background(), storage.Options{Addr: ch.Addr(), Database: "gridwatch"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ts := "ts"
+	if db.Capabilities().DateTime64 {
+		ts = "toUnixTimestamp64Milli(ts)"
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if srv.spool.Stats().Segments == 0 {
+			missing, dups = compareSet(t, db, ts, acked)
+			if missing == 0 || time.Now().After(deadline) {
+				return missing, dups
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("spool did not drain: %+v", srv.spool.Stats())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// compareSet compares the acknowledged set with the telemetry table: every
+// message carries two readings (the test devices' types have two metrics).
+func compareSet(t *testing.T, db *storage.DB, ts string, acked *ackSet) (missing, dups int) {
+	t.Helper()
+	rows, err := db.Conn().Query(context.Background(),
+		"SELECT device, toInt64("+ts+"), count() FROM gridwatch.telemetry GROUP BY device, "+ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	stored := map[string]map[int64]uint64{}
+	for rows.Next() {
+		var dev string
+		var at int64
+		var n uint64
+		if err := rows.Scan(&dev, &at, &n); err != nil {
+			t.Fatal(err)
+		}
+		if stored[dev] == nil {
+			stored[dev] = map[int64]uint64{}
+		}
+		stored[dev][at] = n
+		if n > 2 {
+			dups += int(n - 2)
+		}
+	}
+	acked.mu.Lock()
+	defer acked.mu.Unlock()
+	for dev, tss := range acked.m {
+		for _, at := range tss {
+			if stored[dev][at] < 2 {
+				missing++
+			}
+		}
+	}
+	return missing, dups
+}
+
+// assertFault fails t unless the run lost and duplicated nothing it
+// acknowledged, and logs its figures.
+func assertFault(t *testing.T, name string, r faultRun) {
+	t.Helper()
+	t.Logf("%s: %s", name, r)
+	if r.acked.n == 0 {
+		t.Fatalf("%s: no message was acknowledged", name)
+	}
+	if r.missing != 0 || r.dups != 0 {
+		t.Fatalf("%s: missing %d, duplicates %d; want 0 and 0", name, r.missing, r.dups)
+	}
+}
+
+func TestFaultClickHouseDownUnderLoad(t *testing.T) {
+	down := outage(10*time.Second, 2*time.Minute)
+	ch := faultClickHouse(t, down)
+	r := runFault(t, ch, 400, down+6*time.Second, func(*Server) { signal(t, ch, syscall.SIGKILL) })
+	assertFault(t, "clickhouse down "+down.String(), r)
+	if r.spooled == 0 {
+		t.Fatal("nothing was spooled during the outage")
+	}
+}
+
+func TestFaultClickHouseStopped(t *testing.T) {
+	ch := faultClickHouse(t, time.Second)
+	stop := outage(8*time.Second, time.Minute)
+	r := runFault(t, ch, 400, stop+6*time.Second, func(*Server) {
+		signal(t, ch, syscall.SIGSTOP)
+		time.Sleep(stop)
+		signal(t, ch, syscall.SIGCONT)
+	})
+	assertFault(t, "clickhouse SIGSTOP "+stop.String(), r)
+}
+
+func TestFaultClickHouseKilledMidInsert(t *testing.T) {
+	ch := faultClickHouse(t, 500*time.Millisecond)
+	kills := 3
+	if faultFull() {
+		kills = 10
+	}
+	r := runFault(t, ch, 1000, time.Duration(kills)*3*time.Second+2*time.Second, func(*Server) {
+		for range kills {
+			signal(t, ch, syscall.SIGKILL)
+			time.Sleep(3 * time.Second)
+		}
+	})
+	assertFault(t, fmt.Sprintf("clickhouse killed %d times", kills), r)
+}
+
+func TestFaultSpoolFull(t *testing.T) {
+	ch := faultClickHouse(t, time.Second)
+	stop := outage(12*time.Second, time.Minute)
+	r := runFault(t, ch, 3000, stop+6*time.Second, func(*Server) {
+		signal(t, ch, syscall.SIGSTOP)
+		time.Sleep(stop)
+		signal(t, ch, syscall.SIGCONT)
+	}, func(c *Config) { c.Ingest.SpoolMaxBytes = 1 << 20 })
+	assertFault(t, "spool full (1 MiB)", r)
+	if r.refused == 0 {
+		t.Fatal("a full spool refused no QoS 1 message")
+	}
+}
+
+func TestFaultSIGTERMUnderLoad(t *testing.T) {
+	ch := faultClickHouse(t, time.Second)
+	var closeTook time.Duration
+	r := runFault(t, ch, 1000, 5*time.Second, func(srv *Server) {
+		start := time.Now()
+		if err := srv.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		closeTook = time.Since(start)
+	})
+	t.Logf("shutdown under load took %s", closeTook.Round(time.Millisecond))
+	assertFault(t, "SIGTERM under load", r)
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/gridwatch/gridwatch/ingest"
+	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/spool"
+)
+
+// spoolWriterAttempts is how often a direct INSERT is tried before its batch
+// goes to the spool: once more for a dropped connection, no more, since the
+// spool retries for as long as it takes.
+const spoolWriterAttempts = 2
+
+// openSpool opens the disk spool under data_dir/spool in front of a
+// ClickHouse writer and returns the batchers' WriteFunc. In durable mode the
+// telemetry batch age becomes ingest.durable_commit_interval: a batch is the
+// group commit of the messages waiting for their PUBACK.
+func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
+	cfg := &s.Config.Ingest
+	if cfg.MemoryLimit > 0 {
+		// The Go runtime's soft limit is per process; gridwatch is the
+		// process, so its config sets it. Ingest's own bound is
+		// max_pending * batch_bytes per table, where publishers block.
+		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+	}
+	writer, err := storage.NewWriter(s.db, storage.WriterOptions{
+		MaxAttempts:    spoolWriterAttempts,
+		InitialBackoff: 100 * time.Millisecond,
+		Logger:         s.Logger,
+		Registerer:     s.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.spool = &spool.Spool{
+		Dir:           filepath.Join(s.Config.DataDir, "spool"),
+		MaxBytes:      int64(cfg.SpoolMaxBytes),
+		Durable:       cfg.DurableAck,
+		Insert:        writer.WriteParts,
+		Stored:        writer.Stored,
+		InsertTimeout: cfg.InsertTimeout,
+		Logger:        s.Logger,
+		Registerer:    s.metrics,
+	}
+	if cfg.DurableAck {
+		s.spool.MinInsertInterval = cfg.BatchAge
+	}
+	if err := s.spool.Open(ctx); err != nil {
+		return nil, fmt.Errorf("ingest spool: %w", err)
+	}
+	return func(ctx context.Context, b *ingest.Batch) error {
+		return s.spool.Write(ctx, b.Table, b.ID, b.Record)
+	}, nil
+}
+
+// telemetryBatchAge is the telemetry batcher's MaxAge: the commit interval
+// in durable mode, where PUBACKs wait for it, else ingest.batch_age.
+func telemetryBatchAge(cfg *Config) time.Duration {
+	if cfg.Ingest.DurableAck {
+		return cfg.Ingest.DurableCommitInterval
+	}
+	return cfg.Ingest.BatchAge
+}
+
+// closeIngest flushes the batchers through the spool, then closes it. The
+// flush is bounded by ingest.shutdown_timeout: then the spool is closed
+// under the batchers, and what still waits for room in a full spool is
+// dropped and counted (in durable mode it was never acknowledged).
+func (s *Server) closeIngest(closeBatchers func() error) error {
+	if s.spool == nil {
+		return closeBatchers()
+	}
+	deadline := time.AfterFunc(s.Config.Ingest.ShutdownTimeout, func() {
+		s.Logger.Error("ingest flush exceeded ingest.shutdown_timeout; closing the spool", "timeout", s.Config.Ingest.ShutdownTimeout)
+		_ = s.spool.Close()
+	})
+	defer deadline.Stop()
+	err := closeBatchers()
+	if st := s.spool.Stats(); st.Segments > 0 {
+		s.Logger.Warn("spool keeps batches for the next start", "segments", st.Segments, "rows", st.Rows, "bytes", st.Bytes)
+	}
+	return errors.Join(err, s.spool.Close())
+}

@@ -1,0 +1,100 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/alerts/notify"
+	"github.com/gridwatch/gridwatch/api"
+)
+
+// notifyBuffer is how many transitions may wait for the notifiers; beyond
+// it the engine drops them for this subscriber and counts them.
+const notifyBuffer = 4096
+
+// staff is the staff-facing side: notifications of alert transitions.
+type staff struct {
+	sub     *alerts.Subscription
+	webhook *notify.Webhook
+	done    chan struct{}
+}
+
+// configureAPI gives the API its tokens (api.tokens_file), grid scopes and
+// the alert engine.
+func (s *Server) configureAPI(a *api.Server) error {
+	if f := s.Config.API.TokensFile; f != "" {
+		tokens, err := api.ReadTokensFile(f)
+		if err != nil {
+			return fmt.Errorf("api.tokens_file: %w", err)
+		}
+		a.Tokens = tokens
+		s.Logger.Info("api tokens loaded", "tokens", len(tokens), "file", f)
+	}
+	if a.AdminToken == "" && len(a.Tokens) == 0 {
+		s.Logger.Warn("the API is open: neither api.admin_token nor api.tokens_file is set")
+	}
+	a.InScope = s.inScope
+	a.Alerts = s.alerting.engine
+	a.Registerer = s.metrics
+	return nil
+}
+
+// inScope reports whether grid lies in the subtree of scope: by the grid
+// hierarchy when it knows grid, else by the hierarchical codes
+// (api.PrefixScope).
+func (s *Server) inScope(scope, grid string) bool {
+	if grid == scope {
+		return true
+	}
+	if up := s.gridAncestors(grid); len(up) > 0 {
+		return slices.Contains(up, scope)
+	}
+	return api.PrefixScope(scope, grid)
+}
+
+// startNotify subscribes to the engine's transitions and hands each to the
+// configured notifiers: MQTT (notify.mqtt) and a webhook (notify.*).
+func (s *Server) startNotify(ctx context.Context) error {
+	cfg := &s.Config.Notify
+	m := notify.NewMetrics(s.metrics)
+	var targets []notify.Notifier
+	if cfg.MQTT {
+		targets = append(targets, &notify.MQTT{Publish: s.broker.Publish, QoS: 1, Logger: s.Logger, Metrics: m})
+	}
+	if cfg.WebhookURL != "" {
+		s.staff.webhook = &notify.Webhook{URL: cfg.WebhookURL, Secret: []byte(cfg.WebhookSecret), Logger: s.Logger, Metrics: m}
+		if err := s.staff.webhook.Start(ctx); err != nil {
+			return fmt.Errorf("notify.webhook_url: %w", err)
+		}
+		targets = append(targets, s.staff.webhook)
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	s.staff.sub = s.alerting.engine.Subscribe(notifyBuffer)
+	s.staff.done = make(chan struct{})
+	go func() {
+		defer close(s.staff.done)
+		for t := range s.staff.sub.C {
+			for _, n := range targets {
+				n.Notify(t)
+			}
+		}
+	}()
+	return nil
+}
+
+// closeNotify ends the subscription and lets the webhook send what it
+// holds.
+func (s *Server) closeNotify() error {
+	if s.staff.sub != nil {
+		s.staff.sub.Close()
+		<-s.staff.done
+	}
+	if s.staff.webhook != nil {
+		return s.staff.webhook.Close()
+	}
+	return nil
+}

@@ -1,0 +1,514 @@
+package simulators
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/auth"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+)
+
+// CameraFault is a fault a simulated camera can be given.
+type CameraFault string
+
+// The camera faults. Each one maps onto the status the prober must report.
+const (
+	// FaultNone serves the clip normally.
+	FaultNone CameraFault = ""
+	// FaultOffline points the camera's URL at a port that accepts TCP
+	// connections and never answers, like a hung camera.
+	FaultOffline CameraFault = "offline"
+	// FaultRefusing answers every request with 503 Service Unavailable, like
+	// a camera out of sessions.
+	FaultRefusing CameraFault = "refusing"
+	// FaultAuth requires credentials; the camera's URL carries the right ones.
+	FaultAuth CameraFault = "auth"
+	// FaultWrongAuth requires credentials; the camera's URL carries a wrong
+	// password.
+	FaultWrongAuth CameraFault = "wrong_auth"
+	// FaultNotFound serves no stream under the camera's path.
+	FaultNotFound CameraFault = "not_found"
+	// FaultStall stops sending frames StallAfter after PLAY.
+	FaultStall CameraFault = "stall"
+	// FaultLowFPS sends LowFPS frames a second while the SPS announces FPS.
+	FaultLowFPS CameraFault = "low_fps"
+	// FaultLoss drops LossPct percent of the RTP packets.
+	FaultLoss CameraFault = "loss"
+	// FaultFrozen repeats the first picture forever.
+	FaultFrozen CameraFault = "frozen"
+	// FaultCodecChange serves H.265 instead of H.264, as after a firmware
+	// reconfiguration.
+	FaultCodecChange CameraFault = "codec_change"
+	// FaultNoVideo serves an audio-only description.
+	FaultNoVideo CameraFault = "no_video"
+)
+
+// CameraFaults lists every fault but FaultNone.
+var CameraFaults = []CameraFault{FaultOffline, FaultRefusing, FaultAuth, FaultWrongAuth, FaultNotFound,
+	FaultStall, FaultLowFPS, FaultLoss, FaultFrozen, FaultCodecChange, FaultNoVideo}
+
+// Camera is one simulated camera.
+type Camera struct {
+	// Path is the stream path, such as "cam0001". Required, unique.
+	Path string
+	// Resolution picks the clip: "320x240" or "640x360". It defaults to
+	// "320x240".
+	Resolution string
+	// FPS is the frame rate frames are sent at. It defaults to 25, the
+	// rate the clips' SPS announces.
+	FPS float64
+	// Fault is the injected fault; it defaults to none.
+	Fault CameraFault
+	// StallAfter is when FaultStall stops the frames. It defaults to 500ms.
+	StallAfter time.Duration
+	// LowFPS is FaultLowFPS's frame rate. It defaults to FPS/5.
+	LowFPS float64
+	// LossPct is FaultLoss's share of dropped packets. It defaults to 20.
+	LossPct float64
+}
+
+// CameraFarm serves simulated cameras from one RTSP server: real H.264 from
+// a small test-pattern clip, looped with continuous timestamps, each camera
+// under its own path with its own fault. Every PLAY gets its own paced
+// stream, so a camera's fault timeline starts at each session's PLAY.
+//
+// Set the settings, then Start; Close stops everything and is safe twice.
+type CameraFarm struct {
+	// Cameras are the cameras to serve. Required.
+	Cameras []Camera
+	// Listen is the RTSP TCP address. It defaults to "127.0.0.1:0".
+	Listen string
+	// UDP also serves the UDP transport from a pair of free ports next to
+	// Listen's host. It defaults to TCP only.
+	UDP bool
+	// User and Password are the credentials of FaultAuth and FaultWrongAuth
+	// cameras. They default to "admin" and "farm-secret".
+	User, Password string
+	// BasicAuth offers only basic authentication. It defaults to offering
+	// basic and digest.
+	BasicAuth bool
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+
+	server    *gortsplib.Server
+	ln        net.Listener
+	hole      net.Listener
+	cameras   map[string]*farmCamera
+	mu        sync.Mutex
+	sessions  map[*gortsplib.ServerSession]*farmSession
+	holeConns []net.Conn
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// farmCamera is a camera with its clip and description stream.
+type farmCamera struct {
+	Camera
+	clip     *clip
+	describe *gortsplib.ServerStream
+}
+
+// farmSession is one reader's paced stream.
+type farmSession struct {
+	cam    *farmCamera
+	stream *gortsplib.ServerStream
+	cancel context.CancelFunc
+}
+
+// Start loads the clips and starts serving.
+func (f *CameraFarm) Start(ctx context.Context) error {
+	if len(f.Cameras) == 0 {
+		return ErrNoCameras
+	}
+	if f.Listen == "" {
+		f.Listen = "127.0.0.1:0"
+	}
+	if f.User == "" {
+		f.User, f.Password = "admin", "farm-secret"
+	}
+	if f.Logger == nil {
+		f.Logger = slog.New(slog.DiscardHandler)
+	}
+	f.sessions = map[*gortsplib.ServerSession]*farmSession{}
+	f.cameras = make(map[string]*farmCamera, len(f.Cameras))
+	clips := map[string]*clip{}
+	for i := range f.Cameras {
+		c := &f.Cameras[i]
+		if err := c.defaults(); err != nil {
+			return err
+		}
+		if _, dup := f.cameras[c.Path]; dup {
+			return fmt.Errorf("%w: camera path %q twice", ErrBadCamera, c.Path)
+		}
+		cl := clips[c.clipName()]
+		if cl == nil {
+			var err error
+			if cl, err = loadClip(c.clipName()); err != nil {
+				return err
+			}
+			clips[c.clipName()] = cl
+		}
+		f.cameras[c.Path] = &farmCamera{Camera: *c, clip: cl}
+	}
+
+	f.server = &gortsplib.Server{
+		Handler:     (*farmHandler)(f),
+		RTSPAddress: f.Listen,
+		// Listen keeps the listener, for the port chosen for ":0".
+		Listen: func(network, address string) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			f.ln = ln
+			return ln, err
+		},
+	}
+	if f.BasicAuth {
+		f.server.AuthMethods = []auth.VerifyMethod{auth.VerifyMethodBasic}
+	}
+	if err := f.startServer(); err != nil {
+		return err
+	}
+	for _, c := range f.cameras {
+		if c.Fault == FaultOffline {
+			continue
+		}
+		c.describe = &gortsplib.ServerStream{Server: f.server, Desc: c.description()}
+		if err := c.describe.Initialize(); err != nil {
+			f.Close()
+			return fmt.Errorf("camera %s: %w", c.Path, err)
+		}
+	}
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("camera farm: offline listener: %w", err)
+	}
+	f.hole = hole
+	f.wg.Add(1)
+	go f.holdConns()
+	return nil
+}
+
+// startServer starts the RTSP server, on a free even/odd UDP port pair when
+// UDP is on; a pair taken between the probe and the bind is retried.
+func (f *CameraFarm) startServer() error {
+	if !f.UDP {
+		if err := f.server.Start(); err != nil {
+			return fmt.Errorf("camera farm: listen %s: %w", f.Listen, err)
+		}
+		return nil
+	}
+	host, _, err := net.SplitHostPort(f.Listen)
+	if err != nil {
+		return fmt.Errorf("camera farm: listen %q: %w", f.Listen, err)
+	}
+	var lastErr error
+	for range 20 {
+		rtpPort, err := freeUDPPair(host)
+		if err != nil {
+			return err
+		}
+		f.server.UDPRTPAddress = net.JoinHostPort(host, strconv.Itoa(rtpPort))
+		f.server.UDPRTCPAddress = net.JoinHostPort(host, strconv.Itoa(rtpPort+1))
+		if lastErr = f.server.Start(); lastErr == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("camera farm: listen %s with UDP: %w", f.Listen, lastErr)
+}
+
+// freeUDPPair finds an even UDP port whose successor is free too.
+func freeUDPPair(host string) (int, error) {
+	for range 100 {
+		a, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("camera farm: UDP port: %w", err)
+		}
+		port := a.LocalAddr().(*net.UDPAddr).Port
+		a.Close()
+		if port%2 != 0 || port > 65534 {
+			continue
+		}
+		b, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port+1)))
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return port, nil
+	}
+	return 0, fmt.Errorf("camera farm: no free UDP port pair on %s", host)
+}
+
+// holdConns accepts connections for offline cameras and never answers.
+func (f *CameraFarm) holdConns() {
+	defer f.wg.Done()
+	for {
+		c, err := f.hole.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		f.holeConns = append(f.holeConns, c)
+		f.mu.Unlock()
+	}
+}
+
+// Addr returns the RTSP server's address.
+func (f *CameraFarm) Addr() string { return f.ln.Addr().String() }
+
+// URL returns camera i's URL, with the credentials its fault calls for:
+// the right ones for FaultAuth, a wrong password for FaultWrongAuth.
+func (f *CameraFarm) URL(i int) string {
+	c := f.Cameras[i]
+	host := f.Addr()
+	if c.Fault == FaultOffline {
+		host = f.hole.Addr().String()
+	}
+	u := url.URL{Scheme: "rtsp", Host: host, Path: "/" + c.Path}
+	switch c.Fault {
+	case FaultAuth:
+		u.User = url.UserPassword(f.User, f.Password)
+	case FaultWrongAuth:
+		u.User = url.UserPassword(f.User, "wrong-"+f.Password)
+	}
+	return u.String()
+}
+
+// Close stops serving. It is safe to call twice.
+func (f *CameraFarm) Close() error {
+	f.closeOnce.Do(func() {
+		if f.hole != nil {
+			f.hole.Close()
+		}
+		if f.server != nil {
+			f.server.Close() // closes the sessions, and so their pacers
+		}
+		f.wg.Wait()
+		f.mu.Lock()
+		for _, c := range f.holeConns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		for _, c := range f.cameras {
+			if c.describe != nil {
+				c.describe.Close()
+			}
+		}
+	})
+	return nil
+}
+
+// defaults fills in a camera's zero settings and checks the rest.
+func (c *Camera) defaults() error {
+	if c.Path == "" {
+		return fmt.Errorf("%w: empty path", ErrBadCamera)
+	}
+	if c.Resolution == "" {
+		c.Resolution = "320x240"
+	}
+	if c.FPS <= 0 {
+		c.FPS = 25
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 500 * time.Millisecond
+	}
+	if c.LowFPS <= 0 {
+		c.LowFPS = c.FPS / 5
+	}
+	if c.LossPct <= 0 {
+		c.LossPct = 20
+	}
+	known := c.Fault == FaultNone
+	for _, f := range CameraFaults {
+		known = known || c.Fault == f
+	}
+	if !known {
+		return fmt.Errorf("%w: camera %s: unknown fault %q", ErrBadCamera, c.Path, c.Fault)
+	}
+	return nil
+}
+
+// clipName is the embedded clip the camera serves.
+func (c *Camera) clipName() string {
+	if c.Fault == FaultCodecChange {
+		return "cam-320x240.h265"
+	}
+	return "cam-" + c.Resolution + ".h264"
+}
+
+// description is the camera's session description.
+func (c *farmCamera) description() *description.Session {
+	var forma format.Format
+	media := description.MediaTypeVideo
+	switch {
+	case c.Fault == FaultNoVideo:
+		media, forma = description.MediaTypeAudio, &format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1}
+	case c.clip.h265:
+		forma = &format.H265{PayloadTyp: 96, VPS: c.clip.vps, SPS: c.clip.sps, PPS: c.clip.pps}
+	default:
+		forma = &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: c.clip.sps, PPS: c.clip.pps}
+	}
+	return &description.Session{Medias: []*description.Media{{Type: media, Formats: []format.Format{forma}}}}
+}
+
+// farmHandler is the farm seen as a gortsplib handler.
+type farmHandler CameraFarm
+
+// camera finds the camera of a request path and checks its access.
+func (h *farmHandler) camera(conn *gortsplib.ServerConn, req *base.Request, path string) (*farmCamera, *base.Response, error) {
+	c := h.cameras[trimPath(path)]
+	if c == nil || c.Fault == FaultNotFound || c.Fault == FaultOffline {
+		return nil, &base.Response{StatusCode: base.StatusNotFound}, nil
+	}
+	if c.Fault == FaultRefusing {
+		return nil, &base.Response{StatusCode: base.StatusServiceUnavailable}, nil
+	}
+	if (c.Fault == FaultAuth || c.Fault == FaultWrongAuth) && !conn.VerifyCredentials(req, h.User, h.Password) {
+		return nil, &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
+	}
+	return c, &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// trimPath turns "/cam0001" or "/cam0001/trackID=0" into "cam0001".
+func trimPath(p string) string {
+	for len(p) > 0 && p[0] == '/' {
+		p = p[1:]
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' {
+			return p[:i]
+		}
+	}
+	return p
+}
+
+// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
+func (h *farmHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	c, res, err := h.camera(ctx.Conn, ctx.Request, ctx.Path)
+	if c == nil {
+		return res, nil, err
+	}
+	return res, c.describe, nil
+}
+
+// OnSetup implements gortsplib.ServerHandlerOnSetup: each session gets a
+// stream of its own.
+func (h *farmHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	c, res, err := h.camera(ctx.Conn, ctx.Request, ctx.Path)
+	if c == nil {
+		return res, nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.sessions[ctx.Session]; s != nil {
+		return res, s.stream, nil
+	}
+	st := &gortsplib.ServerStream{Server: h.server, Desc: c.description()}
+	if err := st.Initialize(); err != nil {
+		return &base.Response{StatusCode: base.StatusInternalServerError}, nil, err
+	}
+	h.sessions[ctx.Session] = &farmSession{cam: c, stream: st}
+	return res, st, nil
+}
+
+// OnPlay implements gortsplib.ServerHandlerOnPlay: it starts the session's
+// pacer.
+func (h *farmHandler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[ctx.Session]
+	if s == nil || s.cancel != nil {
+		return &base.Response{StatusCode: base.StatusOK}, nil
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		s.pace(pctx)
+	}()
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnSessionClose implements gortsplib.ServerHandlerOnSessionClose: it stops
+// the session's pacer and stream.
+func (h *farmHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	h.mu.Lock()
+	s := h.sessions[ctx.Session]
+	delete(h.sessions, ctx.Session)
+	h.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.stream.Close()
+}
+
+// pace writes the clip's frames at the camera's rate, looping, with RTP
+// timestamps that keep counting across loops, and applies the fault.
+func (s *farmSession) pace(ctx context.Context) {
+	c := s.cam
+	if c.Fault == FaultNoVideo {
+		return
+	}
+	medi := s.stream.Desc.Medias[0]
+	enc, err := c.clip.encoder(medi.Formats[0])
+	if err != nil {
+		return
+	}
+	fps := c.FPS
+	if c.Fault == FaultLowFPS {
+		fps = c.LowFPS
+	}
+	interval := time.Duration(float64(time.Second) / fps)
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	ts0 := rng.Uint32()
+	start := time.Now()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for n := 0; ; n++ {
+		if c.Fault == FaultStall && time.Since(start) >= c.StallAfter {
+			<-ctx.Done()
+			return
+		}
+		au := c.clip.frames[n%len(c.clip.frames)]
+		if c.Fault == FaultFrozen {
+			au = c.clip.frames[0]
+		}
+		pkts, err := enc(au)
+		if err != nil {
+			return
+		}
+		ts := ts0 + uint32(float64(n)*90000/fps)
+		for _, p := range pkts {
+			p.Timestamp = ts
+			if c.Fault == FaultLoss && rng.Float64()*100 < c.LossPct {
+				continue
+			}
+			if err := s.stream.WritePacketRTP(medi, p); err != nil {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+//go:embed testdata/cam-*
+var clipFiles embed.FS

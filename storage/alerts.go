@@ -1,0 +1,238 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gridwatch/gridwatch/alerts"
+)
+
+// Alerts and events are written with PrepareBatch straight from the alert
+// engine's rows rather than through the Arrow batcher: they are few (a
+// flush a second at most), the engine already batches and retries them, and
+// their columns (arrays, many timestamps) would need an Arrow schema that
+// only maps them back to the same values.
+
+// alertTimeColumns are the timestamp columns of alerts, in table order.
+var alertTimeColumns = []string{"pending_since", "fired", "refired", "last_seen", "cleared", "acked",
+	"dispatched", "resolved", "closed", "ack_due", "resolve_due", "next_reminder", "updated"}
+
+// alertTimes returns pointers to a's timestamps, in alertTimeColumns order.
+func alertTimes(a *alerts.Alert) []*time.Time {
+	return []*time.Time{&a.PendingSince, &a.Fired, &a.Refired, &a.LastSeen, &a.Cleared, &a.Acked,
+		&a.Dispatched, &a.Resolved, &a.Closed, &a.AckDue, &a.ResolveDue, &a.NextReminder, &a.Updated}
+}
+
+// alertColumns are the other columns of alerts, in table order before the
+// timestamps (the flags follow them).
+const alertColumns = "id, revision, version, rule, device, grid, members, category, unit, severity, base_severity," +
+	" condition, status, summary, value, count"
+
+// toMs converts a time to epoch milliseconds, the zero time to 0.
+func toMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMs converts epoch milliseconds to a UTC time, 0 to the zero time.
+func fromMs(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// SaveAlerts stores alert rows; the table keeps the highest Revision of
+// each id (ReplacingMergeTree: read with LoadAlerts, FINAL or argMax).
+func (db *DB) SaveAlerts(ctx context.Context, rows []alerts.Alert) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	n := len(rows)
+	str := func() []string { return make([]string, n) }
+	var (
+		ids, rules, devs, grids, cats, units = str(), str(), str(), str(), str(), str()
+		sevs, bases, conds, stats, sums      = str(), str(), str(), str(), str()
+		members                              = make([][]string, n)
+		revs, vers, counts                   = make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		values                               = make([]float64, n)
+		times                                = make([][]int64, len(alertTimeColumns))
+		ackOver, resOver, esc                = make([]uint8, n), make([]uint8, n), make([]uint8, n)
+	)
+	for i := range times {
+		times[i] = make([]int64, n)
+	}
+	for i := range rows {
+		a := &rows[i]
+		ids[i], rules[i], devs[i], grids[i], cats[i], units[i] = a.ID, a.Rule, a.Device, a.Grid, a.Category, a.Unit
+		sevs[i], bases[i], conds[i], stats[i], sums[i] = a.Severity.String(), a.BaseSeverity.String(), string(a.Condition), string(a.Status), a.Summary
+		members[i] = a.Members
+		if members[i] == nil {
+			members[i] = []string{}
+		}
+		revs[i], vers[i], counts[i], values[i] = a.Revision, a.Version, a.Count, a.Value
+		for j, t := range alertTimes(a) {
+			times[j][i] = toMs(*t)
+		}
+		ackOver[i], resOver[i], esc[i] = flag(a.AckOverdue), flag(a.ResolveOverdue), flag(a.Escalated)
+	}
+	cols := []any{ids, revs, vers, rules, devs, grids, members, cats, units, sevs, bases, conds, stats, sums, values, counts}
+	for _, t := range times {
+		cols = append(cols, t)
+	}
+	cols = append(cols, ackOver, resOver, esc)
+	query := "INSERT INTO " + quoteTable(db.opts.Database, "alerts") + " (" + alertColumns + ", " +
+		strings.Join(alertTimeColumns, ", ") + ", ack_overdue, resolve_overdue, escalated)"
+	if err := insertColumns(ctx, db.conn, query, cols); err != nil {
+		return fmt.Errorf("storage: save %d alerts: %w", n, err)
+	}
+	return nil
+}
+
+// flag converts a bool to a UInt8 column value.
+func flag(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// SaveEvents stores alert events; a retried event (same alert and version)
+// is stored once.
+func (db *DB) SaveEvents(ctx context.Context, events []alerts.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	n := len(events)
+	var (
+		ts                                 = make([]int64, n)
+		ids, actors, kinds, froms, tos, ns = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		vers                               = make([]uint64, n)
+	)
+	for i, ev := range events {
+		ts[i], ids[i], vers[i], actors[i] = toMs(ev.TS), ev.AlertID, ev.Version, ev.Actor
+		kinds[i], froms[i], tos[i], ns[i] = string(ev.Kind), ev.From, ev.To, ev.Note
+	}
+	query := "INSERT INTO " + quoteTable(db.opts.Database, "alert_events") +
+		" (ts, alert_id, version, actor, kind, from_state, to_state, note)"
+	if err := insertColumns(ctx, db.conn, query, []any{ts, ids, vers, actors, kinds, froms, tos, ns}); err != nil {
+		return fmt.Errorf("storage: save %d alert events: %w", n, err)
+	}
+	return nil
+}
+
+// LoadAlerts returns the latest row of every alert that is not a tombstone
+// of a pending alert and is not closed or was closed at or after
+// closedSince, with the events of those alerts, deduplicated.
+func (db *DB) LoadAlerts(ctx context.Context, closedSince time.Time) ([]alerts.Alert, []alerts.Event, error) {
+	// argMax per column, not FINAL: old servers may apply a WHERE on a
+	// non-key column before FINAL picks the latest row.
+	var sel []string
+	for _, c := range strings.Split(alertColumns, ", ") {
+		if c != "id" {
+			sel = append(sel, "argMax("+c+", revision) AS x_"+c)
+		}
+	}
+	for _, c := range alertTimeColumns {
+		sel = append(sel, "argMax("+db.msExpr(c)+", revision) AS x_"+c)
+	}
+	for _, c := range []string{"ack_overdue", "resolve_overdue", "escalated"} {
+		sel = append(sel, "argMax("+c+", revision) AS x_"+c)
+	}
+	query := "SELECT * FROM (SELECT id, " + strings.Join(sel, ", ") +
+		" FROM " + quoteTable(db.opts.Database, "alerts") + " GROUP BY id)" +
+		" WHERE x_condition != 'inactive' AND (x_status != 'closed' OR x_closed >= ?)"
+	rows, err := db.conn.Query(ctx, query, closedSince.UnixMilli())
+	if err != nil {
+		return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
+	}
+	defer rows.Close()
+	var out []alerts.Alert
+	for rows.Next() {
+		var (
+			a                       alerts.Alert
+			sev, base, cond, status string
+			ms                      = make([]int64, len(alertTimeColumns))
+			ackOver, resOver, esc   uint8
+		)
+		dest := []any{&a.ID, &a.Revision, &a.Version, &a.Rule, &a.Device, &a.Grid, &a.Members, &a.Category, &a.Unit,
+			&sev, &base, &cond, &status, &a.Summary, &a.Value, &a.Count}
+		for i := range ms {
+			dest = append(dest, &ms[i])
+		}
+		dest = append(dest, &ackOver, &resOver, &esc)
+		if err := rows.Scan(dest...); err != nil {
+			return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
+		}
+		for i, t := range alertTimes(&a) {
+			*t = fromMs(ms[i])
+		}
+		if a.Severity, err = alerts.ParseSeverity(sev); err != nil {
+			return nil, nil, fmt.Errorf("storage: load alert %s: %w", a.ID, err)
+		}
+		if a.BaseSeverity, err = alerts.ParseSeverity(base); err != nil {
+			return nil, nil, fmt.Errorf("storage: load alert %s: %w", a.ID, err)
+		}
+		a.Condition, a.Status = alerts.Condition(cond), alerts.Status(status)
+		a.AckOverdue, a.ResolveOverdue, a.Escalated = ackOver == 1, resOver == 1, esc == 1
+		if len(a.Members) == 0 {
+			a.Members = nil
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
+	}
+	events, err := db.alertEvents(ctx, out)
+	return out, events, err
+}
+
+// alertEvents returns the events of the given alerts, one per alert and
+// version.
+func (db *DB) alertEvents(ctx context.Context, as []alerts.Alert) ([]alerts.Event, error) {
+	const chunk = 1000
+	var out []alerts.Event
+	seen := map[string]map[uint64]bool{}
+	for start := 0; start < len(as); start += chunk {
+		ids := make([]string, 0, chunk)
+		for _, a := range as[start:min(start+chunk, len(as))] {
+			ids = append(ids, a.ID)
+		}
+		query := "SELECT " + db.msExpr("ts") + ", alert_id, version, actor, kind, from_state, to_state, note FROM " +
+			quoteTable(db.opts.Database, "alert_events") + " WHERE has(?, alert_id) ORDER BY alert_id, version"
+		rows, err := db.conn.Query(ctx, query, ids)
+		if err != nil {
+			return nil, fmt.Errorf("storage: load alert events: %w", err)
+		}
+		for rows.Next() {
+			var (
+				ev   alerts.Event
+				ms   int64
+				kind string
+			)
+			if err := rows.Scan(&ms, &ev.AlertID, &ev.Version, &ev.Actor, &kind, &ev.From, &ev.To, &ev.Note); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("storage: load alert events: %w", err)
+			}
+			if seen[ev.AlertID] == nil {
+				seen[ev.AlertID] = map[uint64]bool{}
+			}
+			if seen[ev.AlertID][ev.Version] {
+				continue
+			}
+			seen[ev.AlertID][ev.Version] = true
+			ev.TS, ev.Kind = fromMs(ms), alerts.EventKind(kind)
+			out = append(out, ev)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("storage: load alert events: %w", err)
+		}
+	}
+	return out, nil
+}

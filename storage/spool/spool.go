@@ -1,0 +1,627 @@
+// Package spool keeps batches on disk while ClickHouse cannot take them and
+// replays them, in order and once, when it can again. It is what makes
+// "acked means stored" hold through a ClickHouse outage, and, in durable
+// mode, through a crash or power loss of gridwatch itself.
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+// Sentinel errors of the package.
+var (
+	// ErrCorrupt means a segment file failed its checks: truncated, a
+	// flipped bit, or not one Arrow record. It is quarantined.
+	ErrCorrupt = errors.New("spool: corrupt segment")
+	// ErrFull means a batch could not be spooled because the spool stayed at
+	// MaxBytes until the caller gave up; its rows are not stored.
+	ErrFull = errors.New("spool: full")
+	// ErrClosed means the spool was closed (or not opened) before the batch
+	// could be spooled.
+	ErrClosed = errors.New("spool: closed")
+)
+
+// Defaults of Spool.
+const (
+	DefaultMaxBytes      = 1 << 30
+	DefaultInsertTimeout = 10 * time.Second
+	DefaultReplayRows    = 200_000
+	DefaultRetryBackoff  = 500 * time.Millisecond
+	DefaultMaxBackoff    = 10 * time.Second
+)
+
+// Segment file names: a zero-padded sequence number, so that names sort in
+// spooling order, and the suffix.
+const (
+	segmentSuffix  = ".seg"
+	tempSuffix     = ".tmp"
+	quarantineDir  = "quarantine"
+	segmentNameLen = 20
+)
+
+// InsertFunc inserts parts into table as one INSERT: all of them or none
+// (storage.Writer.WriteParts). An error is a *storage.WriteError.
+type InsertFunc func(ctx context.Context, table string, parts []storage.Part) error
+
+// StoredFunc returns which of the batch ids are already in table
+// (storage.Writer.Stored). It is the ledger that keeps a replay from storing
+// a batch twice whose first INSERT succeeded but whose answer was lost.
+type StoredFunc func(ctx context.Context, table string, ids []string) (map[string]bool, error)
+
+// Spool is a directory of segment files, one batch each, checksummed and
+// fsynced, bounded by MaxBytes, replayed oldest first by one goroutine.
+//
+// Write policy: in the default mode a batch goes straight to ClickHouse
+// while nothing is spooled; if that fails (down, refusing, or slower than
+// InsertTimeout) or older batches are still spooled, it is spooled instead,
+// so that batches reach ClickHouse in order. In Durable mode every batch is
+// spooled (fsynced) before Write returns and only the replayer inserts.
+//
+// Full policy: a Write that does not fit waits for the replayer to free
+// space until its ctx ends or the spool closes (then ErrFull or ErrClosed:
+// the caller counts the rows as dropped). Full reports the state so that the
+// broker refuses QoS 1 messages (no PUBACK: the device retries) and drops,
+// counting them, QoS 0 ones while it lasts.
+//
+// Replay: the oldest segments of one table, up to ReplayRows rows, are
+// inserted as one INSERT after asking Stored which of their batch ids are
+// already in ClickHouse; those are skipped. Failures are retried with
+// backoff, forever, until Close; segments are deleted only once stored.
+//
+// Set the settings, Open, then Write from any goroutine; Close stops the
+// replayer and leaves what is spooled for the next Open.
+type Spool struct {
+	// Dir holds the segments; corrupt ones are moved to Dir/quarantine.
+	// Required.
+	Dir string
+	// MaxBytes bounds the segment files' total size. It defaults to 1 GiB.
+	MaxBytes int64
+	// Durable spools every batch before Write returns. It defaults to false.
+	Durable bool
+	// Insert stores parts in ClickHouse. Required.
+	Insert InsertFunc
+	// Stored is the ledger lookup. Required.
+	Stored StoredFunc
+	// InsertTimeout bounds one INSERT, direct or replayed, so that a hung
+	// ClickHouse (SIGSTOP, a network black hole) sends batches to disk
+	// instead of holding them. It defaults to 10 seconds.
+	InsertTimeout time.Duration
+	// ReplayRows bounds the rows of one replay INSERT. It defaults to
+	// 200,000.
+	ReplayRows int
+	// MinInsertInterval is the least time between two replay INSERTs that
+	// are not full (ReplayRows), so that durable mode, which spools many
+	// small batches, still inserts about once per interval. It defaults to 0.
+	MinInsertInterval time.Duration
+	// RetryBackoff is the first pause after a failed replay; it doubles up to
+	// 10 seconds. It defaults to 500 milliseconds.
+	RetryBackoff time.Duration
+	// Allocator allocates the replayed records. It defaults to
+	// memory.DefaultAllocator.
+	Allocator memory.Allocator
+	// Logger receives outages, recoveries and quarantined segments. It
+	// defaults to discarding.
+	Logger *slog.Logger
+	// Registerer receives the spool's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+
+	mu      sync.Mutex
+	segs    []segInfo // oldest first
+	bytes   int64
+	nextSeq uint64
+	waiting int           // Writes waiting for space
+	space   chan struct{} // closed and replaced whenever space frees
+	wake    chan struct{} // tells the replayer a segment arrived
+	closing chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+	metrics *metrics
+	// failing belongs to the replayer goroutine.
+	failing bool
+	// directFailing is set by Write when a direct insert fails.
+	directFailing bool
+}
+
+// segInfo describes one segment file.
+type segInfo struct {
+	seq     uint64
+	size    int64
+	table   string
+	rows    int
+	created time.Time
+}
+
+// Stats is a snapshot of the spool.
+type Stats struct {
+	// Segments is the number of segment files.
+	Segments int
+	// Bytes is their total size.
+	Bytes int64
+	// MaxBytes is the bound.
+	MaxBytes int64
+	// Rows is the rows they hold.
+	Rows int
+	// OldestAge is the age of the oldest segment, 0 when there is none.
+	OldestAge time.Duration
+}
+
+// Open checks the settings, creates Dir, verifies every segment in it
+// (quarantining the damaged ones and partial writes of a crash) and starts
+// the replayer.
+func (s *Spool) Open(ctx context.Context) error {
+	if s.Dir == "" || s.Insert == nil || s.Stored == nil {
+		return errors.New("spool: Dir, Insert and Stored are required")
+	}
+	if s.MaxBytes <= 0 {
+		s.MaxBytes = DefaultMaxBytes
+	}
+	if s.InsertTimeout <= 0 {
+		s.InsertTimeout = DefaultInsertTimeout
+	}
+	if s.ReplayRows <= 0 {
+		s.ReplayRows = DefaultReplayRows
+	}
+	if s.RetryBackoff <= 0 {
+		s.RetryBackoff = DefaultRetryBackoff
+	}
+	if s.Allocator == nil {
+		s.Allocator = memory.DefaultAllocator
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	s.space = make(chan struct{})
+	s.wake = make(chan struct{}, 1)
+	s.closing = make(chan struct{})
+	m, err := newMetrics(s.Registerer, s)
+	if err != nil {
+		return err
+	}
+	s.metrics = m
+	if err := os.MkdirAll(filepath.Join(s.Dir, quarantineDir), 0o750); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := s.recover(); err != nil {
+		return err
+	}
+	if len(s.segs) > 0 {
+		st := s.Stats()
+		s.Logger.Warn("spool holds batches from before; replaying them", "dir", s.Dir,
+			"segments", st.Segments, "rows", st.Rows, "bytes", st.Bytes)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Add(1)
+	go s.runReplay(rctx)
+	return nil
+}
+
+// recover scans Dir: it keeps the sound segments, in order, and quarantines
+// the rest.
+func (s *Spool) recover() error {
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() {
+			continue
+		}
+		if strings.HasSuffix(name, tempSuffix) {
+			// A write a crash interrupted: never acknowledged, never complete.
+			s.quarantine(name, "partial")
+			continue
+		}
+		seq, err := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 10, 64)
+		if !strings.HasSuffix(name, segmentSuffix) || err != nil {
+			continue // Not ours.
+		}
+		path := filepath.Join(s.Dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		seg, err := decodeSegment(data, s.Allocator)
+		if err != nil {
+			s.Logger.Error("spool segment is corrupt; quarantined", "file", path, "err", err)
+			s.quarantine(name, "corrupt")
+			continue
+		}
+		info, _ := e.Info()
+		created := time.Now()
+		if info != nil {
+			created = info.ModTime()
+		}
+		s.segs = append(s.segs, segInfo{seq: seq, size: int64(len(data)), table: seg.Table, rows: int(seg.Record.NumRows()), created: created})
+		s.bytes += int64(len(data))
+		s.nextSeq = max(s.nextSeq, seq+1)
+		seg.Record.Release()
+	}
+	slices.SortFunc(s.segs, func(a, b segInfo) int { return cmpSeq(a.seq, b.seq) })
+	return nil
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// quarantine moves a file of Dir into Dir/quarantine and counts it.
+func (s *Spool) quarantine(name, reason string) {
+	s.metrics.quarantined.WithLabelValues(reason).Inc()
+	if err := os.Rename(filepath.Join(s.Dir, name), filepath.Join(s.Dir, quarantineDir, name)); err != nil {
+		s.Logger.Error("spool: quarantine segment", "file", name, "err", err)
+	}
+}
+
+// segmentName is the file name of segment seq.
+func segmentName(seq uint64) string {
+	return fmt.Sprintf("%0*d%s", segmentNameLen, seq, segmentSuffix)
+}
+
+// Write stores rec, rows of table in batch id, in ClickHouse or in the
+// spool; see Spool for the policy. A nil error means the rows are in
+// ClickHouse or fsynced on disk. A permanent insert error (the data or the
+// table is wrong) is returned as is: spooling cannot help it.
+func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) error {
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	if !s.Durable && s.empty() {
+		ictx, cancel := context.WithTimeout(ctx, s.InsertTimeout)
+		err := s.Insert(ictx, table, []storage.Part{{ID: id, Record: rec}})
+		cancel()
+		if err == nil {
+			s.setDirectFailing(false, nil)
+			return nil
+		}
+		if we := (*storage.WriteError)(nil); errors.As(err, &we) && we.Permanent {
+			return err
+		}
+		s.setDirectFailing(true, err)
+	}
+	if err := s.append(ctx, table, id, rec); err != nil {
+		s.metrics.dropped.WithLabelValues(table).Add(float64(rec.NumRows()))
+		return err
+	}
+	s.metrics.spooled.WithLabelValues(table).Add(float64(rec.NumRows()))
+	return nil
+}
+
+// setDirectFailing logs the start and the end of a burst of failed direct
+// inserts.
+func (s *Spool) setDirectFailing(failing bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if failing == s.directFailing {
+		return
+	}
+	s.directFailing = failing
+	if failing {
+		s.Logger.Warn("ClickHouse insert failed; spooling batches to disk", "dir", s.Dir, "err", err)
+	}
+}
+
+// empty reports whether no segment waits for replay.
+func (s *Spool) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.segs) == 0
+}
+
+// Full reports whether a Write is waiting for space or the spool is at
+// MaxBytes: new data should be refused until it drains.
+func (s *Spool) Full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting > 0 || s.bytes >= s.MaxBytes
+}
+
+// append writes a segment file, fsyncs it and its directory, waiting for
+// space first while the spool is full.
+func (s *Spool) append(ctx context.Context, table, id string, rec arrow.Record) error {
+	data, err := encodeSegment(table, id, rec)
+	if err != nil {
+		return fmt.Errorf("spool batch %s: %w", id, err)
+	}
+	size := int64(len(data))
+	if size > s.MaxBytes {
+		return fmt.Errorf("spool batch %s of %d bytes: larger than spool.max_bytes %d: %w", id, size, s.MaxBytes, ErrFull)
+	}
+	s.mu.Lock()
+	for s.bytes+size > s.MaxBytes {
+		s.waiting++
+		space := s.space
+		s.mu.Unlock()
+		s.metrics.fullWaits.Inc()
+		var err error
+		select {
+		case <-space:
+		case <-ctx.Done():
+			err = fmt.Errorf("spool batch %s: %w: %w", id, ErrFull, ctx.Err())
+		case <-s.closing:
+			err = fmt.Errorf("spool batch %s: %w", id, ErrClosed)
+		}
+		s.mu.Lock()
+		s.waiting--
+		if err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	seq := s.nextSeq
+	s.nextSeq++
+	s.bytes += size // Reserved while the file is written.
+	s.mu.Unlock()
+
+	if err := writeFileSync(s.Dir, segmentName(seq), data); err != nil {
+		s.mu.Lock()
+		s.bytes -= size
+		s.mu.Unlock()
+		s.freeSpace()
+		return fmt.Errorf("spool batch %s: %w", id, err)
+	}
+	s.mu.Lock()
+	info := segInfo{seq: seq, size: size, table: table, rows: int(rec.NumRows()), created: time.Now()}
+	i, _ := slices.BinarySearchFunc(s.segs, seq, func(a segInfo, seq uint64) int { return cmpSeq(a.seq, seq) })
+	s.segs = slices.Insert(s.segs, i, info)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // A wake-up is pending already.
+	}
+	return nil
+}
+
+// writeFileSync writes data to dir/name through a temporary file, fsyncing
+// the file and then the directory, so that after it returns the segment
+// survives a crash or power loss, whole or not at all.
+func writeFileSync(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+tempSuffix)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// freeSpace wakes the Writes waiting for space.
+func (s *Spool) freeSpace() {
+	s.mu.Lock()
+	close(s.space)
+	s.space = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Stats returns a snapshot of the spool.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Segments: len(s.segs), Bytes: s.bytes, MaxBytes: s.MaxBytes}
+	for _, g := range s.segs {
+		st.Rows += g.rows
+	}
+	if len(s.segs) > 0 {
+		st.OldestAge = time.Since(s.segs[0].created)
+	}
+	return st
+}
+
+// Ready is the /readyz check: it fails while the spool is full, that is
+// while QoS 1 telemetry is being refused.
+func (s *Spool) Ready(context.Context) error { return s.Admit() }
+
+// Admit returns an error wrapping ErrFull, with the spool's figures, while
+// the spool is Full, and nil otherwise. The pipeline asks it before taking a
+// message.
+func (s *Spool) Admit() error {
+	if !s.Full() {
+		return nil
+	}
+	st := s.Stats()
+	return fmt.Errorf("%w: %d of %d bytes in %d segments (%d rows), oldest %s old; QoS 1 telemetry is refused until it drains",
+		ErrFull, st.Bytes, st.MaxBytes, st.Segments, st.Rows, st.OldestAge.Round(time.Second))
+}
+
+// runReplay inserts spooled segments, oldest first, until ctx ends.
+func (s *Spool) runReplay(ctx context.Context) {
+	defer s.wg.Done()
+	delays := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(s.RetryBackoff),
+		backoff.WithMaxInterval(DefaultMaxBackoff),
+		backoff.WithMaxElapsedTime(0),
+	)
+	for ctx.Err() == nil {
+		next := s.nextReplay()
+		if len(next) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-s.wake:
+			}
+			continue
+		}
+		rows, err := s.replay(ctx, next)
+		pause := time.Duration(0)
+		switch {
+		case err != nil:
+			if !s.failing {
+				s.failing = true
+				s.Logger.Warn("spool replay failed; retrying", "err", err)
+			}
+			pause = delays.NextBackOff()
+		case rows < s.ReplayRows:
+			if s.failing {
+				s.failing = false
+				s.Logger.Info("spool replay recovered", "left", s.Stats().Segments)
+			}
+			delays.Reset()
+			pause = s.MinInsertInterval
+		}
+		if pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+}
+
+// nextReplay returns the oldest segments of one table, up to ReplayRows
+// rows (at least one segment).
+func (s *Spool) nextReplay() []segInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []segInfo
+	rows := 0
+	for _, g := range s.segs {
+		if len(out) > 0 && (g.table != out[0].table || rows+g.rows > s.ReplayRows) {
+			break
+		}
+		out = append(out, g)
+		rows += g.rows
+	}
+	return out
+}
+
+// replay inserts the segments as one INSERT, leaving out those the ledger
+// has, and deletes them. It returns the rows of the segments.
+func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
+	table := segs[0].table
+	var (
+		parts []storage.Part
+		done  []segInfo // segments to delete once the INSERT succeeded
+		rows  int
+	)
+	defer func() {
+		for _, p := range parts {
+			p.Record.Release()
+		}
+	}()
+	for _, g := range segs {
+		name := segmentName(g.seq)
+		data, err := os.ReadFile(filepath.Join(s.Dir, name))
+		var seg segment
+		if err == nil {
+			seg, err = decodeSegment(data, s.Allocator)
+		}
+		if err != nil {
+			// Damaged after it was written and checked (disk trouble).
+			s.Logger.Error("spool segment unreadable; quarantined", "file", name, "err", err)
+			s.quarantine(name, "corrupt")
+			s.forget([]segInfo{g})
+			continue
+		}
+		parts = append(parts, storage.Part{ID: seg.ID, Record: seg.Record})
+		done = append(done, g)
+		rows += g.rows
+	}
+	if len(parts) == 0 {
+		return 0, nil
+	}
+	ids := make([]string, len(parts))
+	for i, p := range parts {
+		ids[i] = p.ID
+	}
+	ictx, cancel := context.WithTimeout(ctx, s.InsertTimeout)
+	defer cancel()
+	stored, err := s.Stored(ictx, table, ids)
+	if err != nil {
+		return rows, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ids), table, err)
+	}
+	fresh := parts[:0:0]
+	for _, p := range parts {
+		if stored[p.ID] {
+			s.metrics.deduplicated.WithLabelValues(table).Inc()
+			continue
+		}
+		fresh = append(fresh, p)
+	}
+	if len(fresh) > 0 {
+		if err := s.Insert(ictx, table, fresh); err != nil {
+			return rows, err
+		}
+	}
+	for _, p := range fresh {
+		s.metrics.replayed.WithLabelValues(table).Add(float64(p.Record.NumRows()))
+	}
+	for _, g := range done {
+		if err := os.Remove(filepath.Join(s.Dir, segmentName(g.seq))); err != nil {
+			s.Logger.Error("spool: remove replayed segment", "seq", g.seq, "err", err)
+		}
+	}
+	s.forget(done)
+	return rows, nil
+}
+
+// forget drops segments from the index and frees their space.
+func (s *Spool) forget(gone []segInfo) {
+	s.mu.Lock()
+	s.segs = slices.DeleteFunc(s.segs, func(g segInfo) bool {
+		return slices.ContainsFunc(gone, func(x segInfo) bool { return x.seq == g.seq })
+	})
+	for _, g := range gone {
+		s.bytes -= g.size
+	}
+	s.mu.Unlock()
+	s.freeSpace()
+}
+
+// Close stops the replayer and fails Writes waiting for space with
+// ErrClosed. What is spooled stays for the next Open. It is safe to call
+// twice, and concurrently with Write.
+func (s *Spool) Close() error {
+	s.once.Do(func() {
+		if s.cancel == nil {
+			return
+		}
+		close(s.closing)
+		s.cancel()
+		s.wg.Wait()
+	})
+	return nil
+}

@@ -1,0 +1,226 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+var testSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "seq", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "device", Type: arrow.BinaryTypes.String},
+}, nil)
+
+// record returns a record of the seqs.
+func record(t testing.TB, seqs ...int64) arrow.Record {
+	b := array.NewRecordBuilder(memory.DefaultAllocator, testSchema)
+	defer b.Release()
+	for _, s := range seqs {
+		b.Field(0).(*array.Int64Builder).Append(s)
+		b.Field(1).(*array.StringBuilder).Append("dev-1")
+	}
+	return b.NewRecord()
+}
+
+// fakeStore is a ClickHouse stand-in: a ledger of batch ids and the seqs
+// stored, in order. While down, inserts fail transiently; ackLost stores the
+// batch but reports failure, like an answer lost on the wire.
+type fakeStore struct {
+	mu      sync.Mutex
+	down    bool
+	ackLost bool
+	ids     map[string]bool
+	seqs    []int64
+}
+
+func (f *fakeStore) insert(_ context.Context, table string, parts []storage.Part) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return &storage.WriteError{Table: table, Err: errors.New("connection refused")}
+	}
+	for _, p := range parts {
+		f.ids[p.ID] = true
+		f.seqs = append(f.seqs, p.Record.Column(0).(*array.Int64).Int64Values()...)
+	}
+	if f.ackLost {
+		f.ackLost = false
+		return &storage.WriteError{Table: table, Err: errors.New("connection reset")}
+	}
+	return nil
+}
+
+func (f *fakeStore) stored(_ context.Context, _ string, ids []string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return nil, errors.New("connection refused")
+	}
+	out := map[string]bool{}
+	for _, id := range ids {
+		out[id] = f.ids[id]
+	}
+	return out, nil
+}
+
+func (f *fakeStore) set(down, ackLost bool) {
+	f.mu.Lock()
+	f.down, f.ackLost = down, ackLost
+	f.mu.Unlock()
+}
+
+func (f *fakeStore) rows() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int64(nil), f.seqs...)
+}
+
+func openSpool(t *testing.T, dir string, f *fakeStore, durable bool, maxBytes int64) *Spool {
+	t.Helper()
+	s := &Spool{Dir: dir, MaxBytes: maxBytes, Durable: durable, Insert: f.insert, Stored: f.stored, RetryBackoff: 5 * time.Millisecond}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// waitFor polls cond until it holds or 10 seconds pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSpoolReplaysInOrderOnceAfterOutage(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "durable"}[durable], func(t *testing.T) {
+			f := &fakeStore{ids: map[string]bool{}}
+			s := openSpool(t, t.TempDir(), f, durable, 1<<20)
+			ctx := context.Background()
+			write := func(id string, seqs ...int64) {
+				rec := record(t, seqs...)
+				defer rec.Release()
+				if err := s.Write(ctx, "telemetry", id, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write("b1", 1, 2)
+			f.set(false, true) // Stored, but the answer is lost.
+			write("b2", 3)
+			f.set(true, false) // ClickHouse down.
+			write("b3", 4, 5)
+			write("b4", 6)
+			if !durable && s.Stats().Segments == 0 {
+				t.Fatal("batches written during the outage were not spooled")
+			}
+			f.set(false, false)
+			waitFor(t, "replay", func() bool { return s.Stats().Segments == 0 })
+			got := f.rows()
+			want := []int64{1, 2, 3, 4, 5, 6}
+			if len(got) != len(want) {
+				t.Fatalf("stored %v, want %v once each, in order", got, want)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("stored %v, want %v once each, in order", got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestSpoolFullRefusesThenDrains(t *testing.T) {
+	f := &fakeStore{ids: map[string]bool{}}
+	f.set(true, false)
+	rec := record(t, 1, 2, 3)
+	defer rec.Release()
+	data, err := encodeSegment("telemetry", "b0", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openSpool(t, t.TempDir(), f, true, int64(2*len(data)))
+	ctx := context.Background()
+	for _, id := range []string{"b0", "b1"} {
+		if err := s.Write(ctx, "telemetry", id, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Admit(); !errors.Is(err, ErrFull) {
+		t.Fatalf("Admit of a full spool = %v, want ErrFull", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := s.Write(short, "telemetry", "b2", rec); !errors.Is(err, ErrFull) {
+		t.Fatalf("Write to a full spool = %v, want ErrFull", err)
+	}
+	if n := testutil.ToFloat64(s.metrics.dropped.WithLabelValues("telemetry")); n != 3 {
+		t.Fatalf("dropped rows counted %v, want 3", n)
+	}
+	f.set(false, false)
+	if err := s.Write(ctx, "telemetry", "b3", rec); err != nil {
+		t.Fatalf("Write once the spool drains: %v", err)
+	}
+	waitFor(t, "drain", func() bool { return s.Stats().Segments == 0 && s.Admit() == nil })
+}
+
+func TestSpoolQuarantinesDamagedSegmentsAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	f := &fakeStore{ids: map[string]bool{}}
+	f.set(true, false)
+	s := openSpool(t, dir, f, true, 1<<20)
+	for i, id := range []string{"b0", "b1", "b2"} {
+		rec := record(t, int64(i))
+		if err := s.Write(context.Background(), "telemetry", id, rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+	}
+	s.Close()
+	// Truncate one segment, flip a bit in another, leave a partial write.
+	if err := os.Truncate(filepath.Join(dir, segmentName(0)), 20); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, segmentName(1))
+	data, _ := os.ReadFile(p)
+	data[len(data)/2] ^= 0x10
+	if err := os.WriteFile(p, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, segmentName(3)+tempSuffix), []byte("GWSP"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	f.set(false, false)
+	s2 := openSpool(t, dir, f, true, 1<<20)
+	waitFor(t, "replay", func() bool { return s2.Stats().Segments == 0 })
+	if got := f.rows(); len(got) != 1 || got[0] != 2 {
+		t.Fatalf("stored %v, want only the sound segment [2]", got)
+	}
+	if n := testutil.ToFloat64(s2.metrics.quarantined.WithLabelValues("corrupt")); n != 2 {
+		t.Fatalf("corrupt segments counted %v, want 2", n)
+	}
+	if n := testutil.ToFloat64(s2.metrics.quarantined.WithLabelValues("partial")); n != 1 {
+		t.Fatalf("partial segments counted %v, want 1", n)
+	}
+	moved, _ := os.ReadDir(filepath.Join(dir, quarantineDir))
+	if len(moved) != 3 {
+		t.Fatalf("quarantine holds %d files, want 3", len(moved))
+	}
+}
