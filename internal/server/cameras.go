@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/gridwatch/gridwatch/alerts"
 	"time"
 
 	"github.com/gridwatch/gridwatch/ingest/rtsp"
@@ -94,7 +95,7 @@ func (s *Server) startCameras(ctx context.Context) error {
 		Logger:           s.Logger.With("component", "camera-prober"),
 		Registerer:       s.metrics,
 	}
-	// The alert engine subscribes by setting p.Observe here, before Start.
+	p.Observe = func(rec rtsp.HealthRecord) { s.alerting.engine.Observe(alerts.CameraObservations(rec)...) }
 	s.cameras = &cameraHealth{prober: p, batcher: b}
 	if err := p.Start(ctx); err != nil {
 		return errors.Join(err, b.Close())

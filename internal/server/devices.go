@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/gridwatch/gridwatch/alerts"
 	"log/slog"
 	"os"
 	"runtime"
@@ -30,6 +31,7 @@ import (
 // address or hold an API token.
 type registryState struct {
 	grids   atomic.Pointer[[]devices.Grid]
+	units   atomic.Pointer[unitSet]
 	status  *devices.StatusTracker
 	batcher *ingest.Batcher[devices.StatusChange]
 	version string
@@ -51,6 +53,9 @@ func (s *Server) startRegistry(ctx, life context.Context, write ingest.WriteFunc
 			return fmt.Errorf("devices.file %s: %w", s.Config.Devices.File, err)
 		}
 		s.Logger.Info("devices.file imported", "file", s.Config.Devices.File, "added", st.Added, "updated", st.Updated, "unchanged", st.Unchanged)
+	}
+	if err := s.importUnitsFile(ctx); err != nil {
+		return err
 	}
 	rs := &s.reg
 	if err := s.reloadRegistry(ctx); err != nil {
@@ -86,7 +91,7 @@ func (s *Server) startRegistry(ctx, life context.Context, write ingest.WriteFunc
 	return nil
 }
 
-// reloadRegistry loads devices and grids from ClickHouse when the registry
+// reloadRegistry loads devices, grids and units from ClickHouse when the registry
 // version changed since the last load.
 func (s *Server) reloadRegistry(ctx context.Context) error {
 	rs := &s.reg
@@ -102,10 +107,13 @@ func (s *Server) reloadRegistry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.loadUnits(ctx); err != nil {
+		return err
+	}
 	s.registry.Replace(devs)
 	rs.grids.Store(&grids)
 	rs.version = v
-	s.Logger.Info("device registry loaded", "devices", len(devs), "grids", len(grids), "version", v)
+	s.Logger.Info("device registry loaded", "devices", len(devs), "grids", len(grids), "units", len(s.Units()), "version", v)
 	return nil
 }
 
@@ -114,6 +122,11 @@ func (s *Server) reportStatus(c devices.StatusChange) {
 	if !s.reg.status.Set(c) {
 		return
 	}
+	online := 0.0
+	if c.Online {
+		online = 1
+	}
+	s.alerting.engine.Observe(alerts.Observation{Device: c.Device, Metric: alerts.MetricOnline, Value: online, TS: c.At.UnixMilli()})
 	if _, err := s.reg.batcher.Add(context.Background(), c); err != nil {
 		s.Logger.Warn("device status change not stored", "device", c.Device, "err", err)
 	}

@@ -87,10 +87,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startRegistry(ctx, life, s.write); err != nil {
 		return err
 	}
-	if err := s.startCameras(life); err != nil {
+	if err := s.startAlerts(life); err != nil {
 		return err
 	}
-	if err := s.startAlerts(life); err != nil {
+	if err := s.startCameras(life); err != nil {
 		return err
 	}
 	tlsConfig, err := brokerTLS(cfg)
