@@ -53,6 +53,10 @@ type Server struct {
 	// Devices lists the registered devices, for the camera list. Required
 	// with Cameras.
 	Devices func() []devices.Device
+	// Registry serves the grid and unit endpoints and the devices' status;
+	// without it, or without Devices, the device, grid and unit endpoints
+	// answer 503.
+	Registry Registry
 	// Heartbeat is how often an idle alert stream gets a comment line. It
 	// defaults to DefaultHeartbeat.
 	Heartbeat time.Duration
@@ -118,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("GET /api/v1/devices/{id}/latest", s.deviceLatest)
 	s.alertRoutes(v1)
 	s.cameraRoutes(v1)
+	s.deviceRoutes(v1)
 	s.v1 = v1.patterns
 	v1.mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)

@@ -12,7 +12,7 @@ import (
 )
 
 // The registry table holds the device registry as one JSON document per
-// device or grid, keyed by (kind, key). ClickHouse is the registry's home so
+// device, grid or unit, keyed by (kind, key). ClickHouse is the registry's home so
 // that several stateless gridwatch nodes share it: `gridwatch devices
 // import` writes here, and every node notices the change through
 // RegistryVersion and reloads. Documents rather than columns keep the
@@ -21,6 +21,7 @@ import (
 const (
 	kindDevice = "device"
 	kindGrid   = "grid"
+	kindUnit   = "unit"
 )
 
 // deviceDoc is a device as stored: everything but the plain secret.
@@ -116,6 +117,34 @@ func (db *DB) LoadGrids(ctx context.Context) ([]devices.Grid, error) {
 			grid.Geometry = g.Geometry.Geometry()
 		}
 		out = append(out, grid)
+		return nil
+	})
+	return out, err
+}
+
+// SaveUnits stores units in the registry, replacing those with the same
+// codes. A unit is stored as its JSON form.
+func (db *DB) SaveUnits(ctx context.Context, units []devices.Unit) error {
+	keys, docs := make([]string, len(units)), make([]string, len(units))
+	for i, u := range units {
+		b, err := json.Marshal(u)
+		if err != nil {
+			return fmt.Errorf("storage: encode unit %s: %w", u.Code, err)
+		}
+		keys[i], docs[i] = u.Code, string(b)
+	}
+	return db.saveDocs(ctx, kindUnit, keys, docs)
+}
+
+// LoadUnits returns every unit in the registry, ordered by code.
+func (db *DB) LoadUnits(ctx context.Context) ([]devices.Unit, error) {
+	var out []devices.Unit
+	err := db.loadDocs(ctx, kindUnit, func(doc []byte) error {
+		var u devices.Unit
+		if err := json.Unmarshal(doc, &u); err != nil {
+			return err
+		}
+		out = append(out, u)
 		return nil
 	})
 	return out, err

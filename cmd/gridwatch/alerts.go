@@ -216,7 +216,7 @@ func alertsActionCommand(c *apiClient, asJSON *bool, kind alerts.ActionKind) *co
 	}
 	var version uint64
 	cmd := &cobra.Command{
-		Use:   string(kind) + " ID",
+		Use: string(kind) + " ID",
 		Short: map[alerts.ActionKind]string{
 			alerts.ActionAck:      "Sign for an alert (new or reopened -> acknowledged)",
 			alerts.ActionDispatch: "Dispatch an alert to a unit (or reassign it)",

@@ -23,7 +23,7 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCommand(), demoCommand(), migrateCommand(), versionCommand())
-	root.AddCommand(devicesCommand(), gridsCommand())
+	root.AddCommand(devicesCommand(), gridsCommand(), unitsCommand())
 	root.AddCommand(alertsCommand(), tokenCommand())
 	return root
 }

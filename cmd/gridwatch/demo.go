@@ -26,7 +26,8 @@ func demoCommand() *cobra.Command {
 		Short: "Run the server with a simulated city: a managed ClickHouse, generated devices and a fleet publishing telemetry",
 		Long: `Run gridwatch with a simulated city in one command: a private ClickHouse under
 data_dir, a generated city of devices in grid cells (written to
-<data_dir>/demo-devices.csv unless devices.file is given), the server, and a
+<data_dir>/demo-devices.csv unless devices.file is given), units that alerts
+are routed to (<data_dir>/demo-units.yaml unless units.file is given), the server, and a
 fleet of simulated devices publishing telemetry to it over MQTT.
 ` + configHelp,
 		Args: cobra.NoArgs,
@@ -56,6 +57,9 @@ func runDemo(ctx context.Context, cfg server.Config, logger *slog.Logger, city s
 	devs, err := demoDevices(&cfg, city, cameras)
 	if err != nil {
 		return err
+	}
+	if err := demoUnits(&cfg, devs); err != nil {
+		return fmt.Errorf("demo units: %w", err)
 	}
 	srv := &server.Server{Config: cfg, Logger: logger}
 	if err := srv.Start(ctx); err != nil {

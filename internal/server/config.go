@@ -92,6 +92,7 @@ type Config struct {
 	} `koanf:"devices"`
 	Cameras CamerasConfig `koanf:"cameras"`
 	Rules   RulesConfig   `koanf:"rules"`
+	Units   UnitsConfig   `koanf:"units"`
 }
 
 // Default returns the configuration used where nothing else is said.
@@ -247,6 +248,7 @@ func (c *Config) Validate() error {
 	}
 	c.Cameras.validate(bad)
 	c.Rules.validate(bad)
+	c.Units.validate(bad)
 	return errors.Join(errs...)
 }
 
