@@ -353,6 +353,7 @@ type pending struct {
 	tok             mqtt.Token
 	readings, bytes int
 	ts              int64
+	sent            time.Time
 }
 
 // publish sends d's messages, the k-th of n devices, until it has sent
@@ -401,7 +402,7 @@ func (r *run) publish(ctx context.Context, k, n int, d *device, quota int64) {
 			continue
 		}
 		tok := d.client.Publish(topic, r.QoS, false, payload)
-		window = append(window, pending{tok: tok, readings: len(rd.Values), bytes: len(payload), ts: ts})
+		window = append(window, pending{tok: tok, readings: len(rd.Values), bytes: len(payload), ts: ts, sent: time.Now()})
 	}
 	for _, p := range window {
 		r.settle(d.ID, p)
@@ -418,9 +419,12 @@ func completed(t mqtt.Token) bool {
 	}
 }
 
-// settle waits for a publish to complete and counts it.
+// settle waits for a publish to complete, at most AckTimeout after it was
+// sent, and counts it. The deadline runs from the send, not from the call,
+// so that settling a window of publishes to a dead broker takes AckTimeout,
+// not AckTimeout per publish.
 func (r *run) settle(id string, p pending) {
-	if !p.tok.WaitTimeout(r.AckTimeout) {
+	if !completed(p.tok) && !p.tok.WaitTimeout(time.Until(p.sent.Add(r.AckTimeout))) {
 		r.fail(id, fmt.Errorf("publish not completed within %s", r.AckTimeout))
 		return
 	}

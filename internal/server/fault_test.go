@@ -95,11 +95,15 @@ type faultRun struct {
 	acked            *ackSet
 	missing, dups    int
 	spooled, refused float64
+	// dropped is the telemetry rows a batcher or the spool dropped after
+	// accepting them: under the full policy it must stay 0.
+	dropped float64
+	took    time.Duration
 }
 
 func (r faultRun) String() string {
-	return fmt.Sprintf("acked %d messages (%d publish errors: refused or timed out), missing %d, duplicates %d, rows spooled %.0f, QoS 1 refusals %.0f",
-		r.acked.n, r.stats.Errors, r.missing, r.dups, r.spooled, r.refused)
+	return fmt.Sprintf("acked %d messages (%d publish errors: refused or timed out), missing %d, duplicates %d, rows spooled %.0f, QoS 1 refusals %.0f, accepted rows dropped %.0f, took %s",
+		r.acked.n, r.stats.Errors, r.missing, r.dups, r.spooled, r.refused, r.dropped, r.took.Round(100*time.Millisecond))
 }
 
 // runFault runs a QoS 1 fleet at rate msg/s for load against a gridwatch on
@@ -110,6 +114,7 @@ func runFault(t *testing.T, ch *storage.LocalServer, rate float64, load time.Dur
 	devs := e2eDevices(t, 20)
 	opts = append([]func(*Config){func(c *Config) { c.Ingest.InsertTimeout = 2 * time.Second }}, opts...)
 	srv := startServer(t, ch.Addr(), "gridwatch", devs, opts...)
+	start := time.Now()
 	run := faultRun{acked: &ackSet{}}
 	fleet := &simulators.Fleet{Broker: mqttURL(srv), Devices: devs, QoS: 1, Rate: rate, Duration: load,
 		AckTimeout: 5 * time.Second, OnSent: run.acked.add}
@@ -127,10 +132,13 @@ func runFault(t *testing.T, ch *storage.LocalServer, rate float64, load time.Dur
 	run.refused = gathered(t, srv, "gridwatch_mqtt_messages_total", "result", "refused_qos1")
 	run.spooled = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
 	run.missing, run.dups = checkSet(t, ch, srv, run.acked)
+	run.dropped = gathered(t, srv, "gridwatch_batcher_rows_dropped_total", "table", "telemetry") +
+		gathered(t, srv, "gridwatch_spool_rows_dropped_total", "table", "telemetry")
+	run.took = time.Since(start)
 	return run
 }
 
-// gathered returns the value of the series of a counter whose label has
+// gathered returns the sum of the series of a counter whose label has
 // value, 0 when there is none.
 func gathered(t *testing.T, srv *Server, name, label, value string) float64 {
 	t.Helper()
@@ -138,6 +146,7 @@ func gathered(t *testing.T, srv *Server, name, label, value string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -145,12 +154,12 @@ func gathered(t *testing.T, srv *Server, name, label, value string) float64 {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
+					sum += m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	return 0
+	return sum
 }
 
 // checkSet waits until srv's spool is empty and every acknowledged message
@@ -227,15 +236,15 @@ func assertFault(t *testing.T, name string, r faultRun) {
 	if r.acked.n == 0 {
 		t.Fatalf("%s: no message was acknowledged", name)
 	}
-	if r.missing != 0 || r.dups != 0 {
-		t.Fatalf("%s: missing %d, duplicates %d; want 0 and 0", name, r.missing, r.dups)
+	if r.missing != 0 || r.dups != 0 || r.dropped != 0 {
+		t.Fatalf("%s: missing %d, duplicates %d, accepted rows dropped %.0f; want 0, 0 and 0", name, r.missing, r.dups, r.dropped)
 	}
 }
 
 func TestFaultClickHouseDownUnderLoad(t *testing.T) {
-	down := outage(10*time.Second, 2*time.Minute)
+	down := outage(5*time.Second, 2*time.Minute)
 	ch := faultClickHouse(t, down)
-	r := runFault(t, ch, 400, down+6*time.Second, func(*Server) { signal(t, ch, syscall.SIGKILL) })
+	r := runFault(t, ch, 400, down+4*time.Second, func(*Server) { signal(t, ch, syscall.SIGKILL) })
 	assertFault(t, "clickhouse down "+down.String(), r)
 	if r.spooled == 0 {
 		t.Fatal("nothing was spooled during the outage")
@@ -244,8 +253,8 @@ func TestFaultClickHouseDownUnderLoad(t *testing.T) {
 
 func TestFaultClickHouseStopped(t *testing.T) {
 	ch := faultClickHouse(t, time.Second)
-	stop := outage(8*time.Second, time.Minute)
-	r := runFault(t, ch, 400, stop+6*time.Second, func(*Server) {
+	stop := outage(4*time.Second, time.Minute)
+	r := runFault(t, ch, 400, stop+4*time.Second, func(*Server) {
 		signal(t, ch, syscall.SIGSTOP)
 		time.Sleep(stop)
 		signal(t, ch, syscall.SIGCONT)
@@ -255,7 +264,7 @@ func TestFaultClickHouseStopped(t *testing.T) {
 
 func TestFaultClickHouseKilledMidInsert(t *testing.T) {
 	ch := faultClickHouse(t, 500*time.Millisecond)
-	kills := 3
+	kills := 2
 	if faultFull() {
 		kills = 10
 	}
@@ -268,14 +277,18 @@ func TestFaultClickHouseKilledMidInsert(t *testing.T) {
 	assertFault(t, fmt.Sprintf("clickhouse killed %d times", kills), r)
 }
 
+// TestFaultSpoolFull fills a 1 MiB spool with batches of about 1 MiB each
+// (4 s of 3,000 messages/s): batches acknowledged before the spool filled,
+// some larger than the whole spool, must still be stored, while new QoS 1
+// messages are refused.
 func TestFaultSpoolFull(t *testing.T) {
 	ch := faultClickHouse(t, time.Second)
-	stop := outage(12*time.Second, time.Minute)
+	stop := outage(6*time.Second, time.Minute)
 	r := runFault(t, ch, 3000, stop+6*time.Second, func(*Server) {
 		signal(t, ch, syscall.SIGSTOP)
 		time.Sleep(stop)
 		signal(t, ch, syscall.SIGCONT)
-	}, func(c *Config) { c.Ingest.SpoolMaxBytes = 1 << 20 })
+	}, func(c *Config) { c.Ingest.SpoolMaxBytes, c.Ingest.BatchAge = 1<<20, 4*time.Second })
 	assertFault(t, "spool full (1 MiB)", r)
 	if r.refused == 0 {
 		t.Fatal("a full spool refused no QoS 1 message")

@@ -14,9 +14,11 @@ import (
 )
 
 // spoolWriterAttempts is how often a direct INSERT is tried before its batch
-// goes to the spool: once more for a dropped connection, no more, since the
-// spool retries for as long as it takes.
-const spoolWriterAttempts = 2
+// goes to the spool: once. A failed INSERT may have been stored all the same
+// (its answer lost, or a hung server finishing it later), and where the
+// server has no insert deduplication only the spool's replay, which asks the
+// batch-id ledger first, may try it again without storing it twice.
+const spoolWriterAttempts = 1
 
 // openSpool opens the disk spool under data_dir/spool in front of a
 // ClickHouse writer and returns the batchers' WriteFunc. In durable mode the
@@ -31,10 +33,9 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
 	}
 	writer, err := storage.NewWriter(s.db, storage.WriterOptions{
-		MaxAttempts:    spoolWriterAttempts,
-		InitialBackoff: 100 * time.Millisecond,
-		Logger:         s.Logger,
-		Registerer:     s.metrics,
+		MaxAttempts: spoolWriterAttempts,
+		Logger:      s.Logger,
+		Registerer:  s.metrics,
 	})
 	if err != nil {
 		return nil, err
@@ -71,8 +72,9 @@ func telemetryBatchAge(cfg *Config) time.Duration {
 
 // closeIngest flushes the batchers through the spool, then closes it. The
 // flush is bounded by ingest.shutdown_timeout: then the spool is closed
-// under the batchers, and what still waits for room in a full spool is
-// dropped and counted (in durable mode it was never acknowledged).
+// under the batchers, which cuts the INSERT in progress short, and the
+// batches still in memory go to disk for the next start instead of
+// ClickHouse. No accepted batch is dropped (only a disk error loses one).
 func (s *Server) closeIngest(closeBatchers func() error) error {
 	if s.spool == nil {
 		return closeBatchers()

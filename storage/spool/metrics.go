@@ -11,7 +11,6 @@ import (
 type metrics struct {
 	spooled, replayed, deduplicated, dropped *prometheus.CounterVec
 	quarantined                              *prometheus.CounterVec
-	fullWaits                                prometheus.Counter
 }
 
 // newMetrics creates the metrics of s and registers them on reg when set.
@@ -31,16 +30,12 @@ func newMetrics(reg prometheus.Registerer, s *Spool) (*metrics, error) {
 		}, []string{"table"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_spool_rows_dropped_total",
-			Help: "Rows that could be neither inserted nor spooled (spool full until shutdown, disk error), by table.",
+			Help: "Rows that could be neither inserted nor spooled (a disk error), by table.",
 		}, []string{"table"}),
 		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_spool_segments_quarantined_total",
 			Help: "Segment files moved to the quarantine directory: corrupt (checksum, truncation) or partial (a write a crash interrupted).",
 		}, []string{"reason"}),
-		fullWaits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gridwatch_spool_full_waits_total",
-			Help: "Times a batch had to wait for space in a full spool.",
-		}),
 	}
 	gauges := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -57,7 +52,7 @@ func newMetrics(reg prometheus.Registerer, s *Spool) (*metrics, error) {
 		}, func() float64 { return s.Stats().OldestAge.Seconds() }),
 	}
 	if reg != nil {
-		for _, c := range append([]prometheus.Collector{m.spooled, m.replayed, m.deduplicated, m.dropped, m.quarantined, m.fullWaits}, gauges...) {
+		for _, c := range append([]prometheus.Collector{m.spooled, m.replayed, m.deduplicated, m.dropped, m.quarantined}, gauges...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("spool: register metrics: %w", err)
 			}

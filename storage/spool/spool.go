@@ -30,12 +30,9 @@ var (
 	// ErrCorrupt means a segment file failed its checks: truncated, a
 	// flipped bit, or not one Arrow record. It is quarantined.
 	ErrCorrupt = errors.New("spool: corrupt segment")
-	// ErrFull means a batch could not be spooled because the spool stayed at
-	// MaxBytes until the caller gave up; its rows are not stored.
+	// ErrFull means the spool is at MaxBytes: Admit refuses new messages
+	// until the replay drains it.
 	ErrFull = errors.New("spool: full")
-	// ErrClosed means the spool was closed (or not opened) before the batch
-	// could be spooled.
-	ErrClosed = errors.New("spool: closed")
 )
 
 // Defaults of Spool.
@@ -74,11 +71,14 @@ type StoredFunc func(ctx context.Context, table string, ids []string) (map[strin
 // so that batches reach ClickHouse in order. In Durable mode every batch is
 // spooled (fsynced) before Write returns and only the replayer inserts.
 //
-// Full policy: a Write that does not fit waits for the replayer to free
-// space until its ctx ends or the spool closes (then ErrFull or ErrClosed:
-// the caller counts the rows as dropped). Full reports the state so that the
-// broker refuses QoS 1 messages (no PUBACK: the device retries) and drops,
-// counting them, QoS 0 ones while it lasts.
+// Full policy: MaxBytes bounds admission, not Write. While the spool holds
+// MaxBytes or more, Admit fails, so the broker refuses new QoS 1 messages
+// (no PUBACK: the device retries) and drops, counting them, QoS 0 ones. A
+// batch that reaches Write holds messages admitted (in the default mode,
+// acknowledged) already, so it is always spooled, never dropped for want of
+// room: the spool may exceed MaxBytes by the batches that were in memory
+// when it filled, at most (max pending + 1) batches per table. Only a disk
+// error loses a batch (counted as dropped).
 //
 // Replay: the oldest segments of one table, up to ReplayRows rows, are
 // inserted as one INSERT after asking Stored which of their batch ids are
@@ -86,7 +86,8 @@ type StoredFunc func(ctx context.Context, table string, ids []string) (map[strin
 // backoff, forever, until Close; segments are deleted only once stored.
 //
 // Set the settings, Open, then Write from any goroutine; Close stops the
-// replayer and leaves what is spooled for the next Open.
+// replayer and cuts direct inserts short, and leaves what is spooled for the
+// next Open. Writes after Close go to disk.
 type Spool struct {
 	// Dir holds the segments; corrupt ones are moved to Dir/quarantine.
 	// Required.
@@ -126,10 +127,9 @@ type Spool struct {
 	segs    []segInfo // oldest first
 	bytes   int64
 	nextSeq uint64
-	waiting int           // Writes waiting for space
-	space   chan struct{} // closed and replaced whenever space frees
 	wake    chan struct{} // tells the replayer a segment arrived
-	closing chan struct{}
+	// closing ends at Close; it cuts direct inserts short.
+	closing context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
@@ -188,9 +188,7 @@ func (s *Spool) Open(ctx context.Context) error {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
-	s.space = make(chan struct{})
 	s.wake = make(chan struct{}, 1)
-	s.closing = make(chan struct{})
 	m, err := newMetrics(s.Registerer, s)
 	if err != nil {
 		return err
@@ -207,10 +205,9 @@ func (s *Spool) Open(ctx context.Context) error {
 		s.Logger.Warn("spool holds batches from before; replaying them", "dir", s.Dir,
 			"segments", st.Segments, "rows", st.Rows, "bytes", st.Bytes)
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s.closing, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
-	go s.runReplay(rctx)
+	go s.runReplay(s.closing)
 	return nil
 }
 
@@ -291,9 +288,11 @@ func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) e
 	if rec.NumRows() == 0 {
 		return nil
 	}
-	if !s.Durable && s.empty() {
+	if !s.Durable && s.closing.Err() == nil && s.empty() {
 		ictx, cancel := context.WithTimeout(ctx, s.InsertTimeout)
+		stop := context.AfterFunc(s.closing, cancel)
 		err := s.Insert(ictx, table, []storage.Part{{ID: id, Record: rec}})
+		stop()
 		cancel()
 		if err == nil {
 			s.setDirectFailing(false, nil)
@@ -304,7 +303,7 @@ func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) e
 		}
 		s.setDirectFailing(true, err)
 	}
-	if err := s.append(ctx, table, id, rec); err != nil {
+	if err := s.append(table, id, rec); err != nil {
 		s.metrics.dropped.WithLabelValues(table).Add(float64(rec.NumRows()))
 		return err
 	}
@@ -333,46 +332,23 @@ func (s *Spool) empty() bool {
 	return len(s.segs) == 0
 }
 
-// Full reports whether a Write is waiting for space or the spool is at
-// MaxBytes: new data should be refused until it drains.
+// Full reports whether the spool is at MaxBytes: new data should be
+// refused until it drains.
 func (s *Spool) Full() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.waiting > 0 || s.bytes >= s.MaxBytes
+	return s.bytes >= s.MaxBytes
 }
 
-// append writes a segment file, fsyncs it and its directory, waiting for
-// space first while the spool is full.
-func (s *Spool) append(ctx context.Context, table, id string, rec arrow.Record) error {
+// append writes a segment file and fsyncs it and its directory. It does not
+// wait for room: see Spool for the full policy.
+func (s *Spool) append(table, id string, rec arrow.Record) error {
 	data, err := encodeSegment(table, id, rec)
 	if err != nil {
 		return fmt.Errorf("spool batch %s: %w", id, err)
 	}
 	size := int64(len(data))
-	if size > s.MaxBytes {
-		return fmt.Errorf("spool batch %s of %d bytes: larger than spool.max_bytes %d: %w", id, size, s.MaxBytes, ErrFull)
-	}
 	s.mu.Lock()
-	for s.bytes+size > s.MaxBytes {
-		s.waiting++
-		space := s.space
-		s.mu.Unlock()
-		s.metrics.fullWaits.Inc()
-		var err error
-		select {
-		case <-space:
-		case <-ctx.Done():
-			err = fmt.Errorf("spool batch %s: %w: %w", id, ErrFull, ctx.Err())
-		case <-s.closing:
-			err = fmt.Errorf("spool batch %s: %w", id, ErrClosed)
-		}
-		s.mu.Lock()
-		s.waiting--
-		if err != nil {
-			s.mu.Unlock()
-			return err
-		}
-	}
 	seq := s.nextSeq
 	s.nextSeq++
 	s.bytes += size // Reserved while the file is written.
@@ -382,7 +358,6 @@ func (s *Spool) append(ctx context.Context, table, id string, rec arrow.Record) 
 		s.mu.Lock()
 		s.bytes -= size
 		s.mu.Unlock()
-		s.freeSpace()
 		return fmt.Errorf("spool batch %s: %w", id, err)
 	}
 	s.mu.Lock()
@@ -426,14 +401,6 @@ func writeFileSync(dir, name string, data []byte) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// freeSpace wakes the Writes waiting for space.
-func (s *Spool) freeSpace() {
-	s.mu.Lock()
-	close(s.space)
-	s.space = make(chan struct{})
-	s.mu.Unlock()
 }
 
 // Stats returns a snapshot of the spool.
@@ -608,18 +575,16 @@ func (s *Spool) forget(gone []segInfo) {
 		s.bytes -= g.size
 	}
 	s.mu.Unlock()
-	s.freeSpace()
 }
 
-// Close stops the replayer and fails Writes waiting for space with
-// ErrClosed. What is spooled stays for the next Open. It is safe to call
-// twice, and concurrently with Write.
+// Close stops the replayer and cuts short the direct inserts in progress,
+// whose batches are spooled instead. What is spooled stays for the next
+// Open. It is safe to call twice, and concurrently with Write.
 func (s *Spool) Close() error {
 	s.once.Do(func() {
 		if s.cancel == nil {
 			return
 		}
-		close(s.closing)
 		s.cancel()
 		s.wg.Wait()
 	})

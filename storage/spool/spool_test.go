@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -146,38 +147,58 @@ func TestSpoolReplaysInOrderOnceAfterOutage(t *testing.T) {
 	}
 }
 
-func TestSpoolFullRefusesThenDrains(t *testing.T) {
-	f := &fakeStore{ids: map[string]bool{}}
-	f.set(true, false)
-	rec := record(t, 1, 2, 3)
-	defer rec.Release()
-	data, err := encodeSegment("telemetry", "b0", rec)
-	if err != nil {
-		t.Fatal(err)
+// TestSpoolFullRefusesButKeepsAcceptedBatches checks the full policy: at
+// MaxBytes Admit refuses, yet every batch that reaches Write (its messages
+// admitted, in the default mode acknowledged) is spooled, even one larger
+// than MaxBytes and even after Close, and replayed by the next Open.
+func TestSpoolFullRefusesButKeepsAcceptedBatches(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "durable"}[durable], func(t *testing.T) {
+			dir := t.TempDir()
+			f := &fakeStore{ids: map[string]bool{}}
+			f.set(true, false)
+			rec := record(t, 1, 2, 3)
+			defer rec.Release()
+			data, err := encodeSegment("telemetry", "b0", rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := openSpool(t, dir, f, durable, int64(2*len(data)))
+			ctx := context.Background()
+			write := func(s *Spool, id string, rec arrow.Record) {
+				t.Helper()
+				if err := s.Write(ctx, "telemetry", id, rec); err != nil {
+					t.Fatalf("Write %s: %v", id, err)
+				}
+			}
+			write(s, "b0", rec)
+			if err := s.Admit(); err != nil {
+				t.Fatalf("Admit below MaxBytes = %v, want nil", err)
+			}
+			write(s, "b1", rec)
+			if err := s.Admit(); !errors.Is(err, ErrFull) {
+				t.Fatalf("Admit of a full spool = %v, want ErrFull", err)
+			}
+			big := record(t, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+			defer big.Release()
+			write(s, "b2", big) // Over MaxBytes on its own, into a full spool.
+			s.Close()
+			last := record(t, 16)
+			defer last.Release()
+			write(s, "b3", last)
+			if n := testutil.ToFloat64(s.metrics.dropped.WithLabelValues("telemetry")); n != 0 {
+				t.Fatalf("dropped rows counted %v, want 0", n)
+			}
+
+			f.set(false, false)
+			s2 := openSpool(t, dir, f, durable, int64(2*len(data)))
+			waitFor(t, "drain", func() bool { return s2.Stats().Segments == 0 && s2.Admit() == nil })
+			want := []int64{1, 2, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+			if got := f.rows(); !slices.Equal(got, want) {
+				t.Fatalf("stored %v, want every accepted batch once, in order: %v", got, want)
+			}
+		})
 	}
-	s := openSpool(t, t.TempDir(), f, true, int64(2*len(data)))
-	ctx := context.Background()
-	for _, id := range []string{"b0", "b1"} {
-		if err := s.Write(ctx, "telemetry", id, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Admit(); !errors.Is(err, ErrFull) {
-		t.Fatalf("Admit of a full spool = %v, want ErrFull", err)
-	}
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if err := s.Write(short, "telemetry", "b2", rec); !errors.Is(err, ErrFull) {
-		t.Fatalf("Write to a full spool = %v, want ErrFull", err)
-	}
-	if n := testutil.ToFloat64(s.metrics.dropped.WithLabelValues("telemetry")); n != 3 {
-		t.Fatalf("dropped rows counted %v, want 3", n)
-	}
-	f.set(false, false)
-	if err := s.Write(ctx, "telemetry", "b3", rec); err != nil {
-		t.Fatalf("Write once the spool drains: %v", err)
-	}
-	waitFor(t, "drain", func() bool { return s.Stats().Segments == 0 && s.Admit() == nil })
 }
 
 func TestSpoolQuarantinesDamagedSegmentsAtOpen(t *testing.T) {
