@@ -143,6 +143,9 @@ func parseRow(field func(string) string, locate func(lat, lon float64) (string, 
 	if _, ok := LookupType(d.Type); !ok {
 		return d, fmt.Sprintf("type %q is not in the device catalog", d.Type)
 	}
+	if d.Secret != "" && len(d.Secret) < MinSecretLen {
+		return d, fmt.Sprintf("secret is shorter than %d characters (use gridwatch devices provision to generate one)", MinSecretLen)
+	}
 	if d.Grid != "" {
 		if reason := checkID("grid", d.Grid); reason != "" {
 			return d, reason

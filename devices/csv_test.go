@@ -8,14 +8,14 @@ import (
 
 func TestReadCSV(t *testing.T) {
 	in := "\ufeffid,type,grid,lat,lon,name,secret,rtsp_url,extra\n" +
-		"aq-1,air_quality,G1,30.1,120.2,Station 1,s1,,x\n" +
+		"aq-1,air_quality,G1,30.1,120.2,Station 1,s1-long-enough-secret,,x\n" +
 		"cam-1,camera,G2,,,Gate,,rtsp://admin:p%40ss@10.0.0.5:554/Streaming/101,\n"
 	devs, err := ReadCSV(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Device{
-		{ID: "aq-1", Type: "air_quality", Grid: "G1", Lat: 30.1, Lon: 120.2, Name: "Station 1", Secret: "s1"},
+		{ID: "aq-1", Type: "air_quality", Grid: "G1", Lat: 30.1, Lon: 120.2, Name: "Station 1", Secret: "s1-long-enough-secret"},
 		{ID: "cam-1", Type: "camera", Grid: "G2", Name: "Gate", RTSPURL: "rtsp://10.0.0.5:554/Streaming/101", RTSPUser: "admin", RTSPPassword: "p@ss"},
 	}
 	if len(devs) != len(want) {
@@ -49,6 +49,7 @@ func TestReadCSVErrors(t *testing.T) {
 		{"empty id", "id,type,grid\n,noise,G1\n", "line 2: id and type must not be empty"},
 		{"duplicate", "id,type,grid\na,noise,G1\na,noise,G2\n", `line 3: device "a" already defined on line 2`},
 		{"bad lat", "id,type,grid,lat\na,noise,G1,north\n", `line 2: lat "north" is not a number`},
+		{"weak secret", "id,type,grid,secret\na,noise,G1,hunter2\n", "line 2: secret is shorter than 16 characters"},
 		{"bad rtsp url hides password", "id,type,grid,rtsp_url\nc,camera,G1,http://u:hunter2@h/x\n", "line 2: rtsp_url: must be"},
 	}
 	for _, tc := range cases {

@@ -126,6 +126,15 @@ func TestPipelineHandleTelemetry(t *testing.T) {
 			outcome:  outcomePartial,
 		},
 		{
+			name:     "out of range and unknown metric beside a good value: the good one is stored",
+			device:   "aq-0001",
+			payload:  `{"pm25": 35.2, "pm10": 99999, "co2": 400}`,
+			wantErr:  ErrMalformed,
+			readings: []Reading{reading(testNow, "aq-0001", "g-0101", "pm25", 35.2)},
+			reasons:  []string{ReasonOutOfRange, ReasonUnknownMetric},
+			outcome:  outcomePartial,
+		},
+		{
 			name:    "not JSON",
 			device:  "aq-0001",
 			payload: `pm25=35.2`,
