@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -39,24 +38,8 @@ func gridsCommand() *cobra.Command {
 				return err
 			}
 			defer closeDB()
-			existing, err := db.LoadGrids(cmd.Context())
+			grids, rejected, err := server.ImportGrids(cmd.Context(), db, args[0])
 			if err != nil {
-				return err
-			}
-			known := make(map[string]devices.Grid, len(existing))
-			for _, g := range existing {
-				known[g.Code] = g
-			}
-			f, err := os.Open(args[0])
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			grids, rejected, err := devices.ReadGeoJSON(f, func(c string) (devices.Grid, bool) { g, ok := known[c]; return g, ok })
-			if err != nil {
-				return err
-			}
-			if err := db.SaveGrids(cmd.Context(), grids); err != nil {
 				return err
 			}
 			return report(cmd.OutOrStdout(), fmt.Sprintf("%d grids imported", len(grids)), "feature", rejected)
@@ -85,21 +68,11 @@ func devicesImportCommand() *cobra.Command {
 				return err
 			}
 			defer closeDB()
-			grids, err := db.LoadGrids(cmd.Context())
-			if err != nil {
-				return err
-			}
-			ix := devices.NewGridIndex(grids)
-			f, err := os.Open(args[0])
-			if err != nil {
-				return err
-			}
-			defer f.Close()
 			start := time.Now()
 			errw := cmd.ErrOrStderr()
-			devs, rejected, err := devices.ParseCSV(f, devices.CSVOptions{Locate: ix.Locate, Progress: func(n int) {
+			devs, rejected, err := server.ReadDevicesFile(cmd.Context(), db, args[0], func(n int) {
 				fmt.Fprintf(errw, "read %d rows (%s)\n", n, time.Since(start).Round(time.Millisecond))
-			}})
+			})
 			if err != nil {
 				return err
 			}

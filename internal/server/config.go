@@ -93,6 +93,7 @@ type Config struct {
 	Cameras CamerasConfig `koanf:"cameras"`
 	Rules   RulesConfig   `koanf:"rules"`
 	Units   UnitsConfig   `koanf:"units"`
+	Grids   GridsConfig   `koanf:"grids"`
 }
 
 // Default returns the configuration used where nothing else is said.
@@ -249,6 +250,11 @@ func (c *Config) Validate() error {
 	c.Cameras.validate(bad)
 	c.Rules.validate(bad)
 	c.Units.validate(bad)
+	if c.Grids.File != "" {
+		if _, err := os.Stat(c.Grids.File); err != nil {
+			bad("grids.file", "cannot be read: %v", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -39,15 +39,21 @@ type registryState struct {
 	wg      sync.WaitGroup
 }
 
-// startRegistry imports devices.file into ClickHouse, loads the registry and
+// startRegistry imports grids.file and devices.file into ClickHouse, loads the registry and
 // the device status from it, and starts the reload loop and the status
 // writer.
 func (s *Server) startRegistry(ctx, life context.Context, write ingest.WriteFunc) error {
-	devs, err := loadDevices(s.Config.Devices.File)
-	if err != nil {
+	if err := s.importGridsFile(ctx); err != nil {
 		return err
 	}
-	if len(devs) > 0 {
+	if path := s.Config.Devices.File; path != "" {
+		devs, rejected, err := ReadDevicesFile(ctx, s.db, path, nil)
+		if err != nil {
+			return fmt.Errorf("devices.file %s: %w", path, err)
+		}
+		if len(rejected) > 0 {
+			return fmt.Errorf("devices.file %s: %w (%d rows rejected)", path, rejected[0], len(rejected))
+		}
 		st, err := ImportDevices(ctx, s.db, devs)
 		if err != nil {
 			return fmt.Errorf("devices.file %s: %w", s.Config.Devices.File, err)

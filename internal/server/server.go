@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -116,6 +115,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Status:        s.reportStatus,
 		Lookup:        s.registry.Lookup,
 		Ingest:        pipeline.HandleTelemetry,
+		Staff:         s.authenticateStaff,
+		InScope:       s.inScope,
 		Logger:        s.Logger,
 		Registerer:    s.metrics,
 	}
@@ -126,23 +127,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	return s.startHTTP()
-}
-
-// loadDevices reads the devices file, if one is configured.
-func loadDevices(path string) ([]devices.Device, error) {
-	if path == "" {
-		return nil, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("devices.file: %w", err)
-	}
-	defer f.Close()
-	devs, err := devices.ReadCSV(f)
-	if err != nil {
-		return nil, fmt.Errorf("devices.file %s: %w", path, err)
-	}
-	return devs, nil
 }
 
 // openClickHouse connects to the configured ClickHouse, starting the managed
@@ -226,6 +210,7 @@ func (s *Server) startHTTP() error {
 		Logger:     s.Logger,
 	}
 	a.Cameras, a.Devices = s.db, s.registry.All
+	a.Registry = s
 	if err := s.configureAPI(a); err != nil {
 		ln.Close()
 		return err
