@@ -26,18 +26,20 @@ const (
 
 var severityNames = [...]string{"", "info", "minor", "major", "critical"}
 
-// String returns the severity's name, such as "major".
+// String returns the severity's name, such as "major"; the zero Severity,
+// none set, is "".
 func (s Severity) String() string {
-	if int(s) < len(severityNames) && s > 0 {
+	if int(s) < len(severityNames) {
 		return severityNames[s]
 	}
 	return fmt.Sprintf("severity(%d)", s)
 }
 
-// ParseSeverity parses a severity name.
+// ParseSeverity parses a severity name; "" is the zero Severity, so that
+// every String round-trips through JSON, YAML and storage.
 func ParseSeverity(name string) (Severity, error) {
 	for i, n := range severityNames {
-		if i > 0 && n == name {
+		if n == name {
 			return Severity(i), nil
 		}
 	}

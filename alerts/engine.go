@@ -86,8 +86,14 @@ type Engine struct {
 	// or "" when none is. It defaults to none.
 	UnitFor func(category, grid string) string
 	// Ancestors returns the grids above grid, nearest first; rules matching
-	// a grid match its descendants. It defaults to none.
+	// a grid match its descendants, and grid statistics count an alert for
+	// its grid's ancestors too. It defaults to none.
 	Ancestors func(grid string) []string
+	// InScope reports whether grid lies in the subtree rooted at scope
+	// (scope itself included), for filters, silences and statistics; the
+	// API checks tokens' scopes with the same function. It defaults to
+	// asking Ancestors.
+	InScope func(scope, grid string) bool
 	// Store persists alerts; nil keeps them in memory only.
 	Store Store
 	// Now is the clock. It defaults to time.Now.
@@ -95,14 +101,18 @@ type Engine struct {
 	// Tick is how often timers (for, clear_for, absence, storm groups,
 	// deadlines, reminders, escalation) run. It defaults to 1 second.
 	Tick time.Duration
-	// GroupWait is how long an alert that is ready to fire waits for others
-	// of the same rule in the same grid cell; absence alerts wait at least
-	// the device type's report interval, since devices of one outage go
-	// quiet within one interval of each other. It defaults to 30 seconds.
+	// GroupWait is how long an outage alert (an absence rule or one that
+	// inhibits, such as device_offline) that is ready to fire waits for
+	// others of the same rule in the same grid cell; absence alerts wait at
+	// least the device type's report interval, since devices of one outage
+	// go quiet within one interval of each other. Value alerts never wait:
+	// they fire at once. It defaults to 30 seconds.
 	GroupWait time.Duration
-	// StormMin is how many devices of one grid cell must be ready to fire
-	// the same rule together for one grid-level alert to group them. It
-	// defaults to 5; negative turns grouping off.
+	// StormMin is how many devices of one grid cell must go out together
+	// for one grid-level alert to group them; for a value rule, how many
+	// must already fire it with alerts of their own before the next ones
+	// join one grid-level alert instead. It defaults to 5; negative turns
+	// grouping off.
 	StormMin int
 	// FlushEvery is how often changed alerts and new events are saved. It
 	// defaults to 1 second.
@@ -168,6 +178,11 @@ func (e *Engine) setDefaults() {
 	}
 	if e.Ancestors == nil {
 		e.Ancestors = func(string) []string { return nil }
+	}
+	if e.InScope == nil {
+		e.InScope = func(scope, grid string) bool {
+			return grid == scope || slices.Contains(e.Ancestors(grid), scope)
+		}
 	}
 	if e.Now == nil {
 		e.Now = time.Now
@@ -609,6 +624,10 @@ func (e *Engine) ready(in *instance, now time.Time) {
 		e.fire(in, now)
 		return
 	}
+	if !r.inhibiting() {
+		e.fireValue(in, key, now)
+		return
+	}
 	in.phase = phaseHeld
 	g := e.groups[key]
 	if g == nil {
@@ -620,6 +639,25 @@ func (e *Engine) ready(in *instance, now time.Time) {
 		e.groups[key] = g
 	}
 	g.insts = append(g.insts, in)
+}
+
+// fireValue fires a value alert at once: a threshold breach must reach
+// staff without waiting for a storm group. Once StormMin devices of the
+// cell already fire the rule with alerts of their own, the next one opens
+// a grid-level alert that the later ones join. Called with mu held.
+func (e *Engine) fireValue(in *instance, key groupKey, now time.Time) {
+	firing := 0
+	for _, en := range e.active {
+		if en.Rule == key.rule && en.Grid == key.grid && en.Device != "" && en.Condition == ConditionFiring {
+			firing++
+		}
+	}
+	if firing < e.StormMin {
+		e.fire(in, now)
+		return
+	}
+	e.openGrid(key, []*instance{in}, now,
+		fmt.Sprintf("grid-level alert: %d devices of the cell already fire this rule; later ones join it", firing))
 }
 
 // decide ends a storm group: enough members still ready fire one
@@ -637,16 +675,22 @@ func (e *Engine) decide(k groupKey, g *group, now time.Time) {
 		}
 		return
 	}
-	first := ready[0]
+	e.openGrid(k, ready, now, fmt.Sprintf("grid-level alert grouping %d devices", len(ready)))
+}
+
+// openGrid opens the grid-level alert of k with members, whose pending
+// alerts it replaces. Called with mu held.
+func (e *Engine) openGrid(k groupKey, members []*instance, now time.Time, note string) {
+	first := members[0]
 	r := first.rule
 	en := &entry{Alert: Alert{
 		ID: e.newID(now), Rule: r.Name, Grid: k.grid, Category: first.pending.Category,
 		Severity: r.Severity, BaseSeverity: r.Severity, Condition: ConditionPending,
-		Summary: fmt.Sprintf("%d devices: %s", len(ready), r.Name), Value: first.pending.Value,
+		Summary: fmt.Sprintf("%d devices: %s", len(members), r.Name), Value: first.pending.Value,
 		PendingSince: first.since, LastSeen: now, Updated: now,
 	}, active: map[string]bool{}}
 	e.alerts[en.ID], e.active[en.ID] = en, en
-	for _, in := range ready {
+	for _, in := range members {
 		en.Members = append(en.Members, in.dev.id)
 		en.active[in.dev.id] = true
 		en.Count++
@@ -654,7 +698,7 @@ func (e *Engine) decide(k groupKey, g *group, now time.Time) {
 		in.pending, in.alert, in.phase = nil, en, phaseFiring
 	}
 	e.grids[k] = en
-	e.open(en, now, fmt.Sprintf("grid-level alert grouping %d devices", len(ready)))
+	e.open(en, now, note)
 }
 
 // fire turns an instance's pending alert into a firing work order.

@@ -79,14 +79,12 @@ func TestGroundTruth(t *testing.T) {
 			devs = append(devs, devices.Device{ID: fmt.Sprintf("%s-w%d", g, i), Type: "water_level", Grid: g})
 		}
 	}
-	const (
-		interval  = time.Minute // water_level's report interval
-		groupWait = 30 * time.Second
-	)
+	const interval = time.Minute // water_level's report interval
 	faults := []fault{
 		{kind: "high", device: "G1-w3", start: 30 * time.Minute, end: 50 * time.Minute, rule: "underpass_flooding",
-			// for 1m, then the group wait; up to one interval to the first high reading.
-			maxFireDelay: interval + time.Minute + groupWait + 10*time.Second, maxClearDelay: interval + 5*time.Minute + 10*time.Second},
+			// for 1m; up to one interval to the first high reading. A value
+			// alert does not wait for a storm group.
+			maxFireDelay: interval + time.Minute + 10*time.Second, maxClearDelay: interval + 5*time.Minute + 10*time.Second},
 		{kind: "silent", device: "G2-w5", start: 60 * time.Minute, end: 90 * time.Minute, rule: "device_silent",
 			// 3 intervals of silence counted from the last report, then the
 			// group wait (at least an interval for absence).
@@ -94,7 +92,7 @@ func TestGroundTruth(t *testing.T) {
 		{kind: "silent", grid: "G3", start: 100 * time.Minute, end: 130 * time.Minute, rule: "device_silent", members: 6,
 			maxFireDelay: 3*interval + interval + 10*time.Second, maxClearDelay: interval + 10*time.Second},
 		{kind: "flap", device: "G2-w1", start: 140 * time.Minute, end: 170 * time.Minute, rule: "underpass_flooding",
-			maxFireDelay: interval + time.Minute + groupWait + 10*time.Second, maxClearDelay: interval + 5*time.Minute + 10*time.Second},
+			maxFireDelay: interval + time.Minute + 10*time.Second, maxClearDelay: interval + 5*time.Minute + 10*time.Second},
 	}
 	e := newEngine(t, alerts.DefaultRules(), devs, nil, c)
 	active := func(d devices.Device, at time.Duration) *fault {
@@ -252,5 +250,43 @@ func TestListPaging(t *testing.T) {
 	}
 	if _, err := e.List(alerts.Filter{Cursor: "garbage!"}); !errors.Is(err, alerts.ErrBadFilter) {
 		t.Fatalf("bad cursor: %v; want ErrBadFilter", err)
+	}
+}
+
+// TestValueStorm checks that threshold breaches fire at once, without a
+// group wait, and that once StormMin devices of a cell fire the same rule
+// the later ones join one grid-level alert.
+func TestValueStorm(t *testing.T) {
+	c := &clock{t: t0}
+	var devs []devices.Device
+	for i := range 8 {
+		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: "G1"})
+	}
+	rules := mustRules(t, `
+rules:
+  - name: gas_high
+    metric: ch4_ppm
+    condition: value > 5000
+    clear: value < 1000
+    severity: major
+`)
+	e := newEngine(t, rules, devs, nil, c)
+	for i, d := range devs {
+		e.Observe(alerts.Observation{Device: d.ID, Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()})
+		own, _ := e.List(alerts.Filter{Device: d.ID})
+		if len(own.Alerts) != 1 || own.Alerts[0].Condition != alerts.ConditionFiring || !own.Alerts[0].Fired.Equal(c.Now()) {
+			t.Fatalf("device %d: alerts %+v; want one firing at once", i, own.Alerts)
+		}
+		if wantGrid := i >= alerts.DefaultStormMin; (own.Alerts[0].Device == "") != wantGrid {
+			t.Fatalf("device %d fires into %+v; grid-level: want %v", i, own.Alerts[0], wantGrid)
+		}
+	}
+	page, _ := e.List(alerts.Filter{})
+	if len(page.Alerts) != alerts.DefaultStormMin+1 {
+		t.Fatalf("%d alerts, want %d of their own and one grid-level", len(page.Alerts), alerts.DefaultStormMin)
+	}
+	grid, _ := e.List(alerts.Filter{Device: "gas-7"})
+	if m := grid.Alerts[0].Members; len(m) != len(devs)-alerts.DefaultStormMin {
+		t.Fatalf("grid-level alert members %v, want the %d devices after the first %d", m, len(devs)-alerts.DefaultStormMin, alerts.DefaultStormMin)
 	}
 }

@@ -133,12 +133,7 @@ func (e *Engine) selects(f Filter, a *Alert) bool {
 		!f.To.IsZero() && !a.Fired.Before(f.To):
 		return false
 	}
-	return f.Grid == "" || e.inGrid(a.Grid, f.Grid)
-}
-
-// inGrid reports whether grid is scope or below it.
-func (e *Engine) inGrid(grid, scope string) bool {
-	return grid == scope || slices.Contains(e.Ancestors(grid), scope)
+	return f.Grid == "" || e.InScope(f.Grid, a.Grid)
 }
 
 // encodeCursor and decodeCursor turn a position into an opaque string.

@@ -85,7 +85,7 @@ func (e *Engine) silenced(rule, device, grid string, members []string, now time.
 		if !s.Ends.After(now) || maintenance && !s.Maintenance ||
 			s.Rule != "" && s.Rule != rule ||
 			s.Device != "" && s.Device != device && !slices.Contains(members, s.Device) ||
-			s.Grid != "" && !e.inGrid(grid, s.Grid) {
+			s.Grid != "" && !e.InScope(s.Grid, grid) {
 			continue
 		}
 		return true

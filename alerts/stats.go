@@ -50,8 +50,10 @@ type Stats struct {
 }
 
 // Stats returns the statistics of every unit or grid for alerts that fired
-// in [from, to), ranked by score (best first, ties by key).
-func (e *Engine) Stats(by StatsBy, from, to time.Time) ([]Stats, error) {
+// in [from, to), ranked by score (best first, ties by key). A non-empty
+// scope counts only the alerts of that grid's subtree and, by grid, only
+// the grids in it: what a grid manager answers for.
+func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, error) {
 	if by != ByUnit && by != ByGrid {
 		return nil, fmt.Errorf("%w: group by %q: want unit or grid", ErrBadFilter, by)
 	}
@@ -70,7 +72,7 @@ func (e *Engine) Stats(by StatsBy, from, to time.Time) ([]Stats, error) {
 	keys := make([]string, 0, 4)
 	for _, en := range e.alerts {
 		a := &en.Alert
-		if a.Condition == ConditionPending || a.Fired.IsZero() {
+		if a.Condition == ConditionPending || a.Fired.IsZero() || scope != "" && !e.InScope(scope, a.Grid) {
 			continue
 		}
 		keys = keys[:0]
@@ -78,6 +80,9 @@ func (e *Engine) Stats(by StatsBy, from, to time.Time) ([]Stats, error) {
 			keys = append(keys, a.Unit)
 		} else {
 			keys = append(append(keys, a.Grid), e.Ancestors(a.Grid)...)
+			if scope != "" {
+				keys = slices.DeleteFunc(keys, func(k string) bool { return !e.InScope(scope, k) })
+			}
 		}
 		received := !a.Fired.Before(from) && a.Fired.Before(to)
 		overdueNow := a.Overdue(now)

@@ -111,7 +111,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	act(alerts.ActionResolve, "", alerts.StatusResolved)
 	act(alerts.ActionClose, "", alerts.StatusClosed)
-	stats, err := e.Stats(alerts.ByUnit, t0, t0.Add(24*time.Hour))
+	stats, err := e.Stats(alerts.ByUnit, "", t0, t0.Add(24*time.Hour))
 	if err != nil || len(stats) != 1 {
 		t.Fatalf("Stats = %+v, %v", stats, err)
 	}
@@ -121,6 +121,11 @@ func TestLifecycle(t *testing.T) {
 	if s.Key != "gas-company" || s.Received != 1 || s.AckedOnTime != 0 || s.ResolvedOnTime != 1 || s.Overdue != 1 ||
 		s.MTTA != 30*time.Minute || s.Score != -1 || !s.Flagged || s.Rank != 1 {
 		t.Fatalf("stats = %+v", s)
+	}
+	for scope, want := range map[string]int{"G1": 1, "G2": 0} {
+		if scoped, err := e.Stats(alerts.ByUnit, scope, t0, t0.Add(24*time.Hour)); err != nil || len(scoped) != want {
+			t.Fatalf("Stats within %s = %+v, %v; want %d units", scope, scoped, err, want)
+		}
 	}
 	act(alerts.ActionReopen, "", alerts.StatusReopened)
 	act(alerts.ActionComment, "", alerts.StatusReopened)

@@ -20,7 +20,10 @@ type Alerts interface {
 	Get(id string) (alerts.Alert, []alerts.Event, error)
 	Act(ctx context.Context, a alerts.Action) (alerts.Alert, error)
 	Subscribe(buffer int) *alerts.Subscription
-	Stats(by alerts.StatsBy, from, to time.Time) ([]alerts.Stats, error)
+	Stats(by alerts.StatsBy, scope string, from, to time.Time) ([]alerts.Stats, error)
+	AddSilence(s alerts.Silence) (alerts.Silence, error)
+	RemoveSilence(id string) error
+	Silences() []alerts.Silence
 }
 
 // alertActions are the work-order actions, each at POST
@@ -45,6 +48,7 @@ func (s *Server) alertRoutes(rt *routes) {
 	for _, by := range []alerts.StatsBy{alerts.ByUnit, alerts.ByGrid} {
 		rt.Require(RoleViewer, statsPattern(by), s.stats(by))
 	}
+	s.silenceRoutes(rt)
 }
 
 // alertFilter reads the list filters of a request, narrowed to the

@@ -264,6 +264,22 @@ func (a *authenticator) lookup(token string) *principal {
 	return found
 }
 
+// TokenHolder returns a check of API tokens for other front doors, such as
+// MQTT subscribers (broker.StaffFunc): ok when token is the bearer token
+// named name (the bootstrap admin token is named "admin"), with the grid
+// scope of the token. With no token configured it admits nobody: the open
+// development mode of the HTTP API does not extend to them.
+func TokenHolder(adminToken string, tokens []Token, logger *slog.Logger) func(name string, token []byte) (scope string, ok bool) {
+	a := newAuthenticator(adminToken, tokens, nil, logger)
+	return func(name string, token []byte) (string, bool) {
+		p := a.lookup(string(token))
+		if p == nil || p.name != name {
+			return "", false
+		}
+		return p.scope, true
+	}
+}
+
 // middleware puts the request's principal in its context, or answers 401.
 func (a *authenticator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

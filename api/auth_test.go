@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -151,5 +152,28 @@ func TestOpenWithoutTokens(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound {
 		t.Errorf("open API answered %d", resp.StatusCode)
+	}
+}
+
+// TestTokenHolder checks the token check other front doors (MQTT) use: the
+// name must match the token, and with no token configured nobody passes.
+func TestTokenHolder(t *testing.T) {
+	holder := TokenHolder("boot", []Token{{Name: "mgr", Role: RoleViewer, Grid: "D01", Hash: HashToken("tok-mgr")}}, slog.New(slog.DiscardHandler))
+	for _, tc := range []struct {
+		name, token, scope string
+		ok                 bool
+	}{
+		{"mgr", "tok-mgr", "D01", true},
+		{"admin", "boot", "", true},
+		{"admin", "tok-mgr", "", false},
+		{"mgr", "boot", "", false},
+		{"mgr", "", "", false},
+	} {
+		if scope, ok := holder(tc.name, []byte(tc.token)); scope != tc.scope || ok != tc.ok {
+			t.Errorf("holder(%q, %q) = %q, %v; want %q, %v", tc.name, tc.token, scope, ok, tc.scope, tc.ok)
+		}
+	}
+	if _, ok := TokenHolder("", nil, slog.New(slog.DiscardHandler))("anonymous", nil); ok {
+		t.Error("with no token configured, a holder passed")
 	}
 }

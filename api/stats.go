@@ -30,15 +30,11 @@ type statsJSON struct {
 // stats serves GET /api/v1/stats/units and /api/v1/stats/grids?from=&to=:
 // the work-order figures of every unit or grid for alerts that fired in
 // [from, to) (default: the last 30 days), ranked by score. A grid-scoped
-// token sees the grids of its subtree, ranked among themselves; unit
-// figures span the city, so it gets none.
+// token sees the figures of the alerts in its subtree only: the units that
+// work there and the grids of the subtree, ranked among themselves.
 func (s *Server) stats(by alerts.StatsBy) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := principalFrom(r.Context())
-		if by == alerts.ByUnit && p.scope != "" {
-			writeError(w, http.StatusForbidden, "forbidden", "unit statistics span the whole city; a grid-scoped token may read grid statistics")
-			return
-		}
 		q := r.URL.Query()
 		to, err := parseTime(q.Get("to"), s.Now())
 		if err != nil {
@@ -50,18 +46,15 @@ func (s *Server) stats(by alerts.StatsBy) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "bad_request", "'from': "+err.Error())
 			return
 		}
-		rows, err := s.Alerts.Stats(by, from, to)
+		rows, err := s.Alerts.Stats(by, p.scope, from, to)
 		if err != nil {
 			s.alertError(w, r, err)
 			return
 		}
 		out := make([]statsJSON, 0, len(rows))
 		for _, st := range rows {
-			if by == alerts.ByGrid && !p.sees(st.Key) {
-				continue
-			}
 			out = append(out, statsJSON{
-				Key: st.Key, Rank: len(out) + 1, Score: st.Score, Flagged: st.Flagged,
+				Key: st.Key, Rank: st.Rank, Score: st.Score, Flagged: st.Flagged,
 				Received: st.Received, AckedOnTime: st.AckedOnTime, ResolvedOnTime: st.ResolvedOnTime,
 				Overdue: st.Overdue, OverdueNow: st.OverdueNow,
 				MTTASeconds: st.MTTA.Seconds(), MTTRSeconds: st.MTTR.Seconds(),

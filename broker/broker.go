@@ -30,6 +30,11 @@ type IngestFunc func(ctx context.Context, deviceID, topic string, payload []byte
 // LookupFunc finds a registered device by id.
 type LookupFunc func(id string) (devices.Device, bool)
 
+// StaffFunc authenticates a staff subscriber: ok when password is the API
+// token named name, with the grid scope of the token ("" for the whole
+// city).
+type StaffFunc func(name string, password []byte) (scope string, ok bool)
+
 // Broker is the embedded MQTT broker.
 type Broker struct {
 	// Listen is the TCP listener address. It defaults to ":1883".
@@ -49,6 +54,14 @@ type Broker struct {
 	Lookup LookupFunc
 	// Ingest receives devices/{id}/telemetry messages. Required.
 	Ingest IngestFunc
+	// Staff lets API token holders subscribe to alert notifications
+	// (AlertTopicPrefix): username the token's name, password the token,
+	// read-only, and a scoped token only to the alerts of its grid subtree
+	// as InScope decides. It defaults to admitting devices only.
+	Staff StaffFunc
+	// InScope reports whether grid lies in the subtree rooted at scope. It
+	// defaults to grid == scope.
+	InScope func(scope, grid string) bool
 	// Verifier checks device secrets; it defaults to a devices.Verifier
 	// with its defaults.
 	Verifier *devices.Verifier
@@ -94,6 +107,9 @@ func (b *Broker) Start(ctx context.Context) error {
 	if b.Verifier == nil {
 		b.Verifier = &devices.Verifier{}
 	}
+	if b.InScope == nil {
+		b.InScope = func(scope, grid string) bool { return grid == scope }
+	}
 	if b.Status == nil {
 		b.Status = func(devices.StatusChange) {}
 	}
@@ -117,8 +133,9 @@ func (b *Broker) Start(ctx context.Context) error {
 	// hook hashes anything, and drop throttled publishes before ingest.
 	for _, h := range []mqtt.Hook{
 		newLimitHook(b.Limits, b.server, b.metrics),
-		&authHook{ctx: ctx, lookup: b.Lookup, verifier: b.Verifier, maxTopicLength: b.Limits.MaxTopicLength, metrics: b.metrics, logger: b.Logger},
-		&statusHook{report: b.Status, metrics: b.metrics, now: time.Now},
+		&authHook{ctx: ctx, lookup: b.Lookup, verifier: b.Verifier, staff: b.Staff, inScope: b.InScope,
+			maxTopicLength: b.Limits.MaxTopicLength, metrics: b.metrics, logger: b.Logger},
+		&statusHook{lookup: b.Lookup, report: b.Status, metrics: b.metrics, now: time.Now},
 		&ingestHook{ctx: ctx, ingest: b.Ingest, metrics: b.metrics},
 	} {
 		if err := b.server.AddHook(h, nil); err != nil {

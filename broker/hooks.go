@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -17,26 +18,66 @@ import (
 // TopicPrefix starts every device topic: devices/{id}/...
 const TopicPrefix = "devices/"
 
-// authHook lets in only registered devices whose client id, username and
+// AlertTopicPrefix starts the alert notification topics:
+// alerts/{grid}/{severity}.
+const AlertTopicPrefix = "alerts/"
+
+// authHook lets in registered devices whose client id, username and
 // credentials agree, and keeps each of them inside its own topics: it
 // publishes only under devices/{id}/ and subscribes only under
 // devices/{id}/cmd/. Credentials are the device secret, checked against its
 // slow hash through the Verifier's cache, or a client certificate, verified
-// by the TLS listener, whose common name is the device id.
+// by the TLS listener, whose common name is the device id. With staff set,
+// it also lets in API token holders that only read alert notifications.
 type authHook struct {
 	mqtt.HookBase
 	ctx            context.Context
 	lookup         LookupFunc
 	verifier       *devices.Verifier
+	staff          StaffFunc
+	inScope        func(scope, grid string) bool
 	maxTopicLength int
 	metrics        *metrics
 	logger         *slog.Logger
+	// scopes holds the grid scope of each connected staff client, by
+	// *mqtt.Client, from authentication to disconnection.
+	scopes sync.Map
 }
 
 func (h *authHook) ID() string { return "gridwatch-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnDisconnect
+}
+
+// authenticateStaff admits an API token holder whose client id is not a
+// device's, so that it can never take over a device's session.
+func (h *authHook) authenticateStaff(cl *mqtt.Client, pk packets.Packet) bool {
+	if _, isDevice := h.lookup(cl.ID); isDevice {
+		return false
+	}
+	scope, ok := h.staff(string(pk.Connect.Username), pk.Connect.Password)
+	if ok {
+		h.scopes.Store(cl, scope)
+	}
+	return ok
+}
+
+// OnDisconnect forgets a staff client's scope.
+func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.scopes.Delete(cl) }
+
+// staffACL lets a staff client read alert notifications of its scope: it
+// may subscribe under alerts/ (a wildcard grid level included) and is
+// delivered only the alerts/{grid}/... topics whose grid lies in its
+// scope. It never publishes.
+func (h *authHook) staffACL(scope, topic string, write bool) bool {
+	rest, ok := strings.CutPrefix(topic, AlertTopicPrefix)
+	grid, _, _ := strings.Cut(rest, "/")
+	if ok && !write && (scope == "" || grid == "+" || grid == "#" || h.inScope(scope, grid)) {
+		return true
+	}
+	h.metrics.aclDenied.WithLabelValues("staff").Inc()
+	return false
 }
 
 // OnConnectAuthenticate checks the CONNECT packet. mochi calls it before it
@@ -48,6 +89,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	d, ok := h.lookup(user)
 	cn, hasCert := peerCommonName(cl)
 	switch {
+	case !ok && h.staff != nil && !hasCert && h.authenticateStaff(cl, pk):
 	case !ok:
 		reason = "unknown_device"
 	case cl.ID != user:
@@ -90,6 +132,9 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if len(topic) > h.maxTopicLength {
 		h.metrics.limited.WithLabelValues("topic_length").Inc()
 		return false
+	}
+	if scope, staff := h.scopes.Load(cl); staff {
+		return h.staffACL(scope.(string), topic, write)
 	}
 	own := TopicPrefix + string(cl.Properties.Username) + "/"
 	if write {

@@ -16,9 +16,11 @@ type StatusFunc func(devices.StatusChange)
 
 // statusHook reports a device online when its session is established and
 // offline when its connection ends, and follows what it publishes, or its
-// will publishes, to devices/{id}/status ("online" or "offline").
+// will publishes, to devices/{id}/status ("online" or "offline"). Clients
+// that are not registered devices, such as staff subscribers, have no status.
 type statusHook struct {
 	mqtt.HookBase
+	lookup  LookupFunc
 	report  StatusFunc
 	metrics *metrics
 	now     func() time.Time
@@ -68,6 +70,9 @@ func (h *statusHook) reported(id string, pk packets.Packet) {
 }
 
 func (h *statusHook) emit(id string, online bool, reason string) {
+	if _, ok := h.lookup(id); !ok {
+		return
+	}
 	status := "offline"
 	if online {
 		status = "online"

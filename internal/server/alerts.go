@@ -50,6 +50,7 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		Lookup:     s.registry.Lookup,
 		Devices:    s.registry.All,
 		Ancestors:  s.gridAncestors,
+		InScope:    s.inScope,
 		UnitFor:    s.UnitFor,
 		Store:      s.db,
 		Logger:     s.Logger.With("part", "alerts"),

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { storagetest.Main(m) }
 
 // e2eDevices returns n devices of types that report exactly two metrics
 // each, so a known number of messages makes a known number of readings.
-func e2eDevices(t *testing.T, n int) []devices.Device {
+func e2eDevices(t testing.TB, n int) []devices.Device {
 	t.Helper()
 	city := simulators.City{Devices: n * 8, Grids: 8, Seed: 7}
 	all, err := city.Generate()
@@ -55,7 +55,7 @@ func metricNames(typ string) []string {
 // startServer runs a gridwatch on loopback ports with devs registered;
 // chAddr empty means the managed local ClickHouse. opts change the test
 // configuration before it is validated.
-func startServer(t *testing.T, chAddr, database string, devs []devices.Device, opts ...func(*Config)) *Server {
+func startServer(t testing.TB, chAddr, database string, devs []devices.Device, opts ...func(*Config)) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	devFile := filepath.Join(dir, "devices.csv")

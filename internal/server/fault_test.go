@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage"
 )
@@ -38,6 +40,13 @@ type ackSet struct {
 	mu sync.Mutex
 	m  map[string][]int64
 	n  int
+}
+
+// count returns the number of acknowledged messages so far.
+func (a *ackSet) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n
 }
 
 func (a *ackSet) add(device string, ts int64) {
@@ -131,7 +140,7 @@ func runFault(t *testing.T, ch *storage.LocalServer, rate float64, load time.Dur
 	}
 	run.refused = gathered(t, srv, "gridwatch_mqtt_messages_total", "result", "refused_qos1")
 	run.spooled = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
-	run.missing, run.dups = checkSet(t, ch, srv, run.acked)
+	run.missing, run.dups = checkSet(t, ch.Addr(), "gridwatch", func() int { return srv.spool.Stats().Segments }, run.acked)
 	run.dropped = gathered(t, srv, "gridwatch_batcher_rows_dropped_total", "table", "telemetry") +
 		gathered(t, srv, "gridwatch_spool_rows_dropped_total", "table", "telemetry")
 	run.took = time.Since(start)
@@ -148,26 +157,34 @@ func gathered(t *testing.T, srv *Server, name, label, value string) float64 {
 	}
 	sum := 0.0
 	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
+		if mf.GetName() == name {
+			sum += counterSum(mf, label, value)
 		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
+	}
+	return sum
+}
+
+// counterSum returns the sum of the series of counter family mf whose label
+// has value, 0 when there is none or mf is nil.
+func counterSum(mf *dto.MetricFamily, label, value string) float64 {
+	sum := 0.0
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label && l.GetValue() == value {
+				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
 	return sum
 }
 
-// checkSet waits until srv's spool is empty and every acknowledged message
-// is in ClickHouse (or a minute passes), then counts the acknowledged
+// checkSet waits until the spool is empty (segments returns how many
+// segments it holds) and every acknowledged message is in database on the
+// ClickHouse at addr (or a minute passes), then counts the acknowledged
 // messages missing and the rows stored more than once.
-func checkSet(t *testing.T, ch *storage.LocalServer, srv *Server, acked *ackSet) (missing, dups int) {
+func checkSet(t *testing.T, addr, database string, segments func() int, acked *ackSet) (missing, dups int) {
 	t.Helper()
-	db, err := storage.Open(context.Background(), storage.Options{Addr: ch.Addr(), Database: "gridwatch"}, nil)
+	db, err := storage.Open(context.Background(), storage.Options{Addr: addr, Database: database}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,13 +195,13 @@ func checkSet(t *testing.T, ch *storage.LocalServer, srv *Server, acked *ackSet)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if srv.spool.Stats().Segments == 0 {
-			missing, dups = compareSet(t, db, ts, acked)
+		if n := segments(); n == 0 {
+			missing, dups = compareSet(t, db, database, ts, acked)
 			if missing == 0 || time.Now().After(deadline) {
 				return missing, dups
 			}
 		} else if time.Now().After(deadline) {
-			t.Fatalf("spool did not drain: %+v", srv.spool.Stats())
+			t.Fatalf("spool did not drain: %d segments left", n)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -192,10 +209,10 @@ func checkSet(t *testing.T, ch *storage.LocalServer, srv *Server, acked *ackSet)
 
 // compareSet compares the acknowledged set with the telemetry table: every
 // message carries two readings (the test devices' types have two metrics).
-func compareSet(t *testing.T, db *storage.DB, ts string, acked *ackSet) (missing, dups int) {
+func compareSet(t *testing.T, db *storage.DB, database, ts string, acked *ackSet) (missing, dups int) {
 	t.Helper()
 	rows, err := db.Conn().Query(context.Background(),
-		"SELECT device, toInt64("+ts+"), count() FROM gridwatch.telemetry GROUP BY device, "+ts)
+		"SELECT device, toInt64("+ts+"), count() FROM "+database+".telemetry GROUP BY device, "+ts)
 	if err != nil {
 		t.Fatal(err)
 	}

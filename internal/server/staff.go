@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/alerts/notify"
@@ -19,6 +20,9 @@ type staff struct {
 	sub     *alerts.Subscription
 	webhook *notify.Webhook
 	done    chan struct{}
+	// holder checks the API tokens of MQTT subscribers once configureAPI
+	// loaded them; the broker starts first and admits no staff before.
+	holder atomic.Pointer[func(name string, token []byte) (string, bool)]
 }
 
 // configureAPI gives the API its tokens (api.tokens_file), grid scopes and
@@ -35,10 +39,21 @@ func (s *Server) configureAPI(a *api.Server) error {
 	if a.AdminToken == "" && len(a.Tokens) == 0 {
 		s.Logger.Warn("the API is open: neither api.admin_token nor api.tokens_file is set")
 	}
+	holder := api.TokenHolder(a.AdminToken, a.Tokens, s.Logger)
+	s.staff.holder.Store(&holder)
 	a.InScope = s.inScope
 	a.Alerts = s.alerting.engine
 	a.Registerer = s.metrics
 	return nil
+}
+
+// authenticateStaff is the broker's StaffFunc: an API token holder may
+// subscribe to the alert notifications of its scope over MQTT.
+func (s *Server) authenticateStaff(name string, token []byte) (string, bool) {
+	if h := s.staff.holder.Load(); h != nil {
+		return (*h)(name, token)
+	}
+	return "", false
 }
 
 // inScope reports whether grid lies in the subtree of scope: by the grid

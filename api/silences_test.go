@@ -1,0 +1,81 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/gridwatch/gridwatch/alerts"
+)
+
+// TestSilences creates, lists and removes silences with scoped and
+// unscoped tokens: a scoped token silences, sees and removes only within
+// its grid subtree, and gets 404 outside it.
+func TestSilences(t *testing.T) {
+	env := newAlertEnv(t)
+	ids := map[string]string{} // silence id by case name
+	for _, tc := range []struct {
+		name, token, body string
+		want              int
+		wantGrid          string
+	}{
+		{"viewer may not", "tok-viewer", `{"duration":"1h"}`, http.StatusForbidden, ""},
+		{"no end", "tok-operator", `{"grid":"D01"}`, http.StatusBadRequest, ""},
+		{"ends and duration", "tok-operator", `{"ends":"2099-01-01T00:00:00Z","duration":"1h"}`, http.StatusBadRequest, ""},
+		{"unknown field", "tok-operator", `{"duration":"1h","colour":"red"}`, http.StatusBadRequest, ""},
+		{"ended", "tok-operator", `{"ends":"2001-01-01T00:00:00Z"}`, http.StatusUnprocessableEntity, ""},
+		{"grid outside scope", "tok-operator", `{"grid":"D02","duration":"1h"}`, http.StatusNotFound, ""},
+		{"device outside scope", "tok-operator", `{"device":"` + devOut + `","duration":"1h"}`, http.StatusNotFound, ""},
+		{"unknown device", "tok-city", `{"device":"nope","duration":"1h"}`, http.StatusNotFound, ""},
+		{"scope by default", "tok-operator", `{"duration":"1h","reason":"works"}`, http.StatusCreated, "D01"},
+		{"prefix but not a parent", "tok-operator", `{"grid":"D","duration":"1h"}`, http.StatusNotFound, ""},
+		{"cell in scope", "tok-admin", `{"grid":"D01-S01","maintenance":true,"ends":"2099-01-01T00:00:00Z"}`, http.StatusCreated, "D01-S01"},
+		{"device in scope", "tok-operator", `{"device":"` + devIn + `","duration":"1h"}`, http.StatusCreated, ""},
+		{"city-wide", "tok-city", `{"grid":"D02","duration":"1h"}`, http.StatusCreated, "D02"},
+	} {
+		code, body := env.call(t, http.MethodPost, "/api/v1/silences", tc.token, tc.body)
+		if code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
+			continue
+		}
+		if code != http.StatusCreated {
+			continue
+		}
+		var s alerts.Silence
+		if err := json.Unmarshal([]byte(body), &s); err != nil || s.ID == "" || s.Grid != tc.wantGrid || s.Actor != tc.token[len("tok-"):] {
+			t.Errorf("%s: created %s (%v); want grid %q, actor %s", tc.name, body, err, tc.wantGrid, tc.token)
+		}
+		ids[tc.name] = s.ID
+	}
+	list := func(token string) int {
+		code, body := env.call(t, http.MethodGet, "/api/v1/silences", token, "")
+		var got struct{ Silences []alerts.Silence }
+		if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil {
+			t.Fatalf("list as %s: %d %s", token, code, body)
+		}
+		return len(got.Silences)
+	}
+	if n := list("tok-viewer"); n != 3 {
+		t.Errorf("a D01 viewer sees %d silences, want the 3 within D01", n)
+	}
+	if n := list("tok-city"); n != 4 {
+		t.Errorf("a city token sees %d silences, want 4", n)
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{
+		{"city-wide", "tok-viewer", http.StatusForbidden},
+		{"city-wide", "tok-operator", http.StatusNotFound},
+		{"scope by default", "tok-operator", http.StatusNoContent},
+		{"scope by default", "tok-operator", http.StatusNotFound},
+		{"city-wide", "tok-city", http.StatusNoContent},
+	} {
+		if code, body := env.call(t, http.MethodDelete, "/api/v1/silences/"+ids[tc.name], tc.token, ""); code != tc.want {
+			t.Errorf("delete %s as %s: %d %s, want %d", tc.name, tc.token, code, body, tc.want)
+		}
+	}
+	if n := list("tok-city"); n != 2 {
+		t.Errorf("after two deletes a city token sees %d silences, want 2", n)
+	}
+}

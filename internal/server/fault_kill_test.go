@@ -1,0 +1,282 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/simulators"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+// TestFaultGridwatchKilled runs `gridwatch serve --ingest.durable_ack` as a
+// subprocess under a QoS 1 fleet and kills it with SIGKILL three times (ten
+// in the full variant), restarting it each time on the same data directory
+// and ports; the fleet's clients reconnect and resend what was not
+// acknowledged. Every PUBACKed message must be in ClickHouse exactly once.
+func TestFaultGridwatchKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test: skipped under -short")
+	}
+	addr, database := storagetest.Database(t)
+	kills, rate := 3, 500.0
+	if faultFull() {
+		kills = 10
+	}
+	start := time.Now()
+	devs := e2eDevices(t, 20)
+	gw := newGridwatchProcess(t, addr, database, devs, "--ingest.durable_ack")
+	gw.start(t)
+
+	acked := &ackSet{}
+	fleet := &simulators.Fleet{Broker: "tcp://" + gw.mqtt, Devices: devs, QoS: 1, Rate: rate,
+		AckTimeout: 10 * time.Second, OnSent: acked.add}
+	ctx, stopFleet := context.WithCancel(context.Background())
+	defer stopFleet()
+	type result struct {
+		stats simulators.Stats
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		stats, err := fleet.Run(ctx)
+		done <- result{stats, err}
+	}()
+	// underLoad waits until another second's worth of messages has been
+	// acknowledged, so that each kill hits a server taking load.
+	underLoad := func() {
+		t.Helper()
+		want := acked.count() + int(rate)
+		deadline := time.Now().Add(time.Minute)
+		for acked.count() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("no load: %d messages acknowledged, want %d\n%s", acked.count(), want, gw.logTail())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for i := range kills {
+		underLoad()
+		left := gw.kill(t)
+		t.Logf("kill %d: the crash left %s", i+1, left)
+		gw.start(t)
+	}
+	underLoad()
+	stopFleet()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("fleet: %v", r.err)
+	}
+
+	run := faultRun{stats: r.stats, acked: acked}
+	run.missing, run.dups = checkSet(t, addr, database, gw.segments, acked)
+	mfs := gw.scrape(t)
+	// The counters are the last process's: its start recovered the segments
+	// of the last crash, and its own drops.
+	run.spooled = counterSum(mfs["gridwatch_spool_rows_spooled_total"], "table", "telemetry")
+	run.refused = counterSum(mfs["gridwatch_mqtt_messages_total"], "result", "refused_qos1")
+	run.dropped = counterSum(mfs["gridwatch_batcher_rows_dropped_total"], "table", "telemetry") +
+		counterSum(mfs["gridwatch_spool_rows_dropped_total"], "table", "telemetry")
+	run.took = time.Since(start)
+	quarantined, _ := filepath.Glob(filepath.Join(gw.dataDir, "spool", "quarantine", "*"))
+	t.Logf("%d connections lost and resumed; %d files quarantined", r.stats.ConnectionsLost, len(quarantined))
+	assertFault(t, fmt.Sprintf("gridwatch killed %d times (durable_ack)", kills), run)
+	if r.stats.ConnectionsLost == 0 {
+		t.Fatal("no connection was lost: the kills did not hit the fleet")
+	}
+	gw.stop(t)
+}
+
+// gridwatchProcess is a `gridwatch serve` subprocess on fixed loopback ports
+// and its own data directory, so that it can be killed and restarted where
+// it was.
+type gridwatchProcess struct {
+	bin, dataDir, logFile string
+	mqtt, http            string
+	args                  []string
+	cmd                   *exec.Cmd
+	exited                chan error // receives cmd.Wait's result
+}
+
+// newGridwatchProcess builds gridwatch and prepares its configuration: the
+// ClickHouse at addr, database, a devices file of devs and extra flags.
+func newGridwatchProcess(t *testing.T, addr, database string, devs []devices.Device, extra ...string) *gridwatchProcess {
+	t.Helper()
+	dir := t.TempDir()
+	p := &gridwatchProcess{
+		bin:     buildGridwatch(t, dir),
+		dataDir: filepath.Join(dir, "data"),
+		logFile: filepath.Join(dir, "gridwatch.log"),
+		mqtt:    freeAddr(t),
+		http:    freeAddr(t),
+	}
+	devFile := filepath.Join(dir, "devices.csv")
+	f, err := os.Create(devFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := devices.WriteCSV(f, devs); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.args = append([]string{"serve",
+		"--clickhouse.addr", addr, "--clickhouse.database", database,
+		"--data_dir", p.dataDir, "--devices.file", devFile,
+		"--mqtt.listen", p.mqtt, "--http.listen", p.http,
+		// The fleet publishes far above a device's rate.
+		"--mqtt.message_rate=-1", "--mqtt.byte_rate=-1",
+		"--ingest.batch_age", "200ms", "--ingest.insert_timeout", "2s",
+	}, extra...)
+	t.Cleanup(func() {
+		if p.cmd != nil {
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+// buildGridwatch builds cmd/gridwatch into dir and returns the binary's path.
+func buildGridwatch(t *testing.T, dir string) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		storagetest.Unavailable(t, "building gridwatch needs the go tool:", err)
+	}
+	bin := filepath.Join(dir, "gridwatch")
+	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/gridwatch/gridwatch/cmd/gridwatch").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build gridwatch: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago. The
+// restarted server must find its clients on the same port, so the port is
+// fixed for the whole test instead of ":0" per start.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs the server and waits until its MQTT listener takes connections.
+func (p *gridwatchProcess) start(t *testing.T) {
+	t.Helper()
+	log, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(p.bin, p.args...)
+	// The server's configuration is its flags alone.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, EnvPrefix) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start gridwatch: %v", err)
+	}
+	p.cmd, p.exited = cmd, make(chan error, 1)
+	go func() { p.exited <- cmd.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case err := <-p.exited:
+			p.cmd = nil
+			t.Fatalf("gridwatch exited at start: %v\n%s", err, p.logTail())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", p.mqtt, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gridwatch did not listen on %s within a minute\n%s", p.mqtt, p.logTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill sends SIGKILL, waits for the process to die and says what it left in
+// the spool: sound segments and partial writes.
+func (p *gridwatchProcess) kill(t *testing.T) string {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	p.cmd = nil
+	partial, _ := filepath.Glob(filepath.Join(p.dataDir, "spool", "*.tmp")) // storage/spool's partial writes
+	return fmt.Sprintf("%d segments and %d partial writes in the spool", p.segments(), len(partial))
+}
+
+// stop shuts the server down with SIGTERM and fails t unless it exits
+// cleanly.
+func (p *gridwatchProcess) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := <-p.exited
+	p.cmd = nil
+	if err != nil {
+		t.Fatalf("gridwatch exited with %v after SIGTERM\n%s", err, p.logTail())
+	}
+}
+
+// segments counts the segment files (storage/spool's *.seg) in the
+// server's spool.
+func (p *gridwatchProcess) segments() int {
+	segs, _ := filepath.Glob(filepath.Join(p.dataDir, "spool", "*.seg"))
+	return len(segs)
+}
+
+// scrape returns the server's /metrics.
+func (p *gridwatchProcess) scrape(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + p.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var parser expfmt.TextParser
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return mfs
+}
+
+// logTail returns the end of the server's log, for failure messages.
+func (p *gridwatchProcess) logTail() string {
+	b, err := os.ReadFile(p.logFile)
+	if err != nil {
+		return err.Error()
+	}
+	if i := len(b) - 4000; i > 0 {
+		b = b[bytes.IndexByte(b[i:], '\n')+i+1:]
+	}
+	return string(b)
+}
