@@ -13,7 +13,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gridwatch/gridwatch/devices"
@@ -23,9 +22,11 @@ import (
 // hundred bytes, SenML batches a few KiB.
 const DefaultMaxPacketSize = 64 << 10
 
-// IngestFunc takes one telemetry message from a device. It runs on the
-// publishing client's goroutine, so blocking in it slows that client only.
-type IngestFunc func(ctx context.Context, deviceID, topic string, payload []byte) error
+// IngestFunc takes one telemetry message from a device; dup is the
+// PUBLISH's DUP flag (a redelivery of a message that may have been received
+// before). It runs on the publishing client's goroutine, so blocking in it
+// slows that client only.
+type IngestFunc func(ctx context.Context, deviceID, topic string, payload []byte, dup bool) error
 
 // LookupFunc finds a registered device by id.
 type LookupFunc func(id string) (devices.Device, bool)
@@ -80,8 +81,8 @@ type Broker struct {
 	Registerer prometheus.Registerer
 
 	server    *mqtt.Server
-	tcp       *listeners.TCP
-	tls       *listeners.TCP
+	tcp       *listener
+	tls       *listener
 	metrics   *metrics
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -142,7 +143,7 @@ func (b *Broker) Start(ctx context.Context) error {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
 	}
-	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.Listen})
+	b.tcp = &listener{id: "tcp", addr: b.Listen}
 	if err := b.server.AddListener(b.tcp); err != nil {
 		return fmt.Errorf("broker: listen on %s (mqtt.listen): %w", b.Listen, err)
 	}
@@ -152,7 +153,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		if tc.ClientCAs != nil && tc.ClientAuth == tls.NoClientCert {
 			tc.ClientAuth = tls.VerifyClientCertIfGiven
 		}
-		b.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: b.TLSListen, TLSConfig: tc})
+		b.tls = &listener{id: "tls", addr: b.TLSListen, tlsConfig: tc}
 		if err := b.server.AddListener(b.tls); err != nil {
 			return fmt.Errorf("broker: listen on %s (mqtt.tls_listen): %w", b.TLSListen, err)
 		}
