@@ -39,7 +39,9 @@ echo "== baseline: bare mochi broker, no-op hook ($DEVICES devices, $MESSAGES me
 bport=$(free_port)
 ./bin/gridsim broker --listen "127.0.0.1:$bport" --quiet > "$work/bare.json" 2> "$work/bare.log" &
 bpid=$!; pids+=("$bpid")
-for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$bport) 2>/dev/null && break; sleep 0.1; done
+up=0
+for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$bport") 2>/dev/null && { up=1; break; }; sleep 0.1; done
+if [ "$up" -ne 1 ]; then echo "bench: the bare broker did not come up on port $bport:" >&2; cat "$work/bare.log" >&2; exit 1; fi
 fleet "$bport" "$work/fleet-bare.json"
 kill -TERM "$bpid"; wait "$bpid" || true
 bare_readings=$(json_field "$work/fleet-bare.json" readings)
@@ -49,8 +51,12 @@ bare_sent=$(json_field "$work/fleet-bare.json" messages)
 
 echo "== gridwatch serve on its managed ClickHouse"
 mport=$(free_port); hport=$(free_port)
+# The load generator publishes each device far faster than a field device
+# may (mqtt.message_rate, 10/s), so the per-device and per-IP limits are
+# lifted: this measures the pipeline, not the limiter.
 ./bin/gridwatch serve --data_dir "$work/gw" --devices.file "$work/devices.csv" \
-  --mqtt.listen "127.0.0.1:$mport" --http.listen "127.0.0.1:$hport" --log.level warn 2> "$work/gridwatch.log" &
+  --mqtt.listen "127.0.0.1:$mport" --http.listen "127.0.0.1:$hport" --log.level warn \
+  --mqtt.message_rate -1 --mqtt.byte_rate -1 --mqtt.conn_rate_per_ip -1 2> "$work/gridwatch.log" &
 gpid=$!; pids+=("$gpid")
 wait_http "http://127.0.0.1:$hport/readyz"
 chhttp=$(json_field "$work/gw/clickhouse/gridwatch-state.json" http_port)
