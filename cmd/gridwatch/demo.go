@@ -49,6 +49,9 @@ fleet of simulated devices publishing telemetry to it over MQTT.
 // runDemo runs the server and a fleet until ctx ends.
 func runDemo(ctx context.Context, cfg server.Config, logger *slog.Logger, city simulators.City, rate float64, out io.Writer) error {
 	started := time.Now()
+	// The whole simulated city connects from 127.0.0.1, which the per-address
+	// connection limit would take for a flood.
+	cfg.MQTT.ConnRatePerIP = -1
 	farm, cameras, err := startDemoCameras(ctx, logger, 12, "demo-cameras")
 	if err != nil {
 		return err
@@ -149,6 +152,10 @@ gridwatch demo is up (%s): %d simulated devices publishing to %s
     curl -s '%s/api/v1/devices/%s/latest'
   Its %s over the last hour, per minute:
     curl -s '%s/api/v1/devices/%s/telemetry?metric=%s&step=1m'
+  Open alerts (work orders), their live stream, and the cameras' health:
+    curl -s '%s/api/v1/alerts?condition=firing'
+    curl -sN %s/api/v1/alerts/stream
+    curl -s %s/api/v1/cameras
   Health, readiness and metrics:
     curl -s %s/readyz ; curl -s %s/metrics | grep gridwatch_
   Rows in ClickHouse, per device type:
@@ -158,5 +165,5 @@ gridwatch demo is up (%s): %d simulated devices publishing to %s
 Press Ctrl-C to stop; what is buffered is flushed into ClickHouse first.
 
 `, took.Round(100*time.Millisecond), len(devs), srv.MQTTAddr(),
-		base, d.ID, metric, base, d.ID, metric, base, base, chPort, db, db, srv.Config.Devices.File)
+		base, d.ID, metric, base, d.ID, metric, base, base, base, base, base, chPort, db, db, srv.Config.Devices.File)
 }
