@@ -12,6 +12,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -22,14 +23,18 @@ import (
 // received records what the ingest hook was given.
 type received struct {
 	mu   sync.Mutex
-	msgs []string // "id topic payload"
+	msgs []string // "id topic payload", " dup" appended for a redelivery
 	fail error    // returned for every message once set
 }
 
-func (r *received) ingest(_ context.Context, id, topic string, payload []byte) error {
+func (r *received) ingest(_ context.Context, id, topic string, payload []byte, dup bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, id+" "+topic+" "+string(payload))
+	msg := id + " " + topic + " " + string(payload)
+	if dup {
+		msg += " dup"
+	}
+	r.msgs = append(r.msgs, msg)
 	return r.fail
 }
 
@@ -159,6 +164,24 @@ func TestTelemetryReachesIngestAndACLHoldsOthersOut(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(b.metrics.aclDenied.WithLabelValues("publish")); got != 1 {
 		t.Errorf("acl denied publishes = %v, want 1", got)
+	}
+}
+
+// TestIngestHookPassesDup checks that ingest learns of a redelivery (the
+// PUBLISH's DUP flag), which it checks against what is stored already.
+func TestIngestHookPassesDup(t *testing.T) {
+	rec := &received{}
+	h := &ingestHook{ctx: context.Background(), ingest: rec.ingest, metrics: newMetrics(nil)}
+	for _, dup := range []bool{false, true} {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Dup: dup},
+			TopicName: "devices/aq-1/telemetry", Payload: []byte(`{"pm25":1}`)}
+		if _, err := h.OnPublish(&mqtt.Client{}, pk); err != nil {
+			t.Fatalf("OnPublish(dup=%v) = %v", dup, err)
+		}
+	}
+	want := []string{`aq-1 devices/aq-1/telemetry {"pm25":1}`, `aq-1 devices/aq-1/telemetry {"pm25":1} dup`}
+	if got := rec.snapshot(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ingested %q, want %q", got, want)
 	}
 }
 

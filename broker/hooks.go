@@ -172,7 +172,7 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		h.metrics.messages.WithLabelValues("other", "passed").Inc()
 		return pk, nil
 	}
-	err := h.ingest(h.ctx, id, pk.TopicName, pk.Payload)
+	err := h.ingest(h.ctx, id, pk.TopicName, pk.Payload, pk.FixedHeader.Dup)
 	if err == nil {
 		h.metrics.messages.WithLabelValues(kind, "ingested").Inc()
 		return pk, nil

@@ -63,10 +63,19 @@ func NewBatcherMetrics(reg prometheus.Registerer) *BatcherMetrics {
 
 // PipelineMetrics are the counters of the telemetry pipeline.
 type PipelineMetrics struct {
-	messages   *prometheus.CounterVec
-	readings   prometheus.Counter
-	rejections *prometheus.CounterVec
+	messages        *prometheus.CounterVec
+	readings        prometheus.Counter
+	rejections      *prometheus.CounterVec
+	duplicates      prometheus.Counter
+	duplicateChecks *prometheus.CounterVec
 }
+
+// Results of a redelivery check, the result label of
+// gridwatch_ingest_redelivery_checks_total.
+const (
+	checkDone   = "done"
+	checkFailed = "failed"
+)
 
 // Outcomes of a telemetry message, the outcome label of
 // gridwatch_ingest_messages_total.
@@ -76,6 +85,7 @@ const (
 	outcomeRejected      = "rejected"
 	outcomeUnknownDevice = "unknown_device"
 	outcomeDropped       = "dropped"
+	outcomeDuplicate     = "duplicate"
 )
 
 // NewPipelineMetrics creates pipeline metrics and registers them on reg; a
@@ -85,7 +95,7 @@ func NewPipelineMetrics(reg prometheus.Registerer) *PipelineMetrics {
 	return &PipelineMetrics{
 		messages: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_ingest_messages_total",
-			Help: "Telemetry messages by outcome: stored, partial (some values rejected), rejected, unknown_device, dropped (overloaded or closed).",
+			Help: "Telemetry messages by outcome: stored, partial (some values rejected), rejected, unknown_device, dropped (overloaded or closed), duplicate (a redelivery stored already).",
 		}, []string{"outcome"}),
 		readings: f.NewCounter(prometheus.CounterOpts{
 			Name: "gridwatch_ingest_readings_total",
@@ -95,5 +105,13 @@ func NewPipelineMetrics(reg prometheus.Registerer) *PipelineMetrics {
 			Name: "gridwatch_ingest_rejections_total",
 			Help: "Rejected values, records or messages, by reason.",
 		}, []string{"reason"}),
+		duplicates: f.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_ingest_duplicates_dropped_total",
+			Help: "Readings of redelivered messages (MQTT DUP) not stored again because they were stored or durable already.",
+		}),
+		duplicateChecks: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_ingest_redelivery_checks_total",
+			Help: "Redelivered messages (MQTT DUP) checked against what is stored: done, or failed (then stored again).",
+		}, []string{"result"}),
 	}
 }

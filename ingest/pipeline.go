@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,15 @@ type Pipeline struct {
 	// readings was written (in durable spool mode: fsynced on disk), so that
 	// the PUBACK the broker sends then means stored. It defaults to false.
 	Durable bool
+	// Stored, when set, is asked about the readings of a redelivered message
+	// (the MQTT DUP flag: the device missed the PUBACK of an earlier copy,
+	// say because gridwatch crashed after the copy was durable), all of one
+	// device: it sets stored[i] when readings[i] is stored or durable
+	// already. Those readings are not stored again but counted; a message
+	// all of whose readings were is acknowledged as stored. On an error the
+	// readings are stored (a duplicate rather than a loss). It defaults to
+	// storing redeliveries again.
+	Stored func(ctx context.Context, readings []Reading, stored []bool) error
 
 	once    sync.Once
 	initErr error
@@ -66,6 +76,7 @@ type Pipeline struct {
 type pipelineScratch struct {
 	points   []Point
 	readings []Reading
+	stored   []bool
 }
 
 // setDefaults checks the required settings and fills in defaults.
@@ -93,12 +104,15 @@ func (p *Pipeline) setDefaults() {
 // the telemetry batcher and its problems to the rejected batcher. The broker
 // calls it from the client's goroutine, so a full batcher slows that client.
 //
+// dup is the MQTT DUP flag: the message may have been received before (see
+// Stored).
+//
 // It returns nil when every value was stored; an error wrapping
 // ErrUnknownDevice when the device is not registered; an error wrapping
 // ErrMalformed when values were rejected (the good ones beside them are
 // stored); and an error wrapping ErrOverloaded or ErrClosed when a batcher
 // dropped rows.
-func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, payload []byte) error {
+func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, payload []byte, dup bool) error {
 	p.once.Do(p.setDefaults)
 	if p.initErr != nil {
 		return p.initErr
@@ -142,6 +156,11 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 		})
 	}
 
+	duplicates := 0
+	if dup && p.Stored != nil && len(sc.readings) > 0 {
+		duplicates = p.dropStored(ctx, sc)
+	}
+
 	var storeErr, rejErr error
 	if len(sc.readings) > 0 {
 		receipt, err := p.Telemetry.Add(ctx, sc.readings...)
@@ -169,6 +188,8 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	switch {
 	case storeErr != nil || rejErr != nil:
 		outcome = outcomeDropped
+	case duplicates > 0 && len(sc.readings) == 0 && len(problems) == 0:
+		outcome = outcomeDuplicate
 	case len(problems) > 0 && len(sc.readings) > 0:
 		outcome = outcomePartial
 	case len(problems) > 0:
@@ -176,6 +197,31 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	}
 	p.Metrics.messages.WithLabelValues(outcome).Inc()
 	return errors.Join(malformed, storeErr, rejErr)
+}
+
+// dropStored removes from sc.readings those Stored says are stored already,
+// counts them and returns how many there were. When Stored fails, it keeps
+// them all.
+func (p *Pipeline) dropStored(ctx context.Context, sc *pipelineScratch) int {
+	sc.stored = slices.Grow(sc.stored[:0], len(sc.readings))[:len(sc.readings)]
+	clear(sc.stored)
+	if err := p.Stored(ctx, sc.readings, sc.stored); err != nil {
+		p.Metrics.duplicateChecks.WithLabelValues(checkFailed).Inc()
+		p.Logger.Warn("redelivered telemetry: cannot tell whether it is stored already; storing it",
+			"device", sc.readings[0].Device, "readings", len(sc.readings), "err", err)
+		return 0
+	}
+	kept := sc.readings[:0]
+	for i, r := range sc.readings {
+		if !sc.stored[i] {
+			kept = append(kept, r)
+		}
+	}
+	n := len(sc.readings) - len(kept)
+	sc.readings = kept
+	p.Metrics.duplicateChecks.WithLabelValues(checkDone).Inc()
+	p.Metrics.duplicates.Add(float64(n))
+	return n
 }
 
 // reject hands one rejection per problem to the rejected batcher, keeping

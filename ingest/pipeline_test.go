@@ -154,7 +154,7 @@ func TestPipelineHandleTelemetry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newPipelineRig(t, nil)
 			topic := "devices/" + tc.device + "/telemetry"
-			err := r.p.HandleTelemetry(context.Background(), tc.device, topic, []byte(tc.payload))
+			err := r.p.HandleTelemetry(context.Background(), tc.device, topic, []byte(tc.payload), false)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("HandleTelemetry = %v, want %v", err, tc.wantErr)
 			}
@@ -189,7 +189,7 @@ func TestPipelineHandleTelemetry(t *testing.T) {
 func TestPipelineKeepsThePayloadHead(t *testing.T) {
 	r := newPipelineRig(t, nil)
 	payload := `{"pm25": "` + strings.Repeat("x", 1000) + `"}`
-	err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload))
+	err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), false)
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("HandleTelemetry = %v, want ErrMalformed", err)
 	}
@@ -209,12 +209,12 @@ func TestPipelineOverloaded(t *testing.T) {
 		})
 		ctx, cancel := context.WithCancel(context.Background())
 		// The first reading is being written, the second fills the batcher.
-		if err := r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 1, "pm10": 2}`)); err != nil {
+		if err := r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 1, "pm10": 2}`), false); err != nil {
 			t.Fatal(err)
 		}
 		errc := make(chan error)
 		go func() {
-			errc <- r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 3}`))
+			errc <- r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 3}`), false)
 		}()
 		synctest.Wait()
 		cancel()
@@ -229,7 +229,7 @@ func TestPipelineOverloaded(t *testing.T) {
 }
 
 func TestPipelineRequiresItsParts(t *testing.T) {
-	err := (&Pipeline{}).HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(`{}`))
+	err := (&Pipeline{}).HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(`{}`), false)
 	if err == nil {
 		t.Fatal("HandleTelemetry without Lookup and batchers succeeded")
 	}
@@ -270,7 +270,7 @@ func BenchmarkHandleTelemetry(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", payload); err != nil {
+			if err := p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", payload, false); err != nil {
 				b.Error(err)
 				return
 			}

@@ -235,3 +235,39 @@ func monthPartitionEnd(p string) (time.Time, bool) {
 	}
 	return time.Date(year, time.Month(month)+1, 1, 0, 0, 0, 0, time.UTC), true
 }
+
+// ReadingKey identifies a telemetry row of one device: its time in ms since
+// the epoch and its metric.
+type ReadingKey struct {
+	TS     int64
+	Metric string
+}
+
+// StoredReadings returns which readings of device at the times ts (ms since
+// the epoch) the telemetry table holds. Ingest asks it about redelivered
+// messages, so that a message stored before its PUBACK was lost is not
+// stored twice.
+func (db *DB) StoredReadings(ctx context.Context, device string, ts []int64) (map[ReadingKey]bool, error) {
+	out := make(map[ReadingKey]bool)
+	if len(ts) == 0 {
+		return out, nil
+	}
+	query := "SELECT DISTINCT toInt64(" + db.msExpr("ts") + "), metric FROM " + quoteTable(db.opts.Database, "telemetry") +
+		" WHERE device = ? AND has(?, toInt64(" + db.msExpr("ts") + "))"
+	rows, err := db.conn.Query(ctx, query, device, ts)
+	if err != nil {
+		return nil, fmt.Errorf("storage: stored readings of %s: %w", device, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k ReadingKey
+		if err := rows.Scan(&k.TS, &k.Metric); err != nil {
+			return nil, fmt.Errorf("storage: stored readings of %s: %w", device, err)
+		}
+		out[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: stored readings of %s: %w", device, err)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -142,6 +143,16 @@ func TestQueriesIntegration(t *testing.T) {
 	}
 	if none, err := db.LatestTelemetry(ctx, "nobody"); err != nil || len(none) != 0 {
 		t.Errorf("LatestTelemetry of an unknown device = %+v, %v", none, err)
+	}
+
+	// StoredReadings finds rows by device and millisecond, whatever the metric.
+	stored, err := db.StoredReadings(ctx, "d1", []int64{ms(123 * time.Millisecond), ms(124 * time.Millisecond), ms(45 * time.Second), ms(time.Second)})
+	if err != nil {
+		t.Fatalf("StoredReadings: %v", err)
+	}
+	wantStored := map[storage.ReadingKey]bool{{TS: ms(123 * time.Millisecond), Metric: "pm25"}: true, {TS: ms(45 * time.Second), Metric: "pm10"}: true}
+	if !maps.Equal(stored, wantStored) {
+		t.Errorf("StoredReadings = %v, want %v", stored, wantStored)
 	}
 }
 

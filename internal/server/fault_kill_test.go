@@ -92,7 +92,12 @@ func TestFaultGridwatchKilled(t *testing.T) {
 		counterSum(mfs["gridwatch_spool_rows_dropped_total"], "table", "telemetry")
 	run.took = time.Since(start)
 	quarantined, _ := filepath.Glob(filepath.Join(gw.dataDir, "spool", "quarantine", "*"))
-	t.Logf("%d connections lost and resumed; %d files quarantined", r.stats.ConnectionsLost, len(quarantined))
+	redelivered := 0.0
+	for _, m := range mfs["gridwatch_ingest_duplicates_dropped_total"].GetMetric() {
+		redelivered += m.GetCounter().GetValue()
+	}
+	t.Logf("%d connections lost and resumed; %d files quarantined; the last start checked %v redelivered messages and kept %v of their readings from being stored twice",
+		r.stats.ConnectionsLost, len(quarantined), counterSum(mfs["gridwatch_ingest_redelivery_checks_total"], "result", "done"), redelivered)
 	assertFault(t, fmt.Sprintf("gridwatch killed %d times (durable_ack)", kills), run)
 	if r.stats.ConnectionsLost == 0 {
 		t.Fatal("no connection was lost: the kills did not hit the fleet")

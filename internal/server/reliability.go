@@ -52,6 +52,8 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 	}
 	if cfg.DurableAck {
 		s.spool.MinInsertInterval = cfg.BatchAge
+		s.durable = &ingest.DurableIndex{}
+		s.spool.Index = s.durable
 	}
 	if err := s.spool.Open(ctx); err != nil {
 		return nil, fmt.Errorf("ingest spool: %w", err)
@@ -59,6 +61,38 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 	return func(ctx context.Context, b *ingest.Batch) error {
 		return s.spool.Write(ctx, b.Table, b.ID, b.Record)
 	}, nil
+}
+
+// readingsStored is the pipeline's Stored in durable mode: it tells which
+// readings of a redelivered message, all of one device, are durable already,
+// in a spool segment (recovered at start or written since) or in ClickHouse.
+// A message whose PUBACK a crash lost after its group commit is then not
+// stored twice. The index is asked first: a segment leaves it only once its
+// replay stored it in ClickHouse, so a segment replayed and deleted between
+// the two lookups is found in the second.
+func (s *Server) readingsStored(ctx context.Context, readings []ingest.Reading, stored []bool) error {
+	s.durable.Contains(readings, stored)
+	var ts []int64
+	for i, r := range readings {
+		if !stored[i] {
+			ts = append(ts, r.TS)
+		}
+	}
+	if len(ts) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Config.Ingest.InsertTimeout)
+	defer cancel()
+	inDB, err := s.db.StoredReadings(ctx, readings[0].Device, ts)
+	if err != nil {
+		return err
+	}
+	for i, r := range readings {
+		if inDB[storage.ReadingKey{TS: r.TS, Metric: r.Metric}] {
+			stored[i] = true
+		}
+	}
+	return nil
 }
 
 // telemetryBatchAge is the telemetry batcher's MaxAge: the commit interval

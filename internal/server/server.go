@@ -43,6 +43,7 @@ type Server struct {
 	telemetry *ingest.Batcher[ingest.Reading]
 	rejected  *ingest.Batcher[ingest.Rejection]
 	spool     *spool.Spool
+	durable   *ingest.DurableIndex // in durable mode: the spooled readings
 	cameras   *cameraHealth
 	alerting  alerting
 	staff     staff
@@ -105,6 +106,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Admit:     s.spool.Admit,
 		Durable:   cfg.Ingest.DurableAck,
 		Observe:   s.observe,
+	}
+	if cfg.Ingest.DurableAck {
+		pipeline.Stored = s.readingsStored
 	}
 	s.broker = &broker.Broker{
 		Listen:        cfg.MQTT.Listen,

@@ -62,6 +62,17 @@ type InsertFunc func(ctx context.Context, table string, parts []storage.Part) er
 // a batch twice whose first INSERT succeeded but whose answer was lost.
 type StoredFunc func(ctx context.Context, table string, ids []string) (map[string]bool, error)
 
+// Index is told which batches the spool holds, so that its owner can tell
+// whether rows are durable without reading the segments: Add for every sound
+// segment recovered at Open and for every batch spooled, before Write
+// returns; Remove once the segment is gone, stored in ClickHouse (after its
+// INSERT succeeded) or quarantined. Its methods are called from several
+// goroutines and must not keep rec.
+type Index interface {
+	Add(seq uint64, table string, rec arrow.Record)
+	Remove(seq uint64)
+}
+
 // Spool is a directory of segment files, one batch each, checksummed and
 // fsynced, bounded by MaxBytes, replayed oldest first by one goroutine.
 //
@@ -122,6 +133,9 @@ type Spool struct {
 	Logger *slog.Logger
 	// Registerer receives the spool's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// Index, when set, follows the segments the spool holds. It defaults to
+	// none.
+	Index Index
 
 	mu      sync.Mutex
 	segs    []segInfo // oldest first
@@ -251,6 +265,9 @@ func (s *Spool) recover() error {
 		s.segs = append(s.segs, segInfo{seq: seq, size: int64(len(data)), table: seg.Table, rows: int(seg.Record.NumRows()), created: created})
 		s.bytes += int64(len(data))
 		s.nextSeq = max(s.nextSeq, seq+1)
+		if s.Index != nil {
+			s.Index.Add(seq, seg.Table, seg.Record)
+		}
 		seg.Record.Release()
 	}
 	slices.SortFunc(s.segs, func(a, b segInfo) int { return cmpSeq(a.seq, b.seq) })
@@ -359,6 +376,10 @@ func (s *Spool) append(table, id string, rec arrow.Record) error {
 		s.bytes -= size
 		s.mu.Unlock()
 		return fmt.Errorf("spool batch %s: %w", id, err)
+	}
+	if s.Index != nil {
+		// Before the replayer can see, store and Remove it.
+		s.Index.Add(seq, table, rec)
 	}
 	s.mu.Lock()
 	info := segInfo{seq: seq, size: size, table: table, rows: int(rec.NumRows()), created: time.Now()}
@@ -565,7 +586,7 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	return rows, nil
 }
 
-// forget drops segments from the index and frees their space.
+// forget drops segments from the list, frees their space and tells Index.
 func (s *Spool) forget(gone []segInfo) {
 	s.mu.Lock()
 	s.segs = slices.DeleteFunc(s.segs, func(g segInfo) bool {
@@ -575,6 +596,11 @@ func (s *Spool) forget(gone []segInfo) {
 		s.bytes -= g.size
 	}
 	s.mu.Unlock()
+	if s.Index != nil {
+		for _, g := range gone {
+			s.Index.Remove(g.seq)
+		}
+	}
 }
 
 // Close stops the replayer and cuts short the direct inserts in progress,

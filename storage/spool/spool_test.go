@@ -245,3 +245,78 @@ func TestSpoolQuarantinesDamagedSegmentsAtOpen(t *testing.T) {
 		t.Fatalf("quarantine holds %d files, want 3", len(moved))
 	}
 }
+
+// indexRecorder is an Index that keeps the first column of each segment and
+// checks that a segment leaves it only once it is in the store.
+type indexRecorder struct {
+	t     *testing.T
+	store *fakeStore
+	mu    sync.Mutex
+	segs  map[uint64][]int64
+}
+
+func (x *indexRecorder) Add(seq uint64, _ string, rec arrow.Record) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.segs[seq] = slices.Clone(rec.Column(0).(*array.Int64).Int64Values())
+}
+
+func (x *indexRecorder) Remove(seq uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	stored := x.store.rows()
+	for _, v := range x.segs[seq] {
+		if !slices.Contains(stored, v) {
+			x.t.Errorf("segment %d left the index before its row %d was stored", seq, v)
+		}
+	}
+	delete(x.segs, seq)
+}
+
+// held returns the rows of the indexed segments, sorted.
+func (x *indexRecorder) held() []int64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var out []int64
+	for _, v := range x.segs {
+		out = append(out, v...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestSpoolIndexFollowsSegments(t *testing.T) {
+	f := &fakeStore{ids: map[string]bool{}, down: true}
+	dir := t.TempDir()
+	open := func() (*Spool, *indexRecorder) {
+		x := &indexRecorder{t: t, store: f, segs: map[uint64][]int64{}}
+		s := &Spool{Dir: dir, Durable: true, Insert: f.insert, Stored: f.stored, RetryBackoff: 5 * time.Millisecond, Index: x}
+		if err := s.Open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, x
+	}
+	s, x := open()
+	for id, seqs := range map[string][]int64{"b1": {1, 2}, "b2": {3}} {
+		rec := record(t, seqs...)
+		err := s.Write(context.Background(), "telemetry", id, rec)
+		rec.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := x.held(); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("index after Write = %v, want [1 2 3]", got)
+	}
+	s.Close()
+
+	// A restart recovers the segments into the new index; the replay
+	// removes them once stored.
+	_, x = open()
+	if got := x.held(); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("index after Open = %v, want [1 2 3]", got)
+	}
+	f.set(false, false)
+	waitFor(t, "the replay to empty the index", func() bool { return len(x.held()) == 0 })
+}

@@ -1,0 +1,105 @@
+package ingest
+
+import (
+	"sync"
+	"unique"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+)
+
+// DefaultDurableIndexKeys bounds a DurableIndex: about 24 MiB of keys, the
+// readings of a few minutes of a large fleet's spool.
+const DefaultDurableIndexKeys = 1 << 20
+
+// readingKey identifies a telemetry row: (device, ts, metric). The strings
+// are interned, so that a key is small and holds no Arrow buffer.
+type readingKey struct {
+	device, metric unique.Handle[string]
+	ts             int64
+}
+
+// keyOf returns the key of r.
+func keyOf(r Reading) readingKey {
+	return readingKey{device: unique.Make(r.Device), metric: unique.Make(r.Metric), ts: r.TS}
+}
+
+// DurableIndex knows the readings of the telemetry segments a disk spool
+// holds (a spool.Index): those recovered at start and those spooled since,
+// until their replay stored them in ClickHouse. With ClickHouse, it tells
+// whether the readings of a redelivered message are durable already. It
+// holds at most MaxKeys readings; the readings of a segment beyond that are
+// not indexed (a redelivery of them is then stored twice, never lost).
+// Its methods are safe for concurrent use.
+type DurableIndex struct {
+	// MaxKeys bounds the readings indexed. It defaults to
+	// DefaultDurableIndexKeys.
+	MaxKeys int
+
+	mu   sync.Mutex
+	segs map[uint64][]readingKey
+	keys map[readingKey]int // how many indexed segments hold the key
+	size int                // keys held by segs, with repeats
+}
+
+// Add indexes the readings of segment seq when it holds telemetry (a record
+// of TelemetrySchema) and there is room.
+func (x *DurableIndex) Add(seq uint64, table string, rec arrow.Record) {
+	if table != TelemetryTable || rec.NumCols() != int64(len(TelemetrySchema.Fields())) {
+		return
+	}
+	ts, ok1 := rec.Column(0).(*array.Timestamp)
+	device, ok2 := rec.Column(2).(*array.String)
+	metric, ok3 := rec.Column(4).(*array.String)
+	if !ok1 || !ok2 || !ok3 {
+		return
+	}
+	n := int(rec.NumRows())
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.MaxKeys <= 0 {
+		x.MaxKeys = DefaultDurableIndexKeys
+	}
+	if x.segs == nil {
+		x.segs, x.keys = make(map[uint64][]readingKey), make(map[readingKey]int)
+	}
+	if x.size+n > x.MaxKeys {
+		return
+	}
+	keys := make([]readingKey, n)
+	for i := range n {
+		// unique.Make copies the string out of the Arrow buffer.
+		keys[i] = readingKey{device: unique.Make(device.Value(i)), metric: unique.Make(metric.Value(i)), ts: int64(ts.Value(i))}
+		x.keys[keys[i]]++
+	}
+	x.segs[seq] = keys
+	x.size += n
+}
+
+// Remove forgets the readings of segment seq.
+func (x *DurableIndex) Remove(seq uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	keys, ok := x.segs[seq]
+	if !ok {
+		return
+	}
+	delete(x.segs, seq)
+	x.size -= len(keys)
+	for _, k := range keys {
+		if x.keys[k]--; x.keys[k] == 0 {
+			delete(x.keys, k)
+		}
+	}
+}
+
+// Contains sets held[i] when readings[i] is in an indexed segment.
+func (x *DurableIndex) Contains(readings []Reading, held []bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i, r := range readings {
+		if x.keys[keyOf(r)] > 0 {
+			held[i] = true
+		}
+	}
+}
