@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gridwatch/gridwatch/internal/server"
+	"github.com/gridwatch/gridwatch/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -112,4 +113,15 @@ func loadConfig(cmd *cobra.Command) (server.Config, *slog.Logger, error) {
 		logger.Warn("ignoring environment variables that name no config key", "vars", strings.Join(unknown, ","))
 	}
 	return cfg, logger, nil
+}
+
+// openStore loads the configuration from the flags of flags (usually cmd
+// itself) and opens the ClickHouse it names, starting the managed one when
+// clickhouse.addr is empty; the admin commands work on it directly.
+func openStore(cmd, flags *cobra.Command) (*storage.DB, func() error, error) {
+	cfg, logger, err := loadConfig(flags)
+	if err != nil {
+		return nil, nil, err
+	}
+	return server.OpenStore(cmd.Context(), cfg, logger)
 }

@@ -29,11 +29,7 @@ func gridsCommand() *cobra.Command {
 		Long:  "Import grids; every feature is validated and rejected ones are listed with their position and reason.\n" + configHelp,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, logger, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			db, closeDB, err := server.OpenStore(cmd.Context(), cfg, logger)
+			db, closeDB, err := openStore(cmd, cmd)
 			if err != nil {
 				return err
 			}
@@ -59,11 +55,7 @@ func devicesImportCommand() *cobra.Command {
 			"A device with coordinates and an empty grid is placed in the grid cell containing it.\n" + configHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, logger, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			db, closeDB, err := server.OpenStore(cmd.Context(), cfg, logger)
+			db, closeDB, err := openStore(cmd, cmd)
 			if err != nil {
 				return err
 			}
@@ -113,11 +105,7 @@ func devicesProvisionCommand() *cobra.Command {
 		Long:  "Generate a new random secret per device; only its hash is stored. The old secret stays valid for --grace.\n" + configHelp,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, logger, err := loadConfig(cfgCmd)
-			if err != nil {
-				return err
-			}
-			db, closeDB, err := server.OpenStore(cmd.Context(), cfg, logger)
+			db, closeDB, err := openStore(cmd, cfgCmd)
 			if err != nil {
 				return err
 			}
@@ -152,11 +140,7 @@ func devicesExportCommand() *cobra.Command {
 		Short: "Write the registry to stdout: devices as CSV, or grids as GeoJSON (--format geojson); never secrets",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, logger, err := loadConfig(cfgCmd)
-			if err != nil {
-				return err
-			}
-			db, closeDB, err := server.OpenStore(cmd.Context(), cfg, logger)
+			db, closeDB, err := openStore(cmd, cfgCmd)
 			if err != nil {
 				return err
 			}

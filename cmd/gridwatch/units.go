@@ -26,10 +26,6 @@ func unitsCommand() *cobra.Command {
 			"category, else to the unit with no districts (the whole city).\n" + configHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, logger, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return err
@@ -39,7 +35,7 @@ func unitsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, closeDB, err := server.OpenStore(cmd.Context(), cfg, logger)
+			db, closeDB, err := openStore(cmd, cmd)
 			if err != nil {
 				return err
 			}
