@@ -90,7 +90,6 @@ func ParseCSV(r io.Reader, opts CSVOptions) ([]Device, []RowError, error) {
 		if errors.Is(err, io.EOF) {
 			return out, rejected, nil
 		}
-		line, _ := cr.FieldPos(0)
 		var perr *csv.ParseError
 		if errors.As(err, &perr) {
 			// A quoting error loses the row; the reader goes on at the next one.
@@ -98,8 +97,11 @@ func ParseCSV(r io.Reader, opts CSVOptions) ([]Device, []RowError, error) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("devices csv: line %d: %w", line, err)
+			return nil, nil, fmt.Errorf("devices csv: %w", err)
 		}
+		// Only a record read without error has a field to ask for: FieldPos
+		// panics after a parse error (found by FuzzParseCSV).
+		line, _ := cr.FieldPos(0)
 		if rows++; opts.Progress != nil && rows%opts.ProgressEvery == 0 {
 			opts.Progress(rows)
 		}
