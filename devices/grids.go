@@ -63,15 +63,27 @@ func ReadGeoJSON(r io.Reader, known func(code string) (Grid, bool)) ([]Grid, []R
 	cands := make([]Grid, 0, len(fc.Features))
 	lines := make([]int, 0, len(fc.Features))
 	for i, f := range fc.Features {
-		g := Grid{
-			Code:     strings.TrimSpace(f.Properties.MustString("code", "")),
-			Name:     strings.TrimSpace(f.Properties.MustString("name", "")),
-			Level:    strings.TrimSpace(f.Properties.MustString("level", "")),
-			Parent:   strings.TrimSpace(f.Properties.MustString("parent", "")),
-			Geometry: f.Geometry,
-		}
+		g := Grid{Geometry: f.Geometry}
 		line := i + 1
-		if reason := g.validate(); reason != "" {
+		// Properties are read with a type switch: orb's MustString panics
+		// on a non-string value (found by FuzzReadGeoJSON).
+		reason := ""
+		for _, p := range []struct {
+			key string
+			dst *string
+		}{{"code", &g.Code}, {"name", &g.Name}, {"level", &g.Level}, {"parent", &g.Parent}} {
+			switch v := f.Properties[p.key].(type) {
+			case nil:
+			case string:
+				*p.dst = strings.TrimSpace(v)
+			default:
+				reason = fmt.Sprintf("property %q must be a string", p.key)
+			}
+		}
+		if reason == "" {
+			reason = g.validate()
+		}
+		if reason != "" {
 			rejected = append(rejected, RowError{Line: line, ID: g.Code, Reason: reason})
 			continue
 		}
