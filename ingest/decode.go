@@ -130,8 +130,8 @@ type Decoder struct {
 	// MinTime is the earliest accepted timestamp. It defaults to
 	// DefaultMinTime (2000-01-01 UTC).
 	MinTime time.Time
-	// MaxFuture is how far past the receive time a timestamp may lie. It
-	// defaults to 1 hour.
+	// MaxFuture is how far past the receive time (or the later time Decode
+	// is told has passed) a timestamp may lie. It defaults to 1 hour.
 	MaxFuture time.Duration
 
 	once    sync.Once
@@ -164,14 +164,16 @@ func (d *Decoder) setDefaults() {
 
 // Decode appends the values of payload to dst and returns it, with the
 // problems found. now is the receive time in ms since the epoch: the time of
-// values that carry none, and the reference of relative SenML times. Every
-// message yields at least one point or one problem.
-func (d *Decoder) Decode(payload []byte, now int64, dst []Point) ([]Point, []Problem) {
+// values that carry none, and the reference of relative SenML times. latest
+// is the latest time known to have passed (a server clock stepped back lags
+// it); timestamps may lie up to MaxFuture past the later of now and latest.
+// Every message yields at least one point or one problem.
+func (d *Decoder) Decode(payload []byte, now, latest int64, dst []Point) ([]Point, []Problem) {
 	d.once.Do(d.setDefaults)
 	s := decodeState{
 		d:      d,
 		now:    now,
-		maxMS:  now + d.MaxFuture.Milliseconds(),
+		maxMS:  max(now, latest) + d.MaxFuture.Milliseconds(),
 		points: dst,
 		start:  len(dst),
 	}

@@ -2,12 +2,14 @@ package ingest
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -223,7 +225,7 @@ func TestDecode(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := &Decoder{MaxPoints: tc.maxPoints, MaxProblems: tc.maxProblems, MaxPayloadBytes: tc.maxPayload}
-			got, problems := d.Decode([]byte(tc.payload), testNow, nil)
+			got, problems := d.Decode([]byte(tc.payload), testNow, testNow, nil)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("points = %v, want %v", got, tc.want)
 			}
@@ -244,15 +246,45 @@ func TestDecode(t *testing.T) {
 func TestDecodeAppendsToDst(t *testing.T) {
 	d := &Decoder{MaxPoints: 1}
 	dst := []Point{{1, "earlier", 1}}
-	got, problems := d.Decode([]byte(`{"a": 2}`), testNow, dst)
+	got, problems := d.Decode([]byte(`{"a": 2}`), testNow, testNow, dst)
 	want := []Point{{1, "earlier", 1}, {testNow, "a", 2}}
 	if !reflect.DeepEqual(got, want) || problems != nil {
 		t.Errorf("got %v, %v; want %v and no problems", got, problems, want)
 	}
 }
 
+// TestDecodeFutureWindow checks that timestamps may lie MaxFuture past the
+// later of the receive time and the latest time known to have passed, so a
+// server clock stepped back an hour rejects no device's correct timestamp.
+func TestDecodeFutureWindow(t *testing.T) {
+	hour := time.Hour.Milliseconds()
+	for _, tc := range []struct {
+		name        string
+		now, latest int64
+		ts          int64
+		ok          bool
+	}{
+		{"at the limit", testNow, testNow, testNow + hour, true},
+		{"past the limit", testNow, testNow, testNow + hour + 1, false},
+		{"clock stepped back an hour", testNow - hour, testNow, testNow + 5000, true},
+		{"clock stepped back, past the latest limit", testNow - hour, testNow, testNow + hour + 1, false},
+		{"latest before now", testNow, testNow - hour, testNow + hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := fmt.Sprintf(`{"ts": %d, "a": 1}`, tc.ts)
+			points, problems := new(Decoder).Decode([]byte(payload), tc.now, tc.latest, nil)
+			if ok := len(points) == 1 && len(problems) == 0; ok != tc.ok {
+				t.Errorf("points %v, problems %+v; want accepted %v", points, problems, tc.ok)
+			}
+			if !tc.ok && (len(problems) != 1 || problems[0].Reason != ReasonBadTimestamp) {
+				t.Errorf("problems = %+v, want one %s", problems, ReasonBadTimestamp)
+			}
+		})
+	}
+}
+
 func TestDecodeSecondsHint(t *testing.T) {
-	_, problems := new(Decoder).Decode([]byte(`{"ts": 1732233600, "a": 1}`), testNow, nil)
+	_, problems := new(Decoder).Decode([]byte(`{"ts": 1732233600, "a": 1}`), testNow, testNow, nil)
 	if len(problems) != 1 || !strings.Contains(problems[0].Detail, "seconds instead of milliseconds") {
 		t.Errorf("problems = %+v, want a hint about seconds", problems)
 	}
@@ -260,7 +292,7 @@ func TestDecodeSecondsHint(t *testing.T) {
 
 func TestDecodeProblemDetailQuotesLittle(t *testing.T) {
 	long := strings.Repeat("x", 1000)
-	_, problems := new(Decoder).Decode([]byte(`{"`+long+`": 1}`), testNow, nil)
+	_, problems := new(Decoder).Decode([]byte(`{"`+long+`": 1}`), testNow, testNow, nil)
 	if len(problems) != 1 || len(problems[0].Detail) > 200 {
 		t.Errorf("problems = %+v, want one with a short detail", problems)
 	}
@@ -272,7 +304,7 @@ func TestDecodeTestdata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		points, problems := new(Decoder).Decode(payload, testNow, nil)
+		points, problems := new(Decoder).Decode(payload, testNow, testNow, nil)
 		if len(points) != want || problems != nil {
 			t.Errorf("%s: %d points, problems %+v; want %d points and no problems", file, len(points), problems, want)
 		}
@@ -285,7 +317,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	d := new(Decoder)
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		points, problems := d.Decode(payload, testNow, nil)
+		points, problems := d.Decode(payload, testNow, testNow, nil)
 		if len(points) == 0 && len(problems) == 0 {
 			t.Fatal("message yielded neither points nor problems")
 		}
@@ -341,7 +373,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.SetBytes(int64(len(payload)))
 			b.ReportAllocs()
 			for b.Loop() {
-				dst, _ = d.Decode(payload, testNow, dst[:0])
+				dst, _ = d.Decode(payload, testNow, testNow, dst[:0])
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})

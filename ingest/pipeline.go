@@ -37,7 +37,11 @@ type Pipeline struct {
 	// RejectedPayloadBytes is how many leading bytes of a rejected payload
 	// are kept. It defaults to 256.
 	RejectedPayloadBytes int
-	// Now tells the receive time. It defaults to time.Now.
+	// Now tells the receive time. It defaults to time.Now. The decoder's
+	// future window is judged against the later of Now and the time Now
+	// told at the first message plus the monotonic time elapsed since, so a
+	// wall clock stepped back (NTP, a resumed VM) rejects no device's
+	// correct timestamp as bad_timestamp.
 	Now func() time.Time
 	// Logger logs rejected messages at debug level. It defaults to
 	// discarding.
@@ -69,7 +73,11 @@ type Pipeline struct {
 
 	once    sync.Once
 	initErr error
-	scratch sync.Pool // of *pipelineScratch
+	// epoch is Now at the first message, and epochMono the monotonic clock
+	// then: epoch plus the monotonic time since is a wall clock no step
+	// sets back.
+	epoch, epochMono time.Time
+	scratch          sync.Pool // of *pipelineScratch
 }
 
 // pipelineScratch holds the buffers of one message, reused across messages.
@@ -97,6 +105,14 @@ func (p *Pipeline) setDefaults() {
 		p.Metrics = NewPipelineMetrics(nil)
 	}
 	p.scratch.New = func() any { return new(pipelineScratch) }
+	p.epoch, p.epochMono = p.Now(), time.Now()
+}
+
+// latest returns the latest time in ms since the epoch that the wall clock
+// is known to have passed: its reading at the first message plus the
+// monotonic time since.
+func (p *Pipeline) latest() int64 {
+	return p.epoch.UnixMilli() + time.Since(p.epochMono).Milliseconds()
 }
 
 // HandleTelemetry decodes the payload of a devices/{id}/telemetry message
@@ -135,7 +151,7 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	sc := p.scratch.Get().(*pipelineScratch)
 	defer p.scratch.Put(sc)
 	var problems []Problem
-	sc.points, problems = p.Decoder.Decode(payload, received, sc.points[:0])
+	sc.points, problems = p.Decoder.Decode(payload, received, p.latest(), sc.points[:0])
 	// The decoder knows JSON, not devices; the catalog says which metrics
 	// the device's type has and their physical ranges.
 	typ, _ := devices.LookupType(dev.Type)

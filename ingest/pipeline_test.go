@@ -3,8 +3,10 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -183,6 +185,39 @@ func TestPipelineHandleTelemetry(t *testing.T) {
 				t.Errorf("readings counter = %v, want %d", got, len(tc.readings))
 			}
 		})
+	}
+}
+
+// TestPipelineClockSteppedBack steps the receive clock back an hour after
+// the first message: a device's correct timestamp, now an hour and a second
+// ahead of the receive time, is still stored, while one over an hour ahead
+// of the time known to have passed is still rejected.
+func TestPipelineClockSteppedBack(t *testing.T) {
+	r := newPipelineRig(t, nil)
+	var offset atomic.Int64
+	r.p.Now = func() time.Time { return time.UnixMilli(testNow + offset.Load()) }
+	send := func(ts int64) error {
+		payload := fmt.Sprintf(`{"ts": %d, "pm25": 35.2}`, ts)
+		return r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), false)
+	}
+	if err := send(testNow); err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Hour.Milliseconds()
+	offset.Store(-hour)
+	if err := send(testNow + 1000); err != nil {
+		t.Fatalf("after the clock stepped back: %v", err)
+	}
+	if err := send(testNow + 2*hour); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("two hours ahead: %v, want ErrMalformed", err)
+	}
+	r.flush(t)
+	want := []Reading{
+		{TS: testNow, Received: testNow, Device: "aq-0001", Grid: "g-0101", Metric: "pm25", Value: 35.2},
+		{TS: testNow + 1000, Received: testNow - hour, Device: "aq-0001", Grid: "g-0101", Metric: "pm25", Value: 35.2},
+	}
+	if got := r.readings.rows(); !reflect.DeepEqual(got, want) {
+		t.Errorf("readings = %+v\nwant %+v", got, want)
 	}
 }
 

@@ -53,6 +53,7 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		InScope:    s.inScope,
 		UnitFor:    s.UnitFor,
 		Store:      s.db,
+		Now:        s.Now,
 		Logger:     s.Logger.With("part", "alerts"),
 		Registerer: s.metrics,
 	}

@@ -57,6 +57,12 @@ func metricNames(typ string) []string {
 // configuration before it is validated.
 func startServer(t testing.TB, chAddr, database string, devs []devices.Device, opts ...func(*Config)) *Server {
 	t.Helper()
+	return startServerAt(t, time.Now, chAddr, database, devs, opts...)
+}
+
+// startServerAt is startServer with now as the server's wall clock.
+func startServerAt(t testing.TB, now func() time.Time, chAddr, database string, devs []devices.Device, opts ...func(*Config)) *Server {
+	t.Helper()
 	dir := t.TempDir()
 	devFile := filepath.Join(dir, "devices.csv")
 	f, err := os.Create(devFile)
@@ -84,7 +90,7 @@ func startServer(t testing.TB, chAddr, database string, devs []devices.Device, o
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := &Server{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := srv.Start(ctx); err != nil {

@@ -33,6 +33,11 @@ type Server struct {
 	Config Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Now is the wall clock of the ingest path (receive times and the
+	// decoder's timestamp window) and of the alert engine. It defaults to
+	// time.Now; the fault tests step it. Batching and the spool time with
+	// the monotonic clock instead.
+	Now func() time.Time
 
 	metrics   *prometheus.Registry
 	registry  *devices.Registry
@@ -60,6 +65,9 @@ type Server struct {
 func (s *Server) Start(ctx context.Context) (err error) {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
+	}
+	if s.Now == nil {
+		s.Now = time.Now
 	}
 	defer func() {
 		if err != nil {
@@ -101,6 +109,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Lookup:    s.registry.Lookup,
 		Telemetry: s.telemetry,
 		Rejected:  s.rejected,
+		Now:       s.Now,
 		Logger:    s.Logger,
 		Metrics:   ingest.NewPipelineMetrics(s.metrics),
 		Admit:     s.spool.Admit,
