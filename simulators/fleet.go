@@ -82,11 +82,11 @@ type Fleet struct {
 	Models Models
 	// Sources makes each device's readings. It defaults to Models.New.
 	Sources func(devices.Device) (Source, error)
-	// OnSent, when set, is called with the device and the message's "ts"
-	// (unique per device) for every message counted as sent: for QoS 1,
-	// every PUBACK. Fault tests record the set of acknowledged messages
-	// with it. It is called from the devices' goroutines.
-	OnSent func(device string, ts int64)
+	// OnSent, when set, is called for every message counted as sent: for
+	// QoS 1, every PUBACK. An AckLog's Add records them, for checking later
+	// that each was stored exactly once. It is called from the devices'
+	// goroutines.
+	OnSent func(Ack)
 	// Progress receives a live progress line every second and a summary at
 	// the end; nil writes nothing.
 	Progress io.Writer
@@ -436,7 +436,7 @@ func (r *run) settle(id string, p pending) {
 	r.readings.Add(int64(p.readings))
 	r.bytes.Add(int64(p.bytes))
 	if r.OnSent != nil {
-		r.OnSent(id, p.ts)
+		r.OnSent(Ack{Device: id, TS: p.ts, Readings: p.readings})
 	}
 }
 

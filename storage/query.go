@@ -271,3 +271,45 @@ func (db *DB) StoredReadings(ctx context.Context, device string, ts []int64) (ma
 	}
 	return out, nil
 }
+
+// MessageRows counts the telemetry rows stored for one device's message:
+// the rows at its time, and how many of them repeat a metric already
+// counted at that time (a reading stored twice).
+type MessageRows struct {
+	Rows, Repeated uint64
+}
+
+// TelemetryMessages counts the telemetry rows of every device per message
+// time (ms since the epoch). It reads the whole table: it is for checking a
+// test run against what its devices were acknowledged, not for production
+// queries.
+func (db *DB) TelemetryMessages(ctx context.Context) (map[string]map[int64]MessageRows, error) {
+	query := "SELECT device, at, sum(n), toUInt64(sum(n - 1)) FROM (" +
+		"SELECT device, toInt64(" + db.msExpr("ts") + ") AS at, metric, count() AS n FROM " +
+		quoteTable(db.opts.Database, "telemetry") + " GROUP BY device, at, metric" +
+		") GROUP BY device, at"
+	rows, err := db.conn.Query(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("storage: count telemetry messages: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]map[int64]MessageRows)
+	for rows.Next() {
+		var (
+			dev string
+			at  int64
+			m   MessageRows
+		)
+		if err := rows.Scan(&dev, &at, &m.Rows, &m.Repeated); err != nil {
+			return nil, fmt.Errorf("storage: count telemetry messages: %w", err)
+		}
+		if out[dev] == nil {
+			out[dev] = make(map[int64]MessageRows)
+		}
+		out[dev][at] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: count telemetry messages: %w", err)
+	}
+	return out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"testing"
 	"time"
 
@@ -250,5 +251,33 @@ func TestDropExpiredIntegration(t *testing.T) {
 	keep := openMigrated(t, storage.Options{})
 	if n, err := keep.DropExpired(ctx, now.AddDate(10, 0, 0)); err != nil || n != 0 {
 		t.Errorf("DropExpired without retention = %d, %v; want 0", n, err)
+	}
+}
+
+func TestTelemetryMessagesIntegration(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	ctx := t.Context()
+	t1, t2 := base.UnixMilli()+1, base.UnixMilli()+2
+	w, _ := newWriter(t, db, storage.WriterOptions{})
+	// Two batch ids: the second insert is not deduplicated but stores
+	// d1's message at t1 a second time.
+	for i, rs := range [][]reading{
+		{{t1, 0, "d1", "pm25", 1}, {t1, 0, "d1", "pm10", 2}, {t2, 0, "d1", "pm25", 3}, {t1, 0, "d2", "pm25", 4}},
+		{{t1, 0, "d1", "pm25", 1}, {t1, 0, "d1", "pm10", 2}},
+	} {
+		if err := w.Write(ctx, "telemetry", fmt.Sprintf("m-%d", i), telemetryRecord(t, rs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.TelemetryMessages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[int64]storage.MessageRows{
+		"d1": {t1: {Rows: 4, Repeated: 2}, t2: {Rows: 1}},
+		"d2": {t1: {Rows: 1}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("TelemetryMessages = %v, want %v", got, want)
 	}
 }

@@ -25,6 +25,7 @@ func fleetCmd(logger *slog.Logger) *cobra.Command {
 		seed   int64
 		asJSON bool
 		quiet  bool
+		acks   string
 	)
 	cmd := &cobra.Command{
 		Use:   "fleet",
@@ -36,6 +37,10 @@ sent, --duration has passed or on SIGINT/SIGTERM, waits for the publishes in
 flight, prints a summary on standard error and, with --json, the statistics
 on standard output. It exits non-zero when a device could not connect or a
 publish failed.
+
+With --acks every message counted as sent (at QoS 1: every PUBACK) is written
+to a file as device,ts,readings; 'gridsim check' compares it with the
+telemetry in ClickHouse afterwards: acknowledged means stored, exactly once.
 
 With --devices-file the first --devices devices of that file are used (all by
 default); without it a city is generated, whose secrets are fresh random
@@ -53,7 +58,19 @@ that admits any device.`,
 			if !quiet {
 				f.Progress = os.Stderr
 			}
+			var log *ackFile
+			if acks != "" {
+				if log, err = createAckFile(acks); err != nil {
+					return err
+				}
+				f.OnSent = log.Add
+			}
 			s, err := f.Run(cmd.Context())
+			if log != nil {
+				if cerr := log.Close(); err == nil {
+					err = cerr
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -88,6 +105,7 @@ that admits any device.`,
 	fl.IntVar(&f.InFlight, "inflight", simulators.DefaultInFlight, "publishes per device not yet completed (QoS 1: unacknowledged)")
 	fl.DurationVar(&f.AckTimeout, "ack-timeout", simulators.DefaultAckTimeout, "time allowed for a publish to complete before it counts as failed")
 	fl.BoolVar(&asJSON, "json", false, "print the statistics as JSON on standard output (default false)")
+	fl.StringVar(&acks, "acks", "", "write every message counted as sent (QoS 1: acknowledged) to this file, for 'gridsim check' (default empty: none)")
 	fl.BoolVar(&quiet, "quiet", false, "no live progress and summary on standard error (default false)")
 	return cmd
 }

@@ -41,9 +41,9 @@ func TestFaultGridwatchKilled(t *testing.T) {
 	gw := newGridwatchProcess(t, addr, database, devs, "--ingest.durable_ack")
 	gw.start(t)
 
-	acked := &ackSet{}
+	acked := simulators.NewAckLog(nil)
 	fleet := &simulators.Fleet{Broker: "tcp://" + gw.mqtt, Devices: devs, QoS: 1, Rate: rate,
-		AckTimeout: 10 * time.Second, OnSent: acked.add}
+		AckTimeout: 10 * time.Second, OnSent: acked.Add}
 	ctx, stopFleet := context.WithCancel(context.Background())
 	defer stopFleet()
 	type result struct {
@@ -59,11 +59,11 @@ func TestFaultGridwatchKilled(t *testing.T) {
 	// acknowledged, so that each kill hits a server taking load.
 	underLoad := func() {
 		t.Helper()
-		want := acked.count() + int(rate)
+		want := acked.Len() + int(rate)
 		deadline := time.Now().Add(time.Minute)
-		for acked.count() < want {
+		for acked.Len() < want {
 			if time.Now().After(deadline) {
-				t.Fatalf("no load: %d messages acknowledged, want %d\n%s", acked.count(), want, gw.logTail())
+				t.Fatalf("no load: %d messages acknowledged, want %d\n%s", acked.Len(), want, gw.logTail())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -82,7 +82,7 @@ func TestFaultGridwatchKilled(t *testing.T) {
 	}
 
 	run := faultRun{stats: r.stats, acked: acked}
-	run.missing, run.dups = checkSet(t, addr, database, gw.segments, acked)
+	run.check = checkSet(t, addr, database, gw.segments, acked)
 	mfs := gw.scrape(t)
 	// The counters are the last process's: its start recovered the segments
 	// of the last crash, and its own drops.

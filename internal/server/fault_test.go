@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,30 +34,6 @@ func outage(short, full time.Duration) time.Duration {
 		return full
 	}
 	return short
-}
-
-// ackSet records the (device, ts) pairs of acknowledged messages.
-type ackSet struct {
-	mu sync.Mutex
-	m  map[string][]int64
-	n  int
-}
-
-// count returns the number of acknowledged messages so far.
-func (a *ackSet) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.n
-}
-
-func (a *ackSet) add(device string, ts int64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.m == nil {
-		a.m = map[string][]int64{}
-	}
-	a.m[device] = append(a.m[device], ts)
-	a.n++
 }
 
 // faultClickHouse starts a ClickHouse of the test's own, which the test may
@@ -103,8 +78,8 @@ func signal(t *testing.T, ch *storage.LocalServer, sig syscall.Signal) {
 // faultRun is one fault scenario's outcome.
 type faultRun struct {
 	stats            simulators.Stats
-	acked            *ackSet
-	missing, dups    int
+	acked            *simulators.AckLog
+	check            simulators.SetCheck
 	spooled, refused float64
 	// dropped is the telemetry rows a batcher or the spool dropped after
 	// accepting them: under the full policy it must stay 0.
@@ -116,8 +91,8 @@ type faultRun struct {
 }
 
 func (r faultRun) String() string {
-	return fmt.Sprintf("acked %d messages (%d publish errors: refused or timed out), missing %d, duplicates %d, rows spooled %.0f, QoS 1 refusals %.0f, accepted rows dropped %.0f, bad timestamps %.0f, took %s",
-		r.acked.n, r.stats.Errors, r.missing, r.dups, r.spooled, r.refused, r.dropped, r.badTimestamps, r.took.Round(100*time.Millisecond))
+	return fmt.Sprintf("%s (%d publish errors: refused or timed out), rows spooled %.0f, QoS 1 refusals %.0f, accepted rows dropped %.0f, bad timestamps %.0f, took %s",
+		r.check, r.stats.Errors, r.spooled, r.refused, r.dropped, r.badTimestamps, r.took.Round(100*time.Millisecond))
 }
 
 // runFault runs a QoS 1 fleet at rate msg/s for load against a gridwatch on
@@ -135,9 +110,9 @@ func runFaultAt(t *testing.T, now func() time.Time, ch *storage.LocalServer, rat
 	opts = append([]func(*Config){func(c *Config) { c.Ingest.InsertTimeout = 2 * time.Second }}, opts...)
 	srv := startServerAt(t, now, ch.Addr(), "gridwatch", devs, opts...)
 	start := time.Now()
-	run := faultRun{acked: &ackSet{}}
+	run := faultRun{acked: simulators.NewAckLog(nil)}
 	fleet := &simulators.Fleet{Broker: mqttURL(srv), Devices: devs, QoS: 1, Rate: rate, Duration: load,
-		AckTimeout: 5 * time.Second, OnSent: run.acked.add}
+		AckTimeout: 5 * time.Second, OnSent: run.acked.Add}
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -151,7 +126,7 @@ func runFaultAt(t *testing.T, now func() time.Time, ch *storage.LocalServer, rat
 	}
 	run.refused = gathered(t, srv, "gridwatch_mqtt_messages_total", "result", "refused_qos1")
 	run.spooled = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
-	run.missing, run.dups = checkSet(t, ch.Addr(), "gridwatch", func() int { return srv.spool.Stats().Segments }, run.acked)
+	run.check = checkSet(t, ch.Addr(), "gridwatch", func() int { return srv.spool.Stats().Segments }, run.acked)
 	run.dropped = gathered(t, srv, "gridwatch_batcher_rows_dropped_total", "table", "telemetry") +
 		gathered(t, srv, "gridwatch_spool_rows_dropped_total", "table", "telemetry")
 	run.badTimestamps = gathered(t, srv, "gridwatch_ingest_rejections_total", "reason", ingest.ReasonBadTimestamp)
@@ -193,9 +168,9 @@ func counterSum(mf *dto.MetricFamily, label, value string) float64 {
 // checkSet waits until the ClickHouse at addr is up (a restarted one may
 // still be starting), the spool is empty (segments returns how many
 // segments it holds) and every acknowledged message is in database (or a
-// minute passes), then counts the acknowledged messages missing and the
-// rows stored more than once.
-func checkSet(t *testing.T, addr, database string, segments func() int, acked *ackSet) (missing, dups int) {
+// minute passes), then compares the acknowledged set with the telemetry
+// stored.
+func checkSet(t *testing.T, addr, database string, segments func() int, acked *simulators.AckLog) simulators.SetCheck {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	db, err := storage.Open(context.Background(), storage.Options{Addr: addr, Database: database}, nil)
@@ -207,59 +182,17 @@ func checkSet(t *testing.T, addr, database string, segments func() int, acked *a
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ts := "ts"
-	if db.Capabilities().DateTime64 {
-		ts = "toUnixTimestamp64Milli(ts)"
-	}
-	for {
-		if n := segments(); n == 0 {
-			missing, dups = compareSet(t, db, database, ts, acked)
-			if missing == 0 || time.Now().After(deadline) {
-				return missing, dups
-			}
-		} else if time.Now().After(deadline) {
+	for n := segments(); n > 0; n = segments() {
+		if time.Now().After(deadline) {
 			t.Fatalf("spool did not drain: %d segments left", n)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// compareSet compares the acknowledged set with the telemetry table: every
-// message carries two readings (the test devices' types have two metrics).
-func compareSet(t *testing.T, db *storage.DB, database, ts string, acked *ackSet) (missing, dups int) {
-	t.Helper()
-	rows, err := db.Conn().Query(context.Background(),
-		"SELECT device, toInt64("+ts+"), count() FROM "+database+".telemetry GROUP BY device, "+ts)
+	c, err := simulators.CheckStored(context.Background(), db, acked.Acks(), time.Until(deadline))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	stored := map[string]map[int64]uint64{}
-	for rows.Next() {
-		var dev string
-		var at int64
-		var n uint64
-		if err := rows.Scan(&dev, &at, &n); err != nil {
-			t.Fatal(err)
-		}
-		if stored[dev] == nil {
-			stored[dev] = map[int64]uint64{}
-		}
-		stored[dev][at] = n
-		if n > 2 {
-			dups += int(n - 2)
-		}
-	}
-	acked.mu.Lock()
-	defer acked.mu.Unlock()
-	for dev, tss := range acked.m {
-		for _, at := range tss {
-			if stored[dev][at] < 2 {
-				missing++
-			}
-		}
-	}
-	return missing, dups
+	return c
 }
 
 // assertFault fails t unless the run lost and duplicated nothing it
@@ -267,12 +200,12 @@ func compareSet(t *testing.T, db *storage.DB, database, ts string, acked *ackSet
 func assertFault(t *testing.T, name string, r faultRun) {
 	t.Helper()
 	t.Logf("%s: %s", name, r)
-	if r.acked.n == 0 {
+	if r.check.Acked == 0 {
 		t.Fatalf("%s: no message was acknowledged", name)
 	}
-	if r.missing != 0 || r.dups != 0 || r.dropped != 0 || r.badTimestamps != 0 {
-		t.Fatalf("%s: missing %d, duplicates %d, accepted rows dropped %.0f, bad timestamps %.0f; want 0 each",
-			name, r.missing, r.dups, r.dropped, r.badTimestamps)
+	if !r.check.OK() || r.dropped != 0 || r.badTimestamps != 0 {
+		t.Fatalf("%s: %s, accepted rows dropped %.0f, bad timestamps %.0f; want 0 missing, duplicated, dropped and rejected",
+			name, r.check, r.dropped, r.badTimestamps)
 	}
 }
 

@@ -1,0 +1,80 @@
+package simulators
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+func TestAckLogFileRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewAckLog(&buf)
+	want := []Ack{{"d-1", 1700000000001, 2}, {"d,2", 1700000000002, 1}, {"d-1", 1700000000003, 3}}
+	var wg sync.WaitGroup
+	for _, a := range want {
+		wg.Go(func() { l.Add(a) })
+	}
+	wg.Wait()
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Len() != len(want) || len(l.Acks()) != 0 {
+		t.Fatalf("Len %d, %d kept in memory; want %d written to the file and none kept", l.Len(), len(l.Acks()), len(want))
+	}
+	got, err := ReadAcks(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmp := func(a, b Ack) int { return int(a.TS - b.TS) }
+	slices.SortFunc(got, cmp)
+	if !slices.Equal(got, want) {
+		t.Fatalf("read back %v, want %v", got, want)
+	}
+
+	mem := NewAckLog(nil)
+	mem.Add(want[0])
+	if got := mem.Acks(); !slices.Equal(got, want[:1]) || mem.Flush() != nil {
+		t.Fatalf("in-memory log holds %v, want %v", got, want[:1])
+	}
+}
+
+func TestReadAcksErrors(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"empty", "", "header"},
+		{"wrong header", "id,ts,n\n", "header"},
+		{"bad ts", "device,ts,readings\nd,1,1\nd,x,1\n", "line 3: ts"},
+		{"zero readings", "device,ts,readings\nd,1,0\n", "line 2: readings"},
+		{"short line", "device,ts,readings\nd,1\n", "wrong number of fields"},
+	} {
+		_, err := ReadAcks(strings.NewReader(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestCheckAcks(t *testing.T) {
+	acks := []Ack{
+		{"a", 1, 2}, // stored whole
+		{"a", 2, 2}, // one of its two readings lost
+		{"b", 1, 1}, // lost
+		{"b", 2, 1}, // stored twice
+	}
+	stored := map[string]map[int64]storage.MessageRows{
+		"a": {1: {Rows: 2}, 2: {Rows: 1},
+			3: {Rows: 3, Repeated: 1}}, // never acknowledged (its PUBACK lost), and stored twice
+		"b": {2: {Rows: 2, Repeated: 1}},
+	}
+	got := CheckAcks(acks, stored)
+	want := SetCheck{Acked: 4, Missing: 2, Duplicates: 2}
+	if got != want || got.OK() {
+		t.Fatalf("CheckAcks = %+v, want %+v, not OK", got, want)
+	}
+	if c := CheckAcks(acks[:1], nil); c.OK() || c.Missing != 1 {
+		t.Fatalf("nothing stored: %+v, want 1 missing", c)
+	}
+}
