@@ -134,6 +134,7 @@ type batcherSeries struct {
 	dropWrite, dropOverloaded, dropClosed   prometheus.Counter
 	sealRows, sealBytes, sealAge, sealClose prometheus.Counter
 	pending                                 prometheus.Gauge
+	blocked                                 prometheus.Counter
 	writeSeconds                            prometheus.Observer
 }
 
@@ -234,6 +235,7 @@ func (m *BatcherMetrics) curry(table string) batcherSeries {
 		sealAge:        m.batches.WithLabelValues(table, "age"),
 		sealClose:      m.batches.WithLabelValues(table, "close"),
 		pending:        m.pending.WithLabelValues(table),
+		blocked:        m.blocked.WithLabelValues(table),
 		writeSeconds:   m.writeSeconds.WithLabelValues(table),
 	}
 }
@@ -301,12 +303,15 @@ func (b *Batcher[T]) makeRoomLocked(ctx context.Context, size int) error {
 			return nil
 		}
 		b.mu.Unlock()
+		waited := time.Now()
 		select {
 		case b.slots <- struct{}{}:
 		case <-ctx.Done():
+			b.series.blocked.Add(time.Since(waited).Seconds())
 			b.mu.Lock()
 			return fmt.Errorf("%w: %w", ErrOverloaded, ctx.Err())
 		}
+		b.series.blocked.Add(time.Since(waited).Seconds())
 		b.mu.Lock()
 		// The batch may have been sealed or the batcher closed meanwhile.
 		if b.state == stateRunning && b.fullLocked(size) != nil {

@@ -256,8 +256,13 @@ func TestBatcherBackpressure(t *testing.T) {
 		if got := testutil.ToFloat64(b.Metrics.pending.WithLabelValues(b.Table)); got != 1 {
 			t.Errorf("pending = %v, want 1", got)
 		}
+		// The time it waits is counted: backpressure is visible.
+		time.Sleep(5 * time.Second)
 		close(release)
 		r := <-done
+		if got := testutil.ToFloat64(b.Metrics.blocked.WithLabelValues(b.Table)); got != 5 {
+			t.Errorf("blocked seconds = %v, want 5", got)
+		}
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
 		}

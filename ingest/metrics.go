@@ -21,6 +21,7 @@ type BatcherMetrics struct {
 	batches      *prometheus.CounterVec
 	writeErrors  *prometheus.CounterVec
 	pending      *prometheus.GaugeVec
+	blocked      *prometheus.CounterVec
 	writeSeconds *prometheus.HistogramVec
 }
 
@@ -52,6 +53,10 @@ func NewBatcherMetrics(reg prometheus.Registerer) *BatcherMetrics {
 		pending: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gridwatch_batcher_pending_batches",
 			Help: "Sealed batches not yet written, the one being written included.",
+		}, []string{"table"}),
+		blocked: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_batcher_blocked_seconds_total",
+			Help: "Time publishers spent waiting for a batch slot while max_pending batches waited for ClickHouse, summed over publishers: backpressure, which slows the MQTT clients' read loops instead of growing memory.",
 		}, []string{"table"}),
 		writeSeconds: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gridwatch_batcher_write_seconds",
