@@ -5,6 +5,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -36,6 +37,9 @@ type Server struct {
 	Lookup func(id string) (devices.Device, bool)
 	// Checks are run by /readyz, by name; all must pass.
 	Checks map[string]Check
+	// Detail, when set, adds figures to /readyz under "detail", beside the
+	// checks' verdicts.
+	Detail func() map[string]any
 	// Gatherer is what /metrics exposes; nil exposes nothing.
 	Gatherer prometheus.Gatherer
 	// AdminToken is the bootstrap bearer token: an admin of the whole city.
@@ -165,9 +169,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	status, code := "ready", http.StatusOK
 	results := make(map[string]string, len(names))
 	for _, name := range names {
-		ctx, cancel := context.WithTimeout(r.Context(), s.CheckTimeout)
-		err := s.Checks[name](ctx)
-		cancel()
+		err := s.runCheck(r.Context(), s.Checks[name])
 		if err != nil {
 			results[name] = err.Error()
 			status, code = "not ready", http.StatusServiceUnavailable
@@ -175,7 +177,27 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 		results[name] = "ok"
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": results})
+	body := map[string]any{"status": status, "checks": results}
+	if s.Detail != nil {
+		body["detail"] = s.Detail()
+	}
+	writeJSON(w, code, body)
+}
+
+// runCheck runs check bounded by CheckTimeout. A check that does not
+// return in time (a client library ignoring the deadline) is left to finish
+// on its own, and fails.
+func (s *Server) runCheck(ctx context.Context, check Check) error {
+	ctx, cancel := context.WithTimeout(ctx, s.CheckTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- check(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer within %s", s.CheckTimeout)
+	}
 }
 
 // apiError is the body of every error response.

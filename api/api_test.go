@@ -181,4 +181,26 @@ func TestReadyzReportsEachCheck(t *testing.T) {
 	if code != 503 || raw != want {
 		t.Errorf("/readyz = %d %s, want 503 %s", code, raw, want)
 	}
+
+	// A check that ignores its deadline fails at the deadline.
+	hung := make(chan struct{})
+	defer close(hung)
+	slow := &Server{Store: fakeStore{}, Lookup: devices.NewRegistry(nil).Lookup, CheckTimeout: 50 * time.Millisecond,
+		Checks: map[string]Check{"hung": func(context.Context) error { <-hung; return nil }}}
+	slowSrv := httptest.NewServer(slow.Handler())
+	defer slowSrv.Close()
+	code, _, raw = do(t, slowSrv, "/readyz", "")
+	want = `{"checks":{"hung":"no answer within 50ms"},"status":"not ready"}`
+	if code != 503 || raw != want {
+		t.Errorf("/readyz with a hung check = %d %s, want 503 %s", code, raw, want)
+	}
+
+	s.Detail = func() map[string]any { return map[string]any{"spool": map[string]int{"segments": 3}} }
+	withDetail := httptest.NewServer(s.Handler())
+	defer withDetail.Close()
+	code, _, raw = do(t, withDetail, "/readyz", "")
+	want = `{"checks":{"clickhouse":"schema is not at the latest version","other":"ok"},"detail":{"spool":{"segments":3}},"status":"not ready"}`
+	if code != 503 || raw != want {
+		t.Errorf("/readyz with detail = %d %s, want 503 %s", code, raw, want)
+	}
 }

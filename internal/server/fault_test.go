@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -252,15 +253,67 @@ func TestFaultClickHouseKilledMidInsert(t *testing.T) {
 func TestFaultSpoolFull(t *testing.T) {
 	ch := faultClickHouse(t, time.Second)
 	stop := outage(6*time.Second, time.Minute)
-	r := runFault(t, ch, 3000, stop+6*time.Second, func(*Server) {
+	var full readiness
+	var srv *Server
+	r := runFault(t, ch, 3000, stop+6*time.Second, func(s *Server) {
+		srv = s
 		signal(t, ch, syscall.SIGSTOP)
-		time.Sleep(stop)
+		// /readyz tells a full spool, with its figures, while it lasts.
+		deadline := time.Now().Add(stop)
+		for (full.Checks["spool"] == "" || full.Checks["spool"] == "ok") && time.Now().Before(deadline) {
+			full = readyz(t, s)
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(time.Until(deadline))
 		signal(t, ch, syscall.SIGCONT)
 	}, func(c *Config) { c.Ingest.SpoolMaxBytes, c.Ingest.BatchAge = 1<<20, 4*time.Second })
 	assertFault(t, "spool full (1 MiB)", r)
 	if r.refused == 0 {
 		t.Fatal("a full spool refused no QoS 1 message")
 	}
+	sp := full.Detail.Spool
+	t.Logf("/readyz while full: %q, spool %+v", full.Checks["spool"], sp)
+	if full.Status != "not ready" || !strings.Contains(full.Checks["spool"], "refused") ||
+		sp.Segments == 0 || sp.Bytes < 1<<20 || sp.MaxBytes != 1<<20 || sp.OldestAge <= 0 {
+		t.Errorf("/readyz during the outage = %+v, want not ready with the full spool's figures", full)
+	}
+	after := readyz(t, srv)
+	if after.Status != "ready" || after.Detail.Spool.Segments != 0 {
+		t.Errorf("/readyz after the replay = %+v, want ready with an empty spool", after)
+	}
+	refusals := 0.0
+	for series, v := range after.Detail.Losses {
+		if strings.Contains(series, `result="refused_qos1"`) {
+			refusals += v
+		}
+	}
+	if refusals != r.refused {
+		t.Errorf("/readyz losses %v count %.0f QoS 1 refusals, /metrics %.0f", after.Detail.Losses, refusals, r.refused)
+	}
+}
+
+// readiness is the body of /readyz.
+type readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+	Detail struct {
+		Spool struct {
+			Segments   int     `json:"segments"`
+			Bytes      int64   `json:"bytes"`
+			MaxBytes   int64   `json:"max_bytes"`
+			OldestAge  float64 `json:"oldest_segment_age_seconds"`
+			ReplayRate float64 `json:"replay_rows_per_second"`
+		} `json:"spool"`
+		Losses map[string]float64 `json:"losses"`
+	} `json:"detail"`
+}
+
+// readyz returns the server's /readyz.
+func readyz(t *testing.T, srv *Server) readiness {
+	t.Helper()
+	var r readiness
+	getJSON(t, srv, "/readyz", &r)
+	return r
 }
 
 func TestFaultSIGTERMUnderLoad(t *testing.T) {

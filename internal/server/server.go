@@ -161,6 +161,11 @@ func (s *Server) openClickHouse(ctx, life context.Context) error {
 		User:          cfg.User,
 		Password:      cfg.Password,
 		RetentionDays: cfg.RetentionDays,
+		// clickhouse-go bounds a new connection's handshake by its dial
+		// timeout, not by the context: were it longer than an INSERT's
+		// bound, an INSERT needing a new connection to a hung server
+		// would outlast ingest.insert_timeout.
+		DialTimeout: min(storage.DefaultDialTimeout, s.Config.Ingest.InsertTimeout),
 	}
 	if cfg.TLS {
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.TLSSkipVerify} // #nosec G402 -- opt-in for testing, documented
@@ -218,6 +223,7 @@ func (s *Server) startHTTP() error {
 		Store:      s.db,
 		Lookup:     s.registry.Lookup,
 		Checks:     map[string]api.Check{"clickhouse": s.db.Ready, "spool": s.spool.Ready},
+		Detail:     s.readyDetail,
 		Gatherer:   s.metrics,
 		AdminToken: s.Config.API.AdminToken,
 		Logger:     s.Logger,

@@ -152,6 +152,17 @@ type Spool struct {
 	failing bool
 	// directFailing is set by Write when a direct insert fails.
 	directFailing bool
+	// replays are the replays of the last replayRateWindow, for Stats.
+	replays []replayMark
+}
+
+// replayRateWindow is the span over which Stats measures the replay rate.
+const replayRateWindow = 10 * time.Second
+
+// replayMark is one successful replay: when, and the rows it drained.
+type replayMark struct {
+	at   time.Time
+	rows int
 }
 
 // segInfo describes one segment file.
@@ -175,6 +186,9 @@ type Stats struct {
 	Rows int
 	// OldestAge is the age of the oldest segment, 0 when there is none.
 	OldestAge time.Duration
+	// ReplayRate is the rows per second replayed (stored or found stored
+	// already) over the last 10 seconds.
+	ReplayRate float64
 }
 
 // Open checks the settings, creates Dir, verifies every segment in it
@@ -435,7 +449,29 @@ func (s *Spool) Stats() Stats {
 	if len(s.segs) > 0 {
 		st.OldestAge = time.Since(s.segs[0].created)
 	}
+	s.pruneReplaysLocked()
+	for _, m := range s.replays {
+		st.ReplayRate += float64(m.rows)
+	}
+	st.ReplayRate /= replayRateWindow.Seconds()
 	return st
+}
+
+// noteReplay records a successful replay of rows, for the replay rate.
+func (s *Spool) noteReplay(rows int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneReplaysLocked()
+	s.replays = append(s.replays, replayMark{time.Now(), rows})
+}
+
+// pruneReplaysLocked forgets the replays older than replayRateWindow.
+func (s *Spool) pruneReplaysLocked() {
+	i := 0
+	for i < len(s.replays) && time.Since(s.replays[i].at) > replayRateWindow {
+		i++
+	}
+	s.replays = s.replays[i:]
 }
 
 // Ready is the /readyz check: it fails while the spool is full, that is
@@ -472,6 +508,9 @@ func (s *Spool) runReplay(ctx context.Context) {
 			continue
 		}
 		rows, err := s.replay(ctx, next)
+		if err == nil {
+			s.noteReplay(rows)
+		}
 		pause := time.Duration(0)
 		switch {
 		case err != nil:

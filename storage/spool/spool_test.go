@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -133,6 +134,12 @@ func TestSpoolReplaysInOrderOnceAfterOutage(t *testing.T) {
 			}
 			f.set(false, false)
 			waitFor(t, "replay", func() bool { return s.Stats().Segments == 0 })
+			// The replay rate spans 10 s: it counts every row replayed,
+			// the one found stored already included.
+			replayed := map[bool]float64{false: 4, true: 6}[durable]
+			if got := s.Stats().ReplayRate * 10; math.Abs(got-replayed) > 1e-9 {
+				t.Errorf("replay rate × 10 s = %v rows, want %v", got, replayed)
+			}
 			got := f.rows()
 			want := []int64{1, 2, 3, 4, 5, 6}
 			if len(got) != len(want) {
