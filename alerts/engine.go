@@ -58,6 +58,11 @@ type Store interface {
 	// LoadAlerts returns the latest row of every alert that is pending or
 	// not closed, or was closed at or after closedSince, with their events.
 	LoadAlerts(ctx context.Context, closedSince time.Time) ([]Alert, []Event, error)
+	// SaveSilence stores a silence; a later Revision replaces an earlier.
+	SaveSilence(ctx context.Context, s Silence) error
+	// LoadSilences returns the latest version of every silence that ends
+	// after now.
+	LoadSilences(ctx context.Context, now time.Time) ([]Silence, error)
 }
 
 // Engine evaluates observations against the rules, keeps alerts and their
@@ -94,7 +99,7 @@ type Engine struct {
 	// API checks tokens' scopes with the same function. It defaults to
 	// asking Ancestors.
 	InScope func(scope, grid string) bool
-	// Store persists alerts; nil keeps them in memory only.
+	// Store persists alerts and silences; nil keeps them in memory only.
 	Store Store
 	// Now is the clock. It defaults to time.Now.
 	Now func() time.Time
@@ -241,7 +246,11 @@ func (e *Engine) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("alerts: restore: %w", err)
 		}
-		e.restore(alerts, events, now)
+		silences, err := e.Store.LoadSilences(ctx, now)
+		if err != nil {
+			return fmt.Errorf("alerts: restore: %w", err)
+		}
+		e.restore(alerts, events, silences, now)
 	}
 	if e.Devices != nil {
 		e.mu.Lock()
@@ -597,8 +606,7 @@ func (e *Engine) bury(en *entry, now time.Time) {
 	delete(e.alerts, en.ID)
 	delete(e.active, en.ID)
 	delete(e.dirty, en.ID)
-	e.revision = max(e.revision+1, uint64(now.UnixMilli())*1000)
-	en.Revision = e.revision
+	en.Revision = e.nextRevisionLocked(now)
 	e.tombs = append(e.tombs, en.clone())
 }
 

@@ -178,10 +178,10 @@ func TestSilences(t *testing.T) {
 	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "gas-2", Type: "gas", Grid: "G2"}}
 	e := newEngine(t, mustRules(t, lifecycleRules), devs, nil, c)
 	sub := e.Subscribe(8)
-	if _, err := e.AddSilence(alerts.Silence{Device: "gas-1", Maintenance: true, Ends: t0.Add(time.Hour), Actor: "op"}); err != nil {
+	if _, err := e.AddSilence(t.Context(), alerts.Silence{Device: "gas-1", Maintenance: true, Ends: t0.Add(time.Hour), Actor: "op"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.AddSilence(alerts.Silence{Grid: "G2", Ends: t0.Add(time.Hour), Actor: "op"}); err != nil {
+	if _, err := e.AddSilence(t.Context(), alerts.Silence{Grid: "G2", Ends: t0.Add(time.Hour), Actor: "op"}); err != nil {
 		t.Fatal(err)
 	}
 	obs := func(dev string) {

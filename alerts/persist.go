@@ -24,8 +24,7 @@ func (e *Engine) Flush(ctx context.Context) error {
 	now := e.Now()
 	alerts, events := e.retry.alerts, e.retry.events
 	for id, en := range e.dirty {
-		e.revision = max(e.revision+1, uint64(now.UnixMilli())*1000)
-		en.Revision = e.revision
+		en.Revision = e.nextRevisionLocked(now)
 		alerts = append(alerts, en.clone())
 		delete(e.dirty, id)
 	}
@@ -80,12 +79,24 @@ func latestRevisions(rows []Alert) []Alert {
 	return rows
 }
 
-// restore rebuilds the engine's state from stored alerts: open alerts,
-// pending timers (they keep running from their stored start) and the
-// instances that fire into them.
-func (e *Engine) restore(alerts []Alert, events []Event, now time.Time) {
+// nextRevisionLocked returns a revision above every one given so far and
+// at least the clock's ms times 1000, so that revisions keep growing across
+// restarts. Called with mu held.
+func (e *Engine) nextRevisionLocked(now time.Time) uint64 {
+	e.revision = max(e.revision+1, uint64(now.UnixMilli())*1000)
+	return e.revision
+}
+
+// restore rebuilds the engine's state from stored alerts and silences: open
+// alerts, pending timers (they keep running from their stored start), the
+// instances that fire into them, and the silences in force.
+func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for _, s := range silences {
+		e.revision = max(e.revision, s.Revision)
+	}
+	e.silences = silences
 	byAlert := map[string][]Event{}
 	for _, ev := range events {
 		byAlert[ev.AlertID] = append(byAlert[ev.AlertID], ev)

@@ -28,15 +28,7 @@ const restartRules = lifecycleRules + `
 // comes back with its version and trace, and the timer fires on time
 // without a new reading.
 func TestRestartIntegration(t *testing.T) {
-	addr, dbName := storagetest.Database(t)
-	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: dbName}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	db := openStore(t)
 	rules := mustRules(t, restartRules)
 	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "wl-1", Type: "water_level", Grid: "G1"}}
 	c := &clock{t: t0}
@@ -82,5 +74,70 @@ func TestRestartIntegration(t *testing.T) {
 	second.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 9500, TS: c.Now().UnixMilli()})
 	if p, _ := second.List(alerts.Filter{Rule: "gas_high"}); len(p.Alerts) != 1 || p.Alerts[0].Count != 2 {
 		t.Fatalf("gas alerts after a repeat = %+v; want one with count 2", p.Alerts)
+	}
+}
+
+// openStore returns a migrated database of its own on the test ClickHouse.
+func openStore(t *testing.T) *storage.DB {
+	t.Helper()
+	addr, dbName := storagetest.Database(t)
+	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: dbName}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestSilencesSurviveRestartIntegration restarts engines on one ClickHouse:
+// silences in force come back with their ids and keep muting, one removed
+// early and ones that ended do not.
+func TestSilencesSurviveRestartIntegration(t *testing.T) {
+	db := openStore(t)
+	rules := mustRules(t, lifecycleRules)
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "gas-2", Type: "gas", Grid: "G2"}}
+	c := &clock{t: t0}
+
+	first := newEngine(t, rules, devs, db, c)
+	window, err := first.AddSilence(t.Context(), alerts.Silence{Device: "gas-1", Maintenance: true, Ends: t0.Add(time.Hour), Actor: "op", Reason: "pipe work"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet, err := first.AddSilence(t.Context(), alerts.Silence{Grid: "G2", Ends: t0.Add(2 * time.Hour), Actor: "op"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := first.AddSilence(t.Context(), alerts.Silence{Rule: "gas_high", Ends: t0.Add(3 * time.Hour), Actor: "op"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.RemoveSilence(t.Context(), removed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Add(10 * time.Minute)
+	second := newEngine(t, rules, devs, db, c)
+	got := second.Silences()
+	if len(got) != 2 || got[0] != window || got[1] != quiet {
+		t.Fatalf("silences after a restart = %+v; want %+v and %+v", got, window, quiet)
+	}
+	second.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()})
+	if p, _ := second.List(alerts.Filter{}); len(p.Alerts) != 0 {
+		t.Fatalf("alerts of a device in a restored maintenance window: %+v", p.Alerts)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Add(time.Hour)
+	third := newEngine(t, rules, devs, db, c)
+	if got := third.Silences(); len(got) != 1 || got[0].ID != quiet.ID {
+		t.Fatalf("silences after the window ended = %+v; want %s only", got, quiet.ID)
 	}
 }

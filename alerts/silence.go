@@ -1,9 +1,11 @@
 package alerts
 
 import (
+	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,34 +27,65 @@ type Silence struct {
 	// Actor and Reason say who set it and why.
 	Actor  string `json:"actor"`
 	Reason string `json:"reason,omitempty"`
+	// Revision orders the saved versions of a silence; the latest wins.
+	Revision uint64 `json:"-"`
 }
 
 // AddSilence adds a silence or maintenance window and returns it with its
-// id. Silences live in memory: they end at their end time or at a restart.
-func (e *Engine) AddSilence(s Silence) (Silence, error) {
+// id, once the Store has it: silences survive a restart.
+func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return Silence{}, ErrClosed
 	}
-	if s.Actor == "" || !s.Ends.After(e.now()) {
+	now := e.now()
+	if s.Actor == "" || !s.Ends.After(now) {
+		e.mu.Unlock()
 		return Silence{}, fmt.Errorf("%w: a silence needs an actor and an end in the future", ErrInvalidAction)
 	}
-	e.seq++
-	s.ID = "s" + strconv.FormatUint(e.seq, 36)
+	// Ids are random, not a counter: they must not repeat across restarts.
+	s.ID = "s" + strings.ToLower(rand.Text()[:12])
+	s.Revision = e.nextRevisionLocked(now)
+	e.mu.Unlock()
+	if err := e.saveSilence(ctx, s); err != nil {
+		return Silence{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.silences = append(e.silences, s)
 	return s, nil
 }
 
-// RemoveSilence ends a silence now.
-func (e *Engine) RemoveSilence(id string) error {
+// RemoveSilence ends a silence now, in the Store too.
+func (e *Engine) RemoveSilence(ctx context.Context, id string) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	i := slices.IndexFunc(e.silences, func(s Silence) bool { return s.ID == id })
 	if i < 0 {
+		e.mu.Unlock()
 		return fmt.Errorf("%w: silence %q", ErrNotFound, id)
 	}
-	e.silences = slices.Delete(e.silences, i, i+1)
+	now := e.now()
+	ended := e.silences[i]
+	ended.Ends, ended.Revision = now, e.nextRevisionLocked(now)
+	e.mu.Unlock()
+	if err := e.saveSilence(ctx, ended); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.silences = slices.DeleteFunc(e.silences, func(s Silence) bool { return s.ID == id })
+	return nil
+}
+
+// saveSilence stores s when the engine has a Store.
+func (e *Engine) saveSilence(ctx context.Context, s Silence) error {
+	if e.Store == nil {
+		return nil
+	}
+	if err := e.Store.SaveSilence(ctx, s); err != nil {
+		return fmt.Errorf("alerts: save silence: %w", err)
+	}
 	return nil
 }
 

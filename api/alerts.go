@@ -21,8 +21,8 @@ type Alerts interface {
 	Act(ctx context.Context, a alerts.Action) (alerts.Alert, error)
 	Subscribe(buffer int) *alerts.Subscription
 	Stats(by alerts.StatsBy, scope string, from, to time.Time) ([]alerts.Stats, error)
-	AddSilence(s alerts.Silence) (alerts.Silence, error)
-	RemoveSilence(id string) error
+	AddSilence(ctx context.Context, s alerts.Silence) (alerts.Silence, error)
+	RemoveSilence(ctx context.Context, id string) error
 	Silences() []alerts.Silence
 }
 

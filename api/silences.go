@@ -112,7 +112,7 @@ func (s *Server) createSilence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("grid %q not found", sil.Grid))
 		return
 	}
-	sil, err = s.Alerts.AddSilence(sil)
+	sil, err = s.Alerts.AddSilence(r.Context(), sil)
 	switch {
 	case errors.Is(err, alerts.ErrInvalidAction):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_silence", err.Error())
@@ -134,7 +134,7 @@ func (s *Server) deleteSilence(w http.ResponseWriter, r *http.Request) {
 		if sil.ID != id || !s.seesSilence(p, sil) {
 			continue
 		}
-		if err := s.Alerts.RemoveSilence(id); err != nil && !errors.Is(err, alerts.ErrNotFound) {
+		if err := s.Alerts.RemoveSilence(r.Context(), id); err != nil && !errors.Is(err, alerts.ErrNotFound) {
 			s.internalError(w, r, err)
 			return
 		}

@@ -170,3 +170,19 @@ ORDER BY (camera, ts);
 
 -- migration 0009: batch_ledger
 ALTER TABLE `gridwatch`.`telemetry` ADD COLUMN `batch` String DEFAULT '';
+
+-- migration 0010: silences
+CREATE TABLE IF NOT EXISTS `gridwatch`.`silences`
+(
+    `id` String,
+    `revision` UInt64,
+    `rule` String,
+    `device` String,
+    `grid` String,
+    `maintenance` UInt8,
+    `ends` Int64,
+    `actor` String,
+    `reason` String
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY id;

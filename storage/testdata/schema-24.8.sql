@@ -172,3 +172,19 @@ SETTINGS non_replicated_deduplication_window = 1000;
 
 -- migration 0009: batch_ledger
 ALTER TABLE `gridwatch`.`telemetry` ADD COLUMN IF NOT EXISTS `batch` String DEFAULT '';
+
+-- migration 0010: silences
+CREATE TABLE IF NOT EXISTS `gridwatch`.`silences`
+(
+    `id` String,
+    `revision` UInt64,
+    `rule` String,
+    `device` String,
+    `grid` String,
+    `maintenance` UInt8,
+    `ends` DateTime64(3, 'UTC'),
+    `actor` String,
+    `reason` String
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY id;
