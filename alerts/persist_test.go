@@ -106,7 +106,7 @@ func TestSilencesSurviveRestartIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet, err := first.AddSilence(t.Context(), alerts.Silence{Grid: "G2", Ends: t0.Add(2 * time.Hour), Actor: "op"})
+	quiet, err := first.AddSilence(t.Context(), alerts.Silence{Grid: "G2", Ends: t0.Add(2*time.Hour + 1234567*time.Nanosecond), Actor: "op"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,8 @@ func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 	}
 	// Ids are random, not a counter: they must not repeat across restarts.
 	s.ID = "s" + strings.ToLower(rand.Text()[:12])
+	// The store keeps milliseconds: answer what a restart will restore.
+	s.Ends = s.Ends.Truncate(time.Millisecond)
 	s.Revision = e.nextRevisionLocked(now)
 	e.mu.Unlock()
 	if err := e.saveSilence(ctx, s); err != nil {
