@@ -118,10 +118,10 @@ func ReadAcks(r io.Reader) ([]Ack, error) {
 		if errors.Is(err, io.EOF) {
 			return acks, nil
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			return nil, fmt.Errorf("acks: %w", err)
 		}
+		line, _ := cr.FieldPos(0)
 		ts, err := strconv.ParseInt(rec[1], 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("acks: line %d: ts %q: %w", line, rec[1], err)
