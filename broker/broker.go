@@ -22,11 +22,20 @@ import (
 // hundred bytes, SenML batches a few KiB.
 const DefaultMaxPacketSize = 64 << 10
 
+// Stored tells when what ingest took of a message is written;
+// ingest.Receipt is one.
+type Stored interface {
+	// Wait blocks until the readings are written or ctx ends, and returns
+	// the write's error or ctx's.
+	Wait(ctx context.Context) error
+}
+
 // IngestFunc takes one telemetry message from a device; dup is the
 // PUBLISH's DUP flag (a redelivery of a message that may have been received
-// before). It runs on the publishing client's goroutine, so blocking in it
-// slows that client only.
-type IngestFunc func(ctx context.Context, deviceID, topic string, payload []byte, dup bool) error
+// before). It returns when the message is taken, with a Stored (nil when
+// nothing was taken) that tells when it is written. It runs on the
+// publishing client's goroutine, so blocking in it slows that client only.
+type IngestFunc func(ctx context.Context, deviceID, topic string, payload []byte, dup bool) (Stored, error)
 
 // LookupFunc finds a registered device by id.
 type LookupFunc func(id string) (devices.Device, bool)
@@ -55,6 +64,13 @@ type Broker struct {
 	Lookup LookupFunc
 	// Ingest receives devices/{id}/telemetry messages. Required.
 	Ingest IngestFunc
+	// DurableAck sends the PUBACK of a QoS 1 telemetry message only once
+	// what Ingest took of it is written (Stored.Wait). The client's
+	// reader goes on with its next messages meanwhile, and its PUBACKs go
+	// out in the order the messages came, from a goroutine of its own. A
+	// QoS 2 message is waited for on the reader. It defaults to false:
+	// PUBACK once Ingest returns.
+	DurableAck bool
 	// Staff lets API token holders subscribe to alert notifications
 	// (AlertTopicPrefix): username the token's name, password the token,
 	// read-only, and a scoped token only to the alerts of its grid subtree
@@ -137,7 +153,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		&authHook{ctx: ctx, lookup: b.Lookup, verifier: b.Verifier, staff: b.Staff, inScope: b.InScope,
 			maxTopicLength: b.Limits.MaxTopicLength, metrics: b.metrics, logger: b.Logger},
 		&statusHook{lookup: b.Lookup, report: b.Status, metrics: b.metrics, now: time.Now},
-		&ingestHook{ctx: ctx, ingest: b.Ingest, metrics: b.metrics},
+		&ingestHook{ctx: ctx, ingest: b.Ingest, durable: b.DurableAck, metrics: b.metrics},
 	} {
 		if err := b.server.AddHook(h, nil); err != nil {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)

@@ -25,9 +25,11 @@ type received struct {
 	mu   sync.Mutex
 	msgs []string // "id topic payload", " dup" appended for a redelivery
 	fail error    // returned for every message once set
+	// stored, when set, gives the Stored of each message by payload.
+	stored func(payload string) Stored
 }
 
-func (r *received) ingest(_ context.Context, id, topic string, payload []byte, dup bool) error {
+func (r *received) ingest(_ context.Context, id, topic string, payload []byte, dup bool) (Stored, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	msg := id + " " + topic + " " + string(payload)
@@ -35,7 +37,10 @@ func (r *received) ingest(_ context.Context, id, topic string, payload []byte, d
 		msg += " dup"
 	}
 	r.msgs = append(r.msgs, msg)
-	return r.fail
+	if r.stored != nil {
+		return r.stored(string(payload)), r.fail
+	}
+	return nil, r.fail
 }
 
 func (r *received) failWith(err error) {

@@ -152,17 +152,37 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 // ingestHook hands devices/{id}/telemetry messages to ingest, in-process, on
-// the publishing client's goroutine.
+// the publishing client's goroutine. In durable mode it sends the PUBACKs of
+// QoS 1 telemetry itself, once the readings are written, from one ackQueue
+// goroutine per client.
 type ingestHook struct {
 	mqtt.HookBase
 	ctx     context.Context
 	ingest  IngestFunc
+	durable bool
 	metrics *metrics
+
+	mu     sync.Mutex
+	queues map[*mqtt.Client]chan pendingAck
+	wg     sync.WaitGroup // the queues' goroutines
+}
+
+// ackQueueLen bounds the PUBACKs a client may have waiting for their
+// readings to be written; beyond it the client's reader waits.
+const ackQueueLen = 1024
+
+// pendingAck is a QoS 1 telemetry message whose PUBACK waits for stored.
+type pendingAck struct {
+	packetID uint16
+	stored   Stored // nil: nothing to wait for
+	err      error  // ingest's error: a rejection
 }
 
 func (h *ingestHook) ID() string { return "gridwatch-ingest" }
 
-func (h *ingestHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (h *ingestHook) Provides(b byte) bool {
+	return b == mqtt.OnPublish || h.durable && b == mqtt.OnDisconnect
+}
 
 // OnPublish ingests telemetry. When ingest rejects some of a message, an
 // MQTT 5 client publishing at QoS 1 gets the reason code in its PUBACK.
@@ -172,23 +192,103 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		h.metrics.messages.WithLabelValues("other", "passed").Inc()
 		return pk, nil
 	}
-	err := h.ingest(h.ctx, id, pk.TopicName, pk.Payload, pk.FixedHeader.Dup)
-	if err == nil {
-		h.metrics.messages.WithLabelValues(kind, "ingested").Inc()
-		return pk, nil
-	}
+	stored, err := h.ingest(h.ctx, id, pk.TopicName, pk.Payload, pk.FixedHeader.Dup)
 	if errors.Is(err, ingest.ErrNotStored) {
-		// Acked means stored: a message ingest could not store gets no
-		// PUBACK, so a QoS 1 device sends it again; a QoS 0 one is lost.
-		result := "refused_qos1"
-		if pk.FixedHeader.Qos == 0 {
-			result = "dropped_qos0"
-		}
-		h.metrics.messages.WithLabelValues(kind, result).Inc()
-		return pk, packets.ErrRejectPacket
+		return pk, h.refuse(pk.FixedHeader.Qos)
 	}
-	h.metrics.messages.WithLabelValues(kind, "rejected").Inc()
-	return pk, reasonCode(err)
+	if h.durable && stored != nil && pk.FixedHeader.Qos > 0 {
+		if pk.FixedHeader.Qos == 1 && !cl.Net.Inline {
+			h.ackLater(cl, pendingAck{packetID: pk.PacketID, stored: stored, err: err})
+			// mochi sends no PUBACK for a rejected packet: the queue does.
+			return pk, packets.ErrRejectPacket
+		}
+		if werr := stored.Wait(h.ctx); werr != nil {
+			return pk, h.refuse(pk.FixedHeader.Qos)
+		}
+	}
+	h.count(err)
+	if err != nil {
+		return pk, reasonCode(err)
+	}
+	return pk, nil
+}
+
+// refuse counts a message ingest could not store and returns the error that
+// makes mochi send no PUBACK, so that a QoS 1 device sends it again; a QoS 0
+// one is lost. Acked means stored.
+func (h *ingestHook) refuse(qos byte) error {
+	result := "refused_qos1"
+	if qos == 0 {
+		result = "dropped_qos0"
+	}
+	h.metrics.messages.WithLabelValues("telemetry", result).Inc()
+	return packets.ErrRejectPacket
+}
+
+// count counts a telemetry message taken by ingest, err its rejection.
+func (h *ingestHook) count(err error) {
+	result := "ingested"
+	if err != nil {
+		result = "rejected"
+	}
+	h.metrics.messages.WithLabelValues("telemetry", result).Inc()
+}
+
+// ackLater queues a PUBACK on the client's ack queue, starting it on the
+// client's first message. It blocks while the queue is full.
+func (h *ingestHook) ackLater(cl *mqtt.Client, a pendingAck) {
+	h.mu.Lock()
+	q, ok := h.queues[cl]
+	if !ok {
+		if h.queues == nil {
+			h.queues = make(map[*mqtt.Client]chan pendingAck)
+		}
+		q = make(chan pendingAck, ackQueueLen)
+		h.queues[cl] = q
+		h.wg.Add(1)
+		go h.sendAcks(cl, q)
+	}
+	h.mu.Unlock()
+	q <- a
+}
+
+// sendAcks sends the client's PUBACKs in order, each once its readings are
+// written, until the queue is closed. A message whose write fails gets
+// none, so the device sends it again; so does one whose connection is gone.
+func (h *ingestHook) sendAcks(cl *mqtt.Client, q <-chan pendingAck) {
+	defer h.wg.Done()
+	for a := range q {
+		if err := a.stored.Wait(h.ctx); err != nil {
+			h.refuse(1)
+			continue
+		}
+		h.count(a.err)
+		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: a.packetID}
+		if a.err != nil && cl.Properties.ProtocolVersion == 5 {
+			code := reasonCode(a.err)
+			ack.ReasonCode, ack.Properties.ReasonString = code.Code, code.Reason
+		}
+		_ = cl.WritePacket(ack) // fails only when the client is gone
+	}
+}
+
+// OnDisconnect ends the client's ack queue once its PUBACKs are sent. mochi
+// calls it after the client's reader, where OnPublish runs, has returned.
+func (h *ingestHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.mu.Lock()
+	q, ok := h.queues[cl]
+	delete(h.queues, cl)
+	h.mu.Unlock()
+	if ok {
+		close(q)
+	}
+}
+
+// Stop waits for the ack queues, whose clients are all disconnected when
+// mochi stops its hooks.
+func (h *ingestHook) Stop() error {
+	h.wg.Wait()
+	return nil
 }
 
 // reasonCode maps an ingest error to an MQTT 5 reason code.

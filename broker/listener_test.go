@@ -17,7 +17,7 @@ func TestCloseWhileConnecting(t *testing.T) {
 	reg := devices.NewRegistry(nil)
 	for round := 0; round < 20; round++ {
 		b := &Broker{Listen: "127.0.0.1:0", Lookup: reg.Lookup,
-			Ingest: func(context.Context, string, string, []byte, bool) error { return nil }}
+			Ingest: func(context.Context, string, string, []byte, bool) (Stored, error) { return nil, nil }}
 		if err := b.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}

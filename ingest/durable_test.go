@@ -110,7 +110,7 @@ func TestPipelineRedelivery(t *testing.T) {
 				}
 				return tc.storedErr
 			}
-			if err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), tc.dup); err != nil {
+			if _, err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), tc.dup); err != nil {
 				t.Fatalf("HandleTelemetry = %v", err)
 			}
 			r.flush(t)

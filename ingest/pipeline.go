@@ -57,10 +57,6 @@ type Pipeline struct {
 	// message, unread, with an error wrapping it and ErrNotStored (the spool
 	// is full). It defaults to admitting all.
 	Admit func() error
-	// Durable makes HandleTelemetry return only once the batch holding the
-	// readings was written (in durable spool mode: fsynced on disk), so that
-	// the PUBACK the broker sends then means stored. It defaults to false.
-	Durable bool
 	// Stored, when set, is asked about the readings of a redelivered message
 	// (the MQTT DUP flag: the device missed the PUBACK of an earlier copy,
 	// say because gridwatch crashed after the copy was durable), all of one
@@ -123,20 +119,21 @@ func (p *Pipeline) latest() int64 {
 // dup is the MQTT DUP flag: the message may have been received before (see
 // Stored).
 //
-// It returns nil when every value was stored; an error wrapping
-// ErrUnknownDevice when the device is not registered; an error wrapping
-// ErrMalformed when values were rejected (the good ones beside them are
-// stored); and an error wrapping ErrOverloaded or ErrClosed when a batcher
-// dropped rows.
-func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, payload []byte, dup bool) error {
+// The Receipt tells when the readings taken are written (with a durable
+// spool: fsynced on disk); the broker waits for it before a PUBACK in
+// durable-ack mode. The error is nil when every value was taken; it wraps
+// ErrUnknownDevice when the device is not registered; ErrMalformed when
+// values were rejected (the good ones beside them are taken); and
+// ErrNotStored when the message was refused or a batcher dropped rows.
+func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, payload []byte, dup bool) (Receipt, error) {
 	p.once.Do(p.setDefaults)
 	if p.initErr != nil {
-		return p.initErr
+		return Receipt{}, p.initErr
 	}
 	if p.Admit != nil {
 		if err := p.Admit(); err != nil {
 			p.Metrics.messages.WithLabelValues(outcomeDropped).Inc()
-			return fmt.Errorf("device %q: %w: %w", deviceID, ErrNotStored, err)
+			return Receipt{}, fmt.Errorf("device %q: %w: %w", deviceID, ErrNotStored, err)
 		}
 	}
 	received := p.Now().UnixMilli()
@@ -145,7 +142,7 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 		problems := []Problem{{Reason: ReasonUnknownDevice, Detail: "device is not registered"}}
 		rejErr := p.reject(ctx, received, deviceID, topic, payload, problems)
 		p.Metrics.messages.WithLabelValues(outcomeUnknownDevice).Inc()
-		return errors.Join(fmt.Errorf("device %q: %w", deviceID, ErrUnknownDevice), rejErr)
+		return Receipt{}, errors.Join(fmt.Errorf("device %q: %w", deviceID, ErrUnknownDevice), rejErr)
 	}
 
 	sc := p.scratch.Get().(*pipelineScratch)
@@ -177,12 +174,13 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 		duplicates = p.dropStored(ctx, sc)
 	}
 
-	var storeErr, rejErr error
+	var (
+		receipt          Receipt
+		storeErr, rejErr error
+	)
 	if len(sc.readings) > 0 {
-		receipt, err := p.Telemetry.Add(ctx, sc.readings...)
-		if err == nil && p.Durable {
-			err = receipt.Wait(ctx)
-		}
+		var err error
+		receipt, err = p.Telemetry.Add(ctx, sc.readings...)
 		if err != nil {
 			storeErr = fmt.Errorf("device %q: store readings: %w: %w", deviceID, ErrNotStored, err)
 		}
@@ -212,7 +210,7 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 		outcome = outcomeRejected
 	}
 	p.Metrics.messages.WithLabelValues(outcome).Inc()
-	return errors.Join(malformed, storeErr, rejErr)
+	return receipt, errors.Join(malformed, storeErr, rejErr)
 }
 
 // dropStored removes from sc.readings those Stored says are stored already,

@@ -156,7 +156,7 @@ func TestPipelineHandleTelemetry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newPipelineRig(t, nil)
 			topic := "devices/" + tc.device + "/telemetry"
-			err := r.p.HandleTelemetry(context.Background(), tc.device, topic, []byte(tc.payload), false)
+			_, err := r.p.HandleTelemetry(context.Background(), tc.device, topic, []byte(tc.payload), false)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("HandleTelemetry = %v, want %v", err, tc.wantErr)
 			}
@@ -198,7 +198,8 @@ func TestPipelineClockSteppedBack(t *testing.T) {
 	r.p.Now = func() time.Time { return time.UnixMilli(testNow + offset.Load()) }
 	send := func(ts int64) error {
 		payload := fmt.Sprintf(`{"ts": %d, "pm25": 35.2}`, ts)
-		return r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), false)
+		_, err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), false)
+		return err
 	}
 	if err := send(testNow); err != nil {
 		t.Fatal(err)
@@ -224,7 +225,7 @@ func TestPipelineClockSteppedBack(t *testing.T) {
 func TestPipelineKeepsThePayloadHead(t *testing.T) {
 	r := newPipelineRig(t, nil)
 	payload := `{"pm25": "` + strings.Repeat("x", 1000) + `"}`
-	err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), false)
+	_, err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(payload), false)
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("HandleTelemetry = %v, want ErrMalformed", err)
 	}
@@ -244,12 +245,13 @@ func TestPipelineOverloaded(t *testing.T) {
 		})
 		ctx, cancel := context.WithCancel(context.Background())
 		// The first reading is being written, the second fills the batcher.
-		if err := r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 1, "pm10": 2}`), false); err != nil {
+		if _, err := r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 1, "pm10": 2}`), false); err != nil {
 			t.Fatal(err)
 		}
 		errc := make(chan error)
 		go func() {
-			errc <- r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 3}`), false)
+			_, err := r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 3}`), false)
+			errc <- err
 		}()
 		synctest.Wait()
 		cancel()
@@ -264,7 +266,7 @@ func TestPipelineOverloaded(t *testing.T) {
 }
 
 func TestPipelineRequiresItsParts(t *testing.T) {
-	err := (&Pipeline{}).HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(`{}`), false)
+	_, err := (&Pipeline{}).HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(`{}`), false)
 	if err == nil {
 		t.Fatal("HandleTelemetry without Lookup and batchers succeeded")
 	}
@@ -305,7 +307,7 @@ func BenchmarkHandleTelemetry(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", payload, false); err != nil {
+			if _, err := p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", payload, false); err != nil {
 				b.Error(err)
 				return
 			}

@@ -113,7 +113,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Logger:    s.Logger,
 		Metrics:   ingest.NewPipelineMetrics(s.metrics),
 		Admit:     s.spool.Admit,
-		Durable:   cfg.Ingest.DurableAck,
 		Observe:   s.observe,
 	}
 	if cfg.Ingest.DurableAck {
@@ -127,11 +126,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Limits:        brokerLimits(cfg),
 		Status:        s.reportStatus,
 		Lookup:        s.registry.Lookup,
-		Ingest:        pipeline.HandleTelemetry,
-		Staff:         s.authenticateStaff,
-		InScope:       s.inScope,
-		Logger:        s.Logger,
-		Registerer:    s.metrics,
+		Ingest: func(ctx context.Context, deviceID, topic string, payload []byte, dup bool) (broker.Stored, error) {
+			return pipeline.HandleTelemetry(ctx, deviceID, topic, payload, dup)
+		},
+		DurableAck: cfg.Ingest.DurableAck,
+		Staff:      s.authenticateStaff,
+		InScope:    s.inScope,
+		Logger:     s.Logger,
+		Registerer: s.metrics,
 	}
 	if err := s.broker.Start(life); err != nil {
 		return err
