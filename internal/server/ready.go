@@ -10,12 +10,13 @@ import (
 
 // lossCounters are the counters of data gridwatch was sent or had accepted
 // and did not store, whatever the policy that allowed it. /readyz lists
-// each of their series that is not zero.
+// each of their series that is not zero. A failed INSERT
+// (gridwatch_storage_batches_failed_total) is not one: its batch goes to
+// the spool.
 var lossCounters = map[string]bool{
 	"gridwatch_batcher_rows_dropped_total":       true,
 	"gridwatch_spool_rows_dropped_total":         true,
 	"gridwatch_spool_segments_quarantined_total": true,
-	"gridwatch_storage_batches_failed_total":     true,
 	"gridwatch_camera_records_dropped_total":     true,
 }
 
