@@ -60,19 +60,28 @@ func startServer(t testing.TB, chAddr, database string, devs []devices.Device, o
 	return startServerAt(t, time.Now, chAddr, database, devs, opts...)
 }
 
-// startServerAt is startServer with now as the server's wall clock.
-func startServerAt(t testing.TB, now func() time.Time, chAddr, database string, devs []devices.Device, opts ...func(*Config)) *Server {
+// writeDevicesFile writes devs as dir/devices.csv and returns its path.
+func writeDevicesFile(t testing.TB, dir string, devs []devices.Device) string {
 	t.Helper()
-	dir := t.TempDir()
-	devFile := filepath.Join(dir, "devices.csv")
-	f, err := os.Create(devFile)
+	file := filepath.Join(dir, "devices.csv")
+	f, err := os.Create(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := devices.WriteCSV(f, devs); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// startServerAt is startServer with now as the server's wall clock.
+func startServerAt(t testing.TB, now func() time.Time, chAddr, database string, devs []devices.Device, opts ...func(*Config)) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	devFile := writeDevicesFile(t, dir, devs)
 
 	cfg := Default()
 	cfg.DataDir = dir

@@ -128,17 +128,7 @@ func newGridwatchProcess(t *testing.T, addr, database string, devs []devices.Dev
 		mqtt:    freeAddr(t),
 		http:    freeAddr(t),
 	}
-	devFile := filepath.Join(dir, "devices.csv")
-	f, err := os.Create(devFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := devices.WriteCSV(f, devs); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	devFile := writeDevicesFile(t, dir, devs)
 	p.args = append([]string{"serve",
 		"--clickhouse.addr", addr, "--clickhouse.database", database,
 		"--data_dir", p.dataDir, "--devices.file", devFile,
