@@ -67,7 +67,6 @@ func (c *Counter) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	now := time.Now().UnixNano()
 	c.first.CompareAndSwap(0, now)
 	c.last.Store(now)
-	c.messages.Add(1)
 	c.bytes.Add(int64(len(pk.Payload)))
 	if c.Readings {
 		if n, ok := countReadings(pk.Payload); ok {
@@ -76,6 +75,10 @@ func (c *Counter) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, 
 			c.undecodable.Add(1)
 		}
 	}
+	// The message is counted last, so that a reader who sees n messages
+	// sees the bytes and readings of at least those n (Counts loads the
+	// message count first).
+	c.messages.Add(1)
 	return pk, nil
 }
 

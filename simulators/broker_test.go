@@ -1,7 +1,10 @@
 package simulators
 
 import (
+	"sync"
 	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 var readingsCases = []struct {
@@ -63,5 +66,41 @@ func TestBareBrokerCounts(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestCounterCountsAreCoherent checks what tests and the bench rely on when
+// they wait for a message count: a reader who sees n messages also sees at
+// least the bytes and readings of those n, however the hook's calls and the
+// reads interleave.
+func TestCounterCountsAreCoherent(t *testing.T) {
+	const publishers, each = 4, 20000
+	payload := []byte(`{"ts":1,"a":1,"b":2}`)
+	c := &Counter{Readings: true}
+	var wg sync.WaitGroup
+	for range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				c.OnPublish(nil, packets.Packet{Payload: payload})
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		got := c.Counts()
+		if got.Readings < 2*got.Messages || got.Bytes < int64(len(payload))*got.Messages {
+			t.Fatalf("counts %+v: fewer readings or bytes than the messages counted carry", got)
+		}
+		select {
+		case <-done:
+			if got := c.Counts(); got.Messages != publishers*each || got.Readings != 2*publishers*each {
+				t.Fatalf("counts %+v after %d messages", got, publishers*each)
+			}
+			return
+		default:
+		}
 	}
 }

@@ -103,7 +103,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // says it sent.
 func wantReceived(t *testing.T, c *Counter, s Stats) {
 	t.Helper()
-	eventually(t, "the broker has every message", func() bool { return c.Counts().Messages >= s.Messages })
+	eventually(t, "the broker has every message, its bytes and its readings", func() bool {
+		got := c.Counts()
+		return got.Messages >= s.Messages && got.Bytes >= s.Bytes && got.Readings >= s.Readings
+	})
 	got := c.Counts()
 	if got.Messages != s.Messages || got.Readings != s.Readings || got.Bytes != s.Bytes || got.Undecodable != 0 {
 		t.Fatalf("broker received %+v; fleet stats %+v", got, s)

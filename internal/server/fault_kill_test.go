@@ -118,7 +118,7 @@ type gridwatchProcess struct {
 
 // newGridwatchProcess builds gridwatch and prepares its configuration: the
 // ClickHouse at addr, database, a devices file of devs and extra flags.
-func newGridwatchProcess(t *testing.T, addr, database string, devs []devices.Device, extra ...string) *gridwatchProcess {
+func newGridwatchProcess(t testing.TB, addr, database string, devs []devices.Device, extra ...string) *gridwatchProcess {
 	t.Helper()
 	dir := t.TempDir()
 	p := &gridwatchProcess{
@@ -147,7 +147,7 @@ func newGridwatchProcess(t *testing.T, addr, database string, devs []devices.Dev
 }
 
 // buildGridwatch builds cmd/gridwatch into dir and returns the binary's path.
-func buildGridwatch(t *testing.T, dir string) string {
+func buildGridwatch(t testing.TB, dir string) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -164,7 +164,7 @@ func buildGridwatch(t *testing.T, dir string) string {
 // freeAddr returns a loopback address whose port was free a moment ago. The
 // restarted server must find its clients on the same port, so the port is
 // fixed for the whole test instead of ":0" per start.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -175,7 +175,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // start runs the server and waits until its MQTT listener takes connections.
-func (p *gridwatchProcess) start(t *testing.T) {
+func (p *gridwatchProcess) start(t testing.TB) {
 	t.Helper()
 	log, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
 	if err != nil {
@@ -216,7 +216,7 @@ func (p *gridwatchProcess) start(t *testing.T) {
 
 // kill sends SIGKILL, waits for the process to die and says what it left in
 // the spool: sound segments and partial writes.
-func (p *gridwatchProcess) kill(t *testing.T) string {
+func (p *gridwatchProcess) kill(t testing.TB) string {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func (p *gridwatchProcess) kill(t *testing.T) string {
 
 // stop shuts the server down with SIGTERM and fails t unless it exits
 // cleanly.
-func (p *gridwatchProcess) stop(t *testing.T) {
+func (p *gridwatchProcess) stop(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -249,7 +249,7 @@ func (p *gridwatchProcess) segments() int {
 }
 
 // scrape returns the server's /metrics.
-func (p *gridwatchProcess) scrape(t *testing.T) map[string]*dto.MetricFamily {
+func (p *gridwatchProcess) scrape(t testing.TB) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get("http://" + p.http + "/metrics")
 	if err != nil {

@@ -39,7 +39,7 @@ func outage(short, full time.Duration) time.Duration {
 
 // faultClickHouse starts a ClickHouse of the test's own, which the test may
 // kill or stop; its supervisor restarts it restartDelay after it dies.
-func faultClickHouse(t *testing.T, restartDelay time.Duration) *storage.LocalServer {
+func faultClickHouse(t testing.TB, restartDelay time.Duration) *storage.LocalServer {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("fault test: skipped under -short")
@@ -62,7 +62,7 @@ func faultClickHouse(t *testing.T, restartDelay time.Duration) *storage.LocalSer
 }
 
 // signal sends sig to the ClickHouse process, waiting for it to be up.
-func signal(t *testing.T, ch *storage.LocalServer, sig syscall.Signal) {
+func signal(t testing.TB, ch *storage.LocalServer, sig syscall.Signal) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for ch.PID() == 0 {
