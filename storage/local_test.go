@@ -85,8 +85,9 @@ func TestLocalServerStartTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start() with a server that never answers = %v, want a deadline error", err)
 	}
-	// The silent server must have been stopped by SIGTERM, not waited out.
-	if took := time.Since(begin); took > 3*time.Second {
+	// The silent server must have been stopped by SIGTERM, not waited out
+	// (its sleep lasts 60 s): the bound leaves a loaded machine room.
+	if took := time.Since(begin); took > 30*time.Second {
 		t.Errorf("Start() took %s to give up on a 300ms start timeout", took)
 	}
 }

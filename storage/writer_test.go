@@ -357,7 +357,7 @@ func TestWriterRetriesTransientIntegration(t *testing.T) {
 	if err := w2.Write(ctx, "telemetry", "cancelled", rec); !errors.Is(err, context.Canceled) {
 		t.Errorf("Write with a cancelled context = %v, want context.Canceled", err)
 	}
-	if d := time.Since(start); d > 10*time.Second {
+	if d := time.Since(start); d > time.Minute { // Far below the hour of backoff, far above a loaded machine's delays.
 		t.Errorf("cancelled Write took %s", d)
 	}
 }
