@@ -148,10 +148,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	ctx, b.cancel = context.WithCancel(ctx)
 	// Hooks run in the order added: limits refuse cheaply before the auth
 	// hook hashes anything, and drop throttled publishes before ingest.
+	limits := newLimitHook(b.Limits, b.server, b.metrics, b.Logger)
 	for _, h := range []mqtt.Hook{
-		newLimitHook(b.Limits, b.server, b.metrics),
+		limits,
 		&authHook{ctx: ctx, lookup: b.Lookup, verifier: b.Verifier, staff: b.Staff, inScope: b.InScope,
-			maxTopicLength: b.Limits.MaxTopicLength, metrics: b.metrics, logger: b.Logger},
+			maxTopicLength: b.Limits.MaxTopicLength, failed: limits.authFailed, metrics: b.metrics, logger: b.Logger},
 		&statusHook{lookup: b.Lookup, report: b.Status, metrics: b.metrics, now: time.Now},
 		&ingestHook{ctx: ctx, ingest: b.Ingest, durable: b.DurableAck, metrics: b.metrics},
 	} {

@@ -85,9 +85,20 @@ func startBroker(t *testing.T, rec *received, opts ...func(*Broker)) (*Broker, *
 
 func connect(t *testing.T, addr, clientID, user, pass string) (paho.Client, error) {
 	t.Helper()
+	return connectFrom(t, "", addr, clientID, user, pass)
+}
+
+// connectFrom connects a paho client from the local address local (such as
+// 127.0.0.2, a second loopback address standing for another host), or from
+// any when local is empty.
+func connectFrom(t *testing.T, local, addr, clientID, user, pass string) (paho.Client, error) {
+	t.Helper()
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(clientID).
 		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectRetry(false).
 		SetProtocolVersion(4) // no silent fallback to 3.1, which would count a refusal twice
+	if local != "" {
+		opts.SetDialer(&net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}})
+	}
 	c := paho.NewClient(opts)
 	tok := c.Connect()
 	if !tok.WaitTimeout(5 * time.Second) {

@@ -37,8 +37,10 @@ type authHook struct {
 	staff          StaffFunc
 	inScope        func(scope, grid string) bool
 	maxTopicLength int
-	metrics        *metrics
-	logger         *slog.Logger
+	// failed is told of every refused login, before it is answered.
+	failed  func(*mqtt.Client)
+	metrics *metrics
+	logger  *slog.Logger
 	// scopes holds the grid scope of each connected staff client, by
 	// *mqtt.Client, from authentication to disconnection.
 	scopes sync.Map
@@ -105,6 +107,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		reason = "bad_password"
 	}
 	if reason != "" {
+		h.failed(cl)
 		h.metrics.authFailures.WithLabelValues(reason).Inc()
 		h.logger.Debug("mqtt connect refused", "client", cl.ID, "user", user, "remote", cl.Net.Remote, "reason", reason)
 		return false

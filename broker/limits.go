@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -35,11 +36,21 @@ type Limits struct {
 	// behind one carrier NAT.
 	ConnRatePerIP  float64
 	ConnBurstPerIP int
-	// FlapConnects connections of one client id within FlapWindow ban that
-	// id for FlapBan. They default to 10 in one minute, banned 5 minutes.
+	// FlapConnects authenticated connections of one client id within
+	// FlapWindow ban that id for FlapBan. They default to 10 in one minute,
+	// banned 5 minutes. Only logins that passed count, so that nobody
+	// without the device's secret can ban it.
 	FlapConnects int
 	FlapWindow   time.Duration
 	FlapBan      time.Duration
+	// AuthFailures failed logins with one client id from one source address
+	// within AuthFailureWindow ban that pair for AuthFailureBan: it is
+	// refused before its credentials are checked, so that a guess during
+	// the ban learns nothing, while the same id from another address is
+	// let in. They default to 10 in one minute, banned 5 minutes.
+	AuthFailures      int
+	AuthFailureWindow time.Duration
+	AuthFailureBan    time.Duration
 }
 
 // withDefaults fills the zero fields of l.
@@ -62,13 +73,17 @@ func (l Limits) withDefaults() Limits {
 	defInt(&l.ByteBurst, 256<<10)
 	def(&l.ConnRatePerIP, 20)
 	defInt(&l.ConnBurstPerIP, 200)
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
 	defInt(&l.FlapConnects, 10)
-	if l.FlapWindow <= 0 {
-		l.FlapWindow = time.Minute
-	}
-	if l.FlapBan <= 0 {
-		l.FlapBan = 5 * time.Minute
-	}
+	defDur(&l.FlapWindow, time.Minute)
+	defDur(&l.FlapBan, 5*time.Minute)
+	defInt(&l.AuthFailures, 10)
+	defDur(&l.AuthFailureWindow, time.Minute)
+	defDur(&l.AuthFailureBan, 5*time.Minute)
 	return l
 }
 
@@ -84,22 +99,68 @@ func limit(r float64) rate.Limit {
 // idle entries: the tables stay bounded by the recently active keys.
 const sweepEvery = 1024
 
-// limitHook enforces Limits: connection rate per source address and the
-// flapping ban when a client connects, message and byte rates when it
-// publishes. Throttled publishes are dropped and counted, and an MQTT 5
-// client publishing at QoS 1 or 2 gets reason code 0x97 (quota exceeded).
+// strikes bans a key once it has max events within window, for ban.
+type strikes struct {
+	max         int
+	window, ban time.Duration
+}
+
+// strikeEntry is one key's recent events and ban.
+type strikeEntry struct {
+	at          []time.Time // within the window
+	bannedUntil time.Time
+}
+
+// banned reports whether e is banned at now; a nil e is a key without
+// events.
+func (e *strikeEntry) banned(now time.Time) bool { return e != nil && now.Before(e.bannedUntil) }
+
+// add records an event at now and reports whether it started a ban.
+func (s strikes) add(e *strikeEntry, now time.Time) bool {
+	cut := 0
+	for cut < len(e.at) && now.Sub(e.at[cut]) > s.window {
+		cut++
+	}
+	e.at = append(e.at[cut:], now)
+	if len(e.at) < s.max {
+		return false
+	}
+	e.bannedUntil, e.at = now.Add(s.ban), nil
+	return true
+}
+
+// idle reports whether e is neither banned nor has events within the
+// window at now, so that forgetting it changes nothing.
+func (s strikes) idle(e *strikeEntry, now time.Time) bool {
+	return !e.banned(now) && (len(e.at) == 0 || now.Sub(e.at[len(e.at)-1]) > s.window)
+}
+
+// addrID is a client id connecting from a source address.
+type addrID struct{ addr, id string }
+
+// limitHook enforces Limits: connection rate per source address, the
+// failed-login ban of an (address, client id) pair and the flapping ban of
+// a client id when a client connects, before its credentials are checked;
+// message and byte rates when it publishes. The auth hook tells it of
+// every failed login (authFailed), and it counts a client id's connects
+// once its session is established, after authentication. Throttled
+// publishes are dropped and counted, and an MQTT 5 client publishing at
+// QoS 1 or 2 gets reason code 0x97 (quota exceeded).
 type limitHook struct {
 	mqtt.HookBase
-	limits  Limits
-	server  *mqtt.Server
-	metrics *metrics
-	now     func() time.Time
+	limits        Limits
+	flap, failure strikes
+	server        *mqtt.Server
+	metrics       *metrics
+	logger        *slog.Logger
+	now           func() time.Time
 
-	mu      sync.Mutex
-	perIP   map[string]*ipEntry
-	perID   map[string]*flapEntry
-	inserts int
-	clients sync.Map // client *mqtt.Client -> *clientLimiter
+	mu       sync.Mutex
+	perIP    map[string]*ipEntry
+	perID    map[string]*strikeEntry // flapping, by client id
+	failures map[addrID]*strikeEntry // failed logins
+	inserts  int
+	clients  sync.Map // client *mqtt.Client -> *clientLimiter
 }
 
 type ipEntry struct {
@@ -107,36 +168,42 @@ type ipEntry struct {
 	last time.Time
 }
 
-type flapEntry struct {
-	connects    []time.Time // within the window
-	bannedUntil time.Time
-}
-
 type clientLimiter struct {
 	msgs, bytes *rate.Limiter
 }
 
-func newLimitHook(l Limits, server *mqtt.Server, m *metrics) *limitHook {
-	return &limitHook{limits: l, server: server, metrics: m, now: time.Now,
-		perIP: make(map[string]*ipEntry), perID: make(map[string]*flapEntry)}
+func newLimitHook(l Limits, server *mqtt.Server, m *metrics, logger *slog.Logger) *limitHook {
+	return &limitHook{limits: l, server: server, metrics: m, logger: logger, now: time.Now,
+		flap:     strikes{max: l.FlapConnects, window: l.FlapWindow, ban: l.FlapBan},
+		failure:  strikes{max: l.AuthFailures, window: l.AuthFailureWindow, ban: l.AuthFailureBan},
+		perIP:    make(map[string]*ipEntry),
+		perID:    make(map[string]*strikeEntry),
+		failures: make(map[addrID]*strikeEntry)}
 }
 
 func (h *limitHook) ID() string { return "gridwatch-limits" }
 
 func (h *limitHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnPublish || b == mqtt.OnDisconnect
+	return b == mqtt.OnConnect || b == mqtt.OnSessionEstablish || b == mqtt.OnPublish || b == mqtt.OnDisconnect
 }
 
-// OnConnect refuses a connection over its address's rate or from a banned
-// client id with CONNACK 0x9F (connection rate exceeded; 3, server
-// unavailable, for MQTT 3 clients), before the
-// credentials are checked, so neither costs a hash.
-func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
-	now := h.now()
+// remoteIP is the source address of cl, without its port.
+func remoteIP(cl *mqtt.Client) string {
 	ip, _, err := net.SplitHostPort(cl.Net.Remote)
 	if err != nil {
-		ip = cl.Net.Remote
+		return cl.Net.Remote
 	}
+	return ip
+}
+
+// OnConnect refuses a connection over its address's rate, from a banned
+// (address, client id) pair or with a banned client id, with CONNACK 0x9F
+// (connection rate exceeded; 3, server unavailable, for MQTT 3 clients),
+// before the credentials are checked, so that none costs a hash. It only
+// reads the bans: what sets them is a login's outcome.
+func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	now := h.now()
+	ip := remoteIP(cl)
 	h.mu.Lock()
 	reason := ""
 	e, ok := h.perIP[ip]
@@ -146,28 +213,13 @@ func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 		h.sweepLocked(now)
 	}
 	e.last = now
-	if !e.lim.AllowN(now, 1) {
-		reason = "conn_rate"
-	}
-	f, ok := h.perID[cl.ID]
-	if !ok {
-		f = &flapEntry{}
-		h.perID[cl.ID] = f
-		h.sweepLocked(now)
-	}
 	switch {
-	case now.Before(f.bannedUntil):
+	case !e.lim.AllowN(now, 1):
+		reason = "conn_rate"
+	case h.failures[addrID{ip, cl.ID}].banned(now):
+		reason = "auth_failure_ban"
+	case h.perID[cl.ID].banned(now):
 		reason = "flapping_ban"
-	case reason == "":
-		cut := 0
-		for cut < len(f.connects) && now.Sub(f.connects[cut]) > h.limits.FlapWindow {
-			cut++
-		}
-		f.connects = append(f.connects[cut:], now)
-		if len(f.connects) > h.limits.FlapConnects {
-			f.bannedUntil, f.connects = now.Add(h.limits.FlapBan), nil
-			reason = "flapping_ban"
-		}
 	}
 	h.mu.Unlock()
 	if reason == "" {
@@ -183,6 +235,46 @@ func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	return code
 }
 
+// OnSessionEstablish counts an authenticated connect of the client id
+// towards its flapping ban; the connect that starts the ban is let in, the
+// next ones are refused by OnConnect.
+func (h *limitHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	now := h.now()
+	h.mu.Lock()
+	f, ok := h.perID[cl.ID]
+	if !ok {
+		f = &strikeEntry{}
+		h.perID[cl.ID] = f
+		h.sweepLocked(now)
+	}
+	banned := h.flap.add(f, now)
+	h.mu.Unlock()
+	if banned {
+		h.logger.Warn("mqtt client id banned for flapping", "client", cl.ID, "remote", cl.Net.Remote,
+			"connects", h.limits.FlapConnects, "window", h.limits.FlapWindow, "ban", h.limits.FlapBan)
+	}
+}
+
+// authFailed counts a failed login towards the ban of its (address, client
+// id) pair.
+func (h *limitHook) authFailed(cl *mqtt.Client) {
+	now := h.now()
+	k := addrID{remoteIP(cl), cl.ID}
+	h.mu.Lock()
+	f, ok := h.failures[k]
+	if !ok {
+		f = &strikeEntry{}
+		h.failures[k] = f
+		h.sweepLocked(now)
+	}
+	banned := h.failure.add(f, now)
+	h.mu.Unlock()
+	if banned {
+		h.logger.Warn("mqtt logins banned after failures", "client", cl.ID, "remote", k.addr,
+			"failures", h.limits.AuthFailures, "window", h.limits.AuthFailureWindow, "ban", h.limits.AuthFailureBan)
+	}
+}
+
 // sweepLocked drops idle entries every sweepEvery insertions. h.mu is held.
 func (h *limitHook) sweepLocked(now time.Time) {
 	if h.inserts++; h.inserts%sweepEvery != 0 {
@@ -194,8 +286,13 @@ func (h *limitHook) sweepLocked(now time.Time) {
 		}
 	}
 	for id, f := range h.perID {
-		if now.After(f.bannedUntil) && (len(f.connects) == 0 || now.Sub(f.connects[len(f.connects)-1]) > h.limits.FlapWindow) {
+		if h.flap.idle(f, now) {
 			delete(h.perID, id)
+		}
+	}
+	for k, f := range h.failures {
+		if h.failure.idle(f, now) {
+			delete(h.failures, k)
 		}
 	}
 }

@@ -236,3 +236,52 @@ func TestTLSAndMutualTLS(t *testing.T) {
 		t.Error("TLS 1.1 handshake succeeded")
 	}
 }
+
+// TestWrongPasswordsDoNotLockTheDeviceOut attacks the promise that the
+// flapping ban counts a device's own connects and that failed logins cost
+// the address they come from, never the device (issue 10, item 2). An
+// attacker at 127.0.0.2 sends 15 wrong-password CONNECTs with aq-1's id,
+// which is predictable: aq-1 at 127.0.0.1 still connects and publishes,
+// while the attacker's later attempts are refused, the right secret
+// included, and counted.
+func TestWrongPasswordsDoNotLockTheDeviceOut(t *testing.T) {
+	rec := &received{}
+	b, _ := startBroker(t, rec) // default limits
+	addr := loopback(b.Addr())
+	const attacker = "127.0.0.2"
+	for i := range 15 {
+		if _, err := connectFrom(t, attacker, addr, "aq-1", "aq-1", "guess"); err == nil {
+			t.Fatalf("wrong password %d was let in", i)
+		}
+	}
+	victim, err := connectFrom(t, "127.0.0.1", addr, "aq-1", "aq-1", "s3cret-aq1")
+	if err != nil {
+		t.Fatalf("the device is locked out by a stranger's wrong passwords: %v (limited: flapping_ban=%v)",
+			err, testutil.ToFloat64(b.metrics.limited.WithLabelValues("flapping_ban")))
+	}
+	if tok := victim.Publish("devices/aq-1/telemetry", 0, false, `{"pm25":4}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	waitFor(t, "the device's message", func() bool { return len(rec.snapshot()) == 1 })
+
+	if got := testutil.ToFloat64(b.metrics.authFailures.WithLabelValues("bad_password")); got != 10 {
+		t.Errorf("bad_password failures = %v, want 10: the 11th attempt on is refused before its password is checked", got)
+	}
+	if got := testutil.ToFloat64(b.metrics.limited.WithLabelValues("auth_failure_ban")); got != 5 {
+		t.Errorf("attempts refused by the ban = %v, want 5", got)
+	}
+	// During the ban the pair is refused without its password being
+	// checked, so that a guess learns nothing: the right secret too.
+	if _, err := connectFrom(t, attacker, addr, "aq-1", "aq-1", "s3cret-aq1"); err == nil {
+		t.Error("the banned address got in, with the right secret")
+	}
+	if got := testutil.ToFloat64(b.metrics.limited.WithLabelValues("auth_failure_ban")); got != 6 {
+		t.Errorf("attempts refused by the ban = %v, want 6", got)
+	}
+	if got := testutil.ToFloat64(b.metrics.limited.WithLabelValues("flapping_ban")); got != 0 {
+		t.Errorf("flapping bans = %v, want 0: the device connected once", got)
+	}
+	if !victim.IsConnectionOpen() {
+		t.Error("the device's connection was dropped by the attacker's attempts")
+	}
+}

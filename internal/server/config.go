@@ -51,6 +51,9 @@ type Config struct {
 		FlapConnects   int           `koanf:"flap_connects" help:"connections of one client id within flap_window that ban it for flap_ban"`
 		FlapWindow     time.Duration `koanf:"flap_window" help:"window over which flap_connects are counted"`
 		FlapBan        time.Duration `koanf:"flap_ban" help:"how long a flapping client id is refused"`
+		AuthFailures   int           `koanf:"auth_failures" help:"failed logins with one client id from one source address within auth_failure_window that ban that pair for auth_failure_ban"`
+		AuthFailWindow time.Duration `koanf:"auth_failure_window" help:"window over which auth_failures are counted"`
+		AuthFailBan    time.Duration `koanf:"auth_failure_ban" help:"how long a (source address, client id) pair is refused after auth_failures, even with the right secret"`
 	} `koanf:"mqtt"`
 	HTTP struct {
 		Listen string `koanf:"listen" help:"HTTP listener address for the API, /metrics and health checks"`
@@ -110,6 +113,7 @@ func Default() Config {
 	c.MQTT.ByteRate, c.MQTT.ByteBurst = 64<<10, 256<<10
 	c.MQTT.ConnRatePerIP, c.MQTT.ConnBurstPerIP = 20, 200
 	c.MQTT.FlapConnects, c.MQTT.FlapWindow, c.MQTT.FlapBan = 10, time.Minute, 5*time.Minute
+	c.MQTT.AuthFailures, c.MQTT.AuthFailWindow, c.MQTT.AuthFailBan = 10, time.Minute, 5*time.Minute
 	c.Devices.ReloadInterval = 5 * time.Second
 	c.HTTP.Listen = ":8080"
 	c.Notify.MQTT = true
@@ -169,7 +173,8 @@ func (c *Config) Validate() error {
 	}
 	for key, v := range map[string]int{"mqtt.max_topic_length": c.MQTT.MaxTopicLength, "mqtt.max_inflight": c.MQTT.MaxInflight,
 		"mqtt.message_burst": c.MQTT.MessageBurst, "mqtt.byte_burst": c.MQTT.ByteBurst,
-		"mqtt.conn_burst_per_ip": c.MQTT.ConnBurstPerIP, "mqtt.flap_connects": c.MQTT.FlapConnects} {
+		"mqtt.conn_burst_per_ip": c.MQTT.ConnBurstPerIP, "mqtt.flap_connects": c.MQTT.FlapConnects,
+		"mqtt.auth_failures": c.MQTT.AuthFailures} {
 		if v <= 0 {
 			bad(key, "must be > 0")
 		}
@@ -184,6 +189,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MQTT.FlapWindow <= 0 || c.MQTT.FlapBan <= 0 {
 		bad("mqtt.flap_window", "and mqtt.flap_ban must be > 0")
+	}
+	if c.MQTT.AuthFailWindow <= 0 || c.MQTT.AuthFailBan <= 0 {
+		bad("mqtt.auth_failure_window", "and mqtt.auth_failure_ban must be > 0")
 	}
 	if c.Devices.ReloadInterval < 100*time.Millisecond {
 		bad("devices.reload_interval", "must be >= 100ms")

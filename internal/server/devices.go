@@ -199,6 +199,7 @@ func brokerLimits(cfg *Config) broker.Limits {
 		ByteRate: m.ByteRate, ByteBurst: m.ByteBurst,
 		ConnRatePerIP: m.ConnRatePerIP, ConnBurstPerIP: m.ConnBurstPerIP,
 		FlapConnects: m.FlapConnects, FlapWindow: m.FlapWindow, FlapBan: m.FlapBan,
+		AuthFailures: m.AuthFailures, AuthFailureWindow: m.AuthFailWindow, AuthFailureBan: m.AuthFailBan,
 	}
 }
 
