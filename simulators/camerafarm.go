@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,11 +49,17 @@ const (
 	FaultLoss CameraFault = "loss"
 	// FaultFrozen repeats the first picture forever.
 	FaultFrozen CameraFault = "frozen"
-	// FaultCodecChange serves H.265 instead of H.264, as after a firmware
-	// reconfiguration.
+	// FaultCodecChange announces Motion JPEG, a codec the prober does not
+	// measure, as after a firmware reconfiguration; it sends no frames.
 	FaultCodecChange CameraFault = "codec_change"
 	// FaultNoVideo serves an audio-only description.
 	FaultNoVideo CameraFault = "no_video"
+)
+
+// The codecs a camera serves, named as in session descriptions.
+const (
+	CodecH264 = "H264"
+	CodecH265 = "H265"
 )
 
 // CameraFaults lists every fault but FaultNone.
@@ -66,6 +73,9 @@ type Camera struct {
 	// Resolution picks the clip: "320x240" or "640x360". It defaults to
 	// "320x240".
 	Resolution string
+	// Codec is the video codec: CodecH264 or CodecH265. It defaults to
+	// CodecH264.
+	Codec string
 	// FPS is the frame rate frames are sent at. It defaults to 25, the
 	// rate the clips' SPS announces.
 	FPS float64
@@ -79,8 +89,8 @@ type Camera struct {
 	LossPct float64
 }
 
-// CameraFarm serves simulated cameras from one RTSP server: real H.264 from
-// a small test-pattern clip, looped with continuous timestamps, each camera
+// CameraFarm serves simulated cameras from one RTSP server: real H.264 or
+// H.265 from a small test-pattern clip, looped with continuous timestamps, each camera
 // under its own path with its own fault. Every PLAY gets its own paced
 // stream, so a camera's fault timeline starts at each session's PLAY.
 //
@@ -317,6 +327,13 @@ func (c *Camera) defaults() error {
 	if c.Resolution == "" {
 		c.Resolution = "320x240"
 	}
+	switch c.Codec {
+	case "":
+		c.Codec = CodecH264
+	case CodecH264, CodecH265:
+	default:
+		return fmt.Errorf("%w: camera %s: codec %q: want %s or %s", ErrBadCamera, c.Path, c.Codec, CodecH264, CodecH265)
+	}
 	if c.FPS <= 0 {
 		c.FPS = 25
 	}
@@ -339,12 +356,10 @@ func (c *Camera) defaults() error {
 	return nil
 }
 
-// clipName is the embedded clip the camera serves.
+// clipName is the embedded clip the camera serves, such as
+// "cam-320x240.h265".
 func (c *Camera) clipName() string {
-	if c.Fault == FaultCodecChange {
-		return "cam-320x240.h265"
-	}
-	return "cam-" + c.Resolution + ".h264"
+	return "cam-" + c.Resolution + "." + strings.ToLower(c.Codec)
 }
 
 // description is the camera's session description.
@@ -354,6 +369,8 @@ func (c *farmCamera) description() *description.Session {
 	switch {
 	case c.Fault == FaultNoVideo:
 		media, forma = description.MediaTypeAudio, &format.G711{PayloadTyp: 0, MULaw: true, SampleRate: 8000, ChannelCount: 1}
+	case c.Fault == FaultCodecChange:
+		forma = &format.MJPEG{}
 	case c.clip.h265:
 		forma = &format.H265{PayloadTyp: 96, VPS: c.clip.vps, SPS: c.clip.sps, PPS: c.clip.pps}
 	default:
@@ -461,7 +478,7 @@ func (h *farmHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseC
 // timestamps that keep counting across loops, and applies the fault.
 func (s *farmSession) pace(ctx context.Context) {
 	c := s.cam
-	if c.Fault == FaultNoVideo {
+	if c.Fault == FaultNoVideo || c.Fault == FaultCodecChange {
 		return
 	}
 	medi := s.stream.Desc.Medias[0]

@@ -2,6 +2,7 @@ package simulators
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -27,7 +28,7 @@ func loadClip(name string) (*clip, error) {
 	if err := nalus.Unmarshal(buf); err != nil {
 		return nil, fmt.Errorf("clip %s: %w", name, err)
 	}
-	c := &clip{h265: len(name) > 5 && name[len(name)-5:] == ".h265"}
+	c := &clip{h265: strings.HasSuffix(name, ".h265")}
 	var pending [][]byte
 	for _, n := range nalus {
 		if len(n) == 0 {

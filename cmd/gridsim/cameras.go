@@ -21,24 +21,25 @@ import (
 // camerasCmd serves a camera farm until interrupted.
 func camerasCmd(logger *slog.Logger) *cobra.Command {
 	var (
-		count            int
-		resolution, grid string
-		fps              float64
-		faults, csvPath  string
-		farm             = simulators.CameraFarm{Logger: logger}
+		count                   int
+		resolution, codec, grid string
+		fps                     float64
+		faults, csvPath         string
+		farm                    = simulators.CameraFarm{Logger: logger}
 	)
 	cmd := &cobra.Command{
 		Use:   "cameras",
 		Short: "Serve simulated RTSP cameras with injectable faults",
-		Long: `Serve --count simulated cameras from one RTSP server: real H.264 test-pattern
-video, looped, under rtsp://ADDR/camNNNNN. --faults gives faults to the first
+		Long: `Serve --count simulated cameras from one RTSP server: real H.264 or H.265
+test-pattern video (--codec h264, h265, or mixed: every second camera H.265),
+looped, under rtsp://ADDR/camNNNNN. --faults gives faults to the first
 cameras, as fault=count pairs (offline, refusing, auth, wrong_auth, not_found,
 stall, low_fps, loss, frozen, codec_change, no_video). --csv writes a devices
 CSV of the cameras (type camera, rtsp_url with credentials) for 'gridwatch
 devices import' or devices.file. It runs until SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cams, err := farmCameras(count, resolution, fps, faults)
+			cams, err := farmCameras(count, resolution, codec, fps, faults)
 			if err != nil {
 				return err
 			}
@@ -62,6 +63,7 @@ devices import' or devices.file. It runs until SIGINT/SIGTERM.`,
 	f.StringVar(&farm.Listen, "listen", "127.0.0.1:8554", "RTSP listen address")
 	f.BoolVar(&farm.UDP, "udp", false, "serve the UDP transport too, from two ports next to --listen")
 	f.StringVar(&resolution, "resolution", "320x240", "picture size: 320x240 or 640x360")
+	f.StringVar(&codec, "codec", "h264", "video codec: h264, h265, or mixed (every second camera H.265)")
 	f.Float64Var(&fps, "fps", 25, "frame rate")
 	f.StringVar(&faults, "faults", "", "faults of the first cameras, such as offline=2,stall=1")
 	f.StringVar(&csvPath, "csv", "", "write the cameras as a devices CSV to this file")
@@ -70,7 +72,17 @@ devices import' or devices.file. It runs until SIGINT/SIGTERM.`,
 }
 
 // farmCameras makes count cameras, the first ones with the given faults.
-func farmCameras(count int, resolution string, fps float64, faults string) ([]simulators.Camera, error) {
+func farmCameras(count int, resolution, codec string, fps float64, faults string) ([]simulators.Camera, error) {
+	codecOf := func(int) string { return simulators.CodecH264 }
+	switch codec {
+	case "h264":
+	case "h265":
+		codecOf = func(int) string { return simulators.CodecH265 }
+	case "mixed":
+		codecOf = func(i int) string { return []string{simulators.CodecH264, simulators.CodecH265}[i%2] }
+	default:
+		return nil, fmt.Errorf("--codec must be h264, h265 or mixed, not %q", codec)
+	}
 	var fs []simulators.CameraFault
 	if faults != "" {
 		for _, pair := range strings.Split(faults, ",") {
@@ -89,7 +101,7 @@ func farmCameras(count int, resolution string, fps float64, faults string) ([]si
 	}
 	cams := make([]simulators.Camera, count)
 	for i := range cams {
-		cams[i] = simulators.Camera{Path: fmt.Sprintf("cam%05d", i+1), Resolution: resolution, FPS: fps}
+		cams[i] = simulators.Camera{Path: fmt.Sprintf("cam%05d", i+1), Resolution: resolution, Codec: codecOf(i), FPS: fps}
 		if i < len(fs) {
 			cams[i].Fault = fs[i]
 		}

@@ -13,7 +13,7 @@ var (
 	ErrBadURL = errors.New("rtsp: invalid camera URL")
 	// ErrNoVideoTrack means the session description has no video media.
 	ErrNoVideoTrack = errors.New("rtsp: no video track")
-	// ErrUnsupportedCodec means the video codec is not H.264.
+	// ErrUnsupportedCodec means the video codec is neither H.264 nor H.265.
 	ErrUnsupportedCodec = errors.New("rtsp: unsupported video codec")
 	// ErrNoTargets means the Prober has no Targets function.
 	ErrNoTargets = errors.New("rtsp: prober has no Targets")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
@@ -21,27 +22,77 @@ import (
 	"github.com/gridwatch/gridwatch/simulators"
 )
 
-// ffprobeStream is what ffprobe reports of a video stream.
+// ffprobeStream is what ffprobe reports of a video stream, and what it
+// measures over the packets it read.
 type ffprobeStream struct {
 	Codec     string `json:"codec_name"`
 	Width     uint32 `json:"width"`
 	Height    uint32 `json:"height"`
 	FrameRate string `json:"r_frame_rate"`
+	// BitrateKbps and KeyframeIntervalS are computed from the packets.
+	BitrateKbps, KeyframeIntervalS float64
 }
 
-// ffprobe runs ffprobe on url over TCP.
-func ffprobe(t *testing.T, url string) ffprobeStream {
+// ffprobe runs ffprobe on url over TCP, reading seconds of packets.
+func ffprobe(t *testing.T, url string, seconds float64) ffprobeStream {
 	t.Helper()
 	out, err := exec.Command("ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
-		"-show_entries", "stream=codec_name,width,height,r_frame_rate", "-of", "json", url).Output()
+		"-read_intervals", fmt.Sprintf("%%+%g", seconds),
+		"-show_entries", "stream=codec_name,width,height,r_frame_rate:packet=pts_time,size,flags",
+		"-of", "json", url).Output()
 	if err != nil {
 		t.Fatalf("ffprobe %s: %v", url, err)
 	}
-	var res struct{ Streams []ffprobeStream }
-	if err := json.Unmarshal(out, &res); err != nil || len(res.Streams) != 1 {
+	var res struct {
+		Streams []ffprobeStream
+		Packets []struct {
+			PTS   string `json:"pts_time"`
+			Size  string `json:"size"`
+			Flags string `json:"flags"`
+		}
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Streams) != 1 || len(res.Packets) < 2 {
 		t.Fatalf("ffprobe output %s: %v", out, err)
 	}
-	return res.Streams[0]
+	st := res.Streams[0]
+	// ffprobe stamps no time on the very first packet of an RTSP stream
+	// (RTP time has no reference yet): it is one frame interval before the
+	// next packet, as far as the one after.
+	pts := make([]float64, len(res.Packets))
+	for i := len(res.Packets) - 1; i >= 0; i-- {
+		pkt := res.Packets[i]
+		var err error
+		if pts[i], err = strconv.ParseFloat(pkt.PTS, 64); err != nil && i+2 < len(pts) {
+			pts[i], err = 2*pts[i+1]-pts[i+2], nil
+		}
+		if err != nil {
+			t.Fatalf("ffprobe packet %+v: %v", pkt, err)
+		}
+	}
+	var (
+		bytes, firstKey, lastKey float64
+		keyframes                int
+	)
+	for i, pkt := range res.Packets {
+		size, err := strconv.ParseFloat(pkt.Size, 64)
+		if err != nil {
+			t.Fatalf("ffprobe packet %+v: %v", pkt, err)
+		}
+		bytes += size
+		if strings.Contains(pkt.Flags, "K") {
+			if keyframes == 0 {
+				firstKey = pts[i]
+			}
+			keyframes++
+			lastKey = pts[i]
+		}
+	}
+	first, last := pts[0], pts[len(pts)-1]
+	if keyframes > 1 {
+		st.KeyframeIntervalS = (lastKey - firstKey) / float64(keyframes-1)
+	}
+	st.BitrateKbps = bytes * 8 / 1000 / (last - first)
+	return st
 }
 
 func parseRate(t *testing.T, r string) float64 {
@@ -54,6 +105,12 @@ func parseRate(t *testing.T, r string) float64 {
 	return n / d
 }
 
+// ffprobeCodec is ffprobe's name of a session description's codec.
+var ffprobeCodec = map[string]string{"H264": "h264", "H265": "hevc"}
+
+// TestParityWithFFprobe attacks the README's promise that H.264 and H.265
+// cameras are both measured — codec, picture size, frame rate, bitrate and
+// keyframe interval — as ffprobe measures the same stream.
 func TestParityWithFFprobe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs ffprobe on RTSP streams")
@@ -64,27 +121,56 @@ func TestParityWithFFprobe(t *testing.T) {
 		}
 		t.Skip("ffprobe not installed")
 	}
-	farm, targets := startFarm(t, false,
-		simulators.Camera{Path: "small", Resolution: "320x240"},
-		simulators.Camera{Path: "large", Resolution: "640x360"},
-		simulators.Camera{Path: "slow", Resolution: "320x240", FPS: 10},
-	)
-	p := testProber("tcp")
-	for i, tg := range targets {
-		t.Run(tg.Camera, func(t *testing.T) {
-			want := ffprobe(t, farm.URL(i))
-			rec := p.Check(context.Background(), tg, rtsp.KindSample)
-			if !strings.EqualFold(rec.Codec, want.Codec) || rec.Width != want.Width || rec.Height != want.Height {
-				t.Errorf("prober %s %dx%d, ffprobe %s %dx%d", rec.Codec, rec.Width, rec.Height, want.Codec, want.Width, want.Height)
-			}
-			// ffprobe's r_frame_rate follows the timestamps, as the
-			// prober's measured rate does; both must match what is served.
-			rate := parseRate(t, want.FrameRate)
-			if served := farm.Cameras[i].FPS; math.Abs(rate-served) > 0.01 || math.Abs(rec.FPS-rate) > 0.05*rate {
-				t.Errorf("prober %.2f fps, ffprobe %s, served %.2f", rec.FPS, want.FrameRate, served)
-			}
-		})
+	var cams []simulators.Camera
+	for _, codec := range []string{simulators.CodecH264, simulators.CodecH265} {
+		name := strings.ToLower(codec)
+		cams = append(cams,
+			simulators.Camera{Path: name + "-small", Codec: codec, Resolution: "320x240"},
+			simulators.Camera{Path: name + "-large", Codec: codec, Resolution: "640x360"},
+			simulators.Camera{Path: name + "-slow", Codec: codec, Resolution: "320x240", FPS: 10},
+		)
 	}
+	farm, targets := startFarm(t, false, cams...)
+	// Both read the same 3.3 s from PLAY, so that they see the same
+	// keyframes (a sample's bitrate depends on how many it holds); no
+	// keyframe is due at its end at 25 or 10 fps.
+	const seconds = 3.3
+	p := testProber("tcp")
+	p.SampleDuration = time.Duration(seconds * float64(time.Second))
+	t.Run("cameras", func(t *testing.T) {
+		for i, tg := range targets {
+			t.Run(tg.Camera, func(t *testing.T) {
+				t.Parallel()
+				want := ffprobe(t, farm.URL(i), seconds)
+				rec := p.Check(context.Background(), tg, rtsp.KindSample)
+				rate := parseRate(t, want.FrameRate)
+				t.Logf("| %s | prober %s %dx%d %.2f fps %.0f kbit/s GOP %.2f s | ffprobe %s %dx%d %.2f fps %.0f kbit/s GOP %.2f s |",
+					tg.Camera, rec.Codec, rec.Width, rec.Height, rec.FPS, rec.BitrateKbps, rec.KeyframeIntervalS,
+					want.Codec, want.Width, want.Height, rate, want.BitrateKbps, want.KeyframeIntervalS)
+				// The slow cameras send 10 fps where the SPS announces 25:
+				// degraded (low_fps), but measured all the same.
+				if !rec.Status.Up() {
+					t.Fatalf("status %s (%s %s), want ok or degraded", rec.Status, rec.Detail, rec.Error)
+				}
+				if ffprobeCodec[rec.Codec] != want.Codec || rec.Width != want.Width || rec.Height != want.Height {
+					t.Errorf("prober %s %dx%d, ffprobe %s %dx%d", rec.Codec, rec.Width, rec.Height, want.Codec, want.Width, want.Height)
+				}
+				// ffprobe's r_frame_rate follows the timestamps, as the
+				// prober's measured rate does; both must match what is served.
+				if served := farm.Cameras[i].FPS; math.Abs(rate-served) > 0.01 || math.Abs(rec.FPS-rate) > 0.05*rate {
+					t.Errorf("prober %.2f fps, ffprobe %s, served %.2f", rec.FPS, want.FrameRate, served)
+				}
+				// The prober counts RTP payload (with its packetization
+				// headers), ffprobe the access units: a few percent apart.
+				if math.Abs(rec.BitrateKbps-want.BitrateKbps) > 0.15*want.BitrateKbps {
+					t.Errorf("prober %.1f kbit/s, ffprobe %.1f kbit/s", rec.BitrateKbps, want.BitrateKbps)
+				}
+				if math.Abs(rec.KeyframeIntervalS-want.KeyframeIntervalS) > 0.1*want.KeyframeIntervalS {
+					t.Errorf("prober keyframe interval %.2f s, ffprobe %.2f s", rec.KeyframeIntervalS, want.KeyframeIntervalS)
+				}
+			})
+		}
+	})
 }
 
 func TestNoGoroutineLeakOver100Sweeps(t *testing.T) {

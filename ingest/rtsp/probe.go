@@ -13,8 +13,6 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
-	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
 
 	"github.com/gridwatch/gridwatch/devices"
@@ -154,13 +152,13 @@ func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time
 		return fail(ErrNoVideoTrack)
 	}
 	rec.Codec = forma.Codec()
-	h264f, ok := forma.(*format.H264)
+	vc, ok := codecOf(forma)
 	if !ok {
 		return fail(ErrUnsupportedCodec)
 	}
-	m := meter{clockRate: float64(forma.ClockRate())}
-	if sps, _ := h264f.SafeParams(); sps != nil {
-		m.parseSPS(sps)
+	m := meter{codec: vc, clockRate: float64(forma.ClockRate())}
+	if vc.sps != nil {
+		m.parseSPS(vc.sps)
 	}
 	if kind == KindLiveness {
 		m.fill(&rec)
@@ -168,14 +166,14 @@ func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time
 		return rec
 	}
 
-	dec, err := h264f.CreateDecoder()
+	decode, err := vc.newDecoder()
 	if err != nil {
 		return fail(err)
 	}
 	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
 		return fail(err)
 	}
-	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) { m.packet(dec, pkt) })
+	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) { m.packet(decode, pkt) })
 	m.play = time.Now()
 	if _, err := c.Play(nil); err != nil {
 		return fail(err)
@@ -226,10 +224,11 @@ func videoFormat(desc *description.Session) (*description.Media, format.Format) 
 	return nil, nil
 }
 
-// meter measures an H.264 stream from its RTP packets. The client calls
-// packet from its reader goroutine while the probe reads the results after
-// Close; mu orders the two.
+// meter measures an H.264 or H.265 stream from its RTP packets. The client
+// calls packet from its reader goroutine while the probe reads the results
+// after Close; mu orders the two.
 type meter struct {
+	codec     videoCodec
 	play      time.Time // when PLAY was sent
 	clockRate float64   // of RTP timestamps
 
@@ -244,28 +243,30 @@ type meter struct {
 	firstFrame, lastFrame   time.Time
 	firstKey, lastKey       time.Time
 	lastTS                  uint32 // RTP timestamp of the last frame
-	spanTS                  int64  // RTP time from the first frame to the last
-	prevHash                uint64
-	identical               uint64
-	keyIntervalSum          time.Duration
-	keyIntervals            uint64
+	// relTS is the last frame's RTP time since the first frame's, unwrapped;
+	// minTS and maxTS bound it over the sample. Presentation timestamps of
+	// streams with B-frames go back and forth in decode order, so the span
+	// is max - min, not last - first.
+	relTS, minTS, maxTS int64
+	prevHash            uint64
+	identical           uint64
+	keyIntervalSum      time.Duration
+	keyIntervals        uint64
 }
 
 // parseSPS takes the picture size, profile and nominal rate from an SPS.
 func (m *meter) parseSPS(nalu []byte) {
-	var sps h264.SPS
-	if sps.Unmarshal(nalu) != nil {
+	sp, err := m.codec.parseSPS(nalu)
+	if err != nil {
 		return
 	}
 	m.spsSeen = true
-	m.profile = profileName(sps.ProfileIdc)
-	m.width, m.height = uint32(sps.Width()), uint32(sps.Height())
-	m.nominalFPS = sps.FPS()
+	m.profile, m.width, m.height, m.nominalFPS = sp.profile, sp.width, sp.height, sp.nominalFPS
 }
 
 // packet accounts one RTP packet and, when it completes an access unit,
 // one frame.
-func (m *meter) packet(dec *rtph264.Decoder, pkt *rtp.Packet) {
+func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Packet) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -274,7 +275,7 @@ func (m *meter) packet(dec *rtph264.Decoder, pkt *rtp.Packet) {
 	}
 	m.lastPacket = now
 	m.bytes += uint64(len(pkt.Payload))
-	au, err := dec.Decode(pkt)
+	au, err := decode(pkt)
 	if err != nil {
 		return // more packets needed, or a fragment lost with its frame
 	}
@@ -282,12 +283,13 @@ func (m *meter) packet(dec *rtph264.Decoder, pkt *rtp.Packet) {
 	if m.firstFrame.IsZero() {
 		m.firstFrame = now
 	} else {
-		m.spanTS += int64(int32(pkt.Timestamp - m.lastTS)) // wraps at 2^32
+		m.relTS += int64(int32(pkt.Timestamp - m.lastTS)) // wraps at 2^32
+		m.minTS, m.maxTS = min(m.minTS, m.relTS), max(m.maxTS, m.relTS)
 	}
 	m.lastFrame, m.lastTS = now, pkt.Timestamp
 	h := fnv.New64a()
 	for _, nalu := range au {
-		if len(nalu) > 0 && h264.NALUType(nalu[0]&0x1f) == h264.NALUTypeSPS && !m.spsSeen {
+		if len(nalu) > 0 && !m.spsSeen && m.codec.isSPS(nalu) {
 			m.parseSPS(nalu)
 		}
 		_, _ = h.Write(nalu)
@@ -297,7 +299,7 @@ func (m *meter) packet(dec *rtph264.Decoder, pkt *rtp.Packet) {
 	} else {
 		m.prevHash = sum
 	}
-	if h264.IsRandomAccess(au) {
+	if m.codec.isRandomAccess(au) {
 		m.keyframes++
 		if m.firstKey.IsZero() {
 			m.firstKey = now
@@ -324,8 +326,8 @@ func (m *meter) fill(rec *HealthRecord) {
 	}
 	// The frame rate comes from RTP time, which a UDP reorder buffer or a
 	// burst of late packets does not distort.
-	if m.frames > 1 && m.spanTS > 0 {
-		rec.FPS = float64(m.frames-1) / (float64(m.spanTS) / m.clockRate)
+	if span := m.maxTS - m.minTS; m.frames > 1 && span > 0 {
+		rec.FPS = float64(m.frames-1) / (float64(span) / m.clockRate)
 	}
 	if span := m.lastPacket.Sub(m.firstPacket).Seconds(); span > 0 {
 		rec.BitrateKbps = float64(m.bytes) * 8 / 1000 / span
@@ -369,27 +371,6 @@ func (m *meter) judge(rec *HealthRecord, end time.Time) (Status, string) {
 		return StatusDegraded, strings.Join(why, ",")
 	}
 	return StatusOK, ""
-}
-
-// profileName names an H.264 profile_idc.
-func profileName(idc uint8) string {
-	switch idc {
-	case 66:
-		return "baseline"
-	case 77:
-		return "main"
-	case 88:
-		return "extended"
-	case 100:
-		return "high"
-	case 110:
-		return "high10"
-	case 122:
-		return "high422"
-	case 244:
-		return "high444"
-	}
-	return "unknown"
 }
 
 func msSince(t time.Time) float64 { return msBetween(t, time.Now()) }

@@ -53,6 +53,8 @@ func testProber(transport string) *rtsp.Prober {
 	}
 }
 
+// TestProbeFaults attacks the README's promise that every fault of an H.264
+// or H.265 camera maps onto its status, over TCP and UDP.
 func TestProbeFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays RTSP streams for seconds")
@@ -62,24 +64,31 @@ func TestProbeFaults(t *testing.T) {
 		kind       rtsp.Kind
 		wantStatus rtsp.Status
 		wantDetail string
+		codec      string
 	}{
-		{simulators.FaultNone, rtsp.KindSample, rtsp.StatusOK, ""},
-		{simulators.FaultNone, rtsp.KindLiveness, rtsp.StatusOK, ""},
-		{simulators.FaultOffline, rtsp.KindLiveness, rtsp.StatusUnreachable, ""},
-		{simulators.FaultRefusing, rtsp.KindLiveness, rtsp.StatusRefused, ""},
-		{simulators.FaultAuth, rtsp.KindSample, rtsp.StatusOK, ""},
-		{simulators.FaultWrongAuth, rtsp.KindLiveness, rtsp.StatusAuthFailed, ""},
-		{simulators.FaultNotFound, rtsp.KindLiveness, rtsp.StatusNotFound, ""},
-		{simulators.FaultStall, rtsp.KindSample, rtsp.StatusStalled, "stopped"},
-		{simulators.FaultLowFPS, rtsp.KindSample, rtsp.StatusDegraded, "low_fps"},
-		{simulators.FaultLoss, rtsp.KindSample, rtsp.StatusDegraded, "loss"},
-		{simulators.FaultFrozen, rtsp.KindSample, rtsp.StatusDegraded, "frozen"},
-		{simulators.FaultCodecChange, rtsp.KindLiveness, rtsp.StatusUnsupportedCodec, ""},
-		{simulators.FaultNoVideo, rtsp.KindLiveness, rtsp.StatusNoVideoTrack, ""},
+		{simulators.FaultNone, rtsp.KindSample, rtsp.StatusOK, "", simulators.CodecH264},
+		{simulators.FaultNone, rtsp.KindLiveness, rtsp.StatusOK, "", simulators.CodecH264},
+		{simulators.FaultOffline, rtsp.KindLiveness, rtsp.StatusUnreachable, "", simulators.CodecH264},
+		{simulators.FaultRefusing, rtsp.KindLiveness, rtsp.StatusRefused, "", simulators.CodecH264},
+		{simulators.FaultAuth, rtsp.KindSample, rtsp.StatusOK, "", simulators.CodecH264},
+		{simulators.FaultWrongAuth, rtsp.KindLiveness, rtsp.StatusAuthFailed, "", simulators.CodecH264},
+		{simulators.FaultNotFound, rtsp.KindLiveness, rtsp.StatusNotFound, "", simulators.CodecH264},
+		{simulators.FaultStall, rtsp.KindSample, rtsp.StatusStalled, "stopped", simulators.CodecH264},
+		{simulators.FaultLowFPS, rtsp.KindSample, rtsp.StatusDegraded, "low_fps", simulators.CodecH264},
+		{simulators.FaultLoss, rtsp.KindSample, rtsp.StatusDegraded, "loss", simulators.CodecH264},
+		{simulators.FaultFrozen, rtsp.KindSample, rtsp.StatusDegraded, "frozen", simulators.CodecH264},
+		{simulators.FaultCodecChange, rtsp.KindLiveness, rtsp.StatusUnsupportedCodec, "", simulators.CodecH264},
+		{simulators.FaultNoVideo, rtsp.KindLiveness, rtsp.StatusNoVideoTrack, "", simulators.CodecH264},
+		{simulators.FaultNone, rtsp.KindSample, rtsp.StatusOK, "", simulators.CodecH265},
+		{simulators.FaultNone, rtsp.KindLiveness, rtsp.StatusOK, "", simulators.CodecH265},
+		{simulators.FaultStall, rtsp.KindSample, rtsp.StatusStalled, "stopped", simulators.CodecH265},
+		{simulators.FaultLowFPS, rtsp.KindSample, rtsp.StatusDegraded, "low_fps", simulators.CodecH265},
+		{simulators.FaultLoss, rtsp.KindSample, rtsp.StatusDegraded, "loss", simulators.CodecH265},
+		{simulators.FaultFrozen, rtsp.KindSample, rtsp.StatusDegraded, "frozen", simulators.CodecH265},
 	}
 	cams := make([]simulators.Camera, len(cases))
 	for i, c := range cases {
-		cams[i] = simulators.Camera{Path: "cam" + string(rune('a'+i)), Fault: c.fault}
+		cams[i] = simulators.Camera{Path: "cam" + string(rune('a'+i)), Fault: c.fault, Codec: c.codec}
 	}
 	_, targets := startFarm(t, true, cams...)
 	for _, transport := range []string{"tcp", "udp"} {
@@ -93,7 +102,7 @@ func TestProbeFaults(t *testing.T) {
 			if transport == "udp" && c.fault == simulators.FaultLoss {
 				p = long
 			}
-			t.Run(transport+"/"+string(c.kind)+"/"+string(c.fault), func(t *testing.T) {
+			t.Run(transport+"/"+c.codec+"/"+string(c.kind)+"/"+string(c.fault), func(t *testing.T) {
 				t.Parallel()
 				rec := p.Check(context.Background(), targets[i], c.kind)
 				if rec.Status != c.wantStatus || !hasReason(rec.Detail, c.wantDetail) {
@@ -111,4 +120,29 @@ func hasReason(detail, want string) bool {
 		return detail == ""
 	}
 	return slices.Contains(strings.Split(detail, ","), want)
+}
+
+// TestH265Measured attacks the README's promise that H.265 cameras are
+// first-class: a liveness probe reads the codec, profile, size and nominal
+// rate from the session description, as for H.264, and does not call the
+// camera unsupported_codec.
+func TestH265Measured(t *testing.T) {
+	if testing.Short() {
+		t.Skip("probes RTSP cameras")
+	}
+	_, targets := startFarm(t, false,
+		simulators.Camera{Path: "hevc", Codec: simulators.CodecH265, Resolution: "640x360"},
+		simulators.Camera{Path: "avc", Codec: simulators.CodecH264, Resolution: "640x360"})
+	p := testProber("tcp")
+	for _, tc := range []struct {
+		target         rtsp.Target
+		codec, profile string
+	}{{targets[0], "H265", "main"}, {targets[1], "H264", "baseline"}} {
+		rec := p.Check(context.Background(), tc.target, rtsp.KindLiveness)
+		if rec.Status != rtsp.StatusOK || rec.Codec != tc.codec || rec.Profile != tc.profile ||
+			rec.Width != 640 || rec.Height != 360 || rec.NominalFPS != 25 {
+			t.Errorf("%s: %s %s %s %dx%d %.2f fps (%s), want ok %s %s 640x360 25 fps",
+				tc.target.Camera, rec.Status, rec.Codec, rec.Profile, rec.Width, rec.Height, rec.NominalFPS, rec.Error, tc.codec, tc.profile)
+		}
+	}
 }

@@ -31,7 +31,7 @@ const (
 	// StatusNoVideoTrack means the session description has no video media.
 	StatusNoVideoTrack Status = "no_video_track"
 	// StatusUnsupportedCodec means the video is in a codec the prober does
-	// not measure (only H.264 is measured); Codec names it.
+	// not measure (H.264 and H.265 are measured); Codec names it.
 	StatusUnsupportedCodec Status = "unsupported_codec"
 	// StatusStalled means PLAY succeeded but no frame, or no frame for a
 	// while, arrived during the sample.
@@ -82,9 +82,11 @@ type HealthRecord struct {
 	// FirstFrameMs and FirstKeyframeMs are the times from PLAY to the first
 	// complete frame and to the first keyframe.
 	FirstFrameMs, FirstKeyframeMs float64
-	// Codec is the video codec from the session description ("H264").
+	// Codec is the video codec from the session description ("H264",
+	// "H265").
 	Codec string
-	// Profile is the H.264 profile from the SPS ("baseline", "main", "high").
+	// Profile is the profile from the SPS: H.264 "baseline", "main",
+	// "high"…, H.265 "main", "main10", "rext"….
 	Profile string
 	// Width and Height are the picture size from the SPS.
 	Width, Height uint32
