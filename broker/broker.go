@@ -18,6 +18,10 @@ import (
 	"github.com/gridwatch/gridwatch/devices"
 )
 
+// outboundInflight is how many QoS 1/2 deliveries a subscriber may leave
+// unacknowledged; beyond it they are dropped and counted.
+const outboundInflight = 1024
+
 // DefaultMaxPacketSize bounds an MQTT packet: telemetry messages are a few
 // hundred bytes, SenML batches a few KiB.
 const DefaultMaxPacketSize = 64 << 10
@@ -60,6 +64,11 @@ type Broker struct {
 	// larger one from its fixed header, before reading the body.
 	// It defaults to DefaultMaxPacketSize.
 	MaxPacketSize int
+	// ConnectTimeout is how long a new connection may take to send its
+	// CONNECT (and finish its TLS handshake) before it is closed; from
+	// then on the client's keepalive bounds its silences. It defaults to
+	// 10 seconds.
+	ConnectTimeout time.Duration
 	// Lookup finds devices for authentication. Required.
 	Lookup LookupFunc
 	// Ingest receives devices/{id}/telemetry messages. Required.
@@ -115,6 +124,9 @@ func (b *Broker) Start(ctx context.Context) error {
 	if b.MaxPacketSize <= 0 {
 		b.MaxPacketSize = DefaultMaxPacketSize
 	}
+	if b.ConnectTimeout <= 0 {
+		b.ConnectTimeout = 10 * time.Second
+	}
 	if b.ShutdownGrace <= 0 {
 		b.ShutdownGrace = 10 * time.Second
 	}
@@ -134,17 +146,20 @@ func (b *Broker) Start(ctx context.Context) error {
 		return errors.New("broker: TLSConfig is required with TLSListen (mqtt.tls_cert, mqtt.tls_key)")
 	}
 	b.Limits = b.Limits.withDefaults()
-	b.metrics = newMetrics(b.Registerer)
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(b.MaxPacketSize)
 	caps.ReceiveMaximum = uint16(min(b.Limits.MaxInflight, 65535))
-	caps.MaximumInflight = caps.ReceiveMaximum
+	// The outbound cap is of a subscriber's unacked deliveries, which
+	// mochi drops beyond it: alert notifications come in bursts, and a
+	// device's commands are few.
+	caps.MaximumInflight = max(caps.ReceiveMaximum, outboundInflight)
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       slog.New(quietHandler{b.Logger.Handler()}).With("component", "mqtt"),
 		InlineClient: true, // for Publish
 	})
+	b.metrics = newMetrics(b.Registerer, b.server.Info)
 	ctx, b.cancel = context.WithCancel(ctx)
 	// Hooks run in the order added: limits refuse cheaply before the auth
 	// hook hashes anything, and drop throttled publishes before ingest.
@@ -160,7 +175,7 @@ func (b *Broker) Start(ctx context.Context) error {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
 	}
-	b.tcp = &listener{id: "tcp", addr: b.Listen}
+	b.tcp = &listener{id: "tcp", addr: b.Listen, connectTimeout: b.ConnectTimeout}
 	if err := b.server.AddListener(b.tcp); err != nil {
 		return fmt.Errorf("broker: listen on %s (mqtt.listen): %w", b.Listen, err)
 	}
@@ -170,7 +185,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		if tc.ClientCAs != nil && tc.ClientAuth == tls.NoClientCert {
 			tc.ClientAuth = tls.VerifyClientCertIfGiven
 		}
-		b.tls = &listener{id: "tls", addr: b.TLSListen, tlsConfig: tc}
+		b.tls = &listener{id: "tls", addr: b.TLSListen, tlsConfig: tc, connectTimeout: b.ConnectTimeout}
 		if err := b.server.AddListener(b.tls); err != nil {
 			return fmt.Errorf("broker: listen on %s (mqtt.tls_listen): %w", b.TLSListen, err)
 		}

@@ -187,7 +187,7 @@ func TestTelemetryReachesIngestAndACLHoldsOthersOut(t *testing.T) {
 // PUBLISH's DUP flag), which it checks against what is stored already.
 func TestIngestHookPassesDup(t *testing.T) {
 	rec := &received{}
-	h := &ingestHook{ctx: context.Background(), ingest: rec.ingest, metrics: newMetrics(nil)}
+	h := &ingestHook{ctx: context.Background(), ingest: rec.ingest, metrics: newMetrics(nil, nil)}
 	for _, dup := range []bool{false, true} {
 		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Dup: dup},
 			TopicName: "devices/aq-1/telemetry", Payload: []byte(`{"pm25":1}`)}

@@ -84,7 +84,9 @@ func (h *authHook) staffACL(scope, topic string, write bool) bool {
 
 // OnConnectAuthenticate checks the CONNECT packet. mochi calls it before it
 // looks for an existing session with the same client id, so a refusal never
-// touches the connection of the legitimate device.
+// touches the connection of the legitimate device. A will the client could
+// not publish itself is refused with the login: mochi sends wills without
+// asking the ACL.
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
 	reason := ""
@@ -94,6 +96,9 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	case !ok && h.staff != nil && !hasCert && h.authenticateStaff(cl, pk):
 	case !ok:
 		reason = "unknown_device"
+	case strings.ContainsAny(user, "/+#"):
+		// devices/{id}/ would hold other devices' topics, or all of them.
+		reason = "bad_device_id"
 	case cl.ID != user:
 		reason = "client_id_mismatch"
 	case hasCert && cn != user:
@@ -106,7 +111,11 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	case !h.verifier.Verify(h.ctx, d, pk.Connect.Password):
 		reason = "bad_password"
 	}
+	if reason == "" && pk.Connect.WillFlag && !h.OnACLCheck(cl, pk.Connect.WillTopic, true) {
+		reason = "will_denied"
+	}
 	if reason != "" {
+		h.scopes.Delete(cl)
 		h.failed(cl)
 		h.metrics.authFailures.WithLabelValues(reason).Inc()
 		h.logger.Debug("mqtt connect refused", "client", cl.ID, "user", user, "remote", cl.Net.Remote, "reason", reason)

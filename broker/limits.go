@@ -184,7 +184,8 @@ func newLimitHook(l Limits, server *mqtt.Server, m *metrics, logger *slog.Logger
 func (h *limitHook) ID() string { return "gridwatch-limits" }
 
 func (h *limitHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnSessionEstablish || b == mqtt.OnPublish || b == mqtt.OnDisconnect
+	return b == mqtt.OnConnect || b == mqtt.OnSessionEstablish || b == mqtt.OnPublish || b == mqtt.OnWill ||
+		b == mqtt.OnDisconnect
 }
 
 // remoteIP is the source address of cl, without its port.
@@ -297,8 +298,15 @@ func (h *limitHook) sweepLocked(now time.Time) {
 	}
 }
 
-// OnPublish drops a publish beyond its client's message or byte rate.
+// OnPublish drops a publish beyond its client's message or byte rate, and
+// keeps no retained message of a client: nobody but the device itself may
+// read its topics, so each would only cost memory, for a day. The broker's
+// own messages (alert notifications) are neither limited nor changed.
 func (h *limitHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	pk.FixedHeader.Retain = false
 	v, ok := h.clients.Load(cl)
 	if !ok {
 		v, _ = h.clients.LoadOrStore(cl, &clientLimiter{
@@ -322,6 +330,12 @@ func (h *limitHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 		return pk, packets.ErrQuotaExceeded
 	}
 	return pk, packets.ErrRejectPacket
+}
+
+// OnWill keeps no retained will, as OnPublish keeps no retained message.
+func (h *limitHook) OnWill(_ *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	will.Retain = false
+	return will, nil
 }
 
 // OnDisconnect forgets the client's rate limiters.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
@@ -17,12 +18,19 @@ import (
 // stops accepting, disconnects the clients, closes the connections still
 // being established, and returns only when mochi is done with all of them,
 // so Server.Close then waits on a group nobody adds to any more.
+//
+// It also bounds how long a connection may take to send its CONNECT
+// (connectTimeout): mochi reads the CONNECT without a deadline, so a
+// connection that sends nothing, or part of a CONNECT, would hold its
+// descriptor and goroutines for ever, and the per-address limits, which
+// start at the CONNECT, would never see it.
 type listener struct {
-	id        string
-	addr      string
-	tlsConfig *tls.Config
-	ln        net.Listener
-	log       *slog.Logger
+	id             string
+	addr           string
+	tlsConfig      *tls.Config
+	connectTimeout time.Duration
+	ln             net.Listener
+	log            *slog.Logger
 
 	mu     sync.Mutex
 	closed bool
@@ -70,6 +78,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		l.conns[conn] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
+		// mochi replaces the deadline with the client's keepalive once
+		// it has read the CONNECT.
+		_ = conn.SetDeadline(time.Now().Add(l.connectTimeout))
 		go func() {
 			defer l.wg.Done()
 			// Refusals are counted by the hooks; the error is detail.

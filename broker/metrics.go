@@ -1,6 +1,11 @@
 package broker
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/mochi-mqtt/server/v2/system"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the broker's counters.
 type metrics struct {
@@ -11,7 +16,9 @@ type metrics struct {
 	status       *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the broker's counters, and registers them with reg,
+// with the deliveries mochi dropped, which info counts.
+func newMetrics(reg prometheus.Registerer, info *system.Info) *metrics {
 	m := &metrics{
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_mqtt_auth_failures_total",
@@ -35,7 +42,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"status"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.authFailures, m.aclDenied, m.messages, m.limited, m.status)
+		dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gridwatch_mqtt_deliveries_dropped_total",
+			Help: "QoS 1/2 messages not delivered to a subscriber that had too many unacknowledged.",
+		}, func() float64 { return float64(atomic.LoadInt64(&info.InflightDropped)) })
+		reg.MustRegister(m.authFailures, m.aclDenied, m.messages, m.limited, m.status, dropped)
 	}
 	return m
 }
