@@ -45,8 +45,11 @@ type Server struct {
 	// AdminToken is the bootstrap bearer token: an admin of the whole city.
 	AdminToken string
 	// Tokens are the other accepted bearer tokens (api.tokens_file). With
-	// neither AdminToken nor Tokens, /api/v1 is open to all as an admin.
+	// neither AdminToken nor Tokens the API is Open.
 	Tokens []Token
+	// MaxSilence bounds how long a silence or maintenance window may last
+	// (api.max_silence). It defaults to DefaultMaxSilence.
+	MaxSilence time.Duration
 	// InScope decides which grids a scoped token sees. It defaults to
 	// PrefixScope.
 	InScope InScopeFunc
@@ -109,6 +112,9 @@ func (s *Server) Handler() http.Handler {
 	if s.StreamWriteTimeout <= 0 {
 		s.StreamWriteTimeout = DefaultStreamWriteTimeout
 	}
+	if s.MaxSilence <= 0 {
+		s.MaxSilence = DefaultMaxSilence
+	}
 	s.stream = newStreamMetrics(s.Registerer)
 	s.streamsDone = make(chan struct{})
 	mux := http.NewServeMux()
@@ -131,8 +137,19 @@ func (s *Server) Handler() http.Handler {
 	v1.mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	mux.Handle("/api/v1/", newAuthenticator(s.AdminToken, s.Tokens, s.InScope, s.Logger).middleware(v1.mux))
+	auth := newAuthenticator(s.AdminToken, s.Tokens, s.InScope, s.Logger)
+	if s.Open() {
+		auth.open = &principal{name: "anonymous", role: RoleAdmin, inScope: s.InScope}
+	}
+	mux.Handle("/api/v1/", auth.middleware(v1.mux))
 	return mux
+}
+
+// Open reports whether the API has no token at all: then every /api/v1
+// request from this host acts as an unscoped admin, and every other one
+// is refused (see authenticator.open).
+func (s *Server) Open() bool {
+	return s.AdminToken == "" && len(s.Tokens) == 0
 }
 
 // routes registers the /api/v1 handlers, each behind the role it needs, and

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -222,8 +223,10 @@ type credential struct {
 // authenticator maps bearer tokens to principals.
 type authenticator struct {
 	creds []credential
-	// open, with no token configured at all, lets every request in as an
-	// unscoped admin: a development setup, as before tokens existed.
+	// open, with no token configured at all (Server.Open), lets every
+	// request made directly from this host in as an unscoped admin: a
+	// development setup. A request from another address, or one that a
+	// proxy forwarded (it may come from anywhere), is refused.
 	open *principal
 }
 
@@ -243,9 +246,6 @@ func newAuthenticator(adminToken string, tokens []Token, inScope InScopeFunc, lo
 			continue
 		}
 		a.creds = append(a.creds, credential{hash: h, p: &principal{name: t.Name, role: t.Role, scope: t.Grid, inScope: inScope}})
-	}
-	if adminToken == "" && len(tokens) == 0 {
-		a.open = &principal{name: "anonymous", role: RoleAdmin, inScope: inScope}
 	}
 	return a
 }
@@ -284,11 +284,14 @@ func TokenHolder(adminToken string, tokens []Token, logger *slog.Logger) func(na
 func (a *authenticator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := a.open
-		if p == nil {
-			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if ok {
-				p = a.lookup(token)
+		if p != nil {
+			if err := fromThisHost(r); err != nil {
+				writeError(w, http.StatusForbidden, "open_api_local_only",
+					"no API token is configured (api.admin_token, api.tokens_file), so the API answers only requests made directly from its own host: "+err.Error())
+				return
 			}
+		} else if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			p = a.lookup(token)
 		}
 		if p == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gridwatch"`)
@@ -297,6 +300,26 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// proxyHeaders are the request headers that say a proxy forwarded it.
+var proxyHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip"}
+
+// fromThisHost checks that r came straight from a loopback address. The
+// peer is the TCP connection's: a proxy header is never trusted to name
+// the client, but its presence means the request came through a proxy,
+// which may serve anyone, so it is refused.
+func fromThisHost(r *http.Request) error {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("this one came from %s", host)
+	}
+	for _, h := range proxyHeaders {
+		if r.Header.Get(h) != "" {
+			return fmt.Errorf("this one was forwarded by a proxy (%s header)", h)
+		}
+	}
+	return nil
 }
 
 // requireRole answers 403 unless the request's principal has at least role.

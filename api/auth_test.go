@@ -1,14 +1,21 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/storage"
 )
 
 var prefixScopeCases = []struct {
@@ -139,7 +146,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 }
 
 // TestOpenWithoutTokens keeps the development setup: with no token
-// configured, /api/v1 answers without one.
+// configured, /api/v1 answers a request from this host without one.
 func TestOpenWithoutTokens(t *testing.T) {
 	env := newAlertEnv(t)
 	s := &Server{Store: fakeStore{}, Lookup: env.api.Lookup, Alerts: env.engine}
@@ -153,6 +160,89 @@ func TestOpenWithoutTokens(t *testing.T) {
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound {
 		t.Errorf("open API answered %d", resp.StatusCode)
 	}
+}
+
+// TestOpenAPIAnswersThisHostOnly attacks DESIGN.md's "without any token
+// configured the API serves loopback only" where the listener is broader
+// than loopback (0.0.0.0): a request from another address, or one a proxy
+// forwarded, is refused even though an X-Forwarded-For header claims
+// 127.0.0.1; one straight from a loopback address (127.0.0.1, 127.0.0.2)
+// is served.
+func TestOpenAPIAnswersThisHostOnly(t *testing.T) {
+	s := &Server{Store: fakeStore{latest: func(string) ([]storage.Latest, error) { return nil, nil }},
+		Lookup: devices.NewRegistry([]devices.Device{{ID: "aq-1", Type: "air_quality", Grid: "G1"}}).Lookup}
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	srv.Start()
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	// get asks for a device's latest values from source to the server at
+	// dest, with the headers given.
+	get := func(source, dest string, header ...string) (int, string) {
+		t.Helper()
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+		client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, net.JoinHostPort(dest, port))
+		}}}
+		defer client.CloseIdleConnections()
+		req, _ := http.NewRequest(http.MethodGet, "http://gridwatch/api/v1/devices/aq-1/latest", nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("from %s: %v", source, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, source := range []string{"127.0.0.1", "127.0.0.2"} {
+		if code, body := get(source, "127.0.0.1"); code != http.StatusOK {
+			t.Errorf("from %s: %d %s, want 200", source, code, body)
+		}
+	}
+	for _, h := range [][]string{{"X-Forwarded-For", "127.0.0.1"}, {"Forwarded", "for=127.0.0.1"}, {"X-Real-Ip", "127.0.0.1"}} {
+		if code, body := get("127.0.0.1", "127.0.0.1", h...); code != http.StatusForbidden || !strings.Contains(body, "open_api_local_only") {
+			t.Errorf("forwarded (%s): %d %s, want 403 open_api_local_only", h[0], code, body)
+		}
+	}
+	// A real peer from another address: this host's own non-loopback
+	// address, where it has one; the unit case below covers the rule
+	// either way.
+	if addr := nonLoopbackAddr(t); addr != "" {
+		if code, body := get(addr, addr); code != http.StatusForbidden || !strings.Contains(body, "came from "+addr) {
+			t.Errorf("from %s: %d %s, want 403 naming the peer", addr, code, body)
+		}
+	} else {
+		t.Log("no non-loopback IPv4 address on this host: the real-peer case is left out")
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/devices/aq-1/latest", nil)
+	req.RemoteAddr = "192.0.2.77:40000"
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("from 192.0.2.77: %d %s, want 403", rec.Code, rec.Body)
+	}
+}
+
+// nonLoopbackAddr returns one of this host's IPv4 addresses that is not
+// loopback, or "".
+func nonLoopbackAddr(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Logf("interface addresses: %v", err)
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
 }
 
 // TestTokenHolder checks the token check other front doors (MQTT) use: the

@@ -10,6 +10,10 @@ import (
 	"github.com/gridwatch/gridwatch/alerts"
 )
 
+// DefaultMaxSilence is the default of Server.MaxSilence: 30 days, long
+// enough for planned works, short enough that a forgotten silence ends.
+const DefaultMaxSilence = 30 * 24 * time.Hour
+
 // silenceRoutes registers the silence endpoints beside the alert ones.
 func (s *Server) silenceRoutes(rt *routes) {
 	rt.Require(RoleViewer, "GET /api/v1/silences", s.listSilences)
@@ -93,6 +97,11 @@ func (s *Server) createSilence(w http.ResponseWriter, r *http.Request) {
 		sil.Ends, err = parseTime(req.Ends, time.Time{})
 	default:
 		err = errors.New("'ends' or 'duration' is required")
+	}
+	if err == nil {
+		if left := sil.Ends.Sub(s.Now()); left > s.MaxSilence {
+			err = fmt.Errorf("a silence may last at most %s (api.max_silence), this one %s", s.MaxSilence, left.Round(time.Second))
+		}
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())

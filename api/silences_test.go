@@ -3,7 +3,9 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gridwatch/gridwatch/alerts"
 )
@@ -29,9 +31,12 @@ func TestSilences(t *testing.T) {
 		{"unknown device", "tok-city", `{"device":"nope","duration":"1h"}`, http.StatusNotFound, ""},
 		{"scope by default", "tok-operator", `{"duration":"1h","reason":"works"}`, http.StatusCreated, "D01"},
 		{"prefix but not a parent", "tok-operator", `{"grid":"D","duration":"1h"}`, http.StatusNotFound, ""},
-		{"cell in scope", "tok-admin", `{"grid":"D01-S01","maintenance":true,"ends":"2099-01-01T00:00:00Z"}`, http.StatusCreated, "D01-S01"},
+		{"cell in scope", "tok-admin", `{"grid":"D01-S01","maintenance":true,"duration":"48h"}`, http.StatusCreated, "D01-S01"},
 		{"device in scope", "tok-operator", `{"device":"` + devIn + `","duration":"1h"}`, http.StatusCreated, ""},
 		{"city-wide", "tok-city", `{"grid":"D02","duration":"1h"}`, http.StatusCreated, "D02"},
+		// Issue 10 item 8: a silence has a maximum duration.
+		{"longer than api.max_silence", "tok-city", `{"grid":"D02","duration":"721h"}`, http.StatusBadRequest, ""},
+		{"ends after api.max_silence", "tok-city", `{"grid":"D02","ends":"2999-01-01T00:00:00Z"}`, http.StatusBadRequest, ""},
 	} {
 		code, body := env.call(t, http.MethodPost, "/api/v1/silences", tc.token, tc.body)
 		if code != tc.want {
@@ -77,5 +82,32 @@ func TestSilences(t *testing.T) {
 	}
 	if n := list("tok-city"); n != 2 {
 		t.Errorf("after two deletes a city token sees %d silences, want 2", n)
+	}
+}
+
+// TestSilenceMaximum attacks the promise that silences have a maximum
+// duration (api.max_silence, 30 days by default): a longer one is refused
+// with a 400 naming the limit and its key, one of exactly the limit is
+// taken.
+func TestSilenceMaximum(t *testing.T) {
+	env := newAlertEnv(t)
+	for _, tc := range []struct {
+		body string
+		want int
+	}{
+		{`{"duration":"720h"}`, http.StatusCreated},
+		{`{"ends":"` + time.Now().Add(29*24*time.Hour).Format(time.RFC3339) + `"}`, http.StatusCreated},
+		{`{"duration":"720h1s"}`, http.StatusBadRequest},
+		{`{"duration":"87600h"}`, http.StatusBadRequest},
+		{`{"ends":"9999-12-31T23:59:59Z"}`, http.StatusBadRequest},
+		{`{"ends":"9223372036854775807"}`, http.StatusBadRequest},
+	} {
+		code, body := env.call(t, http.MethodPost, "/api/v1/silences", "tok-city", tc.body)
+		if code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.body, code, body, tc.want)
+		}
+		if code == http.StatusBadRequest && !strings.Contains(body, "at most 720h0m0s (api.max_silence)") {
+			t.Errorf("%s: error %s does not name the limit", tc.body, body)
+		}
 	}
 }

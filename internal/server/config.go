@@ -18,6 +18,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/gridwatch/gridwatch/api"
 )
 
 // EnvPrefix starts every environment variable that sets a config key.
@@ -59,8 +61,9 @@ type Config struct {
 		Listen string `koanf:"listen" help:"HTTP listener address for the API, /metrics and health checks"`
 	} `koanf:"http"`
 	API struct {
-		AdminToken string `koanf:"admin_token" help:"bootstrap admin bearer token: an admin of the whole city; with neither it nor api.tokens_file, /api/v1 is open" secret:"true"`
-		TokensFile string `koanf:"tokens_file" help:"YAML list of API tokens {name, role, grid, token_hash}; make entries with 'gridwatch token new'"`
+		AdminToken string        `koanf:"admin_token" help:"bootstrap admin bearer token: an admin of the whole city; with neither it nor api.tokens_file, /api/v1 is open to this host only (http.listen must be a loopback address)" secret:"true"`
+		TokensFile string        `koanf:"tokens_file" help:"YAML list of API tokens {name, role, grid, token_hash}; make entries with 'gridwatch token new'"`
+		MaxSilence time.Duration `koanf:"max_silence" help:"longest silence or maintenance window the API accepts"`
 	} `koanf:"api"`
 	Notify struct {
 		WebhookURL    string `koanf:"webhook_url" help:"URL that alert transitions are POSTed to as signed JSON; empty sends none"`
@@ -116,6 +119,7 @@ func Default() Config {
 	c.MQTT.AuthFailures, c.MQTT.AuthFailWindow, c.MQTT.AuthFailBan = 10, time.Minute, 5*time.Minute
 	c.Devices.ReloadInterval = 5 * time.Second
 	c.HTTP.Listen = ":8080"
+	c.API.MaxSilence = api.DefaultMaxSilence
 	c.Notify.MQTT = true
 	c.ClickHouse.Database = "gridwatch"
 	c.ClickHouse.User = "default"
@@ -206,6 +210,14 @@ func (c *Config) Validate() error {
 			bad("api.tokens_file", "cannot be read: %v", err)
 		}
 	}
+	if c.API.AdminToken == "" && c.API.TokensFile == "" {
+		if err := openListen(c.HTTP.Listen); err != nil {
+			bad("http.listen", "%v", err)
+		}
+	}
+	if c.API.MaxSilence <= 0 {
+		bad("api.max_silence", "must be > 0")
+	}
 	if c.Notify.WebhookURL != "" {
 		if u, err := url.Parse(c.Notify.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("notify.webhook_url", "must be an http or https URL")
@@ -264,6 +276,45 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// errOpenAPI explains why an API without tokens may not listen beyond this
+// host.
+var errOpenAPI = errors.New("neither api.admin_token nor api.tokens_file (with a token) is set, so every /api/v1 request would act as an unscoped admin: set a token, or listen on a loopback address such as 127.0.0.1:8080")
+
+// openListen checks addr (host:port) as the listener of an API without
+// tokens: its host must be loopback (127.0.0.0/8, ::1, localhost) or empty,
+// which httpListen narrows to 127.0.0.1.
+func openListen(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || host == "localhost" {
+		return nil // a malformed address has its own error
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("is %s, not a loopback address, and %w", addr, errOpenAPI)
+}
+
+// httpListen is the address the HTTP server listens on: http.listen, but
+// for an API without tokens (open) one with no host (":8080", all
+// interfaces) is narrowed to 127.0.0.1, and one with another non-loopback
+// host is refused.
+func (c *Config) httpListen(open bool) (string, error) {
+	if !open {
+		return c.HTTP.Listen, nil
+	}
+	if err := openListen(c.HTTP.Listen); err != nil {
+		return "", fmt.Errorf("http.listen %w", err)
+	}
+	host, port, err := net.SplitHostPort(c.HTTP.Listen)
+	if err != nil {
+		return "", fmt.Errorf("http.listen %s: %w", c.HTTP.Listen, err)
+	}
+	if host == "" {
+		return net.JoinHostPort("127.0.0.1", port), nil
+	}
+	return c.HTTP.Listen, nil
 }
 
 // configKey describes one leaf of Config.

@@ -72,6 +72,9 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"bad duration from env", "", "GRIDWATCH_INGEST_BATCH_AGE=soon", "batch_age"},
 		{"bad log level", "log:\n  level: loud\n", "", "'log.level' must be debug, info, warn or error"},
 		{"missing devices file", "devices:\n  file: /nonexistent/devices.csv\n", "", "'devices.file' cannot be read"},
+		{"open API on all interfaces", "http:\n  listen: 0.0.0.0:8080\n", "", "'http.listen' is 0.0.0.0:8080, not a loopback address, and neither api.admin_token nor api.tokens_file"},
+		{"open API on another address", "", "GRIDWATCH_HTTP_LISTEN=192.0.2.2:0", "'http.listen' is 192.0.2.2:0, not a loopback address"},
+		{"zero silence bound", "api:\n  max_silence: 0s\n", "", "'api.max_silence' must be > 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,5 +113,55 @@ func TestEveryKeyHasFlagEnvAndHelp(t *testing.T) {
 	}
 	if got := UnknownEnv([]string{"GRIDWATCH_CLICKHOUSE_ADR=x", "HOME=/root"}); len(got) != 1 || got[0] != "GRIDWATCH_CLICKHOUSE_ADR" {
 		t.Errorf("UnknownEnv = %v, want the typo reported", got)
+	}
+}
+
+// TestOpenAPIListensOnLoopbackOnly attacks the promise that without any
+// token the API serves loopback only (issue 10 item 8): an explicit
+// non-loopback http.listen is refused, naming the keys to set; a loopback
+// one is kept; one without a host (the default :8080, all interfaces) is
+// narrowed to 127.0.0.1; with a token every address is allowed. A tokens
+// file that turns out to hold no token is refused at start.
+func TestOpenAPIListensOnLoopbackOnly(t *testing.T) {
+	for _, tc := range []struct {
+		listen, token string
+		open          bool
+		want, err     string
+	}{
+		{"0.0.0.0:0", "", true, "", "http.listen is 0.0.0.0:0, not a loopback address, and neither api.admin_token nor api.tokens_file"},
+		{"[::]:0", "", true, "", "not a loopback address"},
+		{"192.0.2.2:8080", "", true, "", "not a loopback address"},
+		{"gridwatch.example:8080", "", true, "", "not a loopback address"},
+		{"127.0.0.1:0", "", true, "127.0.0.1:0", ""},
+		{"127.0.0.2:8080", "", true, "127.0.0.2:8080", ""},
+		{"[::1]:8080", "", true, "[::1]:8080", ""},
+		{"localhost:8080", "", true, "localhost:8080", ""},
+		{":8080", "", true, "127.0.0.1:8080", ""},
+		{"0.0.0.0:8080", "secret", false, "0.0.0.0:8080", ""},
+		{":8080", "secret", false, ":8080", ""},
+	} {
+		cfg := Default()
+		cfg.HTTP.Listen, cfg.API.AdminToken = tc.listen, tc.token
+		verr := cfg.Validate()
+		got, err := cfg.httpListen(tc.open)
+		if tc.err != "" {
+			if verr == nil || !strings.Contains(verr.Error(), "'http.listen'") || err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: Validate %v, httpListen %q %v; want errors containing %q", tc.listen, verr, got, err, tc.err)
+			}
+			continue
+		}
+		if verr != nil || err != nil || got != tc.want {
+			t.Errorf("%s (token %q): Validate %v, httpListen %q %v; want %q", tc.listen, tc.token, verr, got, err, tc.want)
+		}
+	}
+	// A tokens file holding no token passes Validate (it exists) but
+	// leaves the API open: the server's start refuses the address.
+	cfg := Default()
+	cfg.HTTP.Listen, cfg.API.TokensFile = "0.0.0.0:8080", writeFile(t, "tokens.yaml", "")
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.httpListen(true); err == nil || !strings.Contains(err.Error(), "api.tokens_file") {
+		t.Errorf("empty tokens file on 0.0.0.0: %v, want an error naming api.tokens_file", err)
 	}
 }

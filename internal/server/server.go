@@ -216,11 +216,6 @@ func startBatcher[T any](ctx context.Context, b *ingest.Batcher[T], cfg *Config,
 
 // startHTTP serves the API, metrics and health checks.
 func (s *Server) startHTTP() error {
-	ln, err := net.Listen("tcp", s.Config.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http.listen %s: %w", s.Config.HTTP.Listen, err)
-	}
-	s.httpAddr = ln.Addr()
 	a := &api.Server{
 		Store:      s.db,
 		Lookup:     s.registry.Lookup,
@@ -228,13 +223,26 @@ func (s *Server) startHTTP() error {
 		Detail:     s.readyDetail,
 		Gatherer:   s.metrics,
 		AdminToken: s.Config.API.AdminToken,
+		MaxSilence: s.Config.API.MaxSilence,
 		Logger:     s.Logger,
 	}
 	a.Cameras, a.Devices = s.db, s.registry.All
 	a.Registry = s
 	if err := s.configureAPI(a); err != nil {
-		ln.Close()
 		return err
+	}
+	open := a.AdminToken == "" && len(a.Tokens) == 0
+	addr, err := s.Config.httpListen(open)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", addr, err)
+	}
+	s.httpAddr = ln.Addr()
+	if open {
+		s.Logger.Warn("the API is open to this host only: neither api.admin_token nor api.tokens_file holds a token", "addr", s.httpAddr.String())
 	}
 	s.http = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.http.RegisterOnShutdown(a.CloseStreams)

@@ -36,9 +36,6 @@ func (s *Server) configureAPI(a *api.Server) error {
 		a.Tokens = tokens
 		s.Logger.Info("api tokens loaded", "tokens", len(tokens), "file", f)
 	}
-	if a.AdminToken == "" && len(a.Tokens) == 0 {
-		s.Logger.Warn("the API is open: neither api.admin_token nor api.tokens_file is set")
-	}
 	holder := api.TokenHolder(a.AdminToken, a.Tokens, s.Logger)
 	s.staff.holder.Store(&holder)
 	a.InScope = s.inScope
