@@ -54,6 +54,9 @@ const (
 	FaultCodecChange CameraFault = "codec_change"
 	// FaultNoVideo serves an audio-only description.
 	FaultNoVideo CameraFault = "no_video"
+	// FaultSlow answers every request SlowBy late, like an overloaded
+	// camera or link; its video is normal.
+	FaultSlow CameraFault = "slow"
 )
 
 // The codecs a camera serves, named as in session descriptions.
@@ -64,7 +67,7 @@ const (
 
 // CameraFaults lists every fault but FaultNone.
 var CameraFaults = []CameraFault{FaultOffline, FaultRefusing, FaultAuth, FaultWrongAuth, FaultNotFound,
-	FaultStall, FaultLowFPS, FaultLoss, FaultFrozen, FaultCodecChange, FaultNoVideo}
+	FaultStall, FaultLowFPS, FaultLoss, FaultFrozen, FaultCodecChange, FaultNoVideo, FaultSlow}
 
 // Camera is one simulated camera.
 type Camera struct {
@@ -87,6 +90,8 @@ type Camera struct {
 	LowFPS float64
 	// LossPct is FaultLoss's share of dropped packets. It defaults to 20.
 	LossPct float64
+	// SlowBy is how late FaultSlow answers. It defaults to 500ms.
+	SlowBy time.Duration
 }
 
 // CameraFarm serves simulated cameras from one RTSP server: real H.264 or
@@ -346,6 +351,9 @@ func (c *Camera) defaults() error {
 	if c.LossPct <= 0 {
 		c.LossPct = 20
 	}
+	if c.SlowBy <= 0 {
+		c.SlowBy = 500 * time.Millisecond
+	}
 	known := c.Fault == FaultNone
 	for _, f := range CameraFaults {
 		known = known || c.Fault == f
@@ -390,6 +398,9 @@ func (h *farmHandler) camera(conn *gortsplib.ServerConn, req *base.Request, path
 	}
 	if c.Fault == FaultRefusing {
 		return nil, &base.Response{StatusCode: base.StatusServiceUnavailable}, nil
+	}
+	if c.Fault == FaultSlow {
+		time.Sleep(c.SlowBy) // blocks this connection only
 	}
 	if (c.Fault == FaultAuth || c.Fault == FaultWrongAuth) && !conn.VerifyCredentials(req, h.User, h.Password) {
 		return nil, &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}

@@ -34,7 +34,7 @@ func camerasCmd(logger *slog.Logger) *cobra.Command {
 test-pattern video (--codec h264, h265, or mixed: every second camera H.265),
 looped, under rtsp://ADDR/camNNNNN. --faults gives faults to the first
 cameras, as fault=count pairs (offline, refusing, auth, wrong_auth, not_found,
-stall, low_fps, loss, frozen, codec_change, no_video). --csv writes a devices
+stall, low_fps, loss, frozen, codec_change, no_video, slow). --csv writes a devices
 CSV of the cameras (type camera, rtsp_url with credentials) for 'gridwatch
 devices import' or devices.file. It runs until SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,

@@ -9,6 +9,8 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	dropped  prometheus.Counter
 	late     prometheus.Counter
+	lag      prometheus.Histogram
+	waiting  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,11 +30,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gridwatch_camera_probes_late_total",
-			Help: "Due camera probes postponed to the next tick because every worker was busy.",
+			Help: "Due camera probes that found every worker busy and waited for one (each is run, none skipped).",
+		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gridwatch_camera_probe_lag_seconds",
+			Help:    "Time from a camera probe's due time to its start.",
+			Buckets: []float64{0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900},
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gridwatch_camera_probes_waiting",
+			Help: "Due camera probes waiting for a free worker.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.probes, m.duration, m.dropped, m.late)
+		reg.MustRegister(m.probes, m.duration, m.dropped, m.late, m.lag, m.waiting)
 	}
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -224,11 +225,30 @@ func (p *Prober) Close() error {
 type due struct {
 	liveness, sample time.Time
 	running          bool
+	// waiting is set when the camera was found due with every worker busy,
+	// so that its late start is counted once.
+	waiting bool
 }
 
-// schedule owns the per-camera due times. Every tick it dispatches the due
-// probes to at most Concurrency workers; a camera is never probed twice at
-// once, and a sample also counts as a liveness probe.
+// ready is a camera whose probe has been due since at.
+type ready struct {
+	t  Target
+	d  *due
+	at time.Time
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// schedule owns the per-camera due times. Every tick, and whenever a probe
+// ends, it starts the due probes, oldest due first, on at most Concurrency
+// workers. A due probe that finds every worker busy stays due, is counted
+// late once, and starts as soon as a worker is free, its lag observed: no
+// probe is skipped. A camera is never probed twice at once.
 func (p *Prober) schedule(ctx context.Context) {
 	tick := min(p.LivenessInterval, p.SampleInterval) / 20
 	tick = max(tick, 10*time.Millisecond)
@@ -237,11 +257,15 @@ func (p *Prober) schedule(ctx context.Context) {
 	state := map[string]*due{}
 	done := make(chan string, p.Concurrency)
 	sem := make(chan struct{}, p.Concurrency)
-	var workers sync.WaitGroup
+	var (
+		workers sync.WaitGroup
+		queue   []ready
+	)
 	defer workers.Wait()
 	for {
 		now := time.Now()
 		seen := make(map[string]bool)
+		queue = queue[:0]
 		for _, t := range p.Targets() {
 			seen[t.Camera] = true
 			d := state[t.Camera]
@@ -254,28 +278,43 @@ func (p *Prober) schedule(ctx context.Context) {
 				}
 				state[t.Camera] = d
 			}
-			if d.running || now.Before(d.liveness) && now.Before(d.sample) {
-				continue
+			if at := minTime(d.liveness, d.sample); !d.running && !now.Before(at) {
+				queue = append(queue, ready{t: t, d: d, at: at})
 			}
-			kind := KindLiveness
-			if !now.Before(d.sample) {
-				kind = KindSample
-				d.sample = now.Add(p.jitter(p.SampleInterval))
-			}
-			d.liveness = now.Add(p.jitter(p.LivenessInterval))
+		}
+		slices.SortFunc(queue, func(a, b ready) int { return a.at.Compare(b.at) })
+		waiting := 0
+	dispatch:
+		for i, r := range queue {
 			select {
 			case sem <- struct{}{}:
 			default:
-				p.metrics.late.Inc() // every worker busy: try again next tick
-				continue
+				// Every worker is busy: this probe and the later ones stay
+				// due, for the next free worker.
+				for _, w := range queue[i:] {
+					if !w.d.waiting {
+						w.d.waiting = true
+						p.metrics.late.Inc()
+					}
+				}
+				waiting = len(queue) - i
+				break dispatch
 			}
-			d.running = true
+			kind := KindLiveness
+			if !now.Before(r.d.sample) {
+				kind = KindSample
+				r.d.sample = now.Add(p.jitter(p.SampleInterval))
+			}
+			r.d.liveness = now.Add(p.jitter(p.LivenessInterval))
+			r.d.running, r.d.waiting = true, false
+			p.metrics.lag.Observe(now.Sub(r.at).Seconds())
 			workers.Add(1)
 			go func() {
-				defer func() { <-sem; done <- t.Camera; workers.Done() }()
-				p.run(ctx, t, kind)
+				defer func() { <-sem; done <- r.t.Camera; workers.Done() }()
+				p.run(ctx, r.t, kind)
 			}()
 		}
+		p.metrics.waiting.Set(float64(waiting))
 		for id, d := range state {
 			if !seen[id] && !d.running {
 				delete(state, id)
