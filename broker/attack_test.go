@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -775,5 +776,34 @@ func TestAttackAlertNotificationsNotThrottled(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(pr, "gridwatch_mqtt_deliveries_dropped_total"); err != nil || n != 1 {
 		t.Errorf("dropped deliveries series = %d (%v), want 1", n, err)
+	}
+}
+
+// TestAttackSubscriptionFlood attacks the bound on what one device may
+// cost the broker: filters under its own devices/{id}/cmd/ are allowed,
+// and mochi keeps each one for the session's life. The SUBSCRIBE beyond
+// the limit (32) ends the connection and is counted, and a new login
+// works.
+func TestAttackSubscriptionFlood(t *testing.T) {
+	b, _ := startBroker(t, &received{})
+	addr := loopback(b.Addr())
+	c, err := connectFrom(t, attacker, addr, "aq-1", "aq-1", "s3cret-aq1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 32 {
+		f := fmt.Sprintf("devices/aq-1/cmd/%d", i)
+		tok := c.Subscribe(f, 0, nil)
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil || tok.(*paho.SubscribeToken).Result()[f] >= 0x80 {
+			t.Fatalf("subscription %d refused: %v", i, tok.Error())
+		}
+	}
+	c.Subscribe("devices/aq-1/cmd/again/#", 0, nil).WaitTimeout(5 * time.Second)
+	waitFor(t, "the flooder disconnected", func() bool { return !c.IsConnectionOpen() })
+	if got := testutil.ToFloat64(b.metrics.limited.WithLabelValues("subscriptions")); got != 1 {
+		t.Errorf("subscription floods counted = %v, want 1", got)
+	}
+	if _, err := connect(t, addr, "aq-1", "aq-1", "s3cret-aq1"); err != nil {
+		t.Errorf("a new login after the flood: %v", err)
 	}
 }

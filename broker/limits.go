@@ -22,6 +22,11 @@ type Limits struct {
 	// (MQTT 5 receive maximum, and the broker's outbound inflight cap). It
 	// defaults to 64.
 	MaxInflight int
+	// MaxSubscriptions is how many topic filters a client may hold; a
+	// SUBSCRIBE that would take it beyond ends its connection. It defaults
+	// to 32: a device needs one, devices/{id}/cmd/#, and each filter costs
+	// the broker memory for as long as the session lives.
+	MaxSubscriptions int
 	// MessageRate and MessageBurst bound each client's publishes per second.
 	// They default to 10 and 50: a device reports every few seconds at most
 	// and flushes a small backlog after a reconnect.
@@ -67,6 +72,7 @@ func (l Limits) withDefaults() Limits {
 	}
 	defInt(&l.MaxTopicLength, 256)
 	defInt(&l.MaxInflight, 64)
+	defInt(&l.MaxSubscriptions, 32)
 	def(&l.MessageRate, 10)
 	defInt(&l.MessageBurst, 50)
 	def(&l.ByteRate, 64<<10)
@@ -184,8 +190,28 @@ func newLimitHook(l Limits, server *mqtt.Server, m *metrics, logger *slog.Logger
 func (h *limitHook) ID() string { return "gridwatch-limits" }
 
 func (h *limitHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnSessionEstablish || b == mqtt.OnPublish || b == mqtt.OnWill ||
-		b == mqtt.OnDisconnect
+	return b == mqtt.OnConnect || b == mqtt.OnSessionEstablish || b == mqtt.OnPacketRead || b == mqtt.OnPublish ||
+		b == mqtt.OnWill || b == mqtt.OnDisconnect
+}
+
+// OnPacketRead ends the connection of a client whose SUBSCRIBE would take
+// it beyond MaxSubscriptions filters: mochi keeps every filter of a
+// session, and nothing else bounds how many one client sends.
+func (h *limitHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Subscribe {
+		return pk, nil
+	}
+	n := cl.State.Subscriptions.Len()
+	for _, sub := range pk.Filters {
+		if _, ok := cl.State.Subscriptions.Get(sub.Filter); !ok {
+			n++
+		}
+	}
+	if n <= h.limits.MaxSubscriptions {
+		return pk, nil
+	}
+	h.metrics.limited.WithLabelValues("subscriptions").Inc()
+	return pk, packets.ErrRejectPacket
 }
 
 // remoteIP is the source address of cl, without its port.

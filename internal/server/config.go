@@ -44,6 +44,7 @@ type Config struct {
 		TLSClientCA    string        `koanf:"tls_client_ca" help:"PEM CA bundle; when set, devices may log in with a client certificate whose CN is their id"`
 		MaxTopicLength int           `koanf:"max_topic_length" help:"longest topic a client may publish to, in bytes"`
 		MaxInflight    int           `koanf:"max_inflight" help:"unacknowledged QoS 1/2 messages per client (MQTT 5 receive maximum)"`
+		MaxFilters     int           `koanf:"max_subscriptions" help:"topic filters a client may hold; a SUBSCRIBE beyond ends its connection"`
 		MessageRate    float64       `koanf:"message_rate" help:"publishes per second per client; beyond the burst they are dropped and counted (-1: unlimited)"`
 		MessageBurst   int           `koanf:"message_burst" help:"publishes a client may send at once above message_rate"`
 		ByteRate       float64       `koanf:"byte_rate" help:"payload bytes per second per client (-1: unlimited)"`
@@ -112,6 +113,7 @@ func Default() Config {
 	c.MQTT.MaxPacketSize = 64 << 10
 	c.MQTT.MaxTopicLength = 256
 	c.MQTT.MaxInflight = 64
+	c.MQTT.MaxFilters = 32
 	c.MQTT.MessageRate, c.MQTT.MessageBurst = 10, 50
 	c.MQTT.ByteRate, c.MQTT.ByteBurst = 64<<10, 256<<10
 	c.MQTT.ConnRatePerIP, c.MQTT.ConnBurstPerIP = 20, 200
@@ -176,7 +178,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for key, v := range map[string]int{"mqtt.max_topic_length": c.MQTT.MaxTopicLength, "mqtt.max_inflight": c.MQTT.MaxInflight,
-		"mqtt.message_burst": c.MQTT.MessageBurst, "mqtt.byte_burst": c.MQTT.ByteBurst,
+		"mqtt.max_subscriptions": c.MQTT.MaxFilters, "mqtt.message_burst": c.MQTT.MessageBurst, "mqtt.byte_burst": c.MQTT.ByteBurst,
 		"mqtt.conn_burst_per_ip": c.MQTT.ConnBurstPerIP, "mqtt.flap_connects": c.MQTT.FlapConnects,
 		"mqtt.auth_failures": c.MQTT.AuthFailures} {
 		if v <= 0 {

@@ -194,7 +194,7 @@ func brokerTLS(cfg *Config) (*tls.Config, error) {
 func brokerLimits(cfg *Config) broker.Limits {
 	m := &cfg.MQTT
 	return broker.Limits{
-		MaxTopicLength: m.MaxTopicLength, MaxInflight: m.MaxInflight,
+		MaxTopicLength: m.MaxTopicLength, MaxInflight: m.MaxInflight, MaxSubscriptions: m.MaxFilters,
 		MessageRate: m.MessageRate, MessageBurst: m.MessageBurst,
 		ByteRate: m.ByteRate, ByteBurst: m.ByteBurst,
 		ConnRatePerIP: m.ConnRatePerIP, ConnBurstPerIP: m.ConnBurstPerIP,
