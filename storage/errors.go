@@ -3,6 +3,10 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 )
 
 // Sentinel errors of the package. Callers test them with errors.Is; the
@@ -74,17 +78,88 @@ const (
 	codeUnknownDatabase = 81
 )
 
-// transientCode reports whether the same INSERT may succeed later after an
-// exception with this code: overload, timeouts, resources, replication
-// trouble. Any other exception is about the statement or the data and is
-// permanent.
-func transientCode(code int32) bool {
+// ErrorClass says whether a statement that failed may succeed if it is
+// sent again unchanged.
+type ErrorClass int
+
+// The error classes, from Classify.
+const (
+	// Transient errors may pass later: the network, a server down,
+	// restarting, overloaded or short of memory, timeouts, too many parts,
+	// and credentials or rights (the server's configuration, not the
+	// batch, is wrong).
+	Transient ErrorClass = iota
+	// Permanent errors cannot pass as the table stands: a missing table,
+	// database or column, a column of another type, data the server cannot
+	// parse, an Arrow column the writer cannot map.
+	Permanent
+	// Unclassified is a server exception whose code is on neither list, or
+	// a driver error that is not plainly about the data: it may be either.
+	Unclassified
+)
+
+// String implements fmt.Stringer.
+func (c ErrorClass) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	}
+	return "unclassified"
+}
+
+// Classify tells the class of err, an error from an INSERT or a query
+// (a *WriteError or what it wraps). Server exceptions are classified by
+// code; the writer's refusals (ErrUnsupportedType, ErrNulls,
+// ErrBadIdentifier) and the driver's client-side errors about the data (an
+// Arrow type the table column does not take) are permanent; other driver
+// errors are unclassified; anything else is the connection or the server
+// going away, which is transient.
+func Classify(err error) ErrorClass {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		return classifyCode(ex.Code)
+	}
+	if errors.Is(err, ErrUnsupportedType) || errors.Is(err, ErrNulls) || errors.Is(err, ErrBadIdentifier) {
+		return Permanent
+	}
+	var (
+		convErr *column.ColumnConverterError
+		colErr  *column.Error
+		opErr   *clickhouse.OpError
+	)
+	if errors.As(err, &convErr) || errors.As(err, &colErr) {
+		return Permanent
+	}
+	if errors.As(err, &opErr) {
+		// OpError has no Unwrap; it wraps the column errors of Append and
+		// reports a column the block lacks, both about the data. Its other
+		// uses (an unexpected packet) are not.
+		if errors.As(opErr.Err, &convErr) || errors.As(opErr.Err, &colErr) ||
+			strings.HasPrefix(opErr.Op, "Append") || opErr.Op == "batch.Column" {
+			return Permanent
+		}
+		return Unclassified
+	}
+	return Transient
+}
+
+// classifyCode classifies a server exception by its code
+// (src/Common/ErrorCodes.cpp). Both lists are explicit, so that a code on
+// neither (new in a later server, or rare) is Unclassified rather than
+// taken for permanent and a batch set aside that one more try would store.
+func classifyCode(code int32) ErrorClass {
 	switch code {
 	case 3, // UNEXPECTED_END_OF_FILE
 		32,   // ATTEMPT_TO_READ_AFTER_EOF
 		159,  // TIMEOUT_EXCEEDED
 		160,  // TOO_SLOW
+		164,  // READONLY
 		173,  // CANNOT_ALLOCATE_MEMORY
+		192,  // UNKNOWN_USER
+		193,  // WRONG_PASSWORD
+		194,  // REQUIRED_PASSWORD
 		201,  // QUOTA_EXPIRED
 		202,  // TOO_MANY_SIMULTANEOUS_QUERIES
 		203,  // NO_FREE_CONNECTION
@@ -106,9 +181,39 @@ func transientCode(code int32) bool {
 		410,  // EXTERNAL_SERVER_IS_NOT_RESPONDING
 		425,  // SYSTEM_ERROR
 		439,  // CANNOT_SCHEDULE_TASK
+		497,  // ACCESS_DENIED
+		516,  // AUTHENTICATION_FAILED
 		999,  // KEEPER_EXCEPTION
 		1000: // POCO_EXCEPTION
-		return true
+		return Transient
+	case 6, // CANNOT_PARSE_TEXT
+		8,   // THERE_IS_NO_COLUMN
+		10,  // NOT_FOUND_COLUMN_IN_BLOCK
+		15,  // DUPLICATE_COLUMN
+		16,  // NO_SUCH_COLUMN_IN_TABLE
+		20,  // NUMBER_OF_COLUMNS_DOESNT_MATCH
+		26,  // CANNOT_PARSE_QUOTED_STRING
+		27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+		38,  // CANNOT_PARSE_DATE
+		41,  // CANNOT_PARSE_DATETIME
+		43,  // ILLEGAL_TYPE_OF_ARGUMENT
+		44,  // ILLEGAL_COLUMN
+		47,  // UNKNOWN_IDENTIFIER
+		50,  // UNKNOWN_TYPE
+		53,  // TYPE_MISMATCH
+		60,  // UNKNOWN_TABLE
+		62,  // SYNTAX_ERROR
+		69,  // ARGUMENT_OUT_OF_BOUND
+		70,  // CANNOT_CONVERT_TYPE
+		72,  // CANNOT_PARSE_NUMBER
+		81,  // UNKNOWN_DATABASE
+		108, // NO_DATA_TO_INSERT
+		117, // INCORRECT_DATA
+		122, // INCOMPATIBLE_COLUMNS
+		131, // TOO_LARGE_STRING_SIZE
+		321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+		352: // AMBIGUOUS_COLUMN_NAME
+		return Permanent
 	}
-	return false
+	return Unclassified
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
@@ -47,13 +46,14 @@ const (
 // concurrent use.
 //
 // Failure policy: transient errors (network, server down or restarting,
-// timeouts, too many parts or queries, memory) are retried with exponential
-// backoff up to MaxAttempts; permanent ones (unknown table or column, type
-// mismatch, syntax, Arrow types or nulls the writer cannot store) are not.
-// Either way Write then returns a *WriteError and the batch is not stored:
-// the caller counts its rows as dropped (a disk spool will take them
-// instead in a later issue). A retry after an ambiguous failure may store a
-// batch twice on servers without insert_deduplication_token.
+// timeouts, too many parts or queries, memory; see Classify) are retried
+// with exponential backoff up to MaxAttempts; permanent and unclassified
+// ones (unknown table or column, type mismatch, syntax, Arrow types or nulls
+// the writer cannot store, a server code on neither list) are not. Either
+// way Write then returns a *WriteError and the batch is not stored: the
+// caller spools it (storage/spool) or counts its rows as dropped. A retry
+// after an ambiguous failure may store a batch twice on servers without
+// insert_deduplication_token.
 type Writer struct {
 	db      *DB
 	o       WriterOptions
@@ -362,25 +362,9 @@ func columnValues(arr arrow.Array) (any, error) {
 }
 
 // transient reports whether an INSERT that failed with err may succeed if
-// tried again. Server exceptions are classified by code; the driver's
-// client-side errors about the data (an Arrow type the table column does not
-// take; OpError, which has no Unwrap, wraps those) are permanent; anything
-// else is the connection or the server going away.
-func transient(err error) bool {
-	var ex *clickhouse.Exception
-	if errors.As(err, &ex) {
-		return transientCode(ex.Code)
-	}
-	var (
-		convErr *column.ColumnConverterError
-		colErr  *column.Error
-		opErr   *clickhouse.OpError
-	)
-	if errors.As(err, &convErr) || errors.As(err, &colErr) || errors.As(err, &opErr) {
-		return false
-	}
-	return true
-}
+// tried again: only a Transient error is retried; an Unclassified one is
+// given up like a permanent one, and its caller (the spool) decides.
+func transient(err error) bool { return Classify(err) == Transient }
 
 // writerMetrics are the writer's Prometheus metrics.
 type writerMetrics struct {

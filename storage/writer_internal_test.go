@@ -126,28 +126,42 @@ func TestColumnValuesRejects(t *testing.T) {
 	}
 }
 
-func TestTransient(t *testing.T) {
+// TestClassify attacks the spool's promise that a transient error never
+// sets a batch aside: network trouble, overload, timeouts and credentials
+// are Transient, schema and data errors Permanent, and a server code on
+// neither list Unclassified, never Permanent.
+func TestClassify(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		err  error
-		want bool
+		want ErrorClass
 	}{
-		{"too many parts", &clickhouse.Exception{Code: 252, Message: "Too many parts"}, true},
-		{"memory limit", fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 241}), true},
-		{"timeout", &clickhouse.Exception{Code: 159}, true},
-		{"unknown column", &clickhouse.Exception{Code: 16, Message: "No such column"}, false},
-		{"type mismatch", &clickhouse.Exception{Code: 53}, false},
-		{"syntax", &clickhouse.Exception{Code: 62}, false},
-		{"unknown table", &clickhouse.Exception{Code: codeUnknownTable}, false},
-		{"conversion", &column.ColumnConverterError{Op: "Append", To: "String", From: "[]float64"}, false},
-		{"wrapped conversion", &clickhouse.OpError{Op: "Append", Err: &column.ColumnConverterError{Op: "Append", To: "String", From: "[]float64"}}, false},
-		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
-		{"eof", io.EOF, true},
-		{"pool timeout", clickhouse.ErrAcquireConnTimeout, true},
-		{"deadline", context.DeadlineExceeded, true},
+		{"too many parts", &clickhouse.Exception{Code: 252, Message: "Too many parts"}, Transient},
+		{"memory limit", fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 241}), Transient},
+		{"timeout", &clickhouse.Exception{Code: 159}, Transient},
+		{"wrong password", &clickhouse.Exception{Code: 193}, Transient},
+		{"authentication failed", &clickhouse.Exception{Code: 516}, Transient},
+		{"unknown column", &clickhouse.Exception{Code: 16, Message: "No such column"}, Permanent},
+		{"type mismatch", &clickhouse.Exception{Code: 53}, Permanent},
+		{"cannot parse", &clickhouse.Exception{Code: 6}, Permanent},
+		{"syntax", &clickhouse.Exception{Code: 62}, Permanent},
+		{"unknown table", &clickhouse.Exception{Code: codeUnknownTable}, Permanent},
+		{"in a write error", &WriteError{Err: &clickhouse.Exception{Code: codeUnknownTable}}, Permanent},
+		{"unknown code", &clickhouse.Exception{Code: 49, Message: "Logical error"}, Unclassified},
+		{"nulls", fmt.Errorf("column v: %w", ErrNulls), Permanent},
+		{"conversion", &column.ColumnConverterError{Op: "Append", To: "String", From: "[]float64"}, Permanent},
+		{"wrapped conversion", &clickhouse.OpError{Op: "Append", Err: &column.ColumnConverterError{Op: "Append", To: "String", From: "[]float64"}}, Permanent},
+		{"unexpected packet", &clickhouse.OpError{Op: "process", Err: errors.New("unexpected packet 42")}, Unclassified},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, Transient},
+		{"eof", io.EOF, Transient},
+		{"pool timeout", clickhouse.ErrAcquireConnTimeout, Transient},
+		{"deadline", context.DeadlineExceeded, Transient},
 	} {
-		if got := transient(c.err); got != c.want {
-			t.Errorf("transient(%s: %v) = %v, want %v", c.name, c.err, got, c.want)
+		if got := Classify(c.err); got != c.want {
+			t.Errorf("Classify(%s: %v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+		if got, want := transient(c.err), c.want == Transient; got != want {
+			t.Errorf("transient(%s) = %v, want %v", c.name, got, want)
 		}
 	}
 }

@@ -17,6 +17,7 @@ var lossCounters = map[string]bool{
 	"gridwatch_batcher_rows_dropped_total":       true,
 	"gridwatch_spool_rows_dropped_total":         true,
 	"gridwatch_spool_segments_quarantined_total": true,
+	"gridwatch_spool_rows_quarantined_total":     true,
 	"gridwatch_camera_records_dropped_total":     true,
 }
 
@@ -36,6 +37,9 @@ func (s *Server) readyDetail() map[string]any {
 			"max_bytes":                  st.MaxBytes,
 			"oldest_segment_age_seconds": st.OldestAge.Seconds(),
 			"replay_rows_per_second":     st.ReplayRate,
+			// Segments set aside, not stored until replayed by hand
+			// (gridwatch spool list, gridwatch spool replay).
+			"quarantined_segments": s.spool.Quarantined(),
 		},
 		"losses": s.losses(),
 	}

@@ -20,6 +20,10 @@ import (
 // batch-id ledger first, may try it again without storing it twice.
 const spoolWriterAttempts = 1
 
+// SpoolDir is the disk spool's directory, data_dir/spool; its quarantine
+// is what `gridwatch spool` lists and replays.
+func (c *Config) SpoolDir() string { return filepath.Join(c.DataDir, "spool") }
+
 // openSpool opens the disk spool under data_dir/spool in front of a
 // ClickHouse writer and returns the batchers' WriteFunc. In durable mode the
 // telemetry batch age becomes ingest.durable_commit_interval: a batch is the
@@ -41,7 +45,7 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 		return nil, err
 	}
 	s.spool = &spool.Spool{
-		Dir:           filepath.Join(s.Config.DataDir, "spool"),
+		Dir:           s.Config.SpoolDir(),
 		MaxBytes:      int64(cfg.SpoolMaxBytes),
 		Durable:       cfg.DurableAck,
 		Insert:        writer.WriteParts,

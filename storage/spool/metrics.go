@@ -10,7 +10,7 @@ import (
 // when scraped.
 type metrics struct {
 	spooled, replayed, deduplicated, dropped *prometheus.CounterVec
-	quarantined                              *prometheus.CounterVec
+	quarantined, quarantinedRows             *prometheus.CounterVec
 }
 
 // newMetrics creates the metrics of s and registers them on reg when set.
@@ -34,8 +34,12 @@ func newMetrics(reg prometheus.Registerer, s *Spool) (*metrics, error) {
 		}, []string{"table"}),
 		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_spool_segments_quarantined_total",
-			Help: "Segment files moved to the quarantine directory: corrupt (checksum, truncation) or partial (a write a crash interrupted).",
+			Help: "Segment files moved to the quarantine directory, by reason: corrupt (checksum, truncation), partial (a write a crash interrupted), rejected (ClickHouse refused the batch permanently) or unclassified (refused UnclassifiedAttempts times with an unknown error).",
 		}, []string{"reason"}),
+		quarantinedRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_spool_rows_quarantined_total",
+			Help: "Rows in segments quarantined because ClickHouse refused them (rejected, unclassified) or they were damaged after spooling, by table and reason; they are stored only once replayed by hand (gridwatch spool replay).",
+		}, []string{"table", "reason"}),
 	}
 	gauges := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -48,11 +52,14 @@ func newMetrics(reg prometheus.Registerer, s *Spool) (*metrics, error) {
 			Name: "gridwatch_spool_segments", Help: "Segment files waiting for replay.",
 		}, func() float64 { return float64(s.Stats().Segments) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gridwatch_spool_quarantined_segments", Help: "Segment files in the quarantine directory, waiting to be replayed by hand or deleted.",
+		}, func() float64 { return float64(s.Quarantined()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gridwatch_spool_oldest_segment_age_seconds", Help: "Age of the oldest segment waiting for replay; 0 when none.",
 		}, func() float64 { return s.Stats().OldestAge.Seconds() }),
 	}
 	if reg != nil {
-		for _, c := range append([]prometheus.Collector{m.spooled, m.replayed, m.deduplicated, m.dropped, m.quarantined}, gauges...) {
+		for _, c := range append([]prometheus.Collector{m.spooled, m.replayed, m.deduplicated, m.dropped, m.quarantined, m.quarantinedRows}, gauges...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("spool: register metrics: %w", err)
 			}

@@ -42,6 +42,9 @@ const (
 	DefaultReplayRows    = 200_000
 	DefaultRetryBackoff  = 500 * time.Millisecond
 	DefaultMaxBackoff    = 10 * time.Second
+	// DefaultUnclassifiedAttempts is UnclassifiedAttempts' default: with the
+	// default backoff, about a minute of tries.
+	DefaultUnclassifiedAttempts = 10
 )
 
 // Segment file names: a zero-padded sequence number, so that names sort in
@@ -93,8 +96,19 @@ type Index interface {
 //
 // Replay: the oldest segments of one table, up to ReplayRows rows, are
 // inserted as one INSERT after asking Stored which of their batch ids are
-// already in ClickHouse; those are skipped. Failures are retried with
-// backoff, forever, until Close; segments are deleted only once stored.
+// already in ClickHouse; those are skipped. Segments are deleted only once
+// stored. Failures are told apart by storage.Classify:
+//   - a transient one (ClickHouse down, slow, overloaded, refusing the
+//     credentials) is retried with backoff, forever, until Close;
+//   - a permanent one (a missing or altered table, data the server cannot
+//     parse) cannot pass: the segments of the INSERT are retried one at a
+//     time, and a segment that fails alone is quarantined (moved to
+//     Dir/quarantine with a reason file, counted, logged) and replay goes on
+//     with the next; ReplayQuarantined stores it once the cause is fixed;
+//   - an unclassified one (a server code on neither list) is retried like a
+//     transient one, but a segment that fails alone UnclassifiedAttempts
+//     times in a row is quarantined like a permanent one, so that no
+//     unknown error holds the queue, and so all ingestion, for ever.
 //
 // Set the settings, Open, then Write from any goroutine; Close stops the
 // replayer and cuts direct inserts short, and leaves what is spooled for the
@@ -125,6 +139,10 @@ type Spool struct {
 	// RetryBackoff is the first pause after a failed replay; it doubles up to
 	// 10 seconds. It defaults to 500 milliseconds.
 	RetryBackoff time.Duration
+	// UnclassifiedAttempts is how many replays in a row of one segment may
+	// fail with an unclassified error before it is quarantined. It defaults
+	// to 10.
+	UnclassifiedAttempts int
 	// Allocator allocates the replayed records. It defaults to
 	// memory.DefaultAllocator.
 	Allocator memory.Allocator
@@ -148,8 +166,14 @@ type Spool struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 	metrics *metrics
-	// failing belongs to the replayer goroutine.
-	failing bool
+	// failing, isolateBelow, strikeSeq and strikes belong to the replayer
+	// goroutine. Segments numbered below isolateBelow are replayed one at a
+	// time (a group of them was refused); strikes counts the unclassified
+	// failures in a row of segment strikeSeq.
+	failing      bool
+	isolateBelow uint64
+	strikeSeq    uint64
+	strikes      int
 	// directFailing is set by Write when a direct insert fails.
 	directFailing bool
 	// replays are the replays of the last replayRateWindow, for Stats.
@@ -168,6 +192,7 @@ type replayMark struct {
 // segInfo describes one segment file.
 type segInfo struct {
 	seq     uint64
+	id      string
 	size    int64
 	table   string
 	rows    int
@@ -209,6 +234,9 @@ func (s *Spool) Open(ctx context.Context) error {
 	}
 	if s.RetryBackoff <= 0 {
 		s.RetryBackoff = DefaultRetryBackoff
+	}
+	if s.UnclassifiedAttempts <= 0 {
+		s.UnclassifiedAttempts = DefaultUnclassifiedAttempts
 	}
 	if s.Allocator == nil {
 		s.Allocator = memory.DefaultAllocator
@@ -253,7 +281,7 @@ func (s *Spool) recover() error {
 		}
 		if strings.HasSuffix(name, tempSuffix) {
 			// A write a crash interrupted: never acknowledged, never complete.
-			s.quarantine(name, "partial")
+			s.quarantine(name, Quarantined{Reason: ReasonPartial, Error: "a write a crash interrupted"})
 			continue
 		}
 		seq, err := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 10, 64)
@@ -268,7 +296,7 @@ func (s *Spool) recover() error {
 		seg, err := decodeSegment(data, s.Allocator)
 		if err != nil {
 			s.Logger.Error("spool segment is corrupt; quarantined", "file", path, "err", err)
-			s.quarantine(name, "corrupt")
+			s.quarantine(name, Quarantined{Reason: ReasonCorrupt, Error: err.Error()})
 			continue
 		}
 		info, _ := e.Info()
@@ -276,7 +304,7 @@ func (s *Spool) recover() error {
 		if info != nil {
 			created = info.ModTime()
 		}
-		s.segs = append(s.segs, segInfo{seq: seq, size: int64(len(data)), table: seg.Table, rows: int(seg.Record.NumRows()), created: created})
+		s.segs = append(s.segs, segInfo{seq: seq, id: seg.ID, size: int64(len(data)), table: seg.Table, rows: int(seg.Record.NumRows()), created: created})
 		s.bytes += int64(len(data))
 		s.nextSeq = max(s.nextSeq, seq+1)
 		if s.Index != nil {
@@ -298,14 +326,6 @@ func cmpSeq(a, b uint64) int {
 	return 0
 }
 
-// quarantine moves a file of Dir into Dir/quarantine and counts it.
-func (s *Spool) quarantine(name, reason string) {
-	s.metrics.quarantined.WithLabelValues(reason).Inc()
-	if err := os.Rename(filepath.Join(s.Dir, name), filepath.Join(s.Dir, quarantineDir, name)); err != nil {
-		s.Logger.Error("spool: quarantine segment", "file", name, "err", err)
-	}
-}
-
 // segmentName is the file name of segment seq.
 func segmentName(seq uint64) string {
 	return fmt.Sprintf("%0*d%s", segmentNameLen, seq, segmentSuffix)
@@ -314,7 +334,8 @@ func segmentName(seq uint64) string {
 // Write stores rec, rows of table in batch id, in ClickHouse or in the
 // spool; see Spool for the policy. A nil error means the rows are in
 // ClickHouse or fsynced on disk. A permanent insert error (the data or the
-// table is wrong) is returned as is: spooling cannot help it.
+// table is wrong, storage.Permanent) is returned as is: spooling cannot
+// help it.
 func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) error {
 	if rec.NumRows() == 0 {
 		return nil
@@ -329,7 +350,7 @@ func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) e
 			s.setDirectFailing(false, nil)
 			return nil
 		}
-		if we := (*storage.WriteError)(nil); errors.As(err, &we) && we.Permanent {
+		if storage.Classify(err) == storage.Permanent {
 			return err
 		}
 		s.setDirectFailing(true, err)
@@ -396,7 +417,7 @@ func (s *Spool) append(table, id string, rec arrow.Record) error {
 		s.Index.Add(seq, table, rec)
 	}
 	s.mu.Lock()
-	info := segInfo{seq: seq, size: size, table: table, rows: int(rec.NumRows()), created: time.Now()}
+	info := segInfo{seq: seq, id: id, size: size, table: table, rows: int(rec.NumRows()), created: time.Now()}
 	i, _ := slices.BinarySearchFunc(s.segs, seq, func(a segInfo, seq uint64) int { return cmpSeq(a.seq, seq) })
 	s.segs = slices.Insert(s.segs, i, info)
 	s.mu.Unlock()
@@ -510,6 +531,8 @@ func (s *Spool) runReplay(ctx context.Context) {
 		rows, err := s.replay(ctx, next)
 		if err == nil {
 			s.noteReplay(rows)
+		} else if ctx.Err() == nil && s.setAside(next, err) {
+			continue // Go on with the next segments at once.
 		}
 		pause := time.Duration(0)
 		switch {
@@ -538,15 +561,51 @@ func (s *Spool) runReplay(ctx context.Context) {
 	}
 }
 
+// setAside handles a replay of segs that failed with err: for a group of
+// segments refused with an error that is not transient, it has them replayed
+// one at a time; a single segment refused permanently, or unclassified for
+// the UnclassifiedAttempts-th time in a row, it quarantines. It reports
+// whether it did either, and so whether replay goes on without a pause.
+func (s *Spool) setAside(segs []segInfo, err error) bool {
+	class := storage.Classify(err)
+	if class == storage.Transient {
+		return false
+	}
+	if len(segs) > 1 {
+		s.isolateBelow = segs[len(segs)-1].seq + 1
+		s.Logger.Warn("spool replay refused; replaying its batches one by one to set the bad ones aside",
+			"table", segs[0].table, "segments", len(segs), "class", class.String(), "err", err)
+		return true
+	}
+	g := segs[0]
+	reason := ReasonRejected
+	if class == storage.Unclassified {
+		if s.strikeSeq != g.seq {
+			s.strikeSeq, s.strikes = g.seq, 0
+		}
+		s.strikes++
+		if s.strikes < s.UnclassifiedAttempts {
+			return false
+		}
+		reason = ReasonUnclassified
+	}
+	file := s.quarantine(segmentName(g.seq), Quarantined{Table: g.table, Batch: g.id, Rows: g.rows, Reason: reason, Error: err.Error()})
+	s.forget([]segInfo{g})
+	s.Logger.Error("spool batch refused by ClickHouse; quarantined, replay goes on (gridwatch spool list, gridwatch spool replay)",
+		"file", filepath.Join(s.Dir, quarantineDir, file), "table", g.table, "batch", g.id, "rows", g.rows,
+		"reason", reason, "err", err)
+	return true
+}
+
 // nextReplay returns the oldest segments of one table, up to ReplayRows
-// rows (at least one segment).
+// rows (at least one segment; exactly one while isolating).
 func (s *Spool) nextReplay() []segInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []segInfo
 	rows := 0
 	for _, g := range s.segs {
-		if len(out) > 0 && (g.table != out[0].table || rows+g.rows > s.ReplayRows) {
+		if len(out) > 0 && (g.table != out[0].table || rows+g.rows > s.ReplayRows || out[0].seq < s.isolateBelow) {
 			break
 		}
 		out = append(out, g)
@@ -579,7 +638,7 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 		if err != nil {
 			// Damaged after it was written and checked (disk trouble).
 			s.Logger.Error("spool segment unreadable; quarantined", "file", name, "err", err)
-			s.quarantine(name, "corrupt")
+			s.quarantine(name, Quarantined{Table: g.table, Batch: g.id, Rows: g.rows, Reason: ReasonCorrupt, Error: err.Error()})
 			s.forget([]segInfo{g})
 			continue
 		}
@@ -590,28 +649,12 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	if len(parts) == 0 {
 		return 0, nil
 	}
-	ids := make([]string, len(parts))
-	for i, p := range parts {
-		ids[i] = p.ID
-	}
-	ictx, cancel := context.WithTimeout(ctx, s.InsertTimeout)
-	defer cancel()
-	stored, err := s.Stored(ictx, table, ids)
+	fresh, err := storeFresh(ctx, table, parts, s.Insert, s.Stored, s.InsertTimeout, s.InsertTimeout)
 	if err != nil {
-		return rows, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ids), table, err)
+		return rows, err
 	}
-	fresh := parts[:0:0]
-	for _, p := range parts {
-		if stored[p.ID] {
-			s.metrics.deduplicated.WithLabelValues(table).Inc()
-			continue
-		}
-		fresh = append(fresh, p)
-	}
-	if len(fresh) > 0 {
-		if err := s.Insert(ictx, table, fresh); err != nil {
-			return rows, err
-		}
+	if n := len(parts) - len(fresh); n > 0 {
+		s.metrics.deduplicated.WithLabelValues(table).Add(float64(n))
 	}
 	for _, p := range fresh {
 		s.metrics.replayed.WithLabelValues(table).Add(float64(p.Record.NumRows()))
@@ -623,6 +666,37 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	}
 	s.forget(done)
 	return rows, nil
+}
+
+// storeFresh inserts the parts the ledger does not have as one INSERT and
+// returns them. lookupTimeout bounds the ledger lookup, insertTimeout the
+// INSERT.
+func storeFresh(ctx context.Context, table string, parts []storage.Part, insert InsertFunc, stored StoredFunc, lookupTimeout, insertTimeout time.Duration) ([]storage.Part, error) {
+	ids := make([]string, len(parts))
+	for i, p := range parts {
+		ids[i] = p.ID
+	}
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	have, err := stored(lctx, table, ids)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ids), table, err)
+	}
+	fresh := parts[:0:0]
+	for _, p := range parts {
+		if !have[p.ID] {
+			fresh = append(fresh, p)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+	defer cancel()
+	if err := insert(ictx, table, fresh); err != nil {
+		return nil, err
+	}
+	return fresh, nil
 }
 
 // forget drops segments from the list, frees their space and tells Index.

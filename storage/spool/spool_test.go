@@ -3,14 +3,17 @@ package spool
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
@@ -44,6 +47,10 @@ type fakeStore struct {
 	ackLost bool
 	ids     map[string]bool
 	seqs    []int64
+	// refuse fails every INSERT holding one of its batch ids with its error;
+	// tries counts the INSERTs that held each id.
+	refuse map[string]error
+	tries  map[string]int
 }
 
 func (f *fakeStore) insert(_ context.Context, table string, parts []storage.Part) error {
@@ -51,6 +58,16 @@ func (f *fakeStore) insert(_ context.Context, table string, parts []storage.Part
 	defer f.mu.Unlock()
 	if f.down {
 		return &storage.WriteError{Table: table, Err: errors.New("connection refused")}
+	}
+	for _, p := range parts {
+		if f.tries != nil {
+			f.tries[p.ID]++
+		}
+	}
+	for _, p := range parts {
+		if err := f.refuse[p.ID]; err != nil {
+			return &storage.WriteError{Table: table, Err: err}
+		}
 	}
 	for _, p := range parts {
 		f.ids[p.ID] = true
@@ -247,9 +264,19 @@ func TestSpoolQuarantinesDamagedSegmentsAtOpen(t *testing.T) {
 	if n := testutil.ToFloat64(s2.metrics.quarantined.WithLabelValues("partial")); n != 1 {
 		t.Fatalf("partial segments counted %v, want 1", n)
 	}
-	moved, _ := os.ReadDir(filepath.Join(dir, quarantineDir))
-	if len(moved) != 3 {
-		t.Fatalf("quarantine holds %d files, want 3", len(moved))
+	if n := s2.Quarantined(); n != 3 {
+		t.Fatalf("quarantine holds %d segments, want 3", n)
+	}
+	list, err := ListQuarantine(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, q := range list {
+		reasons = append(reasons, q.Reason)
+	}
+	if want := []string{ReasonCorrupt, ReasonCorrupt, ReasonPartial}; !slices.Equal(reasons, want) {
+		t.Fatalf("quarantine reasons %v, want %v", reasons, want)
 	}
 }
 
@@ -326,4 +353,135 @@ func TestSpoolIndexFollowsSegments(t *testing.T) {
 	}
 	f.set(false, false)
 	waitFor(t, "the replay to empty the index", func() bool { return len(x.held()) == 0 })
+}
+
+// writeBatches writes one record per id, seqs 0, 1, ... in order.
+func writeBatches(t *testing.T, s *Spool, ids ...string) {
+	t.Helper()
+	for i, id := range ids {
+		rec := record(t, int64(i))
+		if err := s.Write(context.Background(), "telemetry", id, rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+	}
+}
+
+// TestSpoolSetsAsideRefusedBatches attacks the promise that one bad batch
+// does not stop ingestion (issue 10 item 5): a batch ClickHouse refuses
+// permanently, spooled first in one replay INSERT with good ones, is
+// quarantined with its reason and counted, and the batches after it are
+// stored. Before the fix replay retried the group for ever and stored
+// nothing.
+func TestSpoolSetsAsideRefusedBatches(t *testing.T) {
+	dir := t.TempDir()
+	refused := &clickhouse.Exception{Code: 16, Name: "DB::Exception", Message: "No such column bogus in table gridwatch.telemetry"}
+	f := &fakeStore{ids: map[string]bool{}, refuse: map[string]error{"bad": refused}, tries: map[string]int{}}
+	f.set(true, false)
+	s := openSpool(t, dir, f, true, 1<<20)
+	writeBatches(t, s, "bad", "good1", "good2")
+	f.set(false, false)
+	waitFor(t, "the good batches stored and the bad one set aside", func() bool { return s.Stats().Segments == 0 })
+	if got := f.rows(); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("stored %v, want the good batches [1 2]", got)
+	}
+	if n := testutil.ToFloat64(s.metrics.quarantined.WithLabelValues(ReasonRejected)); n != 1 {
+		t.Fatalf("rejected segments counted %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(s.metrics.quarantinedRows.WithLabelValues("telemetry", ReasonRejected)); n != 1 {
+		t.Fatalf("rejected rows counted %v, want 1", n)
+	}
+	list, err := ListQuarantine(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Reason != ReasonRejected || list[0].Batch != "bad" || list[0].Table != "telemetry" ||
+		!strings.Contains(list[0].Error, "No such column bogus") {
+		t.Fatalf("quarantine = %+v, want batch bad, rejected, with the server's message", list)
+	}
+
+	// Fixed, it is replayed by hand, once.
+	f.mu.Lock()
+	delete(f.refuse, "bad")
+	f.mu.Unlock()
+	rows, err := ReplayQuarantined(context.Background(), dir, list[0].File, f.insert, f.stored, time.Minute)
+	if err != nil || rows != 1 {
+		t.Fatalf("ReplayQuarantined = %d, %v; want 1 row", rows, err)
+	}
+	if got := f.rows(); !slices.Equal(got, []int64{1, 2, 0}) {
+		t.Fatalf("stored %v after the replay, want [1 2 0]", got)
+	}
+	if n := s.Quarantined(); n != 0 {
+		t.Fatalf("quarantine holds %d segments after the replay, want 0", n)
+	}
+	if _, err := ReplayQuarantined(context.Background(), dir, list[0].File, f.insert, f.stored, time.Minute); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("second ReplayQuarantined = %v, want not found", err)
+	}
+}
+
+// TestSpoolNeverSetsAsideTransientFailures attacks the other side of the
+// promise: an outage or an overloaded server (TOO_MANY_PARTS, a memory
+// limit) is retried for as long as it lasts, far past UnclassifiedAttempts,
+// and never costs a batch.
+func TestSpoolNeverSetsAsideTransientFailures(t *testing.T) {
+	dir := t.TempDir()
+	f := &fakeStore{ids: map[string]bool{}, tries: map[string]int{}, refuse: map[string]error{
+		"b0": &clickhouse.Exception{Code: 252, Message: "Too many parts"},
+		"b1": &clickhouse.Exception{Code: 241, Message: "Memory limit exceeded"},
+	}}
+	s := &Spool{Dir: dir, MaxBytes: 1 << 20, Durable: true, Insert: f.insert, Stored: f.stored,
+		RetryBackoff: time.Millisecond, UnclassifiedAttempts: 2}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writeBatches(t, s, "b0", "b1")
+	waitFor(t, "many transient failures", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.tries["b0"] >= 10
+	})
+	f.mu.Lock()
+	f.refuse = nil
+	f.mu.Unlock()
+	waitFor(t, "replay", func() bool { return s.Stats().Segments == 0 })
+	if got := f.rows(); !slices.Equal(got, []int64{0, 1}) {
+		t.Fatalf("stored %v, want [0 1]", got)
+	}
+	if n := s.Quarantined(); n != 0 {
+		t.Fatalf("quarantine holds %d segments, want none", n)
+	}
+}
+
+// TestSpoolSetsAsideUnclassifiedAfterAttempts: an error of neither class
+// is retried UnclassifiedAttempts times, then set aside, so that an unknown
+// error cannot hold the queue for ever either.
+func TestSpoolSetsAsideUnclassifiedAfterAttempts(t *testing.T) {
+	dir := t.TempDir()
+	f := &fakeStore{ids: map[string]bool{}, tries: map[string]int{}, refuse: map[string]error{
+		"odd": &clickhouse.Exception{Code: 49, Message: "Logical error"},
+	}}
+	f.set(true, false)
+	s := &Spool{Dir: dir, MaxBytes: 1 << 20, Durable: true, Insert: f.insert, Stored: f.stored,
+		RetryBackoff: time.Millisecond, UnclassifiedAttempts: 3}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writeBatches(t, s, "odd", "next")
+	f.set(false, false)
+	waitFor(t, "replay", func() bool { return s.Stats().Segments == 0 })
+	if got := f.rows(); !slices.Equal(got, []int64{1}) {
+		t.Fatalf("stored %v, want [1]", got)
+	}
+	f.mu.Lock()
+	tries := f.tries["odd"]
+	f.mu.Unlock()
+	// One try in the group of both, then three alone.
+	if tries != 4 {
+		t.Fatalf("odd batch tried %d times, want 4", tries)
+	}
+	if n := testutil.ToFloat64(s.metrics.quarantined.WithLabelValues(ReasonUnclassified)); n != 1 {
+		t.Fatalf("unclassified segments counted %v, want 1", n)
+	}
 }

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/spool"
+)
+
+// TestSpoolListCLI: `gridwatch spool list` shows a batch the spool set
+// aside with ClickHouse's reason, read from data_dir alone; `spool replay`
+// wants names or --all.
+func TestSpoolListCLI(t *testing.T) {
+	dataDir := t.TempDir()
+	refuse := func(context.Context, string, []storage.Part) error {
+		return &storage.WriteError{Err: &clickhouse.Exception{Code: 60, Message: "Table gridwatch.telemetry doesn't exist"}}
+	}
+	none := func(context.Context, string, []string) (map[string]bool, error) { return nil, nil }
+	s := &spool.Spool{Dir: dataDir + "/spool", Durable: true, Insert: refuse, Stored: none}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := array.NewInt64Builder(memory.DefaultAllocator)
+	defer b.Release()
+	b.Append(1)
+	col := b.NewArray()
+	defer col.Release()
+	rec := array.NewRecord(arrow.NewSchema([]arrow.Field{{Name: "v", Type: arrow.PrimitiveTypes.Int64}}, nil), []arrow.Array{col}, 1)
+	defer rec.Release()
+	if err := s.Write(context.Background(), "telemetry", "batch-7", rec); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for s.Quarantined() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the refused batch was not quarantined")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, err := run(t, "spool", "list", "--data_dir", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"batch-7", "telemetry", "rejected", "doesn't exist"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("spool list output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := run(t, "spool", "replay", "--data_dir", dataDir); err == nil {
+		t.Error("spool replay without names or --all succeeded")
+	}
+}
