@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -806,4 +808,54 @@ func TestAttackSubscriptionFlood(t *testing.T) {
 	if _, err := connect(t, addr, "aq-1", "aq-1", "s3cret-aq1"); err != nil {
 		t.Errorf("a new login after the flood: %v", err)
 	}
+}
+
+// TestAttackIdleConnectionsCostLittle attacks the bound on what a stranger
+// may cost the broker before logging in: connections from 127.0.0.2 that
+// never send a CONNECT. Until ConnectTimeout closes them, each costs its
+// goroutines and buffers; mochi's default outbound queue made that 70 KiB
+// each; now it is about 16 KiB, and the bound asserted is 32 KiB. They are all
+// closed within ConnectTimeout, and a device logs in meanwhile.
+func TestAttackIdleConnectionsCostLittle(t *testing.T) {
+	b, _ := startBroker(t, &received{}, func(b *Broker) { b.ConnectTimeout = 3 * time.Second })
+	addr := loopback(b.Addr())
+	const n = 1000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i] = dialFrom(t, attacker, addr)
+	}
+	// Each connection is in mochi's hands, waiting for its CONNECT, once
+	// its client's write loop runs.
+	waitFor(t, "every connection taken", func() bool { return goroutinesIn("(*Client).WriteLoop") >= n })
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perConn := (int64(after.HeapInuse) - int64(before.HeapInuse)) / n
+	t.Logf("%d idle connections: %d B of heap each", n, perConn)
+	if perConn > 32<<10 {
+		t.Errorf("an idle connection costs %d KiB of heap", perConn>>10)
+	}
+	if _, err := connect(t, addr, "aq-1", "aq-1", "s3cret-aq1"); err != nil {
+		t.Errorf("a device's login among idle connections: %v", err)
+	}
+	for _, c := range conns {
+		if !closedWithin(c, 10*time.Second) {
+			t.Fatal("an idle connection outlived ConnectTimeout")
+		}
+	}
+}
+
+// goroutinesIn counts the goroutines whose stack holds function fn.
+func goroutinesIn(fn string) int {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
+	n := 0
+	for _, g := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
 }

@@ -19,7 +19,8 @@ import (
 )
 
 // outboundInflight is how many QoS 1/2 deliveries a subscriber may leave
-// unacknowledged; beyond it they are dropped and counted.
+// unacknowledged, and how many deliveries may wait to be written to it;
+// beyond either, they are dropped and counted.
 const outboundInflight = 1024
 
 // DefaultMaxPacketSize bounds an MQTT packet: telemetry messages are a few
@@ -154,6 +155,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	// mochi drops beyond it: alert notifications come in bursts, and a
 	// device's commands are few.
 	caps.MaximumInflight = max(caps.ReceiveMaximum, outboundInflight)
+	// mochi allocates each connection's outbound queue when it accepts it,
+	// before the CONNECT: at its default of 8192 entries, 64 KiB that a
+	// stranger's idle connections cost too. Beyond it, deliveries are
+	// dropped and counted as beyond the inflight cap.
+	caps.MaximumClientWritesPending = outboundInflight
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       slog.New(quietHandler{b.Logger.Handler()}).With("component", "mqtt"),

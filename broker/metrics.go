@@ -44,8 +44,10 @@ func newMetrics(reg prometheus.Registerer, info *system.Info) *metrics {
 	if reg != nil {
 		dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "gridwatch_mqtt_deliveries_dropped_total",
-			Help: "QoS 1/2 messages not delivered to a subscriber that had too many unacknowledged.",
-		}, func() float64 { return float64(atomic.LoadInt64(&info.InflightDropped)) })
+			Help: "Messages not delivered to a subscriber that had too many unacknowledged (QoS 1/2) or waiting to be written.",
+		}, func() float64 {
+			return float64(atomic.LoadInt64(&info.InflightDropped) + atomic.LoadInt64(&info.MessagesDropped))
+		})
 		reg.MustRegister(m.authFailures, m.aclDenied, m.messages, m.limited, m.status, dropped)
 	}
 	return m
