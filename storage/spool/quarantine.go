@@ -68,8 +68,8 @@ func (s *Spool) quarantine(name string, q Quarantined) string {
 	target := name
 	if _, err := os.Lstat(filepath.Join(qdir, target)); err == nil {
 		// Sequence numbers start again at 0 once the spool is empty.
-		ext := filepath.Ext(name)
-		target = strings.TrimSuffix(name, ext) + "-" + strconv.FormatInt(time.Now().UnixNano(), 10) + ext
+		seq, ext, _ := strings.Cut(name, ".")
+		target = seq + "-" + strconv.FormatInt(time.Now().UnixNano(), 10) + "." + ext
 	}
 	q.File, q.At = target, time.Now().UTC()
 	data, err := json.MarshalIndent(q, "", "  ")
@@ -103,13 +103,14 @@ func (s *Spool) Quarantined() int {
 }
 
 // isQuarantinedFile reports whether name, in the quarantine directory, is a
-// set-aside segment rather than a reason file.
+// set-aside segment or partial write, rather than a reason file or the
+// temporary file of one being written.
 func isQuarantinedFile(name string) bool {
-	return strings.HasSuffix(name, segmentSuffix) || strings.HasSuffix(name, tempSuffix)
+	return strings.HasSuffix(name, segmentSuffix) || strings.HasSuffix(name, segmentSuffix+tempSuffix)
 }
 
 // ListQuarantine returns the segments set aside in the quarantine directory
-// of the spool at dir, in name order (spooling order within one run).
+// of the spool at dir, in the order they were set aside.
 func ListQuarantine(dir string) ([]Quarantined, error) {
 	qdir := filepath.Join(dir, quarantineDir)
 	entries, err := os.ReadDir(qdir)
@@ -135,7 +136,12 @@ func ListQuarantine(dir string) ([]Quarantined, error) {
 		}
 		out = append(out, q)
 	}
-	slices.SortFunc(out, func(a, b Quarantined) int { return strings.Compare(a.File, b.File) })
+	slices.SortFunc(out, func(a, b Quarantined) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.File, b.File)
+	})
 	return out, nil
 }
 

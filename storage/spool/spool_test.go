@@ -485,3 +485,29 @@ func TestSpoolSetsAsideUnclassifiedAfterAttempts(t *testing.T) {
 		t.Fatalf("unclassified segments counted %v, want 1", n)
 	}
 }
+
+// TestQuarantineKeepsEarlierSegmentOfSameName: sequence numbers start again
+// at 0 once the spool is empty, so a second refused batch gets the name of
+// one quarantined in an earlier run; it must not overwrite it.
+func TestQuarantineKeepsEarlierSegmentOfSameName(t *testing.T) {
+	dir := t.TempDir()
+	refused := &clickhouse.Exception{Code: 60, Message: "Table doesn't exist"}
+	for _, id := range []string{"first", "second"} {
+		f := &fakeStore{ids: map[string]bool{}, refuse: map[string]error{id: refused}}
+		s := openSpool(t, dir, f, true, 1<<20)
+		writeBatches(t, s, id)
+		waitFor(t, id+" quarantined", func() bool { return s.Stats().Segments == 0 })
+		s.Close()
+	}
+	list, err := ListQuarantine(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batches []string
+	for _, q := range list {
+		batches = append(batches, q.Batch)
+	}
+	if !slices.Equal(batches, []string{"first", "second"}) {
+		t.Fatalf("quarantined batches %v, want [first second]", batches)
+	}
+}
