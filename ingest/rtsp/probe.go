@@ -156,7 +156,8 @@ func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time
 	if !ok {
 		return fail(ErrUnsupportedCodec)
 	}
-	m := meter{codec: vc, clockRate: float64(forma.ClockRate())}
+	m := meter{codec: vc, clockRate: float64(forma.ClockRate()), full: make(chan struct{})}
+	m.target = int64(p.SampleDuration.Seconds() * m.clockRate)
 	if vc.sps != nil {
 		m.parseSPS(vc.sps)
 	}
@@ -180,10 +181,15 @@ func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time
 	}
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- c.Wait() }()
-	timer := time.NewTimer(p.SampleDuration)
+	// A sample is SampleDuration of video by its RTP time, as ffprobe's
+	// -read_intervals is, so that a busy prober or a late burst of packets
+	// measures the same frames; a camera that sends less waits out the
+	// wall-clock bound of SampleDuration plus Timeout.
+	timer := time.NewTimer(p.SampleDuration + p.Timeout)
 	defer timer.Stop()
 	var sampleErr error
 	select {
+	case <-m.full:
 	case <-timer.C:
 	case <-ctx.Done():
 		sampleErr = ctx.Err()
@@ -231,27 +237,33 @@ type meter struct {
 	codec     videoCodec
 	play      time.Time // when PLAY was sent
 	clockRate float64   // of RTP timestamps
+	// target is the sample's length in RTP ticks; full is closed once the
+	// frames span it.
+	target int64
+	full   chan struct{}
 
-	mu                      sync.Mutex
-	spsSeen                 bool
-	profile                 string
-	width, height           uint32
-	nominalFPS              float64
-	frames, keyframes       uint64
-	bytes                   uint64
-	firstPacket, lastPacket time.Time
-	firstFrame, lastFrame   time.Time
-	firstKey, lastKey       time.Time
-	lastTS                  uint32 // RTP timestamp of the last frame
+	mu                    sync.Mutex
+	spsSeen               bool
+	profile               string
+	width, height         uint32
+	nominalFPS            float64
+	frames, keyframes     uint64
+	bytes                 uint64
+	firstFrame, lastFrame time.Time
+	firstKey              time.Time
+	lastTS                uint32 // RTP timestamp of the last frame
 	// relTS is the last frame's RTP time since the first frame's, unwrapped;
 	// minTS and maxTS bound it over the sample. Presentation timestamps of
 	// streams with B-frames go back and forth in decode order, so the span
 	// is max - min, not last - first.
 	relTS, minTS, maxTS int64
+	filled              bool // full is closed
 	prevHash            uint64
 	identical           uint64
-	keyIntervalSum      time.Duration
-	keyIntervals        uint64
+	// keyTS is the RTP time (as relTS) of the last keyframe; keyTicks sums
+	// the RTP ticks between keyframes, keyIntervals counts them.
+	keyTS, keyTicks int64
+	keyIntervals    uint64
 }
 
 // parseSPS takes the picture size, profile and nominal rate from an SPS.
@@ -270,10 +282,6 @@ func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Pack
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.firstPacket.IsZero() {
-		m.firstPacket = now
-	}
-	m.lastPacket = now
 	m.bytes += uint64(len(pkt.Payload))
 	au, err := decode(pkt)
 	if err != nil {
@@ -285,6 +293,10 @@ func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Pack
 	} else {
 		m.relTS += int64(int32(pkt.Timestamp - m.lastTS)) // wraps at 2^32
 		m.minTS, m.maxTS = min(m.minTS, m.relTS), max(m.maxTS, m.relTS)
+		if !m.filled && m.maxTS-m.minTS >= m.target {
+			m.filled = true
+			close(m.full)
+		}
 	}
 	m.lastFrame, m.lastTS = now, pkt.Timestamp
 	h := fnv.New64a()
@@ -304,10 +316,10 @@ func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Pack
 		if m.firstKey.IsZero() {
 			m.firstKey = now
 		} else {
-			m.keyIntervalSum += now.Sub(m.lastKey)
+			m.keyTicks += m.relTS - m.keyTS
 			m.keyIntervals++
 		}
-		m.lastKey = now
+		m.keyTS = m.relTS
 	}
 }
 
@@ -324,16 +336,15 @@ func (m *meter) fill(rec *HealthRecord) {
 	if !m.firstKey.IsZero() {
 		rec.FirstKeyframeMs = msBetween(m.play, m.firstKey)
 	}
-	// The frame rate comes from RTP time, which a UDP reorder buffer or a
-	// burst of late packets does not distort.
-	if span := m.maxTS - m.minTS; m.frames > 1 && span > 0 {
-		rec.FPS = float64(m.frames-1) / (float64(span) / m.clockRate)
-	}
-	if span := m.lastPacket.Sub(m.firstPacket).Seconds(); span > 0 {
+	// The frame rate, bitrate and keyframe interval come from RTP time,
+	// which a UDP reorder buffer, a burst of late packets or a busy prober
+	// does not distort.
+	if span := float64(m.maxTS-m.minTS) / m.clockRate; m.frames > 1 && span > 0 {
+		rec.FPS = float64(m.frames-1) / span
 		rec.BitrateKbps = float64(m.bytes) * 8 / 1000 / span
 	}
 	if m.keyIntervals > 0 {
-		rec.KeyframeIntervalS = (m.keyIntervalSum / time.Duration(m.keyIntervals)).Seconds()
+		rec.KeyframeIntervalS = float64(m.keyTicks) / float64(m.keyIntervals) / m.clockRate
 	}
 }
 
