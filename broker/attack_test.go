@@ -859,3 +859,52 @@ func goroutinesIn(fn string) int {
 	}
 	return n
 }
+
+// TestAttackTopicAliases attacks the bound on what one device may cost the
+// broker through MQTT 5 topic aliases: mochi allowed 65535 of them per
+// client, each holding a topic, and the ACL, which sees a PUBLISH before
+// its alias is resolved, refused every publish sent by alias anyway. The
+// CONNACK announces no aliases (Topic Alias Maximum 0), and a client using
+// one is disconnected with reason 0x94 (topic alias invalid).
+func TestAttackTopicAliases(t *testing.T) {
+	b, _ := startBroker(t, &received{})
+	conn := dialFrom(t, attacker, loopback(b.Addr()))
+	if _, err := conn.Write(mqtt5Connect("aq-1", "aq-1", "s3cret-aq1")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 2)
+	if _, err := readFull(conn, hdr); err != nil || hdr[0] != 0x20 || hdr[1] > 127 {
+		t.Fatalf("CONNACK header %x: %v", hdr, err)
+	}
+	ack := make([]byte, hdr[1])
+	if _, err := readFull(conn, ack); err != nil || ack[1] != 0 {
+		t.Fatalf("CONNACK %x: %v", ack, err)
+	}
+	// Topic Alias Maximum is property 0x22, a 2-byte integer; absent is 0.
+	if i := bytes.IndexByte(ack[3:], 0x22); i >= 0 && i+2 < len(ack[3:]) && (ack[3+i+1] != 0 || ack[3+i+2] != 0) {
+		t.Errorf("CONNACK properties %x announce topic aliases", ack[3:])
+	}
+	var flood []byte
+	for alias := 1; alias <= 100; alias++ {
+		body := mqttString(fmt.Sprintf("devices/aq-1/x/%03d/%s", alias, strings.Repeat("y", 200)))
+		body = append(body, 3, 0x23, byte(alias>>8), byte(alias)) // properties: topic alias
+		flood = append(flood, mqttPacket(0x30, append(body, 'p'))...)
+	}
+	if _, err := conn.Write(flood); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 256)
+	for {
+		n, err := conn.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if len(got) < 3 || got[0] != 0xE0 || got[2] != 0x94 {
+		t.Errorf("after PUBLISHes with topic aliases: got %x, want DISCONNECT 0x94", got)
+	}
+}

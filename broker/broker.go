@@ -160,6 +160,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	// stranger's idle connections cost too. Beyond it, deliveries are
 	// dropped and counted as beyond the inflight cap.
 	caps.MaximumClientWritesPending = outboundInflight
+	// mochi announces no topic aliases in its CONNACK, which MQTT 5 reads as
+	// none allowed, yet kept up to 65535 per client, each holding a topic;
+	// and the ACL sees a PUBLISH before its alias is resolved. A client
+	// that uses one is disconnected (0x94).
+	caps.TopicAliasMaximum = 0
 	b.server = mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       slog.New(quietHandler{b.Logger.Handler()}).With("component", "mqtt"),
