@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -213,13 +212,7 @@ func TestReasonCodes(t *testing.T) {
 // TestForeignClientMosquittoPub publishes with mosquitto_pub over MQTT 3.1.1
 // and 5, and checks that an MQTT 5 client sees a rejection in its PUBACK.
 func TestForeignClientMosquittoPub(t *testing.T) {
-	bin, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("mosquitto_pub not installed (apt-get install mosquitto-clients)")
-		}
-		t.Skip("mosquitto_pub not installed (apt-get install mosquitto-clients)")
-	}
+	bin := mosquitto(t, "mosquitto_pub")
 	rec := &received{}
 	b, _ := startBroker(t, rec)
 	host, port, err := net.SplitHostPort(b.Addr())
