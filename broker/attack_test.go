@@ -908,3 +908,36 @@ func TestAttackTopicAliases(t *testing.T) {
 		t.Errorf("after PUBLISHes with topic aliases: got %x, want DISCONNECT 0x94", got)
 	}
 }
+
+// TestAttackFailedLoginsWithHugeClientIDs attacks the bound on what the
+// failed-login ban may cost: a stranger's failed logins are remembered by
+// (address, client id) for the ban, and a client id may be 64 KiB. 400
+// failures with distinct 32 KiB ids (12.5 MiB of ids) must not be kept
+// whole (they grew the heap by 16 MiB; now by about 0.4 MiB, and the bound
+// asserted is 4 MiB).
+func TestAttackFailedLoginsWithHugeClientIDs(t *testing.T) {
+	b, _ := startBroker(t, &received{}, func(b *Broker) { b.Limits = Limits{ConnRatePerIP: -1} })
+	addr := loopback(b.Addr())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 400
+	for i := range n {
+		id := fmt.Sprintf("%05d", i) + strings.Repeat("x", 32<<10)
+		conn := dialFrom(t, attacker, addr)
+		if code := rawLogin(t, conn, connectPacket(id, "ghost", "guess", nil)); code == 0 {
+			t.Fatal("an unknown device logged in")
+		}
+		conn.Close()
+	}
+	waitFor(t, "every failure counted", func() bool {
+		return testutil.ToFloat64(b.metrics.authFailures.WithLabelValues("unknown_device")) == n
+	})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("%d failed logins with 32 KiB client ids: heap grew %d KiB", n, grew>>10)
+	if grew > 4<<20 {
+		t.Errorf("heap grew %d MiB: the failed-login table keeps whole client ids", grew>>20)
+	}
+}

@@ -3,6 +3,7 @@ package broker
 import (
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,6 +145,19 @@ func (s strikes) idle(e *strikeEntry, now time.Time) bool {
 // addrID is a client id connecting from a source address.
 type addrID struct{ addr, id string }
 
+// maxKeyID is how much of a client id keys the failed-login table: a
+// stranger's client ids may be 64 KiB each, and device ids are short.
+const maxKeyID = 128
+
+// failureKey is the key of cl's failed logins.
+func failureKey(cl *mqtt.Client) addrID {
+	id := cl.ID
+	if len(id) > maxKeyID {
+		id = strings.Clone(id[:maxKeyID]) // not a slice of the whole id
+	}
+	return addrID{remoteIP(cl), id}
+}
+
 // limitHook enforces Limits: connection rate per source address, the
 // failed-login ban of an (address, client id) pair and the flapping ban of
 // a client id when a client connects, before its credentials are checked;
@@ -243,7 +257,7 @@ func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	switch {
 	case !e.lim.AllowN(now, 1):
 		reason = "conn_rate"
-	case h.failures[addrID{ip, cl.ID}].banned(now):
+	case h.failures[failureKey(cl)].banned(now):
 		reason = "auth_failure_ban"
 	case h.perID[cl.ID].banned(now):
 		reason = "flapping_ban"
@@ -286,7 +300,7 @@ func (h *limitHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // id) pair.
 func (h *limitHook) authFailed(cl *mqtt.Client) {
 	now := h.now()
-	k := addrID{remoteIP(cl), cl.ID}
+	k := failureKey(cl)
 	h.mu.Lock()
 	f, ok := h.failures[k]
 	if !ok {
@@ -297,7 +311,7 @@ func (h *limitHook) authFailed(cl *mqtt.Client) {
 	banned := h.failure.add(f, now)
 	h.mu.Unlock()
 	if banned {
-		h.logger.Warn("mqtt logins banned after failures", "client", cl.ID, "remote", k.addr,
+		h.logger.Warn("mqtt logins banned after failures", "client", k.id, "remote", k.addr,
 			"failures", h.limits.AuthFailures, "window", h.limits.AuthFailureWindow, "ban", h.limits.AuthFailureBan)
 	}
 }
