@@ -49,9 +49,11 @@ type Pipeline struct {
 	// Metrics counts messages, readings and rejections. It defaults to
 	// unregistered metrics.
 	Metrics *PipelineMetrics
-	// Observe, when set, receives the decoded readings of each message, such
-	// as the alert engine's ObserveReadings. It is called on the client's
-	// goroutine and must neither block nor keep the slice.
+	// Observe, when set, receives the decoded readings of each message the
+	// batcher took, such as the alert engine's ObserveReadings; readings of
+	// a message refused (ErrNotStored) are not evaluated, since the device
+	// sends them again. It is called on the client's goroutine and must
+	// neither block nor keep the slice.
 	Observe func([]Reading)
 	// Admit, when set, is asked before each message; an error refuses the
 	// message, unread, with an error wrapping it and ErrNotStored (the spool
@@ -181,11 +183,13 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	if len(sc.readings) > 0 {
 		var err error
 		receipt, err = p.Telemetry.Add(ctx, sc.readings...)
-		if err != nil {
-			storeErr = fmt.Errorf("device %q: store readings: %w: %w", deviceID, ErrNotStored, err)
-		}
 		p.Metrics.readings.Add(float64(len(sc.readings)))
-		if p.Observe != nil {
+		switch {
+		case err != nil:
+			// The broker refuses the message and a QoS 1 device sends it
+			// again: evaluating it now would count its readings twice.
+			storeErr = fmt.Errorf("device %q: store readings: %w: %w", deviceID, ErrNotStored, err)
+		case p.Observe != nil:
 			p.Observe(sc.readings)
 		}
 	}

@@ -265,6 +265,53 @@ func TestPipelineOverloaded(t *testing.T) {
 	})
 }
 
+// TestPipelineRefusedNotObserved attacks the promise that a resend counts
+// once (issue 10 item 14): the readings of a message the pipeline refuses
+// with ErrNotStored, because the spool is full (Admit) or the batcher is
+// overloaded, are not handed to the alert engine, since the device sends
+// the message again; those of a message taken are.
+func TestPipelineRefusedNotObserved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		r := newPipelineRig(t, func(context.Context, *Batch) error {
+			<-release
+			return nil
+		})
+		var observed []float64
+		r.p.Observe = func(rs []Reading) {
+			for _, rd := range rs {
+				observed = append(observed, rd.Value)
+			}
+		}
+		var admitErr error
+		r.p.Admit = func() error { return admitErr }
+		ctx, cancel := context.WithCancel(context.Background())
+		// The first message is taken: one reading is being written, the
+		// other fills the batcher.
+		if _, err := r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 1, "pm10": 2}`), false); err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error)
+		go func() {
+			_, err := r.p.HandleTelemetry(ctx, "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 3}`), false)
+			errc <- err
+		}()
+		synctest.Wait()
+		cancel()
+		if err := <-errc; !errors.Is(err, ErrNotStored) {
+			t.Fatalf("HandleTelemetry while overloaded = %v, want ErrNotStored", err)
+		}
+		admitErr = errors.New("spool full")
+		if _, err := r.p.HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(`{"pm25": 4}`), false); !errors.Is(err, ErrNotStored) {
+			t.Fatalf("HandleTelemetry refused by Admit = %v, want ErrNotStored", err)
+		}
+		if want := []float64{1, 2}; !reflect.DeepEqual(observed, want) {
+			t.Errorf("observed %v, want %v: only the message taken is evaluated", observed, want)
+		}
+		close(release)
+	})
+}
+
 func TestPipelineRequiresItsParts(t *testing.T) {
 	_, err := (&Pipeline{}).HandleTelemetry(context.Background(), "aq-0001", "devices/aq-0001/telemetry", []byte(`{}`), false)
 	if err == nil {
