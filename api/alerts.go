@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -83,9 +82,12 @@ func (s *Server) alertFilter(r *http.Request) (f alerts.Filter, ok bool, err err
 			return f, false, fmt.Errorf("'to': %w", err)
 		}
 	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return f, false, fmt.Errorf("'from' must be before 'to'")
+	}
 	if v := q.Get("limit"); v != "" {
-		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit <= 0 {
-			return f, false, fmt.Errorf("'limit' must be a positive integer, not %q", v)
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit <= 0 || f.Limit > alerts.MaxListLimit {
+			return f, false, fmt.Errorf("'limit' must be 1..%d, not %q", alerts.MaxListLimit, v)
 		}
 	}
 	p := principalFrom(r.Context())
@@ -185,13 +187,8 @@ type actionRequest struct {
 func (s *Server) actOnAlert(kind alerts.ActionKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req actionRequest
-		if r.ContentLength != 0 {
-			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				writeError(w, http.StatusBadRequest, "bad_request", "body: "+err.Error())
-				return
-			}
+		if r.ContentLength != 0 && !s.readJSON(w, r, &req) {
+			return
 		}
 		if m := r.Header.Get("If-Match"); m != "" {
 			v, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)

@@ -5,6 +5,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -73,6 +74,10 @@ type Server struct {
 	// StreamWriteTimeout is how long a stream client may take to accept a
 	// write. It defaults to DefaultStreamWriteTimeout.
 	StreamWriteTimeout time.Duration
+	// BodyTimeout bounds the time a client may take to send a request body,
+	// so a slow sender cannot hold a handler for ever. It defaults to
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// Registerer receives the API's metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
 	// CheckTimeout bounds each readiness check. It defaults to 2 seconds.
@@ -114,6 +119,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.MaxSilence <= 0 {
 		s.MaxSilence = DefaultMaxSilence
+	}
+	if s.BodyTimeout <= 0 {
+		s.BodyTimeout = DefaultBodyTimeout
 	}
 	s.stream = newStreamMetrics(s.Registerer)
 	s.streamsDone = make(chan struct{})
@@ -215,6 +223,42 @@ func (s *Server) runCheck(ctx context.Context, check Check) error {
 	case <-ctx.Done():
 		return fmt.Errorf("no answer within %s", s.CheckTimeout)
 	}
+}
+
+// Request body bounds.
+const (
+	// MaxBodyBytes bounds a request body; a larger one gets 413.
+	MaxBodyBytes = 64 << 10
+	// DefaultBodyTimeout is the default of Server.BodyTimeout.
+	DefaultBodyTimeout = 30 * time.Second
+)
+
+// readJSON decodes the request body into v, refusing unknown fields, a
+// second value, a body over MaxBodyBytes (413) and one not sent within
+// BodyTimeout. On failure it answers the request and returns false.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	rc := http.NewResponseController(w)
+	// A writer without deadlines (a test recorder) has nothing to bound.
+	_ = rc.SetReadDeadline(time.Now().Add(s.BodyTimeout))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body may hold at most %d bytes", tooBig.Limit))
+		return false
+	case err != nil:
+		// The deadline stays: after the answer the server reads what is
+		// left of the body, which a slow client must not drag out.
+		writeError(w, http.StatusBadRequest, "bad_request", "body: "+err.Error())
+		return false
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	return true
 }
 
 // apiError is the body of every error response.

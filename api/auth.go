@@ -290,7 +290,7 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 					"no API token is configured (api.admin_token, api.tokens_file), so the API answers only requests made directly from its own host: "+err.Error())
 				return
 			}
-		} else if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		} else if token, ok := bearerToken(r); ok {
 			p = a.lookup(token)
 		}
 		if p == nil {
@@ -300,6 +300,15 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// bearerToken returns the token of the request's Authorization header.
+// The scheme is matched without regard to case (RFC 9110 11.1); the token
+// is taken as sent, so one with a space or a character more matches
+// nothing.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // proxyHeaders are the request headers that say a proxy forwarded it.

@@ -149,11 +149,14 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 // exportDevices serves GET /api/v1/devices/export.csv?type=&grid=: the
 // selected devices in the registry CSV format that `gridwatch devices
 // import` reads. The secret column is always empty and RTSP URLs carry no
-// credentials: secrets never leave over the API.
+// credentials: secrets never leave over the API. A name a spreadsheet would
+// run as a formula is defused (cell); the other columns are ids, numbers,
+// dates and URLs, which the import checks.
 func (s *Server) exportDevices(w http.ResponseWriter, r *http.Request) {
 	sel := s.selectDevices(r)
 	for i := range sel {
 		sel[i].Secret, sel[i].RTSPUser, sel[i].RTSPPassword = "", "", ""
+		sel[i].Name = cell(sel[i].Name)
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="devices.csv"`)

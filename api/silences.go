@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -75,10 +74,7 @@ func (s *Server) listSilences(w http.ResponseWriter, r *http.Request) {
 // outside it is not found.
 func (s *Server) createSilence(w http.ResponseWriter, r *http.Request) {
 	var req silenceRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body: "+err.Error())
+	if !s.readJSON(w, r, &req) {
 		return
 	}
 	p := principalFrom(r.Context())

@@ -1,8 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +113,44 @@ func TestSilenceMaximum(t *testing.T) {
 		}
 		if code == http.StatusBadRequest && !strings.Contains(body, "at most 720h0m0s (api.max_silence)") {
 			t.Errorf("%s: error %s does not name the limit", tc.body, body)
+		}
+	}
+}
+
+// TestSlowBodyIsCutOff attacks the promise that a slow client cannot hold
+// the server (slow-loris on the body): a POST that announces a body and
+// sends it a byte at a time is answered once BodyTimeout has passed,
+// instead of holding its handler for ever.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	env := newAlertEnv(t)
+	env.srv.Close()
+	env.api.BodyTimeout = 300 * time.Millisecond
+	srv := httptest.NewServer(env.api.Handler())
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	fmt.Fprintf(conn, "POST /api/v1/silences HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-city\r\nContent-Length: 1000\r\n\r\n{")
+	answered := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		answered <- line
+	}()
+	for {
+		select {
+		case line := <-answered:
+			if !strings.Contains(line, " 400 ") || time.Since(start) < env.api.BodyTimeout {
+				t.Errorf("slow body answered %q after %s, want 400 after %s", line, time.Since(start), env.api.BodyTimeout)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+			if time.Since(start) > time.Minute {
+				t.Fatalf("slow body unanswered after %s", time.Since(start))
+			}
+			_, _ = io.WriteString(conn, " ")
 		}
 	}
 }

@@ -73,7 +73,9 @@ func (s *Server) startRegistry(ctx, life context.Context, write ingest.WriteFunc
 	}
 	rs.status = devices.NewStatusTracker(last)
 	rs.batcher = ingest.NewStatusBatcher(write)
-	if err := startBatcher(life, rs.batcher, &s.Config, s.Logger, ingest.NewBatcherMetrics(nil)); err != nil {
+	// The telemetry batcher's metrics are the registered ones: the status
+	// batcher's drops must show in /metrics and /readyz like any other.
+	if err := startBatcher(life, rs.batcher, &s.Config, s.Logger, s.telemetry.Metrics); err != nil {
 		return err
 	}
 	loopCtx, cancel := context.WithCancel(life)

@@ -214,6 +214,19 @@ func startBatcher[T any](ctx context.Context, b *ingest.Batcher[T], cfg *Config,
 	return nil
 }
 
+// Bounds of the HTTP server against clients that hold connections. Request
+// bodies are bounded by the API (api.Server.BodyTimeout, MaxBodyBytes); a
+// whole-request ReadTimeout would also cut the alert stream.
+const (
+	// readHeaderTimeout bounds the time a client takes to send a request's
+	// headers (slow-loris).
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes a keep-alive connection idle for this long.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds a request's headers; larger ones get 431.
+	maxHeaderBytes = 64 << 10
+)
+
 // startHTTP serves the API, metrics and health checks.
 func (s *Server) startHTTP() error {
 	a := &api.Server{
@@ -244,7 +257,7 @@ func (s *Server) startHTTP() error {
 	if open {
 		s.Logger.Warn("the API is open to this host only: neither api.admin_token nor api.tokens_file holds a token", "addr", s.httpAddr.String())
 	}
-	s.http = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 	s.http.RegisterOnShutdown(a.CloseStreams)
 	s.httpDone = make(chan struct{})
 	go func() {
