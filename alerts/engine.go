@@ -44,8 +44,9 @@ type Observation struct {
 	Metric string
 	Value  float64
 	// TS is when the value was measured, in ms since the epoch; windows and
-	// rates use it. The state machine runs on the engine's clock instead,
-	// since device clocks are often wrong.
+	// rates use it, capped at the receive time (a value is not measured
+	// after it arrives). The state machine runs on the engine's clock
+	// instead, since device clocks are often wrong.
 	TS int64
 }
 
@@ -452,9 +453,11 @@ func (e *Engine) observe(id, typ, grid, metric string, v float64, ts int64, now 
 			s = &series{}
 			d.series[metric] = s
 		}
-		s.add(ts, v, w)
+		// A reading cannot have been measured after it arrived: one stamped
+		// ahead (ingest accepts up to an hour) takes its place at the
+		// receive time, so it cannot evict the window's recent readings.
+		s.add(min(ts, now.UnixMilli()), v, w)
 	}
-	inhibited := d.inhibited()
 	for _, r := range rules {
 		e.env = env{Value: v, Avg: v, Low: v, High: v, Samples: 1, M: d.latest}
 		if s != nil && r.Window > 0 {
@@ -463,11 +466,6 @@ func (e *Engine) observe(id, typ, grid, metric string, v float64, ts int64, now 
 		in := d.instance(r)
 		in.cond = e.eval(r, r.cond)
 		in.clr = e.eval(r, r.clear)
-		if in.cond && in.phase == phaseInactive && (inhibited && !r.inhibiting() ||
-			len(e.silences) > 0 && e.silenced(r.Name, d.id, d.grid, nil, now, true)) {
-			e.m.inhibited.Inc()
-			in.cond = false
-		}
 		e.step(in, now, v)
 	}
 }
@@ -493,6 +491,12 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 		if !in.cond {
 			return
 		}
+		if e.muted(in, now) {
+			if r.Absent == 0 { // a silent device's absence rule asks again every tick
+				e.m.inhibited.Inc()
+			}
+			return
+		}
 		in.phase, in.since = phasePending, now
 		e.startPending(in, now, v)
 		if r.For == 0 {
@@ -502,11 +506,14 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 		switch {
 		case !in.cond:
 			e.cancelPending(in, now)
+		case e.muted(in, now):
+			e.m.inhibited.Inc()
+			e.cancelPending(in, now)
 		case now.Sub(in.since) >= r.For:
 			e.ready(in, now)
 		}
 	case phaseHeld:
-		if !in.cond {
+		if !in.cond || e.muted(in, now) {
 			e.cancelPending(in, now)
 		}
 	case phaseFiring, phaseClearing:
@@ -673,9 +680,15 @@ func (e *Engine) fireValue(in *instance, key groupKey, now time.Time) {
 func (e *Engine) decide(k groupKey, g *group, now time.Time) {
 	var ready []*instance
 	for _, in := range g.insts {
-		if in.phase == phaseHeld {
-			ready = append(ready, in)
+		if in.phase != phaseHeld {
+			continue
 		}
+		if e.muted(in, now) {
+			e.m.inhibited.Inc()
+			e.cancelPending(in, now)
+			continue
+		}
+		ready = append(ready, in)
 	}
 	if len(ready) < e.StormMin {
 		for _, in := range ready {

@@ -127,3 +127,15 @@ func (e *Engine) silenced(rule, device, grid string, members []string, now time.
 	}
 	return false
 }
+
+// muted reports whether in may not start, or go on, towards firing: a
+// maintenance window covers it, or an inhibiting rule fires for its device
+// and in's rule does not inhibit. Every path to firing asks it (a new
+// match, a pending `for` running out, a storm group decided), so neither
+// an absence rule nor a rule that was already pending escapes a window or
+// an inhibition. Called with mu held.
+func (e *Engine) muted(in *instance, now time.Time) bool {
+	d := in.dev
+	return !in.rule.inhibiting() && d.inhibited() ||
+		len(e.silences) > 0 && e.silenced(in.rule.Name, d.id, d.grid, nil, now, true)
+}

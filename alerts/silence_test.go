@@ -1,0 +1,143 @@
+package alerts_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+// maintenanceRules has one rule of every kind: absence, a value rule that
+// must hold for a while, an instant value rule and an inhibiting status
+// rule.
+const maintenanceRules = `
+rules:
+  - name: silent
+    absent: 3
+    severity: minor
+  - name: offline
+    metric: online
+    condition: value == 0
+    clear: value == 1
+    for: 2m
+    severity: minor
+    inhibits: true
+  - name: gas_slow
+    match: {types: [gas]}
+    metric: ch4_ppm
+    condition: value > 5000
+    for: 10m
+    severity: major
+  - name: gas_now
+    match: {types: [gas]}
+    metric: ch4_ppm
+    condition: value > 20000
+    severity: critical
+`
+
+// fires drains sub and returns the fire and refire transitions in it.
+func fires(sub *alerts.Subscription) []alerts.Transition {
+	var out []alerts.Transition
+	for {
+		select {
+		case tr := <-sub.C:
+			if tr.Event.Kind == alerts.EventFire || tr.Event.Kind == alerts.EventRefire {
+				out = append(out, tr)
+			}
+		default:
+			return out
+		}
+	}
+}
+
+// run moves the clock by d in steps of one second, running the timers at
+// each step as the engine's ticker would.
+func run(e *alerts.Engine, c *clock, d time.Duration) {
+	for end := c.Now().Add(d); c.Now().Before(end); {
+		c.Add(time.Second)
+		e.RunTimers()
+	}
+}
+
+// TestMaintenanceKeepsEveryRuleKindFromFiring attacks the README promise "a
+// maintenance window (maintenance: true) keeps them from firing": a device
+// switched off for maintenance must not raise its absence alert, a rule
+// pending with `for` when the window begins must not fire when its `for`
+// runs out, an outage alert waiting for its storm group must not fire when
+// the group is decided, and a value rule must not fire; once the window
+// ends, the rules apply again.
+func TestMaintenanceKeepsEveryRuleKindFromFiring(t *testing.T) {
+	c := &clock{t: t0}
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "gas-2", Type: "gas", Grid: "G1"}}
+	e := newEngine(t, mustRules(t, maintenanceRules), devs, nil, c)
+	e.GroupWait = 0 // an outage alert waits one report interval (30 s) for its group
+	sub := e.Subscribe(1024)
+	obs := func(dev, metric string, v float64) {
+		e.Observe(alerts.Observation{Device: dev, Metric: metric, Value: v, TS: c.Now().UnixMilli()})
+	}
+	window := func(dev string, d time.Duration) {
+		t.Helper()
+		if _, err := e.AddSilence(t.Context(), alerts.Silence{Device: dev, Maintenance: true, Ends: c.Now().Add(d), Actor: "op", Reason: "switched off"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// gas-1 is pending on gas_slow when it is switched off for maintenance;
+	// gas-2 has gone silent and its absence alert waits for its group.
+	obs("gas-1", "ch4_ppm", 9000)
+	obs("gas-2", "ch4_ppm", 100)
+	run(e, c, 100*time.Second) // gas-2: 90 s silent, then ready and held for 30 s
+	window("gas-1", time.Hour)
+	window("gas-2", time.Hour)
+	obs("gas-1", "ch4_ppm", 30000) // gas_now would fire at once
+	obs("gas-1", "online", 0)      // offline would fire after 2m
+	run(e, c, time.Hour-time.Second)
+	if got := fires(sub); len(got) != 0 {
+		for _, tr := range got {
+			t.Errorf("fired in a maintenance window: %s of %s (%s)", tr.Alert.Rule, tr.Alert.Device, tr.Alert.Summary)
+		}
+	}
+
+	// The window is over and gas-2 is still silent: its absence alert fires.
+	run(e, c, 2*time.Minute)
+	got := fires(sub)
+	if len(got) != 2 {
+		t.Fatalf("fired after the windows: %d alerts, want silent of gas-1 and gas-2: %+v", len(got), got)
+	}
+	for _, tr := range got {
+		if tr.Alert.Rule != "silent" {
+			t.Errorf("after the windows: %s of %s fired, want only silent", tr.Alert.Rule, tr.Alert.Device)
+		}
+	}
+}
+
+// TestInhibitionCoversPendingRules attacks the promise that an inhibiting
+// rule (device_offline) mutes the device's other rules while it fires: a
+// value rule already pending with `for` when the device goes offline must
+// not fire on the stale reading once its `for` runs out.
+func TestInhibitionCoversPendingRules(t *testing.T) {
+	c := &clock{t: t0}
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}}
+	e := newEngine(t, mustRules(t, maintenanceRules), devs, nil, c)
+	sub := e.Subscribe(1024)
+	obs := func(metric string, v float64) {
+		e.Observe(alerts.Observation{Device: "gas-1", Metric: metric, Value: v, TS: c.Now().UnixMilli()})
+	}
+	obs("ch4_ppm", 9000)
+	obs("online", 0)
+	for i := 0; i < 11*60; i++ {
+		c.Add(time.Second)
+		e.RunTimers()
+		if i%20 == 0 { // still online=0 every 20 s: no absence alert
+			obs("online", 0)
+		}
+	}
+	got := fires(sub)
+	if len(got) != 1 || got[0].Alert.Rule != "offline" {
+		for _, tr := range got {
+			t.Errorf("fired: %s (%s)", tr.Alert.Rule, tr.Alert.Summary)
+		}
+		t.Fatalf("want the offline alert only")
+	}
+}

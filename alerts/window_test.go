@@ -1,0 +1,40 @@
+package alerts_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest"
+)
+
+// TestFutureReadingDoesNotPoisonWindow attacks the README's timestamp
+// policy ("a ts ... more than 1 h past the receive time is rejected; others
+// are stored as the device sent them") from the alert side: one reading
+// stamped 59 minutes ahead, which ingest accepts, must not evict a windowed
+// rule's recent readings, so pm25_high (avg over 15 minutes, at least 3
+// samples) still fires within three high readings a minute apart (the
+// future one counts as a reading of its receive time).
+func TestFutureReadingDoesNotPoisonWindow(t *testing.T) {
+	c := &clock{t: t0}
+	devs := []devices.Device{{ID: "aq-1", Type: "air_quality", Grid: "G1"}}
+	e := newEngine(t, alerts.DefaultRules(), devs, nil, c)
+	sub := e.Subscribe(64)
+	read := func(ts time.Time, v float64) {
+		e.ObserveReadings([]ingest.Reading{{Device: "aq-1", Grid: "G1", Metric: "pm25", Value: v, TS: ts.UnixMilli()}})
+	}
+	read(c.Now().Add(59*time.Minute), 20) // a glitching clock, once
+	for i := range 3 {
+		c.Add(time.Minute)
+		read(c.Now(), 150)
+		e.RunTimers()
+		if got := fires(sub); len(got) > 0 {
+			if got[0].Alert.Rule != "pm25_high" {
+				t.Fatalf("after %d high readings: %s fired (%s)", i+1, got[0].Alert.Rule, got[0].Alert.Summary)
+			}
+			return
+		}
+	}
+	t.Fatal("pm25_high did not fire after three high readings: the future-stamped reading evicted them from the window")
+}
