@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -344,30 +345,179 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// BenchmarkDecode measures the decoder on sample payloads, beside a baseline
-// that decodes the first one into map[string]any with encoding/json.
-func BenchmarkDecode(b *testing.B) {
-	b.Run("baseline-encoding_json-air_quality", func(b *testing.B) {
-		payload, err := os.ReadFile(filepath.Join("testdata", "air_quality.json"))
-		if err != nil {
-			b.Fatal(err)
+// baselineDecode does the Decoder's work on the good payloads of the
+// benchmark with encoding/json, as one would write it without fastjson:
+// the payload into map[string]any and []any, then the same walk of the
+// object, array and SenML forms with the same checks (ts as ms or RFC 3339
+// within the window, SenML base name and time, metric names, finite
+// values), making the same points. Problems it only counts: the benchmark's
+// payloads have none. TestBaselineDecodesLikeDecoder holds it to that.
+func baselineDecode(payload []byte, now int64, dst []Point) ([]Point, int) {
+	minMS, maxMS := float64(DefaultMinTime.UnixMilli()), float64(now+DefaultMaxFuture.Milliseconds())
+	problems := 0
+	inWindow := func(ms float64) (int64, bool) {
+		if !(ms >= minMS && ms <= maxMS) {
+			problems++
+			return 0, false
 		}
-		b.SetBytes(int64(len(payload)))
-		b.ReportAllocs()
-		for b.Loop() {
-			var m map[string]any
-			if err := json.Unmarshal(payload, &m); err != nil {
-				b.Fatal(err)
+		return int64(math.Round(ms)), true
+	}
+	point := func(ts int64, metric string, v float64) {
+		if metric == "" || len(metric) > DefaultMaxMetricLen || !utf8.ValidString(metric) || math.IsNaN(v) || math.IsInf(v, 0) ||
+			len(dst) >= DefaultMaxPoints {
+			problems++
+			return
+		}
+		dst = append(dst, Point{TS: ts, Metric: metric, Value: v})
+	}
+	object := func(o map[string]any) {
+		ts := now
+		switch t := o["ts"].(type) {
+		case nil:
+		case float64:
+			var ok bool
+			if ts, ok = inWindow(t); !ok {
+				return
+			}
+		case string:
+			tt, err := time.Parse(time.RFC3339Nano, t)
+			if err != nil {
+				problems++
+				return
+			}
+			var ok bool
+			if ts, ok = inWindow(float64(tt.UnixMilli())); !ok {
+				return
+			}
+		default:
+			problems++
+			return
+		}
+		for k, v := range o {
+			switch v := v.(type) {
+			case nil, string, map[string]any, []any:
+				if k != "ts" {
+					problems++
+				}
+			case float64:
+				if k != "ts" {
+					point(ts, k, v)
+				}
+			case bool:
+				point(ts, k, map[bool]float64{true: 1}[v])
 			}
 		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
-	for _, file := range []string{"air_quality.json", "buffered.json", "senml.json"} {
+	}
+	senml := func(recs []any) {
+		var baseName string
+		var baseTime float64
+		for _, rec := range recs {
+			r, ok := rec.(map[string]any)
+			if !ok {
+				problems++
+				continue
+			}
+			if bn, ok := r["bn"].(string); ok {
+				baseName = bn
+			}
+			if bt, ok := r["bt"].(float64); ok {
+				baseTime = bt
+			}
+			var value float64
+			switch v := r["v"].(type) {
+			case float64:
+				value = v
+			default:
+				vb, ok := r["vb"].(bool)
+				if !ok {
+					problems++
+					continue
+				}
+				value = map[bool]float64{true: 1}[vb]
+			}
+			n, _ := r["n"].(string)
+			name := baseName + n
+			metric := name[strings.LastIndexAny(name, ":/")+1:]
+			t, _ := r["t"].(float64)
+			ms := (baseTime + t) * 1000
+			if baseTime+t < senmlAbsoluteTime {
+				ms += float64(now)
+			}
+			if ts, ok := inWindow(ms); ok {
+				point(ts, metric, value)
+			}
+		}
+	}
+	var v any
+	if err := json.Unmarshal(payload, &v); err != nil {
+		return dst, 1
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		object(v)
+	case []any:
+		if first, ok := v[0].(map[string]any); ok && (first["n"] != nil || first["bn"] != nil) {
+			senml(v)
+			break
+		}
+		for _, rec := range v {
+			if o, ok := rec.(map[string]any); ok {
+				object(o)
+			} else {
+				problems++
+			}
+		}
+	default:
+		problems++
+	}
+	return dst, problems
+}
+
+// benchPayloads are the payloads of BenchmarkDecode, in testdata.
+var benchPayloads = []string{"air_quality.json", "buffered.json", "senml.json"}
+
+// TestBaselineDecodesLikeDecoder checks that the benchmark's baseline does
+// the Decoder's work: the same points from each benchmark payload (in any
+// order: Go maps have none).
+func TestBaselineDecodesLikeDecoder(t *testing.T) {
+	for _, file := range benchPayloads {
+		payload, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, problems := new(Decoder).Decode(payload, testNow, testNow, nil)
+		got, n := baselineDecode(payload, testNow, nil)
+		sortPoints := func(p []Point) {
+			sort.Slice(p, func(i, j int) bool { return fmt.Sprint(p[i]) < fmt.Sprint(p[j]) })
+		}
+		sortPoints(want)
+		sortPoints(got)
+		if len(problems) != 0 || n != 0 || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: baseline %v (%d problems), Decoder %v %v", file, got, n, want, problems)
+		}
+	}
+}
+
+// BenchmarkDecode measures the decoder on sample payloads, each beside a
+// baseline doing the same work with encoding/json (baselineDecode), in the
+// same run. Compare msgs/s of a payload's two sub-benchmarks for the ratio.
+func BenchmarkDecode(b *testing.B) {
+	for _, file := range benchPayloads {
 		payload, err := os.ReadFile(filepath.Join("testdata", file))
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(strings.TrimSuffix(file, ".json"), func(b *testing.B) {
+		name := strings.TrimSuffix(file, ".json")
+		b.Run("baseline-encoding_json-"+name, func(b *testing.B) {
+			var dst []Point
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst, _ = baselineDecode(payload, testNow, dst[:0])
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+		b.Run(name, func(b *testing.B) {
 			d := new(Decoder)
 			var dst []Point
 			b.SetBytes(int64(len(payload)))
