@@ -163,12 +163,12 @@ func TestOpenWithoutTokens(t *testing.T) {
 	}
 }
 
-// TestOpenAPIAnswersThisHostOnly attacks DESIGN.md's "without any token
-// configured the API serves loopback only" where the listener is broader
-// than loopback (0.0.0.0): a request from another address, or one a proxy
-// forwarded, is refused even though an X-Forwarded-For header claims
-// 127.0.0.1; one straight from a loopback address (127.0.0.1, 127.0.0.2)
-// is served.
+// TestOpenAPIAnswersThisHostOnly attacks the README's promise that without
+// an API token "every request from this host is an admin" and nobody
+// else's is served, where the listener is broader than loopback (0.0.0.0):
+// a request from another address, or one a proxy forwarded, is refused
+// even though an X-Forwarded-For header claims 127.0.0.1; one straight
+// from a loopback address (127.0.0.1, 127.0.0.2) is served.
 func TestOpenAPIAnswersThisHostOnly(t *testing.T) {
 	s := &Server{Store: fakeStore{latest: func(string) ([]storage.Latest, error) { return nil, nil }},
 		Lookup: devices.NewRegistry([]devices.Device{{ID: "aq-1", Type: "air_quality", Grid: "G1"}}).Lookup}

@@ -36,8 +36,9 @@ func (t Type) MetricNames() []string {
 	return out
 }
 
-// catalog holds the device types gridwatch knows; the type ids and metric
-// names are part of the external contract (DESIGN.md).
+// catalog holds the device types gridwatch knows. The type ids and metric
+// names are part of the external contract: devices publish them, import
+// files, rules and queries name them, so they never change.
 var catalog = map[string]Type{
 	"manhole_cover": {ID: "manhole_cover", Category: "municipal", Interval: 5 * time.Minute, Metrics: []Metric{
 		{"tilt_deg", "deg", 0, 90}, {"water_level_cm", "cm", 0, 500}, {"battery_pct", "%", 0, 100}}},
