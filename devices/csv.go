@@ -270,6 +270,10 @@ func splitRTSPURL(raw string) (clean, user, password string, err error) {
 		password, _ = u.User.Password()
 		u.User = nil
 	}
+	if IsSealed(password) {
+		// It would be stored as it is, taken for a sealed value.
+		return "", "", "", errors.New("password must not start with " + sealedPrefix)
+	}
 	return u.String(), user, password, nil
 }
 

@@ -36,7 +36,9 @@ type Device struct {
 	// RTSPSubURL is a camera's sub-stream URL without credentials.
 	RTSPSubURL string `json:"rtsp_sub_url,omitempty"`
 	// RTSPUser and RTSPPassword are the camera's RTSP credentials, kept
-	// apart from the URLs so that the URLs can be shown and logged.
+	// apart from the URLs so that the URLs can be shown and logged. The
+	// password is plain as read from an import file; the registry stores
+	// and loads it sealed (SecretBox), and only the prober opens it.
 	RTSPUser     string `json:"-"`
 	RTSPPassword string `json:"-"`
 }

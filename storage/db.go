@@ -12,6 +12,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/gridwatch/gridwatch/devices"
 )
 
 // Options say which ClickHouse to use and how.
@@ -36,6 +38,10 @@ type Options struct {
 	// RetentionDays is how long telemetry and rejected rows are kept. It
 	// defaults to 0: forever.
 	RetentionDays int
+	// Secrets seals the RTSP passwords of the registry. Without it, devices
+	// with a plain RTSP password cannot be saved (ErrNoSecretKey), and
+	// Migrate leaves plain ones from earlier versions as they are.
+	Secrets *devices.SecretBox
 }
 
 // Defaults of Options.

@@ -36,6 +36,9 @@ var (
 	// ErrDirInUse means that another gridwatch runs a local server on the
 	// same directory.
 	ErrDirInUse = errors.New("storage: directory is in use by another gridwatch")
+	// ErrNoSecretKey means a device with a plain RTSP password was to be
+	// saved without Options.Secrets to seal it with.
+	ErrNoSecretKey = errors.New("storage: no secrets key to seal RTSP passwords with")
 )
 
 // WriteError is returned by Writer.Write when a batch was not stored. The

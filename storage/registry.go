@@ -24,7 +24,8 @@ const (
 	kindUnit   = "unit"
 )
 
-// deviceDoc is a device as stored: everything but the plain secret.
+// deviceDoc is a device as stored: everything but the plain secret, the
+// RTSP password sealed (devices.SecretBox).
 type deviceDoc struct {
 	ID              string    `json:"id"`
 	Type            string    `json:"type"`
@@ -53,15 +54,16 @@ type gridDoc struct {
 
 // SaveDevices stores devs in the registry, replacing the stored devices with
 // the same ids, and in the devices table. Plain secrets are never stored:
-// hash them into SecretHash first.
+// hash them into SecretHash first. Plain RTSP passwords are sealed with
+// Options.Secrets.
 func (db *DB) SaveDevices(ctx context.Context, devs []devices.Device) error {
 	keys, docs := make([]string, len(devs)), make([]string, len(devs))
 	for i, d := range devs {
-		b, err := json.Marshal(deviceDoc{
-			ID: d.ID, Type: d.Type, Grid: d.Grid, Lat: d.Lat, Lon: d.Lon, Name: d.Name, InstallDate: d.InstallDate,
-			SecretHash: d.SecretHash, PrevSecretHash: d.PrevSecretHash, PrevSecretUntil: d.PrevSecretUntil,
-			RTSPURL: d.RTSPURL, RTSPSubURL: d.RTSPSubURL, RTSPUser: d.RTSPUser, RTSPPassword: d.RTSPPassword,
-		})
+		d, err := db.SealSecrets(d)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(docOf(d))
 		if err != nil {
 			return fmt.Errorf("storage: encode device %s: %w", d.ID, err)
 		}
@@ -73,22 +75,125 @@ func (db *DB) SaveDevices(ctx context.Context, devs []devices.Device) error {
 	return db.UpsertDevices(ctx, devs)
 }
 
-// LoadDevices returns every device in the registry, ordered by id.
+// SealSecrets returns d with its RTSP password sealed with Options.Secrets;
+// a sealed one is kept as it is. Sealing is deterministic, so a device
+// imported twice compares equal to the stored one.
+func (db *DB) SealSecrets(d devices.Device) (devices.Device, error) {
+	if d.RTSPPassword == "" || devices.IsSealed(d.RTSPPassword) {
+		return d, nil
+	}
+	if db.opts.Secrets == nil {
+		return d, fmt.Errorf("%w: device %s", ErrNoSecretKey, d.ID)
+	}
+	d.RTSPPassword = db.opts.Secrets.Seal(d.ID, d.RTSPPassword)
+	return d, nil
+}
+
+// LoadDevices returns every device in the registry, ordered by id, with
+// their RTSP passwords sealed: one stored in plain text by an earlier
+// version is sealed on the way (Migrate re-encrypts them at rest). Passwords
+// sealed under another key than Options.Secrets are logged once per load;
+// the prober reports those cameras auth_failed with the reason.
 func (db *DB) LoadDevices(ctx context.Context) ([]devices.Device, error) {
-	var out []devices.Device
+	var (
+		out     []devices.Device
+		foreign = map[string]int{}
+	)
 	err := db.loadDocs(ctx, kindDevice, func(doc []byte) error {
 		var d deviceDoc
 		if err := json.Unmarshal(doc, &d); err != nil {
 			return err
 		}
-		out = append(out, devices.Device{
-			ID: d.ID, Type: d.Type, Grid: d.Grid, Lat: d.Lat, Lon: d.Lon, Name: d.Name, InstallDate: d.InstallDate,
-			SecretHash: d.SecretHash, PrevSecretHash: d.PrevSecretHash, PrevSecretUntil: d.PrevSecretUntil,
-			RTSPURL: d.RTSPURL, RTSPSubURL: d.RTSPSubURL, RTSPUser: d.RTSPUser, RTSPPassword: d.RTSPPassword,
-		})
+		dev := d.device()
+		if sealed, err := db.SealSecrets(dev); err == nil {
+			dev = sealed
+		}
+		if sk := db.opts.Secrets; sk != nil && devices.IsSealed(dev.RTSPPassword) && devices.SealedKeyID(dev.RTSPPassword) != sk.KeyID() {
+			foreign[devices.SealedKeyID(dev.RTSPPassword)]++
+		}
+		out = append(out, dev)
 		return nil
 	})
+	for id, n := range foreign {
+		db.logger.Error("RTSP passwords sealed under another secrets key: those cameras cannot be probed; every node sharing a registry needs the same secrets.key_file",
+			"cameras", n, "sealed_key", id, "this_node_key", db.opts.Secrets.KeyID())
+	}
 	return out, err
+}
+
+// docOf returns d as stored.
+func docOf(d devices.Device) deviceDoc {
+	return deviceDoc{
+		ID: d.ID, Type: d.Type, Grid: d.Grid, Lat: d.Lat, Lon: d.Lon, Name: d.Name, InstallDate: d.InstallDate,
+		SecretHash: d.SecretHash, PrevSecretHash: d.PrevSecretHash, PrevSecretUntil: d.PrevSecretUntil,
+		RTSPURL: d.RTSPURL, RTSPSubURL: d.RTSPSubURL, RTSPUser: d.RTSPUser, RTSPPassword: d.RTSPPassword,
+	}
+}
+
+// device returns the device d stores.
+func (d deviceDoc) device() devices.Device {
+	return devices.Device{
+		ID: d.ID, Type: d.Type, Grid: d.Grid, Lat: d.Lat, Lon: d.Lon, Name: d.Name, InstallDate: d.InstallDate,
+		SecretHash: d.SecretHash, PrevSecretHash: d.PrevSecretHash, PrevSecretUntil: d.PrevSecretUntil,
+		RTSPURL: d.RTSPURL, RTSPSubURL: d.RTSPSubURL, RTSPUser: d.RTSPUser, RTSPPassword: d.RTSPPassword,
+	}
+}
+
+// sealPlainSecrets re-encrypts at rest the RTSP passwords that versions
+// before sealing stored in plain text. Each such document is written again,
+// sealed, with its own version (updated), so that an import racing with it,
+// being newer, still wins; then the table is merged so that the plain rows
+// leave the disk. It returns how many documents it sealed.
+func (db *DB) sealPlainSecrets(ctx context.Context) (int, error) {
+	if db.opts.Secrets == nil {
+		return 0, nil
+	}
+	table := quoteTable(db.opts.Database, "registry")
+	rows, err := db.conn.Query(ctx, "SELECT key, doc, toInt64("+db.msExpr("updated")+") FROM "+table+
+		" FINAL WHERE kind = ? AND position(doc, '\"rtsp_password\":\"') > 0 AND position(doc, '\"rtsp_password\":\"gwsec1:') = 0", kindDevice)
+	if err != nil {
+		return 0, fmt.Errorf("storage: find plain RTSP passwords: %w", err)
+	}
+	defer rows.Close()
+	var (
+		keys, docs []string
+		updated    []int64
+	)
+	for rows.Next() {
+		var (
+			key, doc string
+			ms       int64
+			d        deviceDoc
+		)
+		if err := rows.Scan(&key, &doc, &ms); err != nil {
+			return 0, fmt.Errorf("storage: find plain RTSP passwords: %w", err)
+		}
+		if err := json.Unmarshal([]byte(doc), &d); err != nil {
+			return 0, fmt.Errorf("storage: device %s: %w", key, err)
+		}
+		dev, err := db.SealSecrets(d.device())
+		if err != nil {
+			return 0, err
+		}
+		b, err := json.Marshal(docOf(dev))
+		if err != nil {
+			return 0, fmt.Errorf("storage: encode device %s: %w", key, err)
+		}
+		keys, docs, updated = append(keys, key), append(docs, string(b)), append(updated, ms)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("storage: find plain RTSP passwords: %w", err)
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	if err := db.insertDocs(ctx, kindDevice, keys, docs, updated); err != nil {
+		return 0, err
+	}
+	if err := db.conn.Exec(ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
+		return len(keys), fmt.Errorf("storage: merge the registry after sealing %d RTSP passwords (the plain rows stay on disk until it merges): %w", len(keys), err)
+	}
+	return len(keys), nil
 }
 
 // SaveGrids stores grids in the registry, replacing those with the same codes.
@@ -166,13 +271,22 @@ func (db *DB) RegistryVersion(ctx context.Context) (string, error) {
 
 // saveDocs inserts one document per key, stamped with the current time.
 func (db *DB) saveDocs(ctx context.Context, kind string, keys, docs []string) error {
+	updated := make([]int64, len(keys))
+	now := time.Now().UnixMilli()
+	for i := range keys {
+		updated[i] = now
+	}
+	return db.insertDocs(ctx, kind, keys, docs, updated)
+}
+
+// insertDocs inserts one document per key with its version, updated (ms).
+func (db *DB) insertDocs(ctx context.Context, kind string, keys, docs []string, updated []int64) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	kinds, updated := make([]string, len(keys)), make([]int64, len(keys))
-	now := time.Now().UnixMilli()
+	kinds := make([]string, len(keys))
 	for i := range keys {
-		kinds[i], updated[i] = kind, now
+		kinds[i] = kind
 	}
 	query := "INSERT INTO " + quoteTable(db.opts.Database, "registry") + " (kind, key, doc, updated)"
 	if err := insertColumns(ctx, db.conn, query, []any{kinds, keys, docs, updated}); err != nil {

@@ -258,7 +258,9 @@ func quoteTable(db, table string) string {
 // bookkeeping table, then applies, in order, every migration not recorded
 // there, recording each after it ran. Migrations are idempotent statements
 // (CREATE ... IF NOT EXISTS), so a crash between running and recording one,
-// or two nodes migrating at once, is harmless.
+// or two nodes migrating at once, is harmless. Then it seals the RTSP
+// passwords that earlier versions stored in plain text (with
+// Options.Secrets; see sealPlainSecrets).
 func (db *DB) Migrate(ctx context.Context) error {
 	s, err := db.Schema()
 	if err != nil {
@@ -288,7 +290,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 	}
 	db.logger.Info("schema up to date", "database", db.opts.Database, "version", s.Latest(), "applied", n,
 		"server", db.caps.Version.String())
-	return nil
+	sealed, err := db.sealPlainSecrets(ctx)
+	if sealed > 0 {
+		db.logger.Info("sealed RTSP passwords stored in plain text by an earlier version", "devices", sealed)
+	}
+	return err
 }
 
 // Schema returns the DDL Migrate runs on this server.

@@ -27,6 +27,8 @@ func classify(err error) Status {
 		return StatusNoVideoTrack
 	case errors.Is(err, ErrUnsupportedCodec):
 		return StatusUnsupportedCodec
+	case errors.Is(err, ErrSealedPassword):
+		return StatusAuthFailed
 	case errors.As(err, &bad):
 		switch bad.Code {
 		case base.StatusUnauthorized, base.StatusForbidden:

@@ -15,6 +15,9 @@ var (
 	ErrNoVideoTrack = errors.New("rtsp: no video track")
 	// ErrUnsupportedCodec means the video codec is neither H.264 nor H.265.
 	ErrUnsupportedCodec = errors.New("rtsp: unsupported video codec")
+	// ErrSealedPassword means a camera's sealed RTSP password cannot be
+	// opened: the prober has another secrets key than the one that sealed it.
+	ErrSealedPassword = errors.New("rtsp: camera's RTSP password cannot be decrypted")
 	// ErrNoTargets means the Prober has no Targets function.
 	ErrNoTargets = errors.New("rtsp: prober has no Targets")
 	// ErrStarted means Start was called twice.

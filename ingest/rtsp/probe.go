@@ -3,6 +3,7 @@ package rtsp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"net/url"
 	"strings"
@@ -80,6 +81,16 @@ func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time
 		return rec
 	}
 
+	if devices.IsSealed(t.Password) {
+		if p.OpenSecret == nil {
+			return fail(fmt.Errorf("%w: the prober has no secrets key", ErrSealedPassword))
+		}
+		plain, err := p.OpenSecret(t.Camera, t.Password)
+		if err != nil {
+			return fail(fmt.Errorf("%w: %w", ErrSealedPassword, err))
+		}
+		t.Password = plain // redact, in fail, now hides the plain one
+	}
 	u, err := base.ParseURL(t.URL)
 	if err != nil {
 		return fail(errors.Join(ErrBadURL, err))

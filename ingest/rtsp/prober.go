@@ -44,6 +44,10 @@ type Prober struct {
 	Record func(ctx context.Context, rec HealthRecord) error
 	// Observe, when set, sees every record, such as the alert engine.
 	Observe func(rec HealthRecord)
+	// OpenSecret opens a camera's sealed RTSP password (see
+	// devices.SecretBox), typically SecretBox.Open. Without it a sealed
+	// password cannot be used: the camera is reported auth_failed.
+	OpenSecret func(camera, sealed string) (string, error)
 	// LivenessInterval is the time between liveness probes of a camera.
 	// It defaults to 1 minute.
 	LivenessInterval time.Duration

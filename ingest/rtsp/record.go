@@ -23,8 +23,9 @@ const (
 	StatusUnreachable Status = "unreachable"
 	// StatusRefused means the connection was actively refused or reset.
 	StatusRefused Status = "refused"
-	// StatusAuthFailed means the camera rejected the credentials, or asked
-	// for some that are not configured.
+	// StatusAuthFailed means the camera rejected the credentials, asked for
+	// some that are not configured, or has a stored password this node
+	// cannot decrypt (Error says why).
 	StatusAuthFailed Status = "auth_failed"
 	// StatusNotFound means the camera does not know the stream path.
 	StatusNotFound Status = "not_found"

@@ -80,7 +80,8 @@ func (s *Server) startCameras(ctx context.Context) error {
 		return err
 	}
 	p := &rtsp.Prober{
-		Targets: func() []rtsp.Target { return rtsp.Targets(s.registry.All()) },
+		Targets:    func() []rtsp.Target { return rtsp.Targets(s.registry.All()) },
+		OpenSecret: s.secrets.Open,
 		Record: func(ctx context.Context, rec rtsp.HealthRecord) error {
 			_, err := b.Add(ctx, rec)
 			return err

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gridwatch/gridwatch/api"
+	"github.com/gridwatch/gridwatch/devices"
 )
 
 // EnvPrefix starts every environment variable that sets a config key.
@@ -97,6 +99,9 @@ type Config struct {
 		File           string        `koanf:"file" help:"devices CSV file (id,type,grid[,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url]) imported at start"`
 		ReloadInterval time.Duration `koanf:"reload_interval" help:"how often the server checks ClickHouse for registry changes made by 'gridwatch devices import'"`
 	} `koanf:"devices"`
+	Secrets struct {
+		KeyFile string `koanf:"key_file" help:"AES-256 key (base64) sealing the registry's RTSP passwords; empty uses data_dir/secret.key, created 0600 on first start. Every node sharing a registry needs the same key"`
+	} `koanf:"secrets"`
 	Cameras CamerasConfig `koanf:"cameras"`
 	Rules   RulesConfig   `koanf:"rules"`
 	Units   UnitsConfig   `koanf:"units"`
@@ -296,6 +301,15 @@ func openListen(addr string) error {
 		return nil
 	}
 	return fmt.Errorf("is %s, not a loopback address, and %w", addr, errOpenAPI)
+}
+
+// secretKeyFile is the path of the key sealing the registry's secrets:
+// secrets.key_file, or data_dir/secret.key.
+func (c *Config) secretKeyFile() string {
+	if c.Secrets.KeyFile != "" {
+		return c.Secrets.KeyFile
+	}
+	return filepath.Join(c.DataDir, devices.SecretKeyFile)
 }
 
 // httpListen is the address the HTTP server listens on: http.listen, but

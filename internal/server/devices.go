@@ -229,6 +229,10 @@ func ImportDevices(ctx context.Context, db *storage.DB, devs []devices.Device) (
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, d := range devs {
+		// Sealed first, so that an unchanged camera compares equal.
+		if d, err = db.SealSecrets(d); err != nil {
+			return st, err
+		}
 		prev, known := old[d.ID]
 		if known {
 			d.SecretHash, d.PrevSecretHash, d.PrevSecretUntil = prev.SecretHash, prev.PrevSecretHash, prev.PrevSecretUntil

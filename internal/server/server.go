@@ -45,6 +45,7 @@ type Server struct {
 	write     ingest.WriteFunc
 	local     *storage.LocalServer
 	db        *storage.DB
+	secrets   *devices.SecretBox // seals the registry's RTSP passwords
 	telemetry *ingest.Batcher[ingest.Reading]
 	rejected  *ingest.Batcher[ingest.Rejection]
 	spool     *spool.Spool
@@ -157,7 +158,13 @@ func (s *Server) openClickHouse(ctx, life context.Context) error {
 		addr = s.local.Addr()
 		s.Logger.Info("managed ClickHouse running", "addr", addr, "dir", s.local.Dir)
 	}
+	secrets, err := devices.LoadSecretBox(s.Config.secretKeyFile())
+	if err != nil {
+		return fmt.Errorf("secrets.key_file: %w", err)
+	}
+	s.secrets = secrets
 	opts := storage.Options{
+		Secrets:       secrets,
 		Addr:          addr,
 		Database:      cfg.Database,
 		User:          cfg.User,
