@@ -112,20 +112,30 @@ func (e *Engine) expireSilences(now time.Time) {
 	e.silences = slices.DeleteFunc(e.silences, func(s Silence) bool { return !s.Ends.After(now) })
 }
 
-// silenced reports whether a silence (or, with maintenance, a maintenance
-// window) in force covers an alert of rule for device in grid. Called with
-// mu held.
+// silenced reports whether silences in force (with maintenance, only
+// maintenance windows) cover an alert of rule for device in grid. A
+// grid-level alert (no device, members) is covered by a silence that names
+// no device, or when every member is covered: silencing one device of a
+// storm leaves the alert about the others loud. Called with mu held.
 func (e *Engine) silenced(rule, device, grid string, members []string, now time.Time, maintenance bool) bool {
-	for _, s := range e.silences {
-		if !s.Ends.After(now) || maintenance && !s.Maintenance ||
-			s.Rule != "" && s.Rule != rule ||
-			s.Device != "" && s.Device != device && !slices.Contains(members, s.Device) ||
-			s.Grid != "" && !e.InScope(s.Grid, grid) {
-			continue
-		}
+	covered := func(device string) bool {
+		return slices.ContainsFunc(e.silences, func(s Silence) bool {
+			return s.Ends.After(now) && (s.Maintenance || !maintenance) && (s.Rule == "" || s.Rule == rule) &&
+				(s.Device == "" || s.Device == device) && (s.Grid == "" || e.InScope(s.Grid, grid))
+		})
+	}
+	if covered(device) {
 		return true
 	}
-	return false
+	if device != "" || len(members) == 0 {
+		return false
+	}
+	for _, m := range members {
+		if !covered(m) {
+			return false
+		}
+	}
+	return true
 }
 
 // muted reports whether in may not start, or go on, towards firing: a

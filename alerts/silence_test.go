@@ -1,6 +1,7 @@
 package alerts_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -139,5 +140,54 @@ func TestInhibitionCoversPendingRules(t *testing.T) {
 			t.Errorf("fired: %s (%s)", tr.Alert.Rule, tr.Alert.Summary)
 		}
 		t.Fatalf("want the offline alert only")
+	}
+}
+
+// TestSilencingOneDeviceLeavesItsStormLoud attacks the promise that a
+// silence mutes the alerts it selects, and only those: silencing one device
+// of a storm (one grid-level alert grouping five devices that went quiet
+// together) must not mute the alert about the other four. A silence of the
+// whole grid, or silences of every member, do mute it.
+func TestSilencingOneDeviceLeavesItsStormLoud(t *testing.T) {
+	c := &clock{t: t0}
+	var devs []devices.Device
+	for i := 1; i <= 5; i++ {
+		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: "G1"})
+	}
+	e := newEngine(t, mustRules(t, "sla: {remind_every: 10m}\nrules:\n  - {name: silent, absent: 3, severity: minor}\n"), devs, nil, c)
+	sub := e.Subscribe(1024)
+	silence := func(s alerts.Silence) {
+		t.Helper()
+		s.Ends, s.Actor = c.Now().Add(24*time.Hour), "op"
+		if _, err := e.AddSilence(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	silence(alerts.Silence{Device: "gas-1"})
+	run(e, c, 3*time.Minute)
+	got := fires(sub)
+	if len(got) != 1 || got[0].Alert.Device != "" || len(got[0].Alert.Members) != 5 {
+		t.Fatalf("fired %+v; want one grid-level alert of 5 devices", got)
+	}
+	if got[0].Silenced {
+		t.Errorf("the storm alert of 5 devices is silenced by a silence of gas-1 alone")
+	}
+	for i := 2; i <= 5; i++ {
+		silence(alerts.Silence{Device: fmt.Sprintf("gas-%d", i)})
+	}
+	run(e, c, 10*time.Minute)
+	var remind *alerts.Transition
+	for drained := false; !drained; {
+		select {
+		case tr := <-sub.C:
+			if tr.Event.Kind == alerts.EventRemind {
+				remind = &tr
+			}
+		default:
+			drained = true
+		}
+	}
+	if remind == nil || !remind.Silenced {
+		t.Errorf("reminder once every member is silenced: %+v; want one, silenced", remind)
 	}
 }

@@ -33,6 +33,8 @@ type Metrics struct {
 	retries *prometheus.CounterVec
 	failed  *prometheus.CounterVec
 	dropped *prometheus.CounterVec
+	// silenced counts transitions Dispatcher kept from every target.
+	silenced prometheus.Counter
 }
 
 // NewMetrics registers the notification metrics with reg; a nil reg
@@ -51,9 +53,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_notify_dropped_total", Help: "Alert transitions not attempted, by target and reason (queue_full, shutdown).",
 		}, []string{"target", "reason"}),
+		silenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_notify_silenced_total", Help: "Alert transitions not delivered because a silence or maintenance window covers the alert.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sent, m.retries, m.failed, m.dropped)
+		reg.MustRegister(m.sent, m.retries, m.failed, m.dropped, m.silenced)
 	}
 	return m
 }

@@ -66,8 +66,9 @@ func (s *Server) inScope(scope, grid string) bool {
 	return api.PrefixScope(scope, grid)
 }
 
-// startNotify subscribes to the engine's transitions and hands each to the
-// configured notifiers: MQTT (notify.mqtt) and a webhook (notify.*).
+// startNotify subscribes to the engine's transitions and hands those no
+// silence covers to the configured notifiers: MQTT (notify.mqtt) and a
+// webhook (notify.*).
 func (s *Server) startNotify(ctx context.Context) error {
 	cfg := &s.Config.Notify
 	m := notify.NewMetrics(s.metrics)
@@ -85,15 +86,12 @@ func (s *Server) startNotify(ctx context.Context) error {
 	if len(targets) == 0 {
 		return nil
 	}
+	d := &notify.Dispatcher{Targets: targets, Metrics: m}
 	s.staff.sub = s.alerting.engine.Subscribe(notifyBuffer)
 	s.staff.done = make(chan struct{})
 	go func() {
 		defer close(s.staff.done)
-		for t := range s.staff.sub.C {
-			for _, n := range targets {
-				n.Notify(t)
-			}
-		}
+		d.Run(s.staff.sub.C)
 	}()
 	return nil
 }
