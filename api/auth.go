@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -314,13 +315,17 @@ func bearerToken(r *http.Request) (string, bool) {
 // proxyHeaders are the request headers that say a proxy forwarded it.
 var proxyHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip"}
 
-// fromThisHost checks that r came straight from a loopback address. The
-// peer is the TCP connection's: a proxy header is never trusted to name
-// the client, but its presence means the request came through a proxy,
-// which may serve anyone, so it is refused.
+// fromThisHost checks that r came straight from a program on this host.
+// The peer is the TCP connection's, and must be loopback: a proxy header is
+// never trusted to name the client, but its presence means the request came
+// through a proxy, which may serve anyone, so it is refused. A browser on
+// this host may be made to send requests by any web page, so the Host must
+// name this host (a page that rebinds its DNS name to 127.0.0.1 sends its
+// own name) and an Origin, when sent, must be a page of this host
+// (cross-site request forgery).
 func fromThisHost(r *http.Request) error {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+	if err != nil || !isLoopbackHost(host) || net.ParseIP(host) == nil {
 		return fmt.Errorf("this one came from %s", host)
 	}
 	for _, h := range proxyHeaders {
@@ -328,7 +333,33 @@ func fromThisHost(r *http.Request) error {
 			return fmt.Errorf("this one was forwarded by a proxy (%s header)", h)
 		}
 	}
+	if !isLoopbackHost(hostOnly(r.Host)) {
+		return fmt.Errorf("this one is for host %q, not a loopback address or localhost", r.Host)
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || !isLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("this one was sent by a web page of %q", origin)
+		}
+	}
 	return nil
+}
+
+// hostOnly strips the port, if any, of a Host header.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // requireRole answers 403 unless the request's principal has at least role.

@@ -167,8 +167,10 @@ func TestOpenWithoutTokens(t *testing.T) {
 // an API token "every request from this host is an admin" and nobody
 // else's is served, where the listener is broader than loopback (0.0.0.0):
 // a request from another address, or one a proxy forwarded, is refused
-// even though an X-Forwarded-For header claims 127.0.0.1; one straight
-// from a loopback address (127.0.0.1, 127.0.0.2) is served.
+// even though an X-Forwarded-For header claims 127.0.0.1, and so is one a
+// web page makes a browser here send (DNS rebinding, cross-site request
+// forgery); one straight from a loopback address (127.0.0.1, 127.0.0.2) is
+// served.
 func TestOpenAPIAnswersThisHostOnly(t *testing.T) {
 	s := &Server{Store: fakeStore{latest: func(string) ([]storage.Latest, error) { return nil, nil }},
 		Lookup: devices.NewRegistry([]devices.Device{{ID: "aq-1", Type: "air_quality", Grid: "G1"}}).Lookup}
@@ -189,9 +191,13 @@ func TestOpenAPIAnswersThisHostOnly(t *testing.T) {
 			return dialer.DialContext(ctx, network, net.JoinHostPort(dest, port))
 		}}}
 		defer client.CloseIdleConnections()
-		req, _ := http.NewRequest(http.MethodGet, "http://gridwatch/api/v1/devices/aq-1/latest", nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1/api/v1/devices/aq-1/latest", nil)
 		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
+			if header[i] == "Host" {
+				req.Host = header[i+1]
+			} else {
+				req.Header.Set(header[i], header[i+1])
+			}
 		}
 		resp, err := client.Do(req)
 		if err != nil {
@@ -206,9 +212,22 @@ func TestOpenAPIAnswersThisHostOnly(t *testing.T) {
 			t.Errorf("from %s: %d %s, want 200", source, code, body)
 		}
 	}
-	for _, h := range [][]string{{"X-Forwarded-For", "127.0.0.1"}, {"Forwarded", "for=127.0.0.1"}, {"X-Real-Ip", "127.0.0.1"}} {
+	// A browser on this host serves a page of this host, or one that
+	// names this host.
+	for _, h := range [][]string{{"Host", "localhost:8080"}, {"Host", "127.0.0.1"}, {"Host", "[::1]:8080"}, {"Origin", "http://localhost:8080"}, {"Origin", "http://127.0.0.1:3000"}} {
+		if code, body := get("127.0.0.1", "127.0.0.1", h...); code != http.StatusOK {
+			t.Errorf("%s: %s: %d %s, want 200", h[0], h[1], code, body)
+		}
+	}
+	for _, h := range [][]string{
+		{"X-Forwarded-For", "127.0.0.1"}, {"Forwarded", "for=127.0.0.1"}, {"X-Real-Ip", "127.0.0.1"},
+		// DNS rebinding: evil.example resolved to 127.0.0.1.
+		{"Host", "evil.example"}, {"Host", "evil.example:8080"},
+		// Cross-site request forgery from a page in a browser here.
+		{"Origin", "http://evil.example"}, {"Origin", "null"},
+	} {
 		if code, body := get("127.0.0.1", "127.0.0.1", h...); code != http.StatusForbidden || !strings.Contains(body, "open_api_local_only") {
-			t.Errorf("forwarded (%s): %d %s, want 403 open_api_local_only", h[0], code, body)
+			t.Errorf("%s: %s: %d %s, want 403 open_api_local_only", h[0], h[1], code, body)
 		}
 	}
 	// A real peer from another address: this host's own non-loopback

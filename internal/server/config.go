@@ -400,8 +400,10 @@ func AddFlags(fs *pflag.FlagSet) {
 func Load(fs *pflag.FlagSet) (Config, error) {
 	cfg := Default()
 	known := make(map[string]string) // env name -> key path
+	paths := make(map[string]bool)
 	for _, k := range keys(&cfg) {
 		known[k.EnvName()] = k.path
+		paths[k.path] = true
 	}
 	ko := koanf.New(".")
 
@@ -424,7 +426,9 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	}
 	if fs != nil {
 		flags := posflag.ProviderWithFlag(fs, ".", ko, func(f *pflag.Flag) (string, any) {
-			if !f.Changed || f.Name == "config" {
+			// A command's own flags (gridwatch demo --devices) are no
+			// config keys.
+			if !f.Changed || !paths[f.Name] {
 				return "", nil
 			}
 			return f.Name, posflag.FlagVal(fs, f)

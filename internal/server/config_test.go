@@ -165,3 +165,20 @@ func TestOpenAPIListensOnLoopbackOnly(t *testing.T) {
 		t.Errorf("empty tokens file on 0.0.0.0: %v, want an error naming api.tokens_file", err)
 	}
 }
+
+// TestLoadIgnoresCommandFlags keeps `gridwatch demo --devices 20 --rate 10`
+// working: a command's own flags beside the config keys' are no config
+// keys, and were read as such ("'devices' expected a map").
+func TestLoadIgnoresCommandFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
+	AddFlags(fs)
+	fs.Int("devices", 300, "devices in the simulated city")
+	fs.Float64("rate", 100, "messages per second")
+	if err := fs.Parse([]string{"--devices", "20", "--rate", "10", "--http.listen", "127.0.0.1:9"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(fs)
+	if err != nil || cfg.HTTP.Listen != "127.0.0.1:9" {
+		t.Fatalf("Load = %v, http.listen %q; want the config keys taken and the command's flags left alone", err, cfg.HTTP.Listen)
+	}
+}

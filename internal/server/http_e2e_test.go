@@ -470,3 +470,27 @@ func waitMetric(t *testing.T, srv *Server, series string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestOpenServerListensOnLoopback attacks the README's "without an API
+// token the HTTP API listens on 127.0.0.1 only" on the whole server: the
+// default kind of address (":port", all interfaces) is narrowed to
+// 127.0.0.1, a request from there is served as an admin, and one that a
+// web page could have made a browser send (another Host) is refused.
+func TestOpenServerListensOnLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test; skipped under -short")
+	}
+	addr, db := storagetest.Database(t)
+	srv := startServer(t, addr, db, []devices.Device{attackIn}, func(c *Config) { c.HTTP.Listen = ":0" })
+	if host, _, _ := net.SplitHostPort(srv.HTTPAddr()); host != "127.0.0.1" {
+		t.Fatalf("open API listens on %s, want 127.0.0.1", srv.HTTPAddr())
+	}
+	if code, body := call(t, srv, http.MethodPost, "/api/v1/silences", "", `{"duration": "1h"}`, nil); code != http.StatusCreated {
+		t.Errorf("open API, silence from this host: %d %s, want 201", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+srv.HTTPAddr()+"/api/v1/silences", strings.NewReader(`{"duration": "1h"}`))
+	req.Host = "rebound.example"
+	if code, body := send(t, req, nil); code != http.StatusForbidden {
+		t.Errorf("open API, silence for Host rebound.example: %d %s, want 403", code, body)
+	}
+}
