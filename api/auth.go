@@ -86,6 +86,11 @@ type Token struct {
 	Hash string `yaml:"token_hash"`
 }
 
+// MinAdminTokenLen is the shortest bootstrap admin token (api.admin_token)
+// accepted: the token is set by hand, and a short one could be guessed.
+// Tokens of the tokens file are stored hashed and made by NewToken.
+const MinAdminTokenLen = 16
+
 // tokenPrefix starts every token NewToken makes, so that a leaked one is
 // recognisable to secret scanners.
 const tokenPrefix = "gwt_"

@@ -217,6 +217,9 @@ func (c *Config) Validate() error {
 			bad("api.tokens_file", "cannot be read: %v", err)
 		}
 	}
+	if n := len(c.API.AdminToken); n > 0 && n < api.MinAdminTokenLen {
+		bad("api.admin_token", "must be at least %d characters, not %d: it makes an admin of whoever guesses it (make one with 'gridwatch token new')", api.MinAdminTokenLen, n)
+	}
 	if c.API.AdminToken == "" && c.API.TokensFile == "" {
 		if err := openListen(c.HTTP.Listen); err != nil {
 			bad("http.listen", "%v", err)

@@ -75,6 +75,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"open API on all interfaces", "http:\n  listen: 0.0.0.0:8080\n", "", "'http.listen' is 0.0.0.0:8080, not a loopback address, and neither api.admin_token nor api.tokens_file"},
 		{"open API on another address", "", "GRIDWATCH_HTTP_LISTEN=192.0.2.2:0", "'http.listen' is 192.0.2.2:0, not a loopback address"},
 		{"zero silence bound", "api:\n  max_silence: 0s\n", "", "'api.max_silence' must be > 0"},
+		{"guessable admin token", "", "GRIDWATCH_API_ADMIN_TOKEN=admin", "'api.admin_token' must be at least 16 characters, not 5"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,8 +138,8 @@ func TestOpenAPIListensOnLoopbackOnly(t *testing.T) {
 		{"[::1]:8080", "", true, "[::1]:8080", ""},
 		{"localhost:8080", "", true, "localhost:8080", ""},
 		{":8080", "", true, "127.0.0.1:8080", ""},
-		{"0.0.0.0:8080", "secret", false, "0.0.0.0:8080", ""},
-		{":8080", "secret", false, ":8080", ""},
+		{"0.0.0.0:8080", "a-long-enough-admin-token", false, "0.0.0.0:8080", ""},
+		{":8080", "a-long-enough-admin-token", false, ":8080", ""},
 	} {
 		cfg := Default()
 		cfg.HTTP.Listen, cfg.API.AdminToken = tc.listen, tc.token

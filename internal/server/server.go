@@ -251,7 +251,7 @@ func (s *Server) startHTTP() error {
 	if err := s.configureAPI(a); err != nil {
 		return err
 	}
-	open := a.AdminToken == "" && len(a.Tokens) == 0
+	open := a.Open()
 	addr, err := s.Config.httpListen(open)
 	if err != nil {
 		return err
