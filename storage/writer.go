@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -200,12 +201,20 @@ func (w *Writer) hasLedger(ctx context.Context, table string) (bool, error) {
 	return n > 0, nil
 }
 
-// Stored returns which of the batch ids have rows in table, reading the
-// ledger column. On a table without BatchColumn it returns none (replays
+// Stored returns which of the parts' batch ids have rows in table, reading
+// the ledger column. On a table without BatchColumn it returns none (replays
 // into it are at least once).
-func (w *Writer) Stored(ctx context.Context, table string, ids []string) (map[string]bool, error) {
+//
+// The lookup is bounded by the parts' time range: a batch's rows are stored
+// with its own ts values, so only rows within the least and the greatest ts
+// of the parts can carry its id. The bound lets ClickHouse skip every other
+// monthly partition (by the date column on 18.16's layout, which is what its
+// partition index covers) and, within one, the granules whose ts lies
+// outside, instead of reading the batch column of all history. Parts without
+// a ts column of timestamps are looked up unbounded.
+func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[string]bool, error) {
 	out := make(map[string]bool)
-	if len(ids) == 0 {
+	if len(parts) == 0 {
 		return out, nil
 	}
 	if err := checkIdent("table", table); err != nil {
@@ -215,8 +224,25 @@ func (w *Writer) Stored(ctx context.Context, table string, ids []string) (map[st
 	if err != nil || !ledger {
 		return out, err
 	}
-	rows, err := w.db.conn.Query(ctx, "SELECT DISTINCT "+BatchColumn+" FROM "+quoteTable(w.db.opts.Database, table)+
-		" WHERE has(?, "+BatchColumn+")", ids)
+	ids := make([]string, len(parts))
+	for i, p := range parts {
+		ids[i] = p.ID
+	}
+	query := "SELECT DISTINCT " + BatchColumn + " FROM " + quoteTable(w.db.opts.Database, table) + " WHERE "
+	var args []any
+	if lo, hi, ok := tsRange(parts); ok {
+		query += "ts >= " + w.db.fromMsExpr() + " AND ts <= " + w.db.fromMsExpr() + " AND "
+		args = append(args, lo, hi)
+		if !w.db.layout.DateTime64 {
+			// The partition key is the materialized date, toDate(ts / 1000)
+			// in UTC: the partition index prunes on it, not on ts.
+			query += "date >= toDate(?) AND date <= toDate(?) AND "
+			args = append(args, time.UnixMilli(lo).UTC().Format(time.DateOnly), time.UnixMilli(hi).UTC().Format(time.DateOnly))
+		}
+	}
+	query += "has(?, " + BatchColumn + ")"
+	args = append(args, ids)
+	rows, err := w.db.conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("storage: ledger lookup in %s: %w", table, err)
 	}
@@ -232,6 +258,27 @@ func (w *Writer) Stored(ctx context.Context, table string, ids []string) (map[st
 		return nil, fmt.Errorf("storage: ledger lookup in %s: %w", table, err)
 	}
 	return out, nil
+}
+
+// tsRange returns the least and the greatest value, in epoch milliseconds,
+// of the ts columns of parts; ok is false when a part has no ts column of
+// millisecond timestamps or no rows at all.
+func tsRange(parts []Part) (lo, hi int64, ok bool) {
+	lo, hi = math.MaxInt64, math.MinInt64
+	for _, p := range parts {
+		idx := p.Record.Schema().FieldIndices("ts")
+		if len(idx) != 1 {
+			return 0, 0, false
+		}
+		col, isTS := p.Record.Column(idx[0]).(*array.Timestamp)
+		if !isTS || col.DataType().(*arrow.TimestampType).Unit != arrow.Millisecond || col.NullN() > 0 {
+			return 0, 0, false
+		}
+		for _, v := range col.TimestampValues() {
+			lo, hi = min(lo, int64(v)), max(hi, int64(v))
+		}
+	}
+	return lo, hi, lo <= hi
 }
 
 // prepare builds the INSERT statement and the column slices of the parts,

@@ -27,7 +27,7 @@ type reading struct {
 }
 
 // telemetryRecord builds a telemetry batch the way the ingest batcher does.
-func telemetryRecord(t *testing.T, rs []reading) arrow.Record {
+func telemetryRecord(t testing.TB, rs []reading) arrow.Record {
 	t.Helper()
 	schema := arrow.NewSchema([]arrow.Field{
 		{Name: "ts", Type: arrow.FixedWidthTypes.Timestamp_ms},
@@ -374,7 +374,8 @@ func TestWriterLedgerIntegration(t *testing.T) {
 	if err := w.WriteParts(ctx, "telemetry", []storage.Part{{ID: "a", Record: a}, {ID: "b", Record: b}}); err != nil {
 		t.Fatalf("WriteParts: %v", err)
 	}
-	stored, err := w.Stored(ctx, "telemetry", []string{"a", "b", "never"})
+	never := telemetryRecord(t, []reading{{1732233601500, 1732233601500, "mh-001", "tilt_deg", 2}})
+	stored, err := w.Stored(ctx, "telemetry", []storage.Part{{ID: "a", Record: a}, {ID: "b", Record: b}, {ID: "never", Record: never}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +391,7 @@ func TestWriterLedgerIntegration(t *testing.T) {
 	}
 	// The rejected table has no ledger column: nothing is ever reported
 	// stored, so replays into it are at least once.
-	if stored, err := w.Stored(ctx, "rejected", []string{"a"}); err != nil || len(stored) != 0 {
+	if stored, err := w.Stored(ctx, "rejected", []storage.Part{{ID: "a", Record: a}}); err != nil || len(stored) != 0 {
 		t.Fatalf("Stored on a table without ledger = %v, %v; want none", stored, err)
 	}
 }

@@ -82,7 +82,8 @@ func spoolCommand() *cobra.Command {
 			}
 			var failed []error
 			for _, file := range args {
-				rows, err := spool.ReplayQuarantined(cmd.Context(), cfg.SpoolDir(), file, w.WriteParts, w.Stored, cfg.Ingest.InsertTimeout)
+				rows, err := spool.ReplayQuarantined(cmd.Context(), cfg.SpoolDir(), file, w.WriteParts, w.Stored,
+					max(cfg.Ingest.InsertTimeout, spool.DefaultLookupTimeout))
 				if err != nil {
 					failed = append(failed, err)
 					continue

@@ -23,7 +23,7 @@ func TestSpoolListCLI(t *testing.T) {
 	refuse := func(context.Context, string, []storage.Part) error {
 		return &storage.WriteError{Err: &clickhouse.Exception{Code: 60, Message: "Table gridwatch.telemetry doesn't exist"}}
 	}
-	none := func(context.Context, string, []string) (map[string]bool, error) { return nil, nil }
+	none := func(context.Context, string, []storage.Part) (map[string]bool, error) { return nil, nil }
 	s := &spool.Spool{Dir: dataDir + "/spool", Durable: true, Insert: refuse, Stored: none}
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ var (
 const (
 	DefaultMaxBytes      = 1 << 30
 	DefaultInsertTimeout = 10 * time.Second
+	DefaultLookupTimeout = 30 * time.Second
 	DefaultReplayRows    = 200_000
 	DefaultRetryBackoff  = 500 * time.Millisecond
 	DefaultMaxBackoff    = 10 * time.Second
@@ -60,10 +61,11 @@ const (
 // (storage.Writer.WriteParts). An error is a *storage.WriteError.
 type InsertFunc func(ctx context.Context, table string, parts []storage.Part) error
 
-// StoredFunc returns which of the batch ids are already in table
-// (storage.Writer.Stored). It is the ledger that keeps a replay from storing
-// a batch twice whose first INSERT succeeded but whose answer was lost.
-type StoredFunc func(ctx context.Context, table string, ids []string) (map[string]bool, error)
+// StoredFunc returns which of the parts' batch ids are already in table
+// (storage.Writer.Stored, which bounds the lookup by the parts' time range).
+// It is the ledger that keeps a replay from storing a batch twice whose
+// first INSERT succeeded but whose answer was lost.
+type StoredFunc func(ctx context.Context, table string, parts []storage.Part) (map[string]bool, error)
 
 // Index is told which batches the spool holds, so that its owner can tell
 // whether rows are durable without reading the segments: Add for every sound
@@ -129,6 +131,10 @@ type Spool struct {
 	// ClickHouse (SIGSTOP, a network black hole) sends batches to disk
 	// instead of holding them. It defaults to 10 seconds.
 	InsertTimeout time.Duration
+	// LookupTimeout bounds the ledger lookup before a replay INSERT, apart
+	// from the INSERT: on a table of months it reads more than an INSERT
+	// writes. It defaults to 30 seconds.
+	LookupTimeout time.Duration
 	// ReplayRows bounds the rows of one replay INSERT. It defaults to
 	// 200,000.
 	ReplayRows int
@@ -228,6 +234,9 @@ func (s *Spool) Open(ctx context.Context) error {
 	}
 	if s.InsertTimeout <= 0 {
 		s.InsertTimeout = DefaultInsertTimeout
+	}
+	if s.LookupTimeout <= 0 {
+		s.LookupTimeout = DefaultLookupTimeout
 	}
 	if s.ReplayRows <= 0 {
 		s.ReplayRows = DefaultReplayRows
@@ -649,7 +658,7 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	if len(parts) == 0 {
 		return 0, nil
 	}
-	fresh, err := storeFresh(ctx, table, parts, s.Insert, s.Stored, s.InsertTimeout, s.InsertTimeout)
+	fresh, err := storeFresh(ctx, table, parts, s.Insert, s.Stored, s.LookupTimeout, s.InsertTimeout)
 	if err != nil {
 		return rows, err
 	}
@@ -672,15 +681,11 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 // returns them. lookupTimeout bounds the ledger lookup, insertTimeout the
 // INSERT.
 func storeFresh(ctx context.Context, table string, parts []storage.Part, insert InsertFunc, stored StoredFunc, lookupTimeout, insertTimeout time.Duration) ([]storage.Part, error) {
-	ids := make([]string, len(parts))
-	for i, p := range parts {
-		ids[i] = p.ID
-	}
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	have, err := stored(lctx, table, ids)
+	have, err := stored(lctx, table, parts)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ids), table, err)
+		return nil, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(parts), table, err)
 	}
 	fresh := parts[:0:0]
 	for _, p := range parts {

@@ -80,15 +80,15 @@ func (f *fakeStore) insert(_ context.Context, table string, parts []storage.Part
 	return nil
 }
 
-func (f *fakeStore) stored(_ context.Context, _ string, ids []string) (map[string]bool, error) {
+func (f *fakeStore) stored(_ context.Context, _ string, parts []storage.Part) (map[string]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
 		return nil, errors.New("connection refused")
 	}
 	out := map[string]bool{}
-	for _, id := range ids {
-		out[id] = f.ids[id]
+	for _, p := range parts {
+		out[p.ID] = f.ids[p.ID]
 	}
 	return out, nil
 }
