@@ -81,7 +81,7 @@ func TestRestartIntegration(t *testing.T) {
 func openStore(t *testing.T) *storage.DB {
 	t.Helper()
 	addr, dbName := storagetest.Database(t)
-	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: dbName}, slog.New(slog.DiscardHandler))
+	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: dbName, Password: storagetest.Password(t)}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

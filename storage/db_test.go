@@ -19,6 +19,7 @@ func TestMain(m *testing.M) { storagetest.Main(m) }
 func openDB(t *testing.T, o storage.Options) *storage.DB {
 	t.Helper()
 	o.Addr, o.Database = storagetest.Database(t)
+	o.Password = storagetest.Password(t)
 	db, err := storage.Open(t.Context(), o, nil)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -152,7 +153,7 @@ func TestCloseTwiceIntegration(t *testing.T) {
 func TestOpenCreatesDatabaseIntegration(t *testing.T) {
 	addr, existing := storagetest.Database(t)
 	name := existing + "_new"
-	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: name}, nil)
+	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: name, Password: storagetest.Password(t)}, nil)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

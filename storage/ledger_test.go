@@ -218,7 +218,7 @@ func benchHistory(b *testing.B, rows int) *storage.DB {
 	// The database outlives the benchmark function's runs (one per b.N);
 	// it goes with the shared server's directory, or, on an external
 	// server, at the next run.
-	o := storage.Options{Addr: storagetest.Addr(b), Database: "gwbench_ledger"}
+	o := storage.Options{Addr: storagetest.Addr(b), Database: "gwbench_ledger", Password: storagetest.Password(b)}
 	db, err := storage.Open(context.Background(), o, nil)
 	if err == nil {
 		err = db.Conn().Exec(context.Background(), "DROP DATABASE IF EXISTS gwbench_ledger")

@@ -2,6 +2,9 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -29,12 +32,19 @@ import (
 const (
 	localConfigFile = "config.xml"
 	localUsersFile  = "users.xml"
-	localStateFile  = "gridwatch-state.json"
-	localLockFile   = "gridwatch.lock"
-	localLogDir     = "log"
-	localErrorLog   = "clickhouse-server.err.log"
-	localStdout     = "stdout.log"
-	localStderr     = "stderr.log"
+	// localPasswordFile holds the default user's password (mode 0600); the
+	// server's users.xml holds only its SHA-256.
+	localPasswordFile = "default-password"
+	// localClientConfig is a clickhouse-client config file (mode 0600) with
+	// the address and the password, so that the password is never typed on
+	// a command line: clickhouse-client --config-file <Dir>/client.xml.
+	localClientConfig = "client.xml"
+	localStateFile    = "gridwatch-state.json"
+	localLockFile     = "gridwatch.lock"
+	localLogDir       = "log"
+	localErrorLog     = "clickhouse-server.err.log"
+	localStdout       = "stdout.log"
+	localStderr       = "stderr.log"
 )
 
 const (
@@ -45,8 +55,10 @@ const (
 )
 
 // LocalServer runs a private ClickHouse server under Dir and supervises it: it listens
-// on 127.0.0.1 only, and a server that dies is restarted with growing pauses. It is
-// gridwatch's embedded default when clickhouse.addr is empty.
+// on 127.0.0.1 only, its default user has a random password generated at the first
+// start and kept in Dir/default-password (mode 0600; users.xml holds its SHA-256), and
+// a server that dies is restarted with growing pauses. It is gridwatch's embedded
+// default when clickhouse.addr is empty.
 type LocalServer struct {
 	// Dir holds the server's config, data and logs (under Dir/log). It is required.
 	Dir string
@@ -67,6 +79,11 @@ type LocalServer struct {
 	MaxRestartDelay time.Duration
 	// Logger receives starts, crashes and restarts. It defaults to discarding them.
 	Logger *slog.Logger
+	// Password is the password of LocalUser. It defaults to the one kept in
+	// Dir/default-password, which the first start generates (130 random bits); a
+	// password set here replaces the one kept there. After Start it holds the
+	// password in use.
+	Password string
 
 	tcpPort  int
 	httpPort int
@@ -116,6 +133,13 @@ func (s *LocalServer) Addr() string {
 func (s *LocalServer) HTTPAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.httpPort))
 }
+
+// LocalUser is the local server's user, for storage.Options.User.
+const LocalUser = "default"
+
+// ClientConfig returns the path of a clickhouse-client config file that connects to
+// the server as LocalUser with its password: clickhouse-client --config-file <path>.
+func (s *LocalServer) ClientConfig() string { return filepath.Join(s.Dir, localClientConfig) }
 
 // PID returns the process id of the server while it is up, and 0 while it is down
 // or being restarted.
@@ -228,6 +252,9 @@ func (s *LocalServer) prepareAndLaunch(ctx context.Context) (*process, error) {
 		return nil, err
 	}
 	s.tcpPort, s.httpPort = ports[0], ports[1]
+	if s.Password, err = loadPassword(filepath.Join(s.Dir, localPasswordFile), s.Password); err != nil {
+		return nil, err
+	}
 	if err := s.writeConfig(); err != nil {
 		return nil, err
 	}
@@ -384,8 +411,9 @@ type serverLogger struct {
 	Console  int    `xml:"console"`
 }
 
-// localUsers is the local server's users.xml: the default user, without a password,
-// reachable from loopback only. Its poll_interval of 1 second (the server's default is
+// localUsers is the local server's users.xml: the default user, with the SHA-256 of
+// its password (%s, hex; password_sha256_hex is in 18.16), reachable from loopback
+// only. Its poll_interval of 1 second (the server's default is
 // 10) lets the server notice a shutdown on idle connections at once, so that Close
 // does not wait 10 seconds for a connection pool that is still open.
 const localUsers = `<?xml version="1.0"?>
@@ -395,7 +423,7 @@ const localUsers = `<?xml version="1.0"?>
   </profiles>
   <users>
     <default>
-      <password></password>
+      <password_sha256_hex>%s</password_sha256_hex>
       <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
       <profile>default</profile>
       <quota>default</quota>
@@ -443,7 +471,66 @@ func (s *LocalServer) writeConfig() error {
 	if err := os.WriteFile(filepath.Join(s.Dir, localConfigFile), data, 0o640); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(s.Dir, localUsersFile), []byte(localUsers), 0o640)
+	sum := sha256.Sum256([]byte(s.Password))
+	users := fmt.Sprintf(localUsers, hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(filepath.Join(s.Dir, localUsersFile), []byte(users), 0o640); err != nil {
+		return err
+	}
+	client, err := xml.MarshalIndent(clientConfig{Host: "127.0.0.1", Port: s.tcpPort, User: LocalUser, Password: s.Password}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("render %s: %w", localClientConfig, err)
+	}
+	return writePrivate(filepath.Join(s.Dir, localClientConfig), append(client, '\n'))
+}
+
+// clientConfig is the clickhouse-client config file written beside the server's.
+type clientConfig struct {
+	XMLName  xml.Name `xml:"config"`
+	Host     string   `xml:"host"`
+	Port     int      `xml:"port"`
+	User     string   `xml:"user"`
+	Password string   `xml:"password"`
+}
+
+// loadPassword returns the password kept in the file at path, creating the file
+// (mode 0600) with a new random password when there is none. A password set
+// replaces the one kept.
+func loadPassword(path, set string) (string, error) {
+	if set != "" {
+		return set, writePrivate(path, []byte(set+"\n"))
+	}
+	data, err := os.ReadFile(path)
+	if err == nil {
+		if pw := strings.TrimSpace(string(data)); pw != "" {
+			// Tighten a file made readable by hand.
+			return pw, os.Chmod(path, 0o600)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read the password: %w", err)
+	}
+	pw := rand.Text() // 26 base32 characters: 130 random bits.
+	if err := writePrivate(path, []byte(pw+"\n")); err != nil {
+		return "", fmt.Errorf("store a new password: %w", err)
+	}
+	return pw, nil
+}
+
+// writePrivate writes data to the file at path, readable by its owner alone.
+func writePrivate(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	// A file created earlier with a wider mode keeps it through OpenFile.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // process is one run of the server binary.

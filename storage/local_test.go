@@ -100,7 +100,8 @@ func TestLocalServerIntegration(t *testing.T) {
 	s := &storage.LocalServer{Dir: dir, RestartDelay: 50 * time.Millisecond, Logger: testLogger(t)}
 	start(t, s)
 	t.Cleanup(func() { s.Close() })
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()},
+		Auth: clickhouse.Auth{Username: storage.LocalUser, Password: s.Password}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +117,55 @@ func TestLocalServerIntegration(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "log", "stderr.log")); err != nil {
 		t.Errorf("server output is not kept under Dir/log: %v", err)
 	}
+
+	// README promises that the managed ClickHouse's default user has a
+	// password kept private in data_dir (issue 10 item 9: it had none).
+	t.Run("default user needs the generated password", func(t *testing.T) {
+		for _, pw := range []string{"", "wrong"} {
+			c, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()},
+				Auth: clickhouse.Auth{Username: storage.LocalUser, Password: pw}, DialTimeout: 5 * time.Second})
+			if err == nil {
+				err = c.Ping(t.Context())
+				c.Close()
+			}
+			if err == nil {
+				t.Errorf("connect as default with password %q succeeded", pw)
+			}
+		}
+		if len(s.Password) < 20 {
+			t.Errorf("password of %d characters, want a long random one", len(s.Password))
+		}
+		for _, name := range []string{"default-password", "client.xml"} {
+			fi, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mode := fi.Mode().Perm(); mode != 0o600 {
+				t.Errorf("%s has mode %o, want 600", name, mode)
+			}
+		}
+		for _, name := range []string{"users.xml", "config.xml", "gridwatch-state.json", "log/stderr.log", "log/stdout.log"} {
+			data, _ := os.ReadFile(filepath.Join(dir, name))
+			if strings.Contains(string(data), s.Password) {
+				t.Errorf("%s holds the password in plain text", name)
+			}
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", s.PID()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(cmdline), s.Password) {
+			t.Error("the server's command line holds the password")
+		}
+		client, err := exec.LookPath("clickhouse-client")
+		if err != nil {
+			return
+		}
+		out, err := exec.CommandContext(t.Context(), client, "--config-file", s.ClientConfig(), "-q", "SELECT 42").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "42" {
+			t.Errorf("clickhouse-client --config-file %s: %v: %s", s.ClientConfig(), err, out)
+		}
+	})
 
 	t.Run("second server on the same dir is refused", func(t *testing.T) {
 		other := &storage.LocalServer{Dir: dir}
@@ -153,6 +203,14 @@ func TestLocalServerIntegration(t *testing.T) {
 	}
 	if got := s.PID(); got != 0 {
 		t.Errorf("PID() after Close = %d, want 0", got)
+	}
+
+	// The next gridwatch on the directory keeps the password.
+	again := &storage.LocalServer{Dir: dir, Logger: testLogger(t)}
+	start(t, again)
+	defer again.Close()
+	if again.Password != s.Password {
+		t.Error("the password changed across restarts")
 	}
 }
 

@@ -317,7 +317,7 @@ func (p *proxy) close() {
 func TestWriterRetriesTransientIntegration(t *testing.T) {
 	addr, database := storagetest.Database(t)
 	p := newProxy(t, addr)
-	db, err := storage.Open(t.Context(), storage.Options{Addr: p.l.Addr().String(), Database: database,
+	db, err := storage.Open(t.Context(), storage.Options{Addr: p.l.Addr().String(), Database: database, Password: storagetest.Password(t),
 		DialTimeout: time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)

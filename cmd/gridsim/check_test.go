@@ -29,6 +29,7 @@ func TestCheckIntegration(t *testing.T) {
 		ingest.Reading{TS: at, Device: "twice", Metric: "pm25", Value: 4},
 		ingest.Reading{TS: at, Device: "twice", Metric: "pm25", Value: 4})...)
 	addr := storagetest.Addr(t)
+	t.Setenv("CLICKHOUSE_PASSWORD", storagetest.Password(t))
 
 	dir := t.TempDir()
 	for _, c := range []struct {
@@ -69,7 +70,7 @@ func TestCheckIntegration(t *testing.T) {
 func telemetryDatabase(t *testing.T, readings ...ingest.Reading) string {
 	t.Helper()
 	addr, database := storagetest.Database(t)
-	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: database}, nil)
+	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

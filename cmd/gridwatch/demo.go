@@ -134,7 +134,6 @@ func demoDevices(cfg *server.Config, city simulators.City, cameras []devices.Dev
 
 func printDemoBanner(out io.Writer, srv *server.Server, devs []devices.Device, took time.Duration) {
 	_, httpPort, _ := net.SplitHostPort(srv.HTTPAddr())
-	_, chPort, _ := net.SplitHostPort(srv.ClickHouseAddr())
 	base := "http://127.0.0.1:" + httpPort
 	var d devices.Device
 	var metric string
@@ -159,11 +158,11 @@ gridwatch demo is up (%s): %d simulated devices publishing to %s
   Health, readiness and metrics:
     curl -s %s/readyz ; curl -s %s/metrics | grep gridwatch_
   Rows in ClickHouse, per device type:
-    clickhouse-client --port %s -q "SELECT d.type, count() FROM %s.telemetry t ANY LEFT JOIN (SELECT id AS device, type FROM %s.devices) d USING device GROUP BY d.type"
+    clickhouse-client %s -q "SELECT d.type, count() FROM %s.telemetry t ANY LEFT JOIN (SELECT id AS device, type FROM %s.devices) d USING device GROUP BY d.type"
   Devices (with their secrets, for mosquitto_pub): %s
 
 Press Ctrl-C to stop; what is buffered is flushed into ClickHouse first.
 
 `, took.Round(100*time.Millisecond), len(devs), srv.MQTTAddr(),
-		base, d.ID, metric, base, d.ID, metric, base, base, base, base, base, chPort, db, db, srv.Config.Devices.File)
+		base, d.ID, metric, base, d.ID, metric, base, base, base, base, base, srv.ClickHouseClient(), db, db, srv.Config.Devices.File)
 }

@@ -88,6 +88,7 @@ func startServerAt(t testing.TB, now func() time.Time, chAddr, database string, 
 	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.ClickHouse.Addr = chAddr
+	cfg.ClickHouse.Password = storagetest.Password(t)
 	cfg.ClickHouse.Database = database
 	cfg.Devices.File = devFile
 	cfg.Ingest.BatchAge = 200 * time.Millisecond

@@ -112,6 +112,7 @@ type gridwatchProcess struct {
 	bin, dataDir, logFile string
 	mqtt, http            string
 	args                  []string
+	password              string // clickhouse.password, passed in the environment
 	cmd                   *exec.Cmd
 	exited                chan error // receives cmd.Wait's result
 }
@@ -122,11 +123,12 @@ func newGridwatchProcess(t testing.TB, addr, database string, devs []devices.Dev
 	t.Helper()
 	dir := t.TempDir()
 	p := &gridwatchProcess{
-		bin:     buildGridwatch(t, dir),
-		dataDir: filepath.Join(dir, "data"),
-		logFile: filepath.Join(dir, "gridwatch.log"),
-		mqtt:    freeAddr(t),
-		http:    freeAddr(t),
+		bin:      buildGridwatch(t, dir),
+		dataDir:  filepath.Join(dir, "data"),
+		logFile:  filepath.Join(dir, "gridwatch.log"),
+		mqtt:     freeAddr(t),
+		http:     freeAddr(t),
+		password: storagetest.Password(t),
 	}
 	devFile := writeDevicesFile(t, dir, devs)
 	p.args = append([]string{"serve",
@@ -183,12 +185,14 @@ func (p *gridwatchProcess) start(t testing.TB) {
 	}
 	defer log.Close()
 	cmd := exec.Command(p.bin, p.args...)
-	// The server's configuration is its flags alone.
+	// The server's configuration is its flags alone, but for the password,
+	// which stays off the command line.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, EnvPrefix) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, EnvPrefix+"CLICKHOUSE_PASSWORD="+p.password)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start gridwatch: %v", err)

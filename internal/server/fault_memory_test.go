@@ -71,7 +71,7 @@ func floodThroughStall(t testing.TB, extra ...string) memoryRun {
 	}
 	r.peak = peakRSS(t, gw.cmd.Process.Pid)
 
-	db, err := storage.Open(context.Background(), storage.Options{Addr: ch.Addr(), Database: "gridwatch"}, nil)
+	db, err := storage.Open(context.Background(), storage.Options{Addr: ch.Addr(), Database: "gridwatch", Password: ch.Password}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
 
 // The fault tests are a Jepsen-style set check: a QoS 1 fleet records every
@@ -45,7 +46,9 @@ func faultClickHouse(t testing.TB, restartDelay time.Duration) *storage.LocalSer
 		t.Skip("fault test: skipped under -short")
 	}
 	ch := &storage.LocalServer{Dir: t.TempDir(), RestartDelay: restartDelay, MaxRestartDelay: restartDelay,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		// The test helpers connect with the shared server's password.
+		Password: storagetest.Password(t),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := ch.Start(ctx); err != nil {
@@ -174,10 +177,11 @@ func counterSum(mf *dto.MetricFamily, label, value string) float64 {
 func checkSet(t *testing.T, addr, database string, segments func() int, acked *simulators.AckLog) simulators.SetCheck {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	db, err := storage.Open(context.Background(), storage.Options{Addr: addr, Database: database}, nil)
+	o := storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}
+	db, err := storage.Open(context.Background(), o, nil)
 	for err != nil && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
-		db, err = storage.Open(context.Background(), storage.Options{Addr: addr, Database: database}, nil)
+		db, err = storage.Open(context.Background(), o, nil)
 	}
 	if err != nil {
 		t.Fatal(err)

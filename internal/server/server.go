@@ -163,12 +163,16 @@ func (s *Server) openClickHouse(ctx, life context.Context) error {
 		return fmt.Errorf("secrets.key_file: %w", err)
 	}
 	s.secrets = secrets
+	user, password := cfg.User, cfg.Password
+	if s.local != nil {
+		user, password = storage.LocalUser, s.local.Password
+	}
 	opts := storage.Options{
 		Secrets:       secrets,
 		Addr:          addr,
 		Database:      cfg.Database,
-		User:          cfg.User,
-		Password:      cfg.Password,
+		User:          user,
+		Password:      password,
 		RetentionDays: cfg.RetentionDays,
 		// clickhouse-go bounds a new connection's handshake by its dial
 		// timeout, not by the context: were it longer than an INSERT's
@@ -341,6 +345,17 @@ func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	return s.db.Migrate(ctx)
+}
+
+// ClickHouseClient returns the clickhouse-client flags that connect to the
+// ClickHouse in use: the managed one's config file, which holds its password
+// (so that no password appears on a command line), or the address.
+func (s *Server) ClickHouseClient() string {
+	if s.local != nil {
+		return "--config-file " + s.local.ClientConfig()
+	}
+	host, port, _ := net.SplitHostPort(s.Config.ClickHouse.Addr)
+	return "--host " + host + " --port " + port
 }
 
 // ClickHouseAddr returns the native address of the ClickHouse in use.

@@ -62,9 +62,10 @@ func telemetryBatch(t *testing.T, ts int64, n int, extra ...string) arrow.Record
 // reason and counted, and, once the table is fixed, replayed by hand. On
 // the old code replay retried the group for ever and stored nothing.
 func TestSpoolSetsAsideRefusedBatchIntegration(t *testing.T) {
-	addr, database := storagetest.Database(t)
+	o := storagetest.Options(t)
+	database := o.Database
 	ctx := t.Context()
-	db, err := storage.Open(ctx, storage.Options{Addr: addr, Database: database}, nil)
+	db, err := storage.Open(ctx, o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package storagetest gives integration tests a real ClickHouse: the server named by
 // $GRIDWATCH_TEST_CLICKHOUSE_ADDR, or else one storage.LocalServer per test binary,
-// and a fresh database per test on it.
+// and a fresh database per test on it. Tests connect as user default with Password:
+// the local server's generated one, or $GRIDWATCH_TEST_CLICKHOUSE_PASSWORD.
 //
 // A test binary that uses it runs its tests through Main:
 //
@@ -25,18 +26,23 @@ import (
 )
 
 // EnvAddr names the environment variable that points integration tests at an
-// existing ClickHouse (native protocol, user default without a password).
-const EnvAddr = "GRIDWATCH_TEST_CLICKHOUSE_ADDR"
+// existing ClickHouse (native protocol, user default); EnvPassword names the one that
+// holds that user's password, if it has one.
+const (
+	EnvAddr     = "GRIDWATCH_TEST_CLICKHOUSE_ADDR"
+	EnvPassword = "GRIDWATCH_TEST_CLICKHOUSE_PASSWORD"
+)
 
 // shared is the one local server of a test binary. It is package state because all
 // tests of the binary share the server, which Main stops when they are done.
 var shared struct {
-	mu      sync.Mutex
-	inMain  bool
-	started bool
-	dir     string
-	server  *storage.LocalServer
-	err     error
+	mu       sync.Mutex
+	inMain   bool
+	started  bool
+	dir      string
+	password string
+	server   *storage.LocalServer
+	err      error
 }
 
 // Main is for TestMain: it runs m's tests, stops the shared server afterwards and
@@ -85,13 +91,38 @@ func Addr(t testing.TB) string {
 	return shared.server.Addr()
 }
 
+// Password returns the password of user default on Addr: the shared local
+// server's, or $GRIDWATCH_TEST_CLICKHOUSE_PASSWORD with an existing server. It
+// starts no server: a test that runs a storage.LocalServer of its own may give it
+// this password, so that the helpers that connect need only one.
+func Password(testing.TB) string {
+	if os.Getenv(EnvAddr) != "" {
+		return os.Getenv(EnvPassword)
+	}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.password == "" {
+		shared.password = rand.Text()
+	}
+	return shared.password
+}
+
+// Options returns storage.Options for a fresh database on Addr(t), made by
+// Database, with the password.
+func Options(t testing.TB) storage.Options {
+	t.Helper()
+	addr, db := Database(t)
+	return storage.Options{Addr: addr, Database: db, Password: Password(t)}
+}
+
 // Database creates a database with a fresh name on Addr(t), drops it when t ends,
 // and returns both.
 func Database(t testing.TB) (addr, db string) {
 	t.Helper()
 	addr = Addr(t)
 	db = "gwtest_" + strings.ToLower(rand.Text())
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr},
+		Auth: clickhouse.Auth{Username: storage.LocalUser, Password: Password(t)}})
 	if err != nil {
 		t.Fatalf("storagetest: connect to %s: %v", addr, err)
 	}
@@ -131,9 +162,13 @@ func start() error {
 		return err
 	}
 	shared.dir = dir
+	if shared.password == "" {
+		shared.password = rand.Text()
+	}
 	shared.server = &storage.LocalServer{
-		Dir:    dir,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Dir:      dir,
+		Password: shared.password,
+		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	return shared.server.Start(context.Background())
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
 
@@ -76,7 +77,8 @@ func (r *recorder) Fatal(...any) {
 
 func databaseExists(t *testing.T, addr, db string) bool {
 	t.Helper()
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr},
+		Auth: clickhouse.Auth{Username: storage.LocalUser, Password: storagetest.Password(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
