@@ -64,7 +64,7 @@ func TestRTSPPasswordsSealedAtRest(t *testing.T) {
 	}
 
 	// An earlier version stored cam-legacy's password in plain text.
-	db, err := storage.Open(ctx, storage.Options{Addr: addr, Database: database}, nil)
+	db, err := storage.Open(ctx, storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +95,7 @@ func TestRTSPPasswordsSealedAtRest(t *testing.T) {
 		cfg.Secrets.KeyFile = keyFile
 		cfg.MQTT.Listen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0"
 		cfg.ClickHouse.Addr, cfg.ClickHouse.Database = addr, database
+		cfg.ClickHouse.Password = storagetest.Password(t)
 		cfg.Ingest.BatchAge = 200 * time.Millisecond
 		cfg.Devices.ReloadInterval = 100 * time.Millisecond
 		cfg.Cameras.LivenessInterval = 300 * time.Millisecond
