@@ -22,8 +22,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # Debian's package starts a system-wide ClickHouse where it can; gridwatch
-  # runs its own private one, so that one is not needed.
+  # Debian's packages start a system-wide ClickHouse and mosquitto where
+  # systemd runs; gridwatch runs its own private ones, and tests their own,
+  # so those would only load the machine.
+  if [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now clickhouse-server mosquitto >/dev/null 2>&1 || true
+  fi
 fi
 
 command -v go >/dev/null || { echo "install-deps: Go is required (https://go.dev/doc/install); Debian's golang package is too old" >&2; exit 1; }

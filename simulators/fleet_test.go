@@ -186,8 +186,11 @@ func TestFleetDuration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Messages < 10 || s.Messages > 80 || s.Errors != 0 {
-		t.Fatalf("stats %+v, want about 60 messages in 300 ms at 200 msg/s", s)
+	// A busy machine may starve the publishers for most of the 300 ms, so
+	// the floor is one message; the ceiling is the rate over the time
+	// taken, with a burst of one message per device.
+	if s.Messages < 1 || float64(s.Messages) > 200*s.Elapsed.Seconds()+float64(len(devs)) || s.Errors != 0 {
+		t.Fatalf("stats %+v, want 1 to about 60 messages in 300 ms at 200 msg/s", s)
 	}
 	wantReceived(t, b.counter, s)
 }
@@ -361,6 +364,8 @@ func TestFleetOutage(t *testing.T) {
 			b := startBroker(t, devs)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
+			var sent atomic.Int64 // messages the fleet counted as sent so far
+			var inFlight int64    // sent but not received by the kick
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() {
@@ -382,6 +387,11 @@ func TestFleetOutage(t *testing.T) {
 				for _, cl := range b.srv.Clients.GetAll() {
 					b.srv.DisconnectClient(cl, packets.ErrServerBusy)
 				}
+				// Read once the broker no longer reads the old connections
+				// (none can come back while refused), the received count
+				// first: what was sent and not received is lost.
+				received := b.counter.Counts().Messages
+				inFlight = sent.Load() - received
 				// Once refused, a device waits a reconnect back-off (1 s) to retry.
 				if !poll(func() bool { return b.auth.refused.Load() >= int64(len(devs)) }) {
 					return
@@ -390,7 +400,8 @@ func TestFleetOutage(t *testing.T) {
 				start := b.counter.Counts().Messages
 				poll(func() bool { return b.counter.Counts().Messages >= start+500 })
 			}()
-			f := Fleet{Broker: b.url, Devices: devs, QoS: qos, Rate: 2000, AckTimeout: 5 * time.Second, Duration: 30 * time.Second}
+			f := Fleet{Broker: b.url, Devices: devs, QoS: qos, Rate: 2000, AckTimeout: 5 * time.Second, Duration: 30 * time.Second,
+				OnSent: func(Ack) { sent.Add(1) }}
 			s, err := f.Run(ctx)
 			wg.Wait()
 			if err != nil {
@@ -402,8 +413,13 @@ func TestFleetOutage(t *testing.T) {
 			got := b.counter.Counts().Messages
 			switch qos {
 			case 0:
-				if s.Messages-got > 100 || s.Errors < 500 {
-					t.Fatalf("broker received %d messages, fleet sent %d and failed %d: want the outage counted as failures", got, s.Messages, s.Errors)
+				// What was lost is what the broker had not read at the kick,
+				// and per device at most one message written into its closed
+				// connection and one not yet counted as sent when inFlight
+				// was read.
+				if lost := s.Messages - got; lost > inFlight+2*int64(len(devs)) || s.Errors < 500 {
+					t.Fatalf("broker received %d messages, fleet sent %d (%d in flight at the kick) and failed %d: want the outage counted as failures",
+						got, s.Messages, inFlight, s.Errors)
 				}
 			case 1:
 				eventually(t, "the broker has every message", func() bool { return b.counter.Counts().Messages >= s.Messages })

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/gridwatch/gridwatch/internal/freeport"
 )
 
 // Files and directories under LocalServer.Dir.
@@ -363,20 +365,27 @@ func (s *LocalServer) configFlag() string {
 }
 
 // pickPorts returns a free 127.0.0.1 port for each preferred one (0 for none): the
-// preferred port itself when it is free, else one the kernel picks. The listeners
-// stay open until all ports are chosen, so the ports differ.
+// preferred port itself when it is free, else one below the ephemeral range
+// (freeport); the ports differ.
 func pickPorts(preferred ...int) ([]int, error) {
 	ports := make([]int, len(preferred))
 	for i, want := range preferred {
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(want)))
-		if err != nil && want != 0 {
-			l, err = net.Listen("tcp", "127.0.0.1:0")
+		if want != 0 && !slices.Contains(ports[:i], want) {
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(want))); err == nil {
+				l.Close()
+				ports[i] = want
+				continue
+			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
+		// The server binds seconds later: a port of the ephemeral range
+		// could be some connection's by then.
+		for ports[i] == 0 || slices.Contains(ports[:i], ports[i]) {
+			p, err := freeport.Loopback()
+			if err != nil {
+				return nil, fmt.Errorf("pick a free port: %w", err)
+			}
+			ports[i] = p
 		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
 	return ports, nil
 }

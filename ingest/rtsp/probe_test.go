@@ -43,11 +43,13 @@ func target(t testing.TB, id, raw string) rtsp.Target {
 	return tg
 }
 
-// testProber probes with short windows.
+// testProber probes with short windows. Its timeout is long: a loaded
+// machine may hold a healthy camera's packets for seconds, and a stalled
+// camera is told by its last frame, not by the timeout.
 func testProber(transport string) *rtsp.Prober {
 	return &rtsp.Prober{
 		SampleDuration: 1500 * time.Millisecond,
-		Timeout:        rtsp.MinTimeout,
+		Timeout:        10 * time.Second,
 		RecheckDelay:   -1,
 		Transport:      transport,
 	}

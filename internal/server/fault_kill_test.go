@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/internal/freeport"
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
@@ -165,15 +167,15 @@ func buildGridwatch(t testing.TB, dir string) string {
 
 // freeAddr returns a loopback address whose port was free a moment ago. The
 // restarted server must find its clients on the same port, so the port is
-// fixed for the whole test instead of ":0" per start.
+// fixed for the whole test instead of ":0" per start, and lies below the
+// ephemeral range, where no connection takes it between two starts.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 // start runs the server and waits until its MQTT listener takes connections.

@@ -99,9 +99,11 @@ func (r faultRun) String() string {
 		r.check, r.stats.Errors, r.spooled, r.refused, r.dropped, r.badTimestamps, r.took.Round(100*time.Millisecond))
 }
 
-// runFault runs a QoS 1 fleet at rate msg/s for load against a gridwatch on
-// ch, calls fault after two seconds, then checks the acknowledged set
-// against ClickHouse once the spool has drained.
+// runFault runs a QoS 1 fleet at rate msg/s against a gridwatch on ch, calls
+// fault after two seconds, stops the fleet once load has passed and fault
+// has returned, then checks the acknowledged set against ClickHouse once
+// the spool has drained. A fault may so wait for the condition it needs,
+// however slow the machine, with the fleet still publishing.
 func runFault(t *testing.T, ch *storage.LocalServer, rate float64, load time.Duration, fault func(*Server), opts ...func(*Config)) faultRun {
 	t.Helper()
 	return runFaultAt(t, time.Now, ch, rate, load, fault, opts...)
@@ -115,16 +117,20 @@ func runFaultAt(t *testing.T, now func() time.Time, ch *storage.LocalServer, rat
 	srv := startServerAt(t, now, ch.Addr(), "gridwatch", devs, opts...)
 	start := time.Now()
 	run := faultRun{acked: simulators.NewAckLog(nil)}
-	fleet := &simulators.Fleet{Broker: mqttURL(srv), Devices: devs, QoS: 1, Rate: rate, Duration: load,
+	fleet := &simulators.Fleet{Broker: mqttURL(srv), Devices: devs, QoS: 1, Rate: rate,
 		AckTimeout: 5 * time.Second, OnSent: run.acked.Add}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		run.stats, err = fleet.Run(context.Background())
+		run.stats, err = fleet.Run(ctx)
 		done <- err
 	}()
 	time.Sleep(2 * time.Second) // The fault hits a pipeline under load.
 	fault(srv)
+	time.Sleep(time.Until(start.Add(load)))
+	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("fleet: %v", err)
 	}
@@ -262,13 +268,19 @@ func TestFaultSpoolFull(t *testing.T) {
 	r := runFault(t, ch, 3000, stop+6*time.Second, func(s *Server) {
 		srv = s
 		signal(t, ch, syscall.SIGSTOP)
-		// /readyz tells a full spool, with its figures, while it lasts.
-		deadline := time.Now().Add(stop)
-		for (full.Checks["spool"] == "" || full.Checks["spool"] == "ok") && time.Now().Before(deadline) {
-			full = readyz(t, s)
-			time.Sleep(100 * time.Millisecond)
+		// ClickHouse stays stopped at least stop, and until /readyz tells
+		// a full spool, with its figures, and a QoS 1 message was refused
+		// (or a minute passes): a slow fleet takes longer to fill it.
+		end := time.Now().Add(stop)
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if r := readyz(t, s); strings.Contains(r.Checks["spool"], "refused") {
+				full = r
+				if gathered(t, s, "gridwatch_mqtt_messages_total", "result", "refused_qos1") > 0 {
+					break
+				}
+			}
 		}
-		time.Sleep(time.Until(deadline))
+		time.Sleep(time.Until(end))
 		signal(t, ch, syscall.SIGCONT)
 	}, func(c *Config) { c.Ingest.SpoolMaxBytes, c.Ingest.BatchAge = 1<<20, 4*time.Second })
 	assertFault(t, "spool full (1 MiB)", r)

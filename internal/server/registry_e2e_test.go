@@ -80,16 +80,16 @@ func TestRegistryAndBadInputEndToEnd(t *testing.T) {
 		if err := srv.DB().SaveUnits(ctx, []devices.Unit{{Code: "env-city", Categories: []string{"environment"}}}); err != nil {
 			t.Fatal(err)
 		}
+		// A reload swaps in the units and the devices one after the other:
+		// wait for both.
 		deadline := time.Now().Add(30 * time.Second)
-		for srv.UnitFor("environment", late.Grid) != "env-city" {
+		var body map[string]any
+		for srv.UnitFor("environment", late.Grid) != "env-city" || getJSON(t, srv, "/api/v1/devices/late-1", &body) != http.StatusOK {
 			if time.Now().After(deadline) {
-				t.Fatal("an imported unit did not route alerts within 30s")
+				t.Fatalf("an imported unit and device were not in use within 30s: routed to %q, GET /api/v1/devices/late-1 %v",
+					srv.UnitFor("environment", late.Grid), body)
 			}
 			time.Sleep(50 * time.Millisecond)
-		}
-		var body map[string]any
-		if code := getJSON(t, srv, "/api/v1/devices/late-1", &body); code != http.StatusOK {
-			t.Fatalf("GET /api/v1/devices/late-1 after import = %d %v", code, body)
 		}
 		c := paho.NewClient(paho.NewClientOptions().AddBroker(mqttURL(srv)).
 			SetClientID(late.ID).SetUsername(late.ID).SetPassword(secret).SetProtocolVersion(4))
