@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,24 +57,28 @@ func ffprobe(t *testing.T, url string, seconds float64) ffprobeStream {
 	}
 	st := res.Streams[0]
 	// ffprobe stamps no time on the very first packet of an RTSP stream
-	// (RTP time has no reference yet): it is one frame interval before the
-	// next packet, as far as the one after.
-	pts := make([]float64, len(res.Packets))
-	for i := len(res.Packets) - 1; i >= 0; i-- {
-		pkt := res.Packets[i]
+	// (RTP time has no reference yet). In a stream without B-frames it is
+	// one frame interval before the next packet, as far as the one after;
+	// in one with B-frames it cannot be placed and is left out.
+	pkts := res.Packets
+	pts := make([]float64, len(pkts))
+	for i := len(pkts) - 1; i >= 0; i-- {
 		var err error
-		if pts[i], err = strconv.ParseFloat(pkt.PTS, 64); err != nil && i+2 < len(pts) {
-			pts[i], err = 2*pts[i+1]-pts[i+2], nil
+		if pts[i], err = strconv.ParseFloat(pkts[i].PTS, 64); err != nil && i == 0 && len(pts) > 2 {
+			pts[0], err = 2*pts[1]-pts[2], nil
+			if !slices.IsSorted(pts[1:]) {
+				pkts, pts = pkts[1:], pts[1:]
+			}
 		}
 		if err != nil {
-			t.Fatalf("ffprobe packet %+v: %v", pkt, err)
+			t.Fatalf("ffprobe packet %+v: %v", pkts[i], err)
 		}
 	}
 	var (
 		bytes, firstKey, lastKey float64
 		keyframes                int
 	)
-	for i, pkt := range res.Packets {
+	for i, pkt := range pkts {
 		size, err := strconv.ParseFloat(pkt.Size, 64)
 		if err != nil {
 			t.Fatalf("ffprobe packet %+v: %v", pkt, err)
@@ -87,11 +92,11 @@ func ffprobe(t *testing.T, url string, seconds float64) ffprobeStream {
 			lastKey = pts[i]
 		}
 	}
-	first, last := pts[0], pts[len(pts)-1]
 	if keyframes > 1 {
 		st.KeyframeIntervalS = (lastKey - firstKey) / float64(keyframes-1)
 	}
-	st.BitrateKbps = bytes * 8 / 1000 / (last - first)
+	// Packets come in decode order: with B-frames the last is not the latest.
+	st.BitrateKbps = bytes * 8 / 1000 / (slices.Max(pts) - slices.Min(pts))
 	return st
 }
 

@@ -268,7 +268,8 @@ type meter struct {
 	// streams with B-frames go back and forth in decode order, so the span
 	// is max - min, not last - first.
 	relTS, minTS, maxTS int64
-	filled              bool // full is closed
+	filled              bool   // full is closed
+	auBytes             uint64 // payload of the access unit being received
 	prevHash            uint64
 	identical           uint64
 	// keyTS is the RTP time (as relTS) of the last keyframe; keyTicks sums
@@ -293,22 +294,33 @@ func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Pack
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.bytes += uint64(len(pkt.Payload))
+	if m.filled {
+		return
+	}
+	m.auBytes += uint64(len(pkt.Payload))
 	au, err := decode(pkt)
 	if err != nil {
 		return // more packets needed, or a fragment lost with its frame
 	}
-	m.frames++
 	if m.firstFrame.IsZero() {
 		m.firstFrame = now
 	} else {
-		m.relTS += int64(int32(pkt.Timestamp - m.lastTS)) // wraps at 2^32
-		m.minTS, m.maxTS = min(m.minTS, m.relTS), max(m.maxTS, m.relTS)
-		if !m.filled && m.maxTS-m.minTS >= m.target {
+		rel := m.relTS + int64(int32(pkt.Timestamp-m.lastTS)) // wraps at 2^32
+		// The frame that reaches SampleDuration ends the sample and is
+		// not counted, so that the sample holds whole groups of pictures
+		// as ffprobe's -read_intervals does, and, with B-frames, no
+		// picture is missing before the latest one counted.
+		if max(m.maxTS, rel)-min(m.minTS, rel) >= m.target {
 			m.filled = true
 			close(m.full)
+			return
 		}
+		m.relTS = rel
+		m.minTS, m.maxTS = min(m.minTS, rel), max(m.maxTS, rel)
 	}
+	m.frames++
+	m.bytes += m.auBytes
+	m.auBytes = 0
 	m.lastFrame, m.lastTS = now, pkt.Timestamp
 	h := fnv.New64a()
 	for _, nalu := range au {
