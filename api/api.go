@@ -135,6 +135,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	// The API description is public, like the health checks.
 	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI)
+	// Whatever matches no route gets a JSON error too, a method a route
+	// does not take (POST /readyz) included.
+	mux.HandleFunc("/", noSuchEndpoint)
 	v1 := &routes{mux: http.NewServeMux()}
 	v1.HandleFunc("GET /api/v1/devices/{id}/telemetry", s.deviceTelemetry)
 	v1.HandleFunc("GET /api/v1/devices/{id}/latest", s.deviceLatest)
@@ -142,9 +145,7 @@ func (s *Server) Handler() http.Handler {
 	s.cameraRoutes(v1)
 	s.deviceRoutes(v1)
 	s.v1 = v1.patterns
-	v1.mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
+	v1.mux.HandleFunc("/api/v1/", noSuchEndpoint)
 	auth := newAuthenticator(s.AdminToken, s.Tokens, s.InScope, s.Logger)
 	if s.Open() {
 		auth.open = &principal{name: "anonymous", role: RoleAdmin, inScope: s.InScope}
@@ -158,6 +159,11 @@ func (s *Server) Handler() http.Handler {
 // is refused (see authenticator.open).
 func (s *Server) Open() bool {
 	return s.AdminToken == "" && len(s.Tokens) == 0
+}
+
+// noSuchEndpoint answers a request no route takes.
+func noSuchEndpoint(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 }
 
 // routes registers the /api/v1 handlers, each behind the role it needs, and

@@ -125,6 +125,7 @@ func TestErrorsAreJSONWithCodes(t *testing.T) {
 		{"/api/v1/devices/aq-1/telemetry?metric=pm25&step=1ms", 400, "bad_request", "too many buckets"},
 		{"/api/v1/devices/aq-1/telemetry?metric=boom", 500, "internal", "see the server log"},
 		{"/api/v1/nothing", 404, "not_found", "no such endpoint"},
+		{"/nothing", 404, "not_found", "no such endpoint: GET /nothing"},
 	}
 	for _, tc := range cases {
 		code, body, raw := do(t, srv, tc.path, "")

@@ -181,6 +181,11 @@ func TestHTTPPromisesUnderAttack(t *testing.T) {
 		if code, body := sendAuth(t, srv, "bearer tok-city"); code != http.StatusOK {
 			t.Errorf(`"bearer tok-city": %d %s, want 200`, code, body)
 		}
+		// A method a public route does not take is a JSON error too (send
+		// checks every error's body).
+		if code, _ := call(t, srv, http.MethodPost, "/readyz", "", "", nil); code != http.StatusNotFound {
+			t.Errorf("POST /readyz: %d, want a JSON 404", code)
+		}
 		// The public endpoints need no token.
 		for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"} {
 			if code, _ := call(t, srv, http.MethodGet, path, "", "", nil); code != http.StatusOK {
