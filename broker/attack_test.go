@@ -941,3 +941,23 @@ func TestAttackFailedLoginsWithHugeClientIDs(t *testing.T) {
 		t.Errorf("heap grew %d MiB: the failed-login table keeps whole client ids", grew>>20)
 	}
 }
+
+// TestAttackTLSHandshakeNeverFinished attacks the connect timeout on the
+// TLS listener: a connection that opens TCP and sends nothing, or half a
+// ClientHello, is closed within ConnectTimeout like a plain one.
+func TestAttackTLSHandshakeNeverFinished(t *testing.T) {
+	pki := newTestPKI(t)
+	b, _ := startBroker(t, &received{}, func(b *Broker) {
+		b.TLSListen, b.ConnectTimeout = "127.0.0.1:0", time.Second
+		b.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pki.server}}
+	})
+	for _, data := range [][]byte{nil, {0x16, 0x03, 0x01, 0x02, 0x00, 0x01}} {
+		conn := dialFrom(t, attacker, b.TLSAddr())
+		if _, err := conn.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if !closedWithin(conn, 10*time.Second) {
+			t.Errorf("a TLS connection that sent %x is still open", data)
+		}
+	}
+}
