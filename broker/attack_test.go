@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -161,7 +162,10 @@ func mosquittoFrom(t *testing.T, name, local, addr string, args ...string) (stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(mosquitto(t, name), append([]string{"-A", local, "-h", host, "-p", port}, args...)...).CombinedOutput()
+	// A client left waiting by the broker must fail the test, not hang it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, mosquitto(t, name), append([]string{"-A", local, "-h", host, "-p", port}, args...)...).CombinedOutput()
 	return string(out), err
 }
 
