@@ -51,6 +51,8 @@ func TestReadCSVErrors(t *testing.T) {
 		{"bad lat", "id,type,grid,lat\na,noise,G1,north\n", `line 2: lat "north" is not a number`},
 		{"weak secret", "id,type,grid,secret\na,noise,G1,hunter2\n", "line 2: secret is shorter than 16 characters"},
 		{"bad rtsp url hides password", "id,type,grid,rtsp_url\nc,camera,G1,http://u:hunter2@h/x\n", "line 2: rtsp_url: must be"},
+		// A password that looks sealed would be stored as it is, in plain text.
+		{"password posing as sealed", "id,type,grid,rtsp_url\nc,camera,G1,rtsp://u:gwsec1:hunter2@h/x\n", "line 2: rtsp_url: password must not start with gwsec1:"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
