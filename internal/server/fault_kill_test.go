@@ -21,6 +21,7 @@ import (
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/internal/freeport"
 	"github.com/gridwatch/gridwatch/simulators"
+	"github.com/gridwatch/gridwatch/storage/spool"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
 
@@ -93,7 +94,10 @@ func TestFaultGridwatchKilled(t *testing.T) {
 	run.dropped = counterSum(mfs["gridwatch_batcher_rows_dropped_total"], "table", "telemetry") +
 		counterSum(mfs["gridwatch_spool_rows_dropped_total"], "table", "telemetry")
 	run.took = time.Since(start)
-	quarantined, _ := filepath.Glob(filepath.Join(gw.dataDir, "spool", "quarantine", "*"))
+	quarantined, err := spool.ListQuarantine(filepath.Join(gw.dataDir, "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	redelivered := 0.0
 	for _, m := range mfs["gridwatch_ingest_duplicates_dropped_total"].GetMetric() {
 		redelivered += m.GetCounter().GetValue()
