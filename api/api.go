@@ -74,6 +74,9 @@ type Server struct {
 	// StreamWriteTimeout is how long a stream client may take to accept a
 	// write. It defaults to DefaultStreamWriteTimeout.
 	StreamWriteTimeout time.Duration
+	// MaxStreams bounds the alert streams open at once. It defaults to
+	// DefaultMaxStreams.
+	MaxStreams int
 	// BodyTimeout bounds the time a client may take to send a request body,
 	// so a slow sender cannot hold a handler for ever. It defaults to
 	// DefaultBodyTimeout.
@@ -90,6 +93,7 @@ type Server struct {
 	// v1 lists the /api/v1 route patterns Handler registered.
 	v1           []string
 	stream       *streamMetrics
+	streamSlots  chan struct{} // one per open alert stream
 	streamsDone  chan struct{}
 	closeStreams sync.Once
 }
@@ -117,6 +121,10 @@ func (s *Server) Handler() http.Handler {
 	if s.StreamWriteTimeout <= 0 {
 		s.StreamWriteTimeout = DefaultStreamWriteTimeout
 	}
+	if s.MaxStreams <= 0 {
+		s.MaxStreams = DefaultMaxStreams
+	}
+	s.streamSlots = make(chan struct{}, s.MaxStreams)
 	if s.MaxSilence <= 0 {
 		s.MaxSilence = DefaultMaxSilence
 	}

@@ -19,6 +19,9 @@ const (
 	DefaultHeartbeat          = 15 * time.Second
 	DefaultStreamBuffer       = 256
 	DefaultStreamWriteTimeout = 10 * time.Second
+	// DefaultMaxStreams bounds the streams open at once: each holds a
+	// goroutine, a buffer and a subscription every transition is copied to.
+	DefaultMaxStreams = 1000
 )
 
 // streamMetrics counts the clients of the alert stream.
@@ -38,7 +41,7 @@ func newStreamMetrics(reg prometheus.Registerer) *streamMetrics {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_api_stream_dropped_total",
-			Help: "Stream clients disconnected for being slow, by reason: overflow (transitions were lost) or write_timeout.",
+			Help: "Stream clients disconnected for being slow, by reason: overflow (transitions were lost) or write_timeout; or refused because MaxStreams were open (too_many).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {
@@ -61,7 +64,17 @@ func (s *Server) CloseStreams() {
 // far behind that transitions are lost gets an "overflow" event and is
 // disconnected, and so is one that does not take a write within
 // StreamWriteTimeout: either should list the alerts again and reconnect.
+// Beyond MaxStreams open at once a client gets 503.
 func (s *Server) streamAlerts(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.streamSlots <- struct{}{}:
+		defer func() { <-s.streamSlots }()
+	default:
+		s.stream.dropped.WithLabelValues("too_many").Inc()
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "too_many_streams", fmt.Sprintf("%d alert streams are open, the most this server serves; retry later", cap(s.streamSlots)))
+		return
+	}
 	p := principalFrom(r.Context())
 	grid := r.URL.Query().Get("grid")
 	rc := http.NewResponseController(w)
