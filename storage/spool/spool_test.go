@@ -400,6 +400,12 @@ func TestSpoolSetsAsideRefusedBatches(t *testing.T) {
 		t.Fatalf("quarantine = %+v, want batch bad, rejected, with the server's message", list)
 	}
 
+	// A name from outside the quarantine directory is refused.
+	for _, bad := range []string{"../" + list[0].File, list[0].File + reasonSuffix} {
+		if _, err := ReplayQuarantined(context.Background(), dir, bad, f.insert, f.stored, time.Minute); err == nil {
+			t.Fatalf("ReplayQuarantined(%q) succeeded", bad)
+		}
+	}
 	// Fixed, it is replayed by hand, once.
 	f.mu.Lock()
 	delete(f.refuse, "bad")
