@@ -51,12 +51,15 @@ func Verify(secret, body []byte, signature string) bool {
 // wait in a bounded queue; when it is full, new ones are dropped and
 // counted.
 type Webhook struct {
-	// URL receives the POSTs. Required.
+	// URL receives the POSTs. Required. Robots of chat services carry their
+	// key in it (DingTalk access_token=, WeCom key=, Feishu /hook/{token}),
+	// so logs and errors show only its scheme and host.
 	URL string
 	// Secret keys the HMAC-SHA256 signature of each body. Required.
 	Secret []byte
 	// Client sends the requests. It defaults to a client with a 10-second
-	// timeout.
+	// timeout that follows only redirects keeping the method and body (307,
+	// 308): a 301, 302 or 303 would turn the signed POST into an empty GET.
 	Client *http.Client
 	// QueueSize bounds the transitions waiting to be sent. It defaults to
 	// 1024.
@@ -75,7 +78,7 @@ type Webhook struct {
 	// Metrics defaults to unregistered metrics.
 	Metrics *Metrics
 
-	redacted  string       // URL without a password, for logs
+	redacted  string       // URL without its path, query and user, for logs
 	mu        sync.RWMutex // guards closed against Notify's send
 	closed    bool
 	queue     chan alerts.Transition
@@ -93,9 +96,9 @@ func (w *Webhook) Start(ctx context.Context) error {
 	if err != nil || u.Host == "" || len(w.Secret) == 0 {
 		return errors.New("notify: webhook needs an absolute URL and a Secret")
 	}
-	w.redacted = u.Redacted()
+	w.redacted = redactURL(u)
 	if w.Client == nil {
-		w.Client = &http.Client{Timeout: 10 * time.Second}
+		w.Client = &http.Client{Timeout: 10 * time.Second, CheckRedirect: keepPOST}
 	}
 	if w.QueueSize <= 0 {
 		w.QueueSize = 1024
@@ -196,7 +199,7 @@ func (w *Webhook) deliver(ctx context.Context, t alerts.Transition) error {
 	post := func() error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(payload))
 		if err != nil {
-			return backoff.Permanent(err)
+			return backoff.Permanent(fmt.Errorf("build the request: %w", redact(err)))
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(SignatureHeader, signature)
@@ -204,7 +207,7 @@ func (w *Webhook) deliver(ctx context.Context, t alerts.Transition) error {
 		req.Header.Set(EventHeader, string(t.Event.Kind))
 		resp, err := w.Client.Do(req)
 		if err != nil {
-			return err
+			return redact(err)
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
@@ -223,7 +226,41 @@ func (w *Webhook) deliver(ctx context.Context, t alerts.Transition) error {
 	)
 	retried := func(error, time.Duration) { w.Metrics.retries.WithLabelValues("webhook").Inc() }
 	if err := backoff.RetryNotify(post, backoff.WithContext(b, ctx), retried); err != nil {
-		return fmt.Errorf("post alert %s v%d: %w", t.Event.AlertID, t.Event.Version, err)
+		return fmt.Errorf("post alert %s v%d to %s: %w", t.Event.AlertID, t.Event.Version, w.redacted, err)
+	}
+	return nil
+}
+
+// redactURL returns u's scheme and host only: the path, query and user
+// info of a webhook URL may hold its key.
+func redactURL(u *url.URL) string {
+	r := u.Scheme + "://" + u.Host
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+		r += "/[redacted]"
+	}
+	return r
+}
+
+// redact returns err without the URL a *url.Error of http.Client.Do
+// carries: it prints the request's full URL, the webhook's key with it (or
+// a redirect's target). The caller names the redacted URL instead.
+func redact(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+}
+
+// keepPOST is the default client's CheckRedirect: it follows only the
+// redirects that keep the method and body, and hands back any other
+// redirect as the answer, a refusal.
+func keepPOST(req *http.Request, via []*http.Request) error {
+	if req.Method != via[0].Method {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
 	}
 	return nil
 }
