@@ -538,9 +538,7 @@ func (s *Spool) runReplay(ctx context.Context) {
 			continue
 		}
 		rows, err := s.replay(ctx, next)
-		if err == nil {
-			s.noteReplay(rows)
-		} else if ctx.Err() == nil && s.setAside(next, err) {
+		if err != nil && ctx.Err() == nil && s.setAside(next, err) {
 			continue // Go on with the next segments at once.
 		}
 		pause := time.Duration(0)
@@ -673,6 +671,9 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 			s.Logger.Error("spool: remove replayed segment", "seq", g.seq, "err", err)
 		}
 	}
+	// Counted before the segments leave the list, so that a reader of
+	// Stats who sees them gone sees their rows in the replay rate.
+	s.noteReplay(rows)
 	s.forget(done)
 	return rows, nil
 }
