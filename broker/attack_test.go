@@ -821,9 +821,13 @@ func TestAttackSubscriptionFlood(t *testing.T) {
 // each; now it is about 16 KiB, and the bound asserted is 32 KiB. They are all
 // closed within ConnectTimeout, and a device logs in meanwhile.
 func TestAttackIdleConnectionsCostLittle(t *testing.T) {
-	b, _ := startBroker(t, &received{}, func(b *Broker) { b.ConnectTimeout = 3 * time.Second })
-	addr := loopback(b.Addr())
 	const n = 1000
+	b, _ := startBroker(t, &received{}, func(b *Broker) {
+		// All n may wait for their CONNECT (TestAttackPendingConnectsPerAddress
+		// attacks the per-address bound).
+		b.ConnectTimeout, b.Limits = 3*time.Second, Limits{ConnBurstPerIP: n}
+	})
+	addr := loopback(b.Addr())
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -963,5 +967,39 @@ func TestAttackTLSHandshakeNeverFinished(t *testing.T) {
 		if !closedWithin(conn, 10*time.Second) {
 			t.Errorf("a TLS connection that sent %x is still open", data)
 		}
+	}
+}
+
+// TestAttackPendingConnectsPerAddress attacks the per-address bound on
+// connections before login: 127.0.0.2 opens more connections that send no
+// CONNECT than its connection burst (50 here). Those beyond are closed at
+// once and counted; a waiting one that logs in frees its place; and
+// 127.0.0.1 is not affected.
+func TestAttackPendingConnectsPerAddress(t *testing.T) {
+	b, _ := startBroker(t, &received{}, func(b *Broker) {
+		b.Limits, b.ConnectTimeout = Limits{ConnBurstPerIP: 50}, time.Minute
+	})
+	addr := loopback(b.Addr())
+	conns := make([]net.Conn, 80)
+	for i := range conns {
+		conns[i] = dialFrom(t, attacker, addr)
+	}
+	waitFor(t, "the connections beyond the burst refused", func() bool {
+		return testutil.ToFloat64(b.metrics.limited.WithLabelValues("pending_connects")) == 30
+	})
+	for i, c := range conns[50:] {
+		if !closedWithin(c, 5*time.Second) {
+			t.Fatalf("connection %d beyond the burst is open", 50+i)
+		}
+	}
+	if code := rawLogin(t, conns[0], connectPacket("aq-2", "aq-2", "s3cret-aq2", nil)); code != 0 {
+		t.Fatalf("a waiting connection's login: return code %d", code)
+	}
+	another := dialFrom(t, attacker, addr)
+	if code := rawLogin(t, another, connectPacket("aq-1", "aq-1", "s3cret-aq1", nil)); code != 0 {
+		t.Fatalf("a new connection once one had logged in: return code %d", code)
+	}
+	if _, err := connectFrom(t, "127.0.0.1", addr, "aq-1", "aq-1", "s3cret-aq1"); err != nil {
+		t.Errorf("127.0.0.1 refused for 127.0.0.2's waiting connections: %v", err)
 	}
 }

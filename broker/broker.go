@@ -186,7 +186,7 @@ func (b *Broker) Start(ctx context.Context) error {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
 	}
-	b.tcp = &listener{id: "tcp", addr: b.Listen, connectTimeout: b.ConnectTimeout}
+	b.tcp = &listener{id: "tcp", addr: b.Listen, connectTimeout: b.ConnectTimeout, pending: limits.pending}
 	if err := b.server.AddListener(b.tcp); err != nil {
 		return fmt.Errorf("broker: listen on %s (mqtt.listen): %w", b.Listen, err)
 	}
@@ -196,7 +196,8 @@ func (b *Broker) Start(ctx context.Context) error {
 		if tc.ClientCAs != nil && tc.ClientAuth == tls.NoClientCert {
 			tc.ClientAuth = tls.VerifyClientCertIfGiven
 		}
-		b.tls = &listener{id: "tls", addr: b.TLSListen, tlsConfig: tc, connectTimeout: b.ConnectTimeout}
+		b.tls = &listener{id: "tls", addr: b.TLSListen, tlsConfig: tc, connectTimeout: b.ConnectTimeout,
+			pending: limits.pending}
 		if err := b.server.AddListener(b.tls); err != nil {
 			return fmt.Errorf("broker: listen on %s (mqtt.tls_listen): %w", b.TLSListen, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -39,7 +40,9 @@ type Limits struct {
 	ByteBurst int
 	// ConnRatePerIP and ConnBurstPerIP bound new connections per second from
 	// one source address. They default to 20 and 200: many devices can sit
-	// behind one carrier NAT.
+	// behind one carrier NAT. ConnBurstPerIP also bounds the connections of
+	// one address waiting for their CONNECT (none when ConnRatePerIP < 0):
+	// more are closed at once.
 	ConnRatePerIP  float64
 	ConnBurstPerIP int
 	// FlapConnects authenticated connections of one client id within
@@ -171,6 +174,7 @@ type limitHook struct {
 	limits        Limits
 	flap, failure strikes
 	server        *mqtt.Server
+	pending       *pendingConnects
 	metrics       *metrics
 	logger        *slog.Logger
 	now           func() time.Time
@@ -193,7 +197,12 @@ type clientLimiter struct {
 }
 
 func newLimitHook(l Limits, server *mqtt.Server, m *metrics, logger *slog.Logger) *limitHook {
+	maxPending := l.ConnBurstPerIP
+	if l.ConnRatePerIP < 0 {
+		maxPending = 0
+	}
 	return &limitHook{limits: l, server: server, metrics: m, logger: logger, now: time.Now,
+		pending:  newPendingConnects(maxPending, m.limited.WithLabelValues("pending_connects")),
 		flap:     strikes{max: l.FlapConnects, window: l.FlapWindow, ban: l.FlapBan},
 		failure:  strikes{max: l.AuthFailures, window: l.AuthFailureWindow, ban: l.AuthFailureBan},
 		perIP:    make(map[string]*ipEntry),
@@ -237,12 +246,65 @@ func remoteIP(cl *mqtt.Client) string {
 	return ip
 }
 
+// pendingConnects counts, per source address, the connections accepted
+// and still waiting for their CONNECT, and refuses one beyond max: until
+// then the per-address connection rate cannot see them, and each costs two
+// goroutines and about 16 KiB for up to Broker.ConnectTimeout. A
+// connection stops counting once its CONNECT is read (done from OnConnect)
+// or it ends (done from the listener), whichever comes first.
+type pendingConnects struct {
+	max     int // 0: unlimited
+	refused prometheus.Counter
+
+	mu    sync.Mutex
+	byIP  map[string]int
+	conns map[string]string // remote address -> its IP, while counted
+}
+
+func newPendingConnects(max int, refused prometheus.Counter) *pendingConnects {
+	return &pendingConnects{max: max, refused: refused, byIP: make(map[string]int), conns: make(map[string]string)}
+}
+
+// add counts a new connection from remote (host:port), or reports false
+// and counts the refusal when its address has max waiting already.
+func (p *pendingConnects) add(remote string) bool {
+	ip, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		ip = remote
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.max > 0 && p.byIP[ip] >= p.max {
+		p.refused.Inc()
+		return false
+	}
+	p.byIP[ip]++
+	p.conns[remote] = ip
+	return true
+}
+
+// done stops counting the connection from remote; it is safe to call
+// twice.
+func (p *pendingConnects) done(remote string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ip, ok := p.conns[remote]
+	if !ok {
+		return
+	}
+	delete(p.conns, remote)
+	if p.byIP[ip]--; p.byIP[ip] == 0 {
+		delete(p.byIP, ip)
+	}
+}
+
 // OnConnect refuses a connection over its address's rate, from a banned
 // (address, client id) pair or with a banned client id, with CONNACK 0x9F
 // (connection rate exceeded; 3, server unavailable, for MQTT 3 clients),
 // before the credentials are checked, so that none costs a hash. It only
 // reads the bans: what sets them is a login's outcome.
 func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	h.pending.done(cl.Net.Remote)
 	now := h.now()
 	ip := remoteIP(cl)
 	h.mu.Lock()

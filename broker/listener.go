@@ -23,12 +23,15 @@ import (
 // (connectTimeout): mochi reads the CONNECT without a deadline, so a
 // connection that sends nothing, or part of a CONNECT, would hold its
 // descriptor and goroutines for ever, and the per-address limits, which
-// start at the CONNECT, would never see it.
+// start at the CONNECT, would never see it. For the same reason it bounds
+// how many connections of one address may be waiting for their CONNECT
+// (pending).
 type listener struct {
 	id             string
 	addr           string
 	tlsConfig      *tls.Config
 	connectTimeout time.Duration
+	pending        *pendingConnects
 	ln             net.Listener
 	log            *slog.Logger
 
@@ -69,9 +72,15 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return
 		}
+		remote := conn.RemoteAddr().String()
+		if !l.pending.add(remote) {
+			conn.Close()
+			continue
+		}
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
+			l.pending.done(remote)
 			conn.Close()
 			return
 		}
@@ -85,8 +94,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			defer l.wg.Done()
 			// Refusals are counted by the hooks; the error is detail.
 			if err := establish(l.id, conn); err != nil {
-				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "err", err)
+				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", remote, "err", err)
 			}
+			l.pending.done(remote) // when it never sent its CONNECT
 			l.mu.Lock()
 			delete(l.conns, conn)
 			l.mu.Unlock()
