@@ -342,9 +342,10 @@ func segmentName(seq uint64) string {
 
 // Write stores rec, rows of table in batch id, in ClickHouse or in the
 // spool; see Spool for the policy. A nil error means the rows are in
-// ClickHouse or fsynced on disk. A permanent insert error (the data or the
-// table is wrong, storage.Permanent) is returned as is: spooling cannot
-// help it.
+// ClickHouse or fsynced on disk. A batch ClickHouse refuses permanently
+// (the data or the table is wrong, storage.Permanent) is spooled too: its
+// replay sets it aside in the quarantine with the server's reason, to be
+// replayed by hand once the cause is fixed, rather than dropped.
 func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) error {
 	if rec.NumRows() == 0 {
 		return nil
@@ -358,9 +359,6 @@ func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) e
 		if err == nil {
 			s.setDirectFailing(false, nil)
 			return nil
-		}
-		if storage.Classify(err) == storage.Permanent {
-			return err
 		}
 		s.setDirectFailing(true, err)
 	}

@@ -425,6 +425,35 @@ func TestSpoolSetsAsideRefusedBatches(t *testing.T) {
 	}
 }
 
+// TestSpoolSetsAsideBatchRefusedOnDirectInsert attacks the promise that an
+// accepted batch is never dropped: a batch ClickHouse refuses permanently on
+// its direct INSERT (the default mode, nothing spooled) is spooled and then
+// set aside in the quarantine with the server's reason, replayable by hand,
+// while the batches after it are stored. Before, Write returned the error
+// and the batcher dropped the rows.
+func TestSpoolSetsAsideBatchRefusedOnDirectInsert(t *testing.T) {
+	dir := t.TempDir()
+	refused := &clickhouse.Exception{Code: 53, Name: "DB::Exception", Message: "Type mismatch in column seq"}
+	f := &fakeStore{ids: map[string]bool{}, refuse: map[string]error{"bad": refused}, tries: map[string]int{}}
+	s := openSpool(t, dir, f, false, 1<<20)
+	writeBatches(t, s, "good0", "bad", "good2")
+	waitFor(t, "the good batches stored and the bad one set aside", func() bool { return s.Stats().Segments == 0 && s.Quarantined() == 1 })
+	if got := f.rows(); !slices.Equal(got, []int64{0, 2}) {
+		t.Fatalf("stored %v, want the good batches [0 2]", got)
+	}
+	list, err := ListQuarantine(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Reason != ReasonRejected || list[0].Batch != "bad" || list[0].Rows != 1 ||
+		!strings.Contains(list[0].Error, "Type mismatch") {
+		t.Fatalf("quarantine = %+v, want batch bad, rejected, with the server's message", list)
+	}
+	if n := testutil.ToFloat64(s.metrics.dropped.WithLabelValues("telemetry")); n != 0 {
+		t.Fatalf("rows dropped %v, want 0", n)
+	}
+}
+
 // TestSpoolNeverSetsAsideTransientFailures attacks the other side of the
 // promise: an outage or an overloaded server (TOO_MANY_PARTS, a memory
 // limit) is retried for as long as it lasts, far past UnclassifiedAttempts,
