@@ -45,7 +45,8 @@ type Observation struct {
 	Value  float64
 	// TS is when the value was measured, in ms since the epoch; windows and
 	// rates use it, capped at the receive time (a value is not measured
-	// after it arrives). The state machine runs on the engine's clock
+	// after it arrives), and a window also forgets values received more
+	// than its span ago. The state machine runs on the engine's clock
 	// instead, since device clocks are often wrong.
 	TS int64
 }
@@ -456,7 +457,8 @@ func (e *Engine) observe(id, typ, grid, metric string, v float64, ts int64, now 
 		// A reading cannot have been measured after it arrived: one stamped
 		// ahead (ingest accepts up to an hour) takes its place at the
 		// receive time, so it cannot evict the window's recent readings.
-		s.add(min(ts, now.UnixMilli()), v, w)
+		recv := now.UnixMilli()
+		s.add(min(ts, recv), recv, v, w)
 	}
 	for _, r := range rules {
 		e.env = env{Value: v, Avg: v, Low: v, High: v, Samples: 1, M: d.latest}

@@ -91,8 +91,9 @@ type group struct {
 
 // sample is one timed value.
 type sample struct {
-	ts int64 // ms
-	v  float64
+	ts   int64 // when measured, ms (capped at recv)
+	recv int64 // when received, by the engine's clock, ms
+	v    float64
 }
 
 // series is the recent values of one metric of one device, oldest first,
@@ -105,14 +106,20 @@ type series struct {
 // faster than its interval cannot grow the engine's memory.
 const maxSamples = 512
 
-// add appends a sample and drops those older than window before it.
-// Out-of-order samples are inserted in place.
-func (s *series) add(ts int64, v float64, window time.Duration) {
+// add appends a sample received at recv and drops those measured more
+// than window before the newest, and those received more than window
+// before recv. Out-of-order samples are inserted in place.
+func (s *series) add(ts, recv int64, v float64, window time.Duration) {
+	// Whatever their stamps, samples a window old by the engine's clock go:
+	// after a device's clock jumped back (one without a real-time clock
+	// rebooting into 2000), its readings stamped before the jump would stay
+	// the newest, and the window frozen on them, for good.
+	s.samples = slices.DeleteFunc(s.samples, func(p sample) bool { return p.recv < recv-window.Milliseconds() })
 	i := len(s.samples)
 	for i > 0 && s.samples[i-1].ts > ts {
 		i--
 	}
-	s.samples = slices.Insert(s.samples, i, sample{ts, v})
+	s.samples = slices.Insert(s.samples, i, sample{ts, recv, v})
 	cut := s.samples[len(s.samples)-1].ts - window.Milliseconds()
 	drop := 0
 	for drop < len(s.samples)-1 && (s.samples[drop].ts < cut || len(s.samples)-drop > maxSamples) {

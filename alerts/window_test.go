@@ -38,3 +38,45 @@ func TestFutureReadingDoesNotPoisonWindow(t *testing.T) {
 	}
 	t.Fatal("pm25_high did not fire after three high readings: the future-stamped reading evicted them from the window")
 }
+
+// TestClockJumpBackDoesNotFreezeWindow attacks the same policy from the
+// other side: a device without a real-time clock reboots into 2000-01-01
+// (accepted: not before 2000) while pm25_high fires. Its readings stamped
+// before the reboot must not stay the window's newest for good, freezing
+// avg at the old level: once they are a window old by the engine's clock,
+// the new low readings count and the alert clears.
+func TestClockJumpBackDoesNotFreezeWindow(t *testing.T) {
+	c := &clock{t: t0}
+	devs := []devices.Device{{ID: "aq-1", Type: "air_quality", Grid: "G1"}}
+	e := newEngine(t, alerts.DefaultRules(), devs, nil, c)
+	sub := e.Subscribe(256)
+	read := func(ts time.Time, v float64) {
+		e.ObserveReadings([]ingest.Reading{{Device: "aq-1", Grid: "G1", Metric: "pm25", Value: v, TS: ts.UnixMilli()}})
+	}
+	for range 5 {
+		c.Add(time.Minute)
+		read(c.Now(), 150)
+		e.RunTimers()
+	}
+	if got := fires(sub); len(got) != 1 {
+		t.Fatalf("pm25_high fired %d times on high readings, want once", len(got))
+	}
+	reboot := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 60 {
+		c.Add(time.Minute)
+		read(reboot.Add(time.Duration(i)*time.Minute), 10)
+		e.RunTimers()
+		for {
+			select {
+			case tr := <-sub.C:
+				if tr.Event.Kind == alerts.EventClear {
+					return
+				}
+				continue
+			default:
+			}
+			break
+		}
+	}
+	t.Fatal("pm25_high did not clear in an hour of low readings after the clock jumped back: the window froze on the readings stamped before")
+}
