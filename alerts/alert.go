@@ -234,6 +234,7 @@ type Event struct {
 type Transition struct {
 	Event Event `json:"event"`
 	Alert Alert `json:"alert"`
-	// Silenced is set when a silence covers the alert: notifiers skip it.
+	// Silenced is set when a silence or maintenance window covers the
+	// alert: notify.Dispatcher hands it to no notifier.
 	Silenced bool `json:"silenced,omitempty"`
 }

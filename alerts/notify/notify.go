@@ -1,6 +1,7 @@
 // Package notify tells the world about alert transitions: it publishes them
 // on the embedded MQTT broker under alerts/{grid}/{severity} and POSTs them,
-// signed, to webhooks. Every transition that is not delivered is counted.
+// signed, to webhooks. A Dispatcher decides what goes out: nothing a
+// silence covers. Every transition that is not delivered is counted.
 package notify
 
 import (
