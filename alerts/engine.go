@@ -72,7 +72,8 @@ type Store interface {
 // for concurrent use.
 //
 // All state is guarded by one mutex, mu; flushMu (held by Flush around a
-// save) is always taken before mu, never after. Observe holds mu for a
+// save) is always taken before mu, never after. Neither is held while Act
+// saves an action: the alert is marked acting instead (see Act). Observe holds mu for a
 // whole batch, so evaluation is cheap: rules are indexed per device and
 // metric, expressions are compiled once and run on one reused VM.
 type Engine struct {
@@ -121,7 +122,8 @@ type Engine struct {
 	// join one grid-level alert instead. It defaults to 5; negative turns
 	// grouping off.
 	StormMin int
-	// FlushEvery is how often changed alerts and new events are saved. It
+	// FlushEvery is how often the engine's own changes to alerts and their
+	// events are saved; staff actions are saved before Act returns. It
 	// defaults to 1 second.
 	FlushEvery time.Duration
 	// MaxUnsaved bounds the alert rows and events kept while the store
@@ -736,12 +738,15 @@ func (e *Engine) fire(in *instance, now time.Time) {
 func (e *Engine) open(en *entry, now time.Time, note string) {
 	en.Condition, en.Status, en.Fired, en.PendingSince = ConditionFiring, StatusNew, now, time.Time{}
 	en.Unit = e.UnitFor(en.Category, en.Grid)
-	e.setDeadlines(en, now)
+	e.setDeadlines(&en.Alert, now)
 	e.record(en, now, ActorSystem, EventFire, string(ConditionPending), string(ConditionFiring), note)
 }
 
 // refire makes a cleared alert fire again; a resolved work order reopens.
 func (e *Engine) refire(en *entry, device string, now time.Time) {
+	if e.whileActing(en, func() { e.refire(en, device, now) }) {
+		return
+	}
 	if en.active != nil {
 		en.active[device] = true
 	}
@@ -757,13 +762,16 @@ func (e *Engine) refire(en *entry, device string, now time.Time) {
 	if en.Status == StatusResolved {
 		from := en.Status
 		en.Status = StatusReopened
-		e.setDeadlines(en, now)
+		e.setDeadlines(&en.Alert, now)
 		e.record(en, now, ActorSystem, EventReopen, string(from), string(StatusReopened), "the condition fired again")
 	}
 }
 
 // join adds a device to a grid-level alert.
 func (e *Engine) join(en *entry, device string, now time.Time) {
+	if e.whileActing(en, func() { e.join(en, device, now) }) {
+		return
+	}
 	if !slices.Contains(en.Members, device) {
 		en.Members = append(en.Members, device)
 	}
@@ -794,12 +802,18 @@ func (e *Engine) repeat(in *instance, now time.Time, v float64) {
 // undone, and a rule with auto_close closes the work order.
 func (e *Engine) clear(in *instance, now time.Time) {
 	in.phase = phaseInactive
-	en := in.alert
-	if en == nil {
+	if en := in.alert; en != nil {
+		e.clearAlert(en, in.dev.id, in.rule.AutoClose, now)
+	}
+}
+
+// clearAlert clears en for device, closing it when autoClose.
+func (e *Engine) clearAlert(en *entry, device string, autoClose bool, now time.Time) {
+	if e.whileActing(en, func() { e.clearAlert(en, device, autoClose, now) }) {
 		return
 	}
 	if en.active != nil {
-		delete(en.active, in.dev.id)
+		delete(en.active, device)
 		if len(en.active) > 0 {
 			e.dirty[en.ID] = en
 			return
@@ -812,7 +826,7 @@ func (e *Engine) clear(in *instance, now time.Time) {
 		en.Severity, en.Escalated = en.BaseSeverity, false
 		e.record(en, now, ActorSystem, EventDeescalate, from.String(), en.Severity.String(), "the condition cleared")
 	}
-	if in.rule.AutoClose && en.Status != StatusClosed {
+	if autoClose && en.Status != StatusClosed {
 		e.closeOrder(en, now, ActorSystem, "the condition cleared (auto_close)")
 	}
 }
@@ -837,19 +851,25 @@ func (e *Engine) record(en *entry, now time.Time, actor string, kind EventKind, 
 	en.Version++
 	en.Updated = now
 	ev := Event{AlertID: en.ID, Version: en.Version, TS: now, Actor: actor, Kind: kind, From: from, To: to, Note: note}
-	en.events = append(en.events, ev)
 	e.events = append(e.events, ev)
-	e.dirty[en.ID] = en
-	e.m.events.WithLabelValues(string(kind)).Inc()
-	e.publish(Transition{Event: ev, Alert: en.clone(),
-		Silenced: len(e.silences) > 0 && e.silenced(en.Rule, en.Device, en.Grid, en.Members, now, false)})
+	e.emit(en, ev)
 	return ev
+}
+
+// emit adds ev, which en's version is at, to en's trace, marks en for
+// saving and publishes the transition. Called with mu held.
+func (e *Engine) emit(en *entry, ev Event) {
+	en.events = append(en.events, ev)
+	e.dirty[en.ID] = en
+	e.m.events.WithLabelValues(string(ev.Kind)).Inc()
+	e.publish(Transition{Event: ev, Alert: en.clone(),
+		Silenced: len(e.silences) > 0 && e.silenced(en.Rule, en.Device, en.Grid, en.Members, ev.TS, false)})
 }
 
 // prune forgets closed alerts older than Retain.
 func (e *Engine) prune(now time.Time) {
 	for id, en := range e.alerts {
-		if en.Status == StatusClosed && now.Sub(en.Closed) > e.Retain {
+		if en.Status == StatusClosed && now.Sub(en.Closed) > e.Retain && en.acting == nil {
 			delete(e.alerts, id)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 
 // Sentinel errors of the alerts package. Callers branch on them with
 // errors.Is; the API maps ErrNotFound to 404, ErrConflict to 409 and
-// ErrInvalidAction to 422.
+// ErrInvalidAction to 422, ErrNotSaved to 503.
 var (
 	// ErrNotFound means no alert has the given id.
 	ErrNotFound = errors.New("alerts: no such alert")
@@ -26,6 +26,9 @@ var (
 	// unknown sort key, a cursor that was not issued by List, To before
 	// From).
 	ErrBadFilter = errors.New("alerts: invalid filter")
+	// ErrNotSaved means the Store failed to save an action: it was not
+	// applied, and the API answers 503.
+	ErrNotSaved = errors.New("alerts: action not saved")
 	// ErrClosed means the engine was closed.
 	ErrClosed = errors.New("alerts: engine closed")
 )

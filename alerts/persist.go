@@ -24,6 +24,9 @@ func (e *Engine) Flush(ctx context.Context) error {
 	now := e.Now()
 	alerts, events := e.retry.alerts, e.retry.events
 	for id, en := range e.dirty {
+		if en.acting != nil {
+			continue // Act saves it; a row of now would overwrite the action.
+		}
 		en.Revision = e.nextRevisionLocked(now)
 		alerts = append(alerts, en.clone())
 		delete(e.dirty, id)

@@ -76,6 +76,11 @@ type entry struct {
 	events []Event
 	// active are the members of a grid-level alert that still fire.
 	active map[string]bool
+	// acting is set while an action on the alert is being saved, and
+	// closed when it is done; deferred are the engine's versioned changes
+	// that wait for it (see Engine.Act).
+	acting   chan struct{}
+	deferred []func()
 }
 
 // groupKey identifies a storm group: one rule in one grid cell.

@@ -57,8 +57,18 @@ var transitions = map[ActionKind]struct {
 	ActionReopen:   {[]Status{StatusResolved, StatusClosed}, StatusReopened},
 }
 
-// Act applies a staff action and returns the alert after it. Its errors
-// wrap ErrNotFound, ErrConflict (a *ConflictError) or ErrInvalidAction.
+// Act applies a staff action and returns the alert after it, once the
+// Store has the alert row and the event of the action: a 2xx to an action
+// means it is on disk. Its errors wrap ErrNotFound, ErrConflict (a
+// *ConflictError), ErrInvalidAction or ErrNotSaved; after an error nothing
+// changed.
+//
+// Act plans the action on a copy under mu, saves the copy without mu, and
+// applies it under mu: ingestion does not wait for the store. While the
+// save runs the alert is "acting": another action on it waits for the
+// outcome (so versions stay linearizable), and the engine's own versioned
+// changes to it (clear, refire, join, deadlines) wait too, to run after
+// the action, so the saved row is exactly the state the action leads to.
 func (e *Engine) Act(ctx context.Context, a Action) (Alert, error) {
 	if err := ctx.Err(); err != nil {
 		return Alert{}, err
@@ -68,65 +78,175 @@ func (e *Engine) Act(ctx context.Context, a Action) (Alert, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed || e.alerts == nil {
-		return Alert{}, ErrClosed
-	}
-	en := e.alerts[a.ID]
-	if en == nil || en.Condition == ConditionPending {
-		return Alert{}, fmt.Errorf("%w: %q", ErrNotFound, a.ID)
-	}
-	if a.Version != en.Version {
-		return Alert{}, &ConflictError{ID: a.ID, Given: a.Version, Current: en.Version}
-	}
-	now := e.Now()
-	if a.Kind == ActionComment {
-		if a.Note == "" {
-			return Alert{}, fmt.Errorf("%w: a comment needs a note", ErrInvalidAction)
+	for {
+		if e.closed || e.alerts == nil {
+			return Alert{}, ErrClosed
 		}
-		e.record(en, now, a.Actor, EventComment, "", "", a.Note)
+		en := e.alerts[a.ID]
+		if en == nil || en.Condition == ConditionPending {
+			return Alert{}, fmt.Errorf("%w: %q", ErrNotFound, a.ID)
+		}
+		if en.acting != nil {
+			// Another action on the alert is being saved: its outcome
+			// decides whether a.Version is still current.
+			done := en.acting
+			e.mu.Unlock()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				e.mu.Lock()
+				return Alert{}, ctx.Err()
+			}
+			e.mu.Lock()
+			continue
+		}
+		if a.Version != en.Version {
+			return Alert{}, &ConflictError{ID: a.ID, Given: a.Version, Current: en.Version}
+		}
+		now := e.Now()
+		next, ev, err := e.plan(en, a, now)
+		if err != nil {
+			return Alert{}, err
+		}
+		next.Revision = e.nextRevisionLocked(now)
+		if e.Store != nil {
+			done := make(chan struct{})
+			en.acting = done
+			e.mu.Unlock()
+			err = e.saveAction(ctx, next, ev)
+			e.mu.Lock()
+			en.acting = nil
+			close(done)
+			if err != nil {
+				e.m.saveErrors.Inc()
+				// The alert row may be stored without its event: the next
+				// flush stores the unchanged alert over it.
+				e.dirty[en.ID] = en
+				e.runDeferred(en)
+				return Alert{}, err
+			}
+		}
+		e.apply(en, next, ev)
+		e.runDeferred(en)
 		return en.clone(), nil
 	}
-	t, ok := transitions[a.Kind]
-	if !ok {
-		return Alert{}, fmt.Errorf("%w: unknown action %q", ErrInvalidAction, a.Kind)
+}
+
+// DefaultActionSaveTimeout bounds the save of one action.
+const DefaultActionSaveTimeout = 10 * time.Second
+
+// saveAction stores the alert row and the event of an action. It does not
+// stop when the caller goes away (a client hanging up mid-save would leave
+// it unknown whether the rows are stored), only after
+// DefaultActionSaveTimeout.
+func (e *Engine) saveAction(ctx context.Context, next Alert, ev Event) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultActionSaveTimeout)
+	defer cancel()
+	if err := e.Store.SaveAlerts(ctx, []Alert{next}); err != nil {
+		return fmt.Errorf("%w: %s of alert %s: %w", ErrNotSaved, ev.Kind, next.ID, err)
 	}
-	if !slices.Contains(t.from, en.Status) {
-		return Alert{}, fmt.Errorf("%w: cannot %s an alert that is %s", ErrInvalidAction, a.Kind, en.Status)
+	if err := e.Store.SaveEvents(ctx, []Event{ev}); err != nil {
+		return fmt.Errorf("%w: %s of alert %s: %w", ErrNotSaved, ev.Kind, next.ID, err)
 	}
-	from := en.Status
+	return nil
+}
+
+// plan checks action a against en and returns the alert and the event it
+// leads to, changing nothing. Called with mu held.
+func (e *Engine) plan(en *entry, a Action, now time.Time) (Alert, Event, error) {
+	next := en.clone()
+	from := next.Status
+	kind, to := EventComment, from
+	note := a.Note
+	if a.Kind == ActionComment {
+		if a.Note == "" {
+			return Alert{}, Event{}, fmt.Errorf("%w: a comment needs a note", ErrInvalidAction)
+		}
+	} else {
+		t, ok := transitions[a.Kind]
+		if !ok {
+			return Alert{}, Event{}, fmt.Errorf("%w: unknown action %q", ErrInvalidAction, a.Kind)
+		}
+		if !slices.Contains(t.from, from) {
+			return Alert{}, Event{}, fmt.Errorf("%w: cannot %s an alert that is %s", ErrInvalidAction, a.Kind, from)
+		}
+		kind, to = EventKind(a.Kind), t.to
+	}
 	switch a.Kind {
 	case ActionAck:
-		en.Acked = now
+		next.Acked = now
 	case ActionDispatch:
 		unit := a.Unit
 		if unit == "" {
-			unit = en.Unit
+			unit = next.Unit
 		}
 		if unit == "" {
-			return Alert{}, fmt.Errorf("%w: no unit handles %s in grid %s: name one", ErrInvalidAction, en.Category, en.Grid)
+			return Alert{}, Event{}, fmt.Errorf("%w: no unit handles %s in grid %s: name one", ErrInvalidAction, next.Category, next.Grid)
 		}
-		if en.Acked.IsZero() || from.awaitingAck() {
-			en.Acked = now // dispatching signs for the order too
+		if next.Acked.IsZero() || from.awaitingAck() {
+			next.Acked = now // dispatching signs for the order too
 		}
-		en.Unit, en.Dispatched = unit, now
+		next.Unit, next.Dispatched = unit, now
+		note = joinNote("unit "+unit, a.Note)
 	case ActionResolve:
-		en.Resolved = now
+		next.Resolved = now
 	case ActionClose:
-		e.closeOrder(en, now, a.Actor, a.Note)
-		return en.clone(), nil
+		next.Closed = now
 	case ActionReopen:
-		if key := e.keyOf(en); en.Status == StatusClosed && e.openFor(key) != nil {
-			return Alert{}, fmt.Errorf("%w: rule %s already has a newer open alert for %s%s", ErrInvalidAction, en.Rule, key.device, key.grid)
+		if key := e.keyOf(en); from == StatusClosed && e.openFor(key) != nil {
+			return Alert{}, Event{}, fmt.Errorf("%w: rule %s already has a newer open alert for %s%s", ErrInvalidAction, en.Rule, key.device, key.grid)
 		}
-		e.reopen(en, now)
+		next.Resolved, next.Closed = time.Time{}, time.Time{}
+		e.setDeadlines(&next, now)
 	}
-	en.Status = t.to
-	note := a.Note
-	if a.Kind == ActionDispatch {
-		note = joinNote("unit "+en.Unit, a.Note)
+	next.Status = to
+	next.Version++
+	next.Updated = now
+	ev := Event{AlertID: next.ID, Version: next.Version, TS: now, Actor: a.Actor, Kind: kind,
+		From: string(from), To: string(to), Note: note}
+	if a.Kind == ActionComment {
+		ev.From, ev.To = "", ""
 	}
-	e.record(en, now, a.Actor, EventKind(a.Kind), string(from), string(t.to), note)
-	return en.clone(), nil
+	return next, ev, nil
+}
+
+// apply makes en the alert an action planned, whose event is saved
+// already: the fields that change without a new version (count, value,
+// last seen, pending) keep their current values. Called with mu held.
+func (e *Engine) apply(en *entry, next Alert, ev Event) {
+	cur := en.Alert
+	next.Count, next.Value, next.Summary, next.LastSeen, next.PendingSince =
+		cur.Count, cur.Value, cur.Summary, cur.LastSeen, cur.PendingSince
+	next.Members = cur.Members
+	en.Alert = next
+	switch {
+	case next.Status == StatusClosed && cur.Status != StatusClosed:
+		e.detach(en)
+	case cur.Status == StatusClosed && next.Status != StatusClosed:
+		e.attach(en)
+	}
+	e.emit(en, ev)
+}
+
+// whileActing reports whether an action on en is being saved, and then
+// queues f, a versioned change of en, to run once the action is done.
+// Called with mu held.
+func (e *Engine) whileActing(en *entry, f func()) bool {
+	if en.acting == nil {
+		return false
+	}
+	en.deferred = append(en.deferred, f)
+	return true
+}
+
+// runDeferred runs the changes of en that waited for an action. Called
+// with mu held.
+func (e *Engine) runDeferred(en *entry) {
+	fs := en.deferred
+	en.deferred = nil
+	for _, f := range fs {
+		f()
+	}
 }
 
 // joinNote joins two notes with "; ", leaving out empty ones.
@@ -165,6 +285,13 @@ func (e *Engine) openFor(k instKey) *entry {
 func (e *Engine) closeOrder(en *entry, now time.Time, actor, note string) {
 	from := en.Status
 	en.Status, en.Closed = StatusClosed, now
+	e.detach(en)
+	e.record(en, now, actor, EventClose, string(from), string(StatusClosed), note)
+}
+
+// detach takes a closed alert out of the open ones and off its instances.
+// Called with mu held.
+func (e *Engine) detach(en *entry) {
 	delete(e.active, en.ID)
 	members := en.Members
 	if en.Device != "" {
@@ -182,28 +309,26 @@ func (e *Engine) closeOrder(en *entry, now time.Time, actor, note string) {
 			}
 		}
 	}
-	e.record(en, now, actor, EventClose, string(from), string(StatusClosed), note)
 }
 
-// reopen reattaches a closed alert to its instances and restarts its
-// deadlines.
-func (e *Engine) reopen(en *entry, now time.Time) {
-	if en.Status == StatusClosed {
-		e.active[en.ID] = en
-		if en.Device == "" {
-			e.grids[groupKey{en.Rule, en.Grid}] = en
-		} else if d := e.devs[en.Device]; d != nil {
-			if in := d.insts[en.Rule]; in != nil {
-				in.alert = en
-			}
+// attach makes a reopened alert open again and reattaches it to its
+// instances, unless a newer alert of the rule opened for them while the
+// reopening was being saved: that one keeps them. Called with mu held.
+func (e *Engine) attach(en *entry) {
+	e.active[en.ID] = en
+	if en.Device == "" {
+		if k := (groupKey{en.Rule, en.Grid}); e.grids[k] == nil {
+			e.grids[k] = en
+		}
+	} else if d := e.devs[en.Device]; d != nil {
+		if in := d.insts[en.Rule]; in != nil && in.alert == nil {
+			in.alert = en
 		}
 	}
-	en.Resolved, en.Closed = time.Time{}, time.Time{}
-	e.setDeadlines(en, now)
 }
 
 // setDeadlines starts the SLA clock of en at now.
-func (e *Engine) setDeadlines(en *entry, now time.Time) {
+func (e *Engine) setDeadlines(en *Alert, now time.Time) {
 	ack, resolve := e.rules.File.SLA.deadlines(en.Category, en.Severity)
 	en.AckDue, en.ResolveDue = now.Add(ack), now.Add(resolve)
 	en.AckOverdue, en.ResolveOverdue = false, false
@@ -221,8 +346,8 @@ func (e *Engine) remindEvery() time.Duration {
 // runDeadlines runs en's timers: time escalation, missed deadlines
 // (flagged, severity raised, notified) and reminders while unacknowledged.
 func (e *Engine) runDeadlines(en *entry, now time.Time) {
-	if en.Condition == ConditionPending {
-		return
+	if en.Condition == ConditionPending || en.acting != nil {
+		return // not a work order yet, or the next tick runs them
 	}
 	if r := e.ruleNamed(en.Rule); r != nil && r.Escalate != nil && en.Condition == ConditionFiring && !en.Escalated &&
 		now.Sub(later(en.Fired, en.Refired)) >= r.Escalate.After && en.Severity < r.Escalate.To {

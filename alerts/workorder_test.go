@@ -1,7 +1,9 @@
 package alerts_test
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,4 +157,205 @@ func equal[T comparable](a, b []T) bool {
 		}
 	}
 	return true
+}
+
+// fakeStore is a Store whose saves call its function fields (nil: succeed)
+// and whose loads find nothing.
+type fakeStore struct {
+	saveAlerts func([]alerts.Alert) error
+	saveEvents func([]alerts.Event) error
+}
+
+func (s *fakeStore) SaveAlerts(_ context.Context, rows []alerts.Alert) error {
+	if s.saveAlerts == nil {
+		return nil
+	}
+	return s.saveAlerts(rows)
+}
+
+func (s *fakeStore) SaveEvents(_ context.Context, events []alerts.Event) error {
+	if s.saveEvents == nil {
+		return nil
+	}
+	return s.saveEvents(events)
+}
+
+func (s *fakeStore) LoadAlerts(context.Context, time.Time) ([]alerts.Alert, []alerts.Event, error) {
+	return nil, nil, nil
+}
+func (s *fakeStore) SaveSilence(context.Context, alerts.Silence) error { return nil }
+func (s *fakeStore) LoadSilences(context.Context, time.Time) ([]alerts.Silence, error) {
+	return nil, nil
+}
+
+// TestActionSavedBeforeAnswered attacks "a 2xx to any action means it is on
+// disk" (issue 10 item 4): Act returns only once the Store holds the alert
+// row and the event of the action, with no flush in between; a failing
+// Store, of either table, fails the action with ErrNotSaved and changes
+// nothing: not the alert, not its trace, not the subscribers.
+func TestActionSavedBeforeAnswered(t *testing.T) {
+	c := &clock{t: t0}
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}}
+	var (
+		mu       sync.Mutex
+		rows     []alerts.Alert
+		events   []alerts.Event
+		failWith = map[string]error{}
+	)
+	store := &fakeStore{
+		saveAlerts: func(as []alerts.Alert) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if err := failWith["alerts"]; err != nil {
+				return err
+			}
+			rows = append(rows, as...)
+			return nil
+		},
+		saveEvents: func(evs []alerts.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if err := failWith["events"]; err != nil {
+				return err
+			}
+			events = append(events, evs...)
+			return nil
+		},
+	}
+	e := newEngine(t, mustRules(t, lifecycleRules), devs, store, c) // FlushEvery: an hour
+	e.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 8000, TS: c.Now().UnixMilli()})
+	p, err := e.List(alerts.Filter{})
+	if err != nil || len(p.Alerts) != 1 {
+		t.Fatalf("List = %v, %v; want one alert", p.Alerts, err)
+	}
+	before := p.Alerts[0]
+	_, trace, _ := e.Get(before.ID)
+	sub := e.Subscribe(16)
+	ack := alerts.Action{ID: before.ID, Kind: alerts.ActionAck, Version: before.Version, Actor: "op"}
+
+	for _, table := range []string{"alerts", "events"} {
+		mu.Lock()
+		failWith = map[string]error{table: errors.New("clickhouse down")}
+		mu.Unlock()
+		if _, err := e.Act(t.Context(), ack); !errors.Is(err, alerts.ErrNotSaved) {
+			t.Fatalf("ack while saving %s fails: %v, want ErrNotSaved", table, err)
+		}
+		after, afterTrace, _ := e.Get(before.ID)
+		if after.Status != alerts.StatusNew || after.Version != before.Version || !after.Acked.IsZero() ||
+			len(afterTrace) != len(trace) {
+			t.Fatalf("after a failed save of %s: status %s version %d acked %v, %d events; want new, %d, unset, %d",
+				table, after.Status, after.Version, after.Acked, len(afterTrace), before.Version, len(trace))
+		}
+		if len(sub.C) != 0 {
+			t.Fatalf("after a failed save of %s: transition %+v published", table, <-sub.C)
+		}
+	}
+
+	mu.Lock()
+	failWith = map[string]error{}
+	rows, events = nil, nil
+	mu.Unlock()
+	got, err := e.Act(t.Context(), ack)
+	if err != nil {
+		t.Fatalf("ack once the store works: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rows) != 1 || rows[0].Status != alerts.StatusAcknowledged || rows[0].Version != got.Version ||
+		!rows[0].Acked.Equal(got.Acked) {
+		t.Errorf("alert rows stored when Act returned: %+v; want the acknowledged alert at version %d", rows, got.Version)
+	}
+	if len(events) != 1 || events[0].Kind != alerts.EventAck || events[0].Version != got.Version || events[0].Actor != "op" {
+		t.Errorf("events stored when Act returned: %+v; want the ack at version %d", events, got.Version)
+	}
+	if tr := <-sub.C; tr.Event.Kind != alerts.EventAck || tr.Alert.Version != got.Version {
+		t.Errorf("published %+v, want the ack", tr)
+	}
+}
+
+// TestActionsWhileSaving attacks optimistic concurrency and ingestion
+// while an action's save is slow: actions racing on one version while the
+// first is being saved get exactly one success and conflicts for the rest;
+// ingestion does not wait for the save; and the alert's clearing, observed
+// meanwhile, follows the action with the next version, so that the row the
+// store got is the state the action answered.
+func TestActionsWhileSaving(t *testing.T) {
+	c := &clock{t: t0}
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}}
+	var (
+		mu     sync.Mutex
+		saved  []alerts.Alert
+		gate   = make(chan struct{})
+		inSave = make(chan struct{}, 1)
+	)
+	store := &fakeStore{saveAlerts: func(as []alerts.Alert) error {
+		for _, a := range as {
+			if a.Status == alerts.StatusAcknowledged && a.Condition == alerts.ConditionFiring {
+				inSave <- struct{}{}
+				<-gate // the ack's save hangs until released
+			}
+		}
+		mu.Lock()
+		saved = append(saved, as...)
+		mu.Unlock()
+		return nil
+	}}
+	e := newEngine(t, mustRules(t, lifecycleRules), devs, store, c)
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before Close, which saves too
+	e.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 8000, TS: c.Now().UnixMilli()})
+	p, _ := e.List(alerts.Filter{})
+	a := p.Alerts[0]
+
+	const racers = 8
+	results := make(chan error, racers)
+	for range racers {
+		go func() {
+			_, err := e.Act(context.Background(), alerts.Action{ID: a.ID, Kind: alerts.ActionAck, Version: a.Version, Actor: "op"})
+			results <- err
+		}()
+	}
+	select { // one ack is being saved; the others wait for it
+	case <-inSave:
+	case <-time.After(time.Minute):
+		t.Fatal("no save of the ack began within a minute: Act answers before saving")
+	}
+
+	observed := make(chan struct{})
+	go func() {
+		e.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 500, TS: c.Now().UnixMilli()})
+		close(observed)
+	}()
+	select {
+	case <-observed:
+	case <-time.After(time.Minute):
+		t.Fatal("Observe waited for an action's save")
+	}
+	if cur, _, _ := e.Get(a.ID); cur.Version != a.Version || cur.Condition != alerts.ConditionFiring {
+		t.Fatalf("while the ack is saved: version %d condition %s; want %d, firing (the clear waits)", cur.Version, cur.Condition, a.Version)
+	}
+	release()
+	oks, conflicts := 0, 0
+	for range racers {
+		switch err := <-results; {
+		case err == nil:
+			oks++
+		case errors.Is(err, alerts.ErrConflict):
+			conflicts++
+		default:
+			t.Errorf("racing ack: %v", err)
+		}
+	}
+	if oks != 1 || conflicts != racers-1 {
+		t.Fatalf("%d racing acks of version %d: %d succeeded, %d conflicted; want 1 and %d", racers, a.Version, oks, conflicts, racers-1)
+	}
+	got, trace, _ := e.Get(a.ID)
+	n := len(trace)
+	if n < 2 || trace[n-2].Kind != alerts.EventAck || trace[n-2].Version != a.Version+1 ||
+		trace[n-1].Kind != alerts.EventClear || trace[n-1].Version != a.Version+2 {
+		t.Fatalf("trace ends %+v; want the ack at %d then the clear at %d", trace[max(n-2, 0):], a.Version+1, a.Version+2)
+	}
+	if got.Status != alerts.StatusAcknowledged || got.Condition != alerts.ConditionCleared || got.Version != a.Version+2 {
+		t.Fatalf("alert after: %s %s v%d; want acknowledged, cleared, v%d", got.Status, got.Condition, got.Version, a.Version+2)
+	}
 }

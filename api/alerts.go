@@ -235,6 +235,13 @@ func (s *Server) alertError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid_action", err.Error())
 	case errors.Is(err, alerts.ErrBadFilter):
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, alerts.ErrNotSaved):
+		// Acked means stored: the action is not applied either, so the
+		// same request may be sent again.
+		s.Logger.Warn("alert action not saved", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "not_saved",
+			"the action was not saved (the alert store is unavailable) and nothing changed: retry it")
 	case errors.Is(err, alerts.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the alert engine is shutting down")
 	default:

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +52,13 @@ type alertEnv struct {
 
 func newAlertEnv(t *testing.T) *alertEnv {
 	t.Helper()
+	return newAlertEnvStoring(t, nil)
+}
+
+// newAlertEnvStoring is newAlertEnv with an engine saving to store; nil
+// keeps the alerts in memory.
+func newAlertEnvStoring(t *testing.T, store alerts.Store) *alertEnv {
+	t.Helper()
 	rules, err := alerts.ParseRules([]byte(`
 rules:
   - name: flood
@@ -64,7 +73,8 @@ rules:
 	reg := devices.NewRegistry(alertDevices)
 	// Like a server without a grids file: no hierarchy, the engine and the
 	// API both scope by the codes.
-	e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, InScope: PrefixScope, StormMin: -1, Tick: time.Hour, FlushEvery: time.Hour}
+	e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, InScope: PrefixScope, StormMin: -1, Tick: time.Hour, FlushEvery: time.Hour,
+		Store: store}
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -258,6 +268,61 @@ func TestActionsAndVersions(t *testing.T) {
 	last := got.Timeline[len(got.Timeline)-1]
 	if last.Kind != alerts.EventAck || last.Actor != "operator" || got.Version != last.Version {
 		t.Errorf("last event %+v of alert v%d", last, got.Version)
+	}
+}
+
+// failingAlertStore is an alert Store whose saves fail while fail is set.
+type failingAlertStore struct{ fail atomic.Bool }
+
+func (s *failingAlertStore) err() error {
+	if s.fail.Load() {
+		return errors.New("clickhouse: connection refused")
+	}
+	return nil
+}
+func (s *failingAlertStore) SaveAlerts(context.Context, []alerts.Alert) error { return s.err() }
+func (s *failingAlertStore) SaveEvents(context.Context, []alerts.Event) error { return s.err() }
+func (s *failingAlertStore) LoadAlerts(context.Context, time.Time) ([]alerts.Alert, []alerts.Event, error) {
+	return nil, nil, nil
+}
+func (s *failingAlertStore) SaveSilence(context.Context, alerts.Silence) error { return s.err() }
+func (s *failingAlertStore) LoadSilences(context.Context, time.Time) ([]alerts.Silence, error) {
+	return nil, nil
+}
+
+// TestActionNotSavedIs503 attacks "a 2xx to any action means it is on disk"
+// (issue 10 item 4): while the alert store fails, every work-order action
+// answers 503 with a body saying nothing changed, and nothing did; once it
+// works, the same request succeeds.
+func TestActionNotSavedIs503(t *testing.T) {
+	store := &failingAlertStore{}
+	env := newAlertEnvStoring(t, store)
+	id := env.ids[devIn]
+	path := "/api/v1/alerts/" + id + "/"
+	before, trace, _ := env.engine.Get(id)
+	store.fail.Store(true)
+	for _, kind := range alertActions {
+		code, body := env.call(t, http.MethodPost, path+string(kind), "tok-operator",
+			fmt.Sprintf(`{"version":%d,"note":"n","unit":"u"}`, before.Version))
+		if kind == alerts.ActionResolve || kind == alerts.ActionClose || kind == alerts.ActionReopen {
+			// Not allowed from new: refused before any save.
+			if code != http.StatusUnprocessableEntity {
+				t.Errorf("%s of a new alert: %d %s, want 422", kind, code, body)
+			}
+			continue
+		}
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, `"not_saved"`) || !strings.Contains(body, "nothing changed") {
+			t.Errorf("%s while the store fails: %d %s; want 503 not_saved", kind, code, body)
+		}
+		after, afterTrace, _ := env.engine.Get(id)
+		if after.Version != before.Version || after.Status != before.Status || after.Unit != before.Unit || len(afterTrace) != len(trace) {
+			t.Errorf("%s while the store fails changed the alert: v%d %s unit %q, %d events; want v%d %s unit %q, %d",
+				kind, after.Version, after.Status, after.Unit, len(afterTrace), before.Version, before.Status, before.Unit, len(trace))
+		}
+	}
+	store.fail.Store(false)
+	if code, body := env.call(t, http.MethodPost, path+"ack", "tok-operator", fmt.Sprintf(`{"version":%d}`, before.Version)); code != http.StatusOK {
+		t.Errorf("ack once the store works: %d %s", code, body)
 	}
 }
 

@@ -192,7 +192,8 @@ func (db *DB) LoadAlerts(ctx context.Context, closedSince time.Time) ([]alerts.A
 }
 
 // alertEvents returns the events of the given alerts, one per alert and
-// version.
+// version: the latest, should an action whose save failed half-way have
+// left an event of a version the alert reached later by another.
 func (db *DB) alertEvents(ctx context.Context, as []alerts.Alert) ([]alerts.Event, error) {
 	const chunk = 1000
 	var out []alerts.Event
@@ -203,7 +204,7 @@ func (db *DB) alertEvents(ctx context.Context, as []alerts.Alert) ([]alerts.Even
 			ids = append(ids, a.ID)
 		}
 		query := "SELECT " + db.msExpr("ts") + ", alert_id, version, actor, kind, from_state, to_state, note FROM " +
-			quoteTable(db.opts.Database, "alert_events") + " WHERE has(?, alert_id) ORDER BY alert_id, version"
+			quoteTable(db.opts.Database, "alert_events") + " WHERE has(?, alert_id) ORDER BY alert_id, version, ts DESC"
 		rows, err := db.conn.Query(ctx, query, ids)
 		if err != nil {
 			return nil, fmt.Errorf("storage: load alert events: %w", err)

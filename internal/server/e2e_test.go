@@ -264,7 +264,13 @@ func testFleetRowsArriveExactly(t *testing.T, srv *Server, devs []devices.Device
 // publish sends payload as device d over a fresh paho connection at QoS 1.
 func publish(t *testing.T, srv *Server, d devices.Device, payload string) {
 	t.Helper()
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(mqttURL(srv)).
+	publishTo(t, mqttURL(srv), d, payload)
+}
+
+// publishTo is publish to the broker at url.
+func publishTo(t *testing.T, url string, d devices.Device, payload string) {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).
 		SetClientID(d.ID).SetUsername(d.ID).SetPassword(d.Secret).SetProtocolVersion(4))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", d.ID, tok.Error())
