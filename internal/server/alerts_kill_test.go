@@ -70,7 +70,7 @@ func TestActionSurvivesKill(t *testing.T) {
 		t.Fatalf("ack's ETag %s, want \"%d\"", etag, a.Version+1)
 	}
 
-	db, err := storage.Open(context.Background(), storage.Options{Addr: addr, Database: database}, nil)
+	db, err := storage.Open(context.Background(), storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
