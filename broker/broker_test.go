@@ -96,7 +96,7 @@ func connectFrom(t *testing.T, local, addr, clientID, user, pass string) (paho.C
 		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectRetry(false).
 		SetProtocolVersion(4) // no silent fallback to 3.1, which would count a refusal twice
 	if local != "" {
-		opts.SetDialer(&net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}})
+		opts.SetDialer(&net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}})
 	}
 	c := paho.NewClient(opts)
 	tok := c.Connect()
@@ -112,7 +112,7 @@ func connectFrom(t *testing.T, local, addr, clientID, user, pass string) (paho.C
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // Generous: a passing run does not wait for it.
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -168,7 +168,7 @@ func TestTelemetryReachesIngestAndACLHoldsOthersOut(t *testing.T) {
 		{"devices/aq-2/telemetry", `{"pm25":666}`}, // someone else's topic: denied
 		{"devices/aq-1/telemetry", `{"pm25":2}`},
 	} {
-		if tok := c.Publish(pub.topic, 0, false, pub.payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		if tok := c.Publish(pub.topic, 0, false, pub.payload); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish %s: %v", pub.topic, tok.Error())
 		}
 	}

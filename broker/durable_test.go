@@ -54,7 +54,7 @@ func TestDurableAck(t *testing.T) {
 	}
 	close(gates["1"].open)
 	for i, tok := range toks[:3] {
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 			t.Fatalf("message %d: no PUBACK once written (%v)", i+1, tok.Error())
 		}
 	}

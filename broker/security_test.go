@@ -37,7 +37,7 @@ func TestClientIDTakeoverRefused(t *testing.T) {
 	if !legit.IsConnectionOpen() {
 		t.Fatal("the legitimate connection was dropped by a refused impostor")
 	}
-	if tok := legit.Publish("devices/aq-1/telemetry", 0, false, `{"pm25":3}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := legit.Publish("devices/aq-1/telemetry", 0, false, `{"pm25":3}`); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish after impostor: %v", tok.Error())
 	}
 	waitFor(t, "message after impostor", func() bool { return len(rec.snapshot()) == 1 })
@@ -229,7 +229,7 @@ func TestWrongPasswordsDoNotLockTheDeviceOut(t *testing.T) {
 		t.Fatalf("the device is locked out by a stranger's wrong passwords: %v (limited: flapping_ban=%v)",
 			err, testutil.ToFloat64(b.metrics.limited.WithLabelValues("flapping_ban")))
 	}
-	if tok := victim.Publish("devices/aq-1/telemetry", 0, false, `{"pm25":4}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := victim.Publish("devices/aq-1/telemetry", 0, false, `{"pm25":4}`); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 	waitFor(t, "the device's message", func() bool { return len(rec.snapshot()) == 1 })

@@ -79,7 +79,7 @@ func TestStaffSubscribers(t *testing.T) {
 		{chief, "alerts/+/major", true, &chiefGot},
 	} {
 		tok := sub.c.Subscribe(sub.filter, 1, sub.got.add)
-		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 			t.Fatalf("subscribe %s: %v", sub.filter, tok.Error())
 		}
 		if qos := tok.(*paho.SubscribeToken).Result()[sub.filter]; (qos < 0x80) != sub.granted {
