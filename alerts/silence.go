@@ -44,6 +44,12 @@ func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 		e.mu.Unlock()
 		return Silence{}, fmt.Errorf("%w: a silence needs an actor and an end in the future", ErrInvalidAction)
 	}
+	// A misspelt rule would silence nothing while its author believes it
+	// silenced.
+	if s.Rule != "" && e.rules != nil && e.rules.byName[s.Rule] == nil {
+		e.mu.Unlock()
+		return Silence{}, fmt.Errorf("%w: no rule is named %q (rules: %s)", ErrInvalidAction, s.Rule, strings.Join(e.rules.Names(), ", "))
+	}
 	// Ids are random, not a counter: they must not repeat across restarts.
 	s.ID = "s" + strings.ToLower(rand.Text()[:12])
 	// The store keeps milliseconds: answer what a restart will restore.

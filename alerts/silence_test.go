@@ -1,7 +1,9 @@
 package alerts_test
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +191,21 @@ func TestSilencingOneDeviceLeavesItsStormLoud(t *testing.T) {
 	}
 	if remind == nil || !remind.Silenced {
 		t.Errorf("reminder once every member is silenced: %+v; want one, silenced", remind)
+	}
+}
+
+// TestSilenceOfAnUnknownRuleIsRefused attacks the silences promise the way
+// a hurried operator does: a silence of a misspelt rule ("gas-high") would
+// silence nothing while its author believes the alerts silenced, so it is
+// refused with the rule names instead.
+func TestSilenceOfAnUnknownRuleIsRefused(t *testing.T) {
+	c := &clock{t: t0}
+	e := newEngine(t, mustRules(t, lifecycleRules), nil, nil, c)
+	_, err := e.AddSilence(t.Context(), alerts.Silence{Rule: "gas-high", Ends: t0.Add(time.Hour), Actor: "op"})
+	if !errors.Is(err, alerts.ErrInvalidAction) || !strings.Contains(err.Error(), "gas_high") {
+		t.Fatalf("silence of an unknown rule: %v; want ErrInvalidAction naming the rules", err)
+	}
+	if _, err := e.AddSilence(t.Context(), alerts.Silence{Rule: "gas_high", Ends: t0.Add(time.Hour), Actor: "op"}); err != nil {
+		t.Fatalf("silence of a known rule: %v", err)
 	}
 }
