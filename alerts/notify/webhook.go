@@ -33,6 +33,11 @@ const (
 	EventHeader = "X-Gridwatch-Event"
 )
 
+// MinSecretLen is the shortest signing secret (notify.webhook_secret) the
+// server accepts: a short one lets a stranger forge notifications that the
+// receiver takes for gridwatch's.
+const MinSecretLen = 16
+
 // Sign returns the SignatureHeader value of body under secret.
 func Sign(secret, body []byte) string {
 	mac := hmac.New(sha256.New, secret)

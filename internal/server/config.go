@@ -20,6 +20,7 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/gridwatch/gridwatch/alerts/notify"
 	"github.com/gridwatch/gridwatch/api"
 	"github.com/gridwatch/gridwatch/devices"
 )
@@ -232,8 +233,10 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.Notify.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("notify.webhook_url", "must be an http or https URL")
 		}
-		if c.Notify.WebhookSecret == "" {
+		if n := len(c.Notify.WebhookSecret); n == 0 {
 			bad("notify.webhook_secret", "must be set when notify.webhook_url is")
+		} else if n < notify.MinSecretLen {
+			bad("notify.webhook_secret", "must be at least %d characters, not %d: a receiver would accept forged notifications signed with a guess", notify.MinSecretLen, n)
 		}
 	}
 	if c.ClickHouse.Database == "" {

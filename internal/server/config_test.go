@@ -76,6 +76,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"open API on another address", "", "GRIDWATCH_HTTP_LISTEN=192.0.2.2:0", "'http.listen' is 192.0.2.2:0, not a loopback address"},
 		{"zero silence bound", "api:\n  max_silence: 0s\n", "", "'api.max_silence' must be > 0"},
 		{"guessable admin token", "", "GRIDWATCH_API_ADMIN_TOKEN=admin", "'api.admin_token' must be at least 16 characters, not 5"},
+		{"guessable webhook secret", "notify:\n  webhook_url: https://hooks.example/x\n  webhook_secret: k\n", "", "'notify.webhook_secret' must be at least 16 characters, not 1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

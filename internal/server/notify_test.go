@@ -68,7 +68,7 @@ func TestSilenceKeepsNotifiersQuietIntegration(t *testing.T) {
 	addr, database := storagetest.Database(t)
 	srv := startServer(t, addr, database, bins, func(c *Config) {
 		c.API.AdminToken = token
-		c.Notify.WebhookURL, c.Notify.WebhookSecret = receiver.URL+"/robot/send?access_token=abc", "hook-secret"
+		c.Notify.WebhookURL, c.Notify.WebhookSecret = receiver.URL+"/robot/send?access_token=abc", "hook-secret-of-the-test"
 	})
 
 	var mq transitions
