@@ -90,8 +90,9 @@ type Server struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
-	// v1 lists the /api/v1 route patterns Handler registered.
-	v1           []string
+	// patterns lists the route patterns Handler registered, the public ones
+	// and those of /api/v1.
+	patterns     []string
 	stream       *streamMetrics
 	streamSlots  chan struct{} // one per open alert stream
 	streamsDone  chan struct{}
@@ -134,15 +135,16 @@ func (s *Server) Handler() http.Handler {
 	s.stream = newStreamMetrics(s.Registerer)
 	s.streamsDone = make(chan struct{})
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	public := &routes{mux: mux}
+	public.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
+	}))
+	public.Handle("GET /readyz", http.HandlerFunc(s.readyz))
 	if s.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+		public.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
 	}
 	// The API description is public, like the health checks.
-	mux.HandleFunc("GET /api/v1/openapi.json", serveOpenAPI)
+	public.Handle("GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 	// Whatever matches no route gets a JSON error too, a method a route
 	// does not take (POST /readyz) included.
 	mux.HandleFunc("/", noSuchEndpoint)
@@ -152,7 +154,7 @@ func (s *Server) Handler() http.Handler {
 	s.alertRoutes(v1)
 	s.cameraRoutes(v1)
 	s.deviceRoutes(v1)
-	s.v1 = v1.patterns
+	s.patterns = append(public.patterns, v1.patterns...)
 	v1.mux.HandleFunc("/api/v1/", noSuchEndpoint)
 	auth := newAuthenticator(s.AdminToken, s.Tokens, s.InScope, s.Logger)
 	if s.Open() {
@@ -174,8 +176,9 @@ func noSuchEndpoint(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 }
 
-// routes registers the /api/v1 handlers, each behind the role it needs, and
-// keeps their patterns (the OpenAPI document must list them all).
+// routes registers handlers on a mux, the /api/v1 ones each behind the role
+// it needs, and keeps their patterns: the OpenAPI document must describe
+// them all.
 type routes struct {
 	mux      *http.ServeMux
 	patterns []string
@@ -194,7 +197,13 @@ func (rt *routes) HandleFunc(pattern string, h http.HandlerFunc) {
 
 // Require registers h for pattern behind role.
 func (rt *routes) Require(role Role, pattern string, h http.HandlerFunc) {
-	rt.mux.HandleFunc(pattern, requireRole(role, h))
+	rt.Handle(pattern, requireRole(role, h))
+}
+
+// Handle registers h for pattern as it is: the public routes, which need
+// no token.
+func (rt *routes) Handle(pattern string, h http.Handler) {
+	rt.mux.Handle(pattern, h)
 	rt.patterns = append(rt.patterns, pattern)
 }
 
