@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,7 +180,7 @@ func (e *docEnv) fill(path string, unknown bool) string {
 // docRequest is one request of the document tests.
 type docRequest struct {
 	name          string
-	method, path  string // path with its query
+	method, path  string // path with its query; a generic probe's is a query to add
 	token, body   string
 	header        []string // name, value pairs; "Host" sets the request's host
 	pattern       string   // the route that answers
@@ -245,6 +246,9 @@ func checkDocumented(t *testing.T, doc *openAPIDoc, r docRequest, a docAnswer) {
 		t.Errorf("%s: route %s is not in openapi.json", what, r.pattern)
 		return
 	}
+	if a.status == http.StatusRequestEntityTooLarge && op.RequestBody == nil {
+		t.Errorf("%s: the route reads a body, which openapi.json does not document", what)
+	}
 	documented, ok := op.Responses[strconv.Itoa(a.status)]
 	if !ok {
 		t.Errorf("%s %s, which openapi.json does not document for %s", what, short(a.body), r.pattern)
@@ -267,7 +271,7 @@ func checkDocumented(t *testing.T, doc *openAPIDoc, r docRequest, a docAnswer) {
 		return
 	}
 	var e apiError
-	dec := json.NewDecoder(strings.NewReader(string(a.body)))
+	dec := json.NewDecoder(bytes.NewReader(a.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 		t.Errorf("%s with %s, not the documented error body: %v", what, short(a.body), err)
@@ -488,19 +492,39 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	})
 	e.probe(t, doc, failing, failingSrv, []docRequest{{name: "stores down", token: "tok-city", path: "?metric=level_cm"}})
 
+	// While the alert store fails an action is not stored; while the
+	// engine shuts down neither actions nor silences are taken.
+	store := &failingAlertStore{}
+	unsaved := &docEnv{alerts: newAlertEnvStoring(t, store)}
+	store.fail.Store(true)
 	closing := &docEnv{alerts: newAlertEnv(t)}
 	_ = closing.alerts.engine.Close()
-	_, closedSrv := closing.server(t, nil)
-	version := fmt.Sprintf(`{"version":%d,"note":"n"}`, closing.alerts.version(t, devIn))
+	taken := []string{"POST /api/v1/silences"}
 	for _, kind := range alertActions {
-		r := docRequest{name: "engine shutting down", method: http.MethodPost, token: "tok-city", body: version,
-			pattern: "POST /api/v1/alerts/{id}/" + string(kind), want: http.StatusServiceUnavailable}
-		r.path = closing.fill(strings.TrimPrefix(r.pattern, "POST "), false)
-		checkDocumented(t, doc, r, sendDoc(t, closedSrv, r))
+		taken = append(taken, "POST /api/v1/alerts/{id}/"+string(kind))
 	}
-	r := docRequest{name: "engine shutting down", method: http.MethodPost, path: "/api/v1/silences", token: "tok-city",
-		body: `{"duration":"1h"}`, pattern: "POST /api/v1/silences", want: http.StatusServiceUnavailable}
-	checkDocumented(t, doc, r, sendDoc(t, closedSrv, r))
+	for _, c := range []struct {
+		name     string
+		env      *docEnv
+		patterns []string
+	}{
+		// Only ack is allowed from new: the other actions are refused
+		// (422) before anything is stored.
+		{"action not stored", unsaved, []string{"POST /api/v1/alerts/{id}/ack"}},
+		{"engine shutting down", closing, taken},
+	} {
+		_, srv := c.env.server(t, nil)
+		for _, pattern := range c.patterns {
+			method, path, _ := strings.Cut(pattern, " ")
+			body := fmt.Sprintf(`{"version":%d,"note":"n"}`, c.env.alerts.version(t, devIn))
+			if path == "/api/v1/silences" {
+				body = `{"duration":"1h"}`
+			}
+			r := docRequest{name: c.name, method: method, path: c.env.fill(path, false), token: "tok-city", body: body,
+				pattern: pattern, want: http.StatusServiceUnavailable}
+			checkDocumented(t, doc, r, sendDoc(t, srv, r))
+		}
+	}
 
 	_, streamsSrv := e.server(t, func(s *Server) { s.MaxStreams = 1 })
 	held := docRequest{name: "the one stream allowed", method: http.MethodGet, path: "/api/v1/alerts/stream", token: "tok-city",
@@ -543,6 +567,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "silence without an end", pattern: "POST /api/v1/silences", path: "/api/v1/silences", body: `{"rule":"flood"}`, want: http.StatusBadRequest},
 		{name: "silence of a device outside the scope", pattern: "POST /api/v1/silences", path: "/api/v1/silences", token: "tok-operator", body: `{"device":"` + devOut + `","duration":"1h"}`, want: http.StatusNotFound},
 		{name: "silence of a grid outside the scope", pattern: "POST /api/v1/silences", path: "/api/v1/silences", token: "tok-operator", body: `{"grid":"D02","duration":"1h"}`, want: http.StatusNotFound},
+		{name: "silence of no rule", pattern: "POST /api/v1/silences", path: "/api/v1/silences", body: `{"rule":"flod","duration":"1h"}`, want: http.StatusUnprocessableEntity},
 		{name: "silence that ended", pattern: "POST /api/v1/silences", path: "/api/v1/silences", body: `{"ends":"1"}`, want: http.StatusUnprocessableEntity},
 		{name: "viewer silences", pattern: "POST /api/v1/silences", path: "/api/v1/silences", token: "tok-viewer", body: `{"duration":"1h"}`, want: http.StatusForbidden},
 	} {
