@@ -105,6 +105,10 @@ type sample struct {
 // spanning at most the longest window of the rules that use it.
 type series struct {
 	samples []sample
+	// minRecv is at most the earliest recv of samples (it may lag after
+	// samples leave), so that add scans for samples received a window ago
+	// only when there may be one.
+	minRecv int64
 }
 
 // maxSamples bounds a series, whatever its window: a device reporting far
@@ -119,7 +123,18 @@ func (s *series) add(ts, recv int64, v float64, window time.Duration) {
 	// after a device's clock jumped back (one without a real-time clock
 	// rebooting into 2000), its readings stamped before the jump would stay
 	// the newest, and the window frozen on them, for good.
-	s.samples = slices.DeleteFunc(s.samples, func(p sample) bool { return p.recv < recv-window.Milliseconds() })
+	if old := recv - window.Milliseconds(); len(s.samples) > 0 && s.minRecv < old {
+		kept, least := s.samples[:0], recv
+		for _, p := range s.samples {
+			if p.recv >= old {
+				kept, least = append(kept, p), min(least, p.recv)
+			}
+		}
+		s.samples, s.minRecv = kept, least
+	}
+	if len(s.samples) == 0 || recv < s.minRecv {
+		s.minRecv = recv
+	}
 	i := len(s.samples)
 	for i > 0 && s.samples[i-1].ts > ts {
 		i--
