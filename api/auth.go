@@ -330,7 +330,7 @@ var proxyHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", 
 // (cross-site request forgery).
 func fromThisHost(r *http.Request) error {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil || !isLoopbackHost(host) || net.ParseIP(host) == nil {
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("this one came from %s", host)
 	}
 	for _, h := range proxyHeaders {
@@ -338,12 +338,12 @@ func fromThisHost(r *http.Request) error {
 			return fmt.Errorf("this one was forwarded by a proxy (%s header)", h)
 		}
 	}
-	if !isLoopbackHost(hostOnly(r.Host)) {
+	if !IsLoopbackHost(hostOnly(r.Host)) {
 		return fmt.Errorf("this one is for host %q, not a loopback address or localhost", r.Host)
 	}
 	if origin := r.Header.Get("Origin"); origin != "" {
 		u, err := url.Parse(origin)
-		if err != nil || !isLoopbackHost(u.Hostname()) {
+		if err != nil || !IsLoopbackHost(u.Hostname()) {
 			return fmt.Errorf("this one was sent by a web page of %q", origin)
 		}
 	}
@@ -358,8 +358,9 @@ func hostOnly(hostport string) string {
 	return strings.Trim(hostport, "[]")
 }
 
-// isLoopbackHost reports whether host is localhost or a loopback address.
-func isLoopbackHost(host string) bool {
+// IsLoopbackHost reports whether host is localhost or a loopback address:
+// the hosts an API without tokens may listen on and be named by.
+func IsLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -54,22 +54,19 @@ type WriteError struct {
 	// Attempts is how many INSERTs were tried; 0 when the batch was refused
 	// before any (unsupported type, nulls, bad names).
 	Attempts int
-	// Permanent is true when retrying cannot help: the server or the writer
-	// rejected the data or the statement. False means the attempts ran out
-	// (or ctx ended) on transient errors such as a server being down.
-	Permanent bool
+	// Class is the class of Err (Classify): Permanent or Unclassified when
+	// the server or the writer refused the data or the statement and no
+	// retry was made, Transient when the attempts ran out (or ctx ended) on
+	// errors such as a server being down.
+	Class ErrorClass
 	// Err is the last error seen.
 	Err error
 }
 
 // Error implements error.
 func (e *WriteError) Error() string {
-	kind := "transient"
-	if e.Permanent {
-		kind = "permanent"
-	}
 	return fmt.Sprintf("storage: insert %d rows into %s (batch %q) failed after %d attempts (%s): %v",
-		e.Rows, e.Table, e.BatchID, e.Attempts, kind, e.Err)
+		e.Rows, e.Table, e.BatchID, e.Attempts, e.Class, e.Err)
 }
 
 // Unwrap returns the underlying error.

@@ -124,40 +124,37 @@ func (w *Writer) WriteParts(ctx context.Context, table string, parts []Part) err
 		return nil
 	}
 	batchID := strings.Join(ids, ",")
-	fail := func(attempts int, permanent bool, err error) error {
-		kind := "transient"
-		if permanent {
-			kind = "permanent"
-		}
-		w.metrics.failed.WithLabelValues(table, kind).Inc()
+	fail := func(attempts int, class ErrorClass, err error) error {
+		w.metrics.failed.WithLabelValues(table, class.String()).Inc()
 		w.o.Logger.Error("insert failed, batch not stored", "table", table, "batch", batchID,
-			"rows", rows, "attempts", attempts, "kind", kind, "err", err)
-		return &WriteError{Table: table, BatchID: batchID, Rows: rows, Attempts: attempts, Permanent: permanent, Err: err}
+			"rows", rows, "attempts", attempts, "kind", class, "err", err)
+		return &WriteError{Table: table, BatchID: batchID, Rows: rows, Attempts: attempts, Class: class, Err: err}
 	}
 	ledger, err := w.hasLedger(ctx, table)
 	if err != nil {
-		return fail(0, false, err)
+		return fail(0, Transient, err)
 	}
 	query, cols, err := w.prepare(table, parts, ledger)
 	if err != nil {
-		return fail(0, true, err)
+		return fail(0, Classify(err), err)
 	}
 	if batchID != "" && w.db.caps.InsertDeduplicationToken {
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": batchID}))
 	}
 	var (
-		attempts  int
-		permanent bool
-		lastErr   error
+		attempts int
+		class    = Transient // of the error that ended the attempts
+		lastErr  error
 	)
 	op := func() error {
 		attempts++
 		start := time.Now()
 		err := insertChunks(ctx, w.db.conn, query, cols)
 		w.metrics.latency.WithLabelValues(table).Observe(time.Since(start).Seconds())
-		if err != nil && !transient(err) {
-			permanent = true
-			return backoff.Permanent(err)
+		if err != nil {
+			if class = Classify(err); class != Transient {
+				return backoff.Permanent(err)
+			}
 		}
 		lastErr = err
 		return err
@@ -174,10 +171,10 @@ func (w *Writer) WriteParts(ctx context.Context, table string, parts []Part) err
 	)
 	err = backoff.RetryNotify(op, backoff.WithContext(backoff.WithMaxRetries(policy, uint64(w.o.MaxAttempts-1)), ctx), notify)
 	if err != nil {
-		if !permanent && lastErr != nil && !errors.Is(err, lastErr) {
+		if class == Transient && lastErr != nil && !errors.Is(err, lastErr) {
 			err = fmt.Errorf("%w (last error: %w)", err, lastErr)
 		}
-		return fail(attempts, permanent, err)
+		return fail(attempts, class, err)
 	}
 	w.metrics.rows.WithLabelValues(table).Add(float64(rows))
 	w.metrics.batches.WithLabelValues(table).Inc()
@@ -411,7 +408,6 @@ func columnValues(arr arrow.Array) (any, error) {
 // transient reports whether an INSERT that failed with err may succeed if
 // tried again: only a Transient error is retried; an Unclassified one is
 // given up like a permanent one, and its caller (the spool) decides.
-func transient(err error) bool { return Classify(err) == Transient }
 
 // writerMetrics are the writer's Prometheus metrics.
 type writerMetrics struct {
@@ -433,7 +429,7 @@ func newWriterMetrics(reg prometheus.Registerer) (*writerMetrics, error) {
 		}, []string{"table"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_storage_batches_failed_total",
-			Help: "Batches given up, by table and kind (permanent: refused; transient: attempts exhausted).",
+			Help: "Batches given up, by table and kind (the error's class: permanent or unclassified, refused at once; transient, attempts exhausted).",
 		}, []string{"table", "kind"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_storage_insert_retries_total",

@@ -160,9 +160,6 @@ func TestClassify(t *testing.T) {
 		if got := Classify(c.err); got != c.want {
 			t.Errorf("Classify(%s: %v) = %v, want %v", c.name, c.err, got, c.want)
 		}
-		if got, want := transient(c.err), c.want == Transient; got != want {
-			t.Errorf("transient(%s) = %v, want %v", c.name, got, want)
-		}
 	}
 }
 

@@ -244,7 +244,7 @@ func TestWriterPermanentIntegration(t *testing.T) {
 			if !errors.As(err, &we) {
 				t.Fatalf("Write = %v, want a *WriteError", err)
 			}
-			if !we.Permanent || we.Attempts != c.attempts || we.Rows != 1 || we.Table != c.table {
+			if we.Class != storage.Permanent || we.Attempts != c.attempts || we.Rows != 1 || we.Table != c.table {
 				t.Errorf("WriteError = %+v, want permanent after %d attempts of 1 row", we, c.attempts)
 			}
 			if c.is != nil && !errors.Is(err, c.is) {
@@ -337,7 +337,7 @@ func TestWriterRetriesTransientIntegration(t *testing.T) {
 	if !errors.As(err, &we) {
 		t.Fatalf("Write with the server gone = %v, want a *WriteError", err)
 	}
-	if we.Permanent || we.Attempts != 3 || we.Rows != 1 {
+	if we.Class != storage.Transient || we.Attempts != 3 || we.Rows != 1 {
 		t.Errorf("WriteError = %+v, want transient after 3 attempts", we)
 	}
 	labels := map[string]string{"table": "telemetry"}

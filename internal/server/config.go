@@ -218,9 +218,14 @@ func (c *Config) Validate() error {
 			bad("api.tokens_file", "cannot be read: %v", err)
 		}
 	}
-	if n := len(c.API.AdminToken); n > 0 && n < api.MinAdminTokenLen {
-		bad("api.admin_token", "must be at least %d characters, not %d: it makes an admin of whoever guesses it (make one with 'gridwatch token new')", api.MinAdminTokenLen, n)
+	// shortSecret flags a secret set shorter than least: why says what a
+	// guess of it gives away.
+	shortSecret := func(key, v string, least int, why string) {
+		if n := len(v); n > 0 && n < least {
+			bad(key, "must be at least %d characters, not %d: %s", least, n, why)
+		}
 	}
+	shortSecret("api.admin_token", c.API.AdminToken, api.MinAdminTokenLen, "it makes an admin of whoever guesses it (make one with 'gridwatch token new')")
 	if c.API.AdminToken == "" && c.API.TokensFile == "" {
 		if err := openListen(c.HTTP.Listen); err != nil {
 			bad("http.listen", "%v", err)
@@ -233,11 +238,10 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.Notify.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("notify.webhook_url", "must be an http or https URL")
 		}
-		if n := len(c.Notify.WebhookSecret); n == 0 {
+		if c.Notify.WebhookSecret == "" {
 			bad("notify.webhook_secret", "must be set when notify.webhook_url is")
-		} else if n < notify.MinSecretLen {
-			bad("notify.webhook_secret", "must be at least %d characters, not %d: a receiver would accept forged notifications signed with a guess", notify.MinSecretLen, n)
 		}
+		shortSecret("notify.webhook_secret", c.Notify.WebhookSecret, notify.MinSecretLen, "a receiver would accept forged notifications signed with a guess")
 	}
 	if c.ClickHouse.Database == "" {
 		bad("clickhouse.database", "must not be empty")
@@ -300,11 +304,8 @@ var errOpenAPI = errors.New("neither api.admin_token nor api.tokens_file (with a
 // which httpListen narrows to 127.0.0.1.
 func openListen(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" || host == "localhost" {
+	if err != nil || host == "" || api.IsLoopbackHost(host) {
 		return nil // a malformed address has its own error
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return nil
 	}
 	return fmt.Errorf("is %s, not a loopback address, and %w", addr, errOpenAPI)
 }

@@ -357,11 +357,3 @@ func (s *Server) ClickHouseClient() string {
 	host, port, _ := net.SplitHostPort(s.Config.ClickHouse.Addr)
 	return "--host " + host + " --port " + port
 }
-
-// ClickHouseAddr returns the native address of the ClickHouse in use.
-func (s *Server) ClickHouseAddr() string {
-	if s.local != nil {
-		return s.local.Addr()
-	}
-	return s.Config.ClickHouse.Addr
-}
