@@ -238,12 +238,15 @@ func (h *limitHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 }
 
 // remoteIP is the source address of cl, without its port.
-func remoteIP(cl *mqtt.Client) string {
-	ip, _, err := net.SplitHostPort(cl.Net.Remote)
+func remoteIP(cl *mqtt.Client) string { return hostOf(cl.Net.Remote) }
+
+// hostOf is the host of addr (host:port), or addr when it has no port.
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return cl.Net.Remote
+		return addr
 	}
-	return ip
+	return host
 }
 
 // pendingConnects counts, per source address, the connections accepted
@@ -268,10 +271,7 @@ func newPendingConnects(max int, refused prometheus.Counter) *pendingConnects {
 // add counts a new connection from remote (host:port), or reports false
 // and counts the refusal when its address has max waiting already.
 func (p *pendingConnects) add(remote string) bool {
-	ip, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		ip = remote
-	}
+	ip := hostOf(remote)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.max > 0 && p.byIP[ip] >= p.max {

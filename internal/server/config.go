@@ -39,27 +39,27 @@ type Config struct {
 		Format string `koanf:"format" help:"log format: text or json"`
 	} `koanf:"log"`
 	MQTT struct {
-		Listen         string        `koanf:"listen" help:"MQTT TCP listener address"`
-		MaxPacketSize  int           `koanf:"max_packet_size" help:"largest MQTT packet accepted, in bytes; larger ones are refused before they are read"`
-		TLSListen      string        `koanf:"tls_listen" help:"MQTT TLS listener address (TLS >= 1.2); empty opens none"`
-		TLSCert        string        `koanf:"tls_cert" help:"PEM certificate chain of the MQTT TLS listener"`
-		TLSKey         string        `koanf:"tls_key" help:"PEM private key of the MQTT TLS listener"`
-		TLSClientCA    string        `koanf:"tls_client_ca" help:"PEM CA bundle; when set, devices may log in with a client certificate whose CN is their id"`
-		MaxTopicLength int           `koanf:"max_topic_length" help:"longest topic a client may publish to, in bytes"`
-		MaxInflight    int           `koanf:"max_inflight" help:"unacknowledged QoS 1/2 messages per client (MQTT 5 receive maximum)"`
-		MaxFilters     int           `koanf:"max_subscriptions" help:"topic filters a client may hold; a SUBSCRIBE beyond ends its connection"`
-		MessageRate    float64       `koanf:"message_rate" help:"publishes per second per client; beyond the burst they are dropped and counted (-1: unlimited)"`
-		MessageBurst   int           `koanf:"message_burst" help:"publishes a client may send at once above message_rate"`
-		ByteRate       float64       `koanf:"byte_rate" help:"payload bytes per second per client (-1: unlimited)"`
-		ByteBurst      int           `koanf:"byte_burst" help:"payload bytes a client may send at once above byte_rate"`
-		ConnRatePerIP  float64       `koanf:"conn_rate_per_ip" help:"new connections per second per source address (-1: unlimited)"`
-		ConnBurstPerIP int           `koanf:"conn_burst_per_ip" help:"new connections a source address may open at once above conn_rate_per_ip"`
-		FlapConnects   int           `koanf:"flap_connects" help:"connections of one client id within flap_window that ban it for flap_ban"`
-		FlapWindow     time.Duration `koanf:"flap_window" help:"window over which flap_connects are counted"`
-		FlapBan        time.Duration `koanf:"flap_ban" help:"how long a flapping client id is refused"`
-		AuthFailures   int           `koanf:"auth_failures" help:"failed logins with one client id from one source address within auth_failure_window that ban that pair for auth_failure_ban"`
-		AuthFailWindow time.Duration `koanf:"auth_failure_window" help:"window over which auth_failures are counted"`
-		AuthFailBan    time.Duration `koanf:"auth_failure_ban" help:"how long a (source address, client id) pair is refused after auth_failures, even with the right secret"`
+		Listen            string        `koanf:"listen" help:"MQTT TCP listener address"`
+		MaxPacketSize     int           `koanf:"max_packet_size" help:"largest MQTT packet accepted, in bytes; larger ones are refused before they are read"`
+		TLSListen         string        `koanf:"tls_listen" help:"MQTT TLS listener address (TLS >= 1.2); empty opens none"`
+		TLSCert           string        `koanf:"tls_cert" help:"PEM certificate chain of the MQTT TLS listener"`
+		TLSKey            string        `koanf:"tls_key" help:"PEM private key of the MQTT TLS listener"`
+		TLSClientCA       string        `koanf:"tls_client_ca" help:"PEM CA bundle; when set, devices may log in with a client certificate whose CN is their id"`
+		MaxTopicLength    int           `koanf:"max_topic_length" help:"longest topic a client may publish to, in bytes"`
+		MaxInflight       int           `koanf:"max_inflight" help:"unacknowledged QoS 1/2 messages per client (MQTT 5 receive maximum)"`
+		MaxSubscriptions  int           `koanf:"max_subscriptions" help:"topic filters a client may hold; a SUBSCRIBE beyond ends its connection"`
+		MessageRate       float64       `koanf:"message_rate" help:"publishes per second per client; beyond the burst they are dropped and counted (-1: unlimited)"`
+		MessageBurst      int           `koanf:"message_burst" help:"publishes a client may send at once above message_rate"`
+		ByteRate          float64       `koanf:"byte_rate" help:"payload bytes per second per client (-1: unlimited)"`
+		ByteBurst         int           `koanf:"byte_burst" help:"payload bytes a client may send at once above byte_rate"`
+		ConnRatePerIP     float64       `koanf:"conn_rate_per_ip" help:"new connections per second per source address (-1: unlimited)"`
+		ConnBurstPerIP    int           `koanf:"conn_burst_per_ip" help:"new connections a source address may open at once above conn_rate_per_ip"`
+		FlapConnects      int           `koanf:"flap_connects" help:"connections of one client id within flap_window that ban it for flap_ban"`
+		FlapWindow        time.Duration `koanf:"flap_window" help:"window over which flap_connects are counted"`
+		FlapBan           time.Duration `koanf:"flap_ban" help:"how long a flapping client id is refused"`
+		AuthFailures      int           `koanf:"auth_failures" help:"failed logins with one client id from one source address within auth_failure_window that ban that pair for auth_failure_ban"`
+		AuthFailureWindow time.Duration `koanf:"auth_failure_window" help:"window over which auth_failures are counted"`
+		AuthFailureBan    time.Duration `koanf:"auth_failure_ban" help:"how long a (source address, client id) pair is refused after auth_failures, even with the right secret"`
 	} `koanf:"mqtt"`
 	HTTP struct {
 		Listen string `koanf:"listen" help:"HTTP listener address for the API, /metrics and health checks"`
@@ -119,12 +119,12 @@ func Default() Config {
 	c.MQTT.MaxPacketSize = 64 << 10
 	c.MQTT.MaxTopicLength = 256
 	c.MQTT.MaxInflight = 64
-	c.MQTT.MaxFilters = 32
+	c.MQTT.MaxSubscriptions = 32
 	c.MQTT.MessageRate, c.MQTT.MessageBurst = 10, 50
 	c.MQTT.ByteRate, c.MQTT.ByteBurst = 64<<10, 256<<10
 	c.MQTT.ConnRatePerIP, c.MQTT.ConnBurstPerIP = 20, 200
 	c.MQTT.FlapConnects, c.MQTT.FlapWindow, c.MQTT.FlapBan = 10, time.Minute, 5*time.Minute
-	c.MQTT.AuthFailures, c.MQTT.AuthFailWindow, c.MQTT.AuthFailBan = 10, time.Minute, 5*time.Minute
+	c.MQTT.AuthFailures, c.MQTT.AuthFailureWindow, c.MQTT.AuthFailureBan = 10, time.Minute, 5*time.Minute
 	c.Devices.ReloadInterval = 5 * time.Second
 	c.HTTP.Listen = ":8080"
 	c.API.MaxSilence = api.DefaultMaxSilence
@@ -184,7 +184,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for key, v := range map[string]int{"mqtt.max_topic_length": c.MQTT.MaxTopicLength, "mqtt.max_inflight": c.MQTT.MaxInflight,
-		"mqtt.max_subscriptions": c.MQTT.MaxFilters, "mqtt.message_burst": c.MQTT.MessageBurst, "mqtt.byte_burst": c.MQTT.ByteBurst,
+		"mqtt.max_subscriptions": c.MQTT.MaxSubscriptions, "mqtt.message_burst": c.MQTT.MessageBurst, "mqtt.byte_burst": c.MQTT.ByteBurst,
 		"mqtt.conn_burst_per_ip": c.MQTT.ConnBurstPerIP, "mqtt.flap_connects": c.MQTT.FlapConnects,
 		"mqtt.auth_failures": c.MQTT.AuthFailures} {
 		if v <= 0 {
@@ -202,7 +202,7 @@ func (c *Config) Validate() error {
 	if c.MQTT.FlapWindow <= 0 || c.MQTT.FlapBan <= 0 {
 		bad("mqtt.flap_window", "and mqtt.flap_ban must be > 0")
 	}
-	if c.MQTT.AuthFailWindow <= 0 || c.MQTT.AuthFailBan <= 0 {
+	if c.MQTT.AuthFailureWindow <= 0 || c.MQTT.AuthFailureBan <= 0 {
 		bad("mqtt.auth_failure_window", "and mqtt.auth_failure_ban must be > 0")
 	}
 	if c.Devices.ReloadInterval < 100*time.Millisecond {

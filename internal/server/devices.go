@@ -196,12 +196,12 @@ func brokerTLS(cfg *Config) (*tls.Config, error) {
 func brokerLimits(cfg *Config) broker.Limits {
 	m := &cfg.MQTT
 	return broker.Limits{
-		MaxTopicLength: m.MaxTopicLength, MaxInflight: m.MaxInflight, MaxSubscriptions: m.MaxFilters,
+		MaxTopicLength: m.MaxTopicLength, MaxInflight: m.MaxInflight, MaxSubscriptions: m.MaxSubscriptions,
 		MessageRate: m.MessageRate, MessageBurst: m.MessageBurst,
 		ByteRate: m.ByteRate, ByteBurst: m.ByteBurst,
 		ConnRatePerIP: m.ConnRatePerIP, ConnBurstPerIP: m.ConnBurstPerIP,
 		FlapConnects: m.FlapConnects, FlapWindow: m.FlapWindow, FlapBan: m.FlapBan,
-		AuthFailures: m.AuthFailures, AuthFailureWindow: m.AuthFailWindow, AuthFailureBan: m.AuthFailBan,
+		AuthFailures: m.AuthFailures, AuthFailureWindow: m.AuthFailureWindow, AuthFailureBan: m.AuthFailureBan,
 	}
 }
 
