@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gridwatch/gridwatch/devices"
@@ -186,7 +187,8 @@ func (b *Broker) Start(ctx context.Context) error {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
 	}
-	b.tcp = &listener{id: "tcp", addr: b.Listen, connectTimeout: b.ConnectTimeout, pending: limits.pending}
+	b.tcp = &listener{id: "tcp", addr: b.Listen, connectTimeout: b.ConnectTimeout, pending: limits.pending,
+		closeClients: b.closeClientsOf}
 	if err := b.server.AddListener(b.tcp); err != nil {
 		return fmt.Errorf("broker: listen on %s (mqtt.listen): %w", b.Listen, err)
 	}
@@ -197,7 +199,7 @@ func (b *Broker) Start(ctx context.Context) error {
 			tc.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 		b.tls = &listener{id: "tls", addr: b.TLSListen, tlsConfig: tc, connectTimeout: b.ConnectTimeout,
-			pending: limits.pending}
+			pending: limits.pending, closeClients: b.closeClientsOf}
 		if err := b.server.AddListener(b.tls); err != nil {
 			return fmt.Errorf("broker: listen on %s (mqtt.tls_listen): %w", b.TLSListen, err)
 		}
@@ -247,4 +249,18 @@ func (b *Broker) Close() error {
 		b.cancel()
 	})
 	return err
+}
+
+// closeClientsOf disconnects the clients of the listener id, as mochi's
+// Server.Close would through its own CloseFn. That one is not used: mochi
+// 2.7.9's Clients.GetByListener takes the clients' read lock twice (Len
+// inside RLock), so a client being deleted at that moment (a connection
+// ending during shutdown) waits for the write lock between the two, the
+// second read waits behind it, and Close hangs for ever. GetAll reads once.
+func (b *Broker) closeClientsOf(id string) {
+	for _, cl := range b.server.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }

@@ -238,3 +238,54 @@ func TestForeignClientMosquittoPub(t *testing.T) {
 		t.Errorf("rejected MQTT 5 publish: want PUBACK reason 153 (payload format invalid), got:\n%s", out)
 	}
 }
+
+// TestCloseWhileClientsComeAndGo checks what a SIGTERM relies on: Close
+// returns while devices connect and drop at the same time. mochi's own
+// listener CloseFn could hang for ever there (Clients.GetByListener reads
+// the clients' lock twice, and a client being deleted between the two
+// blocks the second read behind its write lock), which hung this
+// package's tests once in a run of make test under load. The window is a
+// few instructions wide: the test does not catch that hang reliably, it
+// attacks the promise.
+func TestCloseWhileClientsComeAndGo(t *testing.T) {
+	for range 10 {
+		b, _ := startBroker(t, &received{}, func(b *Broker) { b.Limits = Limits{ConnRatePerIP: -1} })
+		addr := loopback(b.Addr())
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id, pass := "aq-1", "s3cret-aq1"
+				if i%2 == 1 {
+					id, pass = "aq-2", "s3cret-aq2"
+				}
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					conn, err := net.DialTimeout("tcp", addr, time.Second)
+					if err != nil {
+						continue // closed: the loop ends at stop
+					}
+					_, _ = conn.Write(connectPacket(id, id, pass, nil))
+					_, _ = conn.Write([]byte{0xe0, 0}) // DISCONNECT
+					conn.Close()
+				}
+			}()
+		}
+		time.Sleep(50 * time.Millisecond) // Connections come and go.
+		closed := make(chan error, 1)
+		go func() { closed <- b.Close() }()
+		select {
+		case <-closed:
+		case <-time.After(time.Minute):
+			t.Fatal("Close did not return within a minute while clients came and went")
+		}
+		close(stop)
+		wg.Wait()
+	}
+}

@@ -32,8 +32,11 @@ type listener struct {
 	tlsConfig      *tls.Config
 	connectTimeout time.Duration
 	pending        *pendingConnects
-	ln             net.Listener
-	log            *slog.Logger
+	// closeClients disconnects the listener's clients at Close, in place
+	// of mochi's CloseFn (see Broker.closeClientsOf).
+	closeClients func(id string)
+	ln           net.Listener
+	log          *slog.Logger
 
 	mu     sync.Mutex
 	closed bool
@@ -105,7 +108,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 }
 
 // Close stops accepting and returns once every connection is finished.
-func (l *listener) Close(closeClients listeners.CloseFn) {
+func (l *listener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -116,7 +119,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	if l.ln != nil {
 		l.ln.Close()
 	}
-	closeClients(l.id)
+	l.closeClients(l.id)
 	l.mu.Lock()
 	for c := range l.conns {
 		c.Close() // connected but not yet a client: still in CONNECT
