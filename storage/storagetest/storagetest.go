@@ -101,6 +101,12 @@ func Password(testing.TB) string {
 	}
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
+	return passwordLocked()
+}
+
+// passwordLocked returns the shared server's password, chosen on first
+// use. shared.mu is held.
+func passwordLocked() string {
 	if shared.password == "" {
 		shared.password = rand.Text()
 	}
@@ -155,19 +161,17 @@ func Unavailable(t testing.TB, args ...any) {
 	t.Skip(args...)
 }
 
-// start starts the shared server in a fresh temporary directory.
+// start starts the shared server in a fresh temporary directory. shared.mu
+// is held.
 func start() error {
 	dir, err := os.MkdirTemp("", "gridwatch-clickhouse-")
 	if err != nil {
 		return err
 	}
 	shared.dir = dir
-	if shared.password == "" {
-		shared.password = rand.Text()
-	}
 	shared.server = &storage.LocalServer{
 		Dir:      dir,
-		Password: shared.password,
+		Password: passwordLocked(),
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	return shared.server.Start(context.Background())
