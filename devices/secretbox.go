@@ -11,10 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/gridwatch/gridwatch/internal/secretfile"
 )
 
 // SecretKeyFile is the name of the secrets key under data_dir, used when
@@ -78,18 +78,37 @@ func NewSecretBox(key []byte) (*SecretBox, error) {
 }
 
 // LoadSecretBox reads the key at path: 32 bytes in standard base64, as
-// `openssl rand -base64 32` writes them. A missing file is created with a
-// new random key, readable by its owner only (0600), so that a node's first
-// start needs no setup; other nodes sharing the registry must then be given
-// a copy of it.
+// `openssl rand -base64 32` writes them. A missing file is an error wrapping
+// fs.ErrNotExist: only a server may make a new key (LoadOrCreateSecretBox),
+// since one made elsewhere would seal passwords no server can open.
 func LoadSecretBox(path string) (*SecretBox, error) {
 	text, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		text, err = createSecretKey(path)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("secrets key %s: %w", path, err)
 	}
+	return parseSecretKey(path, text)
+}
+
+// LoadOrCreateSecretBox is LoadSecretBox, except that a missing file is
+// created with a new random key, readable by its owner only (0600), so that
+// a node's first start needs no setup; other nodes sharing the registry
+// must then be given a copy of it.
+func LoadOrCreateSecretBox(path string) (*SecretBox, error) {
+	text, err := secretfile.ReadOrCreate(path, func() ([]byte, error) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		return []byte(base64.StdEncoding.EncodeToString(key) + "\n"), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("secrets key %s: %w", path, err)
+	}
+	return parseSecretKey(path, text)
+}
+
+// parseSecretKey returns the box of the key text read from path.
+func parseSecretKey(path string, text []byte) (*SecretBox, error) {
 	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(text)))
 	if err != nil {
 		return nil, fmt.Errorf("secrets key %s: %w: not base64 (make one with: openssl rand -base64 32)", path, ErrBadSecretKey)
@@ -99,35 +118,6 @@ func LoadSecretBox(path string) (*SecretBox, error) {
 		return nil, fmt.Errorf("secrets key %s: %w", path, err)
 	}
 	return box, nil
-}
-
-// createSecretKey writes a new random key to path, unless another process
-// just did, and returns the file's text.
-func createSecretKey(path string) ([]byte, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("generate: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	text := []byte(base64.StdEncoding.EncodeToString(key) + "\n")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(text); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return text, f.Close()
 }
 
 // KeyID names the box's key in sealed values and errors without revealing

@@ -2,6 +2,7 @@ package devices_test
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,13 @@ import (
 func TestSecretBox(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", devices.SecretKeyFile)
-	box, err := devices.LoadSecretBox(path)
+	if _, err := devices.LoadSecretBox(path); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("load of a missing key: %v: want fs.ErrNotExist naming the file", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadSecretBox made a key file: %v", err)
+	}
+	box, err := devices.LoadOrCreateSecretBox(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +52,7 @@ func TestSecretBox(t *testing.T) {
 		t.Errorf("a value copied to another device opened: %v", err)
 	}
 
-	other, err := devices.LoadSecretBox(filepath.Join(dir, "other.key"))
+	other, err := devices.LoadOrCreateSecretBox(filepath.Join(dir, "other.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

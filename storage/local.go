@@ -28,6 +28,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/gridwatch/gridwatch/internal/freeport"
+	"github.com/gridwatch/gridwatch/internal/secretfile"
 )
 
 // Files and directories under LocalServer.Dir.
@@ -508,20 +509,14 @@ func loadPassword(path, set string) (string, error) {
 	if set != "" {
 		return set, writePrivate(path, []byte(set+"\n"))
 	}
-	data, err := os.ReadFile(path)
-	if err == nil {
-		if pw := strings.TrimSpace(string(data)); pw != "" {
-			// Tighten a file made readable by hand.
-			return pw, os.Chmod(path, 0o600)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("read the password: %w", err)
+	data, err := secretfile.ReadOrCreate(path, func() ([]byte, error) {
+		return []byte(rand.Text() + "\n"), nil // 26 base32 characters: 130 random bits.
+	})
+	if err != nil {
+		return "", fmt.Errorf("the password: %w", err)
 	}
-	pw := rand.Text() // 26 base32 characters: 130 random bits.
-	if err := writePrivate(path, []byte(pw+"\n")); err != nil {
-		return "", fmt.Errorf("store a new password: %w", err)
-	}
-	return pw, nil
+	// Tighten a file made readable by hand.
+	return strings.TrimSpace(string(data)), os.Chmod(path, 0o600)
 }
 
 // writePrivate writes data to the file at path, readable by its owner alone.

@@ -158,7 +158,7 @@ func (s *Server) openClickHouse(ctx, life context.Context) error {
 		addr = s.local.Addr()
 		s.Logger.Info("managed ClickHouse running", "addr", addr, "dir", s.local.Dir)
 	}
-	secrets, err := devices.LoadSecretBox(s.Config.secretKeyFile())
+	secrets, err := devices.LoadOrCreateSecretBox(s.Config.secretKeyFile())
 	if err != nil {
 		return fmt.Errorf("secrets.key_file: %w", err)
 	}

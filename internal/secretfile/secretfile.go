@@ -1,0 +1,68 @@
+// Package secretfile keeps a secret in a file readable by its owner only:
+// the registry's secrets key and the managed ClickHouse's password, both
+// made on a node's first start so that it needs no setup.
+package secretfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ErrEmpty means a secret file exists but holds nothing.
+var ErrEmpty = errors.New("secret file is empty")
+
+// ReadOrCreate returns the text of the file at path. When there is none, it
+// creates it with the text create returns: its directories 0700 and the
+// file 0600, opened with O_EXCL, so that of two processes starting at once
+// one writes and the other reads what it wrote, and synced, so that a crash
+// after ReadOrCreate returns does not lose a secret already in use. An
+// existing file is read as it is (its mode is the operator's); an empty one,
+// left by a crash between creating and writing it or made by hand, is
+// ErrEmpty rather than a secret.
+func ReadOrCreate(path string, create func() ([]byte, error)) ([]byte, error) {
+	text, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		text, err = createFile(path, create)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(string(text)) == "" {
+		return nil, fmt.Errorf("%s: %w: delete it to have a new one made", path, ErrEmpty)
+	}
+	return text, nil
+}
+
+// createFile writes what create returns to a new file at path, unless
+// another process just made it, and returns the file's text.
+func createFile(path string, create func() ([]byte, error)) ([]byte, error) {
+	text, err := create()
+	if err != nil {
+		return nil, fmt.Errorf("make a new secret for %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create the directory of %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	_, err = f.Write(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return text, nil
+}
