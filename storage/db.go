@@ -42,6 +42,9 @@ type Options struct {
 	// with a plain RTSP password cannot be saved (ErrNoSecretKey), and
 	// Migrate leaves plain ones from earlier versions as they are.
 	Secrets *devices.SecretBox
+	// NoSecrets, when Secrets is nil, says why; the ErrNoSecretKey errors
+	// wrap it, so that they tell the operator what to do.
+	NoSecrets error
 }
 
 // Defaults of Options.

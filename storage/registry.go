@@ -83,6 +83,9 @@ func (db *DB) SealSecrets(d devices.Device) (devices.Device, error) {
 		return d, nil
 	}
 	if db.opts.Secrets == nil {
+		if db.opts.NoSecrets != nil {
+			return d, fmt.Errorf("%w: device %s: %w", ErrNoSecretKey, d.ID, db.opts.NoSecrets)
+		}
 		return d, fmt.Errorf("%w: device %s", ErrNoSecretKey, d.ID)
 	}
 	d.RTSPPassword = db.opts.Secrets.Seal(d.ID, d.RTSPPassword)

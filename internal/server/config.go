@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -101,7 +102,7 @@ type Config struct {
 		ReloadInterval time.Duration `koanf:"reload_interval" help:"how often the server checks ClickHouse for registry changes made by 'gridwatch devices import'"`
 	} `koanf:"devices"`
 	Secrets struct {
-		KeyFile string `koanf:"key_file" help:"AES-256 key (base64) sealing the registry's RTSP passwords; empty uses data_dir/secret.key, created 0600 on first start. Every node sharing a registry needs the same key"`
+		KeyFile string `koanf:"key_file" help:"AES-256 key (base64) sealing the registry's RTSP passwords; empty uses data_dir/secret.key, created 0600 by the first gridwatch serve (admin commands never create it). Every node sharing a registry needs the same key"`
 	} `koanf:"secrets"`
 	Cameras CamerasConfig `koanf:"cameras"`
 	Rules   RulesConfig   `koanf:"rules"`
@@ -317,6 +318,14 @@ func (c *Config) secretKeyFile() string {
 		return c.Secrets.KeyFile
 	}
 	return filepath.Join(c.DataDir, devices.SecretKeyFile)
+}
+
+// noSecretKey is the error of an admin command that needs the secrets key
+// where there is none.
+func (c *Config) noSecretKey() error {
+	return fmt.Errorf("%s: %w: this host has no secrets key (secrets.key_file; when empty, data_dir/secret.key with data_dir %q). "+
+		"Only `gridwatch serve` makes one, since a key made here would seal RTSP passwords no server can open: "+
+		"copy the servers' key here, or set secrets.key_file to it", c.secretKeyFile(), fs.ErrNotExist, c.DataDir)
 }
 
 // httpListen is the address the HTTP server listens on: http.listen, but

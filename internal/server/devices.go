@@ -326,7 +326,7 @@ func ProvisionDevices(ctx context.Context, db *storage.DB, ids []string, grace t
 // returned function to close it.
 func OpenStore(ctx context.Context, cfg Config, logger *slog.Logger) (*storage.DB, func() error, error) {
 	s := &Server{Config: cfg, Logger: logger}
-	if err := s.openClickHouse(ctx, ctx); err != nil {
+	if err := s.openClickHouse(ctx, ctx, false); err != nil {
 		return nil, nil, errors.Join(err, s.Close())
 	}
 	if err := s.db.Migrate(ctx); err != nil {

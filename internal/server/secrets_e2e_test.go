@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -188,5 +190,133 @@ func TestRTSPPasswordsSealedAtRest(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), password) {
 		t.Errorf("the logs hold the RTSP password")
+	}
+}
+
+// TestOnlyServeCreatesTheSecretsKey attacks the README's promise that every
+// node sharing a registry seals RTSP passwords under one key: an admin
+// command on a host without the key (here `devices import`, with
+// clickhouse.addr set) must not make a new one and seal passwords no server
+// can open. It fails naming secrets.key_file and data_dir and writes
+// nothing, while a device without an RTSP password, which needs no key,
+// still imports; the first `gridwatch serve` creates the key, the second
+// keeps it, and the admin import then succeeds under the servers' key.
+func TestOnlyServeCreatesTheSecretsKey(t *testing.T) {
+	addr, database := storagetest.Database(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, devices.SecretKeyFile)
+	cfg := Default()
+	cfg.DataDir = dir
+	cfg.MQTT.Listen, cfg.HTTP.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ClickHouse.Addr, cfg.ClickHouse.Database = addr, database
+	cfg.ClickHouse.Password = storagetest.Password(t)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	camera := devices.Device{ID: "cam-1", Type: "camera", Grid: "D01-S01-G01", RTSPURL: "rtsp://admin:Pw-0123456789@127.0.0.1:1/cam-1"}
+	meter := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-1-secret-0123456789"}
+	importFile := func(devs ...devices.Device) (ImportStats, error) {
+		t.Helper()
+		db, closeDB, err := OpenStore(ctx, cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("open store: %v", err)
+		}
+		defer closeDB()
+		read, rejected, err := ReadDevicesFile(ctx, db, writeDevicesFile(t, t.TempDir(), devs), nil)
+		if err != nil || len(rejected) > 0 {
+			t.Fatalf("read devices file: %v %v", err, rejected)
+		}
+		return ImportDevices(ctx, db, read)
+	}
+	stored := func() []devices.Device {
+		t.Helper()
+		db, closeDB, err := OpenStore(ctx, cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("open store: %v", err)
+		}
+		defer closeDB()
+		devs, err := db.LoadDevices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return devs
+	}
+
+	_, err := importFile(camera)
+	if !errors.Is(err, storage.ErrNoSecretKey) || !strings.Contains(err.Error(), "secrets.key_file") ||
+		!strings.Contains(err.Error(), keyFile) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("admin import of a camera without a key: %v: want ErrNoSecretKey naming secrets.key_file, %s and data_dir", err, keyFile)
+	}
+	if strings.Contains(err.Error(), "Pw-0123456789") {
+		t.Errorf("the error holds the RTSP password: %v", err)
+	}
+	if _, err := os.Stat(keyFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the admin command made a key file: %v", err)
+	}
+	if devs := stored(); len(devs) != 0 {
+		t.Fatalf("the refused import stored %d devices", len(devs))
+	}
+	if st, err := importFile(meter); err != nil || st.Added != 1 {
+		t.Fatalf("admin import of a device without an RTSP password: %+v, %v: want it added without a key", st, err)
+	}
+
+	serve := func() string {
+		t.Helper()
+		srv := &Server{Config: cfg, Logger: slog.New(slog.DiscardHandler), Now: time.Now}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if err := srv.Start(sctx); err != nil {
+			t.Fatalf("start server: %v", err)
+		}
+		id := srv.secrets.KeyID()
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	first := serve()
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatalf("serve made no key: %v", err)
+	}
+	if second := serve(); second != first {
+		t.Fatalf("the second start used key %s, the first %s", second, first)
+	}
+	if again, err := os.ReadFile(keyFile); err != nil || !bytes.Equal(again, key) {
+		t.Fatalf("the key file changed across starts: %v", err)
+	}
+	if st, err := importFile(camera); err != nil || st.Added != 1 {
+		t.Fatalf("admin import with the servers' key: %+v, %v", st, err)
+	}
+	for _, d := range stored() {
+		if d.ID == camera.ID && (!devices.IsSealed(d.RTSPPassword) || devices.SealedKeyID(d.RTSPPassword) != first) {
+			t.Errorf("camera stored with password sealed under %q, want the servers' key %s", devices.SealedKeyID(d.RTSPPassword), first)
+		}
+	}
+}
+
+// TestSecretsKeyCheckedBeforeClickHouse attacks the promise that a node
+// with an unusable secrets key fails at once: the key is read before the
+// managed ClickHouse starts, so none is started for a command that cannot
+// run, be it a server or an admin command.
+func TestSecretsKeyCheckedBeforeClickHouse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Default()
+	cfg.DataDir = dir
+	cfg.Secrets.KeyFile = filepath.Join(dir, "bad.key")
+	if err := os.WriteFile(cfg.Secrets.KeyFile, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	srv := &Server{Config: cfg, Logger: logger}
+	if err := srv.Start(context.Background()); !errors.Is(err, devices.ErrBadSecretKey) {
+		t.Errorf("serve with a bad key: %v: want ErrBadSecretKey", err)
+	}
+	if _, _, err := OpenStore(context.Background(), cfg, logger); !errors.Is(err, devices.ErrBadSecretKey) {
+		t.Errorf("admin command with a bad key: %v: want ErrBadSecretKey", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "clickhouse")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a managed ClickHouse was set up despite the bad key: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -84,7 +85,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	s.registry = devices.NewRegistry(nil)
 
-	if err := s.openClickHouse(ctx, life); err != nil {
+	if err := s.openClickHouse(ctx, life, true); err != nil {
 		return err
 	}
 	if err := s.db.Migrate(ctx); err != nil {
@@ -145,10 +146,29 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	return s.startHTTP()
 }
 
-// openClickHouse connects to the configured ClickHouse, starting the managed
-// local one first when clickhouse.addr is empty.
-func (s *Server) openClickHouse(ctx, life context.Context) error {
+// openClickHouse loads the secrets key, then connects to the configured
+// ClickHouse, starting the managed local one first when clickhouse.addr is
+// empty. createKey lets it make the key when there is none, which only a
+// server (serve, demo) may do: an admin command on another host making one
+// would seal RTSP passwords that no server can open. Without a key, an admin
+// command can still do what needs none, and what needs one fails with the
+// error of Config.noSecretKey.
+func (s *Server) openClickHouse(ctx, life context.Context, createKey bool) error {
 	cfg := &s.Config.ClickHouse
+	var noSecrets error
+	load, path := devices.LoadSecretBox, s.Config.secretKeyFile()
+	if createKey {
+		load = devices.LoadOrCreateSecretBox
+	}
+	secrets, err := load(path)
+	switch {
+	case !createKey && errors.Is(err, fs.ErrNotExist):
+		noSecrets = s.Config.noSecretKey()
+	case err != nil:
+		return fmt.Errorf("secrets.key_file: %w", err)
+	default:
+		s.secrets = secrets
+	}
 	addr := cfg.Addr
 	if addr == "" {
 		s.local = &storage.LocalServer{Dir: filepath.Join(s.Config.DataDir, "clickhouse"), Logger: s.Logger}
@@ -158,17 +178,13 @@ func (s *Server) openClickHouse(ctx, life context.Context) error {
 		addr = s.local.Addr()
 		s.Logger.Info("managed ClickHouse running", "addr", addr, "dir", s.local.Dir)
 	}
-	secrets, err := devices.LoadOrCreateSecretBox(s.Config.secretKeyFile())
-	if err != nil {
-		return fmt.Errorf("secrets.key_file: %w", err)
-	}
-	s.secrets = secrets
 	user, password := cfg.User, cfg.Password
 	if s.local != nil {
 		user, password = storage.LocalUser, s.local.Password
 	}
 	opts := storage.Options{
-		Secrets:       secrets,
+		Secrets:       s.secrets,
+		NoSecrets:     noSecrets,
 		Addr:          addr,
 		Database:      cfg.Database,
 		User:          user,
@@ -341,7 +357,7 @@ func (s *Server) Run(ctx context.Context) error {
 func Migrate(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	s := &Server{Config: cfg, Logger: logger}
 	defer s.Close()
-	if err := s.openClickHouse(ctx, ctx); err != nil {
+	if err := s.openClickHouse(ctx, ctx, false); err != nil {
 		return err
 	}
 	return s.db.Migrate(ctx)
