@@ -16,13 +16,13 @@ import (
 var ErrEmpty = errors.New("secret file is empty")
 
 // ReadOrCreate returns the text of the file at path. When there is none, it
-// creates it with the text create returns: its directories 0700 and the
-// file 0600, opened with O_EXCL, so that of two processes starting at once
-// one writes and the other reads what it wrote, and synced, so that a crash
-// after ReadOrCreate returns does not lose a secret already in use. An
-// existing file is read as it is (its mode is the operator's); an empty one,
-// left by a crash between creating and writing it or made by hand, is
-// ErrEmpty rather than a secret.
+// creates it with the text create returns, its directories 0700 and the
+// file 0600: written and synced to a temporary file first, then linked to
+// path, which (like O_EXCL) fails when path exists, so that the file never
+// shows half written, of two processes starting at once one writes and the
+// other reads what it wrote, and a crash after ReadOrCreate returns does
+// not lose a secret already in use. An existing file is read as it is (its
+// mode is the operator's); an empty one is ErrEmpty rather than a secret.
 func ReadOrCreate(path string, create func() ([]byte, error)) ([]byte, error) {
 	text, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -44,16 +44,16 @@ func createFile(path string, create func() ([]byte, error)) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("make a new secret for %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create the directory of %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return os.ReadFile(path)
-	}
+	// CreateTemp opens with O_EXCL and mode 0600.
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
+	defer os.Remove(f.Name())
 	_, err = f.Write(text)
 	if err == nil {
 		err = f.Sync()
@@ -63,6 +63,13 @@ func createFile(path string, create func() ([]byte, error)) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	err = os.Link(f.Name(), path)
+	if errors.Is(err, fs.ErrExist) {
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
 	return text, nil
 }

@@ -11,8 +11,9 @@ import (
 // TestReadOrCreate attacks the promise that a node's secret is made once,
 // readable by its owner alone, and kept across starts: the first call
 // creates the file 0600 (its directory 0700), later calls return the same
-// text without calling create, and of many concurrent first calls all get
-// the one text that was written.
+// text without calling create, of many concurrent first calls all get the
+// one text that was written (none sees it empty or half written), and no
+// temporary file is left beside it.
 func TestReadOrCreate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "secret")
 	text, err := ReadOrCreate(path, func() ([]byte, error) { return []byte("first\n"), nil })
@@ -56,6 +57,9 @@ func TestReadOrCreate(t *testing.T) {
 		if g != string(onDisk) {
 			t.Errorf("caller %d got %q, the file holds %q", i, g, onDisk)
 		}
+	}
+	if left, err := os.ReadDir(filepath.Dir(racy)); err != nil || len(left) != 1 {
+		t.Errorf("directory holds %v, %v: want the secret file alone", left, err)
 	}
 }
 
