@@ -93,10 +93,10 @@ func (db *DB) SealSecrets(d devices.Device) (devices.Device, error) {
 }
 
 // LoadDevices returns every device in the registry, ordered by id, with
-// their RTSP passwords sealed: one stored in plain text by an earlier
-// version is sealed on the way (Migrate re-encrypts them at rest). Passwords
-// sealed under another key than Options.Secrets are logged once per load;
-// the prober reports those cameras auth_failed with the reason.
+// their RTSP passwords as stored: sealed, since Migrate seals those that
+// earlier versions stored in plain text. Passwords sealed under another key
+// than Options.Secrets are logged once per load; the prober reports those
+// cameras auth_failed with the reason.
 func (db *DB) LoadDevices(ctx context.Context) ([]devices.Device, error) {
 	var (
 		out     []devices.Device
@@ -108,11 +108,10 @@ func (db *DB) LoadDevices(ctx context.Context) ([]devices.Device, error) {
 			return err
 		}
 		dev := d.device()
-		if sealed, err := db.SealSecrets(dev); err == nil {
-			dev = sealed
-		}
-		if sk := db.opts.Secrets; sk != nil && devices.IsSealed(dev.RTSPPassword) && devices.SealedKeyID(dev.RTSPPassword) != sk.KeyID() {
-			foreign[devices.SealedKeyID(dev.RTSPPassword)]++
+		if sk := db.opts.Secrets; sk != nil && devices.IsSealed(dev.RTSPPassword) {
+			if id := devices.SealedKeyID(dev.RTSPPassword); id != sk.KeyID() {
+				foreign[id]++
+			}
 		}
 		out = append(out, dev)
 		return nil

@@ -258,9 +258,9 @@ func quoteTable(db, table string) string {
 // bookkeeping table, then applies, in order, every migration not recorded
 // there, recording each after it ran. Migrations are idempotent statements
 // (CREATE ... IF NOT EXISTS), so a crash between running and recording one,
-// or two nodes migrating at once, is harmless. Then it seals the RTSP
-// passwords that earlier versions stored in plain text (with
-// Options.Secrets; see sealPlainSecrets).
+// or two nodes migrating at once, is harmless. Then, once per database, it
+// seals the RTSP passwords that earlier versions stored in plain text (with
+// Options.Secrets; see sealPlainSecretsOnce).
 func (db *DB) Migrate(ctx context.Context) error {
 	s, err := db.Schema()
 	if err != nil {
@@ -281,20 +281,51 @@ func (db *DB) Migrate(ctx context.Context) error {
 		if err := db.conn.Exec(ctx, m.SQL); err != nil {
 			return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
 		}
-		record := "INSERT INTO " + quoteTable(db.opts.Database, "schema_migrations") + " (version, name)"
-		if err := insertColumns(ctx, db.conn, record, []any{[]uint32{uint32(m.Version)}, []string{m.Name}}); err != nil {
-			return fmt.Errorf("storage: record migration %04d %s: %w", m.Version, m.Name, err)
+		if err := db.recordMigration(ctx, m.Version, m.Name); err != nil {
+			return err
 		}
 		db.logger.Info("applied migration", "database", db.opts.Database, "version", m.Version, "name", m.Name)
 		n++
 	}
 	db.logger.Info("schema up to date", "database", db.opts.Database, "version", s.Latest(), "applied", n,
 		"server", db.caps.Version.String())
+	return db.sealPlainSecretsOnce(ctx, applied)
+}
+
+// recordMigration records in the bookkeeping table that version ran.
+func (db *DB) recordMigration(ctx context.Context, version int, name string) error {
+	record := "INSERT INTO " + quoteTable(db.opts.Database, "schema_migrations") + " (version, name)"
+	if err := insertColumns(ctx, db.conn, record, []any{[]uint32{uint32(version)}, []string{name}}); err != nil {
+		return fmt.Errorf("storage: record migration %04d %s: %w", version, name, err)
+	}
+	return nil
+}
+
+// sealPassVersion and sealPassName record in the bookkeeping table that
+// sealPlainSecrets ran on the database. Version 0 is one no migration file
+// can have, and Ready does not look for it.
+const (
+	sealPassVersion = 0
+	sealPassName    = "seal_rtsp_passwords"
+)
+
+// sealPlainSecretsOnce runs sealPlainSecrets on a database where no
+// earlier Migrate did, and records that it ran, so that it scans the
+// registry once per database rather than at every start and admin command.
+// Without Options.Secrets it does nothing and records nothing: the next
+// Migrate with a key (every serve has one) runs it.
+func (db *DB) sealPlainSecretsOnce(ctx context.Context, applied map[int]bool) error {
+	if db.opts.Secrets == nil || applied[sealPassVersion] {
+		return nil
+	}
 	sealed, err := db.sealPlainSecrets(ctx)
 	if sealed > 0 {
 		db.logger.Info("sealed RTSP passwords stored in plain text by an earlier version", "devices", sealed)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return db.recordMigration(ctx, sealPassVersion, sealPassName)
 }
 
 // Schema returns the DDL Migrate runs on this server.
