@@ -18,11 +18,12 @@ var ErrEmpty = errors.New("secret file is empty")
 // ReadOrCreate returns the text of the file at path. When there is none, it
 // creates it with the text create returns, its directories 0700 and the
 // file 0600: written and synced to a temporary file first, then linked to
-// path, which (like O_EXCL) fails when path exists, so that the file never
-// shows half written, of two processes starting at once one writes and the
-// other reads what it wrote, and a crash after ReadOrCreate returns does
-// not lose a secret already in use. An existing file is read as it is (its
-// mode is the operator's); an empty one is ErrEmpty rather than a secret.
+// path, which (like O_EXCL) fails when path exists, and the directory
+// synced. So the file never shows half written, of two processes starting
+// at once one writes and the other reads what it wrote, and a crash after
+// ReadOrCreate returns does not lose a secret already in use. An existing
+// file is read as it is (its mode is the operator's); an empty one is
+// ErrEmpty rather than a secret.
 func ReadOrCreate(path string, create func() ([]byte, error)) ([]byte, error) {
 	text, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -71,5 +72,22 @@ func createFile(path string, create func() ([]byte, error)) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
+	// The link is durable once its directory is synced.
+	if err := syncDir(dir); err != nil {
+		return nil, fmt.Errorf("create %s: sync its directory: %w", path, err)
+	}
 	return text, nil
+}
+
+// syncDir flushes the directory entries of dir to disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
