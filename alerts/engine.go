@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -141,18 +142,25 @@ type Engine struct {
 
 	flushMu sync.Mutex // taken before mu
 	mu      sync.Mutex
-	rules   *RuleSet
-	gen     int
-	devs    map[string]*deviceState
-	alerts  map[string]*entry      // every alert in memory, by id
-	active  map[string]*entry      // alerts not closed (pending included)
-	grids   map[groupKey]*entry    // open grid-level alerts
-	groups  map[groupKey]*group    // storm groups being decided
-	subs    map[*Subscription]bool // live subscriptions
-	dirty   map[string]*entry      // alerts changed since the last flush
-	tombs   []Alert                // pending alerts that died, to save
-	events  []Event                // events since the last flush
-	retry   struct {               // rows a failed save kept, owned by Flush
+	// views and each entry's view are what List, Get and Stats read,
+	// without mu: the engine publishes a changed alert's view as it
+	// unlocks mu, so staff reads never wait for ingestion nor ingestion
+	// for them. ruleView is the rule set in force, for Stats.
+	views    sync.Map // alert id -> *entry, pending alerts included
+	changed  []*entry // entries whose view is stale, published by unlock
+	ruleView atomic.Pointer[RuleSet]
+	rules    *RuleSet
+	gen      int
+	devs     map[string]*deviceState
+	alerts   map[string]*entry      // every alert in memory, by id
+	active   map[string]*entry      // alerts not closed (pending included)
+	grids    map[groupKey]*entry    // open grid-level alerts
+	groups   map[groupKey]*group    // storm groups being decided
+	subs     map[*Subscription]bool // live subscriptions
+	dirty    map[string]*entry      // alerts changed since the last flush
+	tombs    []Alert                // pending alerts that died, to save
+	events   []Event                // events since the last flush
+	retry    struct {               // rows a failed save kept, owned by Flush
 		alerts []Alert
 		events []Event
 	}
@@ -218,6 +226,7 @@ func (e *Engine) setDefaults() {
 		e.Logger = slog.New(slog.DiscardHandler)
 	}
 	e.rules = e.Rules
+	e.ruleView.Store(e.rules)
 	e.devs = map[string]*deviceState{}
 	e.alerts = map[string]*entry{}
 	e.active = map[string]*entry{}
@@ -238,12 +247,12 @@ func (e *Engine) setDefaults() {
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.started {
-		e.mu.Unlock()
+		e.unlock()
 		return fmt.Errorf("alerts: engine started twice")
 	}
 	e.started = true
 	e.setDefaults()
-	e.mu.Unlock()
+	e.unlock()
 	now := e.Now()
 	if e.Store != nil {
 		alerts, events, err := e.Store.LoadAlerts(ctx, now.Add(-e.Retain))
@@ -261,7 +270,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		for _, d := range e.Devices() {
 			e.device(d.ID, d.Type, d.Grid, now)
 		}
-		e.mu.Unlock()
+		e.unlock()
 	}
 	ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	e.wg.Add(2)
@@ -308,7 +317,7 @@ func (e *Engine) Close() error {
 			delete(e.subs, s)
 			close(s.c)
 		}
-		e.mu.Unlock()
+		e.unlock()
 	})
 	return err
 }
@@ -318,7 +327,7 @@ func (e *Engine) Close() error {
 // dropped.
 func (e *Engine) SetRules(rs *RuleSet) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	now := e.Now()
 	for _, d := range e.devs {
 		for name, in := range d.insts {
@@ -336,6 +345,7 @@ func (e *Engine) SetRules(rs *RuleSet) {
 		}
 	}
 	e.rules = rs
+	e.ruleView.Store(rs)
 	e.gen++
 	e.m.reloads.Inc()
 }
@@ -345,7 +355,7 @@ func (e *Engine) SetRules(rs *RuleSet) {
 // state exists.
 func (e *Engine) ObserveReadings(rs []ingest.Reading) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.closed || e.devs == nil {
 		return
 	}
@@ -360,7 +370,7 @@ func (e *Engine) ObserveReadings(rs []ingest.Reading) {
 // status changes.
 func (e *Engine) Observe(obs ...Observation) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.closed || e.devs == nil {
 		return
 	}
@@ -541,7 +551,7 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 // it after moving the clock.
 func (e *Engine) RunTimers() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.closed || e.devs == nil {
 		return
 	}
@@ -584,7 +594,7 @@ func (e *Engine) RunTimers() {
 func (e *Engine) startPending(in *instance, now time.Time, v float64) {
 	if in.alert != nil {
 		in.alert.PendingSince = now
-		e.dirty[in.alert.ID] = in.alert
+		e.touch(in.alert)
 		return
 	}
 	r, d := in.rule, in.dev
@@ -594,7 +604,9 @@ func (e *Engine) startPending(in *instance, now time.Time, v float64) {
 		Summary: e.summary(r, v), Value: v, PendingSince: now, LastSeen: now, Updated: now,
 	}}
 	in.pending = en
-	e.alerts[en.ID], e.active[en.ID], e.dirty[en.ID] = en, en, en
+	e.alerts[en.ID], e.active[en.ID] = en, en
+	e.views.Store(en.ID, en)
+	e.touch(en)
 }
 
 // cancelPending ends a pending phase whose condition went away.
@@ -606,7 +618,7 @@ func (e *Engine) cancelPending(in *instance, now time.Time) {
 	}
 	if in.alert != nil && !in.alert.PendingSince.IsZero() {
 		in.alert.PendingSince = time.Time{}
-		e.dirty[in.alert.ID] = in.alert
+		e.touch(in.alert)
 	}
 }
 
@@ -617,6 +629,7 @@ func (e *Engine) bury(en *entry, now time.Time) {
 	delete(e.alerts, en.ID)
 	delete(e.active, en.ID)
 	delete(e.dirty, en.ID)
+	e.views.Delete(en.ID)
 	en.Revision = e.nextRevisionLocked(now)
 	e.tombs = append(e.tombs, en.clone())
 }
@@ -715,6 +728,7 @@ func (e *Engine) openGrid(k groupKey, members []*instance, now time.Time, note s
 		PendingSince: first.since, LastSeen: now, Updated: now,
 	}, active: map[string]bool{}}
 	e.alerts[en.ID], e.active[en.ID] = en, en
+	e.views.Store(en.ID, en)
 	for _, in := range members {
 		en.Members = append(en.Members, in.dev.id)
 		en.active[in.dev.id] = true
@@ -753,7 +767,7 @@ func (e *Engine) refire(en *entry, device string, now time.Time) {
 	en.PendingSince, en.LastSeen = time.Time{}, now
 	if en.Condition == ConditionFiring {
 		en.Count++
-		e.dirty[en.ID] = en
+		e.touch(en)
 		return
 	}
 	en.Condition, en.Refired, en.Cleared = ConditionFiring, now, time.Time{}
@@ -794,7 +808,7 @@ func (e *Engine) repeat(in *instance, now time.Time, v float64) {
 		en.Value = v
 		en.Summary = e.summary(in.rule, v)
 	}
-	e.dirty[en.ID] = en
+	e.touch(en)
 }
 
 // clear ends a firing phase: the alert's condition clears (for a
@@ -815,7 +829,7 @@ func (e *Engine) clearAlert(en *entry, device string, autoClose bool, now time.T
 	if en.active != nil {
 		delete(en.active, device)
 		if len(en.active) > 0 {
-			e.dirty[en.ID] = en
+			e.touch(en)
 			return
 		}
 	}
@@ -860,10 +874,32 @@ func (e *Engine) record(en *entry, now time.Time, actor string, kind EventKind, 
 // saving and publishes the transition. Called with mu held.
 func (e *Engine) emit(en *entry, ev Event) {
 	en.events = append(en.events, ev)
-	e.dirty[en.ID] = en
+	e.touch(en)
 	e.m.events.WithLabelValues(string(ev.Kind)).Inc()
 	e.publish(Transition{Event: ev, Alert: en.clone(),
 		Silenced: len(e.silences) > 0 && e.silenced(en.Rule, en.Device, en.Grid, en.Members, ev.TS, false)})
+}
+
+// touch marks en changed: to be saved by the next flush and its view
+// published by unlock. Called with mu held.
+func (e *Engine) touch(en *entry) {
+	e.dirty[en.ID] = en
+	if !en.stale {
+		en.stale = true
+		e.changed = append(e.changed, en)
+	}
+}
+
+// unlock publishes the views of the alerts changed while mu was held, then
+// unlocks mu. Every section that changes alerts ends with it.
+func (e *Engine) unlock() {
+	for _, en := range e.changed {
+		en.stale = false
+		en.view.Store(&alertView{Alert: en.clone(), events: en.events})
+	}
+	clear(e.changed)
+	e.changed = e.changed[:0]
+	e.mu.Unlock()
 }
 
 // prune forgets closed alerts older than Retain.
@@ -871,6 +907,7 @@ func (e *Engine) prune(now time.Time) {
 	for id, en := range e.alerts {
 		if en.Status == StatusClosed && now.Sub(en.Closed) > e.Retain && en.acting == nil {
 			delete(e.alerts, id)
+			e.views.Delete(id)
 		}
 	}
 }

@@ -290,3 +290,56 @@ rules:
 		t.Fatalf("grid-level alert members %v, want the %d devices after the first %d", m, len(devs)-alerts.DefaultStormMin, alerts.DefaultStormMin)
 	}
 }
+
+// TestReadsDoNotWaitForIngest attacks "staff reads do not stall ingestion"
+// (issue 10 item 15) from the other side: while ingestion holds the
+// engine's mutex (an observation of an unknown device waits in Lookup),
+// List, Get, All and Stats still answer, with what was published before.
+func TestReadsDoNotWaitForIngest(t *testing.T) {
+	c := &clock{t: t0}
+	held, release := make(chan struct{}), make(chan struct{})
+	reg := devices.NewRegistry([]devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}})
+	e := &alerts.Engine{
+		Rules: mustRules(t, lifecycleRules), Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour,
+		Lookup: func(id string) (devices.Device, bool) {
+			if id == "stranger" {
+				close(held)
+				<-release
+			}
+			return reg.Lookup(id)
+		},
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	e.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 8000, TS: c.Now().UnixMilli()})
+	go e.Observe(alerts.Observation{Device: "stranger", Metric: "ch4_ppm", Value: 1})
+	<-held
+	defer close(release)
+	read := make(chan error, 1)
+	go func() {
+		p, err := e.List(alerts.Filter{})
+		if err == nil && len(p.Alerts) != 1 {
+			err = fmt.Errorf("List = %d alerts, want 1", len(p.Alerts))
+		}
+		if err == nil {
+			_, _, err = e.Get(p.Alerts[0].ID)
+		}
+		if err == nil {
+			_, err = e.All(alerts.Filter{})
+		}
+		if err == nil {
+			_, err = e.Stats(alerts.ByUnit, "", t0, t0.Add(time.Hour))
+		}
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("List, Get, All and Stats waited for the engine's mutex, held by ingestion")
+	}
+}

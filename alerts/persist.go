@@ -18,7 +18,7 @@ func (e *Engine) Flush(ctx context.Context) error {
 	defer e.flushMu.Unlock()
 	e.mu.Lock()
 	if e.dirty == nil { // never started
-		e.mu.Unlock()
+		e.unlock()
 		return nil
 	}
 	now := e.Now()
@@ -34,7 +34,7 @@ func (e *Engine) Flush(ctx context.Context) error {
 	alerts = append(alerts, e.tombs...)
 	events = append(events, e.events...)
 	e.tombs, e.events = nil, nil
-	e.mu.Unlock()
+	e.unlock()
 	e.retry.alerts, e.retry.events = nil, nil
 	if e.Store == nil || len(alerts)+len(events) == 0 {
 		return nil
@@ -95,7 +95,7 @@ func (e *Engine) nextRevisionLocked(now time.Time) uint64 {
 // instances that fire into them, and the silences in force.
 func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now time.Time) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	for _, s := range silences {
 		e.revision = max(e.revision, s.Revision)
 	}
@@ -112,6 +112,8 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 		en := &entry{Alert: a, events: byAlert[a.ID]}
 		slices.SortFunc(en.events, func(x, y Event) int { return cmp.Compare(x.Version, y.Version) })
 		e.alerts[a.ID] = en
+		e.views.Store(a.ID, en)
+		e.touch(en)
 		if a.Status == StatusClosed {
 			continue
 		}

@@ -2,8 +2,10 @@ package alerts
 
 import (
 	"cmp"
+	"container/heap"
 	"encoding/base64"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,8 +62,76 @@ func sortKey(field string, a *Alert) int64 {
 
 // List returns one page of the alerts f selects, in f.Sort order with the
 // id breaking ties. A cursor stays valid while alerts change: the next page
-// starts after the last alert of the previous one in sort order.
+// starts after the last alert of the previous one in sort order. List reads
+// the alerts' published views, without the engine's mutex: it never waits
+// for ingestion, nor ingestion for it; and it keeps only the page's best
+// alerts as it scans (a heap), not every one selected.
 func (e *Engine) List(f Filter) (Page, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	sel, err := e.selectTop(f, limit+1)
+	if err != nil {
+		return Page{}, err
+	}
+	var p Page
+	if len(sel) > limit {
+		sel = sel[:limit]
+		last := sel[limit-1]
+		p.Next = encodeCursor(last.key, last.v.ID)
+	}
+	p.Alerts = make([]Alert, len(sel))
+	for i, r := range sel {
+		p.Alerts[i] = r.v.clone()
+	}
+	return p, nil
+}
+
+// All returns every alert f selects after f.Cursor, in List's order,
+// whatever f.Limit: what one export reads in one pass instead of a List
+// per page. The alerts are copies, as of the call.
+func (e *Engine) All(f Filter) (iter.Seq[Alert], error) {
+	sel, err := e.selectTop(f, -1)
+	if err != nil {
+		return nil, err
+	}
+	return func(yield func(Alert) bool) {
+		for _, r := range sel {
+			if !yield(r.v.clone()) {
+				return
+			}
+		}
+	}, nil
+}
+
+// ranked is a view with its sort key.
+type ranked struct {
+	key int64
+	v   *alertView
+}
+
+// topHeap holds the best alerts seen so far with the worst on top, in the
+// order before says.
+type topHeap struct {
+	rs     []ranked
+	before func(a, b ranked) int
+}
+
+func (h *topHeap) Len() int           { return len(h.rs) }
+func (h *topHeap) Less(i, j int) bool { return h.before(h.rs[i], h.rs[j]) > 0 }
+func (h *topHeap) Swap(i, j int)      { h.rs[i], h.rs[j] = h.rs[j], h.rs[i] }
+func (h *topHeap) Push(x any)         { h.rs = append(h.rs, x.(ranked)) }
+func (h *topHeap) Pop() any {
+	r := h.rs[len(h.rs)-1]
+	h.rs = h.rs[:len(h.rs)-1]
+	return r
+}
+
+// selectTop returns the first n views (all for n < 0) f selects after its
+// cursor, in f.Sort order.
+func (e *Engine) selectTop(f Filter, n int) ([]ranked, error) {
 	desc := strings.HasPrefix(f.Sort, "-")
 	field := strings.TrimPrefix(f.Sort, "-")
 	switch field {
@@ -69,57 +139,60 @@ func (e *Engine) List(f Filter) (Page, error) {
 		field, desc = "fired", true
 	case "fired", "updated", "severity":
 	default:
-		return Page{}, fmt.Errorf("%w: sort %q: want fired, updated or severity, optionally prefixed with -", ErrBadFilter, f.Sort)
+		return nil, fmt.Errorf("%w: sort %q: want fired, updated or severity, optionally prefixed with -", ErrBadFilter, f.Sort)
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
-	limit = min(limit, MaxListLimit)
-	var (
-		afterKey int64
-		afterID  string
-	)
+	var after ranked
 	if f.Cursor != "" {
-		var err error
-		if afterKey, afterID, err = decodeCursor(f.Cursor); err != nil {
-			return Page{}, err
+		key, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, err
 		}
+		after = ranked{key: key, v: &alertView{Alert: Alert{ID: id}}}
 	}
-	cmpAlert := func(ak int64, aid string, bk int64, bid string) int {
-		c := cmp.Or(cmp.Compare(ak, bk), strings.Compare(aid, bid))
+	before := func(a, b ranked) int {
+		c := cmp.Or(cmp.Compare(a.key, b.key), strings.Compare(a.v.ID, b.v.ID))
 		if desc {
 			return -c
 		}
 		return c
 	}
-	e.mu.Lock()
-	var out []Alert
-	for _, en := range e.alerts {
-		a := &en.Alert
+	h := &topHeap{before: before}
+	for v := range e.published() {
+		a := &v.Alert
 		if !e.selects(f, a) {
 			continue
 		}
-		if f.Cursor != "" && cmpAlert(sortKey(field, a), a.ID, afterKey, afterID) <= 0 {
-			continue
+		r := ranked{key: sortKey(field, a), v: v}
+		switch {
+		case f.Cursor != "" && before(r, after) <= 0:
+		case n < 0 || len(h.rs) < n:
+			if n < 0 {
+				h.rs = append(h.rs, r)
+			} else {
+				heap.Push(h, r)
+			}
+		case before(r, h.rs[0]) < 0:
+			h.rs[0] = r
+			heap.Fix(h, 0)
 		}
-		out = append(out, a.clone())
 	}
-	e.mu.Unlock()
-	slices.SortFunc(out, func(a, b Alert) int {
-		return cmpAlert(sortKey(field, &a), a.ID, sortKey(field, &b), b.ID)
-	})
-	var p Page
-	if len(out) > limit {
-		out = out[:limit]
-		last := &out[limit-1]
-		p.Next = encodeCursor(sortKey(field, last), last.ID)
-	}
-	p.Alerts = out
-	return p, nil
+	slices.SortFunc(h.rs, before)
+	return h.rs, nil
 }
 
-// selects reports whether f selects a. Called with mu held.
+// published yields the published view of every alert in memory.
+func (e *Engine) published() iter.Seq[*alertView] {
+	return func(yield func(*alertView) bool) {
+		e.views.Range(func(_, v any) bool {
+			if view := v.(*entry).view.Load(); view != nil {
+				return yield(view)
+			}
+			return true
+		})
+	}
+}
+
+// selects reports whether f selects a.
 func (e *Engine) selects(f Filter, a *Alert) bool {
 	switch {
 	case a.Condition == ConditionPending,
@@ -153,15 +226,17 @@ func decodeCursor(c string) (int64, string, error) {
 	return 0, "", fmt.Errorf("%w: cursor %q was not issued by List", ErrBadFilter, c)
 }
 
-// Get returns an alert and its trace, oldest event first.
+// Get returns an alert and its trace, oldest event first, from its
+// published view.
 func (e *Engine) Get(id string) (Alert, []Event, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	en := e.alerts[id]
-	if en == nil || en.Condition == ConditionPending {
+	var view *alertView
+	if en, ok := e.views.Load(id); ok {
+		view = en.(*entry).view.Load()
+	}
+	if view == nil || view.Condition == ConditionPending {
 		return Alert{}, nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	return en.clone(), slices.Clone(en.events), nil
+	return view.clone(), slices.Clone(view.events), nil
 }
 
 // Subscription receives transitions: every event with the alert after it.

@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/gridwatch/gridwatch/devices"
@@ -81,6 +82,17 @@ type entry struct {
 	// that wait for it (see Engine.Act).
 	acting   chan struct{}
 	deferred []func()
+	// view is the alert as readers see it, published by Engine.unlock;
+	// stale is set while a newer state waits in Engine.changed.
+	view  atomic.Pointer[alertView]
+	stale bool
+}
+
+// alertView is an immutable copy of an alert and its trace: events is the
+// entry's append-only slice as it was, which later appends do not change.
+type alertView struct {
+	Alert
+	events []Event
 }
 
 // groupKey identifies a storm group: one rule in one grid cell.

@@ -60,8 +60,7 @@ func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, e
 	if !from.Before(to) {
 		return nil, fmt.Errorf("%w: from %s must be before to %s", ErrBadFilter, from, to)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	// Stats reads the published views, as List does.
 	now := e.Now()
 	type acc struct {
 		Stats
@@ -70,8 +69,8 @@ func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, e
 	}
 	groups := map[string]*acc{}
 	keys := make([]string, 0, 4)
-	for _, en := range e.alerts {
-		a := &en.Alert
+	for v := range e.published() {
+		a := &v.Alert
 		if a.Condition == ConditionPending || a.Fired.IsZero() || scope != "" && !e.InScope(scope, a.Grid) {
 			continue
 		}
@@ -119,7 +118,7 @@ func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, e
 			g.Overdue += btoi(a.AckOverdue) + btoi(a.ResolveOverdue)
 		}
 	}
-	sc := e.rules.File.Scoring
+	sc := e.ruleView.Load().File.Scoring
 	out := make([]Stats, 0, len(groups))
 	for _, g := range groups {
 		if g.acks > 0 {

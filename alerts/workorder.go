@@ -77,7 +77,7 @@ func (e *Engine) Act(ctx context.Context, a Action) (Alert, error) {
 		return Alert{}, fmt.Errorf("%w: an actor is required", ErrInvalidAction)
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	for {
 		if e.closed || e.alerts == nil {
 			return Alert{}, ErrClosed
@@ -90,7 +90,7 @@ func (e *Engine) Act(ctx context.Context, a Action) (Alert, error) {
 			// Another action on the alert is being saved: its outcome
 			// decides whether a.Version is still current.
 			done := en.acting
-			e.mu.Unlock()
+			e.unlock()
 			select {
 			case <-done:
 			case <-ctx.Done():
@@ -112,7 +112,7 @@ func (e *Engine) Act(ctx context.Context, a Action) (Alert, error) {
 		if e.Store != nil {
 			done := make(chan struct{})
 			en.acting = done
-			e.mu.Unlock()
+			e.unlock()
 			err = e.saveAction(ctx, next, ev)
 			e.mu.Lock()
 			en.acting = nil
@@ -121,7 +121,7 @@ func (e *Engine) Act(ctx context.Context, a Action) (Alert, error) {
 				e.m.saveErrors.Inc()
 				// The alert row may be stored without its event: the next
 				// flush stores the unchanged alert over it.
-				e.dirty[en.ID] = en
+				e.touch(en)
 				e.runDeferred(en)
 				return Alert{}, err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 // *alerts.Engine is one.
 type Alerts interface {
 	List(f alerts.Filter) (alerts.Page, error)
+	All(f alerts.Filter) (iter.Seq[alerts.Alert], error)
 	Get(id string) (alerts.Alert, []alerts.Event, error)
 	Act(ctx context.Context, a alerts.Action) (alerts.Alert, error)
 	Subscribe(buffer int) *alerts.Subscription
