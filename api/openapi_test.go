@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/devices"
@@ -489,8 +490,9 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		}
 		s.Cameras = failingCameras{}
 		s.Checks = map[string]Check{"clickhouse": func(context.Context) error { return errDown }}
+		s.Gatherer = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errDown })
 	})
-	e.probe(t, doc, failing, failingSrv, []docRequest{{name: "stores down", token: "tok-city", path: "?metric=level_cm"}})
+	e.probe(t, doc, failing, failingSrv, []docRequest{{name: "parts down", token: "tok-city", path: "?metric=level_cm"}})
 
 	// While the alert store fails an action is not stored; while the
 	// engine shuts down neither actions nor silences are taken.
