@@ -884,6 +884,12 @@ func (e *Engine) emit(en *entry, ev Event) {
 // published by unlock. Called with mu held.
 func (e *Engine) touch(en *entry) {
 	e.dirty[en.ID] = en
+	e.republish(en)
+}
+
+// republish marks en's view stale, to be published by unlock. Called with
+// mu held.
+func (e *Engine) republish(en *entry) {
 	if !en.stale {
 		en.stale = true
 		e.changed = append(e.changed, en)

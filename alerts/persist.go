@@ -113,7 +113,7 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 		slices.SortFunc(en.events, func(x, y Event) int { return cmp.Compare(x.Version, y.Version) })
 		e.alerts[a.ID] = en
 		e.views.Store(a.ID, en)
-		e.touch(en)
+		e.republish(en) // stored already: a view, no save
 		if a.Status == StatusClosed {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,6 +165,7 @@ func equal[T comparable](a, b []T) bool {
 type fakeStore struct {
 	saveAlerts func([]alerts.Alert) error
 	saveEvents func([]alerts.Event) error
+	loaded     []alerts.Alert // what LoadAlerts returns
 }
 
 func (s *fakeStore) SaveAlerts(_ context.Context, rows []alerts.Alert) error {
@@ -181,7 +183,7 @@ func (s *fakeStore) SaveEvents(_ context.Context, events []alerts.Event) error {
 }
 
 func (s *fakeStore) LoadAlerts(context.Context, time.Time) ([]alerts.Alert, []alerts.Event, error) {
-	return nil, nil, nil
+	return s.loaded, nil, nil
 }
 func (s *fakeStore) SaveSilence(context.Context, alerts.Silence) error { return nil }
 func (s *fakeStore) LoadSilences(context.Context, time.Time) ([]alerts.Silence, error) {
@@ -357,5 +359,27 @@ func TestActionsWhileSaving(t *testing.T) {
 	}
 	if got.Status != alerts.StatusAcknowledged || got.Condition != alerts.ConditionCleared || got.Version != a.Version+2 {
 		t.Fatalf("alert after: %s %s v%d; want acknowledged, cleared, v%d", got.Status, got.Condition, got.Version, a.Version+2)
+	}
+}
+
+// TestRestoredAlertsNotSavedAgain checks that alerts restored at start are
+// listed and are not saved again by the flush: they are stored already.
+func TestRestoredAlertsNotSavedAgain(t *testing.T) {
+	c := &clock{t: t0}
+	var saved atomic.Int64
+	store := &fakeStore{
+		loaded: []alerts.Alert{{ID: "a1", Version: 3, Rule: "gas_high", Device: "gas-1", Grid: "G1",
+			Condition: alerts.ConditionFiring, Status: alerts.StatusAcknowledged, Fired: t0, Updated: t0}},
+		saveAlerts: func(as []alerts.Alert) error { saved.Add(int64(len(as))); return nil },
+	}
+	e := newEngine(t, mustRules(t, lifecycleRules), []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}}, store, c)
+	if a, _, err := e.Get("a1"); err != nil || a.Status != alerts.StatusAcknowledged || a.Version != 3 {
+		t.Fatalf("restored alert: %+v, %v", a, err)
+	}
+	if err := e.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := saved.Load(); n != 0 {
+		t.Errorf("the flush after a restore saved %d alert rows, want 0", n)
 	}
 }
