@@ -500,6 +500,68 @@ func TestStreamDeliversScopedTransitionsAndStops(t *testing.T) {
 	poll(t, "stream closed by server", func() bool { return testutil.ToFloat64(env.api.stream.clients) == 0 })
 }
 
+// TestStreamOverflowEndsStream attacks "a client too slow to keep up gets
+// event: overflow and is disconnected" and "nothing lost silently": bursts
+// of transitions (one engine batch each) overrun a one-transition buffer;
+// the events the client got before the overflow have no gap in their
+// versions, then come the overflow event, the end of the stream and the
+// count.
+func TestStreamOverflowEndsStream(t *testing.T) {
+	env := newAlertEnv(t)
+	env.api.StreamBuffer = 1
+	req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/api/v1/alerts/stream", nil)
+	req.Header.Set("Authorization", "Bearer tok-viewer")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := readEvents(bufio.NewReader(resp.Body))
+	poll(t, "stream client registered", func() bool { return testutil.ToFloat64(env.api.stream.clients) == 1 })
+	burst := make([]alerts.Observation, 400)
+	for i := range burst {
+		burst[i] = alerts.Observation{Device: devIn, Metric: "level_cm", Value: float64(10 + 40*(i%2)), TS: time.Now().UnixMilli()}
+	}
+	var last uint64
+	deadline := time.After(time.Minute)
+	for overflowed := false; !overflowed; {
+		env.engine.Observe(burst...)
+	drain:
+		for {
+			select {
+			case ev, ok := <-events:
+				switch {
+				case !ok:
+					t.Fatal("the stream ended without an overflow event")
+				case ev.event == "overflow":
+					overflowed = true
+					break drain
+				case ev.event == "heartbeat":
+				default:
+					var v uint64
+					if _, err := fmt.Sscanf(ev.id[strings.LastIndexByte(ev.id, '/')+1:], "%d", &v); err != nil {
+						t.Fatalf("event id %q: %v", ev.id, err)
+					}
+					if last != 0 && v != last+1 {
+						t.Fatalf("event %s follows version %d: transitions lost without an overflow event", ev.id, last)
+					}
+					last = v
+				}
+			case <-time.After(100 * time.Millisecond):
+				break drain // the burst is delivered: another one
+			case <-deadline:
+				t.Fatal("no overflow within a minute of bursts into a one-transition buffer")
+			}
+		}
+	}
+	for ev := range events {
+		t.Fatalf("event %+v after the overflow: the stream should end", ev)
+	}
+	if n := testutil.ToFloat64(env.api.stream.dropped.WithLabelValues("overflow")); n != 1 {
+		t.Errorf("overflow counted %v times, want 1", n)
+	}
+}
+
 // poll waits until cond holds, failing the test after 10 seconds.
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
