@@ -54,7 +54,7 @@ func spoolCommand() *cobra.Command {
 			if all == (len(args) > 0) {
 				return errors.New("name the quarantined files to replay, or give --all")
 			}
-			cfg, err := server.Load(cmd.Flags())
+			cfg, logger, err := loadConfig(cmd)
 			if err != nil {
 				return err
 			}
@@ -71,7 +71,7 @@ func spoolCommand() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "the quarantine is empty")
 				return nil
 			}
-			db, closeDB, err := openStore(cmd, cmd)
+			db, closeDB, err := server.OpenStore(cmd.Context(), cfg, logger)
 			if err != nil {
 				return err
 			}
