@@ -186,3 +186,28 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`silences`
 )
 ENGINE = ReplacingMergeTree(revision)
 ORDER BY id;
+
+-- migration 0011: case_events
+CREATE TABLE IF NOT EXISTS `gridwatch`.`case_events`
+(
+    `ts` Int64,
+    `case_id` String,
+    `seq` UInt32,
+    `actor` String,
+    `role` String,
+    `kind` String,
+    `from_status` String,
+    `to_status` String,
+    `unit` String,
+    `grid` String,
+    `category` String,
+    `source` String,
+    `due` Int64,
+    `note` String,
+    `evidence` Array(String),
+    `satisfaction` UInt8,
+    `date` Date MATERIALIZED toDate(toDateTime(intDiv(ts, 1000)), 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(date)
+ORDER BY (case_id, seq);

@@ -188,3 +188,27 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`silences`
 )
 ENGINE = ReplacingMergeTree(revision)
 ORDER BY id;
+
+-- migration 0011: case_events
+CREATE TABLE IF NOT EXISTS `gridwatch`.`case_events`
+(
+    `ts` DateTime64(3, 'UTC'),
+    `case_id` String,
+    `seq` UInt32,
+    `actor` String,
+    `role` LowCardinality(String),
+    `kind` LowCardinality(String),
+    `from_status` LowCardinality(String),
+    `to_status` LowCardinality(String),
+    `unit` LowCardinality(String),
+    `grid` LowCardinality(String),
+    `category` LowCardinality(String),
+    `source` LowCardinality(String),
+    `due` DateTime64(3, 'UTC'),
+    `note` String,
+    `evidence` Array(String),
+    `satisfaction` UInt8
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (case_id, seq);
