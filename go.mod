@@ -23,6 +23,8 @@ require (
 	golang.org/x/time v0.8.0
 )
 
+require github.com/6tail/lunar-go v1.4.7
+
 require (
 	github.com/expr-lang/expr v1.16.9
 	go.mongodb.org/mongo-driver v1.11.4 // indirect
