@@ -187,8 +187,9 @@ func (a *Alert) clone() Alert {
 // EventKind says what an Event records.
 type EventKind string
 
-// Event kinds. Fire, Clear, Escalate, Deescalate, Overdue, Remind, Group and
-// Close by the rule are the engine's (actor "system"); the rest are actions.
+// Event kinds. Fire, Refire, Clear, Escalate, Deescalate, Overdue, Remind,
+// Join, Unsilence and Close by the rule are the engine's (actor "system");
+// the rest are actions.
 const (
 	EventFire       EventKind = "fire"
 	EventRefire     EventKind = "refire"
@@ -204,6 +205,10 @@ const (
 	EventClose      EventKind = "close"
 	EventReopen     EventKind = "reopen"
 	EventComment    EventKind = "comment"
+	// EventUnsilence announces an alert that still fires when the silence
+	// or maintenance window covering it ended: notifiers, which skipped
+	// its silenced transitions, hear of it now.
+	EventUnsilence EventKind = "unsilence"
 )
 
 // ActorSystem is the actor of the engine's own events.

@@ -546,8 +546,8 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 }
 
 // RunTimers runs every timer against the clock: pending `for` and
-// clear_for durations, absence, storm groups, escalation, deadlines and
-// reminders. The engine calls it every Tick; tests with a fake clock call
+// clear_for durations, absence, storm groups, escalation, deadlines,
+// reminders and the ends of silences. The engine calls it every Tick; tests with a fake clock call
 // it after moving the clock.
 func (e *Engine) RunTimers() {
 	e.mu.Lock()
@@ -583,9 +583,11 @@ func (e *Engine) RunTimers() {
 	for _, en := range e.active {
 		e.runDeadlines(en, now)
 	}
+	// Notifiers hear of what an ended silence kept quiet at its end, not
+	// at the next prune.
+	e.expireSilences(now)
 	if !now.Before(e.nextPrune) {
 		e.prune(now)
-		e.expireSilences(now)
 		e.nextPrune = now.Add(time.Hour)
 	}
 }

@@ -81,8 +81,9 @@ func (e *Engine) RemoveSilence(ctx context.Context, id string) error {
 		return err
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.silences = slices.DeleteFunc(e.silences, func(s Silence) bool { return s.ID == id })
+	e.unsilence([]Silence{ended}, e.now())
 	return nil
 }
 
@@ -100,7 +101,7 @@ func (e *Engine) saveSilence(ctx context.Context, s Silence) error {
 // Silences returns the silences in force.
 func (e *Engine) Silences() []Silence {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.expireSilences(e.now())
 	return slices.Clone(e.silences)
 }
@@ -113,9 +114,48 @@ func (e *Engine) now() time.Time {
 	return e.Now()
 }
 
-// expireSilences forgets ended silences. Called with mu held.
+// expireSilences forgets ended silences and announces what they kept
+// quiet. Called with mu held.
 func (e *Engine) expireSilences(now time.Time) {
-	e.silences = slices.DeleteFunc(e.silences, func(s Silence) bool { return !s.Ends.After(now) })
+	var ended []Silence
+	e.silences = slices.DeleteFunc(e.silences, func(s Silence) bool {
+		if s.Ends.After(now) {
+			return false
+		}
+		ended = append(ended, s)
+		return true
+	})
+	if len(ended) > 0 {
+		e.unsilence(ended, now)
+	}
+}
+
+// unsilence announces the alerts that still fire and that the ended
+// silences (with the silences in force) covered, and the silences in force
+// no longer cover: their transitions were kept from the notifiers, which
+// hear of them now. Silences end seldom, so a scan of the open alerts is
+// fine. Called with mu held.
+func (e *Engine) unsilence(ended []Silence, now time.Time) {
+	before := append(slices.Clone(e.silences), ended...)
+	for _, en := range e.active {
+		// Every silence of before is in force at the zero time.
+		if en.Condition != ConditionFiring || !e.coveredBy(before, time.Time{}, en.Rule, en.Device, en.Grid, en.Members, false) ||
+			e.silenced(en.Rule, en.Device, en.Grid, en.Members, now, false) {
+			continue
+		}
+		e.announce(en, now)
+	}
+}
+
+// announce records that en, still firing, is no longer silenced.
+func (e *Engine) announce(en *entry, now time.Time) {
+	if e.whileActing(en, func() { e.announce(en, now) }) {
+		return
+	}
+	if en.Condition != ConditionFiring || en.Status == StatusClosed {
+		return // changed while an action was being saved
+	}
+	e.record(en, now, ActorSystem, EventUnsilence, "", "", "the silences covering it ended; the alert still fires")
 }
 
 // silenced reports whether silences in force (with maintenance, only
@@ -124,8 +164,13 @@ func (e *Engine) expireSilences(now time.Time) {
 // no device, or when every member is covered: silencing one device of a
 // storm leaves the alert about the others loud. Called with mu held.
 func (e *Engine) silenced(rule, device, grid string, members []string, now time.Time, maintenance bool) bool {
+	return e.coveredBy(e.silences, now, rule, device, grid, members, maintenance)
+}
+
+// coveredBy is silenced with the silences of list in force at now.
+func (e *Engine) coveredBy(list []Silence, now time.Time, rule, device, grid string, members []string, maintenance bool) bool {
 	covered := func(device string) bool {
-		return slices.ContainsFunc(e.silences, func(s Silence) bool {
+		return slices.ContainsFunc(list, func(s Silence) bool {
 			return s.Ends.After(now) && (s.Maintenance || !maintenance) && (s.Rule == "" || s.Rule == rule) &&
 				(s.Device == "" || s.Device == device) && (s.Grid == "" || e.InScope(s.Grid, grid))
 		})

@@ -158,12 +158,14 @@ func TestSilencingOneDeviceLeavesItsStormLoud(t *testing.T) {
 	}
 	e := newEngine(t, mustRules(t, "sla: {remind_every: 10m}\nrules:\n  - {name: silent, absent: 3, severity: minor}\n"), devs, nil, c)
 	sub := e.Subscribe(1024)
-	silence := func(s alerts.Silence) {
+	silence := func(s alerts.Silence) alerts.Silence {
 		t.Helper()
 		s.Ends, s.Actor = c.Now().Add(24*time.Hour), "op"
-		if _, err := e.AddSilence(t.Context(), s); err != nil {
+		s, err := e.AddSilence(t.Context(), s)
+		if err != nil {
 			t.Fatal(err)
 		}
+		return s
 	}
 	silence(alerts.Silence{Device: "gas-1"})
 	run(e, c, 3*time.Minute)
@@ -174,8 +176,9 @@ func TestSilencingOneDeviceLeavesItsStormLoud(t *testing.T) {
 	if got[0].Silenced {
 		t.Errorf("the storm alert of 5 devices is silenced by a silence of gas-1 alone")
 	}
+	var last alerts.Silence
 	for i := 2; i <= 5; i++ {
-		silence(alerts.Silence{Device: fmt.Sprintf("gas-%d", i)})
+		last = silence(alerts.Silence{Device: fmt.Sprintf("gas-%d", i)})
 	}
 	run(e, c, 10*time.Minute)
 	var remind *alerts.Transition
@@ -192,6 +195,18 @@ func TestSilencingOneDeviceLeavesItsStormLoud(t *testing.T) {
 	if remind == nil || !remind.Silenced {
 		t.Errorf("reminder once every member is silenced: %+v; want one, silenced", remind)
 	}
+	// One member's silence ends: the storm is loud again, and announced.
+	if err := e.RemoveSilence(t.Context(), last.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tr := <-sub.C:
+		if tr.Event.Kind != alerts.EventUnsilence || tr.Silenced || tr.Alert.ID != got[0].Alert.ID {
+			t.Errorf("after a member's silence ended: %+v; want the storm alert announced", tr)
+		}
+	default:
+		t.Errorf("after a member's silence ended, the storm alert was not announced")
+	}
 }
 
 // TestSilenceOfAnUnknownRuleIsRefused attacks the silences promise the way
@@ -207,5 +222,82 @@ func TestSilenceOfAnUnknownRuleIsRefused(t *testing.T) {
 	}
 	if _, err := e.AddSilence(t.Context(), alerts.Silence{Rule: "gas_high", Ends: t0.Add(time.Hour), Actor: "op"}); err != nil {
 		t.Fatalf("silence of a known rule: %v", err)
+	}
+}
+
+// TestSilenceEndReannouncesFiringAlerts attacks the silences promise from
+// its other end: notifiers stay quiet while a silence covers an alert, and
+// hear of it once the silence is over, whether it expired or was deleted,
+// if the alert still fires. An alert another silence still covers, or one
+// that cleared meanwhile, stays quiet.
+func TestSilenceEndReannouncesFiringAlerts(t *testing.T) {
+	c := &clock{t: t0}
+	var devs []devices.Device
+	for i := 1; i <= 4; i++ {
+		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: fmt.Sprintf("G%d", i)})
+	}
+	e := newEngine(t, mustRules(t, lifecycleRules), devs, nil, c)
+	sub := e.Subscribe(1024)
+	silence := func(s alerts.Silence, d time.Duration) alerts.Silence {
+		t.Helper()
+		s.Ends, s.Actor = c.Now().Add(d), "op"
+		s, err := e.AddSilence(t.Context(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	obs := func(dev string, v float64) {
+		e.Observe(alerts.Observation{Device: dev, Metric: "ch4_ppm", Value: v, TS: c.Now().UnixMilli()})
+	}
+	// loud drains sub and returns the devices whose transitions are not
+	// silenced, failing on a silenced one that should not be.
+	loud := func() map[string]alerts.Transition {
+		out := map[string]alerts.Transition{}
+		for {
+			select {
+			case tr := <-sub.C:
+				if !tr.Silenced {
+					out[tr.Alert.Device] = tr
+				}
+			default:
+				return out
+			}
+		}
+	}
+	silence(alerts.Silence{Device: "gas-1"}, 5*time.Minute) // expires
+	deleted := silence(alerts.Silence{Device: "gas-2"}, 24*time.Hour)
+	silence(alerts.Silence{Device: "gas-3"}, 5*time.Minute) // expires, but
+	silence(alerts.Silence{Grid: "G3"}, 24*time.Hour)       // this one goes on
+	silence(alerts.Silence{Device: "gas-4"}, 5*time.Minute) // expires after gas-4 cleared
+	for _, d := range devs {
+		obs(d.ID, 9000)
+	}
+	if got := loud(); len(got) != 0 {
+		t.Fatalf("loud transitions under silences: %+v", got)
+	}
+	obs("gas-4", 100)
+	run(e, c, 5*time.Minute)
+	got := loud()
+	tr, ok := got["gas-1"]
+	if !ok || tr.Alert.Condition != alerts.ConditionFiring || tr.Event.Kind != alerts.EventUnsilence {
+		t.Errorf("gas-1 after its silence expired: %+v; want an unsilence transition of the firing alert", got)
+	}
+	for _, dev := range []string{"gas-2", "gas-3", "gas-4"} {
+		if tr, ok := got[dev]; ok {
+			t.Errorf("%s announced when gas-1's silence expired: %+v", dev, tr)
+		}
+	}
+	if err := e.RemoveSilence(t.Context(), deleted.ID); err != nil {
+		t.Fatal(err)
+	}
+	got = loud()
+	if tr, ok := got["gas-2"]; !ok || tr.Event.Kind != alerts.EventUnsilence || len(got) != 1 {
+		t.Errorf("after gas-2's silence was deleted: %+v; want gas-2's alert announced, alone", got)
+	}
+	// The announcement is in the trace, so the alert's version moved on.
+	a, events, err := e.Get(tr.Alert.ID)
+	if err != nil || events[len(events)-1].Kind != alerts.EventUnsilence || a.Version != events[len(events)-1].Version {
+		t.Errorf("gas-1's trace %+v (%v); want it to end with the unsilence event", events, err)
 	}
 }
