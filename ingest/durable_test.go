@@ -131,3 +131,15 @@ func TestPipelineRedelivery(t *testing.T) {
 		})
 	}
 }
+
+func TestReadingsOfInvertsAppendReading(t *testing.T) {
+	want := []Reading{
+		{TS: 1000, Received: 1001, Device: "aq-0001", Grid: "D01-S01-G01", Metric: "pm25", Value: 35.5},
+		{TS: 2000, Received: 2002, Device: "aq-0002", Grid: "D01-S01-G02", Metric: "pm10", Value: -1},
+	}
+	prefix := Reading{Device: "kept"}
+	got := ReadingsOf(telemetryRecord(t, want...), []Reading{prefix})
+	if !reflect.DeepEqual(got, append([]Reading{prefix}, want...)) {
+		t.Errorf("ReadingsOf = %+v, want %+v after the reading already in dst", got, want)
+	}
+}

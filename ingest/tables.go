@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"unique"
+
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 )
@@ -45,6 +47,29 @@ func AppendReading(b *array.RecordBuilder, r Reading) {
 	b.Field(3).(*array.StringBuilder).Append(r.Grid)
 	b.Field(4).(*array.StringBuilder).Append(r.Metric)
 	b.Field(5).(*array.Float64Builder).Append(r.Value)
+}
+
+// ReadingsOf appends the rows of rec, a record of TelemetrySchema, to dst
+// as readings and returns it: the inverse of AppendReading. The strings are
+// interned copies, so a reading kept holds no Arrow buffer.
+func ReadingsOf(rec arrow.Record, dst []Reading) []Reading {
+	ts := rec.Column(0).(*array.Timestamp)
+	received := rec.Column(1).(*array.Timestamp)
+	device := rec.Column(2).(*array.String)
+	grid := rec.Column(3).(*array.String)
+	metric := rec.Column(4).(*array.String)
+	value := rec.Column(5).(*array.Float64)
+	for i := range int(rec.NumRows()) {
+		dst = append(dst, Reading{
+			TS:       int64(ts.Value(i)),
+			Received: int64(received.Value(i)),
+			Device:   unique.Make(device.Value(i)).Value(),
+			Grid:     unique.Make(grid.Value(i)).Value(),
+			Metric:   unique.Make(metric.Value(i)).Value(),
+			Value:    value.Value(i),
+		})
+	}
+	return dst
 }
 
 // ReadingSize estimates the Arrow bytes of r: three 8-byte numbers and three

@@ -99,6 +99,25 @@ func (s *Server) readingsStored(ctx context.Context, readings []ingest.Reading, 
 	return nil
 }
 
+// observeStored is the telemetry batcher's write in durable mode: it hands a
+// batch's readings to the alert engine once write stored them (the group
+// commit fsynced them in the spool), never before. A batch the spool could
+// not write gets no PUBACK and its devices send it again: evaluated when
+// taken, as in the default mode, its readings would count twice in windowed
+// rules. The batcher calls write from one goroutine, which owns readings.
+func (s *Server) observeStored(write ingest.WriteFunc) ingest.WriteFunc {
+	var readings []ingest.Reading
+	return func(ctx context.Context, b *ingest.Batch) error {
+		if err := write(ctx, b); err != nil {
+			return err
+		}
+		readings = ingest.ReadingsOf(b.Record, readings[:0])
+		s.observe(readings)
+		clear(readings) // Holds no device's strings until the next batch.
+		return nil
+	}
+}
+
 // telemetryBatchAge is the telemetry batcher's MaxAge: the commit interval
 // in durable mode, where PUBACKs wait for it, else ingest.batch_age.
 func telemetryBatchAge(cfg *Config) time.Duration {

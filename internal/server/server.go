@@ -115,10 +115,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Logger:    s.Logger,
 		Metrics:   ingest.NewPipelineMetrics(s.metrics),
 		Admit:     s.spool.Admit,
-		Observe:   s.observe,
 	}
 	if cfg.Ingest.DurableAck {
+		// The telemetry batcher's write evaluates the readings once
+		// stored (observeStored).
 		pipeline.Stored = s.readingsStored
+	} else {
+		pipeline.Observe = s.observe
 	}
 	s.broker = &broker.Broker{
 		Listen:        cfg.MQTT.Listen,
@@ -215,7 +218,11 @@ func (s *Server) startIngest(ctx context.Context) error {
 	}
 	s.write = write
 	bm := ingest.NewBatcherMetrics(s.metrics)
-	s.telemetry = ingest.NewTelemetryBatcher(write)
+	telemetryWrite := write
+	if s.Config.Ingest.DurableAck {
+		telemetryWrite = s.observeStored(write)
+	}
+	s.telemetry = ingest.NewTelemetryBatcher(telemetryWrite)
 	s.telemetry.MaxAge = telemetryBatchAge(&s.Config)
 	s.rejected = ingest.NewRejectedBatcher(write)
 	if err := startBatcher(ctx, s.telemetry, &s.Config, s.Logger, bm); err != nil {
