@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
 )
 
 // Alerts is what the alert endpoints need from the alert engine;
@@ -186,20 +190,29 @@ type actionRequest struct {
 
 // actOnAlert serves POST /api/v1/alerts/{id}/{kind}. The version the actor
 // saw is required, in the body or as If-Match; a stale one gets 409.
+// Refused requests are counted by reason (actionMetrics).
 func (s *Server) actOnAlert(kind alerts.ActionKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req actionRequest
 		if r.ContentLength != 0 && !s.readJSON(w, r, &req) {
+			s.actions.refused.WithLabelValues("bad_body").Inc()
 			return
 		}
 		if m := r.Header.Get("If-Match"); m != "" {
-			v, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)
+			if strings.HasPrefix(m, "W/") {
+				// RFC 9110 13.1.1: If-Match compares strongly, and a weak
+				// validator never matches strongly.
+				s.refuseAction(w, http.StatusPreconditionFailed, "weak_etag",
+					fmt.Sprintf("If-Match %q is a weak entity tag, which never matches (RFC 9110 compares If-Match strongly): send the alert's ETag as given, such as \"3\"", m))
+				return
+			}
+			v, err := strconv.ParseUint(strings.Trim(m, `"`), 10, 64)
 			if err != nil {
-				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("If-Match must be an alert version such as \"3\", not %q", m))
+				s.refuseAction(w, http.StatusBadRequest, "bad_if_match", fmt.Sprintf("If-Match must be an alert version such as \"3\", not %q", m))
 				return
 			}
 			if req.Version != 0 && req.Version != v {
-				writeError(w, http.StatusBadRequest, "bad_request", "If-Match and the body's version differ")
+				s.refuseAction(w, http.StatusBadRequest, "versions_differ", "If-Match and the body's version differ")
 				return
 			}
 			req.Version = v
@@ -208,7 +221,10 @@ func (s *Server) actOnAlert(kind alerts.ActionKind) http.HandlerFunc {
 			return
 		}
 		if req.Version == 0 {
-			writeError(w, http.StatusPreconditionRequired, "version_required", "send the alert version you saw, as If-Match or the body's \"version\"")
+			s.refuseAction(w, http.StatusPreconditionRequired, "version_required", "send the alert version you saw, as If-Match or the body's \"version\"")
+			return
+		}
+		if kind == alerts.ActionDispatch && req.Unit != "" && !s.knownUnit(w, req.Unit) {
 			return
 		}
 		a, err := s.Alerts.Act(r.Context(), alerts.Action{
@@ -222,6 +238,62 @@ func (s *Server) actOnAlert(kind alerts.ActionKind) http.HandlerFunc {
 		w.Header().Set("ETag", etag(a.Version))
 		writeJSON(w, http.StatusOK, a)
 	}
+}
+
+// knownUnit reports whether unit is in the registry's units table; when it
+// is not, it answers 422 unknown_unit (503 without a registry) and counts
+// the refusal. A dispatch to a unit that does not exist would leave the
+// work order with nobody to do it, out of every unit's statistics.
+func (s *Server) knownUnit(w http.ResponseWriter, unit string) bool {
+	if s.Registry == nil {
+		s.refuseAction(w, http.StatusServiceUnavailable, "no_registry", "the units table is not available: dispatch without a unit keeps the routed one")
+		return false
+	}
+	units := s.Registry.Units()
+	if slices.ContainsFunc(units, func(u devices.Unit) bool { return u.Code == unit }) {
+		return true
+	}
+	msg := fmt.Sprintf("unit %q is not in the units table (GET /api/v1/units lists them; gridwatch units import adds them)", unit)
+	if len(units) == 0 {
+		msg = fmt.Sprintf("unit %q is not in the units table, which is empty: import one with gridwatch units import or units.file (see deploy/units.yaml)", unit)
+	}
+	s.refuseAction(w, http.StatusUnprocessableEntity, "unknown_unit", msg)
+	return false
+}
+
+// actionMetrics counts the work-order actions refused before they reach
+// the engine.
+type actionMetrics struct {
+	refused *prometheus.CounterVec
+}
+
+func newActionMetrics(reg prometheus.Registerer) *actionMetrics {
+	m := &actionMetrics{
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_api_actions_refused_total",
+			Help: "Work-order actions refused for their request, by reason: bad_body, bad_if_match, weak_etag, versions_differ, version_required, unknown_unit, no_registry.",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.refused)
+	}
+	return m
+}
+
+// refuseAction answers an action request with an error whose code is
+// reason, and counts it.
+func (s *Server) refuseAction(w http.ResponseWriter, status int, reason, message string) {
+	s.actions.refused.WithLabelValues(reason).Inc()
+	code := reason
+	switch status {
+	case http.StatusBadRequest:
+		code = "bad_request"
+	case http.StatusPreconditionFailed:
+		code = "precondition_failed"
+	case http.StatusServiceUnavailable:
+		code = "unavailable"
+	}
+	writeError(w, status, code, message)
 }
 
 // alertError answers with the status an engine error calls for.

@@ -32,6 +32,9 @@ var alertDevices = []devices.Device{
 	{ID: devOut, Type: "water_level", Grid: "D02-S01-G01"},
 }
 
+// alertUnits is the units table of the alert tests.
+var alertUnits = []devices.Unit{{Code: "water-d01", Categories: []string{"water"}, Districts: []string{"D01"}}}
+
 // testTokens are the tokens of the alert tests, by name; each token is its
 // name with a "tok-" prefix.
 var testTokens = []Token{
@@ -90,6 +93,7 @@ rules:
 		AdminToken: "tok-bootstrap",
 		Tokens:     tokens,
 		Alerts:     e,
+		Registry:   fakeRegistry{units: alertUnits},
 		Heartbeat:  20 * time.Millisecond,
 	}
 	env := &alertEnv{api: s, engine: e, ids: map[string]string{}}
@@ -236,6 +240,9 @@ func TestActionsAndVersions(t *testing.T) {
 		{"bad If-Match", "ack", "soon", "", http.StatusBadRequest, alerts.StatusNew},
 		{"unknown field", "ack", "", `{"version":1,"colour":"red"}`, http.StatusBadRequest, alerts.StatusNew},
 		{"resolve before ack", "resolve", fmt.Sprintf(`"%d"`, v), "", http.StatusUnprocessableEntity, alerts.StatusNew},
+		// RFC 9110 13.1.1: If-Match compares strongly; a weak tag never
+		// matches, even of the current version.
+		{"weak If-Match", "ack", fmt.Sprintf(`W/"%d"`, v), "", http.StatusPreconditionFailed, alerts.StatusNew},
 		{"ack by If-Match", "ack", fmt.Sprintf(`"%d"`, v), "", http.StatusOK, alerts.StatusAcknowledged},
 		{"ack again with the old version", "ack", fmt.Sprintf(`"%d"`, v), "", http.StatusConflict, alerts.StatusAcknowledged},
 	}
@@ -271,6 +278,61 @@ func TestActionsAndVersions(t *testing.T) {
 	}
 }
 
+// TestWeakIfMatchRefused: a weak entity tag in If-Match gets 412
+// precondition_failed whatever version it names, and is counted.
+func TestWeakIfMatchRefused(t *testing.T) {
+	env := newAlertEnv(t)
+	v := env.version(t, devIn)
+	for _, m := range []string{fmt.Sprintf(`W/"%d"`, v), `W/"999"`} {
+		req, _ := http.NewRequest(http.MethodPost, env.srv.URL+"/api/v1/alerts/"+env.ids[devIn]+"/ack", nil)
+		req.Header.Set("Authorization", "Bearer tok-operator")
+		req.Header.Set("If-Match", m)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e apiError
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusPreconditionFailed || e.Error.Code != "precondition_failed" || !strings.Contains(e.Error.Message, "weak") {
+			t.Errorf("If-Match %s: %d %+v, want 412 precondition_failed naming the weak tag", m, resp.StatusCode, e.Error)
+		}
+	}
+	if got := testutil.ToFloat64(env.api.actions.refused.WithLabelValues("weak_etag")); got != 2 {
+		t.Errorf("gridwatch_api_actions_refused_total{reason=\"weak_etag\"} = %v, want 2", got)
+	}
+	if a, _, _ := env.engine.Get(env.ids[devIn]); a.Status != alerts.StatusNew || a.Version != v {
+		t.Errorf("alert after weak If-Match: %s v%d, want new v%d (unchanged)", a.Status, a.Version, v)
+	}
+}
+
+// TestDispatchToUnknownUnit: a dispatch to a unit that is not in the units
+// table gets 422 unknown_unit naming it, is counted and changes nothing;
+// one to a unit of the table is taken.
+func TestDispatchToUnknownUnit(t *testing.T) {
+	env := newAlertEnv(t)
+	path := "/api/v1/alerts/" + env.ids[devIn] + "/dispatch"
+	v := env.version(t, devIn)
+	code, body := env.call(t, http.MethodPost, path, "tok-operator", fmt.Sprintf(`{"version": %d, "unit": "water-d1"}`, v))
+	var e apiError
+	if err := json.Unmarshal([]byte(body), &e); err != nil || code != http.StatusUnprocessableEntity ||
+		e.Error.Code != "unknown_unit" || !strings.Contains(e.Error.Message, `"water-d1"`) || !strings.Contains(e.Error.Message, "units table") {
+		t.Errorf("dispatch to an unknown unit: %d %s, want 422 unknown_unit naming it", code, body)
+	}
+	if got := testutil.ToFloat64(env.api.actions.refused.WithLabelValues("unknown_unit")); got != 1 {
+		t.Errorf("gridwatch_api_actions_refused_total{reason=\"unknown_unit\"} = %v, want 1", got)
+	}
+	if a, _, _ := env.engine.Get(env.ids[devIn]); a.Status != alerts.StatusNew || a.Unit != "" {
+		t.Errorf("alert after a refused dispatch: %s to %q, want new and undispatched", a.Status, a.Unit)
+	}
+	if code, body := env.call(t, http.MethodPost, path, "tok-operator", fmt.Sprintf(`{"version": %d, "unit": "water-d01"}`, v)); code != http.StatusOK {
+		t.Fatalf("dispatch to a unit of the table: %d %s", code, body)
+	}
+	if a, _, _ := env.engine.Get(env.ids[devIn]); a.Status != alerts.StatusDispatched || a.Unit != "water-d01" {
+		t.Errorf("alert after dispatch: %s to %q, want dispatched to water-d01", a.Status, a.Unit)
+	}
+}
+
 // failingAlertStore is an alert Store whose saves fail while fail is set.
 type failingAlertStore struct{ fail atomic.Bool }
 
@@ -303,7 +365,7 @@ func TestActionNotSavedIs503(t *testing.T) {
 	store.fail.Store(true)
 	for _, kind := range alertActions {
 		code, body := env.call(t, http.MethodPost, path+string(kind), "tok-operator",
-			fmt.Sprintf(`{"version":%d,"note":"n","unit":"u"}`, before.Version))
+			fmt.Sprintf(`{"version":%d,"note":"n","unit":"water-d01"}`, before.Version))
 		if kind == alerts.ActionResolve || kind == alerts.ActionClose || kind == alerts.ActionReopen {
 			// Not allowed from new: refused before any save.
 			if code != http.StatusUnprocessableEntity {

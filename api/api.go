@@ -94,6 +94,7 @@ type Server struct {
 	// and those of /api/v1.
 	patterns     []string
 	stream       *streamMetrics
+	actions      *actionMetrics
 	streamSlots  chan struct{} // one per open alert stream
 	streamsDone  chan struct{}
 	closeStreams sync.Once
@@ -133,6 +134,7 @@ func (s *Server) Handler() http.Handler {
 		s.BodyTimeout = DefaultBodyTimeout
 	}
 	s.stream = newStreamMetrics(s.Registerer)
+	s.actions = newActionMetrics(s.Registerer)
 	s.streamsDone = make(chan struct{})
 	mux := http.NewServeMux()
 	public := &routes{mux: mux}

@@ -482,6 +482,10 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 
 	bare, bareSrv := e.server(t, func(s *Server) { s.Cameras, s.Devices, s.Registry = nil, nil, nil })
 	e.probe(t, doc, bare, bareSrv, []docRequest{{name: "parts not configured", token: "tok-city", body: "{}"}})
+	noUnits := docRequest{name: "dispatch without a units table", method: http.MethodPost, pattern: "POST /api/v1/alerts/{id}/dispatch",
+		path: "/api/v1/alerts/" + e.alerts.ids[devIn] + "/dispatch", token: "tok-city",
+		body: fmt.Sprintf(`{"version":%d,"unit":"water-d01"}`, e.alerts.version(t, devIn)), want: http.StatusServiceUnavailable}
+	checkDocumented(t, doc, noUnits, sendDoc(t, bareSrv, noUnits))
 
 	failing, failingSrv := e.server(t, func(s *Server) {
 		s.Store = fakeStore{
@@ -550,6 +554,8 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "stale version", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", body: `{"version":999}`, want: http.StatusConflict},
 		{name: "stale If-Match", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", `"999"`}, want: http.StatusConflict},
 		{name: "no version", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", want: http.StatusPreconditionRequired},
+		{name: "weak If-Match", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", fmt.Sprintf(`W/"%d"`, v)}, want: http.StatusPreconditionFailed},
+		{name: "dispatch to a unit not in the table", pattern: "POST /api/v1/alerts/{id}/dispatch", path: alert + "/dispatch", body: fmt.Sprintf(`{"version":%d,"unit":"nobody"}`, v), want: http.StatusUnprocessableEntity},
 		{name: "If-Match not a version", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", "abc"}, want: http.StatusBadRequest},
 		{name: "If-Match and body differ", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", `"1"`}, body: `{"version":2}`, want: http.StatusBadRequest},
 		{name: "resolve of a new alert", pattern: "POST /api/v1/alerts/{id}/resolve", path: alert + "/resolve", body: fmt.Sprintf(`{"version":%d}`, v), want: http.StatusUnprocessableEntity},

@@ -255,7 +255,7 @@ conflict when someone changed the alert since you saw that version.`,
 	cmd.Flags().Uint64Var(&version, "version", 0, "the alert version you saw; default: the current one")
 	cmd.Flags().StringVar(&body.Note, "note", "", "a note for the timeline")
 	if kind == alerts.ActionDispatch {
-		cmd.Flags().StringVar(&body.Unit, "unit", "", "the unit to dispatch to; default: the routed unit")
+		cmd.Flags().StringVar(&body.Unit, "unit", "", "the unit to dispatch to, a code of the units table (gridwatch units import); default: the routed unit")
 	}
 	return cmd
 }

@@ -33,7 +33,7 @@ func alertsAPI(t *testing.T) (string, string) {
 	if err != nil || len(page.Alerts) != 1 {
 		t.Fatalf("alerts: %+v %v", page, err)
 	}
-	s := &api.Server{Lookup: reg.Lookup, Alerts: e, Tokens: []api.Token{
+	s := &api.Server{Lookup: reg.Lookup, Alerts: e, Registry: unitsOnly{{Code: "district-3-water"}}, Tokens: []api.Token{
 		{Name: "ops", Role: api.RoleOperator, Hash: api.HashToken("tok-ops")},
 		{Name: "watcher", Role: api.RoleViewer, Hash: api.HashToken("tok-view")},
 	}}
@@ -41,6 +41,13 @@ func alertsAPI(t *testing.T) (string, string) {
 	t.Cleanup(srv.Close)
 	return srv.URL, page.Alerts[0].ID
 }
+
+// unitsOnly is an api.Registry holding units and nothing else.
+type unitsOnly []devices.Unit
+
+func (u unitsOnly) Units() []devices.Unit               { return u }
+func (unitsOnly) Grids() []devices.Grid                 { return nil }
+func (unitsOnly) DeviceStatus(string) (bool, time.Time) { return false, time.Time{} }
 
 // run runs the CLI with args and returns its output.
 func run(t *testing.T, args ...string) (string, error) {
@@ -99,6 +106,7 @@ func TestAlertsCLI(t *testing.T) {
 		{[]string{"alerts", "ack", id, "--server", url, "--token", "nope"}, "401 unauthorized"},
 		{[]string{"alerts", "show", "missing", "--server", url, "--token", "tok-view"}, "404 not_found"},
 		{[]string{"alerts", "comment", id, "--server", url, "--token", "tok-ops"}, "422 invalid_action"},
+		{[]string{"alerts", "dispatch", id, "--unit", "district-3-watr", "--server", url, "--token", "tok-ops"}, `unit "district-3-watr" is not in the units table`},
 		{[]string{"alerts", "ack", id, "--version", "1", "--server", url, "--token", "tok-ops"}, "409 conflict"},
 	}
 	for _, tc := range cases {

@@ -71,6 +71,7 @@ var notLosses = map[string]string{
 	"gridwatch_alerts_eval_errors_total":                 "a rule expression failing counts as false; the reading is stored",
 	"gridwatch_alerts_save_errors_total":                 "retried; what is finally dropped is gridwatch_alerts_dropped_total",
 	"gridwatch_mqtt_auth_failures_total":                 "a refused login carries no data",
+	"gridwatch_api_actions_refused_total":                "a refused action changes nothing and its sender got the error",
 	"gridwatch_notify_retries_total":                     "retried; what finally fails is gridwatch_notify_failed_total",
 	"gridwatch_storage_insert_retries_total":             "retried; a batch that still fails goes to the spool",
 }
