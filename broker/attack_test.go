@@ -571,6 +571,35 @@ func TestAttackConnectionRateFromAnotherAddress(t *testing.T) {
 	}
 }
 
+// TestAttackConnectionRateSparesNeighbours attacks the per-address limits
+// from 127.0.0.2 with real clients: its connection rate and its failed
+// logins with aq-1's id ban 127.0.0.2 alone. An IPv4 address is its own
+// source (an IPv6 one is bucketed by its /64, TestAttackIPv6AddressRotation),
+// so the device at the next address, 127.0.0.3, is let in.
+func TestAttackConnectionRateSparesNeighbours(t *testing.T) {
+	b, _ := startBroker(t, &received{}, func(b *Broker) {
+		b.Limits = Limits{ConnRatePerIP: 0.01, ConnBurstPerIP: 4, AuthFailures: 3, AuthFailureWindow: time.Hour, AuthFailureBan: time.Hour}
+	})
+	addr := loopback(b.Addr())
+	for i := range 4 {
+		if _, err := connectFrom(t, attacker, addr, "aq-1", "aq-1", "guess"); err == nil {
+			t.Fatalf("guess %d from %s let in", i, attacker)
+		}
+	}
+	if _, err := connectFrom(t, attacker, addr, "aq-2", "aq-2", "s3cret-aq2"); err == nil {
+		t.Fatalf("%s connected beyond its connection burst", attacker)
+	}
+	if got := testutil.ToFloat64(b.metrics.limited.WithLabelValues("conn_rate")); got == 0 {
+		t.Error("no conn_rate refusal counted")
+	}
+	if got := testutil.ToFloat64(b.metrics.limited.WithLabelValues("auth_failure_ban")); got != 1 {
+		t.Errorf("auth_failure_ban refusals = %v, want 1 (the fourth guess)", got)
+	}
+	if _, err := connectFrom(t, "127.0.0.3", addr, "aq-1", "aq-1", "s3cret-aq1"); err != nil {
+		t.Errorf("aq-1 at 127.0.0.3 refused for 127.0.0.2's connections and guesses: %v", err)
+	}
+}
+
 // TestAttackTakeoverWithAnotherDevicesSecret attacks the promise that a
 // refused login with a taken client id never disconnects the device
 // holding it, with a device's own valid credentials under another's client

@@ -3,6 +3,7 @@ package broker
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +16,8 @@ import (
 
 // Limits bound what one client or one source address may cost the broker.
 // Zero fields take the defaults stated beside them; a negative rate turns
-// that limit off.
+// that limit off. A source address is an IPv4 address or an IPv6 /64 (see
+// source).
 type Limits struct {
 	// MaxTopicLength is the longest topic a client may publish to, in bytes.
 	// It defaults to 256.
@@ -158,7 +160,7 @@ func failureKey(cl *mqtt.Client) addrID {
 	if len(id) > maxKeyID {
 		id = strings.Clone(id[:maxKeyID]) // not a slice of the whole id
 	}
-	return addrID{remoteIP(cl), id}
+	return addrID{sourceOf(cl), id}
 }
 
 // limitHook enforces Limits: connection rate per source address, the
@@ -237,16 +239,35 @@ func (h *limitHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	return pk, packets.ErrRejectPacket
 }
 
-// remoteIP is the source address of cl, without its port.
-func remoteIP(cl *mqtt.Client) string { return hostOf(cl.Net.Remote) }
+// sourceOf is the source of cl in the per-address limits: see source.
+func sourceOf(cl *mqtt.Client) string { return source(cl.Net.Remote) }
 
-// hostOf is the host of addr (host:port), or addr when it has no port.
-func hostOf(addr string) string {
+// ipv6SourceBits is the prefix of an IPv6 address that the per-address
+// limits take as one source: a /64 is the least a provider gives one
+// subscriber (RFC 6177), who may use any of its 2^64 addresses.
+const ipv6SourceBits = 64
+
+// source is the key of a remote address (host:port, or a bare host) in the
+// per-address limits: an IPv4 address itself (an IPv4-mapped IPv6 address
+// too), and the /64 an IPv6 address lies in, so that the holder of a /64
+// cannot take a fresh address for every connection or guess and start
+// each limit anew. What is no IP address is its own key.
+func source(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return addr
+		host = addr
 	}
-	return host
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case err != nil:
+		return host
+	case ip.Is4In6():
+		return ip.Unmap().String()
+	case ip.Is6():
+		p, _ := ip.WithZone("").Prefix(ipv6SourceBits) // cannot fail: 64 bits of an IPv6 address
+		return p.String()
+	}
+	return ip.String()
 }
 
 // pendingConnects counts, per source address, the connections accepted
@@ -271,7 +292,7 @@ func newPendingConnects(max int, refused prometheus.Counter) *pendingConnects {
 // add counts a new connection from remote (host:port), or reports false
 // and counts the refusal when its address has max waiting already.
 func (p *pendingConnects) add(remote string) bool {
-	ip := hostOf(remote)
+	ip := source(remote)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.max > 0 && p.byIP[ip] >= p.max {
@@ -306,7 +327,7 @@ func (p *pendingConnects) done(remote string) {
 func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	h.pending.done(cl.Net.Remote)
 	now := h.now()
-	ip := remoteIP(cl)
+	ip := sourceOf(cl)
 	h.mu.Lock()
 	reason := ""
 	e, ok := h.perIP[ip]

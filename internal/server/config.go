@@ -53,7 +53,7 @@ type Config struct {
 		MessageBurst      int           `koanf:"message_burst" help:"publishes a client may send at once above message_rate"`
 		ByteRate          float64       `koanf:"byte_rate" help:"payload bytes per second per client (-1: unlimited)"`
 		ByteBurst         int           `koanf:"byte_burst" help:"payload bytes a client may send at once above byte_rate"`
-		ConnRatePerIP     float64       `koanf:"conn_rate_per_ip" help:"new connections per second per source address (-1: unlimited)"`
+		ConnRatePerIP     float64       `koanf:"conn_rate_per_ip" help:"new connections per second per source address, an IPv4 address or an IPv6 /64 (-1: unlimited)"`
 		ConnBurstPerIP    int           `koanf:"conn_burst_per_ip" help:"new connections a source address may open at once above conn_rate_per_ip"`
 		FlapConnects      int           `koanf:"flap_connects" help:"connections of one client id within flap_window that ban it for flap_ban"`
 		FlapWindow        time.Duration `koanf:"flap_window" help:"window over which flap_connects are counted"`
