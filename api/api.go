@@ -89,6 +89,10 @@ type Server struct {
 	Now func() time.Time
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Console, when set, serves the web console at GET / and GET
+	// /assets/…: pages for people, outside the API and its document. It
+	// signs in with the API's bearer tokens (GET /api/v1/whoami).
+	Console http.Handler
 
 	// patterns lists the route patterns Handler registered, the public ones
 	// and those of /api/v1.
@@ -150,9 +154,14 @@ func (s *Server) Handler() http.Handler {
 	// Whatever matches no route gets a JSON error too, a method a route
 	// does not take (POST /readyz) included.
 	mux.HandleFunc("/", noSuchEndpoint)
+	if s.Console != nil {
+		mux.Handle("GET /{$}", s.Console)
+		mux.Handle("GET /assets/", s.Console)
+	}
 	v1 := &routes{mux: http.NewServeMux()}
 	v1.HandleFunc("GET /api/v1/devices/{id}/telemetry", s.deviceTelemetry)
 	v1.HandleFunc("GET /api/v1/devices/{id}/latest", s.deviceLatest)
+	v1.HandleFunc("GET /api/v1/whoami", whoami)
 	s.alertRoutes(v1)
 	s.cameraRoutes(v1)
 	s.deviceRoutes(v1)

@@ -378,3 +378,11 @@ func requireRole(role Role, next http.HandlerFunc) http.HandlerFunc {
 		next(w, r)
 	}
 }
+
+// whoami serves GET /api/v1/whoami: the name, role and grid scope of the
+// request's token, which the console shows after sign-in. It never echoes
+// the token.
+func whoami(w http.ResponseWriter, r *http.Request) {
+	p := principalFrom(r.Context())
+	writeJSON(w, http.StatusOK, map[string]string{"name": p.name, "role": p.role.String(), "grid": p.scope})
+}

@@ -290,3 +290,47 @@ func BenchmarkTokenLookup(b *testing.B) {
 	}
 	b.ReportMetric(slices.Max(perOp)/slices.Min(perOp), "slowest/fastest")
 }
+
+// TestWhoami checks what the console shows after sign-in: the token's
+// name, role and scope, and 401 for a token the server does not hold.
+// The console itself is served beside the API at / and /assets/, while
+// every other path still gets the API's JSON 404.
+func TestWhoami(t *testing.T) {
+	console := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "console "+r.URL.Path) })
+	s := &Server{Store: fakeStore{}, Lookup: devices.NewRegistry(nil).Lookup, AdminToken: "boot-0123456789abcdef",
+		Tokens: []Token{{Name: "mgr", Role: RoleOperator, Grid: "D01", Hash: HashToken("tok-mgr")}}, Console: console}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	for _, tc := range []struct{ token, want string }{
+		{"tok-mgr", `{"grid":"D01","name":"mgr","role":"operator"}`},
+		{"boot-0123456789abcdef", `{"grid":"","name":"admin","role":"admin"}`},
+	} {
+		if code, body := get("/api/v1/whoami", tc.token); code != http.StatusOK || body != tc.want {
+			t.Errorf("whoami with %s: %d %s, want %s", tc.token, code, body, tc.want)
+		}
+	}
+	if code, _ := get("/api/v1/whoami", "tok-other"); code != http.StatusUnauthorized {
+		t.Errorf("whoami with an unknown token: %d, want 401", code)
+	}
+	for path, want := range map[string]string{"/": "console /", "/assets/app.js": "console /assets/app.js"} {
+		if code, body := get(path, ""); code != http.StatusOK || body != want {
+			t.Errorf("GET %s: %d %q, want the console", path, code, body)
+		}
+	}
+	if code, body := get("/index.html", ""); code != http.StatusNotFound || !strings.Contains(body, `"not_found"`) {
+		t.Errorf("GET /index.html: %d %s, want the API's JSON 404", code, body)
+	}
+}

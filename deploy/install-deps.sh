@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what gridwatch needs to build, test and run its demo
 # on Debian: ClickHouse (server and client), the mosquitto clients (a foreign
-# MQTT client for tests) and ffmpeg (ffprobe, the camera prober's baseline),
-# then the Go modules. It installs only what is missing and is safe to rerun.
+# MQTT client for tests), ffmpeg (ffprobe, the camera prober's baseline),
+# Chromium and its driver with a CJK font (the console's browser tests), then
+# the Go modules and the console's npm packages (npm ci in web/, exactly as
+# package-lock.json pins them; no tool downloads a browser of its own). It
+# installs only what is missing and is safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,9 @@ command -v clickhouse-client >/dev/null || command -v clickhouse >/dev/null || n
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null || need+=(mosquitto)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk' || need+=(fonts-wqy-microhei)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
@@ -32,3 +38,11 @@ fi
 
 command -v go >/dev/null || { echo "install-deps: Go is required (https://go.dev/doc/install); Debian's golang package is too old" >&2; exit 1; }
 go mod download
+
+# The console's build and browser tests. Building gridwatch needs none of it:
+# the built console is committed (web/dist).
+command -v npm >/dev/null || { echo "install-deps: Node.js ≥ 20 and npm are required for the console's tests (web/)" >&2; exit 1; }
+if ! cmp -s web/package-lock.json web/node_modules/.gridwatch-lock 2>/dev/null; then
+  (cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  cp web/package-lock.json web/node_modules/.gridwatch-lock
+fi

@@ -19,6 +19,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+
+	"github.com/gridwatch/gridwatch/devices"
 )
 
 // CameraFault is a fault a simulated camera can be given.
@@ -298,6 +300,28 @@ func (f *CameraFarm) URL(i int) string {
 		u.User = url.UserPassword(f.User, "wrong-"+f.Password)
 	}
 	return u.String()
+}
+
+// Devices returns the farm's cameras as camera devices of grid, with ids
+// prefix + path and the credentials split out of their URLs, as `gridwatch
+// devices import` keeps them. name gives each one's name.
+func (f *CameraFarm) Devices(prefix, grid string, name func(Camera) string) ([]devices.Device, error) {
+	devs := make([]devices.Device, len(f.Cameras))
+	for i, c := range f.Cameras {
+		u, err := url.Parse(f.URL(i))
+		if err != nil {
+			return nil, fmt.Errorf("camera %s: %w", c.Path, err)
+		}
+		d := devices.Device{ID: prefix + c.Path, Type: "camera", Grid: grid, Name: name(c)}
+		if u.User != nil {
+			d.RTSPUser = u.User.Username()
+			d.RTSPPassword, _ = u.User.Password()
+			u.User = nil
+		}
+		d.RTSPURL = u.String()
+		devs[i] = d
+	}
+	return devs, nil
 }
 
 // Close stops serving. It is safe to call twice.

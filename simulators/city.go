@@ -6,6 +6,8 @@ import (
 	"math"
 	mrand "math/rand/v2"
 
+	"github.com/paulmach/orb"
+
 	"github.com/gridwatch/gridwatch/devices"
 )
 
@@ -83,20 +85,9 @@ var roads = []string{
 // Generate returns the city's devices in a shuffled order, so that any
 // prefix of the list is itself a fair mix of types and grid cells.
 func (c City) Generate() ([]devices.Device, error) {
-	if c.Devices <= 0 {
-		return nil, fmt.Errorf("generate city of %d devices: %w", c.Devices, ErrNoDevices)
-	}
-	if c.Grids <= 0 {
-		c.Grids = (c.Devices + DefaultDevicesPerGrid - 1) / DefaultDevicesPerGrid
-	}
-	if c.CenterLat == 0 && c.CenterLon == 0 {
-		c.CenterLat, c.CenterLon = DefaultCenterLat, DefaultCenterLon
-	}
-	if c.RadiusKm <= 0 {
-		c.RadiusKm = DefaultRadiusKm
-	}
-	if c.Grids > maxPerTier*maxPerTier*maxPerTier {
-		return nil, fmt.Errorf("generate city of %d grid cells (at most %d): %w", c.Grids, maxPerTier*maxPerTier*maxPerTier, ErrCityTooLarge)
+	c, err := c.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	types := allocate(c.Devices)
 	if per := types[0].count; per > maxPerType {
@@ -131,6 +122,66 @@ func (c City) Generate() ([]devices.Device, error) {
 		}
 	}
 	return out, nil
+}
+
+// withDefaults fills in the defaults of the settings and checks them.
+func (c City) withDefaults() (City, error) {
+	if c.Devices <= 0 {
+		return c, fmt.Errorf("generate city of %d devices: %w", c.Devices, ErrNoDevices)
+	}
+	if c.Grids <= 0 {
+		c.Grids = (c.Devices + DefaultDevicesPerGrid - 1) / DefaultDevicesPerGrid
+	}
+	if c.CenterLat == 0 && c.CenterLon == 0 {
+		c.CenterLat, c.CenterLon = DefaultCenterLat, DefaultCenterLon
+	}
+	if c.RadiusKm <= 0 {
+		c.RadiusKm = DefaultRadiusKm
+	}
+	if c.Grids > maxPerTier*maxPerTier*maxPerTier {
+		return c, fmt.Errorf("generate city of %d grid cells (at most %d): %w", c.Grids, maxPerTier*maxPerTier*maxPerTier, ErrCityTooLarge)
+	}
+	return c, nil
+}
+
+// Areas returns the city's grid hierarchy with its geometry, for `gridwatch
+// grids import`: every cell Generate places devices in as a square Polygon,
+// and the streets and districts above them as MultiPolygons of their cells.
+// The same settings give the same areas.
+func (c City) Areas() ([]devices.Grid, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	l := newLayout(c)
+	var cells []devices.Grid
+	parents := map[string]*devices.Grid{}
+	var order []string
+	up := func(code, name, level, parent string, square orb.Polygon) {
+		g, ok := parents[code]
+		if !ok {
+			g = &devices.Grid{Code: code, Name: name, Level: level, Parent: parent, Geometry: orb.MultiPolygon{}}
+			parents[code] = g
+			order = append(order, code)
+		}
+		g.Geometry = append(g.Geometry.(orb.MultiPolygon), square)
+	}
+	for i := range c.Grids {
+		north, west := l.place(i, 0, 0)
+		south, east := l.place(i, 1, 1)
+		square := orb.Polygon{orb.Ring{{west, north}, {west, south}, {east, south}, {east, north}, {west, north}}}
+		d, s, g := l.tiers(i)
+		district := fmt.Sprintf("D%02d", d)
+		street := fmt.Sprintf("%s-S%02d", district, s)
+		up(district, fmt.Sprintf("District %d", d), devices.LevelDistrict, "", square)
+		up(street, l.street(i), devices.LevelStreet, district, square)
+		cells = append(cells, devices.Grid{Code: l.code(i), Name: fmt.Sprintf("%s, cell %d", l.street(i), g), Level: devices.LevelGrid, Parent: street, Geometry: square})
+	}
+	out := make([]devices.Grid, 0, len(order)+len(cells))
+	for _, code := range order {
+		out = append(out, *parents[code])
+	}
+	return append(out, cells...), nil
 }
 
 // typeCount is how many devices of a type a city gets.

@@ -200,3 +200,38 @@ func TestCityErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCityAreas checks that the areas of a city import as they are and
+// hold its devices: every device lies in the cell it is registered in.
+func TestCityAreas(t *testing.T) {
+	city := City{Devices: 400, Grids: 30, Seed: 5}
+	areas, err := city.Areas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := devices.WriteGeoJSON(&buf, areas); err != nil {
+		t.Fatal(err)
+	}
+	grids, rejected, err := devices.ReadGeoJSON(&buf, nil)
+	if err != nil || len(rejected) > 0 {
+		t.Fatalf("import of the areas: %v, rejected %v", err, rejected)
+	}
+	levels := map[string]int{}
+	for _, g := range grids {
+		levels[g.Level]++
+	}
+	if levels[devices.LevelGrid] != 30 || levels[devices.LevelStreet] == 0 || levels[devices.LevelDistrict] == 0 {
+		t.Errorf("levels %v, want 30 cells under streets under districts", levels)
+	}
+	devs, err := city.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := devices.NewGridIndex(grids)
+	for _, d := range devs {
+		if got, ok := ix.Locate(d.Lat, d.Lon); !ok || got != d.Grid {
+			t.Errorf("%s at %f,%f lies in %q (%v), registered in %s", d.ID, d.Lat, d.Lon, got, ok, d.Grid)
+		}
+	}
+}

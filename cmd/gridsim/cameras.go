@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -111,20 +110,9 @@ func farmCameras(count int, resolution, codec string, fps float64, faults string
 
 // writeCameraCSV writes the farm's cameras as devices.
 func writeCameraCSV(path string, farm *simulators.CameraFarm, grid string) error {
-	devs := make([]devices.Device, len(farm.Cameras))
-	for i, c := range farm.Cameras {
-		u, err := url.Parse(farm.URL(i))
-		if err != nil {
-			return err
-		}
-		d := devices.Device{ID: c.Path, Type: "camera", Grid: grid, Name: "Simulated camera " + c.Path}
-		if u.User != nil {
-			d.RTSPUser = u.User.Username()
-			d.RTSPPassword, _ = u.User.Password()
-			u.User = nil
-		}
-		d.RTSPURL = u.String()
-		devs[i] = d
+	devs, err := farm.Devices("", grid, func(c simulators.Camera) string { return "Simulated camera " + c.Path })
+	if err != nil {
+		return err
 	}
 	f, err := os.Create(path)
 	if err != nil {

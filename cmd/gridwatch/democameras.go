@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/simulators"
@@ -31,21 +30,12 @@ func startDemoCameras(ctx context.Context, logger *slog.Logger, n int, grid stri
 	if err := farm.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("demo cameras: %w", err)
 	}
-	devs := make([]devices.Device, n)
-	for i, c := range farm.Cameras {
-		u, err := url.Parse(farm.URL(i))
-		if err != nil {
-			farm.Close()
-			return nil, nil, err
-		}
-		d := devices.Device{ID: "camera-" + c.Path, Type: "camera", Grid: grid, Name: "Demo camera " + c.Path + " (" + string(c.Fault) + ")"}
-		if u.User != nil {
-			d.RTSPUser = u.User.Username()
-			d.RTSPPassword, _ = u.User.Password()
-			u.User = nil
-		}
-		d.RTSPURL = u.String()
-		devs[i] = d
+	devs, err := farm.Devices("camera-", grid, func(c simulators.Camera) string {
+		return "Demo camera " + c.Path + " (" + string(c.Fault) + ")"
+	})
+	if err != nil {
+		farm.Close()
+		return nil, nil, err
 	}
 	return farm, devs, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/spool"
+	"github.com/gridwatch/gridwatch/web"
 )
 
 // Server is a running gridwatch.
@@ -272,6 +273,7 @@ func (s *Server) startHTTP() error {
 		AdminToken: s.Config.API.AdminToken,
 		MaxSilence: s.Config.API.MaxSilence,
 		Logger:     s.Logger,
+		Console:    web.Handler(),
 	}
 	a.Cameras, a.Devices = s.db, s.registry.All
 	a.Registry = s

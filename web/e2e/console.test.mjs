@@ -1,0 +1,189 @@
+// console.test.mjs: the console's promises, in a real browser against a
+// real gridwatch (started by web/e2e_test.go).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { base, call, env, launch, publish, shot, signIn, tokens, watch } from './lib.mjs';
+
+let browser;
+const problems = [];
+let page;
+
+before(async () => {
+  browser = await launch();
+  page = watch(await browser.ctx.newPage(), problems);
+});
+after(async () => {
+  await browser.close();
+  assert.deepEqual(problems, [], 'the pages ran no injected script, broke no CSP rule and threw nothing');
+});
+
+describe('console', () => {
+  test('sign-in with a pasted token shows role and scope, and keeps the token out of localStorage', async () => {
+    await page.goto(base + '/');
+    await page.getByTestId('signin-form').waitFor();
+    await page.getByTestId('signin-token').fill('gwt_not-a-token');
+    await page.getByTestId('signin-submit').click();
+    await page.getByTestId('signin-error').waitFor();
+    await shot(page, 'en-signin');
+    await page.getByTestId('signin-token').fill(tokens.dispatcher);
+    await page.getByTestId('signin-submit').click();
+    await page.getByTestId('whoami').waitFor();
+    assert.equal(await page.getByTestId('whoami-name').textContent(), 'dispatcher');
+    assert.equal(await page.getByTestId('whoami-role').textContent(), 'operator');
+    assert.equal(await page.getByTestId('whoami-scope').textContent(), 'whole city');
+    const store = await page.evaluate(() => ({ local: JSON.stringify(localStorage), session: sessionStorage.getItem('gridwatch.token'), href: location.href }));
+    assert.ok(!store.local.includes(tokens.dispatcher), 'no token in localStorage');
+    assert.equal(store.session, tokens.dispatcher);
+    assert.ok(!store.href.includes(tokens.dispatcher));
+  });
+
+  test('a breach appears in the queue without a reload', async () => {
+    await page.getByTestId('queue-row').first().waitFor();
+    const before = await page.getByTestId('queue-row').count();
+    const t0 = Date.now();
+    await publish(env.live, { level_cm: 64 });
+    const row = page.locator(`[data-testid=queue-row][data-device="${env.live.id}"]`);
+    await row.waitFor({ timeout: 30000 });
+    console.log(`live update: ${Date.now() - t0} ms from mosquitto_pub to the row on screen`);
+    assert.equal(await page.getByTestId('queue-row').count(), before + 1);
+    assert.equal(await page.getByTestId('queue-live').textContent(), 'live');
+    await shot(page, 'en-queue');
+  });
+
+  test('sign for, dispatch, resolve and close the work order; the timeline shows each step; a conflict is shown plainly', async () => {
+    const row = page.locator(`[data-testid=queue-row][data-device="${env.live.id}"]`);
+    const id = await row.getAttribute('data-id');
+    await row.getByTestId('row-link').click();
+    await page.getByTestId('alert-page').waitFor();
+    const status = page.getByTestId('alert-status');
+    await page.getByTestId('action-ack').click();
+    await page.locator('[data-testid=alert-page][data-status=acknowledged]').waitFor();
+    await page.getByTestId('action-unit').selectOption('chengguan-d01');
+    await page.getByTestId('action-note').fill('Pump crew sent <b>now</b>');
+    await page.getByTestId('action-dispatch').click();
+    await page.locator('[data-testid=alert-page][data-status=dispatched]').waitFor();
+    assert.equal(await page.getByTestId('alert-unit').textContent(), 'chengguan-d01');
+    // Someone else comments meanwhile: the page's version is stale.
+    const cur = await call(tokens.dispatcher, '/api/v1/alerts/' + id);
+    const other = await call(tokens.dispatcher, `/api/v1/alerts/${id}/comment`, { method: 'POST', body: { version: cur.body.version, note: 'seen from the hotline' } });
+    assert.equal(other.status, 200);
+    await page.getByTestId('action-resolve').click();
+    const err = page.getByTestId('action-error');
+    await err.waitFor();
+    assert.match(await err.textContent(), /changed by someone else/);
+    await shot(page, 'en-conflict');
+    await page.getByTestId('action-resolve').click();
+    await page.locator('[data-testid=alert-page][data-status=resolved]').waitFor();
+    await page.getByTestId('action-close').click();
+    await page.locator('[data-testid=alert-page][data-status=closed]').waitFor();
+    assert.equal(await status.textContent(), 'closed');
+    const kinds = await page.getByTestId('timeline-event').evaluateAll((els) => els.map((e) => e.dataset.kind));
+    for (const k of ['fire', 'ack', 'dispatch', 'comment', 'resolve', 'close']) assert.ok(kinds.includes(k), `timeline has ${k}: ${kinds}`);
+    // The note is text, not markup.
+    const notes = await page.getByTestId('timeline-note').allTextContents();
+    assert.ok(notes.some((n) => n.includes('Pump crew sent <b>now</b>')), `the note reads as typed: ${notes}`);
+    assert.equal(await page.locator('[data-testid=timeline-note] b').count(), 0);
+    await page.getByTestId('telemetry-chart').waitFor();
+    await shot(page, 'en-alert');
+    // Closed, it leaves the queue.
+    await page.getByTestId('nav-queue').click();
+    await page.getByTestId('queue-row').first().waitFor();
+    assert.equal(await page.locator(`[data-testid=queue-row][data-id="${id}"]`).count(), 0);
+  });
+
+  test('a device named as HTML renders as text', async () => {
+    await page.goto(base + '/#/device/' + env.xss.id);
+    await page.getByTestId('device-page').waitFor();
+    assert.equal(await page.getByTestId('device-name').textContent(), env.xss.name);
+    assert.equal(await page.locator('img[src=x]').count(), 0);
+    await shot(page, 'en-device-xss');
+    // On the map too: its popup is text.
+    await page.goto(base + '/#/map');
+    await page.getByTestId('map-cell').first().waitFor();
+    assert.equal(await page.locator('img[src=x]').count(), 0);
+  });
+
+  test('every view, in en and zh-CN, light and dark', async () => {
+    const views = [
+      ['queue', '#/', 'queue-row'], ['map', '#/map', 'map-cell'], ['cameras', '#/cameras', 'camera-tile'],
+      ['camera', '#/camera/cam-gate', 'camera-probes'], ['device', '#/device/' + env.live.id, 'telemetry-chart'],
+      ['ranking', '#/ranking', 'ranking-table'], ['ops', '#/ops', 'ops-checks'],
+    ];
+    for (const lang of ['en', 'zh']) {
+      for (const [name, hash, ready] of views) {
+        await page.goto(base + '/' + hash);
+        await page.getByTestId(ready).first().waitFor();
+        if (name === 'map') await page.waitForTimeout(300); // the markers follow the polygons
+        await shot(page, `${lang}-${name}`);
+      }
+      if (lang === 'en') {
+        await page.getByTestId('lang-toggle').click();
+        await page.getByTestId('nav-queue').getByText('工单队列').waitFor();
+      }
+    }
+    assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+    await page.getByTestId('theme-toggle').click(); // auto → light
+    await page.getByTestId('theme-toggle').click(); // light → dark
+    await page.goto(base + '/#/');
+    await page.getByTestId('queue-row').first().waitFor();
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark');
+    await shot(page, 'zh-queue-dark');
+    await page.getByTestId('lang-toggle').click();
+    await page.getByTestId('nav-queue').getByText('Work orders').waitFor();
+    await shot(page, 'en-queue-dark');
+  });
+
+  test('the camera wall filters to the faulty', async () => {
+    await page.goto(base + '/#/cameras');
+    await page.getByTestId('camera-tile').first().waitFor();
+    await page.locator('[data-testid=camera-tile][data-status]:not([data-status=never])').first().waitFor();
+    await page.getByTestId('camera-faulty').check();
+    const statuses = await page.getByTestId('camera-tile').evaluateAll((els) => els.map((e) => e.dataset.status));
+    assert.ok(!statuses.includes('ok'), `faulty only: ${statuses}`);
+    await shot(page, 'en-cameras-faulty');
+  });
+
+  test('on a phone', async () => {
+    const phone = watch(await browser.ctx.newPage(), problems);
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await signIn(phone, tokens.dispatcher); // sessionStorage belongs to a tab
+    await phone.getByTestId('queue-row').first().waitFor();
+    const box = await phone.getByTestId('queue-row').first().boundingBox();
+    assert.ok(box.width <= 390, `a row fits the phone: ${box.width}`);
+    await shot(phone, 'en-phone-queue');
+    await phone.close();
+  });
+});
+
+describe('a scoped token on a wall screen', () => {
+  test('opens /#token=…, drops it from the address, and sees only its grid', async () => {
+    const wall = await launch();
+    try {
+      const p = watch(await wall.ctx.newPage(), problems);
+      await signIn(p, tokens.d01);
+      const st = await p.evaluate(() => ({ href: location.href, local: JSON.stringify(localStorage), session: sessionStorage.getItem('gridwatch.token'), hist: history.length }));
+      assert.ok(!st.href.includes('token'), `the address keeps no token: ${st.href}`);
+      assert.ok(!st.local.includes(tokens.d01));
+      assert.equal(st.session, tokens.d01);
+      assert.equal(await p.getByTestId('whoami-scope').textContent(), 'D01');
+      await p.getByTestId('queue-count').waitFor();
+      await p.waitForFunction(() => !document.querySelector('[data-testid=queue-count]').textContent.includes('…'));
+      const grids = await p.getByTestId('queue-row').evaluateAll((els) => els.map((e) => e.dataset.device));
+      assert.ok(!grids.includes(env.other.id), `the D02 work order stays out of sight: ${grids}`);
+      await p.goto(base + '/#/map');
+      await p.getByTestId('map-cell').first().waitFor();
+      const cells = await p.getByTestId('map-cell').evaluateAll((els) => els.map((e) => e.dataset.grid));
+      assert.ok(cells.length > 0 && cells.every((g) => g.startsWith('D01-')), `only D01 cells: ${cells}`);
+      await shot(p, 'en-scoped-map');
+      const device = await call(tokens.d01, '/api/v1/devices/' + env.other.id);
+      assert.equal(device.status, 404);
+      await p.goto(base + '/#/device/' + env.other.id);
+      await p.getByTestId('device-error').waitFor();
+      // A reload stays signed in (sessionStorage), as a wall screen must.
+      await p.reload();
+      await p.getByTestId('whoami').waitFor();
+    } finally {
+      await wall.close();
+    }
+  });
+});

@@ -1,0 +1,131 @@
+// i18n.js holds the console's words in zh-CN and en. The language comes
+// from the browser (navigator.languages) until the user switches; the
+// choice is kept in localStorage (a preference, not a secret). Dates and
+// numbers go through Intl, so no library is needed for them.
+const en = {
+  brand: 'gridwatch', queue: 'Work orders', map: 'Grid map', cameras: 'Camera wall', ranking: 'Evaluation', ops: 'Operations',
+  device: 'Device', camera: 'Camera', alert: 'Work order',
+  signIn: 'Sign in', signOut: 'Sign out', token: 'API token', tokenHelp: 'Paste a bearer token (gridwatch token new). It is kept for this browser session only.',
+  badToken: 'This token is not accepted.', signedInAs: 'Signed in as', role: 'Role', scope: 'Scope', wholeCity: 'whole city',
+  roles: { viewer: 'viewer', operator: 'operator', admin: 'admin' },
+  lang: '中文', theme: 'Theme', themes: { auto: 'auto', light: 'light', dark: 'dark' },
+  loading: 'Loading…', error: 'Error', retry: 'Retry', none: 'Nothing to show.', back: 'Back',
+  live: { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting' },
+  status: { new: 'new', acknowledged: 'signed for', dispatched: 'dispatched', resolved: 'resolved', closed: 'closed', reopened: 'reopened' },
+  severity: { info: 'info', minor: 'minor', major: 'major', critical: 'critical' },
+  condition: { pending: 'pending', firing: 'firing', cleared: 'cleared', inactive: 'inactive' },
+  categories: { municipal: 'municipal', water: 'water', environment: 'environment', lighting: 'lighting', sanitation: 'sanitation', heating: 'heating', construction: 'construction', gas: 'gas', fire: 'fire', video: 'video' },
+  actions: { ack: 'Sign for', dispatch: 'Dispatch', resolve: 'Resolve', close: 'Close', reopen: 'Reopen', comment: 'Comment' },
+  events: { fire: 'fired', refire: 'fired again', clear: 'cleared', escalate: 'escalated', deescalate: 'de-escalated', overdue: 'overdue', remind: 'reminder', join: 'joined', ack: 'signed for', dispatch: 'dispatched', resolve: 'resolved', close: 'closed', reopen: 'reopened', comment: 'comment' },
+  all: 'all', filterStatus: 'Status', filterSeverity: 'Severity', filterCategory: 'Category', filterUnit: 'Unit', filterGrid: 'Grid', filterOverdue: 'Overdue only', search: 'Search',
+  sort: 'Sort', sorts: { fired: 'newest', due: 'deadline', severity: 'severity' },
+  shown: '{n} of {total}', loadingMore: 'loading {n}…', selected: '{n} selected', clearSel: 'Clear',
+  bulkAck: 'Sign for {n}', bulkDispatch: 'Dispatch {n}', unitRouted: 'routed unit',
+  done: '{n} done', failed: '{n} failed', conflict: 'Work order {id} was changed by someone else meanwhile (now version {v}); it was reloaded: look again and retry.',
+  dueAck: 'sign for in {t}', dueResolve: 'resolve in {t}', overdueBy: 'overdue {t}', noDue: '—',
+  fired: 'Fired', updated: 'Updated', ackDue: 'Sign-for deadline', resolveDue: 'Resolve deadline', met: 'met', missed: 'missed',
+  timeline: 'Timeline', actor: 'Actor', note: 'Note', notePlaceholder: 'Note (required for a comment)', unit: 'Unit', grid: 'Grid', value: 'Value', summary: 'Summary', rule: 'Rule',
+  noActions: 'Your role ({role}) may only look.',
+  meta: 'Details', type: 'Type', name: 'Name', location: 'Location', online: 'online', offline: 'offline', alerting: 'alerting', since: 'since', installed: 'Installed',
+  latest: 'Latest values', telemetry: 'Telemetry', metric: 'Metric', range: 'Range', noData: 'No readings in this range.',
+  openCases: 'open', overdueCases: 'overdue', devices: 'devices', legend: 'Legend', showDevices: 'Devices', openQueue: 'Open its work orders',
+  faultyOnly: 'Faulty only', codec: 'Codec', resolution: 'Resolution', fps: 'fps', bitrate: 'Bitrate', lastProbe: 'Last probe', availability: 'Availability (7 d)', probes: 'Probes', never: 'never probed',
+  camStatus: { ok: 'ok', degraded: 'degraded', unreachable: 'unreachable', refused: 'refused', auth_failed: 'auth failed', not_found: 'not found', no_video_track: 'no video', unsupported_codec: 'unsupported codec', stalled: 'stalled', error: 'error' }, quiet: 'no open orders',
+  ready: 'Ready', notReady: 'Not ready', checks: 'Checks', spool: 'Spool', losses: 'Losses', noLosses: 'Nothing lost.', ingestRate: 'Ingest', perSecond: '{n}/s', messages: 'messages', readings: 'readings stored',
+  units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', resolveOnTime: 'Resolved on time', overdueTotal: 'Overdue', overdueNow: 'Overdue now', mtta: 'MTTA', mttr: 'MTTR', callIn: 'call-in', period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
+  notFound: 'Not found (or outside your scope).',
+};
+
+const zh = {
+  brand: 'gridwatch', queue: '工单队列', map: '网格地图', cameras: '视频墙', ranking: '考核评价', ops: '运行状态',
+  device: '设备', camera: '摄像机', alert: '工单',
+  signIn: '登录', signOut: '退出', token: 'API 令牌', tokenHelp: '粘贴访问令牌（gridwatch token new）。令牌只保存在本次浏览器会话中。',
+  badToken: '令牌无效。', signedInAs: '当前用户', role: '角色', scope: '范围', wholeCity: '全市',
+  roles: { viewer: '查看员', operator: '值班员', admin: '管理员' },
+  lang: 'English', theme: '主题', themes: { auto: '自动', light: '浅色', dark: '深色' },
+  loading: '加载中…', error: '错误', retry: '重试', none: '暂无内容。', back: '返回',
+  live: { live: '实时', connecting: '连接中', reconnecting: '重新连接中' },
+  status: { new: '新建', acknowledged: '已签收', dispatched: '已派遣', resolved: '已处置', closed: '已结案', reopened: '已重开' },
+  severity: { info: '提示', minor: '一般', major: '重要', critical: '紧急' },
+  condition: { pending: '待定', firing: '告警中', cleared: '已恢复', inactive: '未激活' },
+  categories: { municipal: '市政', water: '水务', environment: '环境', lighting: '照明', sanitation: '环卫', heating: '供热', construction: '住建', gas: '燃气', fire: '消防', video: '视频' },
+  actions: { ack: '签收', dispatch: '派遣', resolve: '处置', close: '结案', reopen: '重开', comment: '备注' },
+  events: { fire: '告警', refire: '再次告警', clear: '恢复', escalate: '升级', deescalate: '降级', overdue: '超时', remind: '催办', join: '合并', ack: '签收', dispatch: '派遣', resolve: '处置', close: '结案', reopen: '重开', comment: '备注' },
+  all: '全部', filterStatus: '状态', filterSeverity: '级别', filterCategory: '类别', filterUnit: '责任单位', filterGrid: '网格', filterOverdue: '只看超时', search: '搜索',
+  sort: '排序', sorts: { fired: '最新', due: '时限', severity: '级别' },
+  shown: '{n} / {total}', loadingMore: '正在加载 {n}…', selected: '已选 {n}', clearSel: '清除',
+  bulkAck: '签收 {n} 件', bulkDispatch: '派遣 {n} 件', unitRouted: '默认单位',
+  done: '成功 {n} 件', failed: '失败 {n} 件', conflict: '工单 {id} 已被他人修改（当前版本 {v}），已重新加载，请确认后重试。',
+  dueAck: '{t} 内签收', dueResolve: '{t} 内处置', overdueBy: '已超时 {t}', noDue: '—',
+  fired: '告警时间', updated: '更新时间', ackDue: '签收时限', resolveDue: '处置时限', met: '按时', missed: '超时',
+  timeline: '处理过程', actor: '操作人', note: '备注', notePlaceholder: '备注（添加备注时必填）', unit: '责任单位', grid: '网格', value: '数值', summary: '摘要', rule: '规则',
+  noActions: '您的角色（{role}）只能查看。',
+  meta: '基本信息', type: '类型', name: '名称', location: '位置', online: '在线', offline: '离线', alerting: '告警', since: '自', installed: '安装日期',
+  latest: '最新读数', telemetry: '监测曲线', metric: '指标', range: '时间范围', noData: '该时间段内没有读数。',
+  openCases: '在办', overdueCases: '超时', devices: '设备', legend: '图例', showDevices: '设备', openQueue: '查看其工单',
+  faultyOnly: '只看故障', codec: '编码', resolution: '分辨率', fps: '帧率', bitrate: '码率', lastProbe: '最近检测', availability: '在线率（7 天）', probes: '检测记录', never: '尚未检测',
+  camStatus: { ok: '正常', degraded: '质量下降', unreachable: '无法连接', refused: '拒绝连接', auth_failed: '认证失败', not_found: '流不存在', no_video_track: '无视频', unsupported_codec: '编码不支持', stalled: '画面停滞', error: '错误' }, quiet: '无在办',
+  ready: '就绪', notReady: '未就绪', checks: '检查项', spool: '磁盘缓存', losses: '数据损失', noLosses: '没有数据损失。', ingestRate: '接入速率', perSecond: '{n}/秒', messages: '消息', readings: '已存读数',
+  units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', resolveOnTime: '按时处置', overdueTotal: '超时', overdueNow: '当前超时', mtta: '平均签收用时', mttr: '平均处置用时', callIn: '约谈', period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
+  notFound: '未找到（或不在您的范围内）。',
+};
+
+const dicts = { en, 'zh-CN': zh };
+const langKey = 'gridwatch.lang';
+
+function pick() {
+  const saved = localStorage.getItem(langKey);
+  if (saved && dicts[saved]) return saved;
+  for (const l of navigator.languages || [navigator.language]) {
+    if (/^zh/i.test(l)) return 'zh-CN';
+    if (/^en/i.test(l)) return 'en';
+  }
+  return 'en';
+}
+
+export let lang = pick();
+
+export function setLang(l) {
+  lang = l;
+  localStorage.setItem(langKey, l);
+  document.documentElement.lang = l;
+}
+document.documentElement.lang = lang;
+
+// t returns the text of key (a dotted path, such as "status.new") in the
+// current language, with {name} replaced from vars; an unknown key is
+// shown as itself, so a value without a translation (a new status) still
+// reads.
+export function t(key, vars) {
+  let v = key.split('.').reduce((o, k) => (o && typeof o === 'object' ? o[k] : undefined), dicts[lang]);
+  if (v === undefined) v = key.split('.').reduce((o, k) => (o && typeof o === 'object' ? o[k] : undefined), en);
+  if (typeof v !== 'string') v = key.includes('.') ? key.slice(key.lastIndexOf('.') + 1) : key;
+  return vars ? v.replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? '')) : v;
+}
+
+const dateFmt = {};
+export function fmtTime(v) {
+  if (!v) return '—';
+  const d = typeof v === 'number' ? new Date(v) : new Date(Date.parse(v));
+  if (isNaN(d)) return '—';
+  dateFmt[lang] ||= new Intl.DateTimeFormat(lang, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+  return dateFmt[lang].format(d);
+}
+
+export function fmtNum(v, digits = 1) {
+  if (v === undefined || v === null || isNaN(v)) return '—';
+  return new Intl.NumberFormat(lang, { maximumFractionDigits: digits }).format(v);
+}
+
+// fmtDur writes a duration in ms compactly: 45s, 12m, 3h 05m, 2d 4h.
+export function fmtDur(ms) {
+  const zhL = lang === 'zh-CN';
+  const s = Math.max(0, Math.round(Math.abs(ms) / 1000));
+  const u = zhL ? { d: '天', h: '小时', m: '分', s: '秒' } : { d: 'd', h: 'h', m: 'm', s: 's' };
+  if (s < 60) return s + u.s;
+  const m = Math.floor(s / 60);
+  if (m < 60) return m + u.m;
+  const h = Math.floor(m / 60);
+  if (h < 48) return h + u.h + ' ' + String(m % 60).padStart(2, '0') + u.m;
+  return Math.floor(h / 24) + u.d + ' ' + (h % 24) + u.h;
+}

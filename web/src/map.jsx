@@ -1,0 +1,182 @@
+// map.jsx is the grid map: the registry's district, street and cell
+// polygons (GeoJSON from the API; no tile server, so it works offline),
+// cells coloured by their open and overdue work orders, devices and
+// cameras as markers coloured by status and clustered (supercluster) when
+// dense. Every label is set as text, never as HTML.
+import L from 'leaflet';
+import Supercluster from 'supercluster';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import * as alerts from './alerts.js';
+import { api, q } from './api.js';
+import { t } from './i18n.js';
+
+// textNode builds an element of lines of plain text and links, for
+// Leaflet popups and tooltips (which would take a string as HTML).
+function textNode(lines) {
+  const div = document.createElement('div');
+  for (const l of lines) {
+    const p = document.createElement(l.href ? 'a' : 'div');
+    if (l.href) p.href = l.href;
+    if (l.bold) p.className = 'b';
+    p.textContent = l.text;
+    div.appendChild(p);
+  }
+  return div;
+}
+
+async function allDevices() {
+  const out = [];
+  for (let offset = 0; ; offset += 10000) {
+    const page = await api('/api/v1/devices' + q({ limit: 10000, offset }));
+    out.push(...page.devices);
+    if (out.length >= page.total || page.devices.length === 0) return out;
+  }
+}
+
+function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+export function MapView() {
+  const el = useRef(null);
+  const mapRef = useRef(null);
+  const [err, setErr] = useState(null);
+  const [geo, setGeo] = useState(null);
+  const [devs, setDevs] = useState(null);
+  const [st, setSt] = useState(() => ({ ...alerts.snapshot() }));
+  const [showDevices, setShowDevices] = useState(true);
+  useEffect(() => alerts.subscribe((s) => setSt({ ...s })), []);
+  useEffect(() => {
+    api('/api/v1/grids/export.geojson', { raw: true }).then((txt) => setGeo(JSON.parse(txt))).catch(setErr);
+    allDevices().then(setDevs).catch(setErr);
+  }, []);
+
+  // Open and overdue work orders per grid code and per device.
+  const counts = useMemo(() => {
+    const byGrid = new Map();
+    const alerting = new Set();
+    const now = Date.now();
+    for (const a of st.byId.values()) {
+      const c = byGrid.get(a.grid) || { open: 0, overdue: 0 };
+      c.open++;
+      if (alerts.overdue(a, now)) c.overdue++;
+      byGrid.set(a.grid, c);
+      if (a.device && a.condition === 'firing') alerting.add(a.device);
+      for (const m of a.members || []) alerting.add(m);
+    }
+    return { byGrid, alerting };
+  }, [st.version]);
+
+  useEffect(() => {
+    const map = L.map(el.current, { preferCanvas: true, zoomSnap: 0.25, attributionControl: false });
+    map.setView([30.27, 120.15], 12);
+    mapRef.current = { map, cells: null, markers: L.layerGroup().addTo(map), renderer: L.canvas({ padding: 0.3 }) };
+    return () => map.remove();
+  }, []);
+
+  // The polygons: districts and streets as outlines, cells filled.
+  useEffect(() => {
+    const m = mapRef.current;
+    if (!geo || !m) return;
+    if (m.cells) m.cells.remove();
+    const colors = { ok: cssVar('--ok'), warn: cssVar('--warn'), bad: cssVar('--bad'), line: cssVar('--fg') };
+    const sum = (code) => {
+      // A district or street counts the orders of the cells below it.
+      let open = 0, overdue = 0;
+      for (const [g, c] of counts.byGrid) if (g === code || (g || '').startsWith(code + '-')) { open += c.open; overdue += c.overdue; }
+      return { open, overdue };
+    };
+    const order = { district: 0, street: 1, grid: 2 };
+    const feats = [...geo.features].sort((a, b) => order[b.properties.level] - order[a.properties.level]);
+    m.cells = L.geoJSON({ type: 'FeatureCollection', features: feats }, {
+      style: (f) => {
+        const lvl = f.properties.level;
+        if (lvl !== 'grid') return { color: colors.line, weight: lvl === 'district' ? 3 : 1.5, dashArray: lvl === 'street' ? '4 4' : null, fill: false, interactive: false };
+        const c = counts.byGrid.get(f.properties.code) || { open: 0, overdue: 0 };
+        const fill = c.overdue ? colors.bad : c.open ? colors.warn : colors.ok;
+        return { color: fill, weight: 1, fillColor: fill, fillOpacity: c.open ? 0.35 : 0.12 };
+      },
+      renderer: L.svg(),
+      onEachFeature: (f, layer) => {
+        const p = f.properties;
+        const c = p.level === 'grid' ? (counts.byGrid.get(p.code) || { open: 0, overdue: 0 }) : sum(p.code);
+        layer.bindPopup(() => textNode([
+          { text: p.name || p.code, bold: true }, { text: p.code },
+          { text: `${t('openCases')}: ${c.open} · ${t('overdueCases')}: ${c.overdue}` },
+          { text: t('openQueue'), href: '#/' + q({ grid: p.code }) },
+        ]));
+        layer.on('add', () => {
+          const pe = layer.getElement && layer.getElement();
+          if (pe && p.level === 'grid') {
+            pe.setAttribute('data-testid', 'map-cell');
+            pe.setAttribute('data-grid', p.code);
+            pe.setAttribute('data-open', String(c.open));
+          }
+        });
+      },
+    }).addTo(m.map);
+    m.cells.bringToBack();
+    if (!m.fitted) {
+      const b = m.cells.getBounds();
+      if (b.isValid()) m.map.fitBounds(b, { padding: [10, 10] });
+      m.fitted = true;
+    }
+    const grid = new URLSearchParams(location.hash.split('?')[1] || '').get('grid');
+    if (grid) {
+      m.cells.eachLayer((l) => { if (l.feature.properties.code === grid) m.map.fitBounds(l.getBounds(), { maxZoom: 16 }); });
+    }
+  }, [geo, counts]);
+
+  // The markers, clustered for the view at every move.
+  const index = useMemo(() => {
+    if (!devs) return null;
+    const sc = new Supercluster({ radius: 48, maxZoom: 16 });
+    sc.load(devs.filter((d) => d.lat || d.lon).map((d) => ({ type: 'Feature', geometry: { type: 'Point', coordinates: [d.lon, d.lat] }, properties: d })));
+    return sc;
+  }, [devs]);
+  useEffect(() => {
+    const m = mapRef.current;
+    if (!m || !index) return undefined;
+    const colors = { alerting: cssVar('--bad'), online: cssVar('--ok'), offline: cssVar('--muted') };
+    const draw = () => {
+      m.markers.clearLayers();
+      if (!showDevices) return;
+      const b = m.map.getBounds();
+      const z = Math.round(m.map.getZoom());
+      for (const f of index.getClusters([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()], z)) {
+        const [lon, lat] = f.geometry.coordinates;
+        if (f.properties.cluster) {
+          const n = f.properties.point_count;
+          const icon = L.divIcon({ className: 'cluster', html: String(n), iconSize: [34, 34] });
+          L.marker([lat, lon], { icon, keyboard: false }).on('click', () => m.map.setView([lat, lon], index.getClusterExpansionZoom(f.properties.cluster_id)))
+            .addTo(m.markers);
+          continue;
+        }
+        const d = f.properties;
+        const status = counts.alerting.has(d.id) ? 'alerting' : d.status.online ? 'online' : 'offline';
+        const cam = d.type === 'camera';
+        L.circleMarker([lat, lon], { renderer: m.renderer, radius: cam ? 7 : 5, color: cam ? cssVar('--accent') : colors[status], weight: cam ? 3 : 1, fillColor: colors[status], fillOpacity: 0.9 })
+          .bindPopup(() => textNode([
+            { text: d.name || d.id, bold: true }, { text: `${d.id} · ${d.type}` }, { text: t(status) },
+            { text: t(cam ? 'camera' : 'device'), href: (cam ? '#/camera/' : '#/device/') + encodeURIComponent(d.id) },
+          ]))
+          .addTo(m.markers);
+      }
+    };
+    draw();
+    m.map.on('moveend', draw);
+    return () => m.map.off('moveend', draw);
+  }, [index, counts, showDevices]);
+
+  const cellCount = geo ? geo.features.filter((f) => f.properties.level === 'grid').length : 0;
+  return (
+    <section class="mapview">
+      <div class="filters">
+        <label class="check"><input type="checkbox" checked={showDevices} onChange={(e) => setShowDevices(e.currentTarget.checked)} data-testid="map-devices" />{t('showDevices')}</label>
+        <span class="legend"><i class="sw ok" />{t('quiet')} <i class="sw warn" />{t('openCases')} <i class="sw bad" />{t('overdueCases')} · <i class="dot online" />{t('online')} <i class="dot alerting" />{t('alerting')} <i class="dot offline" />{t('offline')}</span>
+        <span class="spacer" />
+        <span class="count" data-testid="map-count">{t('grids')}: {cellCount} · {t('devices')}: {devs ? devs.length : '…'}</span>
+      </div>
+      {err && <p class="error">{err.message}</p>}
+      <div class="map" ref={el} data-testid="map" />
+    </section>
+  );
+}

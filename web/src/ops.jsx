@@ -1,0 +1,89 @@
+// ops.jsx is the operations view: /readyz (each check, the spool, every
+// series of data not stored) and rates computed from /metrics.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api } from './api.js';
+import { fmtNum, t } from './i18n.js';
+
+// sums adds up the samples of the named counters in a Prometheus text
+// exposition (all label sets of each).
+export function sums(text, names) {
+  const out = Object.fromEntries(names.map((n) => [n, 0]));
+  for (const line of text.split('\n')) {
+    if (!line || line[0] === '#') continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (m && m[1] in out) out[m[1]] += Number(m[3]);
+  }
+  return out;
+}
+
+const counters = ['gridwatch_ingest_messages_total', 'gridwatch_ingest_readings_total', 'gridwatch_storage_rows_written_total', 'gridwatch_api_stream_clients'];
+
+export function Ops() {
+  const [ready, setReady] = useState(null);
+  const [rates, setRates] = useState(null);
+  const [err, setErr] = useState(null);
+  const prev = useRef(null);
+  useEffect(() => {
+    let stop = false;
+    const poll = async () => {
+      try {
+        // /readyz answers 503 with the same body when not ready.
+        const resp = await fetch('/readyz', { cache: 'no-store' });
+        const body = await resp.json();
+        const text = await api('/metrics', { raw: true });
+        const now = performance.now();
+        const cur = sums(text, counters);
+        if (prev.current) {
+          const dt = (now - prev.current.at) / 1000;
+          setRates(Object.fromEntries(counters.map((c) => [c, c.endsWith('_total') ? (cur[c] - prev.current.v[c]) / dt : cur[c]])));
+        }
+        prev.current = { at: now, v: cur };
+        if (!stop) { setReady(body); setErr(null); }
+      } catch (e) {
+        if (!stop) setErr(e);
+      }
+    };
+    poll();
+    const id = setInterval(poll, 5000);
+    return () => { stop = true; clearInterval(id); };
+  }, []);
+  if (err && !ready) return <p class="error">{err.message}</p>;
+  if (!ready) return <p class="muted pad">{t('loading')}</p>;
+  const spool = ready.detail?.spool || {};
+  const losses = Object.entries(ready.detail?.losses || {});
+  return (
+    <section class="ops" data-testid="ops">
+      <h2><span class={'pill ' + (ready.status === 'ready' ? 'st-ok' : 'st-bad')} data-testid="ops-status">{t(ready.status === 'ready' ? 'ready' : 'notReady')}</span></h2>
+      <div class="cards">
+        <div class="card">
+          <h3>{t('checks')}</h3>
+          <table data-testid="ops-checks"><tbody>
+            {Object.entries(ready.checks).map(([k, v]) => <tr class={v === 'ok' ? '' : 'bad'}><th>{k}</th><td>{v}</td></tr>)}
+          </tbody></table>
+        </div>
+        <div class="card">
+          <h3>{t('ingestRate')}</h3>
+          <table data-testid="ops-rates"><tbody>
+            <tr><th>{t('messages')}</th><td class="num">{rates ? t('perSecond', { n: fmtNum(rates.gridwatch_ingest_messages_total) }) : '…'}</td></tr>
+            <tr><th>{t('readings')}</th><td class="num">{rates ? t('perSecond', { n: fmtNum(rates.gridwatch_storage_rows_written_total) }) : '…'}</td></tr>
+            <tr><th>SSE</th><td class="num">{rates ? fmtNum(rates.gridwatch_api_stream_clients, 0) : '…'}</td></tr>
+          </tbody></table>
+        </div>
+        <div class="card">
+          <h3>{t('spool')}</h3>
+          <table data-testid="ops-spool"><tbody>
+            {Object.entries(spool).map(([k, v]) => <tr><th>{k}</th><td class="num">{fmtNum(v, 2)}</td></tr>)}
+          </tbody></table>
+        </div>
+        <div class="card">
+          <h3>{t('losses')}</h3>
+          {losses.length === 0 ? <p class="muted" data-testid="ops-losses">{t('noLosses')}</p> : (
+            <table data-testid="ops-losses"><tbody>
+              {losses.map(([k, v]) => <tr class="bad"><th><code>{k}</code></th><td class="num">{fmtNum(v, 0)}</td></tr>)}
+            </tbody></table>
+          )}
+        </div>
+      </div>
+    </section>
+  );
+}
