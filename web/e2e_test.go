@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -309,4 +311,91 @@ func TestConsoleInBrowser(t *testing.T) {
 	runNode(t, node, "e2e/console.test.mjs", c, map[string]any{
 		"live": asJS(live), "other": asJS(other), "xss": asJS(xss),
 	})
+}
+
+// loadRules raise two work orders per flooded gauge, and a third when the
+// water rises above 100 cm: the load test's live event.
+const loadRules = floodRules + `  - name: underpass_warning
+    match: {types: [water_level]}
+    metric: level_cm
+    condition: value > 20
+    severity: minor
+    no_group: true
+  - name: underpass_deep
+    match: {types: [water_level]}
+    metric: level_cm
+    condition: value > 100
+    severity: critical
+    no_group: true
+`
+
+// TestConsoleLoad measures the console with 5,000 devices and 10,000 open
+// work orders (e2e/load.test.mjs): the time to the queue's first row and
+// to the whole queue, and the time from a device's breach (mosquitto_pub)
+// and from another client's action to the change on screen. The figures
+// are reported, not asserted: a loaded machine says little about them.
+func TestConsoleLoad(t *testing.T) {
+	node := needBrowser(t)
+	gen := simulators.City{Devices: 5000, Grids: 100, Seed: 21}
+	all, err := gen.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauges := make([]devices.Device, len(all))
+	for i, d := range all {
+		d.ID, d.Type, d.Name = fmt.Sprintf("wl-%06d", i+1), "water_level", "Gauge "+d.Name
+		gauges[i] = d
+	}
+	// The city generator's own devices are not registered: its areas are.
+	c := startCity(t, simulators.City{Devices: 1, Grids: 100, Seed: 21}, gauges, loadRules, nil)
+	start := time.Now()
+	work := make(chan devices.Device)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				c.publish(t, d, `{"level_cm": 50}`)
+			}
+		}()
+	}
+	for _, d := range gauges {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
+	waitFor(t, 3*time.Minute, "10,000 open work orders", func() bool {
+		return c.alertTotal(t) >= 10000
+	})
+	t.Logf("5,000 gauges flooded, 10,000 work orders open in %s", time.Since(start).Round(time.Millisecond))
+	runNode(t, node, "e2e/load.test.mjs", c, map[string]any{"gauges": []map[string]string{asJS(gauges[10]), asJS(gauges[2000]), asJS(gauges[4999])}, "open": 10000})
+}
+
+// alertTotal counts the open work orders, page by page.
+func (c *city) alertTotal(t *testing.T) int {
+	t.Helper()
+	n, cursor := 0, ""
+	for {
+		req, _ := http.NewRequest(http.MethodGet, c.url()+"/api/v1/alerts?limit=1000&status=new&cursor="+url.QueryEscape(cursor), nil)
+		req.Header.Set("Authorization", "Bearer "+c.tokens["dispatcher"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Alerts []json.RawMessage `json:"alerts"`
+			Next   string            `json:"next"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(page.Alerts)
+		if page.Next == "" {
+			return n
+		}
+		cursor = page.Next
+	}
 }

@@ -6,6 +6,9 @@
 import { api, q, stream } from './api.js';
 
 export const openStatuses = ['new', 'acknowledged', 'dispatched', 'resolved', 'reopened'];
+// The first page is small, so that the queue paints at once; the rest
+// come in the largest pages the API gives.
+const firstPage = 200;
 const pageSize = 1000;
 
 const state = {
@@ -44,14 +47,20 @@ function upsert(a) {
 // put applies an alert an action answered with.
 export function put(a) { if (upsert(a)) changed(); }
 
+const listPath = (cursor) => '/api/v1/alerts' + q({ status: openStatuses.join(','), limit: cursor ? pageSize : firstPage, sort: '-fired', cursor });
+
 async function listAll(signal) {
   let cursor = '';
   const seen = new Set();
   do {
-    const page = await api('/api/v1/alerts' + q({ status: openStatuses.join(','), limit: pageSize, sort: '-fired', cursor }), { signal });
+    const page = await api(listPath(cursor), { signal });
+    if (!cursor && !state.complete) {
+      // The early page may hold orders closed since: this listing decides.
+      for (const id of state.byId.keys()) if (!touched.has(id)) state.byId.delete(id);
+    }
     for (const a of page.alerts) { seen.add(a.id); upsert(a); }
     cursor = page.next || '';
-    if (!state.loaded) state.loaded = true;
+    state.loaded = true;
     changed();
   } while (cursor);
   // An alert the list no longer holds, and no event touched since the
@@ -64,6 +73,15 @@ async function listAll(signal) {
 
 function start() {
   const ctl = new AbortController();
+  // The first page at once, for the first paint, while the stream
+  // connects; only the listing that follows the stream's opening (gap-free)
+  // is authoritative, and once it has begun this one is dropped.
+  api(listPath(''), { signal: ctl.signal }).then((page) => {
+    if (state.loaded) return;
+    for (const a of page.alerts) upsert(a);
+    state.loaded = true;
+    changed();
+  }).catch(() => {});
   stream('/api/v1/alerts/stream', {
     signal: ctl.signal,
     onState(s) { state.live = s; changed(); },

@@ -66,10 +66,13 @@ export function MapView() {
   }, [st.version]);
 
   useEffect(() => {
-    const map = L.map(el.current, { preferCanvas: true, zoomSnap: 0.25, attributionControl: false });
+    // No fade or marker animation, and programmatic moves without one: an
+    // animation still running when the view is left would touch the
+    // removed map.
+    const map = L.map(el.current, { preferCanvas: true, zoomSnap: 0.25, attributionControl: false, fadeAnimation: false, markerZoomAnimation: false });
     map.setView([30.27, 120.15], 12);
     mapRef.current = { map, cells: null, markers: L.layerGroup().addTo(map), renderer: L.canvas({ padding: 0.3 }) };
-    return () => map.remove();
+    return () => { map.stop(); map.remove(); };
   }, []);
 
   // The polygons: districts and streets as outlines, cells filled.
@@ -116,19 +119,19 @@ export function MapView() {
     m.cells.bringToBack();
     if (!m.fitted) {
       const b = m.cells.getBounds();
-      if (b.isValid()) m.map.fitBounds(b, { padding: [10, 10] });
+      if (b.isValid()) m.map.fitBounds(b, { padding: [10, 10], animate: false });
       m.fitted = true;
     }
     const grid = new URLSearchParams(location.hash.split('?')[1] || '').get('grid');
     if (grid) {
-      m.cells.eachLayer((l) => { if (l.feature.properties.code === grid) m.map.fitBounds(l.getBounds(), { maxZoom: 16 }); });
+      m.cells.eachLayer((l) => { if (l.feature.properties.code === grid) m.map.fitBounds(l.getBounds(), { maxZoom: 16, animate: false }); });
     }
   }, [geo, counts]);
 
   // The markers, clustered for the view at every move.
   const index = useMemo(() => {
     if (!devs) return null;
-    const sc = new Supercluster({ radius: 48, maxZoom: 16 });
+    const sc = new Supercluster({ radius: 110, maxZoom: 16 });
     sc.load(devs.filter((d) => d.lat || d.lon).map((d) => ({ type: 'Feature', geometry: { type: 'Point', coordinates: [d.lon, d.lat] }, properties: d })));
     return sc;
   }, [devs]);
@@ -140,7 +143,7 @@ export function MapView() {
       m.markers.clearLayers();
       if (!showDevices) return;
       const b = m.map.getBounds();
-      const z = Math.round(m.map.getZoom());
+      const z = Math.floor(m.map.getZoom());
       for (const f of index.getClusters([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()], z)) {
         const [lon, lat] = f.geometry.coordinates;
         if (f.properties.cluster) {

@@ -163,7 +163,7 @@ export function Queue({ me, params }) {
             return (
               <div key={a.id} class={'row sev-' + a.severity + (late ? ' late' : '') + (sel.has(a.id) ? ' selected' : '')}
                 style={{ transform: `translateY(${it.start}px)`, height: it.size + 'px' }}
-                data-testid="queue-row" data-id={a.id} data-device={a.device || ''} data-status={a.status}>
+                data-testid="queue-row" data-id={a.id} data-device={a.device || ''} data-status={a.status} data-rule={a.rule}>
                 {actor && <input type="checkbox" checked={sel.has(a.id)} onChange={() => toggle(a.id)} data-testid="row-select" aria-label={a.id} />}
                 <span class={'sev pill sev-' + a.severity}>{t('severity.' + a.severity)}</span>
                 <a class="what" href={'#/alert/' + encodeURIComponent(a.id)} data-testid="row-link">
