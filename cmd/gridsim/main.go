@@ -32,7 +32,7 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	root.AddCommand(cityCmd(), fleetCmd(logger), checkCmd(), brokerCmd(logger))
+	root.AddCommand(cityCmd(), fleetCmd(logger), loadCmd(), checkCmd(), brokerCmd(logger))
 	root.AddCommand(camerasCmd(logger), probeCmd(logger))
 	return root
 }
