@@ -64,6 +64,10 @@ type Config struct {
 	} `koanf:"mqtt"`
 	HTTP struct {
 		Listen string `koanf:"listen" help:"HTTP listener address for the API, /metrics and health checks"`
+		// PprofListen serves Go's profiler apart from the API: it shows
+		// the process's internals to anyone who can reach it, so it takes
+		// no token and must be a loopback address.
+		PprofListen string `koanf:"pprof_listen" help:"loopback address serving Go's profiler at /debug/pprof/, for profiling under load; empty serves none"`
 	} `koanf:"http"`
 	API struct {
 		AdminToken string        `koanf:"admin_token" help:"bootstrap admin bearer token: an admin of the whole city; with neither it nor api.tokens_file, /api/v1 is open to this host only (http.listen must be a loopback address)" secret:"true"`
@@ -171,6 +175,15 @@ func (c *Config) Validate() error {
 	for key, addr := range map[string]string{"mqtt.listen": c.MQTT.Listen, "http.listen": c.HTTP.Listen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad(key, "must be host:port, such as :1883 (%v)", err)
+		}
+	}
+	if c.HTTP.PprofListen != "" {
+		host, _, err := net.SplitHostPort(c.HTTP.PprofListen)
+		switch {
+		case err != nil:
+			bad("http.pprof_listen", "must be host:port, such as 127.0.0.1:6060 (%v)", err)
+		case !api.IsLoopbackHost(host):
+			bad("http.pprof_listen", "must be a loopback address such as 127.0.0.1:6060, not %s: the profiler takes no token", c.HTTP.PprofListen)
 		}
 	}
 	if c.MQTT.MaxPacketSize < 1024 || c.MQTT.MaxPacketSize > 256<<20 {

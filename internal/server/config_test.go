@@ -74,6 +74,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"missing devices file", "devices:\n  file: /nonexistent/devices.csv\n", "", "'devices.file' cannot be read"},
 		{"open API on all interfaces", "http:\n  listen: 0.0.0.0:8080\n", "", "'http.listen' is 0.0.0.0:8080, not a loopback address, and neither api.admin_token nor api.tokens_file"},
 		{"open API on another address", "", "GRIDWATCH_HTTP_LISTEN=192.0.2.2:0", "'http.listen' is 192.0.2.2:0, not a loopback address"},
+		{"profiler beyond this host", "http:\n  pprof_listen: 0.0.0.0:6060\n", "", "'http.pprof_listen' must be a loopback address such as 127.0.0.1:6060, not 0.0.0.0:6060"},
 		{"zero silence bound", "api:\n  max_silence: 0s\n", "", "'api.max_silence' must be > 0"},
 		{"guessable admin token", "", "GRIDWATCH_API_ADMIN_TOKEN=admin", "'api.admin_token' must be at least 16 characters, not 5"},
 		{"guessable webhook secret", "notify:\n  webhook_url: https://hooks.example/x\n  webhook_secret: k\n", "", "'notify.webhook_secret' must be at least 16 characters, not 1"},

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"sync"
 	"time"
@@ -303,6 +304,29 @@ func (s *Server) startHTTP() error {
 		}
 	}()
 	s.Logger.Info("http listening", "addr", s.httpAddr.String())
+	return s.startPprof()
+}
+
+// startPprof serves Go's profiler on http.pprof_listen, when set. It is
+// closed with the API.
+func (s *Server) startPprof() error {
+	if s.Config.HTTP.PprofListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.Config.HTTP.PprofListen)
+	if err != nil {
+		return fmt.Errorf("http.pprof_listen %s: %w", s.Config.HTTP.PprofListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+	s.http.RegisterOnShutdown(func() { srv.Close() })
+	go srv.Serve(ln)
+	s.Logger.Info("profiler listening", "addr", ln.Addr().String())
 	return nil
 }
 
