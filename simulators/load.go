@@ -19,6 +19,9 @@ import (
 	"github.com/gridwatch/gridwatch/devices"
 )
 
+// DefaultLoadAckTimeout is how long a Load waits for a PUBACK by default.
+const DefaultLoadAckTimeout = 5 * time.Minute
+
 // Load is a load generator for benchmarks. Like Fleet it logs in as the
 // devices (username and client id the device id, password its secret) and
 // publishes their models' telemetry on devices/{id}/telemetry, but it
@@ -54,7 +57,9 @@ type Load struct {
 	// defaults to DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// AckTimeout bounds the wait for a PUBACK; it defaults to
-	// DefaultAckTimeout.
+	// DefaultLoadAckTimeout. At full speed a connection's socket buffers
+	// hold thousands of messages the broker has not read yet, and the
+	// fence is acknowledged only once it has read them all.
 	AckTimeout time.Duration
 	// LocalAddrs, when set, are the source addresses the connections are
 	// spread over, round robin: on loopback, 127.0.0.x addresses lift the
@@ -80,6 +85,8 @@ type LoadStats struct {
 	Stats
 	// ConnectElapsed is how long connecting every device took.
 	ConnectElapsed time.Duration `json:"connect_ns"`
+	// FirstError is why the first connection that failed did.
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // ConnectsPerSecond is the rate at which the devices connected.
@@ -153,7 +160,7 @@ func (l Load) withDefaults() (Load, error) {
 		l.ConnectTimeout = DefaultConnectTimeout
 	}
 	if l.AckTimeout <= 0 {
-		l.AckTimeout = DefaultAckTimeout
+		l.AckTimeout = DefaultLoadAckTimeout
 	}
 	if l.Sources == nil {
 		models := l.Models
@@ -196,6 +203,12 @@ func (r *loadRun) run(ctx context.Context) (LoadStats, error) {
 	}
 	g.Wait()
 	r.stats.Elapsed = time.Since(start)
+	for _, c := range conns {
+		if err := c.err.Load(); err != nil {
+			r.stats.FirstError = fmt.Sprintf("%s: %v", c.topic, *err)
+			break
+		}
+	}
 	if r.Hold > 0 {
 		t := time.NewTimer(r.Hold)
 		select {

@@ -74,7 +74,7 @@ one port).`,
 				}
 			}
 			if s.ConnectErrors > 0 || s.Errors > 0 {
-				return fmt.Errorf("%d of %d devices could not connect, %d connections failed", s.ConnectErrors, s.Devices, s.Errors)
+				return fmt.Errorf("%d of %d devices could not connect, %d connections failed (first: %s)", s.ConnectErrors, s.Devices, s.Errors, s.FirstError)
 			}
 			return nil
 		},
@@ -89,7 +89,7 @@ one port).`,
 	fl.IntVar(&l.InFlight, "inflight", 64, "QoS 1 messages per connection not yet acknowledged")
 	fl.IntVar(&l.ConnectConcurrency, "connect-concurrency", simulators.DefaultConnectConcurrency, "connection attempts in progress at once")
 	fl.DurationVar(&l.ConnectTimeout, "connect-timeout", simulators.DefaultConnectTimeout, "time allowed for one connection attempt")
-	fl.DurationVar(&l.AckTimeout, "ack-timeout", simulators.DefaultAckTimeout, "time allowed for a PUBACK")
+	fl.DurationVar(&l.AckTimeout, "ack-timeout", simulators.DefaultLoadAckTimeout, "time allowed for a PUBACK (the fence comes after every message still in the socket buffers)")
 	fl.DurationVar(&l.Hold, "hold", 0, "keep the connections open this long after publishing (default 0)")
 	fl.StringSliceVar(&local, "local-addr", nil, "source addresses to spread the connections over (default: the system's choice)")
 	fl.BoolVar(&asJSON, "json", false, "print the statistics as JSON on standard output (default false)")
