@@ -45,7 +45,7 @@ type Load struct {
 	// QoS is the publish QoS, 0 or 1.
 	QoS byte
 	// Messages is the total number of messages, spread evenly over the
-	// devices.
+	// devices; a device that cannot connect sends none of its share.
 	Messages int
 	// InFlight bounds each connection's QoS 1 messages not yet
 	// acknowledged. It defaults to 64.
@@ -187,7 +187,7 @@ func (r *loadRun) run(ctx context.Context) (LoadStats, error) {
 		}
 	}()
 	if len(conns) == 0 {
-		return r.snapshot(), fmt.Errorf("load: no device connected: %w", firstErr)
+		return r.snapshot(), fmt.Errorf("load: %w: %w", ErrNoConnection, firstErr)
 	}
 	start = time.Now()
 	var g sync.WaitGroup
