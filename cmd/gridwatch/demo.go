@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -120,6 +121,18 @@ func demoDevices(cfg *server.Config, city simulators.City, cameras []devices.Dev
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, err
 	}
+	// The cameras stand beside devices of the city, so that the map shows
+	// them in its cells.
+	cameras = slices.Clone(cameras)
+	for i := range cameras {
+		d := devs[(i*len(devs)/max(len(cameras), 1))%len(devs)]
+		cameras[i].Grid, cameras[i].Lat, cameras[i].Lon = d.Grid, d.Lat+0.0004, d.Lon+0.0004
+	}
+	if cfg.Grids.File == "" {
+		if err := demoGrids(cfg, city); err != nil {
+			return nil, err
+		}
+	}
 	cfg.Devices.File = filepath.Join(cfg.DataDir, "demo-devices.csv")
 	f, err := os.OpenFile(cfg.Devices.File, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // it holds device secrets
 	if err != nil {
@@ -130,6 +143,26 @@ func demoDevices(cfg *server.Config, city simulators.City, cameras []devices.Dev
 		return nil, err
 	}
 	return devs, f.Close()
+}
+
+// demoGrids writes the generated city's areas (districts, streets and
+// cells with their polygons) to data_dir/demo-grids.geojson and points
+// grids.file at it, for the console's map.
+func demoGrids(cfg *server.Config, city simulators.City) error {
+	areas, err := city.Areas()
+	if err != nil {
+		return fmt.Errorf("demo grids: %w", err)
+	}
+	cfg.Grids.File = filepath.Join(cfg.DataDir, "demo-grids.geojson")
+	f, err := os.Create(cfg.Grids.File)
+	if err != nil {
+		return err
+	}
+	if err := devices.WriteGeoJSON(f, areas); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func printDemoBanner(out io.Writer, srv *server.Server, devs []devices.Device, took time.Duration) {
@@ -147,6 +180,9 @@ func printDemoBanner(out io.Writer, srv *server.Server, devs []devices.Device, t
 	fmt.Fprintf(out, `
 gridwatch demo is up (%s): %d simulated devices publishing to %s
 
+  The console (work orders, grid map, camera wall, evaluation, operations):
+    %s/
+
   Latest values of a device:
     curl -s '%s/api/v1/devices/%s/latest'
   Its %s over the last hour, per minute:
@@ -163,6 +199,6 @@ gridwatch demo is up (%s): %d simulated devices publishing to %s
 
 Press Ctrl-C to stop; what is buffered is flushed into ClickHouse first.
 
-`, took.Round(100*time.Millisecond), len(devs), srv.MQTTAddr(),
+`, took.Round(100*time.Millisecond), len(devs), srv.MQTTAddr(), base,
 		base, d.ID, metric, base, d.ID, metric, base, base, base, base, base, srv.ClickHouseClient(), db, db, srv.Config.Devices.File)
 }

@@ -104,15 +104,16 @@ describe('console', () => {
   });
 
   test('every view, in en and zh-CN, light and dark', async () => {
+    const tid = (id) => `[data-testid=${id}]`;
     const views = [
-      ['queue', '#/', 'queue-row'], ['map', '#/map', 'map-cell'], ['cameras', '#/cameras', 'camera-tile'],
-      ['camera', '#/camera/cam-gate', 'camera-probes'], ['device', '#/device/' + env.live.id, 'telemetry-chart'],
-      ['ranking', '#/ranking', 'ranking-table'], ['ops', '#/ops', 'ops-checks'],
+      ['queue', '#/', tid('queue-row')], ['map', '#/map', tid('map-cell')], ['cameras', '#/cameras', tid('camera-tile')],
+      ['camera', '#/camera/cam-gate', tid('camera-probes')], ['device', '#/device/' + env.live.id, tid('telemetry-chart')],
+      ['ranking', '#/ranking', tid('ranking-table')], ['ops', '#/ops', tid('ops-rates') + '[data-ready]'],
     ];
     for (const lang of ['en', 'zh']) {
       for (const [name, hash, ready] of views) {
         await page.goto(base + '/' + hash);
-        await page.getByTestId(ready).first().waitFor();
+        await page.locator(ready).first().waitFor();
         if (name === 'map') await page.waitForTimeout(300); // the markers follow the polygons
         await shot(page, `${lang}-${name}`);
       }

@@ -17,7 +17,7 @@ const en = {
   categories: { municipal: 'municipal', water: 'water', environment: 'environment', lighting: 'lighting', sanitation: 'sanitation', heating: 'heating', construction: 'construction', gas: 'gas', fire: 'fire', video: 'video' },
   actions: { ack: 'Sign for', dispatch: 'Dispatch', resolve: 'Resolve', close: 'Close', reopen: 'Reopen', comment: 'Comment' },
   events: { fire: 'fired', refire: 'fired again', clear: 'cleared', escalate: 'escalated', deescalate: 'de-escalated', overdue: 'overdue', remind: 'reminder', join: 'joined', ack: 'signed for', dispatch: 'dispatched', resolve: 'resolved', close: 'closed', reopen: 'reopened', comment: 'comment' },
-  all: 'all', filterStatus: 'Status', filterSeverity: 'Severity', filterCategory: 'Category', filterUnit: 'Unit', filterGrid: 'Grid', filterOverdue: 'Overdue only', search: 'Search',
+  filters: 'Filters ({n})', all: 'all', filterStatus: 'Status', filterSeverity: 'Severity', filterCategory: 'Category', filterUnit: 'Unit', filterGrid: 'Grid', filterOverdue: 'Overdue only', search: 'Search',
   sort: 'Sort', sorts: { fired: 'newest', due: 'deadline', severity: 'severity' },
   shown: '{n} of {total}', loadingMore: 'loading {n}…', selected: '{n} selected', clearSel: 'Clear',
   bulkAck: 'Sign for {n}', bulkDispatch: 'Dispatch {n}', unitRouted: 'routed unit',
@@ -31,6 +31,7 @@ const en = {
   openCases: 'open', overdueCases: 'overdue', devices: 'devices', legend: 'Legend', showDevices: 'Devices', openQueue: 'Open its work orders',
   faultyOnly: 'Faulty only', codec: 'Codec', resolution: 'Resolution', fps: 'fps', bitrate: 'Bitrate', lastProbe: 'Last probe', availability: 'Availability (7 d)', probes: 'Probes', never: 'never probed',
   camStatus: { ok: 'ok', degraded: 'degraded', unreachable: 'unreachable', refused: 'refused', auth_failed: 'auth failed', not_found: 'not found', no_video_track: 'no video', unsupported_codec: 'unsupported codec', stalled: 'stalled', error: 'error' }, quiet: 'no open orders',
+  spoolKeys: { segments: 'segments', rows: 'rows waiting', bytes: 'size', max_bytes: 'bound', oldest_segment_age_seconds: 'oldest (s)', replay_rows_per_second: 'replay (rows/s)', quarantined_segments: 'quarantined' },
   ready: 'Ready', notReady: 'Not ready', checks: 'Checks', spool: 'Spool', losses: 'Losses', noLosses: 'Nothing lost.', ingestRate: 'Ingest', perSecond: '{n}/s', messages: 'messages', readings: 'readings stored',
   units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', resolveOnTime: 'Resolved on time', overdueTotal: 'Overdue', overdueNow: 'Overdue now', mtta: 'MTTA', mttr: 'MTTR', callIn: 'call-in', period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
   notFound: 'Not found (or outside your scope).',
@@ -51,7 +52,7 @@ const zh = {
   categories: { municipal: '市政', water: '水务', environment: '环境', lighting: '照明', sanitation: '环卫', heating: '供热', construction: '住建', gas: '燃气', fire: '消防', video: '视频' },
   actions: { ack: '签收', dispatch: '派遣', resolve: '处置', close: '结案', reopen: '重开', comment: '备注' },
   events: { fire: '告警', refire: '再次告警', clear: '恢复', escalate: '升级', deescalate: '降级', overdue: '超时', remind: '催办', join: '合并', ack: '签收', dispatch: '派遣', resolve: '处置', close: '结案', reopen: '重开', comment: '备注' },
-  all: '全部', filterStatus: '状态', filterSeverity: '级别', filterCategory: '类别', filterUnit: '责任单位', filterGrid: '网格', filterOverdue: '只看超时', search: '搜索',
+  filters: '筛选（{n}）', all: '全部', filterStatus: '状态', filterSeverity: '级别', filterCategory: '类别', filterUnit: '责任单位', filterGrid: '网格', filterOverdue: '只看超时', search: '搜索',
   sort: '排序', sorts: { fired: '最新', due: '时限', severity: '级别' },
   shown: '{n} / {total}', loadingMore: '正在加载 {n}…', selected: '已选 {n}', clearSel: '清除',
   bulkAck: '签收 {n} 件', bulkDispatch: '派遣 {n} 件', unitRouted: '默认单位',
@@ -65,6 +66,7 @@ const zh = {
   openCases: '在办', overdueCases: '超时', devices: '设备', legend: '图例', showDevices: '设备', openQueue: '查看其工单',
   faultyOnly: '只看故障', codec: '编码', resolution: '分辨率', fps: '帧率', bitrate: '码率', lastProbe: '最近检测', availability: '在线率（7 天）', probes: '检测记录', never: '尚未检测',
   camStatus: { ok: '正常', degraded: '质量下降', unreachable: '无法连接', refused: '拒绝连接', auth_failed: '认证失败', not_found: '流不存在', no_video_track: '无视频', unsupported_codec: '编码不支持', stalled: '画面停滞', error: '错误' }, quiet: '无在办',
+  spoolKeys: { segments: '段数', rows: '待写行数', bytes: '大小', max_bytes: '上限', oldest_segment_age_seconds: '最旧（秒）', replay_rows_per_second: '回放（行/秒）', quarantined_segments: '隔离段' },
   ready: '就绪', notReady: '未就绪', checks: '检查项', spool: '磁盘缓存', losses: '数据损失', noLosses: '没有数据损失。', ingestRate: '接入速率', perSecond: '{n}/秒', messages: '消息', readings: '已存读数',
   units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', resolveOnTime: '按时处置', overdueTotal: '超时', overdueNow: '当前超时', mtta: '平均签收用时', mttr: '平均处置用时', callIn: '约谈', period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
   notFound: '未找到（或不在您的范围内）。',
@@ -115,6 +117,15 @@ export function fmtTime(v) {
 export function fmtNum(v, digits = 1) {
   if (v === undefined || v === null || isNaN(v)) return '—';
   return new Intl.NumberFormat(lang, { maximumFractionDigits: digits }).format(v);
+}
+
+// fmtBytes writes a size in bytes with a binary unit: 1.5 MiB.
+export function fmtBytes(n) {
+  if (n === undefined || n === null || isNaN(n)) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return fmtNum(n, i ? 1 : 0) + ' ' + units[i];
 }
 
 // fmtDur writes a duration in ms compactly: 45s, 12m, 3h 05m, 2d 4h.

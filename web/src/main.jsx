@@ -120,7 +120,7 @@ function Shell({ me }) {
           <span class="pill" data-testid="whoami-scope">{me.grid || t('wholeCity')}</span>
         </span>
         <Toggles />
-        <button type="button" class="ghost" data-testid="signout" onClick={signOut}>{t('signOut')}</button>
+        {hasToken() && <button type="button" class="ghost" data-testid="signout" onClick={signOut}>{t('signOut')}</button>}
       </header>
       <main class="view">{view}</main>
     </>

@@ -2,7 +2,7 @@
 // series of data not stored) and rates computed from /metrics.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from './api.js';
-import { fmtNum, t } from './i18n.js';
+import { fmtBytes, fmtNum, t } from './i18n.js';
 
 // sums adds up the samples of the named counters in a Prometheus text
 // exposition (all label sets of each).
@@ -43,7 +43,8 @@ export function Ops() {
         if (!stop) setErr(e);
       }
     };
-    poll();
+    // A second sample soon, so the rates show without waiting a period.
+    poll().then(() => setTimeout(() => !stop && poll(), 1000));
     const id = setInterval(poll, 5000);
     return () => { stop = true; clearInterval(id); };
   }, []);
@@ -63,7 +64,7 @@ export function Ops() {
         </div>
         <div class="card">
           <h3>{t('ingestRate')}</h3>
-          <table data-testid="ops-rates"><tbody>
+          <table data-testid="ops-rates" data-ready={rates ? '1' : undefined}><tbody>
             <tr><th>{t('messages')}</th><td class="num">{rates ? t('perSecond', { n: fmtNum(rates.gridwatch_ingest_messages_total) }) : '…'}</td></tr>
             <tr><th>{t('readings')}</th><td class="num">{rates ? t('perSecond', { n: fmtNum(rates.gridwatch_storage_rows_written_total) }) : '…'}</td></tr>
             <tr><th>SSE</th><td class="num">{rates ? fmtNum(rates.gridwatch_api_stream_clients, 0) : '…'}</td></tr>
@@ -72,7 +73,7 @@ export function Ops() {
         <div class="card">
           <h3>{t('spool')}</h3>
           <table data-testid="ops-spool"><tbody>
-            {Object.entries(spool).map(([k, v]) => <tr><th>{k}</th><td class="num">{fmtNum(v, 2)}</td></tr>)}
+            {Object.entries(spool).map(([k, v]) => <tr><th>{t('spoolKeys.' + k)}</th><td class="num">{/bytes$/.test(k) ? fmtBytes(v) : fmtNum(v, 2)}</td></tr>)}
           </tbody></table>
         </div>
         <div class="card">

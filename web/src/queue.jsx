@@ -94,6 +94,8 @@ export function Queue({ me, params }) {
   const v = useVirtual(rows.length, scrollRef, phone ? 92 : 52);
   useEffect(() => v.measure(), [phone]);
   const actor = canAct(me);
+  const [showFilters, setShowFilters] = useState(false);
+  const active = ['status', 'severity', 'category', 'unit', 'grid', 'text'].filter((k) => f[k]).length + (f.overdue ? 1 : 0);
 
   const toggle = (id) => setSel((s) => { const n = new Set(s); n.has(id) ? n.delete(id) : n.add(id); return n; });
   const bulk = async (kind, extra) => {
@@ -115,7 +117,8 @@ export function Queue({ me, params }) {
 
   return (
     <section class="queue" data-testid="queue">
-      <div class="filters">
+      <div class={'filters' + (showFilters ? ' open' : '')}>
+        <button type="button" class="ghost small filter-toggle" onClick={() => setShowFilters(!showFilters)} data-testid="filter-toggle">{t('filters', { n: active })}</button>
         <Select label={t('filterStatus')} value={f.status} onChange={set('status')} options={alerts.openStatuses} testid="filter-status" render={(o) => t('status.' + o)} />
         <Select label={t('filterSeverity')} value={f.severity} onChange={set('severity')} options={['critical', 'major', 'minor', 'info']} testid="filter-severity" render={(o) => t('severity.' + o)} />
         <Select label={t('filterCategory')} value={f.category} onChange={set('category')} options={categories} testid="filter-category" render={(o) => t('categories.' + o)} />
