@@ -393,6 +393,22 @@ func columnValues(arr arrow.Array) (any, error) {
 			out[i] = a.ValueString(i)
 		}
 		return out, nil
+	case *array.List:
+		// Array(String) columns: alerts.members, case_events.evidence.
+		values, ok := a.ListValues().(*array.String)
+		if !ok {
+			break
+		}
+		out := make([][]string, a.Len())
+		for i := range out {
+			start, end := a.ValueOffsets(i)
+			row := make([]string, end-start)
+			for j := range row {
+				row[j] = values.Value(int(start) + j)
+			}
+			out[i] = row
+		}
+		return out, nil
 	case *array.Boolean:
 		out := make([]uint8, a.Len())
 		for i := range out {
