@@ -154,10 +154,17 @@ func openImport(ctx context.Context, src ImportSource, batchRows int) (next func
 	if _, err := src.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, info, nil, fmt.Errorf("storage: read the file: %w", err)
 	}
+	size, err := src.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, info, nil, fmt.Errorf("storage: size of the file: %w", err)
+	}
+	// The readers close a source that is an io.Closer: a section of it
+	// is not, so the caller's file stays open.
+	section := io.NewSectionReader(src, 0, size)
 	switch {
 	case bytes.HasPrefix(head, parquetMagic):
 		info.Format = FormatParquet
-		pf, err := file.NewParquetReader(src)
+		pf, err := file.NewParquetReader(section)
 		if err != nil {
 			return nil, info, nil, fmt.Errorf("storage: open Parquet file: %w", err)
 		}
@@ -192,11 +199,7 @@ func openImport(ctx context.Context, src ImportSource, batchRows int) (next func
 		return next, info, func() { rr.Release(); pf.Close() }, nil
 	case bytes.Equal(head, arrowMagic):
 		info.Format, info.Rows = FormatArrow, -1
-		size, err := src.Seek(0, io.SeekEnd)
-		if err != nil {
-			return nil, info, nil, fmt.Errorf("storage: size of the Arrow file: %w", err)
-		}
-		fr, err := ipc.NewFileReader(io.NewSectionReader(src, 0, size))
+		fr, err := ipc.NewFileReader(section)
 		if err != nil {
 			return nil, info, nil, fmt.Errorf("storage: open Arrow file: %w", err)
 		}
