@@ -81,6 +81,15 @@ type Server struct {
 	// so a slow sender cannot hold a handler for ever. It defaults to
 	// DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// Exports serves GET /api/v1/export/{table}; without it that answers
+	// 503.
+	Exports Exporter
+	// MaxExports bounds the table exports running at once; beyond, 503. It
+	// defaults to DefaultMaxExports.
+	MaxExports int
+	// ExportWriteTimeout is how long an export's client may take to accept
+	// a write. It defaults to DefaultExportWriteTimeout.
+	ExportWriteTimeout time.Duration
 	// Registerer receives the API's metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
 	// CheckTimeout bounds each readiness check. It defaults to 2 seconds.
@@ -100,6 +109,8 @@ type Server struct {
 	stream       *streamMetrics
 	actions      *actionMetrics
 	streamSlots  chan struct{} // one per open alert stream
+	exports      *exportMetrics
+	exportSlots  chan struct{} // one per running table export
 	streamsDone  chan struct{}
 	closeStreams sync.Once
 }
@@ -137,8 +148,16 @@ func (s *Server) Handler() http.Handler {
 	if s.BodyTimeout <= 0 {
 		s.BodyTimeout = DefaultBodyTimeout
 	}
+	if s.MaxExports <= 0 {
+		s.MaxExports = DefaultMaxExports
+	}
+	s.exportSlots = make(chan struct{}, s.MaxExports)
+	if s.ExportWriteTimeout <= 0 {
+		s.ExportWriteTimeout = DefaultExportWriteTimeout
+	}
 	s.stream = newStreamMetrics(s.Registerer)
 	s.actions = newActionMetrics(s.Registerer)
+	s.exports = newExportMetrics(s.Registerer)
 	s.streamsDone = make(chan struct{})
 	mux := http.NewServeMux()
 	public := &routes{mux: mux}
@@ -162,6 +181,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("GET /api/v1/devices/{id}/telemetry", s.deviceTelemetry)
 	v1.HandleFunc("GET /api/v1/devices/{id}/latest", s.deviceLatest)
 	v1.HandleFunc("GET /api/v1/whoami", whoami)
+	v1.HandleFunc("GET /api/v1/export/{table}", s.exportTable)
 	s.alertRoutes(v1)
 	s.cameraRoutes(v1)
 	s.deviceRoutes(v1)

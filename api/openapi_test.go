@@ -146,6 +146,7 @@ func (e *docEnv) server(t *testing.T, configure func(*Server)) (*Server, *httpte
 		Alerts:     e.alerts.engine,
 		Cameras:    fakeCameras{latest: []storage.CameraHealth{{Camera: camIn.ID, Grid: camIn.Grid, Status: "ok", TS: time.UnixMilli(1)}}},
 		Registry:   fakeRegistry{grids: []devices.Grid{{Code: "D01", Level: devices.LevelDistrict}}},
+		Exports:    fakeExporter(func(io.Writer) error { return nil }),
 	}
 	if configure != nil {
 		configure(s)
@@ -173,6 +174,8 @@ func (e *docEnv) fill(path string, unknown bool) string {
 			return camIn.ID
 		case strings.HasPrefix(path, "/api/v1/grids/"):
 			return "D01"
+		case strings.HasPrefix(path, "/api/v1/export/"):
+			return "telemetry"
 		}
 		return "no-such"
 	})
@@ -480,7 +483,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "open, from another site's page", header: []string{"Origin", "http://evil.example"}},
 	})
 
-	bare, bareSrv := e.server(t, func(s *Server) { s.Cameras, s.Devices, s.Registry = nil, nil, nil })
+	bare, bareSrv := e.server(t, func(s *Server) { s.Cameras, s.Devices, s.Registry, s.Exports = nil, nil, nil, nil })
 	e.probe(t, doc, bare, bareSrv, []docRequest{{name: "parts not configured", token: "tok-city", body: "{}"}})
 	noUnits := docRequest{name: "dispatch without a units table", method: http.MethodPost, pattern: "POST /api/v1/alerts/{id}/dispatch",
 		path: "/api/v1/alerts/" + e.alerts.ids[devIn] + "/dispatch", token: "tok-city",
@@ -493,6 +496,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 			latest: func(string) ([]storage.Latest, error) { return nil, errDown },
 		}
 		s.Cameras = failingCameras{}
+		s.Exports = fakeExporter(func(io.Writer) error { return errDown })
 		s.Checks = map[string]Check{"clickhouse": func(context.Context) error { return errDown }}
 		s.Gatherer = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errDown })
 	})
@@ -564,6 +568,9 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "a bad sort", pattern: "GET /api/v1/alerts", path: "/api/v1/alerts?sort=name", want: http.StatusBadRequest},
 		{name: "a cursor not issued", pattern: "GET /api/v1/alerts", path: "/api/v1/alerts?cursor=zzz", want: http.StatusBadRequest},
 		{name: "a bad export filter", pattern: "GET /api/v1/alerts/export.csv", path: "/api/v1/alerts/export.csv?severity=worst", want: http.StatusBadRequest},
+		{name: "an export as csv", pattern: "GET /api/v1/export/{table}", path: "/api/v1/export/telemetry?format=csv", want: http.StatusBadRequest},
+		{name: "an export by a scoped admin", pattern: "GET /api/v1/export/{table}", path: "/api/v1/export/telemetry", token: "tok-admin", want: http.StatusForbidden},
+		{name: "an export", pattern: "GET /api/v1/export/{table}", path: "/api/v1/export/case_events?format=arrow", want: http.StatusOK},
 		{name: "stats from after to", pattern: "GET /api/v1/stats/units", path: "/api/v1/stats/units?from=2000&to=1000", want: http.StatusBadRequest},
 		{name: "telemetry", pattern: "GET /api/v1/devices/{id}/telemetry", path: "/api/v1/devices/" + devIn + "/telemetry?metric=level_cm", want: http.StatusOK},
 		{name: "telemetry without a metric", pattern: "GET /api/v1/devices/{id}/telemetry", path: "/api/v1/devices/" + devIn + "/telemetry", want: http.StatusBadRequest},

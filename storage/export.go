@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/ipc"
@@ -196,12 +197,19 @@ func (db *DB) Export(ctx context.Context, q ExportQuery, w io.Writer) (ExportRes
 		dest[i] = c.dest
 	}
 	schema := arrow.NewSchema(fields, &md)
+	// The query starts before the first byte is written, so that a caller
+	// streaming to a client can still answer its failure with an error.
+	rows, err := db.conn.Query(plan.ctx(ctx), "SELECT "+plan.columns+" FROM "+plan.from, plan.args...)
+	if err != nil {
+		return ExportResult{}, fmt.Errorf("storage: export %s: %w", q.Table, err)
+	}
+	defer rows.Close()
 	out := &countingWriter{w: w}
 	sink, err := newRecordSink(q.Format, schema, out, q.RowGroupRows)
 	if err != nil {
 		return ExportResult{}, fmt.Errorf("storage: export %s: %w", q.Table, err)
 	}
-	res, err := db.exportRows(ctx, q, plan, schema, dest, sink)
+	res, err := exportRows(q, rows, plan.cols, schema, dest, sink)
 	if err == nil {
 		err = sink.Close()
 	}
@@ -212,15 +220,10 @@ func (db *DB) Export(ctx context.Context, q ExportQuery, w io.Writer) (ExportRes
 	return res, nil
 }
 
-// exportRows runs the plan's query and hands its rows to sink in records of
+// exportRows hands the rows of a query to sink in records of
 // q.RowGroupRows rows.
-func (db *DB) exportRows(ctx context.Context, q ExportQuery, plan exportPlan, schema *arrow.Schema, dest []any, sink recordSink) (ExportResult, error) {
+func exportRows(q ExportQuery, rows driver.Rows, cols []exportColumn, schema *arrow.Schema, dest []any, sink recordSink) (ExportResult, error) {
 	var res ExportResult
-	rows, err := db.conn.Query(plan.ctx(ctx), "SELECT "+plan.select_+" FROM "+plan.from, plan.args...)
-	if err != nil {
-		return res, err
-	}
-	defer rows.Close()
 	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
 	defer b.Release()
 	flush := func() error {
@@ -241,7 +244,7 @@ func (db *DB) exportRows(ctx context.Context, q ExportQuery, plan exportPlan, sc
 		if err := rows.Scan(dest...); err != nil {
 			return res, err
 		}
-		for i, c := range plan.cols {
+		for i, c := range cols {
 			c.appendTo(b.Field(i))
 		}
 		if n++; n == q.RowGroupRows {
@@ -264,7 +267,7 @@ func (db *DB) exportRows(ctx context.Context, q ExportQuery, plan exportPlan, sc
 // part with its arguments, and the settings it runs with.
 type exportPlan struct {
 	cols     []exportColumn
-	select_  string
+	columns  string
 	from     string
 	args     []any
 	settings clickhouse.Settings
@@ -330,7 +333,7 @@ func (db *DB) exportPlan(ctx context.Context, q ExportQuery) (exportPlan, error)
 		bound = "fromUnixTimestamp64Milli(toInt64(?))"
 	}
 	from, to := q.From.UnixMilli(), q.To.UnixMilli()
-	plan.select_ = strings.Join(exprs, ", ")
+	plan.columns = strings.Join(exprs, ", ")
 	plan.from = quoteTable(db.opts.Database, q.Table)
 	if strings.HasPrefix(engine, "Replacing") {
 		plan.from += " FINAL"

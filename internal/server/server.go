@@ -277,6 +277,7 @@ func (s *Server) startHTTP() error {
 		Console:    web.Handler(),
 	}
 	a.Cameras, a.Devices = s.db, s.registry.All
+	a.Exports = s.db
 	a.Registry = s
 	if err := s.configureAPI(a); err != nil {
 		return err
