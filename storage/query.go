@@ -168,8 +168,10 @@ func (db *DB) UpsertDevices(ctx context.Context, devs []devices.Device) error {
 }
 
 // DropExpired enforces Options.RetentionDays on servers without TTL (it is
-// harmless on the others): it drops the monthly partitions of telemetry and
-// rejected whose every row is older than now minus the retention, and
+// harmless on the others, and covers tables created before an upgrade
+// brought TTL): it drops the monthly partitions of the tables modern
+// servers give a TTL (retentionTables) whose every row is older than now
+// minus the retention, and
 // returns how many it dropped. Rows are thus kept at least RetentionDays and
 // at most a month longer. With RetentionDays 0 it does nothing.
 func (db *DB) DropExpired(ctx context.Context, now time.Time) (int, error) {
@@ -178,7 +180,7 @@ func (db *DB) DropExpired(ctx context.Context, now time.Time) (int, error) {
 	}
 	cutoff := now.UTC().AddDate(0, 0, -db.opts.RetentionDays)
 	dropped := 0
-	for _, table := range []string{"telemetry", "rejected"} {
+	for _, table := range retentionTables {
 		rows, err := db.conn.Query(ctx,
 			"SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
 			db.opts.Database, table)
@@ -213,6 +215,10 @@ func (db *DB) DropExpired(ctx context.Context, now time.Time) (int, error) {
 	}
 	return dropped, nil
 }
+
+// retentionTables are the tables clickhouse.retention_days applies to:
+// those whose migrations have a TTL clause.
+var retentionTables = []string{"telemetry", "rejected", "camera_health"}
 
 // monthPartitionEnd parses a toYYYYMM partition value and returns the first
 // instant after that month, in UTC.

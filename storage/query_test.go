@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest/rtsp"
 	"github.com/gridwatch/gridwatch/storage"
 )
 
@@ -221,12 +225,25 @@ func TestDropExpiredIntegration(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
+	cams := array.NewRecordBuilder(memory.NewGoAllocator(), rtsp.Schema)
+	defer cams.Release()
+	rtsp.AppendRecord(cams, rtsp.HealthRecord{TS: old.UnixMilli(), Camera: "c", Kind: rtsp.KindLiveness, Status: rtsp.StatusOK})
+	rtsp.AppendRecord(cams, rtsp.HealthRecord{TS: now.UnixMilli(), Camera: "c", Kind: rtsp.KindLiveness, Status: rtsp.StatusOK})
+	camRec := cams.NewRecord()
+	defer camRec.Release()
+	if err := w.Write(ctx, rtsp.Table, "cams", camRec); err != nil {
+		t.Fatal(err)
+	}
 	n, err := db.DropExpired(ctx, now)
 	if err != nil {
 		t.Fatalf("DropExpired: %v", err)
 	}
-	if n != 1 {
-		t.Errorf("DropExpired dropped %d partitions, want 1 (September)", n)
+	if n != 2 {
+		t.Errorf("DropExpired dropped %d partitions, want 2 (September of telemetry and camera_health)", n)
+	}
+	var camsLeft uint64
+	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM `"+db.Database()+"`.camera_health").Scan(&camsLeft); err != nil || camsLeft != 1 {
+		t.Errorf("camera_health rows left = %d, %v; want 1", camsLeft, err)
 	}
 	var left []float64
 	rows, err := db.Conn().Query(ctx, "SELECT value FROM `"+db.Database()+"`.telemetry ORDER BY value")

@@ -56,6 +56,7 @@ type Server struct {
 	cameras   *cameraHealth
 	alerting  alerting
 	staff     staff
+	retention retention
 	broker    *broker.Broker
 	http      *http.Server
 	httpAddr  net.Addr
@@ -93,6 +94,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.db.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	s.startRetention(life)
 	if err := s.startIngest(life); err != nil {
 		return err
 	}
@@ -357,6 +359,7 @@ func (s *Server) Close() error {
 		}
 		errs = append(errs, s.closeNotify())
 		errs = append(errs, s.closeCameras())
+		s.closeRetention()
 		errs = append(errs, s.closeIngest(func() error {
 			err := s.closeRegistry()
 			if s.telemetry != nil {
