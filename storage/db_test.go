@@ -16,7 +16,7 @@ import (
 func TestMain(m *testing.M) { storagetest.Main(m) }
 
 // openDB opens a fresh database on the test ClickHouse with o's other settings.
-func openDB(t *testing.T, o storage.Options) *storage.DB {
+func openDB(t testing.TB, o storage.Options) *storage.DB {
 	t.Helper()
 	o.Addr, o.Database = storagetest.Database(t)
 	o.Password = storagetest.Password(t)
@@ -29,7 +29,7 @@ func openDB(t *testing.T, o storage.Options) *storage.DB {
 }
 
 // openMigrated is openDB followed by Migrate.
-func openMigrated(t *testing.T, o storage.Options) *storage.DB {
+func openMigrated(t testing.TB, o storage.Options) *storage.DB {
 	t.Helper()
 	db := openDB(t, o)
 	if err := db.Migrate(t.Context()); err != nil {

@@ -1,0 +1,115 @@
+package cases
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func near(t *testing.T, what string, got *float64, want float64) {
+	t.Helper()
+	if got == nil || math.Abs(*got-want) > 1e-9 {
+		t.Errorf("%s = %v, want %g", what, deref(got), want)
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestIndicators(t *testing.T) {
+	tl := Tally{Key: "U", Received: 12, Misrouted: 1, WrongReturns: 2, Withdrawn: 1, Signed: 9, SignedOnTime: 8,
+		Handled: 8, HandledOnTime: 6, Reworked: 2, Reworks: 3, Extended: 1, Closed: 7, ClosedOnTime: 5, Overdue: 3,
+		SatisfactionSum: 17, SatisfactionN: 4, SignTime: 9 * 10 * time.Minute, HandleTime: 8 * 3 * time.Hour}
+	in := IndicatorsOf(tl, false)
+	// 10 accountable: 12 received less 1 misrouted and 1 withdrawn.
+	near(t, "sign on time", in.SignOnTime, 0.8)
+	near(t, "handling", in.Handling, 0.8)
+	near(t, "handling on time", in.HandlingOnTime, 0.6)
+	near(t, "closing", in.Closing, 0.7)
+	near(t, "closing on time", in.ClosingOnTime, 0.5)
+	near(t, "rework", in.Rework, 0.25)
+	near(t, "extension", in.Extension, 0.1)
+	near(t, "return (unit)", in.Return, 2.0/12)
+	near(t, "satisfaction", in.Satisfaction, 4.25)
+	if in.MTTA != 10*time.Minute || in.MTTR != 3*time.Hour {
+		t.Errorf("MTTA %s, MTTR %s", in.MTTA, in.MTTR)
+	}
+	near(t, "return (dispatcher)", IndicatorsOf(tl, true).Return, 1.0/12)
+
+	// The composite with the default weights, by hand.
+	want := 100 * (0.10*0.8 + 0.10*0.8 + 0.25*0.6 + 0.10*0.7 + 0.20*0.5 + 0.10*(1-0.25) + 0.05*(1-0.1) + 0.10*(4.25-1)/4)
+	near(t, "composite", DefaultWeights.Composite(in), want)
+	// Without evaluations, satisfaction's weight is left out.
+	in.Satisfaction = nil
+	want = 100 * (0.10*0.8 + 0.10*0.8 + 0.25*0.6 + 0.10*0.7 + 0.20*0.5 + 0.10*(1-0.25) + 0.05*(1-0.1)) / 0.9
+	near(t, "composite without satisfaction", DefaultWeights.Composite(in), want)
+	if c := DefaultWeights.Composite(IndicatorsOf(Tally{Key: "idle"}, false)); c != nil {
+		t.Errorf("composite of nothing = %v", *c)
+	}
+
+	// The score: 1000 + 8×1 + 5×2 − 3×5 − 3×3 − 2×5.
+	if s := (Scoring{}).Score(tl); s != 1000+8+10-15-9-10 {
+		t.Errorf("score %g", s)
+	}
+}
+
+func TestEvaluateRanksAndBands(t *testing.T) {
+	e := Evaluation{}
+	res := e.Evaluate([]Tally{
+		{Key: "late", Received: 50, Signed: 50, Overdue: 45},                       // 1000 − 225 = 775: called in
+		{Key: "good", Received: 10, Signed: 10, SignedOnTime: 10, ClosedOnTime: 5}, // 1020
+		{Key: "tie-b", Received: 2, Overdue: 2},                                    // 990
+		{Key: "tie-a", Received: 2, Overdue: 2},                                    // 990
+		{Key: "idle"},                                                              // 1000
+		{Key: "mid", Received: 30, Overdue: 30},                                    // 850
+	}, ByScore, false)
+	var got []string
+	for _, r := range res {
+		got = append(got, r.Key)
+	}
+	if strings.Join(got, ",") != "good,idle,tie-a,tie-b,mid,late" {
+		t.Fatalf("order %v", got)
+	}
+	bands := map[string]string{}
+	ranks := map[string]int{}
+	for _, r := range res {
+		bands[r.Key], ranks[r.Key] = r.Band, r.Rank
+		if r.CallIn != (r.Key == "late") {
+			t.Errorf("%s: call-in %v at %g", r.Key, r.CallIn, r.Score)
+		}
+	}
+	if bands["good"] != "优秀 excellent" || bands["idle"] != "优秀 excellent" || bands["tie-a"] != "良好 good" ||
+		bands["mid"] != "合格 pass" || bands["late"] != CallInBand {
+		t.Errorf("bands %v", bands)
+	}
+	if ranks["tie-a"] != 3 || ranks["tie-b"] != 3 || ranks["mid"] != 5 {
+		t.Errorf("ranks %v: equal scores and composites share a rank", ranks)
+	}
+
+	custom := Evaluation{Scoring: Scoring{Base: 100, Overdue: 10, CallIn: 60, Bands: []Band{{"A", 90}, {"B", 60}}}}
+	r := custom.Evaluate([]Tally{{Key: "x", Overdue: 3}}, ByScore, false)[0]
+	if r.Score != 70 || r.Band != "B" || r.CallIn {
+		t.Errorf("custom scoring: %+v", r)
+	}
+}
+
+func TestEvaluationCheck(t *testing.T) {
+	if err := (Evaluation{}).Check("cases.evaluation."); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []Evaluation{
+		{Weights: Weights{Handling: -1}},
+		{Scoring: Scoring{Overdue: -5}},
+		{Scoring: Scoring{Base: 100, CallIn: 200}},
+		{Scoring: Scoring{Bands: []Band{{"A", 900}, {"B", 950}}}},
+	} {
+		if err := e.Check("cases.evaluation."); err == nil || !strings.Contains(err.Error(), "'cases.evaluation.") {
+			t.Errorf("%+v: err %v", e, err)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package storage_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+// insertCaseEvents stores events in case_events as the case Store does.
+func insertCaseEvents(t testing.TB, db *storage.DB, events []cases.Event) {
+	t.Helper()
+	ctx := context.Background()
+	var tsType string
+	if err := db.Conn().QueryRow(ctx, "SELECT type FROM system.columns WHERE database = ? AND table = 'case_events' AND name = 'ts'",
+		db.Database()).Scan(&tsType); err != nil {
+		t.Fatal(err)
+	}
+	b, err := db.Conn().PrepareBatch(ctx, "INSERT INTO `"+db.Database()+"`.case_events"+
+		" (ts, case_id, seq, actor, role, kind, from_status, to_status, unit, grid, category, source, due, note, evidence, satisfaction)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := func(x time.Time) any {
+		var v int64
+		if !x.IsZero() {
+			v = x.UnixMilli()
+		}
+		if tsType != "Int64" {
+			return time.UnixMilli(v).UTC()
+		}
+		return v
+	}
+	for _, e := range events {
+		ev := e.Evidence
+		if ev == nil {
+			ev = []string{}
+		}
+		if err := b.Append(ms(e.TS), e.CaseID, e.Seq, e.Actor, e.Role, string(e.Kind), string(e.From), string(e.To), e.Unit, e.Grid,
+			e.Category, string(e.Source), ms(e.Due), e.Note, ev, e.Satisfaction); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// caseScript builds a case's events: each step is after the case's start.
+type caseScript struct {
+	id    string
+	start time.Time
+	grid  string
+	evs   []cases.Event
+	unit  string
+}
+
+func newCase(id, grid string, start time.Time) *caseScript {
+	return &caseScript{id: id, start: start, grid: grid}
+}
+
+func (c *caseScript) add(at time.Duration, kind cases.EventKind, actor string, due time.Duration, sat uint8) *caseScript {
+	e := cases.Event{CaseID: c.id, Seq: uint32(len(c.evs) + 1), TS: c.start.Add(at), Actor: actor, Kind: kind,
+		Unit: c.unit, Grid: c.grid, Category: "E0101", Source: cases.SourcePatrol, Satisfaction: sat}
+	if due != 0 {
+		e.Due = c.start.Add(due)
+	}
+	c.evs = append(c.evs, e)
+	return c
+}
+
+// replace stores an event with the Seq of the last one: the retry of a
+// refused action, whose event replaces the refused one's.
+func (c *caseScript) replace(at time.Duration, kind cases.EventKind, actor string) *caseScript {
+	c.add(at, kind, actor, 0, 0)
+	c.evs[len(c.evs)-1].Seq--
+	return c
+}
+
+// dispatch gives the case to unit, with a sign-for deadline 30 minutes on.
+func (c *caseScript) dispatch(at time.Duration, unit, dispatcher string) *caseScript {
+	c.unit = unit
+	return c.add(at, cases.EventDispatch, dispatcher, at+30*time.Minute, 0)
+}
+
+func TestCaseTallies(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	march := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	m, h := time.Minute, time.Hour
+	var evs []cases.Event
+	for _, c := range []*caseScript{
+		// A: by the book at U1.
+		newCase("A", "G1", march).add(0, cases.EventReceive, "p1", 0, 0).dispatch(m, "U1", "disp1").
+			add(10*m, cases.EventSign, "u1", 31*m, 0).add(2*h, cases.EventHandle, "u1", 4*h, 0).
+			add(3*h, cases.EventVerifyPass, "sup", 0, 0).add(24*h, cases.EventClose, "op", 48*h, 0).
+			add(25*h, cases.EventEvaluate, "p1", 0, 5),
+		// B: misrouted to U1 (returned, then dispatched to U2); U2 signs
+		// late, fails verification once, then closes on time.
+		newCase("B", "G1", march.Add(h)).dispatch(0, "U1", "disp1").add(5*m, cases.EventReturn, "u1", 0, 0).
+			dispatch(10*m, "U2", "disp2").add(50*m, cases.EventSign, "u2", 40*m, 0).
+			add(3*h, cases.EventHandle, "u2", 5*h, 0).add(4*h, cases.EventVerifyFail, "sup", 0, 0).
+			add(6*h, cases.EventHandle, "u2", 7*h, 0).add(7*h, cases.EventVerifyPass, "sup", 0, 0).
+			add(8*h, cases.EventClose, "op", 48*h, 0).add(9*h, cases.EventEvaluate, "p2", 0, 2),
+		// C: U2 returns it wrongly (it comes back to U2), then signs, gets an
+		// extension and handles by the extended deadline; still open.
+		newCase("C", "G2", march.Add(2*h)).dispatch(0, "U2", "disp2").add(5*m, cases.EventReturn, "u2", 0, 0).
+			dispatch(20*m, "U2", "disp2").add(30*m, cases.EventSign, "u2", 50*m, 0).
+			add(h, cases.EventExtendRequest, "u2", 0, 0).add(2*h, cases.EventExtendApprove, "sup", 30*h, 0).
+			add(20*h, cases.EventHandle, "u2", 30*h, 0),
+		// D: dispatched in February: outside the period, though it closes in it.
+		newCase("D", "G1", march.AddDate(0, 0, -3)).dispatch(0, "U1", "disp1").add(10*m, cases.EventSign, "u1", 30*m, 0).
+			add(h, cases.EventHandle, "u1", 2*h, 0).add(72*h, cases.EventClose, "op", 100*h, 0),
+		// E: never signed; the system marked it overdue.
+		newCase("E", "G2", march.Add(3*h)).dispatch(0, "U1", "disp1").add(31*m, cases.EventOverdue, "system", 0, 0),
+		// F: voided while with U1.
+		newCase("F", "G2", march.Add(4*h)).dispatch(0, "U1", "disp1").add(5*m, cases.EventVoid, "op", 0, 0),
+		// G: a sign-for whose save was refused, replaced by a note.
+		newCase("G", "G1", march.Add(5*h)).dispatch(0, "U2", "disp2").add(5*m, cases.EventSign, "u2", 30*m, 0).
+			replace(6*m, cases.EventNote, "u2"),
+	} {
+		evs = append(evs, c.evs...)
+	}
+	insertCaseEvents(t, db, evs)
+	insertCaseEvents(t, db, evs[2:5]) // a retried write: the same events again
+
+	from, to := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	got, err := db.CaseTallies(context.Background(), storage.CaseStatsByUnit, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []cases.Tally{
+		{Key: "U1", Received: 4, Misrouted: 1, Withdrawn: 1, Signed: 1, SignedOnTime: 1, Handled: 1, HandledOnTime: 1,
+			Closed: 1, ClosedOnTime: 1, Overdue: 1, SatisfactionSum: 5, SatisfactionN: 1, SignTime: 9 * m, HandleTime: 2*h - m},
+		{Key: "U2", Received: 4, WrongReturns: 1, Signed: 2, SignedOnTime: 1, Handled: 2, HandledOnTime: 2, Reworked: 1, Reworks: 1,
+			Extended: 1, Closed: 1, ClosedOnTime: 1, Overdue: 1, SatisfactionSum: 2, SatisfactionN: 1,
+			SignTime: 40*m + 10*m, HandleTime: (6*h - 10*m) + (20*h - 20*m)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("tallies %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("unit tally\n got %+v\nwant %+v", got[i], want[i])
+		}
+	}
+
+	byDisp, err := db.CaseTallies(context.Background(), storage.CaseStatsByDispatcher, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byDisp) != 2 || byDisp[0].Key != "disp1" || byDisp[0].Received != 4 || byDisp[0].Misrouted != 1 ||
+		byDisp[1].Key != "disp2" || byDisp[1].Received != 4 || byDisp[1].Misrouted != 0 || byDisp[1].WrongReturns != 1 {
+		t.Errorf("dispatcher tallies %+v", byDisp)
+	}
+	byGrid, err := db.CaseTallies(context.Background(), storage.CaseStatsByGrid, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byGrid) != 2 || byGrid[0].Key != "G1" || byGrid[0].Received != 4 || byGrid[1].Key != "G2" || byGrid[1].Received != 4 {
+		t.Errorf("grid tallies %+v", byGrid)
+	}
+	if _, err := db.CaseTallies(context.Background(), "colour", from, to); err == nil {
+		t.Error("a bad grouping was accepted")
+	}
+}
