@@ -63,6 +63,37 @@ type Tally struct {
 	HandleTime time.Duration `json:"-"`
 }
 
+// Add adds o's counts to t's (t keeps its key).
+func (t *Tally) Add(o Tally) {
+	t.Received += o.Received
+	t.Misrouted += o.Misrouted
+	t.WrongReturns += o.WrongReturns
+	t.Withdrawn += o.Withdrawn
+	t.Signed += o.Signed
+	t.SignedOnTime += o.SignedOnTime
+	t.Handled += o.Handled
+	t.HandledOnTime += o.HandledOnTime
+	t.Reworked += o.Reworked
+	t.Reworks += o.Reworks
+	t.Extended += o.Extended
+	t.Closed += o.Closed
+	t.ClosedOnTime += o.ClosedOnTime
+	t.Overdue += o.Overdue
+	t.SatisfactionSum += o.SatisfactionSum
+	t.SatisfactionN += o.SatisfactionN
+	t.SignTime += o.SignTime
+	t.HandleTime += o.HandleTime
+}
+
+// ActionCount is how many events of a kind an actor recorded in a role:
+// the evaluation of staff by role.
+type ActionCount struct {
+	Role  string    `json:"role"`
+	Actor string    `json:"actor"`
+	Kind  EventKind `json:"kind"`
+	N     int       `json:"n"`
+}
+
 // Accountable is the number of assignments the key answers for: received,
 // less the misrouted and the withdrawn ones.
 func (t Tally) Accountable() int { return t.Received - t.Misrouted - t.Withdrawn }

@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -52,7 +54,7 @@ func (db *DB) caseAssignments(keyExpr string, from, to int64) string {
 	}
 	code := func(k cases.EventKind) string { return fmt.Sprint(slices.Index(caseKinds, k) + 1) }
 	in := func(k cases.EventKind) string { return "(kk, aa) -> aa = i AND kk = " + code(k) + ", k, a" }
-	return "SELECT " + keyExpr + " AS key, disp[i].3 AS unit, disp[i + 1].3 AS next_unit, disp[i].2 AS dispatched," +
+	return "SELECT " + keyExpr + " AS key, disp[i].4 AS grid, disp[i].3 AS unit, disp[i + 1].3 AS next_unit, disp[i].2 AS dispatched," +
 		" arrayFirstIndex(" + in(cases.EventSign) + ") AS sj, sj > 0 AS signed, t[sj] AS sign_t," +
 		" NOT signed OR d[sj] = 0 OR sign_t <= d[sj] AS sign_ok," +
 		" arrayExists(" + in(cases.EventReturn) + ") AS returned," +
@@ -86,45 +88,100 @@ func (db *DB) caseAssignments(keyExpr string, from, to int64) string {
 // CaseTallies counts, from the stored case events, the assignments
 // dispatched in [from, to) per unit, grid or dispatcher (see cases.Tally),
 // ordered by key. Everything that happened to an assignment counts, also
-// after to.
-func (db *DB) CaseTallies(ctx context.Context, by CaseStatsBy, from, to time.Time) ([]cases.Tally, error) {
-	switch by {
-	case CaseStatsByUnit, CaseStatsByGrid, CaseStatsByDispatcher:
-	default:
+// after to. inScope, when not nil, keeps only the assignments of the grids
+// it accepts (a scoped token's subtree).
+func (db *DB) CaseTallies(ctx context.Context, by CaseStatsBy, from, to time.Time, inScope func(grid string) bool) ([]cases.Tally, error) {
+	keyExpr, ok := map[CaseStatsBy]string{CaseStatsByUnit: "disp[i].3", CaseStatsByGrid: "disp[i].4", CaseStatsByDispatcher: "disp[i].5"}[by]
+	if !ok {
 		return nil, fmt.Errorf("storage: case statistics by %q: want unit, grid or dispatcher", by)
 	}
-	keyExpr := map[CaseStatsBy]string{CaseStatsByUnit: "disp[i].3", CaseStatsByGrid: "disp[i].4", CaseStatsByDispatcher: "disp[i].5"}[by]
-	query := "SELECT key, count(), countIf(returned AND next_unit != unit), countIf(returned AND next_unit = unit)," +
+	query := "SELECT key, grid, count(), countIf(returned AND next_unit != unit), countIf(returned AND next_unit = unit)," +
 		" countIf(withdrawn), countIf(signed), countIf(signed AND sign_ok), countIf(handled), countIf(handled AND handle_ok)," +
 		" countIf(reworks > 0), sum(reworks), countIf(extended), countIf(closed), countIf(closed AND close_ok), countIf(overdue)," +
 		" sum(sat_sum), sum(sat_n), sumIf(sign_t - dispatched, signed), sumIf(handle_t - dispatched, handled)" +
-		" FROM (" + db.caseAssignments(keyExpr, from.UnixMilli(), to.UnixMilli()) + ") GROUP BY key ORDER BY key"
+		" FROM (" + db.caseAssignments(keyExpr, from.UnixMilli(), to.UnixMilli()) + ") GROUP BY key, grid"
 	rows, err := db.conn.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("storage: case statistics by %s: %w", by, err)
 	}
 	defer rows.Close()
-	var out []cases.Tally
+	byKey := map[string]*cases.Tally{}
 	for rows.Next() {
 		var (
 			tl                                                                        cases.Tally
+			grid                                                                      string
 			rec, mis, wrong, wd, sg, sgOK, hd, hdOK, rwk, rws, ext, cl, clOK, ovd, sn uint64
 			ss                                                                        uint64
 			signMs, handleMs                                                          int64
 		)
-		if err := rows.Scan(&tl.Key, &rec, &mis, &wrong, &wd, &sg, &sgOK, &hd, &hdOK, &rwk, &rws, &ext, &cl, &clOK, &ovd,
+		if err := rows.Scan(&tl.Key, &grid, &rec, &mis, &wrong, &wd, &sg, &sgOK, &hd, &hdOK, &rwk, &rws, &ext, &cl, &clOK, &ovd,
 			&ss, &sn, &signMs, &handleMs); err != nil {
 			return nil, fmt.Errorf("storage: case statistics by %s: %w", by, err)
+		}
+		if inScope != nil && !inScope(grid) {
+			continue
 		}
 		tl.Received, tl.Misrouted, tl.WrongReturns, tl.Withdrawn = int(rec), int(mis), int(wrong), int(wd)
 		tl.Signed, tl.SignedOnTime, tl.Handled, tl.HandledOnTime = int(sg), int(sgOK), int(hd), int(hdOK)
 		tl.Reworked, tl.Reworks, tl.Extended, tl.Closed, tl.ClosedOnTime, tl.Overdue = int(rwk), int(rws), int(ext), int(cl), int(clOK), int(ovd)
 		tl.SatisfactionSum, tl.SatisfactionN = int(ss), int(sn)
 		tl.SignTime, tl.HandleTime = time.Duration(signMs)*time.Millisecond, time.Duration(handleMs)*time.Millisecond
-		out = append(out, tl)
+		if sum, ok := byKey[tl.Key]; ok {
+			sum.Add(tl)
+		} else {
+			byKey[tl.Key] = &tl
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("storage: case statistics by %s: %w", by, err)
 	}
+	out := make([]cases.Tally, 0, len(byKey))
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		out = append(out, *byKey[k])
+	}
+	return out, nil
+}
+
+// CaseActions counts the case events stamped in [from, to) per role, actor
+// and kind: what each member of staff did. inScope, when not nil, keeps
+// only the events of the grids it accepts. An event stored twice (a
+// retried write) counts once; the event of an action whose save failed
+// after its event was written counts beside the event that replaced it
+// (CaseTallies counts only the latter), a rare storage failure's trace.
+func (db *DB) CaseActions(ctx context.Context, from, to time.Time, inScope func(grid string) bool) ([]cases.ActionCount, error) {
+	query := "SELECT role, actor, kind, grid, uniqExact(case_id, seq) FROM " + quoteTable(db.opts.Database, "case_events") +
+		" WHERE " + db.msExpr("ts") + " >= toInt64(?) AND " + db.msExpr("ts") + " < toInt64(?) GROUP BY role, actor, kind, grid"
+	rows, err := db.conn.Query(ctx, query, from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("storage: case actions: %w", err)
+	}
+	defer rows.Close()
+	sums := map[cases.ActionCount]int{}
+	for rows.Next() {
+		var (
+			a          cases.ActionCount
+			kind, grid string
+			n          uint64
+		)
+		if err := rows.Scan(&a.Role, &a.Actor, &kind, &grid, &n); err != nil {
+			return nil, fmt.Errorf("storage: case actions: %w", err)
+		}
+		if inScope != nil && !inScope(grid) {
+			continue
+		}
+		a.Kind = cases.EventKind(kind)
+		sums[a] += int(n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: case actions: %w", err)
+	}
+	out := make([]cases.ActionCount, 0, len(sums))
+	for a, n := range sums {
+		a.N = n
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b cases.ActionCount) int {
+		return cmp.Or(cmp.Compare(a.Role, b.Role), cmp.Compare(a.Actor, b.Actor), cmp.Compare(a.Kind, b.Kind))
+	})
 	return out, nil
 }

@@ -76,7 +76,7 @@ func BenchmarkCaseStatsYear(b *testing.B) {
 	b.Run("tallies", func(b *testing.B) {
 		ctx := logQueries(b, "tallies")
 		for b.Loop() {
-			rows, err := db.CaseTallies(ctx, storage.CaseStatsByUnit, from, to)
+			rows, err := db.CaseTallies(ctx, storage.CaseStatsByUnit, from, to, nil)
 			if err != nil || len(rows) != 58 {
 				b.Fatalf("%d rows, %v", len(rows), err)
 			}

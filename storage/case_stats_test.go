@@ -126,7 +126,7 @@ func TestCaseTallies(t *testing.T) {
 	insertCaseEvents(t, db, evs[2:5]) // a retried write: the same events again
 
 	from, to := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
-	got, err := db.CaseTallies(context.Background(), storage.CaseStatsByUnit, from, to)
+	got, err := db.CaseTallies(context.Background(), storage.CaseStatsByUnit, from, to, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestCaseTallies(t *testing.T) {
 		}
 	}
 
-	byDisp, err := db.CaseTallies(context.Background(), storage.CaseStatsByDispatcher, from, to)
+	byDisp, err := db.CaseTallies(context.Background(), storage.CaseStatsByDispatcher, from, to, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,14 +154,38 @@ func TestCaseTallies(t *testing.T) {
 		byDisp[1].Key != "disp2" || byDisp[1].Received != 4 || byDisp[1].Misrouted != 0 || byDisp[1].WrongReturns != 1 {
 		t.Errorf("dispatcher tallies %+v", byDisp)
 	}
-	byGrid, err := db.CaseTallies(context.Background(), storage.CaseStatsByGrid, from, to)
+	byGrid, err := db.CaseTallies(context.Background(), storage.CaseStatsByGrid, from, to, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(byGrid) != 2 || byGrid[0].Key != "G1" || byGrid[0].Received != 4 || byGrid[1].Key != "G2" || byGrid[1].Received != 4 {
 		t.Errorf("grid tallies %+v", byGrid)
 	}
-	if _, err := db.CaseTallies(context.Background(), "colour", from, to); err == nil {
+	if _, err := db.CaseTallies(context.Background(), "colour", from, to, nil); err == nil {
 		t.Error("a bad grouping was accepted")
+	}
+	// A scope of grid G2 keeps U2's assignments there only: C twice.
+	scoped, err := db.CaseTallies(context.Background(), storage.CaseStatsByUnit, from, to, func(g string) bool { return g == "G2" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scoped) != 2 || scoped[1].Key != "U2" || scoped[1].Received != 2 || scoped[1].WrongReturns != 1 || scoped[1].Extended != 1 ||
+		scoped[0].Key != "U1" || scoped[0].Received != 2 || scoped[0].Overdue != 1 || scoped[0].Withdrawn != 1 {
+		t.Errorf("scoped tallies %+v", scoped)
+	}
+
+	acts, err := db.CaseActions(context.Background(), from, to, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, a := range acts {
+		n[a.Actor+"/"+string(a.Kind)] += a.N
+	}
+	// D's dispatch falls in February, its closure in March; A's retried
+	// events count once. G's refused sign-for counts beside the note that
+	// replaced it (CaseActions documents it).
+	if n["disp1/dispatch"] != 4 || n["disp2/dispatch"] != 4 || n["u1/sign"] != 1 || n["u1/return"] != 1 || n["op/close"] != 3 || n["sup/verify_pass"] != 2 || n["u2/sign"] != 3 {
+		t.Errorf("actions %v", n)
 	}
 }
