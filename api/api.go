@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
 )
@@ -56,6 +57,14 @@ type Server struct {
 	InScope InScopeFunc
 	// Alerts serves the alert endpoints; nil leaves them out.
 	Alerts Alerts
+	// CaseStats serves the case evaluation (/api/v1/stats/cases/…); nil
+	// leaves it out.
+	CaseStats CaseStats
+	// CaseEvaluation sets the composite's weights and the unit scores.
+	CaseEvaluation cases.Evaluation
+	// CaseLocation is the timezone of the printable ranking's period. It
+	// defaults to UTC.
+	CaseLocation *time.Location
 	// Cameras serves the camera endpoints; without it they answer 503.
 	Cameras Cameras
 	// Devices lists the registered devices, for the camera list. Required
@@ -185,6 +194,7 @@ func (s *Server) Handler() http.Handler {
 	s.alertRoutes(v1)
 	s.cameraRoutes(v1)
 	s.deviceRoutes(v1)
+	s.caseStatsRoutes(v1)
 	s.patterns = append(public.patterns, v1.patterns...)
 	v1.mux.HandleFunc("/api/v1/", noSuchEndpoint)
 	auth := newAuthenticator(s.AdminToken, s.Tokens, s.InScope, s.Logger)

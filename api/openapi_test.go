@@ -147,6 +147,7 @@ func (e *docEnv) server(t *testing.T, configure func(*Server)) (*Server, *httpte
 		Cameras:    fakeCameras{latest: []storage.CameraHealth{{Camera: camIn.ID, Grid: camIn.Grid, Status: "ok", TS: time.UnixMilli(1)}}},
 		Registry:   fakeRegistry{grids: []devices.Grid{{Code: "D01", Level: devices.LevelDistrict}}},
 		Exports:    fakeExporter(func(io.Writer) error { return nil }),
+		CaseStats:  fakeCaseStats{},
 	}
 	if configure != nil {
 		configure(s)
@@ -497,6 +498,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		}
 		s.Cameras = failingCameras{}
 		s.Exports = fakeExporter(func(io.Writer) error { return errDown })
+		s.CaseStats = fakeCaseStats{err: errDown}
 		s.Checks = map[string]Check{"clickhouse": func(context.Context) error { return errDown }}
 		s.Gatherer = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errDown })
 	})

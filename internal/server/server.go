@@ -23,6 +23,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/api"
 	"github.com/gridwatch/gridwatch/broker"
+	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/storage"
@@ -281,6 +282,7 @@ func (s *Server) startHTTP() error {
 	a.Cameras, a.Devices = s.db, s.registry.All
 	a.Exports = s.db
 	a.Registry = s
+	a.CaseStats, a.CaseLocation = s.db, cases.DefaultCalendar().Location()
 	if err := s.configureAPI(a); err != nil {
 		return err
 	}
