@@ -41,8 +41,8 @@ func Topic(a alerts.Alert) string {
 	return "alerts/" + grid + "/" + a.Severity.String()
 }
 
-// Notify implements Notifier.
-func (m *MQTT) Notify(t alerts.Transition) {
+// setDefaults fills in the unset fields once.
+func (m *MQTT) setDefaults() {
 	m.defaults.Do(func() {
 		if m.Metrics == nil {
 			m.Metrics = NewMetrics(nil)
@@ -51,6 +51,22 @@ func (m *MQTT) Notify(t alerts.Transition) {
 			m.Logger = slog.Default()
 		}
 	})
+}
+
+// Send publishes msg's body on its topic.
+func (m *MQTT) Send(msg Message) {
+	m.setDefaults()
+	if err := m.Publish(msg.Topic, msg.Body, false, m.QoS); err != nil {
+		m.Metrics.failed.WithLabelValues("mqtt").Inc()
+		m.Logger.Warn("notification not published on mqtt", "topic", msg.Topic, "delivery", msg.Delivery, "err", err)
+		return
+	}
+	m.Metrics.sent.WithLabelValues("mqtt").Inc()
+}
+
+// Notify implements Notifier.
+func (m *MQTT) Notify(t alerts.Transition) {
+	m.setDefaults()
 	payload, err := body(t)
 	if err == nil {
 		err = m.Publish(Topic(t.Alert), payload, false, m.QoS)

@@ -43,16 +43,19 @@ func TestMQTTPublishesAndCountsFailures(t *testing.T) {
 		return nil
 	}}
 	m.Notify(transition("a1", 2))
+	m.Send(Message{Delivery: "score/water/2026-03-02", Event: "case_score", Topic: "cases/scores/water", Body: []byte(`{"score":1000}`)})
 	fail = true
 	m.Notify(transition("a1", 3))
-	if len(got) != 1 || got[0].topic != "alerts/D01-S02-G03/major" || got[0].qos != 1 {
+	m.Send(Message{Topic: "cases/scores/gas", Body: []byte(`{}`)})
+	if len(got) != 2 || got[0].topic != "alerts/D01-S02-G03/major" || got[0].qos != 1 ||
+		got[1].topic != "cases/scores/water" || string(got[1].payload) != `{"score":1000}` || got[1].qos != 1 {
 		t.Fatalf("published %+v", got)
 	}
 	var tr alerts.Transition
 	if err := json.Unmarshal(got[0].payload, &tr); err != nil || tr.Event.Version != 2 {
 		t.Errorf("payload %s (%v)", got[0].payload, err)
 	}
-	if s, f := testutil.ToFloat64(m.Metrics.sent.WithLabelValues("mqtt")), testutil.ToFloat64(m.Metrics.failed.WithLabelValues("mqtt")); s != 1 || f != 1 {
-		t.Errorf("sent %v failed %v, want 1 and 1", s, f)
+	if s, f := testutil.ToFloat64(m.Metrics.sent.WithLabelValues("mqtt")), testutil.ToFloat64(m.Metrics.failed.WithLabelValues("mqtt")); s != 2 || f != 2 {
+		t.Errorf("sent %v failed %v, want 2 and 2", s, f)
 	}
 }

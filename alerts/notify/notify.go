@@ -1,7 +1,9 @@
 // Package notify tells the world about alert transitions: it publishes them
 // on the embedded MQTT broker under alerts/{grid}/{severity} and POSTs them,
 // signed, to webhooks. A Dispatcher decides what goes out: nothing a
-// silence covers. Every transition that is not delivered is counted.
+// silence covers. Every transition that is not delivered is counted. Other
+// notifications (a unit's daily score) go out as a Message on the same
+// channels.
 package notify
 
 import (

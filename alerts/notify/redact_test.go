@@ -70,7 +70,7 @@ func TestWebhookSecretsNeverPrinted(t *testing.T) {
 				if err := w.Start(context.Background()); err != nil {
 					t.Fatal(err)
 				}
-				derr := w.deliver(t.Context(), transition("a1", 1))
+				derr := w.deliver(t.Context(), Message{Delivery: "a1/1", Event: "ack", Body: []byte(`{}`)})
 				if derr == nil {
 					t.Fatal("delivered to a failing endpoint")
 				}

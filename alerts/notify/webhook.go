@@ -26,8 +26,9 @@ const (
 	// SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the body
 	// under the webhook's secret (the scheme GitHub uses).
 	SignatureHeader = "X-Gridwatch-Signature"
-	// DeliveryHeader is "{alert id}/{version}": the same for every retry of
-	// a transition, so a receiver can drop duplicates.
+	// DeliveryHeader is "{alert id}/{version}" for a transition, the
+	// Message's Delivery otherwise: the same for every retry, so a receiver
+	// can drop duplicates.
 	DeliveryHeader = "X-Gridwatch-Delivery"
 	// EventHeader is the event kind, such as "ack".
 	EventHeader = "X-Gridwatch-Event"
@@ -51,9 +52,23 @@ func Verify(secret, body []byte, signature string) bool {
 	return hmac.Equal([]byte(signature), []byte(Sign(secret, body)))
 }
 
-// Webhook POSTs transitions as JSON to a URL, one at a time in the order
-// they came, each signed and retried with exponential backoff. Transitions
-// wait in a bounded queue; when it is full, new ones are dropped and
+// Message is one notification other than an alert transition, such as a
+// unit's daily score: a JSON body, with what names it on each channel.
+type Message struct {
+	// Delivery identifies the message (DeliveryHeader): the same for every
+	// retry, so a receiver can drop duplicates.
+	Delivery string
+	// Event is its kind (EventHeader), such as "case_score".
+	Event string
+	// Topic is the MQTT topic it is published on.
+	Topic string
+	// Body is the JSON document.
+	Body []byte
+}
+
+// Webhook POSTs transitions and messages as JSON to a URL, one at a time in
+// the order they came, each signed and retried with exponential backoff.
+// They wait in a bounded queue; when it is full, new ones are dropped and
 // counted.
 type Webhook struct {
 	// URL receives the POSTs. Required. Robots of chat services carry their
@@ -86,7 +101,7 @@ type Webhook struct {
 	redacted  string       // URL without its path, query and user, for logs
 	mu        sync.RWMutex // guards closed against Notify's send
 	closed    bool
-	queue     chan alerts.Transition
+	queue     chan Message
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
@@ -123,7 +138,7 @@ func (w *Webhook) Start(ctx context.Context) error {
 	if w.Metrics == nil {
 		w.Metrics = NewMetrics(nil)
 	}
-	w.queue = make(chan alerts.Transition, w.QueueSize)
+	w.queue = make(chan Message, w.QueueSize)
 	w.done = make(chan struct{})
 	ctx, w.cancel = context.WithCancel(ctx)
 	go w.run(ctx)
@@ -133,6 +148,18 @@ func (w *Webhook) Start(ctx context.Context) error {
 // Notify implements Notifier. It never blocks: when the queue is full the
 // transition is dropped and counted.
 func (w *Webhook) Notify(t alerts.Transition) {
+	payload, err := body(t)
+	if err != nil {
+		w.Metrics.failed.WithLabelValues("webhook").Inc()
+		w.Logger.Warn("alert transition not delivered to webhook", "alert", t.Event.AlertID, "err", err)
+		return
+	}
+	w.Send(Message{Delivery: t.Event.AlertID + "/" + strconv.FormatUint(t.Event.Version, 10), Event: string(t.Event.Kind), Body: payload})
+}
+
+// Send queues m. It never blocks: when the queue is full m is dropped and
+// counted.
+func (w *Webhook) Send(m Message) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
@@ -140,7 +167,7 @@ func (w *Webhook) Notify(t alerts.Transition) {
 		return
 	}
 	select {
-	case w.queue <- t:
+	case w.queue <- m:
 	default:
 		w.Metrics.dropped.WithLabelValues("webhook", "queue_full").Inc()
 	}
@@ -171,12 +198,12 @@ func (w *Webhook) run(ctx context.Context) {
 	defer close(w.done)
 	var lastLog time.Time
 	var unlogged int
-	for t := range w.queue {
+	for m := range w.queue {
 		if ctx.Err() != nil {
 			w.Metrics.dropped.WithLabelValues("webhook", "shutdown").Inc()
 			continue
 		}
-		err := w.deliver(ctx, t)
+		err := w.deliver(ctx, m)
 		switch {
 		case err == nil:
 			w.Metrics.sent.WithLabelValues("webhook").Inc()
@@ -186,20 +213,17 @@ func (w *Webhook) run(ctx context.Context) {
 			w.Metrics.failed.WithLabelValues("webhook").Inc()
 			// A dead endpoint fails every transition: log once a minute.
 			if unlogged++; time.Since(lastLog) >= time.Minute {
-				w.Logger.Warn("alert transitions not delivered to webhook", "url", w.redacted, "failed", unlogged, "last_alert", t.Event.AlertID, "err", err)
+				w.Logger.Warn("notifications not delivered to webhook", "url", w.redacted, "failed", unlogged, "last", m.Delivery, "err", err)
 				lastLog, unlogged = time.Now(), 0
 			}
 		}
 	}
 }
 
-// deliver POSTs one transition, retrying until it is accepted, refused for
+// deliver POSTs one message, retrying until it is accepted, refused for
 // good, MaxElapsed has passed or ctx ends.
-func (w *Webhook) deliver(ctx context.Context, t alerts.Transition) error {
-	payload, err := body(t)
-	if err != nil {
-		return err
-	}
+func (w *Webhook) deliver(ctx context.Context, m Message) error {
+	payload := m.Body
 	signature := Sign(w.Secret, payload)
 	post := func() error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(payload))
@@ -208,8 +232,8 @@ func (w *Webhook) deliver(ctx context.Context, t alerts.Transition) error {
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(SignatureHeader, signature)
-		req.Header.Set(DeliveryHeader, t.Event.AlertID+"/"+strconv.FormatUint(t.Event.Version, 10))
-		req.Header.Set(EventHeader, string(t.Event.Kind))
+		req.Header.Set(DeliveryHeader, m.Delivery)
+		req.Header.Set(EventHeader, m.Event)
 		resp, err := w.Client.Do(req)
 		if err != nil {
 			return redact(err)
@@ -231,7 +255,7 @@ func (w *Webhook) deliver(ctx context.Context, t alerts.Transition) error {
 	)
 	retried := func(error, time.Duration) { w.Metrics.retries.WithLabelValues("webhook").Inc() }
 	if err := backoff.RetryNotify(post, backoff.WithContext(b, ctx), retried); err != nil {
-		return fmt.Errorf("post alert %s v%d to %s: %w", t.Event.AlertID, t.Event.Version, w.redacted, err)
+		return fmt.Errorf("post %s to %s: %w", m.Delivery, w.redacted, err)
 	}
 	return nil
 }

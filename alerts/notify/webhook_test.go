@@ -114,6 +114,22 @@ func TestWebhookRetriesThenDeliversSigned(t *testing.T) {
 	}
 }
 
+func TestWebhookSendsMessages(t *testing.T) {
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	w := startWebhook(t, srv.URL, time.Minute, nil)
+	w.Send(Message{Delivery: "score/water/2026-03-02", Event: "case_score", Topic: "cases/scores/water", Body: []byte(`{"unit":"water"}`)})
+	poll(t, "delivery", func() bool { return rc.count() == 1 })
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	h := rc.headers[0]
+	if string(rc.bodies[0]) != `{"unit":"water"}` || !Verify([]byte("s3cret"), rc.bodies[0], h.Get(SignatureHeader)) ||
+		h.Get(DeliveryHeader) != "score/water/2026-03-02" || h.Get(EventHeader) != "case_score" {
+		t.Fatalf("got %s with %v", rc.bodies[0], h)
+	}
+}
+
 func TestWebhookCountsFinalFailures(t *testing.T) {
 	cases := []struct {
 		name         string
