@@ -84,6 +84,7 @@ describe('console', () => {
     assert.ok(notes.some((n) => n.includes('Pump crew sent <b>now</b>')), `the note reads as typed: ${notes}`);
     assert.equal(await page.locator('[data-testid=timeline-note] b').count(), 0);
     await page.getByTestId('telemetry-chart').waitFor();
+    await page.getByTestId('minimap').waitFor();
     await shot(page, 'en-alert');
     // Closed, it leaves the queue.
     await page.getByTestId('nav-queue').click();
@@ -108,7 +109,7 @@ describe('console', () => {
     const views = [
       ['queue', '#/', tid('queue-row')], ['map', '#/map', tid('map-cell')], ['cameras', '#/cameras', tid('camera-tile')],
       ['camera', '#/camera/cam-gate', tid('camera-probes')], ['device', '#/device/' + env.live.id, tid('telemetry-chart')],
-      ['ranking', '#/ranking', tid('ranking-table')], ['ops', '#/ops', tid('ops-rates') + '[data-ready]'],
+      ['ranking', '#/ranking', tid('trend-chart')], ['ops', '#/ops', tid('ops-rates') + '[data-ready]'],
     ];
     for (const lang of ['en', 'zh']) {
       for (const [name, hash, ready] of views) {

@@ -35,7 +35,7 @@ export async function launch() {
 // script (a dialog), break the CSP, or throw.
 export function watch(page, problems) {
   page.on('dialog', (d) => { problems.push('dialog: ' + d.message()); d.dismiss(); });
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message + ' at ' + page.url() + ' ' + (e.stack || '').split('\n').slice(1, 3).join(' ')));
   page.on('console', (m) => {
     if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push('console error: ' + m.text());
   });

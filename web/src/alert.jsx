@@ -7,6 +7,7 @@ import { useAPI, useNow } from './hooks.js';
 import { fmtNum, fmtTime, t } from './i18n.js';
 import { Due, canAct, explain } from './queue.jsx';
 import { TelemetryChart } from './chart.jsx';
+import { MiniMap } from './minimap.jsx';
 
 function deadline(due, doneAt, overdueFlag) {
   if (!due) return '—';
@@ -65,6 +66,7 @@ export function AlertPage({ id, me }) {
   const now = useNow(1000);
   const a = res.data;
   const latest = useAPI(a && a.device ? '/api/v1/devices/' + encodeURIComponent(a.device) + '/latest' : null);
+  const dev = useAPI(a && a.device ? '/api/v1/devices/' + encodeURIComponent(a.device) : null);
   const [metric, setMetric] = useState('');
   const window = useMemo(() => {
     if (!a) return null;
@@ -84,7 +86,8 @@ export function AlertPage({ id, me }) {
           <dl>
             <dt>{t('filterStatus')}</dt><dd><span class={'pill st-' + a.status} data-testid="alert-status">{t('status.' + a.status)}</span> <span class="muted">{t('condition.' + a.condition)}</span></dd>
             <dt>{t('rule')}</dt><dd>{a.rule}</dd>
-            {a.device && <><dt>{t('device')}</dt><dd><a href={'#/device/' + encodeURIComponent(a.device)} data-testid="alert-device">{a.device}</a></dd></>}
+            {a.device && <><dt>{t('device')}</dt><dd><a href={'#/device/' + encodeURIComponent(a.device)} data-testid="alert-device">{dev.data?.name || a.device}</a>
+              {dev.data?.type === 'camera' && <> · <a href={'#/camera/' + encodeURIComponent(a.device)} data-testid="alert-camera">{t('probes')}</a></>}</dd></>}
             <dt>{t('grid')}</dt><dd><a href={'#/map?grid=' + encodeURIComponent(a.grid)}>{a.grid}</a></dd>
             <dt>{t('unit')}</dt><dd data-testid="alert-unit">{a.unit || '—'}</dd>
             <dt>{t('filterCategory')}</dt><dd>{t('categories.' + a.category)}</dd>
@@ -99,6 +102,7 @@ export function AlertPage({ id, me }) {
           <Actions a={a} me={me} onDone={res.reload} />
         </div>
       </div>
+      <MiniMap grid={a.grid} lat={dev.data?.lat} lon={dev.data?.lon} />
       <div class="card">
         <h3>{t('timeline')}</h3>
         <ol class="timeline" data-testid="timeline">

@@ -127,7 +127,7 @@ export function overdue(a, now = Date.now()) {
   if (a.ack_overdue || a.resolve_overdue) return true;
   const awaitingAck = a.status === 'new' || a.status === 'reopened';
   if (awaitingAck && a.ack_due && Date.parse(a.ack_due) <= now) return true;
-  return a.status !== 'resolved' && a.resolve_due && Date.parse(a.resolve_due) <= now;
+  return a.status !== 'resolved' && a.status !== 'closed' && a.resolve_due && Date.parse(a.resolve_due) <= now;
 }
 
 // due returns the deadline that counts now: signing for while it waits
@@ -135,7 +135,7 @@ export function overdue(a, now = Date.now()) {
 export function due(a) {
   const awaitingAck = a.status === 'new' || a.status === 'reopened';
   if (awaitingAck && a.ack_due) return { kind: 'ack', at: Date.parse(a.ack_due) };
-  if (a.status !== 'resolved' && a.resolve_due) return { kind: 'resolve', at: Date.parse(a.resolve_due) };
+  if (a.status !== 'resolved' && a.status !== 'closed' && a.resolve_due) return { kind: 'resolve', at: Date.parse(a.resolve_due) };
   return null;
 }
 

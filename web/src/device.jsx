@@ -4,6 +4,7 @@ import { useMemo, useState } from 'preact/hooks';
 import { useAPI } from './hooks.js';
 import { fmtNum, fmtTime, t } from './i18n.js';
 import { TelemetryChart, ranges } from './chart.jsx';
+import { MiniMap } from './minimap.jsx';
 
 export function DevicePage({ id }) {
   const dev = useAPI('/api/v1/devices/' + encodeURIComponent(id));
@@ -58,6 +59,7 @@ export function DevicePage({ id }) {
         </h3>
         <TelemetryChart device={d.id} metric={chosen} from={to - span} to={to} step={step} />
       </div>
+      <MiniMap grid={d.grid} lat={d.lat} lon={d.lon} />
     </section>
   );
 }

@@ -28,12 +28,12 @@ const en = {
   noActions: 'Your role ({role}) may only look.',
   meta: 'Details', type: 'Type', name: 'Name', location: 'Location', online: 'online', offline: 'offline', alerting: 'alerting', since: 'since', installed: 'Installed',
   latest: 'Latest values', telemetry: 'Telemetry', metric: 'Metric', range: 'Range', noData: 'No readings in this range.',
-  openCases: 'open', overdueCases: 'overdue', devices: 'devices', legend: 'Legend', showDevices: 'Devices', openQueue: 'Open its work orders',
+  whereIs: 'Where', openCases: 'open', overdueCases: 'overdue', devices: 'devices', legend: 'Legend', showDevices: 'Devices', openQueue: 'Open its work orders',
   faultyOnly: 'Faulty only', codec: 'Codec', resolution: 'Resolution', fps: 'fps', bitrate: 'Bitrate', lastProbe: 'Last probe', availability: 'Availability (7 d)', probes: 'Probes', never: 'never probed',
   camStatus: { ok: 'ok', degraded: 'degraded', unreachable: 'unreachable', refused: 'refused', auth_failed: 'auth failed', not_found: 'not found', no_video_track: 'no video', unsupported_codec: 'unsupported codec', stalled: 'stalled', error: 'error' }, quiet: 'no open orders',
   spoolKeys: { segments: 'segments', rows: 'rows waiting', bytes: 'size', max_bytes: 'bound', oldest_segment_age_seconds: 'oldest (s)', replay_rows_per_second: 'replay (rows/s)', quarantined_segments: 'quarantined' },
   ready: 'Ready', notReady: 'Not ready', checks: 'Checks', spool: 'Spool', losses: 'Losses', noLosses: 'Nothing lost.', ingestRate: 'Ingest', perSecond: '{n}/s', messages: 'messages', readings: 'readings stored',
-  units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', resolveOnTime: 'Resolved on time', overdueTotal: 'Overdue', overdueNow: 'Overdue now', mtta: 'MTTA', mttr: 'MTTR', callIn: 'call-in', period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
+  units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', resolveOnTime: 'Resolved on time', overdueTotal: 'Overdue', overdueNow: 'Overdue now', mtta: 'MTTA', mttr: 'MTTR', callIn: 'call-in', trend: 'Score by month', period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
   notFound: 'Not found (or outside your scope).',
 };
 
@@ -63,12 +63,12 @@ const zh = {
   noActions: '您的角色（{role}）只能查看。',
   meta: '基本信息', type: '类型', name: '名称', location: '位置', online: '在线', offline: '离线', alerting: '告警', since: '自', installed: '安装日期',
   latest: '最新读数', telemetry: '监测曲线', metric: '指标', range: '时间范围', noData: '该时间段内没有读数。',
-  openCases: '在办', overdueCases: '超时', devices: '设备', legend: '图例', showDevices: '设备', openQueue: '查看其工单',
+  whereIs: '位置', openCases: '在办', overdueCases: '超时', devices: '设备', legend: '图例', showDevices: '设备', openQueue: '查看其工单',
   faultyOnly: '只看故障', codec: '编码', resolution: '分辨率', fps: '帧率', bitrate: '码率', lastProbe: '最近检测', availability: '在线率（7 天）', probes: '检测记录', never: '尚未检测',
   camStatus: { ok: '正常', degraded: '质量下降', unreachable: '无法连接', refused: '拒绝连接', auth_failed: '认证失败', not_found: '流不存在', no_video_track: '无视频', unsupported_codec: '编码不支持', stalled: '画面停滞', error: '错误' }, quiet: '无在办',
   spoolKeys: { segments: '段数', rows: '待写行数', bytes: '大小', max_bytes: '上限', oldest_segment_age_seconds: '最旧（秒）', replay_rows_per_second: '回放（行/秒）', quarantined_segments: '隔离段' },
   ready: '就绪', notReady: '未就绪', checks: '检查项', spool: '磁盘缓存', losses: '数据损失', noLosses: '没有数据损失。', ingestRate: '接入速率', perSecond: '{n}/秒', messages: '消息', readings: '已存读数',
-  units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', resolveOnTime: '按时处置', overdueTotal: '超时', overdueNow: '当前超时', mtta: '平均签收用时', mttr: '平均处置用时', callIn: '约谈', period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
+  units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', resolveOnTime: '按时处置', overdueTotal: '超时', overdueNow: '当前超时', mtta: '平均签收用时', mttr: '平均处置用时', callIn: '约谈', trend: '月度得分', period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
   notFound: '未找到（或不在您的范围内）。',
 };
 

@@ -1,8 +1,10 @@
 // ranking.jsx is the evaluation: units (or grids) ranked by score over a
 // period, with on-time rates and the call-in line (flagged).
 import { useMemo, useState } from 'preact/hooks';
-import { q } from './api.js';
+import { useEffect } from 'preact/hooks';
+import { api, q } from './api.js';
 import { useAPI } from './hooks.js';
+import { Chart } from './chart.jsx';
 import { fmtDur, fmtNum, t } from './i18n.js';
 
 function period(p) {
@@ -13,6 +15,35 @@ function period(p) {
 }
 
 const pctOf = (n, d) => (d ? fmtNum((100 * n) / d) + '%' : '—');
+
+// Trend draws each unit's (or grid's) score per month over the last six
+// calendar months, one stats request a month.
+function Trend({ by, names }) {
+  const [data, setData] = useState(null);
+  useEffect(() => {
+    const now = new Date();
+    const months = [...Array(6)].map((_, i) => {
+      const from = new Date(now.getFullYear(), now.getMonth() - 5 + i, 1);
+      const to = new Date(now.getFullYear(), now.getMonth() - 4 + i, 1);
+      return { from: from.getTime(), to: Math.min(to.getTime(), now.getTime()) };
+    });
+    const ctl = new AbortController();
+    Promise.all(months.map((m) => api(`/api/v1/stats/${by}` + q(m), { signal: ctl.signal })))
+      .then((res) => setData({ months, res }))
+      .catch(() => {});
+    return () => ctl.abort();
+  }, [by]);
+  if (!data) return null;
+  const keys = [...new Set(data.res.flatMap((r) => r.stats.map((s) => s.key)))].slice(0, 8);
+  const x = data.months.map((m) => m.from / 1000);
+  const series = keys.map((k) => ({ label: names[k] || k, values: data.res.map((r) => r.stats.find((s) => s.key === k)?.score ?? null) }));
+  return (
+    <div class="card" data-testid="ranking-trend">
+      <h3>{t('trend')}</h3>
+      <Chart x={x} series={series} height={220} testid="trend-chart" />
+    </div>
+  );
+}
 
 export function Ranking() {
   const [by, setBy] = useState('units');
@@ -58,6 +89,7 @@ export function Ranking() {
           </table>
         </div>
       )}
+      <Trend by={by} names={names} />
     </section>
   );
 }
