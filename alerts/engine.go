@@ -146,8 +146,13 @@ type Engine struct {
 	// without mu: the engine publishes a changed alert's view as it
 	// unlocks mu, so staff reads never wait for ingestion nor ingestion
 	// for them. ruleView is the rule set in force, for Stats.
-	views    sync.Map // alert id -> *entry, pending alerts included
-	changed  []*entry // entries whose view is stale, published by unlock
+	views   sync.Map // alert id -> *entry, pending alerts included
+	changed []*entry // entries whose view is stale, published by unlock
+	// fired, fresh, reorder and order are the fired order (see order.go).
+	fired    []listed
+	fresh    []listed
+	reorder  bool
+	order    atomic.Pointer[[]listed]
 	ruleView atomic.Pointer[RuleSet]
 	rules    *RuleSet
 	gen      int
@@ -898,24 +903,33 @@ func (e *Engine) republish(en *entry) {
 	}
 }
 
-// unlock publishes the views of the alerts changed while mu was held, then
-// unlocks mu. Every section that changes alerts ends with it.
+// unlock publishes the views of the alerts changed while mu was held, and
+// the fired order with those that fired, then unlocks mu. Every section that changes alerts ends with it.
 func (e *Engine) unlock() {
 	for _, en := range e.changed {
 		en.stale = false
 		en.view.Store(&alertView{Alert: en.clone(), events: en.events})
+		if !en.listed && !en.Fired.IsZero() && en.Condition != ConditionInactive {
+			e.listFired(en)
+		}
 	}
 	clear(e.changed)
 	e.changed = e.changed[:0]
+	e.publishOrder()
 	e.mu.Unlock()
 }
 
 // prune forgets closed alerts older than Retain.
 func (e *Engine) prune(now time.Time) {
+	pruned := false
 	for id, en := range e.alerts {
 		if en.Status == StatusClosed && now.Sub(en.Closed) > e.Retain && en.acting == nil {
 			delete(e.alerts, id)
 			e.views.Delete(id)
+			en.listed, pruned = false, true
 		}
+	}
+	if pruned {
+		e.unlistPruned()
 	}
 }

@@ -3,6 +3,8 @@ package alerts_test
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -250,6 +252,103 @@ func TestListPaging(t *testing.T) {
 	}
 	if _, err := e.List(alerts.Filter{Cursor: "garbage!"}); !errors.Is(err, alerts.ErrBadFilter) {
 		t.Fatalf("bad cursor: %v; want ErrBadFilter", err)
+	}
+}
+
+// TestListOrderWhileAlertsFire checks the fired order List and All walk
+// against a plain sort: alerts firing in the same millisecond (ids of
+// different lengths), before the newest (a clock set back), and closed
+// alerts pruned after Retain. Every page, in both directions, and the
+// export list exactly the alerts in sort order.
+func TestListOrderWhileAlertsFire(t *testing.T) {
+	c := &clock{t: t0}
+	var devs []devices.Device
+	for i := range 120 {
+		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%03d", i), Type: "gas", Grid: "G1"})
+	}
+	rules := mustRules(t, `
+rules:
+  - {name: gas_high, metric: ch4_ppm, condition: value > 5000, clear: value < 1000, severity: major, no_group: true, auto_close: true}
+`)
+	e := newEngine(t, rules, devs, nil, c)
+	e.Retain = time.Hour
+	fire := func(dev string) {
+		e.Observe(alerts.Observation{Device: dev, Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()})
+	}
+	for i, d := range devs[:100] {
+		fire(d.ID) // ten to a millisecond, past the 36th id of one
+		if i%10 == 9 {
+			c.Add(time.Millisecond)
+		}
+	}
+	// Alerts that fire before the newest one.
+	c.Add(-50 * time.Millisecond)
+	for _, d := range devs[100:110] {
+		fire(d.ID)
+	}
+	// Ten close (auto_close) and are pruned two hours later.
+	for _, d := range devs[:10] {
+		e.Observe(alerts.Observation{Device: d.ID, Metric: "ch4_ppm", Value: 10, TS: c.Now().UnixMilli()})
+	}
+	c.Add(2 * time.Hour)
+	e.RunTimers()
+	for _, d := range devs[110:] {
+		fire(d.ID)
+	}
+
+	var want []alerts.Alert
+	for _, d := range devs[10:] {
+		p, err := e.List(alerts.Filter{Device: d.ID})
+		if err != nil || len(p.Alerts) != 1 {
+			t.Fatalf("alerts of %s: %+v, %v; want one", d.ID, p.Alerts, err)
+		}
+		want = append(want, p.Alerts[0])
+	}
+	if p, _ := e.List(alerts.Filter{Device: devs[0].ID}); len(p.Alerts) != 0 {
+		t.Fatalf("a closed alert pruned after Retain is still listed: %+v", p.Alerts)
+	}
+	byFired := func(a, b alerts.Alert) int {
+		if c := a.Fired.Compare(b.Fired); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	}
+	slices.SortFunc(want, byFired)
+	for _, sort := range []string{"fired", "-fired"} {
+		exp := slices.Clone(want)
+		if sort == "-fired" {
+			slices.Reverse(exp)
+		}
+		var got []string
+		f := alerts.Filter{Sort: sort, Limit: 7}
+		for {
+			p, err := e.List(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range p.Alerts {
+				got = append(got, a.ID)
+			}
+			if p.Next == "" {
+				break
+			}
+			f.Cursor = p.Next
+		}
+		all, err := e.All(alerts.Filter{Sort: sort})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exported []string
+		for a := range all {
+			exported = append(exported, a.ID)
+		}
+		var ids []string
+		for _, a := range exp {
+			ids = append(ids, a.ID)
+		}
+		if !slices.Equal(got, ids) || !slices.Equal(exported, ids) {
+			t.Errorf("sort %s:\n pages  %v\n export %v\n want   %v", sort, got, exported, ids)
+		}
 	}
 }
 

@@ -64,8 +64,9 @@ func sortKey(field string, a *Alert) int64 {
 // id breaking ties. A cursor stays valid while alerts change: the next page
 // starts after the last alert of the previous one in sort order. List reads
 // the alerts' published views, without the engine's mutex: it never waits
-// for ingestion, nor ingestion for it; and it keeps only the page's best
-// alerts as it scans (a heap), not every one selected.
+// for ingestion, nor ingestion for it. In the default order (fired) it
+// walks the fired order from the cursor and stops at the end of the page;
+// in another it scans every alert, keeping only the page's best (a heap).
 func (e *Engine) List(f Filter) (Page, error) {
 	limit := f.Limit
 	if limit <= 0 {
@@ -91,12 +92,26 @@ func (e *Engine) List(f Filter) (Page, error) {
 
 // All returns every alert f selects after f.Cursor, in List's order,
 // whatever f.Limit: what one export reads in one pass instead of a List
-// per page. The alerts are copies, as of the call.
+// per page. The alerts are copies. In the fired order they are the alerts
+// that had fired at the call, each as it is when the iteration reaches it,
+// read one by one without gathering them first; in another order, as of
+// the call.
 func (e *Engine) All(f Filter) (iter.Seq[Alert], error) {
-	sel, err := e.selectTop(f, -1)
+	q, err := parseSort(f)
 	if err != nil {
 		return nil, err
 	}
+	if q.field == "fired" {
+		order := e.firedOrder()
+		return func(yield func(Alert) bool) {
+			for v := range inFiredOrder(order, q.desc, q.cursor, q.after) {
+				if e.selects(f, &v.Alert) && !yield(v.clone()) {
+					return
+				}
+			}
+		}, nil
+	}
+	sel := e.selectRanked(f, q, -1)
 	return func(yield func(Alert) bool) {
 		for _, r := range sel {
 			if !yield(r.v.clone()) {
@@ -129,42 +144,77 @@ func (h *topHeap) Pop() any {
 	return r
 }
 
-// selectTop returns the first n views (all for n < 0) f selects after its
-// cursor, in f.Sort order.
-func (e *Engine) selectTop(f Filter, n int) ([]ranked, error) {
-	desc := strings.HasPrefix(f.Sort, "-")
-	field := strings.TrimPrefix(f.Sort, "-")
-	switch field {
+// sortQuery is a filter's order and where its cursor left off.
+type sortQuery struct {
+	field string // fired, updated or severity
+	desc  bool
+	// cursor is set when the filter continues a page that ended at after.
+	cursor bool
+	after  listed
+}
+
+// parseSort reads f's Sort and Cursor.
+func parseSort(f Filter) (sortQuery, error) {
+	q := sortQuery{desc: strings.HasPrefix(f.Sort, "-"), field: strings.TrimPrefix(f.Sort, "-")}
+	switch q.field {
 	case "":
-		field, desc = "fired", true
+		q.field, q.desc = "fired", true
 	case "fired", "updated", "severity":
 	default:
-		return nil, fmt.Errorf("%w: sort %q: want fired, updated or severity, optionally prefixed with -", ErrBadFilter, f.Sort)
+		return q, fmt.Errorf("%w: sort %q: want fired, updated or severity, optionally prefixed with -", ErrBadFilter, f.Sort)
 	}
-	var after ranked
 	if f.Cursor != "" {
 		key, id, err := decodeCursor(f.Cursor)
 		if err != nil {
-			return nil, err
+			return q, err
 		}
-		after = ranked{key: key, v: &alertView{Alert: Alert{ID: id}}}
+		q.cursor, q.after = true, listed{fired: key, id: id}
 	}
+	return q, nil
+}
+
+// selectTop returns the first n views f selects after its cursor, in
+// f.Sort order.
+func (e *Engine) selectTop(f Filter, n int) ([]ranked, error) {
+	q, err := parseSort(f)
+	if err != nil {
+		return nil, err
+	}
+	if q.field != "fired" {
+		return e.selectRanked(f, q, n), nil
+	}
+	var out []ranked
+	for v := range inFiredOrder(e.firedOrder(), q.desc, q.cursor, q.after) {
+		if len(out) == n {
+			break
+		}
+		if e.selects(f, &v.Alert) {
+			out = append(out, ranked{key: v.Fired.UnixMilli(), v: v})
+		}
+	}
+	return out, nil
+}
+
+// selectRanked returns the first n views (all for n < 0) f selects after
+// q's cursor, in q's order, from a scan of every alert.
+func (e *Engine) selectRanked(f Filter, q sortQuery, n int) []ranked {
+	after := ranked{key: q.after.fired, v: &alertView{Alert: Alert{ID: q.after.id}}}
 	before := func(a, b ranked) int {
 		c := cmp.Or(cmp.Compare(a.key, b.key), strings.Compare(a.v.ID, b.v.ID))
-		if desc {
+		if q.desc {
 			return -c
 		}
 		return c
 	}
 	h := &topHeap{before: before}
-	for v := range e.published() {
-		a := &v.Alert
-		if !e.selects(f, a) {
+	for _, l := range e.firedOrder() {
+		v := l.en.view.Load()
+		if v == nil || !e.selects(f, &v.Alert) {
 			continue
 		}
-		r := ranked{key: sortKey(field, a), v: v}
+		r := ranked{key: sortKey(q.field, &v.Alert), v: v}
 		switch {
-		case f.Cursor != "" && before(r, after) <= 0:
+		case q.cursor && before(r, after) <= 0:
 		case n < 0 || len(h.rs) < n:
 			if n < 0 {
 				h.rs = append(h.rs, r)
@@ -177,19 +227,7 @@ func (e *Engine) selectTop(f Filter, n int) ([]ranked, error) {
 		}
 	}
 	slices.SortFunc(h.rs, before)
-	return h.rs, nil
-}
-
-// published yields the published view of every alert in memory.
-func (e *Engine) published() iter.Seq[*alertView] {
-	return func(yield func(*alertView) bool) {
-		e.views.Range(func(_, v any) bool {
-			if view := v.(*entry).view.Load(); view != nil {
-				return yield(view)
-			}
-			return true
-		})
-	}
+	return h.rs
 }
 
 // selects reports whether f selects a.

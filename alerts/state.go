@@ -86,6 +86,8 @@ type entry struct {
 	// stale is set while a newer state waits in Engine.changed.
 	view  atomic.Pointer[alertView]
 	stale bool
+	// listed is set once the alert is in the fired order (see order.go).
+	listed bool
 }
 
 // alertView is an immutable copy of an alert and its trace: events is the

@@ -60,7 +60,7 @@ func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, e
 	if !from.Before(to) {
 		return nil, fmt.Errorf("%w: from %s must be before to %s", ErrBadFilter, from, to)
 	}
-	// Stats reads the published views, as List does.
+	// Stats reads the published views of the fired order, as List does.
 	now := e.Now()
 	type acc struct {
 		Stats
@@ -69,7 +69,11 @@ func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, e
 	}
 	groups := map[string]*acc{}
 	keys := make([]string, 0, 4)
-	for v := range e.published() {
+	for _, l := range e.firedOrder() {
+		v := l.en.view.Load()
+		if v == nil {
+			continue
+		}
 		a := &v.Alert
 		if a.Condition == ConditionPending || a.Fired.IsZero() || scope != "" && !e.InScope(scope, a.Grid) {
 			continue
