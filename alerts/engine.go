@@ -149,23 +149,27 @@ type Engine struct {
 	views   sync.Map // alert id -> *entry, pending alerts included
 	changed []*entry // entries whose view is stale, published by unlock
 	// fired, fresh, reorder and order are the fired order (see order.go).
-	fired    []listed
-	fresh    []listed
-	reorder  bool
-	order    atomic.Pointer[[]listed]
-	ruleView atomic.Pointer[RuleSet]
-	rules    *RuleSet
-	gen      int
-	devs     map[string]*deviceState
-	alerts   map[string]*entry      // every alert in memory, by id
-	active   map[string]*entry      // alerts not closed (pending included)
-	grids    map[groupKey]*entry    // open grid-level alerts
-	groups   map[groupKey]*group    // storm groups being decided
-	subs     map[*Subscription]bool // live subscriptions
-	dirty    map[string]*entry      // alerts changed since the last flush
-	tombs    []Alert                // pending alerts that died, to save
-	events   []Event                // events since the last flush
-	retry    struct {               // rows a failed save kept, owned by Flush
+	fired   []listed
+	fresh   []listed
+	reorder bool
+	order   atomic.Pointer[[]listed]
+	// deadlines, silence and waiting are the timers (see timers.go).
+	deadlines dueHeap[*entry]
+	silence   dueHeap[*deviceState]
+	waiting   map[*instance]struct{}
+	ruleView  atomic.Pointer[RuleSet]
+	rules     *RuleSet
+	gen       int
+	devs      map[string]*deviceState
+	alerts    map[string]*entry      // every alert in memory, by id
+	active    map[string]*entry      // alerts not closed (pending included)
+	grids     map[groupKey]*entry    // open grid-level alerts
+	groups    map[groupKey]*group    // storm groups being decided
+	subs      map[*Subscription]bool // live subscriptions
+	dirty     map[string]*entry      // alerts changed since the last flush
+	tombs     []Alert                // pending alerts that died, to save
+	events    []Event                // events since the last flush
+	retry     struct {               // rows a failed save kept, owned by Flush
 		alerts []Alert
 		events []Event
 	}
@@ -241,6 +245,7 @@ func (e *Engine) setDefaults() {
 		e.subs = map[*Subscription]bool{}
 	}
 	e.dirty = map[string]*entry{}
+	e.waiting = map[*instance]struct{}{}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e.idBase = strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:])), 36)
@@ -352,6 +357,13 @@ func (e *Engine) SetRules(rs *RuleSet) {
 	e.rules = rs
 	e.ruleView.Store(rs)
 	e.gen++
+	// Rules may have gained absence rules or escalations, or lost them.
+	for _, d := range e.devs {
+		e.recheck(d)
+	}
+	for _, en := range e.active {
+		e.schedule(en)
+	}
 	e.m.reloads.Inc()
 }
 
@@ -410,6 +422,7 @@ func (e *Engine) device(id, typ, grid string, now time.Time) *deviceState {
 	d = &deviceState{id: id, grid: grid, typ: t, lastSeen: now, latest: map[string]float64{},
 		series: map[string]*series{}, insts: map[string]*instance{}, gen: -1}
 	e.devs[id] = d
+	e.recheck(d)
 	return d
 }
 
@@ -431,6 +444,9 @@ func (e *Engine) index(d *deviceState) {
 		} else {
 			d.byMetric[r.Metric] = append(d.byMetric[r.Metric], r)
 		}
+	}
+	if len(d.absence) > 0 {
+		e.recheck(d)
 	}
 }
 
@@ -520,6 +536,8 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 		e.startPending(in, now, v)
 		if r.For == 0 {
 			e.ready(in, now)
+		} else {
+			e.wait(in)
 		}
 	case phasePending:
 		switch {
@@ -544,16 +562,18 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 			in.phase = phaseFiring
 		case in.phase == phaseFiring && r.ClearFor > 0:
 			in.phase, in.since = phaseClearing, now
+			e.wait(in)
 		case now.Sub(in.since) >= r.ClearFor || r.ClearFor == 0:
 			e.clear(in, now)
 		}
 	}
 }
 
-// RunTimers runs every timer against the clock: pending `for` and
-// clear_for durations, absence, storm groups, escalation, deadlines,
-// reminders and the ends of silences. The engine calls it every Tick; tests with a fake clock call
-// it after moving the clock.
+// RunTimers runs every timer that is due against the clock: pending `for`
+// and clear_for durations, absence, storm groups, escalation, deadlines,
+// reminders and the ends of silences; it looks only at what is due (see
+// timers.go), not at every device and alert. The engine calls it every
+// Tick; tests with a fake clock call it after moving the clock.
 func (e *Engine) RunTimers() {
 	e.mu.Lock()
 	defer e.unlock()
@@ -561,33 +581,15 @@ func (e *Engine) RunTimers() {
 		return
 	}
 	now := e.Now()
-	for _, d := range e.devs {
-		e.index(d)
-		for _, r := range d.absence {
-			silent := now.Sub(d.lastSeen) >= time.Duration(r.Absent*float64(d.typ.Interval))
-			in := d.insts[r.Name]
-			if in == nil && !silent || in != nil && silent && in.phase >= phaseHeld {
-				continue // nothing to start, or already firing: silence is no repeat
-			}
-			in = d.instance(r)
-			in.cond, in.clr = silent, !silent
-			e.step(in, now, now.Sub(d.lastSeen).Seconds())
-		}
-		for _, in := range d.insts {
-			if (in.phase == phasePending || in.phase == phaseClearing) && in.rule.Absent == 0 {
-				e.step(in, now, in.dev.latest[in.rule.Metric])
-			}
-		}
-	}
+	e.runAbsence(now)
+	e.runWaiting(now)
 	for k, g := range e.groups {
 		if !now.Before(g.deadline) {
 			delete(e.groups, k)
 			e.decide(k, g, now)
 		}
 	}
-	for _, en := range e.active {
-		e.runDeadlines(en, now)
-	}
+	e.runDue(now)
 	// Notifiers hear of what an ended silence kept quiet at its end, not
 	// at the next prune.
 	e.expireSilences(now)
@@ -619,6 +621,9 @@ func (e *Engine) startPending(in *instance, now time.Time, v float64) {
 // cancelPending ends a pending phase whose condition went away.
 func (e *Engine) cancelPending(in *instance, now time.Time) {
 	in.phase = phaseInactive
+	if in.rule.Absent > 0 {
+		e.recheck(in.dev) // a silent device asks again
+	}
 	if en := in.pending; en != nil {
 		in.pending = nil
 		e.bury(en, now)
@@ -882,6 +887,7 @@ func (e *Engine) record(en *entry, now time.Time, actor string, kind EventKind, 
 func (e *Engine) emit(en *entry, ev Event) {
 	en.events = append(en.events, ev)
 	e.touch(en)
+	e.schedule(en)
 	e.m.events.WithLabelValues(string(ev.Kind)).Inc()
 	e.publish(Transition{Event: ev, Alert: en.clone(),
 		Silenced: len(e.silences) > 0 && e.silenced(en.Rule, en.Device, en.Grid, en.Members, ev.TS, false)})

@@ -118,6 +118,7 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 			continue
 		}
 		e.active[a.ID] = en
+		e.schedule(en)
 		r := e.rules.byName[a.Rule]
 		if r == nil {
 			continue
@@ -145,12 +146,14 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 		switch a.Condition {
 		case ConditionPending:
 			in.phase, in.since, in.pending, in.cond = phasePending, a.PendingSince, en, true
+			e.wait(in)
 		case ConditionFiring:
 			in.phase, in.alert, in.cond = phaseFiring, en, true
 		case ConditionCleared:
 			in.alert = en
 			if !a.PendingSince.IsZero() {
 				in.phase, in.since, in.cond = phasePending, a.PendingSince, true
+				e.wait(in)
 			}
 		}
 	}

@@ -301,3 +301,40 @@ func TestSilenceEndReannouncesFiringAlerts(t *testing.T) {
 		t.Errorf("gas-1's trace %+v (%v); want it to end with the unsilence event", events, err)
 	}
 }
+
+// TestAbsenceFollowsRuleAndOrderChanges checks that the absence timers,
+// which RunTimers looks at only when due, follow what changes them from
+// outside: an absence rule added by a reload covers devices silent since
+// the start, and a closed absence alert of a device still silent is
+// followed by a new one.
+func TestAbsenceFollowsRuleAndOrderChanges(t *testing.T) {
+	c := &clock{t: t0}
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "gas-2", Type: "gas", Grid: "G2"}}
+	e := newEngine(t, mustRules(t, lifecycleRules), devs, nil, c)
+	sub := e.Subscribe(1024)
+	run(e, c, 5*time.Minute)
+	if got := fires(sub); len(got) != 0 {
+		t.Fatalf("fired without an absence rule: %+v", got)
+	}
+	e.SetRules(mustRules(t, lifecycleRules+"  - {name: silent, absent: 3, severity: minor}\n"))
+	run(e, c, 3*time.Minute)
+	got := fires(sub)
+	if len(got) != 2 || got[0].Alert.Rule != "silent" || got[1].Alert.Rule != "silent" {
+		t.Fatalf("after the absence rule was added: %+v; want silent of gas-1 and gas-2", got)
+	}
+	first := got[0].Alert
+	run(e, c, 10*time.Second)
+	for _, kind := range []alerts.ActionKind{alerts.ActionAck, alerts.ActionResolve, alerts.ActionClose} {
+		a, err := e.Act(t.Context(), alerts.Action{ID: first.ID, Kind: kind, Version: first.Version, Actor: "op"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = a
+	}
+	// The next tick sees it silent, and its group waits 30 s.
+	run(e, c, 45*time.Second)
+	got = fires(sub)
+	if len(got) != 1 || got[0].Alert.Device != first.Device || got[0].Alert.ID == first.ID {
+		t.Fatalf("after %s's absence alert was closed, still silent: %+v; want a new alert", first.Device, got)
+	}
+}

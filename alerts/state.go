@@ -26,6 +26,8 @@ type deviceState struct {
 	gen      int
 	byMetric map[string][]*rule
 	absence  []*rule
+	// due is when the device is held in Engine.silence; zero when not.
+	due time.Time
 }
 
 // inhibited reports whether an inhibiting rule fires for the device.
@@ -88,6 +90,8 @@ type entry struct {
 	stale bool
 	// listed is set once the alert is in the fired order (see order.go).
 	listed bool
+	// due is when the alert is held in Engine.deadlines; zero when not.
+	due time.Time
 }
 
 // alertView is an immutable copy of an alert and its trace: events is the

@@ -306,6 +306,9 @@ func (e *Engine) detach(en *entry) {
 				if in.phase != phasePending {
 					in.phase = phaseInactive
 				}
+				if in.rule.Absent > 0 {
+					e.recheck(d) // a device still silent raises a new alert
+				}
 			}
 		}
 	}

@@ -1,0 +1,203 @@
+package alerts
+
+import (
+	"container/heap"
+	"time"
+)
+
+// The engine's timers are kept where RunTimers finds what is due without
+// walking every device and every alert under mu each tick:
+//
+//   - Engine.deadlines holds each open alert at its next SLA timer
+//     (escalation, a deadline, a reminder); see nextDeadline.
+//   - Engine.silence holds each device with absence rules at the time its
+//     absence rules need looking at; see checkAbsence.
+//   - Engine.waiting holds the instances of value rules whose `for` or
+//     clear_for runs.
+//
+// The heaps are lazy: an item whose time is not its owner's due time is
+// stale and skipped. An owner is pushed again only when it is due
+// earlier than it is already held, so a heap holds few stale items.
+
+// due is an item of a timer heap.
+type due[T any] struct {
+	at time.Time
+	x  T
+}
+
+// dueHeap is a min-heap of items by time.
+type dueHeap[T any] []due[T]
+
+func (h dueHeap[T]) Len() int           { return len(h) }
+func (h dueHeap[T]) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dueHeap[T]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap[T]) Push(x any)        { *h = append(*h, x.(due[T])) }
+func (h *dueHeap[T]) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = due[T]{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// popDue removes and returns the items due at now.
+func popDue[T any](h *dueHeap[T], now time.Time) []due[T] {
+	var out []due[T]
+	for len(*h) > 0 && !(*h)[0].at.After(now) {
+		out = append(out, heap.Pop(h).(due[T]))
+	}
+	return out
+}
+
+// schedule puts en in the deadline heap at its next SLA timer, unless it
+// is held there at that time or earlier. Called with mu held, whenever
+// en's timers may have moved (every event).
+func (e *Engine) schedule(en *entry) {
+	at, ok := e.nextDeadline(en)
+	if !ok || !en.due.IsZero() && !at.Before(en.due) {
+		return
+	}
+	en.due = at
+	heap.Push(&e.deadlines, due[*entry]{at, en})
+}
+
+// nextDeadline returns when runDeadlines may next change en, and false
+// when it cannot until en changes otherwise. It follows runDeadlines'
+// conditions; a deadline that is not set counts as due at once, as there.
+func (e *Engine) nextDeadline(en *entry) (time.Time, bool) {
+	var next time.Time
+	ok := false
+	soonest := func(t time.Time) {
+		if !ok || t.Before(next) {
+			next, ok = t, true
+		}
+	}
+	if en.Condition == ConditionPending {
+		return next, false
+	}
+	if r := e.ruleNamed(en.Rule); r != nil && r.Escalate != nil && en.Condition == ConditionFiring && !en.Escalated && en.Severity < r.Escalate.To {
+		soonest(later(en.Fired, en.Refired).Add(r.Escalate.After))
+	}
+	if en.Status.awaitingAck() {
+		if !en.AckOverdue {
+			soonest(en.AckDue)
+		}
+		soonest(en.NextReminder)
+	}
+	if en.Status.open() && !en.ResolveOverdue {
+		soonest(en.ResolveDue)
+	}
+	return next, ok
+}
+
+// runDue runs the SLA timers of the open alerts that are due. Called with
+// mu held.
+func (e *Engine) runDue(now time.Time) {
+	for _, it := range popDue(&e.deadlines, now) {
+		en := it.x
+		if !it.at.Equal(en.due) {
+			continue // stale: en was pushed again, earlier
+		}
+		en.due = time.Time{}
+		if e.active[en.ID] != en {
+			continue // closed or pruned: a reopening schedules it again
+		}
+		if en.acting != nil {
+			// The action's outcome is not known yet: look again next tick.
+			en.due = now.Add(time.Nanosecond)
+			heap.Push(&e.deadlines, due[*entry]{en.due, en})
+			continue
+		}
+		e.runDeadlines(en, now)
+		e.schedule(en)
+	}
+}
+
+// arm puts d in the absence heap at at, unless it is held there at that
+// time or earlier. Called with mu held.
+func (e *Engine) arm(d *deviceState, at time.Time) {
+	if !d.due.IsZero() && !at.Before(d.due) {
+		return
+	}
+	d.due = at
+	heap.Push(&e.silence, due[*deviceState]{at, d})
+}
+
+// recheck has the next RunTimers look at d's absence rules, as one of
+// their instances changed phase. Called with mu held.
+func (e *Engine) recheck(d *deviceState) { e.arm(d, d.lastSeen) }
+
+// runAbsence runs the absence rules of the devices that are due. Called
+// with mu held.
+func (e *Engine) runAbsence(now time.Time) {
+	for _, it := range popDue(&e.silence, now) {
+		d := it.x
+		if !it.at.Equal(d.due) {
+			continue
+		}
+		d.due = time.Time{}
+		if at, ok := e.checkAbsence(d, now); ok {
+			e.arm(d, at)
+		}
+	}
+}
+
+// checkAbsence runs d's absence rules against the time since its last
+// observation, and returns when they need looking at again; false when d
+// has none (a rule change or a new grid arms it again, see index).
+func (e *Engine) checkAbsence(d *deviceState, now time.Time) (time.Time, bool) {
+	e.index(d)
+	var next time.Time
+	ok := false
+	for _, r := range d.absence {
+		window := time.Duration(r.Absent * float64(d.typ.Interval))
+		silent := now.Sub(d.lastSeen) >= window
+		in := d.insts[r.Name]
+		if !(in == nil && !silent || in != nil && silent && in.phase >= phaseHeld) {
+			// Something to start, or to end: silence is no repeat.
+			in = d.instance(r)
+			in.cond, in.clr = silent, !silent
+			e.step(in, now, now.Sub(d.lastSeen).Seconds())
+		}
+		var at time.Time
+		switch {
+		case in != nil && (in.phase == phasePending || in.phase == phaseClearing),
+			silent && (in == nil || in.phase < phaseHeld):
+			// A `for` or clear_for runs, or a silent device is muted
+			// (maintenance, inhibition) and asks again every tick.
+			at = now.Add(time.Nanosecond)
+		case silent:
+			// Firing or held: nothing changes before the device reports,
+			// and its observation rechecks it; look now and then anyway.
+			at = now.Add(window)
+		default:
+			at = d.lastSeen.Add(window)
+		}
+		if !ok || at.Before(next) {
+			next, ok = at, true
+		}
+	}
+	return next, ok
+}
+
+// wait has RunTimers step in, a value rule's instance whose `for` or
+// clear_for started to run. Called with mu held.
+func (e *Engine) wait(in *instance) {
+	if in.rule.Absent > 0 {
+		e.recheck(in.dev)
+		return
+	}
+	e.waiting[in] = struct{}{}
+}
+
+// runWaiting steps the instances whose `for` or clear_for runs, and
+// forgets those whose phase moved on. Called with mu held.
+func (e *Engine) runWaiting(now time.Time) {
+	for in := range e.waiting {
+		if in.phase != phasePending && in.phase != phaseClearing || in.rule.Absent > 0 {
+			delete(e.waiting, in)
+			continue
+		}
+		e.step(in, now, in.dev.latest[in.rule.Metric])
+	}
+}
