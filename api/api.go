@@ -74,6 +74,9 @@ type Server struct {
 	// without it, or without Devices, the device, grid and unit endpoints
 	// answer 503.
 	Registry Registry
+	// Spool replays the disk spool's quarantined segments; nil leaves its
+	// endpoint out.
+	Spool Spool
 	// Heartbeat is how often an idle alert stream gets a comment line. It
 	// defaults to DefaultHeartbeat.
 	Heartbeat time.Duration
@@ -195,6 +198,7 @@ func (s *Server) Handler() http.Handler {
 	s.cameraRoutes(v1)
 	s.deviceRoutes(v1)
 	s.caseStatsRoutes(v1)
+	s.spoolRoutes(v1)
 	s.patterns = append(public.patterns, v1.patterns...)
 	v1.mux.HandleFunc("/api/v1/", noSuchEndpoint)
 	auth := newAuthenticator(s.AdminToken, s.Tokens, s.InScope, s.Logger)

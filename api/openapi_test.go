@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -148,6 +149,7 @@ func (e *docEnv) server(t *testing.T, configure func(*Server)) (*Server, *httpte
 		Registry:   fakeRegistry{grids: []devices.Grid{{Code: "D01", Level: devices.LevelDistrict}}},
 		Exports:    fakeExporter(func(io.Writer) error { return nil }),
 		CaseStats:  fakeCaseStats{},
+		Spool:      fakeSpool{},
 	}
 	if configure != nil {
 		configure(s)
@@ -177,6 +179,8 @@ func (e *docEnv) fill(path string, unknown bool) string {
 			return "D01"
 		case strings.HasPrefix(path, "/api/v1/export/"):
 			return "telemetry"
+		case strings.HasPrefix(path, "/api/v1/spool/"):
+			return quarantinedFile
 		}
 		return "no-such"
 	})
@@ -503,6 +507,19 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		s.Gatherer = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errDown })
 	})
 	e.probe(t, doc, failing, failingSrv, []docRequest{{name: "parts down", token: "tok-city", path: "?metric=level_cm"}})
+	for _, c := range []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"a segment ClickHouse still refuses", &clickhouse.Exception{Code: 60, Message: "Table gridwatch.telemetry doesn't exist"}, http.StatusUnprocessableEntity},
+		{"a segment while ClickHouse is down", errDown, http.StatusServiceUnavailable},
+	} {
+		_, srv := e.server(t, func(s *Server) { s.Spool = fakeSpool{err: c.err} })
+		r := docRequest{name: c.name, method: http.MethodPost, pattern: "POST /api/v1/spool/quarantine/{file}/replay",
+			path: "/api/v1/spool/quarantine/" + quarantinedFile + "/replay", token: "tok-bootstrap", want: c.want}
+		checkDocumented(t, doc, r, sendDoc(t, srv, r))
+	}
 
 	// While the alert store fails an action is not stored; while the
 	// engine shuts down neither actions nor silences are taken.

@@ -81,7 +81,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, header http.Hea
 			Error struct{ Code, Message string } `json:"error"`
 		}
 		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			return nil, fmt.Errorf("%s (%d %s)", e.Error.Message, resp.StatusCode, e.Error.Code)
+			return nil, &apiError{status: resp.StatusCode, code: e.Error.Code, message: e.Error.Message}
 		}
 		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
@@ -92,6 +92,14 @@ func (c *apiClient) do(ctx context.Context, method, path string, header http.Hea
 	}
 	return resp.Header, nil
 }
+
+// apiError is an error answer of the API.
+type apiError struct {
+	status        int
+	code, message string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (%d %s)", e.message, e.status, e.code) }
 
 func alertsCommand() *cobra.Command {
 	cmd := &cobra.Command{

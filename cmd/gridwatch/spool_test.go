@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 
+	"github.com/gridwatch/gridwatch/internal/freeport"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/spool"
 )
@@ -57,5 +62,44 @@ func TestSpoolListCLI(t *testing.T) {
 	}
 	if _, err := run(t, "spool", "replay", "--data_dir", dataDir); err == nil {
 		t.Error("spool replay without names or --all succeeded")
+	}
+}
+
+// TestSpoolReplayHeldWithoutServer: when a gridwatch holds the managed
+// ClickHouse and its API does not answer, spool replay says what to do.
+func TestSpoolReplayHeldWithoutServer(t *testing.T) {
+	dataDir := t.TempDir()
+	lockDir := filepath.Join(dataDir, "clickhouse")
+	if err := os.MkdirAll(lockDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(lockDir, "gridwatch.lock"), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	port, err := freeport.Loopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = run(t, "spool", "replay", "00000000000000000001.seg", "--data_dir", dataDir, "--http.listen", fmt.Sprintf("127.0.0.1:%d", port))
+	for _, want := range []string{"a running gridwatch holds the managed ClickHouse", fmt.Sprintf("http://127.0.0.1:%d", port), "--server", "stop gridwatch"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("spool replay with the managed ClickHouse held and no API: %v, want it to say %q", err, want)
+		}
+	}
+}
+
+func TestLoopbackURLHost(t *testing.T) {
+	for listen, want := range map[string]string{
+		":8080": "127.0.0.1:8080", "0.0.0.0:8080": "127.0.0.1:8080", "[::]:8080": "127.0.0.1:8080",
+		"127.0.0.1:9000": "127.0.0.1:9000", "10.1.2.3:8080": "10.1.2.3:8080", "[::1]:8080": "[::1]:8080",
+	} {
+		if got := loopbackURLHost(listen); got != want {
+			t.Errorf("loopbackURLHost(%q) = %q, want %q", listen, got, want)
+		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"time"
 
+	"github.com/gridwatch/gridwatch/api"
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/spool"
@@ -97,6 +99,36 @@ func (s *Server) readingsStored(ctx context.Context, readings []ingest.Reading, 
 		}
 	}
 	return nil
+}
+
+// ReplayQuarantined stores the quarantined segment file of cfg's spool in
+// ClickHouse through db, skipping it when the ledger shows it stored, and
+// deletes it: `gridwatch spool replay`, on its own or through a running
+// server's API (api.Spool). A name the quarantine does not list is refused
+// with an error wrapping api.ErrNotQuarantined, so no path leads out of it.
+func ReplayQuarantined(ctx context.Context, cfg *Config, db *storage.DB, file string) (rows int, err error) {
+	list, err := spool.ListQuarantine(cfg.SpoolDir())
+	if err != nil {
+		return 0, err
+	}
+	if !slices.ContainsFunc(list, func(q spool.Quarantined) bool { return q.File == file }) {
+		return 0, fmt.Errorf("%w: %q is not in %s (gridwatch spool list names them)", api.ErrNotQuarantined, file, filepath.Join(cfg.SpoolDir(), "quarantine"))
+	}
+	w, err := storage.NewWriter(db, storage.WriterOptions{MaxAttempts: 1})
+	if err != nil {
+		return 0, err
+	}
+	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored,
+		max(cfg.Ingest.InsertTimeout, spool.DefaultLookupTimeout))
+}
+
+// ReplayQuarantined is the server's api.Spool: ReplayQuarantined on its
+// own ClickHouse, one segment at a time, so that two requests for one
+// segment cannot both find it unstored and store it twice.
+func (s *Server) ReplayQuarantined(ctx context.Context, file string) (int, error) {
+	s.replaying.Lock()
+	defer s.replaying.Unlock()
+	return ReplayQuarantined(ctx, &s.Config, s.db, file)
 }
 
 // observeStored is the telemetry batcher's write in durable mode: it hands a

@@ -54,6 +54,7 @@ type Server struct {
 	rejected  *ingest.Batcher[ingest.Rejection]
 	spool     *spool.Spool
 	durable   *ingest.DurableIndex // in durable mode: the spooled readings
+	replaying sync.Mutex           // one quarantine replay at a time (ReplayQuarantined)
 	cameras   *cameraHealth
 	alerting  alerting
 	staff     staff
@@ -283,6 +284,7 @@ func (s *Server) startHTTP() error {
 	a.Exports = s.db
 	a.Registry = s
 	a.CaseStats, a.CaseLocation = s.db, cases.DefaultCalendar().Location()
+	a.Spool = s
 	if err := s.configureAPI(a); err != nil {
 		return err
 	}
