@@ -106,7 +106,7 @@ type Config struct {
 		ReloadInterval time.Duration `koanf:"reload_interval" help:"how often the server checks ClickHouse for registry changes made by 'gridwatch devices import'"`
 	} `koanf:"devices"`
 	Secrets struct {
-		KeyFile string `koanf:"key_file" help:"AES-256 key (base64) sealing the registry's RTSP passwords; empty uses data_dir/secret.key, created 0600 by the first gridwatch serve (admin commands never create it). Every node sharing a registry needs the same key"`
+		KeyFile string `koanf:"key_file" help:"AES-256 key (base64) sealing the registry's RTSP passwords; empty uses data_dir/secret.key, created 0600 by the first gridwatch serve (admin commands never create it). Every node sharing a registry needs the same key; a file its group or others may read or write is refused"`
 	} `koanf:"secrets"`
 	Cameras CamerasConfig `koanf:"cameras"`
 	Rules   RulesConfig   `koanf:"rules"`
@@ -331,6 +331,27 @@ func (c *Config) secretKeyFile() string {
 		return c.Secrets.KeyFile
 	}
 	return filepath.Join(c.DataDir, devices.SecretKeyFile)
+}
+
+// checkSecretKeyMode refuses a secrets key file its group or other users
+// may read or write (any of the mode bits 0077): whoever reads it opens
+// every RTSP password of the registry, and whoever writes it makes this
+// node seal them under a key of theirs. A file that is not there yet is
+// for load to handle (serve creates it 0600).
+func (c *Config) checkSecretKeyMode() error {
+	path := c.secretKeyFile()
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("secrets.key_file: %w", err)
+	case st.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("secrets.key_file %s has mode %04o: its group or other users may read or change it, "+
+			"and it opens every RTSP password of the registry. Refusing it: chmod 600 %s, owned by the user gridwatch runs as "+
+			"(the same key on every node)", path, st.Mode().Perm(), path)
+	}
+	return nil
 }
 
 // noSecretKey is the error of an admin command that needs the secrets key

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -318,5 +319,54 @@ func TestSecretsKeyCheckedBeforeClickHouse(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "clickhouse")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a managed ClickHouse was set up despite the bad key: %v", err)
+	}
+}
+
+// TestSecretsKeyReadableByOthersRefused attacks the secrecy of
+// secrets.key_file: a key file its group or other users may read or write
+// (a copy made with the umask's 0644, a shared mount) is refused by the
+// server and the admin commands alike, with an error naming the key, the
+// mode and the fix but not the key, before any ClickHouse is started; the
+// owner-only modes pass.
+func TestSecretsKeyReadableByOthersRefused(t *testing.T) {
+	const key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
+	logger := slog.New(slog.DiscardHandler)
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660, 0o620, 0o601} {
+		dir := t.TempDir()
+		cfg := Default()
+		cfg.DataDir = dir
+		cfg.Secrets.KeyFile = filepath.Join(dir, "shared.key")
+		if err := os.WriteFile(cfg.Secrets.KeyFile, []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(cfg.Secrets.KeyFile, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		srv := &Server{Config: cfg, Logger: logger}
+		serveErr := srv.Start(context.Background())
+		_, _, adminErr := OpenStore(context.Background(), cfg, logger)
+		for name, err := range map[string]error{"serve": serveErr, "admin command": adminErr} {
+			msg := fmt.Sprint(err)
+			if err == nil || !strings.Contains(msg, "secrets.key_file "+cfg.Secrets.KeyFile) ||
+				!strings.Contains(msg, fmt.Sprintf("mode %04o", mode)) || !strings.Contains(msg, "chmod 600") {
+				t.Errorf("%s with a key file of mode %04o: %v; want a refusal naming secrets.key_file, the mode and chmod 600", name, mode, err)
+			}
+			if strings.Contains(msg, key) {
+				t.Errorf("%s: the refusal carries the key: %s", name, msg)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "clickhouse")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("mode %04o: a managed ClickHouse was set up despite the refused key: %v", mode, err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o600, 0o400} {
+		cfg := Default()
+		cfg.Secrets.KeyFile = filepath.Join(t.TempDir(), "shared.key")
+		if err := os.WriteFile(cfg.Secrets.KeyFile, []byte(key+"\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.checkSecretKeyMode(); err != nil {
+			t.Errorf("a key file of mode %04o refused: %v", mode, err)
+		}
 	}
 }

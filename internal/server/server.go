@@ -155,15 +155,19 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	return s.startHTTP()
 }
 
-// openClickHouse loads the secrets key, then connects to the configured
-// ClickHouse, starting the managed local one first when clickhouse.addr is
-// empty. createKey lets it make the key when there is none, which only a
-// server (serve, demo) may do: an admin command on another host making one
-// would seal RTSP passwords that no server can open. Without a key, an admin
-// command can still do what needs none, and what needs one fails with the
-// error of Config.noSecretKey.
+// openClickHouse checks the secrets key's mode (checkSecretKeyMode) and
+// loads it, then connects to the configured ClickHouse, starting the
+// managed local one first when clickhouse.addr is empty. createKey lets it
+// make the key when there is none, which only a server (serve, demo) may
+// do: an admin command on another host making one would seal RTSP
+// passwords that no server can open. Without a key, an admin command can
+// still do what needs none, and what needs one fails with the error of
+// Config.noSecretKey.
 func (s *Server) openClickHouse(ctx, life context.Context, createKey bool) error {
 	cfg := &s.Config.ClickHouse
+	if err := s.Config.checkSecretKeyMode(); err != nil {
+		return err
+	}
 	var noSecrets error
 	load, path := devices.LoadSecretBox, s.Config.secretKeyFile()
 	if createKey {
