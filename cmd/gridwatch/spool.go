@@ -127,6 +127,7 @@ func viaServer(cmd *cobra.Command, c *apiClient, cfg *server.Config) func(file s
 	if c.token == "" && os.Getenv("GRIDWATCH_TOKEN") == "" {
 		c.token = cfg.API.AdminToken
 	}
+	c.http.Timeout = cfg.ReplayTimeout()
 	held := fmt.Sprintf("a running gridwatch holds the managed ClickHouse of %s", cfg.DataDir)
 	return func(file string) (int, error) {
 		var answer struct {

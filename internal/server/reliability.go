@@ -118,9 +118,18 @@ func ReplayQuarantined(ctx context.Context, cfg *Config, db *storage.DB, file st
 	if err != nil {
 		return 0, err
 	}
-	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored,
-		max(cfg.Ingest.InsertTimeout, spool.DefaultLookupTimeout))
+	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored, cfg.replayStepTimeout())
 }
+
+// replayStepTimeout bounds each step of a quarantine replay, the ledger
+// lookup and the INSERT: the longer of their bounds.
+func (c *Config) replayStepTimeout() time.Duration {
+	return max(c.Ingest.InsertTimeout, spool.DefaultLookupTimeout)
+}
+
+// ReplayTimeout bounds a whole quarantine replay (ReplayQuarantined): a
+// client waiting for one through the API waits this long.
+func (c *Config) ReplayTimeout() time.Duration { return 2*c.replayStepTimeout() + 10*time.Second }
 
 // ReplayQuarantined is the server's api.Spool: ReplayQuarantined on its
 // own ClickHouse, one segment at a time, so that two requests for one
