@@ -135,6 +135,16 @@ describe('console', () => {
     await shot(page, 'en-queue-dark');
   });
 
+  test('the evaluation ranks the units: cases and alert work orders', async () => {
+    await page.goto(base + '/#/ranking');
+    await page.getByTestId('ranking-table').waitFor();
+    await page.getByTestId('ranking-alertUnits').click();
+    await page.locator('[data-testid=ranking-row]', { hasText: '城管 D01' }).waitFor();
+    await shot(page, 'en-ranking-alerts');
+    await page.getByTestId('ranking-caseUnits').click();
+    await page.getByTestId('ranking-table').waitFor();
+  });
+
   test('the camera wall filters to the faulty', async () => {
     await page.goto(base + '/#/cameras');
     await page.getByTestId('camera-tile').first().waitFor();

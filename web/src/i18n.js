@@ -33,7 +33,8 @@ const en = {
   camStatus: { ok: 'ok', degraded: 'degraded', unreachable: 'unreachable', refused: 'refused', auth_failed: 'auth failed', not_found: 'not found', no_video_track: 'no video', unsupported_codec: 'unsupported codec', stalled: 'stalled', error: 'error' }, quiet: 'no open orders',
   spoolKeys: { segments: 'segments', rows: 'rows waiting', bytes: 'size', max_bytes: 'bound', oldest_segment_age_seconds: 'oldest (s)', replay_rows_per_second: 'replay (rows/s)', quarantined_segments: 'quarantined' },
   ready: 'Ready', notReady: 'Not ready', checks: 'Checks', spool: 'Spool', losses: 'Losses', noLosses: 'Nothing lost.', ingestRate: 'Ingest', perSecond: '{n}/s', messages: 'messages', readings: 'readings stored',
-  units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', resolveOnTime: 'Resolved on time', overdueTotal: 'Overdue', overdueNow: 'Overdue now', mtta: 'MTTA', mttr: 'MTTR', callIn: 'call-in', trend: 'Score by month', period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
+  units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', resolveOnTime: 'Resolved on time', overdueTotal: 'Overdue', overdueNow: 'Overdue now', mtta: 'MTTA', mttr: 'MTTR', callIn: 'call-in', trend: 'Score by month', band: 'Band', composite: 'Composite', handledOnTime: 'Handled on time', closingRate: 'Closed', reworkRate: 'Rework', satisfaction: 'Satisfaction', dispatchers: 'Dispatchers', publicRanking: 'Public ranking (HTML)',
+  views: { caseUnits: 'Cases · units', caseGrids: 'Cases · grids', caseDispatchers: 'Cases · dispatchers', alertUnits: 'Alerts · units', alertGrids: 'Alerts · grids' }, period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
   notFound: 'Not found (or outside your scope).',
 };
 
@@ -68,7 +69,8 @@ const zh = {
   camStatus: { ok: '正常', degraded: '质量下降', unreachable: '无法连接', refused: '拒绝连接', auth_failed: '认证失败', not_found: '流不存在', no_video_track: '无视频', unsupported_codec: '编码不支持', stalled: '画面停滞', error: '错误' }, quiet: '无在办',
   spoolKeys: { segments: '段数', rows: '待写行数', bytes: '大小', max_bytes: '上限', oldest_segment_age_seconds: '最旧（秒）', replay_rows_per_second: '回放（行/秒）', quarantined_segments: '隔离段' },
   ready: '就绪', notReady: '未就绪', checks: '检查项', spool: '磁盘缓存', losses: '数据损失', noLosses: '没有数据损失。', ingestRate: '接入速率', perSecond: '{n}/秒', messages: '消息', readings: '已存读数',
-  units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', resolveOnTime: '按时处置', overdueTotal: '超时', overdueNow: '当前超时', mtta: '平均签收用时', mttr: '平均处置用时', callIn: '约谈', trend: '月度得分', period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
+  units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', resolveOnTime: '按时处置', overdueTotal: '超时', overdueNow: '当前超时', mtta: '平均签收用时', mttr: '平均处置用时', callIn: '约谈', trend: '月度得分', band: '档次', composite: '综合指标', handledOnTime: '按期处置', closingRate: '结案率', reworkRate: '返工率', satisfaction: '满意度', dispatchers: '派遣员', publicRanking: '公开排名（HTML）',
+  views: { caseUnits: '案卷 · 单位', caseGrids: '案卷 · 网格', caseDispatchers: '案卷 · 派遣员', alertUnits: '告警 · 单位', alertGrids: '告警 · 网格' }, period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
   notFound: '未找到（或不在您的范围内）。',
 };
 

@@ -1,7 +1,7 @@
-// ranking.jsx is the evaluation: units (or grids) ranked by score over a
-// period, with on-time rates and the call-in line (flagged).
-import { useMemo, useState } from 'preact/hooks';
-import { useEffect } from 'preact/hooks';
+// ranking.jsx is the evaluation: the case evaluation (综合评价) of units,
+// grids and dispatchers with scores, bands and the call-in line, the alert
+// work orders' statistics, each over a period, and the scores by month.
+import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, q } from './api.js';
 import { useAPI } from './hooks.js';
 import { Chart } from './chart.jsx';
@@ -15,28 +15,38 @@ function period(p) {
 }
 
 const pctOf = (n, d) => (d ? fmtNum((100 * n) / d) + '%' : '—');
+const rate = (r) => (r === null || r === undefined ? '—' : fmtNum(100 * r) + '%');
 
-// Trend draws each unit's (or grid's) score per month over the last six
-// calendar months, one stats request a month.
-function Trend({ by, names }) {
+// views are the rankings: the path of each, its rows and its columns.
+const views = {
+  caseUnits: { path: '/api/v1/stats/cases/units', rows: (d) => d.results, score: (s) => s.score },
+  caseGrids: { path: '/api/v1/stats/cases/grids', rows: (d) => d.results, score: (s) => s.composite },
+  caseDispatchers: { path: '/api/v1/stats/cases/dispatchers', rows: (d) => d.results, score: (s) => s.composite },
+  alertUnits: { path: '/api/v1/stats/units', rows: (d) => d.stats, score: (s) => s.score },
+  alertGrids: { path: '/api/v1/stats/grids', rows: (d) => d.stats, score: (s) => s.score },
+};
+
+// Trend draws each key's score per month over the last six calendar
+// months, one request a month.
+function Trend({ view, names }) {
   const [data, setData] = useState(null);
   useEffect(() => {
     const now = new Date();
-    const months = [...Array(6)].map((_, i) => {
-      const from = new Date(now.getFullYear(), now.getMonth() - 5 + i, 1);
-      const to = new Date(now.getFullYear(), now.getMonth() - 4 + i, 1);
-      return { from: from.getTime(), to: Math.min(to.getTime(), now.getTime()) };
-    });
+    const months = [...Array(6)].map((_, i) => ({
+      from: new Date(now.getFullYear(), now.getMonth() - 5 + i, 1).getTime(),
+      to: Math.min(new Date(now.getFullYear(), now.getMonth() - 4 + i, 1).getTime(), now.getTime()),
+    }));
     const ctl = new AbortController();
-    Promise.all(months.map((m) => api(`/api/v1/stats/${by}` + q(m), { signal: ctl.signal })))
-      .then((res) => setData({ months, res }))
+    setData(null);
+    Promise.all(months.map((m) => api(views[view].path + q(m), { signal: ctl.signal })))
+      .then((res) => setData({ months, res: res.map(views[view].rows) }))
       .catch(() => {});
     return () => ctl.abort();
-  }, [by]);
+  }, [view]);
   if (!data) return null;
-  const keys = [...new Set(data.res.flatMap((r) => r.stats.map((s) => s.key)))].slice(0, 8);
+  const keys = [...new Set(data.res.flatMap((r) => r.map((s) => s.key)))].slice(0, 8);
   const x = data.months.map((m) => m.from / 1000);
-  const series = keys.map((k) => ({ label: names[k] || k, values: data.res.map((r) => r.stats.find((s) => s.key === k)?.score ?? null) }));
+  const series = keys.map((k) => ({ label: names[k] || k, values: data.res.map((r) => views[view].score(r.find((s) => s.key === k) || {}) ?? null) }));
   return (
     <div class="card" data-testid="ranking-trend">
       <h3>{t('trend')}</h3>
@@ -45,51 +55,100 @@ function Trend({ by, names }) {
   );
 }
 
+// printRanking fetches the printable public ranking (it needs the token,
+// which a link cannot carry) and saves it as a file.
+async function printRanking(range) {
+  const html = await api('/api/v1/stats/cases/ranking.html' + q(range), { raw: true });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([html], { type: 'text/html' }));
+  a.download = 'ranking.html';
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+function CaseTable({ rows, names, by }) {
+  return (
+    <table class="ranking" data-testid="ranking-table">
+      <thead><tr><th>{t('rank')}</th><th>{t(by)}</th>{by === 'units' && <><th>{t('score')}</th><th>{t('band')}</th></>}<th>{t('composite')}</th><th>{t('received')}</th><th>{t('ackOnTime')}</th><th>{t('handledOnTime')}</th><th>{t('closingRate')}</th><th>{t('reworkRate')}</th><th>{t('overdueTotal')}</th><th>{t('satisfaction')}</th><th>{t('mttr')}</th></tr></thead>
+      <tbody>
+        {rows.length === 0 && <tr><td colspan="13" class="muted">{t('none')}</td></tr>}
+        {rows.map((s) => (
+          <tr class={s.call_in ? 'flagged' : ''} data-testid="ranking-row">
+            <td>{s.rank}</td>
+            <td>{names[s.key] || s.key || '—'} {s.call_in && <span class="pill st-bad">{t('callIn')}</span>}</td>
+            {by === 'units' && <><td class="num"><b>{fmtNum(s.score)}</b></td><td>{s.band || '—'}</td></>}
+            <td class="num">{s.composite === null || s.composite === undefined ? '—' : fmtNum(s.composite)}</td>
+            <td class="num">{s.received}</td>
+            <td class="num">{rate(s.sign_on_time_rate)}</td>
+            <td class="num">{rate(s.handling_on_time_rate)}</td>
+            <td class="num">{rate(s.closing_rate)}</td>
+            <td class="num">{rate(s.rework_rate)}</td>
+            <td class="num">{s.overdue}</td>
+            <td class="num">{s.satisfaction ? fmtNum(s.satisfaction) : '—'}</td>
+            <td class="num">{s.mttr_seconds ? fmtDur(s.mttr_seconds * 1000) : '—'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+function AlertTable({ rows, names, by }) {
+  return (
+    <table class="ranking" data-testid="ranking-table">
+      <thead><tr><th>{t('rank')}</th><th>{t(by)}</th><th>{t('score')}</th><th>{t('received')}</th><th>{t('ackOnTime')}</th><th>{t('resolveOnTime')}</th><th>{t('overdueTotal')}</th><th>{t('overdueNow')}</th><th>{t('mtta')}</th><th>{t('mttr')}</th></tr></thead>
+      <tbody>
+        {rows.length === 0 && <tr><td colspan="10" class="muted">{t('none')}</td></tr>}
+        {rows.map((s) => (
+          <tr class={s.flagged ? 'flagged' : ''} data-testid="ranking-row">
+            <td>{s.rank}</td>
+            <td>{names[s.key] || s.key || '—'} {s.flagged && <span class="pill st-bad">{t('callIn')}</span>}</td>
+            <td class="num"><b>{fmtNum(s.score)}</b></td>
+            <td class="num">{s.received}</td>
+            <td class="num">{pctOf(s.acked_on_time, s.received)}</td>
+            <td class="num">{pctOf(s.resolved_on_time, s.received)}</td>
+            <td class="num">{s.overdue}</td>
+            <td class="num">{s.overdue_now}</td>
+            <td class="num">{s.mtta_seconds ? fmtDur(s.mtta_seconds * 1000) : '—'}</td>
+            <td class="num">{s.mttr_seconds ? fmtDur(s.mttr_seconds * 1000) : '—'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 export function Ranking() {
-  const [by, setBy] = useState('units');
+  const [view, setView] = useState('caseUnits');
   const [p, setP] = useState('last30');
   const range = useMemo(() => period(p), [p]);
-  const res = useAPI(`/api/v1/stats/${by}` + q(range));
+  const res = useAPI(views[view].path + q(range));
   const units = useAPI('/api/v1/units');
   const names = useMemo(() => Object.fromEntries((units.data?.units || []).map((u) => [u.code, u.name || u.code])), [units.data]);
+  const isCase = view.startsWith('case');
+  const by = { caseUnits: 'units', caseGrids: 'grids', caseDispatchers: 'dispatchers', alertUnits: 'units', alertGrids: 'grids' }[view];
+  const rows = res.data ? views[view].rows(res.data) || [] : [];
   return (
     <section data-testid="ranking">
       <div class="filters">
         <span class="seg">
-          {['units', 'grids'].map((k) => <button class={'ghost small' + (by === k ? ' on' : '')} onClick={() => setBy(k)} data-testid={'ranking-' + k}>{t(k)}</button>)}
+          {Object.keys(views).map((k) => <button class={'ghost small' + (view === k ? ' on' : '')} onClick={() => setView(k)} data-testid={'ranking-' + k}>{t('views.' + k)}</button>)}
         </span>
         <label class="field">{t('period')}
           <select value={p} onChange={(e) => setP(e.currentTarget.value)} data-testid="ranking-period">
             {['last30', 'thisMonth', 'lastMonth'].map((k) => <option value={k}>{t(k)}</option>)}
           </select>
         </label>
+        <span class="spacer" />
+        <button class="ghost small" onClick={() => printRanking(range)} data-testid="ranking-print">{t('publicRanking')}</button>
       </div>
       {res.error && <p class="error">{res.error.message}</p>}
       {res.data && (
         <div class="scroll card">
-          <table class="ranking" data-testid="ranking-table">
-            <thead><tr><th>{t('rank')}</th><th>{t(by === 'units' ? 'unit' : 'grid')}</th><th>{t('score')}</th><th>{t('received')}</th><th>{t('ackOnTime')}</th><th>{t('resolveOnTime')}</th><th>{t('overdueTotal')}</th><th>{t('overdueNow')}</th><th>{t('mtta')}</th><th>{t('mttr')}</th></tr></thead>
-            <tbody>
-              {res.data.stats.length === 0 && <tr><td colspan="10" class="muted">{t('none')}</td></tr>}
-              {res.data.stats.map((s) => (
-                <tr class={s.flagged ? 'flagged' : ''} data-testid="ranking-row">
-                  <td>{s.rank}</td>
-                  <td>{names[s.key] || s.key || '—'} {s.flagged && <span class="pill st-bad">{t('callIn')}</span>}</td>
-                  <td class="num"><b>{fmtNum(s.score)}</b></td>
-                  <td class="num">{s.received}</td>
-                  <td class="num">{pctOf(s.acked_on_time, s.received)}</td>
-                  <td class="num">{pctOf(s.resolved_on_time, s.received)}</td>
-                  <td class="num">{s.overdue}</td>
-                  <td class="num">{s.overdue_now}</td>
-                  <td class="num">{s.mtta_seconds ? fmtDur(s.mtta_seconds * 1000) : '—'}</td>
-                  <td class="num">{s.mttr_seconds ? fmtDur(s.mttr_seconds * 1000) : '—'}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          {isCase ? <CaseTable rows={rows} names={names} by={by} /> : <AlertTable rows={rows} names={names} by={by} />}
         </div>
       )}
-      <Trend by={by} names={names} />
+      <Trend view={view} names={names} />
     </section>
   );
 }
