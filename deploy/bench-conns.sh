@@ -54,11 +54,18 @@ connect() {
     --local-addr "$addrs" --connect-concurrency 256 --connect-timeout 60s --hold "$HOLD" --quiet --json > "$work/$1.json" &
   lpid=$!
 }
-# held PID: RSS while the connections are held (sampled in the hold).
+# held PID [METRICS_URL]: peak RSS while the connections are held (sampled
+# in the hold); with METRICS_URL, the Go runtime's stack and heap in use at
+# the end of the hold go to $work/runtime.
 held() {
   local peak=0 r
   while kill -0 "$lpid" 2>/dev/null; do
-    r=$(rss_mib "$1"); peak=$(awk -v a="$peak" -v b="$r" 'BEGIN { print (b > a ? b : a) }'); sleep 0.5
+    r=$(rss_mib "$1")
+    peak=$(awk -v a="$peak" -v b="$r" 'BEGIN { print (b > a ? b : a) }')
+    if [ -n "${2:-}" ]; then
+      curl -fs "$2" | grep -E '^go_memstats_(stack|heap)_inuse_bytes' > "$work/runtime.new" && mv "$work/runtime.new" "$work/runtime" || true
+    fi
+    sleep 0.5
   done
   wait "$lpid" || true
   echo "$peak"
@@ -83,7 +90,8 @@ gpid=$!; pids+=("$gpid")
 wait_http "http://127.0.0.1:$hport/readyz"
 gw0=$(rss_mib "$gpid")
 connect cold "$gport"
-gw1=$(held "$gpid")
+gw1=$(held "$gpid" "http://127.0.0.1:$hport/metrics")
+cp "$work/runtime" "$work/runtime-cold" 2>/dev/null || true
 connect warm "$gport"
 gw2=$(held "$gpid")
 gwpeak=$(hwm_mib "$gpid")
@@ -101,6 +109,11 @@ line() { # NAME FILE RSS_BEFORE RSS_HELD
 line "bare mochi broker" "$work/bare.json" "$bare0" "$bare1"
 line "gridwatch, cold (argon2id per device)" "$work/cold.json" "$gw0" "$gw1"
 line "gridwatch, warm (verifier cache)" "$work/warm.json" "$gw0" "$gw2"
+if [ -s "$work/runtime-cold" ]; then
+  awk -v n="$(json_field "$work/cold.json" connected)" '/stack_inuse/ { st = $2 } /heap_inuse/ { hp = $2 } END {
+    printf "gridwatch holding them: Go stacks %.0f MiB (%.1f KiB/connection), heap in use %.0f MiB (%.1f KiB/connection)\n",
+      st / 1048576, st / 1024 / n, hp / 1048576, hp / 1024 / n }' "$work/runtime-cold"
+fi
 awk -v p="$gwpeak" -v n="$(json_field "$work/cold.json" connected)" -v a="$gw0" 'BEGIN {
   printf "\ngridwatch peak RSS %.0f MiB; at that cost per connection, 100,000 connections would take about %.0f MiB (goal: <= 2048)\n", p, a + (p - a) / n * 100000 }'
 echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
