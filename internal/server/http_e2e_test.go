@@ -351,12 +351,14 @@ func TestHTTPPromisesUnderAttack(t *testing.T) {
 	// body slowly (slow-loris), nor by huge headers.
 	t.Run("slow clients", func(t *testing.T) {
 		t.Parallel()
+		// The server's clock starts when it accepts, which can come before
+		// Dial returns here: start is taken before dialling.
+		start := time.Now()
 		conn, err := net.Dial("tcp", srv.HTTPAddr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		start := time.Now()
 		if _, err := io.WriteString(conn, "GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\n"); err != nil {
 			t.Fatal(err)
 		}
