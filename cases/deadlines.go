@@ -1,0 +1,109 @@
+package cases
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// deadline is one deadline in force on a case.
+type deadline struct {
+	step Step
+	due  time.Time
+}
+
+// inForce returns the deadlines running on c: the one of its present step
+// first, then the closing deadline when another step is present. A
+// suspended case's clocks are stopped.
+func inForce(c *Case) []deadline {
+	var primary deadline
+	switch c.Status {
+	case StatusDispatched:
+		primary = deadline{StepSign, c.SignDue}
+	case StatusHandling:
+		primary = deadline{StepHandle, c.HandleDue}
+	case StatusRegistered, StatusHandled, StatusVerified:
+		primary = deadline{StepClose, c.CloseDue}
+	default:
+		return nil
+	}
+	out := []deadline{primary}
+	if primary.step != StepClose {
+		out = append(out, deadline{StepClose, c.CloseDue})
+	}
+	return slices.DeleteFunc(out, func(d deadline) bool { return d.due.IsZero() })
+}
+
+// Tick records the deadline events that are due at the service's clock:
+// for the present step's deadline one reminder RemindBefore it, an overdue
+// event when it passes, reminders every RemindEvery after (MaxReminders in
+// all), and escalation EscalateAfter it; an overdue event when the closing
+// deadline passes; and the self-verification of a handled sensor case
+// whose condition stayed clear for ClearFor. The deadline loop calls it
+// every TickEvery; a failed save is retried at the next tick.
+func (s *Service) Tick(ctx context.Context) {
+	now := s.Now()
+	s.mu.RLock()
+	var due []*entry
+	for _, en := range s.cases {
+		if c := en.c.clone(); len(s.systemEvents(&c, en.clearSince, now)) > 0 {
+			due = append(due, en)
+		}
+	}
+	s.mu.RUnlock()
+	for _, en := range due {
+		if ctx.Err() != nil {
+			return
+		}
+		en.act.Lock()
+		s.mu.RLock()
+		cur, clear := en.c.clone(), en.clearSince
+		s.mu.RUnlock()
+		next := cur.clone()
+		if evs := s.systemEvents(&next, clear, now); len(evs) > 0 {
+			evs = s.seal(&next, cur.Status, System, now, evs...)
+			if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {
+				s.Logger.Warn("case deadline event not saved: retried at the next tick", "case", cur.ID, "err", err)
+			}
+		}
+		en.act.Unlock()
+	}
+}
+
+// systemEvents returns the system events due on c at now, and applies
+// them to c: pass a copy.
+func (s *Service) systemEvents(c *Case, clearSince, now time.Time) []Event {
+	var evs []Event
+	if c.Status == StatusHandled && (c.Source == SourceAlert || c.Source == SourceCamera) &&
+		!clearSince.IsZero() && !now.Before(clearSince.Add(s.ClearFor)) {
+		c.Status = StatusVerified
+		return []Event{{Kind: EventVerifyPass, To: StatusVerified,
+			Note: "the condition stayed clear since " + clearSince.UTC().Format(time.RFC3339)}}
+	}
+	for i, d := range inForce(c) {
+		if !slices.Contains(c.Overdue, string(d.step)) && now.After(d.due) {
+			c.Overdue = append(c.Overdue, string(d.step))
+			evs = append(evs, Event{Kind: EventOverdue, Due: d.due, Note: string(d.step)})
+		}
+		if i > 0 {
+			continue // reminders and escalation follow the present step only
+		}
+		n := int(c.Reminders)
+		next := d.due.Add(-s.RemindBefore)
+		if n > 0 {
+			next = d.due.Add(time.Duration(n) * s.RemindEvery)
+		}
+		if n < s.MaxReminders && !now.Before(next) {
+			// A reminder missed while the service was down is sent once,
+			// not once per interval missed.
+			c.Reminders = uint8(max(n+1, 1+int(max(0, now.Sub(d.due))/s.RemindEvery)))
+			c.Reminders = min(c.Reminders, uint8(s.MaxReminders))
+			evs = append(evs, Event{Kind: EventRemind, Due: d.due, Note: string(d.step)})
+		}
+		if !c.Escalated && !now.Before(d.due.Add(s.EscalateAfter)) {
+			c.Escalated, c.Supervised = true, true
+			evs = append(evs, Event{Kind: EventEscalate, Due: d.due, Note: string(d.step)})
+		}
+	}
+	return evs
+}
