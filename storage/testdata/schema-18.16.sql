@@ -211,3 +211,22 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`case_events`
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(date)
 ORDER BY (case_id, seq);
+
+-- migration 0012: cases
+CREATE TABLE IF NOT EXISTS `gridwatch`.`cases`
+(
+    `id` String,
+    `revision` UInt64,
+    `version` UInt32,
+    `status` String,
+    `source` String,
+    `category` String,
+    `grid` String,
+    `unit` String,
+    `received` Int64,
+    `updated` Int64,
+    `overdue` UInt8,
+    `doc` String
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY id;

@@ -212,3 +212,22 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`case_events`
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (case_id, seq);
+
+-- migration 0012: cases
+CREATE TABLE IF NOT EXISTS `gridwatch`.`cases`
+(
+    `id` String,
+    `revision` UInt64,
+    `version` UInt32,
+    `status` LowCardinality(String),
+    `source` LowCardinality(String),
+    `category` LowCardinality(String),
+    `grid` LowCardinality(String),
+    `unit` LowCardinality(String),
+    `received` DateTime64(3, 'UTC'),
+    `updated` DateTime64(3, 'UTC'),
+    `overdue` UInt8,
+    `doc` String
+)
+ENGINE = ReplacingMergeTree(revision)
+ORDER BY id;
