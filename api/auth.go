@@ -21,23 +21,41 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Role is what a bearer token may do. Each role may do everything the roles
-// below it may.
+// Role is what a bearer token may do. An endpoint names the weakest role
+// it admits; the case loop (cases.May) decides further which role may take
+// which action on a case.
 type Role uint8
 
 // Roles, from the weakest.
 const (
-	// RoleViewer reads: alerts, their timelines, statistics, telemetry.
+	// RoleViewer reads: alerts, cases, their timelines, statistics,
+	// telemetry.
 	RoleViewer Role = iota + 1
-	// RoleOperator also acts on work orders and creates silences and
-	// maintenance windows.
+	// RoleReporter also reports cases (a grid manager's patrol, 网格员上报),
+	// verifies and evaluates the cases it reported.
+	RoleReporter
+	// RoleUnit is the staff of one department unit (Token.Unit): it sees
+	// the cases dispatched to its unit and signs for, returns, handles
+	// them and asks for extensions and suspensions.
+	RoleUnit
+	// RoleOperator is a command-centre operator: it acts on alerts,
+	// creates silences and maintenance windows, registers, dispatches and
+	// closes cases.
 	RoleOperator
+	// RoleDispatcher is a command-centre dispatcher: an operator's rights.
+	RoleDispatcher
+	// RoleSupervisor also approves extensions and suspensions, verifies
+	// and supervises (督办) cases.
+	RoleSupervisor
 	// RoleAdmin may do everything, including what a future endpoint
 	// registered without a role needs for a method other than GET.
 	RoleAdmin
 )
 
-var roleNames = [...]string{"", "viewer", "operator", "admin"}
+var roleNames = [...]string{"", "viewer", "reporter", "unit", "operator", "dispatcher", "supervisor", "admin"}
+
+// roleChoice lists the role names for messages.
+const roleChoice = "viewer, reporter, unit, operator, dispatcher, supervisor or admin"
 
 // String returns the role's name, such as "operator".
 func (r Role) String() string {
@@ -54,7 +72,7 @@ func ParseRole(name string) (Role, error) {
 			return Role(i), nil
 		}
 	}
-	return 0, fmt.Errorf("unknown role %q: want viewer, operator or admin", name)
+	return 0, fmt.Errorf("unknown role %q: want %s", name, roleChoice)
 }
 
 // MarshalText implements encoding.TextMarshaler.
@@ -82,6 +100,9 @@ type Token struct {
 	// Grid is the token's scope: the root of the grid subtree it sees and
 	// acts in. Empty means the whole city.
 	Grid string `yaml:"grid"`
+	// Unit is the unit code a unit token works for; required with the role
+	// unit, refused with any other.
+	Unit string `yaml:"unit,omitempty"`
 	// Hash is HashToken of the token.
 	Hash string `yaml:"token_hash"`
 }
@@ -154,7 +175,12 @@ func ReadTokens(r io.Reader) ([]Token, error) {
 		}
 		names[t.Name] = i
 		if t.Role == 0 {
-			bad("role", "must be viewer, operator or admin")
+			bad("role", "must be %s", roleChoice)
+		}
+		if t.Role == RoleUnit && t.Unit == "" {
+			bad("unit", "must name the unit of a token with the role unit")
+		} else if t.Role != RoleUnit && t.Unit != "" {
+			bad("unit", "is only for the role unit, not %s", t.Role)
 		}
 		if _, err := parseTokenHash(t.Hash); err != nil {
 			bad("token_hash", "%v", err)
@@ -203,7 +229,9 @@ type principal struct {
 	role Role
 	// scope is the root of the grid subtree the principal sees; empty for
 	// the whole city.
-	scope   string
+	scope string
+	// unit is the unit of a RoleUnit principal.
+	unit    string
 	inScope InScopeFunc
 }
 
@@ -251,7 +279,7 @@ func newAuthenticator(adminToken string, tokens []Token, inScope InScopeFunc, lo
 			logger.Error("api token ignored", "token", t.Name, "index", i, "err", err)
 			continue
 		}
-		a.creds = append(a.creds, credential{hash: h, p: &principal{name: t.Name, role: t.Role, scope: t.Grid, inScope: inScope}})
+		a.creds = append(a.creds, credential{hash: h, p: &principal{name: t.Name, role: t.Role, scope: t.Grid, unit: t.Unit, inScope: inScope}})
 	}
 	return a
 }

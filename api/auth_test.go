@@ -72,7 +72,11 @@ func TestReadTokens(t *testing.T) {
 		{"bad fields", "- {name: '', role: boss, token_hash: abc}\n", nil, []string{`unknown role "boss"`}},
 		{"checks", "- {role: viewer, token_hash: abc}\n- {name: a, role: viewer, token_hash: " + good + "}\n- {name: a, role: viewer, token_hash: " + good + "}\n",
 			nil, []string{"tokens[0] (\"\"): name must not be empty", `tokens[0] ("")`, "token_hash must start with \"sha256:\"", `tokens[2] ("a"): name repeats tokens[1]`, "token_hash repeats tokens[1]"}},
-		{"no role", "- {name: a, token_hash: " + good + "}\n", nil, []string{"role must be viewer, operator or admin"}},
+		{"no role", "- {name: a, token_hash: " + good + "}\n", nil, []string{"role must be viewer, reporter, unit, operator, dispatcher, supervisor or admin"}},
+		{"unit token", "- {name: u, role: unit, unit: U-ROAD, token_hash: " + good + "}\n",
+			[]Token{{Name: "u", Role: RoleUnit, Unit: "U-ROAD", Hash: good}}, nil},
+		{"unit token without its unit", "- {name: u, role: unit, token_hash: " + good + "}\n", nil, []string{`tokens[0] ("u"): unit must name the unit`}},
+		{"unit of another role", "- {name: u, role: dispatcher, unit: U-ROAD, token_hash: " + good + "}\n", nil, []string{"unit is only for the role unit, not dispatcher"}},
 		{"short hash", "- {name: a, role: admin, token_hash: 'sha256:abcd'}\n", nil, []string{"64 hex digits"}},
 		{"unknown key", "- {name: a, role: admin, token: x, token_hash: " + good + "}\n", nil, []string{"field token not found"}},
 	}

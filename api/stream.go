@@ -34,14 +34,14 @@ type streamMetrics struct {
 func newStreamMetrics(reg prometheus.Registerer) *streamMetrics {
 	m := &streamMetrics{
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gridwatch_api_stream_clients", Help: "Clients connected to the alert stream.",
+			Name: "gridwatch_api_stream_clients", Help: "Clients connected to the alert and case streams.",
 		}),
 		events: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gridwatch_api_stream_events_total", Help: "Alert transitions sent to stream clients.",
+			Name: "gridwatch_api_stream_events_total", Help: "Alert transitions and case changes sent to stream clients.",
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_api_stream_dropped_total",
-			Help: "Stream clients disconnected for being slow, by reason: overflow (transitions were lost) or write_timeout; or refused because MaxStreams were open (too_many).",
+			Help: "Stream clients disconnected for being slow, by reason: overflow (transitions or changes were lost) or write_timeout; or refused because MaxStreams were open (too_many).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {
@@ -60,26 +60,40 @@ func (s *Server) CloseStreams() {
 // streamAlerts serves GET /api/v1/alerts/stream?grid=: Server-Sent Events,
 // one per transition of an alert in the principal's scope (and under grid,
 // when given): "id: {alert}/{version}", "event: {kind}", "data: {transition
-// JSON}". A comment line goes out every Heartbeat. A client that falls so
-// far behind that transitions are lost gets an "overflow" event and is
-// disconnected, and so is one that does not take a write within
-// StreamWriteTimeout: either should list the alerts again and reconnect.
-// Beyond MaxStreams open at once a client gets 503.
+// JSON}". See serveStream for heartbeats, overflow and slow clients.
 func (s *Server) streamAlerts(w http.ResponseWriter, r *http.Request) {
+	p := principalFrom(r.Context())
+	grid := r.URL.Query().Get("grid")
+	serveStream(s, w, r, "alert", func() (<-chan alerts.Transition, func() uint64, func()) {
+		sub := s.Alerts.Subscribe(s.StreamBuffer)
+		return sub.C, sub.Dropped, sub.Close
+	}, func(t alerts.Transition) bool {
+		return p.sees(t.Alert.Grid) && (grid == "" || s.InScope(grid, t.Alert.Grid))
+	}, writeEvent)
+}
+
+// serveStream serves a stream of Server-Sent Events from a subscription
+// that subscribe opens (its channel, its count of changes lost, its
+// close), writing each item keep admits. A comment line goes out every
+// Heartbeat. A client that falls so far behind that items are lost gets an
+// "overflow" event and is disconnected, and so is one that does not take a
+// write within StreamWriteTimeout: either should list the {noun}s again
+// and reconnect. Beyond MaxStreams open at once (of every kind) a client
+// gets 503.
+func serveStream[T any](s *Server, w http.ResponseWriter, r *http.Request, noun string,
+	subscribe func() (<-chan T, func() uint64, func()), keep func(T) bool, write func(io.Writer, T) error) {
 	select {
 	case s.streamSlots <- struct{}{}:
 		defer func() { <-s.streamSlots }()
 	default:
 		s.stream.dropped.WithLabelValues("too_many").Inc()
 		w.Header().Set("Retry-After", "10")
-		writeError(w, http.StatusServiceUnavailable, "too_many_streams", fmt.Sprintf("%d alert streams are open, the most this server serves; retry later", cap(s.streamSlots)))
+		writeError(w, http.StatusServiceUnavailable, "too_many_streams", fmt.Sprintf("%d streams are open, the most this server serves; retry later", cap(s.streamSlots)))
 		return
 	}
-	p := principalFrom(r.Context())
-	grid := r.URL.Query().Get("grid")
 	rc := http.NewResponseController(w)
-	sub := s.Alerts.Subscribe(s.StreamBuffer)
-	defer sub.Close()
+	c, dropped, closeSub := subscribe()
+	defer closeSub()
 	s.stream.clients.Inc()
 	defer s.stream.clients.Dec()
 
@@ -103,7 +117,7 @@ func (s *Server) streamAlerts(w http.ResponseWriter, r *http.Request) {
 	comment := func(text string) func(io.Writer) error {
 		return func(w io.Writer) error { _, err := fmt.Fprintf(w, ": %s\n\n", text); return err }
 	}
-	if !send(comment("gridwatch alert stream")) {
+	if !send(comment("gridwatch " + noun + " stream")) {
 		return
 	}
 	heartbeat := time.NewTicker(s.Heartbeat)
@@ -118,22 +132,22 @@ func (s *Server) streamAlerts(w http.ResponseWriter, r *http.Request) {
 			if !send(comment("heartbeat")) {
 				return
 			}
-		case t, ok := <-sub.C:
+		case item, ok := <-c:
 			if !ok {
-				return // the engine closed
+				return // the source closed
 			}
-			if sub.Dropped() > 0 {
+			if dropped() > 0 {
 				s.stream.dropped.WithLabelValues("overflow").Inc()
 				send(func(w io.Writer) error {
-					_, err := fmt.Fprint(w, "event: overflow\ndata: {\"error\":\"transitions were lost: list the alerts again and reconnect\"}\n\n")
+					_, err := fmt.Fprintf(w, "event: overflow\ndata: {\"error\":\"changes were lost: list the %ss again and reconnect\"}\n\n", noun)
 					return err
 				})
 				return
 			}
-			if !p.sees(t.Alert.Grid) || (grid != "" && !s.InScope(grid, t.Alert.Grid)) {
+			if !keep(item) {
 				continue
 			}
-			if !send(func(w io.Writer) error { return writeEvent(w, t) }) {
+			if !send(func(w io.Writer) error { return write(w, item) }) {
 				return
 			}
 			s.stream.events.Inc()

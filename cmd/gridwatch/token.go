@@ -31,6 +31,9 @@ by api.tokens_file and restart the server.`,
 			if t.Name == "" {
 				return fmt.Errorf("--name is required")
 			}
+			if (t.Role == api.RoleUnit) != (t.Unit != "") {
+				return fmt.Errorf("--unit is required with --role unit, and only with it")
+			}
 			token, err := api.NewToken()
 			if err != nil {
 				return err
@@ -46,7 +49,8 @@ by api.tokens_file and restart the server.`,
 		},
 	}
 	newCmd.Flags().StringVar(&t.Name, "name", "", "who holds the token; recorded as the actor of their actions")
-	newCmd.Flags().StringVar(&role, "role", "viewer", "viewer, operator or admin")
+	newCmd.Flags().StringVar(&role, "role", "viewer", "viewer, reporter, unit, operator, dispatcher, supervisor or admin")
+	newCmd.Flags().StringVar(&t.Unit, "unit", "", "the unit code a token of the role unit works for")
 	newCmd.Flags().StringVar(&t.Grid, "grid", "", "grid code the token is limited to, with everything below it; empty: the whole city")
 	cmd.AddCommand(newCmd)
 	return cmd
