@@ -54,8 +54,8 @@ type Case struct {
 	SuspendedAt time.Time `json:"suspended_at,omitzero"`
 	// Pending is the request waiting for a supervisor: extend_request or
 	// suspend_request; Extend is the extension asked for.
-	Pending EventKind  `json:"pending,omitempty"`
-	Extend  *Extension `json:"extend,omitempty"`
+	Pending EventKind `json:"pending,omitempty"`
+	Extend  *Limit    `json:"extend,omitempty"`
 	// Supervised is set by supervision (督办).
 	Supervised bool `json:"supervised,omitempty"`
 	// Overdue names the deadlines the case missed: sign, handle, close.
@@ -75,13 +75,6 @@ type Case struct {
 	// Evidence are the content hashes of every photo attached to the case.
 	Evidence     []string `json:"evidence,omitempty"`
 	Satisfaction uint8    `json:"satisfaction,omitempty"`
-}
-
-// Extension is a deadline extension asked for: N of Unit ("working_hours",
-// "working_days" or "natural_hours").
-type Extension struct {
-	N    float64 `json:"n"`
-	Unit string  `json:"unit"`
 }
 
 // Open reports whether the case is still being worked: neither closed nor

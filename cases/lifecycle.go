@@ -65,7 +65,7 @@ type Action struct {
 	// Force registers a case despite possible duplicates.
 	Force bool
 	// Extend is the extension an extend_request asks for.
-	Extend *Extension
+	Extend *Limit
 	// Satisfaction is 1..5 for evaluate.
 	Satisfaction uint8
 }
@@ -179,12 +179,9 @@ func needs(cond bool, kind EventKind, what string) error {
 	return fmt.Errorf("%w: %s needs %s", ErrInvalidAction, kind, what)
 }
 
-// setDeadlines starts the deadlines of a dispatch at now: sign-for and
-// handling, counted from the dispatch.
+// startDispatch starts the sign-for deadline of a dispatch at now.
 func (s *Service) startDispatch(c *Case, now time.Time) {
-	c.SignDue = s.Timing.Due(c.Category, StepSign, now)
-	c.HandleDue = s.Timing.Due(c.Category, StepHandle, now)
-	c.Reminders = 0
+	c.SignDue, c.HandleDue, c.Reminders = s.Timing.Due(c.Category, StepSign, now), time.Time{}, 0
 }
 
 // apply plans the action on next, a copy of the case, at now, and returns
@@ -227,7 +224,7 @@ func (s *Service) apply(next *Case, a Action, now time.Time) (Event, error) {
 		ev.Due = next.SignDue
 	case EventSign:
 		ev.Due = next.SignDue
-		next.Reminders = 0
+		next.HandleDue, next.Reminders = s.Timing.Due(next.Category, StepHandle, now), 0
 	case EventNote:
 		if err := needs(strings.TrimSpace(a.Note) != "" || len(a.Evidence) > 0, a.Kind, "a note or evidence"); err != nil {
 			return Event{}, err
@@ -240,7 +237,7 @@ func (s *Service) apply(next *Case, a Action, now time.Time) (Event, error) {
 			return Event{}, err
 		}
 		if a.Kind == EventExtendRequest {
-			if err := needs(a.Extend != nil && a.Extend.N > 0, a.Kind, "the extension asked for (extend.n > 0, extend.unit)"); err != nil {
+			if err := needs(a.Extend != nil && !a.Extend.IsZero(), a.Kind, "the extension asked for (extend, such as \"2 working_days\")"); err != nil {
 				return Event{}, err
 			}
 			if _, err := s.Timing.Extend(next.HandleDue, *a.Extend); err != nil {

@@ -22,7 +22,7 @@ type Step string
 // Steps with a time limit.
 const (
 	StepSign   Step = "sign"   // 签收, counted from the dispatch
-	StepHandle Step = "handle" // 处置, counted from the dispatch (from a failed verification for rework)
+	StepHandle Step = "handle" // 处置, counted from the sign-for (from a failed verification for rework)
 	StepClose  Step = "close"  // 结案, counted from the registration
 )
 
@@ -34,7 +34,7 @@ type Timing interface {
 	Due(category string, step Step, from time.Time) time.Time
 	// Extend returns due moved later by x, counted the way x.Unit says; an
 	// error names what is wrong with x.
-	Extend(due time.Time, x Extension) (time.Time, error)
+	Extend(due time.Time, x Limit) (time.Time, error)
 	// Resume returns the deadline due of a case of category whose clock
 	// stopped at paused and restarts at resumed: the time it had left at
 	// paused, counted again from resumed.

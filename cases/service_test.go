@@ -71,22 +71,22 @@ func (m *memStore) LoadCase(_ context.Context, id string) (Case, []Event, error)
 	return c, evs, nil
 }
 
-// hours is a Timing in natural time: sign-for within 1 h, handling within
+// naturalTiming is a Timing in natural time: sign-for within 1 h, handling within
 // 24 h, closing within 48 h.
-type hours struct{}
+type naturalTiming struct{}
 
-func (hours) Due(_ string, step Step, from time.Time) time.Time {
+func (naturalTiming) Due(_ string, step Step, from time.Time) time.Time {
 	return from.Add(map[Step]time.Duration{StepSign: time.Hour, StepHandle: 24 * time.Hour, StepClose: 48 * time.Hour}[step])
 }
 
-func (hours) Extend(due time.Time, x Extension) (time.Time, error) {
-	if x.Unit != "natural_hours" {
-		return time.Time{}, fmt.Errorf("unknown unit %q", x.Unit)
+func (naturalTiming) Extend(due time.Time, x Limit) (time.Time, error) {
+	if x.Unit != NaturalHours {
+		return time.Time{}, fmt.Errorf("unit %q is not natural_hours", x.Unit)
 	}
 	return due.Add(time.Duration(x.N * float64(time.Hour))), nil
 }
 
-func (hours) Resume(_ string, due, paused, resumed time.Time) time.Time {
+func (naturalTiming) Resume(_ string, due, paused, resumed time.Time) time.Time {
 	return resumed.Add(due.Sub(paused))
 }
 
@@ -110,7 +110,7 @@ var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 func newService(t *testing.T, store *memStore, clk *clock) *Service {
 	t.Helper()
 	s := &Service{
-		Store: store, Timing: hours{}, Now: clk.Now, TickEvery: time.Hour,
+		Store: store, Timing: naturalTiming{}, Now: clk.Now, TickEvery: time.Hour,
 		Logger: slog.New(slog.DiscardHandler),
 		Category: func(code string) (string, bool) {
 			return map[string]string{"road": "municipal", "manhole": "municipal", "light": "lighting"}[code],
@@ -242,8 +242,8 @@ func TestLifecycleRules(t *testing.T) {
 			{a: Action{Kind: EventSign, Actor: roadUnit}, status: StatusHandling},
 			{a: Action{Kind: EventExtendApprove, Actor: boss}, err: ErrInvalidAction},
 			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt"}, err: ErrInvalidAction},
-			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &Extension{N: 1, Unit: "fortnights"}}, err: ErrInvalidAction},
-			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &Extension{N: 12, Unit: "natural_hours"}}, status: StatusHandling},
+			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &Limit{N: 1, Unit: WorkingDays}}, err: ErrInvalidAction},
+			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &Limit{N: 12, Unit: NaturalHours}}, status: StatusHandling},
 			{a: Action{Kind: EventSuspendRequest, Actor: roadUnit, Note: "also"}, err: ErrInvalidAction},
 			{a: Action{Kind: EventExtendApprove, Actor: roadUnit}, err: ErrForbidden},
 			{a: Action{Kind: EventExtendApprove, Actor: dispatch}, err: ErrForbidden},
