@@ -65,6 +65,14 @@ type Server struct {
 	// CaseLocation is the timezone of the printable ranking's period. It
 	// defaults to UTC.
 	CaseLocation *time.Location
+	// Cases serves the case endpoints; nil leaves them out.
+	Cases Cases
+	// Photos keeps the photos of cases; nil leaves out the photo
+	// endpoints, and evidence is refused.
+	Photos *cases.Photos
+	// HotlineSecret keys the HMAC signature of the 12345 hotline's
+	// webhook (cases.hotline_secret); empty leaves the webhook out.
+	HotlineSecret []byte
 	// Cameras serves the camera endpoints; without it they answer 503.
 	Cameras Cameras
 	// Devices lists the registered devices, for the camera list. Required
@@ -117,14 +125,15 @@ type Server struct {
 
 	// patterns lists the route patterns Handler registered, the public ones
 	// and those of /api/v1.
-	patterns     []string
-	stream       *streamMetrics
-	actions      *actionMetrics
-	streamSlots  chan struct{} // one per open alert stream
-	exports      *exportMetrics
-	exportSlots  chan struct{} // one per running table export
-	streamsDone  chan struct{}
-	closeStreams sync.Once
+	patterns       []string
+	stream         *streamMetrics
+	actions        *actionMetrics
+	hotlineRefused prometheus.Counter
+	streamSlots    chan struct{} // one per open stream
+	exports        *exportMetrics
+	exportSlots    chan struct{} // one per running table export
+	streamsDone    chan struct{}
+	closeStreams   sync.Once
 }
 
 // Handler returns the routes.
@@ -170,6 +179,12 @@ func (s *Server) Handler() http.Handler {
 	s.stream = newStreamMetrics(s.Registerer)
 	s.actions = newActionMetrics(s.Registerer)
 	s.exports = newExportMetrics(s.Registerer)
+	s.hotlineRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gridwatch_api_hotline_refused_total", Help: "Hotline webhook requests refused for a missing or wrong signature.",
+	})
+	if s.Registerer != nil {
+		s.Registerer.MustRegister(s.hotlineRefused)
+	}
 	s.streamsDone = make(chan struct{})
 	mux := http.NewServeMux()
 	public := &routes{mux: mux}
@@ -195,6 +210,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("GET /api/v1/whoami", whoami)
 	v1.HandleFunc("GET /api/v1/export/{table}", s.exportTable)
 	s.alertRoutes(v1)
+	s.caseRoutes(v1, public)
 	s.cameraRoutes(v1)
 	s.deviceRoutes(v1)
 	s.caseStatsRoutes(v1)

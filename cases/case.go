@@ -84,8 +84,8 @@ func (c *Case) Open() bool { return c.Status != StatusClosed && c.Status != Stat
 // IsOverdue reports whether the case missed any deadline.
 func (c *Case) IsOverdue() bool { return len(c.Overdue) > 0 }
 
-// clone returns a deep copy of c.
-func (c Case) clone() Case {
+// Clone returns a deep copy of c.
+func (c Case) Clone() Case {
 	if c.Location != nil {
 		p := *c.Location
 		c.Location = &p

@@ -46,7 +46,7 @@ func (s *Service) Tick(ctx context.Context) {
 	s.mu.RLock()
 	var due []*entry
 	for _, en := range s.cases {
-		if c := en.c.clone(); len(s.systemEvents(&c, en.clearSince, now)) > 0 {
+		if c := en.c.Clone(); len(s.systemEvents(&c, en.clearSince, now)) > 0 {
 			due = append(due, en)
 		}
 	}
@@ -57,9 +57,9 @@ func (s *Service) Tick(ctx context.Context) {
 		}
 		en.act.Lock()
 		s.mu.RLock()
-		cur, clear := en.c.clone(), en.clearSince
+		cur, clear := en.c.Clone(), en.clearSince
 		s.mu.RUnlock()
-		next := cur.clone()
+		next := cur.Clone()
 		if evs := s.systemEvents(&next, clear, now); len(evs) > 0 {
 			evs = s.seal(&next, cur.Status, System, now, evs...)
 			if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {

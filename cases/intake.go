@@ -72,7 +72,7 @@ func (s *Service) report(ctx context.Context, r Report) (Case, bool, error) {
 		en := s.cases[s.origins[originKey(r.Source, r.Origin)]]
 		var existing Case
 		if en != nil {
-			existing = en.c.clone()
+			existing = en.c.Clone()
 		}
 		s.mu.RUnlock()
 		if en != nil && (existing.Open() || r.Source == SourceHotline) {
@@ -141,7 +141,7 @@ func (r *Report) validate() error {
 // far as it can: a case without a known category or grid, or with an open
 // duplicate, waits received; one no unit handles waits registered.
 func (s *Service) autoDispatch(c *Case, now time.Time) []Event {
-	next := c.clone()
+	next := c.Clone()
 	if err := s.check(&next, false); err != nil {
 		s.Logger.Info("sensor case left for the command centre to register", "case", c.ID, "reason", err)
 		return nil
@@ -230,7 +230,7 @@ func (s *Service) join(ctx context.Context, en *entry, a AlertInfo) error {
 		return nil
 	}
 	now := s.Now()
-	next := cur.clone()
+	next := cur.Clone()
 	next.Joined = appendNew(next.Joined, a.ID)
 	evs := s.seal(&next, cur.Status, System, now, Event{Kind: EventNote, Note: "alert " + a.ID + " joined: " + a.Summary})
 	if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {

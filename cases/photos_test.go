@@ -1,4 +1,4 @@
-package cases
+package cases_test
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"image/png"
 	"io"
 	"testing"
+
+	"github.com/gridwatch/gridwatch/cases"
 )
 
 func picture(t *testing.T, enc func(io.Writer, image.Image) error, w, h int) []byte {
@@ -25,12 +27,12 @@ func picture(t *testing.T, enc func(io.Writer, image.Image) error, w, h int) []b
 // TestPhotos checks that JPEG and PNG pictures are stored by content hash
 // and read back, and that anything else is refused with its reason.
 func TestPhotos(t *testing.T) {
-	p := &Photos{Dir: t.TempDir(), MaxBytes: 64 << 10, MaxPixels: 1 << 20}
+	p := &cases.Photos{Dir: t.TempDir(), MaxBytes: 64 << 10, MaxPixels: 1 << 20}
 	jpg := picture(t, func(w io.Writer, m image.Image) error { return jpeg.Encode(w, m, nil) }, 64, 48)
 	pngData := picture(t, png.Encode, 64, 48)
 	for name, data := range map[string][]byte{"jpeg": jpg, "png": pngData} {
 		hash, err := p.Put(bytes.NewReader(data))
-		if err != nil || !ValidHash(hash) || !p.Has(hash) {
+		if err != nil || !cases.ValidHash(hash) || !p.Has(hash) {
 			t.Fatalf("%s: %q %v", name, hash, err)
 		}
 		again, err := p.Put(bytes.NewReader(data))
@@ -53,11 +55,11 @@ func TestPhotos(t *testing.T) {
 		data []byte
 		err  error
 	}{
-		"text":         {[]byte("hello, this is not a picture"), ErrBadPhoto},
-		"gif":          {[]byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"), ErrBadPhoto},
-		"truncated":    {truncated, ErrBadPhoto},
-		"too many px":  {big, ErrPhotoTooLarge},
-		"too many kib": {append(bytes.Clone(jpg), make([]byte, 64<<10)...), ErrPhotoTooLarge},
+		"text":         {[]byte("hello, this is not a picture"), cases.ErrBadPhoto},
+		"gif":          {[]byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"), cases.ErrBadPhoto},
+		"truncated":    {truncated, cases.ErrBadPhoto},
+		"too many px":  {big, cases.ErrPhotoTooLarge},
+		"too many kib": {append(bytes.Clone(jpg), make([]byte, 64<<10)...), cases.ErrPhotoTooLarge},
 	}
 	for name, tc := range refused {
 		if _, err := p.Put(bytes.NewReader(tc.data)); !errors.Is(err, tc.err) {
@@ -65,7 +67,7 @@ func TestPhotos(t *testing.T) {
 		}
 	}
 	for _, h := range []string{"", "sha256:../../etc/passwd", "md5:00", "sha256:" + string(bytes.Repeat([]byte("0"), 64))} {
-		if _, _, err := p.Open(h); !errors.Is(err, ErrNoPhoto) {
+		if _, _, err := p.Open(h); !errors.Is(err, cases.ErrNoPhoto) {
 			t.Errorf("open %q: %v", h, err)
 		}
 	}

@@ -93,7 +93,7 @@ func (s *Service) sorted(f Filter) ([]Case, error) {
 	s.mu.RLock()
 	for _, en := range s.cases {
 		if f.match(&en.c) {
-			out = append(out, en.c.clone())
+			out = append(out, en.c.Clone())
 		}
 	}
 	s.mu.RUnlock()
@@ -206,7 +206,7 @@ func (s *Service) publishLocked(cs []Case, evs []Event) {
 		}
 		for sub := range s.subs {
 			select {
-			case sub.c <- Change{Event: ev, Case: c.clone()}:
+			case sub.c <- Change{Event: ev, Case: c.Clone()}:
 			default:
 				sub.dropped++
 				s.m.dropped.Inc()

@@ -1,8 +1,10 @@
-package cases
+package cases_test
 
 import (
 	"testing"
 	"time"
+
+	"github.com/gridwatch/gridwatch/cases"
 )
 
 // TestScheduleResume checks that a suspension stops a working-time clock:
@@ -10,8 +12,8 @@ import (
 // resumption, on the shipped calendar; an emergency's clock runs in natural
 // time.
 func TestScheduleResume(t *testing.T) {
-	s := Schedule{Calendar: DefaultCalendar(), Categories: DefaultCategories()}
-	cst := DefaultCalendar().Location()
+	s := cases.Schedule{Calendar: cases.DefaultCalendar(), Categories: cases.DefaultCategories()}
+	cst := cases.DefaultCalendar().Location()
 	at := func(d, hm string) time.Time {
 		v, err := time.ParseInLocation("2006-01-02 15:04", d+" "+hm, cst)
 		if err != nil {
@@ -32,7 +34,7 @@ func TestScheduleResume(t *testing.T) {
 	}
 	var emergency string
 	for _, c := range s.Categories.All() {
-		if c.Emergency && c.Limits.Handle.Unit == NaturalHours {
+		if c.Emergency && c.Limits.Handle.Unit == cases.NaturalHours {
 			emergency = c.Code
 			break
 		}
@@ -44,10 +46,10 @@ func TestScheduleResume(t *testing.T) {
 	if want := at("2026-03-07", "11:00"); !got.Equal(want) {
 		t.Errorf("natural time: %v, want %v", got, want)
 	}
-	if _, err := s.Extend(due, Limit{N: 2, Unit: "fortnights"}); err == nil {
+	if _, err := s.Extend(due, cases.Limit{N: 2, Unit: "fortnights"}); err == nil {
 		t.Error("an extension in fortnights was accepted")
 	}
-	if got, err := s.Extend(at("2026-03-06", "17:00"), Limit{N: 1, Unit: WorkingHours}); err != nil || !got.Equal(at("2026-03-09", "09:30")) {
+	if got, err := s.Extend(at("2026-03-06", "17:00"), cases.Limit{N: 1, Unit: cases.WorkingHours}); err != nil || !got.Equal(at("2026-03-09", "09:30")) {
 		t.Errorf("extend by 1 working hour from Friday 17:00: %v %v", got, err)
 	}
 }

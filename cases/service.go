@@ -313,7 +313,7 @@ func (s *Service) Get(ctx context.Context, id string) (Case, []Event, error) {
 	s.mu.RLock()
 	en := s.cases[id]
 	if en != nil {
-		c, evs := en.c.clone(), slices.Clone(en.events)
+		c, evs := en.c.Clone(), slices.Clone(en.events)
 		s.mu.RUnlock()
 		return c, evs, nil
 	}
@@ -342,7 +342,7 @@ func (s *Service) entryOf(id string) (*entry, error) {
 func (s *Service) current(en *entry) Case {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return en.c.clone()
+	return en.c.Clone()
 }
 
 // Act takes a person's action and returns the case after it, once the
@@ -376,7 +376,7 @@ func (s *Service) act(ctx context.Context, a Action) (Case, error) {
 		return Case{}, &ConflictError{ID: a.Case, Given: a.Version, Current: cur.Version}
 	}
 	now := s.Now()
-	next := cur.clone()
+	next := cur.Clone()
 	ev, err := s.apply(&next, a, now)
 	if err != nil {
 		return Case{}, err
@@ -411,13 +411,13 @@ func (s *Service) merge(ctx context.Context, en *entry, a Action) (Case, error) 
 		return Case{}, fmt.Errorf("%w: case %s is %s: merge into an open case", ErrInvalidAction, target.ID, target.Status)
 	}
 	now := s.Now()
-	next := cur.clone()
+	next := cur.Clone()
 	ev, err := s.apply(&next, a, now)
 	if err != nil {
 		return Case{}, err
 	}
 	evs := s.seal(&next, cur.Status, a.Actor, now, ev)
-	nextTarget := target.clone()
+	nextTarget := target.Clone()
 	nextTarget.Evidence = appendNew(nextTarget.Evidence, cur.Evidence...)
 	tev := s.seal(&nextTarget, target.Status, a.Actor, now, Event{Kind: EventMerge, Note: strings.TrimSpace("from " + cur.ID + " " + a.Note)})
 	if err := s.save(ctx, []*entry{en, into}, []Case{next, nextTarget}, append(evs, tev...)); err != nil {

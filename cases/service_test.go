@@ -1,4 +1,4 @@
-package cases
+package cases_test
 
 import (
 	"context"
@@ -9,78 +9,21 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/cases/casestest"
 )
-
-// memStore is a Store in memory; fail, when set, fails every save.
-type memStore struct {
-	mu     sync.Mutex
-	rows   map[string]Case
-	events []Event
-	fail   error
-	saves  int
-}
-
-func (m *memStore) SaveCases(_ context.Context, cs []Case, _ uint64, evs []Event) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.saves++
-	if m.fail != nil {
-		return m.fail
-	}
-	if m.rows == nil {
-		m.rows = map[string]Case{}
-	}
-	m.events = append(m.events, evs...)
-	for _, c := range cs {
-		m.rows[c.ID] = c.clone()
-	}
-	return nil
-}
-
-func (m *memStore) LoadCases(_ context.Context, closedSince time.Time) ([]Case, []Event, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var cs []Case
-	var evs []Event
-	for _, c := range m.rows {
-		if c.Open() || !c.Updated.Before(closedSince) {
-			cs = append(cs, c.clone())
-			for _, ev := range m.events {
-				if ev.CaseID == c.ID && ev.Seq <= c.Version {
-					evs = append(evs, ev)
-				}
-			}
-		}
-	}
-	return cs, evs, nil
-}
-
-func (m *memStore) LoadCase(_ context.Context, id string) (Case, []Event, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, ok := m.rows[id]
-	if !ok {
-		return Case{}, nil, fmt.Errorf("%w: %q", ErrNotFound, id)
-	}
-	var evs []Event
-	for _, ev := range m.events {
-		if ev.CaseID == id {
-			evs = append(evs, ev)
-		}
-	}
-	return c, evs, nil
-}
 
 // naturalTiming is a Timing in natural time: sign-for within 1 h, handling within
 // 24 h, closing within 48 h.
 type naturalTiming struct{}
 
-func (naturalTiming) Due(_ string, step Step, from time.Time) time.Time {
-	return from.Add(map[Step]time.Duration{StepSign: time.Hour, StepHandle: 24 * time.Hour, StepClose: 48 * time.Hour}[step])
+func (naturalTiming) Due(_ string, step cases.Step, from time.Time) time.Time {
+	return from.Add(map[cases.Step]time.Duration{cases.StepSign: time.Hour, cases.StepHandle: 24 * time.Hour, cases.StepClose: 48 * time.Hour}[step])
 }
 
-func (naturalTiming) Extend(due time.Time, x Limit) (time.Time, error) {
-	if x.Unit != NaturalHours {
+func (naturalTiming) Extend(due time.Time, x cases.Limit) (time.Time, error) {
+	if x.Unit != cases.NaturalHours {
 		return time.Time{}, fmt.Errorf("unit %q is not natural_hours", x.Unit)
 	}
 	return due.Add(time.Duration(x.N * float64(time.Hour))), nil
@@ -107,9 +50,9 @@ var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
 // newService starts a service on store with units routed by category:
 // "road" cases go to unit U-ROAD.
-func newService(t *testing.T, store *memStore, clk *clock) *Service {
+func newService(t *testing.T, store *casestest.Store, clk *clock) *cases.Service {
 	t.Helper()
-	s := &Service{
+	s := &cases.Service{
 		Store: store, Timing: naturalTiming{}, Now: clk.Now, TickEvery: time.Hour,
 		Logger: slog.New(slog.DiscardHandler),
 		Category: func(code string) (string, bool) {
@@ -129,17 +72,17 @@ func newService(t *testing.T, store *memStore, clk *clock) *Service {
 }
 
 var (
-	patroller = Actor{Name: "li", Role: RoleReporter}
-	dispatch  = Actor{Name: "wang", Role: RoleDispatcher}
-	roadUnit  = Actor{Name: "road-staff", Role: RoleUnit, Unit: "U-ROAD"}
-	lightUnit = Actor{Name: "light-staff", Role: RoleUnit, Unit: "U-LIGHT"}
-	boss      = Actor{Name: "zhao", Role: RoleSupervisor}
-	viewer    = Actor{Name: "v", Role: RoleViewer}
+	patroller = cases.Actor{Name: "li", Role: cases.RoleReporter}
+	dispatch  = cases.Actor{Name: "wang", Role: cases.RoleDispatcher}
+	roadUnit  = cases.Actor{Name: "road-staff", Role: cases.RoleUnit, Unit: "U-ROAD"}
+	lightUnit = cases.Actor{Name: "light-staff", Role: cases.RoleUnit, Unit: "U-LIGHT"}
+	boss      = cases.Actor{Name: "zhao", Role: cases.RoleSupervisor}
+	viewer    = cases.Actor{Name: "v", Role: cases.RoleViewer}
 )
 
 // do takes an action at the case's current version and fails the test on
 // error.
-func do(t *testing.T, s *Service, id string, a Action) Case {
+func do(t *testing.T, s *cases.Service, id string, a cases.Action) cases.Case {
 	t.Helper()
 	c, _, err := s.Get(context.Background(), id)
 	if err != nil {
@@ -153,10 +96,10 @@ func do(t *testing.T, s *Service, id string, a Action) Case {
 	return got
 }
 
-func report(t *testing.T, s *Service, lat float64) Case {
+func report(t *testing.T, s *cases.Service, lat float64) cases.Case {
 	t.Helper()
-	c, created, err := s.Report(context.Background(), Report{Source: SourcePatrol, Actor: patroller,
-		Category: "road", Description: "pothole", Location: &Point{Lat: lat, Lon: 116.4}})
+	c, created, err := s.Report(context.Background(), cases.Report{Source: cases.SourcePatrol, Actor: patroller,
+		Category: "road", Description: "pothole", Location: &cases.Point{Lat: lat, Lon: 116.4}})
 	if err != nil || !created {
 		t.Fatalf("report: %v (created %v)", err, created)
 	}
@@ -167,44 +110,44 @@ func report(t *testing.T, s *Service, lat float64) Case {
 // checks the trace: every step an event, versions counting them, the
 // deadlines each step is measured against.
 func TestLifecycleHappyPath(t *testing.T) {
-	store, clk := &memStore{}, &clock{t: t0}
+	store, clk := &casestest.Store{}, &clock{t: t0}
 	s := newService(t, store, clk)
 	c := report(t, s, 39.9)
-	if c.Status != StatusReceived || c.Grid != "G1" || c.Version != 1 || c.Reporter != "li" {
+	if c.Status != cases.StatusReceived || c.Grid != "G1" || c.Version != 1 || c.Reporter != "li" {
 		t.Fatalf("reported case = %+v", c)
 	}
-	c = do(t, s, c.ID, Action{Kind: EventRegister, Actor: dispatch})
-	c = do(t, s, c.ID, Action{Kind: EventDispatch, Actor: dispatch})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch})
 	if c.Unit != "U-ROAD" || !c.SignDue.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("dispatched case = %+v", c)
 	}
 	clk.Add(10 * time.Minute)
-	c = do(t, s, c.ID, Action{Kind: EventSign, Actor: roadUnit})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventSign, Actor: roadUnit})
 	clk.Add(2 * time.Hour)
-	c = do(t, s, c.ID, Action{Kind: EventHandle, Actor: roadUnit, Note: "filled", Evidence: []string{"sha256:aa"}})
-	c = do(t, s, c.ID, Action{Kind: EventVerifyPass, Actor: patroller})
-	c = do(t, s, c.ID, Action{Kind: EventClose, Actor: dispatch})
-	c = do(t, s, c.ID, Action{Kind: EventEvaluate, Actor: patroller, Satisfaction: 5})
-	if c.Status != StatusClosed || c.Version != 8 || c.Satisfaction != 5 || !slices.Equal(c.Evidence, []string{"sha256:aa"}) {
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventHandle, Actor: roadUnit, Note: "filled", Evidence: []string{"sha256:aa"}})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventVerifyPass, Actor: patroller})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventClose, Actor: dispatch})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventEvaluate, Actor: patroller, Satisfaction: 5})
+	if c.Status != cases.StatusClosed || c.Version != 8 || c.Satisfaction != 5 || !slices.Equal(c.Evidence, []string{"sha256:aa"}) {
 		t.Fatalf("closed case = %+v", c)
 	}
 	_, evs, _ := s.Get(context.Background(), c.ID)
-	var kinds []EventKind
+	var kinds []cases.EventKind
 	for i, ev := range evs {
 		kinds = append(kinds, ev.Kind)
 		if ev.Seq != uint32(i+1) || !ev.OnTime() || ev.Category != "road" || ev.Grid != "G1" {
 			t.Errorf("event %d = %+v", i, ev)
 		}
 	}
-	want := []EventKind{EventReceive, EventRegister, EventDispatch, EventSign, EventHandle, EventVerifyPass, EventClose, EventEvaluate}
+	want := []cases.EventKind{cases.EventReceive, cases.EventRegister, cases.EventDispatch, cases.EventSign, cases.EventHandle, cases.EventVerifyPass, cases.EventClose, cases.EventEvaluate}
 	if !slices.Equal(kinds, want) {
 		t.Fatalf("trace %v, want %v", kinds, want)
 	}
 	if evs[3].Unit != "U-ROAD" || evs[3].Actor != "road-staff" || evs[3].Role != "unit" || !evs[3].Due.Equal(t0.Add(time.Hour)) {
 		t.Errorf("sign event = %+v", evs[3])
 	}
-	if len(store.events) != 8 || store.rows[c.ID].Version != 8 {
-		t.Errorf("store holds %d events, case at version %d", len(store.events), store.rows[c.ID].Version)
+	if row, _ := store.Row(c.ID); len(store.Events()) != 8 || row.Version != 8 {
+		t.Errorf("store holds %d events, case at version %d", len(store.Events()), row.Version)
 	}
 }
 
@@ -212,66 +155,66 @@ func TestLifecycleHappyPath(t *testing.T) {
 // status, and what each exception path leads to.
 func TestLifecycleRules(t *testing.T) {
 	type step struct {
-		a      Action
-		err    error  // nil: must succeed
-		status Status // after a success
+		a      cases.Action
+		err    error        // nil: must succeed
+		status cases.Status // after a success
 	}
 	cases := []struct {
 		name  string
 		steps []step
 	}{
-		{"a viewer cannot register", []step{{a: Action{Kind: EventRegister, Actor: viewer}, err: ErrForbidden}}},
-		{"a unit cannot register", []step{{a: Action{Kind: EventRegister, Actor: roadUnit}, err: ErrForbidden}}},
-		{"sign before dispatch", []step{{a: Action{Kind: EventRegister, Actor: dispatch}, status: StatusRegistered},
-			{a: Action{Kind: EventSign, Actor: roadUnit}, err: ErrForbidden}}},
-		{"another unit cannot sign", []step{{a: Action{Kind: EventRegister, Actor: dispatch}, status: StatusRegistered},
-			{a: Action{Kind: EventDispatch, Actor: dispatch}, status: StatusDispatched},
-			{a: Action{Kind: EventSign, Actor: lightUnit}, err: ErrForbidden}}},
-		{"return needs a reason, then re-dispatch", []step{{a: Action{Kind: EventRegister, Actor: dispatch}, status: StatusRegistered},
-			{a: Action{Kind: EventDispatch, Actor: dispatch}, status: StatusDispatched},
-			{a: Action{Kind: EventReturn, Actor: roadUnit}, err: ErrInvalidAction},
-			{a: Action{Kind: EventReturn, Actor: roadUnit, Note: "not ours: a lamp"}, status: StatusRegistered},
-			{a: Action{Kind: EventDispatch, Actor: dispatch, Unit: "U-LIGHT"}, status: StatusDispatched},
-			{a: Action{Kind: EventSign, Actor: lightUnit}, status: StatusHandling}}},
-		{"void needs a reason", []step{{a: Action{Kind: EventVoid, Actor: dispatch}, err: ErrInvalidAction},
-			{a: Action{Kind: EventVoid, Actor: dispatch, Note: "prank"}, status: StatusVoided},
-			{a: Action{Kind: EventRegister, Actor: dispatch}, err: ErrInvalidAction}}},
-		{"unknown category", []step{{a: Action{Kind: EventRegister, Actor: dispatch, Category: "ufo"}, err: ErrInvalidAction}}},
-		{"handling exceptions", []step{{a: Action{Kind: EventRegister, Actor: dispatch}, status: StatusRegistered},
-			{a: Action{Kind: EventDispatch, Actor: dispatch}, status: StatusDispatched},
-			{a: Action{Kind: EventSign, Actor: roadUnit}, status: StatusHandling},
-			{a: Action{Kind: EventExtendApprove, Actor: boss}, err: ErrInvalidAction},
-			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt"}, err: ErrInvalidAction},
-			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &Limit{N: 1, Unit: WorkingDays}}, err: ErrInvalidAction},
-			{a: Action{Kind: EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &Limit{N: 12, Unit: NaturalHours}}, status: StatusHandling},
-			{a: Action{Kind: EventSuspendRequest, Actor: roadUnit, Note: "also"}, err: ErrInvalidAction},
-			{a: Action{Kind: EventExtendApprove, Actor: roadUnit}, err: ErrForbidden},
-			{a: Action{Kind: EventExtendApprove, Actor: dispatch}, err: ErrForbidden},
-			{a: Action{Kind: EventExtendApprove, Actor: boss}, status: StatusHandling},
-			{a: Action{Kind: EventSuspendRequest, Actor: roadUnit, Note: "court order"}, status: StatusHandling},
-			{a: Action{Kind: EventSuspendReject, Actor: boss}, err: ErrInvalidAction},
-			{a: Action{Kind: EventSuspendApprove, Actor: boss}, status: StatusSuspended},
-			{a: Action{Kind: EventHandle, Actor: roadUnit}, err: ErrInvalidAction},
-			{a: Action{Kind: EventResume, Actor: roadUnit}, status: StatusHandling},
-			{a: Action{Kind: EventHandle, Actor: roadUnit}, status: StatusHandled},
-			{a: Action{Kind: EventVerifyFail, Actor: boss}, err: ErrInvalidAction},
-			{a: Action{Kind: EventVerifyFail, Actor: boss, Note: "still a hole"}, status: StatusHandling},
-			{a: Action{Kind: EventHandle, Actor: roadUnit}, status: StatusHandled},
-			{a: Action{Kind: EventVerifyPass, Actor: Actor{Name: "someone", Role: RoleReporter}}, err: ErrForbidden},
-			{a: Action{Kind: EventVerifyPass, Actor: patroller}, status: StatusVerified},
-			{a: Action{Kind: EventEvaluate, Actor: patroller, Satisfaction: 4}, err: ErrInvalidAction},
-			{a: Action{Kind: EventClose, Actor: roadUnit}, err: ErrForbidden},
-			{a: Action{Kind: EventClose, Actor: dispatch}, status: StatusClosed},
-			{a: Action{Kind: EventEvaluate, Actor: patroller, Satisfaction: 9}, err: ErrInvalidAction},
-			{a: Action{Kind: EventEvaluate, Actor: patroller, Satisfaction: 4}, status: StatusClosed},
-			{a: Action{Kind: EventEvaluate, Actor: patroller, Satisfaction: 4}, err: ErrInvalidAction},
-			{a: Action{Kind: EventNote, Actor: patroller, Note: "thanks"}, err: ErrInvalidAction}}},
-		{"supervision by a supervisor only", []step{{a: Action{Kind: EventSupervise, Actor: dispatch}, err: ErrForbidden},
-			{a: Action{Kind: EventSupervise, Actor: boss}, status: StatusReceived}}},
+		{"a viewer cannot register", []step{{a: cases.Action{Kind: cases.EventRegister, Actor: viewer}, err: cases.ErrForbidden}}},
+		{"a unit cannot register", []step{{a: cases.Action{Kind: cases.EventRegister, Actor: roadUnit}, err: cases.ErrForbidden}}},
+		{"sign before dispatch", []step{{a: cases.Action{Kind: cases.EventRegister, Actor: dispatch}, status: cases.StatusRegistered},
+			{a: cases.Action{Kind: cases.EventSign, Actor: roadUnit}, err: cases.ErrForbidden}}},
+		{"another unit cannot sign", []step{{a: cases.Action{Kind: cases.EventRegister, Actor: dispatch}, status: cases.StatusRegistered},
+			{a: cases.Action{Kind: cases.EventDispatch, Actor: dispatch}, status: cases.StatusDispatched},
+			{a: cases.Action{Kind: cases.EventSign, Actor: lightUnit}, err: cases.ErrForbidden}}},
+		{"return needs a reason, then re-dispatch", []step{{a: cases.Action{Kind: cases.EventRegister, Actor: dispatch}, status: cases.StatusRegistered},
+			{a: cases.Action{Kind: cases.EventDispatch, Actor: dispatch}, status: cases.StatusDispatched},
+			{a: cases.Action{Kind: cases.EventReturn, Actor: roadUnit}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventReturn, Actor: roadUnit, Note: "not ours: a lamp"}, status: cases.StatusRegistered},
+			{a: cases.Action{Kind: cases.EventDispatch, Actor: dispatch, Unit: "U-LIGHT"}, status: cases.StatusDispatched},
+			{a: cases.Action{Kind: cases.EventSign, Actor: lightUnit}, status: cases.StatusHandling}}},
+		{"void needs a reason", []step{{a: cases.Action{Kind: cases.EventVoid, Actor: dispatch}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventVoid, Actor: dispatch, Note: "prank"}, status: cases.StatusVoided},
+			{a: cases.Action{Kind: cases.EventRegister, Actor: dispatch}, err: cases.ErrInvalidAction}}},
+		{"unknown category", []step{{a: cases.Action{Kind: cases.EventRegister, Actor: dispatch, Category: "ufo"}, err: cases.ErrInvalidAction}}},
+		{"handling exceptions", []step{{a: cases.Action{Kind: cases.EventRegister, Actor: dispatch}, status: cases.StatusRegistered},
+			{a: cases.Action{Kind: cases.EventDispatch, Actor: dispatch}, status: cases.StatusDispatched},
+			{a: cases.Action{Kind: cases.EventSign, Actor: roadUnit}, status: cases.StatusHandling},
+			{a: cases.Action{Kind: cases.EventExtendApprove, Actor: boss}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventExtendRequest, Actor: roadUnit, Note: "asphalt"}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &cases.Limit{N: 1, Unit: cases.WorkingDays}}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &cases.Limit{N: 12, Unit: cases.NaturalHours}}, status: cases.StatusHandling},
+			{a: cases.Action{Kind: cases.EventSuspendRequest, Actor: roadUnit, Note: "also"}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventExtendApprove, Actor: roadUnit}, err: cases.ErrForbidden},
+			{a: cases.Action{Kind: cases.EventExtendApprove, Actor: dispatch}, err: cases.ErrForbidden},
+			{a: cases.Action{Kind: cases.EventExtendApprove, Actor: boss}, status: cases.StatusHandling},
+			{a: cases.Action{Kind: cases.EventSuspendRequest, Actor: roadUnit, Note: "court order"}, status: cases.StatusHandling},
+			{a: cases.Action{Kind: cases.EventSuspendReject, Actor: boss}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventSuspendApprove, Actor: boss}, status: cases.StatusSuspended},
+			{a: cases.Action{Kind: cases.EventHandle, Actor: roadUnit}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventResume, Actor: roadUnit}, status: cases.StatusHandling},
+			{a: cases.Action{Kind: cases.EventHandle, Actor: roadUnit}, status: cases.StatusHandled},
+			{a: cases.Action{Kind: cases.EventVerifyFail, Actor: boss}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventVerifyFail, Actor: boss, Note: "still a hole"}, status: cases.StatusHandling},
+			{a: cases.Action{Kind: cases.EventHandle, Actor: roadUnit}, status: cases.StatusHandled},
+			{a: cases.Action{Kind: cases.EventVerifyPass, Actor: cases.Actor{Name: "someone", Role: cases.RoleReporter}}, err: cases.ErrForbidden},
+			{a: cases.Action{Kind: cases.EventVerifyPass, Actor: patroller}, status: cases.StatusVerified},
+			{a: cases.Action{Kind: cases.EventEvaluate, Actor: patroller, Satisfaction: 4}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventClose, Actor: roadUnit}, err: cases.ErrForbidden},
+			{a: cases.Action{Kind: cases.EventClose, Actor: dispatch}, status: cases.StatusClosed},
+			{a: cases.Action{Kind: cases.EventEvaluate, Actor: patroller, Satisfaction: 9}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventEvaluate, Actor: patroller, Satisfaction: 4}, status: cases.StatusClosed},
+			{a: cases.Action{Kind: cases.EventEvaluate, Actor: patroller, Satisfaction: 4}, err: cases.ErrInvalidAction},
+			{a: cases.Action{Kind: cases.EventNote, Actor: patroller, Note: "thanks"}, err: cases.ErrInvalidAction}}},
+		{"supervision by a supervisor only", []step{{a: cases.Action{Kind: cases.EventSupervise, Actor: dispatch}, err: cases.ErrForbidden},
+			{a: cases.Action{Kind: cases.EventSupervise, Actor: boss}, status: cases.StatusReceived}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newService(t, &memStore{}, &clock{t: t0})
+			s := newService(t, &casestest.Store{}, &clock{t: t0})
 			c := report(t, s, 39.9)
 			for i, st := range tc.steps {
 				cur, _, _ := s.Get(context.Background(), c.ID)
@@ -297,14 +240,14 @@ func TestLifecycleRules(t *testing.T) {
 // TestReturnCountsAgainstTheDispatcher checks that a return records the
 // returning unit and clears the unit for re-routing.
 func TestReturnCountsAgainstTheDispatcher(t *testing.T) {
-	s := newService(t, &memStore{}, &clock{t: t0})
+	s := newService(t, &casestest.Store{}, &clock{t: t0})
 	c := report(t, s, 39.9)
-	do(t, s, c.ID, Action{Kind: EventRegister, Actor: dispatch})
-	do(t, s, c.ID, Action{Kind: EventDispatch, Actor: dispatch})
-	c = do(t, s, c.ID, Action{Kind: EventReturn, Actor: roadUnit, Note: "misrouted"})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventReturn, Actor: roadUnit, Note: "misrouted"})
 	_, evs, _ := s.Get(context.Background(), c.ID)
 	ret := evs[len(evs)-1]
-	if c.Unit != "" || c.Returns != 1 || c.Dispatcher != "wang" || ret.Unit != "U-ROAD" || ret.From != StatusDispatched || ret.To != StatusRegistered {
+	if c.Unit != "" || c.Returns != 1 || c.Dispatcher != "wang" || ret.Unit != "U-ROAD" || ret.From != cases.StatusDispatched || ret.To != cases.StatusRegistered {
 		t.Fatalf("case %+v, return event %+v", c, ret)
 	}
 }
@@ -312,14 +255,14 @@ func TestReturnCountsAgainstTheDispatcher(t *testing.T) {
 // TestConflict checks optimistic concurrency: an action at a stale version
 // fails with the current one and changes nothing.
 func TestConflict(t *testing.T) {
-	s := newService(t, &memStore{}, &clock{t: t0})
+	s := newService(t, &casestest.Store{}, &clock{t: t0})
 	c := report(t, s, 39.9)
-	_, err := s.Act(context.Background(), Action{Case: c.ID, Kind: EventRegister, Version: c.Version, Actor: dispatch})
+	_, err := s.Act(context.Background(), cases.Action{Case: c.ID, Kind: cases.EventRegister, Version: c.Version, Actor: dispatch})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Act(context.Background(), Action{Case: c.ID, Kind: EventVoid, Version: c.Version, Actor: dispatch, Note: "x"})
-	var conflict *ConflictError
+	_, err = s.Act(context.Background(), cases.Action{Case: c.ID, Kind: cases.EventVoid, Version: c.Version, Actor: dispatch, Note: "x"})
+	var conflict *cases.ConflictError
 	if !errors.As(err, &conflict) || conflict.Current != 2 || conflict.Given != 1 {
 		t.Fatalf("stale action: %v", err)
 	}
@@ -328,69 +271,69 @@ func TestConflict(t *testing.T) {
 // TestNotSavedChangesNothing checks "acked means stored": a failing store
 // refuses the action, and the case stays as it was.
 func TestNotSavedChangesNothing(t *testing.T) {
-	store := &memStore{}
+	store := &casestest.Store{}
 	s := newService(t, store, &clock{t: t0})
 	c := report(t, s, 39.9)
-	store.fail = errors.New("disk on fire")
-	_, err := s.Act(context.Background(), Action{Case: c.ID, Kind: EventRegister, Version: c.Version, Actor: dispatch})
-	if !errors.Is(err, ErrNotSaved) {
-		t.Fatalf("err %v, want ErrNotSaved", err)
+	store.Fail(errors.New("disk on fire"))
+	_, err := s.Act(context.Background(), cases.Action{Case: c.ID, Kind: cases.EventRegister, Version: c.Version, Actor: dispatch})
+	if !errors.Is(err, cases.ErrNotSaved) {
+		t.Fatalf("err %v, want cases.ErrNotSaved", err)
 	}
-	if got, evs, _ := s.Get(context.Background(), c.ID); got.Status != StatusReceived || got.Version != 1 || len(evs) != 1 {
+	if got, evs, _ := s.Get(context.Background(), c.ID); got.Status != cases.StatusReceived || got.Version != 1 || len(evs) != 1 {
 		t.Fatalf("after a failed save: %+v, %d events", got, len(evs))
 	}
-	if _, _, err := s.Report(context.Background(), Report{Source: SourcePatrol, Actor: patroller, Category: "road", Grid: "G1"}); !errors.Is(err, ErrNotSaved) {
+	if _, _, err := s.Report(context.Background(), cases.Report{Source: cases.SourcePatrol, Actor: patroller, Category: "road", Grid: "G1"}); !errors.Is(err, cases.ErrNotSaved) {
 		t.Fatalf("report with a failing store: %v", err)
 	}
-	if p, _ := s.List(Filter{}); len(p.Cases) != 1 {
+	if p, _ := s.List(cases.Filter{}); len(p.Cases) != 1 {
 		t.Fatalf("a failed report is listed: %d cases", len(p.Cases))
 	}
-	store.fail = nil
-	do(t, s, c.ID, Action{Kind: EventRegister, Actor: dispatch})
+	store.Fail(nil)
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
 }
 
 // TestRestart checks that a new service on the same store holds what the
 // old one answered.
 func TestRestart(t *testing.T) {
-	store, clk := &memStore{}, &clock{t: t0}
+	store, clk := &casestest.Store{}, &clock{t: t0}
 	s := newService(t, store, clk)
 	c := report(t, s, 39.9)
-	do(t, s, c.ID, Action{Kind: EventRegister, Actor: dispatch})
-	do(t, s, c.ID, Action{Kind: EventDispatch, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch})
 	_ = s.Close()
 	s2 := newService(t, store, clk)
 	got, evs, err := s2.Get(context.Background(), c.ID)
-	if err != nil || got.Status != StatusDispatched || got.Version != 3 || len(evs) != 3 {
+	if err != nil || got.Status != cases.StatusDispatched || got.Version != 3 || len(evs) != 3 {
 		t.Fatalf("after restart: %+v %d events %v", got, len(evs), err)
 	}
-	do(t, s2, c.ID, Action{Kind: EventSign, Actor: roadUnit})
+	do(t, s2, c.ID, cases.Action{Kind: cases.EventSign, Actor: roadUnit})
 }
 
 // TestDuplicateAndMerge checks that registering a report near an open case
 // of the same category is refused as a possible duplicate, and that a merge
 // voids it with the trace on both.
 func TestDuplicateAndMerge(t *testing.T) {
-	s := newService(t, &memStore{}, &clock{t: t0})
+	s := newService(t, &casestest.Store{}, &clock{t: t0})
 	first := report(t, s, 39.9)
-	do(t, s, first.ID, Action{Kind: EventRegister, Actor: dispatch})
+	do(t, s, first.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
 	second := report(t, s, 39.9002) // about 22 m north
 	far := report(t, s, 39.91)      // about 1.1 km
-	do(t, s, far.ID, Action{Kind: EventRegister, Actor: dispatch})
-	_, err := s.Act(context.Background(), Action{Case: second.ID, Kind: EventRegister, Version: second.Version, Actor: dispatch})
-	var dup *DuplicateError
+	do(t, s, far.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	_, err := s.Act(context.Background(), cases.Action{Case: second.ID, Kind: cases.EventRegister, Version: second.Version, Actor: dispatch})
+	var dup *cases.DuplicateError
 	if !errors.As(err, &dup) || !slices.Equal(dup.Candidates, []string{first.ID}) {
 		t.Fatalf("register of a duplicate: %v", err)
 	}
-	merged := do(t, s, second.ID, Action{Kind: EventMerge, Actor: dispatch, Into: first.ID})
-	if merged.Status != StatusVoided || merged.MergedInto != first.ID {
+	merged := do(t, s, second.ID, cases.Action{Kind: cases.EventMerge, Actor: dispatch, Into: first.ID})
+	if merged.Status != cases.StatusVoided || merged.MergedInto != first.ID {
 		t.Fatalf("merged case %+v", merged)
 	}
 	target, evs, _ := s.Get(context.Background(), first.ID)
-	if last := evs[len(evs)-1]; last.Kind != EventMerge || target.Status != StatusRegistered || target.Version != 3 {
+	if last := evs[len(evs)-1]; last.Kind != cases.EventMerge || target.Status != cases.StatusRegistered || target.Version != 3 {
 		t.Fatalf("target %+v, last event %+v", target, last)
 	}
 	forced := report(t, s, 39.9001)
-	if c := do(t, s, forced.ID, Action{Kind: EventRegister, Actor: dispatch, Force: true}); c.Status != StatusRegistered {
+	if c := do(t, s, forced.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch, Force: true}); c.Status != cases.StatusRegistered {
 		t.Fatalf("forced registration: %+v", c)
 	}
 }
@@ -398,14 +341,14 @@ func TestDuplicateAndMerge(t *testing.T) {
 // TestDeadlines checks the system's deadline events: one reminder before,
 // overdue at the deadline, bounded reminders after, escalation.
 func TestDeadlines(t *testing.T) {
-	store, clk := &memStore{}, &clock{t: t0}
+	store, clk := &casestest.Store{}, &clock{t: t0}
 	s := newService(t, store, clk)
 	c := report(t, s, 39.9)
-	do(t, s, c.ID, Action{Kind: EventRegister, Actor: dispatch})
-	do(t, s, c.ID, Action{Kind: EventDispatch, Actor: dispatch}) // sign-for due t0+1h
-	kinds := func() []EventKind {
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch}) // sign-for due t0+1h
+	kinds := func() []cases.EventKind {
 		_, evs, _ := s.Get(context.Background(), c.ID)
-		var out []EventKind
+		var out []cases.EventKind
 		for _, ev := range evs[3:] {
 			out = append(out, ev.Kind)
 		}
@@ -418,12 +361,12 @@ func TestDeadlines(t *testing.T) {
 	clk.Add(40 * time.Minute)
 	s.Tick(context.Background())
 	s.Tick(context.Background())
-	if k := kinds(); !slices.Equal(k, []EventKind{EventRemind}) {
+	if k := kinds(); !slices.Equal(k, []cases.EventKind{cases.EventRemind}) {
 		t.Fatalf("20 min before: %v", k)
 	}
 	clk.Add(21 * time.Minute)
 	s.Tick(context.Background())
-	if k := kinds(); !slices.Equal(k, []EventKind{EventRemind, EventOverdue}) {
+	if k := kinds(); !slices.Equal(k, []cases.EventKind{cases.EventRemind, cases.EventOverdue}) {
 		t.Fatalf("1 min after: %v", k)
 	}
 	// Every RemindEvery after the deadline a reminder, MaxReminders (3) in
@@ -434,7 +377,7 @@ func TestDeadlines(t *testing.T) {
 	s.Tick(context.Background())
 	clk.Add(10 * time.Hour)
 	s.Tick(context.Background())
-	want := []EventKind{EventRemind, EventOverdue, EventRemind, EventRemind, EventEscalate}
+	want := []cases.EventKind{cases.EventRemind, cases.EventOverdue, cases.EventRemind, cases.EventRemind, cases.EventEscalate}
 	if k := kinds(); !slices.Equal(k, want) {
 		t.Fatalf("later: %v, want %v", k, want)
 	}
@@ -443,7 +386,7 @@ func TestDeadlines(t *testing.T) {
 		t.Fatalf("case %+v", got)
 	}
 	// Signing late is recorded against the missed deadline.
-	got = do(t, s, c.ID, Action{Kind: EventSign, Actor: roadUnit})
+	got = do(t, s, c.ID, cases.Action{Kind: cases.EventSign, Actor: roadUnit})
 	_, evs, _ := s.Get(context.Background(), c.ID)
 	if sign := evs[len(evs)-1]; sign.OnTime() {
 		t.Fatalf("late sign-for on time: %+v", sign)
@@ -455,20 +398,20 @@ func TestDeadlines(t *testing.T) {
 // per interval missed.
 func TestMissedRemindersAreNotReplayed(t *testing.T) {
 	clk := &clock{t: t0}
-	s := newService(t, &memStore{}, clk)
+	s := newService(t, &casestest.Store{}, clk)
 	c := report(t, s, 39.9)
-	do(t, s, c.ID, Action{Kind: EventRegister, Actor: dispatch})
-	do(t, s, c.ID, Action{Kind: EventDispatch, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch})
 	clk.Add(11 * time.Hour)
 	s.Tick(context.Background())
 	clk.Add(time.Hour)
 	s.Tick(context.Background())
 	_, evs, _ := s.Get(context.Background(), c.ID)
-	var kinds []EventKind
+	var kinds []cases.EventKind
 	for _, ev := range evs[3:] {
 		kinds = append(kinds, ev.Kind)
 	}
-	if want := []EventKind{EventOverdue, EventRemind, EventEscalate}; !slices.Equal(kinds, want) {
+	if want := []cases.EventKind{cases.EventOverdue, cases.EventRemind, cases.EventEscalate}; !slices.Equal(kinds, want) {
 		t.Fatalf("after 11 h down: %v, want %v", kinds, want)
 	}
 }
@@ -477,17 +420,17 @@ func TestMissedRemindersAreNotReplayed(t *testing.T) {
 // counted against the handling deadline.
 func TestSuspensionStopsTheClock(t *testing.T) {
 	clk := &clock{t: t0}
-	s := newService(t, &memStore{}, clk)
+	s := newService(t, &casestest.Store{}, clk)
 	c := report(t, s, 39.9)
-	do(t, s, c.ID, Action{Kind: EventRegister, Actor: dispatch})
-	do(t, s, c.ID, Action{Kind: EventDispatch, Actor: dispatch})
-	do(t, s, c.ID, Action{Kind: EventSign, Actor: roadUnit})
-	do(t, s, c.ID, Action{Kind: EventSuspendRequest, Actor: roadUnit, Note: "waiting for a permit"})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventSign, Actor: roadUnit})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventSuspendRequest, Actor: roadUnit, Note: "waiting for a permit"})
 	clk.Add(4 * time.Hour)
-	do(t, s, c.ID, Action{Kind: EventSuspendApprove, Actor: boss}) // 20 h left
+	do(t, s, c.ID, cases.Action{Kind: cases.EventSuspendApprove, Actor: boss}) // 20 h left
 	clk.Add(72 * time.Hour)
 	s.Tick(context.Background())
-	c = do(t, s, c.ID, Action{Kind: EventResume, Actor: boss})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventResume, Actor: boss})
 	if want := clk.Now().Add(20 * time.Hour); !c.HandleDue.Equal(want) || c.IsOverdue() {
 		t.Fatalf("handle due %v, want %v; overdue %v", c.HandleDue, want, c.Overdue)
 	}
@@ -499,21 +442,21 @@ func TestSuspensionStopsTheClock(t *testing.T) {
 // condition stays clear verifies itself.
 func TestAlertIntake(t *testing.T) {
 	clk := &clock{t: t0}
-	s := newService(t, &memStore{}, clk)
+	s := newService(t, &casestest.Store{}, clk)
 	ctx := context.Background()
-	a := AlertInfo{ID: "A1", Source: SourceAlert, Device: "mh-1", Grid: "G7", Category: "manhole", Summary: "cover tilted", Firing: true}
+	a := cases.AlertInfo{ID: "A1", Source: cases.SourceAlert, Device: "mh-1", Grid: "G7", Category: "manhole", Summary: "cover tilted", Firing: true}
 	if err := s.ObserveAlert(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ObserveAlert(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := s.List(Filter{})
+	p, _ := s.List(cases.Filter{})
 	if len(p.Cases) != 1 {
 		t.Fatalf("%d cases", len(p.Cases))
 	}
 	c := p.Cases[0]
-	if c.Status != StatusDispatched || c.Unit != "U-ROAD" || c.Version != 3 || c.Origin != "A1" || c.Reporter != "mh-1" {
+	if c.Status != cases.StatusDispatched || c.Unit != "U-ROAD" || c.Version != 3 || c.Origin != "A1" || c.Reporter != "mh-1" {
 		t.Fatalf("alert case %+v", c)
 	}
 	a2 := a
@@ -525,8 +468,8 @@ func TestAlertIntake(t *testing.T) {
 	if c.Version != 4 || !slices.Equal(c.Joined, []string{"A2"}) {
 		t.Fatalf("joined case %+v", c)
 	}
-	do(t, s, c.ID, Action{Kind: EventSign, Actor: roadUnit})
-	do(t, s, c.ID, Action{Kind: EventHandle, Actor: roadUnit})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventSign, Actor: roadUnit})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventHandle, Actor: roadUnit})
 	cleared := a
 	cleared.Firing, cleared.ClearedAt = false, clk.Now()
 	if err := s.ObserveAlert(ctx, cleared); err != nil {
@@ -534,31 +477,31 @@ func TestAlertIntake(t *testing.T) {
 	}
 	clk.Add(30 * time.Minute)
 	s.Tick(ctx)
-	if c, _, _ = s.Get(ctx, c.ID); c.Status != StatusHandled {
+	if c, _, _ = s.Get(ctx, c.ID); c.Status != cases.StatusHandled {
 		t.Fatalf("verified before ClearFor: %s", c.Status)
 	}
 	clk.Add(31 * time.Minute)
 	s.Tick(ctx)
 	c, evs, _ := s.Get(ctx, c.ID)
-	if last := evs[len(evs)-1]; c.Status != StatusVerified || last.Kind != EventVerifyPass || last.Actor != "system" {
+	if last := evs[len(evs)-1]; c.Status != cases.StatusVerified || last.Kind != cases.EventVerifyPass || last.Actor != "system" {
 		t.Fatalf("self-verification: %s, %+v", c.Status, last)
 	}
 }
 
 // TestHotlineOrigin checks that a ticket handed in twice is one case.
 func TestHotlineOrigin(t *testing.T) {
-	s := newService(t, &memStore{}, &clock{t: t0})
-	r := Report{Source: SourceHotline, Actor: Actor{Name: "hotline", Role: RoleOperator}, Reporter: "caller-88",
+	s := newService(t, &casestest.Store{}, &clock{t: t0})
+	r := cases.Report{Source: cases.SourceHotline, Actor: cases.Actor{Name: "hotline", Role: cases.RoleOperator}, Reporter: "caller-88",
 		Origin: "12345-0001", Description: "streetlight out", Address: "Nanjing Rd 5"}
 	c1, created1, err1 := s.Report(context.Background(), r)
 	c2, created2, err2 := s.Report(context.Background(), r)
 	if err1 != nil || err2 != nil || !created1 || created2 || c1.ID != c2.ID || c1.Reporter != "caller-88" {
 		t.Fatalf("%v %v %v %v %s %s", err1, err2, created1, created2, c1.ID, c2.ID)
 	}
-	if _, _, err := s.Report(context.Background(), Report{Source: SourceAlert, Actor: patroller, Grid: "G1"}); !errors.Is(err, ErrForbidden) {
+	if _, _, err := s.Report(context.Background(), cases.Report{Source: cases.SourceAlert, Actor: patroller, Grid: "G1"}); !errors.Is(err, cases.ErrForbidden) {
 		t.Fatalf("an alert report from a person: %v", err)
 	}
-	if _, _, err := s.Report(context.Background(), Report{Source: SourceHotline, Actor: r.Actor, Grid: "G1"}); !errors.Is(err, ErrInvalidAction) {
+	if _, _, err := s.Report(context.Background(), cases.Report{Source: cases.SourceHotline, Actor: r.Actor, Grid: "G1"}); !errors.Is(err, cases.ErrInvalidAction) {
 		t.Fatalf("a ticket without a description: %v", err)
 	}
 }
@@ -567,15 +510,15 @@ func TestHotlineOrigin(t *testing.T) {
 // every case once.
 func TestListFiltersAndPages(t *testing.T) {
 	clk := &clock{t: t0}
-	s := newService(t, &memStore{}, clk)
+	s := newService(t, &casestest.Store{}, clk)
 	var ids []string
 	for i := range 7 {
 		clk.Add(time.Minute)
 		ids = append(ids, report(t, s, 39.9+float64(i)).ID)
 	}
-	do(t, s, ids[2], Action{Kind: EventVoid, Actor: dispatch, Note: "dup"})
+	do(t, s, ids[2], cases.Action{Kind: cases.EventVoid, Actor: dispatch, Note: "dup"})
 	var seen []string
-	f := Filter{Limit: 3}
+	f := cases.Filter{Limit: 3}
 	for {
 		p, err := s.List(f)
 		if err != nil {
@@ -594,13 +537,13 @@ func TestListFiltersAndPages(t *testing.T) {
 	if !slices.Equal(seen, want) {
 		t.Fatalf("paged %v, want %v", seen, want)
 	}
-	if p, _ := s.List(Filter{Status: []Status{StatusVoided}}); len(p.Cases) != 1 || p.Cases[0].ID != ids[2] {
+	if p, _ := s.List(cases.Filter{Status: []cases.Status{cases.StatusVoided}}); len(p.Cases) != 1 || p.Cases[0].ID != ids[2] {
 		t.Fatalf("status filter: %+v", p.Cases)
 	}
-	if p, _ := s.List(Filter{From: t0.Add(2 * time.Minute), To: t0.Add(4 * time.Minute)}); len(p.Cases) != 2 {
+	if p, _ := s.List(cases.Filter{From: t0.Add(2 * time.Minute), To: t0.Add(4 * time.Minute)}); len(p.Cases) != 2 {
 		t.Fatalf("from/to: %d cases", len(p.Cases))
 	}
-	if _, err := s.List(Filter{Cursor: "nonsense"}); !errors.Is(err, ErrBadFilter) {
+	if _, err := s.List(cases.Filter{Cursor: "nonsense"}); !errors.Is(err, cases.ErrBadFilter) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 }
