@@ -42,6 +42,10 @@ var testTokens = []Token{
 	{Name: "operator", Role: RoleOperator, Grid: "D01"},
 	{Name: "admin", Role: RoleAdmin, Grid: "D01"},
 	{Name: "city", Role: RoleOperator},
+	{Name: "reporter", Role: RoleReporter, Grid: "D01"},
+	{Name: "unit", Role: RoleUnit, Grid: "D01", Unit: "U-WATER"},
+	{Name: "dispatcher", Role: RoleDispatcher, Grid: "D01"},
+	{Name: "supervisor", Role: RoleSupervisor, Grid: "D01"},
 }
 
 // alertEnv is an API with a real alert engine holding one firing alert per
@@ -177,7 +181,8 @@ func TestRBACMatrix(t *testing.T) {
 		token string
 		role  Role // 0: not authenticated
 	}
-	principals := []principalCase{{"", 0}, {"tok-wrong", 0}, {"tok-viewer", RoleViewer}, {"tok-operator", RoleOperator}, {"tok-admin", RoleAdmin}}
+	principals := []principalCase{{"", 0}, {"tok-wrong", 0}, {"tok-viewer", RoleViewer}, {"tok-reporter", RoleReporter}, {"tok-unit", RoleUnit},
+		{"tok-operator", RoleOperator}, {"tok-dispatcher", RoleDispatcher}, {"tok-supervisor", RoleSupervisor}, {"tok-admin", RoleAdmin}}
 	for _, ep := range endpoints {
 		for _, pc := range principals {
 			for _, device := range []string{devIn, devOut} {

@@ -448,16 +448,13 @@ func (s *Server) hotlineTicket(w http.ResponseWriter, r *http.Request) {
 // caseError answers with the status a case loop error calls for.
 func (s *Server) caseError(w http.ResponseWriter, r *http.Request, err error) {
 	var conflict *cases.ConflictError
-	var dup *cases.DuplicateError
 	switch {
 	case errors.As(err, &conflict):
 		w.Header().Set("ETag", etag(uint64(conflict.Current)))
 		writeError(w, http.StatusConflict, "conflict", err.Error())
-	case errors.As(err, &dup):
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
-			"error":      map[string]string{"code": "duplicate", "message": err.Error()},
-			"candidates": dup.Candidates,
-		})
+	case errors.Is(err, cases.ErrDuplicate):
+		// The message names the candidates.
+		writeError(w, http.StatusUnprocessableEntity, "duplicate", err.Error())
 	case errors.Is(err, cases.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("case %q not found", r.PathValue("id")))
 	case errors.Is(err, cases.ErrForbidden):

@@ -23,6 +23,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/cases/casestest"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
 )
@@ -121,6 +123,32 @@ func (d *openAPIDoc) response(t *testing.T, r openAPIResponse) openAPIResponse {
 // configured, so that each route gives the answers its code has.
 type docEnv struct {
 	alerts *alertEnv
+	// cases is the case loop, made by the first server; caseID is a
+	// case in the D01 scope with photo attached.
+	cases         *cases.Service
+	photos        *cases.Photos
+	caseID, photo string
+}
+
+// caseLoop returns the case loop of the document tests, with its case.
+func (e *docEnv) caseLoop(t *testing.T) *cases.Service {
+	t.Helper()
+	if e.cases != nil {
+		return e.cases
+	}
+	e.cases = newCaseService(t, &casestest.Store{})
+	e.photos = &cases.Photos{Dir: t.TempDir()}
+	hash, err := e.photos.Put(bytes.NewReader(pngPhoto(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := e.cases.Report(context.Background(), cases.Report{Source: cases.SourcePatrol,
+		Actor: cases.Actor{Name: "reporter", Role: cases.RoleReporter}, Category: waterCover, Grid: gridIn, Evidence: []string{hash}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.caseID, e.photo = c.ID, hash
+	return e.cases
 }
 
 // camIn is the camera of the document tests, inside the D01 scope.
@@ -138,18 +166,21 @@ func (e *docEnv) server(t *testing.T, configure func(*Server)) (*Server, *httpte
 			series: func(storage.SeriesQuery) ([]storage.Bucket, error) { return nil, nil },
 			latest: func(string) ([]storage.Latest, error) { return nil, nil },
 		},
-		Lookup:     reg.Lookup,
-		Devices:    reg.All,
-		Checks:     map[string]Check{"clickhouse": func(context.Context) error { return nil }},
-		Gatherer:   prometheus.NewRegistry(),
-		AdminToken: e.alerts.api.AdminToken,
-		Tokens:     e.alerts.api.Tokens,
-		Alerts:     e.alerts.engine,
-		Cameras:    fakeCameras{latest: []storage.CameraHealth{{Camera: camIn.ID, Grid: camIn.Grid, Status: "ok", TS: time.UnixMilli(1)}}},
-		Registry:   fakeRegistry{grids: []devices.Grid{{Code: "D01", Level: devices.LevelDistrict}}},
-		Exports:    fakeExporter(func(io.Writer) error { return nil }),
-		CaseStats:  fakeCaseStats{},
-		Spool:      fakeSpool{},
+		Lookup:        reg.Lookup,
+		Devices:       reg.All,
+		Checks:        map[string]Check{"clickhouse": func(context.Context) error { return nil }},
+		Gatherer:      prometheus.NewRegistry(),
+		AdminToken:    e.alerts.api.AdminToken,
+		Tokens:        e.alerts.api.Tokens,
+		Alerts:        e.alerts.engine,
+		Cameras:       fakeCameras{latest: []storage.CameraHealth{{Camera: camIn.ID, Grid: camIn.Grid, Status: "ok", TS: time.UnixMilli(1)}}},
+		Registry:      fakeRegistry{grids: []devices.Grid{{Code: "D01", Level: devices.LevelDistrict}}},
+		Cases:         e.caseLoop(t),
+		Photos:        e.photos,
+		HotlineSecret: hotlineSecret,
+		Exports:       fakeExporter(func(io.Writer) error { return nil }),
+		CaseStats:     fakeCaseStats{},
+		Spool:         fakeSpool{},
 	}
 	if configure != nil {
 		configure(s)
@@ -165,12 +196,16 @@ func (e *docEnv) server(t *testing.T, configure func(*Server)) (*Server, *httpte
 // fill puts ids into a route's path: those of the test's alert, device,
 // camera and grid (a silence id matches none), or unknown ones.
 func (e *docEnv) fill(path string, unknown bool) string {
-	return regexp.MustCompile(`\{[a-z]+\}`).ReplaceAllStringFunc(path, func(string) string {
+	return regexp.MustCompile(`\{[a-z]+\}`).ReplaceAllStringFunc(path, func(m string) string {
 		switch {
 		case unknown:
 			return "no-such"
 		case strings.HasPrefix(path, "/api/v1/alerts/"):
 			return e.alerts.ids[devIn]
+		case m == "{hash}":
+			return e.photo
+		case strings.HasPrefix(path, "/api/v1/cases/"):
+			return e.caseID
 		case strings.HasPrefix(path, "/api/v1/devices/"):
 			return devIn
 		case strings.HasPrefix(path, "/api/v1/cameras/"):
