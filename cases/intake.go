@@ -176,12 +176,17 @@ type AlertInfo struct {
 	// Firing is the alert's condition: firing, or cleared since ClearedAt.
 	Firing    bool
 	ClearedAt time.Time
+	// Since is when the alert last started firing: an alert whose case
+	// was closed raises a new one only when it fired again after.
+	Since time.Time
 }
 
 // ObserveAlert is the alert engine's door into the case loop: a firing
 // alert raises a case, or joins the open case of its device and category
 // (a note on it); a clearing one starts the clock of self-verification. It
-// is idempotent: the same transition twice changes nothing more.
+// is idempotent: the same transition twice changes nothing more, and an
+// alert whose case was closed or voided raises a new one only when it
+// fired again after.
 func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) error {
 	s.mu.Lock()
 	if s.cases == nil || s.closed {
@@ -197,6 +202,10 @@ func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) error {
 		}
 		s.mu.Unlock()
 		return nil
+	}
+	if en != nil && !a.Since.After(en.c.Updated) {
+		s.mu.Unlock()
+		return nil // its case was closed since it fired
 	}
 	var join *entry
 	if a.Firing && a.Device != "" {

@@ -444,7 +444,7 @@ func TestAlertIntake(t *testing.T) {
 	clk := &clock{t: t0}
 	s := newService(t, &casestest.Store{}, clk)
 	ctx := context.Background()
-	a := cases.AlertInfo{ID: "A1", Source: cases.SourceAlert, Device: "mh-1", Grid: "G7", Category: "manhole", Summary: "cover tilted", Firing: true}
+	a := cases.AlertInfo{ID: "A1", Source: cases.SourceAlert, Device: "mh-1", Grid: "G7", Category: "manhole", Summary: "cover tilted", Firing: true, Since: t0}
 	if err := s.ObserveAlert(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -485,6 +485,23 @@ func TestAlertIntake(t *testing.T) {
 	c, evs, _ := s.Get(ctx, c.ID)
 	if last := evs[len(evs)-1]; c.Status != cases.StatusVerified || last.Kind != cases.EventVerifyPass || last.Actor != "system" {
 		t.Fatalf("self-verification: %s, %+v", c.Status, last)
+	}
+	// Closed: the alert seen firing since before the closure raises
+	// nothing; firing again after it raises a new case.
+	do(t, s, c.ID, cases.Action{Kind: cases.EventClose, Actor: dispatch})
+	if err := s.ObserveAlert(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.List(cases.Filter{}); len(p.Cases) != 1 {
+		t.Fatalf("an alert firing since before its case closed raised another: %d cases", len(p.Cases))
+	}
+	clk.Add(time.Minute)
+	a.Since = clk.Now()
+	if err := s.ObserveAlert(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.List(cases.Filter{Status: []cases.Status{cases.StatusDispatched}}); len(p.Cases) != 1 || p.Cases[0].Origin != "A1" {
+		t.Fatalf("the alert firing again: %+v", p.Cases)
 	}
 }
 
