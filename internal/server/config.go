@@ -112,6 +112,7 @@ type Config struct {
 	Rules   RulesConfig   `koanf:"rules"`
 	Units   UnitsConfig   `koanf:"units"`
 	Grids   GridsConfig   `koanf:"grids"`
+	Cases   CasesConfig   `koanf:"cases"`
 }
 
 // Default returns the configuration used where nothing else is said.
@@ -134,6 +135,7 @@ func Default() Config {
 	c.HTTP.Listen = ":8080"
 	c.API.MaxSilence = api.DefaultMaxSilence
 	c.Notify.MQTT = true
+	c.Cases.defaults()
 	c.ClickHouse.Database = "gridwatch"
 	c.ClickHouse.User = "default"
 	// Batches of 50k rows or 8 MiB, at least once a second: ClickHouse wants
@@ -301,6 +303,7 @@ func (c *Config) Validate() error {
 	c.Cameras.validate(bad)
 	c.Rules.validate(bad)
 	c.Units.validate(bad)
+	c.Cases.validate(bad, notify.MinSecretLen)
 	if c.Grids.File != "" {
 		if _, err := os.Stat(c.Grids.File); err != nil {
 			bad("grids.file", "cannot be read: %v", err)

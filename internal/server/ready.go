@@ -45,6 +45,9 @@ var lossTable = []lossSeries{
 	{name: "gridwatch_notify_failed_total"},
 	{name: "gridwatch_notify_dropped_total"},
 	{name: "gridwatch_api_stream_dropped_total"},
+	// Case changes a stream subscriber did not get; the API stream then
+	// says overflow and disconnects (gridwatch_api_stream_dropped_total).
+	{name: "gridwatch_cases_stream_dropped_total"},
 }
 
 // readyDetail is the detail of /readyz: the spool's figures and every

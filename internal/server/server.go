@@ -57,6 +57,7 @@ type Server struct {
 	replaying sync.Mutex           // one quarantine replay at a time (ReplayQuarantined)
 	cameras   *cameraHealth
 	alerting  alerting
+	cases     caseLoop
 	staff     staff
 	retention retention
 	broker    *broker.Broker
@@ -104,6 +105,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startAlerts(life); err != nil {
+		return err
+	}
+	if err := s.startCases(life); err != nil {
 		return err
 	}
 	if err := s.startCameras(life); err != nil {
@@ -375,6 +379,7 @@ func (s *Server) Close() error {
 			}
 			return err
 		}))
+		errs = append(errs, s.closeCases())
 		errs = append(errs, s.closeAlerts())
 		if s.db != nil {
 			errs = append(errs, s.db.Close())

@@ -40,6 +40,12 @@ func (s *Server) configureAPI(a *api.Server) error {
 	s.staff.holder.Store(&holder)
 	a.InScope = s.inScope
 	a.Alerts = s.alerting.engine
+	if s.cases.svc != nil {
+		a.Cases, a.Photos = s.cases.svc, s.cases.photos
+	}
+	if k := s.Config.Cases.HotlineSecret; k != "" {
+		a.HotlineSecret = []byte(k)
+	}
 	a.Registerer = s.metrics
 	return nil
 }

@@ -1,0 +1,240 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+// CasesConfig are the cases.* keys.
+type CasesConfig struct {
+	CalendarFile    string        `koanf:"calendar_file" help:"business calendar YAML (working hours, weekend, each year's holidays and make-up workdays, timezone); empty uses the shipped one (deploy/calendar.yaml)"`
+	CategoriesFile  string        `koanf:"categories_file" help:"case categories YAML adding to or replacing the shipped table by code (codes, names, route, time limits, device types, rules)"`
+	KeepClosed      time.Duration `koanf:"keep_closed" help:"how long a closed or voided case stays in memory and in the case list; older ones are read from ClickHouse by id"`
+	DuplicateRadius float64       `koanf:"duplicate_radius" help:"metres within which an open case of the same category is a possible duplicate at registration"`
+	RemindBefore    time.Duration `koanf:"remind_before" help:"how long before a deadline the first reminder goes out"`
+	RemindEvery     time.Duration `koanf:"remind_every" help:"interval of the reminders after a deadline passed"`
+	MaxReminders    int           `koanf:"max_reminders" help:"reminders of one deadline at most"`
+	EscalateAfter   time.Duration `koanf:"escalate_after" help:"how long a case is overdue before it is escalated and flagged for supervision"`
+	ClearFor        time.Duration `koanf:"clear_for" help:"how long the condition of a handled sensor case must stay clear for the case to verify itself"`
+	MaxPhotoBytes   int           `koanf:"max_photo_bytes" help:"largest photo upload, in bytes (JPEG or PNG)"`
+	HotlineSecret   string        `koanf:"hotline_secret" help:"HMAC-SHA256 key of the 12345 hotline's webhook (POST /api/v1/cases/hotline, X-Gridwatch-Signature); empty leaves the webhook out" secret:"true"`
+}
+
+// defaults of the cases.* keys.
+func (c *CasesConfig) defaults() {
+	c.KeepClosed = cases.DefaultKeepClosed
+	c.DuplicateRadius = cases.DefaultDuplicateRadius
+	c.RemindBefore, c.RemindEvery = cases.DefaultRemindBefore, cases.DefaultRemindEvery
+	c.MaxReminders = cases.DefaultMaxReminders
+	c.EscalateAfter, c.ClearFor = cases.DefaultEscalateAfter, cases.DefaultClearFor
+	c.MaxPhotoBytes = cases.DefaultMaxPhotoBytes
+}
+
+// validate checks the cases.* keys, loading the calendar and categories.
+func (c *CasesConfig) validate(bad func(key, format string, args ...any), minSecret int) {
+	if _, _, err := c.load(); err != nil {
+		bad("cases", "%v", err)
+	}
+	for key, v := range map[string]time.Duration{"cases.keep_closed": c.KeepClosed, "cases.remind_before": c.RemindBefore,
+		"cases.remind_every": c.RemindEvery, "cases.escalate_after": c.EscalateAfter, "cases.clear_for": c.ClearFor} {
+		if v <= 0 {
+			bad(key, "must be > 0")
+		}
+	}
+	if c.DuplicateRadius <= 0 {
+		bad("cases.duplicate_radius", "must be > 0")
+	}
+	if c.MaxReminders <= 0 || c.MaxReminders > 100 {
+		bad("cases.max_reminders", "must be 1..100")
+	}
+	if c.MaxPhotoBytes < 64<<10 {
+		bad("cases.max_photo_bytes", "must be >= 64 KiB")
+	}
+	if n := len(c.HotlineSecret); n > 0 && n < minSecret {
+		bad("cases.hotline_secret", "must be at least %d characters, not %d: a forger would open cases signed with a guess", minSecret, n)
+	}
+}
+
+// load reads the calendar and the categories the keys name.
+func (c *CasesConfig) load() (*cases.Calendar, *cases.Categories, error) {
+	cal, cats := cases.DefaultCalendar(), cases.DefaultCategories()
+	var err error
+	if c.CalendarFile != "" {
+		if cal, err = cases.LoadCalendar(c.CalendarFile); err != nil {
+			return nil, nil, fmt.Errorf("calendar_file: %w", err)
+		}
+	}
+	if c.CategoriesFile != "" {
+		if cats, err = cases.LoadCategories(c.CategoriesFile); err != nil {
+			return nil, nil, fmt.Errorf("categories_file: %w", err)
+		}
+	}
+	return cal, cats, nil
+}
+
+// alertIntakeBuffer is how many alert transitions may wait for the case
+// loop; beyond it they are dropped for the subscription (and counted by
+// the engine), and the reconciliation picks the alerts up.
+const alertIntakeBuffer = 4096
+
+// reconcileEvery is how often every firing alert is checked against the
+// cases, so that none whose transition was lost goes without one.
+const reconcileEvery = time.Minute
+
+// caseLoop is the case service and what feeds it.
+type caseLoop struct {
+	svc        *cases.Service
+	photos     *cases.Photos
+	categories *cases.Categories
+	sub        *alerts.Subscription
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	// locate caches the grid index of one registry snapshot.
+	locate atomic.Pointer[gridLocator]
+}
+
+// gridLocator is the grid index of one registry snapshot.
+type gridLocator struct {
+	snap  *[]devices.Grid
+	index *devices.GridIndex
+}
+
+// startCases starts the case loop on ClickHouse, restoring its cases, and
+// feeds it the alert engine's transitions.
+func (s *Server) startCases(ctx context.Context) error {
+	cfg := &s.Config.Cases
+	cal, cats, err := cfg.load()
+	if err != nil {
+		return fmt.Errorf("cases.%w", err)
+	}
+	l := &s.cases
+	l.categories = cats
+	l.photos = &cases.Photos{Dir: filepath.Join(s.Config.DataDir, "photos"), MaxBytes: int64(cfg.MaxPhotoBytes)}
+	l.svc = &cases.Service{
+		Store:  s.db,
+		Timing: cases.Schedule{Calendar: cal, Categories: cats},
+		Category: func(code string) (string, bool) {
+			c, ok := cats.Get(code)
+			return c.Route, ok
+		},
+		Route:           s.UnitFor,
+		Locate:          s.locateGrid,
+		DuplicateRadius: cfg.DuplicateRadius,
+		KeepClosed:      cfg.KeepClosed,
+		RemindBefore:    cfg.RemindBefore,
+		RemindEvery:     cfg.RemindEvery,
+		MaxReminders:    cfg.MaxReminders,
+		EscalateAfter:   cfg.EscalateAfter,
+		ClearFor:        cfg.ClearFor,
+		Now:             s.Now,
+		Logger:          s.Logger.With("part", "cases"),
+		Registerer:      s.metrics,
+	}
+	if err := l.svc.Start(ctx); err != nil {
+		l.svc = nil
+		return err
+	}
+	engine := s.alerting.engine
+	l.sub = engine.Subscribe(alertIntakeBuffer)
+	ctx, l.cancel = context.WithCancel(ctx)
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		for t := range l.sub.C {
+			s.intakeAlert(ctx, t.Alert)
+		}
+	}()
+	go func() {
+		defer l.wg.Done()
+		tick := time.NewTicker(reconcileEvery)
+		defer tick.Stop()
+		for {
+			s.reconcileAlerts(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return nil
+}
+
+// intakeAlert hands one alert to the case loop. A failure is logged and
+// counted by the loop; the next reconciliation tries again.
+func (s *Server) intakeAlert(ctx context.Context, a alerts.Alert) {
+	if a.Condition != alerts.ConditionFiring && a.Condition != alerts.ConditionCleared {
+		return
+	}
+	info := cases.AlertInfo{ID: a.ID, Source: cases.SourceAlert, Device: a.Device, Grid: a.Grid, Summary: a.Summary,
+		Firing: a.Condition == alerts.ConditionFiring, ClearedAt: a.Cleared, Since: a.Fired}
+	if a.Refired.After(info.Since) {
+		info.Since = a.Refired
+	}
+	typ := ""
+	if d, ok := s.registry.Lookup(a.Device); ok {
+		typ = d.Type
+		if d.Lat != 0 || d.Lon != 0 {
+			info.Location = &cases.Point{Lat: d.Lat, Lon: d.Lon}
+		}
+	}
+	if typ == "camera" {
+		info.Source = cases.SourceCamera
+	}
+	info.Category = s.cases.categories.ForDevice(typ, a.Rule).Code
+	if err := s.cases.svc.ObserveAlert(ctx, info); err != nil && ctx.Err() == nil {
+		s.Logger.Warn("alert not taken into the case loop: retried at the next reconciliation", "alert", a.ID, "err", err)
+	}
+}
+
+// reconcileAlerts hands every firing or cleared alert to the case loop
+// (ObserveAlert is idempotent), so that an alert whose transition was
+// dropped, or arrived while its save failed, still raises its case.
+func (s *Server) reconcileAlerts(ctx context.Context) {
+	all, err := s.alerting.engine.All(alerts.Filter{Condition: []alerts.Condition{alerts.ConditionFiring, alerts.ConditionCleared}})
+	if err != nil {
+		s.Logger.Warn("case loop: list alerts", "err", err)
+		return
+	}
+	for a := range all {
+		if ctx.Err() != nil {
+			return
+		}
+		s.intakeAlert(ctx, a)
+	}
+}
+
+// locateGrid returns the grid cell holding a point, by the registry's
+// grids.
+func (s *Server) locateGrid(lat, lon float64) (string, bool) {
+	snap := s.reg.grids.Load()
+	if snap == nil {
+		return "", false
+	}
+	l := s.cases.locate.Load()
+	if l == nil || l.snap != snap {
+		l = &gridLocator{snap: snap, index: devices.NewGridIndex(*snap)}
+		s.cases.locate.Store(l)
+	}
+	return l.index.Locate(lat, lon)
+}
+
+// closeCases stops feeding the case loop and closes it.
+func (s *Server) closeCases() error {
+	l := &s.cases
+	if l.svc == nil {
+		return nil
+	}
+	l.sub.Close()
+	l.cancel()
+	l.wg.Wait()
+	return l.svc.Close()
+}
