@@ -198,24 +198,8 @@ func (s *Server) actOnAlert(kind alerts.ActionKind) http.HandlerFunc {
 			s.actions.refused.WithLabelValues("bad_body").Inc()
 			return
 		}
-		if m := r.Header.Get("If-Match"); m != "" {
-			if strings.HasPrefix(m, "W/") {
-				// RFC 9110 13.1.1: If-Match compares strongly, and a weak
-				// validator never matches strongly.
-				s.refuseAction(w, http.StatusPreconditionFailed, "weak_etag",
-					fmt.Sprintf("If-Match %q is a weak entity tag, which never matches (RFC 9110 compares If-Match strongly): send the alert's ETag as given, such as \"3\"", m))
-				return
-			}
-			v, err := strconv.ParseUint(strings.Trim(m, `"`), 10, 64)
-			if err != nil {
-				s.refuseAction(w, http.StatusBadRequest, "bad_if_match", fmt.Sprintf("If-Match must be an alert version such as \"3\", not %q", m))
-				return
-			}
-			if req.Version != 0 && req.Version != v {
-				s.refuseAction(w, http.StatusBadRequest, "versions_differ", "If-Match and the body's version differ")
-				return
-			}
-			req.Version = v
+		if !s.ifMatch(w, r, &req.Version, "alert") {
+			return
 		}
 		if _, _, ok := s.visibleAlert(w, r); !ok {
 			return
@@ -238,6 +222,35 @@ func (s *Server) actOnAlert(kind alerts.ActionKind) http.HandlerFunc {
 		w.Header().Set("ETag", etag(a.Version))
 		writeJSON(w, http.StatusOK, a)
 	}
+}
+
+// ifMatch folds the request's If-Match header into *version, the version
+// the body named (0: none), for an action on a noun ("alert", "case"). A
+// weak entity tag gets 412, one that is no version or differs from the
+// body's 400; each is counted.
+func (s *Server) ifMatch(w http.ResponseWriter, r *http.Request, version *uint64, noun string) bool {
+	m := r.Header.Get("If-Match")
+	if m == "" {
+		return true
+	}
+	if strings.HasPrefix(m, "W/") {
+		// RFC 9110 13.1.1: If-Match compares strongly, and a weak
+		// validator never matches strongly.
+		s.refuseAction(w, http.StatusPreconditionFailed, "weak_etag",
+			fmt.Sprintf("If-Match %q is a weak entity tag, which never matches (RFC 9110 compares If-Match strongly): send the %s's ETag as given, such as \"3\"", m, noun))
+		return false
+	}
+	v, err := strconv.ParseUint(strings.Trim(m, `"`), 10, 64)
+	if err != nil {
+		s.refuseAction(w, http.StatusBadRequest, "bad_if_match", fmt.Sprintf("If-Match must be an %s version such as \"3\", not %q", noun, m))
+		return false
+	}
+	if *version != 0 && *version != v {
+		s.refuseAction(w, http.StatusBadRequest, "versions_differ", "If-Match and the body's version differ")
+		return false
+	}
+	*version = v
+	return true
 }
 
 // knownUnit reports whether unit is in the registry's units table; when it

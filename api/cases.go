@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -254,27 +255,27 @@ func (s *Server) actOnCase(kind cases.EventKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req caseActionRequest
 		if r.ContentLength != 0 && !s.readJSON(w, r, &req) {
+			s.actions.refused.WithLabelValues("bad_body").Inc()
 			return
 		}
-		if m := r.Header.Get("If-Match"); m != "" {
-			v, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 32)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("If-Match must be a case version such as \"3\", not %q", m))
-				return
-			}
-			if req.Version != 0 && uint64(req.Version) != v {
-				writeError(w, http.StatusBadRequest, "bad_request", "If-Match and the body's version differ")
-				return
-			}
-			req.Version = uint32(v)
-		}
-		if _, _, ok := s.visibleCase(w, r); !ok {
+		version := uint64(req.Version)
+		if !s.ifMatch(w, r, &version, "case") {
 			return
 		}
-		if req.Version == 0 {
-			writeError(w, http.StatusPreconditionRequired, "version_required", "send the case version you saw, as If-Match or the body's \"version\"")
+		cur, _, ok := s.visibleCase(w, r)
+		if !ok {
 			return
 		}
+		if version == 0 {
+			s.refuseAction(w, http.StatusPreconditionRequired, "version_required", "send the case version you saw, as If-Match or the body's \"version\"")
+			return
+		}
+		if version > math.MaxUint32 {
+			// No case gets there: it is stale.
+			s.caseError(w, r, &cases.ConflictError{ID: cur.ID, Given: math.MaxUint32, Current: cur.Version})
+			return
+		}
+		req.Version = uint32(version)
 		if !s.photosKnown(w, req.Evidence) {
 			return
 		}

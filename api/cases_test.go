@@ -428,3 +428,34 @@ func TestOpenAPIDescribesCaseAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestCaseIfMatch checks the If-Match rules of case actions, the alerts':
+// a weak tag 412, one that is no version 400, one that differs from the
+// body's 400, a stale one 409 with the current version as ETag.
+func TestCaseIfMatch(t *testing.T) {
+	env := newCaseEnv(t)
+	c := env.report(t, gridIn)
+	for _, tc := range []struct {
+		ifMatch, body string
+		want          int
+	}{
+		{`W/"1"`, ``, http.StatusPreconditionFailed},
+		{`abc`, ``, http.StatusBadRequest},
+		{`"1"`, `{"version":2}`, http.StatusBadRequest},
+		{`"7"`, ``, http.StatusConflict},
+		{`"99999999999"`, ``, http.StatusConflict},
+		{`"1"`, ``, http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, env.srv.URL+"/api/v1/cases/"+c.ID+"/register", strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer tok-dispatcher")
+		req.Header.Set("If-Match", tc.ifMatch)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || (tc.want == http.StatusConflict && resp.Header.Get("ETag") != `"1"`) {
+			t.Errorf("If-Match %s: %d (ETag %s), want %d", tc.ifMatch, resp.StatusCode, resp.Header.Get("ETag"), tc.want)
+		}
+	}
+}
