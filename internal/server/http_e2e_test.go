@@ -194,7 +194,7 @@ func TestHTTPPromisesUnderAttack(t *testing.T) {
 		}
 	})
 
-	// README: "viewer < operator < admin; 403 when too weak".
+	// README: "viewer < … < operator < … < admin; 403 when too weak".
 	t.Run("roles", func(t *testing.T) {
 		for _, c := range []struct{ method, path, body string }{
 			{http.MethodPost, "/api/v1/alerts/" + in + "/ack", `{"version": 1}`},
