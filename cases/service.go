@@ -371,21 +371,28 @@ func (s *Service) act(ctx context.Context, a Action) (Case, error) {
 	}
 	en.act.Lock()
 	defer en.act.Unlock()
-	cur := s.current(en)
-	if a.Version != cur.Version {
-		return Case{}, &ConflictError{ID: a.Case, Given: a.Version, Current: cur.Version}
-	}
-	now := s.Now()
-	next := cur.Clone()
-	ev, err := s.apply(&next, a, now)
+	next, evs, err := s.plan(s.current(en), a, s.Now())
 	if err != nil {
 		return Case{}, err
 	}
-	evs := s.seal(&next, cur.Status, a.Actor, now, ev)
 	if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {
 		return Case{}, err
 	}
 	return next, nil
+}
+
+// plan checks the version a names against cur and plans the action on a
+// copy of cur at now: the case it leads to and its sealed event.
+func (s *Service) plan(cur Case, a Action, now time.Time) (Case, []Event, error) {
+	if a.Version != cur.Version {
+		return Case{}, nil, &ConflictError{ID: a.Case, Given: a.Version, Current: cur.Version}
+	}
+	next := cur.Clone()
+	ev, err := s.apply(&next, a, now)
+	if err != nil {
+		return Case{}, nil, err
+	}
+	return next, s.seal(&next, cur.Status, a.Actor, now, ev), nil
 }
 
 // merge merges the case of en into a.Into: a merge event on both, the
@@ -404,19 +411,14 @@ func (s *Service) merge(ctx context.Context, en *entry, a Action) (Case, error) 
 	second.act.Lock()
 	defer second.act.Unlock()
 	cur, target := s.current(en), s.current(into)
-	if a.Version != cur.Version {
-		return Case{}, &ConflictError{ID: a.Case, Given: a.Version, Current: cur.Version}
-	}
 	if !target.Open() || target.MergedInto != "" {
 		return Case{}, fmt.Errorf("%w: case %s is %s: merge into an open case", ErrInvalidAction, target.ID, target.Status)
 	}
 	now := s.Now()
-	next := cur.Clone()
-	ev, err := s.apply(&next, a, now)
+	next, evs, err := s.plan(cur, a, now)
 	if err != nil {
 		return Case{}, err
 	}
-	evs := s.seal(&next, cur.Status, a.Actor, now, ev)
 	nextTarget := target.Clone()
 	nextTarget.Evidence = appendNew(nextTarget.Evidence, cur.Evidence...)
 	tev := s.seal(&nextTarget, target.Status, a.Actor, now, Event{Kind: EventMerge, Note: strings.TrimSpace("from " + cur.ID + " " + a.Note)})

@@ -239,18 +239,8 @@ conflict when someone changed the alert since you saw that version.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := "/api/v1/alerts/" + url.PathEscape(args[0])
-			if version == 0 {
-				h, err := c.do(cmd.Context(), http.MethodGet, path, nil, nil, nil)
-				if err != nil {
-					return err
-				}
-				if version, err = strconv.ParseUint(strings.Trim(h.Get("ETag"), `"`), 10, 64); err != nil {
-					return fmt.Errorf("alert %s: the server sent no version (ETag %q)", args[0], h.Get("ETag"))
-				}
-			}
 			var a alerts.Alert
-			h := http.Header{"If-Match": {`"` + strconv.FormatUint(version, 10) + `"`}}
-			if _, err := c.do(cmd.Context(), http.MethodPost, path+"/"+string(kind), h, body, &a); err != nil {
+			if err := c.act(cmd.Context(), path, string(kind), version, body, &a); err != nil {
 				return err
 			}
 			if *asJSON {
@@ -266,6 +256,23 @@ conflict when someone changed the alert since you saw that version.`,
 		cmd.Flags().StringVar(&body.Unit, "unit", "", "the unit to dispatch to, a code of the units table (gridwatch units import); default: the routed unit")
 	}
 	return cmd
+}
+
+// act posts an action to path/kind under If-Match: version, or the
+// current version of the thing at path (its ETag) when version is 0.
+func (c *apiClient) act(ctx context.Context, path, kind string, version uint64, body, out any) error {
+	if version == 0 {
+		h, err := c.do(ctx, http.MethodGet, path, nil, nil, nil)
+		if err != nil {
+			return err
+		}
+		if version, err = strconv.ParseUint(strings.Trim(h.Get("ETag"), `"`), 10, 64); err != nil {
+			return fmt.Errorf("%s: the server sent no version (ETag %q)", path, h.Get("ETag"))
+		}
+	}
+	h := http.Header{"If-Match": {`"` + strconv.FormatUint(version, 10) + `"`}}
+	_, err := c.do(ctx, http.MethodPost, path+"/"+kind, h, body, out)
+	return err
 }
 
 func printJSON(w io.Writer, v any) error {

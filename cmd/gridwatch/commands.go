@@ -25,7 +25,7 @@ func rootCommand() *cobra.Command {
 	}
 	root.AddCommand(serveCommand(), demoCommand(), migrateCommand(), versionCommand())
 	root.AddCommand(devicesCommand(), gridsCommand(), unitsCommand())
-	root.AddCommand(alertsCommand(), tokenCommand(), spoolCommand())
+	root.AddCommand(alertsCommand(), casesCommand(), tokenCommand(), spoolCommand())
 	root.AddCommand(exportCommand(), importCommand())
 	return root
 }
