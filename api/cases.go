@@ -414,7 +414,7 @@ func (s *Server) getPhoto(w http.ResponseWriter, r *http.Request) {
 // hotlineTicket serves POST /api/v1/cases/hotline: the 12345 hotline
 // system's webhook. It carries no bearer token: the body must be signed,
 // X-Gridwatch-Signature being "sha256=" and the hex HMAC-SHA256 of the body
-// under api.hotline_secret (the scheme of gridwatch's own webhooks). The
+// under cases.hotline_secret (the scheme of gridwatch's own webhooks). The
 // body is a report with source hotline; origin (the ticket number) makes a
 // resent ticket the same case.
 func (s *Server) hotlineTicket(w http.ResponseWriter, r *http.Request) {
