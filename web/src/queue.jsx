@@ -46,6 +46,7 @@ function matches(a, f, now) {
   if (f.unit && a.unit !== f.unit) return false;
   if (f.grid && !(a.grid === f.grid || (a.grid || '').startsWith(f.grid + '-'))) return false;
   if (f.overdue && !alerts.overdue(a, now)) return false;
+  if (f.since && !(Date.parse(a.fired) >= f.sinceMs)) return false;
   if (f.text) {
     const s = f.text.toLowerCase();
     if (![a.id, a.device, a.rule, a.summary, a.grid, a.unit].some((v) => v && v.toLowerCase().includes(s))) return false;
@@ -75,7 +76,7 @@ export function Queue({ me, params }) {
   useEffect(() => alerts.subscribe((s) => setSt({ ...s })), []);
   const [f, setF] = useState(() => ({
     status: params.get('status') || '', severity: '', category: '', unit: params.get('unit') || '', grid: params.get('grid') || '',
-    overdue: params.get('overdue') === '1', text: params.get('text') || '', sort: 'fired',
+    overdue: params.get('overdue') === '1', text: params.get('text') || '', sort: 'fired', since: '', sinceMs: 0,
   }));
   const set = (k) => (v) => setF((o) => ({ ...o, [k]: v }));
   const now = useNow(1000);
@@ -95,7 +96,7 @@ export function Queue({ me, params }) {
   useEffect(() => v.measure(), [phone]);
   const actor = canAct(me);
   const [showFilters, setShowFilters] = useState(false);
-  const active = ['status', 'severity', 'category', 'unit', 'grid', 'text'].filter((k) => f[k]).length + (f.overdue ? 1 : 0);
+  const active = ['status', 'severity', 'category', 'unit', 'grid', 'text', 'since'].filter((k) => f[k]).length + (f.overdue ? 1 : 0);
 
   const toggle = (id) => setSel((s) => { const n = new Set(s); n.has(id) ? n.delete(id) : n.add(id); return n; });
   const bulk = async (kind, extra) => {
@@ -124,6 +125,7 @@ export function Queue({ me, params }) {
         <Select label={t('filterCategory')} value={f.category} onChange={set('category')} options={categories} testid="filter-category" render={(o) => t('categories.' + o)} />
         <Select label={t('filterUnit')} value={f.unit} onChange={set('unit')} options={Object.keys(unitName)} testid="filter-unit" render={(o) => unitName[o]} />
         <label class="field">{t('filterGrid')}<input value={f.grid} onInput={(e) => set('grid')(e.currentTarget.value.trim())} data-testid="filter-grid" size="12" /></label>
+        <label class="field">{t('firedSince')}<input type="date" value={f.since} onInput={(e) => { const v = e.currentTarget.value; setF((o) => ({ ...o, since: v, sinceMs: v ? new Date(v + 'T00:00').getTime() : 0 })); }} data-testid="filter-since" /></label>
         <label class="field">{t('search')}<input type="search" value={f.text} onInput={(e) => set('text')(e.currentTarget.value)} data-testid="filter-text" size="14" /></label>
         <label class="field">{t('sort')}
           <select value={f.sort} onChange={(e) => set('sort')(e.currentTarget.value)} data-testid="queue-sort">
