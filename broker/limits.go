@@ -253,14 +253,22 @@ const ipv6SourceBits = 64
 // cannot take a fresh address for every connection or guess and start
 // each limit anew. What is no IP address is its own key.
 func source(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
+	// netip parses what net.SplitHostPort may not (a zone holding a
+	// bracket: "[::%0]]:1"), so an address netip reads is keyed by it
+	// alone, as the connection's netip.AddrPort would be.
+	var ip netip.Addr
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		ip = ap.Addr()
+	} else if ip, err = netip.ParseAddr(addr); err != nil {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return addr
+		}
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return host
+		}
 	}
-	ip, err := netip.ParseAddr(host)
 	switch {
-	case err != nil:
-		return host
 	case ip.Is4In6():
 		return ip.Unmap().String()
 	case ip.Is6():
