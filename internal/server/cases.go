@@ -19,6 +19,7 @@ type CasesConfig struct {
 	CategoriesFile  string        `koanf:"categories_file" help:"case categories YAML adding to or replacing the shipped table by code (codes, names, route, time limits, device types, rules)"`
 	KeepClosed      time.Duration `koanf:"keep_closed" help:"how long a closed or voided case stays in memory and in the case list; older ones are read from ClickHouse by id"`
 	DuplicateRadius float64       `koanf:"duplicate_radius" help:"metres within which an open case of the same category is a possible duplicate at registration"`
+	TickEvery       time.Duration `koanf:"tick_every" help:"how often the case loop checks deadlines and self-verification"`
 	RemindBefore    time.Duration `koanf:"remind_before" help:"how long before a deadline the first reminder goes out"`
 	RemindEvery     time.Duration `koanf:"remind_every" help:"interval of the reminders after a deadline passed"`
 	MaxReminders    int           `koanf:"max_reminders" help:"reminders of one deadline at most"`
@@ -30,7 +31,7 @@ type CasesConfig struct {
 
 // defaults of the cases.* keys.
 func (c *CasesConfig) defaults() {
-	c.KeepClosed = cases.DefaultKeepClosed
+	c.KeepClosed, c.TickEvery = cases.DefaultKeepClosed, cases.DefaultTickEvery
 	c.DuplicateRadius = cases.DefaultDuplicateRadius
 	c.RemindBefore, c.RemindEvery = cases.DefaultRemindBefore, cases.DefaultRemindEvery
 	c.MaxReminders = cases.DefaultMaxReminders
@@ -43,7 +44,7 @@ func (c *CasesConfig) validate(bad func(key, format string, args ...any), minSec
 	if _, _, err := c.load(); err != nil {
 		bad("cases", "%v", err)
 	}
-	for key, v := range map[string]time.Duration{"cases.keep_closed": c.KeepClosed, "cases.remind_before": c.RemindBefore,
+	for key, v := range map[string]time.Duration{"cases.keep_closed": c.KeepClosed, "cases.tick_every": c.TickEvery, "cases.remind_before": c.RemindBefore,
 		"cases.remind_every": c.RemindEvery, "cases.escalate_after": c.EscalateAfter, "cases.clear_for": c.ClearFor} {
 		if v <= 0 {
 			bad(key, "must be > 0")
@@ -129,6 +130,7 @@ func (s *Server) startCases(ctx context.Context) error {
 		Locate:          s.locateGrid,
 		DuplicateRadius: cfg.DuplicateRadius,
 		KeepClosed:      cfg.KeepClosed,
+		TickEvery:       cfg.TickEvery,
 		RemindBefore:    cfg.RemindBefore,
 		RemindEvery:     cfg.RemindEvery,
 		MaxReminders:    cfg.MaxReminders,
