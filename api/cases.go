@@ -279,6 +279,9 @@ func (s *Server) actOnCase(kind cases.EventKind) http.HandlerFunc {
 		if !s.photosKnown(w, req.Evidence) {
 			return
 		}
+		if kind == cases.EventDispatch && req.Unit != "" && !s.knownUnit(w, req.Unit) {
+			return
+		}
 		p := principalFrom(r.Context())
 		if req.Grid != "" && !p.sees(req.Grid) {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("grid %q is outside this token's scope", req.Grid))

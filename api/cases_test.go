@@ -18,6 +18,7 @@ import (
 	"github.com/gridwatch/gridwatch/alerts/notify"
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/cases/casestest"
+	"github.com/gridwatch/gridwatch/devices"
 )
 
 // Grids of the case tests: one inside the D01 scope of the scoped tokens,
@@ -71,7 +72,8 @@ func newCaseEnv(t *testing.T) *caseEnv {
 	svc := newCaseService(t, &casestest.Store{})
 	// A second server over the same tokens, with the case parts.
 	s := &Server{Store: env.api.Store, Lookup: env.api.Lookup, AdminToken: env.api.AdminToken, Tokens: env.api.Tokens,
-		Cases: svc, Photos: &cases.Photos{Dir: t.TempDir()}, HotlineSecret: hotlineSecret}
+		Cases: svc, Photos: &cases.Photos{Dir: t.TempDir()}, HotlineSecret: hotlineSecret,
+		Registry: fakeRegistry{units: []devices.Unit{{Code: "U-WATER"}, {Code: "U-CITY"}}}}
 	env.api = s
 	env.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(env.srv.Close)
@@ -275,6 +277,13 @@ func TestCaseReportAndActions(t *testing.T) {
 	code, body = env.call(t, http.MethodPost, "/api/v1/cases/"+dup.ID+"/register", "tok-dispatcher", `{"version":1}`)
 	if code != http.StatusUnprocessableEntity || !strings.Contains(body, `"duplicate"`) || !strings.Contains(body, c.ID) {
 		t.Errorf("register of a duplicate: %d %s", code, body)
+	}
+	reg := env.drive(t, dup.ID, cases.Action{Kind: cases.EventRegister, Force: true})
+	for unit, want := range map[string]int{"U-NOWHERE": http.StatusUnprocessableEntity, "U-CITY": http.StatusOK} {
+		code, body := env.call(t, http.MethodPost, "/api/v1/cases/"+dup.ID+"/dispatch", "tok-dispatcher", fmt.Sprintf(`{"version":%d,"unit":%q}`, reg.Version, unit))
+		if code != want {
+			t.Errorf("dispatch to %s: %d %s, want %d", unit, code, body, want)
+		}
 	}
 	if code, body := env.call(t, http.MethodPost, "/api/v1/cases", "tok-reporter", `{"category":"`+waterCover+`","grid":"`+gridOut+`"}`); code != http.StatusForbidden {
 		t.Errorf("report outside the scope: %d %s", code, body)

@@ -39,18 +39,23 @@ func inForce(c *Case) []deadline {
 // event when it passes, reminders every RemindEvery after (MaxReminders in
 // all), and escalation EscalateAfter it; an overdue event when the closing
 // deadline passes; and the self-verification of a handled sensor case
-// whose condition stayed clear for ClearFor. The deadline loop calls it
+// whose condition stayed clear for ClearFor. It forgets the cases closed
+// for longer than KeepClosed. The deadline loop calls it
 // every TickEvery; a failed save is retried at the next tick.
 func (s *Service) Tick(ctx context.Context) {
 	now := s.Now()
-	s.mu.RLock()
+	s.mu.Lock()
 	var due []*entry
-	for _, en := range s.cases {
+	for id, en := range s.cases {
+		if !en.c.Open() && en.c.Updated.Before(now.Add(-s.KeepClosed)) {
+			s.forgetLocked(id, &en.c)
+			continue
+		}
 		if c := en.c.Clone(); len(s.systemEvents(&c, en.clearSince, now)) > 0 {
 			due = append(due, en)
 		}
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	for _, en := range due {
 		if ctx.Err() != nil {
 			return
@@ -67,6 +72,17 @@ func (s *Service) Tick(ctx context.Context) {
 			}
 		}
 		en.act.Unlock()
+	}
+}
+
+// forgetLocked drops a case closed for longer than KeepClosed from memory
+// (Get reads it from the Store). Called with mu held.
+func (s *Service) forgetLocked(id string, c *Case) {
+	delete(s.cases, id)
+	for _, o := range append([]string{c.Origin}, c.Joined...) {
+		if k := originKey(c.Source, o); o != "" && s.origins[k] == id {
+			delete(s.origins, k)
+		}
 	}
 }
 

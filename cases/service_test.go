@@ -564,3 +564,25 @@ func TestListFiltersAndPages(t *testing.T) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 }
+
+// TestClosedCasesLeaveMemory checks that a case closed for longer than
+// KeepClosed leaves the list but is still found by id, from the Store.
+func TestClosedCasesLeaveMemory(t *testing.T) {
+	store, clk := &casestest.Store{}, &clock{t: t0}
+	s := newService(t, store, clk)
+	c := report(t, s, 39.9)
+	do(t, s, c.ID, cases.Action{Kind: cases.EventVoid, Actor: dispatch, Note: "prank"})
+	clk.Add(cases.DefaultKeepClosed - time.Minute)
+	s.Tick(context.Background())
+	if p, _ := s.List(cases.Filter{}); len(p.Cases) != 1 {
+		t.Fatalf("before KeepClosed: %d cases listed", len(p.Cases))
+	}
+	clk.Add(2 * time.Minute)
+	s.Tick(context.Background())
+	if p, _ := s.List(cases.Filter{}); len(p.Cases) != 0 {
+		t.Fatalf("after KeepClosed: %d cases listed", len(p.Cases))
+	}
+	if got, evs, err := s.Get(context.Background(), c.ID); err != nil || got.Status != cases.StatusVoided || len(evs) != 2 {
+		t.Fatalf("get after KeepClosed: %+v %d %v", got, len(evs), err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,11 @@ func TestCaseActionsSurviveKill(t *testing.T) {
 		t.Skip("fault test: skipped under -short")
 	}
 	addr, database := storagetest.Database(t)
-	gw := newGridwatchProcess(t, addr, database, e2eDevices(t, 1))
+	units := filepath.Join(t.TempDir(), "units.yaml")
+	if err := os.WriteFile(units, []byte("- {code: U-WATER, name: water bureau, categories: [water]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := newGridwatchProcess(t, addr, database, e2eDevices(t, 1), "--units.file", units)
 	db, err := storage.Open(context.Background(), storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}, nil)
 	if err != nil {
 		t.Fatal(err)
