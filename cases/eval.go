@@ -51,8 +51,9 @@ type Tally struct {
 	// those closed by the closing deadline.
 	Closed       int `json:"closed"`
 	ClosedOnTime int `json:"closed_on_time"`
-	// Overdue counts assignments that missed any deadline (a late sign-for,
-	// handle report or closure, or an overdue event), each once.
+	// Overdue counts the accountable assignments (not misrouted, not
+	// withdrawn) that missed any deadline (a late sign-for, handle report
+	// or closure, or an overdue event), each once.
 	Overdue int `json:"overdue"`
 	// SatisfactionSum and SatisfactionN add up the evaluations (1..5).
 	SatisfactionSum int `json:"satisfaction_sum"`

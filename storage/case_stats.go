@@ -97,7 +97,8 @@ func (db *DB) CaseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 	}
 	query := "SELECT key, grid, count(), countIf(returned AND next_unit != unit), countIf(returned AND next_unit = unit)," +
 		" countIf(withdrawn), countIf(signed), countIf(signed AND sign_ok), countIf(handled), countIf(handled AND handle_ok)," +
-		" countIf(reworks > 0), sum(reworks), countIf(extended), countIf(closed), countIf(closed AND close_ok), countIf(overdue)," +
+		" countIf(reworks > 0), sum(reworks), countIf(extended), countIf(closed), countIf(closed AND close_ok)," +
+		" countIf(overdue AND NOT (returned AND next_unit != unit) AND NOT withdrawn)," +
 		" sum(sat_sum), sum(sat_n), sumIf(sign_t - dispatched, signed), sumIf(handle_t - dispatched, handled)" +
 		" FROM (" + db.caseAssignments(keyExpr, from.UnixMilli(), to.UnixMilli()) + ") GROUP BY key, grid"
 	rows, err := db.conn.Query(ctx, query)

@@ -116,6 +116,10 @@ func TestCaseTallies(t *testing.T) {
 		newCase("E", "G2", march.Add(3*h)).dispatch(0, "U1", "disp1").add(31*m, cases.EventOverdue, "system", 0, 0),
 		// F: voided while with U1.
 		newCase("F", "G2", march.Add(4*h)).dispatch(0, "U1", "disp1").add(5*m, cases.EventVoid, "op", 0, 0),
+		// H: overdue at U1 before U1 returned it as misrouted: not held
+		// against U1.
+		newCase("H", "G2", march.Add(6*h)).dispatch(0, "U1", "disp1").add(31*m, cases.EventOverdue, "system", 30*m, 0).
+			add(40*m, cases.EventReturn, "u1", 0, 0).dispatch(45*m, "U2", "disp2").add(50*m, cases.EventSign, "u2", 75*m, 0),
 		// G: a sign-for whose save was refused, replaced by a note.
 		newCase("G", "G1", march.Add(5*h)).dispatch(0, "U2", "disp2").add(5*m, cases.EventSign, "u2", 30*m, 0).
 			replace(6*m, cases.EventNote, "u2"),
@@ -131,11 +135,11 @@ func TestCaseTallies(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []cases.Tally{
-		{Key: "U1", Received: 4, Misrouted: 1, Withdrawn: 1, Signed: 1, SignedOnTime: 1, Handled: 1, HandledOnTime: 1,
+		{Key: "U1", Received: 5, Misrouted: 2, Withdrawn: 1, Signed: 1, SignedOnTime: 1, Handled: 1, HandledOnTime: 1,
 			Closed: 1, ClosedOnTime: 1, Overdue: 1, SatisfactionSum: 5, SatisfactionN: 1, SignTime: 9 * m, HandleTime: 2*h - m},
-		{Key: "U2", Received: 4, WrongReturns: 1, Signed: 2, SignedOnTime: 1, Handled: 2, HandledOnTime: 2, Reworked: 1, Reworks: 1,
+		{Key: "U2", Received: 5, WrongReturns: 1, Signed: 3, SignedOnTime: 2, Handled: 2, HandledOnTime: 2, Reworked: 1, Reworks: 1,
 			Extended: 1, Closed: 1, ClosedOnTime: 1, Overdue: 1, SatisfactionSum: 2, SatisfactionN: 1,
-			SignTime: 40*m + 10*m, HandleTime: (6*h - 10*m) + (20*h - 20*m)},
+			SignTime: 40*m + 10*m + 5*m, HandleTime: (6*h - 10*m) + (20*h - 20*m)},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("tallies %+v", got)
@@ -150,27 +154,28 @@ func TestCaseTallies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(byDisp) != 2 || byDisp[0].Key != "disp1" || byDisp[0].Received != 4 || byDisp[0].Misrouted != 1 ||
-		byDisp[1].Key != "disp2" || byDisp[1].Received != 4 || byDisp[1].Misrouted != 0 || byDisp[1].WrongReturns != 1 {
+	if len(byDisp) != 2 || byDisp[0].Key != "disp1" || byDisp[0].Received != 5 || byDisp[0].Misrouted != 2 ||
+		byDisp[1].Key != "disp2" || byDisp[1].Received != 5 || byDisp[1].Misrouted != 0 || byDisp[1].WrongReturns != 1 {
 		t.Errorf("dispatcher tallies %+v", byDisp)
 	}
 	byGrid, err := db.CaseTallies(context.Background(), storage.CaseStatsByGrid, from, to, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(byGrid) != 2 || byGrid[0].Key != "G1" || byGrid[0].Received != 4 || byGrid[1].Key != "G2" || byGrid[1].Received != 4 {
+	if len(byGrid) != 2 || byGrid[0].Key != "G1" || byGrid[0].Received != 4 || byGrid[1].Key != "G2" || byGrid[1].Received != 6 {
 		t.Errorf("grid tallies %+v", byGrid)
 	}
 	if _, err := db.CaseTallies(context.Background(), "colour", from, to, nil); err == nil {
 		t.Error("a bad grouping was accepted")
 	}
-	// A scope of grid G2 keeps U2's assignments there only: C twice.
+	// A scope of grid G2 keeps the assignments there only: C twice and H
+	// for U2; E, F and H for U1.
 	scoped, err := db.CaseTallies(context.Background(), storage.CaseStatsByUnit, from, to, func(g string) bool { return g == "G2" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(scoped) != 2 || scoped[1].Key != "U2" || scoped[1].Received != 2 || scoped[1].WrongReturns != 1 || scoped[1].Extended != 1 ||
-		scoped[0].Key != "U1" || scoped[0].Received != 2 || scoped[0].Overdue != 1 || scoped[0].Withdrawn != 1 {
+	if len(scoped) != 2 || scoped[1].Key != "U2" || scoped[1].Received != 3 || scoped[1].WrongReturns != 1 || scoped[1].Extended != 1 ||
+		scoped[0].Key != "U1" || scoped[0].Received != 3 || scoped[0].Overdue != 1 || scoped[0].Withdrawn != 1 {
 		t.Errorf("scoped tallies %+v", scoped)
 	}
 
@@ -185,7 +190,7 @@ func TestCaseTallies(t *testing.T) {
 	// D's dispatch falls in February, its closure in March; A's retried
 	// events count once. G's refused sign-for counts beside the note that
 	// replaced it (CaseActions documents it).
-	if n["disp1/dispatch"] != 4 || n["disp2/dispatch"] != 4 || n["u1/sign"] != 1 || n["u1/return"] != 1 || n["op/close"] != 3 || n["sup/verify_pass"] != 2 || n["u2/sign"] != 3 {
+	if n["disp1/dispatch"] != 5 || n["disp2/dispatch"] != 5 || n["u1/sign"] != 1 || n["u1/return"] != 2 || n["op/close"] != 3 || n["sup/verify_pass"] != 2 || n["u2/sign"] != 4 {
 		t.Errorf("actions %v", n)
 	}
 }
