@@ -22,6 +22,10 @@ const TopicPrefix = "devices/"
 // alerts/{grid}/{severity}.
 const AlertTopicPrefix = "alerts/"
 
+// ScoreTopicPrefix is the prefix of the units' daily score notices
+// (cases/scores/{unit}); staff tokens of the whole city may read them.
+const ScoreTopicPrefix = "cases/scores/"
+
 // authHook lets in registered devices whose client id, username and
 // credentials agree, and keeps each of them inside its own topics: it
 // publishes only under devices/{id}/ and subscribes only under
@@ -71,8 +75,12 @@ func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.scopes.Del
 // staffACL lets a staff client read alert notifications of its scope: it
 // may subscribe under alerts/ (a wildcard grid level included) and is
 // delivered only the alerts/{grid}/... topics whose grid lies in its
-// scope. It never publishes.
+// scope. A client of the whole city may also read the score notices. It
+// never publishes.
 func (h *authHook) staffACL(scope, topic string, write bool) bool {
+	if !write && scope == "" && strings.HasPrefix(topic, ScoreTopicPrefix) {
+		return true
+	}
 	rest, ok := strings.CutPrefix(topic, AlertTopicPrefix)
 	grid, _, _ := strings.Cut(rest, "/")
 	if ok && !write && (scope == "" || grid == "+" || grid == "#" || h.inScope(scope, grid)) {

@@ -77,6 +77,8 @@ func TestStaffSubscribers(t *testing.T) {
 		{mgr, "alerts/#", true, &mgrGot},
 		{mgr, "devices/aq-1/#", false, &mgrGot},
 		{chief, "alerts/+/major", true, &chiefGot},
+		{chief, "cases/scores/#", true, &chiefGot},
+		{mgr, "cases/scores/#", false, &mgrGot},
 	} {
 		tok := sub.c.Subscribe(sub.filter, 1, sub.got.add)
 		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
@@ -93,17 +95,17 @@ func TestStaffSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	forger.Publish("alerts/D01/major", 1, false, "forged").WaitTimeout(time.Second)
-	for _, topic := range []string{"alerts/D02-S01/major", "alerts/D01-S01-G01/major"} {
+	for _, topic := range []string{"alerts/D02-S01/major", "alerts/D01-S01-G01/major", "cases/scores/water"} {
 		if err := b.Publish(topic, []byte(`{}`), false, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "both alerts at the unscoped subscriber", func() bool { return len(chiefGot.snapshot()) >= 2 })
+	waitFor(t, "both alerts and the score at the unscoped subscriber", func() bool { return len(chiefGot.snapshot()) >= 3 })
 	waitFor(t, "the alert of its scope at the scoped subscriber", func() bool { return len(mgrGot.snapshot()) >= 1 })
-	if got := chiefGot.snapshot(); !slices.Equal(got, []string{"alerts/D02-S01/major", "alerts/D01-S01-G01/major"}) {
-		t.Errorf("unscoped subscriber got %v; want both alerts and no forged one", got)
+	if got := chiefGot.snapshot(); !slices.Equal(got, []string{"alerts/D02-S01/major", "alerts/D01-S01-G01/major", "cases/scores/water"}) {
+		t.Errorf("unscoped subscriber got %v; want both alerts, the score notice and no forged one", got)
 	}
 	if got := mgrGot.snapshot(); !slices.Equal(got, []string{"alerts/D01-S01-G01/major"}) {
-		t.Errorf("D01 subscriber got %v; want the D01 alert only", got)
+		t.Errorf("D01 subscriber got %v; want the D01 alert only (no score notice)", got)
 	}
 }
