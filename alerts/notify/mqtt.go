@@ -31,14 +31,19 @@ type MQTT struct {
 // characters MQTT reserves (/ + #) in a grid code become underscores, so a
 // code never adds a topic level or a wildcard.
 func Topic(a alerts.Alert) string {
-	grid := strings.Map(func(r rune) rune {
+	return "alerts/" + TopicLevel(a.Grid) + "/" + a.Severity.String()
+}
+
+// TopicLevel returns s as one topic level: the characters MQTT reserves
+// (/ + #) become underscores.
+func TopicLevel(s string) string {
+	return strings.Map(func(r rune) rune {
 		switch r {
 		case '/', '+', '#':
 			return '_'
 		}
 		return r
-	}, a.Grid)
-	return "alerts/" + grid + "/" + a.Severity.String()
+	}, s)
 }
 
 // setDefaults fills in the unset fields once.
