@@ -155,7 +155,7 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 func (s *Server) exportDevices(w http.ResponseWriter, r *http.Request) {
 	sel := s.selectDevices(r)
 	for i := range sel {
-		sel[i].Secret, sel[i].RTSPUser, sel[i].RTSPPassword = "", "", ""
+		sel[i].Secret, sel[i].RTSPUser, sel[i].RTSPPassword, sel[i].SIPPassword = "", "", "", ""
 		sel[i].Name = cell(sel[i].Name)
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")

@@ -79,7 +79,7 @@ func TestDeviceGridAndUnitEndpoints(t *testing.T) {
 		{scoped, "/api/v1/devices/aq-1", 404, []string{`not_found`}, nil}, // outside its scope
 		{scoped, "/api/v1/devices/wl-1", 200, []string{`"id":"wl-1"`}, nil},
 		{viewer, "/api/v1/devices/export.csv", 200,
-			[]string{"id,type,grid,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url\n", "aq-1,air_quality,D01-S01-G01,,,Station 1,,,,\n", "cam-1,camera,D01-S01-G02,,,,,,rtsp://10.0.0.1/live,\n"}, nil},
+			[]string{"id,type,grid,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url,sip_password\n", "aq-1,air_quality,D01-S01-G01,,,Station 1,,,,,\n", "cam-1,camera,D01-S01-G02,,,,,,rtsp://10.0.0.1/live,,\n"}, nil},
 		{scoped, "/api/v1/devices/export.csv", 200, []string{"wl-1,water_level"}, []string{"aq-1"}},
 		{viewer, "/api/v1/grids", 200, []string{`{"code":"D01","level":"district"}`, `{"code":"D01-S01","level":"street","parent":"D01"}`}, []string{`"geometry"`}},
 		{viewer, "/api/v1/grids?level=street", 200, []string{`"D01-S01"`}, []string{`"D02"`}},

@@ -12,6 +12,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/gridwatch/gridwatch/internal/strikes"
 )
 
 // Limits bound what one client or one source address may cost the broker.
@@ -111,42 +113,6 @@ func limit(r float64) rate.Limit {
 // idle entries: the tables stay bounded by the recently active keys.
 const sweepEvery = 1024
 
-// strikes bans a key once it has max events within window, for ban.
-type strikes struct {
-	max         int
-	window, ban time.Duration
-}
-
-// strikeEntry is one key's recent events and ban.
-type strikeEntry struct {
-	at          []time.Time // within the window
-	bannedUntil time.Time
-}
-
-// banned reports whether e is banned at now; a nil e is a key without
-// events.
-func (e *strikeEntry) banned(now time.Time) bool { return e != nil && now.Before(e.bannedUntil) }
-
-// add records an event at now and reports whether it started a ban.
-func (s strikes) add(e *strikeEntry, now time.Time) bool {
-	cut := 0
-	for cut < len(e.at) && now.Sub(e.at[cut]) > s.window {
-		cut++
-	}
-	e.at = append(e.at[cut:], now)
-	if len(e.at) < s.max {
-		return false
-	}
-	e.bannedUntil, e.at = now.Add(s.ban), nil
-	return true
-}
-
-// idle reports whether e is neither banned nor has events within the
-// window at now, so that forgetting it changes nothing.
-func (s strikes) idle(e *strikeEntry, now time.Time) bool {
-	return !e.banned(now) && (len(e.at) == 0 || now.Sub(e.at[len(e.at)-1]) > s.window)
-}
-
 // addrID is a client id connecting from a source address.
 type addrID struct{ addr, id string }
 
@@ -173,20 +139,20 @@ func failureKey(cl *mqtt.Client) addrID {
 // QoS 1 or 2 gets reason code 0x97 (quota exceeded).
 type limitHook struct {
 	mqtt.HookBase
-	limits        Limits
-	flap, failure strikes
-	server        *mqtt.Server
-	pending       *pendingConnects
-	metrics       *metrics
-	logger        *slog.Logger
-	now           func() time.Time
+	limits  Limits
+	server  *mqtt.Server
+	pending *pendingConnects
+	metrics *metrics
+	logger  *slog.Logger
+	now     func() time.Time
 
-	mu       sync.Mutex
-	perIP    map[string]*ipEntry
-	perID    map[string]*strikeEntry // flapping, by client id
-	failures map[addrID]*strikeEntry // failed logins
-	inserts  int
-	clients  sync.Map // client *mqtt.Client -> *clientLimiter
+	perID    *strikes.Table[string] // flapping, by client id
+	failures *strikes.Table[addrID] // failed logins
+
+	mu      sync.Mutex
+	perIP   map[string]*ipEntry
+	inserts int
+	clients sync.Map // client *mqtt.Client -> *clientLimiter
 }
 
 type ipEntry struct {
@@ -205,11 +171,9 @@ func newLimitHook(l Limits, server *mqtt.Server, m *metrics, logger *slog.Logger
 	}
 	return &limitHook{limits: l, server: server, metrics: m, logger: logger, now: time.Now,
 		pending:  newPendingConnects(maxPending, m.limited.WithLabelValues("pending_connects")),
-		flap:     strikes{max: l.FlapConnects, window: l.FlapWindow, ban: l.FlapBan},
-		failure:  strikes{max: l.AuthFailures, window: l.AuthFailureWindow, ban: l.AuthFailureBan},
-		perIP:    make(map[string]*ipEntry),
-		perID:    make(map[string]*strikeEntry),
-		failures: make(map[addrID]*strikeEntry)}
+		perID:    strikes.NewTable[string](strikes.Rule{Max: l.FlapConnects, Window: l.FlapWindow, Ban: l.FlapBan}),
+		failures: strikes.NewTable[addrID](strikes.Rule{Max: l.AuthFailures, Window: l.AuthFailureWindow, Ban: l.AuthFailureBan}),
+		perIP:    make(map[string]*ipEntry)}
 }
 
 func (h *limitHook) ID() string { return "gridwatch-limits" }
@@ -348,9 +312,9 @@ func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	switch {
 	case !e.lim.AllowN(now, 1):
 		reason = "conn_rate"
-	case h.failures[failureKey(cl)].banned(now):
+	case h.failures.Banned(failureKey(cl), now):
 		reason = "auth_failure_ban"
-	case h.perID[cl.ID].banned(now):
+	case h.perID.Banned(cl.ID, now):
 		reason = "flapping_ban"
 	}
 	h.mu.Unlock()
@@ -371,17 +335,7 @@ func (h *limitHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 // towards its flapping ban; the connect that starts the ban is let in, the
 // next ones are refused by OnConnect.
 func (h *limitHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
-	now := h.now()
-	h.mu.Lock()
-	f, ok := h.perID[cl.ID]
-	if !ok {
-		f = &strikeEntry{}
-		h.perID[cl.ID] = f
-		h.sweepLocked(now)
-	}
-	banned := h.flap.add(f, now)
-	h.mu.Unlock()
-	if banned {
+	if h.perID.Add(cl.ID, h.now()) {
 		h.logger.Warn("mqtt client id banned for flapping", "client", cl.ID, "remote", cl.Net.Remote,
 			"connects", h.limits.FlapConnects, "window", h.limits.FlapWindow, "ban", h.limits.FlapBan)
 	}
@@ -390,18 +344,8 @@ func (h *limitHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // authFailed counts a failed login towards the ban of its (address, client
 // id) pair.
 func (h *limitHook) authFailed(cl *mqtt.Client) {
-	now := h.now()
 	k := failureKey(cl)
-	h.mu.Lock()
-	f, ok := h.failures[k]
-	if !ok {
-		f = &strikeEntry{}
-		h.failures[k] = f
-		h.sweepLocked(now)
-	}
-	banned := h.failure.add(f, now)
-	h.mu.Unlock()
-	if banned {
+	if h.failures.Add(k, h.now()) {
 		h.logger.Warn("mqtt logins banned after failures", "client", k.id, "remote", k.addr,
 			"failures", h.limits.AuthFailures, "window", h.limits.AuthFailureWindow, "ban", h.limits.AuthFailureBan)
 	}
@@ -415,16 +359,6 @@ func (h *limitHook) sweepLocked(now time.Time) {
 	for ip, e := range h.perIP {
 		if now.Sub(e.last) > time.Minute {
 			delete(h.perIP, ip)
-		}
-	}
-	for id, f := range h.perID {
-		if h.flap.idle(f, now) {
-			delete(h.perID, id)
-		}
-	}
-	for k, f := range h.failures {
-		if h.failure.idle(f, now) {
-			delete(h.failures, k)
 		}
 	}
 }

@@ -14,7 +14,11 @@ import (
 
 // csvColumns are the columns of the registry CSV format, in the order
 // WriteCSV emits them. id, type and grid are required in the header.
-var csvColumns = []string{"id", "type", "grid", "lat", "lon", "name", "install_date", "secret", "rtsp_url", "rtsp_sub_url"}
+var csvColumns = []string{"id", "type", "grid", "lat", "lon", "name", "install_date", "secret", "rtsp_url", "rtsp_sub_url", "sip_password"}
+
+// maxSIPPasswordLen bounds a GB/T 28181 SIP password (devices take at most
+// 32 or 64 characters).
+const maxSIPPasswordLen = 128
 
 // maxIDLen bounds device ids and grid codes: they appear in MQTT topics and
 // every telemetry row.
@@ -188,6 +192,14 @@ func parseRow(field func(string) string, locate func(lat, lon float64) (string, 
 			d.RTSPUser, d.RTSPPassword = user, pass
 		}
 	}
+	if d.SIPPassword = field("sip_password"); d.SIPPassword != "" {
+		if len(d.SIPPassword) > maxSIPPasswordLen {
+			return d, fmt.Sprintf("sip_password is longer than %d characters", maxSIPPasswordLen)
+		}
+		if IsSealed(d.SIPPassword) {
+			return d, "sip_password must not start with " + sealedPrefix
+		}
+	}
 	if d.Grid == "" {
 		if d.Lat == 0 && d.Lon == 0 {
 			return d, "grid is empty and there are no coordinates to place the device"
@@ -249,7 +261,7 @@ func WriteCSV(w io.Writer, devs []Device) error {
 	}
 	for _, d := range devs {
 		rec := []string{d.ID, d.Type, d.Grid, formatCoord(d.Lat, d.Lon, d.Lat), formatCoord(d.Lat, d.Lon, d.Lon),
-			d.Name, d.InstallDate, d.Secret, joinRTSPURL(d.RTSPURL, d), joinRTSPURL(d.RTSPSubURL, d)}
+			d.Name, d.InstallDate, d.Secret, joinRTSPURL(d.RTSPURL, d), joinRTSPURL(d.RTSPSubURL, d), d.SIPPassword}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

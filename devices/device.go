@@ -41,6 +41,12 @@ type Device struct {
 	// and loads it sealed (SecretBox), and only the prober opens it.
 	RTSPUser     string `json:"-"`
 	RTSPPassword string `json:"-"`
+	// SIPPassword is the GB/T 28181 device's SIP digest password, for
+	// devices and lower platforms that register over SIP with the device
+	// id as username. Digest authentication needs the plain text, so it is
+	// sealed (SecretBox) rather than hashed: plain as read from an import
+	// file, sealed in the registry, opened only by the registrar.
+	SIPPassword string `json:"-"`
 }
 
 // HasSecret reports whether d has credentials a device could log in with.

@@ -25,7 +25,7 @@ const (
 )
 
 // deviceDoc is a device as stored: everything but the plain secret, the
-// RTSP password sealed (devices.SecretBox).
+// RTSP and SIP passwords sealed (devices.SecretBox).
 type deviceDoc struct {
 	ID              string    `json:"id"`
 	Type            string    `json:"type"`
@@ -41,6 +41,7 @@ type deviceDoc struct {
 	RTSPSubURL      string    `json:"rtsp_sub_url,omitempty"`
 	RTSPUser        string    `json:"rtsp_user,omitempty"`
 	RTSPPassword    string    `json:"rtsp_password,omitempty"`
+	SIPPassword     string    `json:"sip_password,omitempty"`
 }
 
 // gridDoc is a grid as stored, its geometry as GeoJSON.
@@ -75,20 +76,23 @@ func (db *DB) SaveDevices(ctx context.Context, devs []devices.Device) error {
 	return db.UpsertDevices(ctx, devs)
 }
 
-// SealSecrets returns d with its RTSP password sealed with Options.Secrets;
-// a sealed one is kept as it is. Sealing is deterministic, so a device
-// imported twice compares equal to the stored one.
+// SealSecrets returns d with its RTSP and SIP passwords sealed with
+// Options.Secrets; sealed ones are kept as they are. Sealing is
+// deterministic, so a device imported twice compares equal to the stored
+// one.
 func (db *DB) SealSecrets(d devices.Device) (devices.Device, error) {
-	if d.RTSPPassword == "" || devices.IsSealed(d.RTSPPassword) {
-		return d, nil
-	}
-	if db.opts.Secrets == nil {
-		if db.opts.NoSecrets != nil {
-			return d, fmt.Errorf("%w: device %s: %w", ErrNoSecretKey, d.ID, db.opts.NoSecrets)
+	for _, p := range []*string{&d.RTSPPassword, &d.SIPPassword} {
+		if *p == "" || devices.IsSealed(*p) {
+			continue
 		}
-		return d, fmt.Errorf("%w: device %s", ErrNoSecretKey, d.ID)
+		if db.opts.Secrets == nil {
+			if db.opts.NoSecrets != nil {
+				return d, fmt.Errorf("%w: device %s: %w", ErrNoSecretKey, d.ID, db.opts.NoSecrets)
+			}
+			return d, fmt.Errorf("%w: device %s", ErrNoSecretKey, d.ID)
+		}
+		*p = db.opts.Secrets.Seal(d.ID, *p)
 	}
-	d.RTSPPassword = db.opts.Secrets.Seal(d.ID, d.RTSPPassword)
 	return d, nil
 }
 
@@ -129,6 +133,7 @@ func docOf(d devices.Device) deviceDoc {
 		ID: d.ID, Type: d.Type, Grid: d.Grid, Lat: d.Lat, Lon: d.Lon, Name: d.Name, InstallDate: d.InstallDate,
 		SecretHash: d.SecretHash, PrevSecretHash: d.PrevSecretHash, PrevSecretUntil: d.PrevSecretUntil,
 		RTSPURL: d.RTSPURL, RTSPSubURL: d.RTSPSubURL, RTSPUser: d.RTSPUser, RTSPPassword: d.RTSPPassword,
+		SIPPassword: d.SIPPassword,
 	}
 }
 
@@ -138,6 +143,7 @@ func (d deviceDoc) device() devices.Device {
 		ID: d.ID, Type: d.Type, Grid: d.Grid, Lat: d.Lat, Lon: d.Lon, Name: d.Name, InstallDate: d.InstallDate,
 		SecretHash: d.SecretHash, PrevSecretHash: d.PrevSecretHash, PrevSecretUntil: d.PrevSecretUntil,
 		RTSPURL: d.RTSPURL, RTSPSubURL: d.RTSPSubURL, RTSPUser: d.RTSPUser, RTSPPassword: d.RTSPPassword,
+		SIPPassword: d.SIPPassword,
 	}
 }
 

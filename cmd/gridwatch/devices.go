@@ -49,7 +49,7 @@ func gridsCommand() *cobra.Command {
 func devicesImportCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import FILE.csv",
-		Short: "Import devices and cameras from CSV (id,type,grid[,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url])",
+		Short: "Import devices and cameras from CSV (id,type,grid[,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url,sip_password])",
 		Long: "Import devices; every row is validated and rejected rows are listed with their line and reason.\n" +
 			"Re-importing updates devices and never duplicates them; a row without a secret keeps the stored one.\n" +
 			"A device with coordinates and an empty grid is placed in the grid cell containing it.\n" + configHelp,
@@ -152,7 +152,7 @@ func devicesExportCommand() *cobra.Command {
 					return err
 				}
 				for i := range devs {
-					devs[i].RTSPUser, devs[i].RTSPPassword = "", "" // loaded devices hold secret hashes only
+					devs[i].RTSPUser, devs[i].RTSPPassword, devs[i].SIPPassword = "", "", "" // loaded devices hold secret hashes only
 				}
 				return devices.WriteCSV(cmd.OutOrStdout(), devs)
 			case "geojson":

@@ -102,7 +102,7 @@ type Config struct {
 		MemoryLimit           int           `koanf:"memory_limit" help:"soft memory limit of the process in bytes (Go GC target); 0 leaves it unset"`
 	} `koanf:"ingest"`
 	Devices struct {
-		File           string        `koanf:"file" help:"devices CSV file (id,type,grid[,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url]) imported at start"`
+		File           string        `koanf:"file" help:"devices CSV file (id,type,grid[,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url,sip_password]) imported at start"`
 		ReloadInterval time.Duration `koanf:"reload_interval" help:"how often the server checks ClickHouse for registry changes made by 'gridwatch devices import'"`
 	} `koanf:"devices"`
 	Secrets struct {

@@ -212,8 +212,8 @@ type ImportStats struct {
 
 // ImportDevices merges devs into the registry in ClickHouse: new ids are
 // added, known ones updated, identical ones left alone, so importing the
-// same file twice changes nothing. A device without a secret keeps its
-// stored credentials; a secret is hashed (on every core) unless it already
+// same file twice changes nothing. A device without a secret (or RTSP or
+// SIP password) keeps its stored one; a secret is hashed (on every core) unless it already
 // verifies against the stored hash.
 func ImportDevices(ctx context.Context, db *storage.DB, devs []devices.Device) (ImportStats, error) {
 	var st ImportStats
@@ -238,6 +238,9 @@ func ImportDevices(ctx context.Context, db *storage.DB, devs []devices.Device) (
 			d.SecretHash, d.PrevSecretHash, d.PrevSecretUntil = prev.SecretHash, prev.PrevSecretHash, prev.PrevSecretUntil
 			if d.RTSPUser == "" {
 				d.RTSPUser, d.RTSPPassword = prev.RTSPUser, prev.RTSPPassword
+			}
+			if d.SIPPassword == "" {
+				d.SIPPassword = prev.SIPPassword
 			}
 		}
 		if d.Secret == "" {

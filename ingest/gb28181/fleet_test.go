@@ -1,0 +1,104 @@
+package gb28181_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest/gb28181"
+	"github.com/gridwatch/gridwatch/simulators"
+)
+
+// TestThousandDevicesKeepAliveOneFallsSilent registers 1,000 simulated
+// devices (half over UDP, half over TCP) with digest auth, lets them keep
+// alive at a shortened interval, silences one, and waits for it to be
+// offline after three missed keepalives while every other device stays
+// online. GRIDWATCH_TEST_GB_DEVICES changes the count.
+func TestThousandDevicesKeepAliveOneFallsSilent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000 SIP devices: not under -short")
+	}
+	n := 1000
+	if s := os.Getenv("GRIDWATCH_TEST_GB_DEVICES"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 3 s keepalives: a device is offline after 9 s without one, a margin
+	// that a loaded machine's scheduling delays stay far below.
+	const interval = 3 * time.Second
+	devs := make([]devices.Device, n)
+	for i := range devs {
+		devs[i] = camera(simulators.GBDeviceID(realm, i+1), "password-"+strconv.Itoa(i)+"-sim")
+	}
+	tr := startRegistrar(t, devs, func(r *gb28181.Registrar) { r.KeepaliveInterval = interval })
+	fleet := &simulators.GBFleet{}
+	for i := range n {
+		transport := "udp"
+		if i%2 == 1 {
+			transport = "tcp"
+		}
+		fleet.Devices = append(fleet.Devices, tr.device(simulators.GBDeviceID(realm, i+1), "password-"+strconv.Itoa(i)+"-sim", transport))
+	}
+	start := time.Now()
+	if err := fleet.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	t.Logf("%d devices registered in %s", n, time.Since(start).Round(time.Millisecond))
+	online := func() int {
+		c := 0
+		for _, d := range tr.Devices() {
+			if d.Online {
+				c++
+			}
+		}
+		return c
+	}
+	if c := online(); c != n {
+		t.Fatalf("%d of %d devices online after registering", c, n)
+	}
+	waitFor(t, 10*interval, "every device's first keepalive", func() bool {
+		for _, d := range fleet.Devices {
+			if d.Keepalives() < 1 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every device kept alive after %s", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 10*interval, "every device's DeviceInfo", func() bool {
+		for _, d := range tr.Devices() {
+			if d.Info.Model == "" {
+				return false
+			}
+		}
+		return true
+	})
+	silent := fleet.Devices[n/2]
+	silenced := time.Now()
+	silent.Silence()
+	waitFor(t, 10*interval, "the silent device offline", func() bool {
+		st, ok := tr.Device(silent.ID)
+		return ok && !st.Online
+	})
+	t.Logf("the silent device went offline %s after its silence (3 × %s)", time.Since(silenced).Round(time.Millisecond), interval)
+	if since := time.Since(silenced); since < 2*interval {
+		t.Fatalf("offline %s after the silence: before 3 keepalives were missed", since)
+	}
+	if c := online(); c != n-1 {
+		t.Fatalf("%d of %d devices online, want all but the silent one", c, n)
+	}
+	if k := tr.log.count(func(p gb28181.Presence) bool { return !p.Online && p.Device != silent.ID }); k != 0 {
+		t.Fatalf("%d other devices went offline", k)
+	}
+	if k := tr.log.count(func(p gb28181.Presence) bool {
+		return !p.Online && p.Device == silent.ID && p.Reason == gb28181.ReasonKeepaliveTimeout
+	}); k != 1 {
+		t.Fatalf("the silent device went offline %d times", k)
+	}
+}

@@ -1,0 +1,57 @@
+package gb28181
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the registrar's Prometheus series. They carry reasons,
+// methods and transports, never device ids, addresses or credentials.
+type metrics struct {
+	responses   *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
+	keepalives  prometheus.Counter
+	transitions *prometheus.CounterVec
+	alarms      prometheus.Counter
+	queries     *prometheus.CounterVec
+	dropped     prometheus.Counter
+	devices     *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_responses_total",
+			Help: "SIP responses the registrar sent, by request method and status code.",
+		}, []string{"method", "code"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_rejected_total",
+			Help: "SIP messages refused, by reason: malformed_sip, bad_device_id, unknown_device, no_password, bad_authorization, wrong_username, wrong_password, auth_failure_ban, not_registered, source_mismatch, bad_content_type, too_large, malformed_manscdp.",
+		}, []string{"reason"}),
+		keepalives: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_keepalives_total",
+			Help: "Keepalive notifications accepted.",
+		}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_transitions_total",
+			Help: "Registered devices going online or offline, by reason.",
+		}, []string{"to", "reason"}),
+		alarms: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_alarms_total",
+			Help: "Alarm notifications accepted.",
+		}),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_queries_total",
+			Help: "Catalog and DeviceInfo queries sent to devices, by command and result (answered: the device's response MESSAGE arrived).",
+		}, []string{"cmd", "result"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_records_dropped_total",
+			Help: "Presence changes and alarms of devices that could not be stored.",
+		}),
+		devices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gridwatch_gb28181_devices",
+			Help: "Registered GB/T 28181 devices, by state (online, offline: registered but silent).",
+		}, []string{"state"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.responses, m.rejected, m.keepalives, m.transitions, m.alarms, m.queries, m.dropped, m.devices)
+	}
+	return m
+}
