@@ -2,6 +2,7 @@
 # install-deps.sh installs what gridwatch needs to build, test and run its demo
 # on Debian: ClickHouse (server and client), the mosquitto clients (a foreign
 # MQTT client for tests), ffmpeg (ffprobe, the camera prober's baseline),
+# sip-tester (sipp, a foreign SIP peer for the GB/T 28181 registrar's tests),
 # Chromium and its driver with a CJK font (the console's browser tests), then
 # the Go modules and the console's npm packages (npm ci in web/, exactly as
 # package-lock.json pins them; no tool downloads a browser of its own). It
@@ -18,6 +19,7 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk' || need+=(fonts-wqy-microhei)
+command -v sipp >/dev/null || need+=(sip-tester)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -58,6 +58,7 @@ type GBDevice struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	silent    atomic.Bool
+	closed    atomic.Bool
 	sn        atomic.Uint32
 	keepalive atomic.Int64 // keepalives accepted
 	queries   atomic.Int64 // queries answered
@@ -277,17 +278,15 @@ func (d *GBDevice) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	default:
 		return
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := d.send(ctx, m); err != nil {
+	// The handler runs on a goroutine of sipgo's own, which is done with
+	// the query's transaction: the answer may wait for its 200 here.
+	if err := d.send(context.Background(), m); err != nil {
+		if !d.closed.Load() {
 			d.Logger.Warn("simulated GB device response failed", "device", d.ID, "cmd", m.CmdType, "err", err)
-			return
 		}
-		d.queries.Add(1)
-	}()
+		return
+	}
+	d.queries.Add(1)
 }
 
 // Alarm sends an alarm notification about the device itself.
@@ -316,6 +315,7 @@ func (d *GBDevice) QueriesAnswered() int64 { return d.queries.Load() }
 func (d *GBDevice) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
+		d.closed.Store(true)
 		if d.cancel != nil {
 			d.cancel()
 		}

@@ -33,6 +33,6 @@ func rootCmd() *cobra.Command {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	root.AddCommand(cityCmd(), fleetCmd(logger), loadCmd(), checkCmd(), brokerCmd(logger))
-	root.AddCommand(camerasCmd(logger), probeCmd(logger))
+	root.AddCommand(camerasCmd(logger), probeCmd(logger), gb28181Cmd(logger))
 	return root
 }

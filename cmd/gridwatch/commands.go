@@ -7,8 +7,10 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/spf13/cobra"
 
+	"github.com/gridwatch/gridwatch/ingest/gb28181"
 	"github.com/gridwatch/gridwatch/internal/server"
 	"github.com/gridwatch/gridwatch/storage"
 )
@@ -110,6 +112,9 @@ func loadConfig(cmd *cobra.Command) (server.Config, *slog.Logger, error) {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
 	logger := slog.New(h)
+	// sipgo writes some notices through its package logger, not the
+	// registrar's: they go to this one too, at debug level.
+	sip.SetDefaultLogger(gb28181.LibraryLogger(h))
 	if unknown := server.UnknownEnv(os.Environ()); len(unknown) > 0 {
 		logger.Warn("ignoring environment variables that name no config key", "vars", strings.Join(unknown, ","))
 	}

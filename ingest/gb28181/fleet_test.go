@@ -82,9 +82,12 @@ func TestThousandDevicesKeepAliveOneFallsSilent(t *testing.T) {
 	silent := fleet.Devices[n/2]
 	silenced := time.Now()
 	silent.Silence()
+	offline := func(p gb28181.Presence) bool {
+		return !p.Online && p.Device == silent.ID && p.Reason == gb28181.ReasonKeepaliveTimeout
+	}
 	waitFor(t, 10*interval, "the silent device offline", func() bool {
 		st, ok := tr.Device(silent.ID)
-		return ok && !st.Online
+		return ok && !st.Online && tr.log.count(offline) > 0
 	})
 	t.Logf("the silent device went offline %s after its silence (3 × %s)", time.Since(silenced).Round(time.Millisecond), interval)
 	if since := time.Since(silenced); since < 2*interval {
@@ -96,9 +99,10 @@ func TestThousandDevicesKeepAliveOneFallsSilent(t *testing.T) {
 	if k := tr.log.count(func(p gb28181.Presence) bool { return !p.Online && p.Device != silent.ID }); k != 0 {
 		t.Fatalf("%d other devices went offline", k)
 	}
-	if k := tr.log.count(func(p gb28181.Presence) bool {
-		return !p.Online && p.Device == silent.ID && p.Reason == gb28181.ReasonKeepaliveTimeout
-	}); k != 1 {
+	if on, off := tr.metric("gridwatch_gb28181_devices", "state", "online"), tr.metric("gridwatch_gb28181_devices", "state", "offline"); on != float64(n-1) || off != 1 {
+		t.Fatalf("gridwatch_gb28181_devices online %v offline %v, want %d and 1", on, off, n-1)
+	}
+	if k := tr.log.count(offline); k != 1 {
 		t.Fatalf("the silent device went offline %d times", k)
 	}
 }

@@ -60,3 +60,11 @@ func (h *sipLog) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *sipLog) WithGroup(name string) slog.Handler {
 	return &sipLog{next: h.next.WithGroup(name), malformed: h.malformed, last: h.last}
 }
+
+// LibraryLogger returns a logger for what sipgo writes through its package
+// logger (sip.SetDefaultLogger) rather than the loggers a Registrar hands
+// it, such as notices of connections closing: next's, at debug level. A
+// process sets it once, where it builds its logger.
+func LibraryLogger(next slog.Handler) *slog.Logger {
+	return slog.New(newSIPLog(next, func() {}))
+}

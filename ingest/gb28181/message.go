@@ -47,7 +47,7 @@ func (r *Registrar) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	switch {
 	case m.XMLName.Local == "Notify" && m.CmdType == CmdKeepalive:
-		transport, reason := r.alive(id, host, now)
+		transport, reason := r.alive(id, req.Source(), host, now)
 		if reason != "" { // unregistered since the check above
 			r.respond(req, tx, sip.StatusForbidden, "Forbidden (not registered)", reason)
 			return

@@ -149,6 +149,7 @@ type Registrar struct {
 	mu       sync.Mutex
 	closing  bool
 	sessions map[string]*session
+	online   int // sessions online
 }
 
 // failureKey is a device id from a source host.
@@ -322,12 +323,14 @@ func (r *Registrar) respond(req *sip.Request, tx sip.ServerTransaction, code int
 	for _, h := range extra {
 		res.AppendHeader(h)
 	}
-	if err := tx.Respond(res); err != nil {
-		r.Logger.Debug("gb28181 response not sent", "method", req.Method.String(), "code", code, "err", err)
-	}
+	// Counted before it is sent, so that whoever reads the answer finds
+	// it counted.
 	r.metrics.responses.WithLabelValues(req.Method.String(), strconv.Itoa(code)).Inc()
 	if reason != "" {
 		r.metrics.rejected.WithLabelValues(reason).Inc()
+	}
+	if err := tx.Respond(res); err != nil {
+		r.Logger.Debug("gb28181 response not sent", "method", req.Method.String(), "code", code, "err", err)
 	}
 }
 

@@ -96,15 +96,21 @@ func startRegistrar(t *testing.T, devs []devices.Device, configure func(*gb28181
 
 // rejected returns gridwatch_gb28181_rejected_total{reason}.
 func (tr *testRegistrar) rejected(reason string) float64 {
+	return tr.metric("gridwatch_gb28181_rejected_total", "reason", reason)
+}
+
+// metric returns the series of name whose label has value: a counter's or
+// a gauge's value, 0 when there is none.
+func (tr *testRegistrar) metric(name, label, value string) float64 {
 	mfs, _ := tr.metrics.Gather()
 	for _, mf := range mfs {
-		if mf.GetName() != "gridwatch_gb28181_rejected_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
 				}
 			}
 		}
@@ -169,12 +175,11 @@ func TestRegisterQueryKeepaliveOffline(t *testing.T) {
 					return p.Device == channel && p.Parent == id && p.Online && p.Reason == gb28181.ReasonCatalog
 				}) > 0
 			})
-			waitFor(t, 10*time.Second, "two keepalives", func() bool { return d.Keepalives() >= 2 })
-			if n := tr.log.count(func(p gb28181.Presence) bool {
-				return p.Device == id && p.Reason == gb28181.ReasonKeepalive && p.Online
-			}); n < 2 {
-				t.Fatalf("%d keepalive presences", n)
-			}
+			waitFor(t, 10*time.Second, "two keepalives reported", func() bool {
+				return d.Keepalives() >= 2 && tr.log.count(func(p gb28181.Presence) bool {
+					return p.Device == id && p.Reason == gb28181.ReasonKeepalive && p.Online
+				}) >= 2
+			})
 			d.Silence()
 			waitFor(t, 10*time.Second, "the silent device offline", func() bool {
 				return tr.log.count(func(p gb28181.Presence) bool {
@@ -206,6 +211,12 @@ func TestAlarmNotification(t *testing.T) {
 	if err := d.Alarm(context.Background(), 1, 5, 6, "区域入侵"); err != nil {
 		t.Fatal(err)
 	}
+	// The alarm is handed on once its 200 is sent.
+	waitFor(t, 10*time.Second, "the alarm handed on", func() bool {
+		tr.log.mu.Lock()
+		defer tr.log.mu.Unlock()
+		return len(tr.log.alarms) > 0
+	})
 	tr.log.mu.Lock()
 	defer tr.log.mu.Unlock()
 	if len(tr.log.alarms) != 1 {

@@ -72,8 +72,8 @@ func (r *Registrar) register(id, transport, source, host string, now, expires ti
 		s.since = now
 	}
 	s.transport, s.source, s.host = transport, source, host
-	s.expires, s.lastAlive, s.online = expires, now, true
-	r.gaugeLocked()
+	s.expires, s.lastAlive = expires, now
+	r.setOnlineLocked(s, true)
 	return fresh
 }
 
@@ -81,11 +81,12 @@ func (r *Registrar) register(id, transport, source, host string, now, expires ti
 func (r *Registrar) unregister(id string, now time.Time) {
 	r.mu.Lock()
 	s := r.sessions[id]
-	delete(r.sessions, id)
-	r.gaugeLocked()
 	var st DeviceState
 	if s != nil {
 		st = s.state()
+		r.setOnlineLocked(s, false)
+		delete(r.sessions, id)
+		r.gaugeLocked()
 	}
 	r.mu.Unlock()
 	if s != nil {
@@ -93,11 +94,12 @@ func (r *Registrar) unregister(id string, now time.Time) {
 	}
 }
 
-// alive records a keepalive of id from host. It returns the session's
-// transport, or why the keepalive is refused: not_registered, and
-// source_mismatch for a device registered from another host (a forged
-// keepalive must not keep a dead device online).
-func (r *Registrar) alive(id, host string, now time.Time) (transport, reason string) {
+// alive records a keepalive of id from source, on host. It returns the
+// session's transport, or why the keepalive is refused: not_registered,
+// and source_mismatch for a device registered from another host (a forged
+// keepalive must not keep a dead device online). The source's port may
+// change (a new TCP connection, a NAT mapping): queries go to the latest.
+func (r *Registrar) alive(id, source, host string, now time.Time) (transport, reason string) {
 	r.mu.Lock()
 	s := r.sessions[id]
 	switch {
@@ -109,8 +111,8 @@ func (r *Registrar) alive(id, host string, now time.Time) (transport, reason str
 		return "", "source_mismatch"
 	}
 	back := !s.online
-	s.lastAlive, s.online = now, true
-	r.gaugeLocked()
+	s.lastAlive, s.source = now, source
+	r.setOnlineLocked(s, true)
 	transport = s.transport
 	r.mu.Unlock()
 	if back {
@@ -163,19 +165,18 @@ func (r *Registrar) sweepOnce(now time.Time) {
 	for id, s := range r.sessions {
 		switch {
 		case !now.Before(s.expires):
-			delete(r.sessions, id)
 			if s.online {
 				changes = append(changes, change{s.state(), ReasonExpired, "the registration expired without a refresh"})
 			}
+			r.setOnlineLocked(s, false)
+			delete(r.sessions, id)
 		case s.online && now.Sub(s.lastAlive) >= timeout:
-			s.online = false
+			r.setOnlineLocked(s, false)
 			changes = append(changes, change{s.state(), ReasonKeepaliveTimeout,
 				fmt.Sprintf("no keepalive for %s (%d × %s)", now.Sub(s.lastAlive).Round(time.Second), r.KeepaliveMisses, r.KeepaliveInterval)})
 		}
 	}
-	if len(changes) > 0 {
-		r.gaugeLocked()
-	}
+	r.gaugeLocked()
 	r.mu.Unlock()
 	for _, c := range changes {
 		r.offline(c.s, now, c.reason, c.message)
@@ -195,16 +196,23 @@ func (r *Registrar) offline(s DeviceState, now time.Time, reason, message string
 	}
 }
 
+// setOnlineLocked sets s online or not, keeping the count of online
+// sessions, and the gauges. r.mu is held.
+func (r *Registrar) setOnlineLocked(s *session, online bool) {
+	switch {
+	case online && !s.online:
+		r.online++
+	case !online && s.online:
+		r.online--
+	}
+	s.online = online
+	r.gaugeLocked()
+}
+
 // gaugeLocked sets the device gauges. r.mu is held.
 func (r *Registrar) gaugeLocked() {
-	online := 0
-	for _, s := range r.sessions {
-		if s.online {
-			online++
-		}
-	}
-	r.metrics.devices.WithLabelValues("online").Set(float64(online))
-	r.metrics.devices.WithLabelValues("offline").Set(float64(len(r.sessions) - online))
+	r.metrics.devices.WithLabelValues("online").Set(float64(r.online))
+	r.metrics.devices.WithLabelValues("offline").Set(float64(len(r.sessions) - r.online))
 }
 
 // Devices returns the registered devices, ordered by id.

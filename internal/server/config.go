@@ -106,9 +106,10 @@ type Config struct {
 		ReloadInterval time.Duration `koanf:"reload_interval" help:"how often the server checks ClickHouse for registry changes made by 'gridwatch devices import'"`
 	} `koanf:"devices"`
 	Secrets struct {
-		KeyFile string `koanf:"key_file" help:"AES-256 key (base64) sealing the registry's RTSP passwords; empty uses data_dir/secret.key, created 0600 by the first gridwatch serve (admin commands never create it). Every node sharing a registry needs the same key; a file its group or others may read or write is refused"`
+		KeyFile string `koanf:"key_file" help:"AES-256 key (base64) sealing the registry's RTSP and SIP passwords; empty uses data_dir/secret.key, created 0600 by the first gridwatch serve (admin commands never create it). Every node sharing a registry needs the same key; a file its group or others may read or write is refused"`
 	} `koanf:"secrets"`
 	Cameras CamerasConfig `koanf:"cameras"`
+	GB28181 GB28181Config `koanf:"gb28181"`
 	Rules   RulesConfig   `koanf:"rules"`
 	Units   UnitsConfig   `koanf:"units"`
 	Grids   GridsConfig   `koanf:"grids"`
@@ -152,6 +153,7 @@ func Default() Config {
 	c.Ingest.InsertTimeout = 10 * time.Second
 	c.Ingest.ShutdownTimeout = 20 * time.Second
 	c.Cameras = defaultCameras()
+	c.GB28181 = defaultGB28181()
 	return c
 }
 
@@ -301,6 +303,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Cameras.validate(bad)
+	c.GB28181.validate(bad)
 	c.Rules.validate(bad)
 	c.Units.validate(bad)
 	c.Cases.validate(bad, notify.MinSecretLen)

@@ -414,10 +414,12 @@ func TestLossesVisibleEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test; skipped under -short")
 	}
-	// The prober registers its counters when it starts: cameras on.
+	// The prober and the GB/T 28181 registrar register their counters when
+	// they start: cameras on, the registrar listening.
 	srv, _ := attackServer(t, func(c *Config) {
 		c.MQTT.MessageRate, c.MQTT.MessageBurst = 1, 1
 		c.Cameras.Enabled = true
+		c.GB28181.UDPListen = "127.0.0.1:0"
 	})
 	for _, ls := range lossTable {
 		probe := prometheus.NewCounter(prometheus.CounterOpts{Name: ls.name, Help: "probe"})

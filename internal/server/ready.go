@@ -31,6 +31,7 @@ var lossTable = []lossSeries{
 	{name: "gridwatch_spool_segments_quarantined_total"},
 	{name: "gridwatch_spool_rows_quarantined_total"},
 	{name: "gridwatch_camera_records_dropped_total"},
+	{name: "gridwatch_gb28181_records_dropped_total"},
 	// Not gridwatch_ingest_messages_total{outcome="dropped"}: the same
 	// messages again, each a QoS 1 refusal, a QoS 0 drop or a batcher's
 	// dropped rows.

@@ -75,6 +75,7 @@ var notLosses = map[string]string{
 	"gridwatch_alerts_save_errors_total":                 "retried; what is finally dropped is gridwatch_alerts_dropped_total",
 	"gridwatch_mqtt_auth_failures_total":                 "a refused login carries no data",
 	"gridwatch_api_actions_refused_total":                "a refused action changes nothing and its sender got the error",
+	"gridwatch_gb28181_rejected_total":                   "a refused SIP request is answered with its status code (or, unparseable, dropped like any lost datagram); the device resends",
 	"gridwatch_notify_retries_total":                     "retried; what finally fails is gridwatch_notify_failed_total",
 	"gridwatch_storage_insert_retries_total":             "retried; a batch that still fails goes to the spool",
 }

@@ -56,6 +56,7 @@ type Server struct {
 	durable   *ingest.DurableIndex // in durable mode: the spooled readings
 	replaying sync.Mutex           // one quarantine replay at a time (ReplayQuarantined)
 	cameras   *cameraHealth
+	gb        *gbRegistrar
 	alerting  alerting
 	cases     caseLoop
 	staff     staff
@@ -111,6 +112,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startCameras(life); err != nil {
+		return err
+	}
+	if err := s.startGB28181(life); err != nil {
 		return err
 	}
 	tlsConfig, err := brokerTLS(cfg)
@@ -370,7 +374,7 @@ func (s *Server) Close() error {
 			<-s.httpDone
 		}
 		errs = append(errs, s.closeNotify())
-		errs = append(errs, s.closeCameras())
+		errs = append(errs, s.closeGB28181(), s.closeCameras())
 		s.closeRetention()
 		errs = append(errs, s.closeIngest(func() error {
 			err := s.closeRegistry()
