@@ -157,14 +157,8 @@ func TestOpenCreatesDatabaseIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() {
-		defer db.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := db.Conn().Exec(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
+	t.Cleanup(func() { _ = db.Close() })
+	storagetest.DropOnCleanup(t, addr, name)
 	var n uint64
 	if err := db.Conn().QueryRow(t.Context(), "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n); err != nil {
 		t.Fatal(err)

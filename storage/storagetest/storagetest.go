@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/gridwatch/gridwatch/storage"
 )
@@ -122,32 +123,72 @@ func Options(t testing.TB) storage.Options {
 }
 
 // Database creates a database with a fresh name on Addr(t), drops it when t ends,
-// and returns both.
+// and returns both (DropOnCleanup). Creating is retried (see ddl): a loaded
+// machine can hold a DDL for tens of seconds.
 func Database(t testing.TB) (addr, db string) {
 	t.Helper()
 	addr = Addr(t)
 	db = "gwtest_" + strings.ToLower(rand.Text())
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr},
-		Auth: clickhouse.Auth{Username: storage.LocalUser, Password: Password(t)}})
-	if err != nil {
-		t.Fatalf("storagetest: connect to %s: %v", addr, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := conn.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		conn.Close()
+	password := Password(t)
+	if err := ddl(addr, password, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		t.Fatalf("storagetest: create database %s on %s: %v", db, addr, err)
 	}
+	DropOnCleanup(t, addr, db)
+	return addr, db
+}
+
+// DropOnCleanup drops database db on addr when t ends, retrying (see ddl); a
+// drop that still fails is logged, not failed: it is not what t asserts.
+func DropOnCleanup(t testing.TB, addr, db string) {
+	password := Password(t)
 	t.Cleanup(func() {
-		defer conn.Close()
-		// t's own context is already done when cleanups run.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("storagetest: drop database %s on %s: %v", db, addr, err)
+		if err := ddl(addr, password, "DROP DATABASE IF EXISTS `"+db+"`"); err != nil {
+			t.Logf("storagetest: drop database %s on %s (left behind): %v", db, addr, err)
 		}
 	})
-	return addr, db
+}
+
+// Bounds of ddl: one attempt, and all of them.
+const (
+	ddlAttempt = time.Minute
+	ddlTotal   = 3 * time.Minute
+)
+
+// ddl runs query, an idempotent statement, on addr: each attempt on a fresh
+// connection (a timed-out one is not reused) and bounded by ddlAttempt,
+// retried with backoff until ddlTotal has passed unless the server refuses
+// it for good (storage.Permanent).
+func ddl(addr, password, query string) error {
+	// Cleanups run after t's own context is done: a context of their own.
+	ctx, cancel := context.WithTimeout(context.Background(), ddlTotal)
+	defer cancel()
+	var last error
+	op := func() (err error) {
+		defer func() { last = err }()
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr},
+			Auth: clickhouse.Auth{Username: storage.LocalUser, Password: password}, DialTimeout: ddlAttempt})
+		if err != nil {
+			return backoff.Permanent(err)
+		}
+		defer conn.Close()
+		actx, cancel := context.WithTimeout(ctx, ddlAttempt)
+		defer cancel()
+		if err := conn.Exec(actx, query); err != nil {
+			if storage.Classify(err) == storage.Permanent {
+				return backoff.Permanent(err)
+			}
+			return err
+		}
+		return nil
+	}
+	policy := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second), backoff.WithMaxElapsedTime(0))
+	if err := backoff.Retry(op, backoff.WithContext(policy, ctx)); err != nil {
+		if last != nil && !errors.Is(err, last) {
+			return fmt.Errorf("%w (last error: %w)", err, last)
+		}
+		return err
+	}
+	return nil
 }
 
 // Unavailable ends t because it needs something that is missing here, such as a
@@ -172,7 +213,11 @@ func start() error {
 	shared.server = &storage.LocalServer{
 		Dir:      dir,
 		Password: passwordLocked(),
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		// A loaded machine (CI beside other jobs) can take minutes to
+		// start or stop a server.
+		StartTimeout: 3 * time.Minute,
+		StopTimeout:  2 * time.Minute,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	return shared.server.Start(context.Background())
 }
