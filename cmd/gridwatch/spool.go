@@ -76,6 +76,17 @@ func spoolCommand() *cobra.Command {
 					args = append(args, q.File)
 				}
 			}
+			// The names are checked before ClickHouse is started or a
+			// server asked: the quarantine is in data_dir either way.
+			var unknown []error
+			for _, file := range args {
+				if err := server.CheckQuarantined(&cfg, file); err != nil {
+					unknown = append(unknown, err)
+				}
+			}
+			if len(unknown) > 0 {
+				return errors.Join(unknown...)
+			}
 			if len(args) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "the quarantine is empty")
 				return nil

@@ -25,6 +25,25 @@ import (
 // wants names or --all.
 func TestSpoolListCLI(t *testing.T) {
 	dataDir := t.TempDir()
+	quarantineBatch(t, dataDir)
+	out, err := run(t, "spool", "list", "--data_dir", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"batch-7", "telemetry", "rejected", "doesn't exist"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("spool list output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := run(t, "spool", "replay", "--data_dir", dataDir); err == nil {
+		t.Error("spool replay without names or --all succeeded")
+	}
+}
+
+// quarantineBatch has a spool in dataDir set aside batch-7, refused as
+// permanently as a missing table is, and returns its file's name.
+func quarantineBatch(t *testing.T, dataDir string) string {
+	t.Helper()
 	refuse := func(context.Context, string, []storage.Part) error {
 		return &storage.WriteError{Err: &clickhouse.Exception{Code: 60, Message: "Table gridwatch.telemetry doesn't exist"}}
 	}
@@ -51,17 +70,25 @@ func TestSpoolListCLI(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	out, err := run(t, "spool", "list", "--data_dir", dataDir)
-	if err != nil {
-		t.Fatal(err)
+	list, err := spool.ListQuarantine(dataDir + "/spool")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("quarantine: %v, %v", list, err)
 	}
-	for _, want := range []string{"batch-7", "telemetry", "rejected", "doesn't exist"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("spool list output lacks %q:\n%s", want, out)
-		}
+	return list[0].File
+}
+
+// TestSpoolReplayUnknownName: with gridwatch stopped, spool replay of a
+// name that is not in the quarantine says so before it starts the managed
+// ClickHouse (which takes seconds, or fails on a box without one).
+func TestSpoolReplayUnknownName(t *testing.T) {
+	dataDir := t.TempDir()
+	file := quarantineBatch(t, dataDir)
+	_, err := run(t, "spool", "replay", file, "00000000000000000099.seg", "--data_dir", dataDir)
+	if err == nil || !strings.Contains(err.Error(), `"00000000000000000099.seg" is not in`) || strings.Contains(err.Error(), file) {
+		t.Errorf("spool replay of an unknown name: %v, want it to name that one as not in the quarantine", err)
 	}
-	if _, err := run(t, "spool", "replay", "--data_dir", dataDir); err == nil {
-		t.Error("spool replay without names or --all succeeded")
+	if _, err := os.Stat(filepath.Join(dataDir, "clickhouse")); !os.IsNotExist(err) {
+		t.Errorf("spool replay of an unknown name touched the managed ClickHouse's directory (stat: %v)", err)
 	}
 }
 
@@ -85,7 +112,7 @@ func TestSpoolReplayHeldWithoutServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = run(t, "spool", "replay", "00000000000000000001.seg", "--data_dir", dataDir, "--http.listen", fmt.Sprintf("127.0.0.1:%d", port))
+	_, err = run(t, "spool", "replay", quarantineBatch(t, dataDir), "--data_dir", dataDir, "--http.listen", fmt.Sprintf("127.0.0.1:%d", port))
 	for _, want := range []string{"a running gridwatch holds the managed ClickHouse", fmt.Sprintf("http://127.0.0.1:%d", port), "--server", "stop gridwatch"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("spool replay with the managed ClickHouse held and no API: %v, want it to say %q", err, want)

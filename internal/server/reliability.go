@@ -107,18 +107,27 @@ func (s *Server) readingsStored(ctx context.Context, readings []ingest.Reading, 
 // server's API (api.Spool). A name the quarantine does not list is refused
 // with an error wrapping api.ErrNotQuarantined, so no path leads out of it.
 func ReplayQuarantined(ctx context.Context, cfg *Config, db *storage.DB, file string) (rows int, err error) {
-	list, err := spool.ListQuarantine(cfg.SpoolDir())
-	if err != nil {
+	if err := CheckQuarantined(cfg, file); err != nil {
 		return 0, err
-	}
-	if !slices.ContainsFunc(list, func(q spool.Quarantined) bool { return q.File == file }) {
-		return 0, fmt.Errorf("%w: %q is not in %s (gridwatch spool list names them)", api.ErrNotQuarantined, file, filepath.Join(cfg.SpoolDir(), "quarantine"))
 	}
 	w, err := storage.NewWriter(db, storage.WriterOptions{MaxAttempts: 1})
 	if err != nil {
 		return 0, err
 	}
 	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored, cfg.replayStepTimeout())
+}
+
+// CheckQuarantined reports, as an api.ErrNotQuarantined error, a file that
+// is not in cfg's spool quarantine.
+func CheckQuarantined(cfg *Config, file string) error {
+	list, err := spool.ListQuarantine(cfg.SpoolDir())
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(list, func(q spool.Quarantined) bool { return q.File == file }) {
+		return fmt.Errorf("%w: %q is not in %s (gridwatch spool list names them)", api.ErrNotQuarantined, file, filepath.Join(cfg.SpoolDir(), "quarantine"))
+	}
+	return nil
 }
 
 // replayStepTimeout bounds each step of a quarantine replay, the ledger
