@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,6 +15,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gridwatch/gridwatch/alerts/notify"
 	"github.com/gridwatch/gridwatch/cases"
@@ -466,5 +470,44 @@ func TestCaseIfMatch(t *testing.T) {
 		if resp.StatusCode != tc.want || (tc.want == http.StatusConflict && resp.Header.Get("ETag") != `"1"`) {
 			t.Errorf("If-Match %s: %d (ETag %s), want %d", tc.ifMatch, resp.StatusCode, resp.Header.Get("ETag"), tc.want)
 		}
+	}
+}
+
+// TestCaseStreamShowsWhatTheTokenSees checks the case stream: a unit token
+// gets the events of the cases dispatched to its unit and none of another
+// unit's, each as id {case}/{seq} with the event's kind.
+func TestCaseStreamShowsWhatTheTokenSees(t *testing.T) {
+	env := newCaseEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, env.srv.URL+"/api/v1/cases/stream", nil)
+	req.Header.Set("Authorization", "Bearer tok-unit")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := readEvents(bufio.NewReader(resp.Body))
+	poll(t, "stream client registered", func() bool { return testutil.ToFloat64(env.api.stream.clients) == 1 })
+	other := env.drive(t, env.report(t, gridIn).ID, cases.Action{Kind: cases.EventRegister, Force: true},
+		cases.Action{Kind: cases.EventDispatch, Unit: "U-CITY"})
+	mine := env.drive(t, env.report(t, gridIn).ID, cases.Action{Kind: cases.EventRegister, Force: true}, cases.Action{Kind: cases.EventDispatch})
+	var got sseEvent
+	for got.event == "" || got.event == "heartbeat" {
+		select {
+		case got = <-events:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event within 10s")
+		}
+	}
+	var ch cases.Change
+	if err := json.Unmarshal([]byte(got.data), &ch); err != nil {
+		t.Fatalf("data %q: %v", got.data, err)
+	}
+	if got.event != "dispatch" || ch.Case.ID != mine.ID || got.id != fmt.Sprintf("%s/%d", mine.ID, mine.Version) || ch.Case.ID == other.ID {
+		t.Fatalf("first event %+v, change %+v; want the dispatch of %s", got, ch, mine.ID)
 	}
 }
