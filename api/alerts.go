@@ -284,7 +284,7 @@ func newActionMetrics(reg prometheus.Registerer) *actionMetrics {
 	m := &actionMetrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_api_actions_refused_total",
-			Help: "Work-order actions refused for their request, by reason: bad_body, bad_if_match, weak_etag, versions_differ, version_required, unknown_unit, no_registry.",
+			Help: "Work-order and case requests refused for their request, by reason: bad_body, bad_if_match, weak_etag, versions_differ, version_required, unknown_unit, no_registry, unknown_evidence, bad_photo, photo_too_large.",
 		}, []string{"reason"}),
 	}
 	if reg != nil {

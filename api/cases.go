@@ -191,6 +191,7 @@ func (req *reportRequest) report(p *principal) cases.Report {
 func (s *Server) reportCase(w http.ResponseWriter, r *http.Request) {
 	var req reportRequest
 	if !s.readJSON(w, r, &req) {
+		s.actions.refused.WithLabelValues("bad_body").Inc()
 		return
 	}
 	p := principalFrom(r.Context())
@@ -224,6 +225,7 @@ func (s *Server) answerReport(w http.ResponseWriter, r *http.Request, rep cases.
 func (s *Server) photosKnown(w http.ResponseWriter, hashes []string) bool {
 	for _, h := range hashes {
 		if s.Photos == nil || !s.Photos.Has(h) {
+			s.actions.refused.WithLabelValues("unknown_evidence").Inc()
 			writeError(w, http.StatusUnprocessableEntity, "invalid_action",
 				fmt.Sprintf("evidence %q is no uploaded photo: POST it to /api/v1/cases/photos first", h))
 			return false
@@ -376,8 +378,10 @@ func (s *Server) uploadPhoto(w http.ResponseWriter, r *http.Request) {
 	hash, err := s.Photos.Put(r.Body)
 	switch {
 	case errors.Is(err, cases.ErrPhotoTooLarge):
+		s.actions.refused.WithLabelValues("photo_too_large").Inc()
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.Is(err, cases.ErrBadPhoto):
+		s.actions.refused.WithLabelValues("bad_photo").Inc()
 		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", err.Error())
 	case err != nil:
 		s.internalError(w, r, err)

@@ -320,6 +320,9 @@ func TestCasePhotos(t *testing.T) {
 	if code, body := env.call(t, http.MethodPost, "/api/v1/cases/photos", "tok-reporter", "GIF89a not really"); code != http.StatusUnsupportedMediaType {
 		t.Errorf("upload of a GIF: %d %s", code, body)
 	}
+	if n := testutil.ToFloat64(env.api.actions.refused.WithLabelValues("bad_photo")); n != 1 {
+		t.Errorf("refused photos counted %v, want 1", n)
+	}
 	code, body = env.call(t, http.MethodPost, "/api/v1/cases", "tok-reporter",
 		`{"category":"`+waterCover+`","grid":"`+gridIn+`","evidence":["`+up.Hash+`"]}`)
 	var c cases.Case

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -178,6 +179,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// openCasesDesc describes the gauge of the cases held, by status and
+// whether they missed a deadline.
+var openCasesDesc = prometheus.NewDesc("gridwatch_cases", "Cases held in memory (open, and closed or voided within KeepClosed), by status and overdue.",
+	[]string{"status", "overdue"}, nil)
+
+// Describe implements prometheus.Collector: the cases gauge.
+func (s *Service) Describe(ch chan<- *prometheus.Desc) { ch <- openCasesDesc }
+
+// Collect implements prometheus.Collector: it counts the cases held.
+func (s *Service) Collect(ch chan<- prometheus.Metric) {
+	type key struct {
+		status  Status
+		overdue bool
+	}
+	n := map[key]int{}
+	s.mu.RLock()
+	for _, en := range s.cases {
+		n[key{en.c.Status, en.c.IsOverdue()}]++
+	}
+	s.mu.RUnlock()
+	for k, v := range n {
+		ch <- prometheus.MustNewConstMetric(openCasesDesc, prometheus.GaugeValue, float64(v), string(k.status), strconv.FormatBool(k.overdue))
+	}
+}
+
 // Start loads the cases from the Store and starts the deadline loop.
 func (s *Service) Start(ctx context.Context) error {
 	if s.Store == nil || s.Timing == nil {
@@ -245,6 +271,9 @@ func (s *Service) defaults() {
 		s.Logger = slog.Default()
 	}
 	s.m = newMetrics(s.Registerer)
+	if s.Registerer != nil {
+		s.Registerer.MustRegister(s)
+	}
 }
 
 // restore puts stored cases and events in memory.

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/cases/casestest"
@@ -584,5 +588,26 @@ func TestClosedCasesLeaveMemory(t *testing.T) {
 	}
 	if got, evs, err := s.Get(context.Background(), c.ID); err != nil || got.Status != cases.StatusVoided || len(evs) != 2 {
 		t.Fatalf("get after KeepClosed: %+v %d %v", got, len(evs), err)
+	}
+}
+
+// TestCasesGauge checks the gauge of the cases held, by status and
+// overdue.
+func TestCasesGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	clk := &clock{t: t0}
+	s := &cases.Service{Store: &casestest.Store{}, Timing: naturalTiming{}, Now: clk.Now, Registerer: reg,
+		Logger: slog.New(slog.DiscardHandler)}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 2 {
+		report(t, s, 39.9)
+	}
+	want := "# HELP gridwatch_cases Cases held in memory (open, and closed or voided within KeepClosed), by status and overdue.\n" +
+		"# TYPE gridwatch_cases gauge\ngridwatch_cases{overdue=\"false\",status=\"received\"} 2\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gridwatch_cases"); err != nil {
+		t.Fatal(err)
 	}
 }
