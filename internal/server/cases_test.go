@@ -39,6 +39,8 @@ func TestAlertRaisesCaseIntegration(t *testing.T) {
 	srv := startServer(t, addr, database, []devices.Device{bin}, func(c *Config) {
 		c.Units.File = unitsFile
 		c.Cases.TickEvery, c.Cases.ClearFor = 100*time.Millisecond, time.Second
+		// No reminder within the test: it would advance the version.
+		c.Cases.RemindBefore = time.Nanosecond
 	})
 	category := cases.DefaultCategories().ForDevice("waste_bin", "waste_bin_full")
 	publish(t, srv, bin, `{"fill_pct": 97, "temp_c": 20}`)
