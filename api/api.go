@@ -19,6 +19,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest/gb28181"
 	"github.com/gridwatch/gridwatch/storage"
 )
 
@@ -78,6 +79,9 @@ type Server struct {
 	// Devices lists the registered devices, for the camera list. Required
 	// with Cameras.
 	Devices func() []devices.Device
+	// GB28181 lists the devices registered with the GB/T 28181 registrar
+	// (gb28181.Registrar.Devices); without it its endpoint answers 503.
+	GB28181 func() []gb28181.DeviceState
 	// Registry serves the grid and unit endpoints and the devices' status;
 	// without it, or without Devices, the device, grid and unit endpoints
 	// answer 503.
@@ -212,6 +216,7 @@ func (s *Server) Handler() http.Handler {
 	s.alertRoutes(v1)
 	s.caseRoutes(v1, public)
 	s.cameraRoutes(v1)
+	s.gb28181Routes(v1)
 	s.deviceRoutes(v1)
 	s.caseStatsRoutes(v1)
 	s.spoolRoutes(v1)

@@ -26,6 +26,7 @@ import (
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/cases/casestest"
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest/gb28181"
 	"github.com/gridwatch/gridwatch/storage"
 )
 
@@ -181,6 +182,9 @@ func (e *docEnv) server(t *testing.T, configure func(*Server)) (*Server, *httpte
 		Exports:       fakeExporter(func(io.Writer) error { return nil }),
 		CaseStats:     fakeCaseStats{},
 		Spool:         fakeSpool{},
+		GB28181: func() []gb28181.DeviceState {
+			return []gb28181.DeviceState{{ID: camIn.ID, Online: true, Transport: "udp"}}
+		},
 	}
 	if configure != nil {
 		configure(s)
@@ -523,7 +527,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "open, from another site's page", header: []string{"Origin", "http://evil.example"}},
 	})
 
-	bare, bareSrv := e.server(t, func(s *Server) { s.Cameras, s.Devices, s.Registry, s.Exports = nil, nil, nil, nil })
+	bare, bareSrv := e.server(t, func(s *Server) { s.Cameras, s.Devices, s.Registry, s.Exports, s.GB28181 = nil, nil, nil, nil, nil })
 	e.probe(t, doc, bare, bareSrv, []docRequest{{name: "parts not configured", token: "tok-city", body: "{}"}})
 	noUnits := docRequest{name: "dispatch without a units table", method: http.MethodPost, pattern: "POST /api/v1/alerts/{id}/dispatch",
 		path: "/api/v1/alerts/" + e.alerts.ids[devIn] + "/dispatch", token: "tok-city",

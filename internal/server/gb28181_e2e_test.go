@@ -81,6 +81,27 @@ func TestGB28181CameraEndToEnd(t *testing.T) {
 		return st == "ok" && detail == gb28181.ReasonCatalog && online(channel)
 	})
 
+	waitFor(t, 30*time.Second, func() bool {
+		var list struct {
+			Devices []struct {
+				ID, Grid string
+				Online   bool
+				Info     struct{ Manufacturer, Model string }
+				Channels []struct {
+					ID     string
+					Online bool
+				}
+			} `json:"devices"`
+		}
+		getJSON(t, srv, "/api/v1/gb28181/devices", &list)
+		if len(list.Devices) != 1 {
+			return false
+		}
+		d := list.Devices[0]
+		return d.ID == ipc && d.Grid == "D01-S01-G01" && d.Online && d.Info.Manufacturer == "Sim" &&
+			len(d.Channels) == 1 && d.Channels[0].ID == channel && d.Channels[0].Online
+	})
+
 	if err := dev.Alarm(context.Background(), 1, 5, 6, "区域入侵"); err != nil {
 		t.Fatal(err)
 	}

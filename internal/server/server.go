@@ -293,6 +293,9 @@ func (s *Server) startHTTP() error {
 		Console:    web.Handler(),
 	}
 	a.Cameras, a.Devices = s.db, s.registry.All
+	if s.gb != nil {
+		a.GB28181 = s.gb.registrar.Devices
+	}
 	a.Exports = s.db
 	a.Registry = s
 	a.CaseStats, a.CaseLocation = s.db, cases.DefaultCalendar().Location()
