@@ -1,7 +1,6 @@
 package api
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,15 +28,8 @@ func TestGB28181Devices(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	get := func(token string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/gb28181/devices", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		code, _, raw := do(t, srv, "/api/v1/gb28181/devices", token)
+		return code, raw
 	}
 	code, body := get("tok-bootstrap")
 	for _, want := range []string{`"id":"34020000001320000001","online":true,"transport":"udp"`, `"manufacturer":"Sim","model":"IPC-1"`,
