@@ -15,18 +15,19 @@ import (
 
 // CasesConfig are the cases.* keys.
 type CasesConfig struct {
-	CalendarFile    string        `koanf:"calendar_file" help:"business calendar YAML (working hours, weekend, each year's holidays and make-up workdays, timezone); empty uses the shipped one (deploy/calendar.yaml)"`
-	CategoriesFile  string        `koanf:"categories_file" help:"case categories YAML adding to or replacing the shipped table by code (codes, names, route, time limits, device types, rules)"`
-	KeepClosed      time.Duration `koanf:"keep_closed" help:"how long a closed or voided case stays in memory and in the case list; older ones are read from ClickHouse by id"`
-	DuplicateRadius float64       `koanf:"duplicate_radius" help:"metres within which an open case of the same category is a possible duplicate at registration"`
-	TickEvery       time.Duration `koanf:"tick_every" help:"how often the case loop checks deadlines and self-verification"`
-	RemindBefore    time.Duration `koanf:"remind_before" help:"how long before a deadline the first reminder goes out"`
-	RemindEvery     time.Duration `koanf:"remind_every" help:"interval of the reminders after a deadline passed"`
-	MaxReminders    int           `koanf:"max_reminders" help:"reminders of one deadline at most"`
-	EscalateAfter   time.Duration `koanf:"escalate_after" help:"how long a case is overdue before it is escalated and flagged for supervision"`
-	ClearFor        time.Duration `koanf:"clear_for" help:"how long the condition of a handled sensor case must stay clear for the case to verify itself"`
-	MaxPhotoBytes   int           `koanf:"max_photo_bytes" help:"largest photo upload, in bytes (JPEG or PNG)"`
-	HotlineSecret   string        `koanf:"hotline_secret" help:"HMAC-SHA256 key of the 12345 hotline's webhook (POST /api/v1/cases/hotline, X-Gridwatch-Signature); empty leaves the webhook out" secret:"true"`
+	CalendarFile    string               `koanf:"calendar_file" help:"business calendar YAML (working hours, weekend, each year's holidays and make-up workdays, timezone); empty uses the shipped one (deploy/calendar.yaml)"`
+	CategoriesFile  string               `koanf:"categories_file" help:"case categories YAML adding to or replacing the shipped table by code (codes, names, route, time limits, device types, rules)"`
+	KeepClosed      time.Duration        `koanf:"keep_closed" help:"how long a closed or voided case stays in memory and in the case list; older ones are read from ClickHouse by id"`
+	DuplicateRadius float64              `koanf:"duplicate_radius" help:"metres within which an open case of the same category is a possible duplicate at registration"`
+	TickEvery       time.Duration        `koanf:"tick_every" help:"how often the case loop checks deadlines and self-verification"`
+	RemindBefore    time.Duration        `koanf:"remind_before" help:"how long before a deadline the first reminder goes out"`
+	RemindEvery     time.Duration        `koanf:"remind_every" help:"interval of the reminders after a deadline passed"`
+	MaxReminders    int                  `koanf:"max_reminders" help:"reminders of one deadline at most"`
+	EscalateAfter   time.Duration        `koanf:"escalate_after" help:"how long a case is overdue before it is escalated and flagged for supervision"`
+	ClearFor        time.Duration        `koanf:"clear_for" help:"how long the condition of a handled sensor case must stay clear for the case to verify itself"`
+	MaxPhotoBytes   int                  `koanf:"max_photo_bytes" help:"largest photo upload, in bytes (JPEG or PNG)"`
+	Evaluation      CaseEvaluationConfig `koanf:"evaluation"`
+	HotlineSecret   string               `koanf:"hotline_secret" help:"HMAC-SHA256 key of the 12345 hotline's webhook (POST /api/v1/cases/hotline, X-Gridwatch-Signature); empty leaves the webhook out" secret:"true"`
 }
 
 // defaults of the cases.* keys.
@@ -37,6 +38,7 @@ func (c *CasesConfig) defaults() {
 	c.MaxReminders = cases.DefaultMaxReminders
 	c.EscalateAfter, c.ClearFor = cases.DefaultEscalateAfter, cases.DefaultClearFor
 	c.MaxPhotoBytes = cases.DefaultMaxPhotoBytes
+	c.Evaluation.defaults()
 }
 
 // validate checks the cases.* keys, loading the calendar and categories.
@@ -44,6 +46,7 @@ func (c *CasesConfig) validate(bad func(key, format string, args ...any), minSec
 	if _, _, err := c.load(); err != nil {
 		bad("cases", "%v", err)
 	}
+	c.Evaluation.validate(bad)
 	for key, v := range map[string]time.Duration{"cases.keep_closed": c.KeepClosed, "cases.tick_every": c.TickEvery, "cases.remind_before": c.RemindBefore,
 		"cases.remind_every": c.RemindEvery, "cases.escalate_after": c.EscalateAfter, "cases.clear_for": c.ClearFor} {
 		if v <= 0 {
@@ -95,6 +98,7 @@ type caseLoop struct {
 	svc        *cases.Service
 	photos     *cases.Photos
 	categories *cases.Categories
+	calendar   *cases.Calendar
 	sub        *alerts.Subscription
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -117,7 +121,7 @@ func (s *Server) startCases(ctx context.Context) error {
 		return fmt.Errorf("cases.%w", err)
 	}
 	l := &s.cases
-	l.categories = cats
+	l.categories, l.calendar = cats, cal
 	l.photos = &cases.Photos{Dir: filepath.Join(s.Config.DataDir, "photos"), MaxBytes: int64(cfg.MaxPhotoBytes)}
 	l.svc = &cases.Service{
 		Store:  s.db,

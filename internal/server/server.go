@@ -23,7 +23,6 @@ import (
 
 	"github.com/gridwatch/gridwatch/api"
 	"github.com/gridwatch/gridwatch/broker"
-	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/storage"
@@ -60,6 +59,7 @@ type Server struct {
 	alerting  alerting
 	cases     caseLoop
 	staff     staff
+	scores    scoreNotice
 	retention retention
 	broker    *broker.Broker
 	http      *http.Server
@@ -160,6 +160,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startNotify(life); err != nil {
 		return err
 	}
+	s.startScoreNotice(life)
 	return s.startHTTP()
 }
 
@@ -298,7 +299,10 @@ func (s *Server) startHTTP() error {
 	}
 	a.Exports = s.db
 	a.Registry = s
-	a.CaseStats, a.CaseLocation = s.db, cases.DefaultCalendar().Location()
+	a.CaseStats, a.CaseEvaluation = s.db, s.Config.Cases.Evaluation.evaluation()
+	if s.cases.calendar != nil {
+		a.CaseLocation = s.cases.calendar.Location()
+	}
 	a.Spool = s
 	if err := s.configureAPI(a); err != nil {
 		return err

@@ -19,6 +19,7 @@ const notifyBuffer = 4096
 type staff struct {
 	sub     *alerts.Subscription
 	webhook *notify.Webhook
+	metrics *notify.Metrics
 	done    chan struct{}
 	// holder checks the API tokens of MQTT subscribers once configureAPI
 	// loaded them; the broker starts first and admits no staff before.
@@ -78,6 +79,7 @@ func (s *Server) inScope(scope, grid string) bool {
 func (s *Server) startNotify(ctx context.Context) error {
 	cfg := &s.Config.Notify
 	m := notify.NewMetrics(s.metrics)
+	s.staff.metrics = m
 	var targets []notify.Notifier
 	if cfg.MQTT {
 		targets = append(targets, &notify.MQTT{Publish: s.broker.Publish, QoS: 1, Logger: s.Logger, Metrics: m})
@@ -105,6 +107,7 @@ func (s *Server) startNotify(ctx context.Context) error {
 // closeNotify ends the subscription and lets the webhook send what it
 // holds.
 func (s *Server) closeNotify() error {
+	s.closeScoreNotice()
 	if s.staff.sub != nil {
 		s.staff.sub.Close()
 		<-s.staff.done
