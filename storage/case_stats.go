@@ -36,7 +36,9 @@ var caseKinds = []cases.EventKind{
 //
 // It reads the events stamped from `from` on, grouped per case into
 // arrays sorted by (seq, ts); of events sharing a seq (an event of a
-// refused action that its retry replaced) the latest is kept. a numbers
+// refused action that its retry replaced) the latest is kept. A refused
+// action's event that no retry replaced still counts: telling it apart
+// needs the case's stored version, a second pass over the cases table. a numbers
 // each event's assignment (0 before the first dispatch read). The lambdas
 // capture nothing but the row's assignment number i: ClickHouse 18.16
 // loses track of the columns a lambda captures, and copies a captured
