@@ -5,8 +5,11 @@
 # sip-tester (sipp, a foreign SIP peer for the GB/T 28181 registrar's tests),
 # Chromium and its driver with a CJK font (the console's browser tests), then
 # the Go modules and the console's npm packages (npm ci in web/, exactly as
-# package-lock.json pins them; no tool downloads a browser of its own). It
-# installs only what is missing and is safe to rerun.
+# package-lock.json pins them; no tool downloads a browser of its own), and
+# what checks the deploy files without an engine (deploy/check-deploy.sh):
+# Debian's docker-compose, haproxy and systemd-analyze, and kubeconform,
+# built from the Go module proxy into .tools. It installs only what is
+# missing and is safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,9 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk' || need+=(fonts-wqy-microhei)
 command -v sipp >/dev/null || need+=(sip-tester)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
@@ -34,12 +40,19 @@ if [ ${#need[@]} -gt 0 ]; then
   # systemd runs; gridwatch runs its own private ones, and tests their own,
   # so those would only load the machine.
   if [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now clickhouse-server mosquitto >/dev/null 2>&1 || true
+    $sudo systemctl disable --now clickhouse-server mosquitto haproxy >/dev/null 2>&1 || true
   fi
 fi
 
 command -v go >/dev/null || { echo "install-deps: Go is required (https://go.dev/doc/install); Debian's golang package is too old" >&2; exit 1; }
 go mod download
+
+# kubeconform validates deploy/k8s (against the schemas vendored there).
+KUBECONFORM_VERSION=v0.7.0
+# (go install leaves its -v at "development": the binary's module version says.)
+if [ "$(go version -m .tools/kubeconform 2>/dev/null | awk '$1 == "mod" {print $3}')" != "$KUBECONFORM_VERSION" ]; then
+  GOBIN="$PWD/.tools" go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+fi
 
 # The console's build and browser tests. Building gridwatch needs none of it:
 # the built console is committed (web/dist).

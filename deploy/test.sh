@@ -14,6 +14,9 @@ if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit
 echo "== go vet"
 go vet ./...
 
+echo "== deploy files (kubeconform, docker-compose config, haproxy -c, systemd-analyze, dashboards)"
+./deploy/check-deploy.sh
+
 echo "== unit tests (race detector)"
 go test -race -short -count=1 ./...
 

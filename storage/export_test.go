@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +26,7 @@ import (
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/ingest/rtsp"
 	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
 
 // exportRange is the range the export tests ask for: it spans a month
@@ -469,4 +474,108 @@ func TestExportAlertsAndCasesIntegration(t *testing.T) {
 	if _, err := storage.Import(ctx, w, bytes.NewReader([]byte("id,type,grid\n")), storage.ImportOptions{}); !errors.Is(err, storage.ErrNotExport) {
 		t.Errorf("Import of a CSV file = %v, want ErrNotExport", err)
 	}
+}
+
+// BenchmarkExport stores a city's telemetry (1,000 devices, 3 metrics each,
+// one message a minute, values in a random walk) and exports it, reporting
+// what the sizing guide uses: ClickHouse's bytes on disk per row, each
+// format's bytes per row and rows/s, and the Go heap in use while the
+// export runs, sampled, for 10^6 and 3×10^6 rows side by side (streamed, it
+// should not grow with the range).
+//
+//	go test -run '^$' -bench Export -benchtime 1x ./storage/
+func BenchmarkExport(b *testing.B) {
+	for _, n := range []int{1_000_000, 3_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			db := openBenchDB(b)
+			w, err := storage.NewWriter(db, storage.WriterOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+			bld := array.NewRecordBuilder(memory.NewGoAllocator(), ingest.TelemetrySchema)
+			defer bld.Release()
+			value := make([]float64, 3000)
+			rnd := uint64(1)
+			for i := range n {
+				series := i % 3000
+				ts := start.Add(time.Duration(i/3000) * time.Minute).Add(time.Duration(series%1000) * time.Millisecond * 37)
+				rnd = rnd*6364136223846793005 + 1442695040888963407
+				value[series] += float64(int64(rnd>>33)%201-100) / 100
+				bld.Field(0).(*array.TimestampBuilder).Append(arrow.Timestamp(ts.UnixMilli()))
+				bld.Field(1).(*array.TimestampBuilder).Append(arrow.Timestamp(ts.UnixMilli() + 120))
+				bld.Field(2).(*array.StringBuilder).Append(fmt.Sprintf("aq-%06d", series/3))
+				bld.Field(3).(*array.StringBuilder).Append(fmt.Sprintf("D%02d-S%02d-G%02d", series%7, series%11, series%13))
+				bld.Field(4).(*array.StringBuilder).Append([]string{"pm25", "pm10", "no2"}[series%3])
+				bld.Field(5).(*array.Float64Builder).Append(math.Round(value[series]*10) / 10)
+				if (i+1)%100_000 == 0 || i == n-1 {
+					rec := bld.NewRecord()
+					err := w.Write(b.Context(), "telemetry", fmt.Sprint("bench-", i), rec)
+					rec.Release()
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if err := db.Conn().Exec(b.Context(), "OPTIMIZE TABLE "+db.Database()+".telemetry FINAL"); err != nil {
+				b.Fatal(err)
+			}
+			var disk uint64
+			if err := db.Conn().QueryRow(b.Context(), "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = ? AND table = 'telemetry' AND active",
+				db.Database()).Scan(&disk); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(disk)/float64(n), "clickhouse-B/row")
+			for _, format := range []storage.ExportFormat{storage.FormatParquet, storage.FormatArrow} {
+				var (
+					peak uint64
+					done = make(chan struct{})
+					wg   sync.WaitGroup
+				)
+				runtime.GC()
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var ms runtime.MemStats
+					for {
+						runtime.ReadMemStats(&ms)
+						peak = max(peak, ms.HeapInuse)
+						select {
+						case <-done:
+							return
+						case <-time.After(20 * time.Millisecond):
+						}
+					}
+				}()
+				began := time.Now()
+				res, err := db.Export(b.Context(), storage.ExportQuery{Table: "telemetry", From: start, To: start.Add(365 * 24 * time.Hour), Format: format}, io.Discard)
+				elapsed := time.Since(began)
+				close(done)
+				wg.Wait()
+				if err != nil || res.Rows != int64(n) {
+					b.Fatalf("Export %s = %+v, %v; want %d rows", format, res, err, n)
+				}
+				b.ReportMetric(float64(res.Bytes)/float64(n), string(format)+"-B/row")
+				b.ReportMetric(float64(n)/elapsed.Seconds(), string(format)+"-rows/s")
+				b.ReportMetric(float64(peak)/(1<<20), string(format)+"-heap-MiB")
+			}
+		})
+	}
+}
+
+// openBenchDB is openMigrated for a benchmark.
+func openBenchDB(b *testing.B) *storage.DB {
+	b.Helper()
+	o := storage.Options{}
+	o.Addr, o.Database = storagetest.Database(b)
+	o.Password = storagetest.Password(b)
+	db, err := storage.Open(b.Context(), o, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	return db
 }
