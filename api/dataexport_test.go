@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/apache/arrow/go/v15/parquet/file"
@@ -20,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gridwatch/gridwatch/devices"
-	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
@@ -177,36 +175,14 @@ func TestExportBusy(t *testing.T) {
 // TestExportRouteIntegration: telemetry stored in a real ClickHouse comes
 // out of the route as Parquet that Arrow Go's reader reads back whole.
 func TestExportRouteIntegration(t *testing.T) {
-	addr, name := storagetest.Database(t)
-	db, err := storage.Open(t.Context(), storage.Options{Addr: addr, Database: name, Password: storagetest.Password(t)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	w, err := storage.NewWriter(db, storage.WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := array.NewRecordBuilder(memory.NewGoAllocator(), ingest.TelemetrySchema)
-	defer b.Release()
+	db := storagetest.Migrated(t)
 	const n = 200_000 // two row groups of the default size
-	for i := range n {
-		ts := arrow.Timestamp(now.Add(-time.Hour).UnixMilli() + int64(i))
-		b.Field(0).(*array.TimestampBuilder).Append(ts)
-		b.Field(1).(*array.TimestampBuilder).Append(ts)
-		b.Field(2).(*array.StringBuilder).Append(fmt.Sprintf("aq-%03d", i%100))
-		b.Field(3).(*array.StringBuilder).Append("D01")
-		b.Field(4).(*array.StringBuilder).Append("pm25")
-		b.Field(5).(*array.Float64Builder).Append(float64(i))
+	rs := make([]storagetest.Reading, n)
+	for i := range rs {
+		ts := now.Add(-time.Hour).UnixMilli() + int64(i)
+		rs[i] = storagetest.Reading{TS: ts, Received: ts, Device: fmt.Sprintf("aq-%03d", i%100), Grid: "D01", Metric: "pm25", Value: float64(i)}
 	}
-	rec := b.NewRecord()
-	defer rec.Release()
-	if err := w.Write(t.Context(), "telemetry", "api-1", rec); err != nil {
-		t.Fatal(err)
-	}
+	storagetest.WriteTelemetry(t, db, "api-1", rs)
 	_, srv := exportServer(t, db, nil)
 	resp, body, err := getExport(t, srv, "/api/v1/export/telemetry", "tok-bootstrap")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -236,7 +212,7 @@ func TestExportRouteIntegration(t *testing.T) {
 		}
 	}
 	var sum float64
-	if err := db.Conn().QueryRow(t.Context(), "SELECT sum(value) FROM "+name+".telemetry").Scan(&sum); err != nil || sum != fileSum {
+	if err := db.Conn().QueryRow(t.Context(), "SELECT sum(value) FROM "+db.Database()+".telemetry").Scan(&sum); err != nil || sum != fileSum {
 		t.Errorf("sum of the downloaded values %v, ClickHouse's %v (%v)", fileSum, sum, err)
 	}
 }

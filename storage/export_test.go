@@ -23,7 +23,6 @@ import (
 	"github.com/apache/arrow/go/v15/parquet/file"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
 
-	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/ingest/rtsp"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
@@ -40,28 +39,15 @@ var (
 // exportFrom, of 7 devices and 3 metrics, in batches of 1000.
 func writeTelemetry(t *testing.T, db *storage.DB, n int) {
 	t.Helper()
-	w, err := storage.NewWriter(db, storage.WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := exportFrom.Add(-24 * time.Hour)
-	b := array.NewRecordBuilder(memory.NewGoAllocator(), ingest.TelemetrySchema)
-	defer b.Release()
+	var rs []storagetest.Reading
 	for i := range n {
-		ts := start.Add(time.Duration(i) * 41 * time.Second).Add(time.Duration(i%1000) * time.Millisecond)
-		b.Field(0).(*array.TimestampBuilder).Append(arrow.Timestamp(ts.UnixMilli()))
-		b.Field(1).(*array.TimestampBuilder).Append(arrow.Timestamp(ts.UnixMilli() + 250))
-		b.Field(2).(*array.StringBuilder).Append(fmt.Sprintf("dev-%d", i%7))
-		b.Field(3).(*array.StringBuilder).Append(fmt.Sprintf("D01-G%02d", i%5))
-		b.Field(4).(*array.StringBuilder).Append([]string{"pm25", "level_cm", "tilt_deg"}[i%3])
-		b.Field(5).(*array.Float64Builder).Append(float64(i)/3 - 100)
-		if (i+1)%1000 == 0 || i == n-1 {
-			rec := b.NewRecord()
-			err := w.Write(t.Context(), "telemetry", fmt.Sprintf("b%d", i), rec)
-			rec.Release()
-			if err != nil {
-				t.Fatal(err)
-			}
+		ts := start.Add(time.Duration(i) * 41 * time.Second).Add(time.Duration(i%1000) * time.Millisecond).UnixMilli()
+		rs = append(rs, storagetest.Reading{TS: ts, Received: ts + 250, Device: fmt.Sprintf("dev-%d", i%7),
+			Grid: fmt.Sprintf("D01-G%02d", i%5), Metric: []string{"pm25", "level_cm", "tilt_deg"}[i%3], Value: float64(i)/3 - 100})
+		if len(rs) == 1000 || i == n-1 {
+			storagetest.WriteTelemetry(t, db, fmt.Sprintf("b%d", i), rs)
+			rs = rs[:0]
 		}
 	}
 }
@@ -487,34 +473,22 @@ func TestExportAlertsAndCasesIntegration(t *testing.T) {
 func BenchmarkExport(b *testing.B) {
 	for _, n := range []int{1_000_000, 3_000_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			db := openBenchDB(b)
-			w, err := storage.NewWriter(db, storage.WriterOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
+			db := storagetest.Migrated(b)
 			start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-			bld := array.NewRecordBuilder(memory.NewGoAllocator(), ingest.TelemetrySchema)
-			defer bld.Release()
 			value := make([]float64, 3000)
 			rnd := uint64(1)
+			var rs []storagetest.Reading
 			for i := range n {
 				series := i % 3000
-				ts := start.Add(time.Duration(i/3000) * time.Minute).Add(time.Duration(series%1000) * time.Millisecond * 37)
+				ts := start.Add(time.Duration(i/3000) * time.Minute).Add(time.Duration(series%1000) * time.Millisecond * 37).UnixMilli()
 				rnd = rnd*6364136223846793005 + 1442695040888963407
 				value[series] += float64(int64(rnd>>33)%201-100) / 100
-				bld.Field(0).(*array.TimestampBuilder).Append(arrow.Timestamp(ts.UnixMilli()))
-				bld.Field(1).(*array.TimestampBuilder).Append(arrow.Timestamp(ts.UnixMilli() + 120))
-				bld.Field(2).(*array.StringBuilder).Append(fmt.Sprintf("aq-%06d", series/3))
-				bld.Field(3).(*array.StringBuilder).Append(fmt.Sprintf("D%02d-S%02d-G%02d", series%7, series%11, series%13))
-				bld.Field(4).(*array.StringBuilder).Append([]string{"pm25", "pm10", "no2"}[series%3])
-				bld.Field(5).(*array.Float64Builder).Append(math.Round(value[series]*10) / 10)
-				if (i+1)%100_000 == 0 || i == n-1 {
-					rec := bld.NewRecord()
-					err := w.Write(b.Context(), "telemetry", fmt.Sprint("bench-", i), rec)
-					rec.Release()
-					if err != nil {
-						b.Fatal(err)
-					}
+				rs = append(rs, storagetest.Reading{TS: ts, Received: ts + 120, Device: fmt.Sprintf("aq-%06d", series/3),
+					Grid: fmt.Sprintf("D%02d-S%02d-G%02d", series%7, series%11, series%13), Metric: []string{"pm25", "pm10", "no2"}[series%3],
+					Value: math.Round(value[series]*10) / 10})
+				if len(rs) == 100_000 || i == n-1 {
+					storagetest.WriteTelemetry(b, db, fmt.Sprint("bench-", i), rs)
+					rs = rs[:0]
 				}
 			}
 			if err := db.Conn().Exec(b.Context(), "OPTIMIZE TABLE "+db.Database()+".telemetry FINAL"); err != nil {
@@ -561,21 +535,4 @@ func BenchmarkExport(b *testing.B) {
 			}
 		})
 	}
-}
-
-// openBenchDB is openMigrated for a benchmark.
-func openBenchDB(b *testing.B) *storage.DB {
-	b.Helper()
-	o := storage.Options{}
-	o.Addr, o.Database = storagetest.Database(b)
-	o.Password = storagetest.Password(b)
-	db, err := storage.Open(b.Context(), o, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(b.Context()); err != nil {
-		b.Fatal(err)
-	}
-	return db
 }

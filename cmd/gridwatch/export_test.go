@@ -8,11 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow/go/v15/arrow"
-	"github.com/apache/arrow/go/v15/arrow/array"
-	"github.com/apache/arrow/go/v15/arrow/memory"
-
-	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
@@ -51,27 +46,13 @@ func TestExportImportCLI(t *testing.T) {
 	if _, err := run(t, append([]string{"migrate"}, src...)...); err != nil {
 		t.Fatal(err)
 	}
-	w, err := storage.NewWriter(srcDB, storage.WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	day := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	b := array.NewRecordBuilder(memory.NewGoAllocator(), ingest.TelemetrySchema)
-	defer b.Release()
-	for i := range 3000 { // one a minute: 2880 on 2025-03-01 and 03-02, 120 after
-		ts := arrow.Timestamp(day.Add(time.Duration(i) * time.Minute).UnixMilli())
-		b.Field(0).(*array.TimestampBuilder).Append(ts)
-		b.Field(1).(*array.TimestampBuilder).Append(ts)
-		b.Field(2).(*array.StringBuilder).Append(fmt.Sprintf("wl-%d", i%4))
-		b.Field(3).(*array.StringBuilder).Append("D01-S01-G01")
-		b.Field(4).(*array.StringBuilder).Append("level_cm")
-		b.Field(5).(*array.Float64Builder).Append(float64(i))
+	rs := make([]storagetest.Reading, 3000) // one a minute: 2880 on 2025-03-01 and 03-02, 120 after
+	for i := range rs {
+		ts := day.Add(time.Duration(i) * time.Minute).UnixMilli()
+		rs[i] = storagetest.Reading{TS: ts, Received: ts, Device: fmt.Sprintf("wl-%d", i%4), Grid: "D01-S01-G01", Metric: "level_cm", Value: float64(i)}
 	}
-	rec := b.NewRecord()
-	defer rec.Release()
-	if err := w.Write(t.Context(), "telemetry", "cli-1", rec); err != nil {
-		t.Fatal(err)
-	}
+	storagetest.WriteTelemetry(t, srcDB, "cli-1", rs)
 	dir := t.TempDir()
 	for _, format := range []string{"parquet", "arrow"} {
 		file := filepath.Join(dir, "march."+format)

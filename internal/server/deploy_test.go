@@ -77,7 +77,7 @@ func TestDeployFilesMatchTheConfig(t *testing.T) {
 	// Environment= of the unit and ENV of the image.
 	envLine := map[string]*regexp.Regexp{
 		filepath.Join(deploy, "systemd", "gridwatch.service"): regexp.MustCompile(`(?m)^#?Environment=(GRIDWATCH_[A-Z0-9_]+)=(\S+)`),
-		filepath.Join(deploy, "..", "Dockerfile"):              regexp.MustCompile(`(GRIDWATCH_[A-Z0-9_]+)=(\S+)`),
+		filepath.Join(deploy, "..", "Dockerfile"):             regexp.MustCompile(`(GRIDWATCH_[A-Z0-9_]+)=(\S+)`),
 	}
 	for f, re := range envLine {
 		raw, err := os.ReadFile(f)
