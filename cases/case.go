@@ -103,8 +103,8 @@ func (c Case) Clone() Case {
 // idAlphabet is Crockford's base 32: no I, L, O or U to misread on a phone.
 const idAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-// newID returns a case id: "C", the date of receipt in the calendar's
-// location, and 8 random base-32 characters (40 bits), such as
+// newID returns a case id: "C", the date of receipt (in received's
+// location: the Service's), and 8 random base-32 characters (40 bits), such as
 // C20261202-7K3M9QXA, so that several nodes need no shared counter.
 func newID(received time.Time) string {
 	b := make([]byte, 8)

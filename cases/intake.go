@@ -81,7 +81,7 @@ func (s *Service) report(ctx context.Context, r Report) (Case, bool, error) {
 	}
 	now := s.Now()
 	c := Case{
-		ID: newID(now), Source: r.Source, Reporter: cmpOr(r.Reporter, r.Actor.Name), Origin: r.Origin,
+		ID: newID(now.In(s.Location)), Source: r.Source, Reporter: cmpOr(r.Reporter, r.Actor.Name), Origin: r.Origin,
 		Category: r.Category, Description: r.Description, Location: r.Location, Address: r.Address,
 		Grid: r.Grid, Device: r.Device, Status: StatusReceived, Received: now, Evidence: slices.Clone(r.Evidence),
 	}

@@ -115,6 +115,9 @@ type Service struct {
 	// have stayed clear for the case to verify itself. It defaults to 1
 	// hour.
 	ClearFor time.Duration
+	// Location is the timezone of the date in case ids (the business
+	// calendar's). It defaults to UTC.
+	Location *time.Location
 	// SaveTimeout bounds one save. It defaults to 10 s.
 	SaveTimeout time.Duration
 	// Now defaults to time.Now.
@@ -266,6 +269,9 @@ func (s *Service) defaults() {
 	}
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	if s.Location == nil {
+		s.Location = time.UTC
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()

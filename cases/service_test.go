@@ -611,3 +611,19 @@ func TestCasesGauge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCaseIDDate checks that a case id carries the date received in the
+// service's timezone: 01:00 in Shanghai is the day before in UTC.
+func TestCaseIDDate(t *testing.T) {
+	cst := time.FixedZone("CST", 8*3600)
+	clk := &clock{t: time.Date(2026, 3, 2, 1, 0, 0, 0, cst)}
+	s := &cases.Service{Store: &casestest.Store{}, Timing: naturalTiming{}, Now: clk.Now, Location: cst, Logger: slog.New(slog.DiscardHandler)}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := report(t, s, 39.9)
+	if !strings.HasPrefix(c.ID, "C20260302-") || len(c.ID) != len("C20260302-")+8 {
+		t.Fatalf("id %s, want C20260302- and 8 characters", c.ID)
+	}
+}

@@ -140,6 +140,7 @@ func (s *Server) startCases(ctx context.Context) error {
 		MaxReminders:    cfg.MaxReminders,
 		EscalateAfter:   cfg.EscalateAfter,
 		ClearFor:        cfg.ClearFor,
+		Location:        cal.Location(),
 		Now:             s.Now,
 		Logger:          s.Logger.With("part", "cases"),
 		Registerer:      s.metrics,
