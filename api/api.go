@@ -122,6 +122,9 @@ type Server struct {
 	Now func() time.Time
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// CaseCategories lists the case categories for GET
+	// /api/v1/cases/categories; nil leaves the route out.
+	CaseCategories func() []cases.Category
 	// Console, when set, serves the web console at GET / and GET
 	// /assets/…: pages for people, outside the API and its document. It
 	// signs in with the API's bearer tokens (GET /api/v1/whoami).

@@ -407,10 +407,10 @@ func requireRole(role Role, next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// whoami serves GET /api/v1/whoami: the name, role and grid scope of the
-// request's token, which the console shows after sign-in. It never echoes
+// whoami serves GET /api/v1/whoami: the name, role, grid scope and unit
+// (of a unit token) of the request's token, which the console shows after sign-in. It never echoes
 // the token.
 func whoami(w http.ResponseWriter, r *http.Request) {
 	p := principalFrom(r.Context())
-	writeJSON(w, http.StatusOK, map[string]string{"name": p.name, "role": p.role.String(), "grid": p.scope})
+	writeJSON(w, http.StatusOK, map[string]string{"name": p.name, "role": p.role.String(), "grid": p.scope, "unit": p.unit})
 }

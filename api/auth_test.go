@@ -319,8 +319,8 @@ func TestWhoami(t *testing.T) {
 		return resp.StatusCode, strings.TrimSpace(string(b))
 	}
 	for _, tc := range []struct{ token, want string }{
-		{"tok-mgr", `{"grid":"D01","name":"mgr","role":"operator"}`},
-		{"boot-0123456789abcdef", `{"grid":"","name":"admin","role":"admin"}`},
+		{"tok-mgr", `{"grid":"D01","name":"mgr","role":"operator","unit":""}`},
+		{"boot-0123456789abcdef", `{"grid":"","name":"admin","role":"admin","unit":""}`},
 	} {
 		if code, body := get("/api/v1/whoami", tc.token); code != http.StatusOK || body != tc.want {
 			t.Errorf("whoami with %s: %d %s, want %s", tc.token, code, body, tc.want)

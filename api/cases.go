@@ -40,6 +40,9 @@ func (s *Server) caseRoutes(rt, public *routes) {
 	rt.Require(RoleViewer, "GET /api/v1/cases/stream", s.streamCases)
 	rt.Require(RoleViewer, "GET /api/v1/cases/export.csv", s.exportCases)
 	rt.Require(RoleViewer, "GET /api/v1/cases/{id}", s.getCase)
+	if s.CaseCategories != nil {
+		rt.Require(RoleViewer, "GET /api/v1/cases/categories", s.listCaseCategories)
+	}
 	for _, kind := range cases.Actions() {
 		rt.Require(RoleReporter, "POST /api/v1/cases/{id}/"+string(kind), s.actOnCase(kind))
 	}
@@ -481,4 +484,10 @@ func (s *Server) caseError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.internalError(w, r, err)
 	}
+}
+
+// listCaseCategories serves GET /api/v1/cases/categories: the case
+// categories in table order, for report forms and their names.
+func (s *Server) listCaseCategories(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"categories": s.CaseCategories()})
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -82,9 +86,11 @@ type city struct {
 
 // holders are the console tests' API tokens.
 var holders = []api.Token{
-	{Name: "dispatcher", Role: api.RoleOperator},
+	{Name: "dispatcher", Role: api.RoleDispatcher},
 	{Name: "grid-d01", Role: api.RoleOperator, Grid: "D01"},
 	{Name: "watcher", Role: api.RoleViewer, Grid: "D02"},
+	{Name: "crew-d01", Role: api.RoleUnit, Unit: "chengguan-d01"},
+	{Name: "patrol-d01", Role: api.RoleReporter, Grid: "D01"},
 }
 
 // startCity runs a gridwatch on a fresh ClickHouse database with the
@@ -118,7 +124,7 @@ func startCity(t *testing.T, c simulators.City, extra []devices.Device, rules st
 			t.Fatal(err)
 		}
 		tokens[h.Name] = tok
-		fmt.Fprintf(&tokensYAML, "- {name: %s, role: %s, grid: %q, token_hash: %s}\n", h.Name, h.Role, h.Grid, api.HashToken(tok))
+		fmt.Fprintf(&tokensYAML, "- {name: %s, role: %s, grid: %q, unit: %q, token_hash: %s}\n", h.Name, h.Role, h.Grid, h.Unit, api.HashToken(tok))
 	}
 	write := func(name string, body func(io.Writer) error) string {
 		p := filepath.Join(dir, name)
@@ -246,10 +252,34 @@ func runNode(t *testing.T, node, file string, c *city, env map[string]any) {
 	t.Logf("screenshots in %s", artifacts(t))
 }
 
+// writePhoto writes a small PNG, a patrol's photo, and returns its path.
+func writePhoto(t *testing.T) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
+	for x := range 64 {
+		for y := range 48 {
+			img.Set(x, y, color.RGBA{R: uint8(x * 4), G: 120, B: uint8(y * 5), A: 255})
+		}
+	}
+	p := filepath.Join(t.TempDir(), "pothole.png")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // asJS is a device as the browser tests get it, with its secret, which
 // devices.Device's JSON leaves out.
 func asJS(d devices.Device) map[string]string {
-	return map[string]string{"id": d.ID, "secret": d.Secret, "grid": d.Grid, "name": d.Name}
+	return map[string]string{"id": d.ID, "secret": d.Secret, "grid": d.Grid, "name": d.Name,
+		"lat": strconv.FormatFloat(d.Lat, 'f', -1, 64), "lon": strconv.FormatFloat(d.Lon, 'f', -1, 64)}
 }
 
 // floodRules raise a work order for an underpass gauge above 30 cm at
@@ -309,7 +339,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	c.publish(t, live, "["+strings.Join(history, ",")+"]")
 	runNode(t, node, "e2e/console.test.mjs", c, map[string]any{
-		"live": asJS(live), "other": asJS(other), "xss": asJS(xss),
+		"live": asJS(live), "other": asJS(other), "xss": asJS(xss), "photo": writePhoto(t),
 	})
 }
 
@@ -366,36 +396,49 @@ func TestConsoleLoad(t *testing.T) {
 	close(work)
 	wg.Wait()
 	waitFor(t, 3*time.Minute, "10,000 open work orders", func() bool {
-		return c.alertTotal(t) >= 10000
+		return c.total(t, "alerts", "new") >= 10000
 	})
 	t.Logf("5,000 gauges flooded, 10,000 work orders open in %s", time.Since(start).Round(time.Millisecond))
+	// The case loop opens the alerts' cases behind the alerts: wait until
+	// their number stops growing (or 3 minutes pass).
+	prev, deadline := -1, time.Now().Add(3*time.Minute)
+	for n := c.total(t, "cases", "received,registered,dispatched,handling,suspended,handled,verified"); n != prev && time.Now().Before(deadline); n = c.total(t, "cases", "received,registered,dispatched,handling,suspended,handled,verified") {
+		prev = n
+		time.Sleep(5 * time.Second)
+	}
+	t.Logf("%d open cases after %s", prev, time.Since(start).Round(time.Millisecond))
 	runNode(t, node, "e2e/load.test.mjs", c, map[string]any{"gauges": []map[string]string{asJS(gauges[10]), asJS(gauges[2000]), asJS(gauges[4999])}, "open": 10000})
 }
 
-// alertTotal counts the open work orders, page by page.
-func (c *city) alertTotal(t *testing.T) int {
+// total counts the alerts or cases (what) of the statuses, page by page.
+func (c *city) total(t *testing.T, what, statuses string) int {
 	t.Helper()
 	n, cursor := 0, ""
 	for {
-		req, _ := http.NewRequest(http.MethodGet, c.url()+"/api/v1/alerts?limit=1000&status=new&cursor="+url.QueryEscape(cursor), nil)
+		req, _ := http.NewRequest(http.MethodGet, c.url()+"/api/v1/"+what+"?limit=1000&status="+statuses+"&cursor="+url.QueryEscape(cursor), nil)
 		req.Header.Set("Authorization", "Bearer "+c.tokens["dispatcher"])
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var page struct {
-			Alerts []json.RawMessage `json:"alerts"`
-			Next   string            `json:"next"`
-		}
+		var page map[string]json.RawMessage
 		err = json.NewDecoder(resp.Body).Decode(&page)
 		resp.Body.Close()
+		var items []json.RawMessage
+		if err == nil {
+			err = json.Unmarshal(page[what], &items)
+		}
+		var next string
+		if err == nil && page["next"] != nil {
+			err = json.Unmarshal(page["next"], &next)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		n += len(page.Alerts)
-		if page.Next == "" {
+		n += len(items)
+		if next == "" {
 			return n
 		}
-		cursor = page.Next
+		cursor = next
 	}
 }

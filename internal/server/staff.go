@@ -43,6 +43,7 @@ func (s *Server) configureAPI(a *api.Server) error {
 	a.Alerts = s.alerting.engine
 	if s.cases.svc != nil {
 		a.Cases, a.Photos = s.cases.svc, s.cases.photos
+		a.CaseCategories = s.cases.categories.All
 	}
 	if k := s.Config.Cases.HotlineSecret; k != "" {
 		a.HotlineSecret = []byte(k)

@@ -29,7 +29,7 @@ describe('console', () => {
     await page.getByTestId('signin-submit').click();
     await page.getByTestId('whoami').waitFor();
     assert.equal(await page.getByTestId('whoami-name').textContent(), 'dispatcher');
-    assert.equal(await page.getByTestId('whoami-role').textContent(), 'operator');
+    assert.equal(await page.getByTestId('whoami-role').textContent(), 'dispatcher');
     assert.equal(await page.getByTestId('whoami-scope').textContent(), 'whole city');
     const store = await page.evaluate(() => ({ local: JSON.stringify(localStorage), session: sessionStorage.getItem('gridwatch.token'), href: location.href }));
     assert.ok(!store.local.includes(tokens.dispatcher), 'no token in localStorage');
@@ -37,7 +37,8 @@ describe('console', () => {
     assert.ok(!store.href.includes(tokens.dispatcher));
   });
 
-  test('a breach appears in the queue without a reload', async () => {
+  test('a breach appears in the alert queue and as a case, without a reload', async () => {
+    await page.getByTestId('nav-queue').click();
     await page.getByTestId('queue-row').first().waitFor();
     const before = await page.getByTestId('queue-row').count();
     const t0 = Date.now();
@@ -48,9 +49,98 @@ describe('console', () => {
     assert.equal(await page.getByTestId('queue-row').count(), before + 1);
     assert.equal(await page.getByTestId('queue-live').textContent(), 'live');
     await shot(page, 'en-queue');
+    await page.getByTestId('nav-cases').click();
+    const t1 = Date.now();
+    await page.locator(`[data-testid=case-row][data-device="${env.live.id}"]`).waitFor({ timeout: 30000 });
+    console.log(`the case is on screen ${Date.now() - t1} ms after the alert queue showed the alert`);
+    await shot(page, 'en-cases');
   });
 
-  test('sign for, dispatch, resolve and close the work order; the timeline shows each step; a conflict is shown plainly', async () => {
+  test("the breach's case: the unit signs for and handles it with a photo, the dispatcher verifies and closes it; the timeline shows each step", async () => {
+    const row = page.locator(`[data-testid=case-row][data-device="${env.live.id}"]`);
+    const id = await row.getAttribute('data-id');
+    let c = (await call(tokens.dispatcher, '/api/v1/cases/' + id)).body;
+    if (c.status === 'received') {
+      await page.goto(base + '/#/case/' + id);
+      await page.getByTestId('case-action-register').click();
+      await page.locator('[data-testid=case-page][data-status=registered]').waitFor();
+    }
+    c = (await call(tokens.dispatcher, '/api/v1/cases/' + id)).body;
+    if (c.status === 'registered') {
+      await page.goto(base + '/#/case/' + id);
+      await page.getByTestId('case-unit').selectOption('chengguan-d01');
+      await page.getByTestId('case-action-dispatch').click();
+      await page.locator('[data-testid=case-page][data-status=dispatched]').waitFor();
+    }
+    // The unit's crew, on its own phone.
+    const crew = watch(await browser.ctx.newPage(), problems);
+    await crew.setViewportSize({ width: 390, height: 844 });
+    await signIn(crew, tokens.crew);
+    assert.equal(await crew.getByTestId('whoami-unit').textContent(), 'chengguan-d01');
+    await crew.locator(`[data-testid=case-row][data-id="${id}"]`).getByTestId('case-row-sign').click();
+    await crew.locator(`[data-testid=case-row][data-id="${id}"][data-status=handling]`).waitFor();
+    await crew.goto(base + '/#/case/' + id);
+    await crew.getByTestId('case-page').waitFor();
+    await crew.getByTestId('case-photo').setInputFiles(env.photo);
+    await crew.getByTestId('case-photo-count').getByText(/1/).waitFor();
+    await crew.getByTestId('case-note').fill('Pumped out; drain cleared <script>alert(2)</script>');
+    await crew.getByTestId('case-action-handle').click();
+    await crew.locator('[data-testid=case-page][data-status=handled]').waitFor();
+    await crew.getByTestId('evidence-photo').first().waitFor();
+    await shot(crew, 'en-phone-case-handled');
+    await crew.close();
+    // The dispatcher's page follows the case live, then verifies and closes it.
+    await page.goto(base + '/#/case/' + id);
+    await page.locator('[data-testid=case-page][data-status=handled]').waitFor();
+    await page.getByTestId('case-action-verify_pass').click();
+    await page.locator('[data-testid=case-page][data-status=verified]').waitFor();
+    await page.getByTestId('case-action-close').click();
+    await page.locator('[data-testid=case-page][data-status=closed]').waitFor();
+    const kinds = await page.getByTestId('timeline-event').evaluateAll((els) => els.map((e) => e.dataset.kind));
+    for (const k of ['receive', 'dispatch', 'sign', 'handle', 'verify_pass', 'close']) assert.ok(kinds.includes(k), `timeline has ${k}: ${kinds}`);
+    const notes = await page.getByTestId('timeline-note').allTextContents();
+    assert.ok(notes.some((n) => n.includes('<script>alert(2)</script>')), `the note reads as typed: ${notes}`);
+    assert.ok(await page.getByTestId('event-deadline').count() > 0, 'deadlines met or missed are shown');
+    await page.getByTestId('evidence-photo').first().waitFor();
+    await shot(page, 'en-case');
+  });
+
+  test('a patrol report with a photo becomes a case', async () => {
+    const patrol = await launch();
+    try {
+      await patrol.ctx.grantPermissions(['geolocation'], { origin: base });
+      await patrol.ctx.setGeolocation({ latitude: Number(env.live.lat), longitude: Number(env.live.lon) });
+      const p = watch(await patrol.ctx.newPage(), problems);
+      await p.setViewportSize({ width: 390, height: 844 });
+      await signIn(p, tokens.patrol);
+      await p.getByTestId('nav-report').click();
+      await p.getByTestId('report-form').waitFor();
+      await p.getByTestId('report-category').selectOption({ index: 1 });
+      await p.getByTestId('report-description').fill('Manhole cover missing <img src=x onerror=alert(3)>');
+      await p.getByTestId('report-gps').click();
+      await p.getByTestId('report-point').getByText(/\d+\.\d+, \d+\.\d+/).waitFor();
+      await p.getByTestId('report-photo').setInputFiles(env.photo);
+      await p.getByTestId('report-photo-count').getByText(/1/).waitFor();
+      await shot(p, 'en-phone-report');
+      await p.getByTestId('report-submit').click();
+      await p.getByTestId('case-page').waitFor();
+      assert.equal(await p.getByTestId('case-description').textContent(), 'Manhole cover missing <img src=x onerror=alert(3)>');
+      assert.equal(await p.locator('img[src=x]').count(), 0);
+      await p.getByTestId('evidence-photo').first().waitFor();
+      const id = (await p.locator('small.muted').first().textContent()).trim();
+      const c = await call(tokens.dispatcher, '/api/v1/cases/' + id);
+      assert.equal(c.status, 200);
+      assert.equal(c.body.source, 'patrol');
+      assert.equal(c.body.evidence.length, 1);
+      assert.ok(c.body.grid.startsWith('D01-'), `located in D01: ${c.body.grid}`);
+      await shot(p, 'en-phone-report-case');
+    } finally {
+      await patrol.close();
+    }
+  });
+
+  test('sign for, dispatch, resolve and close the alert work order; the timeline shows each step; a conflict is shown plainly', async () => {
+    await page.goto(base + '/#/alerts');
     const row = page.locator(`[data-testid=queue-row][data-device="${env.live.id}"]`);
     const id = await row.getAttribute('data-id');
     await row.getByTestId('row-link').click();
@@ -87,7 +177,7 @@ describe('console', () => {
     await page.getByTestId('minimap').waitFor();
     await shot(page, 'en-alert');
     // Closed, it leaves the queue.
-    await page.getByTestId('nav-queue').click();
+    await page.goto(base + '/#/alerts');
     await page.getByTestId('queue-row').first().waitFor();
     assert.equal(await page.locator(`[data-testid=queue-row][data-id="${id}"]`).count(), 0);
   });
@@ -107,7 +197,7 @@ describe('console', () => {
   test('every view, in en and zh-CN, light and dark', async () => {
     const tid = (id) => `[data-testid=${id}]`;
     const views = [
-      ['queue', '#/', tid('queue-row')], ['map', '#/map', tid('map-cell')], ['cameras', '#/cameras', tid('camera-tile')],
+      ['cases', '#/', tid('case-row')], ['queue', '#/alerts', tid('queue-row')], ['report', '#/report', tid('report-map')], ['map', '#/map', tid('map-cell')], ['cameras', '#/cameras', tid('camera-tile')],
       ['camera', '#/camera/cam-gate', tid('camera-probes')], ['device', '#/device/' + env.live.id, tid('telemetry-chart')],
       ['ranking', '#/ranking', tid('trend-chart')], ['ops', '#/ops', tid('ops-rates') + '[data-ready]'],
     ];
@@ -120,18 +210,18 @@ describe('console', () => {
       }
       if (lang === 'en') {
         await page.getByTestId('lang-toggle').click();
-        await page.getByTestId('nav-queue').getByText('工单队列').waitFor();
+        await page.getByTestId('nav-cases').getByText('案卷队列').waitFor();
       }
     }
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
     await page.getByTestId('theme-toggle').click(); // auto → light
     await page.getByTestId('theme-toggle').click(); // light → dark
-    await page.goto(base + '/#/');
+    await page.goto(base + '/#/alerts');
     await page.getByTestId('queue-row').first().waitFor();
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark');
     await shot(page, 'zh-queue-dark');
     await page.getByTestId('lang-toggle').click();
-    await page.getByTestId('nav-queue').getByText('Work orders').waitFor();
+    await page.getByTestId('nav-queue').getByText('Alerts').waitFor();
     await shot(page, 'en-queue-dark');
   });
 
@@ -159,6 +249,7 @@ describe('console', () => {
     const phone = watch(await browser.ctx.newPage(), problems);
     await phone.setViewportSize({ width: 390, height: 844 });
     await signIn(phone, tokens.dispatcher); // sessionStorage belongs to a tab
+    await phone.goto(base + '/#/alerts');
     await phone.getByTestId('queue-row').first().waitFor();
     const box = await phone.getByTestId('queue-row').first().boundingBox();
     assert.ok(box.width <= 390, `a row fits the phone: ${box.width}`);
@@ -178,8 +269,11 @@ describe('a scoped token on a wall screen', () => {
       assert.ok(!st.local.includes(tokens.d01));
       assert.equal(st.session, tokens.d01);
       assert.equal(await p.getByTestId('whoami-scope').textContent(), 'D01');
-      await p.getByTestId('queue-count').waitFor();
-      await p.waitForFunction(() => !document.querySelector('[data-testid=queue-count]').textContent.includes('…'));
+      await p.locator('[data-testid=case-row], [data-testid=case-empty]').first().waitFor();
+      const caseGrids = await p.getByTestId('case-row').evaluateAll((els) => els.map((e) => e.dataset.grid));
+      assert.ok(caseGrids.every((g) => g.startsWith('D01')), `only D01 cases: ${caseGrids}`);
+      await p.goto(base + '/#/alerts');
+      await p.locator('[data-testid=queue-row], [data-testid=queue-empty]').first().waitFor();
       const grids = await p.getByTestId('queue-row').evaluateAll((els) => els.map((e) => e.dataset.device));
       assert.ok(!grids.includes(env.other.id), `the D02 work order stays out of sight: ${grids}`);
       await p.goto(base + '/#/map');

@@ -14,6 +14,8 @@ export const tokens = {
   dispatcher: process.env.GW_TOKEN_DISPATCHER,
   d01: process.env.GW_TOKEN_GRID_D01,
   watcher: process.env.GW_TOKEN_WATCHER,
+  crew: process.env.GW_TOKEN_CREW_D01,
+  patrol: process.env.GW_TOKEN_PATROL_D01,
 };
 const artifacts = process.env.GW_ARTIFACTS;
 

@@ -79,7 +79,7 @@ export function AlertPage({ id, me }) {
   const chosen = metric || (metrics[0] && metrics[0].metric) || '';
   return (
     <section class="alert-page" data-testid="alert-page" data-status={a.status}>
-      <p><a href="#/">← {t('queue')}</a></p>
+      <p><a href="#/alerts">← {t('queue')}</a></p>
       <h2><span class={'sev pill sev-' + a.severity}>{t('severity.' + a.severity)}</span> <span data-testid="alert-summary">{a.summary || a.rule}</span></h2>
       <div class="cards">
         <div class="card">

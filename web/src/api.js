@@ -47,7 +47,8 @@ export class APIError extends Error {
   }
 }
 
-function headers(extra) {
+// headers are a request's headers with the bearer token.
+export function headers(extra) {
   const h = { Accept: 'application/json', ...extra };
   if (token) h.Authorization = 'Bearer ' + token;
   return h;
@@ -68,6 +69,14 @@ export async function api(path, { method = 'GET', body, signal, raw } = {}) {
     throw new APIError(resp.status, e.code || 'http_' + resp.status, e.message || text || resp.statusText, resp.headers.get('ETag'));
   }
   return data;
+}
+
+// blobURL fetches path with the token (an img element cannot send one) and
+// returns an object URL of the answer, for an img's src.
+export async function blobURL(path, signal) {
+  const resp = await fetch(path, { headers: headers(), credentials: 'omit', signal });
+  if (!resp.ok) throw new APIError(resp.status, 'http_' + resp.status, resp.statusText);
+  return URL.createObjectURL(await resp.blob());
 }
 
 // q builds a query string from an object, leaving out empty values.

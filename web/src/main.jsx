@@ -11,6 +11,8 @@ import { api, APIError, hasToken, onSignOut, setToken, signOut, takeTokenFromHas
 import { lang, setLang, t } from './i18n.js';
 import * as alerts from './alerts.js';
 import { Queue } from './queue.jsx';
+import * as cases from './cases.js';
+import { CasePage, CaseQueue, ReportForm } from './caseviews.jsx';
 import { AlertPage } from './alert.jsx';
 import { DevicePage } from './device.jsx';
 import { MapView } from './map.jsx';
@@ -28,11 +30,12 @@ function applyTheme(th) {
 applyTheme(localStorage.getItem(themeKey) || 'auto');
 
 // route parses the hash: "#/device/wl-1?x=y" → {name: "device", id: "wl-1", params}.
+// #/ is the case queue, #/alerts the alert work orders.
 function route() {
   const h = location.hash.replace(/^#\/?/, '');
   const [path, query = ''] = h.split('?');
   const [name, ...rest] = path.split('/');
-  return { name: name || 'queue', id: rest.length ? decodeURIComponent(rest.join('/')) : '', params: new URLSearchParams(query) };
+  return { name: name || 'cases', id: rest.length ? decodeURIComponent(rest.join('/')) : '', params: new URLSearchParams(query) };
 }
 
 function useRoute() {
@@ -91,21 +94,24 @@ function Toggles() {
   );
 }
 
-const nav = [['queue', '#/'], ['map', '#/map'], ['cameras', '#/cameras'], ['ranking', '#/ranking'], ['ops', '#/ops']];
+const nav = [['cases', '#/'], ['queue', '#/alerts'], ['report', '#/report'], ['map', '#/map'], ['cameras', '#/cameras'], ['ranking', '#/ranking'], ['ops', '#/ops']];
 
 function Shell({ me }) {
   const r = useRoute();
-  const active = { alert: 'queue', device: 'map', camera: 'cameras' }[r.name] || r.name;
+  const active = { alert: 'queue', alerts: 'queue', case: 'cases', device: 'map', camera: 'cameras' }[r.name] || r.name;
   let view;
   switch (r.name) {
     case 'alert': view = <AlertPage id={r.id} me={me} />; break;
+    case 'alerts': view = <Queue me={me} params={r.params} />; break;
+    case 'case': view = <CasePage id={r.id} me={me} />; break;
+    case 'report': view = <ReportForm me={me} />; break;
     case 'device': view = <DevicePage id={r.id} />; break;
     case 'map': view = <MapView />; break;
     case 'cameras': view = <CameraWall />; break;
     case 'camera': view = <CameraPage id={r.id} />; break;
     case 'ranking': view = <Ranking />; break;
     case 'ops': view = <Ops />; break;
-    default: view = <Queue me={me} params={r.params} />;
+    default: view = <CaseQueue me={me} params={r.params} />;
   }
   return (
     <>
@@ -118,6 +124,7 @@ function Shell({ me }) {
           <b data-testid="whoami-name">{me.name}</b>
           <span class="pill" data-testid="whoami-role">{t('roles.' + me.role)}</span>
           <span class="pill" data-testid="whoami-scope">{me.grid || t('wholeCity')}</span>
+          {me.unit && <span class="pill" data-testid="whoami-unit">{me.unit}</span>}
         </span>
         <Toggles />
         {hasToken() && <button type="button" class="ghost" data-testid="signout" onClick={signOut}>{t('signOut')}</button>}
@@ -134,7 +141,7 @@ function App() {
   const [l, setL] = useState(lang);
   bump = () => setL(lang);
   const [failed, setFailed] = useState(false);
-  useEffect(() => onSignOut(() => { alerts.stop(); setMe(null); }), []);
+  useEffect(() => onSignOut(() => { alerts.stop(); cases.stop(); setMe(null); }), []);
   useEffect(() => {
     api('/api/v1/whoami').then(setMe).catch((e) => { setFailed(e instanceof APIError && e.status === 401 && hasToken()); setToken(''); setMe(null); });
   }, []);

@@ -7,6 +7,7 @@ import L from 'leaflet';
 import Supercluster from 'supercluster';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as alerts from './alerts.js';
+import * as cases from './cases.js';
 import { api, q } from './api.js';
 import { t } from './i18n.js';
 
@@ -42,28 +43,32 @@ export function MapView() {
   const [geo, setGeo] = useState(null);
   const [devs, setDevs] = useState(null);
   const [st, setSt] = useState(() => ({ ...alerts.snapshot() }));
+  const [cs, setCs] = useState(() => ({ ...cases.snapshot() }));
   const [showDevices, setShowDevices] = useState(true);
   useEffect(() => alerts.subscribe((s) => setSt({ ...s })), []);
+  useEffect(() => cases.subscribe((s) => setCs({ ...s })), []);
   useEffect(() => {
     api('/api/v1/grids/export.geojson', { raw: true }).then((txt) => setGeo(JSON.parse(txt))).catch(setErr);
     allDevices().then(setDevs).catch(setErr);
   }, []);
 
-  // Open and overdue work orders per grid code and per device.
+  // Open and overdue cases per grid code; the devices with a firing alert.
   const counts = useMemo(() => {
     const byGrid = new Map();
     const alerting = new Set();
     const now = Date.now();
+    for (const c of cs.byId.values()) {
+      const n = byGrid.get(c.grid) || { open: 0, overdue: 0 };
+      n.open++;
+      if (cases.overdue(c, now)) n.overdue++;
+      byGrid.set(c.grid, n);
+    }
     for (const a of st.byId.values()) {
-      const c = byGrid.get(a.grid) || { open: 0, overdue: 0 };
-      c.open++;
-      if (alerts.overdue(a, now)) c.overdue++;
-      byGrid.set(a.grid, c);
       if (a.device && a.condition === 'firing') alerting.add(a.device);
       for (const m of a.members || []) alerting.add(m);
     }
     return { byGrid, alerting };
-  }, [st.version]);
+  }, [st.version, cs.version]);
 
   useEffect(() => {
     // No fade or marker animation, and programmatic moves without one: an
@@ -105,6 +110,7 @@ export function MapView() {
           { text: p.name || p.code, bold: true }, { text: p.code },
           { text: `${t('openCases')}: ${c.open} · ${t('overdueCases')}: ${c.overdue}` },
           { text: t('openQueue'), href: '#/' + q({ grid: p.code }) },
+          { text: t('queue'), href: '#/alerts' + q({ grid: p.code }) },
         ]));
         layer.on('add', () => {
           const pe = layer.getElement && layer.getElement();

@@ -9,7 +9,8 @@ import { fmtDur, fmtTime, t } from './i18n.js';
 import { useAPI, useMedia, useNow, useVirtual } from './hooks.js';
 
 const sevRank = { info: 0, minor: 1, major: 2, critical: 3 };
-export const canAct = (me) => me.role === 'operator' || me.role === 'admin';
+// canAct tells whether the role may act on alert work orders (operator and up).
+export const canAct = (me) => ['operator', 'dispatcher', 'supervisor', 'admin'].includes(me.role);
 
 // Due shows the deadline that counts now as a countdown, overdue in red.
 export function Due({ a, now }) {
@@ -60,7 +61,7 @@ const sorters = {
   severity: (a, b) => (sevRank[b.severity] - sevRank[a.severity]) || sorters.fired(a, b),
 };
 
-function Select({ label, value, onChange, options, testid, render = (o) => o }) {
+export function Select({ label, value, onChange, options, testid, render = (o) => o }) {
   return (
     <label class="field">{label}
       <select value={value} onChange={(e) => onChange(e.currentTarget.value)} data-testid={testid}>

@@ -1,0 +1,120 @@
+// live.js keeps a set of open items (alerts or cases) in memory, fed by a
+// list endpoint and then a live stream: the queues and the map read it.
+// Every (re)connect of the stream lists again, and an item is replaced
+// only by a version at least as new, so an event and a list crossing each
+// other leave the newest state. The first page is asked for at once, while
+// the stream connects, so the queue paints without waiting; only the
+// listing that follows the stream's opening (gap-free) is authoritative.
+import { api, q, stream } from './api.js';
+
+// liveSet makes such a set: list is the list endpoint, key the page's
+// field holding the items, query its filters, streamPath the stream,
+// isOpen whether an item stays in the set, fromChange the item an event
+// carries.
+export function liveSet({ list, key, query, streamPath, isOpen, fromChange }) {
+  const firstPage = 200;
+  const pageSize = 1000;
+  const state = {
+    byId: new Map(),
+    version: 0, // bumped at every change, for memoised views
+    loaded: false, // the first page arrived
+    complete: false, // every page arrived
+    live: 'connecting',
+    error: null,
+    lastEvent: null, // {id, at} of the latest change applied
+  };
+  const listeners = new Set();
+  const touched = new Set(); // items an event changed since the listing began
+  let started = null;
+  let pending = false;
+
+  function changed() {
+    state.version++;
+    if (pending) return;
+    pending = true;
+    // Changes come in bursts: one render per animation frame is enough.
+    requestAnimationFrame(() => {
+      pending = false;
+      for (const fn of listeners) fn(state);
+    });
+  }
+
+  function upsert(a) {
+    const cur = state.byId.get(a.id);
+    if (cur && cur.version > a.version) return false;
+    if (isOpen(a)) state.byId.set(a.id, a);
+    else state.byId.delete(a.id);
+    return true;
+  }
+
+  const pagePath = (cursor) => list + q({ ...query, limit: cursor ? pageSize : firstPage, cursor });
+
+  async function listAll(signal) {
+    let cursor = '';
+    const seen = new Set();
+    do {
+      const page = await api(pagePath(cursor), { signal });
+      for (const a of page[key]) { seen.add(a.id); upsert(a); }
+      cursor = page.next || '';
+      state.loaded = true;
+      changed();
+    } while (cursor);
+    // An item the list no longer holds, and no event touched since the
+    // listing began, left the set while the stream was away.
+    for (const id of state.byId.keys()) if (!seen.has(id) && !touched.has(id)) state.byId.delete(id);
+    state.complete = true;
+    state.error = null;
+    changed();
+  }
+
+  function start() {
+    const ctl = new AbortController();
+    api(pagePath(''), { signal: ctl.signal }).then((page) => {
+      if (state.loaded) return;
+      for (const a of page[key]) upsert(a);
+      state.loaded = true;
+      changed();
+    }).catch(() => {});
+    stream(streamPath, {
+      signal: ctl.signal,
+      onState(s) { state.live = s; changed(); },
+      async onOpen() {
+        touched.clear();
+        try { await listAll(ctl.signal); } catch (e) { if (!ctl.signal.aborted) { state.error = e; changed(); } }
+      },
+      onEvent(kind, change) {
+        const a = fromChange(change);
+        if (!a) return;
+        touched.add(a.id);
+        if (upsert(a)) {
+          state.lastEvent = { id: a.id, kind, at: performance.now() };
+          changed();
+        }
+      },
+    });
+    return ctl;
+  }
+
+  return {
+    // subscribe calls fn with the state at every change, starting the list
+    // and the stream on first use; it returns the unsubscribe function.
+    subscribe(fn) {
+      if (!started) started = start();
+      listeners.add(fn);
+      fn(state);
+      return () => listeners.delete(fn);
+    },
+    // stop ends the stream and forgets everything (sign-out).
+    stop() {
+      if (started) started.abort();
+      started = null;
+      state.byId.clear();
+      state.loaded = state.complete = false;
+      state.live = 'connecting';
+      changed();
+    },
+    snapshot: () => state,
+    // put applies an item an action answered with.
+    put(a) { if (upsert(a)) changed(); },
+  };
+}
