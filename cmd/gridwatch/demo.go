@@ -191,6 +191,10 @@ gridwatch demo is up (%s): %d simulated devices publishing to %s
     curl -s '%s/api/v1/alerts?condition=firing'
     curl -sN %s/api/v1/alerts/stream
     curl -s %s/api/v1/cameras
+  The cases the alerts raised, dispatched to their units, and their live stream:
+    curl -s '%s/api/v1/cases?status=dispatched'
+    curl -sN %s/api/v1/cases/stream
+    gridwatch cases list --server %s
   Health, readiness and metrics:
     curl -s %s/readyz ; curl -s %s/metrics | grep gridwatch_
   Rows in ClickHouse, per device type:
@@ -200,5 +204,5 @@ gridwatch demo is up (%s): %d simulated devices publishing to %s
 Press Ctrl-C to stop; what is buffered is flushed into ClickHouse first.
 
 `, took.Round(100*time.Millisecond), len(devs), srv.MQTTAddr(), base,
-		base, d.ID, metric, base, d.ID, metric, base, base, base, base, base, srv.ClickHouseClient(), db, db, srv.Config.Devices.File)
+		base, d.ID, metric, base, d.ID, metric, base, base, base, base, base, base, base, base, srv.ClickHouseClient(), db, db, srv.Config.Devices.File)
 }
