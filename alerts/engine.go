@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -134,6 +135,11 @@ type Engine struct {
 	// Retain is how long closed alerts stay in memory for List, Get and
 	// Stats. It defaults to 30 days.
 	Retain time.Duration
+	// ReadSlots is how many staff reads (List, All, Stats) scan alerts at
+	// once; others wait their turn, parked, so that however many staff ask
+	// at once, ingestion keeps its cores. It defaults to GOMAXPROCS-1, at
+	// least 1.
+	ReadSlots int
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil leaves them
@@ -158,6 +164,8 @@ type Engine struct {
 	silence   dueHeap[*deviceState]
 	waiting   map[*instance]struct{}
 	ruleView  atomic.Pointer[RuleSet]
+	// readSlots holds a token per staff read scanning (see readSlot).
+	readSlots chan struct{}
 	rules     *RuleSet
 	gen       int
 	devs      map[string]*deviceState
@@ -231,6 +239,10 @@ func (e *Engine) setDefaults() {
 	if e.Retain <= 0 {
 		e.Retain = DefaultRetain
 	}
+	if e.ReadSlots <= 0 {
+		e.ReadSlots = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	e.readSlots = make(chan struct{}, e.ReadSlots)
 	if e.Logger == nil {
 		e.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -442,3 +442,52 @@ func TestReadsDoNotWaitForIngest(t *testing.T) {
 		t.Fatal("List, Get, All and Stats waited for the engine's mutex, held by ingestion")
 	}
 }
+
+// TestSlowExportLeavesReadsFree checks the read slots from the side of a
+// slow export client: an export whose consumer waits (a CSV download to a
+// slow network) holds no read slot while it waits, so with one slot, the
+// other staff's lists and statistics still answer.
+func TestSlowExportLeavesReadsFree(t *testing.T) {
+	c := &clock{t: t0}
+	var devs []devices.Device
+	for i := range 3 {
+		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: "G1"})
+	}
+	reg := devices.NewRegistry(devs)
+	e := &alerts.Engine{Rules: mustRules(t, lifecycleRules), Lookup: reg.Lookup, Now: c.Now, ReadSlots: 1,
+		Tick: time.Hour, FlushEvery: time.Hour}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, d := range devs {
+		e.Observe(alerts.Observation{Device: d.ID, Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()})
+	}
+	all, err := e.All(alerts.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	for range all {
+		// The export's consumer is busy with its first row.
+		go func() {
+			p, err := e.List(alerts.Filter{})
+			if err == nil && len(p.Alerts) != 3 {
+				err = fmt.Errorf("List = %d alerts, want 3", len(p.Alerts))
+			}
+			if err == nil {
+				_, err = e.Stats(alerts.ByUnit, "", t0, t0.Add(time.Hour))
+			}
+			read <- err
+		}()
+		select {
+		case err := <-read:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("List and Stats waited for an export whose consumer was busy")
+		}
+		break
+	}
+}

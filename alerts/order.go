@@ -2,7 +2,6 @@ package alerts
 
 import (
 	"cmp"
-	"iter"
 	"slices"
 	"sort"
 	"strings"
@@ -82,30 +81,19 @@ func (e *Engine) firedOrder() []listed {
 	return nil
 }
 
-// inFiredOrder yields the published views of order, newest first when
-// desc, starting after the position after when cursor is set.
-func inFiredOrder(order []listed, desc, cursor bool, after listed) iter.Seq[*alertView] {
-	return func(yield func(*alertView) bool) {
-		if desc {
-			i := len(order)
-			if cursor {
-				i = sort.Search(len(order), func(i int) bool { return compareListed(order[i], after) >= 0 })
-			}
-			for i--; i >= 0; i-- {
-				if v := order[i].en.view.Load(); v != nil && !yield(v) {
-					return
-				}
-			}
-			return
+// firedStart returns where a walk of order in q's direction starts, after
+// q's cursor, and its step: the walk visits i, i+step, … while inside
+// order.
+func firedStart(order []listed, q sortQuery) (i, step int) {
+	if q.desc {
+		i = len(order)
+		if q.cursor {
+			i = sort.Search(len(order), func(i int) bool { return compareListed(order[i], q.after) >= 0 })
 		}
-		i := 0
-		if cursor {
-			i = sort.Search(len(order), func(i int) bool { return compareListed(order[i], after) > 0 })
-		}
-		for ; i < len(order); i++ {
-			if v := order[i].en.view.Load(); v != nil && !yield(v) {
-				return
-			}
-		}
+		return i - 1, -1
 	}
+	if q.cursor {
+		i = sort.Search(len(order), func(i int) bool { return compareListed(order[i], q.after) > 0 })
+	}
+	return i, 1
 }

@@ -92,33 +92,64 @@ func (e *Engine) List(f Filter) (Page, error) {
 
 // All returns every alert f selects after f.Cursor, in List's order,
 // whatever f.Limit: what one export reads in one pass instead of a List
-// per page. The alerts are copies. In the fired order they are the alerts
-// that had fired at the call, each as it is when the iteration reaches it,
-// read one by one without gathering them first; in another order, as of
-// the call.
-func (e *Engine) All(f Filter) (iter.Seq[Alert], error) {
+// per page. The alerts are the engine's immutable views, not copies: read
+// them, never change them. In the fired order they are the alerts that had
+// fired at the call, each as it is when the iteration reaches it, read in
+// batches of exportBatch (each in one read slot, none held while the
+// caller writes them out); in another order, as of the call.
+func (e *Engine) All(f Filter) (iter.Seq[*Alert], error) {
 	q, err := parseSort(f)
 	if err != nil {
 		return nil, err
 	}
-	if q.field == "fired" {
-		order := e.firedOrder()
-		return func(yield func(Alert) bool) {
-			for v := range inFiredOrder(order, q.desc, q.cursor, q.after) {
-				if e.selects(f, &v.Alert) && !yield(v.clone()) {
+	if q.field != "fired" {
+		release := e.readSlot()
+		sel := e.selectRanked(f, q, -1)
+		release()
+		return func(yield func(*Alert) bool) {
+			for _, r := range sel {
+				if !yield(&r.v.Alert) {
 					return
 				}
 			}
 		}, nil
 	}
-	sel := e.selectRanked(f, q, -1)
-	return func(yield func(Alert) bool) {
-		for _, r := range sel {
-			if !yield(r.v.clone()) {
-				return
+	order := e.firedOrder()
+	return func(yield func(*Alert) bool) {
+		batch := make([]*alertView, 0, exportBatch)
+		for i, step := firedStart(order, q); 0 <= i && i < len(order); {
+			release := e.readSlot()
+			for ; 0 <= i && i < len(order) && len(batch) < exportBatch; i += step {
+				if v := order[i].en.view.Load(); v != nil && e.selects(f, &v.Alert) {
+					batch = append(batch, v)
+				}
 			}
+			release()
+			for _, v := range batch {
+				if !yield(&v.Alert) {
+					return
+				}
+			}
+			clear(batch)
+			batch = batch[:0]
 		}
 	}, nil
+}
+
+// exportBatch is how many alerts All reads in one read slot.
+const exportBatch = 1024
+
+// readSlot waits for one of the engine's ReadSlots and returns its
+// release. Reads that scan alerts hold one, so that however many staff ask
+// at once, they leave cores to ingestion: a waiting read is parked, not
+// competing for a core.
+func (e *Engine) readSlot() (release func()) {
+	slots := e.readSlots
+	if slots == nil { // not started
+		return func() {}
+	}
+	slots <- struct{}{}
+	return func() { <-slots }
 }
 
 // ranked is a view with its sort key.
@@ -174,21 +205,20 @@ func parseSort(f Filter) (sortQuery, error) {
 }
 
 // selectTop returns the first n views f selects after its cursor, in
-// f.Sort order.
+// f.Sort order, in a read slot.
 func (e *Engine) selectTop(f Filter, n int) ([]ranked, error) {
 	q, err := parseSort(f)
 	if err != nil {
 		return nil, err
 	}
+	defer e.readSlot()()
 	if q.field != "fired" {
 		return e.selectRanked(f, q, n), nil
 	}
 	var out []ranked
-	for v := range inFiredOrder(e.firedOrder(), q.desc, q.cursor, q.after) {
-		if len(out) == n {
-			break
-		}
-		if e.selects(f, &v.Alert) {
+	order := e.firedOrder()
+	for i, step := firedStart(order, q); 0 <= i && i < len(order) && len(out) < n; i += step {
+		if v := order[i].en.view.Load(); v != nil && e.selects(f, &v.Alert) {
 			out = append(out, ranked{key: v.Fired.UnixMilli(), v: v})
 		}
 	}
@@ -196,7 +226,8 @@ func (e *Engine) selectTop(f Filter, n int) ([]ranked, error) {
 }
 
 // selectRanked returns the first n views (all for n < 0) f selects after
-// q's cursor, in q's order, from a scan of every alert.
+// q's cursor, in q's order, from a scan of every alert. Called in a read
+// slot.
 func (e *Engine) selectRanked(f Filter, q sortQuery, n int) []ranked {
 	after := ranked{key: q.after.fired, v: &alertView{Alert: Alert{ID: q.after.id}}}
 	before := func(a, b ranked) int {

@@ -182,8 +182,8 @@ func cpuTime() time.Duration {
 func BenchmarkStaffReadsBesideIngest(b *testing.B) {
 	const (
 		staff  = 20
-		rounds = 3
-		phase  = 4 * time.Second
+		rounds = 10
+		phase  = 2 * time.Second
 		// every is how often a client asks for something; every fifth
 		// request is an export, every fifth (offset) statistics.
 		every = 2 * time.Second
@@ -269,18 +269,31 @@ func BenchmarkStaffReadsBesideIngest(b *testing.B) {
 		// The CPU time of each phase, and its wall time: a phase beside
 		// the staff ends once their requests in flight are answered.
 		var cpuAlone, cpuBeside, wallAlone, wallBeside time.Duration
-		for range rounds {
+		runAlone := func() {
 			t, w := cpuTime(), time.Now()
 			alone += ingestFor(phase)
 			cpuAlone, wallAlone = cpuAlone+cpuTime()-t, wallAlone+time.Since(w)
-
+		}
+		runBeside := func() {
 			stop := make(chan struct{})
-			t, w = cpuTime(), time.Now()
+			t, w := cpuTime(), time.Now()
 			wg := staffFor(stop)
 			beside += ingestFor(phase)
 			close(stop)
 			wg.Wait()
 			cpuBeside, wallBeside = cpuBeside+cpuTime()-t, wallBeside+time.Since(w)
+		}
+		// Rounds alternate which phase goes first, so that neither is
+		// always the one after the other (a collection the other's
+		// garbage started, a drift in the machine's load).
+		for r := range rounds {
+			if r%2 == 0 {
+				runAlone()
+				runBeside()
+			} else {
+				runBeside()
+				runAlone()
+			}
 		}
 		secs := (rounds * phase).Seconds()
 		ratio := float64(beside) / float64(alone)

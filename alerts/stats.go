@@ -69,13 +69,19 @@ func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, e
 	}
 	groups := map[string]*acc{}
 	keys := make([]string, 0, 4)
+	defer e.readSlot()()
 	for _, l := range e.firedOrder() {
 		v := l.en.view.Load()
 		if v == nil {
 			continue
 		}
 		a := &v.Alert
-		if a.Condition == ConditionPending || a.Fired.IsZero() || scope != "" && !e.InScope(scope, a.Grid) {
+		if a.Condition == ConditionPending || a.Fired.IsZero() {
+			continue
+		}
+		received := !a.Fired.Before(from) && a.Fired.Before(to)
+		overdueNow := a.Overdue(now)
+		if !received && !overdueNow || scope != "" && !e.InScope(scope, a.Grid) {
 			continue
 		}
 		keys = keys[:0]
@@ -86,11 +92,6 @@ func (e *Engine) Stats(by StatsBy, scope string, from, to time.Time) ([]Stats, e
 			if scope != "" {
 				keys = slices.DeleteFunc(keys, func(k string) bool { return !e.InScope(scope, k) })
 			}
-		}
-		received := !a.Fired.Before(from) && a.Fired.Before(to)
-		overdueNow := a.Overdue(now)
-		if !received && !overdueNow {
-			continue
 		}
 		for _, k := range keys {
 			g := groups[k]

@@ -21,7 +21,7 @@ import (
 // *alerts.Engine is one.
 type Alerts interface {
 	List(f alerts.Filter) (alerts.Page, error)
-	All(f alerts.Filter) (iter.Seq[alerts.Alert], error)
+	All(f alerts.Filter) (iter.Seq[*alerts.Alert], error)
 	Get(id string) (alerts.Alert, []alerts.Event, error)
 	Act(ctx context.Context, a alerts.Action) (alerts.Alert, error)
 	Subscribe(buffer int) *alerts.Subscription

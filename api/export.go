@@ -28,7 +28,7 @@ func (s *Server) exportAlerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Cursor = ""
-	var all iter.Seq[alerts.Alert]
+	var all iter.Seq[*alerts.Alert]
 	if ok {
 		// The alerts are selected before the header goes out, so a bad
 		// filter still gets a JSON error.
@@ -43,7 +43,7 @@ func (s *Server) exportAlerts(w http.ResponseWriter, r *http.Request) {
 	_ = out.Write(exportColumns)
 	if all != nil {
 		for a := range all {
-			if err := out.Write(exportRow(&a)); err != nil {
+			if err := out.Write(exportRow(a)); err != nil {
 				return // the client went away
 			}
 		}

@@ -215,7 +215,7 @@ func (s *Server) reconcileAlerts(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.intakeAlert(ctx, a)
+		s.intakeAlert(ctx, *a)
 	}
 }
 
