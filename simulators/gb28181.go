@@ -299,6 +299,19 @@ func (d *GBDevice) Alarm(ctx context.Context, priority, method, typ int, descrip
 	return d.send(ctx, m)
 }
 
+// NotifyChannel reports a channel of the catalog on or off, as a device
+// notifies a catalog change (Notify Catalog with one item).
+func (d *GBDevice) NotifyChannel(ctx context.Context, channel string, on bool) error {
+	m := d.notify(gb28181.CmdCatalog)
+	status := "OFF"
+	if on {
+		status = "ON"
+	}
+	m.SumNum = 1
+	m.DeviceList = &gb28181.CatalogList{Num: 1, Items: []gb28181.CatalogItem{{DeviceID: channel, ParentID: d.ID, Status: status}}}
+	return d.send(ctx, m)
+}
+
 // Unregister sends REGISTER with Expires: 0.
 func (d *GBDevice) Unregister(ctx context.Context) error { return d.register(ctx, 0) }
 

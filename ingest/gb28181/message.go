@@ -8,7 +8,8 @@ import (
 )
 
 // onMessage takes a MANSCDP MESSAGE of a registered device: a Keepalive,
-// an Alarm, or a device's Response to a Catalog or DeviceInfo query. The
+// an Alarm, a catalog change (Notify Catalog), or a device's Response to a
+// Catalog or DeviceInfo query. The
 // answers: 400 for a From that is not a 20-digit id or a body that is not
 // MANSCDP, 403 for a device that is not registered or registered from
 // another address, 413 for a body over MaxBodyBytes, 415 for another
@@ -68,6 +69,11 @@ func (r *Registrar) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	case m.XMLName.Local == "Response" && m.CmdType == CmdCatalog:
 		r.respond(req, tx, sip.StatusOK, "OK", "")
 		r.metrics.queries.WithLabelValues(CmdCatalog, "answered").Inc()
+		r.catalog(id, m, now)
+	case m.XMLName.Local == "Notify" && m.CmdType == CmdCatalog:
+		// A catalog change a device reports of itself (a channel going
+		// on or off), read like a catalog's items.
+		r.respond(req, tx, sip.StatusOK, "OK", "")
 		r.catalog(id, m, now)
 	case m.XMLName.Local == "Response" && m.CmdType == CmdDeviceInfo:
 		r.respond(req, tx, sip.StatusOK, "OK", "")

@@ -175,6 +175,18 @@ func TestRegisterQueryKeepaliveOffline(t *testing.T) {
 					return p.Device == channel && p.Parent == id && p.Online && p.Reason == gb28181.ReasonCatalog
 				}) > 0
 			})
+			// The device reports its channel off, then on again.
+			for _, on := range []bool{false, true} {
+				if err := d.NotifyChannel(context.Background(), channel, on); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 10*time.Second, "the channel change reported", func() bool {
+					st, _ := tr.Device(id)
+					return tr.log.count(func(p gb28181.Presence) bool {
+						return p.Device == channel && p.Online == on && p.Reason == gb28181.ReasonCatalog
+					}) > 0 && len(st.Channels) == 1 && st.Channels[0].Online == on
+				})
+			}
 			waitFor(t, 10*time.Second, "two keepalives reported", func() bool {
 				return d.Keepalives() >= 2 && tr.log.count(func(p gb28181.Presence) bool {
 					return p.Device == id && p.Reason == gb28181.ReasonKeepalive && p.Online
