@@ -185,6 +185,7 @@ func (req *reportRequest) report(p *principal) cases.Report {
 	return cases.Report{
 		Source: src, Actor: caseActor(p), Reporter: req.Reporter, Origin: req.Origin, Category: req.Category,
 		Description: req.Description, Location: req.Location, Address: req.Address, Grid: req.Grid, Evidence: req.Evidence,
+		Within: p.sees,
 	}
 }
 
@@ -296,7 +297,7 @@ func (s *Server) actOnCase(kind cases.EventKind) http.HandlerFunc {
 			Case: r.PathValue("id"), Kind: kind, Version: req.Version, Actor: caseActor(p),
 			Note: req.Note, Evidence: req.Evidence, Unit: req.Unit, Into: req.Into, Category: req.Category,
 			Location: req.Location, Address: req.Address, Grid: req.Grid, Force: req.Force, Extend: req.Extend,
-			Satisfaction: req.Satisfaction,
+			Satisfaction: req.Satisfaction, Within: p.sees,
 		})
 		if err != nil {
 			s.caseError(w, r, err)

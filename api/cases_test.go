@@ -55,6 +55,13 @@ func newCaseService(t *testing.T, store *casestest.Store) *cases.Service {
 			}
 			return "U-CITY"
 		},
+		// North of 50° lies outside the D01 scope.
+		Locate: func(lat, _ float64) (string, bool) {
+			if lat > 50 {
+				return gridOut, true
+			}
+			return gridIn, true
+		},
 		Logger: slog.New(slog.DiscardHandler),
 	}
 	if err := svc.Start(context.Background()); err != nil {
@@ -291,6 +298,18 @@ func TestCaseReportAndActions(t *testing.T) {
 	}
 	if code, body := env.call(t, http.MethodPost, "/api/v1/cases", "tok-reporter", `{"category":"`+waterCover+`","grid":"`+gridOut+`"}`); code != http.StatusForbidden {
 		t.Errorf("report outside the scope: %d %s", code, body)
+	}
+	if code, body := env.call(t, http.MethodPost, "/api/v1/cases", "tok-reporter", `{"category":"`+waterCover+`","location":{"lat":60,"lon":111}}`); code != http.StatusForbidden {
+		t.Errorf("report located outside the scope: %d %s", code, body)
+	}
+	code, body = env.call(t, http.MethodPost, "/api/v1/cases", "tok-reporter", `{"category":"`+waterCover+`","location":{"lat":30,"lon":111}}`)
+	var moved cases.Case
+	if err := json.Unmarshal([]byte(body), &moved); code != http.StatusCreated || err != nil || moved.Grid != gridIn {
+		t.Fatalf("report located inside the scope: %d %s", code, body)
+	}
+	if code, body := env.call(t, http.MethodPost, "/api/v1/cases/"+moved.ID+"/register", "tok-dispatcher",
+		`{"version":1,"force":true,"location":{"lat":60,"lon":111}}`); code != http.StatusForbidden {
+		t.Errorf("registration moving the case outside the dispatcher's scope: %d %s", code, body)
 	}
 	if code, body := env.call(t, http.MethodPost, "/api/v1/cases", "tok-viewer", `{"category":"`+waterCover+`","grid":"`+gridIn+`"}`); code != http.StatusForbidden {
 		t.Errorf("report by a viewer: %d %s", code, body)

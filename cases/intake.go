@@ -27,6 +27,9 @@ type Report struct {
 	Device      string
 	// Evidence are content hashes of photos (see Photos).
 	Evidence []string
+	// Within, when set, is the reporter's scope: a report whose grid (given
+	// or found from the location) lies outside it is refused.
+	Within func(grid string) bool
 }
 
 // MaxTextLen bounds a report's description and an action's note (bytes).
@@ -87,6 +90,9 @@ func (s *Service) report(ctx context.Context, r Report) (Case, bool, error) {
 	}
 	if c.Grid == "" && c.Location != nil && s.Locate != nil {
 		c.Grid, _ = s.Locate(c.Location.Lat, c.Location.Lon)
+	}
+	if r.Within != nil && !r.Within(c.Grid) {
+		return Case{}, false, fmt.Errorf("%w: the case's grid %q is outside the reporter's scope", ErrForbidden, c.Grid)
 	}
 	evs := s.seal(&c, "", r.Actor, now, Event{Kind: EventReceive, Note: r.Description, Evidence: r.Evidence})
 	if r.Source == SourceAlert || r.Source == SourceCamera {

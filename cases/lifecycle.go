@@ -68,6 +68,9 @@ type Action struct {
 	Extend *Limit
 	// Satisfaction is 1..5 for evaluate.
 	Satisfaction uint8
+	// Within, when set, is the actor's scope: a registration that moves
+	// the case outside it is refused.
+	Within func(grid string) bool
 }
 
 // Role sets of the rules below.

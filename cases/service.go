@@ -568,7 +568,13 @@ func (s *Service) register(c *Case, a Action) error {
 	} else if a.Location != nil {
 		c.Grid = ""
 	}
-	return s.check(c, a.Force)
+	if err := s.check(c, a.Force); err != nil {
+		return err
+	}
+	if a.Within != nil && !a.Within(c.Grid) {
+		return fmt.Errorf("%w: grid %q is outside the actor's scope", ErrForbidden, c.Grid)
+	}
+	return nil
 }
 
 // check validates a case about to be registered.
