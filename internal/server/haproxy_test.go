@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/internal/freeport"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+// TestHAProxyConfigFrontsNodes runs deploy/haproxy/haproxy.cfg, as shipped
+// but for its addresses and maxconn, in front of two gridwatch nodes sharing
+// one ClickHouse, its third server being a node that is down: HAProxy's
+// checks (/readyz) take the live nodes in and leave the dead one out,
+// devices connecting through HAProxy's MQTT port land on both live nodes,
+// every reading is stored once, and the API answers through HAProxy's HTTP
+// port.
+func TestHAProxyConfigFrontsNodes(t *testing.T) {
+	addr, database := storagetest.Database(t)
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		storagetest.Unavailable(t, "haproxy is not installed (deploy/install-deps.sh installs it)")
+	}
+	devs := e2eDevices(t, 12)
+	const token = "haproxy-test-token-0123"
+	node := func(c *Config) { c.API.AdminToken = token }
+	nodes := []*Server{startServer(t, addr, database, devs, node), startServer(t, addr, database, devs, node)}
+
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "haproxy", "haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := func() int {
+		p, err := freeport.Loopback()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mqttPort, apiPort, statsPort, downPort := port(), port(), port(), port()
+	cfg := string(raw)
+	// The addresses change, and maxconn: 200,000 connections need more
+	// file descriptors than a test may open.
+	for from, to := range map[string]string{"maxconn 200000": "maxconn 2000", "bind :1883": "bind 127.0.0.1:" + strconv.Itoa(mqttPort),
+		"bind :8080": "bind 127.0.0.1:" + strconv.Itoa(apiPort), "bind :8404": "bind 127.0.0.1:" + strconv.Itoa(statsPort)} {
+		if !strings.Contains(cfg, from) {
+			t.Fatalf("haproxy.cfg has no %q", from)
+		}
+		cfg = strings.ReplaceAll(cfg, from, to)
+	}
+	// gridwatch-N:PORT names the Nth node; the third one is down.
+	server := regexp.MustCompile(`gridwatch-(\d):(1883|8080)( check port 8080)?`)
+	replaced := 0
+	cfg = server.ReplaceAllStringFunc(cfg, func(m string) string {
+		replaced++
+		p := server.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(p[1])
+		if n > len(nodes) {
+			return fmt.Sprintf("127.0.0.1:%d", downPort)
+		}
+		s := nodes[n-1]
+		target := s.MQTTAddr()
+		if p[2] == "8080" {
+			target = s.HTTPAddr()
+		}
+		if p[3] != "" {
+			_, hp, _ := strings.Cut(s.HTTPAddr(), ":")
+			return target + " check port " + hp
+		}
+		return target
+	})
+	if replaced != 6 {
+		t.Fatalf("haproxy.cfg names %d node addresses, want 3 MQTT and 3 HTTP", replaced)
+	}
+	file := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, haproxy, "-db", "-f", file)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+
+	// The API through HAProxy, once its checks found a node ready.
+	api := fmt.Sprintf("http://127.0.0.1:%d/api/v1/devices/%s", apiPort, devs[0].ID)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, api, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API through HAProxy did not answer 200 within a minute: %v\nhaproxy:\n%s", err, logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitBackend(t, statsPort, "gridwatch_mqtt", map[string]string{"gridwatch-1": "UP", "gridwatch-2": "UP", "gridwatch-3": "DOWN"})
+
+	url := fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort)
+	for i, d := range devs {
+		m := metricNames(d.Type)
+		publishTo(t, url, d, fmt.Sprintf(`{"ts": %d, %q: 1, %q: 2}`, time.Now().UnixMilli()-int64(i), m[0], m[1]))
+	}
+	waitCount(t, nodes[0], uint64(2*len(devs)), "SELECT count() FROM {db}.telemetry")
+	for i, s := range nodes {
+		if n := ingested(t, s); n == 0 {
+			t.Errorf("node %d took no device through HAProxy", i+1)
+		}
+	}
+}
+
+// waitBackend polls HAProxy's statistics (CSV) until each server of
+// backend has the status wanted.
+func waitBackend(t *testing.T, statsPort int, backend string, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	var got map[string]string
+	for {
+		got = map[string]string{}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats;csv", statsPort))
+		if err == nil {
+			records, _ := csv.NewReader(resp.Body).ReadAll()
+			resp.Body.Close()
+			for _, r := range records {
+				if len(r) > 17 && r[0] == backend {
+					got[r[1]] = strings.Fields(r[17] + " ")[0] // "UP", "DOWN", "UP 1/2"…
+				}
+			}
+		}
+		ok := true
+		for server, status := range want {
+			ok = ok && got[server] == status
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HAProxy's %s servers are %v after a minute, want %v", backend, got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// ingested is the telemetry messages a node's broker ingested.
+func ingested(t *testing.T, s *Server) float64 {
+	t.Helper()
+	families, err := s.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "gridwatch_mqtt_messages_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == "ingested" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
