@@ -13,7 +13,7 @@ import (
 	"github.com/gridwatch/gridwatch/cases"
 )
 
-func picture(t *testing.T, enc func(io.Writer, image.Image) error, w, h int) []byte {
+func picture(t testing.TB, enc func(io.Writer, image.Image) error, w, h int) []byte {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	img.Set(1, 1, color.RGBA{R: 200, A: 255})
@@ -71,4 +71,27 @@ func TestPhotos(t *testing.T) {
 			t.Errorf("open %q: %v", h, err)
 		}
 	}
+}
+
+// FuzzPhotoPut feeds Put arbitrary bytes: it must store a picture it can
+// decode and refuse anything else as ErrBadPhoto or ErrPhotoTooLarge,
+// never panic or fail otherwise.
+func FuzzPhotoPut(f *testing.F) {
+	f.Add(picture(f, func(w io.Writer, m image.Image) error { return jpeg.Encode(w, m, nil) }, 16, 16))
+	f.Add(picture(f, png.Encode, 16, 16))
+	f.Add([]byte("\x89PNG\r\n\x1a\n"))
+	f.Add([]byte("\xff\xd8\xff\xe0"))
+	f.Add([]byte("GIF89a"))
+	p := &cases.Photos{Dir: f.TempDir(), MaxBytes: 64 << 10, MaxPixels: 1 << 16}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		hash, err := p.Put(bytes.NewReader(data))
+		switch {
+		case err == nil:
+			if !p.Has(hash) {
+				t.Fatalf("stored %q, but Has says no", hash)
+			}
+		case !errors.Is(err, cases.ErrBadPhoto) && !errors.Is(err, cases.ErrPhotoTooLarge):
+			t.Fatalf("Put: %v", err)
+		}
+	})
 }
