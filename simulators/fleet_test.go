@@ -357,6 +357,11 @@ func checkPayload(t *testing.T, ts int64, values []Value) {
 // sent arrived. QoS 1 may deliver a message twice (it resends what was not
 // acknowledged); QoS 0 loses at most what was on the wire at the kick, while
 // what it tried to send during the outage counts as failed.
+// outageSlack bounds, per device, the QoS 0 messages TestFleetOutage lets
+// the fleet count as sent after the broker closed their connection: 50 ms
+// of its rate.
+const outageSlack = 20
+
 func TestFleetOutage(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
@@ -414,10 +419,13 @@ func TestFleetOutage(t *testing.T) {
 			switch qos {
 			case 0:
 				// What was lost is what the broker had not read at the kick,
-				// and per device at most one message written into its closed
-				// connection and one not yet counted as sent when inFlight
-				// was read.
-				if lost := s.Messages - got; lost > inFlight+2*int64(len(devs)) || s.Errors < 500 {
+				// and per device what it wrote into its connection after the
+				// broker closed it: a write succeeds until the kernel has the
+				// peer's RST and paho has seen the error, which on a loaded
+				// box takes tens of milliseconds, several messages at 400
+				// msg/s a device (17 of 5 devices seen, against a bound of 2
+				// each). The bound says the outage is not silently absorbed.
+				if lost := s.Messages - got; lost > inFlight+outageSlack*int64(len(devs)) || s.Errors < 500 {
 					t.Fatalf("broker received %d messages, fleet sent %d (%d in flight at the kick) and failed %d: want the outage counted as failures",
 						got, s.Messages, inFlight, s.Errors)
 				}
