@@ -62,6 +62,7 @@ type GBDevice struct {
 	sn        atomic.Uint32
 	keepalive atomic.Int64 // keepalives accepted
 	queries   atomic.Int64 // queries answered
+	alarmAcks atomic.Int64 // alarm responses received
 	closeOnce sync.Once
 }
 
@@ -258,6 +259,10 @@ func (d *GBDevice) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 	q, err := gb28181.ParseMessage(req.Body())
+	if err == nil && q.XMLName.Local == "Response" && q.CmdType == gb28181.CmdAlarm && q.Result == "OK" {
+		d.alarmAcks.Add(1)
+		return
+	}
 	if err != nil || q.XMLName.Local != "Query" {
 		return
 	}
@@ -320,6 +325,9 @@ func (d *GBDevice) Silence() { d.silent.Store(true) }
 
 // Keepalives returns how many keepalives the registrar accepted.
 func (d *GBDevice) Keepalives() int64 { return d.keepalive.Load() }
+
+// AlarmsAcknowledged returns how many alarm responses the registrar sent.
+func (d *GBDevice) AlarmsAcknowledged() int64 { return d.alarmAcks.Load() }
 
 // QueriesAnswered returns how many queries the device answered.
 func (d *GBDevice) QueriesAnswered() int64 { return d.queries.Load() }

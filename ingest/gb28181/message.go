@@ -59,6 +59,7 @@ func (r *Registrar) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	case m.XMLName.Local == "Notify" && m.CmdType == CmdAlarm:
 		r.respond(req, tx, sip.StatusOK, "OK", "")
 		r.metrics.alarms.Inc()
+		r.acknowledgeAlarm(id, m)
 		if r.Alarm != nil {
 			a := alarmOf(id, m)
 			if err := r.Alarm(a); err != nil {

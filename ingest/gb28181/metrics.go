@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_gb28181_queries_total",
-			Help: "Catalog and DeviceInfo queries sent to devices, by command and result (answered: the device's response MESSAGE arrived).",
+			Help: "MANSCDP messages sent to devices: Catalog and DeviceInfo queries, alarm responses; by command and result (sent: the device took it with 200; answered: the device's response to a query arrived).",
 		}, []string{"cmd", "result"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gridwatch_gb28181_records_dropped_total",

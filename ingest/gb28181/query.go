@@ -2,6 +2,7 @@ package gb28181
 
 import (
 	"context"
+	"encoding/xml"
 	"fmt"
 	"net"
 	"strconv"
@@ -14,6 +15,29 @@ import (
 // queryAfterRegister asks a newly registered device for its DeviceInfo and
 // Catalog, in the background; the answers arrive as MESSAGEs.
 func (r *Registrar) queryAfterRegister(id string) {
+	r.background(func() {
+		for _, cmd := range []string{CmdDeviceInfo, CmdCatalog} {
+			if err := r.Query(r.ctx, id, cmd); err != nil {
+				r.Logger.Info("gb28181 query not answered", "device", id, "cmd", cmd, "err", err)
+			}
+		}
+	})
+}
+
+// acknowledgeAlarm answers an alarm notification with a Response (Result
+// OK) in the background, as GB/T 28181 has the upper platform do: devices
+// repeat an alarm that gets none.
+func (r *Registrar) acknowledgeAlarm(id string, alarm Message) {
+	m := Message{XMLName: xml.Name{Local: "Response"}, CmdType: CmdAlarm, SN: alarm.SN, DeviceID: alarm.DeviceID, Result: "OK"}
+	r.background(func() {
+		if err := r.send(r.ctx, id, m); err != nil {
+			r.Logger.Info("gb28181 alarm response not taken", "device", id, "err", err)
+		}
+	})
+}
+
+// background runs f on a goroutine Close waits for, unless closing.
+func (r *Registrar) background(f func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
@@ -22,11 +46,7 @@ func (r *Registrar) queryAfterRegister(id string) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		for _, cmd := range []string{CmdDeviceInfo, CmdCatalog} {
-			if err := r.Query(r.ctx, id, cmd); err != nil {
-				r.Logger.Info("gb28181 query not answered", "device", id, "cmd", cmd, "err", err)
-			}
-		}
+		f()
 	}()
 }
 
@@ -35,6 +55,12 @@ func (r *Registrar) queryAfterRegister(id string) {
 // waits for the device to accept it (200). Its answer comes later, as a
 // MESSAGE that the registrar reads.
 func (r *Registrar) Query(ctx context.Context, id, cmd string) error {
+	return r.send(ctx, id, Query(cmd, r.sn.Add(1), id))
+}
+
+// send sends m to a registered device and waits for its 200.
+func (r *Registrar) send(ctx context.Context, id string, m Message) error {
+	cmd := m.CmdType
 	r.mu.Lock()
 	s := r.sessions[id]
 	var transport, source string
@@ -45,7 +71,7 @@ func (r *Registrar) Query(ctx context.Context, id, cmd string) error {
 	if s == nil {
 		return fmt.Errorf("%w: %s", ErrNotRegistered, id)
 	}
-	body, err := Query(cmd, r.sn.Add(1), id).Encode()
+	body, err := m.Encode()
 	if err != nil {
 		return err
 	}
@@ -69,10 +95,10 @@ func (r *Registrar) Query(ctx context.Context, id, cmd string) error {
 	switch {
 	case err != nil:
 		r.metrics.queries.WithLabelValues(cmd, "failed").Inc()
-		return fmt.Errorf("gb28181: %s query to %s: %w", cmd, id, err)
+		return fmt.Errorf("gb28181: %s to %s: %w", cmd, id, err)
 	case res.StatusCode != sip.StatusOK:
 		r.metrics.queries.WithLabelValues(cmd, "refused").Inc()
-		return fmt.Errorf("gb28181: %s query to %s: %d %s", cmd, id, res.StatusCode, res.Reason)
+		return fmt.Errorf("gb28181: %s to %s: %d %s", cmd, id, res.StatusCode, res.Reason)
 	}
 	r.metrics.queries.WithLabelValues(cmd, "sent").Inc()
 	return nil

@@ -211,7 +211,8 @@ func TestRegisterQueryKeepaliveOffline(t *testing.T) {
 	}
 }
 
-// TestAlarmNotification checks that an alarm reaches Alarm with its codes.
+// TestAlarmNotification checks that an alarm reaches Alarm with its codes,
+// and that the device gets its Response.
 func TestAlarmNotification(t *testing.T) {
 	id := simulators.GBDeviceID(realm, 20)
 	tr := startRegistrar(t, []devices.Device{camera(id, "pass-word-1234")}, nil)
@@ -238,6 +239,7 @@ func TestAlarmNotification(t *testing.T) {
 	if a.Device != id || a.Source != id || a.Priority != 1 || a.Method != 5 || a.Type != 6 || a.Description != "区域入侵" {
 		t.Fatalf("alarm %+v", a)
 	}
+	waitFor(t, 10*time.Second, "the alarm's response at the device", func() bool { return d.AlarmsAcknowledged() == 1 })
 }
 
 // TestBadInputIsRefusedAndCounted sends what a registrar meets from
