@@ -102,6 +102,7 @@ describe('console', () => {
     assert.ok(notes.some((n) => n.includes('<script>alert(2)</script>')), `the note reads as typed: ${notes}`);
     assert.ok(await page.getByTestId('event-deadline').count() > 0, 'deadlines met or missed are shown');
     await page.getByTestId('evidence-photo').first().waitFor();
+    await page.getByTestId('telemetry-chart').waitFor();
     await shot(page, 'en-case');
   });
 

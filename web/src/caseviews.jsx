@@ -10,6 +10,7 @@ import { fmtDur, fmtTime, lang, t } from './i18n.js';
 import { useAPI, useMedia, useNow, useVirtual } from './hooks.js';
 import { Select } from './queue.jsx';
 import { MiniMap } from './minimap.jsx';
+import { TelemetryChart } from './chart.jsx';
 
 let categoryList = null;
 // useCategories returns the case categories and a code → name map.
@@ -285,6 +286,12 @@ export function CasePage({ id, me }) {
     if (cur && res.data && cur.version > res.data.version) res.reload();
   }), [res.data && res.data.version]);
   const dev = useAPI(c && c.device ? '/api/v1/devices/' + encodeURIComponent(c.device) : null);
+  const latest = useAPI(c && c.device ? '/api/v1/devices/' + encodeURIComponent(c.device) + '/latest' : null);
+  const [metric, setMetric] = useState('');
+  const around = useMemo(() => {
+    const at = c ? Date.parse(c.received) : 0;
+    return { from: at - 3600e3, to: Math.min(Date.now(), at + 3600e3) };
+  }, [c && c.id]);
   if (res.error) return <p class="error" data-testid="case-error">{res.error.status === 404 ? t('notFound') : res.error.message}</p>;
   if (!c) return <p class="muted pad">{t('loading')}</p>;
   const lat = c.location?.lat ?? dev.data?.lat;
@@ -316,6 +323,16 @@ export function CasePage({ id, me }) {
         <div class="card"><CaseActions c={c} me={me} onDone={res.reload} /></div>
       </div>
       <MiniMap grid={c.grid} lat={lat} lon={lon} />
+      {c.device && (latest.data?.metrics || []).length > 0 && (
+        <div class="card">
+          <h3>{t('telemetry')}
+            <select value={metric || latest.data.metrics[0].metric} onChange={(e) => setMetric(e.currentTarget.value)} data-testid="case-metric">
+              {latest.data.metrics.map((m) => <option value={m.metric}>{m.metric}</option>)}
+            </select>
+          </h3>
+          <TelemetryChart device={c.device} metric={metric || latest.data.metrics[0].metric} from={around.from} to={around.to} step="30s" />
+        </div>
+      )}
       <div class="card">
         <h3>{t('timeline')}</h3>
         <ol class="timeline" data-testid="timeline">
