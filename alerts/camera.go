@@ -17,6 +17,13 @@ const (
 	MetricBitrate = "bitrate_kbps"
 )
 
+// Each picture condition of a diagnosed stream sample is a metric of its
+// own, named as the condition (signal_loss, frozen, blur, too_dark,
+// too_bright, color_cast, noise, occlusion, scene_change): 1 when the
+// diagnosis found it, 0 when it did not. Samples without a diagnosis
+// report none of them, so an undiagnosed sample never clears a picture
+// alert.
+
 // CameraObservations turns one camera-health record into the observations
 // the camera rules read. A liveness probe says only whether the camera
 // answers and accepts its credentials; stalls, frame rate and bitrate come
@@ -45,6 +52,11 @@ func CameraObservations(r rtsp.HealthRecord) []Observation {
 		out = append(out, obs(MetricStalled, 1))
 	case r.Status.Up():
 		out = append(out, obs(MetricStalled, 0), obs(MetricFPS, r.FPS), obs(MetricBitrate, r.BitrateKbps))
+	}
+	if r.Diagnosed() {
+		for _, c := range rtsp.Conditions {
+			out = append(out, obs(string(c), bit(r.Has(c))))
+		}
 	}
 	return out
 }

@@ -82,6 +82,9 @@ type Server struct {
 	// GB28181 lists the devices registered with the GB/T 28181 registrar
 	// (gb28181.Registrar.Devices); without it its endpoint answers 503.
 	GB28181 func() []gb28181.DeviceState
+	// Stills serves the cameras' stills (GET /api/v1/cameras/{id}/still);
+	// without it that answers 503.
+	Stills Stills
 	// Registry serves the grid and unit endpoints and the devices' status;
 	// without it, or without Devices, the device, grid and unit endpoints
 	// answer 503.

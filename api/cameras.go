@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gridwatch/gridwatch/ingest/rtsp"
 	"github.com/gridwatch/gridwatch/storage"
 )
 
@@ -16,6 +17,12 @@ type Cameras interface {
 	LatestCameraHealth(ctx context.Context) ([]storage.CameraHealth, error)
 	CameraHistory(ctx context.Context, camera string, from, to time.Time, limit int) ([]storage.CameraHealth, error)
 	CameraAvailability(ctx context.Context, from, to time.Time, byGrid bool) ([]storage.Availability, error)
+}
+
+// Stills returns a camera's still picture (JPEG) and when it was taken, or
+// an error wrapping rtsp.ErrNoStill; *rtsp.Stills is one.
+type Stills interface {
+	Still(camera string) ([]byte, time.Time, error)
 }
 
 // Defaults of the camera queries.
@@ -51,14 +58,39 @@ type healthJSON struct {
 	LatencyMs   float64 `json:"latency_ms,omitempty"`
 	Frozen      bool    `json:"frozen,omitempty"`
 	Error       string  `json:"error,omitempty"`
+	// Picture is the picture diagnosis; in a camera list, of the latest
+	// diagnosed sample, which may be older than the probe.
+	Picture *pictureJSON `json:"picture,omitempty"`
+}
+
+// pictureJSON is the picture diagnosis of a stream sample.
+type pictureJSON struct {
+	Time           string   `json:"time"`
+	Pictures       uint32   `json:"pictures"`
+	Conditions     []string `json:"conditions"`
+	Luma           float64  `json:"luma"`
+	Contrast       float64  `json:"contrast"`
+	Sharpness      float64  `json:"sharpness"`
+	NoiseSigma     float64  `json:"noise_sigma"`
+	CastRatio      float64  `json:"cast_ratio"`
+	FrameDiff      float64  `json:"frame_diff"`
+	Referenced     bool     `json:"referenced"`
+	RefCorrelation float64  `json:"ref_correlation"`
+	OccludedPct    float64  `json:"occluded_pct"`
 }
 
 func toHealthJSON(h storage.CameraHealth) *healthJSON {
-	return &healthJSON{
+	out := &healthJSON{
 		Time: h.TS.Format(time.RFC3339Nano), Kind: h.Kind, Status: h.Status, Detail: h.Detail, Codec: h.Codec,
 		Width: h.Width, Height: h.Height, FPS: h.FPS, BitrateKbps: h.BitrateKbps, LossPct: h.LossPct,
 		LatencyMs: h.LatencyMs, Frozen: h.Frozen, Error: h.Error,
 	}
+	if p := h.Picture; p != nil {
+		out.Picture = &pictureJSON{Time: p.TS.Format(time.RFC3339Nano), Pictures: p.Pictures, Conditions: p.Conditions,
+			Luma: p.Luma, Contrast: p.Contrast, Sharpness: p.Sharpness, NoiseSigma: p.NoiseSigma, CastRatio: p.CastRatio,
+			FrameDiff: p.FrameDiff, Referenced: p.Referenced, RefCorrelation: p.RefCorrelation, OccludedPct: p.OccludedPct}
+	}
+	return out
 }
 
 // cameraRoutes registers the camera endpoints; without Cameras they
@@ -68,6 +100,7 @@ func (s *Server) cameraRoutes(v1 *routes) {
 		"GET /api/v1/cameras":              s.listCameras,
 		"GET /api/v1/cameras/{id}/health":  s.cameraHistory,
 		"GET /api/v1/cameras/availability": s.cameraAvailability,
+		"GET /api/v1/cameras/{id}/still":   s.cameraStill,
 	} {
 		v1.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if s.Cameras == nil || s.Devices == nil {
@@ -106,12 +139,53 @@ func (s *Server) listCameras(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"cameras": out})
 }
 
-// cameraHistory serves GET /api/v1/cameras/{id}/health?from=&to=&limit=.
-func (s *Server) cameraHistory(w http.ResponseWriter, r *http.Request) {
+// camera finds the camera of a request's {id} in the caller's scope,
+// answering 404 when there is none.
+func (s *Server) camera(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	d, ok := s.Lookup(id)
 	if !ok || d.Type != "camera" || !principalFrom(r.Context()).sees(d.Grid) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("camera %q is not registered", id))
+		return "", false
+	}
+	return id, true
+}
+
+// cameraStill serves GET /api/v1/cameras/{id}/still: the camera's last
+// good picture as a small JPEG.
+func (s *Server) cameraStill(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.camera(w, r)
+	if !ok {
+		return
+	}
+	if s.Stills == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "camera stills are not configured")
+		return
+	}
+	b, at, err := s.Stills.Still(id)
+	if errors.Is(err, rtsp.ErrNoStill) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("camera %q has no still yet: no stream sample found its picture good", id))
+		return
+	}
+	if err != nil {
+		s.Logger.Error("camera still failed", "camera", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "camera stills are unavailable")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "image/jpeg")
+	h.Set("Last-Modified", at.UTC().Format(http.TimeFormat))
+	// The still is the caller's to see, not a shared cache's.
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// cameraHistory serves GET /api/v1/cameras/{id}/health?from=&to=&limit=.
+func (s *Server) cameraHistory(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.camera(w, r)
+	if !ok {
 		return
 	}
 	from, to, ok := s.timeRange(w, r, defaultHistoryRange)

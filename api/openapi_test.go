@@ -175,6 +175,7 @@ func (e *docEnv) server(t *testing.T, configure func(*Server)) (*Server, *httpte
 		Tokens:         e.alerts.api.Tokens,
 		Alerts:         e.alerts.engine,
 		Cameras:        fakeCameras{latest: []storage.CameraHealth{{Camera: camIn.ID, Grid: camIn.Grid, Status: "ok", TS: time.UnixMilli(1)}}},
+		Stills:         fakeStills{camera: camIn.ID, jpeg: []byte("\xff\xd8\xff\xd9"), at: time.UnixMilli(1)},
 		Registry:       fakeRegistry{grids: []devices.Grid{{Code: "D01", Level: devices.LevelDistrict}}},
 		Cases:          e.caseLoop(t),
 		Photos:         e.photos,
@@ -528,7 +529,9 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "open, from another site's page", header: []string{"Origin", "http://evil.example"}},
 	})
 
-	bare, bareSrv := e.server(t, func(s *Server) { s.Cameras, s.Devices, s.Registry, s.Exports, s.GB28181 = nil, nil, nil, nil, nil })
+	bare, bareSrv := e.server(t, func(s *Server) {
+		s.Cameras, s.Devices, s.Registry, s.Exports, s.GB28181, s.Stills = nil, nil, nil, nil, nil, nil
+	})
 	e.probe(t, doc, bare, bareSrv, []docRequest{{name: "parts not configured", token: "tok-city", body: "{}"}})
 	noUnits := docRequest{name: "dispatch without a units table", method: http.MethodPost, pattern: "POST /api/v1/alerts/{id}/dispatch",
 		path: "/api/v1/alerts/" + e.alerts.ids[devIn] + "/dispatch", token: "tok-city",
@@ -543,6 +546,7 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		s.Cameras = failingCameras{}
 		s.Exports = fakeExporter(func(io.Writer) error { return errDown })
 		s.CaseStats = fakeCaseStats{err: errDown}
+		s.Stills = fakeStills{err: errDown}
 		s.Checks = map[string]Check{"clickhouse": func(context.Context) error { return errDown }}
 		s.Gatherer = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return nil, errDown })
 	})

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what gridwatch needs to build, test and run its demo
 # on Debian: ClickHouse (server and client), the mosquitto clients (a foreign
-# MQTT client for tests), ffmpeg (ffprobe, the camera prober's baseline),
-# sip-tester (sipp, a foreign SIP peer for the GB/T 28181 registrar's tests),
-# Chromium and its driver with a CJK font (the console's browser tests), then
-# the Go modules and the console's npm packages (npm ci in web/, exactly as
+# MQTT client for tests), ffmpeg (ffprobe, the camera prober's baseline), a C
+# compiler and FFmpeg's libavcodec/libswscale headers (the prober decodes
+# pictures through cgo), GStreamer's RTSP server with its H.264/H.265
+# encoders (a third-party camera for the diagnosis tests), sip-tester (sipp,
+# a foreign SIP peer for the GB/T 28181 registrar's tests), Chromium and its
+# driver with a CJK font (the console's browser tests), then the Go modules
+# and the console's npm packages (npm ci in web/, exactly as
 # package-lock.json pins them; no tool downloads a browser of its own), and
 # what checks the deploy files without an engine (deploy/check-deploy.sh):
 # Debian's docker-compose, haproxy and systemd-analyze, and kubeconform,
@@ -26,6 +29,16 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+pkg-config --exists libavcodec libavutil libswscale 2>/dev/null || need+=(pkg-config libavcodec-dev libavutil-dev libswscale-dev)
+/usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' 2>/dev/null ||
+  need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp)
+for element in videotestsrc imagefreeze gaussianblur x264enc x265enc rtph264pay rtph265pay; do
+  gst-inspect-1.0 "$element" >/dev/null 2>&1 || {
+    need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+    break
+  }
+done
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

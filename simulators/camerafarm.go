@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -49,7 +50,8 @@ const (
 	FaultLowFPS CameraFault = "low_fps"
 	// FaultLoss drops LossPct percent of the RTP packets.
 	FaultLoss CameraFault = "loss"
-	// FaultFrozen repeats the first picture forever.
+	// FaultFrozen shows one picture forever, encoded again and again, so
+	// that the frames' bytes differ but the pictures do not.
 	FaultFrozen CameraFault = "frozen"
 	// FaultCodecChange announces Motion JPEG, a codec the prober does not
 	// measure, as after a firmware reconfiguration; it sends no frames.
@@ -59,7 +61,39 @@ const (
 	// FaultSlow answers every request SlowBy late, like an overloaded
 	// camera or link; its video is normal.
 	FaultSlow CameraFault = "slow"
+
+	// The picture faults stream normally but show a faulty picture; each
+	// maps onto the picture condition the diagnosis must find (see
+	// PictureFaults). They are served at 320x240 only.
+
+	// FaultBlack shows a uniform black picture: signal loss.
+	FaultBlack CameraFault = "black"
+	// FaultBlurred shows the picture out of focus: blur.
+	FaultBlurred CameraFault = "blurred"
+	// FaultTinted shows the picture desaturated and pushed to orange:
+	// colour cast.
+	FaultTinted CameraFault = "tinted"
+	// FaultNoisy shows the picture under heavy noise: snow.
+	FaultNoisy CameraFault = "noisy"
+	// FaultCovered shows the upper 60% of the picture behind a dark, flat
+	// cover: occlusion.
+	FaultCovered CameraFault = "covered"
+	// FaultDark and FaultBright show it under- and overexposed.
+	FaultDark   CameraFault = "dark"
+	FaultBright CameraFault = "bright"
+	// FaultMoved shows the normal picture to the first PLAY and another
+	// scene to every later one, as a camera turned away after it was
+	// set up: a scene change from the second sample on.
+	FaultMoved CameraFault = "moved"
 )
+
+// PictureFaults maps each picture fault onto the picture condition
+// (ingest/rtsp.Condition) it shows: the ground truth of the diagnosis.
+var PictureFaults = map[CameraFault]string{
+	FaultFrozen: "frozen", FaultBlack: "signal_loss", FaultBlurred: "blur", FaultTinted: "color_cast",
+	FaultNoisy: "noise", FaultCovered: "occlusion", FaultDark: "too_dark", FaultBright: "too_bright",
+	FaultMoved: "scene_change",
+}
 
 // The codecs a camera serves, named as in session descriptions.
 const (
@@ -69,7 +103,8 @@ const (
 
 // CameraFaults lists every fault but FaultNone.
 var CameraFaults = []CameraFault{FaultOffline, FaultRefusing, FaultAuth, FaultWrongAuth, FaultNotFound,
-	FaultStall, FaultLowFPS, FaultLoss, FaultFrozen, FaultCodecChange, FaultNoVideo, FaultSlow}
+	FaultStall, FaultLowFPS, FaultLoss, FaultFrozen, FaultCodecChange, FaultNoVideo, FaultSlow,
+	FaultBlack, FaultBlurred, FaultTinted, FaultNoisy, FaultCovered, FaultDark, FaultBright, FaultMoved}
 
 // Camera is one simulated camera.
 type Camera struct {
@@ -135,6 +170,9 @@ type farmCamera struct {
 	Camera
 	clip     *clip
 	describe *gortsplib.ServerStream
+	// moved is FaultMoved's other scene; plays counts the PLAYs.
+	moved *clip
+	plays atomic.Int64
 }
 
 // farmSession is one reader's paced stream.
@@ -169,15 +207,25 @@ func (f *CameraFarm) Start(ctx context.Context) error {
 		if _, dup := f.cameras[c.Path]; dup {
 			return fmt.Errorf("%w: camera path %q twice", ErrBadCamera, c.Path)
 		}
-		cl := clips[c.clipName()]
-		if cl == nil {
-			var err error
-			if cl, err = loadClip(c.clipName()); err != nil {
+		load := func(name string) (*clip, error) {
+			if cl := clips[name]; cl != nil {
+				return cl, nil
+			}
+			cl, err := loadClip(name)
+			clips[name] = cl
+			return cl, err
+		}
+		fc := &farmCamera{Camera: *c}
+		var err error
+		if fc.clip, err = load(c.clipName()); err != nil {
+			return err
+		}
+		if c.Fault == FaultMoved {
+			if fc.moved, err = load(c.faultClip("moved")); err != nil {
 				return err
 			}
-			clips[c.clipName()] = cl
 		}
-		f.cameras[c.Path] = &farmCamera{Camera: *c, clip: cl}
+		f.cameras[c.Path] = fc
 	}
 
 	f.server = &gortsplib.Server{
@@ -385,13 +433,27 @@ func (c *Camera) defaults() error {
 	if !known {
 		return fmt.Errorf("%w: camera %s: unknown fault %q", ErrBadCamera, c.Path, c.Fault)
 	}
+	if _, pic := PictureFaults[c.Fault]; pic && c.Resolution != pictureResolution {
+		return fmt.Errorf("%w: camera %s: fault %s is served at %s only", ErrBadCamera, c.Path, c.Fault, pictureResolution)
+	}
 	return nil
 }
 
+// pictureResolution is the one picture size of the picture faults' clips.
+const pictureResolution = "320x240"
+
 // clipName is the embedded clip the camera serves, such as
-// "cam-320x240.h265".
+// "cam-320x240.h265", or "pic-blurred.h264" for a picture fault.
 func (c *Camera) clipName() string {
+	if _, pic := PictureFaults[c.Fault]; pic && c.Fault != FaultMoved {
+		return c.faultClip(string(c.Fault))
+	}
 	return "cam-" + c.Resolution + "." + strings.ToLower(c.Codec)
+}
+
+// faultClip is the clip of a picture fault in the camera's codec.
+func (c *Camera) faultClip(name string) string {
+	return "pic-" + name + "." + strings.ToLower(c.Codec)
 }
 
 // description is the camera's session description.
@@ -517,7 +579,11 @@ func (s *farmSession) pace(ctx context.Context) {
 		return
 	}
 	medi := s.stream.Desc.Medias[0]
-	enc, err := c.clip.encoder(medi.Formats[0])
+	cl := c.clip
+	if c.Fault == FaultMoved && c.plays.Add(1) > 1 {
+		cl = c.moved
+	}
+	enc, err := cl.encoder(medi.Formats[0])
 	if err != nil {
 		return
 	}
@@ -536,11 +602,7 @@ func (s *farmSession) pace(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
-		au := c.clip.frames[n%len(c.clip.frames)]
-		if c.Fault == FaultFrozen {
-			au = c.clip.frames[0]
-		}
-		pkts, err := enc(au)
+		pkts, err := enc(cl.frames[n%len(cl.frames)])
 		if err != nil {
 			return
 		}
@@ -562,5 +624,5 @@ func (s *farmSession) pace(ctx context.Context) {
 	}
 }
 
-//go:embed testdata/cam-*
+//go:embed testdata/cam-* testdata/pic-*
 var clipFiles embed.FS

@@ -3,7 +3,11 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/gridwatch/gridwatch/ingest/rtsp"
 )
 
 // CameraHealth is the latest or one past probe of a camera, as the API
@@ -14,35 +18,111 @@ type CameraHealth struct {
 	LatencyMs, FPS, BitrateKbps, LossPct             float64
 	Width, Height                                    uint32
 	Frozen                                           bool
+	// Picture is the picture diagnosis of the probe; in the latest health,
+	// of the camera's latest diagnosed sample. Nil without one.
+	Picture *PictureHealth
 }
 
-// cameraHealthColumns are the columns scanned into a CameraHealth, in order.
-func (db *DB) cameraHealthColumns() string {
-	return "camera, grid, kind, status, detail, codec, error, " + db.msExpr("ts") +
-		", latency_ms, fps, bitrate_kbps, loss_pct, width, height, frozen"
+// PictureHealth is the picture diagnosis of one stream sample (see
+// rtsp.HealthRecord for the fields).
+type PictureHealth struct {
+	TS                                               time.Time
+	Pictures                                         uint32
+	Conditions                                       []string
+	Luma, Contrast, Sharpness, NoiseSigma, CastRatio float64
+	FrameDiff, RefCorrelation, OccludedPct           float64
+	Referenced                                       bool
+}
+
+// healthColumns and pictureColumns are the columns scanned into a
+// CameraHealth, in order; the conditions follow, one UInt8 each.
+var (
+	healthColumns  = []string{"grid", "kind", "status", "detail", "codec", "error", "latency_ms", "fps", "bitrate_kbps", "loss_pct", "width", "height", "frozen"}
+	pictureColumns = []string{"pictures", "luma", "contrast", "sharpness", "noise_sigma", "cast_ratio", "frame_diff", "ref_correlation", "occluded_pct", "referenced"}
+)
+
+// conditionColumns are the columns of the picture conditions, named as
+// the conditions (frozen among them).
+func conditionColumns() []string {
+	out := make([]string, len(rtsp.Conditions))
+	for i, c := range rtsp.Conditions {
+		out[i] = string(c)
+	}
+	return out
+}
+
+// diagnosed is true of the rows of diagnosed samples (HealthRecord.Diagnosed).
+const diagnosed = "(pictures > 0 OR signal_loss = 1)"
+
+// healthSelect is the select list of camera health: camera, ts, the
+// health columns, the picture's ts, the picture and condition columns.
+// With latest it aggregates by camera: the latest probe's health and the
+// latest diagnosed sample's picture.
+func (db *DB) healthSelect(latest bool) string {
+	ms := db.msExpr("ts")
+	cols := []string{"camera", ms}
+	if latest {
+		cols[1] = "max(" + ms + ")"
+	}
+	for _, c := range healthColumns {
+		if latest {
+			c = "argMax(" + c + ", " + ms + ")"
+		}
+		cols = append(cols, c)
+	}
+	if latest {
+		cols = append(cols, "maxIf("+ms+", "+diagnosed+")")
+	} else {
+		cols = append(cols, ms)
+	}
+	for _, c := range append(slices.Clone(pictureColumns), conditionColumns()...) {
+		if latest {
+			c = "argMaxIf(" + c + ", " + ms + ", " + diagnosed + ")"
+		}
+		cols = append(cols, c)
+	}
+	return strings.Join(cols, ", ")
 }
 
 func scanCameraHealth(scan func(dest ...any) error) (CameraHealth, error) {
 	var (
-		h      CameraHealth
-		ts     int64
-		frozen uint8
+		h                CameraHealth
+		p                PictureHealth
+		ts, picTS        int64
+		frozen, referred uint8
+		conds            = make([]uint8, len(rtsp.Conditions))
 	)
-	err := scan(&h.Camera, &h.Grid, &h.Kind, &h.Status, &h.Detail, &h.Codec, &h.Error, &ts,
-		&h.LatencyMs, &h.FPS, &h.BitrateKbps, &h.LossPct, &h.Width, &h.Height, &frozen)
+	dest := []any{&h.Camera, &ts, &h.Grid, &h.Kind, &h.Status, &h.Detail, &h.Codec, &h.Error,
+		&h.LatencyMs, &h.FPS, &h.BitrateKbps, &h.LossPct, &h.Width, &h.Height, &frozen,
+		&picTS, &p.Pictures, &p.Luma, &p.Contrast, &p.Sharpness, &p.NoiseSigma, &p.CastRatio,
+		&p.FrameDiff, &p.RefCorrelation, &p.OccludedPct, &referred}
+	for i := range conds {
+		dest = append(dest, &conds[i])
+	}
+	if err := scan(dest...); err != nil {
+		return h, err
+	}
 	h.TS, h.Frozen = time.UnixMilli(ts).UTC(), frozen != 0
-	return h, err
+	for i, c := range rtsp.Conditions {
+		if conds[i] != 0 {
+			p.Conditions = append(p.Conditions, string(c))
+		}
+	}
+	if p.Pictures > 0 || slices.Contains(p.Conditions, string(rtsp.CondSignalLoss)) {
+		p.TS, p.Referenced = time.UnixMilli(picTS).UTC(), referred != 0
+		if p.Conditions == nil {
+			p.Conditions = []string{}
+		}
+		h.Picture = &p
+	}
+	return h, nil
 }
 
-// LatestCameraHealth returns the latest probe of every camera, ordered by
-// camera.
+// LatestCameraHealth returns the latest probe of every camera, with its
+// latest picture diagnosis, ordered by camera.
 func (db *DB) LatestCameraHealth(ctx context.Context) ([]CameraHealth, error) {
-	ms := db.msExpr("ts")
-	query := "SELECT camera, argMax(grid, " + ms + "), argMax(kind, " + ms + "), argMax(status, " + ms + ")," +
-		" argMax(detail, " + ms + "), argMax(codec, " + ms + "), argMax(error, " + ms + "), max(" + ms + ")," +
-		" argMax(latency_ms, " + ms + "), argMax(fps, " + ms + "), argMax(bitrate_kbps, " + ms + ")," +
-		" argMax(loss_pct, " + ms + "), argMax(width, " + ms + "), argMax(height, " + ms + "), argMax(frozen, " + ms + ")" +
-		" FROM " + quoteTable(db.opts.Database, "camera_health") + " GROUP BY camera ORDER BY camera"
+	query := "SELECT " + db.healthSelect(true) + " FROM " + quoteTable(db.opts.Database, "camera_health") +
+		" GROUP BY camera ORDER BY camera"
 	rows, err := db.conn.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("storage: latest camera health: %w", err)
@@ -68,7 +148,7 @@ func (db *DB) CameraHistory(ctx context.Context, camera string, from, to time.Ti
 	if camera == "" || limit <= 0 || !from.Before(to) {
 		return nil, fmt.Errorf("%w: camera, a positive limit and from before to are required", ErrBadQuery)
 	}
-	query := "SELECT " + db.cameraHealthColumns() + " FROM " + quoteTable(db.opts.Database, "camera_health") +
+	query := "SELECT " + db.healthSelect(false) + " FROM " + quoteTable(db.opts.Database, "camera_health") +
 		" WHERE camera = ? AND ts >= " + db.fromMsExpr() + " AND ts < " + db.fromMsExpr() +
 		" ORDER BY ts DESC LIMIT " + fmt.Sprint(limit)
 	rows, err := db.conn.Query(ctx, query, camera, from.UnixMilli(), to.UnixMilli())

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -16,7 +17,9 @@ func TestCameraQueriesIntegration(t *testing.T) {
 	ctx := t.Context()
 	day := time.Date(2024, 11, 22, 0, 0, 0, 0, time.UTC)
 	recs := []rtsp.HealthRecord{
-		{TS: day.Add(time.Hour).UnixMilli(), Camera: "cam1", Grid: "g1", Kind: rtsp.KindSample, Status: rtsp.StatusOK, FPS: 25, Width: 320, Height: 240, Codec: "H264"},
+		{TS: day.Add(time.Hour).UnixMilli(), Camera: "cam1", Grid: "g1", Kind: rtsp.KindSample, Status: rtsp.StatusDegraded, FPS: 25, Width: 320, Height: 240, Codec: "H264",
+			Detail: "blur,noise", Pictures: 3, Conditions: []rtsp.Condition{rtsp.CondBlur, rtsp.CondNoise}, Luma: 120, Contrast: 40, Sharpness: 12.5,
+			NoiseSigma: 3.5, CastRatio: 0.1, FrameDiff: 4.2, Referenced: true, RefCorrelation: 0.93, OccludedPct: 5},
 		{TS: day.Add(2 * time.Hour).UnixMilli(), Camera: "cam1", Grid: "g1", Kind: rtsp.KindLiveness, Status: rtsp.StatusUnreachable, Error: "request timed out"},
 		{TS: day.Add(3 * time.Hour).UnixMilli(), Camera: "cam1", Grid: "g1", Kind: rtsp.KindLiveness, Status: rtsp.StatusDegraded, Detail: "frozen", Frozen: true},
 		{TS: day.Add(25 * time.Hour).UnixMilli(), Camera: "cam2", Grid: "g1", Kind: rtsp.KindLiveness, Status: rtsp.StatusAuthFailed},
@@ -43,12 +46,26 @@ func TestCameraQueriesIntegration(t *testing.T) {
 	if len(latest) != 2 || latest[0].Status != "degraded" || !latest[0].Frozen || latest[1].Status != "auth_failed" {
 		t.Fatalf("latest = %+v", latest)
 	}
+	// The latest health is the latest probe's; its picture, the latest
+	// diagnosed sample's, stored with every figure.
+	wantPic := storage.PictureHealth{TS: day.Add(time.Hour), Pictures: 3, Conditions: []string{"blur", "noise"}, Luma: 120, Contrast: 40,
+		Sharpness: 12.5, NoiseSigma: 3.5, CastRatio: 0.1, FrameDiff: 4.2, RefCorrelation: 0.93, OccludedPct: 5, Referenced: true}
+	if pic := latest[0].Picture; pic == nil || !reflect.DeepEqual(*pic, wantPic) {
+		t.Errorf("latest picture of cam1 = %+v, want %+v", pic, wantPic)
+	}
+	if latest[1].Picture != nil {
+		t.Errorf("cam2 was never diagnosed, yet has picture %+v", latest[1].Picture)
+	}
 	hist, err := db.CameraHistory(ctx, "cam1", day, day.Add(48*time.Hour), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hist) != 2 || hist[0].Status != "degraded" || hist[1].Error != "request timed out" {
+	if len(hist) != 2 || hist[0].Status != "degraded" || hist[1].Error != "request timed out" || hist[0].Picture != nil {
 		t.Fatalf("history = %+v", hist)
+	}
+	if all, err := db.CameraHistory(ctx, "cam1", day, day.Add(48*time.Hour), 10); err != nil || len(all) != 3 ||
+		all[2].Picture == nil || !reflect.DeepEqual(*all[2].Picture, wantPic) {
+		t.Errorf("history of cam1 = %+v (%v), want its sample's picture %+v", all, err, wantPic)
 	}
 	byCam, err := db.CameraAvailability(ctx, day, day.Add(48*time.Hour), false)
 	if err != nil {

@@ -12,8 +12,10 @@ import (
 // videoCodec is what the meter needs of a measured codec: H.264 and H.265
 // differ only in their RTP depacketizer, NAL unit header and SPS.
 type videoCodec struct {
-	// sps is the SPS of the session description, if it carries one.
-	sps []byte
+	// sps is the SPS of the session description, if it carries one;
+	// params are all its parameter sets (VPS, SPS, PPS), for the decoder.
+	sps    []byte
+	params [][]byte
 	// newDecoder returns a depacketizer of access units.
 	newDecoder func() (func(*rtp.Packet) ([][]byte, error), error)
 	// isSPS reports whether a NAL unit is a sequence parameter set.
@@ -36,9 +38,10 @@ type streamParams struct {
 func codecOf(f format.Format) (c videoCodec, ok bool) {
 	switch f := f.(type) {
 	case *format.H264:
-		sps, _ := f.SafeParams()
+		sps, pps := f.SafeParams()
 		return videoCodec{
-			sps: sps,
+			sps:    sps,
+			params: nonEmpty(sps, pps),
 			newDecoder: func() (func(*rtp.Packet) ([][]byte, error), error) {
 				d, err := f.CreateDecoder()
 				if err != nil {
@@ -51,9 +54,10 @@ func codecOf(f format.Format) (c videoCodec, ok bool) {
 			isRandomAccess: h264.IsRandomAccess,
 		}, true
 	case *format.H265:
-		_, sps, _ := f.SafeParams()
+		vps, sps, pps := f.SafeParams()
 		return videoCodec{
-			sps: sps,
+			sps:    sps,
+			params: nonEmpty(vps, sps, pps),
 			newDecoder: func() (func(*rtp.Packet) ([][]byte, error), error) {
 				d, err := f.CreateDecoder()
 				if err != nil {
@@ -67,6 +71,17 @@ func codecOf(f format.Format) (c videoCodec, ok bool) {
 		}, true
 	}
 	return videoCodec{}, false
+}
+
+// nonEmpty returns the parameter sets when every one is there, else nil:
+// a decoder needs them all.
+func nonEmpty(sets ...[]byte) [][]byte {
+	for _, s := range sets {
+		if len(s) == 0 {
+			return nil
+		}
+	}
+	return sets
 }
 
 func parseH264SPS(nalu []byte) (streamParams, error) {

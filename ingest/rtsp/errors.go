@@ -20,6 +20,8 @@ var (
 	ErrSealedPassword = errors.New("rtsp: camera's RTSP password cannot be decrypted")
 	// ErrNoTargets means the Prober has no Targets function.
 	ErrNoTargets = errors.New("rtsp: prober has no Targets")
+	// ErrDecoder means libavcodec could not decode a picture.
+	ErrDecoder = errors.New("rtsp: picture decoder")
 	// ErrStarted means Start was called twice.
 	ErrStarted = errors.New("rtsp: prober already started")
 )

@@ -11,6 +11,11 @@ type metrics struct {
 	late     prometheus.Counter
 	lag      prometheus.Histogram
 	waiting  prometheus.Gauge
+	// The picture diagnosis.
+	pictures        prometheus.Counter
+	conditions      *prometheus.CounterVec
+	diagnosisFailed *prometheus.CounterVec
+	stillsRemoved   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,9 +46,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gridwatch_camera_probes_waiting",
 			Help: "Due camera probes waiting for a free worker.",
 		}),
+		pictures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_camera_pictures_decoded_total",
+			Help: "Keyframes of stream samples decoded for the picture diagnosis.",
+		}),
+		conditions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_camera_picture_conditions_total",
+			Help: "Picture conditions (signal_loss, frozen, blur, …) found by the diagnosis of stream samples.",
+		}, []string{"condition"}),
+		diagnosisFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_camera_diagnosis_failed_total",
+			Help: "Stream samples whose pictures could not be diagnosed (reason decoder: the record has no picture fields) or whose still was not stored (reason still).",
+		}, []string{"reason"}),
+		stillsRemoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_camera_stills_removed_total",
+			Help: "Camera stills removed, the oldest first, to keep the stills under their size bound.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.probes, m.duration, m.dropped, m.late, m.lag, m.waiting)
+		reg.MustRegister(m.probes, m.duration, m.dropped, m.late, m.lag, m.waiting,
+			m.pictures, m.conditions, m.diagnosisFailed, m.stillsRemoved)
 	}
 	return m
 }

@@ -169,6 +169,10 @@ func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time
 	}
 	m := meter{codec: vc, clockRate: float64(forma.ClockRate()), full: make(chan struct{})}
 	m.target = int64(p.SampleDuration.Seconds() * m.clockRate)
+	if !p.Diagnosis.Disabled {
+		m.keys = &keyframes{n: p.Diagnosis.Pictures, gap: m.target / int64(p.Diagnosis.Pictures),
+			params: vc.params, isSPS: vc.isSPS}
+	}
 	if vc.sps != nil {
 		m.parseSPS(vc.sps)
 	}
@@ -213,6 +217,7 @@ func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time
 		return fail(ctx.Err())
 	}
 	m.fill(&rec)
+	p.diagnose(&rec, m.sampledKeyframes())
 	if stats != nil {
 		rec.Packets = stats.Session.RTPPacketsReceived
 		rec.PacketsLost = stats.Session.RTPPacketsLost
@@ -276,6 +281,18 @@ type meter struct {
 	// the RTP ticks between keyframes, keyIntervals counts them.
 	keyTS, keyTicks int64
 	keyIntervals    uint64
+	// keys collects keyframes for the picture diagnosis; nil without one.
+	keys *keyframes
+}
+
+// sampledKeyframes returns the keyframes collected for the diagnosis.
+func (m *meter) sampledKeyframes() [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.keys == nil {
+		return nil
+	}
+	return m.keys.aus
 }
 
 // parseSPS takes the picture size, profile and nominal rate from an SPS.
@@ -343,6 +360,9 @@ func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Pack
 			m.keyIntervals++
 		}
 		m.keyTS = m.relTS
+		if m.keys != nil {
+			m.keys.offer(au, m.relTS)
+		}
 	}
 }
 
@@ -398,8 +418,11 @@ func (m *meter) judge(rec *HealthRecord, end time.Time) (Status, string) {
 	if rec.LossPct > maxLossPct {
 		why = append(why, "loss")
 	}
-	if rec.Frozen {
-		why = append(why, "frozen")
+	if rec.Frozen && !rec.Has(CondFrozen) {
+		why = append(why, "frozen") // the bytes repeat; no picture was diagnosed
+	}
+	for _, c := range rec.Conditions {
+		why = append(why, string(c))
 	}
 	if len(why) > 0 {
 		return StatusDegraded, strings.Join(why, ",")

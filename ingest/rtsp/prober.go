@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -70,12 +71,25 @@ type Prober struct {
 	Jitter float64
 	// Transport of samples: "tcp" or "udp". It defaults to "tcp".
 	Transport string
+	// Diagnosis is the picture diagnosis of stream samples; zero
+	// thresholds take their defaults.
+	Diagnosis Diagnosis
+	// Stills keeps every camera's last good picture, which is also its
+	// reference across restarts. Nil keeps none: references are then
+	// learned anew at each start.
+	Stills *Stills
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer registers the prober's metrics; nil registers none.
 	Registerer prometheus.Registerer
 
 	metrics *metrics
+	// decoding bounds the samples decoding at once, to the cores.
+	decoding chan struct{}
+	// memory is what the diagnosis remembers of each camera; memMu guards
+	// the map and its entries.
+	memMu   sync.Mutex
+	memory  map[string]*cameraMemory
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -114,6 +128,11 @@ func (p *Prober) defaults() {
 	}
 	if p.metrics == nil {
 		p.metrics = newMetrics(p.Registerer)
+	}
+	p.Diagnosis = p.Diagnosis.withDefaults()
+	if p.decoding == nil {
+		p.decoding = make(chan struct{}, runtime.GOMAXPROCS(0))
+		p.memory = map[string]*cameraMemory{}
 	}
 }
 
@@ -264,6 +283,7 @@ func (p *Prober) schedule(ctx context.Context) {
 	var (
 		workers sync.WaitGroup
 		queue   []ready
+		first   = true
 	)
 	defer workers.Wait()
 	for {
@@ -319,10 +339,18 @@ func (p *Prober) schedule(ctx context.Context) {
 			}()
 		}
 		p.metrics.waiting.Set(float64(waiting))
+		// The first round also drops the stills of cameras removed while
+		// the prober was not running.
+		removed := first
+		first = false
 		for id, d := range state {
 			if !seen[id] && !d.running {
 				delete(state, id)
+				removed = true
 			}
+		}
+		if removed && len(seen) > 0 { // no registry is no reason to drop stills
+			p.forget(seen)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,6 +1,8 @@
 package rtsp
 
 import (
+	"slices"
+
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 
@@ -38,7 +40,7 @@ const (
 	// while, arrived during the sample.
 	StatusStalled Status = "stalled"
 	// StatusDegraded means video arrives but with a low frame rate, packet
-	// loss or a frozen picture; Detail says which.
+	// loss or a fault of the picture (a Condition); Detail says which.
 	StatusDegraded Status = "degraded"
 	// StatusError is any other protocol failure; Error says what.
 	StatusError Status = "error"
@@ -104,15 +106,37 @@ type HealthRecord struct {
 	// JitterMs is the RTP interarrival jitter (RFC 3550).
 	JitterMs float64
 	// Frozen is true when the picture looks frozen: consecutive frames
-	// carry identical bytes.
+	// carry identical bytes, or the decoded keyframes barely differ.
 	Frozen bool
+	// Pictures counts the keyframes the picture diagnosis decoded; the
+	// picture fields below are zero when it is 0.
+	Pictures uint32
+	// Conditions are the faults the diagnosis found in the pictures, in
+	// the order of Conditions.
+	Conditions []Condition
+	// Luma and Contrast are the mean and standard deviation of the
+	// pictures' luma (0-255); Sharpness the variance of its Laplacian;
+	// NoiseSigma the estimated noise; CastRatio the chroma's distance from
+	// grey over its spread. Each is the mean over the decoded pictures.
+	Luma, Contrast, Sharpness, NoiseSigma, CastRatio float64
+	// FrameDiff is the largest mean absolute luma difference between
+	// consecutive pictures (or, with one picture, from the previous
+	// sample's last): -1 when none could be compared.
+	FrameDiff float64
+	// Referenced is true when the pictures were compared with the camera's
+	// reference (its last picture without a condition); RefCorrelation is
+	// then their correlation, 1 for the same scene.
+	Referenced     bool
+	RefCorrelation float64
+	// OccludedPct is the share of the picture found covered, in percent.
+	OccludedPct float64
 	// Error is the failure text, with credentials redacted.
 	Error string
 }
 
 // Schema is the Arrow schema of camera_health batches. Field names are the
 // ClickHouse column names.
-var Schema = arrow.NewSchema([]arrow.Field{
+var Schema = arrow.NewSchema(append([]arrow.Field{
 	{Name: "ts", Type: arrow.FixedWidthTypes.Timestamp_ms},
 	{Name: "camera", Type: arrow.BinaryTypes.String},
 	{Name: "grid", Type: arrow.BinaryTypes.String},
@@ -140,7 +164,32 @@ var Schema = arrow.NewSchema([]arrow.Field{
 	{Name: "jitter_ms", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "frozen", Type: arrow.FixedWidthTypes.Boolean},
 	{Name: "error", Type: arrow.BinaryTypes.String},
-}, nil)
+	{Name: "pictures", Type: arrow.PrimitiveTypes.Uint32},
+	{Name: "luma", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "contrast", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "sharpness", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "noise_sigma", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "cast_ratio", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "frame_diff", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "referenced", Type: arrow.FixedWidthTypes.Boolean},
+	{Name: "ref_correlation", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "occluded_pct", Type: arrow.PrimitiveTypes.Float64},
+}, conditionFields()...), nil)
+
+// conditionColumns are the conditions with a boolean column of their own,
+// named as the condition: all but frozen, which is the frozen column.
+var conditionColumns = slices.DeleteFunc(slices.Clone(Conditions), func(c Condition) bool { return c == CondFrozen })
+
+// firstConditionField is the index of the first condition column.
+var firstConditionField = len(Schema.Fields()) - len(conditionColumns)
+
+func conditionFields() []arrow.Field {
+	out := make([]arrow.Field, len(conditionColumns))
+	for i, c := range conditionColumns {
+		out[i] = arrow.Field{Name: string(c), Type: arrow.FixedWidthTypes.Boolean}
+	}
+	return out
+}
 
 // AppendRecord appends r to a builder of Schema.
 func AppendRecord(b *array.RecordBuilder, r HealthRecord) {
@@ -166,13 +215,30 @@ func AppendRecord(b *array.RecordBuilder, r HealthRecord) {
 	b.Field(24).(*array.Float64Builder).Append(r.JitterMs)
 	b.Field(25).(*array.BooleanBuilder).Append(r.Frozen)
 	b.Field(26).(*array.StringBuilder).Append(r.Error)
+	b.Field(27).(*array.Uint32Builder).Append(r.Pictures)
+	for i, f := range []float64{r.Luma, r.Contrast, r.Sharpness, r.NoiseSigma, r.CastRatio, r.FrameDiff} {
+		b.Field(28 + i).(*array.Float64Builder).Append(f)
+	}
+	b.Field(34).(*array.BooleanBuilder).Append(r.Referenced)
+	b.Field(35).(*array.Float64Builder).Append(r.RefCorrelation)
+	b.Field(36).(*array.Float64Builder).Append(r.OccludedPct)
+	for i, c := range conditionColumns {
+		b.Field(firstConditionField + i).(*array.BooleanBuilder).Append(r.Has(c))
+	}
 }
 
-// RecordSize estimates the Arrow bytes of r: 15 fixed-width numbers, two
+// Diagnosed reports whether the picture diagnosis judged r's pictures:
+// it decoded some, or found that none decodes.
+func (r HealthRecord) Diagnosed() bool { return r.Pictures > 0 || r.Has(CondSignalLoss) }
+
+// Has reports whether the diagnosis found condition c.
+func (r HealthRecord) Has(c Condition) bool { return slices.Contains(r.Conditions, c) }
+
+// RecordSize estimates the Arrow bytes of r: 24 fixed-width numbers, the
 // booleans and nine strings with their offsets.
 func RecordSize(r HealthRecord) int {
 	const offset = 4
-	return 15*8 + 2 + 9*offset + len(r.Camera) + len(r.Grid) + len(r.Kind) + len(r.Transport) +
+	return 24*8 + 3 + len(conditionColumns) + 9*offset + len(r.Camera) + len(r.Grid) + len(r.Kind) + len(r.Transport) +
 		len(r.Status) + len(r.Detail) + len(r.Codec) + len(r.Profile) + len(r.Error)
 }
 

@@ -3,9 +3,10 @@ package server
 import (
 	"context"
 	"errors"
-	"github.com/gridwatch/gridwatch/alerts"
+	"path/filepath"
 	"time"
 
+	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/ingest/rtsp"
 )
 
@@ -20,6 +21,10 @@ type CamerasConfig struct {
 	RecheckDelay     time.Duration `koanf:"recheck_delay" help:"wait before a failed probe is repeated, before the camera is declared down"`
 	Concurrency      int           `koanf:"concurrency" help:"most camera probes in flight"`
 	Transport        string        `koanf:"transport" help:"RTP transport of stream samples: tcp or udp"`
+	StillWidth       int           `koanf:"still_width" help:"widest a camera's still (its last good picture, JPEG under data_dir/camera-stills) is, in pixels"`
+	StillsMaxBytes   int           `koanf:"stills_max_bytes" help:"bound of the camera stills under data_dir/camera-stills; past it the stills written longest ago are removed"`
+	// Diagnosis is the picture diagnosis of stream samples.
+	Diagnosis rtsp.Diagnosis `koanf:"diagnosis"`
 }
 
 // defaultCameras returns the prober's defaults.
@@ -33,6 +38,9 @@ func defaultCameras() CamerasConfig {
 		RecheckDelay:     rtsp.DefaultRecheckDelay,
 		Concurrency:      rtsp.DefaultConcurrency,
 		Transport:        rtsp.DefaultTransport,
+		StillWidth:       rtsp.DefaultStillWidth,
+		StillsMaxBytes:   rtsp.DefaultStillMaxBytes,
+		Diagnosis:        rtsp.DefaultDiagnosis(),
 	}
 }
 
@@ -58,6 +66,13 @@ func (c *CamerasConfig) validate(bad func(key, format string, args ...any)) {
 	if c.Transport != "tcp" && c.Transport != "udp" {
 		bad("cameras.transport", "must be tcp or udp, not %q", c.Transport)
 	}
+	if c.StillWidth < 16 {
+		bad("cameras.still_width", "must be >= 16")
+	}
+	if c.StillsMaxBytes < 1<<20 {
+		bad("cameras.stills_max_bytes", "must be >= 1 MiB (%d)", 1<<20)
+	}
+	c.Diagnosis.Validate("cameras.diagnosis.", bad)
 }
 
 // cameraHealth is the prober and the batcher of its records.
@@ -73,6 +88,8 @@ func (s *Server) startCameras(ctx context.Context) error {
 	if !cfg.Enabled {
 		return nil
 	}
+	s.stills = &rtsp.Stills{Dir: filepath.Join(s.Config.DataDir, "camera-stills"), Width: cfg.StillWidth,
+		MaxBytes: int64(cfg.StillsMaxBytes)}
 	b := rtsp.NewBatcher(s.write)
 	// The telemetry batcher's metrics are the registered ones; they are
 	// labelled by table.
@@ -93,6 +110,8 @@ func (s *Server) startCameras(ctx context.Context) error {
 		RecheckDelay:     cfg.RecheckDelay,
 		Concurrency:      cfg.Concurrency,
 		Transport:        cfg.Transport,
+		Diagnosis:        cfg.Diagnosis,
+		Stills:           s.stills,
 		Logger:           s.Logger.With("component", "camera-prober"),
 		Registerer:       s.metrics,
 	}

@@ -78,6 +78,7 @@ var notLosses = map[string]string{
 	"gridwatch_gb28181_rejected_total":                   "a refused SIP request is answered with its status code (or, unparseable, dropped like any lost datagram); the device resends",
 	"gridwatch_notify_retries_total":                     "retried; what finally fails is gridwatch_notify_failed_total",
 	"gridwatch_storage_insert_retries_total":             "retried; a batch that still fails goes to the spool",
+	"gridwatch_camera_diagnosis_failed_total":            "the sample's record is stored, without picture fields; a still not written is replaced by the next good sample's",
 }
 
 // lossy matches the counter names that sound like losses.

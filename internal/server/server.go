@@ -25,6 +25,7 @@ import (
 	"github.com/gridwatch/gridwatch/broker"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
+	"github.com/gridwatch/gridwatch/ingest/rtsp"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/spool"
 	"github.com/gridwatch/gridwatch/web"
@@ -56,6 +57,7 @@ type Server struct {
 	replaying sync.Mutex           // one quarantine replay at a time (ReplayQuarantined)
 	cameras   *cameraHealth
 	gb        *gbRegistrar
+	stills    *rtsp.Stills // nil unless the prober runs
 	alerting  alerting
 	cases     caseLoop
 	staff     staff
@@ -298,6 +300,9 @@ func (s *Server) startHTTP() error {
 		a.GB28181 = s.gb.registrar.Devices
 	}
 	a.Exports = s.db
+	if s.stills != nil {
+		a.Stills = s.stills
+	}
 	a.Registry = s
 	a.CaseStats, a.CaseEvaluation = s.db, s.Config.Cases.Evaluation.evaluation()
 	if s.cases.calendar != nil {

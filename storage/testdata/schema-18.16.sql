@@ -230,3 +230,24 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`cases`
 )
 ENGINE = ReplacingMergeTree(revision)
 ORDER BY id;
+
+-- migration 0013: camera_pictures
+ALTER TABLE `gridwatch`.`camera_health`
+    ADD COLUMN `pictures` UInt32 DEFAULT 0,
+    ADD COLUMN `luma` Float64 DEFAULT 0,
+    ADD COLUMN `contrast` Float64 DEFAULT 0,
+    ADD COLUMN `sharpness` Float64 DEFAULT 0,
+    ADD COLUMN `noise_sigma` Float64 DEFAULT 0,
+    ADD COLUMN `cast_ratio` Float64 DEFAULT 0,
+    ADD COLUMN `frame_diff` Float64 DEFAULT -1,
+    ADD COLUMN `referenced` UInt8 DEFAULT 0,
+    ADD COLUMN `ref_correlation` Float64 DEFAULT 0,
+    ADD COLUMN `occluded_pct` Float64 DEFAULT 0,
+    ADD COLUMN `signal_loss` UInt8 DEFAULT 0,
+    ADD COLUMN `blur` UInt8 DEFAULT 0,
+    ADD COLUMN `too_dark` UInt8 DEFAULT 0,
+    ADD COLUMN `too_bright` UInt8 DEFAULT 0,
+    ADD COLUMN `color_cast` UInt8 DEFAULT 0,
+    ADD COLUMN `noise` UInt8 DEFAULT 0,
+    ADD COLUMN `occlusion` UInt8 DEFAULT 0,
+    ADD COLUMN `scene_change` UInt8 DEFAULT 0;

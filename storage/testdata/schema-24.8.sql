@@ -231,3 +231,24 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`cases`
 )
 ENGINE = ReplacingMergeTree(revision)
 ORDER BY id;
+
+-- migration 0013: camera_pictures
+ALTER TABLE `gridwatch`.`camera_health`
+    ADD COLUMN IF NOT EXISTS `pictures` UInt32 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `luma` Float64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `contrast` Float64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `sharpness` Float64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `noise_sigma` Float64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `cast_ratio` Float64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `frame_diff` Float64 DEFAULT -1,
+    ADD COLUMN IF NOT EXISTS `referenced` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `ref_correlation` Float64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `occluded_pct` Float64 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `signal_loss` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `blur` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `too_dark` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `too_bright` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `color_cast` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `noise` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `occlusion` UInt8 DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS `scene_change` UInt8 DEFAULT 0;

@@ -1,0 +1,127 @@
+package rtsp_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/ingest/rtsp"
+	"github.com/gridwatch/gridwatch/simulators"
+)
+
+// healthy is the ground truth of a camera without a picture fault, and
+// the verdict of a sample without a condition.
+const healthy = "none"
+
+// confusion counts verdicts by ground truth: truth -> found -> samples.
+type confusion map[string]map[string]int
+
+// add counts one sample whose truth is want and whose conditions are got;
+// it returns whether the sample was judged right: exactly its condition,
+// or none for a healthy camera.
+func (c confusion) add(want string, got []rtsp.Condition) bool {
+	if c[want] == nil {
+		c[want] = map[string]int{}
+	}
+	if len(got) == 0 {
+		c[want][healthy]++
+		return want == healthy
+	}
+	for _, g := range got {
+		c[want][string(g)]++
+	}
+	return len(got) == 1 && string(got[0]) == want
+}
+
+// table renders the confusion table as Markdown: a row per ground truth, a
+// column per condition found.
+func (c confusion) table() string {
+	cols := []string{healthy}
+	for _, cond := range rtsp.Conditions {
+		cols = append(cols, string(cond))
+	}
+	var b strings.Builder
+	b.WriteString("| truth \\ found | " + strings.Join(cols, " | ") + " |\n|---|")
+	b.WriteString(strings.Repeat("---|", len(cols)) + "\n")
+	for _, want := range slices.Sorted(maps.Keys(c)) {
+		b.WriteString("| " + want + " |")
+		for _, col := range cols {
+			if n := c[want][col]; n > 0 {
+				fmt.Fprintf(&b, " %d |", n)
+			} else {
+				b.WriteString(" · |")
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// TestDiagnosisGroundTruth attacks the README's promise that the picture
+// diagnosis finds each picture fault and nothing on healthy cameras: a farm
+// of every picture fault in H.264 and H.265, and healthy cameras of both
+// codecs and sizes, probed twice (the first sample is the cameras'
+// reference: the moved camera turns away after it). It prints the
+// confusion table.
+func TestDiagnosisGroundTruth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("probes RTSP cameras and decodes their pictures")
+	}
+	var (
+		cams  []simulators.Camera
+		truth []string
+	)
+	for _, codec := range []string{simulators.CodecH264, simulators.CodecH265} {
+		for _, res := range []string{"320x240", "640x360"} {
+			cams = append(cams, simulators.Camera{Path: "healthy-" + res + "-" + codec, Codec: codec, Resolution: res})
+			truth = append(truth, healthy)
+		}
+		for _, f := range slices.Sorted(maps.Keys(simulators.PictureFaults)) {
+			cams = append(cams, simulators.Camera{Path: string(f) + "-" + codec, Codec: codec, Fault: f})
+			truth = append(truth, simulators.PictureFaults[f])
+		}
+	}
+	_, targets := startFarm(t, false, cams...)
+	stills := &rtsp.Stills{Dir: t.TempDir()}
+	p := testProber("tcp")
+	// 2.2 s holds three keyframes at the farm's one a second.
+	p.SampleDuration = 2200 * time.Millisecond
+	p.Stills = stills
+	p.Targets = func() []rtsp.Target { return targets }
+	table := confusion{}
+	for sweep := 1; sweep <= 2; sweep++ {
+		for i, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
+			want := truth[i]
+			if cams[i].Fault == simulators.FaultMoved && sweep == 1 {
+				want = healthy // the reference, before the camera is turned
+			}
+			if !table.add(want, rec.Conditions) {
+				t.Errorf("sweep %d, %s: conditions %v, want %s (status %s %q, %d pictures, luma %.0f contrast %.1f sharpness %.0f noise %.2f cast %.2f diff %.2f corr %.2f occluded %.0f%%)",
+					sweep, rec.Camera, rec.Conditions, want, rec.Status, rec.Detail, rec.Pictures, rec.Luma, rec.Contrast,
+					rec.Sharpness, rec.NoiseSigma, rec.CastRatio, rec.FrameDiff, rec.RefCorrelation, rec.OccludedPct)
+			}
+			if want != healthy && (rec.Status != rtsp.StatusDegraded || !strings.Contains(rec.Detail, want)) {
+				t.Errorf("sweep %d, %s: status %s %q, want degraded with %s", sweep, rec.Camera, rec.Status, rec.Detail, want)
+			}
+			if want == healthy && rec.Status != rtsp.StatusOK {
+				t.Errorf("sweep %d, %s: status %s %q, want ok", sweep, rec.Camera, rec.Status, rec.Detail)
+			}
+			if rec.Pictures < 2 {
+				t.Errorf("sweep %d, %s: %d pictures decoded, want the sample's keyframes", sweep, rec.Camera, rec.Pictures)
+			}
+		}
+	}
+	t.Logf("picture diagnosis of the camera farm, 2 samples per camera:\n%s", table.table())
+	// Only healthy pictures become stills, so the faulty cameras' stay
+	// out, and the moved camera keeps the picture it was set up with.
+	for i, c := range cams {
+		_, _, err := stills.Still(c.Path)
+		if hasStill := err == nil; hasStill != (truth[i] == healthy || c.Fault == simulators.FaultMoved) {
+			t.Errorf("%s: still stored %v (%v)", c.Path, hasStill, err)
+		}
+	}
+}
