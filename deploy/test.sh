@@ -23,6 +23,13 @@ go test -race -short -count=1 ./...
 echo "== integration and end-to-end tests (real ClickHouse)"
 go test -count=1 -timeout 20m ./...
 
+# The picture diagnosis's ground truth, shown: the camera farm's faults and
+# GStreamer's cameras, each sample against its known fault (the tests ran
+# above; here their confusion tables are printed).
+echo "== picture diagnosis: confusion tables"
+go test -count=1 -run '^(TestDiagnosisGroundTruth|TestDiagnosisThirdParty)$' -v ./ingest/rtsp/ |
+  grep -E '^\s+(\||picture diagnosis)|^(--- |ok|FAIL)'
+
 # The budget is a count of executions, not a duration: on Go 1.26 a
 # duration's deadline can race the coordinator's shutdown on a busy machine
 # and fail a target with "context deadline exceeded" and no crasher
