@@ -33,7 +33,8 @@ func camerasCmd(logger *slog.Logger) *cobra.Command {
 test-pattern video (--codec h264, h265, or mixed: every second camera H.265),
 looped, under rtsp://ADDR/camNNNNN. --faults gives faults to the first
 cameras, as fault=count pairs (offline, refusing, auth, wrong_auth, not_found,
-stall, low_fps, loss, frozen, codec_change, no_video, slow). --csv writes a devices
+stall, low_fps, loss, codec_change, no_video, slow, and the picture faults frozen,
+black, blurred, tinted, noisy, covered, dark, bright, moved, at 320x240). --csv writes a devices
 CSV of the cameras (type camera, rtsp_url with credentials) for 'gridwatch
 devices import' or devices.file. It runs until SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,
@@ -135,9 +136,10 @@ func probeCmd(logger *slog.Logger) *cobra.Command {
 		Use:   "probe",
 		Short: "Probe the cameras of a devices CSV once and print the sweep's figures",
 		Long: `Probe every camera of --csv once (--kind liveness or sample), as gridwatch's
-prober does, and print one JSON line: cameras, sweep time, probes per second,
-the count per status, and the process's CPU time and Go heap. The camera
-benchmark (deploy/bench-cameras.sh) runs it beside ffprobe.`,
+prober does, picture diagnosis included unless --no-diagnosis, and print one
+JSON line: cameras, sweep time, probes per second, the count per status and
+per picture condition, and the Go heap. The camera benchmark
+(deploy/bench-cameras.sh) runs it beside ffprobe.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := os.Open(csvPath)
@@ -154,9 +156,15 @@ benchmark (deploy/bench-cameras.sh) runs it beside ffprobe.`,
 			start := time.Now()
 			recs := p.Sweep(cmd.Context(), rtsp.Kind(kind))
 			took := time.Since(start)
-			statuses := map[string]int{}
+			statuses, conditions, diagnosed := map[string]int{}, map[string]int{}, 0
 			for _, r := range recs {
 				statuses[string(r.Status)]++
+				if r.Diagnosed() {
+					diagnosed++
+				}
+				for _, c := range r.Conditions {
+					conditions[string(c)]++
+				}
 			}
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
@@ -166,9 +174,11 @@ benchmark (deploy/bench-cameras.sh) runs it beside ffprobe.`,
 				SweepS      float64        `json:"sweep_s"`
 				ProbesPerS  float64        `json:"probes_per_s"`
 				Statuses    map[string]int `json:"statuses"`
+				Diagnosed   int            `json:"diagnosed"`
+				Conditions  map[string]int `json:"conditions"`
 				HeapSysMiB  float64        `json:"heap_sys_mib"`
 				Concurrency int            `json:"concurrency"`
-			}{len(recs), kind, took.Seconds(), float64(len(recs)) / took.Seconds(), statuses,
+			}{len(recs), kind, took.Seconds(), float64(len(recs)) / took.Seconds(), statuses, diagnosed, conditions,
 				float64(ms.HeapSys) / (1 << 20), p.Concurrency}
 			return json.NewEncoder(os.Stdout).Encode(out)
 		},
@@ -180,5 +190,6 @@ benchmark (deploy/bench-cameras.sh) runs it beside ffprobe.`,
 	fl.DurationVar(&p.SampleDuration, "sample-duration", 2*time.Second, "how long a sample plays")
 	fl.DurationVar(&p.Timeout, "timeout", 5*time.Second, "connection and request timeout")
 	fl.StringVar(&p.Transport, "transport", "tcp", "sample transport: tcp or udp")
+	fl.BoolVar(&p.Diagnosis.Disabled, "no-diagnosis", false, "sample without the picture diagnosis")
 	return cmd
 }
