@@ -61,6 +61,19 @@ func (c confusion) table() string {
 	return b.String()
 }
 
+// resampleStalled samples tg again, up to three times, while rec did not
+// deliver video: a loaded machine may hold a camera's frames back long
+// enough for a sample to end stalled, short of keyframes, which says
+// nothing of the diagnosis.
+func resampleStalled(t *testing.T, p *rtsp.Prober, tg rtsp.Target, rec rtsp.HealthRecord) rtsp.HealthRecord {
+	t.Helper()
+	for try := 0; !rec.Status.Up() && try < 3; try++ {
+		t.Logf("%s: status %s %q on this loaded machine; sampled again", rec.Camera, rec.Status, rec.Detail)
+		rec = p.Check(context.Background(), tg, rtsp.KindSample)
+	}
+	return rec
+}
+
 // TestDiagnosisGroundTruth attacks the README's promise that the picture
 // diagnosis finds each picture fault and nothing on healthy cameras: a farm
 // of every picture fault in H.264 and H.265, and healthy cameras of both
@@ -95,6 +108,7 @@ func TestDiagnosisGroundTruth(t *testing.T) {
 	table := confusion{}
 	for sweep := 1; sweep <= 2; sweep++ {
 		for i, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
+			rec = resampleStalled(t, p, targets[i], rec)
 			want := truth[i]
 			if cams[i].Fault == simulators.FaultMoved && sweep == 1 {
 				want = healthy // the reference, before the camera is turned
@@ -104,10 +118,10 @@ func TestDiagnosisGroundTruth(t *testing.T) {
 					sweep, rec.Camera, rec.Conditions, want, rec.Status, rec.Detail, rec.Pictures, rec.Luma, rec.Contrast,
 					rec.Sharpness, rec.NoiseSigma, rec.CastRatio, rec.FrameDiff, rec.RefCorrelation, rec.OccludedPct)
 			}
-			if want != healthy && (rec.Status != rtsp.StatusDegraded || !strings.Contains(rec.Detail, want)) {
+			switch {
+			case want != healthy && (rec.Status != rtsp.StatusDegraded || !strings.Contains(rec.Detail, want)):
 				t.Errorf("sweep %d, %s: status %s %q, want degraded with %s", sweep, rec.Camera, rec.Status, rec.Detail, want)
-			}
-			if want == healthy && rec.Status != rtsp.StatusOK {
+			case want == healthy && rec.Status != rtsp.StatusOK:
 				t.Errorf("sweep %d, %s: status %s %q, want ok", sweep, rec.Camera, rec.Status, rec.Detail)
 			}
 			if rec.Pictures < 2 {

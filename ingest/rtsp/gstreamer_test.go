@@ -80,7 +80,8 @@ func TestDiagnosisThirdParty(t *testing.T) {
 	p.Concurrency = 4 // each camera starts its own encoder
 	p.Targets = func() []rtsp.Target { return targets }
 	table := confusion{}
-	for _, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
+	for i, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
+		rec = resampleStalled(t, p, targets[i], rec)
 		picture, codec, _ := strings.Cut(rec.Camera, "-")
 		want := truth[picture]
 		ok := table.add(want, rec.Conditions)
