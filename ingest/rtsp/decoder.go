@@ -1,3 +1,5 @@
+//go:build cgo
+
 package rtsp
 
 // The prober decodes pictures with FFmpeg's libavcodec through cgo, as

@@ -1,6 +1,7 @@
 package rtsp
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -338,9 +339,14 @@ func (p *Prober) diagnose(rec *HealthRecord, keys [][]byte) {
 	<-p.decoding
 	if err != nil {
 		// The decoder is missing or out of memory: nothing is known of
-		// the pictures, which is no finding about the camera.
+		// the pictures, which is no finding about the camera. A build
+		// without a decoder says so once.
 		p.metrics.diagnosisFailed.WithLabelValues("decoder").Inc()
-		p.Logger.Warn("picture diagnosis failed", "camera", rec.Camera, "err", err)
+		if !errors.Is(err, ErrNoDecoder) {
+			p.Logger.Warn("picture diagnosis failed", "camera", rec.Camera, "err", err)
+		} else {
+			p.noDecoder.Do(func() { p.Logger.Warn("no picture diagnosis: gridwatch was built without cgo (CGO_ENABLED=0)") })
+		}
 		return
 	}
 	p.metrics.pictures.Add(float64(len(pics)))

@@ -22,6 +22,9 @@ var (
 	ErrNoTargets = errors.New("rtsp: prober has no Targets")
 	// ErrDecoder means libavcodec could not decode a picture.
 	ErrDecoder = errors.New("rtsp: picture decoder")
+	// ErrNoDecoder means gridwatch was built without cgo, so without
+	// libavcodec: pictures are not diagnosed.
+	ErrNoDecoder = errors.New("rtsp: built without cgo, no picture decoder")
 	// ErrStarted means Start was called twice.
 	ErrStarted = errors.New("rtsp: prober already started")
 )

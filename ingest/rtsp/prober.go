@@ -88,12 +88,14 @@ type Prober struct {
 	decoding chan struct{}
 	// memory is what the diagnosis remembers of each camera; memMu guards
 	// the map and its entries.
-	memMu   sync.Mutex
-	memory  map[string]*cameraMemory
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	started bool
+	memMu  sync.Mutex
+	memory map[string]*cameraMemory
+	// noDecoder logs once that the build has no picture decoder.
+	noDecoder sync.Once
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	started   bool
 }
 
 // defaults fills in the settings left zero.
