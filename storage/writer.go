@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,12 @@ type WriterOptions struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives the writer's metrics.
 	Registerer prometheus.Registerer
+	// SettleTimeout bounds how long an INSERT whose caller gave up on it
+	// (its context ended) goes on waiting for the server's answer, and then
+	// how long the writer tries to see the server no longer runs it; until
+	// then Stored waits for its batch ids (see Writer). It defaults to 5
+	// minutes.
+	SettleTimeout time.Duration
 }
 
 // Defaults of WriterOptions.
@@ -40,6 +47,7 @@ const (
 	DefaultMaxAttempts    = 5
 	DefaultInitialBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff     = 10 * time.Second
+	DefaultSettleTimeout  = 5 * time.Minute
 )
 
 // Writer inserts Arrow records into ClickHouse tables through the native
@@ -55,11 +63,36 @@ const (
 // caller spools it (storage/spool) or counts its rows as dropped. A retry
 // after an ambiguous failure may store a batch twice on servers without
 // insert_deduplication_token.
+//
+// An INSERT's outcome is unknown once its rows were sent and no answer came:
+// the caller's context ended (ingest.insert_timeout, while ClickHouse is
+// stopped or slow) or the connection failed. The server may store the rows
+// later: a stopped server reads them from its socket when it resumes. So an
+// attempt is not cut short when its caller gives up: it runs under a query
+// id of its own and goes on, for up to SettleTimeout, until the server
+// answers; if none comes, the writer waits until system.processes no longer
+// shows that query id, asking the server to KILL it. Until then the batch
+// ids are in doubt: Stored waits for them, so that a replay that asks the
+// ledger first (the spool's, Import) never stores a batch that its first
+// INSERT stores too. On a table with BatchColumn, an attempt in doubt is
+// not retried by WriteParts: the caller replays the batch through Stored.
+// The attempt goroutines belong to the writer and end within about twice
+// SettleTimeout.
 type Writer struct {
 	db      *DB
 	o       WriterOptions
 	metrics *writerMetrics
 	ledger  sync.Map // table name -> bool: the table has BatchColumn
+
+	mu    sync.Mutex
+	doubt map[string]*attempt // batch id -> the INSERT of it in doubt
+}
+
+// attempt is one INSERT of some batches; done is closed once the server
+// answered it or is seen not to run it.
+type attempt struct {
+	queryID string
+	done    chan struct{}
 }
 
 // NewWriter returns a writer into db's database, registering its metrics on
@@ -74,6 +107,9 @@ func NewWriter(db *DB, o WriterOptions) (*Writer, error) {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = DefaultMaxBackoff
 	}
+	if o.SettleTimeout <= 0 {
+		o.SettleTimeout = DefaultSettleTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -81,7 +117,7 @@ func NewWriter(db *DB, o WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{db: db, o: o, metrics: m}, nil
+	return &Writer{db: db, o: o, metrics: m, doubt: make(map[string]*attempt)}, nil
 }
 
 // BatchColumn is the column, on tables that have it (telemetry, from
@@ -149,10 +185,15 @@ func (w *Writer) WriteParts(ctx context.Context, table string, parts []Part) err
 	op := func() error {
 		attempts++
 		start := time.Now()
-		err := insertChunks(ctx, w.db.conn, query, cols)
+		doubt, err := w.insert(ctx, query, cols, parts)
 		w.metrics.latency.WithLabelValues(table).Observe(time.Since(start).Seconds())
 		if err != nil {
 			if class = Classify(err); class != Transient {
+				return backoff.Permanent(err)
+			}
+			if doubt && ledger {
+				// Another try could store the batch twice: the caller
+				// replays it through Stored, which waits for this one.
 				return backoff.Permanent(err)
 			}
 		}
@@ -178,6 +219,104 @@ func (w *Writer) WriteParts(ctx context.Context, table string, parts []Part) err
 	}
 	w.metrics.rows.WithLabelValues(table).Add(float64(rows))
 	w.metrics.batches.WithLabelValues(table).Inc()
+	return nil
+}
+
+// insert runs one INSERT attempt of parts, whose column values are cols,
+// under a query id of its own, in a goroutine that goes on when ctx ends (see
+// Writer) and holds a reference to the parts' records (cols are their
+// buffers) while it runs; ctx's values, such as its settings, are kept.
+// doubt reports that the server may store
+// the rows, or have stored them, although err says the attempt failed: ctx
+// ended, or the connection failed after the rows were sent.
+func (w *Writer) insert(ctx context.Context, query string, cols [][]any, parts []Part) (doubt bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	a := &attempt{queryID: rand.Text(), done: make(chan struct{})}
+	w.mu.Lock()
+	for _, p := range parts {
+		p.Record.Retain()
+		w.doubt[p.ID] = a
+	}
+	w.mu.Unlock()
+	type result struct {
+		doubt bool
+		err   error
+	}
+	res := make(chan result, 1)
+	go func() {
+		defer close(a.done)
+		qctx, cancel := context.WithTimeout(clickhouse.Context(context.WithoutCancel(ctx), clickhouse.WithQueryID(a.queryID)), w.o.SettleTimeout)
+		sent, err := insertChunks(qctx, w.db.conn, query, cols)
+		cancel()
+		var ex *clickhouse.Exception
+		doubt := err != nil && sent && !errors.As(err, &ex) // a server exception is an answer
+		if doubt {
+			w.settle(a.queryID)
+		}
+		w.mu.Lock()
+		for _, p := range parts {
+			if w.doubt[p.ID] == a {
+				delete(w.doubt, p.ID)
+			}
+			p.Record.Release()
+		}
+		w.mu.Unlock()
+		res <- result{doubt, err}
+	}()
+	select {
+	case r := <-res:
+		return r.doubt, r.err
+	case <-ctx.Done():
+		return true, ctx.Err()
+	}
+}
+
+// settle waits, for up to SettleTimeout, until the server does not run the
+// query queryID, which it never answered, asking it to KILL the query.
+func (w *Writer) settle(queryID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.o.SettleTimeout)
+	defer cancel()
+	check := func() error {
+		var n uint64
+		if err := w.db.conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE query_id = ?", queryID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if err := w.db.conn.Exec(ctx, "KILL QUERY WHERE query_id = ? ASYNC", queryID); err != nil {
+			return err
+		}
+		return fmt.Errorf("INSERT %s still running", queryID)
+	}
+	policy := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second),
+		backoff.WithMaxElapsedTime(0),
+	)
+	if err := backoff.Retry(check, backoff.WithContext(policy, ctx)); err != nil {
+		w.o.Logger.Warn("an unanswered INSERT may still be stored; a replay of its batches may store them twice",
+			"query_id", queryID, "err", err)
+	}
+}
+
+// awaitSettled waits until no INSERT in doubt holds any of ids, or ctx ends.
+func (w *Writer) awaitSettled(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		w.mu.Lock()
+		a := w.doubt[id]
+		w.mu.Unlock()
+		if a == nil {
+			continue
+		}
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			return fmt.Errorf("storage: batch %s: its INSERT %s is not answered yet: %w", id, a.queryID, ctx.Err())
+		}
+	}
 	return nil
 }
 
@@ -209,6 +348,9 @@ func (w *Writer) hasLedger(ctx context.Context, table string) (bool, error) {
 // partition index covers) and, within one, the granules whose ts lies
 // outside, instead of reading the batch column of all history. Parts without
 // a ts column of timestamps are looked up unbounded.
+//
+// It first waits for the INSERTs of the parts' batches that are in doubt
+// (see Writer): until the server answered them, the ledger cannot tell.
 func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[string]bool, error) {
 	out := make(map[string]bool)
 	if len(parts) == 0 {
@@ -224,6 +366,9 @@ func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[st
 	ids := make([]string, len(parts))
 	for i, p := range parts {
 		ids[i] = p.ID
+	}
+	if err := w.awaitSettled(ctx, ids); err != nil {
+		return nil, err
 	}
 	query := "SELECT DISTINCT " + BatchColumn + " FROM " + quoteTable(w.db.opts.Database, table) + " WHERE "
 	var args []any
@@ -327,15 +472,17 @@ func insertColumns(ctx context.Context, conn driver.Conn, query string, cols []a
 	for i, c := range cols {
 		chunks[i] = []any{c}
 	}
-	return insertChunks(ctx, conn, query, chunks)
+	_, err := insertChunks(ctx, conn, query, chunks)
+	return err
 }
 
 // insertChunks is insertColumns with each column given in chunks, appended
-// one after the other into the same block.
-func insertChunks(ctx context.Context, conn driver.Conn, query string, cols [][]any) (err error) {
+// one after the other into the same block. sent reports that the rows went
+// to the server: from then on a failure may leave them stored.
+func insertChunks(ctx context.Context, conn driver.Conn, query string, cols [][]any) (sent bool, err error) {
 	batch, err := conn.PrepareBatch(ctx, query)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		if err != nil && !batch.IsSent() {
@@ -345,11 +492,11 @@ func insertChunks(ctx context.Context, conn driver.Conn, query string, cols [][]
 	for i, chunks := range cols {
 		for _, c := range chunks {
 			if err := batch.Column(i).Append(c); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
-	return batch.Send()
+	return true, batch.Send()
 }
 
 // columnValues returns arr's values as the slice clickhouse-go appends to a

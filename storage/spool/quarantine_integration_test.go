@@ -52,6 +52,25 @@ func telemetryBatch(t *testing.T, ts int64, n int, extra ...string) arrow.Record
 	return rec
 }
 
+// migratedWriter opens the database of o, migrates it and returns it with
+// a writer that tries each INSERT once; the database is closed with t.
+func migratedWriter(t *testing.T, o storage.Options) (*storage.DB, *storage.Writer) {
+	t.Helper()
+	db, err := storage.Open(t.Context(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w, err := storage.NewWriter(db, storage.WriterOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, w
+}
+
 // TestSpoolSetsAsideRefusedBatchIntegration attacks, on the real
 // ClickHouse, the README's promise that the spool replays what it holds
 // once ClickHouse can take it (issue 10 item 5: "one bad spool segment
@@ -65,18 +84,7 @@ func TestSpoolSetsAsideRefusedBatchIntegration(t *testing.T) {
 	o := storagetest.Options(t)
 	database := o.Database
 	ctx := t.Context()
-	db, err := storage.Open(ctx, o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	w, err := storage.NewWriter(db, storage.WriterOptions{MaxAttempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, w := migratedWriter(t, o)
 
 	// Spool the batches while ClickHouse is out of reach, so that they
 	// wait on disk, the bad one first.
