@@ -137,16 +137,10 @@ func TestCameraStill(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	get := func(token, path string) (*http.Response, []byte) {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, body, err := getExport(t, srv, path, token) // any GET, for its status, headers and body
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
 		return resp, body
 	}
 	resp, body := get(viewer, "/api/v1/cameras/cam1/still")

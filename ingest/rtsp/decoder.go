@@ -102,20 +102,19 @@ func (d *pictureDecoder) decode(annexB []byte) (*picture, error) {
 	if len(annexB) == 0 {
 		return nil, nil
 	}
-	r := C.gw_decode(d.ctx, d.pkt, d.frame, (*C.uint8_t)(unsafe.Pointer(&annexB[0])), C.int(len(annexB)))
-	switch {
-	case r < 0:
-		return nil, fmt.Errorf("%w: %s", ErrDecoder, averror(r))
-	case r == 0:
-		return nil, nil
-	}
-	return d.convert()
+	return d.picture(C.gw_decode(d.ctx, d.pkt, d.frame, (*C.uint8_t)(unsafe.Pointer(&annexB[0])), C.int(len(annexB))))
 }
 
 // drain returns a picture the decoder held back once the last access unit
 // was sent, or nil when it holds no more.
 func (d *pictureDecoder) drain() (*picture, error) {
-	switch r := C.gw_drain(d.ctx, d.frame); {
+	return d.picture(C.gw_drain(d.ctx, d.frame))
+}
+
+// picture turns the result of gw_decode or gw_drain into the picture
+// decoded, nil for none, or the error.
+func (d *pictureDecoder) picture(r C.int) (*picture, error) {
+	switch {
 	case r < 0:
 		return nil, fmt.Errorf("%w: %s", ErrDecoder, averror(r))
 	case r == 0:
