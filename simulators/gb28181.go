@@ -181,7 +181,11 @@ func (d *GBDevice) register(ctx context.Context, expires time.Duration) error {
 	}
 	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: d.ID, Host: local}})
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// A SIP client transaction over UDP may take Timer F (64×T1, 32 s),
+	// retransmissions included: a request or an answer lost when 1,000
+	// devices register on a loaded box is sent again within it. A register
+	// is two transactions (the digest challenge).
+	ctx, cancel := context.WithTimeout(ctx, 2*sip.Timer_F)
 	defer cancel()
 	res, err := d.client.Do(ctx, req)
 	if err != nil {
