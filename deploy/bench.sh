@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 DEVICES=${DEVICES:-200}
 MESSAGES=${MESSAGES:-500000}
 MEMORY_LIMIT=${MEMORY_LIMIT:-$((160 << 20))}
+DRAIN_MAX=${DRAIN_MAX:-300}
 TOOLS=${TOOLS:-$PWD/.tools}
 TELEGRAF_VERSION=v1.37.2
 work=$(mktemp -d)
@@ -115,9 +116,11 @@ measure() {
   drain_start=$(now)
   n=$(( $(ch "SELECT count() FROM $table") - before ))
   # Wait for the last batch to land; a pipeline that lost rows stops
-  # growing, so give up 10 s after the count last moved.
-  local last=$n still=0
-  while [ "$n" -lt "$sent" ] && [ "$still" -lt 100 ]; do
+  # growing, so give up 10 s after the count last moved, and one that
+  # trickles after DRAIN_MAX seconds (what is not stored by then counts
+  # as loss).
+  local last=$n still=0 deadline=$(( $(date +%s) + DRAIN_MAX ))
+  while [ "$n" -lt "$sent" ] && [ "$still" -lt 100 ] && [ "$(date +%s)" -lt "$deadline" ]; do
     sleep 0.1
     n=$(( $(ch "SELECT count() FROM $table") - before ))
     if [ "$n" -eq "$last" ]; then still=$((still + 1)); else still=0; last=$n; fi
