@@ -364,7 +364,14 @@ const loadRules = floodRules + `  - name: underpass_warning
 // to the whole queue, and the time from a device's breach (mosquitto_pub)
 // and from another client's action to the change on screen. The figures
 // are reported, not asserted: a loaded machine says little about them.
+// It runs with GRIDWATCH_CONSOLE_LOAD set (deploy/bench.sh sets it), not in
+// make test: its 10,000 alerts and the case loop's inserts keep the test
+// ClickHouse (18.16) busy for minutes after it, beside the other packages'
+// tests.
 func TestConsoleLoad(t *testing.T) {
+	if os.Getenv("GRIDWATCH_CONSOLE_LOAD") == "" {
+		t.Skip("a measurement: set GRIDWATCH_CONSOLE_LOAD=1 (deploy/bench.sh does)")
+	}
 	node := needBrowser(t)
 	gen := simulators.City{Devices: 5000, Grids: 100, Seed: 21}
 	all, err := gen.Generate()
