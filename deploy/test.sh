@@ -28,7 +28,7 @@ go test -count=1 -timeout 20m ./...
 # above; here their confusion tables are printed).
 echo "== picture diagnosis: confusion tables"
 go test -count=1 -run '^(TestDiagnosisGroundTruth|TestDiagnosisThirdParty)$' -v ./ingest/rtsp/ |
-  grep -E '^\s+(\||picture diagnosis)|^(--- |ok|FAIL)'
+  grep -E '^\s+\||: picture diagnosis|^(--- |ok|FAIL)'
 
 # The budget is a count of executions, not a duration: on Go 1.26 a
 # duration's deadline can race the coordinator's shutdown on a busy machine
