@@ -237,9 +237,9 @@ printf '%-49s %-8s %s\n' "CPU/row gridwatch QoS 1 / Telegraf+mosquitto" "$(crati
 printf '%-49s %-8s %s\n' "load generator: bare mochi QoS 0 / gridwatch" "$(ratio "bare mochi broker (received) QoS 0" "gridwatch QoS 0")" "≥ 1.5x (not the bottleneck)"
 echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 
-# The console with 10,000 open work orders and 5,000 devices in headless
-# Chromium (web/e2e/load.test.mjs); its figures are printed as FIGURES {…}
-# and left in web/e2e/artifacts/load-figures.json.
+# The console with 10,000 open cases and 5,000 devices in headless Chromium
+# (web/e2e/load.test.mjs, also part of make test); its figures are printed
+# as FIGURES {…} and left in web/e2e/artifacts/load-figures.json.
 echo
 echo "== console load (go test ./web -run TestConsoleLoad)"
-GRIDWATCH_CONSOLE_LOAD=1 go test -count=1 -timeout 20m -run TestConsoleLoad -v ./web/ | grep -E 'FIGURES|open cases|flooded|^(ok|FAIL|---)' || true
+go test -count=1 -timeout 20m -run TestConsoleLoad -v ./web/ | grep -E 'FIGURES|open cases|seeded|^(ok|FAIL|---)' || true

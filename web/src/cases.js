@@ -14,7 +14,7 @@ const set = liveSet({
   isOpen: (c) => c.status !== 'closed' && c.status !== 'voided',
   fromChange: (ch) => ch.case,
 });
-export const { subscribe, stop, snapshot, put } = set;
+export const { subscribe, stop, snapshot, put, prefetch } = set;
 
 // due returns the deadline that counts now: sign-for once dispatched,
 // handling while handled, closing after; none while suspended.

@@ -2,9 +2,11 @@
 // list endpoint and then a live stream: the queues and the map read it.
 // Every (re)connect of the stream lists again, and an item is replaced
 // only by a version at least as new, so an event and a list crossing each
-// other leave the newest state. The first page is asked for at once, while
-// the stream connects, so the queue paints without waiting; only the
-// listing that follows the stream's opening (gap-free) is authoritative.
+// other leave the newest state. The first page (200) is asked for at once,
+// while the stream connects, so the queue paints without waiting (prefetch
+// asks for it even before sign-in is confirmed); only the listing that
+// follows the stream's opening (gap-free, in pages of 1,000 after that
+// first page arrived) is authoritative.
 import { api, q, stream } from './api.js';
 
 // liveSet makes such a set: list is the list endpoint, key the page's
@@ -26,6 +28,7 @@ export function liveSet({ list, key, query, streamPath, isOpen, fromChange }) {
   const listeners = new Set();
   const touched = new Set(); // items an event changed since the listing began
   let started = null;
+  let early = null; // the first page, asked for before the first subscriber
   let pending = false;
 
   function changed() {
@@ -47,13 +50,13 @@ export function liveSet({ list, key, query, streamPath, isOpen, fromChange }) {
     return true;
   }
 
-  const pagePath = (cursor) => list + q({ ...query, limit: cursor ? pageSize : firstPage, cursor });
+  const pagePath = (limit, cursor) => list + q({ ...query, limit, cursor });
 
   async function listAll(signal) {
     let cursor = '';
     const seen = new Set();
     do {
-      const page = await api(pagePath(cursor), { signal });
+      const page = await api(pagePath(pageSize, cursor), { signal });
       for (const a of page[key]) { seen.add(a.id); upsert(a); }
       cursor = page.next || '';
       state.loaded = true;
@@ -69,17 +72,19 @@ export function liveSet({ list, key, query, streamPath, isOpen, fromChange }) {
 
   function start() {
     const ctl = new AbortController();
-    api(pagePath(''), { signal: ctl.signal }).then((page) => {
-      if (state.loaded) return;
+    const first = (early || api(pagePath(firstPage, ''), { signal: ctl.signal })).then((page) => {
+      if (!page || state.loaded || ctl.signal.aborted) return;
       for (const a of page[key]) upsert(a);
       state.loaded = true;
       changed();
     }).catch(() => {});
+    early = null;
     stream(streamPath, {
       signal: ctl.signal,
       onState(s) { state.live = s; changed(); },
       async onOpen() {
         touched.clear();
+        await first; // the first paint goes before the full listing
         try { await listAll(ctl.signal); } catch (e) { if (!ctl.signal.aborted) { state.error = e; changed(); } }
       },
       onEvent(kind, change) {
@@ -104,10 +109,15 @@ export function liveSet({ list, key, query, streamPath, isOpen, fromChange }) {
       fn(state);
       return () => listeners.delete(fn);
     },
+    // prefetch asks for the first page before anything subscribes: the
+    // console does it at start, beside its sign-in.
+    prefetch() {
+      if (!started && !early) early = api(pagePath(firstPage, '')).catch(() => null);
+    },
     // stop ends the stream and forgets everything (sign-out).
     stop() {
       if (started) started.abort();
-      started = null;
+      started = early = null;
       state.byId.clear();
       state.loaded = state.complete = false;
       state.live = 'connecting';

@@ -21,6 +21,9 @@ import { Ranking } from './ranking.jsx';
 import { Ops } from './ops.jsx';
 
 takeTokenFromHash();
+// The case queue's first page is asked for beside the sign-in (whoami), not
+// after it: a wall screen opening on the queue paints a round trip sooner.
+if (hasToken() && route().name === 'cases') cases.prefetch();
 
 const themeKey = 'gridwatch.theme';
 function applyTheme(th) {
