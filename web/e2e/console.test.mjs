@@ -103,6 +103,7 @@ describe('console', () => {
     assert.ok(await page.getByTestId('event-deadline').count() > 0, 'deadlines met or missed are shown');
     await page.getByTestId('evidence-photo').first().waitFor();
     await page.getByTestId('telemetry-chart').waitFor();
+    assert.equal(await page.locator('[data-testid=case-page] dt:empty').count(), 0, 'every line of the case card has its label');
     await shot(page, 'en-case');
   });
 
@@ -233,13 +234,27 @@ describe('console', () => {
     await page.locator('[data-testid=ranking-row]', { hasText: '城管 D01' }).waitFor();
     await shot(page, 'en-ranking-alerts');
     await page.getByTestId('ranking-caseUnits').click();
-    await page.getByTestId('ranking-table').waitFor();
+    // The water unit's only case waits, dispatched, within its sign-for
+    // deadline: its on-time rates are pending, not 0%.
+    const water = page.locator('[data-testid=ranking-row]', { hasText: '水务局 Water' });
+    await water.waitFor();
+    assert.ok(await water.getByTestId('rate-pending').count() >= 1, 'pending rates show as —');
+    assert.ok(!(await water.textContent()).includes('0%'), `no 0% for what is not due yet: ${await water.textContent()}`);
+    await shot(page, 'en-ranking-pending');
   });
 
   test('the camera wall filters to the faulty', async () => {
     await page.goto(base + '/#/cameras');
     await page.getByTestId('camera-tile').first().waitFor();
     await page.locator('[data-testid=camera-tile][data-status]:not([data-status=never])').first().waitFor();
+    // The healthy camera's still, fetched with the token in a header: the
+    // wall fetches it again every minute, so a reload shows a newer one.
+    const still = page.locator('[data-testid=camera-tile][data-id=cam-gate] [data-testid=camera-still]');
+    for (let i = 0; i < 30 && !(await still.count()); i++) { await page.waitForTimeout(1000); await page.reload(); await page.getByTestId('camera-tile').first().waitFor(); }
+    await still.waitFor();
+    assert.ok(await still.evaluate((img) => img.complete && img.naturalWidth > 0), 'the still is a picture');
+    assert.match(await still.getAttribute('src'), /^blob:/, 'the still comes from a fetch with the token, not a URL carrying it');
+    await shot(page, 'en-cameras-stills');
     await page.getByTestId('camera-faulty').check();
     const statuses = await page.getByTestId('camera-tile').evaluateAll((els) => els.map((e) => e.dataset.status));
     assert.ok(!statuses.includes('ok'), `faulty only: ${statuses}`);

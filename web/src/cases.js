@@ -16,10 +16,12 @@ const set = liveSet({
 });
 export const { subscribe, stop, snapshot, put, prefetch } = set;
 
-// due returns the deadline that counts now: sign-for once dispatched,
-// handling while handled, closing after; none while suspended.
+// due returns the deadline that counts now (the one the lifecycle's
+// deadline loop watches first): closing once registered, sign-for once
+// dispatched, handling while handled, closing after; none while received
+// or suspended.
 export function due(c) {
-  const at = { dispatched: c.sign_due, handling: c.handle_due, handled: c.close_due, verified: c.close_due }[c.status];
+  const at = { registered: c.close_due, dispatched: c.sign_due, handling: c.handle_due, handled: c.close_due, verified: c.close_due }[c.status];
   return at ? { kind: { dispatched: 'sign', handling: 'handle' }[c.status] || 'close', at: Date.parse(at) } : null;
 }
 
@@ -29,38 +31,7 @@ export function overdue(c, now = Date.now()) {
   return !!d && d.at <= now;
 }
 
-const staff = ['operator', 'dispatcher', 'supervisor', 'admin'];
-const unitRoles = ['unit', 'admin'];
-const supervisors = ['supervisor', 'admin'];
-const verifiers = ['reporter', 'operator', 'dispatcher', 'supervisor', 'admin'];
-
-// byStatus lists the actions of each status with the roles that may take
-// them (cases.May decides for good: a refusal is shown as the API says).
-const byStatus = {
-  received: [['register', staff], ['merge', staff], ['void', staff]],
-  registered: [['dispatch', staff], ['merge', staff], ['void', staff]],
-  dispatched: [['sign', unitRoles], ['return', unitRoles], ['dispatch', staff]],
-  handling: [['handle', unitRoles], ['extend_request', unitRoles], ['suspend_request', unitRoles]],
-  suspended: [['resume', ['unit', 'dispatcher', 'supervisor', 'admin']]],
-  handled: [['verify_pass', verifiers], ['verify_fail', verifiers]],
-  verified: [['close', staff]],
-  closed: [['evaluate', verifiers]],
-};
-
-// allowed lists the actions the caller may try on c.
-export function allowed(c, role) {
-  const out = (byStatus[c.status] || []).filter(([, roles]) => roles.includes(role)).map(([k]) => k);
-  if (c.pending === 'extend_request' && supervisors.includes(role)) out.push('extend_approve', 'extend_reject');
-  if (c.pending === 'suspend_request' && supervisors.includes(role)) out.push('suspend_approve', 'suspend_reject');
-  if (c.status !== 'closed' && c.status !== 'voided') {
-    if (supervisors.includes(role) && !c.supervised) out.push('supervise');
-    if (role !== 'viewer') out.push('note');
-  }
-  return out;
-}
-
-// needsNote names the actions that need a reason.
-export const needsNote = new Set(['void', 'return', 'extend_reject', 'suspend_reject', 'verify_fail', 'extend_request', 'suspend_request', 'note']);
+export { allowed, needsNote } from './roles.js';
 
 // act posts an action with the version seen and applies the answer.
 export async function act(c, kind, extra = {}) {

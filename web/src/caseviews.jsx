@@ -5,6 +5,7 @@
 import L from 'leaflet';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as cases from './cases.js';
+import { canReport, may as roleMay } from './roles.js';
 import { APIError, api, blobURL } from './api.js';
 import { fmtDur, fmtTime, lang, t } from './i18n.js';
 import { useAPI, useMedia, useNow, useVirtual } from './hooks.js';
@@ -88,7 +89,7 @@ export function CaseQueue({ me, params }) {
   const scrollRef = useRef(null);
   const v = useVirtual(rows.length, scrollRef, phone ? 92 : 52);
   useEffect(() => v.measure(), [phone]);
-  const may = (c, k) => cases.allowed(c, me.role).includes(k);
+  const may = (c, k) => cases.allowed(c, me).includes(k);
   const bulk = async (kind, extra) => {
     setBusy(true);
     let ok = 0;
@@ -103,7 +104,9 @@ export function CaseQueue({ me, params }) {
     setMsg({ ok, errs });
   };
   const toggle = (id) => setSel((s) => { const n = new Set(s); n.has(id) ? n.delete(id) : n.add(id); return n; });
-  const canBulk = me.role !== 'viewer' && me.role !== 'reporter';
+  const bulkSign = roleMay(me.role, 'sign');
+  const bulkDispatch = roleMay(me.role, 'dispatch');
+  const canBulk = bulkSign || bulkDispatch;
   return (
     <section class="queue" data-testid="case-queue">
       <div class={'filters' + (showFilters ? ' open' : '')}>
@@ -125,12 +128,14 @@ export function CaseQueue({ me, params }) {
       {canBulk && sel.size > 0 && (
         <div class="bulk" data-testid="case-bulk-bar">
           <span>{t('selected', { n: sel.size })}</span>
-          {me.role === 'unit' || me.role === 'admin' ? <button disabled={busy} onClick={() => bulk('sign')} data-testid="case-bulk-sign">{t('bulkSign', { n: sel.size })}</button> : null}
-          <select value={bulkUnit} onChange={(e) => setBulkUnit(e.currentTarget.value)} data-testid="case-bulk-unit">
-            <option value="">{t('unitRouted')}</option>
-            {Object.entries(unitName).map(([c, n]) => <option value={c}>{n}</option>)}
-          </select>
-          <button disabled={busy} onClick={() => bulk('dispatch', bulkUnit ? { unit: bulkUnit } : {})} data-testid="case-bulk-dispatch">{t('bulkDispatch', { n: sel.size })}</button>
+          {bulkSign && <button disabled={busy} onClick={() => bulk('sign')} data-testid="case-bulk-sign">{t('bulkSign', { n: sel.size })}</button>}
+          {bulkDispatch && <>
+            <select value={bulkUnit} onChange={(e) => setBulkUnit(e.currentTarget.value)} data-testid="case-bulk-unit">
+              <option value="">{t('unitRouted')}</option>
+              {Object.entries(unitName).map(([c, n]) => <option value={c}>{n}</option>)}
+            </select>
+            <button disabled={busy} onClick={() => bulk('dispatch', bulkUnit ? { unit: bulkUnit } : {})} data-testid="case-bulk-dispatch">{t('bulkDispatch', { n: sel.size })}</button>
+          </>}
           <button class="ghost" onClick={() => setSel(new Set())}>{t('clearSel')}</button>
         </div>
       )}
@@ -223,7 +228,7 @@ function CaseActions({ c, me, onDone }) {
   const [evidence, setEvidence] = useState([]);
   const [busy, setBusy] = useState(false);
   const [msg, setMsg] = useState(null);
-  const kinds = cases.allowed(c, me.role);
+  const kinds = cases.allowed(c, me);
   if (kinds.length === 0) return <p class="muted" data-testid="no-actions">{t('noActions', { role: t('roles.' + me.role) })}</p>;
   const run = async (kind) => {
     setBusy(true);
@@ -317,7 +322,7 @@ export function CasePage({ id, me }) {
             {c.handle_due && <><dt>{t('dueCase.handleLabel')}</dt><dd>{fmtTime(c.handle_due)}</dd></>}
             {c.close_due && <><dt>{t('dueCase.closeLabel')}</dt><dd>{fmtTime(c.close_due)}</dd></>}
             {c.overdue && c.overdue.length > 0 && <><dt>{t('overdueTotal')}</dt><dd class="error">{c.overdue.map((k) => t('dueCase.' + k + 'Label')).join(', ')}</dd></>}
-            <dt></dt><dd><CaseDue c={c} now={now} /></dd>
+            {cases.due(c) && <><dt>{t('dueNow')}</dt><dd><CaseDue c={c} now={now} /></dd></>}
           </dl>
         </div>
         <div class="card"><CaseActions c={c} me={me} onDone={res.reload} /></div>
@@ -392,7 +397,7 @@ export function ReportForm({ me }) {
   const [busy, setBusy] = useState(false);
   const [err, setErr] = useState(null);
   const [gpsErr, setGpsErr] = useState(null);
-  if (me.role === 'viewer' || me.role === 'unit') return <p class="muted pad" data-testid="no-report">{t('noActions', { role: t('roles.' + me.role) })}</p>;
+  if (!canReport(me.role)) return <p class="muted pad" data-testid="no-report">{t('noActions', { role: t('roles.' + me.role) })}</p>;
   const gps = () => {
     setGpsErr(null);
     if (!navigator.geolocation) { setGpsErr(t('noGPS')); return; }
