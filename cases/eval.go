@@ -100,7 +100,10 @@ type ActionCount struct {
 func (t Tally) Accountable() int { return t.Received - t.Misrouted - t.Withdrawn }
 
 // Indicators are the rates of a Tally, each in [0, 1]; a rate of nothing
-// (no accountable assignment, nothing handled, no evaluation) is nil.
+// (no accountable assignment, nothing handled, no evaluation) is nil, and
+// so is a rate of assignments all still pending for it: none done (signed
+// for, handled, closed) and none overdue. A unit whose only case was just
+// dispatched has no on-time sign-for rate yet, rather than 0%.
 type Indicators struct {
 	SignOnTime     *float64 `json:"sign_on_time_rate"`     // 按时签收率: SignedOnTime / Accountable
 	Handling       *float64 `json:"handling_rate"`         // 处置率: Handled / Accountable
@@ -130,14 +133,21 @@ func ratio(n, d int) *float64 {
 // of a dispatcher (misroutes) over that of a unit (wrong returns).
 func IndicatorsOf(t Tally, forDispatcher bool) Indicators {
 	acc := t.Accountable()
+	// settled is the accountable count once a step has something to judge.
+	settled := func(done int) int {
+		if done == 0 && t.Overdue == 0 {
+			return 0
+		}
+		return acc
+	}
 	in := Indicators{
-		SignOnTime:     ratio(t.SignedOnTime, acc),
-		Handling:       ratio(t.Handled, acc),
-		HandlingOnTime: ratio(t.HandledOnTime, acc),
-		Closing:        ratio(t.Closed, acc),
-		ClosingOnTime:  ratio(t.ClosedOnTime, acc),
+		SignOnTime:     ratio(t.SignedOnTime, settled(t.Signed)),
+		Handling:       ratio(t.Handled, settled(t.Handled)),
+		HandlingOnTime: ratio(t.HandledOnTime, settled(t.Handled)),
+		Closing:        ratio(t.Closed, settled(t.Closed)),
+		ClosingOnTime:  ratio(t.ClosedOnTime, settled(t.Closed)),
 		Rework:         ratio(t.Reworked, t.Handled),
-		Extension:      ratio(t.Extended, acc),
+		Extension:      ratio(t.Extended, settled(t.Handled+t.Extended)),
 		Return:         ratio(t.WrongReturns, t.Received),
 	}
 	if forDispatcher {

@@ -51,6 +51,20 @@ func TestIndicators(t *testing.T) {
 	if c := DefaultWeights.Composite(IndicatorsOf(Tally{Key: "idle"}, false)); c != nil {
 		t.Errorf("composite of nothing = %v", *c)
 	}
+	// Dispatched, within the sign-for deadline: nothing to judge yet, so
+	// no rate (not 0%) and no composite; once it is overdue, the rates
+	// count it.
+	waiting := Tally{Key: "new", Received: 1}
+	if in := IndicatorsOf(waiting, false); in.SignOnTime != nil || in.HandlingOnTime != nil || in.Closing != nil || in.Extension != nil || DefaultWeights.Composite(in) != nil {
+		t.Errorf("a pending assignment has rates: sign %v, handling %v, closing %v, extension %v", deref(in.SignOnTime), deref(in.HandlingOnTime), deref(in.Closing), deref(in.Extension))
+	}
+	waiting.Overdue = 1
+	near(t, "sign on time, overdue", IndicatorsOf(waiting, false).SignOnTime, 0)
+	signed := Tally{Key: "signed", Received: 2, Signed: 1, SignedOnTime: 1}
+	near(t, "sign on time, one of two signed", IndicatorsOf(signed, false).SignOnTime, 0.5)
+	if in := IndicatorsOf(signed, false); in.HandlingOnTime != nil {
+		t.Errorf("handling on time before anything is handled or late: %v", *in.HandlingOnTime)
+	}
 
 	// The score: 1000 + 8×1 + 5×2 − 3×5 − 3×3 − 2×5.
 	if s := (Scoring{}).Score(tl); s != 1000+8+10-15-9-10 {

@@ -7,6 +7,7 @@ import { base, call, env, launch, publish, shot, signIn, tokens, watch } from '.
 let browser;
 const problems = [];
 let page;
+let breachCase = ''; // the case the breach raised, for the screenshots
 
 before(async () => {
   browser = await launch();
@@ -59,6 +60,7 @@ describe('console', () => {
   test("the breach's case: the unit signs for and handles it with a photo, the dispatcher verifies and closes it; the timeline shows each step", async () => {
     const row = page.locator(`[data-testid=case-row][data-device="${env.live.id}"]`);
     const id = await row.getAttribute('data-id');
+    breachCase = id;
     let c = (await call(tokens.dispatcher, '/api/v1/cases/' + id)).body;
     if (c.status === 'received') {
       await page.goto(base + '/#/case/' + id);
@@ -200,6 +202,7 @@ describe('console', () => {
     const tid = (id) => `[data-testid=${id}]`;
     const views = [
       ['cases', '#/', tid('case-row')], ['queue', '#/alerts', tid('queue-row')], ['report', '#/report', tid('report-map')], ['map', '#/map', tid('map-cell')], ['cameras', '#/cameras', tid('camera-tile')],
+      ['case', '#/case/' + breachCase, tid('telemetry-chart')],
       ['camera', '#/camera/cam-gate', tid('camera-probes')], ['device', '#/device/' + env.live.id, tid('telemetry-chart')],
       ['ranking', '#/ranking', tid('trend-chart')], ['ops', '#/ops', tid('ops-rates') + '[data-ready]'],
     ];
@@ -216,6 +219,16 @@ describe('console', () => {
       }
     }
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+    // The public ranking page (bilingual, printable), as the console's
+    // button fetches it with the token.
+    const pub = watch(await browser.ctx.newPage(), problems);
+    await pub.setExtraHTTPHeaders({ Authorization: 'Bearer ' + tokens.dispatcher });
+    await pub.goto(base + '/api/v1/stats/cases/ranking.html');
+    await pub.getByTestId('ranking').waitFor();
+    const waterRow = await pub.locator('tr', { hasText: 'Water' }).textContent();
+    assert.ok(!waterRow.includes('0.0%'), `the printed ranking shows no rate for what is not due yet: ${waterRow}`);
+    await shot(pub, 'public-ranking');
+    await pub.close();
     await page.getByTestId('theme-toggle').click(); // auto → light
     await page.getByTestId('theme-toggle').click(); // light → dark
     await page.goto(base + '/#/alerts');

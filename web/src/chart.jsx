@@ -26,7 +26,7 @@ export function Chart({ x, series, height = 260, testid = 'chart' }) {
       height,
       scales: { x: { time: true } },
       axes: [axis, { ...axis, size: 60 }],
-      series: [{ value: (u, v) => (v == null ? '—' : fmtTime(v * 1000)) }, ...series.map((s, i) => ({ label: s.label, stroke: s.color || palette[i % palette.length], width: s.width || 1.5, dash: s.dash, spanGaps: false, points: { show: x.length < 80 } }))],
+      series: [{ label: t('chartTime'), value: (u, v) => (v == null ? '—' : fmtTime(v * 1000)) }, ...series.map((s, i) => ({ label: s.label, stroke: s.color || palette[i % palette.length], width: s.width || 1.5, dash: s.dash, spanGaps: false, points: { show: x.length < 80 } }))],
       legend: { live: true },
     };
     const plot = new uPlot(opts, [x, ...series.map((s) => s.values)], node);
@@ -53,9 +53,9 @@ export function TelemetryChart({ device, metric, from, to, step }) {
   const b = res.data?.buckets || [];
   const x = b.map((v) => v.ts / 1000);
   const series = [
-    { label: 'avg', values: b.map((v) => v.avg), width: 2 },
-    { label: 'min', values: b.map((v) => v.min), dash: [4, 4], width: 1 },
-    { label: 'max', values: b.map((v) => v.max), dash: [4, 4], width: 1 },
+    { label: t('stat.avg'), values: b.map((v) => v.avg), width: 2 },
+    { label: t('stat.min'), values: b.map((v) => v.min), dash: [4, 4], width: 1 },
+    { label: t('stat.max'), values: b.map((v) => v.max), dash: [4, 4], width: 1 },
   ];
   return <Chart x={x} series={series} testid="telemetry-chart" />;
 }

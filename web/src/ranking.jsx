@@ -17,13 +17,11 @@ function period(p) {
 const pctOf = (n, d) => (d ? fmtNum((100 * n) / d) + '%' : '—');
 const rate = (r) => (r === null || r === undefined ? '—' : fmtNum(100 * r) + '%');
 
-// Settled shows a rate of a case ranking row s, or "—" (pending) while
-// none of the row's assignments is settled for it: none done (signed for,
-// handled, closed: done) and none overdue. The API's rate counts an
-// assignment still within its deadline as not on time, so a unit whose
-// only case was just dispatched would read 0%.
-function Settled({ r, done, s }) {
-  if (!done && !s.overdue) return <td class="num muted" title={t('pending')} data-testid="rate-pending">—</td>;
+// Rate shows a rate of a case ranking row; the API leaves one out (null)
+// when there is nothing to judge yet, such as a case still within its
+// sign-for deadline: "—", pending.
+function Rate({ r }) {
+  if (r === null || r === undefined) return <td class="num muted" title={t('pending')} data-testid="rate-pending">—</td>;
   return <td class="num">{rate(r)}</td>;
 }
 
@@ -87,11 +85,11 @@ function CaseTable({ rows, names, by }) {
             <td>{s.rank}</td>
             <td>{names[s.key] || s.key || '—'} {s.call_in && <span class="pill st-bad">{t('callIn')}</span>}</td>
             {by === 'units' && <><td class="num"><b>{fmtNum(s.score)}</b></td><td>{s.band || '—'}</td></>}
-            <td class="num">{s.composite === null || s.composite === undefined || !(s.signed || s.handled || s.closed || s.overdue || s.satisfaction_n) ? '—' : fmtNum(s.composite)}</td>
+            <td class="num">{s.composite === null || s.composite === undefined ? '—' : fmtNum(s.composite)}</td>
             <td class="num">{s.received}</td>
-            <Settled r={s.sign_on_time_rate} done={s.signed} s={s} />
-            <Settled r={s.handling_on_time_rate} done={s.handled} s={s} />
-            <Settled r={s.closing_rate} done={s.closed} s={s} />
+            <Rate r={s.sign_on_time_rate} />
+            <Rate r={s.handling_on_time_rate} />
+            <Rate r={s.closing_rate} />
             <td class="num">{rate(s.rework_rate)}</td>
             <td class="num">{s.overdue}</td>
             <td class="num">{s.satisfaction ? fmtNum(s.satisfaction) : '—'}</td>
