@@ -45,6 +45,13 @@ type Options struct {
 	// NoSecrets, when Secrets is nil, says why; the ErrNoSecretKey errors
 	// wrap it, so that they tell the operator what to do.
 	NoSecrets error
+	// Cluster, when set, names the cluster in the server's remote_servers
+	// that the schema is created on (SchemaOptions.Cluster): Addr is then
+	// one of its servers, and reads and writes go through the Distributed
+	// tables, inserts synchronously (insert_distributed_sync), so that an
+	// INSERT answered is stored on every shard it touches. It defaults to
+	// none: one server.
+	Cluster string
 }
 
 // Defaults of Options.
@@ -60,7 +67,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Addr == "" {
 		return o, errors.New("storage: no ClickHouse address")
 	}
-	s, err := SchemaOptions{Database: o.Database, RetentionDays: o.RetentionDays}.withDefaults()
+	s, err := SchemaOptions{Database: o.Database, RetentionDays: o.RetentionDays, Cluster: o.Cluster}.withDefaults()
 	if err != nil {
 		return o, err
 	}
@@ -108,10 +115,15 @@ func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	var settings clickhouse.Settings
+	if o.Cluster != "" {
+		settings = clickhouse.Settings{"insert_distributed_sync": 1}
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{o.Addr},
-		Auth: clickhouse.Auth{Username: o.User, Password: o.Password},
-		TLS:  o.TLS,
+		Addr:     []string{o.Addr},
+		Settings: settings,
+		Auth:     clickhouse.Auth{Username: o.User, Password: o.Password},
+		TLS:      o.TLS,
 		ClientInfo: clickhouse.ClientInfo{
 			Products: []struct{ Name, Version string }{{Name: "gridwatch"}},
 		},
@@ -129,7 +141,7 @@ func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	logger.Info("connected to ClickHouse", "addr", o.Addr, "database", o.Database,
+	logger.Info("connected to ClickHouse", "addr", o.Addr, "database", o.Database, "cluster", o.Cluster,
 		"server", db.caps.Version.String(), "datetime64", db.layout.DateTime64,
 		"low_cardinality", db.layout.LowCardinality, "ttl", db.caps.TTL)
 	return db, nil
@@ -149,6 +161,9 @@ func (db *DB) init(ctx context.Context) error {
 		return err
 	}
 	db.caps, db.layout = caps, caps
+	if err := db.checkCluster(ctx); err != nil {
+		return err
+	}
 	// Creating only when missing spares users without the CREATE DATABASE
 	// grant an error about a database that is there.
 	var exists uint64
@@ -156,7 +171,11 @@ func (db *DB) init(ctx context.Context) error {
 		return fmt.Errorf("storage: look up database %s: %w", db.opts.Database, err)
 	}
 	if exists == 0 {
-		if err := db.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+db.opts.Database+"`"); err != nil {
+		create := "CREATE DATABASE IF NOT EXISTS `" + db.opts.Database + "`"
+		if db.opts.Cluster != "" {
+			create += onCluster(db.opts.Cluster)
+		}
+		if err := db.conn.Exec(ctx, create); err != nil {
 			return fmt.Errorf("storage: create database %s: %w", db.opts.Database, err)
 		}
 		db.logger.Info("created database", "database", db.opts.Database)
@@ -176,6 +195,41 @@ func (db *DB) init(ctx context.Context) error {
 			"database", db.opts.Database, "server", caps.Version.String())
 	}
 	return nil
+}
+
+// checkCluster checks, on a cluster, that the server knows it and has the
+// macros its replicated tables are named by.
+func (db *DB) checkCluster(ctx context.Context) error {
+	if db.opts.Cluster == "" {
+		return nil
+	}
+	var hosts uint64
+	if err := db.conn.QueryRow(ctx, "SELECT count() FROM system.clusters WHERE cluster = ?", db.opts.Cluster).Scan(&hosts); err != nil {
+		return fmt.Errorf("storage: look up cluster %s: %w", db.opts.Cluster, err)
+	}
+	if hosts == 0 {
+		return fmt.Errorf("%w: %s has no cluster %q in its remote_servers", ErrNoCluster, db.opts.Addr, db.opts.Cluster)
+	}
+	var macros uint64
+	if err := db.conn.QueryRow(ctx, "SELECT count() FROM system.macros WHERE macro IN ('shard', 'replica')").Scan(&macros); err != nil {
+		return fmt.Errorf("storage: look up the macros of %s: %w", db.opts.Addr, err)
+	}
+	if macros != 2 {
+		return fmt.Errorf("%w: %s lacks the macros shard and replica that name its replicated tables", ErrNoCluster, db.opts.Addr)
+	}
+	return nil
+}
+
+// Cluster returns the cluster the tables are on, or "" for one server.
+func (db *DB) Cluster() string { return db.opts.Cluster }
+
+// localTable is the table holding table's rows on the connected server:
+// table itself on one server, its local table on a cluster.
+func (db *DB) localTable(table string) string {
+	if db.opts.Cluster == "" {
+		return table
+	}
+	return localTable(table)
 }
 
 // Capabilities returns the server's capabilities.

@@ -39,6 +39,10 @@ var (
 	// ErrNoSecretKey means a device with a plain RTSP password was to be
 	// saved without Options.Secrets to seal it with.
 	ErrNoSecretKey = errors.New("storage: no secrets key to seal RTSP passwords with")
+	// ErrNoCluster means that the server is not set up for Options.Cluster:
+	// the cluster is not in its remote_servers, or the shard and replica
+	// macros are missing (deploy/clickhouse has both).
+	ErrNoCluster = errors.New("storage: the server is not set up for the cluster")
 )
 
 // WriteError is returned by Writer.Write when a batch was not stored. The

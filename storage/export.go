@@ -287,7 +287,7 @@ func (db *DB) exportPlan(ctx context.Context, q ExportQuery) (exportPlan, error)
 	var plan exportPlan
 	var engine string
 	err := db.conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?",
-		db.opts.Database, q.Table).Scan(&engine)
+		db.opts.Database, db.localTable(q.Table)).Scan(&engine)
 	if err != nil {
 		return plan, fmt.Errorf("storage: export %s: look up the table (run gridwatch migrate?): %w", q.Table, err)
 	}
@@ -307,7 +307,7 @@ func (db *DB) exportPlan(ctx context.Context, q ExportQuery) (exportPlan, error)
 			return plan, fmt.Errorf("storage: export %s: read columns: %w", q.Table, err)
 		}
 		switch {
-		case name == "date" && kind == "MATERIALIZED":
+		case name == DateColumn && (kind == "MATERIALIZED" || db.opts.Cluster != "" && kind == "DEFAULT"):
 			hasDate = true
 			continue
 		case kind == "MATERIALIZED" || kind == "ALIAS" || q.Table == "telemetry" && name == BatchColumn:
@@ -335,7 +335,7 @@ func (db *DB) exportPlan(ctx context.Context, q ExportQuery) (exportPlan, error)
 	from, to := q.From.UnixMilli(), q.To.UnixMilli()
 	plan.columns = strings.Join(exprs, ", ")
 	plan.from = quoteTable(db.opts.Database, q.Table)
-	if strings.HasPrefix(engine, "Replacing") {
+	if strings.HasPrefix(strings.TrimPrefix(engine, "Replicated"), "Replacing") {
 		plan.from += " FINAL"
 		// The range applies to the merged row: moved to PREWHERE, it
 		// would pick rows before FINAL merges them and could return an
@@ -436,11 +436,12 @@ var timeColumns = sync.OnceValue(func() map[string]map[string]bool {
 	}
 	out := map[string]map[string]bool{}
 	for _, m := range s.Migrations {
-		table := createTableRE.FindStringSubmatch(m.SQL)
+		sql := m.Statements[0] // the only one, on one server
+		table := createTableRE.FindStringSubmatch(sql)
 		if table == nil {
 			continue
 		}
-		for _, col := range timeColumnRE.FindAllStringSubmatch(m.SQL, -1) {
+		for _, col := range timeColumnRE.FindAllStringSubmatch(sql, -1) {
 			if out[table[1]] == nil {
 				out[table[1]] = map[string]bool{}
 			}

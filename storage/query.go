@@ -183,7 +183,7 @@ func (db *DB) DropExpired(ctx context.Context, now time.Time) (int, error) {
 	for _, table := range retentionTables {
 		rows, err := db.conn.Query(ctx,
 			"SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
-			db.opts.Database, table)
+			db.opts.Database, db.localTable(table))
 		if err != nil {
 			return dropped, fmt.Errorf("storage: list partitions of %s: %w", table, err)
 		}
@@ -205,7 +205,14 @@ func (db *DB) DropExpired(ctx context.Context, now time.Time) (int, error) {
 		}
 		for _, p := range expired {
 			// p is six digits (checked by monthPartitionEnd): safe as a literal.
-			if err := db.conn.Exec(ctx, "ALTER TABLE "+quoteTable(db.opts.Database, table)+" DROP PARTITION "+p); err != nil {
+			// On a cluster a replica drops it from its shard's others
+			// (ReplicatedMergeTree), and ON CLUSTER reaches the other
+			// shards, whose partitions this one's parts stand for.
+			drop := "ALTER TABLE " + quoteTable(db.opts.Database, db.localTable(table))
+			if db.opts.Cluster != "" {
+				drop += onCluster(db.opts.Cluster)
+			}
+			if err := db.conn.Exec(ctx, drop+" DROP PARTITION "+p); err != nil {
 				return dropped, fmt.Errorf("storage: drop partition %s of %s: %w", p, table, err)
 			}
 			db.logger.Info("dropped expired partition", "table", table, "partition", p,

@@ -18,8 +18,10 @@ import (
 
 // migrationFiles holds the DDL templates. A file named NNNN_name.sql.tmpl is
 // migration NNNN; schema_migrations.sql.tmpl is the bookkeeping table that
-// records which migrations a database has. Each file is one statement: the
-// native protocol runs one statement per query.
+// records which migrations a database has. Each file renders one statement
+// on a single server (the native protocol runs one statement per query); on
+// a cluster (SchemaOptions.Cluster) a file that creates or alters a table
+// also renders the statements that (re)create its Distributed table.
 //
 //go:embed migrations/*.sql.tmpl
 var migrationFiles embed.FS
@@ -52,6 +54,12 @@ type SchemaOptions struct {
 	// defaults to 0: forever. Servers with TTL get a table TTL; older ones
 	// rely on DB.DropExpired.
 	RetentionDays int
+	// Cluster, when set, is the cluster (the server's remote_servers) the
+	// schema is created on: every table is a Replicated*MergeTree table
+	// named <table>_local on each server, created ON CLUSTER, under a
+	// Distributed table of the table's own name that reads and writes are
+	// sent to. It defaults to none: plain tables on one server.
+	Cluster string
 }
 
 // DefaultDatabase is the database used when none is configured.
@@ -68,6 +76,11 @@ func (o SchemaOptions) withDefaults() (SchemaOptions, error) {
 	if o.RetentionDays < 0 {
 		return o, fmt.Errorf("storage: retention days must be >= 0, got %d", o.RetentionDays)
 	}
+	if o.Cluster != "" {
+		if err := checkIdent("cluster", o.Cluster); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
 }
 
@@ -77,15 +90,17 @@ type Migration struct {
 	Version int
 	// Name says what the migration does, such as "telemetry".
 	Name string
-	// SQL is the statement, rendered for the server.
-	SQL string
+	// Statements are what it runs, in order, rendered for the server: one
+	// on a single server; on a cluster, a table's DDL and that of its
+	// Distributed table.
+	Statements []string
 }
 
 // Schema is the DDL Migrate runs on a server: the bookkeeping table, then the
 // migrations in order.
 type Schema struct {
 	// Bookkeeping creates the table recording applied migrations.
-	Bookkeeping string
+	Bookkeeping []string
 	// Migrations are sorted by Version.
 	Migrations []Migration
 }
@@ -102,10 +117,14 @@ func (s Schema) Latest() int {
 func (s Schema) String() string {
 	var b strings.Builder
 	b.WriteString("-- bookkeeping\n")
-	b.WriteString(s.Bookkeeping)
-	b.WriteString(";\n")
+	for _, st := range s.Bookkeeping {
+		b.WriteString(st + ";\n")
+	}
 	for _, m := range s.Migrations {
-		fmt.Fprintf(&b, "\n-- migration %04d: %s\n%s;\n", m.Version, m.Name, m.SQL)
+		fmt.Fprintf(&b, "\n-- migration %04d: %s\n", m.Version, m.Name)
+		for _, st := range m.Statements {
+			b.WriteString(st + ";\n")
+		}
 	}
 	return b.String()
 }
@@ -138,7 +157,7 @@ func RenderSchema(c Capabilities, o SchemaOptions) (Schema, error) {
 		if !ok || err != nil || v <= 0 {
 			return Schema{}, fmt.Errorf("storage: migration file %s is not named NNNN_name.sql.tmpl", f)
 		}
-		s.Migrations = append(s.Migrations, Migration{Version: v, Name: name, SQL: sql})
+		s.Migrations = append(s.Migrations, Migration{Version: v, Name: name, Statements: sql})
 	}
 	slices.SortFunc(s.Migrations, func(a, b Migration) int { return a.Version - b.Version })
 	for i := 1; i < len(s.Migrations); i++ {
@@ -146,7 +165,7 @@ func RenderSchema(c Capabilities, o SchemaOptions) (Schema, error) {
 			return Schema{}, fmt.Errorf("storage: two migrations numbered %d", s.Migrations[i].Version)
 		}
 	}
-	if s.Bookkeeping == "" {
+	if len(s.Bookkeeping) == 0 {
 		return Schema{}, errors.New("storage: bookkeeping template missing")
 	}
 	return s, nil
@@ -159,21 +178,109 @@ type ddl struct {
 	o SchemaOptions
 }
 
-// render executes one template file.
-func (d ddl) render(file string) (string, error) {
+// statementBreak separates the statements a template renders. No
+// statement has a semicolon of its own.
+const statementBreak = ";\n"
+
+// render executes one template file and returns its statements.
+func (d ddl) render(file string) ([]string, error) {
 	t, err := template.ParseFS(migrationFiles, file)
 	if err != nil {
-		return "", fmt.Errorf("storage: parse %s: %w", file, err)
+		return nil, fmt.Errorf("storage: parse %s: %w", file, err)
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, d); err != nil {
-		return "", fmt.Errorf("storage: render %s: %w", file, err)
+		return nil, fmt.Errorf("storage: render %s: %w", file, err)
 	}
-	return strings.TrimSpace(b.String()), nil
+	var out []string
+	for _, st := range strings.Split(b.String(), statementBreak) {
+		out = append(out, strings.TrimSpace(st))
+	}
+	return out, nil
 }
 
-// Table is the qualified, quoted name of a table.
-func (d ddl) Table(name string) string { return quoteTable(d.o.Database, name) }
+// Table is the qualified, quoted name of a table the DDL creates or alters:
+// on a cluster, its local table, ON CLUSTER.
+func (d ddl) Table(name string) string {
+	if d.o.Cluster == "" {
+		return quoteTable(d.o.Database, name)
+	}
+	return quoteTable(d.o.Database, localTable(name)) + onCluster(d.o.Cluster)
+}
+
+// Engine is the table engine engine, such as "MergeTree" or
+// "ReplacingMergeTree(revision)": on a cluster, its Replicated variant,
+// whose path in ZooKeeper is /clickhouse/tables/{shard}/<database>/<table>
+// and whose replica is the server's {replica} macro.
+func (d ddl) Engine(table, engine string) string {
+	if d.o.Cluster == "" {
+		return engine
+	}
+	name, args, _ := strings.Cut(strings.TrimSuffix(engine, ")"), "(")
+	zk := fmt.Sprintf("'/clickhouse/tables/{shard}/%s/%s', '{replica}'", d.o.Database, table)
+	if args != "" {
+		zk += ", " + args
+	}
+	return "Replicated" + name + "(" + zk + ")"
+}
+
+// Distributed is, on a cluster, the statement that creates the Distributed
+// table over table's local tables, following the statement that created
+// them; nothing on a single server. The Distributed table has the name
+// reads and writes use, and the local table's columns.
+func (d ddl) Distributed(table string) (string, error) {
+	if d.o.Cluster == "" {
+		return "", nil
+	}
+	key, ok := shardingKeys[table]
+	if !ok {
+		return "", fmt.Errorf("storage: no sharding key for table %s", table)
+	}
+	return fmt.Sprintf("%sCREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = Distributed(`%s`, `%s`, `%s`, %s)",
+		statementBreak, quoteTable(d.o.Database, table), onCluster(d.o.Cluster),
+		quoteTable(d.o.Database, localTable(table)), d.o.Cluster, d.o.Database, localTable(table), key), nil
+}
+
+// Redistributed is, on a cluster, the statements that create table's
+// Distributed table anew after an ALTER of its local tables changed their
+// columns; nothing on a single server. 18.16 refuses an ALTER ON CLUSTER of
+// a Distributed table over replicated shards, and the Distributed table
+// holds no data (inserts are synchronous), so it is dropped and created
+// again with the local table's new columns. Between the two, queries on the
+// other nodes fail and their inserts are spooled.
+func (d ddl) Redistributed(table string) (string, error) {
+	create, err := d.Distributed(table)
+	if create == "" || err != nil {
+		return "", err
+	}
+	return statementBreak + "DROP TABLE IF EXISTS " + quoteTable(d.o.Database, table) + onCluster(d.o.Cluster) + create, nil
+}
+
+// shardingKeys is, per table, the expression the Distributed table spreads
+// rows over shards by. It is deterministic, so that a retried batch splits
+// into the same blocks, which ReplicatedMergeTree then deduplicates, and
+// it keeps every version of a ReplacingMergeTree row on one shard, so that
+// FINAL and argMax see them together.
+var shardingKeys = map[string]string{
+	"schema_migrations": "version",
+	"telemetry":         "cityHash64(device)",
+	"rejected":          "cityHash64(device)",
+	"devices":           "cityHash64(id)",
+	"registry":          "cityHash64(kind, key)",
+	"device_status":     "cityHash64(device)",
+	"alerts":            "cityHash64(id)",
+	"alert_events":      "cityHash64(alert_id)",
+	"camera_health":     "cityHash64(camera)",
+	"silences":          "cityHash64(id)",
+	"case_events":       "cityHash64(case_id)",
+	"cases":             "cityHash64(id)",
+}
+
+// localTable is the name of the local table under a Distributed one.
+func localTable(table string) string { return table + "_local" }
+
+// onCluster is the ON CLUSTER clause of a DDL statement.
+func onCluster(cluster string) string { return " ON CLUSTER `" + cluster + "`" }
 
 // Time is the type of a millisecond timestamp column.
 func (d ddl) Time() string {
@@ -200,13 +307,25 @@ func (d ddl) Codec(codecs string) string {
 }
 
 // DateColumn adds, for Int64 timestamps, the Date column the table is
-// partitioned by, computed from the timestamp column ts in UTC.
+// partitioned by, computed from the timestamp column ts in UTC. It is
+// MATERIALIZED, except on a cluster: a Distributed table of 18.16 computes
+// a MATERIALIZED column and then sends it, which the local table refuses
+// ("Cannot insert column date"), so there it is DEFAULT. Either way the
+// writer never sends it.
 func (d ddl) DateColumn(ts string) string {
 	if d.c.DateTime64 {
 		return ""
 	}
-	return fmt.Sprintf(",\n    `date` Date MATERIALIZED toDate(toDateTime(intDiv(%s, 1000)), 'UTC')", ts)
+	kind := "MATERIALIZED"
+	if d.o.Cluster != "" {
+		kind = "DEFAULT"
+	}
+	return fmt.Sprintf(",\n    `%s` Date %s toDate(toDateTime(intDiv(%s, 1000)), 'UTC')", DateColumn, kind, ts)
 }
+
+// DateColumn is the column that partitions the tables of servers without
+// DateTime64 (see ddl.DateColumn).
+const DateColumn = "date"
 
 // Partition is the monthly partition key of a table timed by ts.
 func (d ddl) Partition(ts string) string {
@@ -231,12 +350,18 @@ func (d ddl) TTL(ts string) string {
 
 // DedupSettings turns on insert deduplication for plain MergeTree tables
 // where the writer sends insert_deduplication_token, so that a retried
-// batch is stored once.
+// batch is stored once. Replicated tables deduplicate on every server (by
+// the token, or by the block's checksum before 22.2), over a window shared
+// through ZooKeeper by the shard's replicas; on a cluster it is widened to
+// dedupWindow blocks from the 100 of 18.16.
 func (d ddl) DedupSettings() string {
-	if !d.c.InsertDeduplicationToken {
-		return ""
+	switch {
+	case d.o.Cluster != "":
+		return fmt.Sprintf("\nSETTINGS replicated_deduplication_window = %d", dedupWindow)
+	case d.c.InsertDeduplicationToken:
+		return fmt.Sprintf("\nSETTINGS non_replicated_deduplication_window = %d", dedupWindow)
 	}
-	return fmt.Sprintf("\nSETTINGS non_replicated_deduplication_window = %d", dedupWindow)
+	return ""
 }
 
 // IfNotExists is "IF NOT EXISTS " for ADD COLUMN where the server has it.
@@ -258,7 +383,10 @@ func quoteTable(db, table string) string {
 // bookkeeping table, then applies, in order, every migration not recorded
 // there, recording each after it ran. Migrations are idempotent statements
 // (CREATE ... IF NOT EXISTS), so a crash between running and recording one,
-// or two nodes migrating at once, is harmless. Then, once per database, it
+// or two nodes migrating at once, is harmless. On a cluster the statements
+// run ON CLUSTER, which waits for every server of the cluster
+// (distributed_ddl_task_timeout, 180 seconds by default): migrate with
+// every replica up. Then, once per database, it
 // seals the RTSP passwords that earlier versions stored in plain text (with
 // Options.Secrets; see sealPlainSecretsOnce).
 func (db *DB) Migrate(ctx context.Context) error {
@@ -266,8 +394,10 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := db.conn.Exec(ctx, s.Bookkeeping); err != nil {
-		return fmt.Errorf("storage: create bookkeeping table: %w", err)
+	for _, st := range s.Bookkeeping {
+		if err := db.conn.Exec(ctx, st); err != nil {
+			return fmt.Errorf("storage: create bookkeeping table: %w", err)
+		}
 	}
 	applied, err := db.appliedVersions(ctx)
 	if err != nil {
@@ -278,8 +408,10 @@ func (db *DB) Migrate(ctx context.Context) error {
 		if applied[m.Version] {
 			continue
 		}
-		if err := db.conn.Exec(ctx, m.SQL); err != nil {
-			return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
+		for _, st := range m.Statements {
+			if err := db.conn.Exec(ctx, st); err != nil {
+				return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
+			}
 		}
 		if err := db.recordMigration(ctx, m.Version, m.Name); err != nil {
 			return err
@@ -330,7 +462,7 @@ func (db *DB) sealPlainSecretsOnce(ctx context.Context, applied map[int]bool) er
 
 // Schema returns the DDL Migrate runs on this server.
 func (db *DB) Schema() (Schema, error) {
-	return RenderSchema(db.layout, SchemaOptions{Database: db.opts.Database, RetentionDays: db.opts.RetentionDays})
+	return RenderSchema(db.layout, SchemaOptions{Database: db.opts.Database, RetentionDays: db.opts.RetentionDays, Cluster: db.opts.Cluster})
 }
 
 // appliedVersions reads the migration versions recorded in the database. A

@@ -15,16 +15,18 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // TestRenderSchemaGolden pins the DDL rendered for Debian's 18.16 and for a
 // current server; run with -update after a deliberate change.
 func TestRenderSchemaGolden(t *testing.T) {
-	for _, c := range []struct{ version, file string }{
-		{"18.16.1", "schema-18.16.sql"},
-		{"24.8.4.13", "schema-24.8.sql"},
+	for _, c := range []struct{ version, cluster, file string }{
+		{"18.16.1", "", "schema-18.16.sql"},
+		{"24.8.4.13", "", "schema-24.8.sql"},
+		{"18.16.1", "gridwatch", "schema-18.16-cluster.sql"},
+		{"24.8.4.13", "gridwatch", "schema-24.8-cluster.sql"},
 	} {
-		t.Run(c.version, func(t *testing.T) {
+		t.Run(c.file, func(t *testing.T) {
 			caps, err := storage.CapabilitiesFor(c.version)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := storage.RenderSchema(caps, storage.SchemaOptions{RetentionDays: 90})
+			s, err := storage.RenderSchema(caps, storage.SchemaOptions{RetentionDays: 90, Cluster: c.cluster})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,6 +77,7 @@ func TestRenderSchemaRejects(t *testing.T) {
 		{Database: "grid-watch"},
 		{Database: "x`; DROP DATABASE y"},
 		{RetentionDays: -1},
+		{Cluster: "a b"},
 	} {
 		if _, err := storage.RenderSchema(caps, o); err == nil {
 			t.Errorf("RenderSchema(%+v) succeeded, want an error", o)

@@ -87,6 +87,7 @@ type Config struct {
 		TLS           bool   `koanf:"tls" help:"connect to ClickHouse over TLS"`
 		TLSSkipVerify bool   `koanf:"tls_skip_verify" help:"do not verify the ClickHouse server certificate (testing only)"`
 		RetentionDays int    `koanf:"retention_days" help:"days of telemetry to keep; 0 keeps everything"`
+		Cluster       string `koanf:"cluster" help:"cluster in the servers' remote_servers to create the schema on: ReplicatedMergeTree tables under Distributed ones (needs ZooKeeper and the shard and replica macros, see deploy/clickhouse); empty is one server"`
 	} `koanf:"clickhouse"`
 	Ingest struct {
 		BatchRows  int           `koanf:"batch_rows" help:"rows per insert: a batch is flushed when it reaches this many rows"`
@@ -266,6 +267,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouse.RetentionDays < 0 {
 		bad("clickhouse.retention_days", "must be >= 0")
+	}
+	if c.ClickHouse.Cluster != "" && c.ClickHouse.Addr == "" {
+		bad("clickhouse.cluster", "needs clickhouse.addr: the managed local ClickHouse is one server")
 	}
 	if c.Ingest.BatchRows <= 0 {
 		bad("ingest.batch_rows", "must be > 0")

@@ -182,7 +182,13 @@ func counterSum(mf *dto.MetricFamily, label, value string) float64 {
 // stored.
 func checkSet(t *testing.T, addr, database string, segments func() int, acked *simulators.AckLog) simulators.SetCheck {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	return checkSetWithin(t, addr, database, segments, acked, time.Minute)
+}
+
+// checkSetWithin is checkSet waiting up to wait.
+func checkSetWithin(t *testing.T, addr, database string, segments func() int, acked *simulators.AckLog, wait time.Duration) simulators.SetCheck {
+	t.Helper()
+	deadline := time.Now().Add(wait)
 	o := storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}
 	db, err := storage.Open(context.Background(), o, nil)
 	for err != nil && time.Now().Before(deadline) {

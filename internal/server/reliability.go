@@ -56,6 +56,13 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 		Logger:        s.Logger,
 		Registerer:    s.metrics,
 	}
+	if s.Config.ClickHouse.Cluster != "" {
+		// A batch replayed alone is the block its first INSERT sent: the
+		// replicated tables drop it if that INSERT was stored after all,
+		// whichever replica the ledger lookup read (README, "ClickHouse
+		// cluster").
+		s.spool.ReplayRows = 1
+	}
 	if cfg.DurableAck {
 		s.spool.MinInsertInterval = cfg.BatchAge
 		s.durable = &ingest.DurableIndex{}

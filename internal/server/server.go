@@ -214,6 +214,7 @@ func (s *Server) openClickHouse(ctx, life context.Context, createKey bool) error
 		User:          user,
 		Password:      password,
 		RetentionDays: cfg.RetentionDays,
+		Cluster:       cfg.Cluster,
 		// clickhouse-go bounds a new connection's handshake by its dial
 		// timeout, not by the context: were it longer than an INSERT's
 		// bound, an INSERT needing a new connection to a hung server

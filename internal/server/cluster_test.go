@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/simulators"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+// TestClusterReplicaStoppedUnderLoad runs gridwatch with clickhouse.cluster
+// on ZooKeeper and two ClickHouse replicas of one shard, writing through
+// the first, while a QoS 1 fleet publishes. The other replica is stopped
+// under load (the data goes on arriving on the first) and started again;
+// then the first one (its batches are spooled and replayed once it is
+// back). Every acknowledged reading must then be stored exactly once, read
+// through the Distributed table of either replica.
+func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
+	c := storagetest.StartCluster(t, 2)
+	devs := e2eDevices(t, 20)
+	srv := startServer(t, c.Addr(0), "gridwatch", devs, func(cfg *Config) {
+		cfg.ClickHouse.Cluster = storagetest.ClusterName
+		cfg.Ingest.InsertTimeout = 5 * time.Second
+	})
+	acked := simulators.NewAckLog(nil)
+	fleet := &simulators.Fleet{Broker: mqttURL(srv), Devices: devs, QoS: 1, Rate: 200,
+		AckTimeout: 5 * time.Second, OnSent: acked.Add}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	var stats simulators.Stats
+	go func() {
+		var err error
+		stats, err = fleet.Run(ctx)
+		done <- err
+	}()
+	// more waits until the fleet has n more messages acknowledged.
+	more := func(n int, while string) {
+		t.Helper()
+		want := acked.Len() + n
+		deadline := time.Now().Add(5 * time.Minute)
+		for acked.Len() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d messages acknowledged after 5 minutes, want %d", while, acked.Len(), want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	segments := func() int { return srv.spool.Stats().Segments }
+
+	more(500, "before the faults")
+	c.Stop(1)
+	more(1000, "the other replica stopped")
+	c.Start(1)
+	more(500, "the other replica back")
+	c.Stop(0)
+	deadline := time.Now().Add(5 * time.Minute)
+	for segments() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing was spooled with the replica gridwatch writes to stopped")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	more(1000, "the replica gridwatch writes to stopped")
+	c.Start(0)
+	more(500, "both replicas back")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("fleet: %v", err)
+	}
+	spooled := gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
+	deduplicated := gathered(t, srv, "gridwatch_spool_batches_deduplicated_total", "table", "telemetry")
+	for i := range 2 {
+		check := checkSetWithin(t, c.Addr(i), "gridwatch", segments, acked, 5*time.Minute)
+		t.Logf("read through replica %d: %s (%d publish errors), rows spooled %.0f, replayed batches found stored %.0f",
+			i+1, check, stats.Errors, spooled, deduplicated)
+		if !check.OK() {
+			t.Errorf("replica %d: %s; want 0 missing and 0 duplicated", i+1, check)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package storage_test
+
+import (
+	"context"
+	"crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+// openCluster opens database name through replica i of c with the cluster
+// set, closed when t ends.
+func openCluster(t *testing.T, c *storagetest.Cluster, i int, name string) *storage.DB {
+	t.Helper()
+	db, err := storage.Open(t.Context(), storage.Options{Addr: c.Addr(i), Database: name,
+		Password: storagetest.Password(t), Cluster: storagetest.ClusterName}, nil)
+	if err != nil {
+		t.Fatalf("open replica %d: %v", i, err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// waitRows polls query on db until it returns want, failing on more (a
+// duplicate) or when the deadline passes.
+func waitRows(t *testing.T, db *storage.DB, want uint64, query string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var n uint64
+		err := db.Conn().QueryRow(context.Background(), strings.ReplaceAll(query, "{db}", db.Database())).Scan(&n)
+		switch {
+		case err == nil && n == want:
+			return
+		case err == nil && n > want:
+			t.Fatalf("%s = %d, want %d (duplicated)", query, n, want)
+		case time.Now().After(deadline):
+			t.Fatalf("%s = %d (%v) after 3 minutes, want %d", query, n, err, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestClusterSchema migrates a database on two 18.16 replicas of one shard
+// over ZooKeeper, then writes through one replica and reads through the
+// other: telemetry with its batch ledger, the registry (FINAL through the
+// Distributed table) and a second Migrate, which must find every migration
+// recorded by the first, from the other replica.
+func TestClusterSchema(t *testing.T) {
+	c := storagetest.StartCluster(t, 2)
+	name := "gwcluster_" + strings.ToLower(rand.Text())
+	a := openCluster(t, c, 0, name)
+	if err := a.Migrate(t.Context()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	var engine string
+	if err := a.Conn().QueryRow(t.Context(), "SELECT engine FROM system.tables WHERE database = ? AND name = 'telemetry_local'", name).Scan(&engine); err != nil || engine != "ReplicatedMergeTree" {
+		t.Fatalf("telemetry_local engine %q (%v), want ReplicatedMergeTree", engine, err)
+	}
+
+	b := openCluster(t, c, 1, name)
+	if err := b.Migrate(t.Context()); err != nil {
+		t.Fatalf("migrate again through the other replica: %v", err)
+	}
+	if err := b.Ready(t.Context()); err != nil {
+		t.Fatalf("ready through the other replica: %v", err)
+	}
+
+	now := time.Now().UnixMilli()
+	rec := telemetryRecord(t, []reading{{ts: now, received: now, device: "d1", metric: "pm25", value: 1},
+		{ts: now + 1, received: now, device: "d2", metric: "pm25", value: 2}})
+	defer rec.Release()
+	wa, err := storage.NewWriter(a, storage.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.Write(t.Context(), "telemetry", "batch-1", rec); err != nil {
+		t.Fatal(err)
+	}
+	waitRows(t, b, 2, "SELECT count() FROM `{db}`.telemetry WHERE batch = 'batch-1'")
+	waitRows(t, b, 2, "SELECT count() FROM `{db}`.telemetry_local")
+
+	// The ledger through the other replica, and a replay of the batch there
+	// as the block its first INSERT sent: the shard's replicas share the
+	// block's checksum in ZooKeeper and drop it.
+	wb, err := storage.NewWriter(b, storage.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := wb.Stored(t.Context(), "telemetry", []storage.Part{{ID: "batch-1", Record: rec}, {ID: "batch-2", Record: rec}})
+	if err != nil || !have["batch-1"] || have["batch-2"] {
+		t.Fatalf("Stored through the other replica = %v (%v), want batch-1 alone", have, err)
+	}
+	if err := wb.Write(t.Context(), "telemetry", "batch-1", rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.Write(t.Context(), "telemetry", "batch-2", rec); err != nil {
+		t.Fatal(err)
+	}
+	waitRows(t, a, 4, "SELECT count() FROM `{db}`.telemetry_local")
+	waitRows(t, a, 2, "SELECT count() FROM `{db}`.telemetry WHERE batch = 'batch-1'")
+
+	dev := devices.Device{ID: "dev-1", Type: "noise", Grid: "g1", Name: "first"}
+	if err := a.SaveDevices(t.Context(), []devices.Device{dev}); err != nil {
+		t.Fatal(err)
+	}
+	dev.Name = "second"
+	if err := a.SaveDevices(t.Context(), []devices.Device{dev}); err != nil {
+		t.Fatal(err)
+	}
+	waitRows(t, b, 2, "SELECT count() FROM `{db}`.registry_local WHERE kind = 'device'")
+	got, err := b.LoadDevices(t.Context())
+	if err != nil || len(got) != 1 || got[0].Name != "second" {
+		t.Fatalf("LoadDevices through the other replica = %+v (%v), want the second version alone", got, err)
+	}
+}

@@ -1,0 +1,275 @@
+package storagetest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/gridwatch/gridwatch/internal/freeport"
+	"github.com/gridwatch/gridwatch/storage"
+)
+
+// ClusterName is the cluster a Cluster's servers define in their
+// remote_servers, for storage.Options.Cluster.
+const ClusterName = "gridwatch"
+
+// zooKeeperJar is Debian's ZooKeeper (package zookeeper); its manifest
+// names the jars it needs.
+const zooKeeperJar = "/usr/share/java/zookeeper.jar"
+
+// Bounds of the cluster's servers on a loaded machine.
+const (
+	zooKeeperStart = 2 * time.Minute
+	clusterReload  = 2 * time.Minute
+)
+
+// ZooKeeper is a private standalone ZooKeeper server: Debian's, run by its
+// java class directly (there is no systemd here) with a small heap, a data
+// directory of the test's own and a free loopback port.
+type ZooKeeper struct {
+	// Addr is the client address, 127.0.0.1:<port>.
+	Addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartZooKeeper starts a ZooKeeper for t and stops it when t ends. Without
+// java or Debian's ZooKeeper it calls Unavailable; under -short it skips.
+func StartZooKeeper(t testing.TB) *ZooKeeper {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs ZooKeeper, skipped under -short")
+	}
+	java, err := exec.LookPath("java")
+	if err == nil {
+		_, err = os.Stat(zooKeeperJar)
+	}
+	if err != nil {
+		Unavailable(t, "ZooKeeper (apt-get install zookeeper):", err)
+	}
+	dir := t.TempDir()
+	port, err := freeport.Loopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("tickTime=2000\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"+
+		"admin.enableServer=false\n4lw.commands.whitelist=ruok\n", filepath.Join(dir, "data"), port)
+	cfgFile := filepath.Join(dir, "zoo.cfg")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "zookeeper.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	zk := &ZooKeeper{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
+	// -Xmx256m: the JVM would otherwise size its heap by the machine's memory.
+	zk.cmd = exec.Command(java, "-Xmx256m", "-XX:+UseSerialGC", "-cp", zooKeeperJar,
+		"org.apache.zookeeper.server.ZooKeeperServerMain", cfgFile)
+	zk.cmd.Stdout, zk.cmd.Stderr = out, out
+	zk.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := zk.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = zk.cmd.Wait(); close(zk.done) }()
+	t.Cleanup(zk.stop)
+	deadline := time.Now().Add(zooKeeperStart)
+	for !zk.ok() {
+		select {
+		case <-zk.done:
+			log, _ := os.ReadFile(out.Name())
+			t.Fatalf("ZooKeeper exited during start-up: %s\n%s", zk.cmd.ProcessState, log)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ZooKeeper did not answer ruok on %s within %s", zk.Addr, zooKeeperStart)
+		}
+	}
+	return zk
+}
+
+// ok reports whether the server answers the ruok command with imok.
+func (zk *ZooKeeper) ok() bool {
+	conn, err := net.DialTimeout("tcp", zk.Addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("ruok")); err != nil {
+		return false
+	}
+	b, _ := io.ReadAll(conn)
+	return string(b) == "imok"
+}
+
+// stop stops the server and waits for it.
+func (zk *ZooKeeper) stop() {
+	_ = zk.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-zk.done:
+	case <-time.After(30 * time.Second):
+		_ = zk.cmd.Process.Kill()
+		<-zk.done
+	}
+}
+
+// Cluster is a ClickHouse cluster named ClusterName for t: one shard whose
+// replicas are storage.LocalServers in directories of their own, over a
+// private ZooKeeper, with the settings deploy/clickhouse ships (zookeeper,
+// macros, distributed_ddl, remote_servers) rendered for their ports under
+// each server's config.d. Replicas connect as user default with Password.
+type Cluster struct {
+	// ZooKeeper is the cluster's coordination service.
+	ZooKeeper *ZooKeeper
+	t         testing.TB
+	dirs      []string
+	servers   []*storage.LocalServer // nil while stopped
+	addrs     []string               // of each replica's last start
+}
+
+// StartCluster starts ZooKeeper and a cluster of replicas ClickHouse servers
+// for t, and stops them when t ends.
+func StartCluster(t testing.TB, replicas int) *Cluster {
+	t.Helper()
+	c := &Cluster{ZooKeeper: StartZooKeeper(t), t: t, servers: make([]*storage.LocalServer, replicas), addrs: make([]string, replicas)}
+	for i := range replicas {
+		dir := t.TempDir()
+		port, err := freeport.Loopback()
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, zkPort, _ := net.SplitHostPort(c.ZooKeeper.Addr)
+		cfg := fmt.Sprintf(`<?xml version="1.0"?>
+<yandex>
+  <zookeeper><node><host>%s</host><port>%s</port></node></zookeeper>
+  <macros><shard>01</shard><replica>replica-%d</replica></macros>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <interserver_http_port>%d</interserver_http_port>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+</yandex>
+`, host, zkPort, i+1, port)
+		writeConfigD(t, dir, "replica.xml", cfg)
+		c.dirs = append(c.dirs, dir)
+		t.Cleanup(func() { c.Stop(i) })
+	}
+	for i := range replicas {
+		c.Start(i)
+	}
+	return c
+}
+
+// writeConfigD writes a file under dir/config.d, which the server merges
+// into its config.xml and rereads when it changes.
+func writeConfigD(t testing.TB, dir, name, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "config.d"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.d", name), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Addr returns the native address of replica i (of its last start).
+func (c *Cluster) Addr(i int) string { return c.addrs[i] }
+
+// Start starts replica i (again, after Stop, on its data), and waits until
+// every running replica's remote_servers lists every replica's port.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	s := &storage.LocalServer{Dir: c.dirs[i], Password: Password(c.t),
+		StartTimeout: 3 * time.Minute, StopTimeout: 2 * time.Minute,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		Unavailable(c.t, "ClickHouse replica:", err)
+	}
+	c.servers[i], c.addrs[i] = s, s.Addr()
+	c.renderRemoteServers()
+}
+
+// Stop stops replica i (SIGTERM, as systemctl stop does). It is safe to call
+// on a stopped replica.
+func (c *Cluster) Stop(i int) {
+	if c.servers[i] == nil {
+		return
+	}
+	if err := c.servers[i].Close(); err != nil {
+		c.t.Logf("stop replica %d: %v", i, err)
+	}
+	c.servers[i] = nil
+}
+
+// renderRemoteServers writes the cluster of the replicas' ports (a stopped
+// one keeps the ports it had) to every replica's config.d, and waits until
+// the running ones have reread it.
+func (c *Cluster) renderRemoteServers() {
+	c.t.Helper()
+	var ports []string
+	var b strings.Builder
+	b.WriteString("<?xml version=\"1.0\"?>\n<yandex>\n  <remote_servers>\n    <" + ClusterName + ">\n      <shard>\n        <internal_replication>true</internal_replication>\n")
+	for _, addr := range c.addrs {
+		if addr == "" {
+			continue // not started yet
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		ports = append(ports, port)
+		fmt.Fprintf(&b, "        <replica><host>127.0.0.1</host><port>%s</port><user>%s</user><password>%s</password></replica>\n",
+			port, storage.LocalUser, Password(c.t))
+	}
+	b.WriteString("      </shard>\n    </" + ClusterName + ">\n  </remote_servers>\n</yandex>\n")
+	for _, dir := range c.dirs {
+		writeConfigD(c.t, dir, "remote_servers.xml", b.String())
+	}
+	slices.Sort(ports)
+	want := strings.Join(ports, ",")
+	deadline := time.Now().Add(clusterReload)
+	for i, s := range c.servers {
+		if s == nil {
+			continue
+		}
+		for {
+			got, err := c.clusterPorts(s.Addr())
+			if err == nil && got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("replica %d lists ports %q of cluster %s, want %q (%v)", i, got, ClusterName, want, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// clusterPorts returns the sorted ports the server at addr lists for the
+// cluster, comma-separated.
+func (c *Cluster) clusterPorts(addr string) (string, error) {
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr},
+		Auth: clickhouse.Auth{Username: storage.LocalUser, Password: Password(c.t)}, DialTimeout: 30 * time.Second})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ports string
+	err = conn.QueryRow(ctx, "SELECT arrayStringConcat(arraySort(groupArray(toString(port))), ',') FROM system.clusters WHERE cluster = ?",
+		ClusterName).Scan(&ports)
+	return ports, err
+}

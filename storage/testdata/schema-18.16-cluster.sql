@@ -1,0 +1,287 @@
+-- bookkeeping
+CREATE TABLE IF NOT EXISTS `gridwatch`.`schema_migrations_local` ON CLUSTER `gridwatch`
+(
+    `version` UInt32,
+    `name` String,
+    `applied` DateTime DEFAULT now()
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gridwatch/schema_migrations', '{replica}')
+ORDER BY version;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`schema_migrations` ON CLUSTER `gridwatch` AS `gridwatch`.`schema_migrations_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `schema_migrations_local`, version);
+
+-- migration 0001: telemetry
+CREATE TABLE IF NOT EXISTS `gridwatch`.`telemetry_local` ON CLUSTER `gridwatch`
+(
+    `ts` Int64,
+    `received` Int64,
+    `device` String,
+    `grid` String,
+    `metric` String,
+    `value` Float64,
+    `date` Date DEFAULT toDate(toDateTime(intDiv(ts, 1000)), 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gridwatch/telemetry', '{replica}')
+PARTITION BY toYYYYMM(date)
+ORDER BY (device, metric, ts)
+SETTINGS replicated_deduplication_window = 1000;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`telemetry` ON CLUSTER `gridwatch` AS `gridwatch`.`telemetry_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `telemetry_local`, cityHash64(device));
+
+-- migration 0002: rejected
+CREATE TABLE IF NOT EXISTS `gridwatch`.`rejected_local` ON CLUSTER `gridwatch`
+(
+    `ts` Int64,
+    `device` String,
+    `topic` String,
+    `reason` String,
+    `detail` String,
+    `payload` String,
+    `date` Date DEFAULT toDate(toDateTime(intDiv(ts, 1000)), 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gridwatch/rejected', '{replica}')
+PARTITION BY toYYYYMM(date)
+ORDER BY (device, ts)
+SETTINGS replicated_deduplication_window = 1000;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`rejected` ON CLUSTER `gridwatch` AS `gridwatch`.`rejected_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `rejected_local`, cityHash64(device));
+
+-- migration 0003: devices
+CREATE TABLE IF NOT EXISTS `gridwatch`.`devices_local` ON CLUSTER `gridwatch`
+(
+    `id` String,
+    `type` String,
+    `grid` String,
+    `lat` Float64,
+    `lon` Float64,
+    `name` String,
+    `updated` Int64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/devices', '{replica}', updated)
+ORDER BY id;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`devices` ON CLUSTER `gridwatch` AS `gridwatch`.`devices_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `devices_local`, cityHash64(id));
+
+-- migration 0004: registry
+CREATE TABLE IF NOT EXISTS `gridwatch`.`registry_local` ON CLUSTER `gridwatch`
+(
+    `kind` String,
+    `key` String,
+    `doc` String,
+    `updated` Int64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/registry', '{replica}', updated)
+ORDER BY (kind, key);
+CREATE TABLE IF NOT EXISTS `gridwatch`.`registry` ON CLUSTER `gridwatch` AS `gridwatch`.`registry_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `registry_local`, cityHash64(kind, key));
+
+-- migration 0005: device_status
+CREATE TABLE IF NOT EXISTS `gridwatch`.`device_status_local` ON CLUSTER `gridwatch`
+(
+    `ts` Int64,
+    `device` String,
+    `status` String,
+    `reason` String,
+    `date` Date DEFAULT toDate(toDateTime(intDiv(ts, 1000)), 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gridwatch/device_status', '{replica}')
+PARTITION BY toYYYYMM(date)
+ORDER BY (device, ts)
+SETTINGS replicated_deduplication_window = 1000;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`device_status` ON CLUSTER `gridwatch` AS `gridwatch`.`device_status_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `device_status_local`, cityHash64(device));
+
+-- migration 0006: alerts
+CREATE TABLE IF NOT EXISTS `gridwatch`.`alerts_local` ON CLUSTER `gridwatch`
+(
+    `id` String,
+    `revision` UInt64,
+    `version` UInt64,
+    `rule` String,
+    `device` String,
+    `grid` String,
+    `members` Array(String),
+    `category` String,
+    `unit` String,
+    `severity` String,
+    `base_severity` String,
+    `condition` String,
+    `status` String,
+    `summary` String,
+    `value` Float64,
+    `count` UInt64,
+    `pending_since` Int64,
+    `fired` Int64,
+    `refired` Int64,
+    `last_seen` Int64,
+    `cleared` Int64,
+    `acked` Int64,
+    `dispatched` Int64,
+    `resolved` Int64,
+    `closed` Int64,
+    `ack_due` Int64,
+    `resolve_due` Int64,
+    `next_reminder` Int64,
+    `updated` Int64,
+    `ack_overdue` UInt8,
+    `resolve_overdue` UInt8,
+    `escalated` UInt8
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/alerts', '{replica}', revision)
+ORDER BY id;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`alerts` ON CLUSTER `gridwatch` AS `gridwatch`.`alerts_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `alerts_local`, cityHash64(id));
+
+-- migration 0007: alert_events
+CREATE TABLE IF NOT EXISTS `gridwatch`.`alert_events_local` ON CLUSTER `gridwatch`
+(
+    `ts` Int64,
+    `alert_id` String,
+    `version` UInt64,
+    `actor` String,
+    `kind` String,
+    `from_state` String,
+    `to_state` String,
+    `note` String,
+    `date` Date DEFAULT toDate(toDateTime(intDiv(ts, 1000)), 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/alert_events', '{replica}')
+PARTITION BY toYYYYMM(date)
+ORDER BY (alert_id, version);
+CREATE TABLE IF NOT EXISTS `gridwatch`.`alert_events` ON CLUSTER `gridwatch` AS `gridwatch`.`alert_events_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `alert_events_local`, cityHash64(alert_id));
+
+-- migration 0008: camera_health
+CREATE TABLE IF NOT EXISTS `gridwatch`.`camera_health_local` ON CLUSTER `gridwatch`
+(
+    `ts` Int64,
+    `camera` String,
+    `grid` String,
+    `kind` String,
+    `transport` String,
+    `status` String,
+    `detail` String,
+    `rechecked` UInt8,
+    `duration_ms` Float64,
+    `latency_ms` Float64,
+    `first_frame_ms` Float64,
+    `first_keyframe_ms` Float64,
+    `codec` String,
+    `profile` String,
+    `width` UInt32,
+    `height` UInt32,
+    `nominal_fps` Float64,
+    `fps` Float64,
+    `bitrate_kbps` Float64,
+    `keyframe_interval_s` Float64,
+    `frames` UInt64,
+    `packets` UInt64,
+    `packets_lost` UInt64,
+    `loss_pct` Float64,
+    `jitter_ms` Float64,
+    `frozen` UInt8,
+    `error` String,
+    `date` Date DEFAULT toDate(toDateTime(intDiv(ts, 1000)), 'UTC')
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/gridwatch/camera_health', '{replica}')
+PARTITION BY toYYYYMM(date)
+ORDER BY (camera, ts)
+SETTINGS replicated_deduplication_window = 1000;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`camera_health` ON CLUSTER `gridwatch` AS `gridwatch`.`camera_health_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `camera_health_local`, cityHash64(camera));
+
+-- migration 0009: batch_ledger
+ALTER TABLE `gridwatch`.`telemetry_local` ON CLUSTER `gridwatch` ADD COLUMN `batch` String DEFAULT '';
+DROP TABLE IF EXISTS `gridwatch`.`telemetry` ON CLUSTER `gridwatch`;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`telemetry` ON CLUSTER `gridwatch` AS `gridwatch`.`telemetry_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `telemetry_local`, cityHash64(device));
+
+-- migration 0010: silences
+CREATE TABLE IF NOT EXISTS `gridwatch`.`silences_local` ON CLUSTER `gridwatch`
+(
+    `id` String,
+    `revision` UInt64,
+    `rule` String,
+    `device` String,
+    `grid` String,
+    `maintenance` UInt8,
+    `ends` Int64,
+    `actor` String,
+    `reason` String
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/silences', '{replica}', revision)
+ORDER BY id;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`silences` ON CLUSTER `gridwatch` AS `gridwatch`.`silences_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `silences_local`, cityHash64(id));
+
+-- migration 0011: case_events
+CREATE TABLE IF NOT EXISTS `gridwatch`.`case_events_local` ON CLUSTER `gridwatch`
+(
+    `ts` Int64,
+    `case_id` String,
+    `seq` UInt32,
+    `actor` String,
+    `role` String,
+    `kind` String,
+    `from_status` String,
+    `to_status` String,
+    `unit` String,
+    `grid` String,
+    `category` String,
+    `source` String,
+    `due` Int64,
+    `note` String,
+    `evidence` Array(String),
+    `satisfaction` UInt8,
+    `date` Date DEFAULT toDate(toDateTime(intDiv(ts, 1000)), 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/case_events', '{replica}')
+PARTITION BY toYYYYMM(date)
+ORDER BY (case_id, seq);
+CREATE TABLE IF NOT EXISTS `gridwatch`.`case_events` ON CLUSTER `gridwatch` AS `gridwatch`.`case_events_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `case_events_local`, cityHash64(case_id));
+
+-- migration 0012: cases
+CREATE TABLE IF NOT EXISTS `gridwatch`.`cases_local` ON CLUSTER `gridwatch`
+(
+    `id` String,
+    `revision` UInt64,
+    `version` UInt32,
+    `status` String,
+    `source` String,
+    `category` String,
+    `grid` String,
+    `unit` String,
+    `received` Int64,
+    `updated` Int64,
+    `overdue` UInt8,
+    `doc` String
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/cases', '{replica}', revision)
+ORDER BY id;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`cases` ON CLUSTER `gridwatch` AS `gridwatch`.`cases_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `cases_local`, cityHash64(id));
+
+-- migration 0013: camera_pictures
+ALTER TABLE `gridwatch`.`camera_health_local` ON CLUSTER `gridwatch`
+    ADD COLUMN `pictures` UInt32 DEFAULT 0,
+    ADD COLUMN `luma` Float64 DEFAULT 0,
+    ADD COLUMN `contrast` Float64 DEFAULT 0,
+    ADD COLUMN `sharpness` Float64 DEFAULT 0,
+    ADD COLUMN `noise_sigma` Float64 DEFAULT 0,
+    ADD COLUMN `cast_ratio` Float64 DEFAULT 0,
+    ADD COLUMN `frame_diff` Float64 DEFAULT -1,
+    ADD COLUMN `referenced` UInt8 DEFAULT 0,
+    ADD COLUMN `ref_correlation` Float64 DEFAULT 0,
+    ADD COLUMN `occluded_pct` Float64 DEFAULT 0,
+    ADD COLUMN `signal_loss` UInt8 DEFAULT 0,
+    ADD COLUMN `blur` UInt8 DEFAULT 0,
+    ADD COLUMN `too_dark` UInt8 DEFAULT 0,
+    ADD COLUMN `too_bright` UInt8 DEFAULT 0,
+    ADD COLUMN `color_cast` UInt8 DEFAULT 0,
+    ADD COLUMN `noise` UInt8 DEFAULT 0,
+    ADD COLUMN `occlusion` UInt8 DEFAULT 0,
+    ADD COLUMN `scene_change` UInt8 DEFAULT 0;
+DROP TABLE IF EXISTS `gridwatch`.`camera_health` ON CLUSTER `gridwatch`;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`camera_health` ON CLUSTER `gridwatch` AS `gridwatch`.`camera_health_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `camera_health_local`, cityHash64(camera));
