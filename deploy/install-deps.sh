@@ -5,7 +5,9 @@
 # compiler and FFmpeg's libavcodec/libswscale headers (the prober decodes
 # pictures through cgo), GStreamer's RTSP server with its H.264/H.265
 # encoders (a third-party camera for the diagnosis tests), sip-tester (sipp,
-# a foreign SIP peer for the GB/T 28181 registrar's tests), Chromium and its
+# a foreign SIP peer for the GB/T 28181 registrar's tests), ZooKeeper (the
+# cluster tests run it, by its java class, beside two ClickHouse replicas;
+# Debian's zookeeper package starts no daemon: zookeeperd would), Chromium and its
 # driver with a CJK font (the console's browser tests), then the Go modules
 # and the console's npm packages (npm ci in web/, exactly as
 # package-lock.json pins them; no tool downloads a browser of its own), and
@@ -26,6 +28,7 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk' || need+=(fonts-wqy-microhei)
 command -v sipp >/dev/null || need+=(sip-tester)
+{ [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null; } || need+=(zookeeper)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v systemd-analyze >/dev/null || need+=(systemd)

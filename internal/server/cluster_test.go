@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 // the first, while a QoS 1 fleet publishes. The other replica is stopped
 // under load (the data goes on arriving on the first) and started again;
 // then the first one (its batches are spooled and replayed once it is
-// back). Every acknowledged reading must then be stored exactly once, read
-// through the Distributed table of either replica.
+// back); then the first one is killed (SIGKILL, INSERTs in flight) and
+// restarted by its supervisor. Every acknowledged reading must then be
+// stored exactly once, read through the Distributed table of either
+// replica.
 func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	c := storagetest.StartCluster(t, 2)
 	devs := e2eDevices(t, 20)
@@ -65,6 +68,8 @@ func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	more(1000, "the replica gridwatch writes to stopped")
 	c.Start(0)
 	more(500, "both replicas back")
+	signal(t, c.Server(0), syscall.SIGKILL)
+	more(1000, "the replica gridwatch writes to killed")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("fleet: %v", err)

@@ -185,6 +185,10 @@ func writeConfigD(t testing.TB, dir, name, content string) {
 	}
 }
 
+// Server returns replica i's server, nil while it is stopped. It restarts
+// a server that dies (storage.LocalServer).
+func (c *Cluster) Server(i int) *storage.LocalServer { return c.servers[i] }
+
 // Addr returns the native address of replica i (of its last start).
 func (c *Cluster) Addr(i int) string { return c.addrs[i] }
 
