@@ -62,6 +62,11 @@ func TestClusterSchema(t *testing.T) {
 		t.Fatalf("telemetry_local engine %q (%v), want ReplicatedMergeTree", engine, err)
 	}
 
+	var swapped uint64
+	if err := a.Conn().QueryRow(t.Context(), "SELECT count() FROM system.tables WHERE database = ? AND position(name, '__') > 0", name).Scan(&swapped); err != nil || swapped != 0 {
+		t.Fatalf("%d Distributed tables of an ALTER's swap left behind (%v)", swapped, err)
+	}
+
 	b := openCluster(t, c, 1, name)
 	if err := b.Migrate(t.Context()); err != nil {
 		t.Fatalf("migrate again through the other replica: %v", err)

@@ -232,28 +232,47 @@ func (d ddl) Distributed(table string) (string, error) {
 	if d.o.Cluster == "" {
 		return "", nil
 	}
+	create, err := d.createDistributed(table, table)
+	return statementBreak + create, err
+}
+
+// Redistributed is, on a cluster, the statements that replace table's
+// Distributed table after an ALTER of its local tables changed their
+// columns; nothing on a single server. 18.16 refuses an ALTER ON CLUSTER of
+// a Distributed table over replicated shards, and the Distributed table
+// holds no data (inserts are synchronous), so one with the new columns is
+// created beside it and swapped in by one RENAME, for which queries on the
+// other nodes see no table for an instant only. The first DROP clears what
+// a run cut short left.
+func (d ddl) Redistributed(table string) (string, error) {
+	if d.o.Cluster == "" {
+		return "", nil
+	}
+	db, c := d.o.Database, onCluster(d.o.Cluster)
+	fresh, old := table+"__new", table+"__old"
+	create, err := d.createDistributed(table, fresh)
+	if err != nil {
+		return "", err
+	}
+	return strings.Join([]string{"",
+		"DROP TABLE IF EXISTS " + quoteTable(db, old) + c,
+		create,
+		"RENAME TABLE " + quoteTable(db, table) + " TO " + quoteTable(db, old) + ", " +
+			quoteTable(db, fresh) + " TO " + quoteTable(db, table) + c,
+		"DROP TABLE IF EXISTS " + quoteTable(db, old) + c,
+	}, statementBreak), nil
+}
+
+// createDistributed is the statement that creates, ON CLUSTER, the
+// Distributed table name over table's local tables.
+func (d ddl) createDistributed(table, name string) (string, error) {
 	key, ok := shardingKeys[table]
 	if !ok {
 		return "", fmt.Errorf("storage: no sharding key for table %s", table)
 	}
-	return fmt.Sprintf("%sCREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = Distributed(`%s`, `%s`, `%s`, %s)",
-		statementBreak, quoteTable(d.o.Database, table), onCluster(d.o.Cluster),
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = Distributed(`%s`, `%s`, `%s`, %s)",
+		quoteTable(d.o.Database, name), onCluster(d.o.Cluster),
 		quoteTable(d.o.Database, localTable(table)), d.o.Cluster, d.o.Database, localTable(table), key), nil
-}
-
-// Redistributed is, on a cluster, the statements that create table's
-// Distributed table anew after an ALTER of its local tables changed their
-// columns; nothing on a single server. 18.16 refuses an ALTER ON CLUSTER of
-// a Distributed table over replicated shards, and the Distributed table
-// holds no data (inserts are synchronous), so it is dropped and created
-// again with the local table's new columns. Between the two, queries on the
-// other nodes fail and their inserts are spooled.
-func (d ddl) Redistributed(table string) (string, error) {
-	create, err := d.Distributed(table)
-	if create == "" || err != nil {
-		return "", err
-	}
-	return statementBreak + "DROP TABLE IF EXISTS " + quoteTable(d.o.Database, table) + onCluster(d.o.Cluster) + create, nil
 }
 
 // shardingKeys is, per table, the expression the Distributed table spreads

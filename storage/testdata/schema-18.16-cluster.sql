@@ -192,9 +192,11 @@ ENGINE = Distributed(`gridwatch`, `gridwatch`, `camera_health_local`, cityHash64
 
 -- migration 0009: batch_ledger
 ALTER TABLE `gridwatch`.`telemetry_local` ON CLUSTER `gridwatch` ADD COLUMN `batch` String DEFAULT '';
-DROP TABLE IF EXISTS `gridwatch`.`telemetry` ON CLUSTER `gridwatch`;
-CREATE TABLE IF NOT EXISTS `gridwatch`.`telemetry` ON CLUSTER `gridwatch` AS `gridwatch`.`telemetry_local`
+DROP TABLE IF EXISTS `gridwatch`.`telemetry__old` ON CLUSTER `gridwatch`;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`telemetry__new` ON CLUSTER `gridwatch` AS `gridwatch`.`telemetry_local`
 ENGINE = Distributed(`gridwatch`, `gridwatch`, `telemetry_local`, cityHash64(device));
+RENAME TABLE `gridwatch`.`telemetry` TO `gridwatch`.`telemetry__old`, `gridwatch`.`telemetry__new` TO `gridwatch`.`telemetry` ON CLUSTER `gridwatch`;
+DROP TABLE IF EXISTS `gridwatch`.`telemetry__old` ON CLUSTER `gridwatch`;
 
 -- migration 0010: silences
 CREATE TABLE IF NOT EXISTS `gridwatch`.`silences_local` ON CLUSTER `gridwatch`
@@ -282,6 +284,8 @@ ALTER TABLE `gridwatch`.`camera_health_local` ON CLUSTER `gridwatch`
     ADD COLUMN `noise` UInt8 DEFAULT 0,
     ADD COLUMN `occlusion` UInt8 DEFAULT 0,
     ADD COLUMN `scene_change` UInt8 DEFAULT 0;
-DROP TABLE IF EXISTS `gridwatch`.`camera_health` ON CLUSTER `gridwatch`;
-CREATE TABLE IF NOT EXISTS `gridwatch`.`camera_health` ON CLUSTER `gridwatch` AS `gridwatch`.`camera_health_local`
+DROP TABLE IF EXISTS `gridwatch`.`camera_health__old` ON CLUSTER `gridwatch`;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`camera_health__new` ON CLUSTER `gridwatch` AS `gridwatch`.`camera_health_local`
 ENGINE = Distributed(`gridwatch`, `gridwatch`, `camera_health_local`, cityHash64(camera));
+RENAME TABLE `gridwatch`.`camera_health` TO `gridwatch`.`camera_health__old`, `gridwatch`.`camera_health__new` TO `gridwatch`.`camera_health` ON CLUSTER `gridwatch`;
+DROP TABLE IF EXISTS `gridwatch`.`camera_health__old` ON CLUSTER `gridwatch`;
