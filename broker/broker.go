@@ -1,6 +1,7 @@
 // Package broker embeds the MQTT broker that field devices publish to: its
 // listeners, the hook that lets only registered devices in and only into
-// their own topics, and the hook that hands telemetry to ingest.
+// their own topics, and the hook that hands telemetry to ingest. Upstream
+// instead takes telemetry from an external broker's shared subscription.
 package broker
 
 import (
