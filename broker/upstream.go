@@ -229,8 +229,9 @@ func (u *Upstream) session() error {
 	case <-u.refused:
 	default:
 	}
+	// paho bounds each broker's attempt by ConnectTimeout itself.
 	tok := u.client.Connect()
-	if err := u.wait(tok); err != nil {
+	if err := u.wait(tok, time.Duration(len(u.Brokers)+1)*u.ConnectTimeout); err != nil {
 		u.metrics.connects.WithLabelValues("failed").Inc()
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -239,7 +240,7 @@ func (u *Upstream) session() error {
 		filters[t] = 1
 	}
 	sub := u.client.SubscribeMultiple(filters, nil)
-	if err := u.wait(sub); err != nil {
+	if err := u.wait(sub, u.ConnectTimeout); err != nil {
 		u.client.Disconnect(0)
 		u.metrics.connects.WithLabelValues("failed").Inc()
 		return fmt.Errorf("subscribe: %w", err)
@@ -269,13 +270,13 @@ func (u *Upstream) session() error {
 	}
 }
 
-// wait waits for tok within ConnectTimeout, or until Close.
-func (u *Upstream) wait(tok paho.Token) error {
+// wait waits for tok within timeout, or until Close.
+func (u *Upstream) wait(tok paho.Token, timeout time.Duration) error {
 	select {
 	case <-tok.Done():
 		return tok.Error()
-	case <-time.After(u.ConnectTimeout):
-		return fmt.Errorf("no answer within %s", u.ConnectTimeout)
+	case <-time.After(timeout):
+		return fmt.Errorf("no answer within %s", timeout)
 	case <-u.ctx.Done():
 		return u.ctx.Err()
 	}

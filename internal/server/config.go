@@ -115,6 +115,9 @@ type Config struct {
 	Units   UnitsConfig   `koanf:"units"`
 	Grids   GridsConfig   `koanf:"grids"`
 	Cases   CasesConfig   `koanf:"cases"`
+	// Upstream is an external MQTT broker whose shared subscription the
+	// node consumes (issue 14, cluster mode b).
+	Upstream UpstreamConfig `koanf:"upstream"`
 }
 
 // Default returns the configuration used where nothing else is said.
@@ -155,6 +158,7 @@ func Default() Config {
 	c.Ingest.ShutdownTimeout = 20 * time.Second
 	c.Cameras = defaultCameras()
 	c.GB28181 = defaultGB28181()
+	c.Upstream = defaultUpstream()
 	return c
 }
 
@@ -311,6 +315,7 @@ func (c *Config) Validate() error {
 	c.Rules.validate(bad)
 	c.Units.validate(bad)
 	c.Cases.validate(bad, notify.MinSecretLen)
+	c.Upstream.validate(bad)
 	if c.Grids.File != "" {
 		if _, err := os.Stat(c.Grids.File); err != nil {
 			bad("grids.file", "cannot be read: %v", err)

@@ -3,12 +3,10 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"github.com/gridwatch/gridwatch/alerts"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -179,13 +177,8 @@ func brokerTLS(cfg *Config) (*tls.Config, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	if cfg.MQTT.TLSClientCA != "" {
-		pem, err := os.ReadFile(cfg.MQTT.TLSClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls_client_ca: %w", err)
-		}
-		tc.ClientCAs = x509.NewCertPool()
-		if !tc.ClientCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt.tls_client_ca %s: no PEM certificate", cfg.MQTT.TLSClientCA)
+		if tc.ClientCAs, err = loadCertPool("mqtt.tls_client_ca", cfg.MQTT.TLSClientCA); err != nil {
+			return nil, err
 		}
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}

@@ -45,44 +45,17 @@ func TestFaultGridwatchKilled(t *testing.T) {
 	gw.start(t)
 
 	acked := simulators.NewAckLog(nil)
-	fleet := &simulators.Fleet{Broker: "tcp://" + gw.mqtt, Devices: devs, QoS: 1, Rate: rate,
-		AckTimeout: 10 * time.Second, OnSent: acked.Add}
-	ctx, stopFleet := context.WithCancel(context.Background())
-	defer stopFleet()
-	type result struct {
-		stats simulators.Stats
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		stats, err := fleet.Run(ctx)
-		done <- result{stats, err}
-	}()
-	// underLoad waits until another second's worth of messages has been
-	// acknowledged, so that each kill hits a server taking load.
-	underLoad := func() {
-		t.Helper()
-		want := acked.Len() + int(rate)
-		deadline := time.Now().Add(time.Minute)
-		for acked.Len() < want {
-			if time.Now().After(deadline) {
-				t.Fatalf("no load: %d messages acknowledged, want %d\n%s", acked.Len(), want, gw.logTail())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	fr := runFleet(&simulators.Fleet{Broker: "tcp://" + gw.mqtt, Devices: devs, QoS: 1, Rate: rate,
+		AckTimeout: 10 * time.Second, OnSent: acked.Add}, acked)
+	defer fr.stop()
 	for i := range kills {
-		underLoad()
+		fr.underLoad(t, gw.logTail)
 		left := gw.kill(t)
 		t.Logf("kill %d: the crash left %s", i+1, left)
 		gw.start(t)
 	}
-	underLoad()
-	stopFleet()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("fleet: %v", r.err)
-	}
+	fr.underLoad(t, gw.logTail)
+	r := fr.finish(t)
 
 	run := faultRun{stats: r.stats, acked: acked}
 	run.check = checkSet(t, addr, database, gw.segments, acked)
@@ -118,7 +91,8 @@ type gridwatchProcess struct {
 	bin, dataDir, logFile string
 	mqtt, http            string
 	args                  []string
-	password              string // clickhouse.password, passed in the environment
+	password              string   // clickhouse.password, passed in the environment
+	env                   []string // more of the environment, such as other secrets
 	cmd                   *exec.Cmd
 	exited                chan error // receives cmd.Wait's result
 }
@@ -199,6 +173,7 @@ func (p *gridwatchProcess) start(t testing.TB) {
 		}
 	}
 	cmd.Env = append(cmd.Env, EnvPrefix+"CLICKHOUSE_PASSWORD="+p.password)
+	cmd.Env = append(cmd.Env, p.env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start gridwatch: %v", err)
@@ -284,4 +259,55 @@ func (p *gridwatchProcess) logTail() string {
 		b = b[bytes.IndexByte(b[i:], '\n')+i+1:]
 	}
 	return string(b)
+}
+
+// fleetRun is a fleet publishing in the background.
+type fleetRun struct {
+	fleet *simulators.Fleet
+	acked *simulators.AckLog
+	stop  context.CancelFunc
+	done  chan fleetResult
+}
+
+// fleetResult is what a fleet's Run returned.
+type fleetResult struct {
+	stats simulators.Stats
+	err   error
+}
+
+// runFleet starts f, whose OnSent feeds acked, until finish.
+func runFleet(f *simulators.Fleet, acked *simulators.AckLog) *fleetRun {
+	ctx, stop := context.WithCancel(context.Background())
+	r := &fleetRun{fleet: f, acked: acked, stop: stop, done: make(chan fleetResult, 1)}
+	go func() {
+		stats, err := f.Run(ctx)
+		r.done <- fleetResult{stats, err}
+	}()
+	return r
+}
+
+// underLoad waits until another second's worth of messages has been
+// acknowledged, so that a fault hits a server taking load; logs tells
+// what the servers said when none comes.
+func (r *fleetRun) underLoad(t *testing.T, logs func() string) {
+	t.Helper()
+	want := r.acked.Len() + int(r.fleet.Rate)
+	deadline := time.Now().Add(time.Minute)
+	for r.acked.Len() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("no load: %d messages acknowledged, want %d\n%s", r.acked.Len(), want, logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// finish stops the fleet and returns what it did, failing t on its error.
+func (r *fleetRun) finish(t *testing.T) fleetResult {
+	t.Helper()
+	r.stop()
+	res := <-r.done
+	if res.err != nil {
+		t.Fatalf("fleet: %v", res.err)
+	}
+	return res
 }

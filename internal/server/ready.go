@@ -55,7 +55,7 @@ var lossTable = []lossSeries{
 // series of data not stored.
 func (s *Server) readyDetail() map[string]any {
 	st := s.spool.Stats()
-	return map[string]any{
+	detail := map[string]any{
 		"spool": map[string]any{
 			"segments":                   st.Segments,
 			"rows":                       st.Rows,
@@ -69,6 +69,10 @@ func (s *Server) readyDetail() map[string]any {
 		},
 		"losses": s.losses(),
 	}
+	if s.upstream != nil {
+		detail["upstream"] = s.upstream.State()
+	}
+	return detail
 }
 
 // losses returns the non-zero series of lossTable in the server's

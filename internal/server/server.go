@@ -64,6 +64,7 @@ type Server struct {
 	scores    scoreNotice
 	retention retention
 	broker    *broker.Broker
+	upstream  *broker.Upstream // nil unless upstream.brokers is set
 	http      *http.Server
 	httpAddr  net.Addr
 	httpDone  chan struct{}
@@ -139,6 +140,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	} else {
 		pipeline.Observe = s.observe
 	}
+	ingestTelemetry := func(ctx context.Context, deviceID, topic string, payload []byte, dup bool) (broker.Stored, error) {
+		return pipeline.HandleTelemetry(ctx, deviceID, topic, payload, dup)
+	}
 	s.broker = &broker.Broker{
 		Listen:        cfg.MQTT.Listen,
 		MaxPacketSize: cfg.MQTT.MaxPacketSize,
@@ -147,16 +151,17 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Limits:        brokerLimits(cfg),
 		Status:        s.reportStatus,
 		Lookup:        s.registry.Lookup,
-		Ingest: func(ctx context.Context, deviceID, topic string, payload []byte, dup bool) (broker.Stored, error) {
-			return pipeline.HandleTelemetry(ctx, deviceID, topic, payload, dup)
-		},
-		DurableAck: cfg.Ingest.DurableAck,
-		Staff:      s.authenticateStaff,
-		InScope:    s.inScope,
-		Logger:     s.Logger,
-		Registerer: s.metrics,
+		Ingest:        ingestTelemetry,
+		DurableAck:    cfg.Ingest.DurableAck,
+		Staff:         s.authenticateStaff,
+		InScope:       s.inScope,
+		Logger:        s.Logger,
+		Registerer:    s.metrics,
 	}
 	if err := s.broker.Start(life); err != nil {
+		return err
+	}
+	if err := s.startUpstream(life, ingestTelemetry); err != nil {
 		return err
 	}
 	if err := s.startNotify(life); err != nil {
@@ -296,6 +301,9 @@ func (s *Server) startHTTP() error {
 		Logger:     s.Logger,
 		Console:    web.Handler(),
 	}
+	if s.upstream != nil {
+		a.Checks["upstream"] = s.upstream.Ready
+	}
 	a.Cameras, a.Devices = s.db, s.registry.All
 	if s.gb != nil {
 		a.GB28181 = s.gb.registrar.Devices
@@ -377,6 +385,9 @@ func (s *Server) DB() *storage.DB { return s.db }
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
+		if s.upstream != nil {
+			errs = append(errs, s.upstream.Close())
+		}
 		if s.broker != nil {
 			errs = append(errs, s.broker.Close())
 		}
