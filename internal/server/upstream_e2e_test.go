@@ -1,7 +1,13 @@
 package server
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,4 +132,129 @@ func gauge(mf *dto.MetricFamily) float64 {
 		sum += m.GetGauge().GetValue()
 	}
 	return sum
+}
+
+// TestUpstreamLostAckIsNotStoredTwice loses the PUBACKs of a node: a proxy
+// between it and mosquitto drops what the node sends while a device's
+// message is delivered and stored, then cuts the connection. mosquitto
+// delivers the message again (DUP) on the node's next connection; the node
+// finds its readings stored and acknowledges it without storing them
+// again.
+func TestUpstreamLostAckIsNotStoredTwice(t *testing.T) {
+	addr, database := storagetest.Database(t)
+	devs := e2eDevices(t, 1)
+	d := devs[0]
+	ms := mosquittotest.Start(t, mosquittotest.Config{
+		Devices: []mosquittotest.User{{Name: d.ID, Password: d.Secret}},
+		Readers: []mosquittotest.User{{Name: "gw-1", Password: "gw-1-upstream-secret"}},
+	})
+	px := startDropProxy(t, ms.Addr())
+	srv := startServer(t, addr, database, devs, func(c *Config) {
+		c.Ingest.DurableAck = true
+		c.Upstream.Brokers, c.Upstream.ClientID = "tcp://"+px.addr(), "gw-1"
+		c.Upstream.Username, c.Upstream.Password = "gw-1", "gw-1-upstream-secret"
+		c.Upstream.MaxReconnectInterval = time.Second
+	})
+	waitFor(t, time.Minute, func() bool { return srv.upstream.Ready(context.Background()) == nil })
+
+	px.drop.Store(true)
+	m := metricNames(d.Type)
+	publishTo(t, ms.URL(), d, fmt.Sprintf(`{"ts": %d, %q: 1, %q: 2}`, time.Now().UnixMilli(), m[0], m[1]))
+	waitCount(t, srv, 2, "SELECT count() FROM {db}.telemetry WHERE device = ?", d.ID)
+	px.drop.Store(false)
+	px.cut()
+	// The first PUBACK went into the proxy and was dropped; the second
+	// answers the redelivery.
+	waitFor(t, time.Minute, func() bool { return gatheredTotal(t, srv, "gridwatch_upstream_acks_total") >= 2 })
+	if n := gatheredTotal(t, srv, "gridwatch_upstream_redeliveries_total"); n != 1 {
+		t.Errorf("redeliveries %v, want 1", n)
+	}
+	if n := gatheredTotal(t, srv, "gridwatch_ingest_duplicates_dropped_total"); n != 2 {
+		t.Errorf("readings kept from a second store %v, want 2", n)
+	}
+	if n := count(t, srv, "SELECT count() FROM {db}.telemetry WHERE device = ?", d.ID); n != 2 {
+		t.Errorf("%d rows stored, want 2", n)
+	}
+}
+
+// gatheredTotal sums the series of the counter name in srv's registry.
+func gatheredTotal(t *testing.T, srv *Server, name string) float64 {
+	t.Helper()
+	mfs, err := srv.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return total(mf)
+		}
+	}
+	return 0
+}
+
+// dropProxy forwards TCP connections to a target; while drop is set it
+// drops what its clients send, and cut closes every connection.
+type dropProxy struct {
+	ln     net.Listener
+	target string
+	drop   atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startDropProxy(t *testing.T, target string) *dropProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dropProxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.pipe(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *dropProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *dropProxy) pipe(c net.Conn) {
+	b, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, c, b)
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(c, b); c.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 && !p.drop.Load() {
+			if _, werr := b.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	b.Close()
+}
+
+// cut closes every connection made so far.
+func (p *dropProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
