@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/gridwatch/gridwatch/cases"
 )
 
@@ -29,37 +31,76 @@ var caseKinds = []cases.EventKind{
 	cases.EventExtendApprove, cases.EventClose, cases.EventOverdue, cases.EventEvaluate, cases.EventVoid, cases.EventMerge,
 }
 
-// caseAssignments is the SQL of the assignments dispatched in [from, to)
-// (epoch ms): one row per dispatch of a case, with what became of it until
-// the case's next dispatch (see cases.Tally), keyed by keyExpr (disp[i].3
-// unit, .4 grid, .5 dispatcher). A deadline of 0 is none, and met.
+// Case statistics read case_summaries: one row per case, recomputed from
+// all of the case's stored events whenever some are stored (SaveCases,
+// Import; migration 0015 fills it for the events stored before it), so
+// that a period's evaluation reads about one row per case instead of
+// every event. Its version grows with the case's events (see
+// caseSummarySelect); the table is read FINAL, which keeps the latest
+// computation of each case.
+
+// caseSummaryColumns are the columns caseSummarySelect fills, in order.
+var caseSummaryColumns = []string{"case_id", "version",
+	"`assignment.unit`", "`assignment.grid`", "`assignment.dispatcher`", "`assignment.dispatched`",
+	"`assignment.misrouted`", "`assignment.wrong_return`", "`assignment.withdrawn`",
+	"`assignment.signed`", "`assignment.signed_on_time`", "`assignment.handled`", "`assignment.handled_on_time`",
+	"`assignment.reworks`", "`assignment.extended`", "`assignment.closed`", "`assignment.closed_on_time`", "`assignment.overdue`",
+	"`assignment.satisfaction_sum`", "`assignment.satisfaction_n`", "`assignment.sign_ms`", "`assignment.handle_ms`",
+	"`action.ts`", "`action.role`", "`action.actor`", "`action.kind`", "`action.grid`",
+}
+
+// caseSummarySelect is the SQL of the case_summaries rows (in the order of
+// caseSummaryColumns) of the cases whose events in database's case_events
+// (laid out as c) match where, computed from all their events.
 //
-// It reads the events stamped from `from` on, grouped per case into
-// arrays sorted by (seq, ts); of events sharing a seq (an event of a
-// refused action that its retry replaced) the latest is kept. A refused
-// action's event that no retry replaced still counts: telling it apart
-// needs the case's stored version, a second pass over the cases table. a numbers
-// each event's assignment (0 before the first dispatch read). The lambdas
-// capture nothing but the row's assignment number i: ClickHouse 18.16
-// loses track of the columns a lambda captures, and copies a captured
-// array for every element.
-func (db *DB) caseAssignments(keyExpr string, from, to int64) string {
+// A case's events are grouped into arrays sorted by (seq, ts); of events
+// sharing a seq (an event of a refused action that its retry replaced)
+// the latest is kept. A refused action's event that no retry replaced
+// still counts: telling it apart needs the case's stored version, a
+// second pass over the cases table. a numbers each event's assignment (0
+// before the first dispatch); each dispatch is one assignment (see
+// cases.Tally), with what became of it until the case's next dispatch. A
+// deadline of 0 is none, and met. The lambdas capture nothing but the
+// row's assignment number i: ClickHouse 18.16 loses track of the columns
+// a lambda captures, and copies a captured array for every element.
+//
+// The actions are the case's events once per (seq, role, actor, kind,
+// grid), stamped with the latest ts stored for it: an event stored twice
+// (a retried write) counts once. The version is the latest event's ts
+// (ms) times 65536 plus the number of seqs, so a case's later computation
+// has a higher version, also when an event replaces a refused one.
+func caseSummarySelect(c Capabilities, database, where string) string {
 	kinds := make([]string, len(caseKinds))
 	for i, k := range caseKinds {
 		kinds[i] = "'" + string(k) + "'"
 	}
-	since := db.msExpr("ts") + " >= " + fmt.Sprint(from)
-	if db.layout.DateTime64 {
-		since = "ts >= fromUnixTimestamp64Milli(toInt64(" + fmt.Sprint(from) + "))"
-	} else {
-		since += " AND date >= toDate(toDateTime(intDiv(" + fmt.Sprint(from) + ", 1000), 'UTC'))"
-	}
+	ts, due := msExpr(c, "ts"), msExpr(c, "due")
 	code := func(k cases.EventKind) string { return fmt.Sprint(slices.Index(caseKinds, k) + 1) }
 	in := func(k cases.EventKind) string { return "(kk, aa) -> aa = i AND kk = " + code(k) + ", k, a" }
-	return "SELECT " + keyExpr + " AS key, disp[i].4 AS grid, disp[i].3 AS unit, disp[i + 1].3 AS next_unit, disp[i].2 AS dispatched," +
+	// next is arr shifted by one, padded with pad: the element after each.
+	next := func(arr, pad string) string { return "arrayPushBack(arrayPopFront(" + arr + "), " + pad + ")" }
+	perCase := "SELECT case_id, toUInt64(max(" + ts + ")) * 65536 + least(uniqExact(seq), 65535) AS version," +
+		" arraySort(groupArray((seq, " + ts + ", toUInt8(indexOf([" + strings.Join(kinds, ", ") + "], kind)), " +
+		due + ", satisfaction))) AS raw," +
+		" arrayMap(x -> x.1, raw) AS rseq," +
+		" arrayFilter((x, q, nq) -> q != nq, raw, rseq, " + next("rseq", "0") + ") AS evs," +
+		" arrayMap(x -> x.2, evs) AS t, arrayMap(x -> x.3, evs) AS k, arrayMap(x -> x.4, evs) AS d, arrayMap(x -> x.5, evs) AS s," +
+		" arrayCumSum(arrayMap(x -> toUInt32(x = 1), k)) AS a," +
+		" arrayMap(x -> x.1, arrayFilter(x -> x.3 = 1, evs)) AS dseqs," +
+		" arraySort(groupArrayIf((seq, " + ts + ", unit, grid, actor), kind = 'dispatch')) AS draw," +
+		" arrayFilter((x, j) -> has(dseqs, x.1) AND (j = length(draw) OR draw[j + 1].1 != x.1), draw, arrayEnumerate(draw)) AS disp," +
+		" arraySort(groupArray((seq, CAST(role AS String), CAST(actor AS String), CAST(kind AS String), CAST(grid AS String), " + ts + "))) AS araw," +
+		" arrayMap(x -> x.1, araw) AS aq, arrayMap(x -> x.2, araw) AS ar, arrayMap(x -> x.3, araw) AS ac," +
+		" arrayMap(x -> x.4, araw) AS ak, arrayMap(x -> x.5, araw) AS ag," +
+		" arrayFilter((x, q, nq, r, nr, c, nc, w, nw, g, ng) -> q != nq OR r != nr OR c != nc OR w != nw OR g != ng, araw," +
+		" aq, " + next("aq", "0") + ", ar, " + next("ar", "''") + ", ac, " + next("ac", "''") + ", ak, " + next("ak", "''") +
+		", ag, " + next("ag", "''") + ") AS acts" +
+		" FROM " + quoteTable(database, "case_events") + " WHERE " + where + " GROUP BY case_id"
+	perAssignment := "SELECT case_id, version, i, acts, disp[i].3 AS unit, disp[i].4 AS grid, disp[i].5 AS dispatcher," +
+		" disp[i].2 AS dispatched, arrayExists(" + in(cases.EventReturn) + ") AS returned," +
+		" returned AND disp[i + 1].3 != unit AS misrouted, returned AND disp[i + 1].3 = unit AS wrong_return," +
 		" arrayFirstIndex(" + in(cases.EventSign) + ") AS sj, sj > 0 AS signed, t[sj] AS sign_t," +
 		" NOT signed OR d[sj] = 0 OR sign_t <= d[sj] AS sign_ok," +
-		" arrayExists(" + in(cases.EventReturn) + ") AS returned," +
 		" arrayExists(" + in(cases.EventVoid) + ") OR arrayExists(" + in(cases.EventMerge) + ") AS withdrawn," +
 		// The last handle report: the first found from the end.
 		" toUInt32(length(k) + 1 - arrayFirstIndex((kk, aa) -> aa = i AND kk = " + code(cases.EventHandle) + ", arrayReverse(k), arrayReverse(a))) AS hj0," +
@@ -72,19 +113,46 @@ func (db *DB) caseAssignments(keyExpr string, from, to int64) string {
 		" arrayExists(" + in(cases.EventOverdue) + ") OR NOT sign_ok OR NOT handle_ok OR NOT close_ok AS overdue," +
 		" arraySum(arrayMap((ss, kk, aa) -> if(aa = i AND kk = " + code(cases.EventEvaluate) + ", ss, 0), s, k, a)) AS sat_sum," +
 		" arrayCount(" + in(cases.EventEvaluate) + ") AS sat_n" +
-		" FROM (SELECT case_id," +
-		" arraySort(groupArray((seq, " + db.msExpr("ts") + ", toUInt8(indexOf([" + strings.Join(kinds, ", ") + "], kind)), " +
-		db.msExpr("due") + ", satisfaction))) AS raw," +
-		" arrayMap(x -> x.1, raw) AS rseq," +
-		" arrayFilter((x, q, nq) -> q != nq, raw, rseq, arrayPushBack(arrayPopFront(rseq), 0)) AS evs," +
-		" arrayMap(x -> x.2, evs) AS t, arrayMap(x -> x.3, evs) AS k, arrayMap(x -> x.4, evs) AS d, arrayMap(x -> x.5, evs) AS s," +
-		" arrayCumSum(arrayMap(x -> toUInt32(x = 1), k)) AS a," +
-		" arrayMap(x -> x.1, arrayFilter(x -> x.3 = 1, evs)) AS dseqs," +
-		" arraySort(groupArrayIf((seq, " + db.msExpr("ts") + ", unit, grid, actor), kind = 'dispatch')) AS draw," +
-		" arrayFilter((x, j) -> has(dseqs, x.1) AND (j = length(draw) OR draw[j + 1].1 != x.1), draw, arrayEnumerate(draw)) AS disp" +
-		" FROM " + quoteTable(db.opts.Database, "case_events") + " WHERE " + since + " GROUP BY case_id)" +
-		" ARRAY JOIN arrayEnumerate(disp) AS i" +
-		" WHERE dispatched >= " + fmt.Sprint(from) + " AND dispatched < " + fmt.Sprint(to)
+		" FROM (" + perCase + ") LEFT ARRAY JOIN arrayEnumerate(disp) AS i"
+	var exprs []string
+	for _, e := range []string{"unit", "grid", "dispatcher", "dispatched", "misrouted", "wrong_return", "withdrawn",
+		"signed", "signed AND sign_ok", "handled", "handled AND handle_ok", "toUInt16(reworks)", "extended",
+		"closed", "closed AND close_ok", "overdue", "toUInt32(sat_sum)", "toUInt16(sat_n)",
+		"if(signed, sign_t - dispatched, 0)", "if(handled, handle_t - dispatched, 0)"} {
+		exprs = append(exprs, "groupArrayIf("+e+", i > 0)")
+	}
+	for _, j := range []int{6, 2, 3, 4, 5} {
+		exprs = append(exprs, fmt.Sprintf("any(arrayMap(x -> x.%d, acts))", j))
+	}
+	// The columns are named as in the table, so that the SELECT also
+	// stands for it (caseTallies, caseActions).
+	for j := range exprs {
+		exprs[j] += " AS " + caseSummaryColumns[j+2]
+	}
+	return "SELECT case_id, any(version), " + strings.Join(exprs, ", ") + " FROM (" + perAssignment + ") GROUP BY case_id"
+}
+
+// caseSummaryChunk is how many cases one refresh of case_summaries
+// recomputes.
+const caseSummaryChunk = 1000
+
+// refreshCaseSummaries recomputes the case_summaries rows of the cases ids
+// from their stored events.
+func (db *DB) refreshCaseSummaries(ctx context.Context, ids []string) error {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	query := "INSERT INTO " + quoteTable(db.opts.Database, "case_summaries") + " (" + strings.Join(caseSummaryColumns, ", ") + ") " +
+		caseSummarySelect(db.layout, db.opts.Database, "case_id IN ?")
+	for start := 0; start < len(ids); start += caseSummaryChunk {
+		chunk := ids[start:min(start+caseSummaryChunk, len(ids))]
+		set := clickhouse.GroupSet{Value: make([]any, len(chunk))}
+		for i, id := range chunk {
+			set.Value[i] = id
+		}
+		if err := db.conn.Exec(ctx, query, set); err != nil {
+			return fmt.Errorf("storage: summarize %d cases: %w", len(chunk), err)
+		}
+	}
+	return nil
 }
 
 // CaseTallies counts, from the stored case events, the assignments
@@ -93,17 +161,28 @@ func (db *DB) caseAssignments(keyExpr string, from, to int64) string {
 // after to. inScope, when not nil, keeps only the assignments of the grids
 // it accepts (a scoped token's subtree).
 func (db *DB) CaseTallies(ctx context.Context, by CaseStatsBy, from, to time.Time, inScope func(grid string) bool) ([]cases.Tally, error) {
-	keyExpr, ok := map[CaseStatsBy]string{CaseStatsByUnit: "disp[i].3", CaseStatsByGrid: "disp[i].4", CaseStatsByDispatcher: "disp[i].5"}[by]
+	return db.caseTallies(ctx, by, from, to, inScope, quoteTable(db.opts.Database, "case_summaries")+" FINAL")
+}
+
+// caseTallies is CaseTallies reading the case summaries from source: the
+// table, or a query computing them from the events.
+func (db *DB) caseTallies(ctx context.Context, by CaseStatsBy, from, to time.Time, inScope func(grid string) bool, source string) ([]cases.Tally, error) {
+	keyExpr, ok := map[CaseStatsBy]string{CaseStatsByUnit: "a.unit", CaseStatsByGrid: "a.grid", CaseStatsByDispatcher: "a.dispatcher"}[by]
 	if !ok {
 		return nil, fmt.Errorf("storage: case statistics by %q: want unit, grid or dispatcher", by)
 	}
-	query := "SELECT key, grid, count(), countIf(returned AND next_unit != unit), countIf(returned AND next_unit = unit)," +
-		" countIf(withdrawn), countIf(signed), countIf(signed AND sign_ok), countIf(handled), countIf(handled AND handle_ok)," +
-		" countIf(reworks > 0), sum(reworks), countIf(extended), countIf(closed), countIf(closed AND close_ok)," +
-		" countIf(overdue AND NOT (returned AND next_unit != unit) AND NOT withdrawn)," +
-		" sum(sat_sum), sum(sat_n), sumIf(sign_t - dispatched, signed), sumIf(handle_t - dispatched, handled)" +
-		" FROM (" + db.caseAssignments(keyExpr, from.UnixMilli(), to.UnixMilli()) + ") GROUP BY key, grid"
-	rows, err := db.conn.Query(ctx, query)
+	// Without a scope the grids need not come back.
+	group, grid := "key", "''"
+	if inScope != nil {
+		group, grid = "key, grid", "a.grid"
+	}
+	query := "SELECT " + keyExpr + " AS key, " + grid + " AS grid, count(), sum(a.misrouted), sum(a.wrong_return), sum(a.withdrawn)," +
+		" sum(a.signed), sum(a.signed_on_time), sum(a.handled), sum(a.handled_on_time), countIf(a.reworks > 0), sum(a.reworks)," +
+		" sum(a.extended), sum(a.closed), sum(a.closed_on_time), countIf(a.overdue AND NOT a.misrouted AND NOT a.withdrawn)," +
+		" sum(a.satisfaction_sum), sum(a.satisfaction_n), sum(a.sign_ms), sum(a.handle_ms)" +
+		" FROM " + source + " ARRAY JOIN assignment AS a" +
+		" WHERE a.dispatched >= toInt64(?) AND a.dispatched < toInt64(?) GROUP BY " + group
+	rows, err := db.conn.Query(ctx, query, from.UnixMilli(), to.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("storage: case statistics by %s: %w", by, err)
 	}
@@ -150,10 +229,23 @@ func (db *DB) CaseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 // only the events of the grids it accepts. An event stored twice (a
 // retried write) counts once; the event of an action whose save failed
 // after its event was written counts beside the event that replaced it
-// (CaseTallies counts only the latter), a rare storage failure's trace.
+// (CaseTallies counts only the latter), a rare storage failure's trace,
+// unless both are of the same kind by the same actor: then they count
+// once, at the time of the later.
 func (db *DB) CaseActions(ctx context.Context, from, to time.Time, inScope func(grid string) bool) ([]cases.ActionCount, error) {
-	query := "SELECT role, actor, kind, grid, uniqExact(case_id, seq) FROM " + quoteTable(db.opts.Database, "case_events") +
-		" WHERE " + db.msExpr("ts") + " >= toInt64(?) AND " + db.msExpr("ts") + " < toInt64(?) GROUP BY role, actor, kind, grid"
+	return db.caseActions(ctx, from, to, inScope, quoteTable(db.opts.Database, "case_summaries")+" FINAL")
+}
+
+// caseActions is CaseActions reading the case summaries from source, as
+// caseTallies.
+func (db *DB) caseActions(ctx context.Context, from, to time.Time, inScope func(grid string) bool, source string) ([]cases.ActionCount, error) {
+	group, grid := "role, actor, kind", "''"
+	if inScope != nil {
+		group, grid = "role, actor, kind, grid", "a.grid"
+	}
+	query := "SELECT a.role AS role, a.actor AS actor, a.kind AS kind, " + grid + " AS grid, count() FROM " + source +
+		" ARRAY JOIN action AS a" +
+		" WHERE a.ts >= toInt64(?) AND a.ts < toInt64(?) GROUP BY " + group
 	rows, err := db.conn.Query(ctx, query, from.UnixMilli(), to.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("storage: case actions: %w", err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/storage"
 )
 
@@ -62,65 +63,105 @@ func fillCaseYear(tb testing.TB, db *storage.DB, n int) int {
 	return int(events)
 }
 
-// BenchmarkCaseStatsYear measures the unit statistics of a year of cases
-// (≥ 1 M events) against a baseline run in the same benchmark: the
-// simplest grouping of the same rows (count per unit), the floor of any
-// query that reads them.
+// BenchmarkCaseStatsYear measures the statistics of a year of cases (≥ 1
+// M events) read from the case summaries against baselines run in the
+// same benchmark: the same numbers computed from the raw events at query
+// time (what the statistics cost without the summaries), and the
+// simplest grouping of the raw events (count per unit), the floor of any
+// query that reads them. The events are stored as a gridwatch before the
+// summaries did; the migration computes the summaries (backfill-s), and
+// the benchmark checks that they give the numbers the events give.
 func BenchmarkCaseStatsYear(b *testing.B) {
-	db := openMigrated(b, storage.Options{})
+	db := openBefore(b, 14)
 	events := fillCaseYear(b, db, 125_000)
 	if events < 1_000_000 {
 		b.Fatalf("%d events", events)
 	}
+	start := time.Now()
+	if err := db.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	backfill := time.Since(start)
 	from, to := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
-	b.Run("tallies", func(b *testing.B) {
-		ctx := logQueries(b, "tallies")
-		for b.Loop() {
-			rows, err := db.CaseTallies(ctx, storage.CaseStatsByUnit, from, to, nil)
-			if err != nil || len(rows) != 58 {
-				b.Fatalf("%d rows, %v", len(rows), err)
+	sameAsEvents(b, db, from, to, func(g string) bool { return g < "G3" })
+	perOp := map[string]time.Duration{}
+	run := func(name string, query func(ctx context.Context) (int, error), want int) {
+		b.Run(name, func(b *testing.B) {
+			ctx, id := logQueries(name)
+			start := time.Now()
+			for b.Loop() {
+				if n, err := query(ctx); err != nil || n != want {
+					b.Fatalf("%d rows, %v", n, err)
+				}
 			}
+			perOp[name] = time.Since(start) / time.Duration(b.N)
+			b.ReportMetric(float64(events), "events")
+			reportServerCPU(b, db, id)
+		})
+	}
+	tallies := func(f func(context.Context, storage.CaseStatsBy, time.Time, time.Time, func(string) bool) ([]cases.Tally, error)) func(context.Context) (int, error) {
+		return func(ctx context.Context) (int, error) {
+			rows, err := f(ctx, storage.CaseStatsByUnit, from, to, nil)
+			return len(rows), err
 		}
-		b.ReportMetric(float64(events), "events")
-		reportServerCPU(b, db, "tallies")
-	})
-	b.Run("baseline_count_by_unit", func(b *testing.B) {
-		ctx := logQueries(b, "baseline")
-		for b.Loop() {
-			rows, err := db.Conn().Query(ctx, "SELECT unit, count() FROM `"+db.Database()+"`.case_events GROUP BY unit")
-			if err != nil {
-				b.Fatal(err)
-			}
-			for rows.Next() {
-			}
-			rows.Close()
+	}
+	actions := func(f func(context.Context, time.Time, time.Time, func(string) bool) ([]cases.ActionCount, error)) func(context.Context) (int, error) {
+		return func(ctx context.Context) (int, error) {
+			rows, err := f(ctx, from, to, nil)
+			return len(rows), err
 		}
-		reportServerCPU(b, db, "baseline")
-	})
+	}
+	// 10 dispatchers dispatch; the units' staff does the 8 other kinds.
+	const actionRows = 10 + 8
+	run("tallies", tallies(db.CaseTallies), 58)
+	run("tallies_from_events", tallies(db.CaseTalliesFromEvents), 58)
+	run("actions", actions(db.CaseActions), actionRows)
+	run("actions_from_events", actions(db.CaseActionsFromEvents), actionRows)
+	run("baseline_count_by_unit", func(ctx context.Context) (int, error) {
+		rows, err := db.Conn().Query(ctx, "SELECT unit, count() FROM `"+db.Database()+"`.case_events GROUP BY unit")
+		if err != nil {
+			return 0, err
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		return n, rows.Err()
+	}, 58)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.Logf("a year of cases, %d events: backfill %.1f s; tallies %.0f ms/op, from the events %.0f ms/op (%.1f×); "+
+		"actions %.0f ms/op, from the events %.0f ms/op (%.1f×); count by unit %.0f ms/op",
+		events, backfill.Seconds(), ms(perOp["tallies"]), ms(perOp["tallies_from_events"]),
+		float64(perOp["tallies_from_events"])/float64(perOp["tallies"]),
+		ms(perOp["actions"]), ms(perOp["actions_from_events"]), float64(perOp["actions_from_events"])/float64(perOp["actions"]),
+		ms(perOp["baseline_count_by_unit"]))
 }
 
-// logQueries returns a context whose queries ClickHouse logs under a query
-// id starting with name, for reportServerCPU.
-func logQueries(b *testing.B, name string) context.Context {
-	return clickhouse.Context(context.Background(), clickhouse.WithQueryID(fmt.Sprintf("%s-%d", name, time.Now().UnixNano())),
-		clickhouse.WithSettings(clickhouse.Settings{"log_queries": 1}))
+// logQueries returns a context whose queries ClickHouse logs under one
+// query id, made of name, and that id, for reportServerCPU.
+func logQueries(name string) (context.Context, string) {
+	id := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	return clickhouse.Context(context.Background(), clickhouse.WithQueryID(id),
+		clickhouse.WithSettings(clickhouse.Settings{"log_queries": 1})), id
 }
 
 // reportServerCPU reports the mean CPU time (user) the server spent on the
-// queries logged under name: a figure a loaded machine distorts less than
-// the wall time.
-func reportServerCPU(b *testing.B, db *storage.DB, name string) {
+// queries logged under id, a figure a loaded machine distorts less than
+// the wall time, and the rows they read.
+func reportServerCPU(b *testing.B, db *storage.DB, id string) {
 	ctx := context.Background()
 	if err := db.Conn().Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
 		b.Logf("no query log: %v", err)
 		return
 	}
-	var us float64
-	err := db.Conn().QueryRow(ctx, "SELECT avg(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]) FROM system.query_log"+
-		" WHERE type = 2 AND startsWith(query_id, ?)", name+"-").Scan(&us)
+	var us, rows float64
+	err := db.Conn().QueryRow(ctx, "SELECT avg(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]), avg(read_rows)"+
+		" FROM system.query_log WHERE type = 2 AND query_id = ?", id).Scan(&us, &rows)
 	if err != nil {
 		b.Logf("no query log: %v", err)
 		return
 	}
 	b.ReportMetric(us/1000, "server-cpu-ms/op")
+	b.ReportMetric(rows, "rows-read/op")
 }

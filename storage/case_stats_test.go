@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,8 +10,17 @@ import (
 	"github.com/gridwatch/gridwatch/storage"
 )
 
-// insertCaseEvents stores events in case_events as the case Store does.
+// insertCaseEvents stores events as the case Store does (SaveCases).
 func insertCaseEvents(t testing.TB, db *storage.DB, events []cases.Event) {
+	t.Helper()
+	if err := db.SaveCases(context.Background(), nil, 0, events); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// insertRawCaseEvents stores events in case_events alone, as versions
+// before the case summaries did.
+func insertRawCaseEvents(t testing.TB, db *storage.DB, events []cases.Event) {
 	t.Helper()
 	ctx := context.Background()
 	var tsType string
@@ -46,6 +56,40 @@ func insertCaseEvents(t testing.TB, db *storage.DB, events []cases.Event) {
 	if err := b.Send(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openBefore opens a fresh database with the migrations before version
+// applied and recorded, as an older gridwatch left it.
+func openBefore(t testing.TB, version int) *storage.DB {
+	t.Helper()
+	db := openDB(t, storage.Options{})
+	s, err := db.Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := db.Conn().Exec(ctx, s.Bookkeeping); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Migrations {
+		if m.Version >= version {
+			break
+		}
+		if err := db.Conn().Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("migration %d: %v", m.Version, err)
+		}
+		b, err := db.Conn().PrepareBatch(ctx, "INSERT INTO `"+db.Database()+"`.schema_migrations (version, name)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Append(uint32(m.Version), m.Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Send(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
 }
 
 // caseScript builds a case's events: each step is after the case's start.
@@ -85,8 +129,8 @@ func (c *caseScript) dispatch(at time.Duration, unit, dispatcher string) *caseSc
 	return c.add(at, cases.EventDispatch, dispatcher, at+30*time.Minute, 0)
 }
 
-func TestCaseTallies(t *testing.T) {
-	db := openMigrated(t, storage.Options{})
+// talliedCases are the cases of the tally tests, in March 2026 but one.
+func talliedCases() []cases.Event {
 	march := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	m, h := time.Minute, time.Hour
 	var evs []cases.Event
@@ -126,9 +170,45 @@ func TestCaseTallies(t *testing.T) {
 	} {
 		evs = append(evs, c.evs...)
 	}
+	return evs
+}
+
+func TestCaseTallies(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	evs := talliedCases()
 	insertCaseEvents(t, db, evs)
 	insertCaseEvents(t, db, evs[2:5]) // a retried write: the same events again
+	checkTallies(t, db)
+}
 
+// TestCaseSummariesBackfill stores the cases as a gridwatch before the
+// case summaries did, then migrates: the migration computes them.
+func TestCaseSummariesBackfill(t *testing.T) {
+	db := openBefore(t, 14)
+	evs := talliedCases()
+	insertRawCaseEvents(t, db, evs)
+	insertRawCaseEvents(t, db, evs[2:5])
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkTallies(t, db)
+	// A migration run again before it was recorded stores the summaries
+	// twice: they still count once.
+	s, err := db.Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Conn().Exec(context.Background(), s.Migrations[len(s.Migrations)-1].SQL); err != nil {
+		t.Fatal(err)
+	}
+	checkTallies(t, db)
+}
+
+// checkTallies checks the statistics of talliedCases, stored with a
+// retried write of three events.
+func checkTallies(t *testing.T, db *storage.DB) {
+	t.Helper()
+	m, h := time.Minute, time.Hour
 	from, to := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
 	got, err := db.CaseTallies(context.Background(), storage.CaseStatsByUnit, from, to, nil)
 	if err != nil {
@@ -192,5 +272,40 @@ func TestCaseTallies(t *testing.T) {
 	// replaced it (CaseActions documents it).
 	if n["disp1/dispatch"] != 5 || n["disp2/dispatch"] != 5 || n["u1/sign"] != 1 || n["u1/return"] != 2 || n["op/close"] != 3 || n["sup/verify_pass"] != 2 || n["u2/sign"] != 4 {
 		t.Errorf("actions %v", n)
+	}
+	sameAsEvents(t, db, from, to, func(g string) bool { return g == "G2" })
+}
+
+// sameAsEvents checks that the statistics of [from, to) read from the case
+// summaries equal those computed from the raw events, whole and within
+// scope.
+func sameAsEvents(t testing.TB, db *storage.DB, from, to time.Time, scope func(string) bool) {
+	t.Helper()
+	ctx := context.Background()
+	for _, sc := range []func(string) bool{nil, scope} {
+		for _, by := range []storage.CaseStatsBy{storage.CaseStatsByUnit, storage.CaseStatsByGrid, storage.CaseStatsByDispatcher} {
+			got, err := db.CaseTallies(ctx, by, from, to, sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := db.CaseTalliesFromEvents(ctx, by, from, to, sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("tallies by %s (scoped %v) from the summaries\n%+v\nfrom the events\n%+v", by, sc != nil, got, want)
+			}
+		}
+		got, err := db.CaseActions(ctx, from, to, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := db.CaseActionsFromEvents(ctx, from, to, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("actions (scoped %v) from the summaries\n%+v\nfrom the events\n%+v", sc != nil, got, want)
+		}
 	}
 }

@@ -18,10 +18,23 @@ import (
 // refused) has a Seq above the case's version; it is not loaded, and the
 // next action's event, taking the same Seq, replaces it.
 
-// SaveCases stores events, then the rows of cs under revision.
+// SaveCases stores events, recomputes the case_summaries rows of their
+// cases, then stores the rows of cs under revision: a save that fails
+// before its case rows are stored is a refused action, whose event the
+// next action's replaces.
 func (db *DB) SaveCases(ctx context.Context, cs []cases.Case, revision uint64, events []cases.Event) error {
 	if err := db.saveCaseEvents(ctx, events); err != nil {
 		return err
+	}
+	touched := make([]string, len(events))
+	for i, ev := range events {
+		touched[i] = ev.CaseID
+	}
+	if err := db.refreshCaseSummaries(ctx, touched); err != nil {
+		return err
+	}
+	if len(cs) == 0 {
+		return nil
 	}
 	n := len(cs)
 	var (

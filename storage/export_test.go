@@ -407,6 +407,14 @@ func TestExportAlertsAndCasesIntegration(t *testing.T) {
 	if got := readRows(buf.Bytes(), "case_id", "seq", "kind", "note", "evidence", "due"); !slices.Equal(got, wantCases) {
 		t.Errorf("case_events restored = %q, want %q", got, wantCases)
 	}
+	// The restored events count in the case statistics: c1's two.
+	acts, err := fresh.CaseActions(ctx, exportFrom, exportTo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acts) != 2 || acts[0].Kind != "dispatch" || acts[0].N != 1 || acts[1].Kind != "register" || acts[1].N != 1 {
+		t.Errorf("actions of the restored cases %+v", acts)
+	}
 	buf.Reset()
 	if _, err := fresh.Export(ctx, storage.ExportQuery{Table: "alerts", From: exportFrom, To: exportTo}, &buf); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/ipc"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/apache/arrow/go/v15/parquet/file"
@@ -70,7 +71,8 @@ type ImportInfo struct {
 // an interrupted restore can be run again. Other tables get the same ids as
 // insert_deduplication_token where the server has it (it remembers the last
 // 1000 inserts); the replacing tables (alerts, alert_events, case_events)
-// keep one row per key anyway. camera_health, rejected and device_status
+// keep one row per key anyway; imported case events have their cases'
+// summaries recomputed. camera_health, rejected and device_status
 // rows imported twice on 18.16 are stored twice.
 func Import(ctx context.Context, w *Writer, src ImportSource, o ImportOptions) (ImportResult, error) {
 	if o.BatchRows <= 0 {
@@ -119,6 +121,9 @@ func Import(ctx context.Context, w *Writer, src ImportSource, o ImportOptions) (
 			}
 		} else if err == nil {
 			res.Skipped++
+		}
+		if err == nil && res.Table == "case_events" {
+			err = w.db.refreshCaseSummaries(ctx, caseIDs(rec))
 		}
 		res.Rows += rec.NumRows()
 		rec.Release()
@@ -227,4 +232,18 @@ func (i *ImportInfo) readMetadata(md arrow.Metadata) {
 		return ""
 	}
 	i.Table, i.From, i.To, i.ExportID = get(MetaTable), get(MetaFrom), get(MetaTo), get(MetaExportID)
+}
+
+// caseIDs are the values of rec's case_id column, none without one.
+func caseIDs(rec arrow.Record) []string {
+	for i, f := range rec.Schema().Fields() {
+		if col, ok := rec.Column(i).(*array.String); ok && f.Name == "case_id" {
+			ids := make([]string, col.Len())
+			for j := range ids {
+				ids[j] = col.Value(j)
+			}
+			return ids
+		}
+	}
+	return nil
 }

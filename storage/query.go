@@ -49,8 +49,12 @@ type Bucket struct {
 }
 
 // msExpr is the SQL of column col in epoch milliseconds (Int64).
-func (db *DB) msExpr(col string) string {
-	if db.layout.DateTime64 {
+func (db *DB) msExpr(col string) string { return msExpr(db.layout, col) }
+
+// msExpr is the SQL of time column col of tables laid out as c, in epoch
+// milliseconds (Int64).
+func msExpr(c Capabilities, col string) string {
+	if c.DateTime64 {
 		return "toUnixTimestamp64Milli(" + col + ")"
 	}
 	return col

@@ -393,6 +393,15 @@ func (d ddl) IfNotExists() string {
 	return "IF NOT EXISTS "
 }
 
+// CaseSummaries is the INSERT that computes the case_summaries row of
+// every case from the events stored in case_events. Run twice (a crash
+// before it is recorded), it stores each row twice with the same version,
+// which reading FINAL keeps once.
+func (d ddl) CaseSummaries() string {
+	return "INSERT INTO " + d.Table("case_summaries") + " (" + strings.Join(caseSummaryColumns, ", ") + ")\n" +
+		caseSummarySelect(d.c, d.o.Database, "1")
+}
+
 // quoteTable returns `db`.`table`; both must have passed checkIdent.
 func quoteTable(db, table string) string {
 	return "`" + db + "`.`" + table + "`"
