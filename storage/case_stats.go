@@ -132,6 +132,11 @@ func caseSummarySelect(c Capabilities, database, where string) string {
 	return "SELECT case_id, any(version), " + strings.Join(exprs, ", ") + " FROM (" + perAssignment + ") GROUP BY case_id"
 }
 
+// finalSettings end a query of case_summaries FINAL whose WHERE must
+// apply to the rows FINAL keeps: moved to PREWHERE, it could pick a case's
+// earlier summary (see Export).
+const finalSettings = " SETTINGS optimize_move_to_prewhere = 0"
+
 // caseSummaryChunk is how many cases one refresh of case_summaries
 // recomputes.
 const caseSummaryChunk = 1000
@@ -181,7 +186,7 @@ func (db *DB) caseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 		" sum(a.extended), sum(a.closed), sum(a.closed_on_time), countIf(a.overdue AND NOT a.misrouted AND NOT a.withdrawn)," +
 		" sum(a.satisfaction_sum), sum(a.satisfaction_n), sum(a.sign_ms), sum(a.handle_ms)" +
 		" FROM " + source + " ARRAY JOIN assignment AS a" +
-		" WHERE a.dispatched >= toInt64(?) AND a.dispatched < toInt64(?) GROUP BY " + group
+		" WHERE a.dispatched >= toInt64(?) AND a.dispatched < toInt64(?) GROUP BY " + group + finalSettings
 	rows, err := db.conn.Query(ctx, query, from.UnixMilli(), to.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("storage: case statistics by %s: %w", by, err)
@@ -245,7 +250,7 @@ func (db *DB) caseActions(ctx context.Context, from, to time.Time, inScope func(
 	}
 	query := "SELECT a.role AS role, a.actor AS actor, a.kind AS kind, " + grid + " AS grid, count() FROM " + source +
 		" ARRAY JOIN action AS a" +
-		" WHERE a.ts >= toInt64(?) AND a.ts < toInt64(?) GROUP BY " + group
+		" WHERE a.ts >= toInt64(?) AND a.ts < toInt64(?) GROUP BY " + group + finalSettings
 	rows, err := db.conn.Query(ctx, query, from.UnixMilli(), to.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("storage: case actions: %w", err)

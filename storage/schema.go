@@ -293,6 +293,7 @@ var shardingKeys = map[string]string{
 	"silences":          "cityHash64(id)",
 	"case_events":       "cityHash64(case_id)",
 	"cases":             "cityHash64(id)",
+	"case_summaries":    "cityHash64(case_id)",
 }
 
 // localTable is the name of the local table under a Distributed one.
@@ -394,11 +395,12 @@ func (d ddl) IfNotExists() string {
 }
 
 // CaseSummaries is the INSERT that computes the case_summaries row of
-// every case from the events stored in case_events. Run twice (a crash
-// before it is recorded), it stores each row twice with the same version,
-// which reading FINAL keeps once.
+// every case from the events stored in case_events (on a cluster, through
+// the Distributed tables, which keep a case's events and summary on one
+// shard). Run twice (a crash before it is recorded), it stores each row
+// twice with the same version, which reading FINAL keeps once.
 func (d ddl) CaseSummaries() string {
-	return "INSERT INTO " + d.Table("case_summaries") + " (" + strings.Join(caseSummaryColumns, ", ") + ")\n" +
+	return "INSERT INTO " + quoteTable(d.o.Database, "case_summaries") + " (" + strings.Join(caseSummaryColumns, ", ") + ")\n" +
 		caseSummarySelect(d.c, d.o.Database, "1")
 }
 

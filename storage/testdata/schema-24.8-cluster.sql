@@ -286,3 +286,47 @@ CREATE TABLE IF NOT EXISTS `gridwatch`.`camera_health__new` ON CLUSTER `gridwatc
 ENGINE = Distributed(`gridwatch`, `gridwatch`, `camera_health_local`, cityHash64(camera));
 RENAME TABLE `gridwatch`.`camera_health` TO `gridwatch`.`camera_health__old`, `gridwatch`.`camera_health__new` TO `gridwatch`.`camera_health` ON CLUSTER `gridwatch`;
 DROP TABLE IF EXISTS `gridwatch`.`camera_health__old` ON CLUSTER `gridwatch`;
+
+-- migration 0014: case_summaries
+CREATE TABLE IF NOT EXISTS `gridwatch`.`case_summaries_local` ON CLUSTER `gridwatch`
+(
+    `case_id` String,
+    `version` UInt64,
+    `assignment` Nested(
+        `unit` LowCardinality(String),
+        `grid` LowCardinality(String),
+        `dispatcher` String,
+        `dispatched` Int64,
+        `misrouted` UInt8,
+        `wrong_return` UInt8,
+        `withdrawn` UInt8,
+        `signed` UInt8,
+        `signed_on_time` UInt8,
+        `handled` UInt8,
+        `handled_on_time` UInt8,
+        `reworks` UInt16,
+        `extended` UInt8,
+        `closed` UInt8,
+        `closed_on_time` UInt8,
+        `overdue` UInt8,
+        `satisfaction_sum` UInt32,
+        `satisfaction_n` UInt16,
+        `sign_ms` Int64,
+        `handle_ms` Int64
+    ),
+    `action` Nested(
+        `ts` Int64,
+        `role` LowCardinality(String),
+        `actor` String,
+        `kind` LowCardinality(String),
+        `grid` LowCardinality(String)
+    )
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gridwatch/case_summaries', '{replica}', version)
+ORDER BY case_id;
+CREATE TABLE IF NOT EXISTS `gridwatch`.`case_summaries` ON CLUSTER `gridwatch` AS `gridwatch`.`case_summaries_local`
+ENGINE = Distributed(`gridwatch`, `gridwatch`, `case_summaries_local`, cityHash64(case_id));
+
+-- migration 0015: case_summaries_backfill
+INSERT INTO `gridwatch`.`case_summaries` (case_id, version, `assignment.unit`, `assignment.grid`, `assignment.dispatcher`, `assignment.dispatched`, `assignment.misrouted`, `assignment.wrong_return`, `assignment.withdrawn`, `assignment.signed`, `assignment.signed_on_time`, `assignment.handled`, `assignment.handled_on_time`, `assignment.reworks`, `assignment.extended`, `assignment.closed`, `assignment.closed_on_time`, `assignment.overdue`, `assignment.satisfaction_sum`, `assignment.satisfaction_n`, `assignment.sign_ms`, `assignment.handle_ms`, `action.ts`, `action.role`, `action.actor`, `action.kind`, `action.grid`)
+SELECT case_id, any(version), groupArrayIf(unit, i > 0) AS `assignment.unit`, groupArrayIf(grid, i > 0) AS `assignment.grid`, groupArrayIf(dispatcher, i > 0) AS `assignment.dispatcher`, groupArrayIf(dispatched, i > 0) AS `assignment.dispatched`, groupArrayIf(misrouted, i > 0) AS `assignment.misrouted`, groupArrayIf(wrong_return, i > 0) AS `assignment.wrong_return`, groupArrayIf(withdrawn, i > 0) AS `assignment.withdrawn`, groupArrayIf(signed, i > 0) AS `assignment.signed`, groupArrayIf(signed AND sign_ok, i > 0) AS `assignment.signed_on_time`, groupArrayIf(handled, i > 0) AS `assignment.handled`, groupArrayIf(handled AND handle_ok, i > 0) AS `assignment.handled_on_time`, groupArrayIf(toUInt16(reworks), i > 0) AS `assignment.reworks`, groupArrayIf(extended, i > 0) AS `assignment.extended`, groupArrayIf(closed, i > 0) AS `assignment.closed`, groupArrayIf(closed AND close_ok, i > 0) AS `assignment.closed_on_time`, groupArrayIf(overdue, i > 0) AS `assignment.overdue`, groupArrayIf(toUInt32(sat_sum), i > 0) AS `assignment.satisfaction_sum`, groupArrayIf(toUInt16(sat_n), i > 0) AS `assignment.satisfaction_n`, groupArrayIf(if(signed, sign_t - dispatched, 0), i > 0) AS `assignment.sign_ms`, groupArrayIf(if(handled, handle_t - dispatched, 0), i > 0) AS `assignment.handle_ms`, any(arrayMap(x -> x.6, acts)) AS `action.ts`, any(arrayMap(x -> x.2, acts)) AS `action.role`, any(arrayMap(x -> x.3, acts)) AS `action.actor`, any(arrayMap(x -> x.4, acts)) AS `action.kind`, any(arrayMap(x -> x.5, acts)) AS `action.grid` FROM (SELECT case_id, version, i, acts, disp[i].3 AS unit, disp[i].4 AS grid, disp[i].5 AS dispatcher, disp[i].2 AS dispatched, arrayExists((kk, aa) -> aa = i AND kk = 3, k, a) AS returned, returned AND disp[i + 1].3 != unit AS misrouted, returned AND disp[i + 1].3 = unit AS wrong_return, arrayFirstIndex((kk, aa) -> aa = i AND kk = 2, k, a) AS sj, sj > 0 AS signed, t[sj] AS sign_t, NOT signed OR d[sj] = 0 OR sign_t <= d[sj] AS sign_ok, arrayExists((kk, aa) -> aa = i AND kk = 10, k, a) OR arrayExists((kk, aa) -> aa = i AND kk = 11, k, a) AS withdrawn, toUInt32(length(k) + 1 - arrayFirstIndex((kk, aa) -> aa = i AND kk = 4, arrayReverse(k), arrayReverse(a))) AS hj0, hj0 <= length(k) AS handled, if(handled, hj0, 0) AS hj, t[hj] AS handle_t, NOT handled OR d[hj] = 0 OR handle_t <= d[hj] AS handle_ok, arrayCount((kk, aa) -> aa = i AND kk = 5, k, a) AS reworks, arrayExists((kk, aa) -> aa = i AND kk = 6, k, a) AS extended, arrayFirstIndex((kk, aa) -> aa = i AND kk = 7, k, a) AS cj, cj > 0 AS closed, NOT closed OR d[cj] = 0 OR t[cj] <= d[cj] AS close_ok, arrayExists((kk, aa) -> aa = i AND kk = 8, k, a) OR NOT sign_ok OR NOT handle_ok OR NOT close_ok AS overdue, arraySum(arrayMap((ss, kk, aa) -> if(aa = i AND kk = 9, ss, 0), s, k, a)) AS sat_sum, arrayCount((kk, aa) -> aa = i AND kk = 9, k, a) AS sat_n FROM (SELECT case_id, toUInt64(max(toUnixTimestamp64Milli(ts))) * 65536 + least(uniqExact(seq), 65535) AS version, arraySort(groupArray((seq, toUnixTimestamp64Milli(ts), toUInt8(indexOf(['dispatch', 'sign', 'return', 'handle', 'verify_fail', 'extend_approve', 'close', 'overdue', 'evaluate', 'void', 'merge'], kind)), toUnixTimestamp64Milli(due), satisfaction))) AS raw, arrayMap(x -> x.1, raw) AS rseq, arrayFilter((x, q, nq) -> q != nq, raw, rseq, arrayPushBack(arrayPopFront(rseq), 0)) AS evs, arrayMap(x -> x.2, evs) AS t, arrayMap(x -> x.3, evs) AS k, arrayMap(x -> x.4, evs) AS d, arrayMap(x -> x.5, evs) AS s, arrayCumSum(arrayMap(x -> toUInt32(x = 1), k)) AS a, arrayMap(x -> x.1, arrayFilter(x -> x.3 = 1, evs)) AS dseqs, arraySort(groupArrayIf((seq, toUnixTimestamp64Milli(ts), unit, grid, actor), kind = 'dispatch')) AS draw, arrayFilter((x, j) -> has(dseqs, x.1) AND (j = length(draw) OR draw[j + 1].1 != x.1), draw, arrayEnumerate(draw)) AS disp, arraySort(groupArray((seq, CAST(role AS String), CAST(actor AS String), CAST(kind AS String), CAST(grid AS String), toUnixTimestamp64Milli(ts)))) AS araw, arrayMap(x -> x.1, araw) AS aq, arrayMap(x -> x.2, araw) AS ar, arrayMap(x -> x.3, araw) AS ac, arrayMap(x -> x.4, araw) AS ak, arrayMap(x -> x.5, araw) AS ag, arrayFilter((x, q, nq, r, nr, c, nc, w, nw, g, ng) -> q != nq OR r != nr OR c != nc OR w != nw OR g != ng, araw, aq, arrayPushBack(arrayPopFront(aq), 0), ar, arrayPushBack(arrayPopFront(ar), ''), ac, arrayPushBack(arrayPopFront(ac), ''), ak, arrayPushBack(arrayPopFront(ak), ''), ag, arrayPushBack(arrayPopFront(ag), '')) AS acts FROM `gridwatch`.`case_events` WHERE 1 GROUP BY case_id) LEFT ARRAY JOIN arrayEnumerate(disp) AS i) GROUP BY case_id;
