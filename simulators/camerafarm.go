@@ -571,8 +571,8 @@ func (h *farmHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseC
 	s.stream.Close()
 }
 
-// pace writes the clip's frames at the camera's rate, looping, with RTP
-// timestamps that keep counting across loops, and applies the fault.
+// pace writes the clip's frames to the session's stream and applies the
+// fault.
 func (s *farmSession) pace(ctx context.Context) {
 	c := s.cam
 	if c.Fault == FaultNoVideo || c.Fault == FaultCodecChange {
@@ -587,13 +587,35 @@ func (s *farmSession) pace(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	c.Camera.play(ctx, cl, rng.Uint32(), func(au [][]byte, ts uint32) error {
+		pkts, err := enc(au)
+		if err != nil {
+			return err
+		}
+		for _, p := range pkts {
+			p.Timestamp = ts
+			if c.Fault == FaultLoss && rng.Float64()*100 < c.LossPct {
+				continue
+			}
+			if err := s.stream.WritePacketRTP(medi, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// play hands the clip's frames to send at the camera's rate, looping,
+// with 90 kHz timestamps from ts0 that keep counting across loops, until
+// ctx ends or send fails; FaultLowFPS slows the rate and FaultStall stops
+// the frames after StallAfter.
+func (c *Camera) play(ctx context.Context, cl *clip, ts0 uint32, send func(au [][]byte, ts uint32) error) {
 	fps := c.FPS
 	if c.Fault == FaultLowFPS {
 		fps = c.LowFPS
 	}
 	interval := time.Duration(float64(time.Second) / fps)
-	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	ts0 := rng.Uint32()
 	start := time.Now()
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
@@ -602,19 +624,8 @@ func (s *farmSession) pace(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
-		pkts, err := enc(cl.frames[n%len(cl.frames)])
-		if err != nil {
+		if err := send(cl.frames[n%len(cl.frames)], ts0+uint32(float64(n)*90000/fps)); err != nil {
 			return
-		}
-		ts := ts0 + uint32(float64(n)*90000/fps)
-		for _, p := range pkts {
-			p.Timestamp = ts
-			if c.Fault == FaultLoss && rng.Float64()*100 < c.LossPct {
-				continue
-			}
-			if err := s.stream.WritePacketRTP(medi, p); err != nil {
-				return
-			}
 		}
 		select {
 		case <-ctx.Done():

@@ -23,7 +23,10 @@ import (
 // with a registrar over SIP (UDP or TCP) with digest authentication, keeps
 // alive every KeepaliveInterval, answers Catalog and DeviceInfo queries
 // with its Channels, sends alarms, and can fall silent (Silence) like a
-// camera whose power or link is cut. It uses sipgo, like the registrar,
+// camera whose power or link is cut. Over UDP it also answers an INVITE
+// of any of its channels (GB/T 28181 live play): 200 OK with an SDP
+// answer, then the farm's clip of its Fault as MPEG-PS over RTP to the
+// offered port, until BYE. It uses sipgo, like the registrar,
 // but only its public client and server API: what goes over the wire is
 // ordinary SIP that foreign registrars read too.
 type GBDevice struct {
@@ -44,6 +47,13 @@ type GBDevice struct {
 	Expires time.Duration
 	// Channels are the catalog's channel ids, all reported ON.
 	Channels []string
+	// Fault is the picture an invited stream shows, as a farm camera's:
+	// FaultNone, a picture fault (PictureFaults) but FaultMoved,
+	// FaultStall or FaultLowFPS; FaultOffline never answers an INVITE. It
+	// defaults to none.
+	Fault CameraFault
+	// Codec of the stream: CodecH264 (the default) or CodecH265.
+	Codec string
 	// Manufacturer and Model answer DeviceInfo.
 	Manufacturer, Model string
 	// LocalHost is the loopback address a UDP device sends from, such as
@@ -53,6 +63,13 @@ type GBDevice struct {
 	Logger *slog.Logger
 
 	ua        *sipgo.UserAgent
+	dialogs   *sipgo.DialogServerCache
+	video     Camera
+	clip      *clip
+	ctx       context.Context
+	streamMu  sync.Mutex // orders a stream's start after Close
+	invites   atomic.Int64
+	streaming atomic.Int64
 	client    *sipgo.Client
 	conn      net.PacketConn
 	cancel    context.CancelFunc
@@ -97,6 +114,9 @@ func (d *GBDevice) Start(ctx context.Context) (err error) {
 	if d.Transport != "udp" && d.Transport != "tcp" {
 		return fmt.Errorf("%w: transport %q", ErrBadCamera, d.Transport)
 	}
+	if err := d.gbVideo(); err != nil {
+		return err
+	}
 	quiet := slog.New(slog.DiscardHandler)
 	if d.ua, err = sipgo.NewUA(sipgo.WithUserAgent(d.ID), sipgo.WithUserAgentHostname(d.LocalHost),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
@@ -113,8 +133,18 @@ func (d *GBDevice) Start(ctx context.Context) (err error) {
 		return err
 	}
 	srv.OnMessage(d.onMessage)
+	if d.Transport == "udp" { // streams are offered to UDP devices only
+		srv.OnInvite(d.onInvite)
+		srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = d.dialogs.ReadAck(req, tx) })
+		srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+			if err := d.dialogs.ReadBye(req, tx); err != nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+			}
+		})
+	}
 	opts := []sipgo.ClientOption{sipgo.WithClientLogger(quiet)}
 	ctx, d.cancel = context.WithCancel(ctx)
+	d.ctx = ctx
 	if d.Transport == "udp" {
 		// One socket for both directions, as a camera has: the registrar
 		// sends its queries to the address the device registered from.
@@ -143,6 +173,9 @@ func (d *GBDevice) Start(ctx context.Context) (err error) {
 	}
 	if d.client, err = sipgo.NewClient(d.ua, opts...); err != nil {
 		return err
+	}
+	if d.conn != nil {
+		d.dialogs = newGBDialogs(d.client, d.ID, d.conn.LocalAddr().String())
 	}
 	if err := d.register(ctx, d.Expires); err != nil {
 		return err
@@ -340,7 +373,9 @@ func (d *GBDevice) QueriesAnswered() int64 { return d.queries.Load() }
 func (d *GBDevice) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
+		d.streamMu.Lock()
 		d.closed.Store(true)
+		d.streamMu.Unlock()
 		if d.cancel != nil {
 			d.cancel()
 		}

@@ -24,3 +24,33 @@ var (
 	// ErrNotRegistered means a query names a device that is not registered.
 	ErrNotRegistered = errors.New("gb28181: device not registered")
 )
+
+// Errors of GB/T 28181 streams (Registrar.Play).
+var (
+	// ErrNoAnswer means a device gave no final answer to an INVITE in time.
+	ErrNoAnswer = errors.New("gb28181: no answer to INVITE")
+	// ErrInviteRefused means a device answered an INVITE with an error
+	// status; the error names it.
+	ErrInviteRefused = errors.New("gb28181: INVITE refused")
+	// ErrBadAnswer means a device's 200 OK to an INVITE carries no usable
+	// SDP answer (no PS/90000 video over RTP).
+	ErrBadAnswer = errors.New("gb28181: unusable SDP answer")
+	// ErrNoRTP means no RTP packet arrived in time after the answer.
+	ErrNoRTP = errors.New("gb28181: no RTP from the device")
+	// ErrStreamStopped means the RTP stream stopped for StreamTimeout.
+	ErrStreamStopped = errors.New("gb28181: RTP stream stopped")
+	// ErrHungUp means the device ended the stream with a BYE.
+	ErrHungUp = errors.New("gb28181: device hung up")
+	// ErrBadPS means the RTP payload is not a readable MPEG program stream.
+	ErrBadPS = errors.New("gb28181: malformed MPEG-PS")
+	// ErrUnsupportedStream means the program stream's video is neither
+	// H.264 nor H.265.
+	ErrUnsupportedStream = errors.New("gb28181: unsupported video stream type")
+	// ErrNoChannel means no registered device has the channel in its
+	// catalog, or its device is offline.
+	ErrNoChannel = errors.New("gb28181: channel not online")
+
+	// errNoPSM means a pack's video stream is not named by a PSM yet:
+	// the frames before the first keyframe.
+	errNoPSM = errors.New("gb28181: video before the first program stream map")
+)

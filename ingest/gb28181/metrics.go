@@ -13,6 +13,9 @@ type metrics struct {
 	queries     *prometheus.CounterVec
 	dropped     prometheus.Counter
 	devices     *prometheus.GaugeVec
+	streams     *prometheus.CounterVec
+	streaming   prometheus.Gauge
+	psErrors    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,9 +52,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gridwatch_gb28181_devices",
 			Help: "Registered GB/T 28181 devices, by state (online, offline: registered but silent).",
 		}, []string{"state"}),
+		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_streams_total",
+			Help: "Streams of channels invited to play (INVITE), by result: ok, no_answer (no final answer in gb28181.invite_timeout), refused, bad_answer (no PS over RTP in the SDP answer), no_rtp (nothing in gb28181.stream_timeout), stopped, hung_up, bad_ps, unsupported_stream, error; bye_failed counts BYEs not answered.",
+		}, []string{"result"}),
+		streaming: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gridwatch_gb28181_streams_playing",
+			Help: "Streams of channels playing now.",
+		}),
+		psErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_gb28181_stream_errors_total",
+			Help: "RTP packets and frames of invited streams dropped, by reason: bad_rtp (not RTP), wrong_ssrc, bad_ps (a frame that is not readable MPEG-PS).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.responses, m.rejected, m.keepalives, m.transitions, m.alarms, m.queries, m.dropped, m.devices)
+		reg.MustRegister(m.responses, m.rejected, m.keepalives, m.transitions, m.alarms, m.queries, m.dropped, m.devices,
+			m.streams, m.streaming, m.psErrors)
 	}
 	return m
 }

@@ -111,6 +111,20 @@ type Registrar struct {
 	// minutes.
 	AuthFailures                      int
 	AuthFailureWindow, AuthFailureBan time.Duration
+	// MediaHost is the address of gridwatch that devices invited to
+	// stream send their RTP to (Play): the SDP offer's c= line, and where
+	// the receiving port opens. It defaults to the local address the
+	// system routes to each device from.
+	MediaHost string
+	// InviteTimeout bounds the wait for a device's answer to an INVITE.
+	// It defaults to 5 seconds.
+	InviteTimeout time.Duration
+	// StreamTimeout is the longest a stream may go without RTP, its
+	// first packet after the answer included. It defaults to 5 seconds.
+	StreamTimeout time.Duration
+	// MaxStreams is the most streams playing at once; more wait for one
+	// to end. It defaults to 64.
+	MaxStreams int
 	// Lookup returns a registered device; one with a SIPPassword may
 	// register. Required.
 	Lookup func(id string) (devices.Device, bool)
@@ -137,6 +151,9 @@ type Registrar struct {
 	ua       *sipgo.UserAgent
 	server   *sipgo.Server
 	client   *sipgo.Client
+	dialogs  *sipgo.DialogClientCache
+	streams  chan struct{} // one token per stream playing
+	ssrcSeq  atomic.Uint32
 	udp      net.PacketConn
 	tcp      net.Listener
 	ctx      context.Context
@@ -187,6 +204,15 @@ func (r *Registrar) defaults() {
 	if r.AuthFailureBan <= 0 {
 		r.AuthFailureBan = DefaultAuthFailureBan
 	}
+	if r.InviteTimeout <= 0 {
+		r.InviteTimeout = DefaultInviteTimeout
+	}
+	if r.StreamTimeout <= 0 {
+		r.StreamTimeout = DefaultStreamTimeout
+	}
+	if r.MaxStreams <= 0 {
+		r.MaxStreams = DefaultMaxStreams
+	}
 	if r.Now == nil {
 		r.Now = time.Now
 	}
@@ -211,6 +237,7 @@ func (r *Registrar) Start(ctx context.Context) (err error) {
 	r.metrics = newMetrics(r.Registerer)
 	r.failures = strikes.NewTable[failureKey](strikes.Rule{Max: r.AuthFailures, Window: r.AuthFailureWindow, Ban: r.AuthFailureBan})
 	r.sessions = map[string]*session{}
+	r.streams = make(chan struct{}, r.MaxStreams)
 	if r.nonces, err = newNonces(r.NonceLifetime); err != nil {
 		return err
 	}
@@ -237,6 +264,8 @@ func (r *Registrar) Start(ctx context.Context) (err error) {
 	}
 	r.server.OnRegister(r.onRegister)
 	r.server.OnMessage(r.onMessage)
+	r.server.OnBye(r.onBye)
+	r.dialogs = sipgo.NewDialogClientCache(r.client, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: r.ID, Host: r.Realm}})
 	r.server.OnNoRoute(r.onOther)
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	if r.UDPListen != "" {
@@ -340,20 +369,12 @@ func (r *Registrar) onOther(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsAck() {
 		return
 	}
-	r.respond(req, tx, sip.StatusMethodNotAllowed, "Method Not Allowed", "", sip.NewHeader("Allow", "REGISTER, MESSAGE"))
+	r.respond(req, tx, sip.StatusMethodNotAllowed, "Method Not Allowed", "", sip.NewHeader("Allow", "REGISTER, MESSAGE, BYE"))
 }
 
 // isDeviceID reports whether id is a GB/T 28181 code: 20 decimal digits.
 func isDeviceID(id string) bool {
-	if len(id) != 20 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < '0' || id[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return len(id) == 20 && digits(id)
 }
 
 // sender returns the device id a request comes from (its From user) and

@@ -99,8 +99,9 @@ func (tr *testRegistrar) rejected(reason string) float64 {
 	return tr.metric("gridwatch_gb28181_rejected_total", "reason", reason)
 }
 
-// metric returns the series of name whose label has value: a counter's or
-// a gauge's value, 0 when there is none.
+// metric returns the series of name whose label has value (or, label
+// empty, the one without labels): a counter's or a gauge's value, 0 when
+// there is none.
 func (tr *testRegistrar) metric(name, label, value string) float64 {
 	mfs, _ := tr.metrics.Gather()
 	for _, mf := range mfs {
@@ -108,6 +109,9 @@ func (tr *testRegistrar) metric(name, label, value string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if label == "" && len(m.GetLabel()) == 0 {
+				return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue() + m.GetGauge().GetValue()

@@ -21,8 +21,11 @@ func classify(err error) Status {
 		authErr liberrors.ErrClientAuthSetup
 		dnsErr  *net.DNSError
 		netErr  net.Error
+		stream  *StreamError
 	)
 	switch {
+	case errors.As(err, &stream):
+		return stream.Status
 	case errors.Is(err, ErrNoVideoTrack):
 		return StatusNoVideoTrack
 	case errors.Is(err, ErrUnsupportedCodec):

@@ -33,42 +33,60 @@ type streamParams struct {
 	nominalFPS    float64
 }
 
+// The measured codecs, without what a session description adds.
+var (
+	h264Codec = videoCodec{
+		isSPS:          func(n []byte) bool { return h264.NALUType(n[0]&0x1f) == h264.NALUTypeSPS },
+		parseSPS:       parseH264SPS,
+		isRandomAccess: h264.IsRandomAccess,
+	}
+	h265Codec = videoCodec{
+		isSPS:          func(n []byte) bool { return h265.NALUType((n[0]>>1)&0x3f) == h265.NALUType_SPS_NUT },
+		parseSPS:       parseH265SPS,
+		isRandomAccess: h265.IsRandomAccess,
+	}
+)
+
+// codecNamed returns the measured codec of a name ("H264", "H265"), as
+// a stream opened by Play names it; ok is false for another.
+func codecNamed(name string) (c videoCodec, ok bool) {
+	switch name {
+	case "H264":
+		return h264Codec, true
+	case "H265":
+		return h265Codec, true
+	}
+	return videoCodec{}, false
+}
+
 // codecOf returns the measured codec of a format; ok is false for a codec
 // the prober does not measure.
 func codecOf(f format.Format) (c videoCodec, ok bool) {
 	switch f := f.(type) {
 	case *format.H264:
 		sps, pps := f.SafeParams()
-		return videoCodec{
-			sps:    sps,
-			params: nonEmpty(sps, pps),
-			newDecoder: func() (func(*rtp.Packet) ([][]byte, error), error) {
-				d, err := f.CreateDecoder()
-				if err != nil {
-					return nil, fmt.Errorf("rtsp: H.264 depacketizer: %w", err)
-				}
-				return d.Decode, nil
-			},
-			isSPS:          func(n []byte) bool { return h264.NALUType(n[0]&0x1f) == h264.NALUTypeSPS },
-			parseSPS:       parseH264SPS,
-			isRandomAccess: h264.IsRandomAccess,
-		}, true
+		c = h264Codec
+		c.sps, c.params = sps, nonEmpty(sps, pps)
+		c.newDecoder = func() (func(*rtp.Packet) ([][]byte, error), error) {
+			d, err := f.CreateDecoder()
+			if err != nil {
+				return nil, fmt.Errorf("rtsp: H.264 depacketizer: %w", err)
+			}
+			return d.Decode, nil
+		}
+		return c, true
 	case *format.H265:
 		vps, sps, pps := f.SafeParams()
-		return videoCodec{
-			sps:    sps,
-			params: nonEmpty(vps, sps, pps),
-			newDecoder: func() (func(*rtp.Packet) ([][]byte, error), error) {
-				d, err := f.CreateDecoder()
-				if err != nil {
-					return nil, fmt.Errorf("rtsp: H.265 depacketizer: %w", err)
-				}
-				return d.Decode, nil
-			},
-			isSPS:          func(n []byte) bool { return h265.NALUType((n[0]>>1)&0x3f) == h265.NALUType_SPS_NUT },
-			parseSPS:       parseH265SPS,
-			isRandomAccess: h265.IsRandomAccess,
-		}, true
+		c = h265Codec
+		c.sps, c.params = sps, nonEmpty(vps, sps, pps)
+		c.newDecoder = func() (func(*rtp.Packet) ([][]byte, error), error) {
+			d, err := f.CreateDecoder()
+			if err != nil {
+				return nil, fmt.Errorf("rtsp: H.265 depacketizer: %w", err)
+			}
+			return d.Decode, nil
+		}
+		return c, true
 	}
 	return videoCodec{}, false
 }

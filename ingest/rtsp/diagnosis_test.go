@@ -2,7 +2,6 @@ package rtsp_test
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -10,56 +9,12 @@ import (
 	"time"
 
 	"github.com/gridwatch/gridwatch/ingest/rtsp"
+	"github.com/gridwatch/gridwatch/ingest/rtsp/rtsptest"
 	"github.com/gridwatch/gridwatch/simulators"
 )
 
-// healthy is the ground truth of a camera without a picture fault, and
-// the verdict of a sample without a condition.
-const healthy = "none"
-
-// confusion counts verdicts by ground truth: truth -> found -> samples.
-type confusion map[string]map[string]int
-
-// add counts one sample whose truth is want and whose conditions are got;
-// it returns whether the sample was judged right: exactly its condition,
-// or none for a healthy camera.
-func (c confusion) add(want string, got []rtsp.Condition) bool {
-	if c[want] == nil {
-		c[want] = map[string]int{}
-	}
-	if len(got) == 0 {
-		c[want][healthy]++
-		return want == healthy
-	}
-	for _, g := range got {
-		c[want][string(g)]++
-	}
-	return len(got) == 1 && string(got[0]) == want
-}
-
-// table renders the confusion table as Markdown: a row per ground truth, a
-// column per condition found.
-func (c confusion) table() string {
-	cols := []string{healthy}
-	for _, cond := range rtsp.Conditions {
-		cols = append(cols, string(cond))
-	}
-	var b strings.Builder
-	b.WriteString("| truth \\ found | " + strings.Join(cols, " | ") + " |\n|---|")
-	b.WriteString(strings.Repeat("---|", len(cols)) + "\n")
-	for _, want := range slices.Sorted(maps.Keys(c)) {
-		b.WriteString("| " + want + " |")
-		for _, col := range cols {
-			if n := c[want][col]; n > 0 {
-				fmt.Fprintf(&b, " %d |", n)
-			} else {
-				b.WriteString(" · |")
-			}
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
+// healthy is the ground truth of a camera without a picture fault.
+const healthy = rtsptest.Healthy
 
 // resampleStalled samples tg again, up to three times, while rec did not
 // deliver video: a loaded machine may hold a camera's frames back long
@@ -105,7 +60,7 @@ func TestDiagnosisGroundTruth(t *testing.T) {
 	p.SampleDuration = 2200 * time.Millisecond
 	p.Stills = stills
 	p.Targets = func() []rtsp.Target { return targets }
-	table := confusion{}
+	table := rtsptest.Confusion{}
 	for sweep := 1; sweep <= 2; sweep++ {
 		for i, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
 			rec = resampleStalled(t, p, targets[i], rec)
@@ -113,7 +68,7 @@ func TestDiagnosisGroundTruth(t *testing.T) {
 			if cams[i].Fault == simulators.FaultMoved && sweep == 1 {
 				want = healthy // the reference, before the camera is turned
 			}
-			if !table.add(want, rec.Conditions) {
+			if !table.Add(want, rec.Conditions) {
 				t.Errorf("sweep %d, %s: conditions %v, want %s (status %s %q, %d pictures, luma %.0f contrast %.1f sharpness %.0f noise %.2f cast %.2f diff %.2f corr %.2f occluded %.0f%%)",
 					sweep, rec.Camera, rec.Conditions, want, rec.Status, rec.Detail, rec.Pictures, rec.Luma, rec.Contrast,
 					rec.Sharpness, rec.NoiseSigma, rec.CastRatio, rec.FrameDiff, rec.RefCorrelation, rec.OccludedPct)
@@ -129,7 +84,7 @@ func TestDiagnosisGroundTruth(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("picture diagnosis of the camera farm, 2 samples per camera:\n%s", table.table())
+	t.Logf("picture diagnosis of the camera farm, 2 samples per camera:\n%s", table.Table())
 	// Only healthy pictures become stills, so the faulty cameras' stay
 	// out, and the moved camera keeps the picture it was set up with.
 	for i, c := range cams {

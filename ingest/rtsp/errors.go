@@ -25,6 +25,9 @@ var (
 	// ErrNoDecoder means gridwatch was built without cgo, so without
 	// libavcodec: pictures are not diagnosed.
 	ErrNoDecoder = errors.New("rtsp: built without cgo, no picture decoder")
+	// ErrNoPlay means a target is to be played (Target.Play) by a Prober
+	// without a Play function.
+	ErrNoPlay = errors.New("rtsp: camera has no RTSP URL and the prober no other way to its stream")
 	// ErrStarted means Start was called twice.
 	ErrStarted = errors.New("rtsp: prober already started")
 )

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gridwatch/gridwatch/ingest/rtsp"
+	"github.com/gridwatch/gridwatch/ingest/rtsp/rtsptest"
 	"github.com/gridwatch/gridwatch/internal/freeport"
 )
 
@@ -79,12 +80,12 @@ func TestDiagnosisThirdParty(t *testing.T) {
 	p.SampleDuration = 2200 * time.Millisecond
 	p.Concurrency = 4 // each camera starts its own encoder
 	p.Targets = func() []rtsp.Target { return targets }
-	table := confusion{}
+	table := rtsptest.Confusion{}
 	for i, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
 		rec = resampleStalled(t, p, targets[i], rec)
 		picture, codec, _ := strings.Cut(rec.Camera, "-")
 		want := truth[picture]
-		ok := table.add(want, rec.Conditions)
+		ok := table.Add(want, rec.Conditions)
 		t.Logf("| %s | %s | %s | %d | %.0f | %.1f | %.0f | %.2f | %.2f | %.2f |", rec.Camera, rec.Codec, strings.Join(condNames(rec.Conditions), ","),
 			rec.Pictures, rec.Luma, rec.Contrast, rec.Sharpness, rec.NoiseSigma, rec.CastRatio, rec.FrameDiff)
 		if !ok {
@@ -94,7 +95,7 @@ func TestDiagnosisThirdParty(t *testing.T) {
 			t.Errorf("%s: codec %s, %d pictures decoded; want %s and the sample's keyframes", rec.Camera, rec.Codec, rec.Pictures, strings.ToUpper(codec))
 		}
 	}
-	t.Logf("picture diagnosis of gst-rtsp-server's cameras:\n%s", table.table())
+	t.Logf("picture diagnosis of gst-rtsp-server's cameras:\n%s", table.Table())
 }
 
 func condNames(cs []rtsp.Condition) []string {

@@ -28,6 +28,10 @@ type Target struct {
 	// User and Password are the RTSP credentials, if any. They go on the
 	// wire only, never into records, logs or errors.
 	User, Password string
+	// Play is set for a camera without an RTSP URL whose stream the
+	// Prober's Play opens (a GB/T 28181 channel). Such a camera is only
+	// sampled: its liveness is known elsewhere (keepalives).
+	Play bool
 }
 
 // TargetOf returns the probe target of a camera device.
@@ -75,6 +79,9 @@ func (p *Prober) probeOnce(ctx context.Context, t Target, kind Kind) HealthRecor
 // probe does the work of probeOnce.
 func (p *Prober) probe(ctx context.Context, t Target, kind Kind, start time.Time) HealthRecord {
 	rec := HealthRecord{TS: start.UnixMilli(), Camera: t.Camera, Grid: t.Grid, Kind: kind}
+	if t.Play {
+		return p.playSample(ctx, t, rec)
+	}
 	fail := func(err error) HealthRecord {
 		rec.Status = classify(err)
 		rec.Error = redact(err.Error(), t)
@@ -250,9 +257,13 @@ func videoFormat(desc *description.Session) (*description.Media, format.Format) 
 // calls packet from its reader goroutine while the probe reads the results
 // after Close; mu orders the two.
 type meter struct {
-	codec     videoCodec
-	play      time.Time // when PLAY was sent
-	clockRate float64   // of RTP timestamps
+	codec videoCodec
+	// codecName names codec for a played stream, whose first frame tells
+	// it; unsupported is set when that is neither H.264 nor H.265.
+	codecName   string
+	unsupported bool
+	play        time.Time // when PLAY was sent
+	clockRate   float64   // of RTP timestamps
 	// target is the sample's length in RTP ticks; full is closed once the
 	// frames span it.
 	target int64
@@ -319,10 +330,16 @@ func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Pack
 	if err != nil {
 		return // more packets needed, or a fragment lost with its frame
 	}
+	m.accessUnit(au, pkt.Timestamp, now)
+}
+
+// accessUnit accounts one frame at RTP time ts that arrived at now, its
+// bytes in auBytes. m.mu is held.
+func (m *meter) accessUnit(au [][]byte, ts uint32, now time.Time) {
 	if m.firstFrame.IsZero() {
 		m.firstFrame = now
 	} else {
-		rel := m.relTS + int64(int32(pkt.Timestamp-m.lastTS)) // wraps at 2^32
+		rel := m.relTS + int64(int32(ts-m.lastTS)) // wraps at 2^32
 		// The frame that reaches SampleDuration ends the sample and is
 		// not counted, so that the sample holds whole groups of pictures
 		// as ffprobe's -read_intervals does, and, with B-frames, no
@@ -338,7 +355,7 @@ func (m *meter) packet(decode func(*rtp.Packet) ([][]byte, error), pkt *rtp.Pack
 	m.frames++
 	m.bytes += m.auBytes
 	m.auBytes = 0
-	m.lastFrame, m.lastTS = now, pkt.Timestamp
+	m.lastFrame, m.lastTS = now, ts
 	h := fnv.New64a()
 	for _, nalu := range au {
 		if len(nalu) > 0 && !m.spsSeen && m.codec.isSPS(nalu) {

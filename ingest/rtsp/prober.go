@@ -45,6 +45,10 @@ type Prober struct {
 	Record func(ctx context.Context, rec HealthRecord) error
 	// Observe, when set, sees every record, such as the alert engine.
 	Observe func(rec HealthRecord)
+	// Play opens the stream of a target without an RTSP URL
+	// (Target.Play), such as a GB/T 28181 channel. Without it such a
+	// target is reported in error.
+	Play PlayFunc
 	// OpenSecret opens a camera's sealed RTSP password (see
 	// devices.SecretBox), typically SecretBox.Open. Without it a sealed
 	// password cannot be used: the camera is reported auth_failed.
@@ -302,6 +306,9 @@ func (p *Prober) schedule(ctx context.Context) {
 					liveness: now.Add(time.Duration(rand.Int64N(int64(p.LivenessInterval)))),
 					sample:   now.Add(time.Duration(rand.Int64N(int64(p.SampleInterval)))),
 				}
+				if t.Play {
+					d.liveness = d.sample // only sampled
+				}
 				state[t.Camera] = d
 			}
 			if at := minTime(d.liveness, d.sample); !d.running && !now.Before(at) {
@@ -332,6 +339,9 @@ func (p *Prober) schedule(ctx context.Context) {
 				r.d.sample = now.Add(p.jitter(p.SampleInterval))
 			}
 			r.d.liveness = now.Add(p.jitter(p.LivenessInterval))
+			if r.t.Play {
+				r.d.liveness = r.d.sample
+			}
 			r.d.running, r.d.waiting = true, false
 			p.metrics.lag.Observe(now.Sub(r.at).Seconds())
 			workers.Add(1)

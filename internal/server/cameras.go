@@ -13,7 +13,7 @@ import (
 // CamerasConfig is the cameras.* section: the RTSP prober of the video
 // network.
 type CamerasConfig struct {
-	Enabled          bool          `koanf:"enabled" help:"probe the registry's cameras (devices of type camera with an rtsp_url)"`
+	Enabled          bool          `koanf:"enabled" help:"probe the registry's cameras (devices of type camera with an rtsp_url; without one, sample those registered over GB/T 28181 by INVITE)"`
 	LivenessInterval time.Duration `koanf:"liveness_interval" help:"time between cheap liveness probes (DESCRIBE) of a camera"`
 	SampleInterval   time.Duration `koanf:"sample_interval" help:"time between stream samples (SETUP+PLAY) of a camera"`
 	SampleDuration   time.Duration `koanf:"sample_duration" help:"how long a stream sample plays"`
@@ -97,7 +97,11 @@ func (s *Server) startCameras(ctx context.Context) error {
 		return err
 	}
 	p := &rtsp.Prober{
-		Targets:    func() []rtsp.Target { return rtsp.Targets(s.registry.All()) },
+		Targets: func() []rtsp.Target {
+			all := s.registry.All()
+			return append(rtsp.Targets(all), s.gb.targets(all)...)
+		},
+		Play:       s.gb.play,
 		OpenSecret: s.secrets.Open,
 		Record: func(ctx context.Context, rec rtsp.HealthRecord) error {
 			_, err := b.Add(ctx, rec)

@@ -26,6 +26,10 @@ type GB28181Config struct {
 	AuthFailures      int           `koanf:"auth_failures" help:"wrong digests for one device id from one source address within auth_failure_window that ban that pair for auth_failure_ban"`
 	AuthFailureWindow time.Duration `koanf:"auth_failure_window" help:"window over which gb28181.auth_failures are counted"`
 	AuthFailureBan    time.Duration `koanf:"auth_failure_ban" help:"how long a (source address, device id) pair is refused after gb28181.auth_failures, even with the right password"`
+	MediaHost         string        `koanf:"media_host" help:"address of gridwatch that invited GB/T 28181 channels send their RTP to (the SDP offer's c= line); empty: the local address that routes to each device"`
+	InviteTimeout     time.Duration `koanf:"invite_timeout" help:"longest wait for a device's answer to the INVITE of a stream sample"`
+	StreamTimeout     time.Duration `koanf:"stream_timeout" help:"longest a GB/T 28181 stream sample may go without RTP, its first packet after the answer included"`
+	MaxStreams        int           `koanf:"max_streams" help:"most GB/T 28181 streams sampled at once"`
 }
 
 // defaultGB28181 returns the registrar's defaults; without listen
@@ -40,6 +44,9 @@ func defaultGB28181() GB28181Config {
 		AuthFailures:      gb28181.DefaultAuthFailures,
 		AuthFailureWindow: gb28181.DefaultAuthFailureWindow,
 		AuthFailureBan:    gb28181.DefaultAuthFailureBan,
+		InviteTimeout:     gb28181.DefaultInviteTimeout,
+		StreamTimeout:     gb28181.DefaultStreamTimeout,
+		MaxStreams:        gb28181.DefaultMaxStreams,
 	}
 }
 
@@ -60,7 +67,8 @@ func (c *GB28181Config) validate(bad func(key, format string, args ...any)) {
 		bad("gb28181.realm", "must not be empty")
 	}
 	for key, d := range map[string]time.Duration{"gb28181.keepalive_interval": c.KeepaliveInterval, "gb28181.max_expires": c.MaxExpires,
-		"gb28181.auth_failure_window": c.AuthFailureWindow, "gb28181.auth_failure_ban": c.AuthFailureBan} {
+		"gb28181.auth_failure_window": c.AuthFailureWindow, "gb28181.auth_failure_ban": c.AuthFailureBan,
+		"gb28181.invite_timeout": c.InviteTimeout, "gb28181.stream_timeout": c.StreamTimeout} {
 		if d <= 0 {
 			bad(key, "must be > 0")
 		}
@@ -68,7 +76,11 @@ func (c *GB28181Config) validate(bad func(key, format string, args ...any)) {
 	if c.MaxExpires > 0 && c.MaxExpires < time.Minute {
 		bad("gb28181.max_expires", "must be at least 1m")
 	}
-	for key, v := range map[string]int{"gb28181.keepalive_misses": c.KeepaliveMisses, "gb28181.auth_failures": c.AuthFailures} {
+	if c.MediaHost != "" && net.ParseIP(c.MediaHost) == nil {
+		bad("gb28181.media_host", "must be an IP address, not %q", c.MediaHost)
+	}
+	for key, v := range map[string]int{"gb28181.keepalive_misses": c.KeepaliveMisses, "gb28181.auth_failures": c.AuthFailures,
+		"gb28181.max_streams": c.MaxStreams} {
 		if v <= 0 {
 			bad(key, "must be > 0")
 		}
@@ -129,6 +141,10 @@ func (s *Server) startGB28181(ctx context.Context) error {
 		AuthFailures:      cfg.AuthFailures,
 		AuthFailureWindow: cfg.AuthFailureWindow,
 		AuthFailureBan:    cfg.AuthFailureBan,
+		MediaHost:         cfg.MediaHost,
+		InviteTimeout:     cfg.InviteTimeout,
+		StreamTimeout:     cfg.StreamTimeout,
+		MaxStreams:        cfg.MaxStreams,
 		Lookup:            s.registry.Lookup,
 		OpenSecret:        s.secrets.Open,
 		Presence:          func(p gb28181.Presence) error { return s.gbPresence(ctx, b, p) },
@@ -183,6 +199,59 @@ func (s *Server) gbAlarm(a gb28181.Alarm) error {
 	}
 	s.alerting.engine.Observe(alerts.GB28181AlarmObservations(d, a, s.Now())...)
 	return nil
+}
+
+// targets returns the prober's targets among devs that only GB/T 28181
+// reaches: cameras without an RTSP URL that are online as a registered
+// device or a channel of one. They are sampled by INVITE (play).
+func (g *gbRegistrar) targets(devs []devices.Device) []rtsp.Target {
+	if g == nil {
+		return nil
+	}
+	online := map[string]bool{}
+	for _, d := range g.registrar.Devices() {
+		if !d.Online {
+			continue
+		}
+		online[d.ID] = true
+		for _, ch := range d.Channels {
+			online[ch.ID] = online[ch.ID] || ch.Online
+		}
+	}
+	var out []rtsp.Target
+	for _, d := range devs {
+		if d.Type == "camera" && d.RTSPURL == "" && online[d.ID] {
+			out = append(out, rtsp.Target{Camera: d.ID, Grid: d.Grid, Play: true})
+		}
+	}
+	return out
+}
+
+// play is the prober's way to the stream of a GB/T 28181 camera: an
+// INVITE of its id, whose failures are given the camera status they mean.
+func (g *gbRegistrar) play(ctx context.Context, t rtsp.Target, frame func(rtsp.Frame)) (rtsp.PlayStats, error) {
+	if g == nil {
+		return rtsp.PlayStats{}, rtsp.ErrNoPlay
+	}
+	st, err := g.registrar.Play(ctx, t.Camera, func(f gb28181.Frame) {
+		frame(rtsp.Frame{Codec: f.Codec, AU: f.AU, TS: f.TS, Bytes: f.Bytes})
+	})
+	stats := rtsp.PlayStats{Transport: st.Transport, LatencyMs: st.AnswerMs, Packets: st.Packets,
+		PacketsLost: st.PacketsLost, JitterMs: st.JitterMs}
+	for _, c := range []struct {
+		err    error
+		status rtsp.Status
+	}{
+		{gb28181.ErrNoChannel, rtsp.StatusUnreachable}, {gb28181.ErrNoAnswer, rtsp.StatusUnreachable},
+		{gb28181.ErrInviteRefused, rtsp.StatusRefused}, {gb28181.ErrNoRTP, rtsp.StatusStalled},
+		{gb28181.ErrStreamStopped, rtsp.StatusStalled}, {gb28181.ErrHungUp, rtsp.StatusStalled},
+		{gb28181.ErrUnsupportedStream, rtsp.StatusUnsupportedCodec},
+	} {
+		if errors.Is(err, c.err) {
+			return stats, &rtsp.StreamError{Status: c.status, Err: err}
+		}
+	}
+	return stats, err
 }
 
 // closeGB28181 stops the registrar, then flushes its records.

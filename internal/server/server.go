@@ -114,10 +114,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startCases(life); err != nil {
 		return err
 	}
-	if err := s.startCameras(life); err != nil {
+	// The registrar before the prober, which samples the GB/T 28181
+	// cameras through it.
+	if err := s.startGB28181(life); err != nil {
 		return err
 	}
-	if err := s.startGB28181(life); err != nil {
+	if err := s.startCameras(life); err != nil {
 		return err
 	}
 	tlsConfig, err := brokerTLS(cfg)
@@ -398,7 +400,7 @@ func (s *Server) Close() error {
 			<-s.httpDone
 		}
 		errs = append(errs, s.closeNotify())
-		errs = append(errs, s.closeGB28181(), s.closeCameras())
+		errs = append(errs, s.closeCameras(), s.closeGB28181()) // the prober's streams end first
 		s.closeRetention()
 		errs = append(errs, s.closeIngest(func() error {
 			err := s.closeRegistry()

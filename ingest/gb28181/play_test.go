@@ -1,0 +1,127 @@
+package gb28181_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+
+	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest/gb28181"
+	"github.com/gridwatch/gridwatch/simulators"
+)
+
+// TestPlay invites a simulated device's channel to stream, in each codec:
+// the frames of the farm's clip arrive as access units with keyframes, at
+// 25 per second of RTP time, and once Play returns the device has had its
+// BYE and streams no more; no stream is left playing. A device that never
+// answers is given up after InviteTimeout with ErrNoAnswer, one that is
+// not registered with ErrNoChannel; each is counted.
+func TestPlay(t *testing.T) {
+	const password = "play-secret"
+	ids := []string{simulators.GBDeviceID(realm, 1), simulators.GBDeviceID(realm, 2), simulators.GBDeviceID(realm, 3)}
+	var devs []devices.Device
+	for _, id := range ids {
+		devs = append(devs, camera(id, password))
+	}
+	tr := startRegistrar(t, devs, func(r *gb28181.Registrar) {
+		r.InviteTimeout = 2 * time.Second
+	})
+	start := func(id, codec string, fault simulators.CameraFault) *simulators.GBDevice {
+		d := tr.device(id, password, "udp")
+		d.Codec, d.Fault = codec, fault
+		d.Channels = []string{id[:10] + "131" + id[13:]} // type 131: a camera channel
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		waitFor(t, 30*time.Second, "the catalog of "+id, func() bool {
+			st, ok := tr.Device(id)
+			return ok && len(st.Channels) == 1
+		})
+		return d
+	}
+
+	for i, codec := range []string{simulators.CodecH264, simulators.CodecH265} {
+		t.Run(codec, func(t *testing.T) {
+			d := start(ids[i], codec, simulators.FaultNone)
+			st, _ := tr.Device(ids[i])
+			var (
+				mu         sync.Mutex
+				frames     int
+				keyframes  int
+				first, end uint32
+			)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			stats, err := tr.Play(ctx, st.Channels[0].ID, func(f gb28181.Frame) {
+				mu.Lock()
+				defer mu.Unlock()
+				if f.Codec != codec {
+					t.Errorf("codec %s, want %s", f.Codec, codec)
+				}
+				key := h264.IsRandomAccess(f.AU)
+				if codec == simulators.CodecH265 {
+					key = h265.IsRandomAccess(f.AU)
+				}
+				if key {
+					keyframes++
+				}
+				if frames == 0 {
+					first = f.TS
+				}
+				frames++
+				end = f.TS
+				if frames == 50 {
+					cancel()
+				}
+			})
+			if err != nil {
+				t.Fatalf("play: %v (stats %+v)", err, stats)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if frames < 50 || keyframes == 0 || stats.Frames < 50 || stats.Packets < 50 || stats.BadFrames != 0 {
+				t.Fatalf("%d frames, %d keyframes, stats %+v", frames, keyframes, stats)
+			}
+			if span := end - first; span != 49*3600 { // 25 fps of 90 kHz time
+				t.Fatalf("49 frame intervals span %d ticks, want %d", span, 49*3600)
+			}
+			waitFor(t, 30*time.Second, "the device's stream ended by BYE", func() bool { return d.Streaming() == 0 })
+			if d.Invites() != 1 {
+				t.Fatalf("%d invites answered, want 1", d.Invites())
+			}
+		})
+	}
+
+	t.Run("never answers", func(t *testing.T) {
+		start(ids[2], "", simulators.FaultOffline)
+		began := time.Now()
+		_, err := tr.Play(context.Background(), ids[2], func(gb28181.Frame) { t.Error("a frame") })
+		if !errors.Is(err, gb28181.ErrNoAnswer) {
+			t.Fatalf("err %v, want ErrNoAnswer", err)
+		}
+		if took := time.Since(began); took < tr.InviteTimeout {
+			t.Fatalf("given up after %s, before InviteTimeout %s", took, tr.InviteTimeout)
+		}
+		if n := tr.metric("gridwatch_gb28181_streams_total", "result", "no_answer"); n != 1 {
+			t.Fatalf("no_answer counted %v times", n)
+		}
+	})
+	t.Run("not registered", func(t *testing.T) {
+		_, err := tr.Play(context.Background(), simulators.GBDeviceID(realm, 99), func(gb28181.Frame) {})
+		if !errors.Is(err, gb28181.ErrNoChannel) {
+			t.Fatalf("err %v, want ErrNoChannel", err)
+		}
+	})
+	if n := tr.metric("gridwatch_gb28181_streams_total", "result", "ok"); n != 2 {
+		t.Fatalf("ok streams counted %v, want 2", n)
+	}
+	waitFor(t, 10*time.Second, "no stream playing", func() bool {
+		return tr.metric("gridwatch_gb28181_streams_playing", "", "") == 0
+	})
+}
