@@ -14,7 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest/rtsp"
 	"github.com/gridwatch/gridwatch/internal/server"
 	"github.com/gridwatch/gridwatch/simulators"
 )
@@ -53,6 +55,12 @@ func runDemo(ctx context.Context, cfg server.Config, logger *slog.Logger, city s
 	// The whole simulated city connects from 127.0.0.1, which the per-address
 	// connection limit would take for a flood.
 	cfg.MQTT.ConnRatePerIP = -1
+	// The camera wall shows each camera's still, taken at a stream sample:
+	// the demo's dozen cameras on loopback are sampled every minute rather
+	// than every 15, unless cameras.sample_interval says otherwise.
+	if cfg.Cameras.SampleInterval == rtsp.DefaultSampleInterval {
+		cfg.Cameras.SampleInterval = time.Minute
+	}
 	farm, cameras, err := startDemoCameras(ctx, logger, 12, "demo-cameras")
 	if err != nil {
 		return err
@@ -79,6 +87,17 @@ func runDemo(ctx context.Context, cfg server.Config, logger *slog.Logger, city s
 		logger.Info("demo fleet stopped", "stats", stats.String())
 		fleetDone <- err
 	}()
+	// The city's staff work the cases the alerts raise, so that every step
+	// of the case loop and the rankings have something to show.
+	_, httpPort, _ := net.SplitHostPort(srv.HTTPAddr())
+	staff := &simulators.Staff{URL: "http://127.0.0.1:" + httpPort, Token: cfg.API.AdminToken, At: cases.Point{Lat: devs[0].Lat, Lon: devs[0].Lon}, Logger: logger}
+	staffCtx, stopStaff := context.WithCancel(ctx)
+	staffDone := make(chan struct{})
+	go func() {
+		defer close(staffDone)
+		_ = staff.Run(staffCtx)
+	}()
+	defer func() { stopStaff(); <-staffDone }()
 	printDemoBanner(out, srv, devs, time.Since(started))
 
 	tick := time.NewTicker(10 * time.Second)

@@ -31,6 +31,9 @@ func startDemoCameras(ctx context.Context, logger *slog.Logger, n int, grid stri
 		return nil, nil, fmt.Errorf("demo cameras: %w", err)
 	}
 	devs, err := farm.Devices("camera-", grid, func(c simulators.Camera) string {
+		if c.Fault == "" {
+			return "Demo camera " + c.Path
+		}
 		return "Demo camera " + c.Path + " (" + string(c.Fault) + ")"
 	})
 	if err != nil {
