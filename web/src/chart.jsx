@@ -3,7 +3,7 @@
 import uPlot from 'uplot';
 import { useEffect, useRef } from 'preact/hooks';
 import { useAPI } from './hooks.js';
-import { fmtTime, t } from './i18n.js';
+import { fmtMonth, fmtTime, t } from './i18n.js';
 import { q } from './api.js';
 
 function cssVar(name, fallback) {
@@ -11,8 +11,9 @@ function cssVar(name, fallback) {
 }
 
 // Chart draws series over x (epoch seconds): series is [{label, values,
-// color?}]; a band fills between the first two when band is set.
-export function Chart({ x, series, height = 260, testid = 'chart' }) {
+// color?}]. With months, x are the starts of months, and the axis names
+// them.
+export function Chart({ x, series, height = 260, testid = 'chart', months = false }) {
   const el = useRef(null);
   useEffect(() => {
     const node = el.current;
@@ -25,15 +26,15 @@ export function Chart({ x, series, height = 260, testid = 'chart' }) {
       width: node.clientWidth || 600,
       height,
       scales: { x: { time: true } },
-      axes: [axis, { ...axis, size: 60 }],
-      series: [{ label: t('chartTime'), value: (u, v) => (v == null ? '—' : fmtTime(v * 1000)) }, ...series.map((s, i) => ({ label: s.label, stroke: s.color || palette[i % palette.length], width: s.width || 1.5, dash: s.dash, spanGaps: false, points: { show: x.length < 80 } }))],
+      axes: [months ? { ...axis, splits: () => x, values: (u, v) => v.map((sec) => fmtMonth(sec * 1000)) } : axis, { ...axis, size: 60 }],
+      series: [{ label: t('chartTime'), value: (u, v) => (v == null ? '—' : months ? fmtMonth(v * 1000) : fmtTime(v * 1000)) }, ...series.map((s, i) => ({ label: s.label, stroke: s.color || palette[i % palette.length], width: s.width || 1.5, dash: s.dash, spanGaps: false, points: { show: x.length < 80 } }))],
       legend: { live: true },
     };
     const plot = new uPlot(opts, [x, ...series.map((s) => s.values)], node);
     const ro = new ResizeObserver(() => plot.setSize({ width: node.clientWidth, height }));
     ro.observe(node);
     return () => { ro.disconnect(); plot.destroy(); };
-  }, [x, series, height]);
+  }, [x, series, height, months]);
   if (!x.length) return <p class="muted" data-testid={testid + '-empty'}>{t('noData')}</p>;
   return <div class="chart" ref={el} data-testid={testid} />;
 }

@@ -126,6 +126,13 @@ export function t(key, vars) {
 }
 
 const dateFmt = {};
+// fmtMonth names the month of an epoch time in ms: "Dec 2026", "2026年12月".
+const monthFmt = {};
+export function fmtMonth(ms) {
+  monthFmt[lang] ||= new Intl.DateTimeFormat(lang, { year: 'numeric', month: 'short' });
+  return monthFmt[lang].format(new Date(ms));
+}
+
 export function fmtTime(v) {
   if (!v) return '—';
   const d = typeof v === 'number' ? new Date(v) : new Date(Date.parse(v));

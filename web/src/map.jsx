@@ -134,13 +134,18 @@ export function MapView() {
     }
   }, [geo, counts]);
 
-  // The markers, clustered for the view at every move.
+  // The markers, clustered for the view at every move; a cluster counts
+  // its alerting and offline devices, and takes the colour of the worst.
   const index = useMemo(() => {
     if (!devs) return null;
-    const sc = new Supercluster({ radius: 110, maxZoom: 16 });
+    const sc = new Supercluster({
+      radius: 110, maxZoom: 16,
+      map: (d) => ({ alerting: counts.alerting.has(d.id) ? 1 : 0, offline: d.status.online ? 0 : 1 }),
+      reduce: (acc, p) => { acc.alerting += p.alerting; acc.offline += p.offline; },
+    });
     sc.load(devs.filter((d) => d.lat || d.lon).map((d) => ({ type: 'Feature', geometry: { type: 'Point', coordinates: [d.lon, d.lat] }, properties: d })));
     return sc;
-  }, [devs]);
+  }, [devs, counts]);
   useEffect(() => {
     const m = mapRef.current;
     if (!m || !index) return undefined;
@@ -153,9 +158,10 @@ export function MapView() {
       for (const f of index.getClusters([b.getWest(), b.getSouth(), b.getEast(), b.getNorth()], z)) {
         const [lon, lat] = f.geometry.coordinates;
         if (f.properties.cluster) {
-          const n = f.properties.point_count;
-          const icon = L.divIcon({ className: 'cluster', html: String(n), iconSize: [34, 34] });
-          L.marker([lat, lon], { icon, keyboard: false }).on('click', () => m.map.setView([lat, lon], index.getClusterExpansionZoom(f.properties.cluster_id)))
+          const { point_count: n, alerting, offline } = f.properties;
+          const worst = alerting ? ' alerting' : offline === n ? ' offline' : '';
+          const icon = L.divIcon({ className: 'cluster' + worst, html: String(n), iconSize: [34, 34] });
+          L.marker([lat, lon], { icon, keyboard: false, title: `${n} ${t('devices')}: ${alerting} ${t('alerting')}, ${offline} ${t('offline')}` }).on('click', () => m.map.setView([lat, lon], index.getClusterExpansionZoom(f.properties.cluster_id)))
             .addTo(m.markers);
           continue;
         }

@@ -52,13 +52,14 @@ function Trend({ view, names }) {
     return () => ctl.abort();
   }, [view]);
   if (!data) return null;
-  const keys = [...new Set(data.res.flatMap((r) => r.map((s) => s.key)))].slice(0, 8);
+  // The eight best of the latest month first, of those with work to rank.
+  const keys = [...new Set([...data.res].reverse().flatMap((r) => r.filter((s) => s.received > 0).map((s) => s.key)))].slice(0, 8);
   const x = data.months.map((m) => m.from / 1000);
   const series = keys.map((k) => ({ label: names[k] || k, values: data.res.map((r) => views[view].score(r.find((s) => s.key === k) || {}) ?? null) }));
   return (
     <div class="card" data-testid="ranking-trend">
       <h3>{t('trend')}</h3>
-      <Chart x={x} series={series} height={220} testid="trend-chart" />
+      <Chart x={x} series={series} height={220} testid="trend-chart" months />
     </div>
   );
 }
