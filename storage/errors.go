@@ -80,6 +80,10 @@ func (e *WriteError) Unwrap() error { return e.Err }
 const (
 	codeUnknownTable    = 60
 	codeUnknownDatabase = 81
+	// codeUnknownStatus is UNKNOWN_STATUS_OF_INSERT: a replicated table lost
+	// ZooKeeper while committing the part, which it keeps until a check
+	// finds whether the commit went through.
+	codeUnknownStatus = 319
 )
 
 // ErrorClass says whether a statement that failed may succeed if it is

@@ -239,3 +239,51 @@ func benchHistory(b *testing.B, rows int) *storage.DB {
 	benchDB.rows, benchDB.db = rows, db
 	return db
 }
+
+// TestStoredDistrustsUnknownStatus checks that a batch whose INSERT was
+// answered UNKNOWN_STATUS_OF_INSERT (a replicated table that lost ZooKeeper
+// while committing the part, which it keeps until a check may drop it) is
+// reported not stored although the ledger shows its rows, so that the
+// replay sends the block again for the block checksums to decide; and that
+// it is trusted again once an INSERT of it succeeds.
+func TestStoredDistrustsUnknownStatus(t *testing.T) {
+	db := storagetest.Migrated(t)
+	now := time.Now().UnixMilli()
+	rec := telemetryRecord(t, []reading{{ts: now, received: now, device: "d1", metric: "pm25", value: 1}})
+	defer rec.Release()
+	parts := []storage.Part{{ID: "batch-u", Record: rec}}
+	plain, err := storage.NewWriter(db, storage.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Write(t.Context(), "telemetry", "batch-u", rec); err != nil {
+		t.Fatal(err)
+	}
+
+	lost, answer := storage.AnswerInserts(db)
+	w, err := storage.NewWriter(lost, storage.WriterOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer(&clickhouse.Exception{Code: 319, Name: "DB::Exception", Message: "Unknown status, client must retry"})
+	if err := w.Write(t.Context(), "telemetry", "batch-u", rec); err == nil {
+		t.Fatal("Write succeeded, want the unknown status")
+	}
+	for _, c := range []struct {
+		w    *storage.Writer
+		want bool
+	}{{plain, true}, {w, false}} {
+		have, err := c.w.Stored(t.Context(), "telemetry", parts)
+		if err != nil || have["batch-u"] != c.want {
+			t.Fatalf("Stored = %v (%v), want batch-u %v", have, err, c.want)
+		}
+	}
+
+	answer(nil)
+	if err := w.Write(t.Context(), "telemetry", "batch-u", rec); err != nil {
+		t.Fatal(err)
+	}
+	if have, err := w.Stored(t.Context(), "telemetry", parts); err != nil || !have["batch-u"] {
+		t.Fatalf("Stored after a successful INSERT = %v (%v), want batch-u", have, err)
+	}
+}

@@ -78,14 +78,23 @@ const (
 // not retried by WriteParts: the caller replays the batch through Stored.
 // The attempt goroutines belong to the writer and end within about twice
 // SettleTimeout.
+//
+// A replicated table (Options.Cluster) that loses ZooKeeper while it
+// commits a part answers "unknown status" (UNKNOWN_STATUS_OF_INSERT): it
+// keeps the part, which queries see, until a check finds the commit did
+// not go through and drops it. Stored does not trust the ledger for a batch
+// whose last INSERT was so answered: it reports it not stored, so that the
+// replay sends the block again and the shard's block checksums in
+// ZooKeeper decide (see the README, "The ClickHouse cluster").
 type Writer struct {
 	db      *DB
 	o       WriterOptions
 	metrics *writerMetrics
 	ledger  sync.Map // table name -> bool: the table has BatchColumn
 
-	mu    sync.Mutex
-	doubt map[string]*attempt // batch id -> the INSERT of it in doubt
+	mu      sync.Mutex
+	doubt   map[string]*attempt // batch id -> the INSERT of it in doubt
+	unknown map[string]bool     // batch ids whose last INSERT had an unknown status
 }
 
 // attempt is one INSERT of some batches; done is closed once the server
@@ -117,7 +126,7 @@ func NewWriter(db *DB, o WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{db: db, o: o, metrics: m, doubt: make(map[string]*attempt)}, nil
+	return &Writer{db: db, o: o, metrics: m, doubt: make(map[string]*attempt), unknown: make(map[string]bool)}, nil
 }
 
 // BatchColumn is the column, on tables that have it (telemetry, from
@@ -187,6 +196,7 @@ func (w *Writer) WriteParts(ctx context.Context, table string, parts []Part) err
 		start := time.Now()
 		doubt, err := w.insert(ctx, query, cols, parts)
 		w.metrics.latency.WithLabelValues(table).Observe(time.Since(start).Seconds())
+		w.noteStatus(ids, err)
 		if err != nil {
 			if class = Classify(err); class != Transient {
 				return backoff.Permanent(err)
@@ -273,6 +283,26 @@ func (w *Writer) insert(ctx context.Context, query string, cols [][]any, parts [
 	}
 }
 
+// noteStatus records that the INSERT of ids, which ended with err, had an
+// unknown status (see Writer), and forgets it once one succeeds: the
+// replicated table then stored the block, or found it stored.
+func (w *Writer) noteStatus(ids []string, err error) {
+	var ex *clickhouse.Exception
+	unknown := errors.As(err, &ex) && ex.Code == codeUnknownStatus
+	if err != nil && !unknown {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		if unknown {
+			w.unknown[id] = true
+		} else {
+			delete(w.unknown, id)
+		}
+	}
+}
+
 // settle waits, for up to SettleTimeout, until the server does not run the
 // query queryID, which it never answered, asking it to KILL the query.
 func (w *Writer) settle(queryID string) {
@@ -350,7 +380,9 @@ func (w *Writer) hasLedger(ctx context.Context, table string) (bool, error) {
 // a ts column of timestamps are looked up unbounded.
 //
 // It first waits for the INSERTs of the parts' batches that are in doubt
-// (see Writer): until the server answered them, the ledger cannot tell.
+// (see Writer): until the server answered them, the ledger cannot tell. A
+// batch whose last INSERT had an unknown status is reported not stored
+// whatever the ledger says (see Writer).
 func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[string]bool, error) {
 	out := make(map[string]bool)
 	if len(parts) == 0 {
@@ -399,6 +431,13 @@ func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[st
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("storage: ledger lookup in %s: %w", table, err)
 	}
+	w.mu.Lock()
+	for id := range out {
+		if w.unknown[id] {
+			delete(out, id)
+		}
+	}
+	w.mu.Unlock()
 	return out, nil
 }
 

@@ -16,8 +16,9 @@ import (
 // under load (the data goes on arriving on the first) and started again;
 // then the first one (its batches are spooled and replayed once it is
 // back); then the first one is killed (SIGKILL, INSERTs in flight) and
-// restarted by its supervisor. Every acknowledged reading must then be
-// stored exactly once, read through the Distributed table of either
+// restarted by its supervisor; then ZooKeeper is stopped (the replicated
+// tables refuse inserts) and started again. Every acknowledged reading must
+// then be stored exactly once, read through the Distributed table of either
 // replica.
 func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	c := storagetest.StartCluster(t, 2)
@@ -70,6 +71,18 @@ func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	more(500, "both replicas back")
 	signal(t, c.Server(0), syscall.SIGKILL)
 	more(1000, "the replica gridwatch writes to killed")
+	spooledBefore := gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
+	c.ZooKeeper.Stop()
+	deadline = time.Now().Add(5 * time.Minute)
+	for gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry") == spooledBefore {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing was spooled with ZooKeeper stopped")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	more(1000, "ZooKeeper stopped")
+	c.ZooKeeper.Start(t)
+	more(500, "ZooKeeper back")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("fleet: %v", err)

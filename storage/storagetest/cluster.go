@@ -40,10 +40,13 @@ const (
 // java class directly (there is no systemd here) with a small heap, a data
 // directory of the test's own and a free loopback port.
 type ZooKeeper struct {
-	// Addr is the client address, 127.0.0.1:<port>.
+	// Addr is the client address, 127.0.0.1:<port>; it stays the same
+	// across Stop and Start.
 	Addr string
-	cmd  *exec.Cmd
-	done chan struct{}
+	java string
+	dir  string
+	cmd  *exec.Cmd     // nil while stopped
+	done chan struct{} // closed once cmd has exited
 }
 
 // StartZooKeeper starts a ZooKeeper for t and stops it when t ends. Without
@@ -60,46 +63,54 @@ func StartZooKeeper(t testing.TB) *ZooKeeper {
 	if err != nil {
 		Unavailable(t, "ZooKeeper (apt-get install zookeeper):", err)
 	}
-	dir := t.TempDir()
 	port, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
+	zk := &ZooKeeper{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), java: java, dir: t.TempDir()}
 	cfg := fmt.Sprintf("tickTime=2000\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"+
-		"admin.enableServer=false\n4lw.commands.whitelist=ruok\n", filepath.Join(dir, "data"), port)
-	cfgFile := filepath.Join(dir, "zoo.cfg")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		"admin.enableServer=false\n4lw.commands.whitelist=ruok\n", filepath.Join(zk.dir, "data"), port)
+	if err := os.WriteFile(filepath.Join(zk.dir, "zoo.cfg"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := os.Create(filepath.Join(dir, "zookeeper.log"))
+	t.Cleanup(zk.Stop)
+	zk.Start(t)
+	return zk
+}
+
+// Start starts the server (again, after Stop, on its data) and waits until
+// it answers.
+func (zk *ZooKeeper) Start(t testing.TB) {
+	t.Helper()
+	logFile := filepath.Join(zk.dir, "zookeeper.log")
+	out, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	zk := &ZooKeeper{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
 	// -Xmx256m: the JVM would otherwise size its heap by the machine's memory.
-	zk.cmd = exec.Command(java, "-Xmx256m", "-XX:+UseSerialGC", "-cp", zooKeeperJar,
-		"org.apache.zookeeper.server.ZooKeeperServerMain", cfgFile)
-	zk.cmd.Stdout, zk.cmd.Stderr = out, out
-	zk.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := zk.cmd.Start(); err != nil {
+	cmd := exec.Command(zk.java, "-Xmx256m", "-XX:+UseSerialGC", "-cp", zooKeeperJar,
+		"org.apache.zookeeper.server.ZooKeeperServerMain", filepath.Join(zk.dir, "zoo.cfg"))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = zk.cmd.Wait(); close(zk.done) }()
-	t.Cleanup(zk.stop)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	zk.cmd, zk.done = cmd, done
 	deadline := time.Now().Add(zooKeeperStart)
 	for !zk.ok() {
 		select {
-		case <-zk.done:
-			log, _ := os.ReadFile(out.Name())
-			t.Fatalf("ZooKeeper exited during start-up: %s\n%s", zk.cmd.ProcessState, log)
+		case <-done:
+			log, _ := os.ReadFile(logFile)
+			t.Fatalf("ZooKeeper exited during start-up: %s\n%s", cmd.ProcessState, log)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("ZooKeeper did not answer ruok on %s within %s", zk.Addr, zooKeeperStart)
 		}
 	}
-	return zk
 }
 
 // ok reports whether the server answers the ruok command with imok.
@@ -117,8 +128,12 @@ func (zk *ZooKeeper) ok() bool {
 	return string(b) == "imok"
 }
 
-// stop stops the server and waits for it.
-func (zk *ZooKeeper) stop() {
+// Stop stops the server (SIGTERM, SIGKILL after 30 seconds) and waits for
+// it. It is safe to call on a stopped server.
+func (zk *ZooKeeper) Stop() {
+	if zk.cmd == nil {
+		return
+	}
 	_ = zk.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-zk.done:
@@ -126,6 +141,7 @@ func (zk *ZooKeeper) stop() {
 		_ = zk.cmd.Process.Kill()
 		<-zk.done
 	}
+	zk.cmd = nil
 }
 
 // Cluster is a ClickHouse cluster named ClusterName for t: one shard whose
