@@ -247,11 +247,11 @@ func (h *ingestHook) refuse(qos byte) error {
 
 // count counts a telemetry message taken by ingest, err its rejection.
 func (h *ingestHook) count(err error) {
-	result := "ingested"
 	if err != nil {
-		result = "rejected"
+		h.metrics.messages.WithLabelValues("telemetry", "rejected").Inc()
+		return
 	}
-	h.metrics.messages.WithLabelValues("telemetry", result).Inc()
+	h.metrics.ingested.Inc()
 }
 
 // ackLater queues a PUBACK on the client's ack queue, starting it on the

@@ -332,8 +332,8 @@ func TestBatcherWriteFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.flushes) != 3 {
-			t.Fatalf("receipt covers %d batches, want 3", len(r.flushes))
+		if r.f == nil || len(r.f.parts) != 3 {
+			t.Fatalf("receipt = %+v, want one covering 3 batches", r.f)
 		}
 		synctest.Wait()
 		add(t, b, 5, 7)

@@ -136,7 +136,33 @@ type Decoder struct {
 
 	once    sync.Once
 	minMS   int64
-	parsers fastjson.ParserPool
+	scratch sync.Pool // of *decodeScratch
+}
+
+// decodeScratch is what one Decode call borrows: a parser and the metric
+// names seen before. A fleet sends a few dozen names millions of times;
+// taking the name from here spares an allocation per value, and one map
+// per scratch needs no lock.
+type decodeScratch struct {
+	parser fastjson.Parser
+	names  map[string]string
+}
+
+// maxInternedNames bounds a scratch's names, so that a device sending
+// random metric names cannot grow them: at the bound they are forgotten.
+const maxInternedNames = 1024
+
+// intern returns b as a string, the same one each time for the same bytes.
+func (sc *decodeScratch) intern(b []byte) string {
+	if name, ok := sc.names[string(b)]; ok {
+		return name
+	}
+	if len(sc.names) >= maxInternedNames {
+		clear(sc.names)
+	}
+	name := string(b)
+	sc.names[name] = name
+	return name
 }
 
 // setDefaults fills unset settings with their defaults.
@@ -181,9 +207,13 @@ func (d *Decoder) Decode(payload []byte, now, latest int64, dst []Point) ([]Poin
 		s.problem(-1, ReasonTooLarge, fmt.Sprintf("payload is %d bytes, limit %d", len(payload), d.MaxPayloadBytes))
 		return s.points, s.problems
 	}
-	p := d.parsers.Get()
-	defer d.parsers.Put(p)
-	v, err := p.ParseBytes(payload)
+	sc, _ := d.scratch.Get().(*decodeScratch)
+	if sc == nil {
+		sc = &decodeScratch{names: make(map[string]string)}
+	}
+	defer d.scratch.Put(sc)
+	s.scratch = sc
+	v, err := sc.parser.ParseBytes(payload)
 	if err != nil {
 		s.problem(-1, ReasonMalformedJSON, truncate(err.Error(), 160))
 		return s.points, s.problems
@@ -222,6 +252,7 @@ type decodeState struct {
 	unlisted int    // problems beyond MaxProblems
 	overflow int    // good values beyond MaxPoints
 	name     []byte // scratch for resolving SenML names
+	scratch  *decodeScratch
 }
 
 // problem records a problem of record rec (-1: the whole payload).
@@ -271,7 +302,7 @@ func (s *decodeState) point(rec int, ts int64, metric []byte, v float64) {
 		s.overflow++
 		return
 	}
-	s.points = append(s.points, Point{TS: ts, Metric: string(metric), Value: v})
+	s.points = append(s.points, Point{TS: ts, Metric: s.scratch.intern(metric), Value: v})
 }
 
 // object decodes one object-form record.

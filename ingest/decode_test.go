@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -495,6 +496,25 @@ func TestBaselineDecodesLikeDecoder(t *testing.T) {
 		if len(problems) != 0 || n != 0 || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: baseline %v (%d problems), Decoder %v %v", file, got, n, want, problems)
 		}
+	}
+}
+
+// TestDecoderInternBound checks that the metric names a decoder keeps to
+// spare allocations stay bounded whatever names devices send, and that a
+// name it hands out is the name sent.
+func TestDecoderInternBound(t *testing.T) {
+	sc := &decodeScratch{names: make(map[string]string)}
+	for i := range 3 * maxInternedNames {
+		name := "m" + strconv.Itoa(i)
+		if got := sc.intern([]byte(name)); got != name {
+			t.Fatalf("intern(%q) = %q", name, got)
+		}
+		if len(sc.names) > maxInternedNames {
+			t.Fatalf("after %d names the scratch holds %d, bound %d", i+1, len(sc.names), maxInternedNames)
+		}
+	}
+	if got := sc.intern([]byte("pm25")); got != "pm25" || sc.intern([]byte("pm25")) != got {
+		t.Fatalf("intern(pm25) = %q", got)
 	}
 }
 

@@ -134,7 +134,7 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	}
 	if p.Admit != nil {
 		if err := p.Admit(); err != nil {
-			p.Metrics.messages.WithLabelValues(outcomeDropped).Inc()
+			p.Metrics.message(outcomeDropped)
 			return Receipt{}, fmt.Errorf("device %q: %w: %w", deviceID, ErrNotStored, err)
 		}
 	}
@@ -143,7 +143,7 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	if !ok {
 		problems := []Problem{{Reason: ReasonUnknownDevice, Detail: "device is not registered"}}
 		rejErr := p.reject(ctx, received, deviceID, topic, payload, problems)
-		p.Metrics.messages.WithLabelValues(outcomeUnknownDevice).Inc()
+		p.Metrics.message(outcomeUnknownDevice)
 		return Receipt{}, errors.Join(fmt.Errorf("device %q: %w", deviceID, ErrUnknownDevice), rejErr)
 	}
 
@@ -213,7 +213,7 @@ func (p *Pipeline) HandleTelemetry(ctx context.Context, deviceID, topic string, 
 	case len(problems) > 0:
 		outcome = outcomeRejected
 	}
-	p.Metrics.messages.WithLabelValues(outcome).Inc()
+	p.Metrics.message(outcome)
 	return receipt, errors.Join(malformed, storeErr, rejErr)
 }
 
