@@ -19,6 +19,7 @@
 #
 #   DEVICES=200 MESSAGES=500000 deploy/bench.sh
 #   SKIP_TELEGRAF=1 deploy/bench.sh     # without building Telegraf
+#   PIPELINES="bare telegraf" deploy/bench.sh   # some of bare, gridwatch, durable, telegraf, console
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICES=${DEVICES:-200}
@@ -26,6 +27,9 @@ MESSAGES=${MESSAGES:-500000}
 MEMORY_LIMIT=${MEMORY_LIMIT:-$((160 << 20))}
 DRAIN_MAX=${DRAIN_MAX:-300}
 TOOLS=${TOOLS:-$PWD/.tools}
+PIPELINES=${PIPELINES:-bare gridwatch durable telegraf console}
+[ -n "${SKIP_TELEGRAF:-}" ] && PIPELINES=${PIPELINES//telegraf/}
+runs() { [[ " $PIPELINES " == *" $1 "* ]]; }
 TELEGRAF_VERSION=v1.37.2
 work=$(mktemp -d)
 pids=()
@@ -51,9 +55,9 @@ cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 now() { date +%s.%N; }
 
-echo "== building gridwatch, gridsim$([ -z "${SKIP_TELEGRAF:-}" ] && echo ", Telegraf $TELEGRAF_VERSION (once, into $TOOLS)")"
+echo "== building gridwatch, gridsim$(runs telegraf && echo ", Telegraf $TELEGRAF_VERSION (once, into $TOOLS)")"
 make -s build
-if [ -z "${SKIP_TELEGRAF:-}" ] && [ ! -x "$TOOLS/telegraf" ]; then
+if runs telegraf && [ ! -x "$TOOLS/telegraf" ]; then
   # Only the plugins the pipeline needs, into a tool folder: not the
   # project's go.mod. The first build takes several minutes.
   GOBIN="$TOOLS" go install -tags custom,inputs.mqtt_consumer,outputs.sql,parsers.json,processors.unpivot \
@@ -73,6 +77,7 @@ results=()
 # row NAME READINGS_SENT ROWS SECONDS CPU RSS_MIB
 row() { results+=("$1|$2|$3|$4|$5|$6"); }
 
+if runs bare; then
 echo "== bare mochi broker, no-op hook"
 bport=$(free_port)
 ./bin/gridsim broker --listen "127.0.0.1:$bport" --quiet > "$work/bare-broker.json" 2> "$work/bare.log" &
@@ -87,9 +92,10 @@ for q in 0 1; do
     "$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" "$(rss_mib "$bpid")"
 done
 kill -TERM "$bpid"; wait "$bpid" 2>/dev/null || true
+fi
 
 # gridwatch NAME FLAGS...: start gridwatch serve on the shared data_dir.
-gport=$(free_port); hport=$(free_port)
+gport=$(free_port); hport=$(free_port); gpid=
 gridwatch() {
   # The load publishes each device far faster than a field device may
   # (mqtt.message_rate, 10/s): the limits are lifted to measure the pipeline.
@@ -132,25 +138,32 @@ measure() {
   results[-1]+="|$(awk -v a="$ch0" -v b="$(cpu "$chpid")" 'BEGIN{print b-a}')"
 }
 
+stop_gridwatch() { [ -n "$gpid" ] && { kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true; gpid=; }; }
+
+if runs gridwatch; then
 echo "== gridwatch serve, default mode"
 gridwatch
 measure "gridwatch QoS 0" "$gport" 0 gridwatch.telemetry "$gpid"
 measure "gridwatch QoS 1" "$gport" 1 gridwatch.telemetry "$gpid"
-kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true
+stop_gridwatch
+fi
 
+if runs durable; then
 echo "== gridwatch serve, ingest.durable_ack"
 gridwatch --ingest.durable_ack
 measure "gridwatch durable QoS 1" "$gport" 1 gridwatch.telemetry "$gpid"
-kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true
+stop_gridwatch
 
 # The same with a soft memory limit (the Go GC's target; ingest.memory_limit),
 # as a deployment that must fit in 200 MiB would set it.
 echo "== gridwatch serve, ingest.durable_ack, ingest.memory_limit $((MEMORY_LIMIT >> 20)) MiB"
 gridwatch --ingest.durable_ack --ingest.memory_limit "$MEMORY_LIMIT"
 measure "gridwatch durable QoS 1, memory_limit" "$gport" 1 gridwatch.telemetry "$gpid"
+fi
 
-if [ -z "${SKIP_TELEGRAF:-}" ]; then
+if runs telegraf; then
   echo "== mosquitto → Telegraf → ClickHouse (gridwatch idles; its ClickHouse is shared)"
+  [ -n "$gpid" ] || gridwatch
   ch "CREATE DATABASE IF NOT EXISTS peer" >/dev/null
   # The same narrow rows gridwatch stores: one per device, metric and time.
   ch "CREATE TABLE IF NOT EXISTS peer.telemetry (timestamp DateTime, device String, metric String, value Float64) ENGINE = MergeTree ORDER BY (device, metric, timestamp)" >/dev/null
@@ -202,6 +215,9 @@ EOF
   driver = "clickhouse"
   data_source_name = "clickhouse://default:$chpw@127.0.0.1:$chtcp/peer?dial_timeout=10s"
   table_exists_template = "SELECT 1 FROM {TABLE} LIMIT 1"
+  # One INSERT per batch: without it outputs.sql runs one transaction per
+  # row, about 160 rows/s into ClickHouse.
+  batch_transactions = true
 EOF
     "$TOOLS/telegraf" --config "$work/telegraf-q$q.conf" > "$work/telegraf-q$q.log" 2>&1 &
     tpid=$!; pids+=("$tpid")
@@ -211,7 +227,7 @@ EOF
     kill -TERM "$tpid"; wait "$tpid" 2>/dev/null || true
   done
 fi
-kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true
+stop_gridwatch
 
 echo
 printf "%-40s %12s %10s %12s %12s %8s\n" "pipeline" "rows/s" "loss" "CPU s/M rows" "+ClickHouse" "RSS MiB"
@@ -223,8 +239,9 @@ for r in "${results[@]}"; do
   chm=$(awk -v c="${chcpu:-0}" -v n="$rows" 'BEGIN { printf "%.2f", (n > 0 ? c / n * 1e6 : 0) }')
   printf '%-40s %12s %10s %12s %12s %8s\n' "$name" "${rate[$name]}" "$((sent - rows))" "${cpum[$name]}" "$chm" "$rss"
 done
-ratio() { awk -v a="${rate[$1]:-0}" -v b="${rate[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else printf "n/a" }'; }
-cratio() { awk -v a="${cpum[$1]:-0}" -v b="${cpum[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else printf "n/a" }'; }
+# ratio/cratio A B: A's rows/s (CPU per row) over B's; n/a when either did not run.
+ratio() { awk -v a="${rate[$1]:-0}" -v b="${rate[$2]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else printf "n/a" }'; }
+cratio() { awk -v a="${cpum[$1]:-0}" -v b="${cpum[$2]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else printf "n/a" }'; }
 echo
 echo "goal                                              ratio    target"
 printf '%-49s %-8s %s\n' "gridwatch QoS 0 / bare mochi QoS 0" "$(ratio "gridwatch QoS 0" "bare mochi broker (received) QoS 0")" "≥ 0.8x"
@@ -240,6 +257,7 @@ echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 # The console with 10,000 open cases and 5,000 devices in headless Chromium
 # (web/e2e/load.test.mjs, also part of make test); its figures are printed
 # as FIGURES {…} and left in web/e2e/artifacts/load-figures.json.
+runs console || exit 0
 echo
 echo "== console load (go test ./web -run TestConsoleLoad)"
 go test -count=1 -timeout 20m -run TestConsoleLoad -v ./web/ | grep -E 'FIGURES|open cases|seeded|^(ok|FAIL|---)' || true
