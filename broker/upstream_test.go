@@ -18,7 +18,7 @@ import (
 )
 
 // upstreamBroker starts a mosquitto with device d1 and gridwatch nodes
-// gw-1 and gw-2, under -short skipped.
+// gridwatch-1 and gridwatch-2 (the shipped ACL's), under -short skipped.
 func upstreamBroker(t *testing.T) *mosquittotest.Server {
 	t.Helper()
 	if testing.Short() {
@@ -26,7 +26,7 @@ func upstreamBroker(t *testing.T) *mosquittotest.Server {
 	}
 	return mosquittotest.Start(t, mosquittotest.Config{
 		Devices: []mosquittotest.User{{Name: "d1", Password: "d1-secret"}},
-		Readers: []mosquittotest.User{{Name: "gw-1", Password: "gw-1-secret"}, {Name: "gw-2", Password: "gw-2-secret"}},
+		Readers: []mosquittotest.User{{Name: "gridwatch-1", Password: "gridwatch-1-secret"}, {Name: "gridwatch-2", Password: "gridwatch-2-secret"}},
 	})
 }
 
@@ -76,7 +76,7 @@ func TestUpstreamAcksOnlyStored(t *testing.T) {
 	second := newGate()
 	close(second.open)
 	rec := &received{stored: func(p string) Stored { return map[string]*gate{"1": first, "2": second}[p] }}
-	u := startUpstream(t, ms, "gw-1", rec.ingest, func(u *Upstream) { u.ShutdownGrace = 300 * time.Millisecond })
+	u := startUpstream(t, ms, "gridwatch-1", rec.ingest, func(u *Upstream) { u.ShutdownGrace = 300 * time.Millisecond })
 	devicePublish(t, ms, "1", "2")
 	waitFor(t, "two deliveries", func() bool { return len(rec.snapshot()) == 2 })
 	// Checking that something does not happen needs a wait: 300 ms.
@@ -89,7 +89,7 @@ func TestUpstreamAcksOnlyStored(t *testing.T) {
 	}
 
 	again := &received{}
-	u2 := startUpstream(t, ms, "gw-1", again.ingest)
+	u2 := startUpstream(t, ms, "gridwatch-1", again.ingest)
 	waitFor(t, "the two again", func() bool { return len(again.snapshot()) == 2 })
 	want := []string{"d1 devices/d1/telemetry 1 dup", "d1 devices/d1/telemetry 2 dup"}
 	if got := again.snapshot(); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -115,7 +115,7 @@ func TestUpstreamNotStoredIsDeliveredAgain(t *testing.T) {
 		}
 		return s, nil
 	}
-	u := startUpstream(t, ms, "gw-1", ingestOnce)
+	u := startUpstream(t, ms, "gridwatch-1", ingestOnce)
 	devicePublish(t, ms, "7")
 	waitFor(t, "the delivery acknowledged", func() bool { return testutil.ToFloat64(u.metrics.acked) == 1 })
 	want := []string{"d1 devices/d1/telemetry 7", "d1 devices/d1/telemetry 7 dup"}
@@ -135,7 +135,7 @@ func TestUpstreamNotStoredIsDeliveredAgain(t *testing.T) {
 func TestUpstreamReconnectsAfterBrokerRestart(t *testing.T) {
 	ms := upstreamBroker(t)
 	rec := &received{}
-	u := startUpstream(t, ms, "gw-1", rec.ingest, func(u *Upstream) { u.MaxReconnectInterval = time.Second })
+	u := startUpstream(t, ms, "gridwatch-1", rec.ingest, func(u *Upstream) { u.MaxReconnectInterval = time.Second })
 	ms.Kill(t)
 	waitFor(t, "not ready", func() bool { return u.Ready(context.Background()) != nil })
 	if testutil.ToFloat64(u.metrics.connected) != 0 {
@@ -157,8 +157,8 @@ func TestUpstreamReconnectsAfterBrokerRestart(t *testing.T) {
 func TestUpstreamSharesAndHidesItsPassword(t *testing.T) {
 	ms := upstreamBroker(t)
 	a, b := &received{}, &received{}
-	startUpstream(t, ms, "gw-1", a.ingest)
-	startUpstream(t, ms, "gw-2", b.ingest)
+	startUpstream(t, ms, "gridwatch-1", a.ingest)
+	startUpstream(t, ms, "gridwatch-2", b.ingest)
 	var payloads []string
 	for i := range 20 {
 		payloads = append(payloads, fmt.Sprint(i))
@@ -178,7 +178,7 @@ func TestUpstreamSharesAndHidesItsPassword(t *testing.T) {
 
 	var logs syncBuffer
 	const wrong = "wrong-secret-0123"
-	u := &Upstream{Brokers: []string{ms.URL()}, ClientID: "gw-2", Username: "gw-2", Password: wrong,
+	u := &Upstream{Brokers: []string{ms.URL()}, ClientID: "gridwatch-2", Username: "gridwatch-2", Password: wrong,
 		Ingest: a.ingest, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if err := u.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,10 @@
 // Package mosquittotest runs a private mosquitto 2 (Debian's, which
 // deploy/install-deps.sh installs) for the tests of gridwatch's upstream
-// mode: its own config, password file and ACL in a temporary directory, on
-// a free loopback port, stopped with the test. The config is the one the
-// README asks a city for: devices log in with their own credentials and
-// publish under devices/{username}/ only, gridwatch nodes read telemetry.
+// mode: the config and ACL shipped in deploy/mosquitto, with their port
+// and paths moved into a temporary directory, on a free loopback port,
+// stopped with the test. So the tests run what the README asks a city
+// for: devices log in with their own credentials and publish under
+// devices/{username}/ only, gridwatch nodes read telemetry.
 package mosquittotest
 
 import (
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,8 +33,9 @@ type User struct {
 type Config struct {
 	// Devices publish under devices/{their name}/ only.
 	Devices []User
-	// Readers, the gridwatch nodes, read devices/+/telemetry, through a
-	// shared subscription or not.
+	// Readers are gridwatch nodes, named as in the shipped ACL
+	// (gridwatch-1, gridwatch-2, gridwatch-3), which read
+	// devices/+/telemetry.
 	Readers []User
 }
 
@@ -70,50 +73,63 @@ func Start(t testing.TB, c Config) *Server {
 	s := &Server{Port: port, bin: bin, dir: t.TempDir()}
 	s.conf, s.log = filepath.Join(s.dir, "mosquitto.conf"), filepath.Join(s.dir, "mosquitto.log")
 
-	var users, acl strings.Builder
-	for _, u := range append(append([]User(nil), c.Devices...), c.Readers...) {
+	_, here, _, _ := runtime.Caller(0)
+	shipped := filepath.Join(filepath.Dir(here), "..", "..", "deploy", "mosquitto")
+	acl := read(t, filepath.Join(shipped, "gridwatch.acl"))
+	var users strings.Builder
+	for _, u := range c.Devices {
 		fmt.Fprintf(&users, "%s:%s\n", u.Name, u.Password)
 	}
 	for _, u := range c.Readers {
-		fmt.Fprintf(&acl, "user %s\ntopic read devices/+/telemetry\n\n", u.Name)
+		if !strings.Contains(acl, "\nuser "+u.Name+"\n") {
+			t.Fatalf("deploy/mosquitto/gridwatch.acl has no user %s", u.Name)
+		}
+		fmt.Fprintf(&users, "%s:%s\n", u.Name, u.Password)
 	}
-	// A device publishes under its own username only: gridwatch takes the
-	// device id from the topic.
-	acl.WriteString("pattern write devices/%u/#\n")
 	write(t, filepath.Join(s.dir, "passwd"), users.String())
 	// mosquitto_passwd -U hashes the plain-text passwords in place.
 	if out, err := exec.Command(passwd, "-U", filepath.Join(s.dir, "passwd")).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd -U: %v\n%s", err, out)
 	}
-	write(t, filepath.Join(s.dir, "acl"), acl.String())
+	write(t, filepath.Join(s.dir, "acl"), acl)
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, s.conf, fmt.Sprintf(`# Run as root, mosquitto would become user mosquitto, which cannot
-# read this test's private directory.
-user %s
-listener %d 127.0.0.1
-allow_anonymous false
-password_file %s
-acl_file %s
-# A client id is its username: no device takes over another's session.
-use_username_as_clientid true
-persistence false
-# gridwatch acks a delivery once its readings are stored (durable_ack):
-# let each node have many in flight, as the README asks.
-max_inflight_messages 1000
-# While a node is down, its share of the messages waits in its session.
-max_queued_messages 1000000
+	conf := read(t, filepath.Join(shipped, "mosquitto.conf"))
+	for from, to := range map[string]string{
+		"\nlistener 1883\n":                        fmt.Sprintf("\nlistener %d 127.0.0.1\n", port),
+		"/etc/mosquitto/gridwatch.passwd":          filepath.Join(s.dir, "passwd"),
+		"/etc/mosquitto/gridwatch.acl":             filepath.Join(s.dir, "acl"),
+		"persistence_location /var/lib/mosquitto/": "persistence_location " + s.dir + "/",
+	} {
+		if !strings.Contains(conf, from) {
+			t.Fatalf("deploy/mosquitto/mosquitto.conf has no %q", strings.TrimSpace(from))
+		}
+		conf = strings.ReplaceAll(conf, from, to)
+	}
+	// Run as root, mosquitto would become user mosquitto, which cannot
+	// read this test's private directory.
+	conf = "user " + me.Username + "\n" + conf + `
 log_dest stderr
 log_type error
 log_type warning
 log_type notice
 log_type information
-`, me.Username, port, filepath.Join(s.dir, "passwd"), filepath.Join(s.dir, "acl")))
+`
+	write(t, s.conf, conf)
 	s.start(t)
 	t.Cleanup(func() { s.Kill(t) })
 	return s
+}
+
+func read(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func write(t testing.TB, path, content string) {
@@ -163,8 +179,8 @@ func (s *Server) start(t testing.TB) {
 	}
 }
 
-// Kill stops mosquitto with SIGKILL, if it runs. Its sessions are gone
-// (persistence is off).
+// Kill stops mosquitto with SIGKILL, if it runs. Its sessions are kept
+// only as far as its last autosave (every 60 s) saved them.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
 	if s.cmd == nil {

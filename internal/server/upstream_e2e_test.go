@@ -40,7 +40,7 @@ func TestUpstreamNodesShareAndOneIsKilled(t *testing.T) {
 	for _, d := range devs {
 		users = append(users, mosquittotest.User{Name: d.ID, Password: d.Secret})
 	}
-	nodes := []mosquittotest.User{{Name: "gw-1", Password: "gw-1-upstream-secret"}, {Name: "gw-2", Password: "gw-2-upstream-secret"}}
+	nodes := []mosquittotest.User{{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"}, {Name: "gridwatch-2", Password: "gridwatch-2-upstream-secret"}}
 	ms := mosquittotest.Start(t, mosquittotest.Config{Devices: users, Readers: nodes})
 
 	var gws []*gridwatchProcess
@@ -146,13 +146,13 @@ func TestUpstreamLostAckIsNotStoredTwice(t *testing.T) {
 	d := devs[0]
 	ms := mosquittotest.Start(t, mosquittotest.Config{
 		Devices: []mosquittotest.User{{Name: d.ID, Password: d.Secret}},
-		Readers: []mosquittotest.User{{Name: "gw-1", Password: "gw-1-upstream-secret"}},
+		Readers: []mosquittotest.User{{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"}},
 	})
 	px := startDropProxy(t, ms.Addr())
 	srv := startServer(t, addr, database, devs, func(c *Config) {
 		c.Ingest.DurableAck = true
-		c.Upstream.Brokers, c.Upstream.ClientID = "tcp://"+px.addr(), "gw-1"
-		c.Upstream.Username, c.Upstream.Password = "gw-1", "gw-1-upstream-secret"
+		c.Upstream.Brokers, c.Upstream.ClientID = "tcp://"+px.addr(), "gridwatch-1"
+		c.Upstream.Username, c.Upstream.Password = "gridwatch-1", "gridwatch-1-upstream-secret"
 		c.Upstream.MaxReconnectInterval = time.Second
 	})
 	waitFor(t, time.Minute, func() bool { return srv.upstream.Ready(context.Background()) == nil })
