@@ -322,7 +322,7 @@ func (u *Upstream) handle(_ paho.Client, m paho.Message) {
 	if u.closing.Load() {
 		// Not acknowledged: the broker delivers it again to this
 		// session's next connection.
-		u.metrics.messages.WithLabelValues("not_taken_closing").Inc()
+		u.metrics.messages.WithLabelValues("closing").Inc()
 		return
 	}
 	id, kind, ok := splitDeviceTopic(m.Topic())
@@ -369,14 +369,20 @@ func (u *Upstream) sendAcks() {
 	}
 }
 
-// settle acknowledges a once stored, or refuses it.
+// settle acknowledges a once stored, or refuses it. Once Close's grace
+// has passed it acknowledges nothing more: the next start is delivered
+// again what was not acknowledged by then, and finds stored what was.
 func (u *Upstream) settle(a upstreamAck) {
 	defer u.acking.Add(-1)
 	if a.stored != nil {
-		if err := a.stored.Wait(u.ctx); err != nil {
+		if err := a.stored.Wait(u.ctx); err != nil && u.ctx.Err() == nil {
 			u.notStored()
 			return
 		}
+	}
+	if u.ctx.Err() != nil {
+		u.metrics.messages.WithLabelValues("closing").Inc()
+		return
 	}
 	u.count(a.err)
 	u.acked(a.msg)
