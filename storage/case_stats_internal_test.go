@@ -25,8 +25,8 @@ func (db *DB) CaseTalliesFromEvents(ctx context.Context, by CaseStatsBy, from, t
 // eventsSource alone makes ClickHouse 18.16 drop a column the query
 // needs.)
 func (db *DB) CaseActionsFromEvents(ctx context.Context, from, to time.Time, inScope func(string) bool) ([]cases.ActionCount, error) {
-	source := "(SELECT [" + db.msExpr("ts") + "] AS `action.ts`, [role] AS `action.role`, [actor] AS `action.actor`," +
-		" [kind] AS `action.kind`, [grid] AS `action.grid` FROM " + quoteTable(db.opts.Database, "case_events") +
+	source := "(SELECT [" + db.msExpr("ts") + "] AS `action.ts`, [" + actionWho("CAST(role AS String)", "CAST(kind AS String)", "actor") +
+		"] AS `action.who`, [grid] AS `action.grid` FROM " + quoteTable(db.opts.Database, "case_events") +
 		" LIMIT 1 BY case_id, seq, role, actor, kind, grid)"
 	return db.caseActions(ctx, from, to, inScope, source)
 }

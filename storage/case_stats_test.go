@@ -330,11 +330,17 @@ func TestCaseTalliesAfterReplacement(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Received != 1 {
 		t.Fatalf("tallies after the dispatch %+v (%v)", got, err)
 	}
-	c.replace(time.Minute, cases.EventNote, "u1")
+	// An actor's name may hold anything, the separator of action.who too.
+	const actor = "u1\x1fnight shift"
+	c.replace(time.Minute, cases.EventNote, actor)
 	insertCaseEvents(t, db, c.evs[1:])
 	got, err = db.CaseTallies(ctx, storage.CaseStatsByUnit, from, to, nil)
 	if err != nil || len(got) != 0 {
 		t.Errorf("tallies after the note replaced the dispatch %+v (%v), want none", got, err)
+	}
+	acts, err := db.CaseActions(ctx, from, to, nil)
+	if err != nil || len(acts) != 2 || acts[1] != (cases.ActionCount{Actor: actor, Kind: cases.EventNote, N: 1}) {
+		t.Errorf("actions %+v (%v), want disp1's dispatch and %q's note", acts, err, actor)
 	}
 	sameAsEvents(t, db, from, to, func(g string) bool { return g == "G1" })
 }
