@@ -61,12 +61,21 @@ func (h *statusHook) reported(id string, pk packets.Packet) {
 	if !ok || kind != "status" || tid != id {
 		return
 	}
-	switch p := bytes.TrimSpace(pk.Payload); {
-	case bytes.EqualFold(p, []byte("online")):
-		h.emit(id, true, devices.StatusReported)
-	case bytes.EqualFold(p, []byte("offline")):
-		h.emit(id, false, devices.StatusReported)
+	if online, ok := reportedStatus(pk.Payload); ok {
+		h.emit(id, online, devices.StatusReported)
 	}
+}
+
+// reportedStatus reads a devices/{id}/status payload: "online" or
+// "offline", in any case, blanks around; ok is false for anything else.
+func reportedStatus(payload []byte) (online, ok bool) {
+	switch p := bytes.TrimSpace(payload); {
+	case bytes.EqualFold(p, []byte("online")):
+		return true, true
+	case bytes.EqualFold(p, []byte("offline")):
+		return false, true
+	}
+	return false, false
 }
 
 func (h *statusHook) emit(id string, online bool, reason string) {

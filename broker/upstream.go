@@ -15,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
 )
 
@@ -22,6 +23,10 @@ import (
 // from an external broker: each message of the group gridwatch goes to one
 // of its members.
 const DefaultUpstreamTopic = "$share/gridwatch/" + TopicPrefix + "+/telemetry"
+
+// DefaultUpstreamStatusTopic is the shared subscription of the devices'
+// status messages and wills.
+const DefaultUpstreamStatusTopic = "$share/gridwatch/" + TopicPrefix + "+/status"
 
 // upstreamAckQueueLen bounds the deliveries whose PUBACK waits for their
 // readings to be stored; beyond it the handler, and so paho's reader,
@@ -67,6 +72,13 @@ type Upstream struct {
 	MaxReconnectInterval time.Duration
 	// Ingest receives devices/{id}/telemetry messages. Required.
 	Ingest IngestFunc
+	// Status receives what registered devices (Lookup) publish, or their
+	// wills publish, to devices/{id}/status: "online" or "offline". The
+	// external broker's own connects and disconnects are not seen. Nil
+	// ignores status messages; Lookup is required with it.
+	Status StatusFunc
+	// Lookup finds registered devices for Status.
+	Lookup LookupFunc
 	// DurableAck acknowledges a QoS 1 delivery only once what Ingest took
 	// of it is written (Stored.Wait), in the order the deliveries came.
 	// A delivery that is not stored is not acknowledged, and the
@@ -122,8 +134,8 @@ type upstreamAck struct {
 // Start checks the settings and connects in the background: a broker that
 // is down is retried with backoff (Ready tells), not an error.
 func (u *Upstream) Start(ctx context.Context) error {
-	if len(u.Brokers) == 0 || u.ClientID == "" || u.Ingest == nil {
-		return errors.New("upstream: Brokers, ClientID and Ingest are required")
+	if len(u.Brokers) == 0 || u.ClientID == "" || u.Ingest == nil || (u.Status != nil && u.Lookup == nil) {
+		return errors.New("upstream: Brokers, ClientID and Ingest are required, and Lookup with Status")
 	}
 	if len(u.Topics) == 0 {
 		u.Topics = []string{DefaultUpstreamTopic}
@@ -326,6 +338,11 @@ func (u *Upstream) handle(_ paho.Client, m paho.Message) {
 		return
 	}
 	id, kind, ok := splitDeviceTopic(m.Topic())
+	if ok && kind == "status" && u.Status != nil {
+		u.status(id, m.Payload())
+		u.ack(upstreamAck{msg: m})
+		return
+	}
 	if !ok || kind != "telemetry" {
 		u.metrics.messages.WithLabelValues("not_telemetry").Inc()
 		u.ack(upstreamAck{msg: m})
@@ -337,6 +354,17 @@ func (u *Upstream) handle(_ paho.Client, m paho.Message) {
 		return
 	}
 	u.ack(upstreamAck{msg: m, stored: stored, err: err})
+}
+
+// status reports what a registered device published to its status topic.
+func (u *Upstream) status(id string, payload []byte) {
+	online, ok := reportedStatus(payload)
+	if _, known := u.Lookup(id); !ok || !known {
+		u.metrics.messages.WithLabelValues("status_ignored").Inc()
+		return
+	}
+	u.metrics.messages.WithLabelValues("status").Inc()
+	u.Status(devices.StatusChange{Device: id, Online: online, At: time.Now(), Reason: devices.StatusReported})
 }
 
 // ack acknowledges a delivery: at once, or in durable mode through the

@@ -42,7 +42,7 @@ func newUpstreamMetrics(reg prometheus.Registerer, u *Upstream) *upstreamMetrics
 		}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_upstream_messages_total",
-			Help: "Upstream deliveries by outcome: ingested, rejected (stored in the rejected table), not_stored (not acknowledged; the broker delivers it again on the next connection), not_telemetry (acknowledged, not a devices/{id}/telemetry topic), closing (not acknowledged at shutdown; delivered again on the next start).",
+			Help: "Upstream deliveries by outcome: ingested, rejected (stored in the rejected table), not_stored (not acknowledged; the broker delivers it again on the next connection), not_telemetry (acknowledged, not a devices/{id}/telemetry topic), status (a registered device's online/offline), status_ignored (a status message of an unknown device or neither online nor offline; acknowledged), closing (not acknowledged at shutdown; delivered again on the next start).",
 		}, []string{"result"}),
 	}
 	if reg != nil {

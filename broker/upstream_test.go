@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
 	"github.com/gridwatch/gridwatch/internal/mosquittotest"
 )
@@ -52,6 +54,12 @@ func startUpstream(t *testing.T, ms *mosquittotest.Server, node string, ingest I
 // PUBACKs are mosquitto's.
 func devicePublish(t *testing.T, ms *mosquittotest.Server, payloads ...string) {
 	t.Helper()
+	devicePublishTo(t, ms, "devices/d1/telemetry", payloads...)
+}
+
+// devicePublishTo is devicePublish to topic.
+func devicePublishTo(t *testing.T, ms *mosquittotest.Server, topic string, payloads ...string) {
+	t.Helper()
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(ms.URL()).SetClientID("d1").
 		SetUsername("d1").SetPassword("d1-secret").SetProtocolVersion(4))
 	if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
@@ -59,7 +67,7 @@ func devicePublish(t *testing.T, ms *mosquittotest.Server, payloads ...string) {
 	}
 	defer c.Disconnect(250)
 	for _, p := range payloads {
-		if tok := c.Publish("devices/d1/telemetry", 1, false, p); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		if tok := c.Publish(topic, 1, false, p); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
 			t.Fatalf("device publish: %v", tok.Error())
 		}
 	}
@@ -194,5 +202,32 @@ func TestUpstreamSharesAndHidesItsPassword(t *testing.T) {
 		if strings.Contains(s, wrong) {
 			t.Errorf("the %s show the password: %s", what, s)
 		}
+	}
+}
+
+// TestUpstreamFollowsStatus checks that a registered device's status
+// messages reach Status, and that one neither online nor offline does not.
+func TestUpstreamFollowsStatus(t *testing.T) {
+	ms := upstreamBroker(t)
+	var mu sync.Mutex
+	var got []devices.StatusChange
+	u := startUpstream(t, ms, "gridwatch-1", (&received{}).ingest, func(u *Upstream) {
+		u.Topics = []string{DefaultUpstreamTopic, DefaultUpstreamStatusTopic}
+		u.Lookup = func(id string) (devices.Device, bool) { return devices.Device{ID: id}, id == "d1" }
+		u.Status = func(c devices.StatusChange) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, c)
+		}
+	})
+	devicePublishTo(t, ms, "devices/d1/status", "maybe", " Offline\n")
+	waitFor(t, "two status messages", func() bool {
+		return testutil.ToFloat64(u.metrics.messages.WithLabelValues("status"))+
+			testutil.ToFloat64(u.metrics.messages.WithLabelValues("status_ignored")) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].Device != "d1" || got[0].Online || got[0].Reason != devices.StatusReported {
+		t.Fatalf("status changes %+v, want d1 offline (reported) only", got)
 	}
 }

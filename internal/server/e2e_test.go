@@ -270,13 +270,20 @@ func publish(t *testing.T, srv *Server, d devices.Device, payload string) {
 // publishTo is publish to the broker at url.
 func publishTo(t *testing.T, url string, d devices.Device, payload string) {
 	t.Helper()
+	publishOn(t, url, d, "devices/"+d.ID+"/telemetry", payload)
+}
+
+// publishOn publishes payload at QoS 1 as device d to topic through the
+// broker at url.
+func publishOn(t *testing.T, url string, d devices.Device, topic, payload string) {
+	t.Helper()
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).
 		SetClientID(d.ID).SetUsername(d.ID).SetPassword(d.Secret).SetProtocolVersion(4))
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", d.ID, tok.Error())
 	}
 	defer c.Disconnect(250)
-	if tok := c.Publish("devices/"+d.ID+"/telemetry", 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish: %v", tok.Error())
 	}
 }

@@ -21,7 +21,7 @@ type UpstreamConfig struct {
 	ClientID             string        `koanf:"client_id" help:"the node's MQTT client id on the upstream broker, required with upstream.brokers: unique to the node and the same across its restarts, since its persistent session holds what the node has not acknowledged"`
 	Username             string        `koanf:"username" help:"the node's username on the upstream broker"`
 	Password             string        `koanf:"password" help:"the node's password on the upstream broker" secret:"true"`
-	Topics               string        `koanf:"topics" help:"comma-separated topic filters subscribed at QoS 1; a plain (not $share/) filter on several nodes would give every node every message"`
+	Topics               string        `koanf:"topics" help:"comma-separated topic filters subscribed at QoS 1: devices/{id}/telemetry is ingested, devices/{id}/status (online/offline, and wills) followed; a plain (not $share/) filter on several nodes would give every node every message"`
 	TLSCA                string        `koanf:"tls_ca" help:"PEM CA bundle verifying an ssl:// or wss:// upstream broker; empty uses the system's roots"`
 	TLSCert              string        `koanf:"tls_cert" help:"PEM client certificate for the upstream broker, with upstream.tls_key"`
 	TLSKey               string        `koanf:"tls_key" help:"PEM private key of upstream.tls_cert"`
@@ -33,7 +33,7 @@ type UpstreamConfig struct {
 // defaultUpstream is the upstream.* defaults: no upstream broker.
 func defaultUpstream() UpstreamConfig {
 	return UpstreamConfig{
-		Topics:               broker.DefaultUpstreamTopic,
+		Topics:               broker.DefaultUpstreamTopic + "," + broker.DefaultUpstreamStatusTopic,
 		KeepAlive:            30 * time.Second,
 		ConnectTimeout:       10 * time.Second,
 		MaxReconnectInterval: time.Minute,
@@ -169,6 +169,8 @@ func (s *Server) startUpstream(ctx context.Context, ingest broker.IngestFunc) er
 		ConnectTimeout:       c.ConnectTimeout,
 		MaxReconnectInterval: c.MaxReconnectInterval,
 		Ingest:               ingest,
+		Status:               s.reportStatus,
+		Lookup:               s.registry.Lookup,
 		DurableAck:           s.Config.Ingest.DurableAck,
 		Logger:               s.Logger,
 		Registerer:           s.metrics,

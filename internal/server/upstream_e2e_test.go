@@ -139,7 +139,7 @@ func gauge(mf *dto.MetricFamily) float64 {
 // message is delivered and stored, then cuts the connection. mosquitto
 // delivers the message again (DUP) on the node's next connection; the node
 // finds its readings stored and acknowledges it without storing them
-// again.
+// again. Then the device's status message is stored as its status.
 func TestUpstreamLostAckIsNotStoredTwice(t *testing.T) {
 	addr, database := storagetest.Database(t)
 	devs := e2eDevices(t, 1)
@@ -175,6 +175,10 @@ func TestUpstreamLostAckIsNotStoredTwice(t *testing.T) {
 	if n := count(t, srv, "SELECT count() FROM {db}.telemetry WHERE device = ?", d.ID); n != 2 {
 		t.Errorf("%d rows stored, want 2", n)
 	}
+
+	// The device's status messages come through the broker too.
+	publishOn(t, ms.URL(), d, "devices/"+d.ID+"/status", "offline")
+	waitCount(t, srv, 1, "SELECT count() FROM {db}.device_status WHERE device = ? AND status = 'offline'", d.ID)
 }
 
 // gatheredTotal sums the series of the counter name in srv's registry.
