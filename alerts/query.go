@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"iter"
 	"slices"
 	"strconv"
@@ -91,13 +92,61 @@ func (e *Engine) List(f Filter) (Page, error) {
 }
 
 // All returns every alert f selects after f.Cursor, in List's order,
-// whatever f.Limit: what one export reads in one pass instead of a List
-// per page. The alerts are the engine's immutable views, not copies: read
+// whatever f.Limit: what one pass over them reads instead of a List per
+// page. The alerts are the engine's immutable views, not copies: read
 // them, never change them. In the fired order they are the alerts that had
 // fired at the call, each as it is when the iteration reaches it, read in
 // batches of exportBatch (each in one read slot, none held while the
-// caller writes them out); in another order, as of the call.
+// caller handles them); in another order, as of the call.
 func (e *Engine) All(f Filter) (iter.Seq[*Alert], error) {
+	batches, err := e.batches(f)
+	if err != nil {
+		return nil, err
+	}
+	return func(yield func(*Alert) bool) {
+		for batch := range batches {
+			for _, v := range batch {
+				if !yield(&v.Alert) {
+					return
+				}
+			}
+		}
+	}, nil
+}
+
+// Export writes every alert f selects, as All reads them, to w as encode
+// appends them to a buffer: batch by batch, each batch encoded in a read
+// slot, so that the CPU an export's encoding takes counts against
+// ReadSlots as a scan's does, and written out after the slot is released,
+// so that a slow client holds none. encode must not block. A bad filter
+// is reported before anything is written; after that, the error is w's.
+func (e *Engine) Export(f Filter, w io.Writer, encode func(b []byte, a *Alert) []byte) error {
+	batches, err := e.batches(f)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for batch := range batches {
+		release := e.readSlot()
+		for _, v := range batch {
+			buf = encode(buf, &v.Alert)
+		}
+		release()
+		if len(buf) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+		buf = buf[:0]
+	}
+	return nil
+}
+
+// batches returns the views f selects after f.Cursor, in f's order, in
+// batches of up to exportBatch, each read in one read slot: in the fired
+// order as the iteration reaches them, in another as of the call. A batch
+// is reused for the next one.
+func (e *Engine) batches(f Filter) (iter.Seq[[]*alertView], error) {
 	q, err := parseSort(f)
 	if err != nil {
 		return nil, err
@@ -106,16 +155,22 @@ func (e *Engine) All(f Filter) (iter.Seq[*Alert], error) {
 		release := e.readSlot()
 		sel := e.selectRanked(f, q, -1)
 		release()
-		return func(yield func(*Alert) bool) {
-			for _, r := range sel {
-				if !yield(&r.v.Alert) {
+		return func(yield func([]*alertView) bool) {
+			batch := make([]*alertView, 0, min(len(sel), exportBatch))
+			for len(sel) > 0 {
+				n := min(len(sel), exportBatch)
+				for _, r := range sel[:n] {
+					batch = append(batch, r.v)
+				}
+				if !yield(batch) {
 					return
 				}
+				sel, batch = sel[n:], batch[:0]
 			}
 		}, nil
 	}
 	order := e.firedOrder()
-	return func(yield func(*Alert) bool) {
+	return func(yield func([]*alertView) bool) {
 		batch := make([]*alertView, 0, exportBatch)
 		for i, step := firedStart(order, q); 0 <= i && i < len(order); {
 			release := e.readSlot()
@@ -125,10 +180,8 @@ func (e *Engine) All(f Filter) (iter.Seq[*Alert], error) {
 				}
 			}
 			release()
-			for _, v := range batch {
-				if !yield(&v.Alert) {
-					return
-				}
+			if len(batch) > 0 && !yield(batch) {
+				return
 			}
 			clear(batch)
 			batch = batch[:0]
@@ -136,7 +189,7 @@ func (e *Engine) All(f Filter) (iter.Seq[*Alert], error) {
 	}, nil
 }
 
-// exportBatch is how many alerts All reads in one read slot.
+// exportBatch is how many alerts All and Export read in one read slot.
 const exportBatch = 1024
 
 // readSlot waits for one of the engine's ReadSlots and returns its

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -21,7 +21,7 @@ import (
 // *alerts.Engine is one.
 type Alerts interface {
 	List(f alerts.Filter) (alerts.Page, error)
-	All(f alerts.Filter) (iter.Seq[*alerts.Alert], error)
+	Export(f alerts.Filter, w io.Writer, encode func(b []byte, a *alerts.Alert) []byte) error
 	Get(id string) (alerts.Alert, []alerts.Event, error)
 	Act(ctx context.Context, a alerts.Action) (alerts.Alert, error)
 	Subscribe(buffer int) *alerts.Subscription

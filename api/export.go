@@ -1,7 +1,6 @@
 package api
 
 import (
-	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,13 +18,10 @@ var exportColumns = []string{
 	"ack_due", "resolve_due", "ack_overdue", "resolve_overdue", "escalated", "updated",
 }
 
-// exportChunk is how many bytes of CSV the export gathers before it writes
-// them out.
-const exportChunk = 32 << 10
-
 // exportAlerts serves GET /api/v1/alerts/export.csv: every alert the list
 // filters select (cursor and limit aside), as CSV in the list's order, read
-// in one pass and written out as it goes, without a copy of the alerts nor
+// in one pass and written out batch by batch as the engine encodes it in
+// its read slots (alerts.Engine.Export), without a copy of the alerts nor
 // a string per cell. Times are RFC 3339 in UTC, empty when unset.
 func (s *Server) exportAlerts(w http.ResponseWriter, r *http.Request) {
 	f, ok, err := s.alertFilter(r)
@@ -34,34 +30,49 @@ func (s *Server) exportAlerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Cursor = ""
-	var all iter.Seq[*alerts.Alert]
+	out := &csvExport{w: w}
 	if ok {
-		// The alerts are selected before the header goes out, so a bad
-		// filter still gets a JSON error.
-		if all, err = s.Alerts.All(f); err != nil {
+		// A bad filter is reported before anything is written, so it
+		// still gets a JSON error.
+		if err := s.Alerts.Export(f, out, appendExportRow); err != nil && !out.started {
 			s.alertError(w, r, err)
 			return
 		}
 	}
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="alerts.csv"`)
-	row := csvRow{b: make([]byte, 0, exportChunk+1024)}
-	for _, c := range exportColumns {
-		row.raw(c)
+	if !out.started {
+		_, _ = out.Write(nil)
 	}
-	row.end()
-	if all != nil {
-		for a := range all {
-			exportRow(&row, a)
-			if len(row.b) >= exportChunk {
-				if _, err := w.Write(row.b); err != nil {
-					return // the client went away
-				}
-				row.b = row.b[:0]
-			}
+}
+
+// csvExport writes the export's headers and its header row before the
+// first rows.
+type csvExport struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (x *csvExport) Write(rows []byte) (int, error) {
+	if !x.started {
+		x.started = true
+		x.w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		x.w.Header().Set("Content-Disposition", `attachment; filename="alerts.csv"`)
+		var head csvRow
+		for _, c := range exportColumns {
+			head.raw(c)
+		}
+		head.end()
+		if _, err := x.w.Write(head.b); err != nil {
+			return 0, err
 		}
 	}
-	_, _ = w.Write(row.b)
+	return x.w.Write(rows)
+}
+
+// appendExportRow appends one alert as a CSV row to b.
+func appendExportRow(b []byte, a *alerts.Alert) []byte {
+	row := csvRow{b: b}
+	exportRow(&row, a)
+	return row.b
 }
 
 // exportRow appends one alert as a CSV row.
@@ -169,7 +180,11 @@ func fieldNeedsQuotes(s string) bool {
 // cell defuses text a spreadsheet would run as a formula (CSV injection):
 // a leading = + - @ tab or carriage return gets a quote in front.
 func cell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
 		return "'" + s
 	}
 	return s

@@ -57,11 +57,10 @@ func checkCSVRow(t *testing.T, cells []string) {
 // CSV injection: a rule, device or summary that starts like a formula is
 // exported with a quote in front.
 func TestExportRowDefusesFormulas(t *testing.T) {
-	var row csvRow
-	exportRow(&row, &alerts.Alert{ID: "a1", Rule: "=cmd|' /C calc'!A0", Device: "+d", Summary: "@sum", Fired: time.UnixMilli(1732233600123)})
-	rows, err := csv.NewReader(bytes.NewReader(row.b)).ReadAll()
+	b := appendExportRow(nil, &alerts.Alert{ID: "a1", Rule: "=cmd|' /C calc'!A0", Device: "+d", Summary: "@sum", Fired: time.UnixMilli(1732233600123)})
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
 	if err != nil || len(rows) != 1 || len(rows[0]) != len(exportColumns) {
-		t.Fatalf("row %q: %v", row.b, err)
+		t.Fatalf("row %q: %v", b, err)
 	}
 	if r := rows[0]; r[2] != "'=cmd|' /C calc'!A0" || r[3] != "'+d" || r[10] != "'@sum" || r[13] != "2024-11-22T00:00:00.123Z" {
 		t.Errorf("row %q", r)
@@ -76,12 +75,11 @@ func BenchmarkExportRow(b *testing.B) {
 	a := alerts.Alert{ID: "m1abc-xyz-1a2b", Version: 2, Rule: "flood", Device: "w-12345", Grid: "G042", Category: "water", Unit: "water-2",
 		Severity: alerts.SeverityMajor, Condition: alerts.ConditionFiring, Status: alerts.StatusAcknowledged, Summary: "level_cm = 50: value > 30",
 		Value: 50, Count: 1234, Fired: now, Acked: now, AckDue: now, ResolveDue: now, Updated: now}
-	row := csvRow{b: make([]byte, 0, exportChunk+1024)}
+	buf := make([]byte, 0, 64<<10)
 	b.ReportAllocs()
 	for b.Loop() {
-		exportRow(&row, &a)
-		if len(row.b) >= exportChunk {
-			row.b = row.b[:0]
+		if buf = appendExportRow(buf, &a); len(buf) > 60<<10 {
+			buf = buf[:0]
 		}
 	}
 }
