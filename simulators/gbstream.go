@@ -2,6 +2,7 @@ package simulators
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -43,8 +44,10 @@ func (d *GBDevice) gbVideo() error {
 
 // onInvite answers an INVITE of the device or one of its channels with
 // 200 OK and an SDP answer, then, once ACKed, streams its video as PS
-// over RTP/UDP to the offered address until BYE. A silent device, or one
-// with FaultOffline, never answers.
+// over RTP to the offered address until BYE: over UDP from a port of its
+// own, or over TCP connecting to the offered port (the offer's side
+// passive, RFC 4571 framing). A silent device, or one with FaultOffline,
+// never answers.
 func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if d.silent.Load() || d.Fault == FaultOffline {
 		return
@@ -58,15 +61,24 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		return
 	}
-	conn, err := net.ListenPacket("udp", net.JoinHostPort(d.LocalHost, "0"))
-	if err != nil {
-		_ = dialog.Respond(sip.StatusInternalServerError, "Server Internal Error", nil)
-		dialog.Close()
-		return
+	dst := net.JoinHostPort(offer.Host, strconv.Itoa(offer.Port))
+	var conn net.PacketConn
+	port := 9 // an active TCP side's port (RFC 4145)
+	if offer.Transport == "udp" {
+		if conn, err = net.ListenPacket("udp", net.JoinHostPort(d.LocalHost, "0")); err != nil {
+			_ = dialog.Respond(sip.StatusInternalServerError, "Server Internal Error", nil)
+			dialog.Close()
+			return
+		}
+		port = conn.LocalAddr().(*net.UDPAddr).Port
 	}
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	if err := dialog.RespondSDP(gb28181.MediaSDP(d.ID, d.LocalHost, port, offer.SSRC, "sendonly")); err != nil {
-		conn.Close()
+	closeConn := func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}
+	if err := dialog.RespondSDP(gb28181.MediaSDP(d.ID, d.LocalHost, port, offer.SSRC, "sendonly", offer.Transport)); err != nil {
+		closeConn()
 		dialog.Close()
 		return
 	}
@@ -74,11 +86,10 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		ssrc = uint64(rand.Uint32())
 	}
-	dst := &net.UDPAddr{IP: net.ParseIP(offer.Host), Port: offer.Port}
 	d.streamMu.Lock()
 	defer d.streamMu.Unlock()
 	if d.closed.Load() {
-		conn.Close()
+		closeConn()
 		dialog.Close()
 		return
 	}
@@ -88,19 +99,52 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	go func() {
 		defer d.wg.Done()
 		defer d.streaming.Add(-1)
-		defer conn.Close()
+		defer closeConn()
 		defer dialog.Close()
 		ctx, cancel := context.WithCancel(d.ctx)
 		defer cancel()
 		stop := context.AfterFunc(dialog.Context(), cancel) // BYE
 		defer stop()
-		d.stream(ctx, conn, dst, uint32(ssrc))
+		send, done, err := d.mediaSender(ctx, conn, dst)
+		if err != nil {
+			d.Logger.Warn("simulated GB device cannot reach the stream's receiver", "device", d.ID, "err", err)
+			return
+		}
+		defer done()
+		d.stream(ctx, send, uint32(ssrc))
 	}()
 }
 
+// mediaSender returns how RTP packets reach dst: datagrams from conn,
+// or, without conn, a TCP connection with each packet after its 16-bit
+// length; done releases it.
+func (d *GBDevice) mediaSender(ctx context.Context, conn net.PacketConn, dst string) (send func([]byte) error, done func(), err error) {
+	if conn != nil {
+		addr, err := net.ResolveUDPAddr("udp", dst)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(b []byte) error { _, err := conn.WriteTo(b, addr); return err }, func() {}, nil
+	}
+	var dialer net.Dialer
+	c, err := dialer.DialContext(ctx, "tcp", dst)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	return func(b []byte) error {
+			framed := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(b)), uint16(len(b)))
+			_, err := c.Write(append(framed, b...))
+			return err
+		}, func() {
+			stop()
+			c.Close()
+		}, nil
+}
+
 // stream sends the device's clip as MPEG-PS (one pack per frame, from
-// gomedia's muxer) over RTP to dst until ctx ends.
-func (d *GBDevice) stream(ctx context.Context, conn net.PacketConn, dst net.Addr, ssrc uint32) {
+// gomedia's muxer) in RTP packets to send until ctx ends.
+func (d *GBDevice) stream(ctx context.Context, send func([]byte) error, ssrc uint32) {
 	mux := mpeg2.NewPsMuxer()
 	var pack []byte
 	mux.OnPacket = func(b []byte) { pack = append(pack, b...) }
@@ -131,7 +175,7 @@ func (d *GBDevice) stream(ctx context.Context, conn net.PacketConn, dst net.Addr
 			if err != nil {
 				return err
 			}
-			if _, err := conn.WriteTo(b, dst); err != nil {
+			if err := send(b); err != nil {
 				return err
 			}
 		}

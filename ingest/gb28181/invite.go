@@ -47,7 +47,7 @@ const (
 // ErrStreamStopped, ErrHungUp, ErrUnsupportedStream, ErrBadPS (no frame
 // could be read). The port is closed and the dialog ended when it returns.
 func (r *Registrar) Play(ctx context.Context, channel string, frame func(Frame)) (StreamStats, error) {
-	stats := StreamStats{Transport: "udp"}
+	stats := StreamStats{Transport: r.StreamTransport}
 	select {
 	case r.streams <- struct{}{}:
 	case <-ctx.Done():
@@ -98,7 +98,7 @@ func (r *Registrar) channelSession(channel string) (session, bool) {
 }
 
 func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame)) (StreamStats, error) {
-	stats := StreamStats{Transport: "udp"}
+	stats := StreamStats{Transport: r.StreamTransport}
 	s, ok := r.channelSession(channel)
 	if !ok {
 		return stats, fmt.Errorf("%w: %s", ErrNoChannel, channel)
@@ -112,12 +112,11 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 	if err != nil {
 		return stats, err
 	}
-	conn, err := net.ListenPacket("udp", net.JoinHostPort(local, "0"))
+	src, rtpPort, err := openRTP(r.StreamTransport, local)
 	if err != nil {
-		return stats, fmt.Errorf("gb28181: RTP port on %s: %w", local, err)
+		return stats, err
 	}
-	defer conn.Close()
-	rtpPort := conn.LocalAddr().(*net.UDPAddr).Port
+	defer src.close()
 	ssrc := r.ssrc()
 
 	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: channel, Host: host, Port: port})
@@ -130,7 +129,7 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: r.ID, Host: local, Port: r.sipPort(s.transport)}})
 	req.AppendHeader(sip.NewHeader("Subject", fmt.Sprintf("%s:%s,%s:0", channel, ssrc, r.ID)))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(MediaSDP(r.ID, local, rtpPort, ssrc, "recvonly"))
+	req.SetBody(MediaSDP(r.ID, local, rtpPort, ssrc, "recvonly", r.StreamTransport))
 
 	sent := time.Now()
 	// The INVITE client transaction's own deadline is Timer B (32 s): the
@@ -181,12 +180,12 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 	defer stop()
 	hungUp := context.AfterFunc(dialog.Context(), stop)
 	defer hungUp()
-	rc := &receiver{conn: conn, timeout: r.StreamTimeout, frame: frame,
+	rc := &receiver{src: src, timeout: r.StreamTimeout, reliable: r.StreamTransport == "tcp", frame: frame,
 		badPS: func(reason string) { r.metrics.psErrors.WithLabelValues(reason).Inc() }}
 	err = rc.run(sctx)
 	answer := stats.AnswerMs
 	stats = rc.finish()
-	stats.Transport, stats.AnswerMs = "udp", answer
+	stats.Transport, stats.AnswerMs = r.StreamTransport, answer
 	switch {
 	case err != nil:
 		return stats, fmt.Errorf("%s: %w", channel, err)
@@ -196,6 +195,23 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 		return stats, fmt.Errorf("%w: %s sent %d frames, none readable", ErrBadPS, channel, stats.BadFrames)
 	}
 	return stats, nil
+}
+
+// openRTP opens the port a stream's RTP is received on: a UDP socket, or
+// for "tcp" a listener the device connects to.
+func openRTP(transport, host string) (rtpSource, int, error) {
+	if transport == "tcp" {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, 0, fmt.Errorf("gb28181: RTP port on %s: %w", host, err)
+		}
+		return &tcpSource{ln: ln.(*net.TCPListener)}, ln.Addr().(*net.TCPAddr).Port, nil
+	}
+	conn, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("gb28181: RTP port on %s: %w", host, err)
+	}
+	return udpSource{conn}, conn.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
 // onBye takes a device's BYE of a stream it was invited to.
@@ -256,14 +272,22 @@ func digits(s string) bool {
 // MediaSDP is the SDP of a GB/T 28181 live stream of PS over RTP/AVP
 // to or from host:port: an offer (direction "recvonly", from the upper
 // platform) or an answer ("sendonly", from the device), with the SSRC on
-// the y= line.
-func MediaSDP(id, host string, port int, ssrc, direction string) []byte {
+// the y= line. Over transport "tcp" the offer's side listens
+// (a=setup:passive) and the answer's connects (active).
+func MediaSDP(id, host string, port int, ssrc, direction, transport string) []byte {
 	ip := "IP4"
 	if strings.Contains(host, ":") {
 		ip = "IP6"
 	}
+	proto, setup := "RTP/AVP", ""
+	if transport == "tcp" {
+		proto, setup = "TCP/RTP/AVP", "a=setup:passive\r\na=connection:new\r\n"
+		if direction == "sendonly" {
+			setup = "a=setup:active\r\na=connection:new\r\n"
+		}
+	}
 	return []byte(fmt.Sprintf("v=0\r\no=%s 0 0 IN %s %s\r\ns=Play\r\nc=IN %s %s\r\nt=0 0\r\n"+
-		"m=video %d RTP/AVP 96\r\na=%s\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n", id, ip, host, ip, host, port, direction, ssrc))
+		"m=video %d %s 96\r\na=%s\r\n%sa=rtpmap:96 PS/90000\r\ny=%s\r\n", id, ip, host, ip, host, port, proto, direction, setup, ssrc))
 }
 
 // Media is what the SDP of a GB/T 28181 stream says of its video.
@@ -273,6 +297,8 @@ type Media struct {
 	Port int
 	// SSRC is the y= line, "" without one.
 	SSRC string
+	// Transport is "udp" for RTP/AVP, "tcp" for TCP/RTP/AVP.
+	Transport string
 }
 
 // ParseMedia reads the SDP of a GB/T 28181 stream: a video m= line of
@@ -301,7 +327,10 @@ func ParseMedia(body []byte) (Media, error) {
 			if a.Key != "rtpmap" || !strings.Contains(strings.ToUpper(a.Value), "PS/90000") {
 				continue
 			}
-			m.Port = md.MediaName.Port.Value
+			m.Port, m.Transport = md.MediaName.Port.Value, "udp"
+			if md.MediaName.Protos[0] == "TCP" {
+				m.Transport = "tcp"
+			}
 			switch {
 			case md.ConnectionInformation != nil && md.ConnectionInformation.Address != nil:
 				m.Host = md.ConnectionInformation.Address.Address

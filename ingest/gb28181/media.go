@@ -1,11 +1,16 @@
 package gb28181
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/rtcpreceiver"
@@ -28,7 +33,7 @@ type Frame struct {
 
 // StreamStats is what a stream's receiver counted.
 type StreamStats struct {
-	// Transport is the RTP transport: "udp".
+	// Transport is the RTP transport: "udp" or "tcp".
 	Transport string
 	// AnswerMs is the time from INVITE to its 200 OK.
 	AnswerMs float64
@@ -41,16 +46,92 @@ type StreamStats struct {
 	Frames, BadFrames, LostFrames uint64
 }
 
-// maxRTPPacket is the largest RTP packet read over UDP.
+// maxRTPPacket is the largest RTP packet read.
 const maxRTPPacket = 1 << 16
 
-// receiver reads one channel's RTP stream of PS over UDP, reassembles its
-// frames (the packets of one timestamp, up to the marker) and demuxes
-// them.
+// rtpSource is where a stream's RTP packets come from.
+type rtpSource interface {
+	// read returns the next packet, in a buffer of its own; it fails
+	// with os.ErrDeadlineExceeded past the deadline.
+	read() ([]byte, error)
+	setDeadline(time.Time)
+	close()
+}
+
+// udpSource reads RTP datagrams.
+type udpSource struct{ conn net.PacketConn }
+
+func (s udpSource) read() ([]byte, error) {
+	buf := make([]byte, maxRTPPacket) // the reorder buffer keeps packets
+	n, _, err := s.conn.ReadFrom(buf)
+	return buf[:n], err
+}
+
+func (s udpSource) setDeadline(t time.Time) { _ = s.conn.SetReadDeadline(t) }
+
+func (s udpSource) close() { _ = s.conn.Close() }
+
+// tcpSource is RTP over TCP with gridwatch passive (RFC 4571, GB/T
+// 28181-2016 Annex L): the device connects, then sends each packet after
+// its 16-bit length. The first read accepts the one connection.
+type tcpSource struct {
+	ln   *net.TCPListener
+	mu   sync.Mutex // guards conn against setDeadline
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func (s *tcpSource) read() ([]byte, error) {
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	if conn == nil { // read is called from one goroutine only
+		c, err := s.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		_ = s.ln.Close() // one connection per stream
+		s.mu.Lock()
+		s.conn, s.r = c, bufio.NewReaderSize(c, maxRTPPacket)
+		s.mu.Unlock()
+	}
+	var size [2]byte
+	if _, err := io.ReadFull(s.r, size[:]); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, binary.BigEndian.Uint16(size[:]))
+	if _, err := io.ReadFull(s.r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (s *tcpSource) setDeadline(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.ln.SetDeadline(t)
+	if s.conn != nil {
+		_ = s.conn.SetReadDeadline(t)
+	}
+}
+
+func (s *tcpSource) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.ln.Close()
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+}
+
+// receiver reads one channel's RTP stream of PS, reassembles its frames
+// (the packets of one timestamp, up to the marker) and demuxes them.
 type receiver struct {
-	conn    net.PacketConn
+	src     rtpSource
 	timeout time.Duration // longest silence
-	frame   func(Frame)
+	// reliable is set for TCP: packets are not reordered.
+	reliable bool
+	frame    func(Frame)
 	// badPS counts an unreadable frame by reason.
 	badPS func(reason string)
 
@@ -74,15 +155,18 @@ func (rc *receiver) run(ctx context.Context) error {
 		return err
 	}
 	defer rc.rr.Close()
-	stop := context.AfterFunc(ctx, func() { _ = rc.conn.SetReadDeadline(time.Now()) })
+	var stopped atomic.Bool
+	stop := context.AfterFunc(ctx, func() { stopped.Store(true); rc.src.setDeadline(time.Now()) })
 	defer stop()
 	for {
-		if ctx.Err() != nil {
+		if stopped.Load() {
 			return nil
 		}
-		_ = rc.conn.SetReadDeadline(time.Now().Add(rc.timeout))
-		buf := make([]byte, maxRTPPacket) // the reorder buffer keeps packets
-		n, _, err := rc.conn.ReadFrom(buf)
+		rc.src.setDeadline(time.Now().Add(rc.timeout))
+		if stopped.Load() { // ctx ended between the check and the deadline
+			return nil
+		}
+		buf, err := rc.src.read()
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
@@ -95,7 +179,7 @@ func (rc *receiver) run(ctx context.Context) error {
 			return fmt.Errorf("gb28181: read RTP: %w", err)
 		}
 		var pkt rtp.Packet
-		if err := pkt.Unmarshal(buf[:n]); err != nil {
+		if err := pkt.Unmarshal(buf); err != nil {
 			rc.badPS("bad_rtp")
 			continue
 		}
@@ -111,7 +195,7 @@ func (rc *receiver) run(ctx context.Context) error {
 func (rc *receiver) init() error {
 	rc.demux = newPSDemuxer()
 	rc.rr = &rtcpreceiver.RTCPReceiver{
-		ClockRate: 90000, LocalSSRC: new(uint32), UnrealiableTransport: true, Period: time.Hour,
+		ClockRate: 90000, LocalSSRC: new(uint32), UnrealiableTransport: !rc.reliable, Period: time.Hour,
 		WritePacketRTCP: func(rtcp.Packet) {}, // receiver reports are not sent
 	}
 	if err := rc.rr.Initialize(); err != nil {

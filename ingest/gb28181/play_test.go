@@ -15,6 +15,89 @@ import (
 	"github.com/gridwatch/gridwatch/simulators"
 )
 
+// startStreamer starts a simulated UDP device with one channel and waits
+// for its catalog.
+func startStreamer(t *testing.T, tr *testRegistrar, id, password, codec string, fault simulators.CameraFault) *simulators.GBDevice {
+	t.Helper()
+	d := tr.device(id, password, "udp")
+	d.Codec, d.Fault = codec, fault
+	d.Channels = []string{id[:10] + "131" + id[13:]} // type 131: a camera channel
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	waitFor(t, 30*time.Second, "the catalog of "+id, func() bool {
+		st, ok := tr.Device(id)
+		return ok && len(st.Channels) == 1
+	})
+	return d
+}
+
+// playFrames plays d's channel for 50 frames: they are access units of
+// codec with keyframes, at 25 a second of RTP time, none lost; once Play
+// returns, the device has had its BYE. It returns the stream's figures.
+func playFrames(t *testing.T, tr *testRegistrar, d *simulators.GBDevice, codec string) gb28181.StreamStats {
+	t.Helper()
+	st, _ := tr.Device(d.ID)
+	var (
+		mu         sync.Mutex
+		frames     int
+		keyframes  int
+		first, end uint32
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stats, err := tr.Play(ctx, st.Channels[0].ID, func(f gb28181.Frame) {
+		mu.Lock()
+		defer mu.Unlock()
+		if f.Codec != codec {
+			t.Errorf("codec %s, want %s", f.Codec, codec)
+		}
+		key := h264.IsRandomAccess(f.AU)
+		if codec == simulators.CodecH265 {
+			key = h265.IsRandomAccess(f.AU)
+		}
+		if key {
+			keyframes++
+		}
+		if frames == 0 {
+			first = f.TS
+		}
+		frames++
+		end = f.TS
+		if frames == 50 {
+			cancel()
+		}
+	})
+	if err != nil {
+		t.Fatalf("play: %v (stats %+v)", err, stats)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if frames < 50 || keyframes == 0 || stats.Frames < 50 || stats.Packets < 50 || stats.BadFrames != 0 || stats.PacketsLost != 0 {
+		t.Fatalf("%d frames, %d keyframes, stats %+v", frames, keyframes, stats)
+	}
+	if span := end - first; span != 49*3600 { // 25 fps of 90 kHz time
+		t.Fatalf("49 frame intervals span %d ticks, want %d", span, 49*3600)
+	}
+	waitFor(t, 30*time.Second, "the device's stream ended by BYE", func() bool { return d.Streaming() == 0 })
+	return stats
+}
+
+// TestPlayTCP plays a channel with RTP over TCP, gridwatch passive: the
+// device connects to the offered port and frames its packets (RFC 4571).
+func TestPlayTCP(t *testing.T) {
+	const password = "play-tcp-secret"
+	id := simulators.GBDeviceID(realm, 1)
+	tr := startRegistrar(t, []devices.Device{camera(id, password)}, func(r *gb28181.Registrar) {
+		r.StreamTransport = "tcp"
+	})
+	d := startStreamer(t, tr, id, password, simulators.CodecH264, simulators.FaultNone)
+	if st := playFrames(t, tr, d, simulators.CodecH264); st.Transport != "tcp" {
+		t.Fatalf("transport %q, want tcp", st.Transport)
+	}
+}
+
 // TestPlay invites a simulated device's channel to stream, in each codec:
 // the frames of the farm's clip arrive as access units with keyframes, at
 // 25 per second of RTP time, and once Play returns the device has had its
@@ -23,78 +106,22 @@ import (
 // not registered with ErrNoChannel; each is counted.
 func TestPlay(t *testing.T) {
 	const password = "play-secret"
-	ids := []string{simulators.GBDeviceID(realm, 1), simulators.GBDeviceID(realm, 2), simulators.GBDeviceID(realm, 3)}
+	ids := []string{simulators.GBDeviceID(realm, 1), simulators.GBDeviceID(realm, 2), simulators.GBDeviceID(realm, 3),
+		simulators.GBDeviceID(realm, 4)}
 	var devs []devices.Device
 	for _, id := range ids {
 		devs = append(devs, camera(id, password))
 	}
 	tr := startRegistrar(t, devs, func(r *gb28181.Registrar) {
-		r.InviteTimeout = 2 * time.Second
+		r.InviteTimeout, r.StreamTimeout = 2*time.Second, 2*time.Second
 	})
 	start := func(id, codec string, fault simulators.CameraFault) *simulators.GBDevice {
-		d := tr.device(id, password, "udp")
-		d.Codec, d.Fault = codec, fault
-		d.Channels = []string{id[:10] + "131" + id[13:]} // type 131: a camera channel
-		if err := d.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { d.Close() })
-		waitFor(t, 30*time.Second, "the catalog of "+id, func() bool {
-			st, ok := tr.Device(id)
-			return ok && len(st.Channels) == 1
-		})
-		return d
+		return startStreamer(t, tr, id, password, codec, fault)
 	}
 
 	for i, codec := range []string{simulators.CodecH264, simulators.CodecH265} {
 		t.Run(codec, func(t *testing.T) {
-			d := start(ids[i], codec, simulators.FaultNone)
-			st, _ := tr.Device(ids[i])
-			var (
-				mu         sync.Mutex
-				frames     int
-				keyframes  int
-				first, end uint32
-			)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			stats, err := tr.Play(ctx, st.Channels[0].ID, func(f gb28181.Frame) {
-				mu.Lock()
-				defer mu.Unlock()
-				if f.Codec != codec {
-					t.Errorf("codec %s, want %s", f.Codec, codec)
-				}
-				key := h264.IsRandomAccess(f.AU)
-				if codec == simulators.CodecH265 {
-					key = h265.IsRandomAccess(f.AU)
-				}
-				if key {
-					keyframes++
-				}
-				if frames == 0 {
-					first = f.TS
-				}
-				frames++
-				end = f.TS
-				if frames == 50 {
-					cancel()
-				}
-			})
-			if err != nil {
-				t.Fatalf("play: %v (stats %+v)", err, stats)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if frames < 50 || keyframes == 0 || stats.Frames < 50 || stats.Packets < 50 || stats.BadFrames != 0 {
-				t.Fatalf("%d frames, %d keyframes, stats %+v", frames, keyframes, stats)
-			}
-			if span := end - first; span != 49*3600 { // 25 fps of 90 kHz time
-				t.Fatalf("49 frame intervals span %d ticks, want %d", span, 49*3600)
-			}
-			waitFor(t, 30*time.Second, "the device's stream ended by BYE", func() bool { return d.Streaming() == 0 })
-			if d.Invites() != 1 {
-				t.Fatalf("%d invites answered, want 1", d.Invites())
-			}
+			playFrames(t, tr, start(ids[i], codec, simulators.FaultNone), codec)
 		})
 	}
 
@@ -110,6 +137,17 @@ func TestPlay(t *testing.T) {
 		}
 		if n := tr.metric("gridwatch_gb28181_streams_total", "result", "no_answer"); n != 1 {
 			t.Fatalf("no_answer counted %v times", n)
+		}
+	})
+	t.Run("stops streaming", func(t *testing.T) {
+		start(ids[3], simulators.CodecH264, simulators.FaultStall)
+		frames := 0
+		stats, err := tr.Play(context.Background(), ids[3], func(gb28181.Frame) { frames++ })
+		if !errors.Is(err, gb28181.ErrStreamStopped) || frames == 0 || stats.Frames != uint64(frames) {
+			t.Fatalf("err %v after %d frames (stats %+v), want ErrStreamStopped after some", err, frames, stats)
+		}
+		if n := tr.metric("gridwatch_gb28181_streams_total", "result", "stopped"); n != 1 {
+			t.Fatalf("stopped counted %v times", n)
 		}
 	})
 	t.Run("not registered", func(t *testing.T) {

@@ -198,7 +198,8 @@ func rtpOf(pack []byte, seq *uint16, ts uint32, size int) []*rtp.Packet {
 
 // TestReceiverFrames reassembles frames from RTP packets in order, out of
 // order and with one lost: the frame with the lost packet is counted lost,
-// the others are handed on whole, with their timestamps.
+// the others are handed on whole, with their timestamps; a frame that is
+// not PS is counted bad and dropped.
 func TestReceiverFrames(t *testing.T) {
 	var es [][]byte
 	var pts []uint64
@@ -226,9 +227,11 @@ func TestReceiverFrames(t *testing.T) {
 		lostAt += len(rtpOf(packs[i], new(uint16), 0, 100))
 	}
 	pkts = slices.Delete(pkts, lostAt+1, lostAt+2)
+	pkts = append(pkts, rtpOf([]byte("not a program stream"), &seq, frames*3600, 100)...)
 
 	var got []Frame
-	rc := &receiver{frame: func(f Frame) { got = append(got, f) }, badPS: func(string) { t.Error("bad PS") }}
+	bad := map[string]int{}
+	rc := &receiver{frame: func(f Frame) { got = append(got, f) }, badPS: func(reason string) { bad[reason]++ }}
 	if err := rc.init(); err != nil {
 		t.Fatal(err)
 	}
@@ -242,6 +245,9 @@ func TestReceiverFrames(t *testing.T) {
 	st := rc.finish()
 	if st.LostFrames != 1 || st.PacketsLost != 1 || st.Frames != frames-1 || len(got) != frames-1 {
 		t.Fatalf("stats %+v, %d frames; want %d frames, 1 lost with 1 packet", st, len(got), frames-1)
+	}
+	if st.BadFrames != 1 || bad["bad_ps"] != 1 || len(bad) != 1 {
+		t.Fatalf("%d bad frames, counted %v; want 1 bad_ps", st.BadFrames, bad)
 	}
 	for _, f := range got {
 		i := int(f.TS / 3600)

@@ -122,6 +122,10 @@ type Registrar struct {
 	// StreamTimeout is the longest a stream may go without RTP, its
 	// first packet after the answer included. It defaults to 5 seconds.
 	StreamTimeout time.Duration
+	// StreamTransport is the RTP transport streams are offered: "udp",
+	// or "tcp" with gridwatch passive (the device connects). It defaults
+	// to "udp".
+	StreamTransport string
 	// MaxStreams is the most streams playing at once; more wait for one
 	// to end. It defaults to 64.
 	MaxStreams int
@@ -210,6 +214,9 @@ func (r *Registrar) defaults() {
 	if r.StreamTimeout <= 0 {
 		r.StreamTimeout = DefaultStreamTimeout
 	}
+	if r.StreamTransport == "" {
+		r.StreamTransport = "udp"
+	}
 	if r.MaxStreams <= 0 {
 		r.MaxStreams = DefaultMaxStreams
 	}
@@ -234,6 +241,9 @@ func (r *Registrar) Start(ctx context.Context) (err error) {
 	}
 	r.started = true
 	r.defaults()
+	if r.StreamTransport != "udp" && r.StreamTransport != "tcp" {
+		return fmt.Errorf("gb28181: stream transport %q: want udp or tcp", r.StreamTransport)
+	}
 	r.metrics = newMetrics(r.Registerer)
 	r.failures = strikes.NewTable[failureKey](strikes.Rule{Max: r.AuthFailures, Window: r.AuthFailureWindow, Ban: r.AuthFailureBan})
 	r.sessions = map[string]*session{}

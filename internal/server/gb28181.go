@@ -30,6 +30,7 @@ type GB28181Config struct {
 	InviteTimeout     time.Duration `koanf:"invite_timeout" help:"longest wait for a device's answer to the INVITE of a stream sample"`
 	StreamTimeout     time.Duration `koanf:"stream_timeout" help:"longest a GB/T 28181 stream sample may go without RTP, its first packet after the answer included"`
 	MaxStreams        int           `koanf:"max_streams" help:"most GB/T 28181 streams sampled at once"`
+	StreamTransport   string        `koanf:"stream_transport" help:"RTP transport offered to invited GB/T 28181 channels: udp, or tcp with gridwatch passive (the device connects)"`
 }
 
 // defaultGB28181 returns the registrar's defaults; without listen
@@ -47,6 +48,7 @@ func defaultGB28181() GB28181Config {
 		InviteTimeout:     gb28181.DefaultInviteTimeout,
 		StreamTimeout:     gb28181.DefaultStreamTimeout,
 		MaxStreams:        gb28181.DefaultMaxStreams,
+		StreamTransport:   "udp",
 	}
 }
 
@@ -75,6 +77,9 @@ func (c *GB28181Config) validate(bad func(key, format string, args ...any)) {
 	}
 	if c.MaxExpires > 0 && c.MaxExpires < time.Minute {
 		bad("gb28181.max_expires", "must be at least 1m")
+	}
+	if c.StreamTransport != "udp" && c.StreamTransport != "tcp" {
+		bad("gb28181.stream_transport", "must be udp or tcp, not %q", c.StreamTransport)
 	}
 	if c.MediaHost != "" && net.ParseIP(c.MediaHost) == nil {
 		bad("gb28181.media_host", "must be an IP address, not %q", c.MediaHost)
@@ -145,6 +150,7 @@ func (s *Server) startGB28181(ctx context.Context) error {
 		InviteTimeout:     cfg.InviteTimeout,
 		StreamTimeout:     cfg.StreamTimeout,
 		MaxStreams:        cfg.MaxStreams,
+		StreamTransport:   cfg.StreamTransport,
 		Lookup:            s.registry.Lookup,
 		OpenSecret:        s.secrets.Open,
 		Presence:          func(p gb28181.Presence) error { return s.gbPresence(ctx, b, p) },
