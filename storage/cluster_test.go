@@ -14,7 +14,7 @@ import (
 
 // openCluster opens database name through replica i of c with the cluster
 // set, closed when t ends.
-func openCluster(t *testing.T, c *storagetest.Cluster, i int, name string) *storage.DB {
+func openCluster(t testing.TB, c *storagetest.Cluster, i int, name string) *storage.DB {
 	t.Helper()
 	db, err := storage.Open(t.Context(), storage.Options{Addr: c.Addr(i), Database: name,
 		Password: storagetest.Password(t), Cluster: storagetest.ClusterName}, nil)
@@ -27,7 +27,7 @@ func openCluster(t *testing.T, c *storagetest.Cluster, i int, name string) *stor
 
 // waitRows polls query on db until it returns want, failing on more (a
 // duplicate) or when the deadline passes.
-func waitRows(t *testing.T, db *storage.DB, want uint64, query string) {
+func waitRows(t testing.TB, db *storage.DB, want uint64, query string) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {

@@ -113,6 +113,14 @@ func (zk *ZooKeeper) Start(t testing.TB) {
 	}
 }
 
+// PID returns the server's process id, 0 while it is stopped.
+func (zk *ZooKeeper) PID() int {
+	if zk.cmd == nil {
+		return 0
+	}
+	return zk.cmd.Process.Pid
+}
+
 // ok reports whether the server answers the ruok command with imok.
 func (zk *ZooKeeper) ok() bool {
 	conn, err := net.DialTimeout("tcp", zk.Addr, time.Second)
