@@ -172,23 +172,38 @@ const finalSettings = " SETTINGS optimize_move_to_prewhere = 0"
 // recomputes.
 const caseSummaryChunk = 1000
 
-// refreshCaseSummaries recomputes the case_summaries rows of the cases ids
-// from their stored events.
-func (db *DB) refreshCaseSummaries(ctx context.Context, ids []string) error {
-	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
-	query := "INSERT INTO " + quoteTable(db.opts.Database, "case_summaries") + " (" + strings.Join(caseSummaryColumns, ", ") + ") " +
-		caseSummarySelect(db.layout, db.opts.Database, "case_id IN ?")
+// refreshCaseSummaries recomputes the case_summaries rows of the cases
+// in since from their stored events, each stamped at or after its time in
+// since (a case's received time: its first event), or anywhere when that
+// is zero. The bound spares reading the case_events partitions of the
+// months before: a month's index finds a case's rows in one granule.
+func (db *DB) refreshCaseSummaries(ctx context.Context, since map[string]time.Time) error {
+	ids := slices.SortedFunc(maps.Keys(since), func(a, b string) int { return cmp.Or(since[a].Compare(since[b]), cmp.Compare(a, b)) })
+	query := "INSERT INTO " + quoteTable(db.opts.Database, "case_summaries") + " (" + strings.Join(caseSummaryColumns, ", ") + ") "
 	for start := 0; start < len(ids); start += caseSummaryChunk {
 		chunk := ids[start:min(start+caseSummaryChunk, len(ids))]
 		set := clickhouse.GroupSet{Value: make([]any, len(chunk))}
 		for i, id := range chunk {
 			set.Value[i] = id
 		}
-		if err := db.conn.Exec(ctx, query, set); err != nil {
+		where := "case_id IN ?"
+		if first := since[chunk[0]]; !first.IsZero() {
+			where += " AND " + eventsSince(db.layout, first.UnixMilli())
+		}
+		if err := db.conn.Exec(ctx, query+caseSummarySelect(db.layout, db.opts.Database, where), set); err != nil {
 			return fmt.Errorf("storage: summarize %d cases: %w", len(chunk), err)
 		}
 	}
 	return nil
+}
+
+// eventsSince is the SQL of "the case event is stamped at or after ms"
+// (epoch ms) on tables laid out as c, in terms that prune partitions.
+func eventsSince(c Capabilities, ms int64) string {
+	if c.DateTime64 {
+		return fmt.Sprintf("ts >= fromUnixTimestamp64Milli(toInt64(%d))", ms)
+	}
+	return fmt.Sprintf("ts >= %d AND date >= toDate(toDateTime(intDiv(%d, 1000), 'UTC'))", ms, ms)
 }
 
 // CaseTallies counts, from the stored case events, the assignments

@@ -26,9 +26,13 @@ func (db *DB) SaveCases(ctx context.Context, cs []cases.Case, revision uint64, e
 	if err := db.saveCaseEvents(ctx, events); err != nil {
 		return err
 	}
-	touched := make([]string, len(events))
-	for i, ev := range events {
-		touched[i] = ev.CaseID
+	firsts := make(map[string]time.Time, len(cs))
+	for _, c := range cs {
+		firsts[c.ID] = c.Received
+	}
+	touched := make(map[string]time.Time, len(events))
+	for _, ev := range events {
+		touched[ev.CaseID] = firsts[ev.CaseID]
 	}
 	if err := db.refreshCaseSummaries(ctx, touched); err != nil {
 		return err

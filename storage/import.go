@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
@@ -234,16 +235,16 @@ func (i *ImportInfo) readMetadata(md arrow.Metadata) {
 	i.Table, i.From, i.To, i.ExportID = get(MetaTable), get(MetaFrom), get(MetaTo), get(MetaExportID)
 }
 
-// caseIDs are the values of rec's case_id column, none without one.
-func caseIDs(rec arrow.Record) []string {
+// caseIDs are the values of rec's case_id column (none without one), each
+// with the zero time: their other events may be stamped any time.
+func caseIDs(rec arrow.Record) map[string]time.Time {
+	ids := map[string]time.Time{}
 	for i, f := range rec.Schema().Fields() {
 		if col, ok := rec.Column(i).(*array.String); ok && f.Name == "case_id" {
-			ids := make([]string, col.Len())
-			for j := range ids {
-				ids[j] = col.Value(j)
+			for j := range col.Len() {
+				ids[col.Value(j)] = time.Time{}
 			}
-			return ids
 		}
 	}
-	return nil
+	return ids
 }
