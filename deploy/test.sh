@@ -29,6 +29,8 @@ go test -count=1 -timeout 20m ./...
 echo "== picture diagnosis: confusion tables"
 go test -count=1 -run '^(TestDiagnosisGroundTruth|TestDiagnosisThirdParty)$' -v ./ingest/rtsp/ |
   grep -E '^\s+\||: picture diagnosis|^(--- |ok|FAIL)'
+go test -count=1 -run '^TestGB28181StreamSampleGroundTruth$' -v ./internal/server/ |
+  grep -E '^\s+\||: picture diagnosis|^(--- |ok|FAIL)'
 
 # The budget is a count of executions, not a duration: on Go 1.26 a
 # duration's deadline can race the coordinator's shutdown on a busy machine

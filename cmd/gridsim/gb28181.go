@@ -21,6 +21,8 @@ func gb28181Cmd(logger *slog.Logger) *cobra.Command {
 		server, transport     string
 		realm, serverID, grid string
 		password, csvPath     string
+		codec                 string
+		faults                []string
 		keepalive, silenceAt  time.Duration
 	)
 	cmd := &cobra.Command{
@@ -32,7 +34,10 @@ with digest authentication and --password, answers Catalog and DeviceInfo
 queries and sends a Keepalive every --keepalive. --silence N makes the first
 N devices fall silent (no keepalives, no answers) after --silence-after, as a
 camera whose power or link is cut; the registrar reports them offline after
-its keepalive_misses. --csv writes the devices as a devices CSV (type camera,
+its keepalive_misses. Invited to stream (INVITE, over --transport udp), a
+device sends the camera farm's clip in --codec as PS over RTP; --faults gives
+the first devices, one each, a picture fault (black, blurred, frozen, tinted,
+noisy, covered, dark, bright, stall, low_fps; offline never answers). --csv writes the devices as a devices CSV (type camera,
 sip_password) for 'gridwatch devices import' or devices.file, and exits.
 It runs until SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,
@@ -58,10 +63,15 @@ It runs until SIGINT/SIGTERM.`,
 			}
 			fleet := &simulators.GBFleet{}
 			for i := range count {
-				fleet.Devices = append(fleet.Devices, &simulators.GBDevice{
+				d := &simulators.GBDevice{
 					ID: simulators.GBDeviceID(realm, i+1), Password: password, Server: server, ServerID: serverID, Realm: realm,
 					Transport: transport, KeepaliveInterval: keepalive, Manufacturer: "gridsim", Model: "IPC-SIM", Logger: logger,
-				})
+					Codec: codec,
+				}
+				if i < len(faults) {
+					d.Fault = simulators.CameraFault(faults[i])
+				}
+				fleet.Devices = append(fleet.Devices, d)
 			}
 			start := time.Now()
 			err := fleet.Start(cmd.Context())
@@ -97,5 +107,7 @@ It runs until SIGINT/SIGTERM.`,
 	f.DurationVar(&silenceAt, "silence-after", time.Minute, "when the --silence devices fall silent")
 	f.StringVar(&csvPath, "csv", "", "write the devices as a devices CSV to this file and exit")
 	f.StringVar(&grid, "grid", "G0001", "grid code of the devices in the CSV")
+	f.StringVar(&codec, "codec", simulators.CodecH264, "video codec of invited streams: H264 or H265")
+	f.StringSliceVar(&faults, "faults", nil, "picture faults of the first devices' invited streams, one each, in order")
 	return cmd
 }

@@ -3,6 +3,8 @@ package gb28181_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,4 +164,22 @@ func TestPlay(t *testing.T) {
 	waitFor(t, 10*time.Second, "no stream playing", func() bool {
 		return tr.metric("gridwatch_gb28181_streams_playing", "", "") == 0
 	})
+	// Play leaves nothing running: no receiver, no RTP statistics.
+	waitFor(t, 30*time.Second, "the streams' goroutines gone", func() bool {
+		return streamGoroutines() == 0
+	})
+}
+
+// streamGoroutines counts the goroutines of a stream's receiver.
+func streamGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "rtcpreceiver.(*RTCPReceiver)") || strings.Contains(g, "gb28181.(*receiver)") ||
+			strings.Contains(g, "gb28181.(*Registrar).play") {
+			n++
+		}
+	}
+	return n
 }
