@@ -33,9 +33,9 @@ fi
 
 echo "-- docker-compose config"
 for f in deploy/compose/*.yml; do
-  CLICKHOUSE_PASSWORD=x GRIDWATCH_ADMIN_TOKEN=0123456789abcdef GRAFANA_ADMIN_PASSWORD=x \
+  CLICKHOUSE_PASSWORD=x GRIDWATCH_ADMIN_TOKEN=0123456789abcdef GRAFANA_ADMIN_PASSWORD=x MQTT_GRIDWATCH_PASSWORD=x \
     docker-compose -f "$f" config -q || fail "$f: docker-compose config failed"
-  if env -u GRIDWATCH_ADMIN_TOKEN CLICKHOUSE_PASSWORD=x GRAFANA_ADMIN_PASSWORD=x \
+  if env -u GRIDWATCH_ADMIN_TOKEN CLICKHOUSE_PASSWORD=x GRAFANA_ADMIN_PASSWORD=x MQTT_GRIDWATCH_PASSWORD=x \
     docker-compose -f "$f" config -q >/dev/null 2>&1; then
     fail "$f: accepted without GRIDWATCH_ADMIN_TOKEN"
   fi
