@@ -1,11 +1,13 @@
-// Package alerts turns observations (telemetry readings, camera health) into
-// alerts and alerts into work orders: rules and their evaluation engine, the
-// work-order lifecycle with its SLA clock, routing to units, and statistics.
+// Package alerts is detection: it turns observations (telemetry readings,
+// camera health) into alerts by rules and their evaluation engine, with
+// grouping, inhibition, silences and maintenance windows.
 //
-// An alert has two axes. Its Condition says what the world looks like
-// (pending while a rule's `for` runs, firing, cleared); its Status says where
-// the work order stands (new, acknowledged, dispatched, resolved, closed,
-// reopened). Every change of either is an Event, the audit trail.
+// An alert is a detection record: its Condition says what the world looks
+// like (pending while a rule's `for` runs, firing, cleared). A cleared
+// alert is resolved for good; the next firing of its rule is a new alert.
+// Every change is an Event, the audit trail. The work that an alert calls
+// for is a case (package cases), which the alert raises or joins through
+// the engine's subscription; Alert.Case links the two.
 package alerts
 
 import (
@@ -59,9 +61,6 @@ func (s *Severity) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// raise returns the next severity up, capped at critical.
-func (s Severity) raise() Severity { return min(s+1, SeverityCritical) }
-
 // Condition is the state of what an alert watches.
 type Condition string
 
@@ -69,43 +68,25 @@ type Condition string
 const (
 	// ConditionPending means the rule's condition holds but not yet for the
 	// rule's `for` duration (or the alert waits to be grouped). Pending
-	// alerts are not work orders yet and are not listed by default.
+	// alerts are not listed.
 	ConditionPending Condition = "pending"
 	// ConditionFiring means the rule's condition holds.
 	ConditionFiring Condition = "firing"
-	// ConditionCleared means the rule's clear condition held long enough.
+	// ConditionCleared means the rule's clear condition held long enough:
+	// the alert is resolved and stays so.
 	ConditionCleared Condition = "cleared"
 	// ConditionInactive marks a pending alert whose condition went away
 	// before it fired; it is kept only in storage, as a tombstone.
 	ConditionInactive Condition = "inactive"
 )
 
-// Status is where an alert's work order stands.
-type Status string
-
-// Work-order statuses. A pending alert has the empty status.
-const (
-	StatusNew          Status = "new"
-	StatusAcknowledged Status = "acknowledged"
-	StatusDispatched   Status = "dispatched"
-	StatusResolved     Status = "resolved"
-	StatusClosed       Status = "closed"
-	StatusReopened     Status = "reopened"
-)
-
-// awaitingAck reports whether s is a status that still needs signing for.
-func (s Status) awaitingAck() bool { return s == StatusNew || s == StatusReopened }
-
-// open reports whether the work order of status s is still being worked.
-func (s Status) open() bool { return s != StatusResolved && s != StatusClosed && s != "" }
-
-// Alert is one alert and its work order. Values returned by the engine are
-// copies: changing them changes nothing.
+// Alert is one detection record. Values returned by the engine are copies:
+// changing them changes nothing.
 type Alert struct {
 	// ID identifies the alert.
 	ID string `json:"id"`
-	// Version counts the alert's changes; actions must name it (optimistic
-	// concurrency). Repeats of the condition do not change it.
+	// Version counts the alert's changes, each an Event. Repeats of the
+	// condition do not change it.
 	Version uint64 `json:"version"`
 	// Revision orders the stored rows of the alert (ReplacingMergeTree
 	// version); it grows with every save, repeats included.
@@ -118,16 +99,15 @@ type Alert struct {
 	Grid string `json:"grid"`
 	// Members are the devices a grid-level (storm) alert groups.
 	Members []string `json:"members,omitempty"`
-	// Category decides the responsible unit, such as "water".
+	// Category is the rule's or device type's category, such as "water".
 	Category string `json:"category"`
-	// Unit is the unit (department) the work order is routed or dispatched
-	// to; empty when no unit handles the category in the grid.
-	Unit string `json:"unit,omitempty"`
 	// Severity is the current severity; BaseSeverity is the rule's.
 	Severity     Severity  `json:"severity"`
 	BaseSeverity Severity  `json:"base_severity"`
 	Condition    Condition `json:"condition"`
-	Status       Status    `json:"status,omitempty"`
+	// Case is the id of the case the alert raised or joined; empty until
+	// the case loop took it in (see Engine.LinkCase and EventCase).
+	Case string `json:"case,omitempty"`
 	// Summary is a human line, such as "level_cm 42 > 30".
 	Summary string `json:"summary"`
 	// Value is the last value that matched; Count how many observations
@@ -137,42 +117,16 @@ type Alert struct {
 	// PendingSince is when the condition started to hold in the current
 	// pending phase; zero when not pending.
 	PendingSince time.Time `json:"pending_since,omitzero"`
-	// Fired is when the alert fired and its work order was created.
+	// Fired is when the alert fired.
 	Fired time.Time `json:"fired,omitzero"`
-	// Refired is when the condition last fired again after clearing.
-	Refired time.Time `json:"refired,omitzero"`
 	// LastSeen is when the condition last matched.
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Cleared is when the condition last cleared; zero while firing.
 	Cleared time.Time `json:"cleared,omitzero"`
-	// Acked, Dispatched, Resolved and Closed are when the work order last
-	// reached those statuses.
-	Acked      time.Time `json:"acked,omitzero"`
-	Dispatched time.Time `json:"dispatched,omitzero"`
-	Resolved   time.Time `json:"resolved,omitzero"`
-	Closed     time.Time `json:"closed,omitzero"`
-	// AckDue and ResolveDue are the SLA deadlines.
-	AckDue     time.Time `json:"ack_due,omitzero"`
-	ResolveDue time.Time `json:"resolve_due,omitzero"`
-	// AckOverdue and ResolveOverdue are set when a deadline passed first.
-	AckOverdue     bool `json:"ack_overdue"`
-	ResolveOverdue bool `json:"resolve_overdue"`
 	// Escalated is set while the rule's time escalation is in effect.
 	Escalated bool `json:"escalated"`
-	// NextReminder is when the next reminder goes out while unacknowledged.
-	NextReminder time.Time `json:"next_reminder,omitzero"`
 	// Updated is when the alert last changed.
 	Updated time.Time `json:"updated"`
-}
-
-// Overdue reports whether a deadline of a has passed unmet at now.
-func (a *Alert) Overdue(now time.Time) bool {
-	if !a.Status.open() && a.Status != StatusResolved {
-		return false
-	}
-	ackLate := a.Status.awaitingAck() && !a.AckDue.IsZero() && !now.Before(a.AckDue)
-	resolveLate := a.Status.open() && !a.ResolveDue.IsZero() && !now.Before(a.ResolveDue)
-	return ackLate || resolveLate
 }
 
 // clone returns a deep copy of a.
@@ -187,24 +141,18 @@ func (a *Alert) clone() Alert {
 // EventKind says what an Event records.
 type EventKind string
 
-// Event kinds. Fire, Refire, Clear, Escalate, Deescalate, Overdue, Remind,
-// Join, Unsilence and Close by the rule are the engine's (actor "system");
-// the rest are actions.
+// Event kinds, all the engine's (actor "system"). Traces stored by releases
+// whose alerts carried work orders also hold refire, overdue, remind, ack,
+// dispatch, resolve, close, reopen and comment events.
 const (
 	EventFire       EventKind = "fire"
-	EventRefire     EventKind = "refire"
 	EventClear      EventKind = "clear"
 	EventEscalate   EventKind = "escalate"
 	EventDeescalate EventKind = "deescalate"
-	EventOverdue    EventKind = "overdue"
-	EventRemind     EventKind = "remind"
 	EventJoin       EventKind = "join"
-	EventAck        EventKind = "ack"
-	EventDispatch   EventKind = "dispatch"
-	EventResolve    EventKind = "resolve"
-	EventClose      EventKind = "close"
-	EventReopen     EventKind = "reopen"
-	EventComment    EventKind = "comment"
+	// EventCase records the case the alert raised or joined (To), the
+	// case loop's answer (see Engine.LinkCase).
+	EventCase EventKind = "case"
 	// EventUnsilence announces an alert that still fires when the silence
 	// or maintenance window covering it ended: notifiers, which skipped
 	// its silenced transitions, hear of it now.
@@ -223,14 +171,16 @@ type Event struct {
 	Version uint64 `json:"version"`
 	// TS is when it happened.
 	TS time.Time `json:"ts"`
-	// Actor is who did it: a user or token name, or "system".
+	// Actor is who did it: "system", or a user in traces stored by
+	// releases whose alerts carried work orders.
 	Actor string    `json:"actor"`
 	Kind  EventKind `json:"kind"`
-	// From and To are the states before and after: statuses for work-order
-	// actions, conditions for fire and clear, severities for escalations.
+	// From and To are the states before and after: conditions for fire and
+	// clear, severities for escalations, the device for a join, case ids
+	// for a case event.
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
-	// Note is free text: the actor's comment or the engine's explanation.
+	// Note is free text: the engine's explanation.
 	Note string `json:"note,omitempty"`
 }
 

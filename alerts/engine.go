@@ -60,8 +60,8 @@ type Store interface {
 	// SaveEvents stores events.
 	SaveEvents(ctx context.Context, events []Event) error
 	// LoadAlerts returns the latest row of every alert that is pending or
-	// not closed, or was closed at or after closedSince, with their events.
-	LoadAlerts(ctx context.Context, closedSince time.Time) ([]Alert, []Event, error)
+	// firing, or cleared at or after clearedSince, with their events.
+	LoadAlerts(ctx context.Context, clearedSince time.Time) ([]Alert, []Event, error)
 	// SaveSilence stores a silence; a later Revision replaces an earlier.
 	SaveSilence(ctx context.Context, s Silence) error
 	// LoadSilences returns the latest version of every silence that ends
@@ -69,13 +69,11 @@ type Store interface {
 	LoadSilences(ctx context.Context, now time.Time) ([]Silence, error)
 }
 
-// Engine evaluates observations against the rules, keeps alerts and their
-// work orders, runs their timers, and persists them. Its methods are safe
-// for concurrent use.
+// Engine evaluates observations against the rules, keeps the alerts, runs
+// their timers, and persists them. Its methods are safe for concurrent use.
 //
 // All state is guarded by one mutex, mu; flushMu (held by Flush around a
-// save) is always taken before mu, never after. Neither is held while Act
-// saves an action: the alert is marked acting instead (see Act). Observe holds mu for a
+// save) is always taken before mu, never after. Observe holds mu for a
 // whole batch, so evaluation is cheap: rules are indexed per device and
 // metric, expressions are compiled once and run on one reused VM.
 type Engine struct {
@@ -92,15 +90,11 @@ type Engine struct {
 	Devices func() []devices.Device
 	// Types finds a device type. It defaults to devices.LookupType.
 	Types func(id string) (devices.Type, bool)
-	// UnitFor routes an alert: the unit responsible for category in grid,
-	// or "" when none is. It defaults to none.
-	UnitFor func(category, grid string) string
 	// Ancestors returns the grids above grid, nearest first; rules matching
-	// a grid match its descendants, and grid statistics count an alert for
-	// its grid's ancestors too. It defaults to none.
+	// a grid match its descendants. It defaults to none.
 	Ancestors func(grid string) []string
 	// InScope reports whether grid lies in the subtree rooted at scope
-	// (scope itself included), for filters, silences and statistics; the
+	// (scope itself included), for filters and silences; the
 	// API checks tokens' scopes with the same function. It defaults to
 	// asking Ancestors.
 	InScope func(scope, grid string) bool
@@ -109,7 +103,7 @@ type Engine struct {
 	// Now is the clock. It defaults to time.Now.
 	Now func() time.Time
 	// Tick is how often timers (for, clear_for, absence, storm groups,
-	// deadlines, reminders, escalation) run. It defaults to 1 second.
+	// escalation, the ends of silences) run. It defaults to 1 second.
 	Tick time.Duration
 	// GroupWait is how long an outage alert (an absence rule or one that
 	// inhibits, such as device_offline) that is ready to fire waits for
@@ -124,18 +118,17 @@ type Engine struct {
 	// join one grid-level alert instead. It defaults to 5; negative turns
 	// grouping off.
 	StormMin int
-	// FlushEvery is how often the engine's own changes to alerts and their
-	// events are saved; staff actions are saved before Act returns. It
-	// defaults to 1 second.
+	// FlushEvery is how often the changes to alerts and their events are
+	// saved. It defaults to 1 second.
 	FlushEvery time.Duration
 	// MaxUnsaved bounds the alert rows and events kept while the store
 	// fails; beyond it the oldest are dropped and counted. It defaults to
 	// 100000.
 	MaxUnsaved int
-	// Retain is how long closed alerts stay in memory for List, Get and
-	// Stats. It defaults to 30 days.
+	// Retain is how long cleared alerts stay in memory for List and Get.
+	// It defaults to 30 days.
 	Retain time.Duration
-	// ReadSlots is how many staff reads (List, All, Stats) scan alerts at
+	// ReadSlots is how many staff reads (List, All) scan alerts at
 	// once; others wait their turn, parked, so that however many staff ask
 	// at once, ingestion keeps its cores. It defaults to GOMAXPROCS-1, at
 	// least 1.
@@ -148,10 +141,9 @@ type Engine struct {
 
 	flushMu sync.Mutex // taken before mu
 	mu      sync.Mutex
-	// views and each entry's view are what List, Get and Stats read,
-	// without mu: the engine publishes a changed alert's view as it
-	// unlocks mu, so staff reads never wait for ingestion nor ingestion
-	// for them. ruleView is the rule set in force, for Stats.
+	// views and each entry's view are what List and Get read, without mu:
+	// the engine publishes a changed alert's view as it unlocks mu, so
+	// staff reads never wait for ingestion nor ingestion for them.
 	views   sync.Map // alert id -> *entry, pending alerts included
 	changed []*entry // entries whose view is stale, published by unlock
 	// fired, fresh, reorder and order are the fired order (see order.go).
@@ -159,18 +151,17 @@ type Engine struct {
 	fresh   []listed
 	reorder bool
 	order   atomic.Pointer[[]listed]
-	// deadlines, silence and waiting are the timers (see timers.go).
-	deadlines dueHeap[*entry]
-	silence   dueHeap[*deviceState]
-	waiting   map[*instance]struct{}
-	ruleView  atomic.Pointer[RuleSet]
+	// escalations, silence and waiting are the timers (see timers.go).
+	escalations dueHeap[*entry]
+	silence     dueHeap[*deviceState]
+	waiting     map[*instance]struct{}
 	// readSlots holds a token per staff read scanning (see readSlot).
 	readSlots chan struct{}
 	rules     *RuleSet
 	gen       int
 	devs      map[string]*deviceState
 	alerts    map[string]*entry      // every alert in memory, by id
-	active    map[string]*entry      // alerts not closed (pending included)
+	active    map[string]*entry      // alerts not cleared (pending included)
 	grids     map[groupKey]*entry    // open grid-level alerts
 	groups    map[groupKey]*group    // storm groups being decided
 	subs      map[*Subscription]bool // live subscriptions
@@ -206,9 +197,6 @@ func (e *Engine) setDefaults() {
 	}
 	if e.Types == nil {
 		e.Types = devices.LookupType
-	}
-	if e.UnitFor == nil {
-		e.UnitFor = func(string, string) string { return "" }
 	}
 	if e.Ancestors == nil {
 		e.Ancestors = func(string) []string { return nil }
@@ -247,7 +235,6 @@ func (e *Engine) setDefaults() {
 		e.Logger = slog.New(slog.DiscardHandler)
 	}
 	e.rules = e.Rules
-	e.ruleView.Store(e.rules)
 	e.devs = map[string]*deviceState{}
 	e.alerts = map[string]*entry{}
 	e.active = map[string]*entry{}
@@ -367,7 +354,6 @@ func (e *Engine) SetRules(rs *RuleSet) {
 		}
 	}
 	e.rules = rs
-	e.ruleView.Store(rs)
 	e.gen++
 	// Rules may have gained absence rules or escalations, or lost them.
 	for _, d := range e.devs {
@@ -582,8 +568,8 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 }
 
 // RunTimers runs every timer that is due against the clock: pending `for`
-// and clear_for durations, absence, storm groups, escalation, deadlines,
-// reminders and the ends of silences; it looks only at what is due (see
+// and clear_for durations, absence, storm groups, escalation and the ends
+// of silences; it looks only at what is due (see
 // timers.go), not at every device and alert. The engine calls it every
 // Tick; tests with a fake clock call it after moving the clock.
 func (e *Engine) RunTimers() {
@@ -601,7 +587,7 @@ func (e *Engine) RunTimers() {
 			e.decide(k, g, now)
 		}
 	}
-	e.runDue(now)
+	e.runEscalations(now)
 	// Notifiers hear of what an ended silence kept quiet at its end, not
 	// at the next prune.
 	e.expireSilences(now)
@@ -659,13 +645,13 @@ func (e *Engine) bury(en *entry, now time.Time) {
 }
 
 // ready moves an instance whose condition held long enough towards firing:
-// back into its open alert, into the grid's open storm alert, into a storm
-// group, or straight to firing.
+// back into the grid-level alert it is a member of, into the grid's open
+// storm alert, into a storm group, or straight to firing.
 func (e *Engine) ready(in *instance, now time.Time) {
 	r, d := in.rule, in.dev
 	if en := in.alert; en != nil {
 		in.phase = phaseFiring
-		e.refire(en, d.id, now)
+		e.rejoin(en, d.id, now)
 		return
 	}
 	key := groupKey{r.Name, d.grid}
@@ -764,7 +750,7 @@ func (e *Engine) openGrid(k groupKey, members []*instance, now time.Time, note s
 	e.open(en, now, note)
 }
 
-// fire turns an instance's pending alert into a firing work order.
+// fire turns an instance's pending alert into a firing one.
 func (e *Engine) fire(in *instance, now time.Time) {
 	en := in.pending
 	in.pending, in.alert, in.phase = nil, en, phaseFiring
@@ -772,52 +758,28 @@ func (e *Engine) fire(in *instance, now time.Time) {
 	e.open(en, now, "")
 }
 
-// open makes a pending alert a firing, routed work order with deadlines.
+// open makes a pending alert a firing one.
 func (e *Engine) open(en *entry, now time.Time, note string) {
-	en.Condition, en.Status, en.Fired, en.PendingSince = ConditionFiring, StatusNew, now, time.Time{}
-	en.Unit = e.UnitFor(en.Category, en.Grid)
-	e.setDeadlines(&en.Alert, now)
+	en.Condition, en.Fired, en.PendingSince = ConditionFiring, now, time.Time{}
 	e.record(en, now, ActorSystem, EventFire, string(ConditionPending), string(ConditionFiring), note)
 }
 
-// refire makes a cleared alert fire again; a resolved work order reopens.
-func (e *Engine) refire(en *entry, device string, now time.Time) {
-	if e.whileActing(en, func() { e.refire(en, device, now) }) {
-		return
-	}
-	if en.active != nil {
-		en.active[device] = true
-	}
+// rejoin counts device, a member of the firing grid-level alert en, as
+// firing again.
+func (e *Engine) rejoin(en *entry, device string, now time.Time) {
+	en.active[device] = true
 	en.PendingSince, en.LastSeen = time.Time{}, now
-	if en.Condition == ConditionFiring {
-		en.Count++
-		e.touch(en)
-		return
-	}
-	en.Condition, en.Refired, en.Cleared = ConditionFiring, now, time.Time{}
 	en.Count++
-	e.record(en, now, ActorSystem, EventRefire, string(ConditionCleared), string(ConditionFiring), "")
-	if en.Status == StatusResolved {
-		from := en.Status
-		en.Status = StatusReopened
-		e.setDeadlines(&en.Alert, now)
-		e.record(en, now, ActorSystem, EventReopen, string(from), string(StatusReopened), "the condition fired again")
-	}
+	e.touch(en)
 }
 
-// join adds a device to a grid-level alert.
+// join adds a device to a firing grid-level alert.
 func (e *Engine) join(en *entry, device string, now time.Time) {
-	if e.whileActing(en, func() { e.join(en, device, now) }) {
-		return
-	}
 	if !slices.Contains(en.Members, device) {
 		en.Members = append(en.Members, device)
 	}
-	wasFiring := en.Condition == ConditionFiring
-	e.refire(en, device, now)
-	if wasFiring {
-		e.record(en, now, ActorSystem, EventJoin, "", device, "")
-	}
+	e.rejoin(en, device, now)
+	e.record(en, now, ActorSystem, EventJoin, "", device, "")
 }
 
 // repeat records another matching observation of a firing alert.
@@ -836,20 +798,18 @@ func (e *Engine) repeat(in *instance, now time.Time, v float64) {
 }
 
 // clear ends a firing phase: the alert's condition clears (for a
-// grid-level alert, once its last member cleared), its time escalation is
-// undone, and a rule with auto_close closes the work order.
+// grid-level alert, once its last member cleared).
 func (e *Engine) clear(in *instance, now time.Time) {
 	in.phase = phaseInactive
 	if en := in.alert; en != nil {
-		e.clearAlert(en, in.dev.id, in.rule.AutoClose, now)
+		e.clearAlert(en, in.dev.id, now)
 	}
 }
 
-// clearAlert clears en for device, closing it when autoClose.
-func (e *Engine) clearAlert(en *entry, device string, autoClose bool, now time.Time) {
-	if e.whileActing(en, func() { e.clearAlert(en, device, autoClose, now) }) {
-		return
-	}
+// clearAlert clears en for device: once no member fires, en is resolved,
+// its time escalation undone, and it leaves its instances, so that the
+// next firing raises a new alert.
+func (e *Engine) clearAlert(en *entry, device string, now time.Time) {
 	if en.active != nil {
 		delete(en.active, device)
 		if len(en.active) > 0 {
@@ -864,9 +824,51 @@ func (e *Engine) clearAlert(en *entry, device string, autoClose bool, now time.T
 		en.Severity, en.Escalated = en.BaseSeverity, false
 		e.record(en, now, ActorSystem, EventDeescalate, from.String(), en.Severity.String(), "the condition cleared")
 	}
-	if autoClose && en.Status != StatusClosed {
-		e.closeOrder(en, now, ActorSystem, "the condition cleared (auto_close)")
+	e.detach(en)
+}
+
+// detach takes a cleared alert out of the open ones and off its instances.
+// Called with mu held.
+func (e *Engine) detach(en *entry) {
+	delete(e.active, en.ID)
+	members := en.Members
+	if en.Device != "" {
+		members = []string{en.Device}
+	} else if e.grids[groupKey{en.Rule, en.Grid}] == en {
+		delete(e.grids, groupKey{en.Rule, en.Grid})
 	}
+	for _, id := range members {
+		if d := e.devs[id]; d != nil {
+			if in := d.insts[en.Rule]; in != nil && in.alert == en {
+				in.alert = nil
+				if in.phase != phasePending {
+					in.phase = phaseInactive
+				}
+				if in.rule.Absent > 0 {
+					e.recheck(d) // a device still silent raises a new alert
+				}
+			}
+		}
+	}
+}
+
+// LinkCase records that alert id raised or joined case caseID, the case
+// loop's answer to its transition: a case event in the alert's trace,
+// which subscribers hear of. Linking it to the case it is linked to
+// changes nothing.
+func (e *Engine) LinkCase(id, caseID string) error {
+	e.mu.Lock()
+	defer e.unlock()
+	en := e.alerts[id]
+	if en == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if en.Case != caseID {
+		from := en.Case
+		en.Case = caseID
+		e.record(en, e.Now(), ActorSystem, EventCase, from, caseID, "")
+	}
+	return nil
 }
 
 // summary is the human line of a value alert.
@@ -937,11 +939,11 @@ func (e *Engine) unlock() {
 	e.mu.Unlock()
 }
 
-// prune forgets closed alerts older than Retain.
+// prune forgets cleared alerts older than Retain.
 func (e *Engine) prune(now time.Time) {
 	pruned := false
 	for id, en := range e.alerts {
-		if en.Status == StatusClosed && now.Sub(en.Closed) > e.Retain && en.acting == nil {
+		if en.Condition == ConditionCleared && now.Sub(en.Cleared) > e.Retain {
 			delete(e.alerts, id)
 			e.views.Delete(id)
 			en.listed, pruned = false, true

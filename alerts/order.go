@@ -21,7 +21,7 @@ func compareListed(a, b listed) int {
 }
 
 // The fired order is every alert that fired, in the order of
-// compareListed: what List, All and Stats read instead of ranging over
+// compareListed: what List and All read instead of ranging over
 // every view. Engine.fired is the engine's copy, guarded by mu, and
 // Engine.order the snapshot readers load, which unlock publishes. The
 // snapshot is never written: an append writes past the length readers

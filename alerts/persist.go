@@ -24,9 +24,6 @@ func (e *Engine) Flush(ctx context.Context) error {
 	now := e.Now()
 	alerts, events := e.retry.alerts, e.retry.events
 	for id, en := range e.dirty {
-		if en.acting != nil {
-			continue // Act saves it; a row of now would overwrite the action.
-		}
 		en.Revision = e.nextRevisionLocked(now)
 		alerts = append(alerts, en.clone())
 		delete(e.dirty, id)
@@ -90,9 +87,10 @@ func (e *Engine) nextRevisionLocked(now time.Time) uint64 {
 	return e.revision
 }
 
-// restore rebuilds the engine's state from stored alerts and silences: open
-// alerts, pending timers (they keep running from their stored start), the
-// instances that fire into them, and the silences in force.
+// restore rebuilds the engine's state from stored alerts and silences: the
+// alerts not cleared, pending timers (they keep running from their stored
+// start), the instances that fire into them, the cleared alerts kept for
+// List and Get, and the silences in force.
 func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now time.Time) {
 	e.mu.Lock()
 	defer e.unlock()
@@ -114,7 +112,7 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 		e.alerts[a.ID] = en
 		e.views.Store(a.ID, en)
 		e.republish(en) // stored already: a view, no save
-		if a.Status == StatusClosed {
+		if a.Condition == ConditionCleared {
 			continue
 		}
 		e.active[a.ID] = en
@@ -149,12 +147,6 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 			e.wait(in)
 		case ConditionFiring:
 			in.phase, in.alert, in.cond = phaseFiring, en, true
-		case ConditionCleared:
-			in.alert = en
-			if !a.PendingSince.IsZero() {
-				in.phase, in.since, in.cond = phasePending, a.PendingSince, true
-				e.wait(in)
-			}
 		}
 	}
 	e.Logger.Info("alerts restored", "alerts", len(e.alerts), "open", len(e.active))

@@ -23,41 +23,47 @@ const restartRules = lifecycleRules + `
     no_group: true
 `
 
-// TestRestartIntegration stops an engine with an acknowledged alert and a
-// pending `for` timer and starts another on the same ClickHouse: the alert
-// comes back with its version and trace, and the timer fires on time
-// without a new reading.
+// TestRestartIntegration stops an engine with a firing alert linked to its
+// case, a cleared one and a pending `for` timer and starts another on the
+// same ClickHouse: the alerts come back with their versions, links and
+// traces, the firing one keeps its instance and its escalation clock, and
+// the timer fires on time without a new reading.
 func TestRestartIntegration(t *testing.T) {
 	db := openStore(t)
 	rules := mustRules(t, restartRules)
-	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "wl-1", Type: "water_level", Grid: "G1"}}
+	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "gas-2", Type: "gas", Grid: "G1"}, {ID: "wl-1", Type: "water_level", Grid: "G1"}}
 	c := &clock{t: t0}
 
 	first := newEngine(t, rules, devs, db, c)
-	first.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()},
+	first.Observe(alerts.Observation{Device: "gas-2", Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()})
+	first.Observe(alerts.Observation{Device: "gas-2", Metric: "ch4_ppm", Value: 100, TS: c.Now().UnixMilli()},
+		alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 9000, TS: c.Now().UnixMilli()},
 		alerts.Observation{Device: "wl-1", Metric: "level_cm", Value: 50, TS: c.Now().UnixMilli()})
-	page, err := first.List(alerts.Filter{})
-	if err != nil || len(page.Alerts) != 1 {
-		t.Fatalf("List = %+v, %v; want the gas alert only", page.Alerts, err)
+	page, err := first.List(alerts.Filter{Rule: "gas_high", Sort: "fired"})
+	if err != nil || len(page.Alerts) != 2 || page.Alerts[0].Condition != alerts.ConditionCleared || page.Alerts[1].Condition != alerts.ConditionFiring {
+		t.Fatalf("List = %+v, %v; want gas-2's alert cleared and gas-1's firing", page.Alerts, err)
 	}
-	c.Add(time.Minute)
-	acked, err := first.Act(t.Context(), alerts.Action{ID: page.Alerts[0].ID, Kind: alerts.ActionAck, Version: page.Alerts[0].Version, Actor: "op"})
-	if err != nil {
+	if err := first.LinkCase(page.Alerts[1].ID, "C-7"); err != nil {
 		t.Fatal(err)
+	}
+	if page.Alerts[1], _, err = first.Get(page.Alerts[1].ID); err != nil || page.Alerts[1].Case != "C-7" {
+		t.Fatalf("after LinkCase: %+v, %v", page.Alerts[1], err)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	c.Add(4 * time.Minute)
+	c.Add(5 * time.Minute)
 	second := newEngine(t, rules, devs, db, c)
-	got, trace, err := second.Get(acked.ID)
-	if err != nil {
-		t.Fatalf("after restart: %v", err)
-	}
-	if got.Status != alerts.StatusAcknowledged || got.Version != acked.Version || !got.AckDue.Equal(acked.AckDue) ||
-		len(trace) != 2 || trace[1].Kind != alerts.EventAck || trace[1].Actor != "op" {
-		t.Fatalf("restored %+v with trace %+v; want %+v", got, trace, acked)
+	for _, want := range page.Alerts {
+		got, trace, err := second.Get(want.ID)
+		if err != nil {
+			t.Fatalf("after restart: %v", err)
+		}
+		if got.Condition != want.Condition || got.Version != want.Version || got.Case != want.Case || !got.Fired.Equal(want.Fired) ||
+			!got.Cleared.Equal(want.Cleared) || len(trace) != int(want.Version) {
+			t.Fatalf("restored %+v with trace %+v; want %+v", got, trace, want)
+		}
 	}
 	c.Add(5*time.Minute - time.Second)
 	second.RunTimers()
@@ -70,9 +76,15 @@ func TestRestartIntegration(t *testing.T) {
 	if len(p.Alerts) != 1 || !p.Alerts[0].Fired.Equal(t0.Add(10*time.Minute)) || p.Alerts[0].Device != "wl-1" {
 		t.Fatalf("flood alerts after 10m = %+v; want one, fired at %s", p.Alerts, t0.Add(10*time.Minute))
 	}
-	// The gas alert keeps being one alert per (rule, device).
+	// gas_high escalates 20m after it fired, across the restart.
+	c.Add(10 * time.Minute)
+	second.RunTimers()
+	if a, _, _ := second.Get(page.Alerts[1].ID); !a.Escalated || a.Severity != alerts.SeverityCritical {
+		t.Fatalf("gas-1's alert 20m after it fired: %+v; want escalated to critical", a)
+	}
+	// The firing alert keeps its instance: a repeat counts on it.
 	second.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 9500, TS: c.Now().UnixMilli()})
-	if p, _ := second.List(alerts.Filter{Rule: "gas_high"}); len(p.Alerts) != 1 || p.Alerts[0].Count != 2 {
+	if p, _ := second.List(alerts.Filter{Rule: "gas_high", Device: "gas-1"}); len(p.Alerts) != 1 || p.Alerts[0].Count != 2 {
 		t.Fatalf("gas alerts after a repeat = %+v; want one with count 2", p.Alerts)
 	}
 }

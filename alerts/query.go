@@ -19,11 +19,9 @@ import (
 type Filter struct {
 	// Grid selects alerts in this grid or below it.
 	Grid   string
-	Unit   string
 	Rule   string
 	Device string
-	// Status, Condition and Severity select alerts with any of the values.
-	Status    []Status
+	// Condition and Severity select alerts with any of the values.
 	Condition []Condition
 	Severity  []Severity
 	// From and To select alerts that fired in [From, To).
@@ -318,10 +316,8 @@ func (e *Engine) selectRanked(f Filter, q sortQuery, n int) []ranked {
 func (e *Engine) selects(f Filter, a *Alert) bool {
 	switch {
 	case a.Condition == ConditionPending,
-		f.Unit != "" && a.Unit != f.Unit,
 		f.Rule != "" && a.Rule != f.Rule,
 		f.Device != "" && a.Device != f.Device && !slices.Contains(a.Members, f.Device),
-		len(f.Status) > 0 && !slices.Contains(f.Status, a.Status),
 		len(f.Condition) > 0 && !slices.Contains(f.Condition, a.Condition),
 		len(f.Severity) > 0 && !slices.Contains(f.Severity, a.Severity),
 		!f.From.IsZero() && a.Fired.Before(f.From),

@@ -23,12 +23,22 @@ var defaultRulesYAML []byte
 
 // RulesFile is the YAML document of a rules file.
 type RulesFile struct {
-	// SLA sets the work-order deadlines and reminders.
-	SLA SLA `yaml:"sla"`
-	// Scoring sets the points of the unit ranking.
-	Scoring Scoring `yaml:"scoring"`
 	// Rules are the alerting rules; names are unique.
 	Rules []Rule `yaml:"rules"`
+	// SLA and Scoring are keys of releases whose alerts carried work
+	// orders; a file that still sets them is refused with where they went
+	// (see removedKeys).
+	SLA     yaml.Node `yaml:"sla"`
+	Scoring yaml.Node `yaml:"scoring"`
+}
+
+// removedKeys say where the work-order keys of the rules file went: the
+// deadlines, reminders and scores of the work that alerts call for are the
+// case loop's (package cases).
+var removedKeys = map[string]string{
+	"sla":        "deadlines and reminders are the case loop's: time limits per category (cases.categories_file) on the business calendar, reminders in cases.remind_before, cases.remind_every and cases.max_reminders",
+	"scoring":    "unit scores are the case evaluation's: cases.evaluation.scoring",
+	"auto_close": "an alert is resolved when its condition clears; the case it raised verifies itself after cases.clear_for",
 }
 
 // Rule is one alerting rule as written in a rules file. A rule either has a
@@ -68,8 +78,9 @@ type Rule struct {
 	// Escalate raises the severity after the alert fired for a while; it
 	// returns to Severity when the condition clears.
 	Escalate *Escalation `yaml:"escalate"`
-	// AutoClose closes the work order when the condition clears.
-	AutoClose bool `yaml:"auto_close"`
+	// AutoClose is a key of releases whose alerts carried work orders; a
+	// rule that still sets it is refused (see removedKeys).
+	AutoClose yaml.Node `yaml:"auto_close"`
 	// Inhibits mutes the device's other, non-inhibiting rules while this
 	// rule fires for it. Absence rules always inhibit.
 	Inhibits bool `yaml:"inhibits"`
@@ -92,63 +103,6 @@ type Match struct {
 type Escalation struct {
 	After time.Duration `yaml:"after"`
 	To    Severity      `yaml:"to"`
-}
-
-// Deadlines maps severities to durations.
-type Deadlines map[Severity]time.Duration
-
-// SLA sets the deadlines to acknowledge and to resolve work orders, by
-// severity and, overriding that, by category and severity.
-type SLA struct {
-	// Ack and Resolve are the deadlines by severity. Missing severities get
-	// DefaultSLA's.
-	Ack     Deadlines `yaml:"ack"`
-	Resolve Deadlines `yaml:"resolve"`
-	// Categories override Ack and Resolve for a category.
-	Categories map[string]struct {
-		Ack     Deadlines `yaml:"ack"`
-		Resolve Deadlines `yaml:"resolve"`
-	} `yaml:"categories"`
-	// RemindEvery is how often a reminder goes out while a work order is
-	// not acknowledged. It defaults to 15 minutes.
-	RemindEvery time.Duration `yaml:"remind_every"`
-}
-
-// Default SLA deadlines, used for severities a rules file leaves out.
-var (
-	defaultAck = Deadlines{SeverityCritical: 15 * time.Minute, SeverityMajor: 30 * time.Minute,
-		SeverityMinor: 2 * time.Hour, SeverityInfo: 8 * time.Hour}
-	defaultResolve = Deadlines{SeverityCritical: 4 * time.Hour, SeverityMajor: 8 * time.Hour,
-		SeverityMinor: 24 * time.Hour, SeverityInfo: 72 * time.Hour}
-)
-
-// DefaultRemindEvery is the reminder period when the rules file sets none.
-const DefaultRemindEvery = 15 * time.Minute
-
-// deadlines returns the ack and resolve durations for an alert.
-func (s *SLA) deadlines(category string, sev Severity) (ack, resolve time.Duration) {
-	pick := func(cat, base, def Deadlines) time.Duration {
-		if d, ok := cat[sev]; ok {
-			return d
-		}
-		if d, ok := base[sev]; ok {
-			return d
-		}
-		return def[sev]
-	}
-	c := s.Categories[category]
-	return pick(c.Ack, s.Ack, defaultAck), pick(c.Resolve, s.Resolve, defaultResolve)
-}
-
-// Scoring sets the points of the unit and grid ranking: a work order
-// acknowledged on time adds AckOnTime, one resolved on time adds
-// ResolveOnTime, and every missed deadline deducts Overdue. A score below
-// Threshold flags the unit.
-type Scoring struct {
-	AckOnTime     float64 `yaml:"ack_on_time"`
-	ResolveOnTime float64 `yaml:"resolve_on_time"`
-	Overdue       float64 `yaml:"overdue"`
-	Threshold     float64 `yaml:"threshold"`
 }
 
 // RuleSet is a validated, compiled rules file. It is immutable and safe to
@@ -217,15 +171,11 @@ func ParseRules(doc []byte) (*RuleSet, error) {
 	bad := func(r, field, format string, args ...any) {
 		errs = append(errs, &RuleError{Rule: r, Field: field, Err: fmt.Errorf(format, args...)})
 	}
-	if f.SLA.RemindEvery < 0 {
-		bad("", "sla.remind_every", "must be >= 0")
+	if !f.SLA.IsZero() {
+		bad("", "sla", "is no longer read: %s", removedKeys["sla"])
 	}
-	for field, d := range map[string]Deadlines{"sla.ack": f.SLA.Ack, "sla.resolve": f.SLA.Resolve} {
-		for sev, v := range d {
-			if v <= 0 {
-				bad("", field+"."+sev.String(), "must be > 0")
-			}
-		}
+	if !f.Scoring.IsZero() {
+		bad("", "scoring", "is no longer read: %s", removedKeys["scoring"])
 	}
 	seen := map[string]bool{}
 	for i, r := range f.Rules {
@@ -269,6 +219,9 @@ func compileRule(name string, r Rule) (*rule, []error) {
 	}
 	if r.Severity == 0 {
 		bad("severity", "is required: info, minor, major or critical")
+	}
+	if !r.AutoClose.IsZero() {
+		bad("auto_close", "is no longer read: %s", removedKeys["auto_close"])
 	}
 	for field, d := range map[string]time.Duration{"window": r.Window, "for": r.For, "clear_for": r.ClearFor} {
 		if d < 0 {

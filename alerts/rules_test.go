@@ -31,7 +31,10 @@ var ruleErrorCases = []struct {
 	{"no metric", "rules:\n  - {name: a, condition: value > 1, severity: minor}\n", `rule "a": metric`},
 	{"absence with condition", "rules:\n  - {name: a, absent: 2, metric: x, condition: value > 1, severity: minor}\n", `rule "a": absent`},
 	{"negative for", "rules:\n  - {name: a, metric: x, condition: value > 1, for: -1m, severity: minor}\n", `rule "a": for`},
-	{"bad sla", "sla: {ack: {major: 0s}}\nrules: []\n", "sla.ack.major"},
+	// The work-order keys of earlier releases say where they went.
+	{"sla", "sla: {ack: {major: 30m}}\nrules: []\n", "sla: is no longer read: deadlines and reminders are the case loop's"},
+	{"scoring", "scoring: {overdue: 3}\nrules: []\n", "scoring: is no longer read: unit scores are the case evaluation's: cases.evaluation.scoring"},
+	{"auto_close", "rules:\n  - {name: a, metric: x, condition: value > 1, severity: minor, auto_close: true}\n", `rule "a": auto_close: is no longer read`},
 	{"unknown key", "rules:\n  - {name: a, metric: x, condition: value > 1, severity: minor, fro: 1m}\n", "fro"},
 }
 

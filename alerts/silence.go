@@ -42,13 +42,13 @@ func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 	now := e.now()
 	if s.Actor == "" || !s.Ends.After(now) {
 		e.mu.Unlock()
-		return Silence{}, fmt.Errorf("%w: a silence needs an actor and an end in the future", ErrInvalidAction)
+		return Silence{}, fmt.Errorf("%w: a silence needs an actor and an end in the future", ErrInvalidSilence)
 	}
 	// A misspelt rule would silence nothing while its author believes it
 	// silenced.
 	if s.Rule != "" && e.rules != nil && e.rules.byName[s.Rule] == nil {
 		e.mu.Unlock()
-		return Silence{}, fmt.Errorf("%w: no rule is named %q (rules: %s)", ErrInvalidAction, s.Rule, strings.Join(e.rules.Names(), ", "))
+		return Silence{}, fmt.Errorf("%w: no rule is named %q (rules: %s)", ErrInvalidSilence, s.Rule, strings.Join(e.rules.Names(), ", "))
 	}
 	// Ids are random, not a counter: they must not repeat across restarts.
 	s.ID = "s" + strings.ToLower(rand.Text()[:12])
@@ -149,12 +149,6 @@ func (e *Engine) unsilence(ended []Silence, now time.Time) {
 
 // announce records that en, still firing, is no longer silenced.
 func (e *Engine) announce(en *entry, now time.Time) {
-	if e.whileActing(en, func() { e.announce(en, now) }) {
-		return
-	}
-	if en.Condition != ConditionFiring || en.Status == StatusClosed {
-		return // changed while an action was being saved
-	}
 	e.record(en, now, ActorSystem, EventUnsilence, "", "", "the silences covering it ended; the alert still fires")
 }
 

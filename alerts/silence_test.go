@@ -39,13 +39,13 @@ rules:
     severity: critical
 `
 
-// fires drains sub and returns the fire and refire transitions in it.
+// fires drains sub and returns the fire transitions in it.
 func fires(sub *alerts.Subscription) []alerts.Transition {
 	var out []alerts.Transition
 	for {
 		select {
 		case tr := <-sub.C:
-			if tr.Event.Kind == alerts.EventFire || tr.Event.Kind == alerts.EventRefire {
+			if tr.Event.Kind == alerts.EventFire {
 				out = append(out, tr)
 			}
 		default:
@@ -156,7 +156,7 @@ func TestSilencingOneDeviceLeavesItsStormLoud(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: "G1"})
 	}
-	e := newEngine(t, mustRules(t, "sla: {remind_every: 10m}\nrules:\n  - {name: silent, absent: 3, severity: minor}\n"), devs, nil, c)
+	e := newEngine(t, mustRules(t, "rules:\n  - {name: silent, absent: 3, severity: minor, escalate: {after: 10m, to: major}}\n"), devs, nil, c)
 	sub := e.Subscribe(1024)
 	silence := func(s alerts.Silence) alerts.Silence {
 		t.Helper()
@@ -181,19 +181,19 @@ func TestSilencingOneDeviceLeavesItsStormLoud(t *testing.T) {
 		last = silence(alerts.Silence{Device: fmt.Sprintf("gas-%d", i)})
 	}
 	run(e, c, 10*time.Minute)
-	var remind *alerts.Transition
+	var escalate *alerts.Transition
 	for drained := false; !drained; {
 		select {
 		case tr := <-sub.C:
-			if tr.Event.Kind == alerts.EventRemind {
-				remind = &tr
+			if tr.Event.Kind == alerts.EventEscalate {
+				escalate = &tr
 			}
 		default:
 			drained = true
 		}
 	}
-	if remind == nil || !remind.Silenced {
-		t.Errorf("reminder once every member is silenced: %+v; want one, silenced", remind)
+	if escalate == nil || !escalate.Silenced {
+		t.Errorf("escalation once every member is silenced: %+v; want one, silenced", escalate)
 	}
 	// One member's silence ends: the storm is loud again, and announced.
 	if err := e.RemoveSilence(t.Context(), last.ID); err != nil {
@@ -217,7 +217,7 @@ func TestSilenceOfAnUnknownRuleIsRefused(t *testing.T) {
 	c := &clock{t: t0}
 	e := newEngine(t, mustRules(t, lifecycleRules), nil, nil, c)
 	_, err := e.AddSilence(t.Context(), alerts.Silence{Rule: "gas-high", Ends: t0.Add(time.Hour), Actor: "op"})
-	if !errors.Is(err, alerts.ErrInvalidAction) || !strings.Contains(err.Error(), "gas_high") {
+	if !errors.Is(err, alerts.ErrInvalidSilence) || !strings.Contains(err.Error(), "gas_high") {
 		t.Fatalf("silence of an unknown rule: %v; want ErrInvalidAction naming the rules", err)
 	}
 	if _, err := e.AddSilence(t.Context(), alerts.Silence{Rule: "gas_high", Ends: t0.Add(time.Hour), Actor: "op"}); err != nil {
@@ -305,8 +305,8 @@ func TestSilenceEndReannouncesFiringAlerts(t *testing.T) {
 // TestAbsenceFollowsRuleAndOrderChanges checks that the absence timers,
 // which RunTimers looks at only when due, follow what changes them from
 // outside: an absence rule added by a reload covers devices silent since
-// the start, and a closed absence alert of a device still silent is
-// followed by a new one.
+// the start, and a device that reported (clearing its absence alert) and
+// fell silent again raises a new one.
 func TestAbsenceFollowsRuleAndOrderChanges(t *testing.T) {
 	c := &clock{t: t0}
 	devs := []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}, {ID: "gas-2", Type: "gas", Grid: "G2"}}
@@ -324,17 +324,14 @@ func TestAbsenceFollowsRuleAndOrderChanges(t *testing.T) {
 	}
 	first := got[0].Alert
 	run(e, c, 10*time.Second)
-	for _, kind := range []alerts.ActionKind{alerts.ActionAck, alerts.ActionResolve, alerts.ActionClose} {
-		a, err := e.Act(t.Context(), alerts.Action{ID: first.ID, Kind: kind, Version: first.Version, Actor: "op"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		first = a
+	e.Observe(alerts.Observation{Device: first.Device, Metric: "ch4_ppm", Value: 10, TS: c.Now().UnixMilli()})
+	if a, _, err := e.Get(first.ID); err != nil || a.Condition != alerts.ConditionCleared {
+		t.Fatalf("%s's absence alert after it reported: %+v, %v; want cleared", first.Device, a, err)
 	}
-	// The next tick sees it silent, and its group waits 30 s.
-	run(e, c, 45*time.Second)
+	// Silent for three 30 s intervals, then its group waits 30 s.
+	run(e, c, 90*time.Second+45*time.Second)
 	got = fires(sub)
 	if len(got) != 1 || got[0].Alert.Device != first.Device || got[0].Alert.ID == first.ID {
-		t.Fatalf("after %s's absence alert was closed, still silent: %+v; want a new alert", first.Device, got)
+		t.Fatalf("after %s reported and fell silent again: %+v; want a new alert", first.Device, got)
 	}
 }

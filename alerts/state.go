@@ -79,18 +79,13 @@ type entry struct {
 	events []Event
 	// active are the members of a grid-level alert that still fire.
 	active map[string]bool
-	// acting is set while an action on the alert is being saved, and
-	// closed when it is done; deferred are the engine's versioned changes
-	// that wait for it (see Engine.Act).
-	acting   chan struct{}
-	deferred []func()
 	// view is the alert as readers see it, published by Engine.unlock;
 	// stale is set while a newer state waits in Engine.changed.
 	view  atomic.Pointer[alertView]
 	stale bool
 	// listed is set once the alert is in the fired order (see order.go).
 	listed bool
-	// due is when the alert is held in Engine.deadlines; zero when not.
+	// due is when the alert is held in Engine.escalations; zero when not.
 	due time.Time
 }
 

@@ -2,14 +2,15 @@ package alerts
 
 import (
 	"container/heap"
+	"fmt"
 	"time"
 )
 
 // The engine's timers are kept where RunTimers finds what is due without
 // walking every device and every alert under mu each tick:
 //
-//   - Engine.deadlines holds each open alert at its next SLA timer
-//     (escalation, a deadline, a reminder); see nextDeadline.
+//   - Engine.escalations holds each firing alert whose rule escalates it at
+//     the time it is due to escalate; see escalationDue.
 //   - Engine.silence holds each device with absence rules at the time its
 //     absence rules need looking at; see checkAbsence.
 //   - Engine.waiting holds the instances of value rules whose `for` or
@@ -49,66 +50,47 @@ func popDue[T any](h *dueHeap[T], now time.Time) []due[T] {
 	return out
 }
 
-// schedule puts en in the deadline heap at its next SLA timer, unless it
-// is held there at that time or earlier. Called with mu held, whenever
-// en's timers may have moved (every event).
+// schedule puts en in the escalation heap at the time its rule escalates
+// it, unless it is held there at that time or earlier. Called with mu held,
+// whenever en's escalation may have moved (every event).
 func (e *Engine) schedule(en *entry) {
-	at, ok := e.nextDeadline(en)
+	at, ok := e.escalationDue(en)
 	if !ok || !en.due.IsZero() && !at.Before(en.due) {
 		return
 	}
 	en.due = at
-	heap.Push(&e.deadlines, due[*entry]{at, en})
+	heap.Push(&e.escalations, due[*entry]{at, en})
 }
 
-// nextDeadline returns when runDeadlines may next change en, and false
-// when it cannot until en changes otherwise. It follows runDeadlines'
-// conditions; a deadline that is not set counts as due at once, as there.
-func (e *Engine) nextDeadline(en *entry) (time.Time, bool) {
-	var next time.Time
-	ok := false
-	soonest := func(t time.Time) {
-		if !ok || t.Before(next) {
-			next, ok = t, true
-		}
+// escalationDue returns when runEscalations may next escalate en, and false
+// when it cannot until en changes otherwise.
+func (e *Engine) escalationDue(en *entry) (time.Time, bool) {
+	r := e.rules.byName[en.Rule]
+	if r == nil || r.Escalate == nil || en.Condition != ConditionFiring || en.Escalated || en.Severity >= r.Escalate.To {
+		return time.Time{}, false
 	}
-	if en.Condition == ConditionPending {
-		return next, false
-	}
-	if r := e.ruleNamed(en.Rule); r != nil && r.Escalate != nil && en.Condition == ConditionFiring && !en.Escalated && en.Severity < r.Escalate.To {
-		soonest(later(en.Fired, en.Refired).Add(r.Escalate.After))
-	}
-	if en.Status.awaitingAck() {
-		if !en.AckOverdue {
-			soonest(en.AckDue)
-		}
-		soonest(en.NextReminder)
-	}
-	if en.Status.open() && !en.ResolveOverdue {
-		soonest(en.ResolveDue)
-	}
-	return next, ok
+	return en.Fired.Add(r.Escalate.After), true
 }
 
-// runDue runs the SLA timers of the open alerts that are due. Called with
-// mu held.
-func (e *Engine) runDue(now time.Time) {
-	for _, it := range popDue(&e.deadlines, now) {
+// runEscalations raises the severity of the firing alerts that have fired
+// for their rule's escalate.after. Called with mu held.
+func (e *Engine) runEscalations(now time.Time) {
+	for _, it := range popDue(&e.escalations, now) {
 		en := it.x
 		if !it.at.Equal(en.due) {
 			continue // stale: en was pushed again, earlier
 		}
 		en.due = time.Time{}
 		if e.active[en.ID] != en {
-			continue // closed or pruned: a reopening schedules it again
+			continue // cleared or pruned
 		}
-		if en.acting != nil {
-			// The action's outcome is not known yet: look again next tick.
-			en.due = now.Add(time.Nanosecond)
-			heap.Push(&e.deadlines, due[*entry]{en.due, en})
-			continue
+		if at, ok := e.escalationDue(en); ok && !now.Before(at) {
+			r := e.rules.byName[en.Rule]
+			from := en.Severity
+			en.Severity, en.Escalated = r.Escalate.To, true
+			e.record(en, now, ActorSystem, EventEscalate, from.String(), en.Severity.String(),
+				fmt.Sprintf("firing for %s", r.Escalate.After))
 		}
-		e.runDeadlines(en, now)
 		e.schedule(en)
 	}
 }

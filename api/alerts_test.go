@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,9 +29,6 @@ var alertDevices = []devices.Device{
 	{ID: devIn, Type: "water_level", Grid: "D01-S01-G01"},
 	{ID: devOut, Type: "water_level", Grid: "D02-S01-G01"},
 }
-
-// alertUnits is the units table of the alert tests.
-var alertUnits = []devices.Unit{{Code: "water-d01", Categories: []string{"water"}, Districts: []string{"D01"}}}
 
 // testTokens are the tokens of the alert tests, by name; each token is its
 // name with a "tok-" prefix.
@@ -97,7 +92,6 @@ rules:
 		AdminToken: "tok-bootstrap",
 		Tokens:     tokens,
 		Alerts:     e,
-		Registry:   fakeRegistry{units: alertUnits},
 		Heartbeat:  20 * time.Millisecond,
 	}
 	env := &alertEnv{api: s, engine: e, ids: map[string]string{}}
@@ -151,7 +145,7 @@ func (env *alertEnv) call(t *testing.T, method, path, token, body string) (int, 
 
 // TestRBACMatrix checks every role against every kind of endpoint, inside
 // and outside the token's grid scope: 401 without a valid token, 403 for a
-// role too weak, 404 outside the scope, 409 for a stale version.
+// role too weak, 404 outside the scope, 410 for what is gone.
 func TestRBACMatrix(t *testing.T) {
 	env := newAlertEnv(t)
 	type endpoint struct {
@@ -169,12 +163,12 @@ func TestRBACMatrix(t *testing.T) {
 	none := func(uint64) string { return "" }
 	endpoints := []endpoint{
 		{name: "get alert", minRole: RoleViewer, method: get, path: func(d string) string { return "/api/v1/alerts/" + env.ids[d] }, body: none, scoped: true},
-		{name: "comment", minRole: RoleOperator, method: post, path: func(d string) string { return "/api/v1/alerts/" + env.ids[d] + "/comment" },
+		{name: "gone comment", minRole: RoleViewer, method: post, path: func(d string) string { return "/api/v1/alerts/" + env.ids[d] + "/comment" },
 			body: func(v uint64) string { return fmt.Sprintf(`{"version":%d,"note":"on my way"}`, v) }, scoped: true},
 		{name: "device latest", minRole: RoleViewer, method: get, path: func(d string) string { return "/api/v1/devices/" + d + "/latest" }, body: none, scoped: true},
 		{name: "device telemetry", minRole: RoleViewer, method: get, path: func(d string) string { return "/api/v1/devices/" + d + "/telemetry?metric=x&step=bad" }, body: none, scoped: true},
 		{name: "list", minRole: RoleViewer, method: get, path: func(string) string { return "/api/v1/alerts" }, body: none},
-		{name: "grid stats", minRole: RoleViewer, method: get, path: func(string) string { return "/api/v1/stats/grids" }, body: none},
+		{name: "gone grid stats", minRole: RoleViewer, method: get, path: func(string) string { return "/api/v1/stats/grids" }, body: none},
 		{name: "export", minRole: RoleViewer, method: get, path: func(string) string { return "/api/v1/alerts/export.csv" }, body: none},
 	}
 	type principalCase struct {
@@ -196,6 +190,8 @@ func TestRBACMatrix(t *testing.T) {
 					want = http.StatusNotFound
 				case ep.name == "device telemetry":
 					want = http.StatusBadRequest // in scope, so the query is read
+				case strings.HasPrefix(ep.name, "gone "):
+					want = http.StatusGone
 				}
 				code, body := env.call(t, ep.method(device), ep.path(device), pc.token, ep.body(env.version(t, device)))
 				if code != want {
@@ -205,191 +201,62 @@ func TestRBACMatrix(t *testing.T) {
 		}
 	}
 
-	// A stale version is a conflict, whatever the token.
-	for _, token := range []string{"tok-operator", "tok-admin", "tok-city", "tok-bootstrap"} {
-		stale := env.version(t, devIn)
-		env.call(t, http.MethodPost, "/api/v1/alerts/"+env.ids[devIn]+"/comment", "tok-city", fmt.Sprintf(`{"version":%d,"note":"first"}`, stale))
-		code, body := env.call(t, http.MethodPost, "/api/v1/alerts/"+env.ids[devIn]+"/ack", token, fmt.Sprintf(`{"version":%d}`, stale))
-		if code != http.StatusConflict || !strings.Contains(body, `"conflict"`) {
-			t.Errorf("stale ack as %s: %d %s, want 409", token, code, body)
-		}
-	}
 	// Unscoped tokens see everything.
 	for _, token := range []string{"tok-city", "tok-bootstrap"} {
 		if code, body := env.call(t, http.MethodGet, "/api/v1/alerts/"+env.ids[devOut], token, ""); code != http.StatusOK {
 			t.Errorf("get outside D01 as %s: %d %s", token, code, body)
 		}
 	}
-	// Unit statistics count the alerts of the token's scope only.
-	for token, want := range map[string]int{"tok-viewer": 1, "tok-city": 2} {
-		code, body := env.call(t, http.MethodGet, "/api/v1/stats/units", token, "")
-		var got struct{ Stats []statsJSON }
-		if err := json.Unmarshal([]byte(body), &got); code != http.StatusOK || err != nil || len(got.Stats) != 1 || got.Stats[0].Received != want {
-			t.Errorf("unit stats as %s: %d %s, want 200 with %d alerts received", token, code, body, want)
-		}
-	}
 }
 
-func TestActionsAndVersions(t *testing.T) {
+// TestAlertActionsGone attacks the changelog's promise for the clients of
+// the alert work orders: every action they used (ack, dispatch, resolve,
+// close, reopen, comment) answers 410 Gone naming the case endpoints,
+// changes nothing, and tells nothing of an alert outside the token's scope
+// (404); the alert statistics answer 410 naming the case evaluation.
+func TestAlertActionsGone(t *testing.T) {
 	env := newAlertEnv(t)
-	id := env.ids[devIn]
-	path := "/api/v1/alerts/" + id
-	v := env.version(t, devIn)
-
-	cases := []struct {
-		name, action, ifMatch, body string
-		want                        int
-		wantStatus                  alerts.Status
-	}{
-		{"no version", "ack", "", "", http.StatusPreconditionRequired, alerts.StatusNew},
-		{"bad If-Match", "ack", "soon", "", http.StatusBadRequest, alerts.StatusNew},
-		{"unknown field", "ack", "", `{"version":1,"colour":"red"}`, http.StatusBadRequest, alerts.StatusNew},
-		{"resolve before ack", "resolve", fmt.Sprintf(`"%d"`, v), "", http.StatusUnprocessableEntity, alerts.StatusNew},
-		// RFC 9110 13.1.1: If-Match compares strongly; a weak tag never
-		// matches, even of the current version.
-		{"weak If-Match", "ack", fmt.Sprintf(`W/"%d"`, v), "", http.StatusPreconditionFailed, alerts.StatusNew},
-		{"ack by If-Match", "ack", fmt.Sprintf(`"%d"`, v), "", http.StatusOK, alerts.StatusAcknowledged},
-		{"ack again with the old version", "ack", fmt.Sprintf(`"%d"`, v), "", http.StatusConflict, alerts.StatusAcknowledged},
+	before, trace, err := env.engine.Get(env.ids[devIn])
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range cases {
-		req, _ := http.NewRequest(http.MethodPost, env.srv.URL+path+"/"+tc.action, strings.NewReader(tc.body))
-		req.Header.Set("Authorization", "Bearer tok-operator")
-		if tc.ifMatch != "" {
-			req.Header.Set("If-Match", tc.ifMatch)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		a, _, _ := env.engine.Get(id)
-		if resp.StatusCode != tc.want || a.Status != tc.wantStatus {
-			t.Errorf("%s: %d, status %s; want %d, %s", tc.name, resp.StatusCode, a.Status, tc.want, tc.wantStatus)
-		}
-		if tc.want == http.StatusConflict && resp.Header.Get("ETag") != fmt.Sprintf(`"%d"`, a.Version) {
-			t.Errorf("%s: ETag %q, want the current version %d", tc.name, resp.Header.Get("ETag"), a.Version)
-		}
-	}
-
-	// The timeline records the actor: the token's name.
-	code, body := env.call(t, http.MethodGet, path, "tok-viewer", "")
-	var got alertJSON
-	if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil {
-		t.Fatalf("get: %d %s", code, body)
-	}
-	last := got.Timeline[len(got.Timeline)-1]
-	if last.Kind != alerts.EventAck || last.Actor != "operator" || got.Version != last.Version {
-		t.Errorf("last event %+v of alert v%d", last, got.Version)
-	}
-}
-
-// TestWeakIfMatchRefused: a weak entity tag in If-Match gets 412
-// precondition_failed whatever version it names, and is counted.
-func TestWeakIfMatchRefused(t *testing.T) {
-	env := newAlertEnv(t)
-	v := env.version(t, devIn)
-	for _, m := range []string{fmt.Sprintf(`W/"%d"`, v), `W/"999"`} {
-		req, _ := http.NewRequest(http.MethodPost, env.srv.URL+"/api/v1/alerts/"+env.ids[devIn]+"/ack", nil)
-		req.Header.Set("Authorization", "Bearer tok-operator")
-		req.Header.Set("If-Match", m)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var e apiError
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusPreconditionFailed || e.Error.Code != "precondition_failed" || !strings.Contains(e.Error.Message, "weak") {
-			t.Errorf("If-Match %s: %d %+v, want 412 precondition_failed naming the weak tag", m, resp.StatusCode, e.Error)
-		}
-	}
-	if got := testutil.ToFloat64(env.api.actions.refused.WithLabelValues("weak_etag")); got != 2 {
-		t.Errorf("gridwatch_api_actions_refused_total{reason=\"weak_etag\"} = %v, want 2", got)
-	}
-	if a, _, _ := env.engine.Get(env.ids[devIn]); a.Status != alerts.StatusNew || a.Version != v {
-		t.Errorf("alert after weak If-Match: %s v%d, want new v%d (unchanged)", a.Status, a.Version, v)
-	}
-}
-
-// TestDispatchToUnknownUnit: a dispatch to a unit that is not in the units
-// table gets 422 unknown_unit naming it, is counted and changes nothing;
-// one to a unit of the table is taken.
-func TestDispatchToUnknownUnit(t *testing.T) {
-	env := newAlertEnv(t)
-	path := "/api/v1/alerts/" + env.ids[devIn] + "/dispatch"
-	v := env.version(t, devIn)
-	code, body := env.call(t, http.MethodPost, path, "tok-operator", fmt.Sprintf(`{"version": %d, "unit": "water-d1"}`, v))
-	var e apiError
-	if err := json.Unmarshal([]byte(body), &e); err != nil || code != http.StatusUnprocessableEntity ||
-		e.Error.Code != "unknown_unit" || !strings.Contains(e.Error.Message, `"water-d1"`) || !strings.Contains(e.Error.Message, "units table") {
-		t.Errorf("dispatch to an unknown unit: %d %s, want 422 unknown_unit naming it", code, body)
-	}
-	if got := testutil.ToFloat64(env.api.actions.refused.WithLabelValues("unknown_unit")); got != 1 {
-		t.Errorf("gridwatch_api_actions_refused_total{reason=\"unknown_unit\"} = %v, want 1", got)
-	}
-	if a, _, _ := env.engine.Get(env.ids[devIn]); a.Status != alerts.StatusNew || a.Unit != "" {
-		t.Errorf("alert after a refused dispatch: %s to %q, want new and undispatched", a.Status, a.Unit)
-	}
-	if code, body := env.call(t, http.MethodPost, path, "tok-operator", fmt.Sprintf(`{"version": %d, "unit": "water-d01"}`, v)); code != http.StatusOK {
-		t.Fatalf("dispatch to a unit of the table: %d %s", code, body)
-	}
-	if a, _, _ := env.engine.Get(env.ids[devIn]); a.Status != alerts.StatusDispatched || a.Unit != "water-d01" {
-		t.Errorf("alert after dispatch: %s to %q, want dispatched to water-d01", a.Status, a.Unit)
-	}
-}
-
-// failingAlertStore is an alert Store whose saves fail while fail is set.
-type failingAlertStore struct{ fail atomic.Bool }
-
-func (s *failingAlertStore) err() error {
-	if s.fail.Load() {
-		return errors.New("clickhouse: connection refused")
-	}
-	return nil
-}
-func (s *failingAlertStore) SaveAlerts(context.Context, []alerts.Alert) error { return s.err() }
-func (s *failingAlertStore) SaveEvents(context.Context, []alerts.Event) error { return s.err() }
-func (s *failingAlertStore) LoadAlerts(context.Context, time.Time) ([]alerts.Alert, []alerts.Event, error) {
-	return nil, nil, nil
-}
-func (s *failingAlertStore) SaveSilence(context.Context, alerts.Silence) error { return s.err() }
-func (s *failingAlertStore) LoadSilences(context.Context, time.Time) ([]alerts.Silence, error) {
-	return nil, nil
-}
-
-// TestActionNotSavedIs503 attacks "a 2xx to any action means it is on disk"
-// (issue 10 item 4): while the alert store fails, every work-order action
-// answers 503 with a body saying nothing changed, and nothing did; once it
-// works, the same request succeeds.
-func TestActionNotSavedIs503(t *testing.T) {
-	store := &failingAlertStore{}
-	env := newAlertEnvStoring(t, store)
-	id := env.ids[devIn]
-	path := "/api/v1/alerts/" + id + "/"
-	before, trace, _ := env.engine.Get(id)
-	store.fail.Store(true)
-	for _, kind := range alertActions {
-		code, body := env.call(t, http.MethodPost, path+string(kind), "tok-operator",
-			fmt.Sprintf(`{"version":%d,"note":"n","unit":"water-d01"}`, before.Version))
-		if kind == alerts.ActionResolve || kind == alerts.ActionClose || kind == alerts.ActionReopen {
-			// Not allowed from new: refused before any save.
-			if code != http.StatusUnprocessableEntity {
-				t.Errorf("%s of a new alert: %d %s, want 422", kind, code, body)
+	for _, kind := range goneAlertActions {
+		for _, token := range []string{"tok-viewer", "tok-operator", "tok-admin"} {
+			code, body := env.call(t, http.MethodPost, "/api/v1/alerts/"+env.ids[devIn]+"/"+kind, token, fmt.Sprintf(`{"version":%d,"note":"n"}`, before.Version))
+			var e apiError
+			if err := json.Unmarshal([]byte(body), &e); err != nil || code != http.StatusGone || e.Error.Code != "gone" || !strings.Contains(e.Error.Message, "/api/v1/cases/{case}/") {
+				t.Errorf("%s as %s: %d %s; want 410 gone naming the case actions", kind, token, code, body)
 			}
-			continue
 		}
-		if code != http.StatusServiceUnavailable || !strings.Contains(body, `"not_saved"`) || !strings.Contains(body, "nothing changed") {
-			t.Errorf("%s while the store fails: %d %s; want 503 not_saved", kind, code, body)
-		}
-		after, afterTrace, _ := env.engine.Get(id)
-		if after.Version != before.Version || after.Status != before.Status || after.Unit != before.Unit || len(afterTrace) != len(trace) {
-			t.Errorf("%s while the store fails changed the alert: v%d %s unit %q, %d events; want v%d %s unit %q, %d",
-				kind, after.Version, after.Status, after.Unit, len(afterTrace), before.Version, before.Status, before.Unit, len(trace))
+		if code, body := env.call(t, http.MethodPost, "/api/v1/alerts/"+env.ids[devOut]+"/"+kind, "tok-operator", ""); code != http.StatusNotFound {
+			t.Errorf("%s of an alert outside the scope: %d %s; want 404", kind, code, body)
 		}
 	}
-	store.fail.Store(false)
-	if code, body := env.call(t, http.MethodPost, path+"ack", "tok-operator", fmt.Sprintf(`{"version":%d}`, before.Version)); code != http.StatusOK {
-		t.Errorf("ack once the store works: %d %s", code, body)
+	if after, afterTrace, _ := env.engine.Get(env.ids[devIn]); after.Version != before.Version || len(afterTrace) != len(trace) {
+		t.Errorf("the alert after the gone actions: v%d with %d events; want v%d with %d", after.Version, len(afterTrace), before.Version, len(trace))
+	}
+	// An alert linked to its case names it, as a Link header too.
+	if err := env.engine.LinkCase(env.ids[devIn], "C-42"); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, env.srv.URL+"/api/v1/alerts/"+env.ids[devIn]+"/ack", nil)
+	req.Header.Set("Authorization", "Bearer tok-operator")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e apiError
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone || resp.Header.Get("Link") != `</api/v1/cases/C-42>; rel="related"` ||
+		!strings.Contains(e.Error.Message, "POST /api/v1/cases/C-42/{action}") {
+		t.Errorf("ack of a linked alert: %d, Link %q, %+v; want 410 naming case C-42", resp.StatusCode, resp.Header.Get("Link"), e.Error)
+	}
+	for pattern, moved := range goneStats {
+		_, path, _ := strings.Cut(pattern, " ")
+		if code, body := env.call(t, http.MethodGet, path, "tok-city", ""); code != http.StatusGone || !strings.Contains(body, moved) {
+			t.Errorf("%s: %d %s; want 410 naming %s", path, code, body, moved)
+		}
 	}
 }
 
@@ -403,7 +270,8 @@ func TestListIsScoped(t *testing.T) {
 		{"tok-viewer", "?grid=D01-S01", []string{devIn}},
 		{"tok-viewer", "?grid=D02", nil},
 		{"tok-city", "?grid=D02", []string{devOut}},
-		{"tok-city", "?severity=major&status=new&sort=fired", []string{devIn, devOut}},
+		{"tok-city", "?severity=major&condition=firing&sort=fired", []string{devIn, devOut}},
+		{"tok-city", "?condition=cleared", nil},
 		{"tok-city", "?severity=minor", nil},
 		{"tok-city", "?device=" + devOut, []string{devOut}},
 	}
@@ -421,7 +289,7 @@ func TestListIsScoped(t *testing.T) {
 			t.Errorf("list%s as %s = %v, want %v", tc.query, tc.token, got, tc.want)
 		}
 	}
-	for _, q := range []string{"?severity=huge", "?from=yesterday", "?limit=0", "?sort=colour", "?cursor=nope"} {
+	for _, q := range []string{"?severity=huge", "?from=yesterday", "?limit=0", "?sort=colour", "?cursor=nope", "?status=new", "?unit=water-d01"} {
 		if code, body := env.call(t, http.MethodGet, "/api/v1/alerts"+q, "tok-city", ""); code != 400 {
 			t.Errorf("list%s = %d %s, want 400", q, code, body)
 		}
@@ -451,7 +319,7 @@ func TestExportCSV(t *testing.T) {
 	if strings.Join(rows[0], ",") != strings.Join(exportColumns, ",") {
 		t.Errorf("header %v", rows[0])
 	}
-	if rows[1][0] != env.ids[devIn] || rows[1][3] != devIn || rows[1][7] != "major" || rows[1][9] != "new" {
+	if rows[1][0] != env.ids[devIn] || rows[1][3] != devIn || rows[1][6] != "major" || rows[1][7] != "firing" || rows[1][8] != "" {
 		t.Errorf("row %v", rows[1])
 	}
 	// A scoped token exports its scope only.
@@ -518,10 +386,7 @@ func TestStreamDeliversScopedTransitionsAndStops(t *testing.T) {
 
 	// Outside the scope first, then inside: only the second comes through.
 	for _, d := range []string{devOut, devIn} {
-		v := env.version(t, d)
-		if _, err := env.engine.Act(ctx, alerts.Action{ID: env.ids[d], Kind: alerts.ActionAck, Version: v, Actor: "test"}); err != nil {
-			t.Fatal(err)
-		}
+		env.engine.Observe(alerts.Observation{Device: d, Metric: "level_cm", Value: 10, TS: time.Now().UnixMilli()})
 	}
 	var got sseEvent
 	for got.event == "" || got.event == "heartbeat" {
@@ -535,7 +400,7 @@ func TestStreamDeliversScopedTransitionsAndStops(t *testing.T) {
 	if err := json.Unmarshal([]byte(got.data), &tr); err != nil {
 		t.Fatalf("data %q: %v", got.data, err)
 	}
-	if got.event != "ack" || tr.Alert.Device != devIn || got.id != fmt.Sprintf("%s/%d", env.ids[devIn], tr.Event.Version) {
+	if got.event != "clear" || tr.Alert.Device != devIn || got.id != fmt.Sprintf("%s/%d", env.ids[devIn], tr.Event.Version) {
 		t.Errorf("event %+v, transition %+v", got, tr)
 	}
 	// Heartbeats keep an idle stream alive.
@@ -569,10 +434,10 @@ func TestStreamDeliversScopedTransitionsAndStops(t *testing.T) {
 
 // TestStreamOverflowEndsStream attacks "a client too slow to keep up gets
 // event: overflow and is disconnected" and "nothing lost silently": bursts
-// of transitions (one engine batch each) overrun a one-transition buffer;
-// the events the client got before the overflow have no gap in their
-// versions, then come the overflow event, the end of the stream and the
-// count.
+// of transitions (one engine batch each: the alert clears and a new one
+// fires, again and again) overrun a one-transition buffer; the events the
+// client got before the overflow have no gap in the alerts' versions, then
+// come the overflow event, the end of the stream and the count.
 func TestStreamOverflowEndsStream(t *testing.T) {
 	env := newAlertEnv(t)
 	env.api.StreamBuffer = 1
@@ -589,7 +454,7 @@ func TestStreamOverflowEndsStream(t *testing.T) {
 	for i := range burst {
 		burst[i] = alerts.Observation{Device: devIn, Metric: "level_cm", Value: float64(10 + 40*(i%2)), TS: time.Now().UnixMilli()}
 	}
-	var last uint64
+	last := map[string]uint64{} // the last version seen, by alert
 	deadline := time.After(time.Minute)
 	for overflowed := false; !overflowed; {
 		env.engine.Observe(burst...)
@@ -605,14 +470,15 @@ func TestStreamOverflowEndsStream(t *testing.T) {
 					break drain
 				case ev.event == "heartbeat":
 				default:
+					id, version, _ := strings.Cut(ev.id, "/")
 					var v uint64
-					if _, err := fmt.Sscanf(ev.id[strings.LastIndexByte(ev.id, '/')+1:], "%d", &v); err != nil {
+					if _, err := fmt.Sscanf(version, "%d", &v); err != nil {
 						t.Fatalf("event id %q: %v", ev.id, err)
 					}
-					if last != 0 && v != last+1 {
-						t.Fatalf("event %s follows version %d: transitions lost without an overflow event", ev.id, last)
+					if prev, seen := last[id]; seen && v != prev+1 || !seen && len(last) > 0 && v != 1 {
+						t.Fatalf("event %s follows version %d of its alert: transitions lost without an overflow event", ev.id, prev)
 					}
-					last = v
+					last[id] = v
 				}
 			case <-time.After(100 * time.Millisecond):
 				break drain // the burst is delivered: another one

@@ -533,3 +533,42 @@ func TestCaseStreamShowsWhatTheTokenSees(t *testing.T) {
 		t.Fatalf("first event %+v, change %+v; want the dispatch of %s", got, ch, mine.ID)
 	}
 }
+
+// TestCaseDispatchToUnknownUnit: a dispatch to a unit that is not in the
+// units table gets 422 unknown_unit naming it, is counted and changes
+// nothing; one to a unit of the table is taken. A weak If-Match is counted
+// too.
+func TestCaseDispatchToUnknownUnit(t *testing.T) {
+	env := newCaseEnv(t)
+	c := env.drive(t, env.report(t, gridIn).ID, cases.Action{Kind: cases.EventRegister, Force: true})
+	path := "/api/v1/cases/" + c.ID + "/dispatch"
+	code, body := env.call(t, http.MethodPost, path, "tok-dispatcher", fmt.Sprintf(`{"version": %d, "unit": "U-WATR"}`, c.Version))
+	var e apiError
+	if err := json.Unmarshal([]byte(body), &e); err != nil || code != http.StatusUnprocessableEntity ||
+		e.Error.Code != "unknown_unit" || !strings.Contains(e.Error.Message, `"U-WATR"`) || !strings.Contains(e.Error.Message, "units table") {
+		t.Errorf("dispatch to an unknown unit: %d %s, want 422 unknown_unit naming it", code, body)
+	}
+	if got := testutil.ToFloat64(env.api.actions.refused.WithLabelValues("unknown_unit")); got != 1 {
+		t.Errorf("gridwatch_api_actions_refused_total{reason=\"unknown_unit\"} = %v, want 1", got)
+	}
+	if after, _, _ := env.svc.Get(context.Background(), c.ID); after.Version != c.Version || after.Unit != "" {
+		t.Errorf("case after a refused dispatch: v%d to %q, want v%d undispatched", after.Version, after.Unit, c.Version)
+	}
+	req, _ := http.NewRequest(http.MethodPost, env.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer tok-dispatcher")
+	req.Header.Set("If-Match", fmt.Sprintf(`W/"%d"`, c.Version))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusPreconditionFailed {
+		t.Errorf("weak If-Match: %v %v, want 412", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if got := testutil.ToFloat64(env.api.actions.refused.WithLabelValues("weak_etag")); got != 1 {
+		t.Errorf("gridwatch_api_actions_refused_total{reason=\"weak_etag\"} = %v, want 1", got)
+	}
+	if code, body := env.call(t, http.MethodPost, path, "tok-dispatcher", fmt.Sprintf(`{"version": %d, "unit": "U-WATER"}`, c.Version)); code != http.StatusOK {
+		t.Fatalf("dispatch to a unit of the table: %d %s", code, body)
+	}
+	if after, _, _ := env.svc.Get(context.Background(), c.ID); after.Unit != "U-WATER" || after.Status != cases.StatusDispatched {
+		t.Errorf("case after dispatch: %s to %q, want dispatched to U-WATER", after.Status, after.Unit)
+	}
+}

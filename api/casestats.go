@@ -13,6 +13,10 @@ import (
 	"github.com/gridwatch/gridwatch/storage"
 )
 
+// defaultStatsPeriod is the period the evaluation covers when from is not
+// given.
+const defaultStatsPeriod = 30 * 24 * time.Hour
+
 // CaseStats answers the evaluation of cases from the stored case events;
 // *storage.DB is one.
 type CaseStats interface {

@@ -13,9 +13,8 @@ import (
 
 // exportColumns is the header of the CSV export.
 var exportColumns = []string{
-	"id", "version", "rule", "device", "grid", "category", "unit", "severity", "condition", "status",
-	"summary", "value", "count", "fired", "acked", "dispatched", "resolved", "closed", "cleared",
-	"ack_due", "resolve_due", "ack_overdue", "resolve_overdue", "escalated", "updated",
+	"id", "version", "rule", "device", "grid", "category", "severity", "condition", "case",
+	"summary", "value", "count", "fired", "cleared", "escalated", "updated",
 }
 
 // exportAlerts serves GET /api/v1/alerts/export.csv: every alert the list
@@ -83,18 +82,15 @@ func exportRow(row *csvRow, a *alerts.Alert) {
 	row.text(a.Device)
 	row.text(a.Grid)
 	row.text(a.Category)
-	row.text(a.Unit)
 	row.raw(a.Severity.String())
 	row.raw(string(a.Condition))
-	row.raw(string(a.Status))
+	row.raw(a.Case)
 	row.text(a.Summary)
 	row.float(a.Value)
 	row.uint(a.Count)
-	for _, t := range []time.Time{a.Fired, a.Acked, a.Dispatched, a.Resolved, a.Closed, a.Cleared, a.AckDue, a.ResolveDue} {
+	for _, t := range []time.Time{a.Fired, a.Cleared} {
 		row.time(t)
 	}
-	row.bool(a.AckOverdue)
-	row.bool(a.ResolveOverdue)
 	row.bool(a.Escalated)
 	row.time(a.Updated)
 	row.end()

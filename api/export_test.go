@@ -62,7 +62,7 @@ func TestExportRowDefusesFormulas(t *testing.T) {
 	if err != nil || len(rows) != 1 || len(rows[0]) != len(exportColumns) {
 		t.Fatalf("row %q: %v", b, err)
 	}
-	if r := rows[0]; r[2] != "'=cmd|' /C calc'!A0" || r[3] != "'+d" || r[10] != "'@sum" || r[13] != "2024-11-22T00:00:00.123Z" {
+	if r := rows[0]; r[2] != "'=cmd|' /C calc'!A0" || r[3] != "'+d" || r[9] != "'@sum" || r[12] != "2024-11-22T00:00:00.123Z" {
 		t.Errorf("row %q", r)
 	}
 }
@@ -72,9 +72,9 @@ func TestExportRowDefusesFormulas(t *testing.T) {
 // alerts makes no garbage.
 func BenchmarkExportRow(b *testing.B) {
 	now := time.Now()
-	a := alerts.Alert{ID: "m1abc-xyz-1a2b", Version: 2, Rule: "flood", Device: "w-12345", Grid: "G042", Category: "water", Unit: "water-2",
-		Severity: alerts.SeverityMajor, Condition: alerts.ConditionFiring, Status: alerts.StatusAcknowledged, Summary: "level_cm = 50: value > 30",
-		Value: 50, Count: 1234, Fired: now, Acked: now, AckDue: now, ResolveDue: now, Updated: now}
+	a := alerts.Alert{ID: "m1abc-xyz-1a2b", Version: 2, Rule: "flood", Device: "w-12345", Grid: "G042", Category: "water",
+		Severity: alerts.SeverityMajor, Condition: alerts.ConditionFiring, Case: "C20261202-2KD8NVG6", Summary: "level_cm = 50: value > 30",
+		Value: 50, Count: 1234, Fired: now, Updated: now}
 	buf := make([]byte, 0, 64<<10)
 	b.ReportAllocs()
 	for b.Loop() {

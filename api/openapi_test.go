@@ -533,9 +533,8 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		s.Cameras, s.Devices, s.Registry, s.Exports, s.GB28181, s.Stills = nil, nil, nil, nil, nil, nil
 	})
 	e.probe(t, doc, bare, bareSrv, []docRequest{{name: "parts not configured", token: "tok-city", body: "{}"}})
-	noUnits := docRequest{name: "dispatch without a units table", method: http.MethodPost, pattern: "POST /api/v1/alerts/{id}/dispatch",
-		path: "/api/v1/alerts/" + e.alerts.ids[devIn] + "/dispatch", token: "tok-city",
-		body: fmt.Sprintf(`{"version":%d,"unit":"water-d01"}`, e.alerts.version(t, devIn)), want: http.StatusServiceUnavailable}
+	noUnits := docRequest{name: "dispatch without a units table", method: http.MethodPost, pattern: "POST /api/v1/cases/{id}/dispatch",
+		path: "/api/v1/cases/" + e.caseID + "/dispatch", token: "tok-city", body: `{"version":1,"unit":"U-WATER"}`, want: http.StatusServiceUnavailable}
 	checkDocumented(t, doc, noUnits, sendDoc(t, bareSrv, noUnits))
 
 	failing, failingSrv := e.server(t, func(s *Server) {
@@ -565,39 +564,13 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		checkDocumented(t, doc, r, sendDoc(t, srv, r))
 	}
 
-	// While the alert store fails an action is not stored; while the
-	// engine shuts down neither actions nor silences are taken.
-	store := &failingAlertStore{}
-	unsaved := &docEnv{alerts: newAlertEnvStoring(t, store)}
-	store.fail.Store(true)
+	// While the engine shuts down no silence is taken.
 	closing := &docEnv{alerts: newAlertEnv(t)}
 	_ = closing.alerts.engine.Close()
-	taken := []string{"POST /api/v1/silences"}
-	for _, kind := range alertActions {
-		taken = append(taken, "POST /api/v1/alerts/{id}/"+string(kind))
-	}
-	for _, c := range []struct {
-		name     string
-		env      *docEnv
-		patterns []string
-	}{
-		// Only ack is allowed from new: the other actions are refused
-		// (422) before anything is stored.
-		{"action not stored", unsaved, []string{"POST /api/v1/alerts/{id}/ack"}},
-		{"engine shutting down", closing, taken},
-	} {
-		_, srv := c.env.server(t, nil)
-		for _, pattern := range c.patterns {
-			method, path, _ := strings.Cut(pattern, " ")
-			body := fmt.Sprintf(`{"version":%d,"note":"n"}`, c.env.alerts.version(t, devIn))
-			if path == "/api/v1/silences" {
-				body = `{"duration":"1h"}`
-			}
-			r := docRequest{name: c.name, method: method, path: c.env.fill(path, false), token: "tok-city", body: body,
-				pattern: pattern, want: http.StatusServiceUnavailable}
-			checkDocumented(t, doc, r, sendDoc(t, srv, r))
-		}
-	}
+	_, closingSrv := closing.server(t, nil)
+	shutting := docRequest{name: "engine shutting down", method: http.MethodPost, path: "/api/v1/silences", token: "tok-city",
+		body: `{"duration":"1h"}`, pattern: "POST /api/v1/silences", want: http.StatusServiceUnavailable}
+	checkDocumented(t, doc, shutting, sendDoc(t, closingSrv, shutting))
 
 	_, streamsSrv := e.server(t, func(s *Server) { s.MaxStreams = 1 })
 	held := docRequest{name: "the one stream allowed", method: http.MethodGet, path: "/api/v1/alerts/stream", token: "tok-city",
@@ -615,18 +588,8 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 	beyond.name, beyond.want = "a stream beyond MaxStreams", http.StatusServiceUnavailable
 	checkDocumented(t, doc, beyond, sendDoc(t, streamsSrv, beyond))
 
-	alert := "/api/v1/alerts/" + e.alerts.ids[devIn]
-	v := e.alerts.version(t, devIn)
 	for _, r := range []docRequest{
-		{name: "stale version", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", body: `{"version":999}`, want: http.StatusConflict},
-		{name: "stale If-Match", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", `"999"`}, want: http.StatusConflict},
-		{name: "no version", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", want: http.StatusPreconditionRequired},
-		{name: "weak If-Match", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", fmt.Sprintf(`W/"%d"`, v)}, want: http.StatusPreconditionFailed},
-		{name: "dispatch to a unit not in the table", pattern: "POST /api/v1/alerts/{id}/dispatch", path: alert + "/dispatch", body: fmt.Sprintf(`{"version":%d,"unit":"nobody"}`, v), want: http.StatusUnprocessableEntity},
-		{name: "If-Match not a version", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", "abc"}, want: http.StatusBadRequest},
-		{name: "If-Match and body differ", pattern: "POST /api/v1/alerts/{id}/ack", path: alert + "/ack", header: []string{"If-Match", `"1"`}, body: `{"version":2}`, want: http.StatusBadRequest},
-		{name: "resolve of a new alert", pattern: "POST /api/v1/alerts/{id}/resolve", path: alert + "/resolve", body: fmt.Sprintf(`{"version":%d}`, v), want: http.StatusUnprocessableEntity},
-		{name: "comment without a note", pattern: "POST /api/v1/alerts/{id}/comment", path: alert + "/comment", body: fmt.Sprintf(`{"version":%d}`, v), want: http.StatusUnprocessableEntity},
+		{name: "an alert status", pattern: "GET /api/v1/alerts", path: "/api/v1/alerts?status=new", want: http.StatusBadRequest},
 		{name: "a bad severity", pattern: "GET /api/v1/alerts", path: "/api/v1/alerts?severity=worst", want: http.StatusBadRequest},
 		{name: "a bad sort", pattern: "GET /api/v1/alerts", path: "/api/v1/alerts?sort=name", want: http.StatusBadRequest},
 		{name: "a cursor not issued", pattern: "GET /api/v1/alerts", path: "/api/v1/alerts?cursor=zzz", want: http.StatusBadRequest},
@@ -634,7 +597,6 @@ func TestOpenAPIDescribesEveryAnswer(t *testing.T) {
 		{name: "an export as csv", pattern: "GET /api/v1/export/{table}", path: "/api/v1/export/telemetry?format=csv", want: http.StatusBadRequest},
 		{name: "an export by a scoped admin", pattern: "GET /api/v1/export/{table}", path: "/api/v1/export/telemetry", token: "tok-admin", want: http.StatusForbidden},
 		{name: "an export", pattern: "GET /api/v1/export/{table}", path: "/api/v1/export/case_events?format=arrow", want: http.StatusOK},
-		{name: "stats from after to", pattern: "GET /api/v1/stats/units", path: "/api/v1/stats/units?from=2000&to=1000", want: http.StatusBadRequest},
 		{name: "telemetry", pattern: "GET /api/v1/devices/{id}/telemetry", path: "/api/v1/devices/" + devIn + "/telemetry?metric=level_cm", want: http.StatusOK},
 		{name: "telemetry without a metric", pattern: "GET /api/v1/devices/{id}/telemetry", path: "/api/v1/devices/" + devIn + "/telemetry", want: http.StatusBadRequest},
 		{name: "a bad step", pattern: "GET /api/v1/devices/{id}/telemetry", path: "/api/v1/devices/" + devIn + "/telemetry?metric=level_cm&step=0s", want: http.StatusBadRequest},

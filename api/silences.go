@@ -119,7 +119,7 @@ func (s *Server) createSilence(w http.ResponseWriter, r *http.Request) {
 	}
 	sil, err = s.Alerts.AddSilence(r.Context(), sil)
 	switch {
-	case errors.Is(err, alerts.ErrInvalidAction):
+	case errors.Is(err, alerts.ErrInvalidSilence):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_silence", err.Error())
 	case errors.Is(err, alerts.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the alert engine is shutting down")

@@ -51,7 +51,7 @@ func (s *Service) Tick(ctx context.Context) {
 			s.forgetLocked(id, &en.c)
 			continue
 		}
-		if c := en.c.Clone(); len(s.systemEvents(&c, en.clearSince, now)) > 0 {
+		if c := en.c.Clone(); len(s.systemEvents(&c, en.clearSince(), now)) > 0 {
 			due = append(due, en)
 		}
 	}
@@ -62,7 +62,7 @@ func (s *Service) Tick(ctx context.Context) {
 		}
 		en.act.Lock()
 		s.mu.RLock()
-		cur, clear := en.c.Clone(), en.clearSince
+		cur, clear := en.c.Clone(), en.clearSince()
 		s.mu.RUnlock()
 		next := cur.Clone()
 		if evs := s.systemEvents(&next, clear, now); len(evs) > 0 {

@@ -189,29 +189,29 @@ type AlertInfo struct {
 
 // ObserveAlert is the alert engine's door into the case loop: a firing
 // alert raises a case, or joins the open case of its device and category
-// (a note on it); a clearing one starts the clock of self-verification. It
-// is idempotent: the same transition twice changes nothing more, and an
-// alert whose case was closed or voided raises a new one only when it
-// fired again after.
-func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) error {
+// (a note on it); a clearing one counts towards the self-verification of
+// its case, which starts once every alert of the case cleared. It returns
+// the id of the alert's case, empty when it has none (a cleared alert that
+// never raised one). It is idempotent: the same transition twice changes
+// nothing more, and an alert whose case was closed or voided raises a new
+// one only when it fired again after.
+func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) (string, error) {
 	s.mu.Lock()
 	if s.cases == nil || s.closed {
 		s.mu.Unlock()
-		return ErrClosed
+		return "", ErrClosed
 	}
 	en := s.cases[s.origins[originKey(a.Source, a.ID)]]
 	if en != nil && en.c.Open() {
-		if a.Firing {
-			en.clearSince = time.Time{}
-		} else if en.clearSince.IsZero() {
-			en.clearSince = a.ClearedAt
-		}
+		en.observe(a)
+		id := en.c.ID
 		s.mu.Unlock()
-		return nil
+		return id, nil
 	}
 	if en != nil && !a.Since.After(en.c.Updated) {
+		id := en.c.ID
 		s.mu.Unlock()
-		return nil // its case was closed since it fired
+		return id, nil // its case was closed since it fired
 	}
 	var join *entry
 	if a.Firing && a.Device != "" {
@@ -224,35 +224,44 @@ func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) error {
 	}
 	s.mu.Unlock()
 	if !a.Firing {
-		return nil
+		return "", nil
 	}
 	if join != nil {
 		return s.join(ctx, join, a)
 	}
-	_, _, err := s.Report(ctx, Report{
+	c, _, err := s.Report(ctx, Report{
 		Source: a.Source, Actor: System, Reporter: a.Device, Origin: a.ID, Category: a.Category,
 		Description: a.Summary, Location: a.Location, Grid: a.Grid, Device: a.Device,
 	})
-	return err
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	if en := s.cases[c.ID]; en != nil {
+		en.observe(a)
+	}
+	s.mu.Unlock()
+	return c.ID, nil
 }
 
-// join records alert a on the open case of en.
-func (s *Service) join(ctx context.Context, en *entry, a AlertInfo) error {
+// join records alert a on the open case of en and returns the case's id.
+func (s *Service) join(ctx context.Context, en *entry, a AlertInfo) (string, error) {
 	en.act.Lock()
 	defer en.act.Unlock()
 	cur := s.current(en)
 	if !cur.Open() {
-		return nil
+		return "", nil // closed meanwhile: the next transition raises a new case
 	}
 	now := s.Now()
 	next := cur.Clone()
 	next.Joined = appendNew(next.Joined, a.ID)
 	evs := s.seal(&next, cur.Status, System, now, Event{Kind: EventNote, Note: "alert " + a.ID + " joined: " + a.Summary})
 	if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {
-		return err
+		return "", err
 	}
 	s.mu.Lock()
 	s.origins[originKey(a.Source, a.ID)] = cur.ID
+	en.observe(a)
 	s.mu.Unlock()
-	return nil
+	return cur.ID, nil
 }

@@ -147,10 +147,39 @@ type entry struct {
 	// c and events are guarded by Service.mu.
 	c      Case
 	events []Event
-	// clearSince is when the condition of a sensor case last cleared, zero
-	// while it fires; the alert engine tells it (ObserveAlert), so it is
-	// not stored.
-	clearSince time.Time
+	// alerts are the alerts of a sensor case the alert engine told of
+	// (ObserveAlert), by id: the zero time while one fires, when it
+	// cleared once it did. They are not stored: after a restart the
+	// engine tells them again.
+	alerts map[string]time.Time
+}
+
+// clearSince is when the condition of a sensor case cleared: when the last
+// of its alerts cleared, zero while one fires or none was told of. Called
+// with Service.mu held.
+func (en *entry) clearSince() time.Time {
+	var last time.Time
+	for _, at := range en.alerts {
+		if at.IsZero() {
+			return time.Time{}
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last
+}
+
+// observe records alert a's condition on en. Called with Service.mu held.
+func (en *entry) observe(a AlertInfo) {
+	if en.alerts == nil {
+		en.alerts = map[string]time.Time{}
+	}
+	at := time.Time{}
+	if !a.Firing {
+		at = a.ClearedAt
+	}
+	en.alerts[a.ID] = at
 }
 
 // metrics are the service's counters.

@@ -442,31 +442,36 @@ func TestSuspensionStopsTheClock(t *testing.T) {
 
 // TestAlertIntake checks the alert door: a firing alert raises a case the
 // system registers and dispatches; the same alert again changes nothing;
-// another alert of the device and category joins it; a handled case whose
-// condition stays clear verifies itself.
+// another alert of the device and category joins it; each answers the
+// case's id; a handled case verifies itself once all its alerts cleared
+// and stayed clear, not while one still fires.
 func TestAlertIntake(t *testing.T) {
 	clk := &clock{t: t0}
 	s := newService(t, &casestest.Store{}, clk)
 	ctx := context.Background()
+	observe := func(a cases.AlertInfo) string {
+		t.Helper()
+		id, err := s.ObserveAlert(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
 	a := cases.AlertInfo{ID: "A1", Source: cases.SourceAlert, Device: "mh-1", Grid: "G7", Category: "manhole", Summary: "cover tilted", Firing: true, Since: t0}
-	if err := s.ObserveAlert(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ObserveAlert(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	first, again := observe(a), observe(a)
 	p, _ := s.List(cases.Filter{})
 	if len(p.Cases) != 1 {
 		t.Fatalf("%d cases", len(p.Cases))
 	}
 	c := p.Cases[0]
-	if c.Status != cases.StatusDispatched || c.Unit != "U-ROAD" || c.Version != 3 || c.Origin != "A1" || c.Reporter != "mh-1" {
-		t.Fatalf("alert case %+v", c)
+	if c.Status != cases.StatusDispatched || c.Unit != "U-ROAD" || c.Version != 3 || c.Origin != "A1" || c.Reporter != "mh-1" ||
+		first != c.ID || again != c.ID {
+		t.Fatalf("alert case %+v; ObserveAlert answered %q and %q", c, first, again)
 	}
 	a2 := a
 	a2.ID = "A2"
-	if err := s.ObserveAlert(ctx, a2); err != nil {
-		t.Fatal(err)
+	if id := observe(a2); id != c.ID {
+		t.Fatalf("the joining alert's case: %q, want %s", id, c.ID)
 	}
 	c, _, _ = s.Get(ctx, c.ID)
 	if c.Version != 4 || !slices.Equal(c.Joined, []string{"A2"}) {
@@ -476,13 +481,20 @@ func TestAlertIntake(t *testing.T) {
 	do(t, s, c.ID, cases.Action{Kind: cases.EventHandle, Actor: roadUnit})
 	cleared := a
 	cleared.Firing, cleared.ClearedAt = false, clk.Now()
-	if err := s.ObserveAlert(ctx, cleared); err != nil {
-		t.Fatal(err)
+	observe(cleared)
+	clk.Add(61 * time.Minute)
+	s.Tick(ctx)
+	if c, _, _ = s.Get(ctx, c.ID); c.Status != cases.StatusHandled {
+		t.Fatalf("verified while A2 still fires: %s", c.Status)
 	}
+	cleared2 := a2
+	cleared2.Firing, cleared2.ClearedAt = false, clk.Now()
+	observe(cleared2)
+	observe(cleared) // a reconciliation tells the first one again
 	clk.Add(30 * time.Minute)
 	s.Tick(ctx)
 	if c, _, _ = s.Get(ctx, c.ID); c.Status != cases.StatusHandled {
-		t.Fatalf("verified before ClearFor: %s", c.Status)
+		t.Fatalf("verified before ClearFor after the last alert cleared: %s", c.Status)
 	}
 	clk.Add(31 * time.Minute)
 	s.Tick(ctx)
@@ -491,21 +503,20 @@ func TestAlertIntake(t *testing.T) {
 		t.Fatalf("self-verification: %s, %+v", c.Status, last)
 	}
 	// Closed: the alert seen firing since before the closure raises
-	// nothing; firing again after it raises a new case.
+	// nothing and still answers its case; firing again after it raises a
+	// new case.
 	do(t, s, c.ID, cases.Action{Kind: cases.EventClose, Actor: dispatch})
-	if err := s.ObserveAlert(ctx, a); err != nil {
-		t.Fatal(err)
+	if id := observe(a); id != c.ID {
+		t.Fatalf("the alert of a closed case: %q, want %s", id, c.ID)
 	}
 	if p, _ := s.List(cases.Filter{}); len(p.Cases) != 1 {
 		t.Fatalf("an alert firing since before its case closed raised another: %d cases", len(p.Cases))
 	}
 	clk.Add(time.Minute)
 	a.Since = clk.Now()
-	if err := s.ObserveAlert(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	if p, _ := s.List(cases.Filter{Status: []cases.Status{cases.StatusDispatched}}); len(p.Cases) != 1 || p.Cases[0].Origin != "A1" {
-		t.Fatalf("the alert firing again: %+v", p.Cases)
+	id := observe(a)
+	if p, _ := s.List(cases.Filter{Status: []cases.Status{cases.StatusDispatched}}); len(p.Cases) != 1 || p.Cases[0].Origin != "A1" || p.Cases[0].ID != id {
+		t.Fatalf("the alert firing again: %+v (answered %q)", p.Cases, id)
 	}
 }
 

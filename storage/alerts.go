@@ -15,20 +15,25 @@ import (
 // their columns (arrays, many timestamps) would need an Arrow schema that
 // only maps them back to the same values.
 
-// alertTimeColumns are the timestamp columns of alerts, in table order.
-var alertTimeColumns = []string{"pending_since", "fired", "refired", "last_seen", "cleared", "acked",
-	"dispatched", "resolved", "closed", "ack_due", "resolve_due", "next_reminder", "updated"}
+// The alerts table also has the work-order columns of releases whose
+// alerts carried work orders (unit, status, refired, acked, dispatched,
+// resolved, closed, ack_due, resolve_due, next_reminder, ack_overdue,
+// resolve_overdue): rows written since leave them at their defaults, and
+// LoadAlerts reads status only to leave out the work orders closed then.
+
+// alertTimeColumns are the timestamp columns of alerts written, in table
+// order.
+var alertTimeColumns = []string{"pending_since", "fired", "last_seen", "cleared", "updated"}
 
 // alertTimes returns pointers to a's timestamps, in alertTimeColumns order.
 func alertTimes(a *alerts.Alert) []*time.Time {
-	return []*time.Time{&a.PendingSince, &a.Fired, &a.Refired, &a.LastSeen, &a.Cleared, &a.Acked,
-		&a.Dispatched, &a.Resolved, &a.Closed, &a.AckDue, &a.ResolveDue, &a.NextReminder, &a.Updated}
+	return []*time.Time{&a.PendingSince, &a.Fired, &a.LastSeen, &a.Cleared, &a.Updated}
 }
 
-// alertColumns are the other columns of alerts, in table order before the
-// timestamps (the flags follow them).
-const alertColumns = "id, revision, version, rule, device, grid, members, category, unit, severity, base_severity," +
-	" condition, status, summary, value, count"
+// alertColumns are the other columns of alerts written, in table order
+// before the timestamps (the escalated flag follows them).
+const alertColumns = "id, revision, version, rule, device, grid, members, category, severity, base_severity," +
+	" condition, case_id, summary, value, count"
 
 // toMs converts a time to epoch milliseconds, the zero time to 0.
 func toMs(t time.Time) int64 {
@@ -55,21 +60,22 @@ func (db *DB) SaveAlerts(ctx context.Context, rows []alerts.Alert) error {
 	n := len(rows)
 	str := func() []string { return make([]string, n) }
 	var (
-		ids, rules, devs, grids, cats, units = str(), str(), str(), str(), str(), str()
-		sevs, bases, conds, stats, sums      = str(), str(), str(), str(), str()
-		members                              = make([][]string, n)
-		revs, vers, counts                   = make([]uint64, n), make([]uint64, n), make([]uint64, n)
-		values                               = make([]float64, n)
-		times                                = make([][]int64, len(alertTimeColumns))
-		ackOver, resOver, esc                = make([]uint8, n), make([]uint8, n), make([]uint8, n)
+		ids, rules, devs, grids, cats = str(), str(), str(), str(), str()
+		sevs, bases, conds, links     = str(), str(), str(), str()
+		sums                          = str()
+		members                       = make([][]string, n)
+		revs, vers, counts            = make([]uint64, n), make([]uint64, n), make([]uint64, n)
+		values                        = make([]float64, n)
+		times                         = make([][]int64, len(alertTimeColumns))
+		esc                           = make([]uint8, n)
 	)
 	for i := range times {
 		times[i] = make([]int64, n)
 	}
 	for i := range rows {
 		a := &rows[i]
-		ids[i], rules[i], devs[i], grids[i], cats[i], units[i] = a.ID, a.Rule, a.Device, a.Grid, a.Category, a.Unit
-		sevs[i], bases[i], conds[i], stats[i], sums[i] = a.Severity.String(), a.BaseSeverity.String(), string(a.Condition), string(a.Status), a.Summary
+		ids[i], rules[i], devs[i], grids[i], cats[i] = a.ID, a.Rule, a.Device, a.Grid, a.Category
+		sevs[i], bases[i], conds[i], links[i], sums[i] = a.Severity.String(), a.BaseSeverity.String(), string(a.Condition), a.Case, a.Summary
 		members[i] = a.Members
 		if members[i] == nil {
 			members[i] = []string{}
@@ -78,15 +84,15 @@ func (db *DB) SaveAlerts(ctx context.Context, rows []alerts.Alert) error {
 		for j, t := range alertTimes(a) {
 			times[j][i] = toMs(*t)
 		}
-		ackOver[i], resOver[i], esc[i] = flag(a.AckOverdue), flag(a.ResolveOverdue), flag(a.Escalated)
+		esc[i] = flag(a.Escalated)
 	}
-	cols := []any{ids, revs, vers, rules, devs, grids, members, cats, units, sevs, bases, conds, stats, sums, values, counts}
+	cols := []any{ids, revs, vers, rules, devs, grids, members, cats, sevs, bases, conds, links, sums, values, counts}
 	for _, t := range times {
 		cols = append(cols, t)
 	}
-	cols = append(cols, ackOver, resOver, esc)
+	cols = append(cols, esc)
 	query := "INSERT INTO " + quoteTable(db.opts.Database, "alerts") + " (" + alertColumns + ", " +
-		strings.Join(alertTimeColumns, ", ") + ", ack_overdue, resolve_overdue, escalated)"
+		strings.Join(alertTimeColumns, ", ") + ", escalated)"
 	if err := insertColumns(ctx, db.conn, query, cols); err != nil {
 		return fmt.Errorf("storage: save %d alerts: %w", n, err)
 	}
@@ -126,9 +132,10 @@ func (db *DB) SaveEvents(ctx context.Context, events []alerts.Event) error {
 }
 
 // LoadAlerts returns the latest row of every alert that is not a tombstone
-// of a pending alert and is not closed or was closed at or after
-// closedSince, with the events of those alerts, deduplicated.
-func (db *DB) LoadAlerts(ctx context.Context, closedSince time.Time) ([]alerts.Alert, []alerts.Event, error) {
+// of a pending alert and is not cleared or was cleared at or after
+// clearedSince, with the events of those alerts, deduplicated. Work orders
+// closed by a release whose alerts carried them are left out.
+func (db *DB) LoadAlerts(ctx context.Context, clearedSince time.Time) ([]alerts.Alert, []alerts.Event, error) {
 	// argMax per column, not FINAL: old servers may apply a WHERE on a
 	// non-key column before FINAL picks the latest row.
 	var sel []string
@@ -140,13 +147,11 @@ func (db *DB) LoadAlerts(ctx context.Context, closedSince time.Time) ([]alerts.A
 	for _, c := range alertTimeColumns {
 		sel = append(sel, "argMax("+db.msExpr(c)+", revision) AS x_"+c)
 	}
-	for _, c := range []string{"ack_overdue", "resolve_overdue", "escalated"} {
-		sel = append(sel, "argMax("+c+", revision) AS x_"+c)
-	}
-	query := "SELECT * FROM (SELECT id, " + strings.Join(sel, ", ") +
+	sel = append(sel, "argMax(escalated, revision) AS x_escalated")
+	query := "SELECT * FROM (SELECT id, " + strings.Join(sel, ", ") + ", argMax(status, revision) AS x_status" +
 		" FROM " + quoteTable(db.opts.Database, "alerts") + " GROUP BY id)" +
-		" WHERE x_condition != 'inactive' AND (x_status != 'closed' OR x_closed >= ?)"
-	rows, err := db.conn.Query(ctx, query, closedSince.UnixMilli())
+		" WHERE x_condition != 'inactive' AND x_status != 'closed' AND (x_condition != 'cleared' OR x_cleared >= ?)"
+	rows, err := db.conn.Query(ctx, query, clearedSince.UnixMilli())
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
 	}
@@ -157,14 +162,14 @@ func (db *DB) LoadAlerts(ctx context.Context, closedSince time.Time) ([]alerts.A
 			a                       alerts.Alert
 			sev, base, cond, status string
 			ms                      = make([]int64, len(alertTimeColumns))
-			ackOver, resOver, esc   uint8
+			esc                     uint8
 		)
-		dest := []any{&a.ID, &a.Revision, &a.Version, &a.Rule, &a.Device, &a.Grid, &a.Members, &a.Category, &a.Unit,
-			&sev, &base, &cond, &status, &a.Summary, &a.Value, &a.Count}
+		dest := []any{&a.ID, &a.Revision, &a.Version, &a.Rule, &a.Device, &a.Grid, &a.Members, &a.Category,
+			&sev, &base, &cond, &a.Case, &a.Summary, &a.Value, &a.Count}
 		for i := range ms {
 			dest = append(dest, &ms[i])
 		}
-		dest = append(dest, &ackOver, &resOver, &esc)
+		dest = append(dest, &esc, &status) // x_status is for the WHERE only
 		if err := rows.Scan(dest...); err != nil {
 			return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
 		}
@@ -177,8 +182,7 @@ func (db *DB) LoadAlerts(ctx context.Context, closedSince time.Time) ([]alerts.A
 		if a.BaseSeverity, err = alerts.ParseSeverity(base); err != nil {
 			return nil, nil, fmt.Errorf("storage: load alert %s: %w", a.ID, err)
 		}
-		a.Condition, a.Status = alerts.Condition(cond), alerts.Status(status)
-		a.AckOverdue, a.ResolveOverdue, a.Escalated = ackOver == 1, resOver == 1, esc == 1
+		a.Condition, a.Escalated = alerts.Condition(cond), esc == 1
 		if len(a.Members) == 0 {
 			a.Members = nil
 		}

@@ -284,8 +284,8 @@ func asJS(d devices.Device) map[string]string {
 		"lat": strconv.FormatFloat(d.Lat, 'f', -1, 64), "lon": strconv.FormatFloat(d.Lon, 'f', -1, 64)}
 }
 
-// floodRules raise a work order for an underpass gauge above 30 cm at
-// once, one per device.
+// floodRules raise an alert for an underpass gauge above 30 cm at once,
+// one per device.
 const floodRules = `rules:
   - name: underpass_flooded
     description: Water stands in the underpass.
@@ -299,8 +299,8 @@ const floodRules = `rules:
 // TestConsoleInBrowser drives the console in headless Chromium against a
 // real gridwatch on a real ClickHouse (e2e/console.test.mjs): sign-in and
 // the token kept out of the address and of localStorage, a breach appearing
-// in the queue without a reload, the work order signed for, dispatched,
-// resolved and closed with its timeline, a conflict shown, a scoped token
+// in the alert queue without a reload and as a case worked to its close
+// with its timeline, the alert's page linking to its case, a scoped token
 // seeing only its grid, a device named as HTML staying text, zh ↔ en, and
 // a screenshot of every view.
 func TestConsoleInBrowser(t *testing.T) {
@@ -331,7 +331,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	c := startCity(t, gen, []devices.Device{live, other, xss}, floodRules, farm, nil)
 	c.publish(t, other, `{"level_cm": 45}`)
 	c.publish(t, xss, `{"level_cm": 12}`)
-	waitFor(t, time.Minute, "the D02 work order", func() bool { return c.openAlerts(t, "device=wl-d02") == 1 })
+	waitFor(t, time.Minute, "the D02 alert", func() bool { return c.openAlerts(t, "device=wl-d02") == 1 })
 	// Some history for the charts, in one message (a device reconnecting
 	// at once over and over would be banned for flapping).
 	now := time.Now().UnixMilli()

@@ -21,7 +21,7 @@ import (
 func transition(id string, version uint64) alerts.Transition {
 	return alerts.Transition{
 		Event: alerts.Event{AlertID: id, Version: version, Kind: alerts.EventFire, Actor: alerts.ActorSystem, TS: time.UnixMilli(1732233600123).UTC()},
-		Alert: alerts.Alert{ID: id, Version: version, Rule: "water_high", Grid: "D01-S02-G03", Severity: alerts.SeverityMajor, BaseSeverity: alerts.SeverityMajor, Condition: alerts.ConditionFiring, Status: alerts.StatusNew},
+		Alert: alerts.Alert{ID: id, Version: version, Rule: "water_high", Grid: "D01-S02-G03", Severity: alerts.SeverityMajor, BaseSeverity: alerts.SeverityMajor, Condition: alerts.ConditionFiring},
 	}
 }
 

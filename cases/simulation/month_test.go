@@ -165,8 +165,11 @@ type simCase struct {
 	category string
 	grid     string
 	alert    string
-	device   string
-	status   cases.Status
+	// joined is the second alert of the device that joined the case, if
+	// any: the case verifies itself only once both cleared.
+	joined string
+	device string
+	status cases.Status
 	// The deadlines in force, by the test's calendar.
 	signDue, handleDue, closeDue time.Time
 	closeRunning, closePassed    bool
@@ -330,9 +333,9 @@ func (s *sim) scriptCase(r *rand.Rand, c *simCase) {
 	t := add(start, "intake", s.intake)
 	if c.source == cases.SourceAlert {
 		if r.IntN(5) == 0 { // a second alert of the device joins the case
-			alert := c.alert + "-again"
+			c.joined = c.alert + "-again"
 			add(t.Add(time.Minute), "join", func(tt *testing.T, ctx context.Context, c *simCase, at time.Time) {
-				s.observe(tt, ctx, c, alert, true, at)
+				s.observe(tt, ctx, c, c.joined, true, at)
 			})
 		}
 	} else {
@@ -400,6 +403,9 @@ func (s *sim) scriptCase(r *rand.Rand, c *simCase) {
 	case c.source == cases.SourceAlert && r.IntN(2) == 0: // the condition clears: the case verifies itself
 		t = add(t.Add(time.Minute), "clear", func(tt *testing.T, ctx context.Context, c *simCase, at time.Time) {
 			s.observe(tt, ctx, c, c.alert, false, at)
+			if c.joined != "" {
+				s.observe(tt, ctx, c, c.joined, false, at)
+			}
 			c.clearedAt = at
 		})
 		t = t.Add(time.Hour)
@@ -475,7 +481,7 @@ func (s *sim) observe(t *testing.T, ctx context.Context, c *simCase, alert strin
 	if !firing {
 		a.ClearedAt = at
 	}
-	if err := s.svc.ObserveAlert(ctx, a); err != nil {
+	if _, err := s.svc.ObserveAlert(ctx, a); err != nil {
 		t.Fatalf("case %d: alert %s: %v", c.n, alert, err)
 	}
 }

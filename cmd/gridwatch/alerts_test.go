@@ -23,7 +23,7 @@ func alertsAPI(t *testing.T) (string, string) {
 		t.Fatal(err)
 	}
 	reg := devices.NewRegistry([]devices.Device{{ID: "w1", Type: "water_level", Grid: "D01-S01-G01"}})
-	e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, StormMin: -1, UnitFor: func(string, string) string { return "water-bureau" }}
+	e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, StormMin: -1}
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func alertsAPI(t *testing.T) (string, string) {
 	if err != nil || len(page.Alerts) != 1 {
 		t.Fatalf("alerts: %+v %v", page, err)
 	}
-	s := &api.Server{Lookup: reg.Lookup, Alerts: e, Registry: unitsOnly{{Code: "district-3-water"}}, Tokens: []api.Token{
+	s := &api.Server{Lookup: reg.Lookup, Alerts: e, Tokens: []api.Token{
 		{Name: "ops", Role: api.RoleOperator, Hash: api.HashToken("tok-ops")},
 		{Name: "watcher", Role: api.RoleViewer, Hash: api.HashToken("tok-view")},
 	}}
@@ -41,13 +41,6 @@ func alertsAPI(t *testing.T) (string, string) {
 	t.Cleanup(srv.Close)
 	return srv.URL, page.Alerts[0].ID
 }
-
-// unitsOnly is an api.Registry holding units and nothing else.
-type unitsOnly []devices.Unit
-
-func (u unitsOnly) Units() []devices.Unit               { return u }
-func (unitsOnly) Grids() []devices.Grid                 { return nil }
-func (unitsOnly) DeviceStatus(string) (bool, time.Time) { return false, time.Time{} }
 
 // run runs the CLI with args and returns its output.
 func run(t *testing.T, args ...string) (string, error) {
@@ -61,55 +54,43 @@ func run(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// TestAlertsCLI lists and shows an alert, as a table and as JSON, and
+// checks that errors carry the API's message and status and that the
+// work-order actions are gone from the CLI as from the API.
 func TestAlertsCLI(t *testing.T) {
 	url, id := alertsAPI(t)
-	conn := []string{"--server", url, "--token", "tok-ops"}
+	conn := []string{"--server", url, "--token", "tok-view"}
 
-	out, err := run(t, append([]string{"alerts", "list", "--severity", "major"}, conn...)...)
-	if err != nil || !strings.Contains(out, "ID ") || !strings.Contains(out, id) || !strings.Contains(out, "water-bureau") {
+	out, err := run(t, append([]string{"alerts", "list", "--severity", "major", "--condition", "firing"}, conn...)...)
+	if err != nil || !strings.Contains(out, "ID ") || !strings.Contains(out, id) || !strings.Contains(out, "firing") {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
-	steps := []struct {
-		args []string
-		want string
-	}{
-		{[]string{"ack", id, "--note", "on it"}, "acknowledged"},
-		{[]string{"dispatch", id, "--unit", "district-3-water"}, "dispatched"},
-		{[]string{"resolve", id}, "resolved"},
-		{[]string{"close", id}, "closed"},
-	}
-	for _, s := range steps {
-		out, err := run(t, append(append([]string{"alerts"}, s.args...), conn...)...)
-		if err != nil || !strings.Contains(out, id+": "+s.want) {
-			t.Errorf("alerts %v: %v %q", s.args, err, out)
-		}
-	}
 	out, err = run(t, append([]string{"alerts", "show", id}, conn...)...)
-	if err != nil || !strings.Contains(out, "district-3-water") || !strings.Contains(out, "on it") || !strings.Contains(out, "ops") {
+	if err != nil || !strings.Contains(out, "level_cm = 42") || !strings.Contains(out, "fire") {
 		t.Errorf("show: %v\n%s", err, out)
 	}
 	out, err = run(t, append([]string{"alerts", "show", id, "--json"}, conn...)...)
 	var a struct {
-		Status   string            `json:"status"`
-		Timeline []json.RawMessage `json:"timeline"`
+		Condition string            `json:"condition"`
+		Timeline  []json.RawMessage `json:"timeline"`
 	}
-	if err != nil || json.Unmarshal([]byte(out), &a) != nil || a.Status != "closed" || len(a.Timeline) < 5 {
+	if err != nil || json.Unmarshal([]byte(out), &a) != nil || a.Condition != "firing" || len(a.Timeline) != 1 {
 		t.Errorf("show --json: %v\n%s", err, out)
 	}
 
 	// Errors carry the API's message and status.
-	cases := []struct {
+	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"alerts", "ack", id, "--server", url, "--token", "tok-view"}, "needs the operator role (403 forbidden)"},
-		{[]string{"alerts", "ack", id, "--server", url, "--token", "nope"}, "401 unauthorized"},
+		{[]string{"alerts", "list", "--server", url, "--token", "nope"}, "401 unauthorized"},
 		{[]string{"alerts", "show", "missing", "--server", url, "--token", "tok-view"}, "404 not_found"},
-		{[]string{"alerts", "comment", id, "--server", url, "--token", "tok-ops"}, "422 invalid_action"},
-		{[]string{"alerts", "dispatch", id, "--unit", "district-3-watr", "--server", url, "--token", "tok-ops"}, `unit "district-3-watr" is not in the units table`},
-		{[]string{"alerts", "ack", id, "--version", "1", "--server", url, "--token", "tok-ops"}, "409 conflict"},
-	}
-	for _, tc := range cases {
+		{[]string{"alerts", "list", "--sort", "colour", "--server", url, "--token", "tok-view"}, "400 bad_request"},
+		// The work orders are gone: their commands and filters too.
+		{[]string{"alerts", "ack", id, "--server", url, "--token", "tok-ops"}, "gridwatch alerts ack is gone"},
+		{[]string{"alerts", "acknowledge", id, "--server", url, "--token", "tok-ops"}, `unknown command "acknowledge"`},
+		{[]string{"alerts", "list", "--status", "new", "--server", url, "--token", "tok-ops"}, "unknown flag: --status"},
+	} {
 		if _, err := run(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
 		}

@@ -33,7 +33,7 @@ what you see and may do.`,
 }
 
 func casesListCommand(c *apiClient, asJSON *bool) *cobra.Command {
-	filters := []struct{ name, help string }{
+	filters := []listFilter{
 		{"status", "statuses, comma-separated: received, registered, dispatched, handling, suspended, handled, verified, closed, voided"},
 		{"source", "sources, comma-separated: alert, camera, patrol, hotline, operator"},
 		{"category", "category code"},
@@ -44,49 +44,14 @@ func casesListCommand(c *apiClient, asJSON *bool) *cobra.Command {
 		{"to", "received before: RFC 3339 or epoch ms"},
 		{"cursor", "continue after a previous page (its next cursor)"},
 	}
-	values := make([]string, len(filters))
-	var limit int
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List cases, newest received first",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := url.Values{}
-			for i, f := range filters {
-				if values[i] != "" {
-					q.Set(f.name, values[i])
-				}
-			}
-			if limit > 0 {
-				q.Set("limit", strconv.Itoa(limit))
-			}
-			var page cases.Page
-			if _, err := c.do(cmd.Context(), http.MethodGet, "/api/v1/cases?"+q.Encode(), nil, nil, &page); err != nil {
-				return err
-			}
-			if *asJSON {
-				return printJSON(cmd.OutOrStdout(), page)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tVERSION\tSTATUS\tSOURCE\tCATEGORY\tGRID\tUNIT\tRECEIVED\tOVERDUE")
-			for _, k := range page.Cases {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Version, k.Status, k.Source, dash(k.Category),
-					dash(k.Grid), dash(k.Unit), timeOrDash(k.Received), dash(strings.Join(k.Overdue, ",")))
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if page.Next != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "more: --cursor %s\n", page.Next)
-			}
-			return nil
-		},
-	}
-	for i, f := range filters {
-		cmd.Flags().StringVar(&values[i], f.name, "", f.help)
-	}
-	cmd.Flags().IntVar(&limit, "limit", 0, "page size (default 100, at most 1000)")
-	return cmd
+	return listCommand(c, asJSON, "List cases, newest received first", "/api/v1/cases", filters, func(w io.Writer, page *cases.Page) string {
+		fmt.Fprintln(w, "ID\tVERSION\tSTATUS\tSOURCE\tCATEGORY\tGRID\tUNIT\tRECEIVED\tOVERDUE")
+		for _, k := range page.Cases {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Version, k.Status, k.Source, dash(k.Category),
+				dash(k.Grid), dash(k.Unit), timeOrDash(k.Received), dash(strings.Join(k.Overdue, ",")))
+		}
+		return page.Next
+	})
 }
 
 // caseWithTimeline is the answer of GET /api/v1/cases/{id}.

@@ -51,7 +51,6 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		Devices:    s.registry.All,
 		Ancestors:  s.gridAncestors,
 		InScope:    s.inScope,
-		UnitFor:    s.UnitFor,
 		Store:      s.db,
 		Now:        s.Now,
 		Logger:     s.Logger.With("part", "alerts"),

@@ -175,17 +175,15 @@ func (s *Server) startCases(ctx context.Context) error {
 	return nil
 }
 
-// intakeAlert hands one alert to the case loop. A failure is logged and
-// counted by the loop; the next reconciliation tries again.
+// intakeAlert hands one alert to the case loop and links the alert to the
+// case it raised or joined. A failure is logged and counted by the loop;
+// the next reconciliation tries again.
 func (s *Server) intakeAlert(ctx context.Context, a alerts.Alert) {
 	if a.Condition != alerts.ConditionFiring && a.Condition != alerts.ConditionCleared {
 		return
 	}
 	info := cases.AlertInfo{ID: a.ID, Source: cases.SourceAlert, Device: a.Device, Grid: a.Grid, Summary: a.Summary,
 		Firing: a.Condition == alerts.ConditionFiring, ClearedAt: a.Cleared, Since: a.Fired}
-	if a.Refired.After(info.Since) {
-		info.Since = a.Refired
-	}
 	typ := ""
 	if d, ok := s.registry.Lookup(a.Device); ok {
 		typ = d.Type
@@ -197,8 +195,15 @@ func (s *Server) intakeAlert(ctx context.Context, a alerts.Alert) {
 		info.Source = cases.SourceCamera
 	}
 	info.Category = s.cases.categories.ForDevice(typ, a.Rule).Code
-	if err := s.cases.svc.ObserveAlert(ctx, info); err != nil && ctx.Err() == nil {
-		s.Logger.Warn("alert not taken into the case loop: retried at the next reconciliation", "alert", a.ID, "err", err)
+	id, err := s.cases.svc.ObserveAlert(ctx, info)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.Logger.Warn("alert not taken into the case loop: retried at the next reconciliation", "alert", a.ID, "err", err)
+		}
+		return
+	}
+	if id != "" && id != a.Case {
+		_ = s.alerting.engine.LinkCase(a.ID, id) // an error: pruned meanwhile, nothing to link
 	}
 }
 

@@ -58,6 +58,11 @@ func TestAlertRaisesCaseIntegration(t *testing.T) {
 		c.Unit != "U-"+category.Route || c.Grid != bin.Grid || c.Device != bin.ID || c.SignDue.IsZero() {
 		t.Fatalf("case of the alert %+v: %+v", p.Alerts, c)
 	}
+	// The alert links to its case.
+	waitFor(t, 30*time.Second, func() bool {
+		a, _, err := srv.alerting.engine.Get(p.Alerts[0].ID)
+		return err == nil && a.Case == c.ID
+	})
 	act := func(kind string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, "http://"+srv.HTTPAddr()+"/api/v1/cases/"+c.ID+"/"+kind, nil)

@@ -197,13 +197,18 @@ func TestHTTPPromisesUnderAttack(t *testing.T) {
 	// README: "viewer < … < operator < … < admin; 403 when too weak".
 	t.Run("roles", func(t *testing.T) {
 		for _, c := range []struct{ method, path, body string }{
-			{http.MethodPost, "/api/v1/alerts/" + in + "/ack", `{"version": 1}`},
-			{http.MethodPost, "/api/v1/alerts/" + in + "/comment", `{"version": 1, "note": "x"}`},
 			{http.MethodPost, "/api/v1/silences", `{"duration": "1h"}`},
 			{http.MethodDelete, "/api/v1/silences/whatever", ""},
 		} {
 			if code, body := call(t, srv, c.method, c.path, "tok-viewer", c.body, nil); code != http.StatusForbidden || !strings.Contains(body, "operator role") {
 				t.Errorf("viewer %s %s: %d %s, want 403 naming the operator role", c.method, c.path, code, body)
+			}
+		}
+		// The alert work orders are gone, for every role: 410 naming the
+		// case actions.
+		for _, token := range []string{"tok-viewer", "tok-operator", "tok-city"} {
+			if code, body := call(t, srv, http.MethodPost, "/api/v1/alerts/"+in+"/ack", token, `{"version": 1}`, nil); code != http.StatusGone || !strings.Contains(body, "/api/v1/cases/") {
+				t.Errorf("%s POST /api/v1/alerts/%s/ack: %d %s, want 410 naming the case actions", token, in, code, body)
 			}
 		}
 	})
@@ -235,7 +240,7 @@ func TestHTTPPromisesUnderAttack(t *testing.T) {
 		for _, path := range []string{
 			"/api/v1/alerts", "/api/v1/alerts?grid=D02", "/api/v1/alerts?device=" + attackOut.ID, "/api/v1/alerts/export.csv",
 			"/api/v1/devices", "/api/v1/devices?grid=D02", "/api/v1/devices/export.csv", "/api/v1/cameras",
-			"/api/v1/silences", "/api/v1/stats/grids", "/api/v1/cameras/availability?by=camera",
+			"/api/v1/silences", "/api/v1/stats/cases/grids", "/api/v1/cameras/availability?by=camera",
 		} {
 			code, body := call(t, srv, http.MethodGet, path, "tok-viewer", "", nil)
 			if code != http.StatusOK || strings.Contains(body, attackOut.ID) || strings.Contains(body, attackCamOut.ID) || strings.Contains(body, out) || strings.Contains(body, sil.ID) {
@@ -271,15 +276,15 @@ func TestHTTPPromisesUnderAttack(t *testing.T) {
 			contains   string
 		}{
 			{"/api/v1/silences", huge, http.StatusRequestEntityTooLarge, "at most 65536 bytes"},
-			{"/api/v1/alerts/" + in + "/comment", huge, http.StatusRequestEntityTooLarge, "at most 65536 bytes"},
+			{"/api/v1/cases", huge, http.StatusRequestEntityTooLarge, "at most 65536 bytes"},
 			{"/api/v1/silences", `{"duration": "1h"`, http.StatusBadRequest, "body:"},
 			{"/api/v1/silences", `{"duration": 3600}`, http.StatusBadRequest, "body:"},
 			{"/api/v1/silences", `{"duration": "1h", "admin": true}`, http.StatusBadRequest, "unknown field"},
 			{"/api/v1/silences", `{"duration": "1h"} {"duration": "2h"}`, http.StatusBadRequest, "more than one"},
 			{"/api/v1/silences", `[]`, http.StatusBadRequest, "body:"},
-			{"/api/v1/alerts/" + in + "/comment", `{"version": "1"}`, http.StatusBadRequest, "body:"},
-			{"/api/v1/alerts/" + in + "/comment", `{"version": 1, "actor": "someone else"}`, http.StatusBadRequest, "unknown field"},
-			{"/api/v1/alerts/" + in + "/comment", `{"version": -1}`, http.StatusBadRequest, "body:"},
+			{"/api/v1/cases", `{"description": 1}`, http.StatusBadRequest, "body:"},
+			{"/api/v1/cases", `{"description": "x", "actor": "someone else"}`, http.StatusBadRequest, "unknown field"},
+			{"/api/v1/cases", `{"location": -1}`, http.StatusBadRequest, "body:"},
 		} {
 			code, body := call(t, srv, http.MethodPost, c.path, "tok-operator", c.body, nil)
 			if len(body) > 200 {
@@ -313,7 +318,8 @@ func TestHTTPPromisesUnderAttack(t *testing.T) {
 			{"/api/v1/devices/" + attackIn.ID + "/telemetry?metric=level_cm&step=1ms&from=0", "buckets"},
 			{"/api/v1/devices/" + attackIn.ID + "/telemetry?metric=level_cm&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "before"},
 			{"/api/v1/devices/" + attackIn.ID + "/telemetry?metric=level_cm&from=99999999999999999999", "'from'"},
-			{"/api/v1/stats/units?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "before"},
+			{"/api/v1/alerts?status=new", "'status'"},
+			{"/api/v1/stats/cases/units?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "before"},
 		} {
 			code, body := call(t, srv, http.MethodGet, c.path, "tok-city", "", nil)
 			if code != http.StatusBadRequest || !strings.Contains(body, c.contains) {

@@ -143,47 +143,29 @@ describe('console', () => {
     }
   });
 
-  test('sign for, dispatch, resolve and close the alert work order; the timeline shows each step; a conflict is shown plainly', async () => {
+  test("the alert's page: what fired, the case it raised, the timeline and the telemetry; the alert's old work-order actions are gone", async () => {
     await page.goto(base + '/#/alerts');
     const row = page.locator(`[data-testid=queue-row][data-device="${env.live.id}"]`);
     const id = await row.getAttribute('data-id');
+    // The row links to the case the alert raised, once the case loop answered.
+    await row.locator('a[data-testid=row-case]').waitFor({ timeout: 30000 });
     await row.getByTestId('row-link').click();
-    await page.getByTestId('alert-page').waitFor();
-    const status = page.getByTestId('alert-status');
-    await page.getByTestId('action-ack').click();
-    await page.locator('[data-testid=alert-page][data-status=acknowledged]').waitFor();
-    await page.getByTestId('action-unit').selectOption('chengguan-d01');
-    await page.getByTestId('action-note').fill('Pump crew sent <b>now</b>');
-    await page.getByTestId('action-dispatch').click();
-    await page.locator('[data-testid=alert-page][data-status=dispatched]').waitFor();
-    assert.equal(await page.getByTestId('alert-unit').textContent(), 'chengguan-d01');
-    // Someone else comments meanwhile: the page's version is stale.
-    const cur = await call(tokens.dispatcher, '/api/v1/alerts/' + id);
-    const other = await call(tokens.dispatcher, `/api/v1/alerts/${id}/comment`, { method: 'POST', body: { version: cur.body.version, note: 'seen from the hotline' } });
-    assert.equal(other.status, 200);
-    await page.getByTestId('action-resolve').click();
-    const err = page.getByTestId('action-error');
-    await err.waitFor();
-    assert.match(await err.textContent(), /changed by someone else/);
-    await shot(page, 'en-conflict');
-    await page.getByTestId('action-resolve').click();
-    await page.locator('[data-testid=alert-page][data-status=resolved]').waitFor();
-    await page.getByTestId('action-close').click();
-    await page.locator('[data-testid=alert-page][data-status=closed]').waitFor();
-    assert.equal(await status.textContent(), 'closed');
+    await page.locator('[data-testid=alert-page][data-condition=firing]').waitFor();
+    const a = (await call(tokens.dispatcher, '/api/v1/alerts/' + id)).body;
+    assert.ok(a.case, `the alert names its case: ${JSON.stringify(a)}`);
+    assert.equal(await page.getByTestId('alert-case').getAttribute('href'), '#/case/' + encodeURIComponent(a.case));
     const kinds = await page.getByTestId('timeline-event').evaluateAll((els) => els.map((e) => e.dataset.kind));
-    for (const k of ['fire', 'ack', 'dispatch', 'comment', 'resolve', 'close']) assert.ok(kinds.includes(k), `timeline has ${k}: ${kinds}`);
-    // The note is text, not markup.
-    const notes = await page.getByTestId('timeline-note').allTextContents();
-    assert.ok(notes.some((n) => n.includes('Pump crew sent <b>now</b>')), `the note reads as typed: ${notes}`);
-    assert.equal(await page.locator('[data-testid=timeline-note] b').count(), 0);
+    for (const k of ['fire', 'case']) assert.ok(kinds.includes(k), `timeline has ${k}: ${kinds}`);
     await page.getByTestId('telemetry-chart').waitFor();
     await page.getByTestId('minimap').waitFor();
     await shot(page, 'en-alert');
-    // Closed, it leaves the queue.
-    await page.goto(base + '/#/alerts');
-    await page.getByTestId('queue-row').first().waitFor();
-    assert.equal(await page.locator(`[data-testid=queue-row][data-id="${id}"]`).count(), 0);
+    // No action on the alert's page: the work is its case's, where the link leads.
+    assert.equal(await page.locator('[data-testid^=action-]').count(), 0);
+    const gone = await call(tokens.dispatcher, `/api/v1/alerts/${id}/ack`, { method: 'POST', body: { version: a.version } });
+    assert.equal(gone.status, 410);
+    await page.getByTestId('alert-case').click();
+    await page.locator('[data-testid=case-page]').waitFor();
+    assert.ok(page.url().endsWith('#/case/' + encodeURIComponent(a.case)), page.url());
   });
 
   test('a device named as HTML renders as text', async () => {
@@ -240,13 +222,12 @@ describe('console', () => {
     await shot(page, 'en-queue-dark');
   });
 
-  test('the evaluation ranks the units: cases and alert work orders', async () => {
+  test('the evaluation ranks the units by their cases', async () => {
     await page.goto(base + '/#/ranking');
     await page.getByTestId('ranking-table').waitFor();
-    await page.getByTestId('ranking-alertUnits').click();
     await page.locator('[data-testid=ranking-row]', { hasText: '城管 D01' }).waitFor();
-    await shot(page, 'en-ranking-alerts');
-    await page.getByTestId('ranking-caseUnits').click();
+    await shot(page, 'en-ranking-units');
+    assert.equal(await page.locator('[data-testid^=ranking-alert]').count(), 0, 'the alert work-order statistics are gone');
     // The water unit's only case waits, dispatched, within its sign-for
     // deadline: its on-time rates are pending, not 0%.
     const water = page.locator('[data-testid=ranking-row]', { hasText: '水务局 Water' });
@@ -304,7 +285,7 @@ describe('a scoped token on a wall screen', () => {
       await p.goto(base + '/#/alerts');
       await p.locator('[data-testid=queue-row], [data-testid=queue-empty]').first().waitFor();
       const grids = await p.getByTestId('queue-row').evaluateAll((els) => els.map((e) => e.dataset.device));
-      assert.ok(!grids.includes(env.other.id), `the D02 work order stays out of sight: ${grids}`);
+      assert.ok(!grids.includes(env.other.id), `the D02 alert stays out of sight: ${grids}`);
       await p.goto(base + '/#/map');
       await p.getByTestId('map-cell').first().waitFor();
       const cells = await p.getByTestId('map-cell').evaluateAll((els) => els.map((e) => e.dataset.grid));

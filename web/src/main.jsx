@@ -33,7 +33,7 @@ function applyTheme(th) {
 applyTheme(localStorage.getItem(themeKey) || 'auto');
 
 // route parses the hash: "#/device/wl-1?x=y" → {name: "device", id: "wl-1", params}.
-// #/ is the case queue, #/alerts the alert work orders.
+// #/ is the case queue, #/alerts the firing alerts.
 function route() {
   const h = location.hash.replace(/^#\/?/, '');
   const [path, query = ''] = h.split('?');
@@ -104,8 +104,8 @@ function Shell({ me }) {
   const active = { alert: 'queue', alerts: 'queue', case: 'cases', device: 'map', camera: 'cameras' }[r.name] || r.name;
   let view;
   switch (r.name) {
-    case 'alert': view = <AlertPage id={r.id} me={me} />; break;
-    case 'alerts': view = <Queue me={me} params={r.params} />; break;
+    case 'alert': view = <AlertPage id={r.id} />; break;
+    case 'alerts': view = <Queue params={r.params} />; break;
     case 'case': view = <CasePage id={r.id} me={me} />; break;
     case 'report': view = <ReportForm me={me} />; break;
     case 'device': view = <DevicePage id={r.id} />; break;

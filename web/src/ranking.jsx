@@ -1,6 +1,6 @@
 // ranking.jsx is the evaluation: the case evaluation (综合评价) of units,
-// grids and dispatchers with scores, bands and the call-in line, the alert
-// work orders' statistics, each over a period, and the scores by month.
+// grids and dispatchers with scores, bands and the call-in line, each over
+// a period, and the scores by month.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, q } from './api.js';
 import { useAPI } from './hooks.js';
@@ -14,7 +14,6 @@ function period(p) {
   return { from: now.getTime() - 30 * 86400e3, to: now.getTime() };
 }
 
-const pctOf = (n, d) => (d ? fmtNum((100 * n) / d) + '%' : '—');
 const rate = (r) => (r === null || r === undefined ? '—' : fmtNum(100 * r) + '%');
 
 // Rate shows a rate of a case ranking row; the API leaves one out (null)
@@ -30,8 +29,6 @@ const views = {
   caseUnits: { path: '/api/v1/stats/cases/units', rows: (d) => d.results, score: (s) => s.score },
   caseGrids: { path: '/api/v1/stats/cases/grids', rows: (d) => d.results, score: (s) => s.composite },
   caseDispatchers: { path: '/api/v1/stats/cases/dispatchers', rows: (d) => d.results, score: (s) => s.composite },
-  alertUnits: { path: '/api/v1/stats/units', rows: (d) => d.stats, score: (s) => s.score },
-  alertGrids: { path: '/api/v1/stats/grids', rows: (d) => d.stats, score: (s) => s.score },
 };
 
 // Trend draws each key's score per month over the last six calendar
@@ -102,31 +99,6 @@ function CaseTable({ rows, names, by }) {
   );
 }
 
-function AlertTable({ rows, names, by }) {
-  return (
-    <table class="ranking" data-testid="ranking-table">
-      <thead><tr><th>{t('rank')}</th><th>{t(by)}</th><th>{t('score')}</th><th>{t('received')}</th><th>{t('ackOnTime')}</th><th>{t('resolveOnTime')}</th><th>{t('overdueTotal')}</th><th>{t('overdueNow')}</th><th>{t('mtta')}</th><th>{t('mttr')}</th></tr></thead>
-      <tbody>
-        {rows.length === 0 && <tr><td colspan="10" class="muted">{t('none')}</td></tr>}
-        {rows.map((s) => (
-          <tr class={s.flagged ? 'flagged' : ''} data-testid="ranking-row">
-            <td>{s.rank}</td>
-            <td>{names[s.key] || s.key || '—'} {s.flagged && <span class="pill st-bad">{t('callIn')}</span>}</td>
-            <td class="num"><b>{fmtNum(s.score)}</b></td>
-            <td class="num">{s.received}</td>
-            <td class="num">{pctOf(s.acked_on_time, s.received)}</td>
-            <td class="num">{pctOf(s.resolved_on_time, s.received)}</td>
-            <td class="num">{s.overdue}</td>
-            <td class="num">{s.overdue_now}</td>
-            <td class="num">{s.mtta_seconds ? fmtDur(s.mtta_seconds * 1000) : '—'}</td>
-            <td class="num">{s.mttr_seconds ? fmtDur(s.mttr_seconds * 1000) : '—'}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
 export function Ranking() {
   const [view, setView] = useState('caseUnits');
   const [p, setP] = useState('last30');
@@ -134,8 +106,7 @@ export function Ranking() {
   const res = useAPI(views[view].path + q(range));
   const units = useAPI('/api/v1/units');
   const names = useMemo(() => Object.fromEntries((units.data?.units || []).map((u) => [u.code, u.name || u.code])), [units.data]);
-  const isCase = view.startsWith('case');
-  const by = { caseUnits: 'units', caseGrids: 'grids', caseDispatchers: 'dispatchers', alertUnits: 'units', alertGrids: 'grids' }[view];
+  const by = { caseUnits: 'units', caseGrids: 'grids', caseDispatchers: 'dispatchers' }[view];
   const rows = res.data ? views[view].rows(res.data) || [] : [];
   return (
     <section data-testid="ranking">
@@ -154,7 +125,7 @@ export function Ranking() {
       {res.error && <p class="error">{res.error.message}</p>}
       {res.data && (
         <div class="scroll card">
-          {isCase ? <CaseTable rows={rows} names={names} by={by} /> : <AlertTable rows={rows} names={names} by={by} />}
+          <CaseTable rows={rows} names={names} by={by} />
         </div>
       )}
       <Trend view={view} names={names} />
