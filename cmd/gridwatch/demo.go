@@ -199,14 +199,14 @@ func printDemoBanner(out io.Writer, srv *server.Server, devs []devices.Device, t
 	fmt.Fprintf(out, `
 gridwatch demo is up (%s): %d simulated devices publishing to %s
 
-  The console (work orders, grid map, camera wall, evaluation, operations):
+  The console (cases, alerts, grid map, camera wall, evaluation, operations):
     %s/
 
   Latest values of a device:
     curl -s '%s/api/v1/devices/%s/latest'
   Its %s over the last hour, per minute:
     curl -s '%s/api/v1/devices/%s/telemetry?metric=%s&step=1m'
-  Open alerts (work orders), their live stream, and the cameras' health:
+  Firing alerts, their live stream, and the cameras' health:
     curl -s '%s/api/v1/alerts?condition=firing'
     curl -sN %s/api/v1/alerts/stream
     curl -s %s/api/v1/cameras
