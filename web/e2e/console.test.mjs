@@ -168,6 +168,31 @@ describe('console', () => {
     assert.ok(page.url().endsWith('#/case/' + encodeURIComponent(a.case)), page.url());
   });
 
+  test('a case changed by someone else meanwhile: the action is refused plainly, the case reloaded, and the retry taken', async () => {
+    const r = await call(tokens.dispatcher, '/api/v1/cases', { method: 'POST', body: { category: 'C0101', description: 'conflict test', grid: env.live.grid } });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const id = r.body.id;
+    await page.goto(base + '/#/case/' + id);
+    await page.locator('[data-testid=case-page][data-status=received]').waitFor();
+    // Another client notes the case just before the page's register
+    // reaches the server: the page's version is stale by then.
+    const pattern = `**/api/v1/cases/${id}/register`;
+    await page.route(pattern, async (route) => {
+      const cur = await call(tokens.dispatcher, '/api/v1/cases/' + id);
+      const other = await call(tokens.dispatcher, `/api/v1/cases/${id}/note`, { method: 'POST', body: { version: cur.body.version, note: 'seen from the hotline' } });
+      assert.equal(other.status, 200, JSON.stringify(other.body));
+      await route.continue();
+    }, { times: 1 });
+    await page.getByTestId('case-action-register').click();
+    const err = page.getByTestId('action-error');
+    await err.waitFor();
+    assert.match(await err.textContent(), /changed by someone else/);
+    await shot(page, 'en-conflict');
+    await page.unroute(pattern);
+    await page.getByTestId('case-action-register').click();
+    await page.locator('[data-testid=case-page][data-status=registered]').waitFor();
+  });
+
   test('a device named as HTML renders as text', async () => {
     await page.goto(base + '/#/device/' + env.xss.id);
     await page.getByTestId('device-page').waitFor();
