@@ -76,6 +76,7 @@ var notLosses = map[string]string{
 	"gridwatch_mqtt_auth_failures_total":                 "a refused login carries no data",
 	"gridwatch_api_actions_refused_total":                "a refused action changes nothing and its sender got the error",
 	"gridwatch_gb28181_rejected_total":                   "a refused SIP request is answered with its status code (or, unparseable, dropped like any lost datagram); the device resends",
+	"gridwatch_gb28181_stream_errors_total":              "unreadable packets of a camera's sampled stream are what the sample diagnoses (its health row says so), not data accepted for storage",
 	"gridwatch_notify_retries_total":                     "retried; what finally fails is gridwatch_notify_failed_total",
 	"gridwatch_storage_insert_retries_total":             "retried; a batch that still fails goes to the spool",
 	"gridwatch_camera_diagnosis_failed_total":            "the sample's record is stored, without picture fields; a still not written is replaced by the next good sample's",
