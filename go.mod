@@ -26,6 +26,7 @@ require (
 require (
 	github.com/6tail/lunar-go v1.4.7
 	github.com/emiago/sipgo v1.7.3
+	github.com/go-zookeeper/zk v1.0.4
 	github.com/icholy/digest v1.2.0
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/yapingcat/gomedia v0.0.0-20240906162731-17feea57090c

@@ -1,0 +1,207 @@
+// Package cluster coordinates the gridwatch nodes of one city on
+// ZooKeeper, the coordination service the ClickHouse cluster's replicated
+// tables need anyway. It gives leases, which let one node at a time run a
+// once-only duty (the case deadline sweeps, the daily score notices,
+// retention) and are fenced, so that a node that cannot renew its lease
+// stops acting before the lease can pass to another; and versions that
+// are compared and set atomically (the case revisions that keep actions
+// on one case from two nodes linearizable). Its only state is a ZooKeeper
+// session: an ephemeral node is a lease candidate, a node's data version
+// the compare-and-set.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Coordinator defaults.
+const (
+	DefaultRoot           = "/gridwatch"
+	DefaultSessionTimeout = 10 * time.Second
+	// MinSessionTimeout is the shortest session ZooKeeper grants with its
+	// default tickTime of 2 s (twice the tick).
+	MinSessionTimeout = 4 * time.Second
+)
+
+// Coordinator is one node's ZooKeeper session and the leases and versions
+// it keeps there.
+type Coordinator struct {
+	// Servers are ZooKeeper's client addresses, host:port. Required.
+	Servers []string
+	// Root is the path under which the nodes of one gridwatch cluster keep
+	// their leases and versions. It defaults to /gridwatch.
+	Root string
+	// SessionTimeout is the ZooKeeper session's timeout: how long a node
+	// that stopped answering keeps its leases. A lease is held for at most
+	// half of it past its last renewal. It defaults to 10 s; ZooKeeper's
+	// minSessionTimeout and maxSessionTimeout must allow it (by default
+	// 2 and 20 times its tickTime).
+	SessionTimeout time.Duration
+	// Node names this node in the leases. It defaults to the hostname.
+	Node string
+	// Dialer connects to a server; nil dials TCP. The tests cut a node off
+	// ZooKeeper through it.
+	Dialer zk.Dialer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+
+	conn   *zk.Conn
+	m      *metrics
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	leases []*Lease
+	closed bool
+}
+
+// metrics are the coordinator's.
+type metrics struct {
+	held     *prometheus.GaugeVec
+	terms    *prometheus.CounterVec
+	fenced   *prometheus.CounterVec
+	sessions *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gridwatch_cluster_lease_held", Help: "1 while this node holds the lease and may run its duty.",
+		}, []string{"lease"}),
+		terms: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_cluster_lease_terms_total", Help: "Times this node took the lease.",
+		}, []string{"lease"}),
+		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_cluster_lease_fenced_total", Help: "Times this node stopped acting on a lease, by reason (renewal overdue: ZooKeeper unreachable; disconnected; expired; taken: another node holds it; closed).",
+		}, []string{"lease", "reason"}),
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_cluster_session_events_total", Help: "ZooKeeper session state changes, by state.",
+		}, []string{"state"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.held, m.terms, m.fenced, m.sessions)
+	}
+	return m
+}
+
+// Start connects to ZooKeeper and waits, at most until ctx ends, for a
+// session, then makes the root's paths.
+func (c *Coordinator) Start(ctx context.Context) error {
+	if len(c.Servers) == 0 {
+		return errors.New("cluster: no ZooKeeper servers")
+	}
+	if c.Root == "" {
+		c.Root = DefaultRoot
+	}
+	if !strings.HasPrefix(c.Root, "/") || path.Clean(c.Root) != c.Root || c.Root == "/" {
+		return fmt.Errorf("cluster: root %q must be an absolute path below /", c.Root)
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.Node == "" {
+		c.Node, _ = os.Hostname()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.m = newMetrics(c.Registerer)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	dialer := c.Dialer
+	if dialer == nil {
+		dialer = net.DialTimeout
+	}
+	conn, _, err := zk.Connect(c.Servers, c.SessionTimeout, zk.WithLogInfo(false), zk.WithLogger(zkLogger{c.Logger}),
+		zk.WithEventCallback(c.event), zk.WithDialer(dialer))
+	if err != nil {
+		return fmt.Errorf("cluster: zookeeper %s: %w", strings.Join(c.Servers, ","), err)
+	}
+	c.conn = conn
+	for conn.State() != zk.StateHasSession {
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			return fmt.Errorf("cluster: no ZooKeeper session with %s: %w", strings.Join(c.Servers, ","), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, p := range []string{c.Root, c.Root + "/leases", c.Root + "/versions"} {
+		if err := c.ensure(p); err != nil {
+			conn.Close()
+			return err
+		}
+	}
+	c.Logger.Info("cluster: ZooKeeper session", "servers", strings.Join(c.Servers, ","), "root", c.Root, "node", c.Node, "session_timeout", c.SessionTimeout)
+	return nil
+}
+
+// ensure makes a persistent node unless it exists.
+func (c *Coordinator) ensure(p string) error {
+	_, err := c.conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll))
+	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("cluster: create %s: %w", p, err)
+	}
+	return nil
+}
+
+// event follows the session's state: a lease is fenced at once when the
+// connection drops, and checked again once a session is back.
+func (c *Coordinator) event(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	c.m.sessions.WithLabelValues(strings.TrimPrefix(ev.State.String(), "State")).Inc()
+	c.mu.Lock()
+	leases := c.leases
+	c.mu.Unlock()
+	for _, l := range leases {
+		switch ev.State {
+		case zk.StateDisconnected:
+			l.fence("disconnected")
+		case zk.StateExpired:
+			l.fence("expired")
+		case zk.StateHasSession:
+			l.wake()
+		}
+	}
+}
+
+// Close gives up the leases (their duties are stopped first), then closes
+// the session. It is safe to call twice.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed || c.conn == nil {
+		c.closed = true
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.conn.Close()
+	return nil
+}
+
+// zkLogger sends the ZooKeeper client's messages to slog at debug level:
+// it logs every failed reconnection, which the session events count.
+type zkLogger struct{ l *slog.Logger }
+
+func (z zkLogger) Printf(format string, args ...any) {
+	z.l.Debug("zookeeper: " + fmt.Sprintf(format, args...))
+}
