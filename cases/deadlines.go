@@ -2,6 +2,7 @@ package cases
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 )
@@ -43,35 +44,58 @@ func inForce(c *Case) []deadline {
 // for longer than KeepClosed. The deadline loop calls it
 // every TickEvery; a failed save is retried at the next tick.
 func (s *Service) Tick(ctx context.Context) {
-	now := s.Now()
-	s.mu.Lock()
-	var due []*entry
-	for id, en := range s.cases {
-		if !en.c.Open() && en.c.Updated.Before(now.Add(-s.KeepClosed)) {
-			s.forgetLocked(id, &en.c)
-			continue
+	if s.Revisions != nil {
+		if err := s.sync(ctx); err != nil {
+			s.Logger.Warn("cases of the other nodes not read: the deadlines run on what this node holds", "err", err)
 		}
+	}
+	now := s.Now()
+	s.forget()
+	s.mu.RLock()
+	var due []*entry
+	for _, en := range s.cases {
 		if c := en.c.Clone(); len(s.systemEvents(&c, en.clearSince(), now)) > 0 {
 			due = append(due, en)
 		}
 	}
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	for _, en := range due {
 		if ctx.Err() != nil {
 			return
 		}
 		en.act.Lock()
-		s.mu.RLock()
-		cur, clear := en.c.Clone(), en.clearSince()
-		s.mu.RUnlock()
-		next := cur.Clone()
-		if evs := s.systemEvents(&next, clear, now); len(evs) > 0 {
-			evs = s.seal(&next, cur.Status, System, now, evs...)
-			if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {
-				s.Logger.Warn("case deadline event not saved: retried at the next tick", "case", cur.ID, "err", err)
+		_, err := s.commit(ctx, []*entry{en}, func(curs []Case, now time.Time) ([]Case, []Event, error) {
+			cur := curs[0]
+			s.mu.RLock()
+			clear := en.clearSince()
+			s.mu.RUnlock()
+			next := cur.Clone()
+			evs := s.systemEvents(&next, clear, now)
+			if len(evs) == 0 {
+				return nil, nil, errNothingDue
 			}
+			return []Case{next}, s.seal(&next, cur.Status, System, now, evs...), nil
+		})
+		if err != nil && !errors.Is(err, errNothingDue) {
+			s.Logger.Warn("case deadline event not saved: retried at the next tick", "case", s.current(en).ID, "err", err)
 		}
 		en.act.Unlock()
+	}
+}
+
+// errNothingDue tells Tick that a case has no deadline event due once
+// read afresh.
+var errNothingDue = errors.New("nothing due")
+
+// forget drops the cases closed for longer than KeepClosed from memory.
+func (s *Service) forget() {
+	now := s.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, en := range s.cases {
+		if !en.c.Open() && en.c.Updated.Before(now.Add(-s.KeepClosed)) {
+			s.forgetLocked(id, &en.c)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package cases
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -248,20 +249,25 @@ func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) (string, error)
 func (s *Service) join(ctx context.Context, en *entry, a AlertInfo) (string, error) {
 	en.act.Lock()
 	defer en.act.Unlock()
-	cur := s.current(en)
-	if !cur.Open() {
-		return "", nil // closed meanwhile: the next transition raises a new case
+	cs, err := s.commit(ctx, []*entry{en}, func(curs []Case, now time.Time) ([]Case, []Event, error) {
+		cur := curs[0]
+		if !cur.Open() {
+			return nil, nil, errNothingDue // closed meanwhile: the next transition raises a new case
+		}
+		next := cur.Clone()
+		next.Joined = appendNew(next.Joined, a.ID)
+		evs := s.seal(&next, cur.Status, System, now, Event{Kind: EventNote, Note: "alert " + a.ID + " joined: " + a.Summary})
+		return []Case{next}, evs, nil
+	})
+	if errors.Is(err, errNothingDue) {
+		return "", nil
 	}
-	now := s.Now()
-	next := cur.Clone()
-	next.Joined = appendNew(next.Joined, a.ID)
-	evs := s.seal(&next, cur.Status, System, now, Event{Kind: EventNote, Note: "alert " + a.ID + " joined: " + a.Summary})
-	if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {
+	if err != nil {
 		return "", err
 	}
 	s.mu.Lock()
-	s.origins[originKey(a.Source, a.ID)] = cur.ID
+	s.origins[originKey(a.Source, a.ID)] = cs[0].ID
 	en.observe(a)
 	s.mu.Unlock()
-	return cur.ID, nil
+	return cs[0].ID, nil
 }

@@ -118,6 +118,16 @@ type Service struct {
 	// Location is the timezone of the date in case ids (the business
 	// calendar's). It defaults to UTC.
 	Location *time.Location
+	// Revisions holds the cases' versions cluster-wide when several nodes
+	// act on them; nil: this process alone does.
+	Revisions Revisions
+	// Duty runs the deadline sweep if this node is to (the holder of the
+	// cluster's lease), and reports whether it ran; nil runs it always.
+	Duty func(ctx context.Context, sweep func(context.Context)) bool
+	// StaleAfter is how long, with Revisions, a case version moved on by
+	// an action never stored (its node died in between) holds the case.
+	// It defaults to 30 s.
+	StaleAfter time.Duration
 	// SaveTimeout bounds one save. It defaults to 10 s.
 	SaveTimeout time.Duration
 	// Now defaults to time.Now.
@@ -260,7 +270,12 @@ func (s *Service) Start(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				s.Tick(ctx)
+				switch {
+				case s.Duty == nil:
+					s.Tick(ctx)
+				case !s.Duty(ctx, s.Tick):
+					s.forget()
+				}
 			}
 		}
 	}()
@@ -296,6 +311,9 @@ func (s *Service) defaults() {
 	if s.SaveTimeout <= 0 {
 		s.SaveTimeout = DefaultSaveTimeout
 	}
+	if s.StaleAfter <= 0 {
+		s.StaleAfter = DefaultStaleAfter
+	}
 	if s.Now == nil {
 		s.Now = time.Now
 	}
@@ -320,12 +338,7 @@ func (s *Service) restore(cs []Case, events []Event) {
 	s.subs = map[*Subscription]struct{}{}
 	for _, c := range cs {
 		s.cases[c.ID] = &entry{c: c}
-		if c.Origin != "" {
-			s.origins[originKey(c.Source, c.Origin)] = c.ID
-		}
-		for _, a := range c.Joined {
-			s.origins[originKey(c.Source, a)] = c.ID
-		}
+		s.indexLocked(&c)
 	}
 	for _, ev := range events {
 		if en := s.cases[ev.CaseID]; en != nil {
@@ -376,6 +389,11 @@ func (s *Service) route(category string) string {
 func (s *Service) Get(ctx context.Context, id string) (Case, []Event, error) {
 	s.mu.RLock()
 	en := s.cases[id]
+	s.mu.RUnlock()
+	if en != nil && s.Revisions != nil {
+		s.refresh(ctx, en)
+	}
+	s.mu.RLock()
 	if en != nil {
 		c, evs := en.c.Clone(), slices.Clone(en.events)
 		s.mu.RUnlock()
@@ -389,17 +407,20 @@ func (s *Service) Get(ctx context.Context, id string) (Case, []Event, error) {
 	return c, evs, nil
 }
 
-// entryOf returns the case's entry or ErrNotFound.
-func (s *Service) entryOf(id string) (*entry, error) {
+// entryOf returns the case's entry, read from the Store when another node
+// made the case (with Revisions), or ErrNotFound.
+func (s *Service) entryOf(ctx context.Context, id string) (*entry, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed || s.cases == nil {
+		s.mu.RUnlock()
 		return nil, ErrClosed
 	}
-	if en := s.cases[id]; en != nil {
+	en := s.cases[id]
+	s.mu.RUnlock()
+	if en != nil {
 		return en, nil
 	}
-	return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	return s.adopt(ctx, id)
 }
 
 // current returns a copy of the entry's case.
@@ -426,7 +447,7 @@ func (s *Service) act(ctx context.Context, a Action) (Case, error) {
 	if a.Actor.Name == "" || a.Actor.Role == "" || a.Actor.Role == RoleSystem {
 		return Case{}, fmt.Errorf("%w: an actor with a role is required", ErrInvalidAction)
 	}
-	en, err := s.entryOf(a.Case)
+	en, err := s.entryOf(ctx, a.Case)
 	if err != nil {
 		return Case{}, err
 	}
@@ -435,14 +456,14 @@ func (s *Service) act(ctx context.Context, a Action) (Case, error) {
 	}
 	en.act.Lock()
 	defer en.act.Unlock()
-	next, evs, err := s.plan(s.current(en), a, s.Now())
+	cs, err := s.commit(ctx, []*entry{en}, func(curs []Case, now time.Time) ([]Case, []Event, error) {
+		next, evs, err := s.plan(curs[0], a, now)
+		return []Case{next}, evs, err
+	})
 	if err != nil {
 		return Case{}, err
 	}
-	if err := s.save(ctx, []*entry{en}, []Case{next}, evs); err != nil {
-		return Case{}, err
-	}
-	return next, nil
+	return cs[0], nil
 }
 
 // plan checks the version a names against cur and plans the action on a
@@ -462,34 +483,45 @@ func (s *Service) plan(cur Case, a Action, now time.Time) (Case, []Event, error)
 // merge merges the case of en into a.Into: a merge event on both, the
 // duplicate voided. Both cases are locked, in id order.
 func (s *Service) merge(ctx context.Context, en *entry, a Action) (Case, error) {
-	into, err := s.entryOf(a.Into)
+	into, err := s.entryOf(ctx, a.Into)
 	if err != nil || a.Into == a.Case {
 		return Case{}, fmt.Errorf("%w: merge needs another existing case to merge into (into): %q", ErrInvalidAction, a.Into)
 	}
-	first, second := en, into
+	ens := []*entry{en, into}
 	if a.Into < a.Case {
-		first, second = into, en
+		ens = []*entry{into, en}
 	}
-	first.act.Lock()
-	defer first.act.Unlock()
-	second.act.Lock()
-	defer second.act.Unlock()
-	cur, target := s.current(en), s.current(into)
-	if !target.Open() || target.MergedInto != "" {
-		return Case{}, fmt.Errorf("%w: case %s is %s: merge into an open case", ErrInvalidAction, target.ID, target.Status)
-	}
-	now := s.Now()
-	next, evs, err := s.plan(cur, a, now)
+	ens[0].act.Lock()
+	defer ens[0].act.Unlock()
+	ens[1].act.Lock()
+	defer ens[1].act.Unlock()
+	cs, err := s.commit(ctx, ens, func(curs []Case, now time.Time) ([]Case, []Event, error) {
+		cur, target := curs[0], curs[1]
+		if ens[0] != en {
+			cur, target = target, cur
+		}
+		if !target.Open() || target.MergedInto != "" {
+			return nil, nil, fmt.Errorf("%w: case %s is %s: merge into an open case", ErrInvalidAction, target.ID, target.Status)
+		}
+		next, evs, err := s.plan(cur, a, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		nextTarget := target.Clone()
+		nextTarget.Evidence = appendNew(nextTarget.Evidence, cur.Evidence...)
+		tev := s.seal(&nextTarget, target.Status, a.Actor, now, Event{Kind: EventMerge, Note: strings.TrimSpace("from " + cur.ID + " " + a.Note)})
+		if ens[0] != en {
+			return []Case{nextTarget, next}, append(evs, tev...), nil
+		}
+		return []Case{next, nextTarget}, append(evs, tev...), nil
+	})
 	if err != nil {
 		return Case{}, err
 	}
-	nextTarget := target.Clone()
-	nextTarget.Evidence = appendNew(nextTarget.Evidence, cur.Evidence...)
-	tev := s.seal(&nextTarget, target.Status, a.Actor, now, Event{Kind: EventMerge, Note: strings.TrimSpace("from " + cur.ID + " " + a.Note)})
-	if err := s.save(ctx, []*entry{en, into}, []Case{next, nextTarget}, append(evs, tev...)); err != nil {
-		return Case{}, err
+	if ens[0] != en {
+		return cs[1], nil
 	}
-	return next, nil
+	return cs[0], nil
 }
 
 // seal completes events planned for c (which they led to from status

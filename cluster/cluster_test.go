@@ -277,7 +277,7 @@ func TestVersionsSwapOnce(t *testing.T) {
 	if got.Value != uint64(wins.Load()) || wins.Load()+changed.Load() != 3*rounds {
 		t.Errorf("final %d, wins %d, refused %d of %d", got.Value, wins.Load(), changed.Load(), 3*rounds)
 	}
-	if _, err := v.Swap("k", cluster.Version{}, 1); !errors.Is(err, cluster.ErrChanged) {
+	if _, err := v.Swap("k", cluster.Version{Stamp: 0}, 1); !errors.Is(err, cluster.ErrChanged) {
 		t.Errorf("a swap from a stale reading: %v, want ErrChanged", err)
 	}
 }

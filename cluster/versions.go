@@ -23,12 +23,13 @@ type Version struct {
 	Value uint64
 	// Set is when it was last set, by ZooKeeper's clock; zero when none was.
 	Set time.Time
-	// stamp is the node's data version, -1 when there is no node.
-	stamp int32
+	// Stamp is what Swap compares: the ZooKeeper node's data version, -1
+	// when no number was ever set for the key.
+	Stamp int32
 }
 
 // Exists reports whether a number was ever set for the key.
-func (v Version) Exists() bool { return v.stamp >= 0 }
+func (v Version) Exists() bool { return v.Stamp >= 0 }
 
 // Versions returns the versions of kind (a path segment such as "cases").
 func (c *Coordinator) Versions(kind string) (*Versions, error) {
@@ -55,7 +56,7 @@ func (v *Versions) Get(key string) (Version, error) {
 	}
 	data, st, err := v.c.conn.Get(p)
 	if errors.Is(err, zk.ErrNoNode) {
-		return Version{stamp: -1}, nil
+		return Version{Stamp: -1}, nil
 	}
 	if err != nil {
 		return Version{}, fmt.Errorf("cluster: read %s: %w", p, err)
@@ -64,7 +65,7 @@ func (v *Versions) Get(key string) (Version, error) {
 	if err != nil {
 		return Version{}, fmt.Errorf("cluster: %s holds %q, not a version", p, data)
 	}
-	return Version{Value: n, Set: time.UnixMilli(st.Mtime), stamp: st.Version}, nil
+	return Version{Value: n, Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
 }
 
 // Swap sets key's number to value if it is still as old was read, and
@@ -83,14 +84,14 @@ func (v *Versions) Swap(key string, old Version, value uint64) (Version, error) 
 		case err != nil:
 			return Version{}, fmt.Errorf("cluster: create %s: %w", p, err)
 		}
-		return Version{Value: value, Set: time.Now(), stamp: 0}, nil
+		return Version{Value: value, Set: time.Now(), Stamp: 0}, nil
 	}
-	st, err := v.c.conn.Set(p, data, old.stamp)
+	st, err := v.c.conn.Set(p, data, old.Stamp)
 	switch {
 	case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode):
 		return Version{}, ErrChanged
 	case err != nil:
 		return Version{}, fmt.Errorf("cluster: set %s: %w", p, err)
 	}
-	return Version{Value: value, Set: time.UnixMilli(st.Mtime), stamp: st.Version}, nil
+	return Version{Value: value, Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
 }
