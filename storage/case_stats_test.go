@@ -196,16 +196,26 @@ func TestCaseSummariesBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTallies(t, db)
-	// A migration run again before it was recorded stores the summaries
+	// The backfill run again before it was recorded stores the summaries
 	// twice: they still count once.
 	s, err := db.Schema()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, st := range s.Migrations[len(s.Migrations)-1].Statements {
-		if err := db.Conn().Exec(context.Background(), st); err != nil {
-			t.Fatal(err)
+	backfilled := false
+	for _, m := range s.Migrations {
+		if m.Name != "case_summaries_backfill" {
+			continue
 		}
+		backfilled = true
+		for _, st := range m.Statements {
+			if err := db.Conn().Exec(context.Background(), st); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !backfilled {
+		t.Fatal("no migration case_summaries_backfill")
 	}
 	checkTallies(t, db)
 }
