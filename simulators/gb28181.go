@@ -49,8 +49,8 @@ type GBDevice struct {
 	Channels []string
 	// Fault is the picture an invited stream shows, as a farm camera's:
 	// FaultNone, a picture fault (PictureFaults) but FaultMoved,
-	// FaultStall or FaultLowFPS; FaultOffline never answers an INVITE. It
-	// defaults to none.
+	// FaultStall or FaultLowFPS; FaultOffline never answers an INVITE;
+	// GBFaults misbehave in the answer or the stream. It defaults to none.
 	Fault CameraFault
 	// Codec of the stream: CodecH264 (the default) or CodecH265.
 	Codec string

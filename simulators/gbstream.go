@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/emiago/sipgo"
@@ -21,20 +23,40 @@ import (
 // packet, so that a packet fits an Ethernet MTU.
 const gbRTPPayload = 1400
 
+// Faults of a simulated GB/T 28181 device's answer to an INVITE and of
+// the stream it sends; the picture is FaultNone's.
+const (
+	// FaultBadSDP answers an INVITE with 200 OK whose body is not a
+	// session description, and sends nothing.
+	FaultBadSDP CameraFault = "bad_sdp"
+	// FaultNoRTP answers an INVITE and sends no RTP.
+	FaultNoRTP CameraFault = "no_rtp"
+	// FaultWrongSSRC streams with another SSRC than its answer's y= line.
+	FaultWrongSSRC CameraFault = "wrong_ssrc"
+	// FaultHangUp hangs up (BYE) half a second into the stream.
+	FaultHangUp CameraFault = "hang_up"
+)
+
+// GBFaults are the faults of a simulated GB device's answer and stream.
+var GBFaults = []CameraFault{FaultBadSDP, FaultNoRTP, FaultWrongSSRC, FaultHangUp}
+
 // gbVideo checks and loads what a simulated device streams when invited:
 // its Fault and Codec as a farm camera's, FaultNone, a picture fault but
-// FaultMoved, FaultStall or FaultLowFPS; FaultOffline streams nothing
-// (the device never answers an INVITE).
+// FaultMoved, FaultStall or FaultLowFPS, or one of GBFaults; FaultOffline
+// streams nothing (the device never answers an INVITE).
 func (d *GBDevice) gbVideo() error {
 	d.video = Camera{Path: d.ID, Fault: d.Fault, Codec: d.Codec}
+	if slices.Contains(GBFaults, d.Fault) {
+		d.video.Fault = FaultNone
+	}
 	if err := d.video.defaults(); err != nil {
 		return err
 	}
-	_, picture := PictureFaults[d.Fault]
-	switch {
-	case d.Fault == FaultOffline:
+	_, picture := PictureFaults[d.video.Fault]
+	switch f := d.video.Fault; {
+	case f == FaultOffline:
 		return nil
-	case d.Fault == FaultMoved || !picture && d.Fault != FaultNone && d.Fault != FaultStall && d.Fault != FaultLowFPS:
+	case f == FaultMoved || !picture && f != FaultNone && f != FaultStall && f != FaultLowFPS:
 		return fmt.Errorf("%w: GB device %s: fault %q is not simulated over GB/T 28181", ErrBadCamera, d.ID, d.Fault)
 	}
 	var err error
@@ -77,7 +99,11 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			conn.Close()
 		}
 	}
-	if err := dialog.RespondSDP(gb28181.MediaSDP(d.ID, d.LocalHost, port, offer.SSRC, "sendonly", offer.Transport)); err != nil {
+	answer := gb28181.MediaSDP(d.ID, d.LocalHost, port, offer.SSRC, "sendonly", offer.Transport)
+	if d.Fault == FaultBadSDP {
+		answer = []byte("this is not a session description\r\n")
+	}
+	if err := dialog.RespondSDP(answer); err != nil {
 		closeConn()
 		dialog.Close()
 		return
@@ -85,6 +111,9 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	ssrc, err := strconv.ParseUint(offer.SSRC, 10, 32)
 	if err != nil {
 		ssrc = uint64(rand.Uint32())
+	}
+	if d.Fault == FaultWrongSSRC {
+		ssrc = uint64(uint32(ssrc) + 1)
 	}
 	d.streamMu.Lock()
 	defer d.streamMu.Unlock()
@@ -105,6 +134,18 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		defer cancel()
 		stop := context.AfterFunc(dialog.Context(), cancel) // BYE
 		defer stop()
+		switch d.Fault {
+		case FaultBadSDP, FaultNoRTP: // nothing is sent until BYE
+			<-ctx.Done()
+			return
+		case FaultHangUp:
+			hangUp := time.AfterFunc(d.video.StallAfter, func() {
+				bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				_ = dialog.Bye(bctx)
+			})
+			defer hangUp.Stop()
+		}
 		send, done, err := d.mediaSender(ctx, conn, dst)
 		if err != nil {
 			d.Logger.Warn("simulated GB device cannot reach the stream's receiver", "device", d.ID, "err", err)

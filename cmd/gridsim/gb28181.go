@@ -37,7 +37,8 @@ camera whose power or link is cut; the registrar reports them offline after
 its keepalive_misses. Invited to stream (INVITE, over --transport udp), a
 device sends the camera farm's clip in --codec as PS over RTP; --faults gives
 the first devices, one each, a picture fault (black, blurred, frozen, tinted,
-noisy, covered, dark, bright, stall, low_fps; offline never answers). --csv writes the devices as a devices CSV (type camera,
+noisy, covered, dark, bright, stall, low_fps; offline never answers) or a fault
+of its answer or stream (bad_sdp, no_rtp, wrong_ssrc, hang_up). --csv writes the devices as a devices CSV (type camera,
 sip_password) for 'gridwatch devices import' or devices.file, and exits.
 It runs until SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,
@@ -108,6 +109,6 @@ It runs until SIGINT/SIGTERM.`,
 	f.StringVar(&csvPath, "csv", "", "write the devices as a devices CSV to this file and exit")
 	f.StringVar(&grid, "grid", "G0001", "grid code of the devices in the CSV")
 	f.StringVar(&codec, "codec", simulators.CodecH264, "video codec of invited streams: H264 or H265")
-	f.StringSliceVar(&faults, "faults", nil, "picture faults of the first devices' invited streams, one each, in order")
+	f.StringSliceVar(&faults, "faults", nil, "faults of the first devices' invited streams (picture, answer or stream), one each, in order")
 	return cmd
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -171,7 +173,12 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 	if err := dialog.Ack(wctx); err != nil {
 		return stats, fmt.Errorf("gb28181: ACK to %s: %w", channel, err)
 	}
-	if _, err := ParseMedia(dialog.InviteResponse.Body()); err != nil {
+	answer, err := ParseMedia(dialog.InviteResponse.Body())
+	if err != nil {
+		return stats, fmt.Errorf("%w: %s: %w", ErrBadAnswer, channel, err)
+	}
+	ssrcAnswered, hasSSRC, err := r.checkAnswer(answer)
+	if err != nil {
 		return stats, fmt.Errorf("%w: %s: %w", ErrBadAnswer, channel, err)
 	}
 
@@ -181,11 +188,12 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 	hungUp := context.AfterFunc(dialog.Context(), stop)
 	defer hungUp()
 	rc := &receiver{src: src, timeout: r.StreamTimeout, reliable: r.StreamTransport == "tcp", frame: frame,
-		badPS: func(reason string) { r.metrics.psErrors.WithLabelValues(reason).Inc() }}
+		badPS: func(reason string) { r.metrics.psErrors.WithLabelValues(reason).Inc() },
+		hosts: mediaSenders(s.host, answer.Host), ssrc: ssrcAnswered, hasSSRC: hasSSRC}
 	err = rc.run(sctx)
-	answer := stats.AnswerMs
+	answerMs := stats.AnswerMs
 	stats = rc.finish()
-	stats.Transport, stats.AnswerMs = r.StreamTransport, answer
+	stats.Transport, stats.AnswerMs = r.StreamTransport, answerMs
 	switch {
 	case err != nil:
 		return stats, fmt.Errorf("%s: %w", channel, err)
@@ -195,6 +203,39 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 		return stats, fmt.Errorf("%w: %s sent %d frames, none readable", ErrBadPS, channel, stats.BadFrames)
 	}
 	return stats, nil
+}
+
+// checkAnswer checks a device's SDP answer against the offer: the same
+// RTP transport and a port (0 refuses the stream, RFC 3264). It returns
+// the SSRC the RTP is to carry: the answer's y= line, decimal (GB/T 28181
+// Annex F); without one, any SSRC is taken (the stream's first).
+func (r *Registrar) checkAnswer(m Media) (ssrc uint32, ok bool, err error) {
+	switch {
+	case m.Transport != r.StreamTransport:
+		return 0, false, fmt.Errorf("RTP over %s answered, %s offered", m.Transport, r.StreamTransport)
+	case m.Port == 0:
+		return 0, false, errors.New("the video stream refused (port 0)")
+	case m.SSRC == "":
+		return 0, false, nil
+	}
+	v, err := strconv.ParseUint(m.SSRC, 10, 32)
+	if err != nil {
+		return 0, false, fmt.Errorf("y=%s is not a decimal SSRC", truncate(m.SSRC))
+	}
+	return uint32(v), true, nil
+}
+
+// mediaSenders returns the addresses a device's RTP may come from: the
+// host it registered from and its SDP answer's c= address (a lower
+// platform's media server), when that is an address.
+func mediaSenders(sipHost, answerHost string) []netip.Addr {
+	var out []netip.Addr
+	for _, h := range []string{sipHost, answerHost} {
+		if a, err := netip.ParseAddr(h); err == nil && !a.IsUnspecified() && !slices.Contains(out, a.Unmap()) {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
 }
 
 // openRTP opens the port a stream's RTP is received on: a UDP socket, or
@@ -211,7 +252,7 @@ func openRTP(transport, host string) (rtpSource, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("gb28181: RTP port on %s: %w", host, err)
 	}
-	return udpSource{conn}, conn.LocalAddr().(*net.UDPAddr).Port, nil
+	return &udpSource{conn: conn, buf: make([]byte, maxRTPPacket)}, conn.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
 // onBye takes a device's BYE of a stream it was invited to.
@@ -317,7 +358,7 @@ func ParseMedia(body []byte) (Media, error) {
 	}
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(strings.Join(kept, "\r\n") + "\r\n"); err != nil {
-		return m, fmt.Errorf("SDP: %w", err)
+		return m, fmt.Errorf("SDP: %s", truncate(err.Error())) // it quotes the device's text
 	}
 	for _, md := range sd.MediaDescriptions {
 		if md.MediaName.Media != "video" || !strings.Contains(strings.Join(md.MediaName.Protos, "/"), "RTP/AVP") {

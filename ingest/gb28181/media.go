@@ -2,13 +2,16 @@ package gb28181
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,31 +52,48 @@ type StreamStats struct {
 // maxRTPPacket is the largest RTP packet read.
 const maxRTPPacket = 1 << 16
 
+// maxFrameBytes bounds the PS pack of one frame a receiver reassembles:
+// a 4K keyframe is 1–2 MB. The packets of a larger one (a device that
+// never sets the marker nor moves its timestamp) are dropped, not kept.
+const maxFrameBytes = 4 << 20
+
 // rtpSource is where a stream's RTP packets come from.
 type rtpSource interface {
-	// read returns the next packet, in a buffer of its own; it fails
-	// with os.ErrDeadlineExceeded past the deadline.
-	read() ([]byte, error)
+	// read returns the next packet from a sender that from accepts, in
+	// a buffer of its own; the others' are dropped. It fails with
+	// os.ErrDeadlineExceeded past the deadline, which a dropped packet
+	// does not move.
+	read(from func(net.Addr) bool) ([]byte, error)
 	setDeadline(time.Time)
 	close()
 }
 
 // udpSource reads RTP datagrams.
-type udpSource struct{ conn net.PacketConn }
-
-func (s udpSource) read() ([]byte, error) {
-	buf := make([]byte, maxRTPPacket) // the reorder buffer keeps packets
-	n, _, err := s.conn.ReadFrom(buf)
-	return buf[:n], err
+type udpSource struct {
+	conn net.PacketConn
+	buf  []byte // a datagram as read; each packet is copied out of it
 }
 
-func (s udpSource) setDeadline(t time.Time) { _ = s.conn.SetReadDeadline(t) }
+func (s *udpSource) read(from func(net.Addr) bool) ([]byte, error) {
+	for {
+		n, addr, err := s.conn.ReadFrom(s.buf)
+		if err != nil {
+			return nil, err
+		}
+		if from(addr) {
+			return bytes.Clone(s.buf[:n]), nil // the reorder buffer keeps packets
+		}
+	}
+}
 
-func (s udpSource) close() { _ = s.conn.Close() }
+func (s *udpSource) setDeadline(t time.Time) { _ = s.conn.SetReadDeadline(t) }
+
+func (s *udpSource) close() { _ = s.conn.Close() }
 
 // tcpSource is RTP over TCP with gridwatch passive (RFC 4571, GB/T
 // 28181-2016 Annex L): the device connects, then sends each packet after
-// its 16-bit length. The first read accepts the one connection.
+// its 16-bit length. The first read accepts the one connection from a
+// sender that from accepts; others are closed.
 type tcpSource struct {
 	ln   *net.TCPListener
 	mu   sync.Mutex // guards conn against setDeadline
@@ -81,18 +101,22 @@ type tcpSource struct {
 	r    *bufio.Reader
 }
 
-func (s *tcpSource) read() ([]byte, error) {
+func (s *tcpSource) read(from func(net.Addr) bool) ([]byte, error) {
 	s.mu.Lock()
 	conn := s.conn
 	s.mu.Unlock()
-	if conn == nil { // read is called from one goroutine only
+	for conn == nil { // read is called from one goroutine only
 		c, err := s.ln.Accept()
 		if err != nil {
 			return nil, err
 		}
+		if !from(c.RemoteAddr()) {
+			_ = c.Close()
+			continue
+		}
 		_ = s.ln.Close() // one connection per stream
 		s.mu.Lock()
-		s.conn, s.r = c, bufio.NewReaderSize(c, maxRTPPacket)
+		s.conn, s.r, conn = c, bufio.NewReaderSize(c, maxRTPPacket), c
 		s.mu.Unlock()
 	}
 	var size [2]byte
@@ -126,29 +150,44 @@ func (s *tcpSource) close() {
 
 // receiver reads one channel's RTP stream of PS, reassembles its frames
 // (the packets of one timestamp, up to the marker) and demuxes them.
+//
+// Only the device's packets are taken: from a host in hosts (the
+// device's SIP source, its SDP answer's c= address) and, with hasSSRC,
+// of the SSRC its answer's y= line gave. Others are dropped and counted
+// (wrong_source, wrong_ssrc), and do not keep a silent stream alive.
 type receiver struct {
 	src     rtpSource
 	timeout time.Duration // longest silence
 	// reliable is set for TCP: packets are not reordered.
 	reliable bool
 	frame    func(Frame)
-	// badPS counts an unreadable frame by reason.
+	// badPS counts a dropped packet or frame by reason.
 	badPS func(reason string)
+	// hosts are the addresses the device's RTP may come from; none
+	// admits any.
+	hosts []netip.Addr
+	// ssrc is the stream's SSRC when hasSSRC.
+	ssrc    uint32
+	hasSSRC bool
 
 	rr    *rtcpreceiver.RTCPReceiver
 	demux *psDemuxer
 	stats StreamStats
+	// foreign and wrongSSRC count the packets dropped for their sender
+	// or SSRC, to say why a stream had none.
+	foreign, wrongSSRC uint64
 	// The frame being reassembled: its timestamp, payload and whether a
-	// packet of it is missing.
-	open   bool
-	ts     uint32
-	buf    []byte
-	broken bool
+	// packet of it is missing or it outgrew maxFrameBytes.
+	open     bool
+	ts       uint32
+	buf      []byte
+	broken   bool
+	tooLarge bool
 	// unsupported is the error of a video stream of another codec.
 	unsupported error
 }
 
-// run reads packets until ctx ends (nil), the stream is silent for
+// run reads packets until ctx ends (nil), the device sends none for
 // timeout, or its video is of an unsupported codec.
 func (rc *receiver) run(ctx context.Context) error {
 	if err := rc.init(); err != nil {
@@ -158,23 +197,25 @@ func (rc *receiver) run(ctx context.Context) error {
 	var stopped atomic.Bool
 	stop := context.AfterFunc(ctx, func() { stopped.Store(true); rc.src.setDeadline(time.Now()) })
 	defer stop()
+	// The silence is measured from the device's last packet taken.
+	deadline := time.Now().Add(rc.timeout)
 	for {
 		if stopped.Load() {
 			return nil
 		}
-		rc.src.setDeadline(time.Now().Add(rc.timeout))
+		rc.src.setDeadline(deadline)
 		if stopped.Load() { // ctx ended between the check and the deadline
 			return nil
 		}
-		buf, err := rc.src.read()
+		buf, err := rc.src.read(rc.fromDevice)
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
 				return nil
 			case errors.Is(err, os.ErrDeadlineExceeded) && rc.stats.Packets == 0:
-				return fmt.Errorf("%w within %s of the answer", ErrNoRTP, rc.timeout)
+				return fmt.Errorf("%w within %s of the answer%s", ErrNoRTP, rc.timeout, rc.dropped())
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				return fmt.Errorf("%w: nothing for %s after %d packets", ErrStreamStopped, rc.timeout, rc.stats.Packets)
+				return fmt.Errorf("%w: nothing for %s after %d packets%s", ErrStreamStopped, rc.timeout, rc.stats.Packets, rc.dropped())
 			}
 			return fmt.Errorf("gb28181: read RTP: %w", err)
 		}
@@ -183,10 +224,44 @@ func (rc *receiver) run(ctx context.Context) error {
 			rc.badPS("bad_rtp")
 			continue
 		}
-		if err := rc.packet(&pkt, time.Now()); err != nil {
+		now := time.Now()
+		taken, err := rc.packet(&pkt, now)
+		if err != nil {
 			return err
 		}
+		if taken {
+			deadline = now.Add(rc.timeout)
+		}
 	}
+}
+
+// fromDevice reports whether a packet's sender is the device's, counting
+// the others.
+func (rc *receiver) fromDevice(addr net.Addr) bool {
+	if len(rc.hosts) == 0 {
+		return true
+	}
+	var ip netip.Addr
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ip = a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		ip = a.AddrPort().Addr().Unmap()
+	}
+	if slices.Contains(rc.hosts, ip) {
+		return true
+	}
+	rc.foreign++
+	rc.badPS("wrong_source")
+	return false
+}
+
+// dropped says what packets a stream dropped for their sender or SSRC.
+func (rc *receiver) dropped() string {
+	if rc.foreign == 0 && rc.wrongSSRC == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (dropped: %d packets from other hosts than the device's, %d of another SSRC than %d)", rc.foreign, rc.wrongSSRC, rc.ssrc)
 }
 
 // init sets up the demuxer and the RTP statistics, which reorder
@@ -204,12 +279,19 @@ func (rc *receiver) init() error {
 	return nil
 }
 
-// packet takes one RTP packet as it arrived.
-func (rc *receiver) packet(pkt *rtp.Packet, now time.Time) error {
+// packet takes one RTP packet as it arrived and reports whether it is
+// the stream's.
+func (rc *receiver) packet(pkt *rtp.Packet, now time.Time) (bool, error) {
+	if rc.hasSSRC && pkt.SSRC != rc.ssrc {
+		rc.wrongSSRC++
+		rc.badPS("wrong_ssrc")
+		return false, nil
+	}
 	pkts, lost, err := rc.rr.ProcessPacket2(pkt, now, true)
 	if err != nil { // another SSRC than the stream's first
+		rc.wrongSSRC++
 		rc.badPS("wrong_ssrc")
-		return nil
+		return false, nil
 	}
 	rc.stats.Packets++
 	rc.stats.PacketsLost += lost
@@ -226,12 +308,20 @@ func (rc *receiver) packet(pkt *rtp.Packet, now time.Time) error {
 			// pack header: it is lost, not malformed.
 			rc.broken = rc.broken && !startsPack(p.Payload)
 		}
-		rc.buf = append(rc.buf, p.Payload...)
+		switch {
+		case rc.tooLarge:
+		case len(rc.buf)+len(p.Payload) > maxFrameBytes:
+			rc.tooLarge, rc.buf = true, rc.buf[:0]
+			rc.stats.BadFrames++
+			rc.badPS("frame_too_large")
+		default:
+			rc.buf = append(rc.buf, p.Payload...)
+		}
 		if p.Marker {
 			rc.flush()
 		}
 	}
-	return rc.unsupported
+	return true, rc.unsupported
 }
 
 // startsPack reports whether b begins with a PS pack header.
@@ -242,6 +332,10 @@ func startsPack(b []byte) bool {
 // flush demuxes the frame reassembled and hands it on.
 func (rc *receiver) flush() {
 	rc.open = false
+	if rc.tooLarge { // counted when it outgrew the bound
+		rc.tooLarge, rc.broken = false, false
+		return
+	}
 	if rc.broken {
 		rc.broken = false
 		rc.stats.LostFrames++

@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		psErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_gb28181_stream_errors_total",
-			Help: "RTP packets and frames of invited streams dropped, by reason: bad_rtp (not RTP), wrong_ssrc, bad_ps (a frame that is not readable MPEG-PS).",
+			Help: "RTP packets and frames of invited streams dropped, by reason: wrong_source (from another host than the device's SIP source or its SDP answer's c= address; over TCP, a connection), wrong_ssrc (another SSRC than the answer's y=), bad_rtp (not RTP), bad_ps (a frame that is not readable MPEG-PS), frame_too_large (a frame beyond 4 MiB).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {

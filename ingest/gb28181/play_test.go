@@ -183,3 +183,153 @@ func streamGoroutines() int {
 	}
 	return n
 }
+
+// TestPlayMisbehavingDevices invites devices that answer or stream
+// wrongly: each stream fails with its own error and result, counted, and
+// the device has had its BYE when Play returns (or sent its own). Streams
+// beyond MaxStreams wait for a slot.
+func TestPlayMisbehavingDevices(t *testing.T) {
+	const password = "misbehaving-secret"
+	var devs []devices.Device
+	for i := 1; i <= 6; i++ {
+		devs = append(devs, camera(simulators.GBDeviceID(realm, i), password))
+	}
+	tr := startRegistrar(t, devs, func(r *gb28181.Registrar) {
+		r.InviteTimeout, r.StreamTimeout, r.MaxStreams = 5*time.Second, 5*time.Second, 2
+	})
+	n := 0
+	start := func(fault simulators.CameraFault) *simulators.GBDevice {
+		n++
+		return startStreamer(t, tr, simulators.GBDeviceID(realm, n), password, simulators.CodecH264, fault)
+	}
+	counted := func(metric, label, value string, want float64) {
+		t.Helper()
+		if got := tr.metric(metric, label, value); got != want {
+			t.Fatalf("%s{%s=%q} = %v, want %v", metric, label, value, got, want)
+		}
+	}
+	play := func(d *simulators.GBDevice, until func(frames int) bool) (int, gb28181.StreamStats, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var mu sync.Mutex
+		frames := 0
+		st, err := tr.Play(ctx, d.ID, func(gb28181.Frame) {
+			mu.Lock()
+			defer mu.Unlock()
+			frames++
+			if until != nil && until(frames) {
+				cancel()
+			}
+		})
+		if ctx.Err() == context.DeadlineExceeded {
+			t.Fatalf("Play ran for 2 minutes: err %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return frames, st, err
+	}
+	ended := func(d *simulators.GBDevice) {
+		t.Helper()
+		waitFor(t, 30*time.Second, "the device's dialog ended", func() bool { return d.Streaming() == 0 })
+	}
+
+	t.Run("garbage SDP", func(t *testing.T) {
+		d := start(simulators.FaultBadSDP)
+		if _, _, err := play(d, nil); !errors.Is(err, gb28181.ErrBadAnswer) {
+			t.Fatalf("err %v, want ErrBadAnswer", err)
+		}
+		counted("gridwatch_gb28181_streams_total", "result", "bad_answer", 1)
+		ended(d)
+	})
+	t.Run("no RTP", func(t *testing.T) {
+		d := start(simulators.FaultNoRTP)
+		if _, _, err := play(d, nil); !errors.Is(err, gb28181.ErrNoRTP) {
+			t.Fatalf("err %v, want ErrNoRTP", err)
+		}
+		counted("gridwatch_gb28181_streams_total", "result", "no_rtp", 1)
+		ended(d)
+	})
+	t.Run("wrong SSRC", func(t *testing.T) {
+		d := start(simulators.FaultWrongSSRC)
+		frames, _, err := play(d, nil)
+		if !errors.Is(err, gb28181.ErrNoRTP) || !strings.Contains(err.Error(), "of another SSRC") || frames != 0 {
+			t.Fatalf("err %v after %d frames, want ErrNoRTP naming the SSRC", err, frames)
+		}
+		counted("gridwatch_gb28181_streams_total", "result", "no_rtp", 2)
+		if tr.metric("gridwatch_gb28181_stream_errors_total", "reason", "wrong_ssrc") == 0 {
+			t.Fatal("wrong_ssrc not counted")
+		}
+		ended(d)
+	})
+	t.Run("hangs up", func(t *testing.T) {
+		d := start(simulators.FaultHangUp)
+		// The BYE ends the stream whether or not a frame was read.
+		if _, _, err := play(d, nil); !errors.Is(err, gb28181.ErrHungUp) {
+			t.Fatalf("err %v, want ErrHungUp", err)
+		}
+		counted("gridwatch_gb28181_streams_total", "result", "hung_up", 1)
+		ended(d)
+	})
+	t.Run("goes offline mid-stream", func(t *testing.T) {
+		d := start(simulators.FaultNone)
+		frames, _, err := play(d, func(frames int) bool {
+			if frames == 10 {
+				go d.Close() // its power cut: no more RTP, no answer to BYE
+			}
+			return false
+		})
+		if !errors.Is(err, gb28181.ErrStreamStopped) || frames < 10 {
+			t.Fatalf("err %v after %d frames, want ErrStreamStopped after 10 or more", err, frames)
+		}
+		counted("gridwatch_gb28181_streams_total", "result", "stopped", 1)
+		counted("gridwatch_gb28181_streams_total", "result", "bye_failed", 1)
+	})
+	t.Run("concurrent invites", func(t *testing.T) {
+		d := start(simulators.FaultNone)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		playing, most := 0, 0
+		errs := make(chan error, 5)
+		for range 5 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				frames, first := 0, true
+				_, err := tr.Play(ctx, d.ID, func(gb28181.Frame) {
+					frames++
+					if first {
+						first = false
+						mu.Lock()
+						playing++
+						most = max(most, playing)
+						mu.Unlock()
+					}
+					if frames == 10 {
+						mu.Lock()
+						playing--
+						mu.Unlock()
+						cancel()
+					}
+				})
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("a concurrent stream: %v", err)
+			}
+		}
+		if most > 2 {
+			t.Fatalf("%d streams played at once, MaxStreams 2", most)
+		}
+		counted("gridwatch_gb28181_streams_total", "result", "ok", 5)
+		ended(d)
+	})
+	counted("gridwatch_gb28181_streams_total", "result", "bye_failed", 1) // the device cut off only
+	waitFor(t, 30*time.Second, "the streams' goroutines gone", func() bool { return streamGoroutines() == 0 })
+}

@@ -238,7 +238,7 @@ func TestReceiverFrames(t *testing.T) {
 	defer rc.rr.Close()
 	now := time.Now()
 	for _, p := range pkts {
-		if err := rc.packet(p, now); err != nil {
+		if _, err := rc.packet(p, now); err != nil {
 			t.Fatal(err)
 		}
 	}
