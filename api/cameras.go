@@ -41,6 +41,9 @@ type cameraJSON struct {
 	Name    string      `json:"name,omitempty"`
 	RTSPURL string      `json:"rtsp_url,omitempty"`
 	Health  *healthJSON `json:"health"` // null before the first probe
+	// Sample is the latest stream sample (fps, bitrate, loss; its status
+	// stands until the next sample), left out before the first.
+	Sample *healthJSON `json:"sample,omitempty"`
 }
 
 // healthJSON is one probe of a camera.
@@ -133,6 +136,9 @@ func (s *Server) listCameras(w http.ResponseWriter, r *http.Request) {
 		c := cameraJSON{ID: d.ID, Grid: d.Grid, Name: d.Name, RTSPURL: d.RTSPURL}
 		if h, ok := byID[d.ID]; ok {
 			c.Health = toHealthJSON(h)
+			if h.Sample != nil {
+				c.Sample = toHealthJSON(*h.Sample)
+			}
 		}
 		out = append(out, c)
 	}

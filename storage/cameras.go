@@ -21,6 +21,11 @@ type CameraHealth struct {
 	// Picture is the picture diagnosis of the probe; in the latest health,
 	// of the camera's latest diagnosed sample. Nil without one.
 	Picture *PictureHealth
+	// Sample is, in the latest health, the camera's latest stream sample
+	// (its measured fps, bitrate and loss, which a liveness probe does not
+	// measure, and its status, which a later liveness probe's "ok" does
+	// not clear); nil without one, and in a probe's history.
+	Sample *CameraHealth
 }
 
 // PictureHealth is the picture diagnosis of one stream sample (see
@@ -119,10 +124,33 @@ func scanCameraHealth(scan func(dest ...any) error) (CameraHealth, error) {
 }
 
 // LatestCameraHealth returns the latest probe of every camera, with its
-// latest picture diagnosis, ordered by camera.
+// latest picture diagnosis and its latest stream sample, ordered by
+// camera.
 func (db *DB) LatestCameraHealth(ctx context.Context) ([]CameraHealth, error) {
+	out, err := db.latestCameraHealth(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	samples, err := db.latestCameraHealth(ctx, "WHERE kind = '"+string(rtsp.KindSample)+"'")
+	if err != nil {
+		return nil, err
+	}
+	byCamera := make(map[string]*CameraHealth, len(samples))
+	for i := range samples {
+		samples[i].Picture = nil // the camera's own Picture has it
+		byCamera[samples[i].Camera] = &samples[i]
+	}
+	for i := range out {
+		out[i].Sample = byCamera[out[i].Camera]
+	}
+	return out, nil
+}
+
+// latestCameraHealth returns the latest of the probes where selects, per
+// camera, ordered by camera.
+func (db *DB) latestCameraHealth(ctx context.Context, where string) ([]CameraHealth, error) {
 	query := "SELECT " + db.healthSelect(true) + " FROM " + quoteTable(db.opts.Database, "camera_health") +
-		" GROUP BY camera ORDER BY camera"
+		" " + where + " GROUP BY camera ORDER BY camera"
 	rows, err := db.conn.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("storage: latest camera health: %w", err)

@@ -56,6 +56,13 @@ func TestCameraQueriesIntegration(t *testing.T) {
 	if latest[1].Picture != nil {
 		t.Errorf("cam2 was never diagnosed, yet has picture %+v", latest[1].Picture)
 	}
+	// Beside it the latest stream sample, with what only a sample measures.
+	if s := latest[0].Sample; s == nil || s.Kind != "sample" || s.Status != "degraded" || s.FPS != 25 || !s.TS.Equal(day.Add(time.Hour)) || s.Picture != nil {
+		t.Errorf("latest sample of cam1 = %+v", s)
+	}
+	if latest[1].Sample != nil {
+		t.Errorf("cam2 was never sampled, yet has sample %+v", latest[1].Sample)
+	}
 	hist, err := db.CameraHistory(ctx, "cam1", day, day.Add(48*time.Hour), 2)
 	if err != nil {
 		t.Fatal(err)

@@ -296,13 +296,26 @@ const floodRules = `rules:
     no_group: true
 `
 
+// cityRules are floodRules and a camera's: an unreachable camera raises a
+// case at once, whose page shows the camera's health.
+const cityRules = floodRules + `  - name: camera_unreachable
+    description: The camera does not answer RTSP.
+    match: {types: [camera]}
+    metric: up
+    condition: value < 1
+    severity: major
+    no_group: true
+`
+
 // TestConsoleInBrowser drives the console in headless Chromium against a
 // real gridwatch on a real ClickHouse (e2e/console.test.mjs): sign-in and
 // the token kept out of the address and of localStorage, a breach appearing
 // in the alert queue without a reload and as a case worked to its close
-// with its timeline, the alert's page linking to its case, a scoped token
-// seeing only its grid, a device named as HTML staying text, zh ↔ en, and
-// a screenshot of every view.
+// with its timeline, the queue's filters, bulk dispatch and sign-for, an
+// offline camera's case with the camera's health, the alert's page linking
+// to its case, a scoped token on a wall screen seeing only its grid, a
+// device named as HTML staying text, zh ↔ en, the phone, and a screenshot
+// of every view.
 func TestConsoleInBrowser(t *testing.T) {
 	node := needBrowser(t)
 	farm := &simulators.CameraFarm{Cameras: []simulators.Camera{{Path: "gate"}, {Path: "bridge", Fault: simulators.FaultOffline}, {Path: "market", Fault: simulators.FaultLowFPS}}}
@@ -328,7 +341,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	live := devices.Device{ID: "wl-live", Type: "water_level", Grid: in01.Grid, Lat: in01.Lat, Lon: in01.Lon, Name: "Underpass gauge, Jiefang Rd", Secret: "live-secret-0123456789"}
 	other := devices.Device{ID: "wl-d02", Type: "water_level", Grid: "D02-S01-G01", Name: "Gauge D02", Secret: "d02-secret-0123456789"}
 	xss := devices.Device{ID: "wl-xss", Type: "water_level", Grid: in01.Grid, Lat: in01.Lat + 0.0005, Lon: in01.Lon, Name: `<img src=x onerror=alert(1)>`, Secret: "xss-secret-0123456789"}
-	c := startCity(t, gen, []devices.Device{live, other, xss}, floodRules, farm, nil)
+	c := startCity(t, gen, []devices.Device{live, other, xss}, cityRules, farm, nil)
 	c.publish(t, other, `{"level_cm": 45}`)
 	c.publish(t, xss, `{"level_cm": 12}`)
 	waitFor(t, time.Minute, "the D02 alert", func() bool { return c.openAlerts(t, "device=wl-d02") == 1 })

@@ -8,6 +8,7 @@ let browser;
 const problems = [];
 let page;
 let breachCase = ''; // the case the breach raised, for the screenshots
+let cameraCase = ''; // the offline camera's case
 
 before(async () => {
   browser = await launch();
@@ -107,6 +108,87 @@ describe('console', () => {
     await page.getByTestId('telemetry-chart').waitFor();
     assert.equal(await page.locator('[data-testid=case-page] dt:empty').count(), 0, 'every line of the case card has its label');
     await shot(page, 'en-case');
+  });
+
+  test('filters, then bulk dispatch by the dispatcher and bulk sign-for by the unit', async () => {
+    const ids = [];
+    for (const n of [1, 2, 3]) {
+      const r = await call(tokens.dispatcher, '/api/v1/cases', { method: 'POST', body: { category: 'C0101', description: `bulk test ${n}`, grid: env.live.grid } });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      if (n < 3) {
+        const reg = await call(tokens.dispatcher, `/api/v1/cases/${r.body.id}/register`, { method: 'POST', body: { version: r.body.version, force: true } });
+        assert.equal(reg.status, 200, JSON.stringify(reg.body));
+      }
+      ids.push(r.body.id);
+    }
+    await page.goto(base + '/#/');
+    const rowOf = (p, id, status) => p.locator(`[data-testid=case-row][data-id="${id}"]` + (status ? `[data-status=${status}]` : ''));
+    await rowOf(page, ids[1], 'registered').waitFor();
+    await page.getByTestId('case-filter-text').fill('bulk test');
+    await page.getByTestId('case-count').getByText(/^3 of/).waitFor();
+    // The date filter: received today, not tomorrow.
+    const day = (d) => new Date(Date.now() + d * 86400e3 - new Date().getTimezoneOffset() * 60e3).toISOString().slice(0, 10);
+    await page.getByTestId('case-filter-from').fill(day(0));
+    await page.getByTestId('case-filter-to').fill(day(0));
+    await page.getByTestId('case-count').getByText(/^3 of/).waitFor();
+    await page.getByTestId('case-filter-from').fill(day(1));
+    await page.getByTestId('case-empty').waitFor();
+    await page.getByTestId('case-filter-from').fill('');
+    await page.getByTestId('case-filter-to').fill('');
+    // Severity: none of these is an emergency (gas, fire, flooding).
+    await page.getByTestId('case-filter-urgency').selectOption('emergency');
+    await page.getByTestId('case-empty').waitFor();
+    await page.getByTestId('case-filter-urgency').selectOption('routine');
+    await page.getByTestId('case-filter-status').selectOption('registered');
+    await page.getByTestId('case-count').getByText(/^2 of/).waitFor();
+    await page.getByTestId('case-filter-status').selectOption('');
+    await page.getByTestId('case-count').getByText(/^3 of/).waitFor();
+    // Every one shown is selected; the received one cannot be dispatched
+    // and is skipped, the others go to the D01 unit.
+    await page.getByTestId('case-select-shown').click();
+    await page.getByTestId('case-bulk-bar').getByText('3 selected').waitFor();
+    await page.getByTestId('case-bulk-unit').selectOption('chengguan-d01');
+    await shot(page, 'en-cases-bulk');
+    await page.getByTestId('case-bulk-dispatch').click();
+    await page.getByTestId('case-bulk-done').getByText('2 done').waitFor();
+    assert.match(await page.getByTestId('case-bulk-skipped').textContent(), /1 skipped/);
+    await rowOf(page, ids[0], 'dispatched').waitFor();
+    await rowOf(page, ids[1], 'dispatched').waitFor();
+    await rowOf(page, ids[2], 'received').waitFor();
+    await shot(page, 'en-cases-bulk-done');
+    // The unit's crew signs for both at once.
+    const crew = watch(await browser.ctx.newPage(), problems);
+    await signIn(crew, tokens.crew);
+    await rowOf(crew, ids[1], 'dispatched').waitFor();
+    await crew.getByTestId('case-filter-text').fill('bulk test');
+    await crew.getByTestId('case-count').getByText(/^2 of/).waitFor();
+    assert.equal(await crew.getByTestId('case-bulk-dispatch').count(), 0, 'a unit does not dispatch');
+    await crew.getByTestId('case-select-shown').click();
+    await crew.getByTestId('case-bulk-sign').click();
+    await crew.getByTestId('case-bulk-done').getByText('2 done').waitFor();
+    await rowOf(crew, ids[0], 'handling').waitFor();
+    await rowOf(crew, ids[1], 'handling').waitFor();
+    await shot(crew, 'en-cases-bulk-signed');
+    await crew.close();
+    // The dispatcher's queue follows live.
+    await rowOf(page, ids[1], 'handling').waitFor();
+    await page.getByTestId('case-filter-text').fill('');
+  });
+
+  test("a camera's case shows the camera's health", async () => {
+    let id = '';
+    for (let i = 0; i < 120 && !id; i++) {
+      const r = await call(tokens.dispatcher, '/api/v1/cases?limit=1000&status=' + ['received', 'registered', 'dispatched', 'handling', 'handled', 'verified'].join(','));
+      id = (r.body.cases || []).find((c) => c.device === 'cam-bridge')?.id || '';
+      if (!id) await new Promise((ok) => setTimeout(ok, 500));
+    }
+    assert.ok(id, 'the offline camera raised a case');
+    cameraCase = id;
+    await page.goto(base + '/#/case/' + id);
+    // Unreachable or refused, as the probe found it.
+    await page.locator('[data-testid=case-camera]:not([data-status=ok]):not([data-status=never])').waitFor();
+    await page.getByTestId('case-camera').getByTestId('camera-status').waitFor();
+    await shot(page, 'en-case-camera');
   });
 
   test('a patrol report with a photo becomes a case', async () => {
@@ -209,7 +291,7 @@ describe('console', () => {
     const tid = (id) => `[data-testid=${id}]`;
     const views = [
       ['cases', '#/', tid('case-row')], ['queue', '#/alerts', tid('queue-row')], ['report', '#/report', tid('report-map')], ['map', '#/map', tid('map-cell')], ['cameras', '#/cameras', tid('camera-tile')],
-      ['case', '#/case/' + breachCase, tid('telemetry-chart')],
+      ['case', '#/case/' + breachCase, tid('telemetry-chart')], ['case-camera', '#/case/' + cameraCase, tid('case-camera') + ' ' + tid('camera-status')],
       ['camera', '#/camera/cam-gate', tid('camera-probes')], ['device', '#/device/' + env.live.id, tid('telemetry-chart')],
       ['ranking', '#/ranking', tid('trend-chart')], ['ops', '#/ops', tid('ops-rates') + '[data-ready]'],
     ];
@@ -226,6 +308,13 @@ describe('console', () => {
       }
     }
     assert.equal(await page.evaluate(() => document.documentElement.lang), 'zh-CN');
+    // A new tab has no session (sessionStorage is a tab's): the sign-in, in
+    // the language chosen.
+    const fresh = watch(await browser.ctx.newPage(), problems);
+    await fresh.goto(base + '/');
+    await fresh.getByTestId('signin-form').getByText('登录').first().waitFor();
+    await shot(fresh, 'zh-signin');
+    await fresh.close();
     // The public ranking page (bilingual, printable), as the console's
     // button fetches it with the token.
     const pub = watch(await browser.ctx.newPage(), problems);
@@ -273,11 +362,25 @@ describe('console', () => {
     await still.waitFor();
     assert.ok(await still.evaluate((img) => img.complete && img.naturalWidth > 0), 'the still is a picture');
     assert.match(await still.getAttribute('src'), /^blob:/, 'the still comes from a fetch with the token, not a URL carrying it');
+    // The low-frame-rate camera is degraded by its stream samples, whatever
+    // the liveness probes between them say; its tile shows the fps measured.
+    const market = page.locator('[data-testid=camera-tile][data-id=cam-market]');
+    for (let i = 0; i < 30 && (await market.getAttribute('data-status')) !== 'degraded'; i++) { await page.waitForTimeout(1000); await page.reload(); await market.waitFor(); }
+    assert.equal(await market.getAttribute('data-status'), 'degraded');
+    assert.match(await market.getByTestId('camera-status').textContent(), /low_fps/);
+    assert.match(await market.getByTestId('camera-fps').textContent(), /\d fps/);
     await shot(page, 'en-cameras-stills');
     await page.getByTestId('camera-faulty').check();
-    const statuses = await page.getByTestId('camera-tile').evaluateAll((els) => els.map((e) => e.dataset.status));
-    assert.ok(!statuses.includes('ok'), `faulty only: ${statuses}`);
+    const statuses = await page.getByTestId('camera-tile').evaluateAll((els) => els.map((e) => e.dataset.id + ':' + e.dataset.status));
+    assert.deepEqual(statuses.sort(), ['cam-bridge:unreachable', 'cam-market:degraded'], `faulty only: ${statuses}`);
     await shot(page, 'en-cameras-faulty');
+  });
+
+  test('operations: readiness, ingest, ClickHouse, spool and losses', async () => {
+    await page.goto(base + '/#/ops');
+    await page.locator('[data-testid=ops-rates][data-ready]').waitFor();
+    assert.match(await page.getByTestId('ops-clickhouse').textContent(), /ok/);
+    await page.getByTestId('ops-losses').waitFor();
   });
 
   test('on a phone', async () => {
@@ -289,6 +392,13 @@ describe('console', () => {
     const box = await phone.getByTestId('queue-row').first().boundingBox();
     assert.ok(box.width <= 390, `a row fits the phone: ${box.width}`);
     await shot(phone, 'en-phone-queue');
+    for (const [name, hash, ready] of [['cases', '#/', 'case-row'], ['map', '#/map', 'map-cell'], ['cameras', '#/cameras', 'camera-tile'], ['case', '#/case/' + breachCase, 'timeline'], ['ranking', '#/ranking', 'ranking-table']]) {
+      await phone.goto(base + '/' + hash);
+      await phone.getByTestId(ready).first().waitFor();
+      const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(name === 'ranking' || wide <= 390, `${name} fits the phone's width: ${wide}`);
+      await shot(phone, 'en-phone-' + name);
+    }
     await phone.close();
   });
 });
@@ -298,6 +408,7 @@ describe('a scoped token on a wall screen', () => {
     const wall = await launch();
     try {
       const p = watch(await wall.ctx.newPage(), problems);
+      await p.setViewportSize({ width: 1920, height: 1080 });
       await signIn(p, tokens.d01);
       const st = await p.evaluate(() => ({ href: location.href, local: JSON.stringify(localStorage), session: sessionStorage.getItem('gridwatch.token'), hist: history.length }));
       assert.ok(!st.href.includes('token'), `the address keeps no token: ${st.href}`);
@@ -307,6 +418,10 @@ describe('a scoped token on a wall screen', () => {
       await p.locator('[data-testid=case-row], [data-testid=case-empty]').first().waitFor();
       const caseGrids = await p.getByTestId('case-row').evaluateAll((els) => els.map((e) => e.dataset.grid));
       assert.ok(caseGrids.every((g) => g.startsWith('D01')), `only D01 cases: ${caseGrids}`);
+      await shot(p, 'en-wall-cases');
+      await p.goto(base + '/#/cameras');
+      await p.getByTestId('camera-tile').first().waitFor();
+      await shot(p, 'en-wall-cameras');
       await p.goto(base + '/#/alerts');
       await p.locator('[data-testid=queue-row], [data-testid=queue-empty]').first().waitFor();
       const grids = await p.getByTestId('queue-row').evaluateAll((els) => els.map((e) => e.dataset.device));
@@ -315,7 +430,8 @@ describe('a scoped token on a wall screen', () => {
       await p.getByTestId('map-cell').first().waitFor();
       const cells = await p.getByTestId('map-cell').evaluateAll((els) => els.map((e) => e.dataset.grid));
       assert.ok(cells.length > 0 && cells.every((g) => g.startsWith('D01-')), `only D01 cells: ${cells}`);
-      await shot(p, 'en-scoped-map');
+      await p.waitForTimeout(300); // the markers follow the polygons
+      await shot(p, 'en-wall-scoped-map');
       const device = await call(tokens.d01, '/api/v1/devices/' + env.other.id);
       assert.equal(device.status, 404);
       await p.goto(base + '/#/device/' + env.other.id);

@@ -44,8 +44,10 @@ export function watch(page, problems) {
   return page;
 }
 
+// shot saves the whole page (a case page's timeline runs below the fold;
+// the queues and the map fill the window and scroll inside it).
 export async function shot(page, name) {
-  await page.screenshot({ path: join(artifacts, name + '.png'), fullPage: false });
+  await page.screenshot({ path: join(artifacts, name + '.png'), fullPage: true });
 }
 
 // publish sends a reading as a device with mosquitto_pub, a client other

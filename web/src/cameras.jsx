@@ -8,6 +8,68 @@ import { Chart } from './chart.jsx';
 
 const healthy = (h) => h && (h.status === 'ok');
 
+// camState is what a camera's tile says: its latest probe's status, unless
+// that is a liveness probe's "ok" after a stream sample that found a fault
+// (a liveness probe cannot see a low frame rate or a frozen picture): then
+// the sample's, until the next sample. It is "never" before any probe.
+export function camState(h, sample) {
+  if (!h) return { status: 'never', detail: '' };
+  if (healthy(h) && sample && !healthy(sample)) return { status: sample.status, detail: sample.detail || '', bySample: true };
+  return { status: h.status, detail: h.detail || '' };
+}
+
+const tone = (status) => (status === 'ok' ? 'ok' : status === 'degraded' ? 'warn' : status === 'never' ? 'none' : 'bad');
+
+// Measures are the figures a stream sample measured: codec, size, fps,
+// bitrate (from the latest probe when it has them, else the sample's).
+function Measures({ h, sample }) {
+  const m = h && h.fps ? h : sample || h;
+  if (!m) return null;
+  return (
+    <>
+      <span data-testid="camera-codec">{m.codec || '—'} {m.width ? `${m.width}×${m.height}` : ''}</span>
+      <span data-testid="camera-fps">{m.fps ? `${fmtNum(m.fps)} ${t('fps')} · ${fmtNum(m.bitrate_kbps, 0)} kbit/s` : '—'}{m.loss_pct ? ` · ${t('loss')} ${fmtNum(m.loss_pct)}%` : ''}</span>
+    </>
+  );
+}
+
+// StatusPill shows a camera's state, with why when degraded.
+function StatusPill({ st }) {
+  return (
+    <span class={'pill cam-pill ' + tone(st.status)} data-testid="camera-status" title={st.bySample ? t('bySample') : ''}>
+      {st.status === 'never' ? t('never') : t('camStatus.' + st.status)}{st.detail ? ' · ' + st.detail : ''}
+    </span>
+  );
+}
+
+// CameraHealth is a camera's health on the page of a case about it: its
+// still, its state, what the latest sample measured and when it was last
+// probed, with a link to its probe history.
+export function CameraHealth({ id }) {
+  const res = useAPI('/api/v1/cameras/' + encodeURIComponent(id) + '/health?limit=50');
+  const probes = res.data?.probes || [];
+  const h = probes[0];
+  const sample = probes.find((p) => p.kind === 'sample');
+  const st = camState(h, sample);
+  return (
+    <div class="card camera-health" data-testid="case-camera" data-status={st.status}>
+      <h3>{t('cameraHealth')} <a class="small" href={'#/camera/' + encodeURIComponent(id)}>{t('probes')}</a></h3>
+      {res.error ? <p class="error">{res.error.message}</p> : (
+        <div class="camera-health-body">
+          <Still id={id} />
+          <div class="tile-facts">
+            <StatusPill st={st} />
+            <Measures h={h} sample={sample} />
+            <small class="muted">{t('lastProbe')}: {h ? fmtTime(h.time) : '—'}</small>
+            {sample && <small class="muted">{t('lastSample')}: {fmtTime(sample.time)}</small>}
+            {h && h.error && <small class="error">{h.error}</small>}
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}
+
 // stillEvery is how often a still in view is fetched again: the prober
 // keeps a camera's last good picture, taken at each stream sample.
 const stillEvery = 60e3;
@@ -63,7 +125,7 @@ export function CameraWall() {
   }, [avail.data]);
   if (cams.error) return <p class="error" data-testid="cameras-error">{cams.error.message}</p>;
   if (!cams.data) return <p class="muted pad">{t('loading')}</p>;
-  const list = cams.data.cameras.filter((c) => !faulty || !healthy(c.health));
+  const list = cams.data.cameras.filter((c) => !faulty || camState(c.health, c.sample).status !== 'ok');
   return (
     <section data-testid="camera-wall">
       <div class="filters">
@@ -77,15 +139,14 @@ export function CameraWall() {
         {list.map((c) => {
           const h = c.health;
           const a = pct[c.id];
-          const st = h ? h.status : 'never';
+          const st = camState(h, c.sample);
           return (
-            <a class={'tile cam-' + (h ? (healthy(h) ? 'ok' : h.status === 'degraded' ? 'warn' : 'bad') : 'none')} href={'#/camera/' + encodeURIComponent(c.id)} data-testid="camera-tile" data-id={c.id} data-status={st}>
+            <a class={'tile cam-' + tone(st.status)} href={'#/camera/' + encodeURIComponent(c.id)} data-testid="camera-tile" data-id={c.id} data-status={st.status}>
               <Still id={c.id} />
               <b class="name">{c.name || c.id}</b>
               <small class="muted">{c.id} · {c.grid}</small>
-              <span class="pill">{h ? t('camStatus.' + h.status) : t('never')}</span>
-              {h && <span>{h.codec || '—'} {h.width ? `${h.width}×${h.height}` : ''}</span>}
-              {h && h.fps ? <span>{fmtNum(h.fps)} {t('fps')} · {fmtNum(h.bitrate_kbps, 0)} kbit/s</span> : null}
+              <StatusPill st={st} />
+              <Measures h={h} sample={c.sample} />
               <small class="muted">{t('lastProbe')}: {h ? fmtTime(h.time) : '—'}</small>
               <small>{t('availability')}: {a && a.probes ? fmtNum((100 * a.up) / a.probes) + '%' : '—'}</small>
             </a>

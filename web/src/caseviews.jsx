@@ -12,6 +12,7 @@ import { useAPI, useMedia, useNow, useVirtual } from './hooks.js';
 import { Select } from './queue.jsx';
 import { MiniMap } from './minimap.jsx';
 import { TelemetryChart } from './chart.jsx';
+import { CameraHealth } from './cameras.jsx';
 
 let categoryList = null;
 // useCategories returns the case categories and a code → name map.
@@ -22,8 +23,19 @@ export function useCategories() {
     api('/api/v1/cases/categories').then((d) => { categoryList = d.categories; setList(d.categories); }).catch(() => setList([]));
   }, []);
   const names = useMemo(() => Object.fromEntries((list || []).map((c) => [c.code, (lang === 'zh-CN' ? c.name_zh : c.name_en) || c.name_zh || c.code])), [list]);
-  return { list: list || [], names };
+  const emergency = useMemo(() => new Set((list || []).filter((c) => c.emergency).map((c) => c.code)), [list]);
+  return { list: list || [], names, emergency };
 }
+
+// urgency is a case's severity as the case loop knows it: its category's
+// (an emergency category, such as gas, fire or flooding, runs its
+// deadlines in natural hours), for a case carries no severity of its own.
+const urgency = (c, cats) => (cats.emergency.has(c.category) ? 'emergency' : 'routine');
+
+// dayStart and dayEnd are the bounds, in epoch ms, of a date input's day
+// (YYYY-MM-DD) in the browser's time zone; 0 for none.
+const dayStart = (d) => (d ? new Date(d + 'T00:00').getTime() : 0);
+const dayEnd = (d) => (d ? new Date(d + 'T00:00').getTime() + 86400e3 : 0);
 
 function CaseDue({ c, now }) {
   const d = cases.due(c);
@@ -63,7 +75,7 @@ export function CaseQueue({ me, params }) {
   const cats = useCategories();
   const units = useAPI('/api/v1/units');
   const unitName = useMemo(() => Object.fromEntries((units.data?.units || []).map((u) => [u.code, u.name || u.code])), [units.data]);
-  const [f, setF] = useState(() => ({ status: params.get('status') || '', source: '', category: '', unit: params.get('unit') || '', grid: params.get('grid') || '', overdue: params.get('overdue') === '1', text: params.get('text') || '', sort: 'fired' }));
+  const [f, setF] = useState(() => ({ status: params.get('status') || '', source: '', category: '', urgency: '', unit: params.get('unit') || '', grid: params.get('grid') || '', overdue: params.get('overdue') === '1', from: '', to: '', text: params.get('text') || '', sort: 'fired' }));
   const set = (k) => (v) => setF((o) => ({ ...o, [k]: v }));
   const now = useNow(1000);
   const all = useMemo(() => [...st.byId.values()], [st.version]);
@@ -71,7 +83,10 @@ export function CaseQueue({ me, params }) {
     if (f.status && c.status !== f.status) return false;
     if (f.source && c.source !== f.source) return false;
     if (f.category && c.category !== f.category) return false;
+    if (f.urgency && urgency(c, cats) !== f.urgency) return false;
     if (f.unit && c.unit !== f.unit) return false;
+    if (f.from && !(Date.parse(c.received) >= dayStart(f.from))) return false;
+    if (f.to && !(Date.parse(c.received) < dayEnd(f.to))) return false;
     if (f.grid && !(c.grid === f.grid || (c.grid || '').startsWith(f.grid + '-'))) return false;
     if (f.overdue && !cases.overdue(c)) return false;
     if (f.text) {
@@ -79,7 +94,7 @@ export function CaseQueue({ me, params }) {
       if (![c.id, c.device, c.description, c.address, c.grid, c.unit, c.reporter, cats.names[c.category]].some((v) => v && v.toLowerCase().includes(s))) return false;
     }
     return true;
-  }).sort(caseSorters[f.sort]), [all, f, cats.names, f.overdue ? Math.floor(now / 60e3) : 0]);
+  }).sort(caseSorters[f.sort]), [all, f, cats.names, cats.emergency, f.overdue ? Math.floor(now / 60e3) : 0]);
   const [sel, setSel] = useState(() => new Set());
   const [msg, setMsg] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -93,15 +108,18 @@ export function CaseQueue({ me, params }) {
   const bulk = async (kind, extra) => {
     setBusy(true);
     let ok = 0;
+    let skipped = 0;
     const errs = [];
     for (const id of sel) {
-      const c = st.byId.get(id);
+      // The latest state: an earlier answer or the stream may have moved it.
+      const c = cases.snapshot().byId.get(id);
       if (!c) continue;
+      if (!may(c, kind)) { skipped++; continue; }
       try { await cases.act(c, kind, extra); ok++; } catch (e) { errs.push(await explainCase(c, e)); }
     }
     setBusy(false);
     setSel(new Set());
-    setMsg({ ok, errs });
+    setMsg({ ok, errs, skipped });
   };
   const toggle = (id) => setSel((s) => { const n = new Set(s); n.has(id) ? n.delete(id) : n.add(id); return n; });
   const bulkSign = roleMay(me.role, 'sign');
@@ -110,18 +128,22 @@ export function CaseQueue({ me, params }) {
   return (
     <section class="queue" data-testid="case-queue">
       <div class={'filters' + (showFilters ? ' open' : '')}>
-        <button type="button" class="ghost small filter-toggle" onClick={() => setShowFilters(!showFilters)}>{t('filters', { n: ['status', 'source', 'category', 'unit', 'grid', 'text'].filter((k) => f[k]).length + (f.overdue ? 1 : 0) })}</button>
+        <button type="button" class="ghost small filter-toggle" onClick={() => setShowFilters(!showFilters)} data-testid="case-filter-toggle">{t('filters', { n: ['status', 'source', 'category', 'urgency', 'unit', 'grid', 'from', 'to', 'text'].filter((k) => f[k]).length + (f.overdue ? 1 : 0) })}</button>
         <Select label={t('filterStatus')} value={f.status} onChange={set('status')} options={cases.openStatuses} testid="case-filter-status" render={(o) => t('caseStatus.' + o)} />
         <Select label={t('source')} value={f.source} onChange={set('source')} options={cases.sources} testid="case-filter-source" render={(o) => t('sources.' + o)} />
         <Select label={t('filterCategory')} value={f.category} onChange={set('category')} options={[...new Set(all.map((c) => c.category).filter(Boolean))].sort()} testid="case-filter-category" render={(o) => cats.names[o] || o} />
+        <Select label={t('filterSeverity')} value={f.urgency} onChange={set('urgency')} options={['emergency', 'routine']} testid="case-filter-urgency" render={(o) => t('urgency.' + o)} />
         <Select label={t('filterUnit')} value={f.unit} onChange={set('unit')} options={Object.keys(unitName)} testid="case-filter-unit" render={(o) => unitName[o]} />
-        <label class="field">{t('filterGrid')}<input value={f.grid} onInput={(e) => set('grid')(e.currentTarget.value.trim())} size="12" /></label>
+        <label class="field">{t('filterGrid')}<input value={f.grid} onInput={(e) => set('grid')(e.currentTarget.value.trim())} size="12" data-testid="case-filter-grid" /></label>
+        <label class="field">{t('receivedFrom')}<input type="date" value={f.from} onInput={(e) => set('from')(e.currentTarget.value)} data-testid="case-filter-from" /></label>
+        <label class="field">{t('receivedTo')}<input type="date" value={f.to} onInput={(e) => set('to')(e.currentTarget.value)} data-testid="case-filter-to" /></label>
         <label class="field">{t('search')}<input type="search" value={f.text} onInput={(e) => set('text')(e.currentTarget.value)} size="14" data-testid="case-filter-text" /></label>
         <label class="field">{t('sort')}
           <select value={f.sort} onChange={(e) => set('sort')(e.currentTarget.value)}>{Object.keys(caseSorters).map((k) => <option value={k}>{t('sorts.' + k)}</option>)}</select>
         </label>
-        <label class="check"><input type="checkbox" checked={f.overdue} onChange={(e) => set('overdue')(e.currentTarget.checked)} />{t('filterOverdue')}</label>
+        <label class="check"><input type="checkbox" checked={f.overdue} onChange={(e) => set('overdue')(e.currentTarget.checked)} data-testid="case-filter-overdue" />{t('filterOverdue')}</label>
         <span class="spacer" />
+        {canBulk && rows.length > 0 && <button type="button" class="ghost small" onClick={() => setSel(new Set(rows.map((c) => c.id)))} data-testid="case-select-shown">{t('selectShown', { n: rows.length })}</button>}
         <span class={'live ' + st.live} data-testid="case-live">{t('live.' + st.live)}</span>
         <span class="count" data-testid="case-count">{t('shown', { n: rows.length, total: st.byId.size })}{!st.complete && st.loaded ? ' · ' + t('loadingMore', { n: st.byId.size }) : ''}</span>
       </div>
@@ -141,7 +163,8 @@ export function CaseQueue({ me, params }) {
       )}
       {msg && (
         <div class={'notice' + (msg.errs.length ? ' bad' : '')} data-testid="case-message" role="status">
-          {msg.ok > 0 && <span>{t('done', { n: msg.ok })} </span>}
+          {msg.ok > 0 && <span data-testid="case-bulk-done">{t('done', { n: msg.ok })} </span>}
+          {msg.skipped > 0 && <span data-testid="case-bulk-skipped">{t('skipped', { n: msg.skipped })} </span>}
           {msg.errs.length > 0 && <span>{t('failed', { n: msg.errs.length })}: </span>}
           {msg.errs.map((e) => <div data-testid="action-error">{e}</div>)}
           <button class="ghost" onClick={() => setMsg(null)}>×</button>
@@ -162,7 +185,7 @@ export function CaseQueue({ me, params }) {
                 {canBulk ? <input type="checkbox" checked={sel.has(c.id)} onChange={() => toggle(c.id)} data-testid="case-select" aria-label={c.id} /> : <span />}
                 <span class="sev pill">{t('sources.' + c.source)}</span>
                 <a class="what" href={'#/case/' + encodeURIComponent(c.id)} data-testid="case-link">
-                  <b>{cats.names[c.category] || c.category}{c.description ? ' · ' + c.description : ''}</b>
+                  <b>{cats.emergency.has(c.category) && <span class="pill sev-critical" data-testid="case-emergency">{t('urgency.emergency')}</span>} {cats.names[c.category] || c.category}{c.description ? ' · ' + c.description : ''}</b>
                   <small>{c.id} · {c.device ? c.device + ' · ' : ''}{c.grid}{c.address ? ' · ' + c.address : ''}</small>
                 </a>
                 <span class="unit">{unitName[c.unit] || c.unit || '—'}</span>
@@ -274,8 +297,14 @@ function CaseActions({ c, me, onDone }) {
   );
 }
 
+// measured are the events a deadline is measured against (sign-for,
+// handling, closing); on the others (a dispatch, a registration, an
+// extension) the deadline is the one the event set.
+const measured = new Set(['sign', 'handle', 'close']);
+
 function caseDeadline(e) {
   if (!e.due) return null;
+  if (!measured.has(e.kind)) return <span class="pill" title={fmtTime(e.due)} data-testid="event-deadline-set">{t('deadlineSet', { t: fmtTime(e.due) })}</span>;
   const met = Date.parse(e.ts) <= Date.parse(e.due);
   return <span class={'pill ' + (met ? 'st-ok' : 'st-bad')} title={fmtTime(e.due)} data-testid="event-deadline">{t(met ? 'met' : 'missed')} {fmtTime(e.due)}</span>;
 }
@@ -327,6 +356,7 @@ export function CasePage({ id, me }) {
         </div>
         <div class="card"><CaseActions c={c} me={me} onDone={res.reload} /></div>
       </div>
+      {dev.data?.type === 'camera' && <CameraHealth id={c.device} />}
       <MiniMap grid={c.grid} lat={lat} lon={lon} />
       {c.device && (latest.data?.metrics || []).length > 0 && (
         <div class="card">

@@ -1,9 +1,9 @@
 // chart.jsx draws time series with uPlot: small, fast on canvas, and
 // without inline styles that the CSP would refuse.
 import uPlot from 'uplot';
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useMemo, useRef } from 'preact/hooks';
 import { useAPI } from './hooks.js';
-import { fmtMonth, fmtTime, t } from './i18n.js';
+import { fmtMonth, fmtTick, fmtTime, t } from './i18n.js';
 import { q } from './api.js';
 
 function cssVar(name, fallback) {
@@ -12,8 +12,9 @@ function cssVar(name, fallback) {
 
 // Chart draws series over x (epoch seconds): series is [{label, values,
 // color?}]. With months, x are the starts of months, and the axis names
-// them.
-export function Chart({ x, series, height = 260, testid = 'chart', months = false }) {
+// them. span ([from, to], epoch seconds), when given, is the x axis,
+// whatever part of it has data.
+export function Chart({ x, series, height = 260, testid = 'chart', months = false, span }) {
   const el = useRef(null);
   useEffect(() => {
     const node = el.current;
@@ -25,8 +26,9 @@ export function Chart({ x, series, height = 260, testid = 'chart', months = fals
     const opts = {
       width: node.clientWidth || 600,
       height,
-      scales: { x: { time: true } },
-      axes: [months ? { ...axis, splits: () => x, values: (u, v) => v.map((sec) => fmtMonth(sec * 1000)) } : axis, { ...axis, size: 60 }],
+      scales: { x: span ? { time: true, auto: false, range: () => span } : { time: true } },
+      axes: [months ? { ...axis, splits: () => x, values: (u, v) => v.map((sec) => fmtMonth(sec * 1000)) }
+        : { ...axis, values: (u, v) => v.map((sec) => fmtTick(sec * 1000, 1000 * (u.scales.x.max - u.scales.x.min))) }, { ...axis, size: 60 }],
       series: [{ label: t('chartTime'), value: (u, v) => (v == null ? '—' : months ? fmtMonth(v * 1000) : fmtTime(v * 1000)) }, ...series.map((s, i) => ({ label: s.label, stroke: s.color || palette[i % palette.length], width: s.width || 1.5, dash: s.dash, spanGaps: false, points: { show: x.length < 80 } }))],
       legend: { live: true },
     };
@@ -34,7 +36,7 @@ export function Chart({ x, series, height = 260, testid = 'chart', months = fals
     const ro = new ResizeObserver(() => plot.setSize({ width: node.clientWidth, height }));
     ro.observe(node);
     return () => { ro.disconnect(); plot.destroy(); };
-  }, [x, series, height, months]);
+  }, [x, series, height, months, span && span[0], span && span[1]]);
   if (!x.length) return <p class="muted" data-testid={testid + '-empty'}>{t('noData')}</p>;
   return <div class="chart" ref={el} data-testid={testid} />;
 }
@@ -48,15 +50,21 @@ export const ranges = { '1h': [3600e3, '10s'], '6h': [6 * 3600e3, '1m'], '24h': 
 export function TelemetryChart({ device, metric, from, to, step }) {
   const path = metric ? `/api/v1/devices/${encodeURIComponent(device)}/telemetry` + q({ metric, from: Math.floor(from), to: Math.floor(to), step }) : null;
   const res = useAPI(path);
+  // Made once per answer: a page that redraws every second (a countdown)
+  // must not make the chart anew each time.
+  const { x, series } = useMemo(() => {
+    const b = res.data?.buckets || [];
+    return {
+      x: b.map((v) => v.ts / 1000),
+      series: [
+        { label: t('stat.avg'), values: b.map((v) => v.avg), width: 2 },
+        { label: t('stat.min'), values: b.map((v) => v.min), dash: [4, 4], width: 1 },
+        { label: t('stat.max'), values: b.map((v) => v.max), dash: [4, 4], width: 1 },
+      ],
+    };
+  }, [res.data]);
   if (!metric) return null;
   if (res.loading && !res.data) return <p class="muted">{t('loading')}</p>;
   if (res.error) return <p class="error">{res.error.message}</p>;
-  const b = res.data?.buckets || [];
-  const x = b.map((v) => v.ts / 1000);
-  const series = [
-    { label: t('stat.avg'), values: b.map((v) => v.avg), width: 2 },
-    { label: t('stat.min'), values: b.map((v) => v.min), dash: [4, 4], width: 1 },
-    { label: t('stat.max'), values: b.map((v) => v.max), dash: [4, 4], width: 1 },
-  ];
-  return <Chart x={x} series={series} testid="telemetry-chart" />;
+  return <Chart x={x} series={series} testid="telemetry-chart" span={[Math.floor(from / 1000), Math.ceil(to / 1000)]} />;
 }

@@ -1,10 +1,12 @@
-// device.jsx is a device's page: registry data, status, latest values and
-// a telemetry chart over a chosen range.
+// device.jsx is a device's page: registry data, status (a camera's: its
+// health from its probes), latest values and a telemetry chart over a
+// chosen range.
 import { useMemo, useState } from 'preact/hooks';
 import { useAPI } from './hooks.js';
 import { fmtNum, fmtTime, t } from './i18n.js';
 import { TelemetryChart, ranges } from './chart.jsx';
 import { MiniMap } from './minimap.jsx';
+import { CameraHealth } from './cameras.jsx';
 
 export function DevicePage({ id }) {
   const dev = useAPI('/api/v1/devices/' + encodeURIComponent(id));
@@ -30,9 +32,9 @@ export function DevicePage({ id }) {
             <dt>{t('grid')}</dt><dd><a href={'#/map?grid=' + encodeURIComponent(d.grid)}>{d.grid}</a></dd>
             <dt>{t('location')}</dt><dd>{d.lat || d.lon ? `${fmtNum(d.lat, 6)}, ${fmtNum(d.lon, 6)}` : '—'}</dd>
             {d.install_date && <><dt>{t('installed')}</dt><dd>{d.install_date}</dd></>}
-            <dt>{t('filterStatus')}</dt>
-            <dd><span class={'pill ' + (d.status.online ? 'st-ok' : 'st-off')} data-testid="device-status">{t(d.status.online ? 'online' : 'offline')}</span>
-              {d.status.since && <small class="muted"> {t('since')} {fmtTime(d.status.since)}</small>}</dd>
+            {d.type !== 'camera' && <><dt>{t('filterStatus')}</dt>
+              <dd><span class={'pill ' + (d.status.online ? 'st-ok' : 'st-off')} data-testid="device-status">{t(d.status.online ? 'online' : 'offline')}</span>
+                {d.status.since && <small class="muted"> {t('since')} {fmtTime(d.status.since)}</small>}</dd></>}
             {d.rtsp_url && <><dt>RTSP</dt><dd><a href={'#/camera/' + encodeURIComponent(d.id)}>{d.rtsp_url}</a></dd></>}
           </dl>
           <p><a href={'#/?text=' + encodeURIComponent(d.id)}>{t('openQueue')}</a></p>
@@ -50,6 +52,7 @@ export function DevicePage({ id }) {
           )}
         </div>
       </div>
+      {d.type === 'camera' && <CameraHealth id={d.id} />}
       <div class="card">
         <h3>{t('telemetry')}
           <select value={chosen} onChange={(e) => setMetric(e.currentTarget.value)} data-testid="device-metric">

@@ -32,7 +32,7 @@ export function useAPI(path, opts) {
 
 // useVirtual drives @tanstack/virtual-core's Virtualizer over the element
 // in scrollRef: only the rows in view (and overscan) are rendered, so a
-// queue of tens of thousands of work orders paints as fast as one of ten.
+// queue of tens of thousands of cases paints as fast as one of ten.
 export function useVirtual(count, scrollRef, rowHeight) {
   const [, rerender] = useReducer((x) => x + 1, 0);
   const v = useMemo(() => new Virtualizer({

@@ -25,21 +25,22 @@ const en = {
   categories: { municipal: 'municipal', water: 'water', environment: 'environment', lighting: 'lighting', sanitation: 'sanitation', heating: 'heating', construction: 'construction', gas: 'gas', fire: 'fire', video: 'video' },
   events: { fire: 'fired', refire: 'fired again', clear: 'cleared', escalate: 'escalated', deescalate: 'de-escalated', overdue: 'overdue', remind: 'reminder', join: 'joined', ack: 'signed for', dispatch: 'dispatched', resolve: 'resolved', close: 'closed', reopen: 'reopened', comment: 'comment', case: 'taken in as a case', unsilence: 'silence ended' },
   filters: 'Filters ({n})', firedSince: 'Fired since', all: 'all', filterStatus: 'Status', filterSeverity: 'Severity', filterCategory: 'Category', filterUnit: 'Unit', filterGrid: 'Grid', filterOverdue: 'Overdue only', search: 'Search',
+  urgency: { emergency: 'emergency', routine: 'routine' }, receivedFrom: 'Received from', receivedTo: 'Received to',
   sort: 'Sort', sorts: { fired: 'newest', due: 'deadline', severity: 'severity' },
-  shown: '{n} of {total}', loadingMore: 'loading {n}…', selected: '{n} selected', clearSel: 'Clear',
+  shown: '{n} of {total}', loadingMore: 'loading {n}…', selected: '{n} selected', clearSel: 'Clear', selectShown: 'Select the {n} shown',
   bulkDispatch: 'Dispatch {n}', unitRouted: 'routed unit',
-  done: '{n} done', failed: '{n} failed', conflict: 'Work order {id} was changed by someone else meanwhile (now version {v}); it was reloaded: look again and retry.',
-  overdueBy: 'overdue {t}', noDue: '—',
+  done: '{n} done', skipped: '{n} skipped (not allowed in their status)', failed: '{n} failed', conflict: 'Case {id} was changed by someone else meanwhile (now version {v}); it was reloaded: look again and retry.',
+  overdueBy: 'overdue {t}', deadlineSet: 'due {t}', met: 'met', missed: 'missed', noDue: '—',
   fired: 'Fired', updated: 'Updated', clearedAt: 'Cleared', conditionLabel: 'Condition', case: 'Case', caseOf: 'case {id}', noCaseYet: 'no case yet', escalated: 'escalated', members: 'Devices',
   timeline: 'Timeline', actor: 'Actor', note: 'Note', unit: 'Unit', grid: 'Grid', value: 'Value', summary: 'Summary', rule: 'Rule',
   noActions: 'Your role ({role}) may only look.',
   meta: 'Details', type: 'Type', name: 'Name', location: 'Location', online: 'online', offline: 'offline', alerting: 'alerting', since: 'since', installed: 'Installed',
   latest: 'Latest values', telemetry: 'Telemetry', metric: 'Metric', range: 'Range', noData: 'No readings in this range.',
   whereIs: 'Where', openCases: 'open', overdueCases: 'overdue', devices: 'devices', legend: 'Legend', showDevices: 'Devices', openQueue: 'Open its cases',
-  faultyOnly: 'Faulty only', codec: 'Codec', resolution: 'Resolution', fps: 'fps', bitrate: 'Bitrate', lastProbe: 'Last probe', availability: 'Availability (7 d)', probes: 'Probes', never: 'never probed',
-  camStatus: { ok: 'ok', degraded: 'degraded', unreachable: 'unreachable', refused: 'refused', auth_failed: 'auth failed', not_found: 'not found', no_video_track: 'no video', unsupported_codec: 'unsupported codec', stalled: 'stalled', error: 'error' }, quiet: 'no open orders',
+  faultyOnly: 'Faulty only', codec: 'Codec', resolution: 'Resolution', fps: 'fps', bitrate: 'Bitrate', lastProbe: 'Last probe', lastSample: 'Last stream sample', cameraHealth: 'Camera health', loss: 'loss', bySample: 'as the latest stream sample found', availability: 'Availability (7 d)', probes: 'Probes', never: 'never probed',
+  camStatus: { ok: 'ok', degraded: 'degraded', unreachable: 'unreachable', refused: 'refused', auth_failed: 'auth failed', not_found: 'not found', no_video_track: 'no video', unsupported_codec: 'unsupported codec', stalled: 'stalled', error: 'error' }, quiet: 'no open cases',
   spoolKeys: { segments: 'segments', rows: 'rows waiting', bytes: 'size', max_bytes: 'bound', oldest_segment_age_seconds: 'oldest (s)', replay_rows_per_second: 'replay (rows/s)', quarantined_segments: 'quarantined' },
-  ready: 'Ready', notReady: 'Not ready', checks: 'Checks', spool: 'Spool', losses: 'Losses', noLosses: 'Nothing lost.', ingestRate: 'Ingest', perSecond: '{n}/s', messages: 'messages', readings: 'readings stored',
+  ready: 'Ready', notReady: 'Not ready', checks: 'Checks', spool: 'Spool', losses: 'Losses', noLosses: 'Nothing lost.', ingestRate: 'Ingest', perSecond: '{n}/s', messages: 'messages', readings: 'readings stored', chState: 'state', chBatches: 'batches stored', chInsert: 'mean INSERT', chRetries: 'INSERTs retried', chFailed: 'batches given up',
   units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', overdueTotal: 'Overdue', mttr: 'MTTR', callIn: 'call-in', trend: 'Score by month', band: 'Band', composite: 'Composite', handledOnTime: 'Handled on time', closingRate: 'Closed', reworkRate: 'Rework', satisfaction: 'Satisfaction', dispatchers: 'Dispatchers', publicRanking: 'Public ranking (HTML)',
   views: { caseUnits: 'Cases · units', caseGrids: 'Cases · grids', caseDispatchers: 'Cases · dispatchers' }, period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
   notFound: 'Not found (or outside your scope).',
@@ -68,21 +69,22 @@ const zh = {
   categories: { municipal: '市政', water: '水务', environment: '环境', lighting: '照明', sanitation: '环卫', heating: '供热', construction: '住建', gas: '燃气', fire: '消防', video: '视频' },
   events: { fire: '告警', refire: '再次告警', clear: '恢复', escalate: '升级', deescalate: '降级', overdue: '超时', remind: '催办', join: '合并', ack: '签收', dispatch: '派遣', resolve: '处置', close: '结案', reopen: '重开', comment: '备注', case: '转为案卷', unsilence: '静默结束' },
   filters: '筛选（{n}）', firedSince: '告警日期起', all: '全部', filterStatus: '状态', filterSeverity: '级别', filterCategory: '类别', filterUnit: '责任单位', filterGrid: '网格', filterOverdue: '只看超时', search: '搜索',
+  urgency: { emergency: '紧急', routine: '一般' }, receivedFrom: '受理日期起', receivedTo: '受理日期止',
   sort: '排序', sorts: { fired: '最新', due: '时限', severity: '级别' },
-  shown: '{n} / {total}', loadingMore: '正在加载 {n}…', selected: '已选 {n}', clearSel: '清除',
+  shown: '{n} / {total}', loadingMore: '正在加载 {n}…', selected: '已选 {n}', clearSel: '清除', selectShown: '全选所示 {n} 件',
   bulkDispatch: '派遣 {n} 件', unitRouted: '默认单位',
-  done: '成功 {n} 件', failed: '失败 {n} 件', conflict: '工单 {id} 已被他人修改（当前版本 {v}），已重新加载，请确认后重试。',
-  overdueBy: '已超时 {t}', noDue: '—',
+  done: '成功 {n} 件', skipped: '跳过 {n} 件（当前状态不可操作）', failed: '失败 {n} 件', conflict: '案卷 {id} 已被他人修改（当前版本 {v}），已重新加载，请确认后重试。',
+  overdueBy: '已超时 {t}', deadlineSet: '时限 {t}', met: '按时', missed: '超时', noDue: '—',
   fired: '告警时间', updated: '更新时间', clearedAt: '恢复时间', conditionLabel: '状态', case: '案卷', caseOf: '案卷 {id}', noCaseYet: '尚未立卷', escalated: '已升级', members: '设备',
   timeline: '处理过程', actor: '操作人', note: '备注', unit: '责任单位', grid: '网格', value: '数值', summary: '摘要', rule: '规则',
   noActions: '您的角色（{role}）只能查看。',
   meta: '基本信息', type: '类型', name: '名称', location: '位置', online: '在线', offline: '离线', alerting: '告警', since: '自', installed: '安装日期',
   latest: '最新读数', telemetry: '监测曲线', metric: '指标', range: '时间范围', noData: '该时间段内没有读数。',
   whereIs: '位置', openCases: '在办', overdueCases: '超时', devices: '设备', legend: '图例', showDevices: '设备', openQueue: '查看其案卷',
-  faultyOnly: '只看故障', codec: '编码', resolution: '分辨率', fps: '帧率', bitrate: '码率', lastProbe: '最近检测', availability: '在线率（7 天）', probes: '检测记录', never: '尚未检测',
+  faultyOnly: '只看故障', codec: '编码', resolution: '分辨率', fps: '帧率', bitrate: '码率', lastProbe: '最近检测', lastSample: '最近取流', cameraHealth: '摄像机状态', loss: '丢包', bySample: '按最近一次取流检测', availability: '在线率（7 天）', probes: '检测记录', never: '尚未检测',
   camStatus: { ok: '正常', degraded: '质量下降', unreachable: '无法连接', refused: '拒绝连接', auth_failed: '认证失败', not_found: '流不存在', no_video_track: '无视频', unsupported_codec: '编码不支持', stalled: '画面停滞', error: '错误' }, quiet: '无在办',
   spoolKeys: { segments: '段数', rows: '待写行数', bytes: '大小', max_bytes: '上限', oldest_segment_age_seconds: '最旧（秒）', replay_rows_per_second: '回放（行/秒）', quarantined_segments: '隔离段' },
-  ready: '就绪', notReady: '未就绪', checks: '检查项', spool: '磁盘缓存', losses: '数据损失', noLosses: '没有数据损失。', ingestRate: '接入速率', perSecond: '{n}/秒', messages: '消息', readings: '已存读数',
+  ready: '就绪', notReady: '未就绪', checks: '检查项', spool: '磁盘缓存', losses: '数据损失', noLosses: '没有数据损失。', ingestRate: '接入速率', perSecond: '{n}/秒', messages: '消息', readings: '已存读数', chState: '状态', chBatches: '写入批次', chInsert: '平均写入耗时', chRetries: '写入重试', chFailed: '放弃的批次',
   units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', overdueTotal: '超时', mttr: '平均处置用时', callIn: '约谈', trend: '月度得分', band: '档次', composite: '综合指标', handledOnTime: '按期处置', closingRate: '结案率', reworkRate: '返工率', satisfaction: '满意度', dispatchers: '派遣员', publicRanking: '公开排名（HTML）',
   views: { caseUnits: '案卷 · 单位', caseGrids: '案卷 · 网格', caseDispatchers: '案卷 · 派遣员' }, period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
   notFound: '未找到（或不在您的范围内）。',
@@ -127,6 +129,20 @@ const monthFmt = {};
 export function fmtMonth(ms) {
   monthFmt[lang] ||= new Intl.DateTimeFormat(lang, { year: 'numeric', month: 'short' });
   return monthFmt[lang].format(new Date(ms));
+}
+
+// fmtTick writes a chart's time tick (epoch ms) in the console's language,
+// 24-hour: the time of day within a span of two days (the date, too, at
+// midnight), else the day.
+const tickFmt = {};
+export function fmtTick(ms, spanMs) {
+  const k = lang + (spanMs > 2 * 86400e3 ? 'd' : 't');
+  tickFmt[k] ||= new Intl.DateTimeFormat(lang, spanMs > 2 * 86400e3 ? { month: '2-digit', day: '2-digit' } : { hour: '2-digit', minute: '2-digit', hour12: false });
+  const d = new Date(ms);
+  const s = tickFmt[k].format(d);
+  if (spanMs > 2 * 86400e3 || d.getHours() || d.getMinutes()) return s;
+  tickFmt[lang + 'm'] ||= new Intl.DateTimeFormat(lang, { month: '2-digit', day: '2-digit' });
+  return tickFmt[lang + 'm'].format(d) + '\n' + s;
 }
 
 export function fmtTime(v) {

@@ -1,6 +1,6 @@
 // map.jsx is the grid map: the registry's district, street and cell
 // polygons (GeoJSON from the API; no tile server, so it works offline),
-// cells coloured by their open and overdue work orders, devices and
+// cells coloured by their open and overdue cases, devices and
 // cameras as markers coloured by status and clustered (supercluster) when
 // dense. Every label is set as text, never as HTML.
 import L from 'leaflet';
@@ -10,6 +10,10 @@ import * as alerts from './alerts.js';
 import * as cases from './cases.js';
 import { api, q } from './api.js';
 import { t } from './i18n.js';
+import { camState } from './cameras.jsx';
+
+// camUpStatuses are the camera states of a camera that delivers video.
+const camUpStatuses = new Set(['ok', 'degraded']);
 
 // textNode builds an element of lines of plain text and links, for
 // Leaflet popups and tooltips (which would take a string as HTML).
@@ -47,10 +51,15 @@ export function MapView() {
   const [showDevices, setShowDevices] = useState(true);
   useEffect(() => alerts.subscribe((s) => setSt({ ...s })), []);
   useEffect(() => cases.subscribe((s) => setCs({ ...s })), []);
+  // A camera's status is its probes' (it speaks RTSP, not MQTT): up while
+  // it delivers video. Without camera health configured there is none.
+  const [camUp, setCamUp] = useState(() => new Map());
   useEffect(() => {
     api('/api/v1/grids/export.geojson', { raw: true }).then((txt) => setGeo(JSON.parse(txt))).catch(setErr);
     allDevices().then(setDevs).catch(setErr);
+    api('/api/v1/cameras').then((d) => setCamUp(new Map(d.cameras.map((c) => [c.id, camUpStatuses.has(camState(c.health, c.sample).status)])))).catch(() => {});
   }, []);
+  const online = (d) => (d.type === 'camera' && camUp.has(d.id) ? camUp.get(d.id) : d.status.online);
 
   // Open and overdue cases per grid code; the devices with a firing alert.
   const counts = useMemo(() => {
@@ -87,7 +96,7 @@ export function MapView() {
     if (m.cells) m.cells.remove();
     const colors = { ok: cssVar('--ok'), warn: cssVar('--warn'), bad: cssVar('--bad'), line: cssVar('--fg') };
     const sum = (code) => {
-      // A district or street counts the orders of the cells below it.
+      // A district or street counts the cases of the cells below it.
       let open = 0, overdue = 0;
       for (const [g, c] of counts.byGrid) if (g === code || (g || '').startsWith(code + '-')) { open += c.open; overdue += c.overdue; }
       return { open, overdue };
@@ -140,12 +149,12 @@ export function MapView() {
     if (!devs) return null;
     const sc = new Supercluster({
       radius: 110, maxZoom: 16,
-      map: (d) => ({ alerting: counts.alerting.has(d.id) ? 1 : 0, offline: d.status.online ? 0 : 1 }),
+      map: (d) => ({ alerting: counts.alerting.has(d.id) ? 1 : 0, offline: online(d) ? 0 : 1 }),
       reduce: (acc, p) => { acc.alerting += p.alerting; acc.offline += p.offline; },
     });
     sc.load(devs.filter((d) => d.lat || d.lon).map((d) => ({ type: 'Feature', geometry: { type: 'Point', coordinates: [d.lon, d.lat] }, properties: d })));
     return sc;
-  }, [devs, counts]);
+  }, [devs, counts, camUp]);
   useEffect(() => {
     const m = mapRef.current;
     if (!m || !index) return undefined;
@@ -166,7 +175,7 @@ export function MapView() {
           continue;
         }
         const d = f.properties;
-        const status = counts.alerting.has(d.id) ? 'alerting' : d.status.online ? 'online' : 'offline';
+        const status = counts.alerting.has(d.id) ? 'alerting' : online(d) ? 'online' : 'offline';
         const cam = d.type === 'camera';
         L.circleMarker([lat, lon], { renderer: m.renderer, radius: cam ? 7 : 5, color: cam ? cssVar('--accent') : colors[status], weight: cam ? 3 : 1, fillColor: colors[status], fillOpacity: 0.9 })
           .bindPopup(() => textNode([

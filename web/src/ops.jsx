@@ -1,5 +1,7 @@
 // ops.jsx is the operations view: /readyz (each check, the spool, every
-// series of data not stored) and rates computed from /metrics.
+// series of data not stored), ClickHouse (its check, batches stored,
+// the mean INSERT time, retries and batches given up) and rates computed
+// from /metrics.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from './api.js';
 import { fmtBytes, fmtNum, t } from './i18n.js';
@@ -16,7 +18,14 @@ export function sums(text, names) {
   return out;
 }
 
-const counters = ['gridwatch_ingest_messages_total', 'gridwatch_ingest_readings_total', 'gridwatch_storage_rows_written_total', 'gridwatch_api_stream_clients'];
+const counters = ['gridwatch_ingest_messages_total', 'gridwatch_ingest_readings_total', 'gridwatch_storage_rows_written_total', 'gridwatch_api_stream_clients',
+  'gridwatch_storage_batches_written_total', 'gridwatch_storage_batches_failed_total', 'gridwatch_storage_insert_retries_total',
+  'gridwatch_storage_insert_duration_seconds_sum', 'gridwatch_storage_insert_duration_seconds_count'];
+
+// gauges are the names above that are levels, not counters; totals, the
+// counters shown as they stand rather than as rates.
+const gauges = new Set(['gridwatch_api_stream_clients']);
+const totals = ['gridwatch_storage_batches_failed_total', 'gridwatch_storage_insert_retries_total'];
 
 export function Ops() {
   const [ready, setReady] = useState(null);
@@ -35,7 +44,13 @@ export function Ops() {
         const cur = sums(text, counters);
         if (prev.current) {
           const dt = (now - prev.current.at) / 1000;
-          setRates(Object.fromEntries(counters.map((c) => [c, c.endsWith('_total') ? (cur[c] - prev.current.v[c]) / dt : cur[c]])));
+          const d = (c) => cur[c] - prev.current.v[c];
+          setRates({
+            ...Object.fromEntries(counters.map((c) => [c, gauges.has(c) ? cur[c] : d(c) / dt])),
+            ...Object.fromEntries(totals.map((c) => [c + ':total', cur[c]])),
+            // The mean INSERT time over the last period; null without one.
+            insertMs: d('gridwatch_storage_insert_duration_seconds_count') > 0 ? (1000 * d('gridwatch_storage_insert_duration_seconds_sum')) / d('gridwatch_storage_insert_duration_seconds_count') : null,
+          });
         }
         prev.current = { at: now, v: cur };
         if (!stop) { setReady(body); setErr(null); }
@@ -68,6 +83,16 @@ export function Ops() {
             <tr><th>{t('messages')}</th><td class="num">{rates ? t('perSecond', { n: fmtNum(rates.gridwatch_ingest_messages_total) }) : '…'}</td></tr>
             <tr><th>{t('readings')}</th><td class="num">{rates ? t('perSecond', { n: fmtNum(rates.gridwatch_storage_rows_written_total) }) : '…'}</td></tr>
             <tr><th>SSE</th><td class="num">{rates ? fmtNum(rates.gridwatch_api_stream_clients, 0) : '…'}</td></tr>
+          </tbody></table>
+        </div>
+        <div class="card">
+          <h3>ClickHouse</h3>
+          <table data-testid="ops-clickhouse"><tbody>
+            <tr class={ready.checks.clickhouse && ready.checks.clickhouse !== 'ok' ? 'bad' : ''}><th>{t('chState')}</th><td>{ready.checks.clickhouse || '—'}</td></tr>
+            <tr><th>{t('chBatches')}</th><td class="num">{rates ? t('perSecond', { n: fmtNum(rates.gridwatch_storage_batches_written_total) }) : '…'}</td></tr>
+            <tr><th>{t('chInsert')}</th><td class="num">{rates && rates.insertMs !== null ? fmtNum(rates.insertMs, 1) + ' ms' : '—'}</td></tr>
+            <tr class={rates && rates['gridwatch_storage_insert_retries_total:total'] ? 'bad' : ''}><th>{t('chRetries')}</th><td class="num">{rates ? fmtNum(rates['gridwatch_storage_insert_retries_total:total'], 0) : '…'}</td></tr>
+            <tr class={rates && rates['gridwatch_storage_batches_failed_total:total'] ? 'bad' : ''}><th>{t('chFailed')}</th><td class="num">{rates ? fmtNum(rates['gridwatch_storage_batches_failed_total:total'], 0) : '…'}</td></tr>
           </tbody></table>
         </div>
         <div class="card">
