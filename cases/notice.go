@@ -42,6 +42,9 @@ type Notice struct {
 	// At is the time of day the notices go out, after midnight. It
 	// defaults to 8 hours.
 	At time.Duration
+	// Duty sends the day's notices if this node is to (the holder of the
+	// cluster's lease), and reports whether it did; nil sends them always.
+	Duty func(ctx context.Context, send func(context.Context)) bool
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// Logger defaults to slog.Default().
@@ -87,8 +90,15 @@ func (n *Notice) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := n.SendFor(ctx, at); err != nil && ctx.Err() == nil {
-			n.Logger.Error("daily score notices not sent", "day", at.Format(time.DateOnly), "err", err)
+		send := func(ctx context.Context) {
+			if err := n.SendFor(ctx, at); err != nil && ctx.Err() == nil {
+				n.Logger.Error("daily score notices not sent", "day", at.Format(time.DateOnly), "err", err)
+			}
+		}
+		if n.Duty == nil {
+			send(ctx)
+		} else if !n.Duty(ctx, send) {
+			n.Logger.Debug("daily score notices left to the node holding the lease", "day", at.Format(time.DateOnly))
 		}
 	}
 }

@@ -145,6 +145,9 @@ func (s *Server) startCases(ctx context.Context) error {
 		Logger:          s.Logger.With("part", "cases"),
 		Registerer:      s.metrics,
 	}
+	if s.coord.coord != nil {
+		l.svc.Revisions, l.svc.Duty = s.coord.revisions, s.coord.deadlines.Do
+	}
 	if err := l.svc.Start(ctx); err != nil {
 		l.svc = nil
 		return err

@@ -118,6 +118,9 @@ type Config struct {
 	// Upstream is an external MQTT broker whose shared subscription the
 	// node consumes (issue 14, cluster mode b).
 	Upstream UpstreamConfig `koanf:"upstream"`
+	// Cluster is how the nodes coordinate (issue 14, one cluster, one
+	// truth).
+	Cluster ClusterConfig `koanf:"cluster"`
 }
 
 // Default returns the configuration used where nothing else is said.
@@ -159,6 +162,7 @@ func Default() Config {
 	c.Cameras = defaultCameras()
 	c.GB28181 = defaultGB28181()
 	c.Upstream = defaultUpstream()
+	c.Cluster = defaultCluster()
 	return c
 }
 
@@ -316,6 +320,10 @@ func (c *Config) Validate() error {
 	c.Units.validate(bad)
 	c.Cases.validate(bad, notify.MinSecretLen)
 	c.Upstream.validate(bad)
+	c.Cluster.validate(bad)
+	if c.Cluster.ZooKeeper != "" && c.ClickHouse.Addr == "" {
+		bad("cluster.zookeeper", "needs clickhouse.addr: the nodes of a cluster share one ClickHouse (or ClickHouse cluster), not each a managed one")
+	}
 	if c.Grids.File != "" {
 		if _, err := os.Stat(c.Grids.File); err != nil {
 			bad("grids.file", "cannot be read: %v", err)

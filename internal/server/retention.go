@@ -10,8 +10,8 @@ const retentionInterval = time.Hour
 
 // retention runs storage.DB.DropExpired while the server runs, so that
 // clickhouse.retention_days holds on servers without table TTL (18.16) and
-// for tables created before an upgrade brought it. Every node of a cluster
-// may run it: dropping a partition that is gone already drops nothing.
+// for tables created before an upgrade brought it. In a cluster only the
+// holder of the retention lease runs it.
 type retention struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -30,9 +30,11 @@ func (s *Server) startRetention(life context.Context) {
 		tick := time.NewTicker(retentionInterval)
 		defer tick.Stop()
 		for {
-			if _, err := s.db.DropExpired(ctx, s.Now()); err != nil && ctx.Err() == nil {
-				s.Logger.Warn("dropping expired partitions failed; retrying in an hour", "retention_days", s.Config.ClickHouse.RetentionDays, "err", err)
-			}
+			s.coord.retention.Do(ctx, func(ctx context.Context) {
+				if _, err := s.db.DropExpired(ctx, s.Now()); err != nil && ctx.Err() == nil {
+					s.Logger.Warn("dropping expired partitions failed; retrying in an hour", "retention_days", s.Config.ClickHouse.RetentionDays, "err", err)
+				}
+			})
 			select {
 			case <-ctx.Done():
 				return

@@ -125,6 +125,9 @@ func (s *Server) startScoreNotice(ctx context.Context) {
 		Now:        s.Now,
 		Logger:     s.Logger.With("part", "score notice"),
 	}
+	if s.coord.coord != nil {
+		n.Duty = s.coord.scores.Do
+	}
 	ctx, s.scores.cancel = context.WithCancel(ctx)
 	s.scores.wg.Add(1)
 	go func() {

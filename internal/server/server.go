@@ -63,6 +63,10 @@ type Server struct {
 	staff     staff
 	scores    scoreNotice
 	retention retention
+	coord     coordination
+	// zkDialer, when set, connects to ZooKeeper; the tests cut a node off
+	// through it.
+	zkDialer  func(network, address string, timeout time.Duration) (net.Conn, error)
 	broker    *broker.Broker
 	upstream  *broker.Upstream // nil unless upstream.brokers is set
 	http      *http.Server
@@ -100,6 +104,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	if err := s.db.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := s.startCoordination(ctx); err != nil {
+		return err
 	}
 	s.startRetention(life)
 	if err := s.startIngest(life); err != nil {
@@ -411,6 +418,7 @@ func (s *Server) Close() error {
 		}))
 		errs = append(errs, s.closeCases())
 		errs = append(errs, s.closeAlerts())
+		errs = append(errs, s.closeCoordination())
 		if s.db != nil {
 			errs = append(errs, s.db.Close())
 		}

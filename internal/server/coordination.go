@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/cluster"
+)
+
+// ClusterConfig is the cluster.* keys: how the nodes of one city
+// coordinate, on ZooKeeper.
+type ClusterConfig struct {
+	ZooKeeper      string        `koanf:"zookeeper" help:"comma-separated host:port of the ZooKeeper ensemble the nodes coordinate on (the one the replicated ClickHouse tables use): leases for the once-only duties and the case versions; empty: a single node, no coordination"`
+	Root           string        `koanf:"root" help:"ZooKeeper path under which the nodes of this gridwatch cluster keep their leases and versions"`
+	SessionTimeout time.Duration `koanf:"session_timeout" help:"ZooKeeper session timeout: how long a node that stopped answering keeps its leases; it stops acting on them after half of it without a renewal"`
+	Node           string        `koanf:"node" help:"this node's name in the leases; empty uses the hostname"`
+}
+
+// defaultCluster is the cluster.* defaults: no coordination.
+func defaultCluster() ClusterConfig {
+	return ClusterConfig{Root: cluster.DefaultRoot, SessionTimeout: cluster.DefaultSessionTimeout}
+}
+
+// validate checks the cluster.* keys.
+func (c *ClusterConfig) validate(bad func(key, format string, args ...any)) {
+	if c.ZooKeeper == "" {
+		return
+	}
+	for _, s := range split(c.ZooKeeper) {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			bad("cluster.zookeeper", "must be comma-separated host:port, not %q (%v)", s, err)
+		}
+	}
+	if c.SessionTimeout < cluster.MinSessionTimeout {
+		bad("cluster.session_timeout", "must be >= %s (ZooKeeper's shortest session at its default tickTime)", cluster.MinSessionTimeout)
+	}
+	if len(c.Root) < 2 || c.Root[0] != '/' || c.Root[len(c.Root)-1] == '/' {
+		bad("cluster.root", "must be an absolute ZooKeeper path below /, such as /gridwatch, not %q", c.Root)
+	}
+}
+
+// Lease names of the once-only duties.
+const (
+	leaseCaseDeadlines = "case-deadlines"
+	leaseScoreNotice   = "score-notice"
+	leaseRetention     = "retention"
+)
+
+// coordination is the node's ZooKeeper session and its leases; every
+// lease is nil (always held) without cluster.zookeeper.
+type coordination struct {
+	coord     *cluster.Coordinator
+	deadlines *cluster.Lease
+	scores    *cluster.Lease
+	retention *cluster.Lease
+	revisions cases.Revisions
+}
+
+// startCoordination joins the cluster's ZooKeeper when cluster.zookeeper
+// is set.
+func (s *Server) startCoordination(ctx context.Context) error {
+	cfg := &s.Config.Cluster
+	if cfg.ZooKeeper == "" {
+		return nil
+	}
+	c := &cluster.Coordinator{
+		Servers: split(cfg.ZooKeeper), Root: cfg.Root, SessionTimeout: cfg.SessionTimeout, Node: cfg.Node,
+		Dialer: s.zkDialer, Logger: s.Logger.With("part", "cluster"), Registerer: s.metrics,
+	}
+	if err := c.Start(ctx); err != nil {
+		return fmt.Errorf("cluster.zookeeper: %w", err)
+	}
+	versions, err := c.Versions("cases")
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("cluster.zookeeper: %w", err)
+	}
+	s.coord = coordination{coord: c, revisions: caseRevisions{versions},
+		deadlines: c.Lease(leaseCaseDeadlines), scores: c.Lease(leaseScoreNotice), retention: c.Lease(leaseRetention)}
+	return nil
+}
+
+// closeCoordination gives the leases up and ends the session.
+func (s *Server) closeCoordination() error {
+	if s.coord.coord == nil {
+		return nil
+	}
+	return s.coord.coord.Close()
+}
+
+// caseRevisions keeps the case versions in ZooKeeper for the case loop.
+type caseRevisions struct{ v *cluster.Versions }
+
+// Revision implements cases.Revisions.
+func (r caseRevisions) Revision(_ context.Context, id string) (cases.Revision, error) {
+	v, err := r.v.Get(id)
+	if err != nil {
+		return cases.Revision{}, err
+	}
+	return cases.Revision{Version: uint32(v.Value), Exists: v.Exists(), Set: v.Set, Stamp: int64(v.Stamp)}, nil
+}
+
+// Swap implements cases.Revisions.
+func (r caseRevisions) Swap(_ context.Context, id string, from cases.Revision, version uint32) (cases.Revision, bool, error) {
+	stamp := int32(from.Stamp)
+	if !from.Exists {
+		stamp = -1
+	}
+	v, err := r.v.Swap(id, cluster.Version{Value: uint64(from.Version), Set: from.Set, Stamp: stamp}, uint64(version))
+	switch {
+	case errors.Is(err, cluster.ErrChanged):
+		return cases.Revision{}, false, nil
+	case err != nil:
+		return cases.Revision{}, false, err
+	}
+	return cases.Revision{Version: uint32(v.Value), Exists: true, Set: v.Set, Stamp: int64(v.Stamp)}, true, nil
+}

@@ -1,0 +1,296 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/storage"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+// caseClient drives the case API of one node.
+type caseClient struct {
+	t    *testing.T
+	node *gridwatchProcess
+}
+
+// post sends an action (path "" reports a case) with If-Match version
+// (0: none) and returns the status and the case answered.
+func (c caseClient) post(path string, version uint32, body string) (int, cases.Case) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+c.node.http+"/api/v1/cases"+path, strings.NewReader(body))
+	if version > 0 {
+		req.Header.Set("If-Match", fmt.Sprintf(`"%d"`, version))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, cases.Case{}
+	}
+	defer resp.Body.Close()
+	var out cases.Case
+	if resp.StatusCode/100 == 2 {
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode, out
+}
+
+// get reads a case.
+func (c caseClient) get(id string) (cases.Case, bool) {
+	resp, err := http.Get("http://" + c.node.http + "/api/v1/cases/" + id)
+	if err != nil {
+		return cases.Case{}, false
+	}
+	defer resp.Body.Close()
+	var out cases.Case
+	return out, resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&out) == nil
+}
+
+// must posts an action, retrying on 409 and 503 with the case's version
+// read afresh, until it is answered 2xx, and returns the case.
+func (c caseClient) must(id, action, body string) cases.Case {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		cur, ok := c.get(id)
+		if ok {
+			if code, got := c.post("/"+id+"/"+action, cur.Version, body); code/100 == 2 {
+				return got
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("%s on %s through %s: not answered 2xx within 2 minutes", action, id, c.node.http)
+	return cases.Case{}
+}
+
+// leaseHolders returns the nodes holding the lease.
+func leaseHolders(t *testing.T, lease string, nodes ...*gridwatchProcess) []int {
+	var out []int
+	for i, n := range nodes {
+		if n.cmd == nil {
+			continue
+		}
+		for _, m := range n.scrape(t)["gridwatch_cluster_lease_held"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "lease" && l.GetValue() == lease && m.GetGauge().GetValue() == 1 {
+					out = append(out, i)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// remindCheck reads each case from ClickHouse and counts its reminders by
+// step and deadline: each must be there once.
+func remindCheck(t *testing.T, db *storage.DB, ids []string) (reminded, doubled int) {
+	t.Helper()
+	for _, id := range ids {
+		_, evs, err := db.LoadCase(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, ev := range evs {
+			if ev.Kind == cases.EventRemind {
+				n[ev.Note+" "+ev.Due.String()]++
+			}
+		}
+		if n0 := len(n); n0 > 0 {
+			reminded++
+		}
+		for _, k := range n {
+			if k > 1 {
+				doubled += k - 1
+			}
+		}
+	}
+	return reminded, doubled
+}
+
+// TestClusterCasesOneTruth runs two `gridwatch serve` nodes on one
+// ClickHouse and one ZooKeeper (cluster.zookeeper). Cases are made and
+// dispatched through both; with reminders due at once, the node holding
+// the case-deadlines lease reminds every case once, whichever node made
+// it. Then both nodes race notes and the sign-for on every case with
+// If-Match: every note answered is stored once, each case is signed for
+// once, and no two events of a case share a version. Then the lease
+// holder is killed (SIGKILL): the other takes the lease over and reminds
+// the cases dispatched after, once. Then ZooKeeper is stopped: actions
+// answer 503 and store nothing, and once it is back they go through.
+func TestClusterCasesOneTruth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped under -short")
+	}
+	zk := storagetest.StartZooKeeper(t)
+	addr, database := storagetest.Database(t)
+	units := filepath.Join(t.TempDir(), "units.yaml")
+	if err := os.WriteFile(units, []byte("- {code: U-WATER, name: water bureau, categories: [water]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*gridwatchProcess
+	for i := range 2 {
+		n := newGridwatchProcess(t, addr, database, e2eDevices(t, 1), "--units.file", units,
+			"--cluster.zookeeper", zk.Addr, "--cluster.session_timeout", "4s", "--cluster.node", fmt.Sprintf("node%d", i),
+			// Every case's first reminder is due at its dispatch.
+			"--cases.tick_every", "200ms", "--cases.remind_before", "100000h")
+		n.start(t)
+		nodes = append(nodes, n)
+	}
+	db, err := storage.Open(context.Background(), storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	clients := []caseClient{{t, nodes[0]}, {t, nodes[1]}}
+	// open reports, registers and dispatches n cases through client c.
+	open := func(c caseClient, n int) []string {
+		var ids []string
+		for i := range n {
+			code, made := c.post("", 0, fmt.Sprintf(`{"category":"C0101","grid":"D01-S01-G01","address":"Hubin Rd %d","description":"cover gone"}`, i))
+			if code != http.StatusCreated && code != http.StatusOK {
+				t.Fatalf("report through %s: %d", c.node.http, code)
+			}
+			c.must(made.ID, "register", `{"force":true}`)
+			c.must(made.ID, "dispatch", `{"unit":"U-WATER"}`)
+			ids = append(ids, made.ID)
+		}
+		return ids
+	}
+	var holder []int
+	waitFor(t, time.Minute, func() bool { holder = leaseHolders(t, leaseCaseDeadlines, nodes...); return len(holder) == 1 })
+	t.Logf("node %d holds %s", holder[0], leaseCaseDeadlines)
+
+	ids := append(open(clients[0], 5), open(clients[1], 5)...)
+	waitFor(t, time.Minute, func() bool { r, _ := remindCheck(t, db, ids); return r == len(ids) })
+	time.Sleep(2 * time.Second) // ten more sweeps
+	reminded, doubled := remindCheck(t, db, ids)
+	t.Logf("reminders: %d of %d cases reminded, %d reminders doubled", reminded, len(ids), doubled)
+	if doubled > 0 {
+		t.Errorf("%d reminders sent twice", doubled)
+	}
+
+	// Both nodes race notes, then the sign-for, on every case.
+	var mu sync.Mutex
+	notes, signs, refused := map[string]int{}, map[string]int{}, map[int]int{}
+	var wg sync.WaitGroup
+	const notesEach = 5
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, id := range ids {
+				for n := 0; n < notesEach; {
+					cur, ok := c.get(id)
+					if !ok {
+						continue
+					}
+					code, _ := c.post("/"+id+"/note", cur.Version, `{"note":"seen from `+c.node.http+`"}`)
+					mu.Lock()
+					if code/100 == 2 {
+						notes[id]++
+						n++
+					} else {
+						refused[code]++
+					}
+					mu.Unlock()
+				}
+				for {
+					cur, ok := c.get(id)
+					if !ok {
+						continue
+					}
+					if cur.Status != cases.StatusDispatched {
+						break
+					}
+					code, _ := c.post("/"+id+"/sign", cur.Version, ``)
+					mu.Lock()
+					if code/100 == 2 {
+						signs[id]++
+					} else {
+						refused[code]++
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	answeredNotes, storedNotes, taken, signed := 0, 0, 0, 0
+	for _, id := range ids {
+		_, evs, err := db.LoadCase(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[uint32]bool{}
+		n, s := 0, 0
+		for _, ev := range evs {
+			if seen[ev.Seq] {
+				taken++
+			}
+			seen[ev.Seq] = true
+			switch ev.Kind {
+			case cases.EventNote:
+				n++
+			case cases.EventSign:
+				s++
+			}
+		}
+		answeredNotes += notes[id]
+		storedNotes += n
+		signed += signs[id]
+		if n != notes[id] || s != 1 || signs[id] != 1 {
+			t.Errorf("case %s: %d notes answered, %d stored; sign-for answered %d times, stored %d times", id, notes[id], n, signs[id], s)
+		}
+	}
+	t.Logf("race: %d notes answered 2xx, %d stored; %d sign-fors answered for %d cases; %d events on a taken version; refusals by status %v",
+		answeredNotes, storedNotes, signed, len(ids), taken, refused)
+	if taken > 0 {
+		t.Errorf("%d events stored on a version another event of the case had", taken)
+	}
+
+	// The lease holder is killed; the other node takes the duty over.
+	dead, alive := holder[0], 1-holder[0]
+	killedAt := time.Now()
+	nodes[dead].kill(t)
+	waitFor(t, time.Minute, func() bool { h := leaseHolders(t, leaseCaseDeadlines, nodes...); return len(h) == 1 && h[0] == alive })
+	t.Logf("kill: node %d holds %s %s after node %d was killed", alive, leaseCaseDeadlines, time.Since(killedAt).Round(time.Millisecond), dead)
+	later := open(clients[alive], 3)
+	waitFor(t, time.Minute, func() bool { r, _ := remindCheck(t, db, later); return r == len(later) })
+	time.Sleep(2 * time.Second)
+	reminded, doubled = remindCheck(t, db, append(ids, later...))
+	t.Logf("after the kill: %d of %d cases reminded, %d reminders doubled", reminded, len(ids)+len(later), doubled)
+	if doubled > 0 {
+		t.Errorf("%d reminders sent twice after the kill", doubled)
+	}
+
+	// ZooKeeper stopped: the survivor refuses case actions (503) and
+	// stores nothing; back, they go through.
+	zk.Stop()
+	id := later[0]
+	before, _, err := db.LoadCase(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _ := clients[alive].post("/"+id+"/note", before.Version, `{"note":"while ZooKeeper is down"}`)
+	after, _, _ := db.LoadCase(context.Background(), id)
+	t.Logf("ZooKeeper stopped: a note answered %d; the case stored at version %d, before %d", code, after.Version, before.Version)
+	if code != http.StatusServiceUnavailable || after.Version != before.Version {
+		t.Errorf("with ZooKeeper stopped a note answered %d and the case went from version %d to %d; want 503 and no change", code, before.Version, after.Version)
+	}
+	zk.Start(t)
+	start := time.Now()
+	clients[alive].must(id, "note", `{"note":"ZooKeeper is back"}`)
+	t.Logf("ZooKeeper back: a note answered 2xx after %s", time.Since(start).Round(time.Millisecond))
+}
