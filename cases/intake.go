@@ -31,6 +31,9 @@ type Report struct {
 	// Within, when set, is the reporter's scope: a report whose grid (given
 	// or found from the location) lies outside it is refused.
 	Within func(grid string) bool
+	// id is the new case's id when the caller chose it (a claimed alert
+	// condition's); empty makes one.
+	id string
 }
 
 // MaxTextLen bounds a report's description and an action's note (bytes).
@@ -84,8 +87,11 @@ func (s *Service) report(ctx context.Context, r Report) (Case, bool, error) {
 		}
 	}
 	now := s.Now()
+	if r.id == "" {
+		r.id = newID(now.In(s.Location))
+	}
 	c := Case{
-		ID: newID(now.In(s.Location)), Source: r.Source, Reporter: cmpOr(r.Reporter, r.Actor.Name), Origin: r.Origin,
+		ID: r.id, Source: r.Source, Reporter: cmpOr(r.Reporter, r.Actor.Name), Origin: r.Origin,
 		Category: r.Category, Description: r.Description, Location: r.Location, Address: r.Address,
 		Grid: r.Grid, Device: r.Device, Status: StatusReceived, Received: now, Evidence: slices.Clone(r.Evidence),
 	}
@@ -227,12 +233,21 @@ func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) (string, error)
 	if !a.Firing {
 		return "", nil
 	}
+	id := ""
+	if join == nil && s.Claims != nil && a.Device != "" {
+		id = newID(s.Now().In(s.Location))
+		var err error
+		if join, err = s.claim(ctx, a, id); err != nil {
+			s.refused(err)
+			return "", err
+		}
+	}
 	if join != nil {
 		return s.join(ctx, join, a)
 	}
 	c, _, err := s.Report(ctx, Report{
 		Source: a.Source, Actor: System, Reporter: a.Device, Origin: a.ID, Category: a.Category,
-		Description: a.Summary, Location: a.Location, Grid: a.Grid, Device: a.Device,
+		Description: a.Summary, Location: a.Location, Grid: a.Grid, Device: a.Device, id: id,
 	})
 	if err != nil {
 		return "", err

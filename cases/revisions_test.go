@@ -3,8 +3,10 @@ package cases_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/cases/casestest"
@@ -108,5 +110,95 @@ func TestRevisionsKeepActionsLinearizable(t *testing.T) {
 	t.Logf("with revisions: %d notes answered, %d stored, %d events on a taken version", answered, stored, doubled)
 	if answered != 100 || stored != answered || doubled != 0 {
 		t.Errorf("with revisions: %d notes answered, %d stored, %d doubled; want 100, 100, 0", answered, stored, doubled)
+	}
+}
+
+// memClaims is cases.Claims in memory, shared by the services of a test.
+type memClaims struct {
+	mu     sync.Mutex
+	claims map[string]cases.Claim
+}
+
+func (m *memClaims) Claim(_ context.Context, key string) (cases.Claim, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.claims[key], nil
+}
+
+func (m *memClaims) Swap(_ context.Context, key string, c cases.Claim, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.claims == nil {
+		m.claims = map[string]cases.Claim{}
+	}
+	if m.claims[key].Stamp != c.Stamp {
+		return false, nil
+	}
+	m.claims[key] = cases.Claim{Case: id, Set: t0, Stamp: c.Stamp + 1}
+	return true, nil
+}
+
+// alertRace has two services each observe a firing alert of their own
+// (two alert engines, two alert ids) for each of 20 devices at once,
+// retrying on ErrNotSaved, and returns the cases opened per device.
+func alertRace(t *testing.T, claims cases.Claims) map[string]int {
+	store, clk := &casestest.Store{}, &clock{t: t0}
+	revs := &memRevisions{}
+	var nodes []*cases.Service
+	for range 2 {
+		s := newService(t, store, clk)
+		s.Revisions, s.Claims = revs, claims
+		nodes = append(nodes, s)
+	}
+	var wg sync.WaitGroup
+	for i, s := range nodes {
+		for d := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a := cases.AlertInfo{ID: fmt.Sprintf("A%d-%d", i, d), Source: cases.SourceAlert, Device: fmt.Sprintf("mh-%d", d),
+					Grid: "G7", Category: "manhole", Summary: "cover tilted", Firing: true, Since: t0}
+				for {
+					_, err := s.ObserveAlert(context.Background(), a)
+					if err == nil {
+						return
+					}
+					if !errors.Is(err, cases.ErrNotSaved) {
+						t.Error(err)
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	opened := map[string]int{}
+	for _, ev := range store.Events() {
+		if ev.Kind == cases.EventReceive {
+			c, _ := store.Row(ev.CaseID)
+			opened[c.Device]++
+		}
+	}
+	return opened
+}
+
+// TestClaimsRaiseOneCasePerCondition: the same condition firing on two
+// nodes opens one case, which the other node's alert joins; the baseline
+// without claims opens two.
+func TestClaimsRaiseOneCasePerCondition(t *testing.T) {
+	count := func(opened map[string]int) (devices, cs int) {
+		for _, n := range opened {
+			devices++
+			cs += n
+		}
+		return devices, cs
+	}
+	d, n := count(alertRace(t, nil))
+	t.Logf("baseline, no claims: %d cases for %d devices", n, d)
+	d, n = count(alertRace(t, &memClaims{}))
+	t.Logf("with claims: %d cases for %d devices", n, d)
+	if d != 20 || n != 20 {
+		t.Errorf("with claims: %d cases for %d devices, want 20 for 20", n, d)
 	}
 }

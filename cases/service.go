@@ -121,6 +121,10 @@ type Service struct {
 	// Revisions holds the cases' versions cluster-wide when several nodes
 	// act on them; nil: this process alone does.
 	Revisions Revisions
+	// Claims names the case of each alert condition cluster-wide when the
+	// alert engines of several nodes raise cases; nil: this process alone
+	// does.
+	Claims Claims
 	// Duty runs the deadline sweep if this node is to (the holder of the
 	// cluster's lease), and reports whether it ran; nil runs it always.
 	Duty func(ctx context.Context, sweep func(context.Context)) bool

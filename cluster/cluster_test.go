@@ -281,3 +281,49 @@ func TestVersionsSwapOnce(t *testing.T) {
 		t.Errorf("a swap from a stale reading: %v, want ErrChanged", err)
 	}
 }
+
+// TestClaimsOneHolder has three nodes claim one key from the same reading
+// of it (none): one wins, and all then read its holder.
+func TestClaimsOneHolder(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	var claims []*cluster.Claims
+	for i := range 3 {
+		c := startNode(t, zk.Addr, "node"+string(rune('a'+i)), 10*time.Second)
+		cl, err := c.Claims("test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims = append(claims, cl)
+	}
+	var wins atomic.Int64
+	var winner atomic.Value
+	var wg sync.WaitGroup
+	for i, cl := range claims {
+		_, v, err := cl.Get("alert,mh-1,manhole")
+		if err != nil || v.Exists() {
+			t.Fatalf("fresh key: %v, exists %v", err, v.Exists())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := "case-" + string(rune('a'+i))
+			_, err := cl.Swap("alert,mh-1,manhole", v, name)
+			switch {
+			case err == nil:
+				wins.Add(1)
+				winner.Store(name)
+			case !errors.Is(err, cluster.ErrChanged):
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d claims won, want 1", wins.Load())
+	}
+	for _, cl := range claims {
+		if got, _, err := cl.Get("alert,mh-1,manhole"); err != nil || got != winner.Load() {
+			t.Errorf("holder %q (%v), want %q", got, err, winner.Load())
+		}
+	}
+}

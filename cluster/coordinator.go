@@ -140,7 +140,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	for _, p := range []string{c.Root, c.Root + "/leases", c.Root + "/versions"} {
+	for _, p := range []string{c.Root, c.Root + "/leases"} {
 		if err := c.ensure(p); err != nil {
 			conn.Close()
 			return err

@@ -10,88 +10,144 @@ import (
 	"github.com/go-zookeeper/zk"
 )
 
-// Versions keeps one number per key in ZooKeeper (a case's version by its
-// id), read and compared-and-set atomically across the nodes.
-type Versions struct {
+// Version is a key's value as read, and what a swap needs to set it.
+type Version struct {
+	// Value is the number of a Versions key; 0 when none was set.
+	Value uint64
+	// Set is when it was last set, by ZooKeeper's clock; zero when none was.
+	Set time.Time
+	// Stamp is what a swap compares: the ZooKeeper node's data version, -1
+	// when nothing was ever set for the key.
+	Stamp int32
+}
+
+// Exists reports whether a value was ever set for the key.
+func (v Version) Exists() bool { return v.Stamp >= 0 }
+
+// keys are ZooKeeper nodes under dir, one per key, whose data is read and
+// compared-and-set.
+type keys struct {
 	c   *Coordinator
 	dir string
 }
 
-// Version is a key's number as read, and what Swap needs to set it.
-type Version struct {
-	// Value is the number; 0 when none was set.
-	Value uint64
-	// Set is when it was last set, by ZooKeeper's clock; zero when none was.
-	Set time.Time
-	// Stamp is what Swap compares: the ZooKeeper node's data version, -1
-	// when no number was ever set for the key.
-	Stamp int32
-}
-
-// Exists reports whether a number was ever set for the key.
-func (v Version) Exists() bool { return v.Stamp >= 0 }
-
-// Versions returns the versions of kind (a path segment such as "cases").
-func (c *Coordinator) Versions(kind string) (*Versions, error) {
-	v := &Versions{c: c, dir: c.Root + "/versions/" + kind}
-	if err := c.ensure(v.dir); err != nil {
-		return nil, err
+// newKeys makes the directory of kind under the root's subtree.
+func (c *Coordinator) newKeys(tree, kind string) (keys, error) {
+	k := keys{c: c, dir: c.Root + "/" + tree + "/" + kind}
+	if err := c.ensure(c.Root + "/" + tree); err != nil {
+		return keys{}, err
 	}
-	return v, nil
+	return k, c.ensure(k.dir)
 }
 
-// key returns the node of key, which must be a single path segment.
-func (v *Versions) key(key string) (string, error) {
+// path returns the node of key, which must be a single path segment.
+func (k keys) path(key string) (string, error) {
 	if key == "" || key == "." || key == ".." || strings.ContainsAny(key, "/\x00") {
-		return "", fmt.Errorf("cluster: %q is not a version key", key)
+		return "", fmt.Errorf("cluster: %q is not a key", key)
 	}
-	return v.dir + "/" + key, nil
+	return k.dir + "/" + key, nil
 }
 
-// Get reads key's number.
-func (v *Versions) Get(key string) (Version, error) {
-	p, err := v.key(key)
+// get reads key's data; no data and Stamp -1 when it has none.
+func (k keys) get(key string) ([]byte, Version, error) {
+	p, err := k.path(key)
 	if err != nil {
-		return Version{}, err
+		return nil, Version{}, err
 	}
-	data, st, err := v.c.conn.Get(p)
+	data, st, err := k.c.conn.Get(p)
 	if errors.Is(err, zk.ErrNoNode) {
-		return Version{Stamp: -1}, nil
+		return nil, Version{Stamp: -1}, nil
 	}
 	if err != nil {
-		return Version{}, fmt.Errorf("cluster: read %s: %w", p, err)
+		return nil, Version{}, fmt.Errorf("cluster: read %s: %w", p, err)
 	}
-	n, err := strconv.ParseUint(string(data), 10, 64)
-	if err != nil {
-		return Version{}, fmt.Errorf("cluster: %s holds %q, not a version", p, data)
-	}
-	return Version{Value: n, Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
+	return data, Version{Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
 }
 
-// Swap sets key's number to value if it is still as old was read, and
-// returns it as set; ErrChanged when another node set it meanwhile.
-func (v *Versions) Swap(key string, old Version, value uint64) (Version, error) {
-	p, err := v.key(key)
+// swap sets key's data if it is still as old was read; ErrChanged when
+// another node set it meanwhile.
+func (k keys) swap(key string, old Version, data []byte) (Version, error) {
+	p, err := k.path(key)
 	if err != nil {
 		return Version{}, err
 	}
-	data := []byte(strconv.FormatUint(value, 10))
 	if !old.Exists() {
-		_, err := v.c.conn.Create(p, data, 0, zk.WorldACL(zk.PermAll))
+		_, err := k.c.conn.Create(p, data, 0, zk.WorldACL(zk.PermAll))
 		switch {
 		case errors.Is(err, zk.ErrNodeExists):
 			return Version{}, ErrChanged
 		case err != nil:
 			return Version{}, fmt.Errorf("cluster: create %s: %w", p, err)
 		}
-		return Version{Value: value, Set: time.Now(), Stamp: 0}, nil
+		return Version{Set: time.Now(), Stamp: 0}, nil
 	}
-	st, err := v.c.conn.Set(p, data, old.Stamp)
+	st, err := k.c.conn.Set(p, data, old.Stamp)
 	switch {
 	case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode):
 		return Version{}, ErrChanged
 	case err != nil:
 		return Version{}, fmt.Errorf("cluster: set %s: %w", p, err)
 	}
-	return Version{Value: value, Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
+	return Version{Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
+}
+
+// Versions keeps one number per key in ZooKeeper (a case's version by its
+// id), read and compared-and-set atomically across the nodes.
+type Versions struct{ keys }
+
+// Versions returns the versions of kind (a path segment such as "cases").
+func (c *Coordinator) Versions(kind string) (*Versions, error) {
+	k, err := c.newKeys("versions", kind)
+	if err != nil {
+		return nil, err
+	}
+	return &Versions{k}, nil
+}
+
+// Get reads key's number.
+func (v *Versions) Get(key string) (Version, error) {
+	data, ver, err := v.get(key)
+	if err != nil || !ver.Exists() {
+		return ver, err
+	}
+	n, err := strconv.ParseUint(string(data), 10, 64)
+	if err != nil {
+		return Version{}, fmt.Errorf("cluster: %s/%s holds %q, not a version", v.dir, key, data)
+	}
+	ver.Value = n
+	return ver, nil
+}
+
+// Swap sets key's number to value if it is still as old was read, and
+// returns it as set; ErrChanged when another node set it meanwhile.
+func (v *Versions) Swap(key string, old Version, value uint64) (Version, error) {
+	ver, err := v.swap(key, old, []byte(strconv.FormatUint(value, 10)))
+	ver.Value = value
+	return ver, err
+}
+
+// Claims keeps one holder per key in ZooKeeper (the case that an alert
+// condition raised, by the condition), read and compared-and-set
+// atomically across the nodes.
+type Claims struct{ keys }
+
+// Claims returns the claims of kind (a path segment such as "alert-cases").
+func (c *Coordinator) Claims(kind string) (*Claims, error) {
+	k, err := c.newKeys("claims", kind)
+	if err != nil {
+		return nil, err
+	}
+	return &Claims{k}, nil
+}
+
+// Get reads key's holder, "" when it has none.
+func (c *Claims) Get(key string) (string, Version, error) {
+	data, ver, err := c.get(key)
+	return string(data), ver, err
+}
+
+// Swap sets key's holder if it is still as old was read; ErrChanged when
+// another node set it meanwhile.
+func (c *Claims) Swap(key string, old Version, holder string) (Version, error) {
+	return c.swap(key, old, []byte(holder))
 }

@@ -146,7 +146,7 @@ func (s *Server) startCases(ctx context.Context) error {
 		Registerer:      s.metrics,
 	}
 	if s.coord.coord != nil {
-		l.svc.Revisions, l.svc.Duty = s.coord.revisions, s.coord.deadlines.Do
+		l.svc.Revisions, l.svc.Claims, l.svc.Duty = s.coord.revisions, s.coord.claims, s.coord.deadlines.Do
 	}
 	if err := l.svc.Start(ctx); err != nil {
 		l.svc = nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/gridwatch/gridwatch/cases"
@@ -58,6 +59,7 @@ type coordination struct {
 	scores    *cluster.Lease
 	retention *cluster.Lease
 	revisions cases.Revisions
+	claims    cases.Claims
 }
 
 // startCoordination joins the cluster's ZooKeeper when cluster.zookeeper
@@ -79,7 +81,12 @@ func (s *Server) startCoordination(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("cluster.zookeeper: %w", err)
 	}
-	s.coord = coordination{coord: c, revisions: caseRevisions{versions},
+	claims, err := c.Claims("alert-cases")
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("cluster.zookeeper: %w", err)
+	}
+	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims},
 		deadlines: c.Lease(leaseCaseDeadlines), scores: c.Lease(leaseScoreNotice), retention: c.Lease(leaseRetention)}
 	return nil
 }
@@ -118,4 +125,29 @@ func (r caseRevisions) Swap(_ context.Context, id string, from cases.Revision, v
 		return cases.Revision{}, false, err
 	}
 	return cases.Revision{Version: uint32(v.Value), Exists: true, Set: v.Set, Stamp: int64(v.Stamp)}, true, nil
+}
+
+// caseClaims keeps the alert conditions' cases in ZooKeeper for the case
+// loop, one node per condition, its key path-escaped.
+type caseClaims struct{ c *cluster.Claims }
+
+// Claim implements cases.Claims.
+func (r caseClaims) Claim(_ context.Context, condition string) (cases.Claim, error) {
+	id, v, err := r.c.Get(url.PathEscape(condition))
+	if err != nil {
+		return cases.Claim{}, err
+	}
+	return cases.Claim{Case: id, Set: v.Set, Stamp: int64(v.Stamp)}, nil
+}
+
+// Swap implements cases.Claims.
+func (r caseClaims) Swap(_ context.Context, condition string, from cases.Claim, id string) (bool, error) {
+	_, err := r.c.Swap(url.PathEscape(condition), cluster.Version{Set: from.Set, Stamp: int32(from.Stamp)}, id)
+	switch {
+	case errors.Is(err, cluster.ErrChanged):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
@@ -293,4 +295,60 @@ func TestClusterCasesOneTruth(t *testing.T) {
 	start := time.Now()
 	clients[alive].must(id, "note", `{"note":"ZooKeeper is back"}`)
 	t.Logf("ZooKeeper back: a note answered 2xx after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestClusterAlertRaisesOneCase runs two nodes on one ClickHouse and one
+// ZooKeeper, and a full waste bin reporting to both (as a device moving
+// between nodes does, or under shared subscriptions): each node's alert
+// engine raises an alert of its own, and the cluster opens one case for
+// the condition, which the second alert joins.
+func TestClusterAlertRaisesOneCase(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	addr, database := storagetest.Database(t)
+	units := filepath.Join(t.TempDir(), "units.yaml")
+	var list strings.Builder
+	for _, cat := range devices.Categories() {
+		fmt.Fprintf(&list, "- {code: U-%s, name: %s unit, categories: [%s]}\n", cat, cat, cat)
+	}
+	if err := os.WriteFile(units, []byte(list.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-1-secret-0123456789"}
+	var nodes []*Server
+	for i := range 2 {
+		nodes = append(nodes, startServer(t, addr, database, []devices.Device{bin}, func(c *Config) {
+			c.Units.File = units
+			c.Cluster.ZooKeeper, c.Cluster.SessionTimeout, c.Cluster.Node = zk.Addr, 4*time.Second, fmt.Sprintf("node%d", i)
+		}))
+	}
+	for _, n := range nodes {
+		publish(t, n, bin, `{"fill_pct": 97, "temp_c": 20}`)
+	}
+	alertsRaised := func() int {
+		n := 0
+		for _, srv := range nodes {
+			p, _ := srv.alerting.engine.List(alerts.Filter{Device: bin.ID})
+			n += len(p.Alerts)
+		}
+		return n
+	}
+	waitFor(t, time.Minute, func() bool { return alertsRaised() == 2 })
+	var open []cases.Case
+	waitFor(t, time.Minute, func() bool {
+		cs, _, err := nodes[0].DB().LoadCases(context.Background(), time.Now().Add(-time.Hour))
+		if err != nil {
+			return false
+		}
+		open = open[:0]
+		for _, c := range cs {
+			if c.Device == bin.ID {
+				open = append(open, c)
+			}
+		}
+		return len(open) >= 1 && len(open[0].Joined) == 1
+	})
+	t.Logf("%d alerts raised on 2 nodes for one condition: %d case(s), the second alert joined %v", alertsRaised(), len(open), open[0].Joined)
+	if len(open) != 1 {
+		t.Errorf("%d cases opened for one condition on two nodes, want 1", len(open))
+	}
 }
