@@ -45,10 +45,17 @@ func (s *Server) startAlerts(ctx context.Context) error {
 			return fmt.Errorf("rules.file: %w", err)
 		}
 	}
+	// A lone node watches every registered device for silence from the
+	// start; a node of a cluster only the devices it heard from, since the
+	// others report to the other nodes.
+	watch := s.registry.All
+	if s.Config.Cluster.ZooKeeper != "" {
+		watch = nil
+	}
 	s.alerting.engine = &alerts.Engine{
 		Rules:      rules,
 		Lookup:     s.registry.Lookup,
-		Devices:    s.registry.All,
+		Devices:    watch,
 		Ancestors:  s.gridAncestors,
 		InScope:    s.inScope,
 		Store:      s.db,
