@@ -32,8 +32,10 @@ var caseKinds = []cases.EventKind{
 }
 
 // Case statistics read case_summaries: one row per case, recomputed from
-// all of the case's stored events whenever some are stored (SaveCases,
-// Import; migration 0015 fills it for the events stored before it), so
+// all of the case's stored events whenever some are stored (after
+// SaveCases, by the summarizer, whose pending refreshes a read of the
+// statistics completes first; Import; migration 0015 fills it for the
+// events stored before it), so
 // that a period's evaluation reads about one row per case instead of
 // every event. Its version grows with the case's events (see
 // caseSummarySelect); the table is read FINAL, which keeps the latest
@@ -168,6 +170,16 @@ func caseSummarySelect(c Capabilities, database, where string) string {
 // earlier summary (see Export).
 const finalSettings = " SETTINGS optimize_move_to_prewhere = 0"
 
+// flushCaseSummaries recomputes the case summaries SaveCases asked for
+// and the summarizer has not yet, so that the statistics read what was
+// saved before them.
+func (db *DB) flushCaseSummaries(ctx context.Context) error {
+	if err := db.summarizer().flush(ctx); err != nil {
+		return fmt.Errorf("storage: case statistics wait for the case summaries: %w", err)
+	}
+	return nil
+}
+
 // caseSummaryChunk is how many cases one refresh of case_summaries
 // recomputes.
 const caseSummaryChunk = 1000
@@ -212,6 +224,9 @@ func eventsSince(c Capabilities, ms int64) string {
 // after to. inScope, when not nil, keeps only the assignments of the grids
 // it accepts (a scoped token's subtree).
 func (db *DB) CaseTallies(ctx context.Context, by CaseStatsBy, from, to time.Time, inScope func(grid string) bool) ([]cases.Tally, error) {
+	if err := db.flushCaseSummaries(ctx); err != nil {
+		return nil, err
+	}
 	return db.caseTallies(ctx, by, from, to, inScope, quoteTable(db.opts.Database, "case_summaries")+" FINAL")
 }
 
@@ -287,6 +302,9 @@ func (db *DB) caseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 // unless both are of the same kind by the same actor: then they count
 // once, at the time of the later.
 func (db *DB) CaseActions(ctx context.Context, from, to time.Time, inScope func(grid string) bool) ([]cases.ActionCount, error) {
+	if err := db.flushCaseSummaries(ctx); err != nil {
+		return nil, err
+	}
 	return db.caseActions(ctx, from, to, inScope, quoteTable(db.opts.Database, "case_summaries")+" FINAL")
 }
 

@@ -354,3 +354,49 @@ func TestCaseTalliesAfterReplacement(t *testing.T) {
 	}
 	sameAsEvents(t, db, from, to, func(g string) bool { return g == "G1" })
 }
+
+// TestCaseSummariesAfterSave: a save's case summaries are stored after
+// it, without a read of the statistics asking; a case saved without its
+// summary (a crash in between) gets it when LoadCases finds it.
+func TestCaseSummariesAfterSave(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	ctx := t.Context()
+	march := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	summaries := func(id string) uint64 {
+		var n uint64
+		if err := db.Conn().QueryRow(ctx, "SELECT count() FROM `"+db.Database()+"`.case_summaries WHERE case_id = ?", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitSummary := func(id string) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); summaries(id) == 0; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no summary of %s within a minute", id)
+			}
+		}
+	}
+	c1 := newCase("C1", "G1", march).dispatch(0, "U1", "disp1")
+	row := func(c *caseScript) cases.Case {
+		return cases.Case{ID: c.id, Version: uint32(len(c.evs)), Source: cases.SourcePatrol, Status: cases.StatusDispatched, Grid: c.grid, Unit: c.unit,
+			Received: c.start, Updated: c.evs[len(c.evs)-1].TS}
+	}
+	if err := db.SaveCases(ctx, []cases.Case{row(c1)}, 1, c1.evs); err != nil {
+		t.Fatal(err)
+	}
+	waitSummary("C1")
+	c2 := newCase("C2", "G1", march.Add(time.Hour)).dispatch(0, "U1", "disp1")
+	insertRawCaseEvents(t, db, c2.evs)
+	if err := db.SaveCases(ctx, []cases.Case{row(c2)}, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.LoadCases(ctx, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSummary("C2")
+	got, err := db.CaseTallies(ctx, storage.CaseStatsByUnit, march.AddDate(0, 0, -1), march.AddDate(0, 0, 1), nil)
+	if err != nil || len(got) != 1 || got[0].Received != 2 {
+		t.Errorf("tallies %+v (%v), want both cases of U1", got, err)
+	}
+}

@@ -18,10 +18,11 @@ import (
 // refused) has a Seq above the case's version; it is not loaded, and the
 // next action's event, taking the same Seq, replaces it.
 
-// SaveCases stores events, recomputes the case_summaries rows of their
-// cases, then stores the rows of cs under revision: a save that fails
-// before its case rows are stored is a refused action, whose event the
-// next action's replaces.
+// SaveCases stores events, then the rows of cs under revision: a save
+// that fails before its case rows are stored is a refused action, whose
+// event the next action's replaces. The case_summaries rows of the cases
+// of events stored are recomputed after it returns (see summarizer): the
+// statistics read them once they are.
 func (db *DB) SaveCases(ctx context.Context, cs []cases.Case, revision uint64, events []cases.Event) error {
 	if err := db.saveCaseEvents(ctx, events); err != nil {
 		return err
@@ -34,9 +35,7 @@ func (db *DB) SaveCases(ctx context.Context, cs []cases.Case, revision uint64, e
 	for _, ev := range events {
 		touched[ev.CaseID] = firsts[ev.CaseID]
 	}
-	if err := db.refreshCaseSummaries(ctx, touched); err != nil {
-		return err
-	}
+	db.summarizer().add(touched)
 	if len(cs) == 0 {
 		return nil
 	}
@@ -117,8 +116,28 @@ func (db *DB) LoadCases(ctx context.Context, closedSince time.Time) ([]cases.Cas
 	if err != nil {
 		return nil, nil, err
 	}
+	db.healCaseSummaries(cs)
 	events, err := db.caseEvents(ctx, cs)
 	return cs, events, err
+}
+
+// healCaseSummaries asks for the summaries of the cases of cs saved within
+// summaryHealWindow of the latest of them: those whose refresh a crash
+// just after their save may have lost.
+func (db *DB) healCaseSummaries(cs []cases.Case) {
+	var latest time.Time
+	for _, c := range cs {
+		if c.Updated.After(latest) {
+			latest = c.Updated
+		}
+	}
+	since := map[string]time.Time{}
+	for _, c := range cs {
+		if !c.Updated.Before(latest.Add(-summaryHealWindow)) {
+			since[c.ID] = c.Received
+		}
+	}
+	db.summarizer().add(since)
 }
 
 // LoadCase returns one case and its events, cases.ErrNotFound when none.

@@ -100,8 +100,20 @@ type DB struct {
 	// keeps that layout after an upgrade.
 	layout Capabilities
 
+	// summaries recomputes case summaries after saves (summarizer).
+	summaries     *summarizer
+	summariesOnce sync.Once
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// summarizer returns the DB's, made at first use.
+func (db *DB) summarizer() *summarizer {
+	db.summariesOnce.Do(func() {
+		db.summaries = &summarizer{refresh: db.refreshCaseSummaries, logger: db.logger, kick: make(chan struct{}, 1)}
+	})
+	return db.summaries
 }
 
 // Open connects to the server, checks it answers, reads its version and
@@ -242,8 +254,15 @@ func (db *DB) Database() string { return db.opts.Database }
 // advanced use.
 func (db *DB) Conn() driver.Conn { return db.conn }
 
-// Close closes the connection pool. It is safe to call more than once.
+// Close recomputes the case summaries still pending (within 10 s), then
+// closes the connection pool. It is safe to call more than once.
 func (db *DB) Close() error {
-	db.closeOnce.Do(func() { db.closeErr = db.conn.Close() })
+	db.closeOnce.Do(func() {
+		err := db.summarizer().close()
+		if err != nil {
+			err = fmt.Errorf("storage: last refresh of case summaries: %w", err)
+		}
+		db.closeErr = errors.Join(err, db.conn.Close())
+	})
 	return db.closeErr
 }
