@@ -32,6 +32,11 @@ go test -count=1 -run '^(TestDiagnosisGroundTruth|TestDiagnosisThirdParty)$' -v 
 go test -count=1 -run '^TestGB28181StreamSampleGroundTruth$' -v ./internal/server/ |
   grep -E '^\s+\||: picture diagnosis|^(--- |ok|FAIL)'
 
+# The 1,000-camera sweep with the picture diagnosis, beside ffprobe on 10 of
+# the same cameras: the farm's faults found, the CPU within its goal.
+echo "== 1,000-camera sweep with the picture diagnosis, beside ffprobe"
+CHECK=1 ./deploy/bench-cameras.sh 1000 10 | grep -vE '^(\{|== )'
+
 # The budget is a count of executions, not a duration: on Go 1.26 a
 # duration's deadline can race the coordinator's shutdown on a busy machine
 # and fail a target with "context deadline exceeded" and no crasher

@@ -52,6 +52,9 @@ type GBDevice struct {
 	// FaultStall or FaultLowFPS; FaultOffline never answers an INVITE;
 	// GBFaults misbehave in the answer or the stream. It defaults to none.
 	Fault CameraFault
+	// AnswerDelay is how late the device answers an INVITE, like one
+	// slower than the registrar waits.
+	AnswerDelay time.Duration
 	// Codec of the stream: CodecH264 (the default) or CodecH265.
 	Codec string
 	// Manufacturer and Model answer DeviceInfo.
@@ -70,6 +73,7 @@ type GBDevice struct {
 	streamMu  sync.Mutex // orders a stream's start after Close
 	invites   atomic.Int64
 	streaming atomic.Int64
+	byes      atomic.Int64 // BYEs of answered INVITEs received
 	client    *sipgo.Client
 	conn      net.PacketConn
 	cancel    context.CancelFunc
@@ -139,7 +143,9 @@ func (d *GBDevice) Start(ctx context.Context) (err error) {
 		srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 			if err := d.dialogs.ReadBye(req, tx); err != nil {
 				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+				return
 			}
+			d.byes.Add(1)
 		})
 	}
 	opts := []sipgo.ClientOption{sipgo.WithClientLogger(quiet)}

@@ -83,6 +83,12 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		return
 	}
+	select {
+	case <-time.After(d.AnswerDelay):
+	case <-d.ctx.Done():
+		dialog.Close()
+		return
+	}
 	dst := net.JoinHostPort(offer.Host, strconv.Itoa(offer.Port))
 	var conn net.PacketConn
 	port := 9 // an active TCP side's port (RFC 4145)
@@ -233,6 +239,10 @@ func newGBDialogs(client *sipgo.Client, id, contact string) *sipgo.DialogServerC
 
 // Invites returns how many INVITEs the device answered and streamed.
 func (d *GBDevice) Invites() int64 { return d.invites.Load() }
+
+// Byes returns how many of the device's answered INVITEs the registrar
+// hung up (BYE).
+func (d *GBDevice) Byes() int64 { return d.byes.Load() }
 
 // Streaming returns how many streams the device is sending now: one
 // ended by BYE is no longer counted.

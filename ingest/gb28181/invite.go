@@ -47,7 +47,9 @@ const (
 // failed: ErrNoChannel, ErrNoAnswer (no final answer in InviteTimeout),
 // ErrInviteRefused, ErrBadAnswer, ErrNoRTP (nothing in StreamTimeout),
 // ErrStreamStopped, ErrHungUp, ErrUnsupportedStream, ErrBadPS (no frame
-// could be read). The port is closed and the dialog ended when it returns.
+// could be read). The port is closed and the dialog ended when it returns;
+// a device's 200 OK after ErrNoAnswer is acknowledged and hung up at once
+// (onLateAnswer).
 func (r *Registrar) Play(ctx context.Context, channel string, frame func(Frame)) (StreamStats, error) {
 	stats := StreamStats{Transport: r.StreamTransport}
 	select {
@@ -154,9 +156,11 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 	switch {
 	case errors.As(err, &refused):
 		return stats, fmt.Errorf("%w: %s answered %d %s", ErrInviteRefused, channel, refused.Res.StatusCode, refused.Res.Reason)
-	case err != nil && ctx.Err() != nil:
-		return stats, ctx.Err()
 	case err != nil:
+		r.giveUp(req)
+		if ctx.Err() != nil {
+			return stats, ctx.Err()
+		}
 		return stats, fmt.Errorf("%w: %s gave none within %s", ErrNoAnswer, channel, r.InviteTimeout)
 	}
 	timer.Stop()
@@ -236,6 +240,75 @@ func mediaSenders(sipHost, answerHost string) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// giveUp records an INVITE given up unanswered, for a late answer to it
+// (onLateAnswer) until a device's 200 OK retransmissions end (64×T1);
+// the records past it are dropped.
+func (r *Registrar) giveUp(invite *sip.Request) {
+	now := time.Now()
+	r.givenUp.Range(func(k, until any) bool {
+		if now.After(until.(time.Time)) {
+			r.givenUp.Delete(k)
+		}
+		return true
+	})
+	if id := invite.CallID(); id != nil {
+		r.givenUp.Store(id.Value(), now.Add(64*sip.T1))
+	}
+}
+
+// onLateAnswer takes the responses no transaction waits for. A 200 OK
+// to an INVITE given up, were it left unacknowledged, would have the
+// device stream to a closed port until its retransmissions end (32 s),
+// holding one of the few streams a camera serves: it is acknowledged and
+// hung up at once (RFC 3261 §13.2.2.4), and counted (late_answer).
+// Other stray responses, such as retransmissions, are dropped.
+func (r *Registrar) onLateAnswer(res *sip.Response) {
+	cseq, id := res.CSeq(), res.CallID()
+	if !res.IsSuccess() || cseq == nil || cseq.MethodName != sip.INVITE || id == nil || res.From() == nil || res.To() == nil {
+		return
+	}
+	if _, ok := r.givenUp.LoadAndDelete(id.Value()); !ok {
+		return
+	}
+	r.metrics.streams.WithLabelValues("late_answer").Inc()
+	ack := r.inDialog(sip.ACK, res, cseq.SeqNo)
+	if err := r.client.WriteRequest(ack); err != nil {
+		r.Logger.Info("gb28181 late answer not acknowledged", "err", err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(r.ctx, r.QueryTimeout)
+		defer cancel()
+		if res, err := r.client.Do(ctx, r.inDialog(sip.BYE, res, cseq.SeqNo+1)); err != nil || !res.IsSuccess() {
+			r.metrics.streams.WithLabelValues("bye_failed").Inc()
+		}
+	}()
+}
+
+// inDialog returns a request of method in the dialog a 200 OK to an
+// INVITE of gridwatch's set up, to the device's Contact.
+func (r *Registrar) inDialog(method sip.RequestMethod, ok *sip.Response, seq uint32) *sip.Request {
+	to := sip.Uri{Scheme: "sip", User: ok.To().Address.User, Host: ok.Source()}
+	if c := ok.Contact(); c != nil {
+		to = *c.Address.Clone()
+	}
+	req := sip.NewRequest(method, to)
+	req.AppendHeader(sip.HeaderClone(ok.From()))
+	req.AppendHeader(sip.HeaderClone(ok.To()))
+	req.AppendHeader(sip.HeaderClone(ok.CallID()))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
+	req.SetTransport(ok.Transport())
+	req.SetDestination(ok.Source())
+	return req
 }
 
 // openRTP opens the port a stream's RTP is received on: a UDP socket, or

@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"state"}),
 		streams: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_gb28181_streams_total",
-			Help: "Streams of channels invited to play (INVITE), by result: ok, no_answer (no final answer in gb28181.invite_timeout), refused, bad_answer (no PS over RTP in the SDP answer), no_rtp (nothing in gb28181.stream_timeout), stopped, hung_up, bad_ps, unsupported_stream, error; bye_failed counts BYEs not answered.",
+			Help: "Streams of channels invited to play (INVITE), by result: ok, no_answer (no final answer in gb28181.invite_timeout), refused, bad_answer (no PS over RTP in the SDP answer), no_rtp (nothing in gb28181.stream_timeout), stopped, hung_up, bad_ps, unsupported_stream, error; bye_failed counts BYEs not answered, late_answer 200 OKs to INVITEs given up, acknowledged and hung up at once.",
 		}, []string{"result"}),
 		streaming: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gridwatch_gb28181_streams_playing",

@@ -191,7 +191,7 @@ func streamGoroutines() int {
 func TestPlayMisbehavingDevices(t *testing.T) {
 	const password = "misbehaving-secret"
 	var devs []devices.Device
-	for i := 1; i <= 6; i++ {
+	for i := 1; i <= 7; i++ {
 		devs = append(devs, camera(simulators.GBDeviceID(realm, i), password))
 	}
 	tr := startRegistrar(t, devs, func(r *gb28181.Registrar) {
@@ -329,6 +329,23 @@ func TestPlayMisbehavingDevices(t *testing.T) {
 		}
 		counted("gridwatch_gb28181_streams_total", "result", "ok", 5)
 		ended(d)
+	})
+	t.Run("answers late", func(t *testing.T) {
+		// Its 200 OK comes after InviteTimeout: it is acknowledged and hung
+		// up at once, not left streaming to a closed port.
+		n++
+		d := tr.device(simulators.GBDeviceID(realm, n), password, "udp")
+		d.Channels, d.AnswerDelay = []string{d.ID[:10] + "131" + d.ID[13:]}, tr.InviteTimeout+2*time.Second
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if _, _, err := play(d, nil); !errors.Is(err, gb28181.ErrNoAnswer) {
+			t.Fatalf("err %v, want ErrNoAnswer", err)
+		}
+		waitFor(t, 30*time.Second, "the late answer hung up", func() bool { return d.Byes() == 1 })
+		ended(d)
+		counted("gridwatch_gb28181_streams_total", "result", "late_answer", 1)
 	})
 	counted("gridwatch_gb28181_streams_total", "result", "bye_failed", 1) // the device cut off only
 	waitFor(t, 30*time.Second, "the streams' goroutines gone", func() bool { return streamGoroutines() == 0 })

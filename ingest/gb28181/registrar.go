@@ -158,14 +158,17 @@ type Registrar struct {
 	dialogs  *sipgo.DialogClientCache
 	streams  chan struct{} // one token per stream playing
 	ssrcSeq  atomic.Uint32
-	udp      net.PacketConn
-	tcp      net.Listener
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	sn       atomic.Uint32
-	started  bool
-	close    sync.Once
+	// givenUp holds the Call-IDs of INVITEs given up unanswered, until
+	// when a late 200 OK to one may still come (abandoned).
+	givenUp sync.Map // string -> time.Time
+	udp     net.PacketConn
+	tcp     net.Listener
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	sn      atomic.Uint32
+	started bool
+	close   sync.Once
 
 	mu       sync.Mutex
 	closing  bool
@@ -256,7 +259,8 @@ func (r *Registrar) Start(ctx context.Context) (err error) {
 		sipgo.WithUserAgent(r.ID),
 		sipgo.WithUserAgentHostname(r.Realm),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLogger)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLogger)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLogger),
+			sip.WithTransactionLayerUnhandledResponseHandler(r.onLateAnswer)),
 	)
 	if err != nil {
 		return fmt.Errorf("gb28181: user agent: %w", err)
