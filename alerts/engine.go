@@ -494,7 +494,7 @@ func (e *Engine) observe(id, typ, grid, metric string, v float64, ts int64, now 
 	for _, r := range rules {
 		e.env = env{Value: v, Avg: v, Low: v, High: v, Samples: 1, M: d.latest}
 		if s != nil && r.Window > 0 {
-			s.fill(&e.env, r.Window)
+			s.fill(&e.env, r.Window, r.ranged)
 		}
 		in := d.instance(r)
 		in.cond = e.eval(r, r.cond)

@@ -26,7 +26,7 @@ var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 
 // newEngine starts an engine on a fake clock with the given rules and
 // devices; it is closed when t ends.
-func newEngine(t *testing.T, rules *alerts.RuleSet, devs []devices.Device, store alerts.Store, c *clock) *alerts.Engine {
+func newEngine(t testing.TB, rules *alerts.RuleSet, devs []devices.Device, store alerts.Store, c *clock) *alerts.Engine {
 	t.Helper()
 	reg := devices.NewRegistry(devs)
 	e := &alerts.Engine{

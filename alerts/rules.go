@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
@@ -121,6 +122,9 @@ type rule struct {
 	Rule
 	cond, clear                    *vm.Program
 	types, categories, grids, devs map[string]bool
+	// ranged is set when an expression reads low or high, the figures of
+	// a window that take a pass over it.
+	ranged bool
 }
 
 // env is what rule expressions see.
@@ -248,16 +252,18 @@ func compileRule(name string, r Rule) (*rule, []error) {
 			bad("metric", "is required unless the rule is an absence rule (absent)")
 		}
 		var err error
-		if c.cond, err = compileExpr(r.Condition); err != nil {
+		names := identifiers{}
+		if c.cond, err = compileExpr(r.Condition, names); err != nil {
 			bad("condition", "%v", err)
 		}
 		clear := r.Clear
 		if clear == "" {
 			clear = "not (" + r.Condition + ")"
 		}
-		if c.clear, err = compileExpr(clear); err != nil && r.Clear != "" {
+		if c.clear, err = compileExpr(clear, names); err != nil && r.Clear != "" {
 			bad("clear", "%v", err)
 		}
+		c.ranged = names["low"] || names["high"] || names["$env"]
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -265,12 +271,23 @@ func compileRule(name string, r Rule) (*rule, []error) {
 	return c, nil
 }
 
-// compileExpr compiles a boolean rule expression.
-func compileExpr(src string) (*vm.Program, error) {
+// compileExpr compiles a boolean rule expression, adding the variables it
+// reads to names.
+func compileExpr(src string, names identifiers) (*vm.Program, error) {
 	if src == "" {
 		return nil, errors.New("is required")
 	}
-	return expr.Compile(src, expr.Env(env{}), expr.AsBool())
+	return expr.Compile(src, expr.Env(env{}), expr.AsBool(), expr.Patch(names))
+}
+
+// identifiers collects the names an expression reads ($env for all of
+// them), as an expr-lang patcher that changes nothing.
+type identifiers map[string]bool
+
+func (ids identifiers) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		ids[id.Value] = true
+	}
 }
 
 // set returns the members of list as a set, or nil for an empty list.

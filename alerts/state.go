@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"cmp"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -112,10 +113,17 @@ type sample struct {
 	ts   int64 // when measured, ms (capped at recv)
 	recv int64 // when received, by the engine's clock, ms
 	v    float64
+	// sum is the sum of v over the samples of the series' array up to this
+	// one: a window's sum is then two lookups, not a pass over the window.
+	sum float64
 }
 
-// series is the recent values of one metric of one device, oldest first,
-// spanning at most the longest window of the rules that use it.
+// series is the recent values of one metric of one device, oldest first
+// (by ts), spanning at most the longest window of the rules that use it.
+// A device reporting far faster than its interval keeps maxSamples in its
+// windows, and every reading asks for their avg: adding a sample and the
+// window's figures other than low and high cost O(1) amortised, not a pass
+// over the samples.
 type series struct {
 	samples []sample
 	// minRecv is at most the earliest recv of samples (it may lag after
@@ -137,57 +145,92 @@ func (s *series) add(ts, recv int64, v float64, window time.Duration) {
 	// rebooting into 2000), its readings stamped before the jump would stay
 	// the newest, and the window frozen on them, for good.
 	if old := recv - window.Milliseconds(); len(s.samples) > 0 && s.minRecv < old {
-		kept, least := s.samples[:0], recv
-		for _, p := range s.samples {
-			if p.recv >= old {
-				kept, least = append(kept, p), min(least, p.recv)
-			}
-		}
-		s.samples, s.minRecv = kept, least
+		s.dropReceivedBefore(old, recv)
 	}
 	if len(s.samples) == 0 || recv < s.minRecv {
 		s.minRecv = recv
+	}
+	if len(s.samples) == cap(s.samples) {
+		// Dropped samples are resliced off the front, so the array runs
+		// out at its end: a new one twice the length, its sums restarted,
+		// so that they never grow past a few windows' worth.
+		grown := make([]sample, len(s.samples), 2*len(s.samples)+4)
+		copy(grown, s.samples)
+		s.samples = grown
+		s.resum(0)
 	}
 	i := len(s.samples)
 	for i > 0 && s.samples[i-1].ts > ts {
 		i--
 	}
-	s.samples = slices.Insert(s.samples, i, sample{ts, recv, v})
+	s.samples = slices.Insert(s.samples, i, sample{ts: ts, recv: recv, v: v})
+	s.resum(i)
 	cut := s.samples[len(s.samples)-1].ts - window.Milliseconds()
 	drop := 0
 	for drop < len(s.samples)-1 && (s.samples[drop].ts < cut || len(s.samples)-drop > maxSamples) {
 		drop++
 	}
-	if drop > 0 {
-		s.samples = append(s.samples[:0], s.samples[drop:]...)
+	s.samples = s.samples[drop:]
+}
+
+// dropReceivedBefore drops the samples received before old and sets
+// minRecv to the earliest recv left (recv when none is).
+func (s *series) dropReceivedBefore(old, recv int64) {
+	kept, least, suffix := 0, recv, true
+	for _, p := range s.samples {
+		switch {
+		case p.recv >= old:
+			kept, least = kept+1, min(least, p.recv)
+		case kept > 0:
+			suffix = false // a sample to drop after one to keep
+		}
+	}
+	s.minRecv = least
+	if suffix {
+		s.samples = s.samples[len(s.samples)-kept:]
+		return
+	}
+	out := s.samples[:0]
+	for _, p := range s.samples {
+		if p.recv >= old {
+			out = append(out, p)
+		}
+	}
+	s.samples = out
+	s.resum(0)
+}
+
+// resum recomputes the running sums from sample i on.
+func (s *series) resum(i int) {
+	sum := 0.0
+	if i > 0 {
+		sum = s.samples[i-1].sum
+	}
+	for j := i; j < len(s.samples); j++ {
+		sum += s.samples[j].v
+		s.samples[j].sum = sum
 	}
 }
 
 // fill sets the window variables of en over the last window before the
-// newest sample.
-func (s *series) fill(en *env, window time.Duration) {
+// newest sample; low and high only when ranged (a pass over the window).
+func (s *series) fill(en *env, window time.Duration, ranged bool) {
 	if len(s.samples) == 0 {
 		return
 	}
 	last := s.samples[len(s.samples)-1]
-	cut := last.ts - window.Milliseconds()
-	first := -1
-	sum := 0.0
-	en.Low, en.High = last.v, last.v
-	for i, p := range s.samples {
-		if p.ts < cut {
-			continue
-		}
-		if first < 0 {
-			first = i
-		}
-		sum += p.v
-		en.Low, en.High = min(en.Low, p.v), max(en.High, p.v)
-	}
+	first, _ := slices.BinarySearchFunc(s.samples, last.ts-window.Milliseconds(),
+		func(p sample, cut int64) int { return cmp.Compare(p.ts, cut) })
+	f := s.samples[first]
 	n := len(s.samples) - first
 	en.Samples = n
-	en.Avg = sum / float64(n)
-	f := s.samples[first]
+	en.Avg = (last.sum - f.sum + f.v) / float64(n)
+	en.Low, en.High = last.v, last.v
+	if ranged {
+		for _, p := range s.samples[first:] {
+			en.Low, en.High = min(en.Low, p.v), max(en.High, p.v)
+		}
+	}
 	en.Delta = last.v - f.v
 	if span := last.ts - f.ts; span > 0 {
 		en.Rate = en.Delta / float64(span) * 60000
