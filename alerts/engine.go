@@ -498,7 +498,10 @@ func (e *Engine) observe(id, typ, grid, metric string, v float64, ts int64, now 
 		}
 		in := d.instance(r)
 		in.cond = e.eval(r, r.cond)
-		in.clr = e.eval(r, r.clear)
+		// Only a firing alert asks whether it clears: most instances are
+		// inactive, and each expression run is a fetch of its variables
+		// by reflection.
+		in.clr = (in.phase == phaseFiring || in.phase == phaseClearing) && e.eval(r, r.clear)
 		e.step(in, now, v)
 	}
 }
