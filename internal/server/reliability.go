@@ -64,6 +64,14 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 		s.spool.ReplayRows = 1
 	}
 	if cfg.DurableAck {
+		if s.spool.ReplayRows == 0 {
+			// Every row goes through the replay here: an INSERT of
+			// batch_rows, as in the default mode, not the spool's 200,000
+			// for draining an outage's backlog. Its column buffers (the
+			// driver's copies of the rows, and their encoding) are most
+			// of a durable node's heap.
+			s.spool.ReplayRows = cfg.BatchRows
+		}
 		s.spool.MinInsertInterval = cfg.BatchAge
 		s.durable = &ingest.DurableIndex{}
 		s.spool.Index = s.durable

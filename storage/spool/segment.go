@@ -38,23 +38,42 @@ func encodeSegment(table, id string, rec arrow.Record) ([]byte, error) {
 	if len(table) > 0xffff || len(id) > 0xffff {
 		return nil, fmt.Errorf("%w: table or batch id longer than 65535 bytes", ErrCorrupt)
 	}
-	var payload bytes.Buffer
-	w := ipc.NewWriter(&payload, ipc.WithSchema(rec.Schema()))
+	// The Arrow IPC stream is written in place after the header, into one
+	// buffer sized for it: a group commit encodes a segment every few
+	// milliseconds, and growing a buffer and copying it into another were
+	// most of its allocations.
+	b := make([]byte, 0, len(segmentMagic)+2+len(table)+2+len(id)+4+ipcSize(rec)+4)
+	b = append(b, segmentMagic...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(table)))
+	b = append(b, table...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(id)))
+	b = append(b, id...)
+	at := len(b)
+	payload := bytes.NewBuffer(binary.LittleEndian.AppendUint32(b, 0))
+	w := ipc.NewWriter(payload, ipc.WithSchema(rec.Schema()))
 	if err := w.Write(rec); err != nil {
 		return nil, fmt.Errorf("encode arrow ipc: %w", err)
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("encode arrow ipc: %w", err)
 	}
-	b := make([]byte, 0, len(segmentMagic)+2+len(table)+2+len(id)+4+payload.Len()+4)
-	b = append(b, segmentMagic...)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(table)))
-	b = append(b, table...)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(id)))
-	b = append(b, id...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(payload.Len()))
-	b = append(b, payload.Bytes()...)
+	b = payload.Bytes()
+	binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+// ipcSize estimates the bytes of rec as an Arrow IPC stream: its buffers,
+// each padded to 8 bytes, and room for the schema and record messages.
+func ipcSize(rec arrow.Record) int {
+	n := 4096
+	for _, col := range rec.Columns() {
+		for _, buf := range col.Data().Buffers() {
+			if buf != nil {
+				n += (buf.Len() + 7) &^ 7
+			}
+		}
+	}
+	return n
 }
 
 // decodeSegment checks and decodes the contents of a segment file. Any

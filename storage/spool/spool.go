@@ -138,9 +138,10 @@ type Spool struct {
 	// ReplayRows bounds the rows of one replay INSERT. It defaults to
 	// 200,000.
 	ReplayRows int
-	// MinInsertInterval is the least time between two replay INSERTs that
-	// are not full (ReplayRows), so that durable mode, which spools many
-	// small batches, still inserts about once per interval. It defaults to 0.
+	// MinInsertInterval is the pause after a replay INSERT that was not
+	// full (ReplayRows) and left nothing spooled, so that durable mode,
+	// which spools many small batches, still inserts about once per
+	// interval; a backlog is replayed without pauses. It defaults to 0.
 	MinInsertInterval time.Duration
 	// RetryBackoff is the first pause after a failed replay; it doubles up to
 	// 10 seconds. It defaults to 500 milliseconds.
@@ -527,7 +528,7 @@ func (s *Spool) runReplay(ctx context.Context) {
 		backoff.WithMaxElapsedTime(0),
 	)
 	for ctx.Err() == nil {
-		next := s.nextReplay()
+		next, more := s.nextReplay()
 		if len(next) == 0 {
 			select {
 			case <-ctx.Done():
@@ -547,7 +548,7 @@ func (s *Spool) runReplay(ctx context.Context) {
 				s.Logger.Warn("spool replay failed; retrying", "err", err)
 			}
 			pause = delays.NextBackOff()
-		case rows < s.ReplayRows:
+		case rows < s.ReplayRows && !more:
 			if s.failing {
 				s.failing = false
 				s.Logger.Info("spool replay recovered", "left", s.Stats().Segments)
@@ -603,20 +604,21 @@ func (s *Spool) setAside(segs []segInfo, err error) bool {
 }
 
 // nextReplay returns the oldest segments of one table, up to ReplayRows
-// rows (at least one segment; exactly one while isolating).
-func (s *Spool) nextReplay() []segInfo {
+// rows (at least one segment; exactly one while isolating). more reports
+// that segments are left after them: the next replay follows at once, not
+// MinInsertInterval later.
+func (s *Spool) nextReplay() (out []segInfo, more bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []segInfo
 	rows := 0
 	for _, g := range s.segs {
 		if len(out) > 0 && (g.table != out[0].table || rows+g.rows > s.ReplayRows || out[0].seq < s.isolateBelow) {
-			break
+			return out, true
 		}
 		out = append(out, g)
 		rows += g.rows
 	}
-	return out
+	return out, false
 }
 
 // replay inserts the segments as one INSERT, leaving out those the ledger

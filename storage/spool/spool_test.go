@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -544,5 +545,33 @@ func TestQuarantineKeepsEarlierSegmentOfSameName(t *testing.T) {
 	}
 	if !slices.Equal(batches, []string{"first", "second"}) {
 		t.Fatalf("quarantined batches %v, want [first second]", batches)
+	}
+}
+
+// TestSpoolReplaysBacklogWithoutPauses checks MinInsertInterval's scope: it
+// spaces the INSERTs of a trickle, not those of a backlog. Four batches of
+// two rows spooled during an outage, one per replay INSERT (ReplayRows 3:
+// none is full), are all stored soon after ClickHouse is back, though the
+// interval is an hour.
+func TestSpoolReplaysBacklogWithoutPauses(t *testing.T) {
+	f := &fakeStore{ids: map[string]bool{}}
+	f.set(true, false) // ClickHouse down: the spool keeps the batches.
+	s := &Spool{Dir: t.TempDir(), Durable: true, Insert: f.insert, Stored: f.stored,
+		RetryBackoff: 5 * time.Millisecond, ReplayRows: 3, MinInsertInterval: time.Hour}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for i := range int64(4) {
+		rec := record(t, 2*i, 2*i+1)
+		if err := s.Write(context.Background(), "telemetry", fmt.Sprint("b", i), rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+	}
+	f.set(false, false)
+	waitFor(t, "the backlog to be replayed", func() bool { return len(f.rows()) == 8 })
+	if got := f.rows(); !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7}) {
+		t.Fatalf("stored %v, want 0..7 once each, in order", got)
 	}
 }
