@@ -166,7 +166,7 @@ func ReplayQuarantined(ctx context.Context, dir, file string, insert InsertFunc,
 	}
 	defer seg.Record.Release()
 	parts := []storage.Part{{ID: seg.ID, Record: seg.Record}}
-	fresh, err := storeFresh(ctx, seg.Table, parts, insert, stored, timeout, timeout)
+	fresh, err := storeFresh(ctx, seg.Table, parts, parts, insert, stored, timeout, timeout)
 	if err != nil {
 		return 0, fmt.Errorf("spool: replay quarantined %s: %w", file, err)
 	}

@@ -204,6 +204,11 @@ type segInfo struct {
 	table   string
 	rows    int
 	created time.Time
+	// unsent is set while no INSERT of the batch was tried (spooled in
+	// durable mode, or behind older segments): it cannot be in ClickHouse,
+	// so its replay asks the ledger nothing. A segment recovered at Open
+	// may have been sent by the process before.
+	unsent bool
 }
 
 // Stats is a snapshot of the spool.
@@ -351,7 +356,9 @@ func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) e
 	if rec.NumRows() == 0 {
 		return nil
 	}
+	tried := false
 	if !s.Durable && s.closing.Err() == nil && s.empty() {
+		tried = true
 		ictx, cancel := context.WithTimeout(ctx, s.InsertTimeout)
 		stop := context.AfterFunc(s.closing, cancel)
 		err := s.Insert(ictx, table, []storage.Part{{ID: id, Record: rec}})
@@ -363,7 +370,7 @@ func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) e
 		}
 		s.setDirectFailing(true, err)
 	}
-	if err := s.append(table, id, rec); err != nil {
+	if err := s.append(table, id, rec, !tried); err != nil {
 		s.metrics.dropped.WithLabelValues(table).Add(float64(rec.NumRows()))
 		return err
 	}
@@ -400,9 +407,10 @@ func (s *Spool) Full() bool {
 	return s.bytes >= s.MaxBytes
 }
 
-// append writes a segment file and fsyncs it and its directory. It does not
-// wait for room: see Spool for the full policy.
-func (s *Spool) append(table, id string, rec arrow.Record) error {
+// append writes a segment file and fsyncs it and its directory; unsent
+// tells that no INSERT of the batch was tried. It does not wait for room:
+// see Spool for the full policy.
+func (s *Spool) append(table, id string, rec arrow.Record, unsent bool) error {
 	data, err := encodeSegment(table, id, rec)
 	if err != nil {
 		return fmt.Errorf("spool batch %s: %w", id, err)
@@ -425,7 +433,7 @@ func (s *Spool) append(table, id string, rec arrow.Record) error {
 		s.Index.Add(seq, table, rec)
 	}
 	s.mu.Lock()
-	info := segInfo{seq: seq, id: id, size: size, table: table, rows: int(rec.NumRows()), created: time.Now()}
+	info := segInfo{seq: seq, id: id, size: size, table: table, rows: int(rec.NumRows()), created: time.Now(), unsent: unsent}
 	i, _ := slices.BinarySearchFunc(s.segs, seq, func(a segInfo, seq uint64) int { return cmpSeq(a.seq, seq) })
 	s.segs = slices.Insert(s.segs, i, info)
 	s.mu.Unlock()
@@ -627,7 +635,8 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	table := segs[0].table
 	var (
 		parts []storage.Part
-		done  []segInfo // segments to delete once the INSERT succeeded
+		ask   []storage.Part // those an earlier INSERT may have stored
+		done  []segInfo      // segments to delete once the INSERT succeeded
 		rows  int
 	)
 	defer func() {
@@ -649,14 +658,21 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 			s.forget([]segInfo{g})
 			continue
 		}
-		parts = append(parts, storage.Part{ID: seg.ID, Record: seg.Record})
+		part := storage.Part{ID: seg.ID, Record: seg.Record}
+		parts = append(parts, part)
+		if !g.unsent {
+			ask = append(ask, part)
+		}
 		done = append(done, g)
 		rows += g.rows
 	}
 	if len(parts) == 0 {
 		return 0, nil
 	}
-	fresh, err := storeFresh(ctx, table, parts, s.Insert, s.Stored, s.LookupTimeout, s.InsertTimeout)
+	// From here on the batches may reach ClickHouse, whatever this
+	// replay's outcome: the next one asks the ledger about them.
+	s.markSent(done)
+	fresh, err := storeFresh(ctx, table, parts, ask, s.Insert, s.Stored, s.LookupTimeout, s.InsertTimeout)
 	if err != nil {
 		return rows, err
 	}
@@ -679,14 +695,19 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 }
 
 // storeFresh inserts the parts the ledger does not have as one INSERT and
-// returns them. lookupTimeout bounds the ledger lookup, insertTimeout the
-// INSERT.
-func storeFresh(ctx context.Context, table string, parts []storage.Part, insert InsertFunc, stored StoredFunc, lookupTimeout, insertTimeout time.Duration) ([]storage.Part, error) {
-	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	have, err := stored(lctx, table, parts)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(parts), table, err)
+// returns them; the ledger is asked about those of ask only (a batch never
+// sent cannot be stored), about none when ask is empty. lookupTimeout
+// bounds the ledger lookup, insertTimeout the INSERT.
+func storeFresh(ctx context.Context, table string, parts, ask []storage.Part, insert InsertFunc, stored StoredFunc, lookupTimeout, insertTimeout time.Duration) ([]storage.Part, error) {
+	var have map[string]bool
+	if len(ask) > 0 {
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		var err error
+		have, err = stored(lctx, table, ask)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ask), table, err)
+		}
 	}
 	fresh := parts[:0:0]
 	for _, p := range parts {
@@ -703,6 +724,17 @@ func storeFresh(ctx context.Context, table string, parts []storage.Part, insert 
 		return nil, err
 	}
 	return fresh, nil
+}
+
+// markSent clears the segments' unsent flags.
+func (s *Spool) markSent(segs []segInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range segs {
+		if i, ok := slices.BinarySearchFunc(s.segs, g.seq, func(a segInfo, seq uint64) int { return cmpSeq(a.seq, seq) }); ok {
+			s.segs[i].unsent = false
+		}
+	}
 }
 
 // forget drops segments from the list, frees their space and tells Index.

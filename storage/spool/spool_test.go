@@ -52,6 +52,8 @@ type fakeStore struct {
 	// tries counts the INSERTs that held each id.
 	refuse map[string]error
 	tries  map[string]int
+	// asked holds the batch ids of every ledger lookup, in order.
+	asked []string
 }
 
 func (f *fakeStore) insert(_ context.Context, table string, parts []storage.Part) error {
@@ -90,8 +92,16 @@ func (f *fakeStore) stored(_ context.Context, _ string, parts []storage.Part) (m
 	out := map[string]bool{}
 	for _, p := range parts {
 		out[p.ID] = f.ids[p.ID]
+		f.asked = append(f.asked, p.ID)
 	}
 	return out, nil
+}
+
+// lookups returns the batch ids the ledger was asked about.
+func (f *fakeStore) lookups() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.asked)
 }
 
 func (f *fakeStore) set(down, ackLost bool) {
@@ -573,5 +583,42 @@ func TestSpoolReplaysBacklogWithoutPauses(t *testing.T) {
 	waitFor(t, "the backlog to be replayed", func() bool { return len(f.rows()) == 8 })
 	if got := f.rows(); !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7}) {
 		t.Fatalf("stored %v, want 0..7 once each, in order", got)
+	}
+}
+
+// TestSpoolAsksLedgerOnlyForBatchesSent checks when a replay looks up the
+// ledger: never for a batch no INSERT was tried of (durable mode spools
+// every batch first, so its replays ask nothing), always for one whose
+// INSERT may have been stored (an answer lost: stored once, not twice) and
+// for the segments a restart finds, whose history is unknown.
+func TestSpoolAsksLedgerOnlyForBatchesSent(t *testing.T) {
+	f := &fakeStore{ids: map[string]bool{}}
+	dir := t.TempDir()
+	s := openSpool(t, dir, f, true, 1<<20)
+	writeBatches(t, s, "b1", "b2")
+	waitFor(t, "the replay", func() bool { return s.Stats().Segments == 0 })
+	if got := f.lookups(); len(got) > 0 {
+		t.Fatalf("the ledger was asked about %v, batches never sent", got)
+	}
+	f.set(false, true) // The next INSERT is stored but its answer lost.
+	writeBatches(t, s, "b3")
+	waitFor(t, "the replay", func() bool { return s.Stats().Segments == 0 })
+	if got := f.lookups(); !slices.Equal(got, []string{"b3"}) {
+		t.Fatalf("the ledger was asked about %v, want b3 after its lost answer", got)
+	}
+	if got := f.rows(); !slices.Equal(got, []int64{0, 1, 0}) {
+		t.Fatalf("stored %v, want b1, b2, b3 once each", got)
+	}
+	s.Close()
+
+	f.set(true, false) // Down: the batch stays spooled across a restart.
+	s = openSpool(t, dir, f, true, 1<<20)
+	writeBatches(t, s, "b4")
+	s.Close()
+	f.set(false, false)
+	s = openSpool(t, dir, f, true, 1<<20)
+	waitFor(t, "the replay after a restart", func() bool { return s.Stats().Segments == 0 })
+	if got := f.lookups(); !slices.Equal(got, []string{"b3", "b4"}) {
+		t.Fatalf("the ledger was asked about %v, want b3, then b4 found at Open", got)
 	}
 }
