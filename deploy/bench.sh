@@ -20,12 +20,17 @@
 #   DEVICES=200 MESSAGES=500000 deploy/bench.sh
 #   SKIP_TELEGRAF=1 deploy/bench.sh     # without building Telegraf
 #   PIPELINES="bare telegraf" deploy/bench.sh   # some of bare, gridwatch, durable, telegraf, console
+#   PROFILE=/tmp/prof deploy/bench.sh   # pprof of gridwatch under each load: a CPU
+#                                       # profile of its first PROFILE_SECONDS (15),
+#                                       # the heap as the load ends, allocations since start
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICES=${DEVICES:-200}
 MESSAGES=${MESSAGES:-500000}
 MEMORY_LIMIT=${MEMORY_LIMIT:-$((160 << 20))}
 DRAIN_MAX=${DRAIN_MAX:-300}
+PROFILE=${PROFILE:-}
+PROFILE_SECONDS=${PROFILE_SECONDS:-15}
 TOOLS=${TOOLS:-$PWD/.tools}
 PIPELINES=${PIPELINES:-bare gridwatch durable telegraf console}
 [ -n "${SKIP_TELEGRAF:-}" ] && PIPELINES=${PIPELINES//telegraf/}
@@ -95,13 +100,15 @@ kill -TERM "$bpid"; wait "$bpid" 2>/dev/null || true
 fi
 
 # gridwatch NAME FLAGS...: start gridwatch serve on the shared data_dir.
-gport=$(free_port); hport=$(free_port); gpid=
+gport=$(free_port); hport=$(free_port); pport=$(free_port); gpid=
 gridwatch() {
+  local prof=()
+  [ -n "$PROFILE" ] && { mkdir -p "$PROFILE"; prof=(--http.pprof_listen "127.0.0.1:$pport"); }
   # The load publishes each device far faster than a field device may
   # (mqtt.message_rate, 10/s): the limits are lifted to measure the pipeline.
   ./bin/gridwatch serve --data_dir "$work/gw" --devices.file "$work/devices.csv" \
     --mqtt.listen "127.0.0.1:$gport" --http.listen "127.0.0.1:$hport" --log.level warn \
-    --mqtt.message_rate -1 --mqtt.byte_rate -1 --mqtt.conn_rate_per_ip -1 "$@" 2>> "$work/gridwatch.log" &
+    --mqtt.message_rate -1 --mqtt.byte_rate -1 --mqtt.conn_rate_per_ip -1 "${prof[@]}" "$@" 2>> "$work/gridwatch.log" &
   gpid=$!; pids+=("$gpid")
   wait_http "http://127.0.0.1:$hport/readyz"
   chhttp=$(json_field "$work/gw/clickhouse/gridwatch-state.json" http_port)
@@ -117,7 +124,18 @@ measure() {
   local before c0 ch0 start sent n drain_start
   before=$(ch "SELECT count() FROM $table")
   c0=$(cpu "$@"); ch0=$(cpu "$chpid")
+  # The profile of gridwatch under this load, when asked for (PROFILE).
+  local pfile= cpuprof=
+  if [ -n "$PROFILE" ] && [ "$port" = "$gport" ]; then
+    pfile="$PROFILE/${name// /-}"; pfile=${pfile//,/}
+    curl -fsS "http://127.0.0.1:$pport/debug/pprof/profile?seconds=$PROFILE_SECONDS" -o "$pfile.cpu.pprof" &
+    cpuprof=$!
+  fi
   load "$name" "$port" "$qos"
+  if [ -n "$pfile" ]; then
+    curl -fsS "http://127.0.0.1:$pport/debug/pprof/heap" -o "$pfile.heap.pprof"
+    curl -fsS "http://127.0.0.1:$pport/debug/pprof/allocs" -o "$pfile.allocs.pprof"
+  fi
   sent=$(json_field "$work/$name.json" readings)
   drain_start=$(now)
   n=$(( $(ch "SELECT count() FROM $table") - before ))
@@ -136,6 +154,11 @@ measure() {
     'BEGIN { print e/1e9 + (b - a) - s * 0.1 }')
   row "$name" "$sent" "$n" "$secs" "$(awk -v a="$c0" -v b="$(cpu "$@")" 'BEGIN{print b-a}')" "$(rss_mib "$1")"
   results[-1]+="|$(awk -v a="$ch0" -v b="$(cpu "$chpid")" 'BEGIN{print b-a}')"
+  if [ -n "$pfile" ]; then
+    # After the drain, which the profile's end must not hold up.
+    curl -fsS "http://127.0.0.1:$hport/metrics" -o "$pfile.metrics.txt" || true
+    wait "$cpuprof" || true
+  fi
 }
 
 stop_gridwatch() { [ -n "$gpid" ] && { kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true; gpid=; }; }
@@ -253,6 +276,7 @@ printf '%-49s %-8s %s\n' "CPU/row gridwatch QoS 0 / Telegraf+mosquitto" "$(crati
 printf '%-49s %-8s %s\n' "CPU/row gridwatch QoS 1 / Telegraf+mosquitto" "$(cratio "gridwatch QoS 1" "telegraf QoS 1")" "≤ 0.4x"
 printf '%-49s %-8s %s\n' "load generator: bare mochi QoS 0 / gridwatch" "$(ratio "bare mochi broker (received) QoS 0" "gridwatch QoS 0")" "≥ 1.5x (not the bottleneck)"
 echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+[ -z "$PROFILE" ] || echo "(gridwatch's profiles and /metrics after each load: $PROFILE; go tool pprof -top bin/gridwatch FILE)"
 
 # The console with 10,000 open cases and 5,000 devices in headless Chromium
 # (web/e2e/load.test.mjs, also part of make test); its figures are printed
