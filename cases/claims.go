@@ -40,14 +40,19 @@ func conditionKey(a AlertInfo) string {
 // claimAttempts bounds the claims of one condition changing under a node.
 const claimAttempts = 5
 
+// claimPoll is how often claim looks again for a claimed case being made.
+const claimPoll = 50 * time.Millisecond
+
 // claim makes id the case of alert a's condition cluster-wide, unless an
 // open case of it holds the claim: then it returns that case's entry, read
 // from the Store when another node made it. A claim naming a case the
-// Store does not hold yet is its node's case being made, for StaleAfter;
-// after that it is taken over.
+// Store does not hold yet is its node's case being made: claim waits for it
+// up to SaveTimeout, then answers ErrNotSaved (the intake retries), and
+// after StaleAfter takes the claim over.
 func (s *Service) claim(ctx context.Context, a AlertInfo, id string) (*entry, error) {
 	key := conditionKey(a)
-	for range claimAttempts {
+	wait := time.Now().Add(s.SaveTimeout)
+	for swaps := 0; swaps < claimAttempts; {
 		cl, err := s.Claims.Claim(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("%w: the claim of alert condition %s is unreadable: %w", ErrNotSaved, key, err)
@@ -62,7 +67,15 @@ func (s *Service) claim(ctx context.Context, a AlertInfo, id string) (*entry, er
 			case !errors.Is(err, ErrNotFound):
 				return nil, err
 			case s.Now().Sub(cl.Set) <= s.StaleAfter:
-				return nil, fmt.Errorf("%w: alert condition %s is claimed by case %s, being made on another node: retry", ErrNotSaved, key, cl.Case)
+				if time.Now().After(wait) {
+					return nil, fmt.Errorf("%w: alert condition %s is claimed by case %s, being made on another node: retry", ErrNotSaved, key, cl.Case)
+				}
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(claimPoll):
+				}
+				continue
 			}
 		}
 		ok, err := s.Claims.Swap(ctx, key, cl, id)
@@ -72,6 +85,7 @@ func (s *Service) claim(ctx context.Context, a AlertInfo, id string) (*entry, er
 		if ok {
 			return nil, nil
 		}
+		swaps++
 	}
 	return nil, fmt.Errorf("%w: the claim of alert condition %s kept changing: retry", ErrNotSaved, key)
 }

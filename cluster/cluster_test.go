@@ -298,11 +298,16 @@ func TestClaimsOneHolder(t *testing.T) {
 	var wins atomic.Int64
 	var winner atomic.Value
 	var wg sync.WaitGroup
-	for i, cl := range claims {
+	var read []cluster.Version
+	for _, cl := range claims {
 		_, v, err := cl.Get("alert,mh-1,manhole")
 		if err != nil || v.Exists() {
 			t.Fatalf("fresh key: %v, exists %v", err, v.Exists())
 		}
+		read = append(read, v)
+	}
+	for i, cl := range claims {
+		v := read[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
