@@ -6,7 +6,7 @@
 // rebuild test compares such a build with dist/ byte for byte.
 import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -41,21 +41,32 @@ function digest(dir, files) {
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'assets'), { recursive: true });
-await build({
-  entryPoints: [join(root, 'src/main.jsx')],
+// The entry (app.js, app.css) holds the sign-in and the queues; the other
+// views are chunks it imports when first shown (chunk-HASH.js).
+const result = await build({
+  entryPoints: { app: join(root, 'src/main.jsx') },
+  metafile: true,
   bundle: true,
+  splitting: true,
   minify: true,
   format: 'esm',
   target: 'es2022',
   jsx: 'automatic',
   jsxImportSource: 'preact',
-  outfile: join(out, 'assets/app.js'),
+  outdir: join(out, 'assets'),
+  chunkNames: 'chunk-[hash]',
   loader: { '.png': 'dataurl', '.svg': 'dataurl' },
   legalComments: 'none',
   charset: 'utf8',
   logLevel: 'warning',
 });
-copyFileSync(join(root, 'src/index.html'), join(out, 'index.html'));
+// The page preloads the chunks app.js imports statically, which the
+// browser would otherwise ask for only once it has read app.js.
+const entry = Object.entries(result.metafile.outputs).find(([, o]) => o.entryPoint && o.entryPoint.endsWith('src/main.jsx'))[1];
+const preloads = entry.imports.filter((i) => i.kind === 'import-statement').map((i) => '<link rel="modulepreload" href="/assets/' + i.path.split('/').pop() + '">\n').join('');
+const page = readFileSync(join(root, 'src/index.html'), 'utf8');
+if (!page.includes('<script type="module" src="/assets/app.js"></script>')) throw new Error('src/index.html does not load /assets/app.js');
+writeFileSync(join(out, 'index.html'), page.replace('<script type="module" src="/assets/app.js"></script>', preloads + '$&'));
 
 const outputs = [];
 const walkOut = (dir) => {

@@ -12,13 +12,20 @@ import { lang, setLang, t } from './i18n.js';
 import * as alerts from './alerts.js';
 import { Queue } from './queue.jsx';
 import * as cases from './cases.js';
-import { CasePage, CaseQueue, ReportForm } from './caseviews.jsx';
-import { AlertPage } from './alert.jsx';
-import { DevicePage } from './device.jsx';
-import { MapView } from './map.jsx';
-import { CameraWall, CameraPage } from './cameras.jsx';
-import { Ranking } from './ranking.jsx';
-import { Ops } from './ops.jsx';
+import { CaseQueue } from './casequeue.jsx';
+import { lazy } from './lazy.jsx';
+
+// The views other than the queues come in chunks of their own, loaded
+// when first shown.
+const CasePage = lazy(() => import('./caseviews.jsx').then((m) => m.CasePage));
+const ReportForm = lazy(() => import('./caseviews.jsx').then((m) => m.ReportForm));
+const AlertPage = lazy(() => import('./alert.jsx').then((m) => m.AlertPage));
+const DevicePage = lazy(() => import('./device.jsx').then((m) => m.DevicePage));
+const MapView = lazy(() => import('./map.jsx').then((m) => m.MapView));
+const CameraWall = lazy(() => import('./cameras.jsx').then((m) => m.CameraWall));
+const CameraPage = lazy(() => import('./cameras.jsx').then((m) => m.CameraPage));
+const Ranking = lazy(() => import('./ranking.jsx').then((m) => m.Ranking));
+const Ops = lazy(() => import('./ops.jsx').then((m) => m.Ops));
 
 takeTokenFromHash();
 // The case queue's first page is asked for beside the sign-in (whoami), not
@@ -146,7 +153,7 @@ function App() {
   const [failed, setFailed] = useState(false);
   useEffect(() => onSignOut(() => { alerts.stop(); cases.stop(); setMe(null); }), []);
   useEffect(() => {
-    api('/api/v1/whoami').then(setMe).catch((e) => { setFailed(e instanceof APIError && e.status === 401 && hasToken()); setToken(''); setMe(null); });
+    api('/api/v1/whoami').then((m) => { performance.mark('gw:whoami'); setMe(m); }).catch((e) => { setFailed(e instanceof APIError && e.status === 401 && hasToken()); setToken(''); setMe(null); });
   }, []);
   if (me === undefined) return <p class="muted pad">{t('loading')}</p>;
   if (me === null) return <SignIn key={l} onDone={setMe} failed={failed} />;
