@@ -230,7 +230,11 @@ func (h *ingestHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if err != nil {
 		return pk, reasonCode(err)
 	}
-	return pk, nil
+	// The ACL lets no client subscribe to a device's telemetry, so mochi
+	// need not look for subscribers (7.8 % of gridwatch's CPU at QoS 0 in
+	// make bench): CodeSuccessIgnore acknowledges the message as usual and
+	// delivers it to no one.
+	return pk, packets.CodeSuccessIgnore
 }
 
 // refuse counts a message ingest could not store and returns the error that
