@@ -50,10 +50,11 @@ type Batch struct {
 type WriteFunc func(ctx context.Context, b *Batch) error
 
 // Batcher collects rows of one table into Arrow records and hands each
-// sealed record to Write, in order, from one writer goroutine. It follows
-// telegraf's output buffer model: a batch is sealed when it reaches MaxRows
-// or MaxBytes, or MaxAge after its first row; at most MaxPending sealed
-// batches wait for Write, so memory stays near (MaxPending+1)*MaxBytes. When
+// sealed record to Write, in order, from one writer goroutine (or Writers).
+// It follows telegraf's output buffer model: a batch is sealed when it
+// reaches MaxRows or MaxBytes, or MaxAge after its first row; at most
+// MaxPending sealed batches wait for Write, so memory stays near
+// (MaxPending+1)*MaxBytes. When
 // they are all waiting, Add blocks, which slows the publisher (the MQTT
 // client's read loop) instead of dropping data; rows are dropped only when
 // the caller's context ends first, or when a write fails, and each drop is
@@ -90,6 +91,13 @@ type Batcher[T any] struct {
 	// MaxPending is the most sealed batches not yet written, the one being
 	// written included. It defaults to 4.
 	MaxPending int
+	// Writers is how many batches are written at once, each by its own
+	// goroutine, at most MaxPending. It defaults to 1: batches are written
+	// in order. With more, a batch may be written before one sealed ahead
+	// of it (by Writers-1 at most): for a table whose rows' order does not
+	// matter, one INSERT's encoding and the server's work on another then
+	// overlap, instead of an INSERT's latency bounding the table's rate.
+	Writers int
 	// Allocator allocates the records' memory. It defaults to
 	// memory.DefaultAllocator.
 	Allocator memory.Allocator
@@ -114,7 +122,9 @@ type Batcher[T any] struct {
 	wg     sync.WaitGroup
 	series batcherSeries
 
-	// failing, burstRows and burstBatches belong to the writer goroutine.
+	// failing, burstRows and burstBatches belong to the writers, under
+	// accountMu.
+	accountMu    sync.Mutex
 	failing      bool
 	burstRows    int
 	burstBatches int
@@ -222,6 +232,7 @@ func (b *Batcher[T]) Start(ctx context.Context) error {
 	if b.MaxPending <= 0 {
 		b.MaxPending = DefaultMaxPending
 	}
+	b.Writers = min(max(b.Writers, 1), b.MaxPending)
 	if b.Allocator == nil {
 		b.Allocator = memory.DefaultAllocator
 	}
@@ -238,8 +249,10 @@ func (b *Batcher[T]) Start(ctx context.Context) error {
 	b.opens = make(chan struct{}, 1)
 	b.stop = make(chan struct{})
 	b.state = stateRunning
-	b.wg.Add(2)
-	go b.runWriter(ctx)
+	b.wg.Add(1 + b.Writers)
+	for range b.Writers {
+		go b.runWriter(ctx)
+	}
 	go b.runTimer(ctx)
 	return nil
 }
@@ -446,7 +459,8 @@ func (b *Batcher[T]) runTimer(ctx context.Context) {
 	}
 }
 
-// runWriter writes sealed batches in order until Close closes the queue.
+// runWriter writes sealed batches in the order they were sealed (one writer
+// of Writers) until Close closes the queue.
 func (b *Batcher[T]) runWriter(ctx context.Context) {
 	defer b.wg.Done()
 	for s := range b.queue {
@@ -472,6 +486,8 @@ func (b *Batcher[T]) runWriter(ctx context.Context) {
 // account counts a finished write and logs failures once per burst: the
 // first failure, then one line when writes succeed again.
 func (b *Batcher[T]) account(batch *Batch, err error) {
+	b.accountMu.Lock()
+	defer b.accountMu.Unlock()
 	if err == nil {
 		b.series.rowsWritten.Add(float64(batch.Rows))
 		if b.failing {

@@ -482,3 +482,37 @@ func BenchmarkAdd(b *testing.B) {
 	b.Run("3rows", func(b *testing.B) { run(b, false, 3) })
 	b.Run("3rows-parallel", func(b *testing.B) { run(b, true, 3) })
 }
+
+// TestBatcherWritersOverlap checks Writers: with two, a batch is written
+// while the one sealed before it is still being written, every row once;
+// Close waits for both.
+func TestBatcherWritersOverlap(t *testing.T) {
+	first := make(chan struct{})
+	var writes sync.WaitGroup
+	writes.Add(1)
+	rec := &recorder[Reading]{Read: readingsOf, Hook: func(_ context.Context, b *Batch) error {
+		if b.Record.Column(5).(*array.Float64).Value(0) == 0 {
+			<-first // The first batch waits for the second.
+		} else {
+			writes.Done()
+		}
+		return nil
+	}}
+	b := startBatcher(t, rec, func(b *Batcher[Reading]) { b.MaxRows, b.Writers = 2, 2 })
+	add(t, b, 0, 4)
+	writes.Wait() // The second batch was written while the first waits.
+	close(first)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.sizes(); !equalInts(got, []int{2, 2}) {
+		t.Fatalf("batches of %v rows, want 2 and 2", got)
+	}
+	seen := map[float64]bool{}
+	for _, r := range rec.rows() {
+		seen[r.Value] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("rows written: %v, want 0..3 once each", rec.rows())
+	}
+}
