@@ -1,6 +1,7 @@
 package gb28181
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -18,7 +19,7 @@ import (
 
 // deviceFrames returns the RTP packets of n H.264 frames of SSRC ssrc, a
 // keyframe every 10, one packet each, and their timestamps.
-func deviceFrames(t *testing.T, n int, ssrc uint32) []*rtp.Packet {
+func deviceFrames(t testing.TB, n int, ssrc uint32) []*rtp.Packet {
 	t.Helper()
 	var es [][]byte
 	var pts []uint64
@@ -334,4 +335,45 @@ func TestCheckAnswer(t *testing.T) {
 			t.Errorf("offered %s, answer %q: SSRC %d (%v), err %v", tc.offered, tc.answer, ssrc, has, err)
 		}
 	}
+}
+
+// FuzzReceiver feeds a receiver RTP packets a device could send — the
+// input cut at each 0xff 0xff into datagrams after a good keyframe's —
+// and holds that it never panics, hands on only frames it could read and
+// keeps its counts consistent.
+func FuzzReceiver(f *testing.F) {
+	good := deviceFrames(f, 3, 0x1234)
+	for _, p := range good {
+		b, _ := p.Marshal()
+		f.Add(b)
+		f.Add(append(append(b[:len(b):len(b)], 0xff, 0xff), b[:len(b)/2]...))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var frames uint64
+		rc := &receiver{frame: func(fr Frame) {
+			frames++
+			if len(fr.AU) == 0 || fr.Codec == "" {
+				t.Fatalf("a frame without NAL units or codec: %+v", fr)
+			}
+		}, badPS: func(string) {}}
+		if err := rc.init(); err != nil {
+			t.Fatal(err)
+		}
+		defer rc.rr.Close()
+		now := time.Now()
+		first, _ := good[0].Marshal()
+		for _, b := range append([][]byte{first}, bytes.Split(in, []byte{0xff, 0xff})...) {
+			var pkt rtp.Packet
+			if pkt.Unmarshal(b) != nil {
+				continue
+			}
+			if _, err := rc.packet(&pkt, now); err != nil && !errors.Is(err, ErrUnsupportedStream) {
+				t.Fatalf("packet: %v", err)
+			}
+		}
+		st := rc.finish()
+		if st.Frames != frames || len(rc.buf) > maxFrameBytes {
+			t.Fatalf("stats %+v, %d frames handed on, %d bytes buffered", st, frames, len(rc.buf))
+		}
+	})
 }
