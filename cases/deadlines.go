@@ -45,9 +45,7 @@ func inForce(c *Case) []deadline {
 // every TickEvery; a failed save is retried at the next tick.
 func (s *Service) Tick(ctx context.Context) {
 	if s.Revisions != nil {
-		if err := s.sync(ctx); err != nil {
-			s.Logger.Warn("cases of the other nodes not read: the deadlines run on what this node holds", "err", err)
-		}
+		s.syncLogged(ctx)
 	}
 	now := s.Now()
 	s.forget()

@@ -86,7 +86,8 @@ func (s *Service) refresh(ctx context.Context, en *entry) {
 	}
 }
 
-// replace puts the Store's newer copy of a case into its entry.
+// replace puts the Store's newer copy of a case into its entry and tells
+// the subscribers of the events it brings.
 func (s *Service) replace(en *entry, c Case, evs []Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,8 +95,15 @@ func (s *Service) replace(en *entry, c Case, evs []Event) {
 		return
 	}
 	slices.SortFunc(evs, func(a, b Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	var news []Event
+	for _, ev := range evs {
+		if ev.Seq > en.c.Version {
+			news = append(news, ev)
+		}
+	}
 	en.c, en.events = c, evs
 	s.indexLocked(&c)
+	s.publishLocked([]Case{c}, news)
 }
 
 // indexLocked records the origins of c. Called with mu held.
@@ -185,10 +193,19 @@ func (s *Service) unswap(ctx context.Context, cs []Case, revs []Revision) {
 	}
 }
 
-// sync reads the cases changed by other nodes from the Store, so that the
-// node running the deadline sweep sees them all.
+// syncLookback is how far before its last read sync reads again: the save
+// revisions are the saving node's clock, which may be behind this one's.
+const syncLookback = time.Minute
+
+// sync reads the cases saved by any node since its last read from the
+// Store, so that every node lists the cluster's cases and streams their
+// changes, and the node running the deadline sweep sees them all.
 func (s *Service) sync(ctx context.Context) error {
-	cs, events, err := s.Store.LoadCases(ctx, s.Now().Add(-s.KeepClosed))
+	s.mu.RLock()
+	since := s.synced
+	s.mu.RUnlock()
+	next := uint64(s.Now().Add(-syncLookback).UnixMicro())
+	cs, events, err := s.Store.LoadCasesChanged(ctx, since)
 	if err != nil {
 		return err
 	}
@@ -208,5 +225,15 @@ func (s *Service) sync(ctx context.Context) error {
 			s.replace(en, c, byCase[c.ID])
 		}
 	}
+	s.mu.Lock()
+	s.synced = max(s.synced, next)
+	s.mu.Unlock()
 	return nil
+}
+
+// syncLogged is sync, logging a failure.
+func (s *Service) syncLogged(ctx context.Context) {
+	if err := s.sync(ctx); err != nil && ctx.Err() == nil {
+		s.Logger.Warn("cases of the other nodes not read: retried at the next tick", "err", err)
+	}
 }

@@ -202,3 +202,39 @@ func TestClaimsRaiseOneCasePerCondition(t *testing.T) {
 		t.Errorf("with claims: %d cases for %d devices, want 20 for 20", n, d)
 	}
 }
+
+// TestSyncListsOtherNodesCases: a node that does not run the sweep still
+// reads, every tick, the cases another node made or changed: they are in
+// its list and on its change stream.
+func TestSyncListsOtherNodesCases(t *testing.T) {
+	store, clk := &casestest.Store{}, &clock{t: t0}
+	revs := &memRevisions{}
+	first := newService(t, store, clk)
+	first.Revisions = revs
+	second := &cases.Service{Store: store, Timing: naturalTiming{}, Now: clk.Now, TickEvery: 10 * time.Millisecond,
+		Revisions: revs, Duty: func(context.Context, func(context.Context)) bool { return false }}
+	if err := second.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	sub := second.Subscribe(16)
+	c := report(t, first, 39.9)
+	do(t, first, c.ID, cases.Action{Kind: cases.EventNote, Actor: dispatch, Note: "seen"})
+	var kinds []cases.EventKind
+	deadline := time.After(time.Minute)
+	for len(kinds) < 2 {
+		select {
+		case ch := <-sub.C:
+			kinds = append(kinds, ch.Event.Kind)
+		case <-deadline:
+			t.Fatalf("the other node's stream after a minute: %v", kinds)
+		}
+	}
+	p, err := second.List(cases.Filter{})
+	if err != nil || len(p.Cases) != 1 || p.Cases[0].ID != c.ID || p.Cases[0].Version != 2 {
+		t.Fatalf("the other node's list: %+v (%v)", p.Cases, err)
+	}
+	if kinds[0] != cases.EventReceive || kinds[1] != cases.EventNote {
+		t.Errorf("the other node's stream: %v, want receive, note", kinds)
+	}
+}

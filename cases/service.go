@@ -53,6 +53,9 @@ type Store interface {
 	LoadCases(ctx context.Context, closedSince time.Time) ([]Case, []Event, error)
 	// LoadCase returns one case and its events, ErrNotFound when none.
 	LoadCase(ctx context.Context, id string) (Case, []Event, error)
+	// LoadCasesChanged returns the latest row of every case saved (by any
+	// node) at a revision at or after since, with its events.
+	LoadCasesChanged(ctx context.Context, since uint64) ([]Case, []Event, error)
 }
 
 // Service defaults.
@@ -146,6 +149,7 @@ type Service struct {
 	origins  map[string]string // originKey → case id
 	subs     map[*Subscription]struct{}
 	revision uint64
+	synced   uint64     // with Revisions: the save revision sync reads from
 	intake   sync.Mutex // serializes intakes with an origin, so one origin opens one case
 	closed   bool
 	cancel   context.CancelFunc
@@ -262,6 +266,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("cases: load: %w", err)
 	}
 	s.restore(cs, events)
+	s.synced = uint64(now.Add(-syncLookback).UnixMicro())
 	s.Logger.Info("cases restored", "cases", len(cs), "events", len(events))
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
@@ -278,6 +283,7 @@ func (s *Service) Start(ctx context.Context) error {
 				case s.Duty == nil:
 					s.Tick(ctx)
 				case !s.Duty(ctx, s.Tick):
+					s.syncLogged(ctx)
 					s.forget()
 				}
 			}

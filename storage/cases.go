@@ -121,6 +121,21 @@ func (db *DB) LoadCases(ctx context.Context, closedSince time.Time) ([]cases.Cas
 	return cs, events, err
 }
 
+// LoadCasesChanged returns the latest row of every case saved (by any node)
+// at a revision at or after since, with their events up to each case's
+// version.
+func (db *DB) LoadCasesChanged(ctx context.Context, since uint64) ([]cases.Case, []cases.Event, error) {
+	// GLOBAL IN: on a Distributed table a plain IN would run the subquery
+	// on every shard again, which ClickHouse refuses by default.
+	changed := "WHERE id GLOBAL IN (SELECT id FROM " + quoteTable(db.opts.Database, "cases") + " WHERE revision >= ?)"
+	cs, err := db.scanCases(ctx, "SELECT x_doc FROM ("+db.latestCases(changed)+")", since)
+	if err != nil {
+		return nil, nil, err
+	}
+	events, err := db.caseEvents(ctx, cs)
+	return cs, events, err
+}
+
 // healCaseSummaries asks for the summaries of the cases of cs saved within
 // summaryHealWindow of the latest of them: those whose refresh a crash
 // just after their save may have lost.

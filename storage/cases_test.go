@@ -3,6 +3,7 @@ package storage_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,18 @@ func TestCasesRoundTripIntegration(t *testing.T) {
 	}
 	if _, _, err := db.LoadCase(ctx, "nope"); !errors.Is(err, cases.ErrNotFound) {
 		t.Fatalf("LoadCase(nope): %v", err)
+	}
+	// What another node saved since revision 11: C1 at its latest row (the
+	// dispatch, saved at 11) and C0 (12), not what was saved before.
+	changed, changedEvents, err := db.LoadCasesChanged(ctx, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(changed, func(a, b cases.Case) int { return strings.Compare(a.ID, b.ID) })
+	if len(changed) != 2 || changed[0].ID != "C0" || changed[1].ID != "C1" || changed[1].Version != 2 || len(changedEvents) != 3 {
+		t.Fatalf("LoadCasesChanged(11) = %+v with %d events", changed, len(changedEvents))
+	}
+	if changed, _, err := db.LoadCasesChanged(ctx, 13); err != nil || len(changed) != 0 {
+		t.Fatalf("LoadCasesChanged(13) = %+v, %v", changed, err)
 	}
 }

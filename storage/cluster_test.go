@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
@@ -121,5 +122,24 @@ func TestClusterSchema(t *testing.T) {
 	got, err := b.LoadDevices(t.Context())
 	if err != nil || len(got) != 1 || got[0].Name != "second" {
 		t.Fatalf("LoadDevices through the other replica = %+v (%v), want the second version alone", got, err)
+	}
+
+	// The cases one node saved, read by another through the Distributed
+	// tables (LoadCasesChanged's GLOBAL IN).
+	ts := time.Now().UTC().Truncate(time.Millisecond)
+	cs := cases.Case{ID: "C1", Version: 1, Source: cases.SourcePatrol, Category: "road", Grid: "G1", Status: cases.StatusReceived, Received: ts, Updated: ts}
+	if err := a.SaveCases(t.Context(), []cases.Case{cs}, 100, []cases.Event{{CaseID: "C1", Seq: 1, TS: ts, Kind: cases.EventReceive}}); err != nil {
+		t.Fatal(err)
+	}
+	var changed []cases.Case
+	deadline := time.Now().Add(time.Minute)
+	for len(changed) == 0 && time.Now().Before(deadline) {
+		if changed, _, err = b.LoadCasesChanged(t.Context(), 100); err != nil {
+			t.Fatalf("LoadCasesChanged through the other replica: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(changed) != 1 || changed[0].ID != "C1" {
+		t.Fatalf("LoadCasesChanged through the other replica = %+v, want C1", changed)
 	}
 }

@@ -15,6 +15,7 @@ import (
 type Store struct {
 	mu     sync.Mutex
 	rows   map[string]cases.Case
+	revs   map[string]uint64 // each row's save revision
 	events []cases.Event
 	fail   error
 }
@@ -42,20 +43,36 @@ func (m *Store) Row(id string) (cases.Case, bool) {
 }
 
 // SaveCases implements cases.Store.
-func (m *Store) SaveCases(_ context.Context, cs []cases.Case, _ uint64, evs []cases.Event) error {
+func (m *Store) SaveCases(_ context.Context, cs []cases.Case, revision uint64, evs []cases.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
 		return m.fail
 	}
 	if m.rows == nil {
-		m.rows = map[string]cases.Case{}
+		m.rows, m.revs = map[string]cases.Case{}, map[string]uint64{}
 	}
 	m.events = append(m.events, evs...)
 	for _, c := range cs {
 		m.rows[c.ID] = c.Clone()
+		m.revs[c.ID] = revision
 	}
 	return nil
+}
+
+// LoadCasesChanged implements cases.Store.
+func (m *Store) LoadCasesChanged(_ context.Context, since uint64) ([]cases.Case, []cases.Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var cs []cases.Case
+	var evs []cases.Event
+	for id, c := range m.rows {
+		if m.revs[id] >= since {
+			cs = append(cs, c.Clone())
+			evs = append(evs, m.eventsOf(c)...)
+		}
+	}
+	return cs, evs, nil
 }
 
 // LoadCases implements cases.Store.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -123,7 +124,8 @@ func remindCheck(t *testing.T, db *storage.DB, ids []string) (reminded, doubled 
 
 // TestClusterCasesOneTruth runs two `gridwatch serve` nodes on one
 // ClickHouse and one ZooKeeper (cluster.zookeeper). Cases are made and
-// dispatched through both; with reminders due at once, the node holding
+// dispatched through both, and each node lists them all; with reminders
+// due at once, the node holding
 // the case-deadlines lease reminds every case once, whichever node made
 // it. Then both nodes race notes and the sign-for on every case with
 // If-Match: every note answered is stored once, each case is signed for
@@ -175,6 +177,28 @@ func TestClusterCasesOneTruth(t *testing.T) {
 	t.Logf("node %d holds %s", holder[0], leaseCaseDeadlines)
 
 	ids := append(open(clients[0], 5), open(clients[1], 5)...)
+	// Each node lists the cases the other made.
+	for _, c := range clients {
+		listed := func() int {
+			resp, err := http.Get("http://" + c.node.http + "/api/v1/cases?limit=100")
+			if err != nil {
+				return 0
+			}
+			defer resp.Body.Close()
+			var page cases.Page
+			if json.NewDecoder(resp.Body).Decode(&page) != nil {
+				return 0
+			}
+			n := 0
+			for _, lc := range page.Cases {
+				if slices.Contains(ids, lc.ID) {
+					n++
+				}
+			}
+			return n
+		}
+		waitFor(t, time.Minute, func() bool { return listed() == len(ids) })
+	}
 	waitFor(t, time.Minute, func() bool { r, _ := remindCheck(t, db, ids); return r == len(ids) })
 	time.Sleep(2 * time.Second) // ten more sweeps
 	reminded, doubled := remindCheck(t, db, ids)
