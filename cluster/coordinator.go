@@ -198,6 +198,19 @@ func (c *Coordinator) Close() error {
 	return nil
 }
 
+// State describes the coordinator for /readyz: this node's name, the
+// session's state, and whether it holds each lease.
+func (c *Coordinator) State() map[string]any {
+	c.mu.Lock()
+	leases := c.leases
+	c.mu.Unlock()
+	held := map[string]bool{}
+	for _, l := range leases {
+		held[l.name] = l.Held()
+	}
+	return map[string]any{"node": c.Node, "session": strings.TrimPrefix(c.conn.State().String(), "State"), "leases_held": held}
+}
+
 // zkLogger sends the ZooKeeper client's messages to slog at debug level:
 // it logs every failed reconnection, which the session events count.
 type zkLogger struct{ l *slog.Logger }

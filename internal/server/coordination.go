@@ -44,6 +44,9 @@ func (c *ClusterConfig) validate(bad func(key, format string, args ...any)) {
 	}
 }
 
+// zooKeeperStart bounds the wait for a ZooKeeper session at start.
+const zooKeeperStart = 30 * time.Second
+
 // Lease names of the once-only duties.
 const (
 	leaseCaseDeadlines = "case-deadlines"
@@ -73,7 +76,11 @@ func (s *Server) startCoordination(ctx context.Context) error {
 		Servers: split(cfg.ZooKeeper), Root: cfg.Root, SessionTimeout: cfg.SessionTimeout, Node: cfg.Node,
 		Dialer: s.zkDialer, Logger: s.Logger.With("part", "cluster"), Registerer: s.metrics,
 	}
-	if err := c.Start(ctx); err != nil {
+	// A node that finds no ZooKeeper says so and exits, for its supervisor
+	// to start it again, rather than hang in its start.
+	sctx, cancel := context.WithTimeout(ctx, zooKeeperStart)
+	defer cancel()
+	if err := c.Start(sctx); err != nil {
 		return fmt.Errorf("cluster.zookeeper: %w", err)
 	}
 	versions, err := c.Versions("cases")

@@ -175,6 +175,24 @@ func TestClusterCasesOneTruth(t *testing.T) {
 	var holder []int
 	waitFor(t, time.Minute, func() bool { holder = leaseHolders(t, leaseCaseDeadlines, nodes...); return len(holder) == 1 })
 	t.Logf("node %d holds %s", holder[0], leaseCaseDeadlines)
+	// /readyz tells who holds what.
+	var ready struct {
+		Detail struct {
+			Cluster struct {
+				Node   string          `json:"node"`
+				Leases map[string]bool `json:"leases_held"`
+			} `json:"cluster"`
+		} `json:"detail"`
+	}
+	resp, err := http.Get("http://" + nodes[holder[0]].http + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if err != nil || ready.Detail.Cluster.Node != fmt.Sprintf("node%d", holder[0]) || !ready.Detail.Cluster.Leases[leaseCaseDeadlines] {
+		t.Errorf("/readyz of the holder: %+v (%v)", ready.Detail.Cluster, err)
+	}
 
 	ids := append(open(clients[0], 5), open(clients[1], 5)...)
 	// Each node lists the cases the other made.

@@ -72,6 +72,9 @@ func (s *Server) readyDetail() map[string]any {
 	if s.upstream != nil {
 		detail["upstream"] = s.upstream.State()
 	}
+	if s.coord.coord != nil {
+		detail["cluster"] = s.coord.coord.State()
+	}
 	return detail
 }
 
