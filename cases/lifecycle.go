@@ -210,10 +210,18 @@ func (s *Service) apply(next *Case, a Action, now time.Time) (Event, error) {
 		}
 		next.MergedInto = a.Into
 		ev.Note = strings.TrimSpace("into " + a.Into + " " + a.Note)
-	case EventVoid, EventReturn, EventExtendReject, EventSuspendReject, EventVerifyFail:
+	case EventVoid, EventReturn, EventVerifyFail:
 		if err := reason(); err != nil {
 			return Event{}, err
 		}
+	case EventExtendReject, EventSuspendReject:
+		if err := awaiting(next, a.Kind); err != nil {
+			return Event{}, err
+		}
+		if err := reason(); err != nil {
+			return Event{}, err
+		}
+		next.Pending, next.Extend = "", nil
 	case EventDispatch:
 		unit := a.Unit
 		if unit == "" && s.Route != nil {
@@ -252,7 +260,7 @@ func (s *Service) apply(next *Case, a Action, now time.Time) (Event, error) {
 		}
 		next.Pending = a.Kind
 	case EventExtendApprove:
-		if err := needs(next.Pending == EventExtendRequest && next.Extend != nil, a.Kind, "an extension asked for"); err != nil {
+		if err := awaiting(next, a.Kind); err != nil {
 			return Event{}, err
 		}
 		due, err := s.Timing.Extend(next.HandleDue, *next.Extend)
@@ -263,7 +271,7 @@ func (s *Service) apply(next *Case, a Action, now time.Time) (Event, error) {
 		next.Overdue = slices.DeleteFunc(next.Overdue, func(s string) bool { return s == string(StepHandle) })
 		ev.Due = due
 	case EventSuspendApprove:
-		if err := needs(next.Pending == EventSuspendRequest, a.Kind, "a suspension asked for"); err != nil {
+		if err := awaiting(next, a.Kind); err != nil {
 			return Event{}, err
 		}
 		next.Pending, next.SuspendedAt = "", now
@@ -310,6 +318,27 @@ func (s *Service) apply(next *Case, a Action, now time.Time) (Event, error) {
 	}
 	next.Evidence = appendNew(next.Evidence, a.Evidence...)
 	return ev, nil
+}
+
+// decides names the request each supervisor's decision answers.
+var decides = map[EventKind]EventKind{
+	EventExtendApprove: EventExtendRequest, EventExtendReject: EventExtendRequest,
+	EventSuspendApprove: EventSuspendRequest, EventSuspendReject: EventSuspendRequest,
+}
+
+// awaiting returns an ErrInvalidAction error unless c waits for the
+// decision kind on its request: a supervisor approves or refuses only what
+// was asked for.
+func awaiting(c *Case, kind EventKind) error {
+	asked := decides[kind]
+	if c.Pending == asked && (asked != EventExtendRequest || c.Extend != nil) {
+		return nil
+	}
+	waiting := "none is waiting"
+	if c.Pending != "" {
+		waiting = "the request waiting is " + string(c.Pending)
+	}
+	return fmt.Errorf("%w: %s answers a pending %s, and %s", ErrInvalidAction, kind, asked, waiting)
 }
 
 // appendNew appends the values not in list yet.

@@ -420,6 +420,44 @@ func TestMissedRemindersAreNotReplayed(t *testing.T) {
 	}
 }
 
+// TestRefusalNeedsARequest checks that a supervisor refuses only what was
+// asked for: a refusal with nothing pending, or of the other kind of
+// request, is refused with an error naming what is waiting, and a refusal
+// ends the request so that the unit may ask again.
+func TestRefusalNeedsARequest(t *testing.T) {
+	s := newService(t, &casestest.Store{}, &clock{t: t0})
+	c := report(t, s, 39.9)
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventSign, Actor: roadUnit})
+	refuse := func(kind cases.EventKind, want string) {
+		t.Helper()
+		cur, _, _ := s.Get(context.Background(), c.ID)
+		_, err := s.Act(context.Background(), cases.Action{Case: c.ID, Version: cur.Version, Kind: kind, Actor: boss, Note: "no"})
+		if !errors.Is(err, cases.ErrInvalidAction) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: err %v, want ErrInvalidAction saying %q", kind, err, want)
+		}
+		if after, _, _ := s.Get(context.Background(), c.ID); after.Version != cur.Version {
+			t.Fatalf("%s: a refused refusal changed the case to version %d", kind, after.Version)
+		}
+	}
+	refuse(cases.EventExtendReject, "extend_reject answers a pending extend_request, and none is waiting")
+	refuse(cases.EventSuspendReject, "suspend_reject answers a pending suspend_request, and none is waiting")
+	do(t, s, c.ID, cases.Action{Kind: cases.EventSuspendRequest, Actor: roadUnit, Note: "court order"})
+	refuse(cases.EventExtendReject, "the request waiting is suspend_request")
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventSuspendReject, Actor: boss, Note: "no court order seen"})
+	if c.Pending != "" || c.Status != cases.StatusHandling {
+		t.Fatalf("after the refusal: pending %q, status %s", c.Pending, c.Status)
+	}
+	refuse(cases.EventSuspendReject, "none is waiting")
+	do(t, s, c.ID, cases.Action{Kind: cases.EventExtendRequest, Actor: roadUnit, Note: "asphalt", Extend: &cases.Limit{N: 12, Unit: cases.NaturalHours}})
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventExtendReject, Actor: boss, Note: "do it today"})
+	if c.Pending != "" || c.Extend != nil {
+		t.Fatalf("after the refusal: pending %q, extend %v", c.Pending, c.Extend)
+	}
+	do(t, s, c.ID, cases.Action{Kind: cases.EventExtendRequest, Actor: roadUnit, Note: "rain", Extend: &cases.Limit{N: 6, Unit: cases.NaturalHours}})
+}
+
 // TestSuspensionStopsTheClock checks that a suspension's time is not
 // counted against the handling deadline.
 func TestSuspensionStopsTheClock(t *testing.T) {

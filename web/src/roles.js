@@ -38,8 +38,7 @@ const rules = {
 
 // ready are the preconditions of the actions that need more than a
 // status: a request needs none waiting, a decision its request, an
-// evaluation a case not evaluated yet. (The lifecycle takes a refusal
-// with nothing asked for too; the console offers one only for a request.)
+// evaluation a case not evaluated yet.
 const ready = {
   extend_request: (c) => !c.pending,
   suspend_request: (c) => !c.pending,
