@@ -101,6 +101,7 @@ func (s *Service) forget() {
 // (Get reads it from the Store). Called with mu held.
 func (s *Service) forgetLocked(id string, c *Case) {
 	delete(s.cases, id)
+	s.idx.remove(c)
 	for _, o := range append([]string{c.Origin}, c.Joined...) {
 		if k := originKey(c.Source, o); o != "" && s.origins[k] == id {
 			delete(s.origins, k)

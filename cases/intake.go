@@ -62,31 +62,55 @@ func (s *Service) Report(ctx context.Context, r Report) (Case, bool, error) {
 }
 
 func (s *Service) report(ctx context.Context, r Report) (Case, bool, error) {
-	roles, ok := reporters[r.Source]
-	if !ok {
-		return Case{}, false, fmt.Errorf("%w: unknown source %q (alert, camera, patrol, hotline, operator)", ErrInvalidAction, r.Source)
-	}
-	if r.Actor.Name == "" || !slices.Contains(roles, r.Actor.Role) {
-		return Case{}, false, fmt.Errorf("%w: a %s report needs the role %s, not %q", ErrForbidden, r.Source, roleList(roles), r.Actor.Role)
-	}
-	if err := r.validate(); err != nil {
+	if err := r.admit(); err != nil {
 		return Case{}, false, err
 	}
 	if r.Origin != "" {
 		s.intake.Lock()
 		defer s.intake.Unlock()
-		s.mu.RLock()
-		en := s.cases[s.origins[originKey(r.Source, r.Origin)]]
-		var existing Case
-		if en != nil {
-			existing = en.c.Clone()
-		}
-		s.mu.RUnlock()
-		if en != nil && (existing.Open() || r.Source == SourceHotline) {
+		if existing, ok := s.byOrigin(r.Source, r.Origin); ok && (existing.Open() || r.Source == SourceHotline) {
 			return existing, false, nil
 		}
 	}
-	now := s.Now()
+	c, evs, err := s.receive(r, s.Now(), nil)
+	if err != nil {
+		return Case{}, false, err
+	}
+	if err := s.saveNew(ctx, []Case{c}, evs); err != nil {
+		return Case{}, false, err
+	}
+	return c, true, nil
+}
+
+// admit checks that the report's actor may hand in a report of its source
+// and that the report has what every report needs.
+func (r *Report) admit() error {
+	roles, ok := reporters[r.Source]
+	if !ok {
+		return fmt.Errorf("%w: unknown source %q (alert, camera, patrol, hotline, operator)", ErrInvalidAction, r.Source)
+	}
+	if r.Actor.Name == "" || !slices.Contains(roles, r.Actor.Role) {
+		return fmt.Errorf("%w: a %s report needs the role %s, not %q", ErrForbidden, r.Source, roleList(roles), r.Actor.Role)
+	}
+	return r.validate()
+}
+
+// byOrigin returns a copy of the case held with the source and origin.
+func (s *Service) byOrigin(src Source, origin string) (Case, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	en := s.cases[s.origins[originKey(src, origin)]]
+	if en == nil {
+		return Case{}, false
+	}
+	return en.c.Clone(), true
+}
+
+// receive plans the new case of an admitted report at now, with its
+// events: a sensor or camera case registered and dispatched as far as
+// the system can. also are the new cases to be stored with it, which
+// count as possible duplicates.
+func (s *Service) receive(r Report, now time.Time, also []Case) (Case, []Event, error) {
 	if r.id == "" {
 		r.id = newID(now.In(s.Location))
 	}
@@ -99,32 +123,38 @@ func (s *Service) report(ctx context.Context, r Report) (Case, bool, error) {
 		c.Grid, _ = s.Locate(c.Location.Lat, c.Location.Lon)
 	}
 	if r.Within != nil && !r.Within(c.Grid) {
-		return Case{}, false, fmt.Errorf("%w: the case's grid %q is outside the reporter's scope", ErrForbidden, c.Grid)
+		return Case{}, nil, fmt.Errorf("%w: the case's grid %q is outside the reporter's scope", ErrForbidden, c.Grid)
 	}
 	evs := s.seal(&c, "", r.Actor, now, Event{Kind: EventReceive, Note: r.Description, Evidence: r.Evidence})
 	if r.Source == SourceAlert || r.Source == SourceCamera {
-		evs = append(evs, s.autoDispatch(&c, now)...)
+		evs = append(evs, s.autoDispatch(&c, now, also)...)
 	}
-	en := &entry{}
+	return c, evs, nil
+}
+
+// saveNew stores new cases with their events and then holds them: a case
+// is seen (in List, Get, by its origin) only once it is stored.
+func (s *Service) saveNew(ctx context.Context, cs []Case, evs []Event) error {
+	s.mu.RLock()
+	started := s.cases != nil
+	s.mu.RUnlock()
+	if !started {
+		return ErrClosed
+	}
+	if err := s.save(ctx, nil, cs, evs); err != nil {
+		return err
+	}
 	s.mu.Lock()
-	if s.closed || s.cases == nil {
-		s.mu.Unlock()
-		return Case{}, false, ErrClosed
+	defer s.mu.Unlock()
+	byCase := make(map[string][]Event, len(cs))
+	for _, ev := range evs {
+		byCase[ev.CaseID] = append(byCase[ev.CaseID], ev)
 	}
-	s.mu.Unlock()
-	en.act.Lock()
-	defer en.act.Unlock()
-	if err := s.save(ctx, nil, []Case{c}, evs); err != nil {
-		return Case{}, false, err
+	for _, c := range cs {
+		s.cases[c.ID] = &entry{c: c, events: byCase[c.ID]}
+		s.indexLocked(nil, &c)
 	}
-	s.mu.Lock()
-	en.c, en.events = c, evs
-	s.cases[c.ID] = en
-	if c.Origin != "" {
-		s.origins[originKey(c.Source, c.Origin)] = c.ID
-	}
-	s.mu.Unlock()
-	return c, true, nil
+	return nil
 }
 
 // cmpOr returns a unless it is empty, else b.
@@ -152,10 +182,11 @@ func (r *Report) validate() error {
 
 // autoDispatch registers and dispatches a sensor case as the system, as
 // far as it can: a case without a known category or grid, or with an open
-// duplicate, waits received; one no unit handles waits registered.
-func (s *Service) autoDispatch(c *Case, now time.Time) []Event {
+// duplicate (held, or in also), waits received; one no unit handles waits
+// registered.
+func (s *Service) autoDispatch(c *Case, now time.Time, also []Case) []Event {
 	next := c.Clone()
-	if err := s.check(&next, false); err != nil {
+	if err := s.check(&next, false, also); err != nil {
 		s.Logger.Info("sensor case left for the command centre to register", "case", c.ID, "reason", err)
 		return nil
 	}
@@ -203,61 +234,151 @@ type AlertInfo struct {
 // nothing more, and an alert whose case was closed or voided raises a new
 // one only when it fired again after.
 func (s *Service) ObserveAlert(ctx context.Context, a AlertInfo) (string, error) {
+	o := s.ObserveAlerts(ctx, []AlertInfo{a})[0]
+	return o.Case, o.Err
+}
+
+// MaxAlertBatch is how many new cases ObserveAlerts stores in one save.
+const MaxAlertBatch = 500
+
+// Observed is what became of one alert transition: the id of its case
+// (see ObserveAlert), or the error that kept it out.
+type Observed struct {
+	Case string
+	Err  error
+}
+
+// ObserveAlerts is ObserveAlert for many transitions, in order: the new
+// cases they raise are stored together, MaxAlertBatch to a save, so that a
+// flood of alerts opens its cases at the pace of ClickHouse's inserts of
+// many rows rather than of a round trip per case. A transition whose
+// alert, or device and category, is that of a case raised by an earlier
+// one of the same save is taken after that save, as if one by one.
+func (s *Service) ObserveAlerts(ctx context.Context, as []AlertInfo) []Observed {
+	out := make([]Observed, len(as))
+	todo := make([]int, len(as))
+	for i := range todo {
+		todo[i] = i
+	}
+	for len(todo) > 0 {
+		todo = s.observeRound(ctx, as, todo, out)
+	}
+	for _, o := range out {
+		if o.Err != nil {
+			s.refused(o.Err)
+		}
+	}
+	return out
+}
+
+// observeRound takes the transitions todo of as, filling out, and
+// returns those left for the next round: the ones that follow a case
+// this round raises, and those past MaxAlertBatch new cases.
+func (s *Service) observeRound(ctx context.Context, as []AlertInfo, todo []int, out []Observed) []int {
+	s.intake.Lock()
+	defer s.intake.Unlock()
+	var (
+		later  []int
+		raised []int // the transitions whose new cases are in fresh
+		fresh  []Case
+		evs    []Event
+		taken  = map[string]bool{} // the origins and device keys of fresh
+		now    = s.Now()
+	)
+	for _, i := range todo {
+		a := as[i]
+		if taken[originKey(a.Source, a.ID)] || a.Device != "" && taken[deviceKey(a.Source, a.Device, a.Category)] || len(fresh) == MaxAlertBatch {
+			later = append(later, i)
+			continue
+		}
+		id, join, err := s.triage(a)
+		switch {
+		case err != nil:
+			out[i].Err = err
+			continue
+		case join != nil:
+			out[i].Case, out[i].Err = s.join(ctx, join, a)
+			continue
+		case id != "" || !a.Firing:
+			out[i].Case = id
+			continue
+		}
+		r := Report{Source: a.Source, Actor: System, Reporter: a.Device, Origin: a.ID, Category: a.Category,
+			Description: a.Summary, Location: a.Location, Grid: a.Grid, Device: a.Device}
+		if err := r.admit(); err != nil {
+			out[i].Err = err
+			continue
+		}
+		if s.Claims != nil && a.Device != "" {
+			r.id = newID(now.In(s.Location))
+			if join, err := s.claim(ctx, a, r.id); err != nil || join != nil {
+				if out[i].Err = err; join != nil {
+					out[i].Case, out[i].Err = s.join(ctx, join, a)
+				}
+				continue
+			}
+		}
+		c, cevs, err := s.receive(r, now, fresh)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		raised, fresh, evs = append(raised, i), append(fresh, c), append(evs, cevs...)
+		taken[originKey(a.Source, a.ID)] = true
+		if a.Device != "" {
+			taken[deviceKey(a.Source, a.Device, a.Category)] = true
+		}
+	}
+	if len(fresh) == 0 {
+		return later
+	}
+	if err := s.saveNew(ctx, fresh, evs); err != nil {
+		for _, i := range raised {
+			out[i].Err = err
+		}
+		return later
+	}
 	s.mu.Lock()
+	for j, i := range raised {
+		out[i].Case = fresh[j].ID
+		s.cases[fresh[j].ID].observe(as[i])
+	}
+	s.mu.Unlock()
+	return later
+}
+
+// deviceKey keys the open sensor cases alerts of a device join.
+func deviceKey(src Source, device, category string) string {
+	return string(src) + "/" + device + "/" + category
+}
+
+// triage looks at what alert a means for the cases held: the id of the
+// case it already belongs to (whose condition it updates), or the open
+// case of its device and category it joins, or neither (a firing alert
+// then raises a case). An alert whose case was closed or voided since it
+// fired keeps that case.
+func (s *Service) triage(a AlertInfo) (id string, join *entry, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.cases == nil || s.closed {
-		s.mu.Unlock()
-		return "", ErrClosed
+		return "", nil, ErrClosed
 	}
 	en := s.cases[s.origins[originKey(a.Source, a.ID)]]
 	if en != nil && en.c.Open() {
 		en.observe(a)
-		id := en.c.ID
-		s.mu.Unlock()
-		return id, nil
+		return en.c.ID, nil, nil
 	}
 	if en != nil && !a.Since.After(en.c.Updated) {
-		id := en.c.ID
-		s.mu.Unlock()
-		return id, nil // its case was closed since it fired
+		return en.c.ID, nil, nil // its case was closed since it fired
 	}
-	var join *entry
 	if a.Firing && a.Device != "" {
-		for _, o := range s.cases {
-			if o.c.Open() && o.c.Device == a.Device && o.c.Category == a.Category && o.c.Source == a.Source {
-				join = o
-				break
+		for id := range s.idx.ofDevice(a.Device) {
+			if o := s.cases[id]; o.c.Open() && o.c.Category == a.Category && o.c.Source == a.Source {
+				return "", o, nil
 			}
 		}
 	}
-	s.mu.Unlock()
-	if !a.Firing {
-		return "", nil
-	}
-	id := ""
-	if join == nil && s.Claims != nil && a.Device != "" {
-		id = newID(s.Now().In(s.Location))
-		var err error
-		if join, err = s.claim(ctx, a, id); err != nil {
-			s.refused(err)
-			return "", err
-		}
-	}
-	if join != nil {
-		return s.join(ctx, join, a)
-	}
-	c, _, err := s.Report(ctx, Report{
-		Source: a.Source, Actor: System, Reporter: a.Device, Origin: a.ID, Category: a.Category,
-		Description: a.Summary, Location: a.Location, Grid: a.Grid, Device: a.Device, id: id,
-	})
-	if err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	if en := s.cases[c.ID]; en != nil {
-		en.observe(a)
-	}
-	s.mu.Unlock()
-	return c.ID, nil
+	return "", nil, nil
 }
 
 // join records alert a on the open case of en and returns the case's id.

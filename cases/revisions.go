@@ -101,18 +101,25 @@ func (s *Service) replace(en *entry, c Case, evs []Event) {
 			news = append(news, ev)
 		}
 	}
+	old := en.c
 	en.c, en.events = c, evs
-	s.indexLocked(&c)
+	s.indexLocked(&old, &c)
 	s.publishLocked([]Case{c}, news)
 }
 
-// indexLocked records the origins of c. Called with mu held.
-func (s *Service) indexLocked(c *Case) {
+// indexLocked records the origins of c, and indexes it (see index) in
+// place of old, its earlier copy held, if any. Called with mu held.
+func (s *Service) indexLocked(old, c *Case) {
 	if c.Origin != "" {
 		s.origins[originKey(c.Source, c.Origin)] = c.ID
 	}
 	for _, a := range c.Joined {
 		s.origins[originKey(c.Source, a)] = c.ID
+	}
+	if old != nil {
+		s.idx.update(old, c)
+	} else {
+		s.idx.add(c)
 	}
 }
 
@@ -136,7 +143,7 @@ func (s *Service) adopt(ctx context.Context, id string) (*entry, error) {
 	}
 	en := &entry{c: c, events: evs}
 	s.cases[id] = en
-	s.indexLocked(&c)
+	s.indexLocked(nil, &c)
 	return en, nil
 }
 

@@ -147,6 +147,7 @@ type Service struct {
 	mu       sync.RWMutex
 	cases    map[string]*entry
 	origins  map[string]string // originKey → case id
+	idx      *index
 	subs     map[*Subscription]struct{}
 	revision uint64
 	synced   uint64     // with Revisions: the save revision sync reads from
@@ -345,10 +346,11 @@ func (s *Service) restore(cs []Case, events []Event) {
 	defer s.mu.Unlock()
 	s.cases = make(map[string]*entry, len(cs))
 	s.origins = map[string]string{}
+	s.idx = newIndex(s.DuplicateRadius)
 	s.subs = map[*Subscription]struct{}{}
 	for _, c := range cs {
 		s.cases[c.ID] = &entry{c: c}
-		s.indexLocked(&c)
+		s.indexLocked(nil, &c)
 	}
 	for _, ev := range events {
 		if en := s.cases[ev.CaseID]; en != nil {
@@ -585,6 +587,7 @@ func (s *Service) save(ctx context.Context, ens []*entry, cs []Case, evs []Event
 		if en == nil {
 			continue
 		}
+		s.idx.update(&en.c, &cs[i])
 		en.c = cs[i]
 		for _, ev := range evs {
 			if ev.CaseID == cs[i].ID {
@@ -639,7 +642,7 @@ func (s *Service) register(c *Case, a Action) error {
 	} else if a.Location != nil {
 		c.Grid = ""
 	}
-	if err := s.check(c, a.Force); err != nil {
+	if err := s.check(c, a.Force, nil); err != nil {
 		return err
 	}
 	if a.Within != nil && !a.Within(c.Grid) {
@@ -648,8 +651,9 @@ func (s *Service) register(c *Case, a Action) error {
 	return nil
 }
 
-// check validates a case about to be registered.
-func (s *Service) check(c *Case, force bool) error {
+// check validates a case about to be registered; also are cases about to
+// be stored with it, which count as open duplicates too.
+func (s *Service) check(c *Case, force bool, also []Case) error {
 	if c.Category == "" {
 		return fmt.Errorf("%w: a category is required", ErrInvalidAction)
 	}
@@ -670,7 +674,7 @@ func (s *Service) check(c *Case, force bool) error {
 	if force {
 		return nil
 	}
-	if dups := s.duplicates(c); len(dups) > 0 {
+	if dups := s.duplicates(c, also); len(dups) > 0 {
 		return &DuplicateError{ID: c.ID, Candidates: dups}
 	}
 	return nil
@@ -688,30 +692,38 @@ func (p *Point) validate() error {
 }
 
 // duplicates returns the ids of the registered open cases of c's category
-// within DuplicateRadius of c, or at the same address, nearest first.
-func (s *Service) duplicates(c *Case) []string {
+// (held, or in also) within DuplicateRadius of c, or at the same address,
+// nearest first.
+func (s *Service) duplicates(c *Case, also []Case) []string {
 	type near struct {
 		id string
 		d  float64
 	}
 	var found []near
-	s.mu.RLock()
-	for id, en := range s.cases {
-		o := &en.c
-		if id == c.ID || !o.Open() || o.Status == StatusReceived || o.Category != c.Category {
-			continue
+	consider := func(o *Case) {
+		if o.ID == c.ID || !o.Open() || o.Status == StatusReceived || o.Category != c.Category {
+			return
 		}
 		switch {
 		case c.Location != nil && o.Location != nil:
 			d := geo.Distance(orb.Point{c.Location.Lon, c.Location.Lat}, orb.Point{o.Location.Lon, o.Location.Lat})
 			if d <= s.DuplicateRadius {
-				found = append(found, near{id, d})
+				found = append(found, near{o.ID, d})
 			}
-		case c.Address != "" && strings.EqualFold(strings.TrimSpace(c.Address), strings.TrimSpace(o.Address)):
-			found = append(found, near{id, 0})
+		case c.Address != "" && normAddress(c.Address) == normAddress(o.Address):
+			found = append(found, near{o.ID, 0})
+		}
+	}
+	s.mu.RLock()
+	for id := range s.idx.near(c) {
+		if en := s.cases[id]; en != nil {
+			consider(&en.c)
 		}
 	}
 	s.mu.RUnlock()
+	for i := range also {
+		consider(&also[i])
+	}
 	slices.SortFunc(found, func(a, b near) int { return cmp.Or(cmp.Compare(a.d, b.d), strings.Compare(a.id, b.id)) })
 	ids := make([]string, len(found))
 	for i, n := range found {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -342,6 +343,80 @@ func TestDuplicateAndMerge(t *testing.T) {
 	}
 }
 
+// TestDuplicatesByPlaceAndAddress checks the duplicate check at the edge
+// of the radius (50 m) in every direction, at latitudes where a degree of
+// longitude is short, after a registration moved a case, and by address.
+func TestDuplicatesByPlaceAndAddress(t *testing.T) {
+	const mPerDeg = 6378137 * math.Pi / 180 // geo.Distance's earth
+	ctx := context.Background()
+	at := func(t *testing.T, s *cases.Service, p cases.Point, addr string) cases.Case {
+		t.Helper()
+		r := cases.Report{Source: cases.SourcePatrol, Actor: patroller, Category: "road", Description: "pothole", Address: addr, Grid: "G1"}
+		if p != (cases.Point{}) {
+			r.Location = &p
+		}
+		c, _, err := s.Report(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	register := func(s *cases.Service, c cases.Case) []string {
+		_, err := s.Act(ctx, cases.Action{Case: c.ID, Kind: cases.EventRegister, Version: c.Version, Actor: dispatch})
+		var dup *cases.DuplicateError
+		if errors.As(err, &dup) {
+			return dup.Candidates
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	}
+	for _, lat := range []float64{0.001, 39.9, 60, 75, -45} {
+		for _, bearing := range []float64{0, 45, 90, 180, 270, 315} {
+			for _, d := range []float64{45, 56} {
+				t.Run(fmt.Sprintf("%g°/%g°/%gm", lat, bearing, d), func(t *testing.T) {
+					s := newService(t, &casestest.Store{}, &clock{t: t0})
+					first := at(t, s, cases.Point{Lat: lat, Lon: 116.4}, "")
+					if got := register(s, first); got != nil {
+						t.Fatalf("the first case has duplicates %v", got)
+					}
+					b := bearing * math.Pi / 180
+					p := cases.Point{Lat: lat + d*math.Cos(b)/mPerDeg, Lon: 116.4 + d*math.Sin(b)/(mPerDeg*math.Cos(lat*math.Pi/180))}
+					got := register(s, at(t, s, p, ""))
+					if want := d < 50; want != slices.Equal(got, []string{first.ID}) {
+						t.Fatalf("a case %g m off: duplicates %v", d, got)
+					}
+				})
+			}
+		}
+	}
+	t.Run("moved by its registration", func(t *testing.T) {
+		s := newService(t, &casestest.Store{}, &clock{t: t0})
+		moved := at(t, s, cases.Point{Lat: 39.9, Lon: 116.4}, "")
+		if _, err := s.Act(ctx, cases.Action{Case: moved.ID, Kind: cases.EventRegister, Version: moved.Version, Actor: dispatch,
+			Location: &cases.Point{Lat: 39.95, Lon: 116.4}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := register(s, at(t, s, cases.Point{Lat: 39.9, Lon: 116.4}, "")); got != nil {
+			t.Fatalf("where the case was: duplicates %v", got)
+		}
+		if got := register(s, at(t, s, cases.Point{Lat: 39.9501, Lon: 116.4}, "")); !slices.Equal(got, []string{moved.ID}) {
+			t.Fatalf("where the case is: duplicates %v", got)
+		}
+	})
+	t.Run("by address", func(t *testing.T) {
+		s := newService(t, &casestest.Store{}, &clock{t: t0})
+		first := at(t, s, cases.Point{}, "12 Elm Street")
+		register(s, first)
+		if got := register(s, at(t, s, cases.Point{Lat: 39.9, Lon: 116.4}, " 12 elm street")); !slices.Equal(got, []string{first.ID}) {
+			t.Fatalf("same address with a location: duplicates %v", got)
+		}
+		if got := register(s, at(t, s, cases.Point{}, "14 Elm Street")); got != nil {
+			t.Fatalf("another address: duplicates %v", got)
+		}
+	})
+}
+
 // TestDeadlines checks the system's deadline events: one reminder before,
 // overdue at the deadline, bounded reminders after, escalation.
 func TestDeadlines(t *testing.T) {
@@ -555,6 +630,81 @@ func TestAlertIntake(t *testing.T) {
 	id := observe(a)
 	if p, _ := s.List(cases.Filter{Status: []cases.Status{cases.StatusDispatched}}); len(p.Cases) != 1 || p.Cases[0].Origin != "A1" || p.Cases[0].ID != id {
 		t.Fatalf("the alert firing again: %+v (answered %q)", p.Cases, id)
+	}
+}
+
+// savesStore is a casestest.Store that records how many cases each save
+// held.
+type savesStore struct {
+	casestest.Store
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (m *savesStore) SaveCases(ctx context.Context, cs []cases.Case, rev uint64, evs []cases.Event) error {
+	m.mu.Lock()
+	m.sizes = append(m.sizes, len(cs))
+	m.mu.Unlock()
+	return m.Store.SaveCases(ctx, cs, rev, evs)
+}
+
+// TestObserveAlertsBatch checks the intake of many transitions at once:
+// their new cases are stored in one save per cases.MaxAlertBatch, and each
+// transition ends as if taken one by one: a second device at the same spot
+// is a possible duplicate left for the command centre, a transition of an
+// alert or device whose case the batch raised updates or joins that case,
+// and a bad one is refused alone.
+func TestObserveAlertsBatch(t *testing.T) {
+	store := &savesStore{}
+	s := &cases.Service{Store: store, Timing: naturalTiming{}, Now: (&clock{t: t0}).Now, TickEvery: time.Hour, Logger: slog.New(slog.DiscardHandler),
+		Route: func(string, string) string { return "U-ROAD" }}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	here := &cases.Point{Lat: 34.77, Lon: 111.19}
+	fire := func(id, dev string) cases.AlertInfo {
+		return cases.AlertInfo{ID: id, Source: cases.SourceAlert, Device: dev, Grid: "G1", Category: "manhole", Summary: "tilted",
+			Location: here, Firing: true, Since: t0}
+	}
+	cleared := fire("A1", "mh-1")
+	cleared.Firing, cleared.ClearedAt = false, t0
+	bad := fire("A4", "mh-4")
+	bad.Grid, bad.Location = "", nil
+	out := s.ObserveAlerts(ctx, []cases.AlertInfo{fire("A1", "mh-1"), fire("A2", "mh-2"), fire("A1", "mh-1"), fire("A3", "mh-1"), cleared, bad})
+	c1, _, _ := s.Get(ctx, out[0].Case)
+	c2, _, _ := s.Get(ctx, out[1].Case)
+	switch {
+	case c1.Status != cases.StatusDispatched || c1.Origin != "A1":
+		t.Fatalf("the first alert's case %+v", c1)
+	case c2.Status != cases.StatusReceived || c2.Origin != "A2":
+		t.Fatalf("the case of a second device at the same spot is %s, want received (a possible duplicate)", c2.Status)
+	case out[2].Case != c1.ID || out[3].Case != c1.ID || out[4].Case != c1.ID || !slices.Equal(c1.Joined, []string{"A3"}):
+		t.Fatalf("later transitions answered %+v; the first case joined %v", out[2:5], c1.Joined)
+	case !errors.Is(out[5].Err, cases.ErrInvalidAction) || out[5].Case != "":
+		t.Fatalf("an alert without a place: %+v", out[5])
+	case !slices.Equal(store.sizes, []int{2, 1}):
+		t.Fatalf("saves of %v cases, want both new cases in one, then the join", store.sizes)
+	}
+	for _, o := range out[:5] {
+		if o.Err != nil {
+			t.Fatal(o.Err)
+		}
+	}
+	store.sizes = nil
+	flood := make([]cases.AlertInfo, 2*cases.MaxAlertBatch+10)
+	for i := range flood {
+		flood[i] = fire(fmt.Sprintf("F%d", i), fmt.Sprintf("dev-%d", i))
+		flood[i].Location = &cases.Point{Lat: 30 + float64(i)*0.01, Lon: 111}
+	}
+	for i, o := range s.ObserveAlerts(ctx, flood) {
+		if c, _, err := s.Get(ctx, o.Case); o.Err != nil || err != nil || c.Status != cases.StatusDispatched {
+			t.Fatalf("flood alert %d: %+v, case %s (%v)", i, o, c.Status, err)
+		}
+	}
+	if !slices.Equal(store.sizes, []int{cases.MaxAlertBatch, cases.MaxAlertBatch, 10}) {
+		t.Fatalf("a flood of %d alerts saved as %v", len(flood), store.sizes)
 	}
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -158,8 +159,24 @@ func (s *Server) startCases(ctx context.Context) error {
 	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
+		batch := make([]alerts.Alert, 0, cases.MaxAlertBatch)
 		for t := range l.sub.C {
-			s.intakeAlert(ctx, t.Alert)
+			// A flood is taken in as it waits, MaxAlertBatch at a time:
+			// one save for many new cases.
+			batch = append(batch[:0], t.Alert)
+		drain:
+			for len(batch) < cases.MaxAlertBatch {
+				select {
+				case t, ok := <-l.sub.C:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, t.Alert)
+				default:
+					break drain
+				}
+			}
+			s.intakeAlerts(ctx, batch)
 		}
 	}()
 	go func() {
@@ -178,13 +195,57 @@ func (s *Server) startCases(ctx context.Context) error {
 	return nil
 }
 
-// intakeAlert hands one alert to the case loop and links the alert to the
-// case it raised or joined. A failure is logged and counted by the loop;
-// the next reconciliation tries again.
-func (s *Server) intakeAlert(ctx context.Context, a alerts.Alert) {
-	if a.Condition != alerts.ConditionFiring && a.Condition != alerts.ConditionCleared {
-		return
+// intakeRetries are the pauses before the case loop is asked again about
+// the alerts whose transitions it could not save (ErrNotSaved): such as
+// an alert condition another node is opening the case of, which it
+// stores within a second.
+var intakeRetries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}
+
+// intakeAlerts hands alerts to the case loop, in order, and links each
+// alert to the case it raised or joined. A transition not saved is tried
+// again after each of intakeRetries; a failure after them is logged and
+// counted by the loop, and the next reconciliation tries again.
+func (s *Server) intakeAlerts(ctx context.Context, as []alerts.Alert) {
+	infos := make([]cases.AlertInfo, 0, len(as))
+	kept := make([]*alerts.Alert, 0, len(as))
+	for i := range as {
+		a := &as[i]
+		if a.Condition != alerts.ConditionFiring && a.Condition != alerts.ConditionCleared {
+			continue
+		}
+		infos, kept = append(infos, s.alertInfo(a)), append(kept, a)
 	}
+	for attempt := 0; len(infos) > 0; attempt++ {
+		var again []cases.AlertInfo
+		var againAlerts []*alerts.Alert
+		for i, o := range s.cases.svc.ObserveAlerts(ctx, infos) {
+			a := kept[i]
+			switch {
+			case o.Err != nil && errors.Is(o.Err, cases.ErrNotSaved) && attempt < len(intakeRetries):
+				again, againAlerts = append(again, infos[i]), append(againAlerts, a)
+			case o.Err != nil:
+				if ctx.Err() == nil {
+					s.Logger.Warn("alert not taken into the case loop: retried at the next reconciliation", "alert", a.ID, "err", o.Err)
+				}
+			case o.Case != "" && o.Case != a.Case:
+				_ = s.alerting.engine.LinkCase(a.ID, o.Case) // an error: pruned meanwhile, nothing to link
+			}
+		}
+		if len(again) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(intakeRetries[attempt]):
+		}
+		infos, kept = again, againAlerts
+	}
+}
+
+// alertInfo is what the case loop needs of alert a: its device's place
+// and type, and the case category of the type and rule.
+func (s *Server) alertInfo(a *alerts.Alert) cases.AlertInfo {
 	info := cases.AlertInfo{ID: a.ID, Source: cases.SourceAlert, Device: a.Device, Grid: a.Grid, Summary: a.Summary,
 		Firing: a.Condition == alerts.ConditionFiring, ClearedAt: a.Cleared, Since: a.Fired}
 	typ := ""
@@ -198,32 +259,31 @@ func (s *Server) intakeAlert(ctx context.Context, a alerts.Alert) {
 		info.Source = cases.SourceCamera
 	}
 	info.Category = s.cases.categories.ForDevice(typ, a.Rule).Code
-	id, err := s.cases.svc.ObserveAlert(ctx, info)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.Logger.Warn("alert not taken into the case loop: retried at the next reconciliation", "alert", a.ID, "err", err)
-		}
-		return
-	}
-	if id != "" && id != a.Case {
-		_ = s.alerting.engine.LinkCase(a.ID, id) // an error: pruned meanwhile, nothing to link
-	}
+	return info
 }
 
 // reconcileAlerts hands every firing or cleared alert to the case loop
-// (ObserveAlert is idempotent), so that an alert whose transition was
-// dropped, or arrived while its save failed, still raises its case.
+// (ObserveAlert is idempotent), MaxAlertBatch at a time, so that an alert
+// whose transition was dropped, or arrived while its save failed, still
+// raises its case.
 func (s *Server) reconcileAlerts(ctx context.Context) {
 	all, err := s.alerting.engine.All(alerts.Filter{Condition: []alerts.Condition{alerts.ConditionFiring, alerts.ConditionCleared}})
 	if err != nil {
 		s.Logger.Warn("case loop: list alerts", "err", err)
 		return
 	}
+	batch := make([]alerts.Alert, 0, cases.MaxAlertBatch)
 	for a := range all {
 		if ctx.Err() != nil {
 			return
 		}
-		s.intakeAlert(ctx, *a)
+		if batch = append(batch, *a); len(batch) == cases.MaxAlertBatch {
+			s.intakeAlerts(ctx, batch)
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		s.intakeAlerts(ctx, batch)
 	}
 }
 
