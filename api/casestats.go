@@ -125,6 +125,7 @@ var rankingColumns = []string{
 	"closed", "closed_on_time", "overdue", "reworked", "reworks", "extended", "misrouted", "wrong_returns", "withdrawn",
 	"sign_on_time_rate", "handling_rate", "handling_on_time_rate", "closing_rate", "closing_on_time_rate",
 	"rework_rate", "extension_rate", "return_rate", "satisfaction", "evaluations", "mtta_seconds", "mttr_seconds",
+	"sign_pending", "handle_pending", "close_pending",
 }
 
 func writeRankingCSV(w http.ResponseWriter, rk *ranking) {
@@ -142,6 +143,7 @@ func writeRankingCSV(w http.ResponseWriter, rk *ranking) {
 			opt(r.SignOnTime), opt(r.Handling), opt(r.HandlingOnTime), opt(r.Closing), opt(r.ClosingOnTime),
 			opt(r.Rework), opt(r.Extension), opt(r.Return), opt(r.Satisfaction), n(r.SatisfactionN),
 			num(r.MTTASeconds), num(r.MTTRSeconds),
+			n(r.SignPending), n(r.HandlePending), n(r.ClosePending),
 		})
 	}
 	out.Flush()

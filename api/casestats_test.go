@@ -58,7 +58,7 @@ func TestCaseRanking(t *testing.T) {
 		tallies: map[storage.CaseStatsBy][]gridTally{
 			storage.CaseStatsByUnit: {
 				{"D01-S01-G01", cases.Tally{Key: "water", Received: 10, Signed: 10, SignedOnTime: 9, Handled: 9, HandledOnTime: 8, Closed: 8, ClosedOnTime: 8, Overdue: 2,
-					SignTime: 10 * 10 * time.Minute}},
+					SignTime: 10 * 10 * time.Minute, SignSettled: 10, HandleSettled: 10, CloseSettled: 9, ExtendSettled: 10, ReturnSettled: 10}},
 				{"D02-S01-G01", cases.Tally{Key: "=cmd", Received: 60, Overdue: 50}},
 			},
 		},
@@ -106,13 +106,13 @@ func TestCaseRanking(t *testing.T) {
 	code, ctype, body := get("/api/v1/stats/cases/units.csv", "tok-city")
 	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
 	if code != 200 || ctype != "text/csv; charset=utf-8" || err != nil || len(rows) != 4 || rows[0][1] != "key" || rows[1][1] != "water" ||
-		rows[1][2] != "1015" || rows[1][20] != "0.9000" || rows[3][1] != "'=cmd" {
+		rows[1][2] != "1015" || rows[1][20] != "0.9000" || rows[3][1] != "'=cmd" || rows[0][34] != "close_pending" || rows[1][34] != "1" {
 		t.Fatalf("csv %d %s %v %q", code, ctype, err, rows)
 	}
 
 	code, ctype, body = get("/api/v1/stats/cases/ranking.html?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z", "tok-city")
 	if code != 200 || ctype != "text/html; charset=utf-8" || !strings.Contains(body, "水务局") || !strings.Contains(body, "燃气集团 &lt;b&gt;") ||
-		!strings.Contains(body, `class="callin"`) || !strings.Contains(body, "2026-03-01 08:00 CST") || !strings.Contains(body, "90.0%") {
+		!strings.Contains(body, `class="callin"`) || !strings.Contains(body, "2026-03-01 08:00 CST") || !strings.Contains(body, "90.0%") || !strings.Contains(body, "<td>10</td><td>1</td>") {
 		t.Fatalf("html %d %s\n%s", code, ctype, body)
 	}
 

@@ -24,8 +24,9 @@ type Tally struct {
 	// Received counts the assignments (dispatch events) of the period.
 	Received int `json:"received"`
 	// Misrouted counts assignments the unit returned (回退) and that were
-	// then dispatched to another unit: counted against the dispatcher, not
-	// the unit.
+	// then dispatched to another unit, or are waiting to be: counted
+	// against the dispatcher, not the unit. A returned case voided or
+	// merged before it was dispatched again is withdrawn instead.
 	Misrouted int `json:"misrouted"`
 	// WrongReturns counts assignments the unit returned and that came back
 	// to the same unit: counted against the unit.
@@ -62,6 +63,19 @@ type Tally struct {
 	// the time from dispatch to sign-for and to the last handle report.
 	SignTime   time.Duration `json:"-"`
 	HandleTime time.Duration `json:"-"`
+	// SignSettled, HandleSettled and CloseSettled count the accountable
+	// assignments whose step has its outcome: done, or overdue (an
+	// overdue event of the step while assigned), or the assignment over
+	// (returned, withdrawn, closed, or dispatched again). The others are
+	// pending for the step: not yet due, they count for no rate.
+	SignSettled   int `json:"sign_settled"`
+	HandleSettled int `json:"handle_settled"`
+	CloseSettled  int `json:"close_settled"`
+	// ExtendSettled counts the accountable assignments extended or whose
+	// handling is settled; ReturnSettled the assignments (accountable or
+	// not) signed for or over, which can no longer be returned.
+	ExtendSettled int `json:"extend_settled"`
+	ReturnSettled int `json:"return_settled"`
 }
 
 // Add adds o's counts to t's (t keeps its key).
@@ -84,6 +98,11 @@ func (t *Tally) Add(o Tally) {
 	t.SatisfactionN += o.SatisfactionN
 	t.SignTime += o.SignTime
 	t.HandleTime += o.HandleTime
+	t.SignSettled += o.SignSettled
+	t.HandleSettled += o.HandleSettled
+	t.CloseSettled += o.CloseSettled
+	t.ExtendSettled += o.ExtendSettled
+	t.ReturnSettled += o.ReturnSettled
 }
 
 // ActionCount is how many events of a kind an actor recorded in a role:
@@ -99,26 +118,33 @@ type ActionCount struct {
 // less the misrouted and the withdrawn ones.
 func (t Tally) Accountable() int { return t.Received - t.Misrouted - t.Withdrawn }
 
-// Indicators are the rates of a Tally, each in [0, 1]; a rate of nothing
-// (no accountable assignment, nothing handled, no evaluation) is nil, and
-// so is a rate of assignments all still pending for it: none done (signed
-// for, handled, closed) and none overdue. A unit whose only case was just
-// dispatched has no on-time sign-for rate yet, rather than 0%.
+// Indicators are the rates of a Tally, each in [0, 1], over the
+// assignments whose outcome for it is settled (see Tally): a case still
+// within its deadline for a step counts for none of the step's rates, and
+// is counted pending instead. A rate of nothing settled (no accountable
+// assignment, nothing handled, no evaluation) is nil: a unit whose only
+// case was just dispatched has no on-time sign-for rate yet, rather than
+// 0%.
 type Indicators struct {
-	SignOnTime     *float64 `json:"sign_on_time_rate"`     // 按时签收率: SignedOnTime / Accountable
-	Handling       *float64 `json:"handling_rate"`         // 处置率: Handled / Accountable
-	HandlingOnTime *float64 `json:"handling_on_time_rate"` // 按期处置率: HandledOnTime / Accountable
-	Closing        *float64 `json:"closing_rate"`          // 结案率: Closed / Accountable
-	ClosingOnTime  *float64 `json:"closing_on_time_rate"`  // 按期结案率: ClosedOnTime / Accountable
+	SignOnTime     *float64 `json:"sign_on_time_rate"`     // 按时签收率: SignedOnTime / SignSettled
+	Handling       *float64 `json:"handling_rate"`         // 处置率: Handled / HandleSettled
+	HandlingOnTime *float64 `json:"handling_on_time_rate"` // 按期处置率: HandledOnTime / HandleSettled
+	Closing        *float64 `json:"closing_rate"`          // 结案率: Closed / CloseSettled
+	ClosingOnTime  *float64 `json:"closing_on_time_rate"`  // 按期结案率: ClosedOnTime / CloseSettled
 	Rework         *float64 `json:"rework_rate"`           // 返工率: Reworked / Handled
-	Extension      *float64 `json:"extension_rate"`        // 延期率: Extended / Accountable
-	Return         *float64 `json:"return_rate"`           // 回退率: WrongReturns / Received (a unit), Misrouted / Received (a dispatcher)
+	Extension      *float64 `json:"extension_rate"`        // 延期率: Extended / ExtendSettled
+	Return         *float64 `json:"return_rate"`           // 回退率: WrongReturns / ReturnSettled (a unit), Misrouted / ReturnSettled (a dispatcher)
 	// Satisfaction is the mean evaluation, 1..5.
 	Satisfaction *float64 `json:"satisfaction"`
 	// MTTA and MTTR are the mean times from dispatch to sign-for and to the
 	// last handle report.
 	MTTA time.Duration `json:"-"`
 	MTTR time.Duration `json:"-"`
+	// SignPending, HandlePending and ClosePending count the accountable
+	// assignments not yet settled for the step.
+	SignPending   int `json:"sign_pending"`
+	HandlePending int `json:"handle_pending"`
+	ClosePending  int `json:"close_pending"`
 }
 
 func ratio(n, d int) *float64 {
@@ -133,25 +159,21 @@ func ratio(n, d int) *float64 {
 // of a dispatcher (misroutes) over that of a unit (wrong returns).
 func IndicatorsOf(t Tally, forDispatcher bool) Indicators {
 	acc := t.Accountable()
-	// settled is the accountable count once a step has something to judge.
-	settled := func(done int) int {
-		if done == 0 && t.Overdue == 0 {
-			return 0
-		}
-		return acc
-	}
 	in := Indicators{
-		SignOnTime:     ratio(t.SignedOnTime, settled(t.Signed)),
-		Handling:       ratio(t.Handled, settled(t.Handled)),
-		HandlingOnTime: ratio(t.HandledOnTime, settled(t.Handled)),
-		Closing:        ratio(t.Closed, settled(t.Closed)),
-		ClosingOnTime:  ratio(t.ClosedOnTime, settled(t.Closed)),
+		SignOnTime:     ratio(t.SignedOnTime, t.SignSettled),
+		Handling:       ratio(t.Handled, t.HandleSettled),
+		HandlingOnTime: ratio(t.HandledOnTime, t.HandleSettled),
+		Closing:        ratio(t.Closed, t.CloseSettled),
+		ClosingOnTime:  ratio(t.ClosedOnTime, t.CloseSettled),
 		Rework:         ratio(t.Reworked, t.Handled),
-		Extension:      ratio(t.Extended, settled(t.Handled+t.Extended)),
-		Return:         ratio(t.WrongReturns, t.Received),
+		Extension:      ratio(t.Extended, t.ExtendSettled),
+		Return:         ratio(t.WrongReturns, t.ReturnSettled),
+		SignPending:    acc - t.SignSettled,
+		HandlePending:  acc - t.HandleSettled,
+		ClosePending:   acc - t.CloseSettled,
 	}
 	if forDispatcher {
-		in.Return = ratio(t.Misrouted, t.Received)
+		in.Return = ratio(t.Misrouted, t.ReturnSettled)
 	}
 	if t.SatisfactionN > 0 {
 		s := float64(t.SatisfactionSum) / float64(t.SatisfactionN)

@@ -24,9 +24,11 @@ func deref(p *float64) any {
 func TestIndicators(t *testing.T) {
 	tl := Tally{Key: "U", Received: 12, Misrouted: 1, WrongReturns: 2, Withdrawn: 1, Signed: 9, SignedOnTime: 8,
 		Handled: 8, HandledOnTime: 6, Reworked: 2, Reworks: 3, Extended: 1, Closed: 7, ClosedOnTime: 5, Overdue: 3,
-		SatisfactionSum: 17, SatisfactionN: 4, SignTime: 9 * 10 * time.Minute, HandleTime: 8 * 3 * time.Hour}
+		SatisfactionSum: 17, SatisfactionN: 4, SignTime: 9 * 10 * time.Minute, HandleTime: 8 * 3 * time.Hour,
+		SignSettled: 10, HandleSettled: 10, CloseSettled: 10, ExtendSettled: 10, ReturnSettled: 12}
 	in := IndicatorsOf(tl, false)
-	// 10 accountable: 12 received less 1 misrouted and 1 withdrawn.
+	// 10 accountable: 12 received less 1 misrouted and 1 withdrawn, all
+	// settled.
 	near(t, "sign on time", in.SignOnTime, 0.8)
 	near(t, "handling", in.Handling, 0.8)
 	near(t, "handling on time", in.HandlingOnTime, 0.6)
@@ -52,18 +54,26 @@ func TestIndicators(t *testing.T) {
 		t.Errorf("composite of nothing = %v", *c)
 	}
 	// Dispatched, within the sign-for deadline: nothing to judge yet, so
-	// no rate (not 0%) and no composite; once it is overdue, the rates
-	// count it.
+	// no rate (not 0%) and no composite, and pending for every step; once
+	// it is overdue for the sign-for, the sign-for rate counts it, and
+	// the other steps still wait.
 	waiting := Tally{Key: "new", Received: 1}
-	if in := IndicatorsOf(waiting, false); in.SignOnTime != nil || in.HandlingOnTime != nil || in.Closing != nil || in.Extension != nil || DefaultWeights.Composite(in) != nil {
-		t.Errorf("a pending assignment has rates: sign %v, handling %v, closing %v, extension %v", deref(in.SignOnTime), deref(in.HandlingOnTime), deref(in.Closing), deref(in.Extension))
+	if in := IndicatorsOf(waiting, false); in.SignOnTime != nil || in.HandlingOnTime != nil || in.Closing != nil || in.Extension != nil ||
+		in.Return != nil || DefaultWeights.Composite(in) != nil || in.SignPending != 1 || in.HandlePending != 1 || in.ClosePending != 1 {
+		t.Errorf("a pending assignment has rates: %+v", in)
 	}
-	waiting.Overdue = 1
+	waiting.Overdue, waiting.SignSettled = 1, 1
+	if in := IndicatorsOf(waiting, false); in.HandlingOnTime != nil || in.Closing != nil || in.SignPending != 0 || in.HandlePending != 1 {
+		t.Errorf("late for its sign-for only: %+v", in)
+	}
 	near(t, "sign on time, overdue", IndicatorsOf(waiting, false).SignOnTime, 0)
-	signed := Tally{Key: "signed", Received: 2, Signed: 1, SignedOnTime: 1}
-	near(t, "sign on time, one of two signed", IndicatorsOf(signed, false).SignOnTime, 0.5)
-	if in := IndicatorsOf(signed, false); in.HandlingOnTime != nil {
-		t.Errorf("handling on time before anything is handled or late: %v", *in.HandlingOnTime)
+	// One of two signed for, on time, the other within its deadline: the
+	// rate is of the one settled, 100%, not 50%.
+	signed := Tally{Key: "signed", Received: 2, Signed: 1, SignedOnTime: 1, SignSettled: 1, ReturnSettled: 1}
+	near(t, "sign on time, one of two signed", IndicatorsOf(signed, false).SignOnTime, 1)
+	near(t, "return, one of two signed", IndicatorsOf(signed, false).Return, 0)
+	if in := IndicatorsOf(signed, false); in.HandlingOnTime != nil || in.SignPending != 1 {
+		t.Errorf("handling on time before anything is handled or late: %+v", in)
 	}
 
 	// The score: 1000 + 8×1 + 5×2 − 3×5 − 3×3 − 2×5.

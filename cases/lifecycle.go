@@ -182,9 +182,11 @@ func needs(cond bool, kind EventKind, what string) error {
 	return fmt.Errorf("%w: %s needs %s", ErrInvalidAction, kind, what)
 }
 
-// startDispatch starts the sign-for deadline of a dispatch at now.
+// startDispatch starts the sign-for deadline of a dispatch at now: a
+// sign-for missed by the unit dispatched before is not this one's.
 func (s *Service) startDispatch(c *Case, now time.Time) {
 	c.SignDue, c.HandleDue, c.Reminders = s.Timing.Due(c.Category, StepSign, now), time.Time{}, 0
+	c.Overdue = slices.DeleteFunc(c.Overdue, func(s string) bool { return s == string(StepSign) })
 }
 
 // apply plans the action on next, a copy of the case, at now, and returns

@@ -472,6 +472,40 @@ func TestDeadlines(t *testing.T) {
 	}
 }
 
+// TestRedispatchStartsItsOwnSignFor checks that a case dispatched again
+// after its unit missed the sign-for is reported overdue again when the
+// next unit misses its own: each assignment has its deadline.
+func TestRedispatchStartsItsOwnSignFor(t *testing.T) {
+	store, clk := &casestest.Store{}, &clock{t: t0}
+	s := newService(t, store, clk)
+	c := report(t, s, 39.9)
+	do(t, s, c.ID, cases.Action{Kind: cases.EventRegister, Actor: dispatch})
+	do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch})
+	overdue := func() int {
+		n := 0
+		for _, ev := range store.Events() {
+			if ev.CaseID == c.ID && ev.Kind == cases.EventOverdue && ev.Note == string(cases.StepSign) {
+				n++
+			}
+		}
+		return n
+	}
+	clk.Add(61 * time.Minute)
+	s.Tick(context.Background())
+	if overdue() != 1 {
+		t.Fatalf("%d overdue sign-for events after the first unit's deadline", overdue())
+	}
+	c = do(t, s, c.ID, cases.Action{Kind: cases.EventDispatch, Actor: dispatch, Unit: "U-LIGHT"})
+	if c.IsOverdue() {
+		t.Fatalf("dispatched again, the case is still overdue: %v", c.Overdue)
+	}
+	clk.Add(61 * time.Minute)
+	s.Tick(context.Background())
+	if overdue() != 2 {
+		t.Fatalf("%d overdue sign-for events after the second unit's deadline, want 2", overdue())
+	}
+}
+
 // TestMissedRemindersAreNotReplayed checks that a service down through
 // several reminder intervals sends one reminder when it is back, not one
 // per interval missed.

@@ -25,10 +25,16 @@ const (
 )
 
 // caseKinds numbers the event kinds the statistics look at (1-based, as
-// indexOf); others are 0.
+// indexOf); others are 0. An overdue event counts by the step it names (its note).
 var caseKinds = []cases.EventKind{
 	cases.EventDispatch, cases.EventSign, cases.EventReturn, cases.EventHandle, cases.EventVerifyFail,
-	cases.EventExtendApprove, cases.EventClose, cases.EventOverdue, cases.EventEvaluate, cases.EventVoid, cases.EventMerge,
+	cases.EventExtendApprove, cases.EventClose, cases.EventOverdue, overdueOf(cases.StepSign), overdueOf(cases.StepHandle),
+	overdueOf(cases.StepClose), cases.EventEvaluate, cases.EventVoid, cases.EventMerge,
+}
+
+// overdueOf is the kind caseKinds gives the overdue event of a step.
+func overdueOf(step cases.Step) cases.EventKind {
+	return cases.EventOverdue + "/" + cases.EventKind(step)
 }
 
 // Case statistics read case_summaries: one row per case, recomputed from
@@ -59,11 +65,38 @@ var caseFlags = []struct{ name, expr string }{
 	{"extended", "extended"}, {"closed", "closed"}, {"closed_on_time", "closed AND close_ok"},
 	// Missed a deadline, whether accountable or not.
 	{"overdue", "overdue"},
+	// Over: returned, withdrawn, closed or dispatched again, so that
+	// every step of it has its outcome.
+	{"ended", "ended"},
+	// An overdue event of the step while assigned: the step has its
+	// outcome (missed) though not done.
+	{"sign_late", "sign_late"}, {"handle_late", "handle_late"}, {"close_late", "close_late"},
+}
+
+// settledFlags are, per step, the flags any of which settles it (see
+// cases.Tally): done, late, or the assignment over.
+var settledFlags = map[string][]string{
+	"sign":   {"signed", "sign_late", "ended"},
+	"handle": {"handled", "handle_late", "ended"},
+	"close":  {"closed", "close_late", "ended"},
+	// An extension is settled once the handling is, or granted.
+	"extend": {"handled", "handle_late", "ended", "extended"},
+	// A return is possible until the sign-for.
+	"return": {"signed", "ended"},
 }
 
 // caseFlag is the bit of the flag name.
 func caseFlag(name string) int {
 	return 1 << slices.IndexFunc(caseFlags, func(f struct{ name, expr string }) bool { return f.name == name })
+}
+
+// caseFlagsOf is the mask of the named flags.
+func caseFlagsOf(names ...string) int {
+	m := 0
+	for _, n := range names {
+		m |= caseFlag(n)
+	}
+	return m
 }
 
 // hasFlag is the SQL of "assignment a has the flag name".
@@ -99,19 +132,26 @@ func actionWho(role, kind, actor string) string {
 // grid), stamped with the latest ts stored for it: an event stored twice
 // (a retried write) counts once. The version is the latest event's ts
 // (ms) times 65536 plus the number of seqs, so a case's later computation
-// has a higher version, also when an event replaces a refused one.
+// has a higher version, also when an event replaces a refused one, times
+// summaryGeneration.
 func caseSummarySelect(c Capabilities, database, where string) string {
 	kinds := make([]string, len(caseKinds))
 	for i, k := range caseKinds {
 		kinds[i] = "'" + string(k) + "'"
 	}
 	ts, due := msExpr(c, "ts"), msExpr(c, "due")
+	// An overdue event is known by the step its note names (one naming
+	// none is overdue for no step in particular); a merge withdraws the
+	// case merged (voided), not the case merged into.
+	kindExpr := "multiIf(kind = '" + string(cases.EventOverdue) + "' AND note IN ('" + string(cases.StepSign) + "', '" +
+		string(cases.StepHandle) + "', '" + string(cases.StepClose) + "'), concat('" + string(cases.EventOverdue) + "/', note)," +
+		" kind = '" + string(cases.EventMerge) + "' AND to_status != '" + string(cases.StatusVoided) + "', '', CAST(kind AS String))"
 	code := func(k cases.EventKind) string { return fmt.Sprint(slices.Index(caseKinds, k) + 1) }
 	in := func(k cases.EventKind) string { return "(kk, aa) -> aa = i AND kk = " + code(k) + ", k, a" }
 	// next is arr shifted by one, padded with pad: the element after each.
 	next := func(arr, pad string) string { return "arrayPushBack(arrayPopFront(" + arr + "), " + pad + ")" }
-	perCase := "SELECT case_id, toUInt64(max(" + ts + ")) * 65536 + least(uniqExact(seq), 65535) AS version," +
-		" arraySort(groupArray((seq, " + ts + ", toUInt8(indexOf([" + strings.Join(kinds, ", ") + "], kind)), " +
+	perCase := "SELECT case_id, (toUInt64(max(" + ts + ")) * 65536 + least(uniqExact(seq), 65535)) * " + summaryGeneration + " AS version," +
+		" arraySort(groupArray((seq, " + ts + ", toUInt8(indexOf([" + strings.Join(kinds, ", ") + "], " + kindExpr + ")), " +
 		due + ", satisfaction))) AS raw," +
 		" arrayMap(x -> x.1, raw) AS rseq," +
 		" arrayFilter((x, q, nq) -> q != nq, raw, rseq, " + next("rseq", "0") + ") AS evs," +
@@ -129,7 +169,7 @@ func caseSummarySelect(c Capabilities, database, where string) string {
 		" FROM " + quoteTable(database, "case_events") + " WHERE " + where + " GROUP BY case_id"
 	perAssignment := "SELECT case_id, version, i, acts, disp[i].3 AS unit, disp[i].4 AS grid, disp[i].5 AS dispatcher," +
 		" disp[i].2 AS dispatched, arrayExists(" + in(cases.EventReturn) + ") AS returned," +
-		" returned AND disp[i + 1].3 != unit AS misrouted, returned AND disp[i + 1].3 = unit AS wrong_return," +
+		" returned AND NOT withdrawn AND disp[i + 1].3 != unit AS misrouted, returned AND disp[i + 1].3 = unit AS wrong_return," +
 		" arrayFirstIndex(" + in(cases.EventSign) + ") AS sj, sj > 0 AS signed, t[sj] AS sign_t," +
 		" NOT signed OR d[sj] = 0 OR sign_t <= d[sj] AS sign_ok," +
 		" arrayExists(" + in(cases.EventVoid) + ") OR arrayExists(" + in(cases.EventMerge) + ") AS withdrawn," +
@@ -141,7 +181,10 @@ func caseSummarySelect(c Capabilities, database, where string) string {
 		" arrayExists(" + in(cases.EventExtendApprove) + ") AS extended," +
 		" arrayFirstIndex(" + in(cases.EventClose) + ") AS cj, cj > 0 AS closed," +
 		" NOT closed OR d[cj] = 0 OR t[cj] <= d[cj] AS close_ok," +
-		" arrayExists(" + in(cases.EventOverdue) + ") OR NOT sign_ok OR NOT handle_ok OR NOT close_ok AS overdue," +
+		" arrayExists(" + in(overdueOf(cases.StepSign)) + ") AS sign_late, arrayExists(" + in(overdueOf(cases.StepHandle)) + ") AS handle_late," +
+		" arrayExists(" + in(overdueOf(cases.StepClose)) + ") AS close_late," +
+		" arrayExists(" + in(cases.EventOverdue) + ") OR sign_late OR handle_late OR close_late OR NOT sign_ok OR NOT handle_ok OR NOT close_ok AS overdue," +
+		" returned OR withdrawn OR closed OR i < length(disp) AS ended," +
 		" arraySum(arrayMap((ss, kk, aa) -> if(aa = i AND kk = " + code(cases.EventEvaluate) + ", ss, 0), s, k, a)) AS sat_sum," +
 		" arrayCount(" + in(cases.EventEvaluate) + ") AS sat_n" +
 		" FROM (" + perCase + ") LEFT ARRAY JOIN arrayEnumerate(disp) AS i"
@@ -164,6 +207,12 @@ func caseSummarySelect(c Capabilities, database, where string) string {
 	}
 	return "SELECT case_id, any(version), " + strings.Join(exprs, ", ") + " FROM (" + perAssignment + ") GROUP BY case_id"
 }
+
+// summaryGeneration multiplies the versions of the case summaries that
+// hold the flags of what is settled (migration 0017 and later), so that
+// they outrank every summary computed before, whose flags lack them:
+// ReplacingMergeTree keeps either of two rows of one version.
+const summaryGeneration = "2"
 
 // finalSettings end a query of case_summaries FINAL whose WHERE must
 // apply to the rows FINAL keeps: moved to PREWHERE, it could pick a case's
@@ -248,7 +297,9 @@ func (db *DB) caseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 		" countIf(a.reworks > 0), sum(a.reworks), countIf(" + hasFlag("extended") + "), countIf(" + hasFlag("closed") + ")," +
 		" countIf(" + hasFlag("closed_on_time") + ")," +
 		fmt.Sprintf(" countIf(bitAnd(a.flags, %d) = %d),", caseFlag("overdue")|caseFlag("misrouted")|caseFlag("withdrawn"), caseFlag("overdue")) +
-		" sum(a.satisfaction_sum), sum(a.satisfaction_n), sum(a.sign_ms), sum(a.handle_ms)" +
+		" sum(a.satisfaction_sum), sum(a.satisfaction_n), sum(a.sign_ms), sum(a.handle_ms)," +
+		settled("sign", true) + ", " + settled("handle", true) + ", " + settled("close", true) + ", " + settled("extend", true) + ", " +
+		settled("return", false) +
 		" FROM " + source + " ARRAY JOIN assignment AS a" +
 		" WHERE a.dispatched >= toInt64(?) AND a.dispatched < toInt64(?) GROUP BY " + group + finalSettings
 	rows, err := db.conn.Query(ctx, query, from.UnixMilli(), to.UnixMilli())
@@ -262,11 +313,11 @@ func (db *DB) caseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 			tl                                                                        cases.Tally
 			grid                                                                      string
 			rec, mis, wrong, wd, sg, sgOK, hd, hdOK, rwk, rws, ext, cl, clOK, ovd, sn uint64
-			ss                                                                        uint64
+			ss, sgSt, hdSt, clSt, extSt, retSt                                        uint64
 			signMs, handleMs                                                          int64
 		)
 		if err := rows.Scan(&tl.Key, &grid, &rec, &mis, &wrong, &wd, &sg, &sgOK, &hd, &hdOK, &rwk, &rws, &ext, &cl, &clOK, &ovd,
-			&ss, &sn, &signMs, &handleMs); err != nil {
+			&ss, &sn, &signMs, &handleMs, &sgSt, &hdSt, &clSt, &extSt, &retSt); err != nil {
 			return nil, fmt.Errorf("storage: case statistics by %s: %w", by, err)
 		}
 		if inScope != nil && !inScope(grid) {
@@ -276,6 +327,7 @@ func (db *DB) caseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 		tl.Signed, tl.SignedOnTime, tl.Handled, tl.HandledOnTime = int(sg), int(sgOK), int(hd), int(hdOK)
 		tl.Reworked, tl.Reworks, tl.Extended, tl.Closed, tl.ClosedOnTime, tl.Overdue = int(rwk), int(rws), int(ext), int(cl), int(clOK), int(ovd)
 		tl.SatisfactionSum, tl.SatisfactionN = int(ss), int(sn)
+		tl.SignSettled, tl.HandleSettled, tl.CloseSettled, tl.ExtendSettled, tl.ReturnSettled = int(sgSt), int(hdSt), int(clSt), int(extSt), int(retSt)
 		tl.SignTime, tl.HandleTime = time.Duration(signMs)*time.Millisecond, time.Duration(handleMs)*time.Millisecond
 		if sum, ok := byKey[tl.Key]; ok {
 			sum.Add(tl)
@@ -291,6 +343,17 @@ func (db *DB) caseTallies(ctx context.Context, by CaseStatsBy, from, to time.Tim
 		out = append(out, *byKey[k])
 	}
 	return out, nil
+}
+
+// settled is the SQL counting the assignments whose step has its outcome
+// (settledFlags), the accountable ones only (neither misrouted nor
+// withdrawn) or all.
+func settled(step string, accountable bool) string {
+	any := fmt.Sprintf("bitAnd(a.flags, %d) != 0", caseFlagsOf(settledFlags[step]...))
+	if !accountable {
+		return "countIf(" + any + ")"
+	}
+	return fmt.Sprintf("countIf(bitAnd(a.flags, %d) = 0 AND %s)", caseFlagsOf("misrouted", "withdrawn"), any)
 }
 
 // CaseActions counts the case events stamped in [from, to) per role, actor

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -119,6 +120,14 @@ func (c *caseScript) add(at time.Duration, kind cases.EventKind, actor string, d
 	return c
 }
 
+// late records the system's overdue event of a step, as the case loop
+// does: its note names the step.
+func (c *caseScript) late(at time.Duration, step cases.Step, due time.Duration) *caseScript {
+	c.add(at, cases.EventOverdue, "system", due, 0)
+	c.evs[len(c.evs)-1].Note = string(step)
+	return c
+}
+
 // replace stores an event with the Seq of the last one: the retry of a
 // refused action, whose event replaces the refused one's.
 func (c *caseScript) replace(at time.Duration, kind cases.EventKind, actor string) *caseScript {
@@ -161,12 +170,12 @@ func talliedCases() []cases.Event {
 		newCase("D", "G1", march.AddDate(0, 0, -3)).dispatch(0, "U1", "disp1").add(10*m, cases.EventSign, "u1", 30*m, 0).
 			add(h, cases.EventHandle, "u1", 2*h, 0).add(72*h, cases.EventClose, "op", 100*h, 0),
 		// E: never signed; the system marked it overdue.
-		newCase("E", "G2", march.Add(3*h)).dispatch(0, "U1", "disp1").add(31*m, cases.EventOverdue, "system", 0, 0),
+		newCase("E", "G2", march.Add(3*h)).dispatch(0, "U1", "disp1").late(31*m, cases.StepSign, 30*m),
 		// F: voided while with U1.
 		newCase("F", "G2", march.Add(4*h)).dispatch(0, "U1", "disp1").add(5*m, cases.EventVoid, "op", 0, 0),
 		// H: overdue at U1 before U1 returned it as misrouted: not held
 		// against U1.
-		newCase("H", "G2", march.Add(6*h)).dispatch(0, "U1", "disp1").add(31*m, cases.EventOverdue, "system", 30*m, 0).
+		newCase("H", "G2", march.Add(6*h)).dispatch(0, "U1", "disp1").late(31*m, cases.StepSign, 30*m).
 			add(40*m, cases.EventReturn, "u1", 0, 0).dispatch(45*m, "U2", "disp2").add(50*m, cases.EventSign, "u2", 75*m, 0),
 		// G: a sign-for whose save was refused, replaced by a note.
 		newCase("G", "G1", march.Add(5*h)).dispatch(0, "U2", "disp2").add(5*m, cases.EventSign, "u2", 30*m, 0).
@@ -220,6 +229,57 @@ func TestCaseSummariesBackfill(t *testing.T) {
 	checkTallies(t, db)
 }
 
+// TestCaseSummariesSettledMigration stores the summaries as a gridwatch
+// before migration 0017 did: without the flags of what is settled, at
+// the versions of then (half of today's). Migrating computes them again,
+// and the new ones replace them.
+func TestCaseSummariesSettledMigration(t *testing.T) {
+	db := openBefore(t, 17)
+	evs := talliedCases()
+	insertCaseEvents(t, db, evs)
+	insertCaseEvents(t, db, evs[2:5])
+	ctx := context.Background()
+	table := "`" + db.Database() + "`.case_summaries"
+	s, err := db.Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := 1<<11 - 1 // the flags before 0017: misrouted .. overdue
+	for _, q := range []string{
+		"CREATE TABLE `" + db.Database() + "`.stale ENGINE = Memory AS SELECT case_id, intDiv(version, 2) AS version, `assignment.unit`," +
+			" `assignment.grid`, `assignment.dispatcher`, `assignment.dispatched`," +
+			" arrayMap(f -> toUInt16(bitAnd(f, " + strconv.Itoa(old) + ")), `assignment.flags`) AS `assignment.flags`," +
+			" `assignment.reworks`, `assignment.satisfaction_sum`, `assignment.satisfaction_n`, `assignment.sign_ms`, `assignment.handle_ms`," +
+			" `action.ts`, `action.who`, `action.grid` FROM " + table + " FINAL",
+		"DROP TABLE " + table,
+	} {
+		if err := db.Conn().Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range s.Migrations {
+		if m.Name == "case_summaries" {
+			for _, st := range m.Statements {
+				if err := db.Conn().Exec(ctx, st); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := db.Conn().Exec(ctx, "INSERT INTO "+table+" SELECT * FROM `"+db.Database()+"`.stale"); err != nil {
+		t.Fatal(err)
+	}
+	from, to := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	// The stale rows settle only what was done: U1's E, late, is not.
+	if got, err := db.CaseTallies(ctx, storage.CaseStatsByUnit, from, to, nil); err != nil || len(got) == 0 || got[0].SignSettled != 1 {
+		t.Fatalf("before the migration, the stale summaries: %+v, %v", got, err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkTallies(t, db)
+}
+
 // checkTallies checks the statistics of talliedCases, stored with a
 // retried write of three events.
 func checkTallies(t *testing.T, db *storage.DB) {
@@ -230,12 +290,18 @@ func checkTallies(t *testing.T, db *storage.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Settled: U1's A (done) and E (late for its sign-for, the rest
+	// pending); for returns also B, F and H, over. U2's B and the second
+	// C (done but C's closing), the first C (over), H's sign-for (done,
+	// the rest pending); G pending for everything.
 	want := []cases.Tally{
 		{Key: "U1", Received: 5, Misrouted: 2, Withdrawn: 1, Signed: 1, SignedOnTime: 1, Handled: 1, HandledOnTime: 1,
-			Closed: 1, ClosedOnTime: 1, Overdue: 1, SatisfactionSum: 5, SatisfactionN: 1, SignTime: 9 * m, HandleTime: 2*h - m},
+			Closed: 1, ClosedOnTime: 1, Overdue: 1, SatisfactionSum: 5, SatisfactionN: 1, SignTime: 9 * m, HandleTime: 2*h - m,
+			SignSettled: 2, HandleSettled: 1, CloseSettled: 1, ExtendSettled: 1, ReturnSettled: 4},
 		{Key: "U2", Received: 5, WrongReturns: 1, Signed: 3, SignedOnTime: 2, Handled: 2, HandledOnTime: 2, Reworked: 1, Reworks: 1,
 			Extended: 1, Closed: 1, ClosedOnTime: 1, Overdue: 1, SatisfactionSum: 2, SatisfactionN: 1,
-			SignTime: 40*m + 10*m + 5*m, HandleTime: (6*h - 10*m) + (20*h - 20*m)},
+			SignTime: 40*m + 10*m + 5*m, HandleTime: (6*h - 10*m) + (20*h - 20*m),
+			SignSettled: 4, HandleSettled: 3, CloseSettled: 2, ExtendSettled: 3, ReturnSettled: 4},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("tallies %+v", got)
@@ -324,6 +390,76 @@ func sameAsEvents(t testing.TB, db *storage.DB, from, to time.Time, scope func(s
 			t.Errorf("actions (scoped %v) from the summaries\n%+v\nfrom the events\n%+v", sc != nil, got, want)
 		}
 	}
+}
+
+// TestCaseRatesCountSettledOnly checks that a rate counts only the
+// assignments whose outcome for it is settled: a unit with one case
+// closed by the book, one just dispatched and one signed for and then late
+// for its handling has a sign-for rate of 2/2 with one pending, a handling
+// on time rate of 1/2 with one pending, a closing rate of 1/1 with two
+// pending, not rates over all three.
+func TestCaseRatesCountSettledOnly(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	ctx := context.Background()
+	march := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	m, h := time.Minute, time.Hour
+	var evs []cases.Event
+	for _, c := range []*caseScript{
+		newCase("P", "G1", march).dispatch(0, "U1", "disp1").add(10*m, cases.EventSign, "u1", 30*m, 0).
+			add(h, cases.EventHandle, "u1", 2*h, 0).add(90*m, cases.EventVerifyPass, "sup", 0, 0).add(2*h, cases.EventClose, "op", 24*h, 0),
+		newCase("Q", "G1", march.Add(3*h)).dispatch(0, "U1", "disp1"),
+		newCase("R", "G1", march).dispatch(0, "U1", "disp1").add(10*m, cases.EventSign, "u1", 30*m, 0).late(3*h, cases.StepHandle, 2*h),
+	} {
+		evs = append(evs, c.evs...)
+	}
+	insertCaseEvents(t, db, evs)
+	tallies, err := db.CaseTallies(ctx, storage.CaseStatsByUnit, march, march.AddDate(0, 0, 1), nil)
+	if err != nil || len(tallies) != 1 {
+		t.Fatalf("tallies %+v, %v", tallies, err)
+	}
+	r := cases.Evaluation{}.Evaluate(tallies, cases.ByScore, false)[0]
+	for _, c := range []struct {
+		name string
+		got  *float64
+		want float64
+	}{
+		{"sign-for on time", r.SignOnTime, 1}, {"handling", r.Handling, 0.5}, {"handling on time", r.HandlingOnTime, 0.5},
+		{"closing", r.Closing, 1}, {"closing on time", r.ClosingOnTime, 1}, {"extension", r.Extension, 0}, {"return", r.Return, 0},
+	} {
+		if c.got == nil || *c.got != c.want {
+			t.Errorf("%s rate %v, want %g (tally %+v)", c.name, deref(c.got), c.want, tallies[0])
+		}
+	}
+	if r.SignPending != 1 || r.HandlePending != 1 || r.ClosePending != 2 {
+		t.Errorf("pending: sign-for %d, handling %d, closing %d; want 1, 1, 2", r.SignPending, r.HandlePending, r.ClosePending)
+	}
+}
+
+// TestCaseMergeWithdrawsTheDuplicateOnly checks that a merge withdraws
+// the assignment of the case merged, not that of the case merged into,
+// which records the merge too.
+func TestCaseMergeWithdrawsTheDuplicateOnly(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	ctx := context.Background()
+	march := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	m := time.Minute
+	into := newCase("T", "G1", march).dispatch(0, "U1", "disp1").add(10*m, cases.EventSign, "u1", 30*m, 0).add(20*m, cases.EventMerge, "op", 0, 0)
+	into.evs[len(into.evs)-1].From, into.evs[len(into.evs)-1].To = cases.StatusHandling, cases.StatusHandling
+	dup := newCase("X", "G1", march).dispatch(0, "U1", "disp1").add(5*m, cases.EventReturn, "u1", 0, 0).add(20*m, cases.EventMerge, "op", 0, 0)
+	dup.evs[len(dup.evs)-1].From, dup.evs[len(dup.evs)-1].To = cases.StatusRegistered, cases.StatusVoided
+	insertCaseEvents(t, db, append(into.evs, dup.evs...))
+	got, err := db.CaseTallies(ctx, storage.CaseStatsByUnit, march, march.AddDate(0, 0, 1), nil)
+	if err != nil || len(got) != 1 || got[0].Received != 2 || got[0].Withdrawn != 1 || got[0].Accountable() != 1 || got[0].SignedOnTime != 1 {
+		t.Fatalf("tallies %+v, %v", got, err)
+	}
+}
+
+// deref is *p, or nil.
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 // TestCaseTalliesAfterReplacement checks that the statistics follow a

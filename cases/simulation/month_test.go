@@ -154,6 +154,9 @@ type assignment struct {
 	closed, closeOK        bool
 	satSum, satN           int
 	overdue                bool
+	// signLate, handleLate and closeLate: the deadline of the step
+	// passed while the step was pending with this assignment.
+	signLate, handleLate, closeLate bool
 }
 
 // simCase is a case of the script: what the test sent and what it
@@ -252,11 +255,11 @@ func (c *simCase) tick(m time.Time) {
 		return
 	case cases.StatusDispatched:
 		if m.After(c.signDue) {
-			c.cur.overdue = true
+			c.cur.overdue, c.cur.signLate = true, true
 		}
 	case cases.StatusHandling:
 		if m.After(c.handleDue) {
-			c.cur.overdue = true
+			c.cur.overdue, c.cur.handleLate = true, true
 		}
 	case cases.StatusHandled:
 		if !c.clearedAt.IsZero() && !m.Before(c.clearedAt.Add(time.Hour)) {
@@ -266,7 +269,7 @@ func (c *simCase) tick(m time.Time) {
 	if c.closeRunning && !c.closePassed && m.After(c.closeDue) {
 		c.closePassed = true
 		if c.cur != nil {
-			c.cur.overdue = true
+			c.cur.overdue, c.cur.closeLate = true, true
 		}
 	}
 }
@@ -490,10 +493,12 @@ func (s *sim) observe(t *testing.T, ctx context.Context, c *simCase, alert strin
 func (s *sim) truth(from, to time.Time, key func(*assignment) string) map[string]cases.Tally {
 	out := map[string]cases.Tally{}
 	for _, c := range s.cases {
-		for _, a := range c.all {
+		for j, a := range c.all {
 			if a.dispatched.Before(from) || !a.dispatched.Before(to) {
 				continue
 			}
+			// Over: returned, closed, or followed by another dispatch.
+			over := a.returned || a.closed || j < len(c.all)-1
 			k := key(a)
 			tl := out[k]
 			tl.Key = k
@@ -535,6 +540,13 @@ func (s *sim) truth(from, to time.Time, key func(*assignment) string) map[string
 			if a.overdue && !misrouted {
 				tl.Overdue++
 			}
+			if !misrouted {
+				tl.SignSettled += b2i(a.signed || a.signLate || over)
+				tl.HandleSettled += b2i(a.handles > 0 || a.handleLate || over)
+				tl.CloseSettled += b2i(a.closed || a.closeLate || over)
+				tl.ExtendSettled += b2i(a.handles > 0 || a.handleLate || over || a.extended)
+			}
+			tl.ReturnSettled += b2i(a.signed || over)
 			tl.SatisfactionSum += a.satSum
 			tl.SatisfactionN += a.satN
 			out[k] = tl
@@ -543,10 +555,16 @@ func (s *sim) truth(from, to time.Time, key func(*assignment) string) map[string
 	return out
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // expected is the test's own evaluation of a tally: the composite with the
 // default weights and the unit score with the default points.
 func expected(tl cases.Tally) (composite float64, ok bool, score float64, band string) {
-	acc := float64(tl.Received - tl.Misrouted - tl.Withdrawn)
 	var sum, w float64
 	add := func(weight, num, den float64, invert bool) {
 		if den <= 0 {
@@ -559,13 +577,13 @@ func expected(tl cases.Tally) (composite float64, ok bool, score float64, band s
 		sum += weight * v
 		w += weight
 	}
-	add(0.10, float64(tl.SignedOnTime), acc, false)
-	add(0.10, float64(tl.Handled), acc, false)
-	add(0.25, float64(tl.HandledOnTime), acc, false)
-	add(0.10, float64(tl.Closed), acc, false)
-	add(0.20, float64(tl.ClosedOnTime), acc, false)
+	add(0.10, float64(tl.SignedOnTime), float64(tl.SignSettled), false)
+	add(0.10, float64(tl.Handled), float64(tl.HandleSettled), false)
+	add(0.25, float64(tl.HandledOnTime), float64(tl.HandleSettled), false)
+	add(0.10, float64(tl.Closed), float64(tl.CloseSettled), false)
+	add(0.20, float64(tl.ClosedOnTime), float64(tl.CloseSettled), false)
 	add(0.10, float64(tl.Reworked), float64(tl.Handled), true)
-	add(0.05, float64(tl.Extended), acc, true)
+	add(0.05, float64(tl.Extended), float64(tl.ExtendSettled), true)
 	if tl.SatisfactionN > 0 {
 		add(0.10, float64(tl.SatisfactionSum)/float64(tl.SatisfactionN)-1, 4, false)
 	}

@@ -16,8 +16,9 @@ function period(p) {
 
 const rate = (r) => (r === null || r === undefined ? '—' : fmtNum(100 * r) + '%');
 
-// Rate shows a rate of a case ranking row; the API leaves one out (null)
-// when there is nothing to judge yet, such as a case still within its
+// Rate shows a rate of a case ranking row. A rate counts only the cases
+// whose outcome for it is settled (done, late, or over); the API leaves
+// one out (null) when none is yet, such as a case still within its
 // sign-for deadline: "—", pending.
 function Rate({ r }) {
   if (r === null || r === undefined) return <td class="num muted" title={t('pending')} data-testid="rate-pending">—</td>;
@@ -75,9 +76,9 @@ async function printRanking(range) {
 function CaseTable({ rows, names, by }) {
   return (
     <table class="ranking" data-testid="ranking-table">
-      <thead><tr><th>{t('rank')}</th><th>{t(by)}</th>{by === 'units' && <><th>{t('score')}</th><th>{t('band')}</th></>}<th>{t('composite')}</th><th>{t('received')}</th><th>{t('ackOnTime')}</th><th>{t('handledOnTime')}</th><th>{t('closingRate')}</th><th>{t('reworkRate')}</th><th>{t('overdueTotal')}</th><th>{t('satisfaction')}</th><th>{t('mttr')}</th></tr></thead>
+      <thead><tr><th>{t('rank')}</th><th>{t(by)}</th>{by === 'units' && <><th>{t('score')}</th><th>{t('band')}</th></>}<th>{t('composite')}</th><th>{t('received')}</th><th title={t('pendingHint')}>{t('pendingCases')}</th><th>{t('ackOnTime')}</th><th>{t('handledOnTime')}</th><th>{t('closingRate')}</th><th>{t('reworkRate')}</th><th>{t('overdueTotal')}</th><th>{t('satisfaction')}</th><th>{t('mttr')}</th></tr></thead>
       <tbody>
-        {rows.length === 0 && <tr><td colspan="13" class="muted">{t('none')}</td></tr>}
+        {rows.length === 0 && <tr><td colspan="14" class="muted">{t('none')}</td></tr>}
         {rows.map((s) => (
           <tr class={s.call_in ? 'flagged' : ''} data-testid="ranking-row">
             <td>{s.rank}</td>
@@ -85,6 +86,7 @@ function CaseTable({ rows, names, by }) {
             {by === 'units' && <><td class="num"><b>{fmtNum(s.score)}</b></td><td>{s.band || '—'}</td></>}
             <td class="num">{s.composite === null || s.composite === undefined ? '—' : fmtNum(s.composite)}</td>
             <td class="num">{s.received}</td>
+            <td class="num" data-testid="ranking-pending">{s.close_pending ?? 0}</td>
             <Rate r={s.sign_on_time_rate} />
             <Rate r={s.handling_on_time_rate} />
             <Rate r={s.closing_rate} />

@@ -1,1 +1,0 @@
-import{a,b,c,d,e}from"./chunk-LWRFSYHJ.js";import"./chunk-JK24RO7R.js";import"./chunk-4VN6VKNP.js";import"./chunk-2AJ4KEBG.js";export{b as CameraHealth,e as CameraPage,d as CameraWall,c as Still,a as camState};
