@@ -35,10 +35,14 @@ const (
 	FaultWrongSSRC CameraFault = "wrong_ssrc"
 	// FaultHangUp hangs up (BYE) half a second into the stream.
 	FaultHangUp CameraFault = "hang_up"
+	// FaultDropsStream stops half a second into the stream and forgets
+	// it without a BYE, as a device whose media process restarted: it
+	// answers the registrar's BYE 481.
+	FaultDropsStream CameraFault = "drops_stream"
 )
 
 // GBFaults are the faults of a simulated GB device's answer and stream.
-var GBFaults = []CameraFault{FaultBadSDP, FaultNoRTP, FaultWrongSSRC, FaultHangUp}
+var GBFaults = []CameraFault{FaultBadSDP, FaultNoRTP, FaultWrongSSRC, FaultHangUp, FaultDropsStream}
 
 // gbVideo checks and loads what a simulated device streams when invited:
 // its Fault and Codec as a farm camera's, FaultNone, a picture fault but
@@ -151,6 +155,12 @@ func (d *GBDevice) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 				_ = dialog.Bye(bctx)
 			})
 			defer hangUp.Stop()
+		case FaultDropsStream:
+			drop := time.AfterFunc(d.video.StallAfter, func() {
+				dialog.Close()
+				cancel()
+			})
+			defer drop.Stop()
 		}
 		send, done, err := d.mediaSender(ctx, conn, dst)
 		if err != nil {

@@ -38,7 +38,7 @@ its keepalive_misses. Invited to stream (INVITE, over --transport udp), a
 device sends the camera farm's clip in --codec as PS over RTP; --faults gives
 the first devices, one each, a picture fault (black, blurred, frozen, tinted,
 noisy, covered, dark, bright, stall, low_fps; offline never answers) or a fault
-of its answer or stream (bad_sdp, no_rtp, wrong_ssrc, hang_up). --csv writes the devices as a devices CSV (type camera,
+of its answer or stream (bad_sdp, no_rtp, wrong_ssrc, hang_up, drops_stream). --csv writes the devices as a devices CSV (type camera,
 sip_password) for 'gridwatch devices import' or devices.file, and exits.
 It runs until SIGINT/SIGTERM.`,
 		Args: cobra.NoArgs,

@@ -169,7 +169,10 @@ func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame))
 	defer func() {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.QueryTimeout)
 		defer cancel()
-		if err := dialog.Bye(bctx); err != nil {
+		// 481: the device no longer knows the dialog (its BYE crossed
+		// ours, or it dropped the stream); it is ended all the same.
+		var gone sipgo.ErrDialogResponse
+		if err := dialog.Bye(bctx); err != nil && !(errors.As(err, &gone) && gone.Res.StatusCode == sip.StatusCallTransactionDoesNotExists) {
 			r.metrics.streams.WithLabelValues("bye_failed").Inc()
 			r.Logger.Info("gb28181 BYE not answered", "channel", channel, "err", err)
 		}

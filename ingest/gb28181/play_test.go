@@ -191,7 +191,7 @@ func streamGoroutines() int {
 func TestPlayMisbehavingDevices(t *testing.T) {
 	const password = "misbehaving-secret"
 	var devs []devices.Device
-	for i := 1; i <= 7; i++ {
+	for i := 1; i <= 8; i++ {
 		devs = append(devs, camera(simulators.GBDeviceID(realm, i), password))
 	}
 	tr := startRegistrar(t, devs, func(r *gb28181.Registrar) {
@@ -271,6 +271,16 @@ func TestPlayMisbehavingDevices(t *testing.T) {
 		counted("gridwatch_gb28181_streams_total", "result", "hung_up", 1)
 		ended(d)
 	})
+	t.Run("drops the stream", func(t *testing.T) {
+		// It answers the BYE 481: the dialog is gone, the BYE not failed.
+		d := start(simulators.FaultDropsStream)
+		if _, _, err := play(d, nil); !errors.Is(err, gb28181.ErrStreamStopped) {
+			t.Fatalf("err %v, want ErrStreamStopped", err)
+		}
+		counted("gridwatch_gb28181_streams_total", "result", "stopped", 1)
+		counted("gridwatch_gb28181_streams_total", "result", "bye_failed", 0)
+		ended(d)
+	})
 	t.Run("goes offline mid-stream", func(t *testing.T) {
 		d := start(simulators.FaultNone)
 		frames, _, err := play(d, func(frames int) bool {
@@ -282,7 +292,7 @@ func TestPlayMisbehavingDevices(t *testing.T) {
 		if !errors.Is(err, gb28181.ErrStreamStopped) || frames < 10 {
 			t.Fatalf("err %v after %d frames, want ErrStreamStopped after 10 or more", err, frames)
 		}
-		counted("gridwatch_gb28181_streams_total", "result", "stopped", 1)
+		counted("gridwatch_gb28181_streams_total", "result", "stopped", 2)
 		counted("gridwatch_gb28181_streams_total", "result", "bye_failed", 1)
 	})
 	t.Run("concurrent invites", func(t *testing.T) {
