@@ -287,6 +287,25 @@ describe('console', () => {
     assert.equal(await page.locator('img[src=x]').count(), 0);
   });
 
+  test("a device's chart over a chosen range; a map cell's popup opens its cases", async () => {
+    await page.goto(base + '/#/device/' + env.live.id);
+    await page.getByTestId('telemetry-chart').waitFor();
+    await page.getByTestId('range-24h').click();
+    await page.locator('[data-testid=range-24h].on').waitFor();
+    await page.getByTestId('telemetry-chart').waitFor();
+    await page.goto(base + '/#/map');
+    const cell = page.locator(`[data-testid=map-cell][data-grid="${env.live.grid}"]`);
+    await cell.waitFor();
+    assert.ok(Number(await cell.getAttribute('data-open')) > 0, 'the cell counts its open cases');
+    // Through Leaflet, whatever marker lies on top of the polygon.
+    await cell.dispatchEvent('click');
+    await page.locator('.leaflet-popup a', { hasText: 'Open its cases' }).click();
+    await page.getByTestId('case-queue').waitFor();
+    await page.getByTestId('case-row').first().waitFor();
+    const grids = await page.getByTestId('case-row').evaluateAll((els) => els.map((e) => e.dataset.grid));
+    assert.ok(grids.length > 0 && grids.every((g) => g === env.live.grid), `the cell's cases only: ${grids}`);
+  });
+
   test('every view, in en and zh-CN, light and dark', async () => {
     const tid = (id) => `[data-testid=${id}]`;
     const views = [

@@ -130,6 +130,8 @@ export function CasePage({ id, me }) {
     if (cur && res.data && cur.version > res.data.version) res.reload();
   }), [res.data && res.data.version]);
   const dev = useAPI(c && c.device ? '/api/v1/devices/' + encodeURIComponent(c.device) : null);
+  const units = useAPI('/api/v1/units');
+  const unitName = (code) => (units.data?.units || []).find((u) => u.code === code)?.name || code || '—';
   const latest = useAPI(c && c.device ? '/api/v1/devices/' + encodeURIComponent(c.device) + '/latest' : null);
   const [metric, setMetric] = useState('');
   const around = useMemo(() => {
@@ -155,7 +157,7 @@ export function CasePage({ id, me }) {
             {c.device && <><dt>{t('device')}</dt><dd><a href={'#/device/' + encodeURIComponent(c.device)}>{dev.data?.name || c.device}</a>
               {dev.data?.type === 'camera' && <> · <a href={'#/camera/' + encodeURIComponent(c.device)}>{t('probes')}</a></>}</dd></>}
             <dt>{t('grid')}</dt><dd>{c.grid || '—'}{c.address ? ' · ' + c.address : ''}</dd>
-            <dt>{t('unit')}</dt><dd data-testid="case-unit-shown">{c.unit || '—'}</dd>
+            <dt>{t('unit')}</dt><dd data-testid="case-unit-shown" data-unit={c.unit || ''}>{unitName(c.unit)}</dd>
             <dt>{t('receivedAt')}</dt><dd>{fmtTime(c.received)}</dd>
             {c.sign_due && <><dt>{t('dueCase.signLabel')}</dt><dd>{fmtTime(c.sign_due)}</dd></>}
             {c.handle_due && <><dt>{t('dueCase.handleLabel')}</dt><dd>{fmtTime(c.handle_due)}</dd></>}
