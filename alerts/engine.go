@@ -133,6 +133,10 @@ type Engine struct {
 	// at once, ingestion keeps its cores. It defaults to GOMAXPROCS-1, at
 	// least 1.
 	ReadSlots int
+	// SilencesEvery is how often the silences are read again from the
+	// Store (ReloadSilences), for those the other nodes of a cluster added
+	// or ended. It defaults to never: one engine holds them all.
+	SilencesEvery time.Duration
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil leaves them
@@ -289,6 +293,14 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.Logger.Warn("saving alerts failed; keeping them for the next try", "err", err)
 		}
 	})
+	if e.SilencesEvery > 0 && e.Store != nil {
+		e.wg.Add(1)
+		go e.loop(ctx, e.SilencesEvery, func() {
+			if err := e.ReloadSilences(ctx); err != nil && ctx.Err() == nil {
+				e.Logger.Warn("reading the silences again failed; retrying", "err", err)
+			}
+		})
+	}
 	return nil
 }
 

@@ -87,6 +87,59 @@ func (e *Engine) RemoveSilence(ctx context.Context, id string) error {
 	return nil
 }
 
+// reloadGrace is how far back ReloadSilences reads the silences that
+// ended (so that one ended elsewhere ends here at the next reload), and how
+// recently a silence this engine holds must have been set for a reload that
+// misses it to keep it: the read may have gone to a replica that does not
+// have it yet.
+const reloadGrace = time.Minute
+
+// ReloadSilences reads the silences from the Store and takes what other
+// engines (the other nodes of a cluster) did with them: a silence added
+// elsewhere applies here, one changed elsewhere changes here, one ended
+// elsewhere ends here too, its alerts announced as by RemoveSilence.
+func (e *Engine) ReloadSilences(ctx context.Context) error {
+	if e.Store == nil {
+		return nil
+	}
+	loaded, err := e.Store.LoadSilences(ctx, e.now().Add(-reloadGrace))
+	if err != nil {
+		return fmt.Errorf("alerts: reload silences: %w", err)
+	}
+	fresh := map[string]Silence{}
+	for _, s := range loaded {
+		fresh[s.ID] = s
+	}
+	e.mu.Lock()
+	defer e.unlock()
+	now := e.now()
+	var next, ended []Silence
+	for _, s := range e.silences {
+		l, ok := fresh[s.ID]
+		delete(fresh, s.ID)
+		if ok && l.Revision > s.Revision {
+			s = l
+		}
+		switch {
+		case !s.Ends.After(now), !ok && !time.UnixMicro(int64(s.Revision)).After(now.Add(-reloadGrace)):
+			ended = append(ended, s)
+		default:
+			next = append(next, s)
+		}
+	}
+	for _, s := range loaded {
+		if _, ok := fresh[s.ID]; ok && s.Ends.After(now) {
+			next = append(next, s)
+		}
+		e.revision = max(e.revision, s.Revision)
+	}
+	e.silences = next
+	if len(ended) > 0 {
+		e.unsilence(ended, now)
+	}
+	return nil
+}
+
 // saveSilence stores s when the engine has a Store.
 func (e *Engine) saveSilence(ctx context.Context, s Silence) error {
 	if e.Store == nil {

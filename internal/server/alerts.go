@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/devices"
@@ -48,20 +49,23 @@ func (s *Server) startAlerts(ctx context.Context) error {
 	// A lone node watches every registered device for silence from the
 	// start; a node of a cluster only the devices it heard from, since the
 	// others report to the other nodes.
-	watch := s.registry.All
+	// It reads the silences again as often as the registry, for those the
+	// other nodes took.
+	watch, reload := s.registry.All, time.Duration(0)
 	if s.Config.Cluster.ZooKeeper != "" {
-		watch = nil
+		watch, reload = nil, s.Config.Devices.ReloadInterval
 	}
 	s.alerting.engine = &alerts.Engine{
-		Rules:      rules,
-		Lookup:     s.registry.Lookup,
-		Devices:    watch,
-		Ancestors:  s.gridAncestors,
-		InScope:    s.inScope,
-		Store:      s.db,
-		Now:        s.Now,
-		Logger:     s.Logger.With("part", "alerts"),
-		Registerer: s.metrics,
+		Rules:         rules,
+		Lookup:        s.registry.Lookup,
+		Devices:       watch,
+		SilencesEvery: reload,
+		Ancestors:     s.gridAncestors,
+		InScope:       s.inScope,
+		Store:         s.db,
+		Now:           s.Now,
+		Logger:        s.Logger.With("part", "alerts"),
+		Registerer:    s.metrics,
 	}
 	if err := s.alerting.engine.Start(ctx); err != nil {
 		s.alerting.engine = nil

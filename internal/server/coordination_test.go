@@ -343,7 +343,8 @@ func TestClusterCasesOneTruth(t *testing.T) {
 // ZooKeeper, and a full waste bin reporting to both (as a device moving
 // between nodes does, or under shared subscriptions): each node's alert
 // engine raises an alert of its own, and the cluster opens one case for
-// the condition, which the second alert joins.
+// the condition, which the second alert joins. A silence taken on one node
+// then holds on the other, and ends there when it ends on the first.
 func TestClusterAlertRaisesOneCase(t *testing.T) {
 	zk := storagetest.StartZooKeeper(t)
 	addr, database := storagetest.Database(t)
@@ -393,4 +394,28 @@ func TestClusterAlertRaisesOneCase(t *testing.T) {
 	if len(open) != 1 {
 		t.Errorf("%d cases opened for one condition on two nodes, want 1", len(open))
 	}
+
+	// A silence taken on one node applies on the other within its reload
+	// interval, and ends there when it ends on the first.
+	sil, err := nodes[0].alerting.engine.AddSilence(context.Background(), alerts.Silence{Device: bin.ID, Ends: time.Now().Add(time.Hour), Actor: "wang"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	holds := func() bool {
+		for _, x := range nodes[1].alerting.engine.Silences() {
+			if x.ID == sil.ID {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, time.Minute, holds)
+	t.Logf("a silence taken on node 0 held on node 1 after %s", time.Since(start).Round(time.Millisecond))
+	if err := nodes[0].alerting.engine.RemoveSilence(context.Background(), sil.ID); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	waitFor(t, 2*time.Minute, func() bool { return !holds() })
+	t.Logf("ended on node 0, it ended on node 1 after %s", time.Since(start).Round(time.Millisecond))
 }
