@@ -18,8 +18,10 @@ import (
 // The alerts table also has the work-order columns of releases whose
 // alerts carried work orders (unit, status, refired, acked, dispatched,
 // resolved, closed, ack_due, resolve_due, next_reminder, ack_overdue,
-// resolve_overdue): rows written since leave them at their defaults, and
-// LoadAlerts reads status only to leave out the work orders closed then.
+// resolve_overdue; migration 0018 comments them so): rows written since
+// leave them at their defaults, and LoadAlerts reads status only to leave
+// out the work orders closed then. They are not dropped: they hold those
+// releases' history, and an import of an export taken then names them.
 
 // alertTimeColumns are the timestamp columns of alerts written, in table
 // order.

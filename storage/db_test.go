@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,36 @@ func TestMigrateIntegration(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(cols) {
 			t.Errorf("%s columns = %v, want %v", table, got, cols)
 		}
+	}
+}
+
+// TestAlertWorkOrderColumnsDocumented checks migration 0018: the columns
+// of the alerts table that only releases whose alerts carried work orders
+// wrote say so in the schema, and no other column of the table does.
+func TestAlertWorkOrderColumnsDocumented(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	rows, err := db.Conn().Query(t.Context(), "SELECT name, comment FROM system.columns WHERE database = ? AND table = 'alerts'", db.Database())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var unused []string
+	for rows.Next() {
+		var name, comment string
+		if err := rows.Scan(&name, &comment); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.HasPrefix(comment, "unused"):
+			unused = append(unused, name)
+		case comment != "":
+			t.Errorf("column %s has the comment %q", name, comment)
+		}
+	}
+	want := []string{"ack_due", "ack_overdue", "acked", "closed", "dispatched", "next_reminder", "refired", "resolve_due",
+		"resolve_overdue", "resolved", "status", "unit"}
+	if slices.Sort(unused); !slices.Equal(unused, want) {
+		t.Errorf("columns documented unused %v, want %v", unused, want)
 	}
 }
 

@@ -60,9 +60,11 @@ func (f ExportFormat) ContentType() string {
 }
 
 // exportRange names the tables Export serves and, for each, the time
-// column its range applies to: when a row happened, or for alerts, whose
-// rows are revisions, when the alert last changed (so that exports of
-// consecutive ranges together hold every alert's latest state).
+// column its range applies to: when a row happened, or for alerts and
+// cases, whose rows are revisions, when the alert or case last changed
+// (so that exports of consecutive ranges together hold every one's latest
+// state). The cases table is what the case loop restores its cases from;
+// case_events is their trace.
 var exportRange = map[string]string{
 	"telemetry":     "ts",
 	"rejected":      "ts",
@@ -70,6 +72,7 @@ var exportRange = map[string]string{
 	"device_status": "ts",
 	"alerts":        "updated",
 	"alert_events":  "ts",
+	"cases":         "updated",
 	"case_events":   "ts",
 }
 
@@ -169,8 +172,8 @@ func (db *DB) ExportCount(ctx context.Context, q ExportQuery) (uint64, error) {
 // query's result block by block and writes a row group every
 // q.RowGroupRows rows, so that it holds about one row group in memory
 // whatever the range. Rows come in no particular order. Tables whose
-// engine replaces rows (alerts, alert_events, case_events) are read FINAL:
-// one row per key, the latest. Internal bookkeeping (telemetry's batch
+// engine replaces rows (alerts, alert_events, cases, case_events) are
+// read FINAL: one row per key, the latest. Internal bookkeeping (telemetry's batch
 // column) is left out. On an error the file is incomplete: Parquet and
 // Arrow files are only readable once their footer is written, so a
 // truncated download is never taken for a whole one.
@@ -436,16 +439,17 @@ var timeColumns = sync.OnceValue(func() map[string]map[string]bool {
 	}
 	out := map[string]map[string]bool{}
 	for _, m := range s.Migrations {
-		sql := m.Statements[0] // the only one, on one server
-		table := createTableRE.FindStringSubmatch(sql)
-		if table == nil {
-			continue
-		}
-		for _, col := range timeColumnRE.FindAllStringSubmatch(sql, -1) {
-			if out[table[1]] == nil {
-				out[table[1]] = map[string]bool{}
+		for _, sql := range m.Statements {
+			table := createTableRE.FindStringSubmatch(sql)
+			if table == nil {
+				continue
 			}
-			out[table[1]][col[1]] = true
+			for _, col := range timeColumnRE.FindAllStringSubmatch(sql, -1) {
+				if out[table[1]] == nil {
+					out[table[1]] = map[string]bool{}
+				}
+				out[table[1]][col[1]] = true
+			}
 		}
 	}
 	return out

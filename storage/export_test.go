@@ -325,6 +325,13 @@ func TestExportAlertsAndCasesIntegration(t *testing.T) {
 		[]int64{in, in + 1, out}, []string{"c1", "c1", "c2"}, []uint32{1, 2, 1}, []string{"register", "dispatch", "register"},
 		[]string{"井盖缺失", "", "late"}, [][]string{{"sha256:aa", "sha256:bb"}, {}, {"x"}}, []int64{in + 3600_000, 0, 0})
 
+	// c1 as the case loop stored it: its row, with the whole case as JSON.
+	doc := `{"id":"c1","version":2,"source":"patrol","category":"E0101","grid":"G1","unit":"U1","status":"dispatched","received":"` +
+		time.UnixMilli(in).UTC().Format(time.RFC3339Nano) + `","updated":"` + time.UnixMilli(in+1).UTC().Format(time.RFC3339Nano) + `"}`
+	insertRows(ctx, t, db, "cases", []string{"id", "revision", "version", "status", "unit", "received", "updated", "doc"},
+		[]string{"c1", "c2"}, []uint64{1, 1}, []uint32{2, 1}, []string{"dispatched", "received"}, []string{"U1", ""},
+		[]int64{in, out}, []int64{in + 1, out}, []string{doc, `{"id":"c2"}`})
+
 	export := func(table string) []byte {
 		t.Helper()
 		var buf bytes.Buffer
@@ -395,7 +402,11 @@ func TestExportAlertsAndCasesIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, data := range [][]byte{alerts, cases} {
+	caseRows := export("cases")
+	if got, want := readRows(caseRows, "id", "version", "status"), []string{"c1|2|dispatched"}; !slices.Equal(got, want) {
+		t.Errorf("cases export = %q, want %q", got, want)
+	}
+	for _, data := range [][]byte{alerts, cases, caseRows} {
 		if _, err := storage.Import(ctx, w, bytes.NewReader(data), storage.ImportOptions{}); err != nil {
 			t.Fatalf("Import: %v", err)
 		}
@@ -406,6 +417,11 @@ func TestExportAlertsAndCasesIntegration(t *testing.T) {
 	}
 	if got := readRows(buf.Bytes(), "case_id", "seq", "kind", "note", "evidence", "due"); !slices.Equal(got, wantCases) {
 		t.Errorf("case_events restored = %q, want %q", got, wantCases)
+	}
+	// The case loop finds c1 again, with its two events.
+	loaded, loadedEvs, err := fresh.LoadCases(ctx, exportFrom)
+	if err != nil || len(loaded) != 1 || loaded[0].ID != "c1" || loaded[0].Status != "dispatched" || loaded[0].Unit != "U1" || len(loadedEvs) != 2 {
+		t.Errorf("cases restored %+v, %d events (%v)", loaded, len(loadedEvs), err)
 	}
 	// The restored events count in the case statistics: c1's two.
 	acts, err := fresh.CaseActions(ctx, exportFrom, exportTo, nil)

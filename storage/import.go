@@ -71,8 +71,8 @@ type ImportInfo struct {
 // (telemetry) a batch an earlier import of the same file stored is skipped:
 // an interrupted restore can be run again. Other tables get the same ids as
 // insert_deduplication_token where the server has it (it remembers the last
-// 1000 inserts); the replacing tables (alerts, alert_events, case_events)
-// keep one row per key anyway; imported case events have their cases'
+// 1000 inserts); the replacing tables (alerts, alert_events, cases,
+// case_events) keep one row per key anyway; imported case events have their cases'
 // summaries recomputed. camera_health, rejected and device_status
 // rows imported twice on 18.16 are stored twice.
 func Import(ctx context.Context, w *Writer, src ImportSource, o ImportOptions) (ImportResult, error) {

@@ -194,7 +194,9 @@ func (d ddl) render(file string) ([]string, error) {
 	}
 	var out []string
 	for _, st := range strings.Split(b.String(), statementBreak) {
-		out = append(out, strings.TrimSpace(st))
+		if st = strings.TrimSpace(st); st != "" {
+			out = append(out, st)
+		}
 	}
 	return out, nil
 }
@@ -383,6 +385,11 @@ func (d ddl) DedupSettings() string {
 	}
 	return ""
 }
+
+// Replicated reports whether the tables are replicated (on a cluster).
+// 18.16 refuses some ALTERs of a replicated table that it takes on a plain
+// one, such as COMMENT COLUMN ("Unsupported type of ALTER query").
+func (d ddl) Replicated() bool { return d.o.Cluster != "" }
 
 // IfNotExists is "IF NOT EXISTS " for ADD COLUMN where the server has it.
 // Without it (18.16) an ADD COLUMN migration is not idempotent: a crash
