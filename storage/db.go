@@ -139,11 +139,17 @@ func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
 		ClientInfo: clickhouse.ClientInfo{
 			Products: []struct{ Name, Version string }{{Name: "gridwatch"}},
 		},
-		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-		DialTimeout:  o.DialTimeout,
-		ReadTimeout:  o.ReadTimeout,
-		MaxOpenConns: o.MaxOpenConns,
-		MaxIdleConns: o.MaxOpenConns,
+		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		// An INSERT's block is encoded into the connection's buffer and
+		// compressed, then sent, once the buffer holds this much (after a
+		// whole column): at the driver's 10 MiB, each pooled connection
+		// kept buffers the size of a whole batch. 1 MiB bounds them by
+		// about a column of one batch.
+		MaxCompressionBuffer: 1 << 20,
+		DialTimeout:          o.DialTimeout,
+		ReadTimeout:          o.ReadTimeout,
+		MaxOpenConns:         o.MaxOpenConns,
+		MaxIdleConns:         o.MaxOpenConns,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", o.Addr, err)
