@@ -52,6 +52,11 @@ const (
 // (onLateAnswer).
 func (r *Registrar) Play(ctx context.Context, channel string, frame func(Frame)) (StreamStats, error) {
 	stats := StreamStats{Transport: r.StreamTransport}
+	// A channel offline is told at once, not after a wait for a slot.
+	if _, err := r.channelOnline(channel); err != nil {
+		r.metrics.streams.WithLabelValues(streamResult(err)).Inc()
+		return stats, err
+	}
 	select {
 	case r.streams <- struct{}{}:
 	case <-ctx.Done():
@@ -85,27 +90,27 @@ func streamResult(err error) string {
 	return resultOK
 }
 
-// channelSession returns the online session whose device is channel or
-// catalogues it.
-func (r *Registrar) channelSession(channel string) (session, bool) {
+// channelOnline returns the session whose device is channel or
+// catalogues it, or ErrNoChannel unless both are online.
+func (r *Registrar) channelOnline(channel string) (session, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s := r.sessions[channel]; s != nil {
-		return *s, s.online
+	if s := r.sessions[channel]; s != nil && s.online {
+		return *s, nil
 	}
 	for _, s := range r.sessions {
-		if on, ok := s.channels[channel]; ok {
-			return *s, s.online && on
+		if on, ok := s.channels[channel]; ok && on && s.online {
+			return *s, nil
 		}
 	}
-	return session{}, false
+	return session{}, fmt.Errorf("%w: %s", ErrNoChannel, channel)
 }
 
 func (r *Registrar) play(ctx context.Context, channel string, frame func(Frame)) (StreamStats, error) {
 	stats := StreamStats{Transport: r.StreamTransport}
-	s, ok := r.channelSession(channel)
-	if !ok {
-		return stats, fmt.Errorf("%w: %s", ErrNoChannel, channel)
+	s, err := r.channelOnline(channel)
+	if err != nil {
+		return stats, err
 	}
 	host, portText, err := net.SplitHostPort(s.source)
 	if err != nil {

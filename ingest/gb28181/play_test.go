@@ -191,7 +191,7 @@ func streamGoroutines() int {
 func TestPlayMisbehavingDevices(t *testing.T) {
 	const password = "misbehaving-secret"
 	var devs []devices.Device
-	for i := 1; i <= 8; i++ {
+	for i := 1; i <= 9; i++ {
 		devs = append(devs, camera(simulators.GBDeviceID(realm, i), password))
 	}
 	tr := startRegistrar(t, devs, func(r *gb28181.Registrar) {
@@ -338,6 +338,40 @@ func TestPlayMisbehavingDevices(t *testing.T) {
 			t.Fatalf("%d streams played at once, MaxStreams 2", most)
 		}
 		counted("gridwatch_gb28181_streams_total", "result", "ok", 5)
+		ended(d)
+	})
+	t.Run("offline channel while every slot plays", func(t *testing.T) {
+		// Its ErrNoChannel comes at once, not once a slot is free.
+		d := start(simulators.FaultNone)
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 2 { // MaxStreams
+			started := make(chan struct{})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				once := sync.OnceFunc(func() { close(started) })
+				_, _ = tr.Play(ctx, d.ID, func(gb28181.Frame) {
+					once()
+					select {
+					case <-release:
+						cancel()
+					default:
+					}
+				})
+			}()
+			<-started
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := tr.Play(ctx, simulators.GBDeviceID(realm, 99), func(gb28181.Frame) {})
+		close(release)
+		wg.Wait()
+		if !errors.Is(err, gb28181.ErrNoChannel) {
+			t.Fatalf("err %v, want ErrNoChannel at once", err)
+		}
 		ended(d)
 	})
 	t.Run("answers late", func(t *testing.T) {
