@@ -176,6 +176,17 @@ var rankingTemplate = template.Must(template.New("ranking").Funcs(template.FuncM
 		return strconv.FormatFloat(*v, 'f', 1, 64)
 	},
 	"day": func(t time.Time) string { return t.Format("2006-01-02 15:04 MST") },
+	// dur is a mean time in minutes, or hours from 10 hours on; "–"
+	// without any (nothing signed for or handled).
+	"dur": func(d time.Duration) string {
+		switch {
+		case d <= 0:
+			return "–"
+		case d < 10*time.Hour:
+			return strconv.FormatFloat(d.Minutes(), 'f', 0, 64) + " min"
+		}
+		return strconv.FormatFloat(d.Hours(), 'f', 1, 64) + " h"
+	},
 }).Parse(rankingPage))
 
 // writeRankingHTML writes the unit ranking as a printable page, for the

@@ -112,7 +112,7 @@ func TestCaseRanking(t *testing.T) {
 
 	code, ctype, body = get("/api/v1/stats/cases/ranking.html?from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z", "tok-city")
 	if code != 200 || ctype != "text/html; charset=utf-8" || !strings.Contains(body, "水务局") || !strings.Contains(body, "燃气集团 &lt;b&gt;") ||
-		!strings.Contains(body, `class="callin"`) || !strings.Contains(body, "2026-03-01 08:00 CST") || !strings.Contains(body, "90.0%") || !strings.Contains(body, "<td>10</td><td>1</td>") {
+		!strings.Contains(body, `class="callin"`) || !strings.Contains(body, "2026-03-01 08:00 CST") || !strings.Contains(body, "90.0%") || !strings.Contains(body, "<td>10</td><td>1</td>") || !strings.Contains(body, "<td>10 min</td><td>–</td>") || !strings.Contains(body, "回退率") {
 		t.Fatalf("html %d %s\n%s", code, ctype, body)
 	}
 

@@ -42,7 +42,7 @@ const en = {
   spoolKeys: { segments: 'segments', rows: 'rows waiting', bytes: 'size', max_bytes: 'bound', oldest_segment_age_seconds: 'oldest (s)', replay_rows_per_second: 'replay (rows/s)', quarantined_segments: 'quarantined' },
   ready: 'Ready', notReady: 'Not ready', checks: 'Checks', spool: 'Spool', losses: 'Losses', noLosses: 'Nothing lost.', ingestRate: 'Ingest', perSecond: '{n}/s', messages: 'messages', readings: 'readings stored', chState: 'state', chBatches: 'batches stored', chInsert: 'mean INSERT', chRetries: 'INSERTs retried', chFailed: 'batches given up',
   units: 'Units', grids: 'Grids', rank: 'Rank', score: 'Score', received: 'Received', ackOnTime: 'Signed for on time', overdueTotal: 'Overdue', mttr: 'MTTR', callIn: 'call-in', trend: 'Score by month', band: 'Band', composite: 'Composite', handledOnTime: 'Handled on time', closingRate: 'Closed', pendingCases: 'Pending', pendingHint: 'Cases not closed and not yet due: the rates leave them out until they are done or late', reworkRate: 'Rework', satisfaction: 'Satisfaction', dispatchers: 'Dispatchers', publicRanking: 'Public ranking (HTML)',
-  views: { caseUnits: 'Cases · units', caseGrids: 'Cases · grids', caseDispatchers: 'Cases · dispatchers' }, period: 'Period', thisMonth: 'this month', lastMonth: 'last month', last30: 'last 30 days',
+  views: { caseUnits: 'Cases · units', caseGrids: 'Cases · grids', caseDispatchers: 'Cases · dispatchers' }, period: 'Period', thisMonth: 'this month', lastMonth: 'last month', thisQuarter: 'this quarter', lastQuarter: 'last quarter', last30: 'last 30 days',
   notFound: 'Not found (or outside your scope).',
 };
 
@@ -86,7 +86,7 @@ const zh = {
   spoolKeys: { segments: '段数', rows: '待写行数', bytes: '大小', max_bytes: '上限', oldest_segment_age_seconds: '最旧（秒）', replay_rows_per_second: '回放（行/秒）', quarantined_segments: '隔离段' },
   ready: '就绪', notReady: '未就绪', checks: '检查项', spool: '磁盘缓存', losses: '数据损失', noLosses: '没有数据损失。', ingestRate: '接入速率', perSecond: '{n}/秒', messages: '消息', readings: '已存读数', chState: '状态', chBatches: '写入批次', chInsert: '平均写入耗时', chRetries: '写入重试', chFailed: '放弃的批次',
   units: '单位', grids: '网格', rank: '排名', score: '得分', received: '受理', ackOnTime: '按时签收', overdueTotal: '超时', mttr: '平均处置用时', callIn: '约谈', trend: '月度得分', band: '档次', composite: '综合指标', handledOnTime: '按期处置', closingRate: '结案率', pendingCases: '在办未到期', pendingHint: '未结案且未超期的案件：办结或超期前不计入各项比率', reworkRate: '返工率', satisfaction: '满意度', dispatchers: '派遣员', publicRanking: '公开排名（HTML）',
-  views: { caseUnits: '案卷 · 单位', caseGrids: '案卷 · 网格', caseDispatchers: '案卷 · 派遣员' }, period: '时段', thisMonth: '本月', lastMonth: '上月', last30: '近 30 天',
+  views: { caseUnits: '案卷 · 单位', caseGrids: '案卷 · 网格', caseDispatchers: '案卷 · 派遣员' }, period: '时段', thisMonth: '本月', lastMonth: '上月', thisQuarter: '本季度', lastQuarter: '上季度', last30: '近 30 天',
   notFound: '未找到（或不在您的范围内）。',
 };
 

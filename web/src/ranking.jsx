@@ -11,6 +11,10 @@ function period(p) {
   const now = new Date();
   if (p === 'thisMonth') return { from: new Date(now.getFullYear(), now.getMonth(), 1).getTime(), to: now.getTime() };
   if (p === 'lastMonth') return { from: new Date(now.getFullYear(), now.getMonth() - 1, 1).getTime(), to: new Date(now.getFullYear(), now.getMonth(), 1).getTime() };
+  // Quarters, for the quarterly public ranking: Jan–Mar, Apr–Jun, …
+  const q0 = now.getMonth() - (now.getMonth() % 3);
+  if (p === 'thisQuarter') return { from: new Date(now.getFullYear(), q0, 1).getTime(), to: now.getTime() };
+  if (p === 'lastQuarter') return { from: new Date(now.getFullYear(), q0 - 3, 1).getTime(), to: new Date(now.getFullYear(), q0, 1).getTime() };
   return { from: now.getTime() - 30 * 86400e3, to: now.getTime() };
 }
 
@@ -118,7 +122,7 @@ export function Ranking() {
         </span>
         <label class="field">{t('period')}
           <select value={p} onChange={(e) => setP(e.currentTarget.value)} data-testid="ranking-period">
-            {['last30', 'thisMonth', 'lastMonth'].map((k) => <option value={k}>{t(k)}</option>)}
+            {['last30', 'thisMonth', 'lastMonth', 'thisQuarter', 'lastQuarter'].map((k) => <option value={k}>{t(k)}</option>)}
           </select>
         </label>
         <span class="spacer" />

@@ -1,1 +1,0 @@
-import{a,b,c,d,e}from"./chunk-FUXZZG3J.js";import"./chunk-G5F4I7TE.js";import"./chunk-TUEXVFM4.js";import"./chunk-NSIXBX5E.js";export{b as CameraHealth,e as CameraPage,d as CameraWall,c as Still,a as camState};
