@@ -305,7 +305,9 @@ func (r *Registrar) onLateAnswer(res *sip.Response) {
 // inDialog returns a request of method in the dialog a 200 OK to an
 // INVITE of gridwatch's set up, to the device's Contact.
 func (r *Registrar) inDialog(method sip.RequestMethod, ok *sip.Response, seq uint32) *sip.Request {
-	to := sip.Uri{Scheme: "sip", User: ok.To().Address.User, Host: ok.Source()}
+	host, portText, _ := net.SplitHostPort(ok.Source())
+	port, _ := strconv.Atoi(portText)
+	to := sip.Uri{Scheme: "sip", User: ok.To().Address.User, Host: host, Port: port}
 	if c := ok.Contact(); c != nil {
 		to = *c.Address.Clone()
 	}
