@@ -24,6 +24,7 @@ command -v clickhouse-client >/dev/null || command -v clickhouse >/dev/null || n
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null || need+=(mosquitto)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
+[ -x /usr/bin/time ] || need+=(time) # the camera sweep's CPU and peak RSS (bench-cameras.sh, run by test.sh)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 fc-list 2>/dev/null | grep -qi 'wenquanyi\|noto sans cjk' || need+=(fonts-wqy-microhei)
