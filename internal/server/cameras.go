@@ -98,8 +98,8 @@ func (s *Server) startCameras(ctx context.Context) error {
 	}
 	p := &rtsp.Prober{
 		Targets: func() []rtsp.Target {
-			all := s.registry.All()
-			return append(rtsp.Targets(all), s.gb.targets(all)...)
+			cams := s.registry.OfType("camera")
+			return append(rtsp.Targets(cams), s.gb.targets(cams)...)
 		},
 		Play:       s.gb.play,
 		OpenSecret: s.secrets.Open,
