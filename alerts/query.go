@@ -112,13 +112,47 @@ func (e *Engine) All(f Filter) (iter.Seq[*Alert], error) {
 	}, nil
 }
 
-// Export writes every alert f selects, as All reads them, to w as encode
-// appends them to a buffer: batch by batch, each batch encoded in a read
-// slot, so that the CPU an export's encoding takes counts against
-// ReadSlots as a scan's does, and written out after the slot is released,
-// so that a slow client holds none. encode must not block. A bad filter
-// is reported before anything is written; after that, the error is w's.
-func (e *Engine) Export(f Filter, w io.Writer, encode func(b []byte, a *Alert) []byte) error {
+// An Encoding turns an alert into its row of an export. Export keeps the
+// row it encoded with the alert's immutable view, so that an export
+// encodes again only the alerts that changed since the last one: make one
+// Encoding with NewEncoding and keep it (each view keeps the rows of one
+// Encoding, the last used). Its function must depend on the alert alone,
+// and must not block.
+type Encoding struct {
+	encode func(b []byte, a *Alert) []byte
+}
+
+// NewEncoding returns the Encoding of encode, which appends a's row to b.
+func NewEncoding(encode func(b []byte, a *Alert) []byte) *Encoding {
+	return &Encoding{encode: encode}
+}
+
+// encodedRow is a view's row of one Encoding.
+type encodedRow struct {
+	enc *Encoding
+	row []byte
+}
+
+// appendRow appends v's row of enc to b, encoding it only when v keeps
+// none of enc.
+func (enc *Encoding) appendRow(b []byte, v *alertView) []byte {
+	if r := v.row.Load(); r != nil && r.enc == enc {
+		return append(b, r.row...)
+	}
+	start := len(b)
+	b = enc.encode(b, &v.Alert)
+	v.row.Store(&encodedRow{enc: enc, row: slices.Clone(b[start:])})
+	return b
+}
+
+// Export writes every alert f selects, as All reads them, to w as enc
+// encodes them: batch by batch, each batch made in a read slot, so that
+// the CPU an export takes counts against ReadSlots as a scan's does, and
+// written out after the slot is released, so that a slow client holds
+// none. An alert unchanged since an earlier export of enc is not encoded
+// again. A bad filter is reported before anything is written; after that,
+// the error is w's.
+func (e *Engine) Export(f Filter, w io.Writer, enc *Encoding) error {
 	batches, err := e.batches(f)
 	if err != nil {
 		return err
@@ -127,7 +161,7 @@ func (e *Engine) Export(f Filter, w io.Writer, encode func(b []byte, a *Alert) [
 	for batch := range batches {
 		release := e.readSlot()
 		for _, v := range batch {
-			buf = encode(buf, &v.Alert)
+			buf = enc.appendRow(buf, v)
 		}
 		release()
 		if len(buf) > 0 {

@@ -92,9 +92,11 @@ type entry struct {
 
 // alertView is an immutable copy of an alert and its trace: events is the
 // entry's append-only slice as it was, which later appends do not change.
+// row is the alert's export row, kept by the first export that encoded it.
 type alertView struct {
 	Alert
 	events []Event
+	row    atomic.Pointer[encodedRow]
 }
 
 // groupKey identifies a storm group: one rule in one grid cell.

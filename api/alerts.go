@@ -17,7 +17,7 @@ import (
 // *alerts.Engine is one.
 type Alerts interface {
 	List(f alerts.Filter) (alerts.Page, error)
-	Export(f alerts.Filter, w io.Writer, encode func(b []byte, a *alerts.Alert) []byte) error
+	Export(f alerts.Filter, w io.Writer, enc *alerts.Encoding) error
 	Get(id string) (alerts.Alert, []alerts.Event, error)
 	Subscribe(buffer int) *alerts.Subscription
 	AddSilence(ctx context.Context, s alerts.Silence) (alerts.Silence, error)

@@ -33,7 +33,7 @@ func (s *Server) exportAlerts(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		// A bad filter is reported before anything is written, so it
 		// still gets a JSON error.
-		if err := s.Alerts.Export(f, out, appendExportRow); err != nil && !out.started {
+		if err := s.Alerts.Export(f, out, exportEncoding); err != nil && !out.started {
 			s.alertError(w, r, err)
 			return
 		}
@@ -66,6 +66,10 @@ func (x *csvExport) Write(rows []byte) (int, error) {
 	}
 	return x.w.Write(rows)
 }
+
+// exportEncoding encodes the export's rows; the engine keeps each alert's
+// row until the alert changes.
+var exportEncoding = alerts.NewEncoding(appendExportRow)
 
 // appendExportRow appends one alert as a CSV row to b.
 func appendExportRow(b []byte, a *alerts.Alert) []byte {
