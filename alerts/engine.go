@@ -137,6 +137,12 @@ type Engine struct {
 	// Store (ReloadSilences), for those the other nodes of a cluster added
 	// or ended. It defaults to never: one engine holds them all.
 	SilencesEvery time.Duration
+	// ReadShare is the share of the process's CPU that the read slots'
+	// holders may take while ingestion observes and the machine has no
+	// idle CPU: beyond it they wait, parked, so that ingestion keeps the
+	// rest. It defaults to DefaultReadShare; a negative share sets no
+	// bound.
+	ReadShare float64
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil leaves them
@@ -159,8 +165,12 @@ type Engine struct {
 	escalations dueHeap[*entry]
 	silence     dueHeap[*deviceState]
 	waiting     map[*instance]struct{}
-	// readSlots holds a token per staff read scanning (see readSlot).
+	// readSlots holds a token per staff read scanning and pace bounds
+	// their CPU (see readSlot); observed counts the observations, which
+	// tell pace that ingestion runs.
 	readSlots chan struct{}
+	pace      *readPace
+	observed  atomic.Uint64
 	rules     *RuleSet
 	gen       int
 	devs      map[string]*deviceState
@@ -235,6 +245,12 @@ func (e *Engine) setDefaults() {
 		e.ReadSlots = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	e.readSlots = make(chan struct{}, e.ReadSlots)
+	if e.ReadShare == 0 {
+		e.ReadShare = DefaultReadShare
+	}
+	if e.ReadShare > 0 {
+		e.pace = newReadPace(e.ReadShare, e.observed.Load)
+	}
 	if e.Logger == nil {
 		e.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -386,6 +402,7 @@ func (e *Engine) ObserveReadings(rs []ingest.Reading) {
 	if e.closed || e.devs == nil {
 		return
 	}
+	e.observed.Add(uint64(len(rs)))
 	now := e.Now()
 	for i := range rs {
 		r := &rs[i]
@@ -401,6 +418,7 @@ func (e *Engine) Observe(obs ...Observation) {
 	if e.closed || e.devs == nil {
 		return
 	}
+	e.observed.Add(uint64(len(obs)))
 	now := e.Now()
 	for i := range obs {
 		o := &obs[i]

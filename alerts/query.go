@@ -227,14 +227,24 @@ const exportBatch = 1024
 // readSlot waits for one of the engine's ReadSlots and returns its
 // release. Reads that scan alerts hold one, so that however many staff ask
 // at once, they leave cores to ingestion: a waiting read is parked, not
-// competing for a core.
+// competing for a core. While ingestion runs on a machine without idle
+// CPU, the holders also keep to ReadShare of the process's CPU (see
+// readPace).
 func (e *Engine) readSlot() (release func()) {
 	slots := e.readSlots
 	if slots == nil { // not started
 		return func() {}
 	}
 	slots <- struct{}{}
-	return func() { <-slots }
+	if e.pace == nil {
+		return func() { <-slots }
+	}
+	e.pace.wait()
+	done := e.pace.slot()
+	return func() {
+		done()
+		<-slots
+	}
 }
 
 // ranked is a view with its sort key.
