@@ -713,6 +713,14 @@ func TestSimulatedMonthIntegration(t *testing.T) {
 		}
 		// The evaluation of the units: composite, score, band, call-in, rank.
 		res := cases.Evaluation{}.Evaluate(got, cases.ByScore, false)
+		var pending [3]int
+		for _, r := range res {
+			pending[0], pending[1], pending[2] = pending[0]+r.SignPending, pending[1]+r.HandlePending, pending[2]+r.ClosePending
+		}
+		t.Logf("pending at the month's end: %d for sign-for, %d for handling, %d for closing", pending[0], pending[1], pending[2])
+		if pending[2] == 0 {
+			t.Error("the script leaves no case pending for closing: the closing rates of the settled ones go untested")
+		}
 		type ranked struct {
 			key        string
 			comp       float64
