@@ -189,7 +189,7 @@ func IndicatorsOf(t Tally, forDispatcher bool) Indicators {
 }
 
 // Weights weigh the indicators in the composite (综合指标值). Rates of
-// what should be low (rework, extension) enter as 1 - rate, satisfaction
+// what should be low (rework, extension, returns) enter as 1 - rate, satisfaction
 // as (s - 1) / 4. An indicator without a value (nil) leaves its weight out.
 type Weights struct {
 	SignOnTime     float64 `yaml:"sign_on_time" json:"sign_on_time"`
@@ -200,6 +200,9 @@ type Weights struct {
 	Rework         float64 `yaml:"rework" json:"rework"`
 	Extension      float64 `yaml:"extension" json:"extension"`
 	Satisfaction   float64 `yaml:"satisfaction" json:"satisfaction"`
+	// Return weighs 1 - 回退率 (a unit's wrong returns, a dispatcher's
+	// misroutes); it defaults to 0, out of the composite.
+	Return float64 `yaml:"return" json:"return"`
 }
 
 // DefaultWeights are the composite's default weights; they add up to 1.
@@ -230,6 +233,7 @@ func (w Weights) Composite(in Indicators) *float64 {
 	add(w.ClosingOnTime, in.ClosingOnTime, false)
 	add(w.Rework, in.Rework, true)
 	add(w.Extension, in.Extension, true)
+	add(w.Return, in.Return, true)
 	if in.Satisfaction != nil {
 		s := (*in.Satisfaction - 1) / 4
 		add(w.Satisfaction, &s, false)
@@ -312,7 +316,7 @@ type Evaluation struct {
 // Check validates e, naming the key under prefix.
 func (e Evaluation) Check(prefix string) error {
 	w := e.Weights
-	for _, v := range []float64{w.SignOnTime, w.Handling, w.HandlingOnTime, w.Closing, w.ClosingOnTime, w.Rework, w.Extension, w.Satisfaction} {
+	for _, v := range []float64{w.SignOnTime, w.Handling, w.HandlingOnTime, w.Closing, w.ClosingOnTime, w.Rework, w.Extension, w.Satisfaction, w.Return} {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("'%sweights' must be >= 0", prefix)
 		}

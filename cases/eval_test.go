@@ -50,6 +50,11 @@ func TestIndicators(t *testing.T) {
 	in.Satisfaction = nil
 	want = 100 * (0.10*0.8 + 0.10*0.8 + 0.25*0.6 + 0.10*0.7 + 0.20*0.5 + 0.10*(1-0.25) + 0.05*(1-0.1)) / 0.9
 	near(t, "composite without satisfaction", DefaultWeights.Composite(in), want)
+	// A weight of the return rate (none by default) brings in 1 - 2/12.
+	withReturn := DefaultWeights
+	withReturn.Return = 0.1
+	want = 100 * (0.10*0.8 + 0.10*0.8 + 0.25*0.6 + 0.10*0.7 + 0.20*0.5 + 0.10*(1-0.25) + 0.05*(1-0.1) + 0.10*(1-2.0/12)) / 1.0
+	near(t, "composite with the return rate", withReturn.Composite(in), want)
 	if c := DefaultWeights.Composite(IndicatorsOf(Tally{Key: "idle"}, false)); c != nil {
 		t.Errorf("composite of nothing = %v", *c)
 	}

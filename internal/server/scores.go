@@ -31,6 +31,7 @@ type CaseWeightsConfig struct {
 	Rework         float64 `koanf:"rework" help:"weight of 1 - 返工率 (rework)"`
 	Extension      float64 `koanf:"extension" help:"weight of 1 - 延期率 (extension)"`
 	Satisfaction   float64 `koanf:"satisfaction" help:"weight of the satisfaction ((mean - 1) / 4)"`
+	Return         float64 `koanf:"return" help:"weight of 1 - 回退率 (a unit's wrong returns, a dispatcher's misroutes); 0 leaves it out"`
 }
 
 // CaseScoringConfig is the unit score (考核分).
