@@ -85,6 +85,9 @@ type Server struct {
 	// Stills serves the cameras' stills (GET /api/v1/cameras/{id}/still);
 	// without it that answers 503.
 	Stills Stills
+	// Basemap is the picture under the console's maps
+	// (GET /api/v1/grids/basemap); without it that answers 404.
+	Basemap *Basemap
 	// Registry serves the grid and unit endpoints and the devices' status;
 	// without it, or without Devices, the device, grid and unit endpoints
 	// answer 503.
@@ -224,6 +227,7 @@ func (s *Server) Handler() http.Handler {
 	s.cameraRoutes(v1)
 	s.gb28181Routes(v1)
 	s.deviceRoutes(v1)
+	s.basemapRoutes(v1)
 	s.caseStatsRoutes(v1)
 	s.spoolRoutes(v1)
 	s.patterns = append(public.patterns, v1.patterns...)

@@ -153,6 +153,15 @@ func startCity(t *testing.T, c simulators.City, extra []devices.Device, rules st
 	cfg.Ingest.BatchAge = 200 * time.Millisecond
 	cfg.Devices.File = write("devices.csv", func(w io.Writer) error { return devices.WriteCSV(w, devs) })
 	cfg.Grids.File = write("grids.geojson", func(w io.Writer) error { return devices.WriteGeoJSON(w, areas) })
+	// A basemap picture over the city's placed devices, padded.
+	south, west, north, east := 90.0, 180.0, -90.0, -180.0
+	for _, d := range devs {
+		if d.Lat != 0 || d.Lon != 0 {
+			south, west, north, east = min(south, d.Lat), min(west, d.Lon), max(north, d.Lat), max(east, d.Lon)
+		}
+	}
+	cfg.Grids.BasemapFile = write("basemap.png", writeBasemap)
+	cfg.Grids.BasemapBounds = fmt.Sprintf("%f,%f,%f,%f", south-0.01, west-0.01, north+0.01, east+0.01)
 	cfg.Units.File = write("units.yaml", text("- {code: water, name: 水务局 Water, categories: [water, municipal, environment, lighting, sanitation, heating, construction, gas, fire, video]}\n- {code: chengguan-d01, name: 城管 D01, categories: [water], districts: [D01]}\n"))
 	cfg.Rules.File = write("rules.yaml", text(rules))
 	cfg.API.TokensFile = write("tokens.yaml", text(tokensYAML.String()))
@@ -275,6 +284,23 @@ func writePhoto(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// writeBasemap writes a city's basemap, a PNG of blocks and streets.
+func writeBasemap(w io.Writer) error {
+	img := image.NewRGBA(image.Rect(0, 0, 512, 512))
+	for x := range 512 {
+		for y := range 512 {
+			c := color.RGBA{R: 232, G: 228, B: 216, A: 255}
+			if x%64 < 6 || y%64 < 6 {
+				c = color.RGBA{R: 255, G: 255, B: 255, A: 255} // a street
+			} else if (x/64+y/64)%5 == 0 {
+				c = color.RGBA{R: 196, G: 222, B: 180, A: 255} // a park
+			}
+			img.Set(x, y, c)
+		}
+	}
+	return png.Encode(w, img)
 }
 
 // asJS is a device as the browser tests get it, with its secret, which

@@ -329,6 +329,9 @@ func (c *Config) Validate() error {
 			bad("grids.file", "cannot be read: %v", err)
 		}
 	}
+	if _, err := c.Grids.basemap(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

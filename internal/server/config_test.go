@@ -77,6 +77,10 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"profiler beyond this host", "http:\n  pprof_listen: 0.0.0.0:6060\n", "", "'http.pprof_listen' must be a loopback address such as 127.0.0.1:6060, not 0.0.0.0:6060"},
 		{"zero silence bound", "api:\n  max_silence: 0s\n", "", "'api.max_silence' must be > 0"},
 		{"guessable admin token", "", "GRIDWATCH_API_ADMIN_TOKEN=admin", "'api.admin_token' must be at least 16 characters, not 5"},
+		{"basemap without bounds", "grids:\n  basemap_file: /nonexistent/city.png\n", "", "'grids.basemap_bounds' must be south,west,north,east"},
+		{"basemap bounds upside down", "grids:\n  basemap_file: /nonexistent/city.png\n  basemap_bounds: 30.4,120,30.1,120.3\n", "", "-90 <= south < north <= 90"},
+		{"missing basemap", "grids:\n  basemap_file: /nonexistent/city.png\n  basemap_bounds: 30.1,120,30.4,120.3\n", "", "'grids.basemap_file' cannot be read"},
+		{"bounds without a basemap", "grids:\n  basemap_bounds: 30.1,120,30.4,120.3\n", "", "'grids.basemap_bounds' is set without grids.basemap_file"},
 		{"guessable webhook secret", "notify:\n  webhook_url: https://hooks.example/x\n  webhook_secret: k\n", "", "'notify.webhook_secret' must be at least 16 characters, not 1"},
 	}
 	for _, tc := range cases {

@@ -334,6 +334,11 @@ func (s *Server) startHTTP() error {
 	if s.stills != nil {
 		a.Stills = s.stills
 	}
+	basemap, err := s.Config.Grids.basemap()
+	if err != nil {
+		return err
+	}
+	a.Basemap = basemap
 	a.Registry = s
 	a.CaseStats, a.CaseEvaluation = s.db, s.Config.Cases.Evaluation.evaluation()
 	if s.cases.calendar != nil {

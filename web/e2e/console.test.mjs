@@ -297,6 +297,11 @@ describe('console', () => {
     const cell = page.locator(`[data-testid=map-cell][data-grid="${env.live.grid}"]`);
     await cell.waitFor();
     assert.ok(Number(await cell.getAttribute('data-open')) > 0, 'the cell counts its open cases');
+    // The city's basemap (grids.basemap_file) lies under the polygons, fetched with the token.
+    const basemap = page.locator('img.basemap');
+    await basemap.waitFor();
+    assert.match(await basemap.getAttribute('src'), /^blob:/);
+    await page.waitForFunction(() => { const i = document.querySelector('img.basemap'); return i && i.complete && i.naturalWidth === 512; });
     // Through Leaflet, whatever marker lies on top of the polygon.
     await cell.dispatchEvent('click');
     await page.locator('.leaflet-popup a', { hasText: 'Open its cases' }).click();

@@ -13,6 +13,7 @@ import { CaseDue, explainCase, useCategories } from './casequeue.jsx';
 import { MiniMap } from './minimap.jsx';
 import { TelemetryChart } from './chart.jsx';
 import { CameraHealth } from './cameras.jsx';
+import { addBasemap } from './basemap.js';
 
 // Photo shows an attached photo, fetched with the token.
 function Photo({ caseId, hash }) {
@@ -218,7 +219,8 @@ function PickMap({ point, setPoint }) {
       layer.addTo(map);
     }).catch(() => {});
     map.on('click', (e) => setPoint({ lat: +e.latlng.lat.toFixed(6), lon: +e.latlng.lng.toFixed(6) }));
-    return () => { map.stop(); map.remove(); };
+    const off = addBasemap(map);
+    return () => { off(); map.stop(); map.remove(); };
   }, []);
   useEffect(() => {
     const m = ref.current;

@@ -1,5 +1,6 @@
 // map.jsx is the grid map: the registry's district, street and cell
-// polygons (GeoJSON from the API; no tile server, so it works offline),
+// polygons (GeoJSON from the API; no tile server, so it works offline;
+// the city's basemap picture under them when the server has one),
 // cells coloured by their open and overdue cases, devices and
 // cameras as markers coloured by status and clustered (supercluster) when
 // dense. Every label is set as text, never as HTML.
@@ -11,6 +12,7 @@ import * as cases from './cases.js';
 import { api, q } from './api.js';
 import { t } from './i18n.js';
 import { camState } from './cameras.jsx';
+import { addBasemap } from './basemap.js';
 
 // camUpStatuses are the camera states of a camera that delivers video.
 const camUpStatuses = new Set(['ok', 'degraded']);
@@ -86,7 +88,8 @@ export function MapView() {
     const map = L.map(el.current, { preferCanvas: true, zoomSnap: 0.25, attributionControl: false, fadeAnimation: false, markerZoomAnimation: false });
     map.setView([30.27, 120.15], 12);
     mapRef.current = { map, cells: null, markers: L.layerGroup().addTo(map), renderer: L.canvas({ padding: 0.3 }) };
-    return () => { map.stop(); map.remove(); };
+    const off = addBasemap(map);
+    return () => { off(); map.stop(); map.remove(); };
   }, []);
 
   // The polygons: districts and streets as outlines, cells filled.

@@ -1,9 +1,11 @@
 // minimap.jsx shows where something is: its grid cell's polygon and, when
-// known, its point, on a small Leaflet map without tiles.
+// known, its point, on a small Leaflet map without tiles (over the city's
+// basemap when the server has one).
 import L from 'leaflet';
 import { useEffect, useRef } from 'preact/hooks';
 import { useAPI } from './hooks.js';
 import { t } from './i18n.js';
+import { addBasemap } from './basemap.js';
 
 export function MiniMap({ grid, lat, lon }) {
   const el = useRef(null);
@@ -24,7 +26,8 @@ export function MiniMap({ grid, lat, lon }) {
     map.fitBounds(b, { padding: [12, 12], maxZoom: 17, animate: false });
     if (cell) cell.addTo(map);
     if (point) L.circleMarker(point, { radius: 7, color: css.getPropertyValue('--bad').trim(), fillOpacity: 0.9 }).addTo(map);
-    return () => map.remove();
+    const off = addBasemap(map);
+    return () => { off(); map.remove(); };
   }, [geometry, point && point[0], point && point[1]]);
   if (!geometry && !point) return null;
   return (
