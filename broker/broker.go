@@ -189,7 +189,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		&authHook{ctx: ctx, lookup: b.Lookup, verifier: b.Verifier, staff: b.Staff, inScope: b.InScope,
 			maxTopicLength: b.Limits.MaxTopicLength, failed: limits.authFailed, metrics: b.metrics, logger: b.Logger},
 		&statusHook{lookup: b.Lookup, report: b.Status, metrics: b.metrics, now: time.Now},
-		&ingestHook{ctx: ctx, ingest: b.Ingest, durable: b.DurableAck, metrics: b.metrics},
+		&ingestHook{ctx: ctx, ingest: b.Ingest, durable: b.DurableAck, ackQueue: int(caps.ReceiveMaximum), metrics: b.metrics},
 	} {
 		if err := b.server.AddHook(h, nil); err != nil {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)

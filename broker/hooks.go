@@ -180,16 +180,18 @@ type ingestHook struct {
 	ctx     context.Context
 	ingest  IngestFunc
 	durable bool
-	metrics *metrics
+	// ackQueue bounds the PUBACKs a client may have waiting for their
+	// readings to be written; beyond it the client's reader waits. It is
+	// the receive maximum the broker announces (mqtt.max_inflight): an
+	// MQTT 5 client never has more in flight, an MQTT 3.1.1 one that sends
+	// more waits. At 1,024 the queues were 40 KiB per publishing client.
+	ackQueue int
+	metrics  *metrics
 
 	mu     sync.Mutex
 	queues map[*mqtt.Client]chan pendingAck
 	wg     sync.WaitGroup // the queues' goroutines
 }
-
-// ackQueueLen bounds the PUBACKs a client may have waiting for their
-// readings to be written; beyond it the client's reader waits.
-const ackQueueLen = 1024
 
 // pendingAck is a QoS 1 telemetry message whose PUBACK waits for stored.
 type pendingAck struct {
@@ -267,7 +269,7 @@ func (h *ingestHook) ackLater(cl *mqtt.Client, a pendingAck) {
 		if h.queues == nil {
 			h.queues = make(map[*mqtt.Client]chan pendingAck)
 		}
-		q = make(chan pendingAck, ackQueueLen)
+		q = make(chan pendingAck, h.ackQueue)
 		h.queues[cl] = q
 		h.wg.Add(1)
 		go h.sendAcks(cl, q)
