@@ -44,7 +44,17 @@ type Notice struct {
 	At time.Duration
 	// Duty sends the day's notices if this node is to (the holder of the
 	// cluster's lease), and reports whether it did; nil sends them always.
+	// A node that does not hold the lease at At asks again every
+	// CatchUpEvery for CatchUp, so that a lease handed on at At does not
+	// lose the day.
 	Duty func(ctx context.Context, send func(context.Context)) bool
+	// Claim claims a day's notices (the day as YYYY-MM-DD) cluster-wide
+	// before they are sent; false when another node claimed them. nil
+	// claims nothing.
+	Claim func(ctx context.Context, day string) (bool, error)
+	// CatchUp and CatchUpEvery: see Duty. They default to 1 hour and 1
+	// minute.
+	CatchUp, CatchUpEvery time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// Logger defaults to slog.Default().
@@ -60,6 +70,12 @@ func (n *Notice) setDefaults() {
 	}
 	if n.Now == nil {
 		n.Now = time.Now
+	}
+	if n.CatchUp <= 0 {
+		n.CatchUp = time.Hour
+	}
+	if n.CatchUpEvery <= 0 {
+		n.CatchUpEvery = time.Minute
 	}
 	if n.Logger == nil {
 		n.Logger = slog.Default()
@@ -78,7 +94,8 @@ func (n *Notice) next(now time.Time) time.Time {
 }
 
 // Run sends the notices every day at At until ctx ends. A day whose
-// sending time passed while the server was down is not made up.
+// sending time passed while the server was down is not made up (but for
+// the catch-up of Duty).
 func (n *Notice) Run(ctx context.Context) {
 	n.setDefaults()
 	for {
@@ -90,15 +107,50 @@ func (n *Notice) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		send := func(ctx context.Context) {
-			if err := n.SendFor(ctx, at); err != nil && ctx.Err() == nil {
-				n.Logger.Error("daily score notices not sent", "day", at.Format(time.DateOnly), "err", err)
+		n.deliver(ctx, at)
+	}
+}
+
+// deliver sends the notices of the day of at, on the node holding the
+// lease when Duty is set, once cluster-wide when Claim is.
+func (n *Notice) deliver(ctx context.Context, at time.Time) {
+	day := at.In(n.Location).Format(time.DateOnly)
+	done := false
+	send := func(ctx context.Context) {
+		if n.Claim != nil {
+			won, err := n.Claim(ctx, day)
+			if err != nil {
+				n.Logger.Warn("daily score notices not claimed: asked again", "day", day, "err", err)
+				return
+			}
+			if !won {
+				done = true // another node sent them
+				return
 			}
 		}
-		if n.Duty == nil {
-			send(ctx)
-		} else if !n.Duty(ctx, send) {
-			n.Logger.Debug("daily score notices left to the node holding the lease", "day", at.Format(time.DateOnly))
+		done = true
+		if err := n.SendFor(ctx, at); err != nil && ctx.Err() == nil {
+			n.Logger.Error("daily score notices not sent", "day", day, "err", err)
+		}
+	}
+	if n.Duty == nil {
+		send(ctx)
+		return
+	}
+	for until := at.Add(n.CatchUp); ; {
+		if n.Duty(ctx, send) && done {
+			return
+		}
+		if !n.Now().Before(until) {
+			n.Logger.Debug("daily score notices left to the node holding the lease", "day", day)
+			return
+		}
+		t := time.NewTimer(n.CatchUpEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -78,6 +79,78 @@ func TestNoticeRunsOnceADayAtItsTime(t *testing.T) {
 		}
 		if len(days) != 4 || days[0] != want[0] || days[3] != want[3] {
 			t.Fatalf("sent %v, want %v", days, want)
+		}
+	})
+}
+
+// TestNoticeOnceAcrossALeaseHandover runs two nodes' notices under one
+// lease that node a holds on the first day and node b from 08:32 on the
+// second, nobody between 08:29 and 08:32 (a handover at the sending time),
+// and both at 08:30 on the third: b catches the second day up within a
+// minute of taking the lease, and every day goes out once, the claim shared
+// by the nodes keeping the second sender off.
+func TestNoticeOnceAcrossALeaseHandover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now() // 08:00 in Shanghai
+		handover := start.Add(24*time.Hour + 29*time.Minute)
+		taken := start.Add(24*time.Hour + 32*time.Minute)
+		var mu sync.Mutex
+		var sent []string
+		claimed := ""
+		claim := func(_ context.Context, day string) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if day <= claimed {
+				return false, nil
+			}
+			claimed = day
+			return true, nil
+		}
+		node := func(name string, holds func(now time.Time) bool) *Notice {
+			return &Notice{
+				Tallies: func(context.Context, time.Time, time.Time) ([]Tally, error) { return nil, nil },
+				Units:   func() []string { return []string{"water"} },
+				Send: func(s ScoreNotice) {
+					mu.Lock()
+					sent = append(sent, s.Day+" "+time.Now().In(shanghai).Format("15:04")+" "+name)
+					mu.Unlock()
+				},
+				Duty: func(ctx context.Context, send func(context.Context)) bool {
+					if !holds(time.Now()) {
+						return false
+					}
+					send(ctx)
+					return true
+				},
+				Claim:  claim,
+				At:     8*time.Hour + 30*time.Minute,
+				Logger: slog.New(slog.DiscardHandler),
+			}
+		}
+		third := start.Add(48*time.Hour + 30*time.Minute)
+		a := node("a", func(now time.Time) bool {
+			return now.Before(handover) || !now.Before(third) && now.Before(third.Add(time.Minute))
+		})
+		b := node("b", func(now time.Time) bool { return !now.Before(taken) })
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for _, n := range []*Notice{a, b} {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.Run(ctx) }()
+		}
+		time.Sleep(3*24*time.Hour + time.Hour)
+		synctest.Wait()
+		cancel()
+		wg.Wait()
+		day := func(i int) string { return start.AddDate(0, 0, i).In(shanghai).Format(time.DateOnly) }
+		mu.Lock()
+		defer mu.Unlock()
+		// On the third day both think they hold it at 08:30 (a fencing
+		// gone wrong): the claim lets one of them send.
+		thirdDay := strings.TrimSuffix(strings.TrimSuffix(sent[min(2, len(sent)-1)], " a"), " b")
+		want := []string{day(0) + " 08:30 a", day(1) + " 08:32 b", day(2) + " 08:30", day(3) + " 08:30 b"}
+		if len(sent) != 4 || sent[0] != want[0] || sent[1] != want[1] || thirdDay != want[2] || sent[3] != want[3] {
+			t.Fatalf("sent %v, want %v (the third by a or b)", sent, want)
 		}
 	})
 }

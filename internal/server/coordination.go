@@ -63,6 +63,7 @@ type coordination struct {
 	retention *cluster.Lease
 	revisions cases.Revisions
 	claims    cases.Claims
+	duties    *cluster.Claims // the days the once-a-day duties last ran for
 }
 
 // startCoordination joins the cluster's ZooKeeper when cluster.zookeeper
@@ -93,9 +94,28 @@ func (s *Server) startCoordination(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("cluster.zookeeper: %w", err)
 	}
-	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims},
+	duties, err := c.Claims("duties")
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("cluster.zookeeper: %w", err)
+	}
+	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims}, duties: duties,
 		deadlines: c.Lease(leaseCaseDeadlines), scores: c.Lease(leaseScoreNotice), retention: c.Lease(leaseRetention)}
 	return nil
+}
+
+// claimDay claims the run of a once-a-day duty (a lease name) for day
+// (YYYY-MM-DD): false when a node claimed that day or a later one.
+func (c *coordination) claimDay(duty, day string) (bool, error) {
+	last, v, err := c.duties.Get(duty)
+	if err != nil || last >= day {
+		return false, err
+	}
+	_, err = c.duties.Swap(duty, v, day)
+	if errors.Is(err, cluster.ErrChanged) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // closeCoordination gives the leases up and ends the session.

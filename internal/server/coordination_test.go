@@ -16,6 +16,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/cases"
+	"github.com/gridwatch/gridwatch/cluster"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
@@ -418,4 +419,34 @@ func TestClusterAlertRaisesOneCase(t *testing.T) {
 	start = time.Now()
 	waitFor(t, 2*time.Minute, func() bool { return !holds() })
 	t.Logf("ended on node 0, it ended on node 1 after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestClaimDayOncePerDay: of two nodes claiming a day's duty, one wins; an
+// earlier day after it is refused, the next day is won again.
+func TestClaimDayOncePerDay(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	var nodes []*coordination
+	for i := range 2 {
+		c := &cluster.Coordinator{Servers: []string{zk.Addr}, Node: fmt.Sprintf("node%d", i)}
+		if err := c.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		duties, err := c.Claims("duties")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, &coordination{coord: c, duties: duties})
+	}
+	claim := func(n int, day string) bool {
+		t.Helper()
+		ok, err := nodes[n].claimDay(leaseScoreNotice, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !claim(0, "2026-12-02") || claim(1, "2026-12-02") || claim(1, "2026-12-01") || !claim(1, "2026-12-03") {
+		t.Fatal("a day's duty claimed other than once")
+	}
 }

@@ -128,6 +128,7 @@ func (s *Server) startScoreNotice(ctx context.Context) {
 	}
 	if s.coord.coord != nil {
 		n.Duty = s.coord.scores.Do
+		n.Claim = func(_ context.Context, day string) (bool, error) { return s.coord.claimDay(leaseScoreNotice, day) }
 	}
 	ctx, s.scores.cancel = context.WithCancel(ctx)
 	s.scores.wg.Add(1)
