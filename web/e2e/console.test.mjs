@@ -185,8 +185,14 @@ describe('console', () => {
     assert.ok(id, 'the offline camera raised a case');
     cameraCase = id;
     await page.goto(base + '/#/case/' + id);
-    // Unreachable or refused, as the probe found it.
-    await page.locator('[data-testid=case-camera]:not([data-status=ok]):not([data-status=never])').waitFor();
+    // Unreachable or refused, as the probe found it (the card asks again
+    // every 10 s).
+    try {
+      await page.locator('[data-testid=case-camera]:not([data-status=ok]):not([data-status=never])').waitFor({ timeout: 60000 });
+    } catch (e) {
+      await shot(page, 'en-case-camera-failed');
+      throw e;
+    }
     await page.getByTestId('case-camera').getByTestId('camera-status').waitFor();
     await shot(page, 'en-case-camera');
   });

@@ -47,6 +47,11 @@ function StatusPill({ st }) {
 // probed, with a link to its probe history.
 export function CameraHealth({ id }) {
   const res = useAPI('/api/v1/cameras/' + encodeURIComponent(id) + '/health?limit=50');
+  // Kept current, as the probes go on (and past a failed request).
+  useEffect(() => {
+    const timer = setInterval(res.reload, healthEvery);
+    return () => clearInterval(timer);
+  }, [id]);
   const probes = res.data?.probes || [];
   const h = probes[0];
   const sample = probes.find((p) => p.kind === 'sample');
@@ -69,6 +74,10 @@ export function CameraHealth({ id }) {
     </div>
   );
 }
+
+// healthEvery is how often a camera's health on a case's or device's page
+// is asked for again.
+const healthEvery = 10e3;
 
 // stillEvery is how often a still in view is fetched again: the prober
 // keeps a camera's last good picture, taken at each stream sample.

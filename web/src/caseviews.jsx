@@ -169,7 +169,7 @@ export function CasePage({ id, me }) {
         </div>
         <div class="card"><CaseActions c={c} me={me} onDone={res.reload} /></div>
       </div>
-      {dev.data?.type === 'camera' && <CameraHealth id={c.device} />}
+      {c.device && (dev.data?.type === 'camera' || c.source === 'camera') && <CameraHealth id={c.device} />}
       <MiniMap grid={c.grid} lat={lat} lon={lon} />
       {c.device && (latest.data?.metrics || []).length > 0 && (
         <div class="card">

@@ -1,1 +1,0 @@
-import{a,b,c,d,e}from"./chunk-3CORLESV.js";import"./chunk-SZKQOYVP.js";import"./chunk-EOYFQJKE.js";import"./chunk-42QNHH5L.js";export{b as CameraHealth,e as CameraPage,d as CameraWall,c as Still,a as camState};

@@ -1,0 +1,1 @@
+import{a,b,c,d,e}from"./chunk-M6CFJFG6.js";import"./chunk-SZKQOYVP.js";import"./chunk-EOYFQJKE.js";import"./chunk-42QNHH5L.js";export{b as CameraHealth,e as CameraPage,d as CameraWall,c as Still,a as camState};
