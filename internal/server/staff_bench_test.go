@@ -67,9 +67,11 @@ var staffExport = staffAsk{name: "export_csv", path: func(string) string { retur
 // the machine's own noise amounts to. The rate is the readings the fleet
 // had acknowledged (acked means stored). It prints the rates side by side,
 // their ratio (the goal: at least 0.9) and the control, the staff's
-// latencies, the process's CPU and the collector's. Run it by hand:
+// latencies, and for each side the process's CPU (in cores and per
+// reading), the collector's and the mutex wait per reading, which tell
+// the staff's taking CPU from a stall. Run it by hand:
 //
-//	go test ./internal/server -run '^$' -bench StaffBesideFleet -benchtime 1x
+//	go test ./internal/server -run '^$' -bench StaffBesideFleet -benchtime 1x -timeout 30m
 func BenchmarkStaffBesideFleet(b *testing.B) {
 	const (
 		rounds = 20
@@ -210,6 +212,7 @@ func BenchmarkStaffBesideFleet(b *testing.B) {
 		readings  int64
 		wall, cpu time.Duration
 		gcCPU, gc float64
+		mutexWait float64
 	}
 	measure := func(p *phaseTotals, run func()) int64 {
 		r0, c0, g0, w := acked.Load(), processCPU(), gcFigures(), time.Now()
@@ -221,6 +224,7 @@ func BenchmarkStaffBesideFleet(b *testing.B) {
 		p.cpu += processCPU() - c0
 		p.gcCPU += g1[0] - g0[0]
 		p.gc += g1[1] - g0[1]
+		p.mutexWait += g1[2] - g0[2]
 		return n
 	}
 	for b.Loop() {
@@ -259,8 +263,9 @@ func BenchmarkStaffBesideFleet(b *testing.B) {
 			name string
 			t    phaseTotals
 		}{{"alone", alone}, {"beside", beside}} {
-			b.Logf("  %-6s: process %.2f cores, collector %.2f cores (Go's estimate), %.1f collections/s",
-				p.name, p.t.cpu.Seconds()/p.t.wall.Seconds(), p.t.gcCPU/p.t.wall.Seconds(), p.t.gc/p.t.wall.Seconds())
+			b.Logf("  %-6s: %s in all; process %.2f cores, %s of CPU per reading; collector %.2f cores (Go's estimate), %.0f collections; mutex wait %s per reading",
+				p.name, p.t.wall.Round(time.Second), p.t.cpu.Seconds()/p.t.wall.Seconds(), p.t.cpu/time.Duration(max(p.t.readings, 1)),
+				p.t.gcCPU/p.t.wall.Seconds(), p.t.gc, time.Duration(p.t.mutexWait*1e9/float64(max(p.t.readings, 1))))
 		}
 		for _, a := range append(slices.Clone(staffLists), staffExport) {
 			d := took[a.name]
@@ -288,10 +293,10 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// gcFigures are the collector's CPU seconds (Go's estimate) and its
-// cycles so far.
-func gcFigures() [2]float64 {
-	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+// gcFigures are the collector's CPU seconds (Go's estimate), its cycles
+// and the time goroutines waited on mutexes so far.
+func gcFigures() [3]float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/gc/cycles/total:gc-cycles"}, {Name: "/sync/mutex/wait/total:seconds"}}
 	metrics.Read(s)
-	return [2]float64{s[0].Value.Float64(), float64(s[1].Value.Uint64())}
+	return [3]float64{s[0].Value.Float64(), float64(s[1].Value.Uint64()), s[2].Value.Float64()}
 }
