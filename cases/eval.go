@@ -247,7 +247,9 @@ func (w Weights) Composite(in Indicators) *float64 {
 
 // Scoring is a unit's score (考核分): Base, plus points for each assignment
 // signed for on time and each closed on time, less points for each overdue
-// assignment, each failed verification and each wrong return.
+// assignment, each failed verification and each wrong return. A Scoring
+// without a Base is DefaultScoring (with its own Bands, if any); with one,
+// its points and call-in score are as given, 0 counting nothing.
 type Scoring struct {
 	// Base defaults to 1000.
 	Base float64 `yaml:"base" json:"base"`
@@ -279,20 +281,17 @@ type Band struct {
 // CallInBand is the band of units scoring below Scoring.CallIn.
 const CallInBand = "约谈 call-in"
 
-// withDefaults fills in s's unset fields.
+// DefaultScoring is the score of a Scoring without a Base.
+var DefaultScoring = Scoring{Base: 1000, SignOnTime: 1, CloseOnTime: 2, Overdue: 5, Rework: 3, WrongReturn: 5, CallIn: 800}
+
+// withDefaults is s, or DefaultScoring when s has no Base, with the bands
+// filled in.
 func (s Scoring) withDefaults() Scoring {
-	def := func(v *float64, d float64) {
-		if *v == 0 {
-			*v = d
-		}
+	if s.Base == 0 {
+		bands := s.Bands
+		s = DefaultScoring
+		s.Bands = bands
 	}
-	def(&s.Base, 1000)
-	def(&s.SignOnTime, 1)
-	def(&s.CloseOnTime, 2)
-	def(&s.Overdue, 5)
-	def(&s.Rework, 3)
-	def(&s.WrongReturn, 5)
-	def(&s.CallIn, 800)
 	if len(s.Bands) == 0 {
 		s.Bands = []Band{{"优秀 excellent", s.Base}, {"良好 good", s.Base - (s.Base-s.CallIn)/2}, {"合格 pass", s.CallIn}}
 	}
@@ -321,12 +320,13 @@ func (e Evaluation) Check(prefix string) error {
 			return fmt.Errorf("'%sweights' must be >= 0", prefix)
 		}
 	}
-	s := e.Scoring.withDefaults()
-	for _, v := range []float64{s.SignOnTime, s.CloseOnTime, s.Overdue, s.Rework, s.WrongReturn} {
+	s := e.Scoring
+	for _, v := range []float64{s.Base, s.CallIn, s.SignOnTime, s.CloseOnTime, s.Overdue, s.Rework, s.WrongReturn} {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("'%sscoring' points must be >= 0", prefix)
 		}
 	}
+	s = s.withDefaults()
 	if s.CallIn > s.Base {
 		return fmt.Errorf("'%sscoring.call_in' %g is above 'scoring.base' %g", prefix, s.CallIn, s.Base)
 	}

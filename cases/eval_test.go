@@ -120,8 +120,10 @@ func TestEvaluateRanksAndBands(t *testing.T) {
 		t.Errorf("ranks %v: equal scores and composites share a rank", ranks)
 	}
 
+	// With a base, the points not given count nothing: here only overdue
+	// ones are deducted.
 	custom := Evaluation{Scoring: Scoring{Base: 100, Overdue: 10, CallIn: 60, Bands: []Band{{"A", 90}, {"B", 60}}}}
-	r := custom.Evaluate([]Tally{{Key: "x", Overdue: 3}}, ByScore, false)[0]
+	r := custom.Evaluate([]Tally{{Key: "x", Overdue: 3, SignedOnTime: 4, ClosedOnTime: 2, Reworks: 1}}, ByScore, false)[0]
 	if r.Score != 70 || r.Band != "B" || r.CallIn {
 		t.Errorf("custom scoring: %+v", r)
 	}

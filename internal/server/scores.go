@@ -66,10 +66,13 @@ func (c *CaseEvaluationConfig) validate(bad func(key, format string, args ...any
 		bad("cases.evaluation", "%v", err)
 	}
 	sc := c.Scoring
-	for key, v := range map[string]float64{"base": sc.Base, "call_in": sc.CallIn, "sign_on_time": sc.SignOnTime, "close_on_time": sc.CloseOnTime,
+	if sc.Base <= 0 {
+		bad("cases.evaluation.scoring.base", "must be > 0")
+	}
+	for key, v := range map[string]float64{"call_in": sc.CallIn, "sign_on_time": sc.SignOnTime, "close_on_time": sc.CloseOnTime,
 		"overdue": sc.Overdue, "rework": sc.Rework, "wrong_return": sc.WrongReturn} {
-		if v <= 0 {
-			bad("cases.evaluation.scoring."+key, "must be > 0")
+		if v < 0 {
+			bad("cases.evaluation.scoring."+key, "must be >= 0 (0: none)")
 		}
 	}
 	if c.NoticeAt < 0 || c.NoticeAt >= 24*time.Hour {
