@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/internal/logbuf"
 )
 
 // This file attacks the broker's security and bad-input promises of the
@@ -721,7 +722,7 @@ func TestAttackUntrustedClientCertificate(t *testing.T) {
 // in logs: wrong and right passwords, at the most verbose level, the
 // embedded broker's own records included.
 func TestAttackSecretsNotLogged(t *testing.T) {
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b, _ := startBroker(t, &received{}, func(b *Broker) { b.Logger = logger })
 	addr := loopback(b.Addr())
@@ -740,24 +741,6 @@ func TestAttackSecretsNotLogged(t *testing.T) {
 			t.Errorf("the log holds the secret %q:\n%s", secret, buf.String())
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestAttackWildcardDeviceID attacks the topic ACL through the registry: a

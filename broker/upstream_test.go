@@ -16,6 +16,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
+	"github.com/gridwatch/gridwatch/internal/logbuf"
 	"github.com/gridwatch/gridwatch/internal/mosquittotest"
 )
 
@@ -184,7 +185,7 @@ func TestUpstreamSharesAndHidesItsPassword(t *testing.T) {
 		seen[m] = true
 	}
 
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	const wrong = "wrong-secret-0123"
 	u := &Upstream{Brokers: []string{ms.URL()}, ClientID: "gridwatch-2", Username: "gridwatch-2", Password: wrong,
 		Ingest: a.ingest, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}

@@ -1,36 +1,17 @@
 package gb28181_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest/gb28181"
+	"github.com/gridwatch/gridwatch/internal/logbuf"
 	"github.com/gridwatch/gridwatch/simulators"
 )
-
-// syncBuffer is a log sink safe for the registrar's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSecretsNeverLogged registers a device over UDP and TCP, fails one
 // with a wrong password, plays a stream and ends one that never answers,
@@ -40,7 +21,7 @@ func (s *syncBuffer) String() string {
 func TestSecretsNeverLogged(t *testing.T) {
 	const password, wrong = "never-logged-Zq3", "never-logged-wrong-Zq3"
 	ids := []string{simulators.GBDeviceID(realm, 1), simulators.GBDeviceID(realm, 2), simulators.GBDeviceID(realm, 3)}
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	tr := startRegistrar(t, []devices.Device{camera(ids[0], password), camera(ids[1], password), camera(ids[2], password)},
 		func(r *gb28181.Registrar) {
 			r.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

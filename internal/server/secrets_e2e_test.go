@@ -13,33 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/internal/logbuf"
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
-
-// syncBuffer is a log sink the server's goroutines write to at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRTSPPasswordsSealedAtRest attacks the README's promise that RTSP
 // passwords are encrypted at rest and never printed. A camera imported with
@@ -91,7 +73,7 @@ func TestRTSPPasswordsSealedAtRest(t *testing.T) {
 	db.Close()
 
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	start := func(keyFile string, devs []devices.Device) *Server {
 		cfg := Default()
 		cfg.DataDir = dir
