@@ -44,7 +44,8 @@ const (
 	FaultWrongAuth CameraFault = "wrong_auth"
 	// FaultNotFound serves no stream under the camera's path.
 	FaultNotFound CameraFault = "not_found"
-	// FaultStall stops sending frames StallAfter after PLAY.
+	// FaultStall stops sending frames StallAfter after PLAY (and after
+	// its first few frames).
 	FaultStall CameraFault = "stall"
 	// FaultLowFPS sends LowFPS frames a second while the SPS announces FPS.
 	FaultLowFPS CameraFault = "low_fps"
@@ -606,6 +607,13 @@ func (s *farmSession) pace(ctx context.Context) {
 	})
 }
 
+// stallMinFrames is how many frames FaultStall sends at least before it
+// stops, however late its goroutine first runs: a camera that stalls has
+// streamed first (one that never streams is FaultCodecChange's or a
+// timeout's), and on a loaded machine StallAfter could pass before the
+// first frame went out.
+const stallMinFrames = 5
+
 // play hands the clip's frames to send at the camera's rate, looping,
 // with 90 kHz timestamps from ts0 that keep counting across loops, until
 // ctx ends or send fails; FaultLowFPS slows the rate and FaultStall stops
@@ -620,7 +628,7 @@ func (c *Camera) play(ctx context.Context, cl *clip, ts0 uint32, send func(au []
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for n := 0; ; n++ {
-		if c.Fault == FaultStall && time.Since(start) >= c.StallAfter {
+		if c.Fault == FaultStall && n >= stallMinFrames && time.Since(start) >= c.StallAfter {
 			<-ctx.Done()
 			return
 		}
