@@ -30,11 +30,24 @@ type proxy struct {
 // to ZooKeeper, as if it had crashed.
 func (p *proxy) cut() {
 	p.ln.Close()
+	p.drop()
+}
+
+// thaw ends a partition: it closes the frozen connections, whose packets
+// were lost, and relays new ones again.
+func (p *proxy) thaw() {
+	p.drop()
+	p.frozen.Store(false)
+}
+
+// drop closes the relay's connections.
+func (p *proxy) drop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
 		c.Close()
 	}
+	p.conns = nil
 }
 
 func startProxy(t *testing.T, to string) *proxy {
@@ -228,6 +241,33 @@ func TestLeaseRunsDutyOnceAcrossFaults(t *testing.T) {
 	if n > 3 {
 		t.Errorf("the duty changed hands %d times over 3 faults: two nodes ran it at once", n)
 	}
+}
+
+// TestLeaseBackAfterSessionExpired partitions the holder until ZooKeeper
+// expires its session and another node takes over, then ends the partition
+// and closes the other node: the first, in its new session, must take the
+// lease again. (Its client asked for the candidates while it had no
+// session, between the expiry and the new one: a candidate named after the
+// session it read then, 0, kept its own later candidate from ever being
+// the oldest.)
+func TestLeaseBackAfterSessionExpired(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	const timeout = 4 * time.Second
+	p := startProxy(t, zk.Addr)
+	a := startNode(t, p.addr(), "nodea", timeout).Lease("duty")
+	waitFor(t, time.Minute, "node a holding", a.Held)
+	other := startNode(t, zk.Addr, "nodeb", timeout)
+	b := other.Lease("duty")
+	p.frozen.Store(true)
+	took := waitFor(t, 2*time.Minute, "node b holding", b.Held)
+	t.Logf("node b took over %s after node a's partition", took.Round(time.Millisecond))
+	if a.Held() {
+		t.Fatal("both nodes hold the lease")
+	}
+	p.thaw()
+	other.Close()
+	back := waitFor(t, 2*time.Minute, "node a holding again", a.Held)
+	t.Logf("node a holds again %s after node b closed", back.Round(time.Millisecond))
 }
 
 // TestVersionsSwapOnce has three nodes race to move one key's number on,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"slices"
 	"strconv"
@@ -25,23 +26,24 @@ import (
 //
 // A nil *Lease is always held: a single node needs no coordination.
 type Lease struct {
-	c    *Coordinator
-	name string
-	dir  string
-	kick chan struct{}
+	c      *Coordinator
+	name   string
+	dir    string
+	prefix string // of this Lease's candidates' names, n-<random>-
+	kick   chan struct{}
 
-	mu      sync.Mutex
-	term    context.Context // non-nil while held
-	end     context.CancelFunc
-	until   time.Time   // the term's end, unless renewed
-	timer   *time.Timer // fences at until
-	path    string      // this node's candidate, "" when none
-	session int64       // the session that made path
+	mu    sync.Mutex
+	term  context.Context // non-nil while held
+	end   context.CancelFunc
+	until time.Time   // the term's end, unless renewed
+	timer *time.Timer // fences at until
+	path  string      // this node's candidate, "" when none
 }
 
 // Lease returns the lease named name and campaigns for it until Close.
 func (c *Coordinator) Lease(name string) *Lease {
-	l := &Lease{c: c, name: name, dir: c.Root + "/leases/" + name, kick: make(chan struct{}, 1)}
+	l := &Lease{c: c, name: name, dir: c.Root + "/leases/" + name, kick: make(chan struct{}, 1),
+		prefix: "n-" + strconv.FormatUint(rand.Uint64(), 16) + "-"}
 	c.mu.Lock()
 	c.leases = append(c.leases, l)
 	c.mu.Unlock()
@@ -138,18 +140,17 @@ func (l *Lease) campaign(ctx context.Context) {
 	}
 }
 
-// check makes this node's candidate when it has none in the present
-// session, and reports whether it is the oldest; watch fires when the
-// candidates change.
+// check makes this node's candidate when it has none, and reports whether
+// it is the oldest; watch fires when the candidates change.
+//
+// A candidate is this Lease's by its name's prefix, random for each Lease,
+// not by the session: a candidate is ephemeral, so one still listed is the
+// present session's (an expired session's went with it), but a session's
+// ID read before a request does not tell in which session the request
+// runs. When the session expires, the client has ID 0 until it has a new
+// one, and a create asked meanwhile waits and runs in the new session. A
+// candidate whose creation's answer was lost is found by its prefix too.
 func (l *Lease) check(conn *zk.Conn) (held bool, watch <-chan zk.Event, err error) {
-	sid := conn.SessionID()
-	l.mu.Lock()
-	mine := l.path
-	if l.session != sid {
-		mine = "" // the session expired, and its candidate with it
-	}
-	l.mu.Unlock()
-	prefix := "n-" + strconv.FormatInt(sid, 16) + "-"
 	children, _, watch, err := conn.ChildrenW(l.dir)
 	if errors.Is(err, zk.ErrNoNode) {
 		if err = l.c.ensure(l.dir); err == nil {
@@ -160,32 +161,29 @@ func (l *Lease) check(conn *zk.Conn) (held bool, watch <-chan zk.Event, err erro
 		return false, nil, fmt.Errorf("candidates of %s: %w", l.dir, err)
 	}
 	slices.SortFunc(children, func(a, b string) int { return strings.Compare(seqOf(a), seqOf(b)) })
-	if mine == "" {
-		// A candidate of this session's whose creation's answer was lost
-		// is found by its prefix.
-		for _, ch := range children {
-			if strings.HasPrefix(ch, prefix) {
-				mine = path.Join(l.dir, ch)
-				break
-			}
+	mine := ""
+	for _, ch := range children {
+		if strings.HasPrefix(ch, l.prefix) {
+			mine = path.Join(l.dir, ch)
+			break
 		}
 	}
-	if mine == "" {
-		p, err := conn.Create(path.Join(l.dir, prefix), []byte(l.c.Node), zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
+	made := mine == ""
+	if made {
+		mine, err = conn.Create(path.Join(l.dir, l.prefix), []byte(l.c.Node), zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
 		if err != nil {
 			return false, nil, fmt.Errorf("candidate in %s: %w", l.dir, err)
 		}
-		l.mu.Lock()
-		l.path, l.session = p, sid
-		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	l.path = mine
+	l.mu.Unlock()
+	if made {
 		// The children listed before it was made are stale: look again.
 		l.wake()
 		return false, watch, nil
 	}
-	l.mu.Lock()
-	l.path, l.session = mine, sid
-	l.mu.Unlock()
-	return len(children) > 0 && path.Join(l.dir, children[0]) == mine, watch, nil
+	return strings.HasPrefix(children[0], l.prefix), watch, nil
 }
 
 // seqOf returns a candidate's sequence number, the 10 digits ZooKeeper
