@@ -63,8 +63,8 @@ const (
 	frozenShare = 0.9
 	// minFramesForFrozen is the fewest frames the frozen test judges.
 	minFramesForFrozen = 5
-	// stallFrames is how many nominal frame intervals without a frame, at
-	// the end of a sample, make it stalled.
+	// stallFrames is how many frame intervals (nominal, or the stream's own
+	// when longer) without a frame, at the end of a sample, make it stalled.
 	stallFrames = 10
 )
 
@@ -415,9 +415,15 @@ func (m *meter) judge(rec *HealthRecord, end time.Time) (Status, string) {
 	if m.frames == 0 {
 		return StatusStalled, "no_frames"
 	}
+	// A frame interval is the nominal one, or the one the stream keeps
+	// when it is longer (a camera at 10 fps that announces 25 is slow, not
+	// stalled, after 400 ms without a frame).
 	interval := time.Second
 	if m.nominalFPS > 0 {
 		interval = time.Duration(float64(time.Second) / m.nominalFPS)
+	}
+	if rec.FPS > 0 { // measured by fill
+		interval = max(interval, time.Duration(float64(time.Second)/rec.FPS))
 	}
 	// Heavy loss over UDP looks like a stall at the end of a sample:
 	// the client holds packets after a gap until its reorder buffer
