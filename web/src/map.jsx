@@ -42,6 +42,25 @@ async function allDevices() {
 
 function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 
+// cellCounts returns the open and overdue cases of a grid cell, or of the
+// cells below a district or street.
+function cellCounts(p, counts) {
+  if (p.level === 'grid') return counts.byGrid.get(p.code) || { open: 0, overdue: 0 };
+  let open = 0, overdue = 0;
+  for (const [g, c] of counts.byGrid) if (g === p.code || (g || '').startsWith(p.code + '-')) { open += c.open; overdue += c.overdue; }
+  return { open, overdue };
+}
+
+// cellStyle draws districts and streets as outlines and fills a cell by
+// its worst case: overdue, open, none.
+function cellStyle(f, counts) {
+  const lvl = f.properties.level;
+  if (lvl !== 'grid') return { color: cssVar('--fg'), weight: lvl === 'district' ? 3 : 1.5, dashArray: lvl === 'street' ? '4 4' : null, fill: false, interactive: false };
+  const c = cellCounts(f.properties, counts);
+  const fill = c.overdue ? cssVar('--bad') : c.open ? cssVar('--warn') : cssVar('--ok');
+  return { color: fill, weight: 1, fillColor: fill, fillOpacity: c.open ? 0.35 : 0.12 };
+}
+
 export function MapView() {
   const el = useRef(null);
   const mapRef = useRef(null);
@@ -92,44 +111,38 @@ export function MapView() {
     return () => { off(); map.stop(); map.remove(); };
   }, []);
 
-  // The polygons: districts and streets as outlines, cells filled.
+  // The polygons: districts and streets as outlines, cells filled. They are
+  // made once; the counts restyle them in place, so that a case changing
+  // does not close the popup a user has open. A popup reads the counts
+  // when it opens.
+  const countsRef = useRef(counts);
+  countsRef.current = counts;
   useEffect(() => {
     const m = mapRef.current;
     if (!geo || !m) return;
     if (m.cells) m.cells.remove();
-    const colors = { ok: cssVar('--ok'), warn: cssVar('--warn'), bad: cssVar('--bad'), line: cssVar('--fg') };
-    const sum = (code) => {
-      // A district or street counts the cases of the cells below it.
-      let open = 0, overdue = 0;
-      for (const [g, c] of counts.byGrid) if (g === code || (g || '').startsWith(code + '-')) { open += c.open; overdue += c.overdue; }
-      return { open, overdue };
-    };
     const order = { district: 0, street: 1, grid: 2 };
     const feats = [...geo.features].sort((a, b) => order[b.properties.level] - order[a.properties.level]);
     m.cells = L.geoJSON({ type: 'FeatureCollection', features: feats }, {
-      style: (f) => {
-        const lvl = f.properties.level;
-        if (lvl !== 'grid') return { color: colors.line, weight: lvl === 'district' ? 3 : 1.5, dashArray: lvl === 'street' ? '4 4' : null, fill: false, interactive: false };
-        const c = counts.byGrid.get(f.properties.code) || { open: 0, overdue: 0 };
-        const fill = c.overdue ? colors.bad : c.open ? colors.warn : colors.ok;
-        return { color: fill, weight: 1, fillColor: fill, fillOpacity: c.open ? 0.35 : 0.12 };
-      },
+      style: (f) => cellStyle(f, countsRef.current),
       renderer: L.svg(),
       onEachFeature: (f, layer) => {
         const p = f.properties;
-        const c = p.level === 'grid' ? (counts.byGrid.get(p.code) || { open: 0, overdue: 0 }) : sum(p.code);
-        layer.bindPopup(() => textNode([
-          { text: p.name || p.code, bold: true }, { text: p.code },
-          { text: `${t('openCases')}: ${c.open} · ${t('overdueCases')}: ${c.overdue}` },
-          { text: t('openQueue'), href: '#/' + q({ grid: p.code }) },
-          { text: t('queue'), href: '#/alerts' + q({ grid: p.code }) },
-        ]));
+        layer.bindPopup(() => {
+          const c = cellCounts(p, countsRef.current);
+          return textNode([
+            { text: p.name || p.code, bold: true }, { text: p.code },
+            { text: `${t('openCases')}: ${c.open} · ${t('overdueCases')}: ${c.overdue}` },
+            { text: t('openQueue'), href: '#/' + q({ grid: p.code }) },
+            { text: t('queue'), href: '#/alerts' + q({ grid: p.code }) },
+          ]);
+        });
         layer.on('add', () => {
           const pe = layer.getElement && layer.getElement();
           if (pe && p.level === 'grid') {
             pe.setAttribute('data-testid', 'map-cell');
             pe.setAttribute('data-grid', p.code);
-            pe.setAttribute('data-open', String(c.open));
+            pe.setAttribute('data-open', String(cellCounts(p, countsRef.current).open));
           }
         });
       },
@@ -144,7 +157,18 @@ export function MapView() {
     if (grid) {
       m.cells.eachLayer((l) => { if (l.feature.properties.code === grid) m.map.fitBounds(l.getBounds(), { maxZoom: 16, animate: false }); });
     }
-  }, [geo, counts]);
+  }, [geo]);
+  useEffect(() => {
+    const m = mapRef.current;
+    if (!m || !m.cells) return;
+    m.cells.eachLayer((l) => {
+      const p = l.feature.properties;
+      if (p.level !== 'grid') return;
+      l.setStyle(cellStyle(l.feature, counts));
+      const pe = l.getElement && l.getElement();
+      if (pe) pe.setAttribute('data-open', String(cellCounts(p, counts).open));
+    });
+  }, [counts]);
 
   // The markers, clustered for the view at every move; a cluster counts
   // its alerting and offline devices, and takes the colour of the worst.
