@@ -286,20 +286,13 @@ func (r *Registrar) onLateAnswer(res *sip.Response) {
 		r.Logger.Info("gb28181 late answer not acknowledged", "err", err)
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closing {
-		return
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	r.background(func() {
 		ctx, cancel := context.WithTimeout(r.ctx, r.QueryTimeout)
 		defer cancel()
 		if res, err := r.client.Do(ctx, r.inDialog(sip.BYE, res, cseq.SeqNo+1)); err != nil || !res.IsSuccess() {
 			r.metrics.streams.WithLabelValues("bye_failed").Inc()
 		}
-	}()
+	})
 }
 
 // inDialog returns a request of method in the dialog a 200 OK to an
