@@ -73,9 +73,11 @@ type Store interface {
 // their timers, and persists them. Its methods are safe for concurrent use.
 //
 // All state is guarded by one mutex, mu; flushMu (held by Flush around a
-// save) is always taken before mu, never after. Observe holds mu for a
-// whole batch, so evaluation is cheap: rules are indexed per device and
-// metric, expressions are compiled once and run on one reused VM.
+// save) is always taken before mu, never after, and every holder lets go
+// through unlock, which evaluates the readings handed over meanwhile (see
+// ObserveReadings). Observe holds mu for a whole batch, so evaluation is
+// cheap: rules are indexed per device and metric, expressions are compiled
+// once and run on one reused VM.
 type Engine struct {
 	// Rules is the initial rule set. It defaults to DefaultRules(); SetRules
 	// replaces it.
@@ -151,6 +153,14 @@ type Engine struct {
 
 	flushMu sync.Mutex // taken before mu
 	mu      sync.Mutex
+	// handed holds the readings ObserveReadings callers handed over for
+	// the holder of mu to evaluate, and done, closed once they are; spare
+	// is the batches' slice reused.
+	handed struct {
+		mu             sync.Mutex
+		batches, spare [][]ingest.Reading
+		done           chan struct{}
+	}
 	// views and each entry's view are what List and Get read, without mu:
 	// the engine publishes a changed alert's view as it unlocks mu, so
 	// staff reads never wait for ingestion nor ingestion for them.
@@ -394,20 +404,68 @@ func (e *Engine) SetRules(rs *RuleSet) {
 }
 
 // ObserveReadings evaluates telemetry readings; the ingest pipeline calls
-// it after decoding. It does not allocate per reading once a device's
+// it after decoding, on each publishing client's goroutine. It returns once
+// they are evaluated. It does not allocate per reading once a device's
 // state exists.
+//
+// The clients do not queue for mu one by one: each hands its readings
+// over, and whoever holds mu evaluates all that were handed over before it
+// lets go (see unlock), so that one holder serves them all while the others
+// wait only for their readings to be done. Taken in turn, each waiting
+// client had to be woken and scheduled to take mu, which stood idle
+// meanwhile: on a busy machine, a convoy that cost ingestion its rate
+// whenever anything else (a staff read, a timer sweep) ran beside it.
 func (e *Engine) ObserveReadings(rs []ingest.Reading) {
-	e.mu.Lock()
-	defer e.unlock()
-	if e.closed || e.devs == nil {
+	if len(rs) == 0 {
 		return
 	}
-	e.observed.Add(uint64(len(rs)))
-	now := e.Now()
-	for i := range rs {
-		r := &rs[i]
-		e.observe(r.Device, "", r.Grid, r.Metric, r.Value, r.TS, now)
+	e.handed.mu.Lock()
+	e.handed.batches = append(e.handed.batches, rs)
+	if e.handed.done == nil {
+		e.handed.done = make(chan struct{})
 	}
+	done := e.handed.done
+	e.handed.mu.Unlock()
+	if e.mu.TryLock() {
+		e.unlock()
+	}
+	<-done
+}
+
+// evaluateHanded evaluates the readings handed over by ObserveReadings and
+// returns the channel to close, once their alerts' views are published, to
+// release their callers; nil when none were handed over. Called with mu
+// held.
+func (e *Engine) evaluateHanded() (done chan struct{}) {
+	e.handed.mu.Lock()
+	batches, done := e.handed.batches, e.handed.done
+	if done != nil {
+		e.handed.batches, e.handed.done = e.handed.spare, nil
+	}
+	e.handed.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	if !e.closed && e.devs != nil {
+		now := e.Now()
+		for _, rs := range batches {
+			e.observed.Add(uint64(len(rs)))
+			for i := range rs {
+				r := &rs[i]
+				e.observe(r.Device, "", r.Grid, r.Metric, r.Value, r.TS, now)
+			}
+		}
+	}
+	clear(batches) // the callers' slices are theirs again once released
+	e.handed.spare = batches[:0]
+	return done
+}
+
+// handedOver reports whether readings wait to be evaluated.
+func (e *Engine) handedOver() bool {
+	e.handed.mu.Lock()
+	defer e.handed.mu.Unlock()
+	return e.handed.done != nil
 }
 
 // Observe evaluates observations, such as camera-health measurements or
@@ -958,19 +1016,48 @@ func (e *Engine) republish(en *entry) {
 
 // unlock publishes the views of the alerts changed while mu was held, and
 // the fired order with those that fired, then unlocks mu. Every section that changes alerts ends with it.
+//
+// Every holder of mu lets go through unlock, which first evaluates the
+// readings handed over meanwhile (see ObserveReadings) and, after letting
+// go, takes mu again for those handed over since, unless another holder
+// has it (it will do the same). A client that has served others for
+// handedRounds rounds leaves the rest to a goroutine of its own, so that
+// it is not kept from its own device for long.
 func (e *Engine) unlock() {
-	for _, en := range e.changed {
-		en.stale = false
-		en.view.Store(&alertView{Alert: en.clone(), events: en.events})
-		if !en.listed && !en.Fired.IsZero() && en.Condition != ConditionInactive {
-			e.listFired(en)
+	for round := 1; ; round++ {
+		done := e.evaluateHanded()
+		for _, en := range e.changed {
+			en.stale = false
+			en.view.Store(&alertView{Alert: en.clone(), events: en.events})
+			if !en.listed && !en.Fired.IsZero() && en.Condition != ConditionInactive {
+				e.listFired(en)
+			}
+		}
+		clear(e.changed)
+		e.changed = e.changed[:0]
+		e.publishOrder()
+		e.mu.Unlock()
+		if done != nil {
+			close(done)
+		}
+		switch {
+		case !e.handedOver():
+			return
+		case round == handedRounds:
+			go func() {
+				e.mu.Lock()
+				e.unlock()
+			}()
+			return
+		case !e.mu.TryLock():
+			return
 		}
 	}
-	clear(e.changed)
-	e.changed = e.changed[:0]
-	e.publishOrder()
-	e.mu.Unlock()
 }
+
+// handedRounds is how many rounds of handed-over readings one holder of mu
+// evaluates as it lets go (see unlock).
+const handedRounds = 4
 
 // prune forgets cleared alerts older than Retain.
 func (e *Engine) prune(now time.Time) {

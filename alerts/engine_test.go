@@ -11,6 +11,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/ingest"
 )
 
 // clock is a fake clock tests move by hand.
@@ -433,6 +434,115 @@ func TestReadsDoNotWaitForIngest(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("List, Get and All waited for the engine's mutex, held by ingestion")
+	}
+}
+
+// TestHandedReadingsAreEvaluatedOnReturn checks what the ingest pipeline
+// relies on when ObserveReadings callers hand their readings over to the
+// holder of the engine's mutex instead of queuing for it: a call returns
+// only once its readings are evaluated, not while another holds the mutex,
+// and then its alert is there to read.
+func TestHandedReadingsAreEvaluatedOnReturn(t *testing.T) {
+	c := &clock{t: t0}
+	held, release := make(chan struct{}), make(chan struct{})
+	const clients = 20
+	var devs []devices.Device
+	for i := range clients {
+		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: "G1"})
+	}
+	reg := devices.NewRegistry(devs)
+	e := &alerts.Engine{
+		Rules: mustRules(t, lifecycleRules), Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour,
+		Lookup: func(id string) (devices.Device, bool) {
+			if id == "stranger" {
+				close(held)
+				<-release
+			}
+			return reg.Lookup(id)
+		},
+	}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	go e.Observe(alerts.Observation{Device: "stranger", Metric: "ch4_ppm", Value: 1})
+	<-held
+	returned := make(chan string, clients)
+	for _, d := range devs {
+		go func() {
+			e.ObserveReadings([]ingest.Reading{{TS: c.Now().UnixMilli(), Device: d.ID, Grid: d.Grid, Metric: "ch4_ppm", Value: 8000}})
+			p, err := e.List(alerts.Filter{Device: d.ID})
+			if err != nil || len(p.Alerts) != 1 || p.Alerts[0].Condition != alerts.ConditionFiring {
+				returned <- fmt.Sprintf("%s: ObserveReadings returned with alerts %+v (%v); want its alert firing", d.ID, p.Alerts, err)
+				return
+			}
+			returned <- ""
+		}()
+	}
+	select {
+	case msg := <-returned:
+		t.Fatalf("a call returned while the mutex was held, before its readings could be evaluated: %q", msg)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	for range clients {
+		if msg := <-returned; msg != "" {
+			t.Error(msg)
+		}
+	}
+}
+
+// TestConcurrentReadingsEndInTheirLastState has many clients observe at
+// once, each flipping its own device's value, so that most hand their
+// readings to another's holding of the mutex: every device ends in the
+// state of its last reading, each alert raised once per flip.
+func TestConcurrentReadingsEndInTheirLastState(t *testing.T) {
+	c := &clock{t: t0}
+	const clients, flips = 16, 200
+	var devs []devices.Device
+	for i := range clients {
+		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: "G1"})
+	}
+	e := newEngine(t, mustRules(t, lifecycleRules), devs, nil, c)
+	var wg sync.WaitGroup
+	for i, d := range devs {
+		wg.Go(func() {
+			for f := range flips + i%2 {
+				v := 8000.0
+				if f%2 == 1 {
+					v = 10
+				}
+				e.ObserveReadings([]ingest.Reading{{TS: c.Now().UnixMilli(), Device: d.ID, Grid: d.Grid, Metric: "ch4_ppm", Value: v}})
+			}
+		})
+	}
+	wg.Add(1)
+	go func() { // beside them, a holder of the mutex that is not ingestion
+		defer wg.Done()
+		for range 50 {
+			e.RunTimers()
+		}
+	}()
+	wg.Wait()
+	for i, d := range devs {
+		p, err := e.List(alerts.Filter{Device: d.ID, Limit: flips})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A device with an odd number of readings ends high: its last alert fires.
+		wantFiring := i%2 == 1
+		if len(p.Alerts) != flips/2+i%2 {
+			t.Fatalf("%s: %d alerts, want %d, one per rise", d.ID, len(p.Alerts), flips/2+i%2)
+		}
+		firing := 0
+		for _, a := range p.Alerts {
+			if a.Condition == alerts.ConditionFiring {
+				firing++
+			}
+		}
+		if (firing == 1) != wantFiring || firing > 1 {
+			t.Errorf("%s: %d alerts firing, want firing %v", d.ID, firing, wantFiring)
+		}
 	}
 }
 

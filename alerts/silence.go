@@ -36,18 +36,18 @@ type Silence struct {
 func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 	e.mu.Lock()
 	if e.closed {
-		e.mu.Unlock()
+		e.unlock()
 		return Silence{}, ErrClosed
 	}
 	now := e.now()
 	if s.Actor == "" || !s.Ends.After(now) {
-		e.mu.Unlock()
+		e.unlock()
 		return Silence{}, fmt.Errorf("%w: a silence needs an actor and an end in the future", ErrInvalidSilence)
 	}
 	// A misspelt rule would silence nothing while its author believes it
 	// silenced.
 	if s.Rule != "" && e.rules != nil && e.rules.byName[s.Rule] == nil {
-		e.mu.Unlock()
+		e.unlock()
 		return Silence{}, fmt.Errorf("%w: no rule is named %q (rules: %s)", ErrInvalidSilence, s.Rule, strings.Join(e.rules.Names(), ", "))
 	}
 	// Ids are random, not a counter: they must not repeat across restarts.
@@ -55,12 +55,12 @@ func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 	// The store keeps milliseconds: answer what a restart will restore.
 	s.Ends = s.Ends.Truncate(time.Millisecond)
 	s.Revision = e.nextRevisionLocked(now)
-	e.mu.Unlock()
+	e.unlock()
 	if err := e.saveSilence(ctx, s); err != nil {
 		return Silence{}, err
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.silences = append(e.silences, s)
 	return s, nil
 }
@@ -70,13 +70,13 @@ func (e *Engine) RemoveSilence(ctx context.Context, id string) error {
 	e.mu.Lock()
 	i := slices.IndexFunc(e.silences, func(s Silence) bool { return s.ID == id })
 	if i < 0 {
-		e.mu.Unlock()
+		e.unlock()
 		return fmt.Errorf("%w: silence %q", ErrNotFound, id)
 	}
 	now := e.now()
 	ended := e.silences[i]
 	ended.Ends, ended.Revision = now, e.nextRevisionLocked(now)
-	e.mu.Unlock()
+	e.unlock()
 	if err := e.saveSilence(ctx, ended); err != nil {
 		return err
 	}
