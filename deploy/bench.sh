@@ -161,7 +161,9 @@ measure() {
   fi
 }
 
-stop_gridwatch() { [ -n "$gpid" ] && { kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true; gpid=; }; }
+# stop_gridwatch stops the gridwatch started last, if one runs: a false
+# test must not be its status, which set -e would take for a failure.
+stop_gridwatch() { if [ -n "$gpid" ]; then kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true; gpid=; fi; }
 
 if runs gridwatch; then
 echo "== gridwatch serve, default mode"

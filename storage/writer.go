@@ -607,10 +607,6 @@ func columnValues(arr arrow.Array) (any, error) {
 	return nil, fmt.Errorf("%w: %s", ErrUnsupportedType, arr.DataType())
 }
 
-// transient reports whether an INSERT that failed with err may succeed if
-// tried again: only a Transient error is retried; an Unclassified one is
-// given up like a permanent one, and its caller (the spool) decides.
-
 // writerMetrics are the writer's Prometheus metrics.
 type writerMetrics struct {
 	rows, batches, retries *prometheus.CounterVec
