@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"maps"
 	"sync"
 	"unique"
 
@@ -12,6 +13,10 @@ import (
 // bytes a key in its segment's list, about 37 in the map), the readings of
 // a few minutes of a large fleet's spool.
 const DefaultDurableIndexKeys = 1 << 20
+
+// durableIndexShrinkKeys is the fewest keys the index's map must have held
+// before it is rebuilt smaller (see DurableIndex.Remove).
+const durableIndexShrinkKeys = 1 << 14
 
 // readingKey identifies a telemetry row: (device, metric, ts). The device
 // and metric are interned as one pair, so that a key is 16 bytes and holds
@@ -46,6 +51,7 @@ type DurableIndex struct {
 	segs map[uint64][]readingKey
 	keys map[readingKey]int // how many indexed segments hold the key
 	size int                // keys held by segs, with repeats
+	peak int                // the most keys held since keys was made
 }
 
 // Add indexes the readings of segment seq when it holds telemetry (a record
@@ -79,6 +85,7 @@ func (x *DurableIndex) Add(seq uint64, table string, rec arrow.Record) {
 	}
 	x.segs[seq] = keys
 	x.size += n
+	x.peak = max(x.peak, len(x.keys))
 }
 
 // Remove forgets the readings of segment seq.
@@ -95,6 +102,15 @@ func (x *DurableIndex) Remove(seq uint64) {
 		if x.keys[k]--; x.keys[k] == 0 {
 			delete(x.keys, k)
 		}
+	}
+	if x.peak >= durableIndexShrinkKeys && len(x.keys) < x.peak/4 {
+		// A Go map keeps the table of the most keys it held: after a
+		// backlog it was most of a durable node's index (12.8 of 15.6 MB,
+		// the backlog replayed). Copied into one sized for what is left,
+		// at most a quarter of the peak, amortized over the removals.
+		keys := make(map[readingKey]int, len(x.keys))
+		maps.Copy(keys, x.keys)
+		x.keys, x.peak = keys, len(keys)
 	}
 }
 

@@ -73,6 +73,47 @@ func TestDurableIndex(t *testing.T) {
 	}
 }
 
+// TestDurableIndexShrinks checks that the index's map is rebuilt smaller once
+// a backlog it held is removed, and that the rebuilt index still knows every
+// reading left, with its count of segments.
+func TestDurableIndexShrinks(t *testing.T) {
+	a := Reading{TS: 1000, Device: "aq-0001", Metric: "pm25"}
+	b := Reading{TS: 1000, Device: "aq-0001", Metric: "pm10"}
+	backlog := make([]Reading, durableIndexShrinkKeys)
+	for i := range backlog {
+		backlog[i] = Reading{TS: int64(10_000 + i), Device: "aq-0002", Metric: "pm25"}
+	}
+	x := &DurableIndex{}
+	x.Add(1, TelemetryTable, telemetryRecord(t, append(backlog, a)...))
+	x.Add(2, TelemetryTable, telemetryRecord(t, a, b))
+	x.Add(3, TelemetryTable, telemetryRecord(t, b))
+	if x.peak != len(backlog)+2 {
+		t.Fatalf("peak = %d, want %d", x.peak, len(backlog)+2)
+	}
+	x.Remove(1)
+	if x.peak != 2 {
+		t.Errorf("peak = %d after the backlog was removed, want 2 (the map rebuilt for a and b)", x.peak)
+	}
+	held := make([]bool, 3)
+	x.Contains([]Reading{a, b, backlog[0]}, held)
+	if want := []bool{true, true, false}; !reflect.DeepEqual(held, want) {
+		t.Errorf("Contains after the rebuild = %v, want %v", held, want)
+	}
+	// b is in two segments: the rebuilt map kept its count.
+	x.Remove(3)
+	clear(held)
+	x.Contains([]Reading{a, b, backlog[0]}, held)
+	if want := []bool{true, true, false}; !reflect.DeepEqual(held, want) {
+		t.Errorf("Contains after segment 3 went = %v, want %v", held, want)
+	}
+	x.Remove(2)
+	clear(held)
+	x.Contains([]Reading{a, b, backlog[0]}, held)
+	if want := []bool{false, false, false}; !reflect.DeepEqual(held, want) {
+		t.Errorf("Contains with no segment left = %v, want %v", held, want)
+	}
+}
+
 // TestPipelineRedelivery checks that a redelivered message (MQTT DUP) stores
 // only the readings Stored does not know, and that a first delivery is not
 // checked at all.

@@ -100,7 +100,7 @@ type Config struct {
 		DurableCommitInterval time.Duration `koanf:"durable_commit_interval" help:"with durable_ack, how long a group commit collects readings before one fsync"`
 		InsertTimeout         time.Duration `koanf:"insert_timeout" help:"bound of one ClickHouse INSERT; a slower or hung server sends batches to the spool"`
 		ShutdownTimeout       time.Duration `koanf:"shutdown_timeout" help:"bound of the final flush at shutdown, after mqtt clients are disconnected"`
-		MemoryLimit           int           `koanf:"memory_limit" help:"soft memory limit of the process in bytes (Go GC target); 0 leaves it unset"`
+		MemoryLimit           int           `koanf:"memory_limit" help:"soft memory limit of the process in bytes (Go GC target); 0 leaves it unset (with durable_ack, unless GOGC is set, the GC then runs at GOGC 50)"`
 	} `koanf:"ingest"`
 	Devices struct {
 		File           string        `koanf:"file" help:"devices CSV file (id,type,grid[,lat,lon,name,install_date,secret,rtsp_url,rtsp_sub_url,sip_password]) imported at start"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -22,6 +23,10 @@ import (
 // batch-id ledger first, may try it again without storing it twice.
 const spoolWriterAttempts = 1
 
+// durableGCPercent is the Go GC's target percentage (GOGC) of a durable
+// node without ingest.memory_limit; see openSpool.
+const durableGCPercent = 50
+
 // SpoolDir is the disk spool's directory, data_dir/spool; its quarantine
 // is what `gridwatch spool` lists and replays.
 func (c *Config) SpoolDir() string { return filepath.Join(c.DataDir, "spool") }
@@ -37,6 +42,14 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 		// process, so its config sets it. Ingest's own bound is
 		// max_pending * batch_bytes per table, where publishers block.
 		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+	} else if cfg.DurableAck && os.Getenv("GOGC") == "" {
+		// Without a limit, the GC lets the heap grow to twice what is
+		// live. A durable node's rate is bound by its group commits'
+		// fsyncs, not by CPU (at 100,000 rows/s it used about half a
+		// core), so it can collect twice as often: peak RSS 158-176 MiB
+		// instead of 213 at the same rate, for about 10 % more CPU per
+		// row (README, Performance). GOGC, when set, is the operator's.
+		debug.SetGCPercent(durableGCPercent)
 	}
 	writer, err := storage.NewWriter(s.db, storage.WriterOptions{
 		MaxAttempts: spoolWriterAttempts,
