@@ -145,6 +145,11 @@ type Engine struct {
 	// rest. It defaults to DefaultReadShare; a negative share sets no
 	// bound.
 	ReadShare float64
+	// Claims, when set, hold each condition's alert across the nodes of a
+	// cluster: an alert ready to fire fires only once its claim is won (see
+	// Claims), asked off mu by a goroutine of the engine's. It defaults to
+	// none: a single node fires at once.
+	Claims Claims
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil leaves them
@@ -195,6 +200,13 @@ type Engine struct {
 	retry     struct {               // rows a failed save kept, owned by Flush
 		alerts []Alert
 		events []Event
+	}
+	// claims are the claims to ask and release (see claims.go), and kick
+	// wakes their goroutine.
+	claims struct {
+		ask     []*entry
+		release []claimRelease
+		kick    chan struct{}
 	}
 	silences  []Silence
 	idBase    string
@@ -275,6 +287,7 @@ func (e *Engine) setDefaults() {
 	}
 	e.dirty = map[string]*entry{}
 	e.waiting = map[*instance]struct{}{}
+	e.claims.kick = make(chan struct{}, 1)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e.idBase = strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:])), 36)
@@ -319,6 +332,10 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.Logger.Warn("saving alerts failed; keeping them for the next try", "err", err)
 		}
 	})
+	if e.Claims != nil {
+		e.wg.Add(1)
+		go e.runClaims(ctx)
+	}
 	if e.SilencesEvery > 0 && e.Store != nil {
 		e.wg.Add(1)
 		go e.loop(ctx, e.SilencesEvery, func() {
@@ -849,8 +866,13 @@ func (e *Engine) fire(in *instance, now time.Time) {
 	e.open(en, now, "")
 }
 
-// open makes a pending alert a firing one.
+// open makes a pending alert a firing one; with Claims, once it won its
+// condition's claim.
 func (e *Engine) open(en *entry, now time.Time, note string) {
+	if e.Claims != nil && en.claim != claimWon {
+		e.askClaim(en, note)
+		return
+	}
 	en.Condition, en.Fired, en.PendingSince = ConditionFiring, now, time.Time{}
 	e.record(en, now, ActorSystem, EventFire, string(ConditionPending), string(ConditionFiring), note)
 }
@@ -908,6 +930,12 @@ func (e *Engine) clearAlert(en *entry, device string, now time.Time) {
 			return
 		}
 	}
+	if en.Condition == ConditionPending {
+		// Its claim was not answered: it never fired (see settleClaims).
+		e.detach(en, false)
+		e.bury(en, now)
+		return
+	}
 	en.Condition, en.Cleared = ConditionCleared, now
 	e.record(en, now, ActorSystem, EventClear, string(ConditionFiring), string(ConditionCleared), "")
 	if en.Escalated {
@@ -915,12 +943,14 @@ func (e *Engine) clearAlert(en *entry, device string, now time.Time) {
 		en.Severity, en.Escalated = en.BaseSeverity, false
 		e.record(en, now, ActorSystem, EventDeescalate, from.String(), en.Severity.String(), "the condition cleared")
 	}
-	e.detach(en)
+	e.detach(en, false)
+	e.releaseClaim(en)
 }
 
-// detach takes a cleared alert out of the open ones and off its instances.
-// Called with mu held.
-func (e *Engine) detach(en *entry) {
+// detach takes a cleared alert out of the open ones and off its instances;
+// with follow, the instances keep firing without it, as they do when
+// another node's alert holds the condition's claim. Called with mu held.
+func (e *Engine) detach(en *entry, follow bool) {
 	delete(e.active, en.ID)
 	members := en.Members
 	if en.Device != "" {
@@ -932,6 +962,9 @@ func (e *Engine) detach(en *entry) {
 		if d := e.devs[id]; d != nil {
 			if in := d.insts[en.Rule]; in != nil && in.alert == en {
 				in.alert = nil
+				if follow {
+					continue
+				}
 				if in.phase != phasePending {
 					in.phase = phaseInactive
 				}

@@ -12,6 +12,7 @@ type engineMetrics struct {
 	events       *prometheus.CounterVec
 	dropped      *prometheus.CounterVec
 	saveErrors   prometheus.Counter
+	claims       *prometheus.CounterVec
 }
 
 // newEngineMetrics creates the metrics and registers them with reg, if
@@ -35,9 +36,12 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 			[]string{"what"}),
 		saveErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_save_errors_total",
 			Help: "Failed saves of alerts or events (retried)."}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_claims_total",
+			Help: "Claims of alert conditions across the nodes of a cluster, by result: won (the alert fires), lost (another node's alert holds the condition), error (ZooKeeper did not answer; asked again)."},
+			[]string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors)
+		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors, m.claims)
 	}
 	return m
 }

@@ -88,6 +88,10 @@ type entry struct {
 	listed bool
 	// due is when the alert is held in Engine.escalations; zero when not.
 	due time.Time
+	// claim is where the alert stands with Engine.Claims, and fireNote the
+	// note of its fire event while its claim is asked.
+	claim    claimState
+	fireNote string
 }
 
 // alertView is an immutable copy of an alert and its trace: events is the

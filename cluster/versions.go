@@ -29,6 +29,9 @@ func (v Version) Exists() bool { return v.Stamp >= 0 }
 type keys struct {
 	c   *Coordinator
 	dir string
+	// flags are those a key's node is made with: zk.FlagEphemeral for
+	// SessionClaims.
+	flags int32
 }
 
 // newKeys makes the directory of kind under the root's subtree.
@@ -72,7 +75,7 @@ func (k keys) swap(key string, old Version, data []byte) (Version, error) {
 		return Version{}, err
 	}
 	if !old.Exists() {
-		_, err := k.c.conn.Create(p, data, 0, zk.WorldACL(zk.PermAll))
+		_, err := k.c.conn.Create(p, data, k.flags, zk.WorldACL(zk.PermAll))
 		switch {
 		case errors.Is(err, zk.ErrNodeExists):
 			return Version{}, ErrChanged
@@ -89,6 +92,23 @@ func (k keys) swap(key string, old Version, data []byte) (Version, error) {
 		return Version{}, fmt.Errorf("cluster: set %s: %w", p, err)
 	}
 	return Version{Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
+}
+
+// remove deletes key if it is still as old was read; ErrChanged when
+// another node set or removed it meanwhile.
+func (k keys) remove(key string, old Version) error {
+	p, err := k.path(key)
+	if err != nil {
+		return err
+	}
+	err = k.c.conn.Delete(p, old.Stamp)
+	switch {
+	case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode):
+		return ErrChanged
+	case err != nil:
+		return fmt.Errorf("cluster: delete %s: %w", p, err)
+	}
+	return nil
 }
 
 // Versions keeps one number per key in ZooKeeper (a case's version by its
@@ -150,4 +170,49 @@ func (c *Claims) Get(key string) (string, Version, error) {
 // another node set it meanwhile.
 func (c *Claims) Swap(key string, old Version, holder string) (Version, error) {
 	return c.swap(key, old, []byte(holder))
+}
+
+// SessionClaims returns the claims of kind that last only as long as the
+// session of the node that made them (ephemeral ZooKeeper nodes): a claim
+// of a node that died or was cut off ZooKeeper past its session timeout
+// goes with it, for another node to take. A Swap of an existing claim
+// leaves it with the session that made it: Take and Release them.
+func (c *Coordinator) SessionClaims(kind string) (*Claims, error) {
+	k, err := c.newKeys("session-claims", kind)
+	if err != nil {
+		return nil, err
+	}
+	k.flags = zk.FlagEphemeral
+	return &Claims{k}, nil
+}
+
+// takeAttempts bounds Take's rounds when the claim keeps changing.
+const takeAttempts = 5
+
+// Take makes holder key's holder unless another holds it, and returns the
+// holder key has then: holder when it was taken (or already held by it).
+func (c *Claims) Take(key, holder string) (string, error) {
+	for range takeAttempts {
+		cur, v, err := c.Get(key)
+		if err != nil || v.Exists() {
+			return cur, err
+		}
+		_, err = c.Swap(key, v, holder)
+		if !errors.Is(err, ErrChanged) {
+			return holder, err
+		}
+	}
+	return "", fmt.Errorf("cluster: the claim %s/%s kept changing", c.dir, key)
+}
+
+// Release removes key's claim if holder has it; another holder's stays.
+func (c *Claims) Release(key, holder string) error {
+	cur, v, err := c.Get(key)
+	if err != nil || !v.Exists() || cur != holder {
+		return err
+	}
+	if err := c.remove(key, v); err != nil && !errors.Is(err, ErrChanged) {
+		return err
+	}
+	return nil
 }

@@ -63,6 +63,7 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		Ancestors:     s.gridAncestors,
 		InScope:       s.inScope,
 		Store:         s.db,
+		Claims:        s.coord.alerts,
 		Now:           s.Now,
 		Logger:        s.Logger.With("part", "alerts"),
 		Registerer:    s.metrics,

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/cluster"
 )
@@ -63,6 +64,7 @@ type coordination struct {
 	retention *cluster.Lease
 	revisions cases.Revisions
 	claims    cases.Claims
+	alerts    alerts.Claims   // the alert of each firing condition; nil without cluster.zookeeper
 	duties    *cluster.Claims // the days the once-a-day duties last ran for
 }
 
@@ -99,7 +101,15 @@ func (s *Server) startCoordination(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("cluster.zookeeper: %w", err)
 	}
-	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims}, duties: duties,
+	// An alert's claim goes with the session of the node that fired it: a
+	// node that died, or was cut off ZooKeeper, leaves the condition to
+	// the others.
+	firing, err := c.SessionClaims("alerts")
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("cluster.zookeeper: %w", err)
+	}
+	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims}, alerts: alertClaims{firing}, duties: duties,
 		deadlines: c.Lease(leaseCaseDeadlines), scores: c.Lease(leaseScoreNotice), retention: c.Lease(leaseRetention)}
 	return nil
 }
@@ -177,4 +187,19 @@ func (r caseClaims) Swap(_ context.Context, condition string, from cases.Claim, 
 		return false, err
 	}
 	return true, nil
+}
+
+// alertClaims keeps the alert of each firing condition in ZooKeeper for
+// the alert engine, its key path-escaped.
+type alertClaims struct{ c *cluster.Claims }
+
+// Claim implements alerts.Claims.
+func (r alertClaims) Claim(_ context.Context, key, id string) (bool, error) {
+	holder, err := r.c.Take(url.PathEscape(key), id)
+	return holder == id, err
+}
+
+// Release implements alerts.Claims.
+func (r alertClaims) Release(_ context.Context, key, id string) error {
+	return r.c.Release(url.PathEscape(key), id)
 }
