@@ -372,3 +372,41 @@ func TestClaimsOneHolder(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionClaimsGoWithTheSession: of two nodes taking one session
+// claim, one holds it and the other reads its holder; the other cannot
+// release it, its holder can, and then the other takes it; once the new
+// holder's session ends, its claim is gone for the first to take.
+func TestSessionClaimsGoWithTheSession(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	var nodes []*cluster.Coordinator
+	var claims []*cluster.Claims
+	for i := range 2 {
+		c := startNode(t, zk.Addr, "node"+string(rune('a'+i)), 4*time.Second)
+		cl, err := c.SessionClaims("alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes, claims = append(nodes, c), append(claims, cl)
+	}
+	take := func(i int, holder, want string) {
+		t.Helper()
+		got, err := claims[i].Take("bin_full,device,bin-1", holder)
+		if err != nil || got != want {
+			t.Fatalf("node %d taking for %s: holder %q (%v), want %q", i, holder, got, err, want)
+		}
+	}
+	take(0, "alert-a", "alert-a")
+	take(1, "alert-b", "alert-a")
+	take(0, "alert-a", "alert-a") // an answer lost, asked again
+	if err := claims[1].Release("bin_full,device,bin-1", "alert-b"); err != nil {
+		t.Fatal(err)
+	}
+	take(1, "alert-b", "alert-a")
+	if err := claims[0].Release("bin_full,device,bin-1", "alert-a"); err != nil {
+		t.Fatal(err)
+	}
+	take(1, "alert-b", "alert-b")
+	nodes[1].Close()
+	take(0, "alert-c", "alert-c")
+}
