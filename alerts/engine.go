@@ -886,13 +886,16 @@ func (e *Engine) rejoin(en *entry, device string, now time.Time) {
 	e.touch(en)
 }
 
-// join adds a device to a firing grid-level alert.
+// join adds a device to a firing grid-level alert; to one whose claim is
+// asked (see Claims) without an event: it fires with its members.
 func (e *Engine) join(en *entry, device string, now time.Time) {
 	if !slices.Contains(en.Members, device) {
 		en.Members = append(en.Members, device)
 	}
 	e.rejoin(en, device, now)
-	e.record(en, now, ActorSystem, EventJoin, "", device, "")
+	if en.Condition == ConditionFiring {
+		e.record(en, now, ActorSystem, EventJoin, "", device, "")
+	}
 }
 
 // repeat records another matching observation of a firing alert.

@@ -104,7 +104,10 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 	}
 	for _, a := range alerts {
 		e.revision = max(e.revision, a.Revision)
-		if a.Condition == ConditionInactive {
+		// A pending grid-level alert is one whose claim was asked (see
+		// Claims) when the node stopped: it never fired, and its members,
+		// if still ready, group again.
+		if a.Condition == ConditionInactive || a.Device == "" && a.Condition == ConditionPending {
 			continue
 		}
 		en := &entry{Alert: a, events: byAlert[a.ID]}
