@@ -18,6 +18,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
+	"github.com/gridwatch/gridwatch/internal/handoff"
 )
 
 // Defaults of Engine.
@@ -73,9 +74,10 @@ type Store interface {
 // their timers, and persists them. Its methods are safe for concurrent use.
 //
 // All state is guarded by one mutex, mu; flushMu (held by Flush around a
-// save) is always taken before mu, never after, and every holder lets go
-// through unlock, which evaluates the readings handed over meanwhile (see
-// ObserveReadings). Observe holds mu for a whole batch, so evaluation is
+// save) is always taken before mu, never after. Every holder lets go
+// through mu.Unlock, which evaluates the readings handed over meanwhile
+// (see ObserveReadings) and publishes the views of the alerts changed.
+// Observe holds mu for a whole batch, so evaluation is
 // cheap: rules are indexed per device and metric, expressions are compiled
 // once and run on one reused VM.
 type Engine struct {
@@ -156,21 +158,13 @@ type Engine struct {
 	// unregistered.
 	Registerer prometheus.Registerer
 
-	flushMu sync.Mutex // taken before mu
-	mu      sync.Mutex
-	// handed holds the readings ObserveReadings callers handed over for
-	// the holder of mu to evaluate, and done, closed once they are; spare
-	// is the batches' slice reused.
-	handed struct {
-		mu             sync.Mutex
-		batches, spare [][]ingest.Reading
-		done           chan struct{}
-	}
+	flushMu sync.Mutex                      // taken before mu
+	mu      handoff.Mutex[[]ingest.Reading] // Do is settle
 	// views and each entry's view are what List and Get read, without mu:
 	// the engine publishes a changed alert's view as it unlocks mu, so
 	// staff reads never wait for ingestion nor ingestion for them.
 	views   sync.Map // alert id -> *entry, pending alerts included
-	changed []*entry // entries whose view is stale, published by unlock
+	changed []*entry // entries whose view is stale, published by mu.Unlock (settle)
 	// fired, fresh, reorder and order are the fired order (see order.go).
 	fired   []listed
 	fresh   []listed
@@ -276,6 +270,7 @@ func (e *Engine) setDefaults() {
 	if e.Logger == nil {
 		e.Logger = slog.New(slog.DiscardHandler)
 	}
+	e.mu.Do = e.settle
 	e.rules = e.Rules
 	e.devs = map[string]*deviceState{}
 	e.alerts = map[string]*entry{}
@@ -299,12 +294,12 @@ func (e *Engine) setDefaults() {
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.started {
-		e.unlock()
+		e.mu.Unlock()
 		return fmt.Errorf("alerts: engine started twice")
 	}
 	e.started = true
 	e.setDefaults()
-	e.unlock()
+	e.mu.Unlock()
 	now := e.Now()
 	if e.Store != nil {
 		alerts, events, err := e.Store.LoadAlerts(ctx, now.Add(-e.Retain))
@@ -322,7 +317,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		for _, d := range e.Devices() {
 			e.device(d.ID, d.Type, d.Grid, now)
 		}
-		e.unlock()
+		e.mu.Unlock()
 	}
 	ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	e.wg.Add(2)
@@ -381,7 +376,7 @@ func (e *Engine) Close() error {
 			delete(e.subs, s)
 			close(s.c)
 		}
-		e.unlock()
+		e.mu.Unlock()
 	})
 	return err
 }
@@ -391,7 +386,7 @@ func (e *Engine) Close() error {
 // dropped.
 func (e *Engine) SetRules(rs *RuleSet) {
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	now := e.Now()
 	for _, d := range e.devs {
 		for name, in := range d.insts {
@@ -422,50 +417,22 @@ func (e *Engine) SetRules(rs *RuleSet) {
 
 // ObserveReadings evaluates telemetry readings; the ingest pipeline calls
 // it after decoding, on each publishing client's goroutine. It returns once
-// they are evaluated. It does not allocate per reading once a device's
-// state exists.
-//
-// The clients do not queue for mu one by one: each hands its readings
-// over, and whoever holds mu evaluates all that were handed over before it
-// lets go (see unlock), so that one holder serves them all while the others
-// wait only for their readings to be done. Taken in turn, each waiting
-// client had to be woken and scheduled to take mu, which stood idle
-// meanwhile: on a busy machine, a convoy that cost ingestion its rate
-// whenever anything else (a staff read, a timer sweep) ran beside it.
+// they are evaluated: by this goroutine, or by another that holds the
+// engine's mutex, to whom they are handed over (see handoff). It does not
+// allocate per reading once a device's state exists.
 func (e *Engine) ObserveReadings(rs []ingest.Reading) {
-	if len(rs) == 0 {
-		return
+	if len(rs) > 0 {
+		e.mu.Hand(rs)
 	}
-	e.handed.mu.Lock()
-	e.handed.batches = append(e.handed.batches, rs)
-	if e.handed.done == nil {
-		e.handed.done = make(chan struct{})
-	}
-	done := e.handed.done
-	e.handed.mu.Unlock()
-	if e.mu.TryLock() {
-		e.unlock()
-	}
-	<-done
 }
 
-// evaluateHanded evaluates the readings handed over by ObserveReadings and
-// returns the channel to close, once their alerts' views are published, to
-// release their callers; nil when none were handed over. Called with mu
-// held.
-func (e *Engine) evaluateHanded() (done chan struct{}) {
-	e.handed.mu.Lock()
-	batches, done := e.handed.batches, e.handed.done
-	if done != nil {
-		e.handed.batches, e.handed.done = e.handed.spare, nil
-	}
-	e.handed.mu.Unlock()
-	if done == nil {
-		return nil
-	}
-	if !e.closed && e.devs != nil {
+// settle, the mutex's Do, evaluates the readings handed over by
+// ObserveReadings, then publishes the views of the alerts changed while
+// the mutex was held, before any holder lets go.
+func (e *Engine) settle(handed [][]ingest.Reading) {
+	if !e.closed && e.devs != nil && len(handed) > 0 {
 		now := e.Now()
-		for _, rs := range batches {
+		for _, rs := range handed {
 			e.observed.Add(uint64(len(rs)))
 			for i := range rs {
 				r := &rs[i]
@@ -473,23 +440,23 @@ func (e *Engine) evaluateHanded() (done chan struct{}) {
 			}
 		}
 	}
-	clear(batches) // the callers' slices are theirs again once released
-	e.handed.spare = batches[:0]
-	return done
-}
-
-// handedOver reports whether readings wait to be evaluated.
-func (e *Engine) handedOver() bool {
-	e.handed.mu.Lock()
-	defer e.handed.mu.Unlock()
-	return e.handed.done != nil
+	for _, en := range e.changed {
+		en.stale = false
+		en.view.Store(&alertView{Alert: en.clone(), events: en.events})
+		if !en.listed && !en.Fired.IsZero() && en.Condition != ConditionInactive {
+			e.listFired(en)
+		}
+	}
+	clear(e.changed)
+	e.changed = e.changed[:0]
+	e.publishOrder()
 }
 
 // Observe evaluates observations, such as camera-health measurements or
 // status changes.
 func (e *Engine) Observe(obs ...Observation) {
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	if e.closed || e.devs == nil {
 		return
 	}
@@ -682,7 +649,7 @@ func (e *Engine) step(in *instance, now time.Time, v float64) {
 // Tick; tests with a fake clock call it after moving the clock.
 func (e *Engine) RunTimers() {
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	if e.closed || e.devs == nil {
 		return
 	}
@@ -985,7 +952,7 @@ func (e *Engine) detach(en *entry, follow bool) {
 // changes nothing.
 func (e *Engine) LinkCase(id, caseID string) error {
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	en := e.alerts[id]
 	if en == nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
@@ -1035,13 +1002,13 @@ func (e *Engine) emit(en *entry, ev Event) {
 }
 
 // touch marks en changed: to be saved by the next flush and its view
-// published by unlock. Called with mu held.
+// published by mu.Unlock (settle). Called with mu held.
 func (e *Engine) touch(en *entry) {
 	e.dirty[en.ID] = en
 	e.republish(en)
 }
 
-// republish marks en's view stale, to be published by unlock. Called with
+// republish marks en's view stale, to be published by mu.Unlock (settle). Called with
 // mu held.
 func (e *Engine) republish(en *entry) {
 	if !en.stale {
@@ -1049,51 +1016,6 @@ func (e *Engine) republish(en *entry) {
 		e.changed = append(e.changed, en)
 	}
 }
-
-// unlock publishes the views of the alerts changed while mu was held, and
-// the fired order with those that fired, then unlocks mu. Every section that changes alerts ends with it.
-//
-// Every holder of mu lets go through unlock, which first evaluates the
-// readings handed over meanwhile (see ObserveReadings) and, after letting
-// go, takes mu again for those handed over since, unless another holder
-// has it (it will do the same). A client that has served others for
-// handedRounds rounds leaves the rest to a goroutine of its own, so that
-// it is not kept from its own device for long.
-func (e *Engine) unlock() {
-	for round := 1; ; round++ {
-		done := e.evaluateHanded()
-		for _, en := range e.changed {
-			en.stale = false
-			en.view.Store(&alertView{Alert: en.clone(), events: en.events})
-			if !en.listed && !en.Fired.IsZero() && en.Condition != ConditionInactive {
-				e.listFired(en)
-			}
-		}
-		clear(e.changed)
-		e.changed = e.changed[:0]
-		e.publishOrder()
-		e.mu.Unlock()
-		if done != nil {
-			close(done)
-		}
-		switch {
-		case !e.handedOver():
-			return
-		case round == handedRounds:
-			go func() {
-				e.mu.Lock()
-				e.unlock()
-			}()
-			return
-		case !e.mu.TryLock():
-			return
-		}
-	}
-}
-
-// handedRounds is how many rounds of handed-over readings one holder of mu
-// evaluates as it lets go (see unlock).
-const handedRounds = 4
 
 // prune forgets cleared alerts older than Retain.
 func (e *Engine) prune(now time.Time) {

@@ -23,12 +23,12 @@ func compareListed(a, b listed) int {
 // The fired order is every alert that fired, in the order of
 // compareListed: what List and All read instead of ranging over
 // every view. Engine.fired is the engine's copy, guarded by mu, and
-// Engine.order the snapshot readers load, which unlock publishes. The
+// Engine.order the snapshot readers load, which mu.Unlock publishes (settle). The
 // snapshot is never written: an append writes past the length readers
 // hold (or into a new array), and anything else (an alert firing before
 // the newest, pruning) builds a new array.
 
-// listFired adds en, which fired, to the fired order that unlock
+// listFired adds en, which fired, to the fired order that mu.Unlock (settle)
 // publishes next. Called with mu held.
 func (e *Engine) listFired(en *entry) {
 	en.listed = true

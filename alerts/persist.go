@@ -18,7 +18,7 @@ func (e *Engine) Flush(ctx context.Context) error {
 	defer e.flushMu.Unlock()
 	e.mu.Lock()
 	if e.dirty == nil { // never started
-		e.unlock()
+		e.mu.Unlock()
 		return nil
 	}
 	now := e.Now()
@@ -31,7 +31,7 @@ func (e *Engine) Flush(ctx context.Context) error {
 	alerts = append(alerts, e.tombs...)
 	events = append(events, e.events...)
 	e.tombs, e.events = nil, nil
-	e.unlock()
+	e.mu.Unlock()
 	e.retry.alerts, e.retry.events = nil, nil
 	if e.Store == nil || len(alerts)+len(events) == 0 {
 		return nil
@@ -93,7 +93,7 @@ func (e *Engine) nextRevisionLocked(now time.Time) uint64 {
 // List and Get, and the silences in force.
 func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now time.Time) {
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	for _, s := range silences {
 		e.revision = max(e.revision, s.Revision)
 	}

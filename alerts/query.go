@@ -425,7 +425,7 @@ func (e *Engine) Subscribe(buffer int) *Subscription {
 	s := &Subscription{c: make(chan Transition, buffer), e: e}
 	s.C = s.c
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	if e.closed {
 		close(s.c)
 		return s
@@ -443,7 +443,7 @@ func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
 // Close ends the subscription and closes C. It is safe to call twice.
 func (s *Subscription) Close() {
 	s.e.mu.Lock()
-	defer s.e.unlock()
+	defer s.e.mu.Unlock()
 	if s.e.subs[s] {
 		delete(s.e.subs, s)
 		close(s.c)

@@ -36,18 +36,18 @@ type Silence struct {
 func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 	e.mu.Lock()
 	if e.closed {
-		e.unlock()
+		e.mu.Unlock()
 		return Silence{}, ErrClosed
 	}
 	now := e.now()
 	if s.Actor == "" || !s.Ends.After(now) {
-		e.unlock()
+		e.mu.Unlock()
 		return Silence{}, fmt.Errorf("%w: a silence needs an actor and an end in the future", ErrInvalidSilence)
 	}
 	// A misspelt rule would silence nothing while its author believes it
 	// silenced.
 	if s.Rule != "" && e.rules != nil && e.rules.byName[s.Rule] == nil {
-		e.unlock()
+		e.mu.Unlock()
 		return Silence{}, fmt.Errorf("%w: no rule is named %q (rules: %s)", ErrInvalidSilence, s.Rule, strings.Join(e.rules.Names(), ", "))
 	}
 	// Ids are random, not a counter: they must not repeat across restarts.
@@ -55,12 +55,12 @@ func (e *Engine) AddSilence(ctx context.Context, s Silence) (Silence, error) {
 	// The store keeps milliseconds: answer what a restart will restore.
 	s.Ends = s.Ends.Truncate(time.Millisecond)
 	s.Revision = e.nextRevisionLocked(now)
-	e.unlock()
+	e.mu.Unlock()
 	if err := e.saveSilence(ctx, s); err != nil {
 		return Silence{}, err
 	}
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	e.silences = append(e.silences, s)
 	return s, nil
 }
@@ -70,18 +70,18 @@ func (e *Engine) RemoveSilence(ctx context.Context, id string) error {
 	e.mu.Lock()
 	i := slices.IndexFunc(e.silences, func(s Silence) bool { return s.ID == id })
 	if i < 0 {
-		e.unlock()
+		e.mu.Unlock()
 		return fmt.Errorf("%w: silence %q", ErrNotFound, id)
 	}
 	now := e.now()
 	ended := e.silences[i]
 	ended.Ends, ended.Revision = now, e.nextRevisionLocked(now)
-	e.unlock()
+	e.mu.Unlock()
 	if err := e.saveSilence(ctx, ended); err != nil {
 		return err
 	}
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	e.silences = slices.DeleteFunc(e.silences, func(s Silence) bool { return s.ID == id })
 	e.unsilence([]Silence{ended}, e.now())
 	return nil
@@ -111,7 +111,7 @@ func (e *Engine) ReloadSilences(ctx context.Context) error {
 		fresh[s.ID] = s
 	}
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	now := e.now()
 	var next, ended []Silence
 	for _, s := range e.silences {
@@ -154,7 +154,7 @@ func (e *Engine) saveSilence(ctx context.Context, s Silence) error {
 // Silences returns the silences in force.
 func (e *Engine) Silences() []Silence {
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	e.expireSilences(e.now())
 	return slices.Clone(e.silences)
 }

@@ -80,7 +80,7 @@ type entry struct {
 	events []Event
 	// active are the members of a grid-level alert that still fire.
 	active map[string]bool
-	// view is the alert as readers see it, published by Engine.unlock;
+	// view is the alert as readers see it, published by Engine.settle;
 	// stale is set while a newer state waits in Engine.changed.
 	view  atomic.Pointer[alertView]
 	stale bool

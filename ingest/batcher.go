@@ -14,6 +14,8 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gridwatch/gridwatch/internal/handoff"
 )
 
 // Batcher defaults.
@@ -106,7 +108,10 @@ type Batcher[T any] struct {
 	// Metrics counts rows and batches. It defaults to unregistered metrics.
 	Metrics *BatcherMetrics
 
-	mu      sync.Mutex
+	// mu guards the batch being built; Add hands its rows over to the
+	// holder (see handoff). Its Do is addHanded, set by Start.
+	mu      handoff.Mutex[*addCall[T]]
+	calls   sync.Pool // of *addCall[T]
 	state   batcherState
 	builder *array.RecordBuilder
 	cur     *flush // the batch being built; nil when empty
@@ -220,6 +225,7 @@ func (b *Batcher[T]) Start(ctx context.Context) error {
 	if b.state != stateNew {
 		return fmt.Errorf("batcher %s: started twice", b.Table)
 	}
+	b.mu.Do = b.addHanded
 	if b.MaxRows <= 0 {
 		b.MaxRows = DefaultMaxRows
 	}
@@ -282,16 +288,46 @@ func (m *BatcherMetrics) curry(table string) batcherSeries {
 // and the error wraps ErrOverloaded. After Close the rows are dropped and the
 // error wraps ErrClosed. The Receipt covers the rows that were appended.
 func (b *Batcher[T]) Add(ctx context.Context, rows ...T) (Receipt, error) {
-	// The batches the rows went into: one, unless a batch was sealed
-	// between them; the array keeps the common case off the heap.
-	var (
-		one     [1]*flush
-		flushes = one[:0]
-	)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.state == stateNew {
+	c, _ := b.calls.Get().(*addCall[T])
+	if c == nil {
+		c = new(addCall[T])
+	}
+	c.ctx, c.rows = ctx, rows
+	b.mu.Hand(c)
+	receipt, err, done := receiptOf(c.flushes), c.err, c.done
+	*c = addCall[T]{}
+	b.calls.Put(c)
+	if !done { // handed over before Start
 		return Receipt{}, fmt.Errorf("%s: %w", b.Table, ErrClosed)
+	}
+	return receipt, err
+}
+
+// addCall is one Add, handed over to the holder of mu (see handoff).
+type addCall[T any] struct {
+	ctx  context.Context
+	rows []T
+	// flushes are the batches the rows went into: one, unless a batch was
+	// sealed between them; one keeps the common case in the call.
+	flushes []*flush
+	one     [1]*flush
+	err     error
+	done    bool
+}
+
+// addHanded, the mutex's Do, adds the rows of each Add handed over.
+func (b *Batcher[T]) addHanded(calls []*addCall[T]) {
+	for _, c := range calls {
+		c.flushes, c.err = b.addLocked(c.ctx, c.rows, c.one[:0])
+		c.done = true
+	}
+}
+
+// addLocked appends rows, as Add says, and returns the batches they went
+// into, appended to flushes. Called with mu held.
+func (b *Batcher[T]) addLocked(ctx context.Context, rows []T, flushes []*flush) ([]*flush, error) {
+	if b.state == stateNew {
+		return flushes, fmt.Errorf("%s: %w", b.Table, ErrClosed)
 	}
 	for i, row := range rows {
 		size := b.RowSize(row)
@@ -303,7 +339,7 @@ func (b *Batcher[T]) Add(ctx context.Context, rows ...T) (Receipt, error) {
 			} else {
 				b.series.dropOverloaded.Add(float64(dropped))
 			}
-			return receiptOf(flushes), fmt.Errorf("%s: %d of %d rows dropped: %w", b.Table, dropped, len(rows), err)
+			return flushes, fmt.Errorf("%s: %d of %d rows dropped: %w", b.Table, dropped, len(rows), err)
 		}
 		if b.cur == nil {
 			b.cur = &flush{done: make(chan struct{})}
@@ -328,7 +364,7 @@ func (b *Batcher[T]) Add(ctx context.Context, rows ...T) (Receipt, error) {
 	case b.bytes >= b.MaxBytes:
 		b.trySealLocked(b.series.sealBytes)
 	}
-	return receiptOf(flushes), nil
+	return flushes, nil
 }
 
 // makeRoomLocked makes sure a row of size bytes fits in the current batch,
@@ -343,7 +379,7 @@ func (b *Batcher[T]) makeRoomLocked(ctx context.Context, size int) error {
 		if reason == nil || b.trySealLocked(reason) {
 			return nil
 		}
-		b.mu.Unlock()
+		b.mu.Mutex.Unlock() // inside Do: the rows handed over wait
 		waited := time.Now()
 		select {
 		case b.slots <- struct{}{}:
@@ -521,7 +557,7 @@ func (b *Batcher[T]) Close() error {
 	b.state = stateClosed
 	tail := b.cur
 	for b.cur != nil && !b.trySealLocked(b.series.sealClose) {
-		b.mu.Unlock()
+		b.mu.Mutex.Unlock()   // the rows handed over wait for the last Unlock
 		b.slots <- struct{}{} // The writer frees one: it never stops early.
 		b.mu.Lock()
 		if b.cur == nil { // The timer or the writer sealed it meanwhile.
