@@ -100,7 +100,7 @@ func (e *Engine) settleClaims(ctx context.Context) {
 	for i, en := range ask {
 		keys[i] = claimRelease{claimKey(&en.Alert), en.ID}
 	}
-	e.unlock()
+	e.mu.Unlock()
 	if len(ask)+len(release) == 0 {
 		return
 	}
@@ -120,7 +120,7 @@ func (e *Engine) settleClaims(ctx context.Context) {
 		won[i], errs[i] = e.Claims.Claim(ctx, k.key, k.id)
 	}
 	e.mu.Lock()
-	defer e.unlock()
+	defer e.mu.Unlock()
 	now := e.Now()
 	for i, en := range ask {
 		asked := e.active[en.ID] == en && en.claim == claimAsked
