@@ -231,6 +231,11 @@ func BenchmarkStaffBesideFleet(b *testing.B) {
 		var alone, beside phaseTotals
 		var before, after int64
 		var each []string
+		// Each round's own ratio, its beside phase against the mean of
+		// the alone phases on either side, and its control; their
+		// medians are what a burst of load from outside the process
+		// (another job on the box) does not sway.
+		var roundRatios, roundControls []float64
 		for range rounds {
 			n0 := measure(&alone, func() { time.Sleep(phase) })
 			// A beside phase lasts until the staff's requests in flight at
@@ -248,6 +253,10 @@ func BenchmarkStaffBesideFleet(b *testing.B) {
 			before, after = before+n0, after+n2
 			perSecond := func(n int64, d time.Duration) string { return strconv.Itoa(int(float64(n)/d.Seconds()/1000+0.5)) + "k" }
 			each = append(each, perSecond(n0, phase)+" "+perSecond(n1, d1)+" "+perSecond(n2, phase))
+			if n0 > 0 && n2 > 0 {
+				roundRatios = append(roundRatios, float64(n1)/d1.Seconds()/(float64(n0+n2)/2/phase.Seconds()))
+				roundControls = append(roundControls, float64(n2)/float64(n0))
+			}
 		}
 		rate := func(p phaseTotals) float64 { return float64(p.readings) / p.wall.Seconds() }
 		ratio, control := rate(beside)/rate(alone), float64(after)/float64(before)
@@ -255,10 +264,14 @@ func BenchmarkStaffBesideFleet(b *testing.B) {
 		b.ReportMetric(rate(beside), "ingest_beside_staff/s")
 		b.ReportMetric(ratio, "ratio")
 		b.ReportMetric(control, "control_ratio")
+		b.ReportMetric(median(roundRatios), "median_round_ratio")
+		b.ReportMetric(median(roundControls), "median_round_control")
 		b.ReportMetric(float64(perAlert), "heap_B/alert")
 		b.Logf("acked readings/s alone %.0f, beside %d staff clients %.0f: ratio %.2f (goal >= 0.9); control (second alone phase of each round / first) %.2f; %d rounds of %s; heap %d B per alert",
 			rate(alone), staffUsers, rate(beside), ratio, control, rounds, phase, perAlert)
 		b.Logf("  each round, alone beside alone: %s", strings.Join(each, ", "))
+		b.Logf("  median of the rounds' own ratios %.2f (beside / mean of the alone phases either side), of their controls %.2f",
+			median(roundRatios), median(roundControls))
 		for _, p := range []struct {
 			name string
 			t    phaseTotals
@@ -276,6 +289,18 @@ func BenchmarkStaffBesideFleet(b *testing.B) {
 			b.Logf("  %-24s %4d requests, p50 %s, max %s", a.name, len(d), d[len(d)/2].Round(time.Microsecond), d[len(d)-1].Round(time.Microsecond))
 		}
 	}
+}
+
+// median is the median of xs, 0 when there are none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	xs = slices.Sorted(slices.Values(xs))
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
 }
 
 // liveHeap is the heap in use after a collection.
