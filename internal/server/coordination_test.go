@@ -79,6 +79,23 @@ func (c caseClient) must(id, action, body string) cases.Case {
 	return cases.Case{}
 }
 
+// open reports, registers and dispatches n cases (a manhole cover, to
+// the unit U-WATER, which the nodes must know) and returns their ids.
+func (c caseClient) open(n int) []string {
+	c.t.Helper()
+	var ids []string
+	for i := range n {
+		code, made := c.post("", 0, fmt.Sprintf(`{"category":"C0101","grid":"D01-S01-G01","address":"Hubin Rd %d","description":"cover gone"}`, i))
+		if code != http.StatusCreated && code != http.StatusOK {
+			c.t.Fatalf("report through %s: %d", c.node.http, code)
+		}
+		c.must(made.ID, "register", `{"force":true}`)
+		c.must(made.ID, "dispatch", `{"unit":"U-WATER"}`)
+		ids = append(ids, made.ID)
+	}
+	return ids
+}
+
 // leaseHolders returns the nodes holding the lease.
 func leaseHolders(t *testing.T, lease string, nodes ...*gridwatchProcess) []int {
 	var out []int
@@ -124,6 +141,118 @@ func remindCheck(t *testing.T, db *storage.DB, ids []string) (reminded, doubled 
 	return reminded, doubled
 }
 
+// caseRace is what raceCases had answered: the notes and sign-fors
+// answered 2xx by case, and the refusals by status.
+type caseRace struct {
+	notes, signs map[string]int
+	refused      map[int]int
+}
+
+// raceCases has every client post notesEach notes, then the sign-for, on
+// every case (dispatched) at once, each with If-Match of the version it
+// read.
+func raceCases(clients []caseClient, ids []string, notesEach int) caseRace {
+	var mu sync.Mutex
+	r := caseRace{notes: map[string]int{}, signs: map[string]int{}, refused: map[int]int{}}
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, id := range ids {
+				for n := 0; n < notesEach; {
+					cur, ok := c.get(id)
+					if !ok {
+						continue
+					}
+					code, _ := c.post("/"+id+"/note", cur.Version, `{"note":"seen from `+c.node.http+`"}`)
+					mu.Lock()
+					if code/100 == 2 {
+						r.notes[id]++
+						n++
+					} else {
+						r.refused[code]++
+					}
+					mu.Unlock()
+				}
+				for {
+					cur, ok := c.get(id)
+					if !ok {
+						continue
+					}
+					if cur.Status != cases.StatusDispatched {
+						break
+					}
+					code, _ := c.post("/"+id+"/sign", cur.Version, ``)
+					mu.Lock()
+					if code/100 == 2 {
+						r.signs[id]++
+					} else {
+						r.refused[code]++
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+// check reads each case's trace from ClickHouse and fails t unless every
+// note answered is stored once, each case was signed for once, and no two
+// events of a case share a version; it returns the figures. It waits up
+// to a minute for the traces to be complete, as read through a replica
+// that may lag the one a node wrote to.
+func (r caseRace) check(t *testing.T, db *storage.DB, ids []string) (answeredNotes, storedNotes, taken, signed int) {
+	t.Helper()
+	type figures struct{ notes, signs, taken int }
+	read := func() (map[string]figures, bool) {
+		got, complete := map[string]figures{}, true
+		for _, id := range ids {
+			_, evs, err := db.LoadCase(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f figures
+			seen := map[uint32]bool{}
+			for _, ev := range evs {
+				if seen[ev.Seq] {
+					f.taken++
+				}
+				seen[ev.Seq] = true
+				switch ev.Kind {
+				case cases.EventNote:
+					f.notes++
+				case cases.EventSign:
+					f.signs++
+				}
+			}
+			got[id] = f
+			complete = complete && f.notes >= r.notes[id] && f.signs >= 1
+		}
+		return got, complete
+	}
+	got, complete := read()
+	for deadline := time.Now().Add(time.Minute); !complete && time.Now().Before(deadline); got, complete = read() {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, id := range ids {
+		f := got[id]
+		answeredNotes += r.notes[id]
+		storedNotes += f.notes
+		signed += r.signs[id]
+		taken += f.taken
+		if f.notes != r.notes[id] || f.signs != 1 || r.signs[id] != 1 {
+			t.Errorf("case %s: %d notes answered, %d stored; sign-for answered %d times, stored %d times", id, r.notes[id], f.notes, r.signs[id], f.signs)
+		}
+	}
+	if taken > 0 {
+		t.Errorf("%d events stored on a version another event of the case had", taken)
+	}
+	return answeredNotes, storedNotes, taken, signed
+}
+
 // TestClusterCasesOneTruth runs two `gridwatch serve` nodes on one
 // ClickHouse and one ZooKeeper (cluster.zookeeper). Cases are made and
 // dispatched through both, and each node lists them all; with reminders
@@ -160,20 +289,6 @@ func TestClusterCasesOneTruth(t *testing.T) {
 	}
 	defer db.Close()
 	clients := []caseClient{{t, nodes[0]}, {t, nodes[1]}}
-	// open reports, registers and dispatches n cases through client c.
-	open := func(c caseClient, n int) []string {
-		var ids []string
-		for i := range n {
-			code, made := c.post("", 0, fmt.Sprintf(`{"category":"C0101","grid":"D01-S01-G01","address":"Hubin Rd %d","description":"cover gone"}`, i))
-			if code != http.StatusCreated && code != http.StatusOK {
-				t.Fatalf("report through %s: %d", c.node.http, code)
-			}
-			c.must(made.ID, "register", `{"force":true}`)
-			c.must(made.ID, "dispatch", `{"unit":"U-WATER"}`)
-			ids = append(ids, made.ID)
-		}
-		return ids
-	}
 	var holder []int
 	waitFor(t, time.Minute, func() bool { holder = leaseHolders(t, leaseCaseDeadlines, nodes...); return len(holder) == 1 })
 	t.Logf("node %d holds %s", holder[0], leaseCaseDeadlines)
@@ -196,7 +311,7 @@ func TestClusterCasesOneTruth(t *testing.T) {
 		t.Errorf("/readyz of the holder: %+v (%v)", ready.Detail.Cluster, err)
 	}
 
-	ids := append(open(clients[0], 5), open(clients[1], 5)...)
+	ids := append(clients[0].open(5), clients[1].open(5)...)
 	// Each node lists the cases the other made.
 	for _, c := range clients {
 		listed := func() int {
@@ -228,83 +343,10 @@ func TestClusterCasesOneTruth(t *testing.T) {
 	}
 
 	// Both nodes race notes, then the sign-for, on every case.
-	var mu sync.Mutex
-	notes, signs, refused := map[string]int{}, map[string]int{}, map[int]int{}
-	var wg sync.WaitGroup
-	const notesEach = 5
-	for _, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, id := range ids {
-				for n := 0; n < notesEach; {
-					cur, ok := c.get(id)
-					if !ok {
-						continue
-					}
-					code, _ := c.post("/"+id+"/note", cur.Version, `{"note":"seen from `+c.node.http+`"}`)
-					mu.Lock()
-					if code/100 == 2 {
-						notes[id]++
-						n++
-					} else {
-						refused[code]++
-					}
-					mu.Unlock()
-				}
-				for {
-					cur, ok := c.get(id)
-					if !ok {
-						continue
-					}
-					if cur.Status != cases.StatusDispatched {
-						break
-					}
-					code, _ := c.post("/"+id+"/sign", cur.Version, ``)
-					mu.Lock()
-					if code/100 == 2 {
-						signs[id]++
-					} else {
-						refused[code]++
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	answeredNotes, storedNotes, taken, signed := 0, 0, 0, 0
-	for _, id := range ids {
-		_, evs, err := db.LoadCase(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen := map[uint32]bool{}
-		n, s := 0, 0
-		for _, ev := range evs {
-			if seen[ev.Seq] {
-				taken++
-			}
-			seen[ev.Seq] = true
-			switch ev.Kind {
-			case cases.EventNote:
-				n++
-			case cases.EventSign:
-				s++
-			}
-		}
-		answeredNotes += notes[id]
-		storedNotes += n
-		signed += signs[id]
-		if n != notes[id] || s != 1 || signs[id] != 1 {
-			t.Errorf("case %s: %d notes answered, %d stored; sign-for answered %d times, stored %d times", id, notes[id], n, signs[id], s)
-		}
-	}
+	race := raceCases(clients, ids, 5)
+	answeredNotes, storedNotes, taken, signed := race.check(t, db, ids)
 	t.Logf("race: %d notes answered 2xx, %d stored; %d sign-fors answered for %d cases; %d events on a taken version; refusals by status %v",
-		answeredNotes, storedNotes, signed, len(ids), taken, refused)
-	if taken > 0 {
-		t.Errorf("%d events stored on a version another event of the case had", taken)
-	}
+		answeredNotes, storedNotes, signed, len(ids), taken, race.refused)
 
 	// The lease holder is killed; the other node takes the duty over.
 	dead, alive := holder[0], 1-holder[0]
@@ -312,7 +354,7 @@ func TestClusterCasesOneTruth(t *testing.T) {
 	nodes[dead].kill(t)
 	waitFor(t, time.Minute, func() bool { h := leaseHolders(t, leaseCaseDeadlines, nodes...); return len(h) == 1 && h[0] == alive })
 	t.Logf("kill: node %d holds %s %s after node %d was killed", alive, leaseCaseDeadlines, time.Since(killedAt).Round(time.Millisecond), dead)
-	later := open(clients[alive], 3)
+	later := clients[alive].open(3)
 	waitFor(t, time.Minute, func() bool { r, _ := remindCheck(t, db, later); return r == len(later) })
 	time.Sleep(2 * time.Second)
 	reminded, doubled = remindCheck(t, db, append(ids, later...))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gridwatch/gridwatch/internal/freeport"
+	"github.com/gridwatch/gridwatch/internal/logbuf"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
 
@@ -27,73 +28,14 @@ import (
 // port.
 func TestHAProxyConfigFrontsNodes(t *testing.T) {
 	addr, database := storagetest.Database(t)
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		storagetest.Unavailable(t, "haproxy is not installed (deploy/install-deps.sh installs it)")
-	}
 	devs := e2eDevices(t, 12)
 	const token = "haproxy-test-token-0123"
 	node := func(c *Config) { c.API.AdminToken = token }
 	nodes := []*Server{startServer(t, addr, database, devs, node), startServer(t, addr, database, devs, node)}
 
-	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "haproxy", "haproxy.cfg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := func() int {
-		p, err := freeport.Loopback()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	mqttPort, apiPort, statsPort, downPort := port(), port(), port(), port()
-	cfg := string(raw)
-	// The addresses change, and maxconn: 200,000 connections need more
-	// file descriptors than a test may open.
-	for from, to := range map[string]string{"maxconn 200000": "maxconn 2000", "bind :1883": "bind 127.0.0.1:" + strconv.Itoa(mqttPort),
-		"bind :8080": "bind 127.0.0.1:" + strconv.Itoa(apiPort), "bind :8404": "bind 127.0.0.1:" + strconv.Itoa(statsPort)} {
-		if !strings.Contains(cfg, from) {
-			t.Fatalf("haproxy.cfg has no %q", from)
-		}
-		cfg = strings.ReplaceAll(cfg, from, to)
-	}
-	// gridwatch-N:PORT names the Nth node; the third one is down.
-	server := regexp.MustCompile(`gridwatch-(\d):(1883|8080)( check port 8080)?`)
-	replaced := 0
-	cfg = server.ReplaceAllStringFunc(cfg, func(m string) string {
-		replaced++
-		p := server.FindStringSubmatch(m)
-		n, _ := strconv.Atoi(p[1])
-		if n > len(nodes) {
-			return fmt.Sprintf("127.0.0.1:%d", downPort)
-		}
-		s := nodes[n-1]
-		target := s.MQTTAddr()
-		if p[2] == "8080" {
-			target = s.HTTPAddr()
-		}
-		if p[3] != "" {
-			_, hp, _ := strings.Cut(s.HTTPAddr(), ":")
-			return target + " check port " + hp
-		}
-		return target
-	})
-	if replaced != 6 {
-		t.Fatalf("haproxy.cfg names %d node addresses, want 3 MQTT and 3 HTTP", replaced)
-	}
-	file := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, haproxy, "-db", "-f", file)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	targets := []haproxyTarget{{nodes[0].MQTTAddr(), nodes[0].HTTPAddr()}, {nodes[1].MQTTAddr(), nodes[1].HTTPAddr()}, {}}
+	hp := startHAProxy(t, targets)
+	apiPort, statsPort, mqttPort := hp.apiPort, hp.statsPort, hp.mqttPort
 
 	// The API through HAProxy, once its checks found a node ready.
 	api := fmt.Sprintf("http://127.0.0.1:%d/api/v1/devices/%s", apiPort, devs[0].ID)
@@ -109,7 +51,7 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the API through HAProxy did not answer 200 within a minute: %v\nhaproxy:\n%s", err, logs.String())
+			t.Fatalf("the API through HAProxy did not answer 200 within a minute: %v\nhaproxy:\n%s", err, hp.logs())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -126,6 +68,89 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 			t.Errorf("node %d took no device through HAProxy", i+1)
 		}
 	}
+}
+
+// haproxyTarget is a gridwatch node HAProxy fronts: its MQTT and HTTP
+// addresses; none for a node that is down.
+type haproxyTarget struct{ mqtt, http string }
+
+// haproxyRun is HAProxy running deploy/haproxy/haproxy.cfg.
+type haproxyRun struct {
+	mqttPort, apiPort, statsPort int
+	out                          *logbuf.Buffer
+}
+
+// logs returns what HAProxy logged.
+func (h *haproxyRun) logs() string { return h.out.String() }
+
+// startHAProxy runs deploy/haproxy/haproxy.cfg, as shipped but for its
+// addresses and maxconn, in front of three nodes (gridwatch-1..3), until t
+// ends.
+func startHAProxy(t *testing.T, nodes []haproxyTarget) *haproxyRun {
+	t.Helper()
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		storagetest.Unavailable(t, "haproxy is not installed (deploy/install-deps.sh installs it)")
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "haproxy", "haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := func() int {
+		p, err := freeport.Loopback()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	h := &haproxyRun{mqttPort: port(), apiPort: port(), statsPort: port(), out: &logbuf.Buffer{}}
+	downPort := port()
+	cfg := string(raw)
+	// The addresses change, and maxconn: 200,000 connections need more
+	// file descriptors than a test may open.
+	for from, to := range map[string]string{"maxconn 200000": "maxconn 2000", "bind :1883": "bind 127.0.0.1:" + strconv.Itoa(h.mqttPort),
+		"bind :8080": "bind 127.0.0.1:" + strconv.Itoa(h.apiPort), "bind :8404": "bind 127.0.0.1:" + strconv.Itoa(h.statsPort)} {
+		if !strings.Contains(cfg, from) {
+			t.Fatalf("haproxy.cfg has no %q", from)
+		}
+		cfg = strings.ReplaceAll(cfg, from, to)
+	}
+	// gridwatch-N:PORT names the Nth node.
+	server := regexp.MustCompile(`gridwatch-(\d):(1883|8080)( check port 8080)?`)
+	replaced := 0
+	cfg = server.ReplaceAllStringFunc(cfg, func(m string) string {
+		replaced++
+		p := server.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(p[1])
+		if n > len(nodes) || nodes[n-1].mqtt == "" {
+			return fmt.Sprintf("127.0.0.1:%d", downPort)
+		}
+		s := nodes[n-1]
+		target := s.mqtt
+		if p[2] == "8080" {
+			target = s.http
+		}
+		if p[3] != "" {
+			_, hp, _ := strings.Cut(s.http, ":")
+			return target + " check port " + hp
+		}
+		return target
+	})
+	if replaced != 6 {
+		t.Fatalf("haproxy.cfg names %d node addresses, want 3 MQTT and 3 HTTP", replaced)
+	}
+	file := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, haproxy, "-db", "-f", file)
+	cmd.Stdout, cmd.Stderr = h.out, h.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	return h
 }
 
 // waitBackend polls HAProxy's statistics (CSV) until each server of
