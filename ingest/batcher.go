@@ -461,9 +461,13 @@ func (b *Batcher[T]) reserveLike(rec arrow.Record) {
 
 // sealIfDue seals the current batch if it is MaxAge old and a slot is free.
 // It returns how long until the current batch is due, or 0 when none is.
+//
+// It is the timer's and the writers' and lets go without taking up the
+// Adds handed over meanwhile (handoff's Release): an Add may wait for the
+// room that only a writer frees.
 func (b *Batcher[T]) sealIfDue() time.Duration {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	defer b.mu.Release()
 	if b.cur == nil {
 		return 0
 	}

@@ -516,3 +516,52 @@ func TestBatcherWritersOverlap(t *testing.T) {
 		t.Fatalf("rows written: %v, want 0..3 once each", rec.rows())
 	}
 }
+
+// TestBatcherBackpressureUnderManyClients has many clients add at once while
+// every batch waits for a slow write: the writer, which frees the slots,
+// also takes the batcher's mutex (to seal a due batch), and must not take up
+// the Adds handed over to it, which wait for the slot only it frees. Every
+// row is written, once.
+func TestBatcherBackpressureUnderManyClients(t *testing.T) {
+	rec := &recorder[Reading]{Read: readingsOf, Hook: func(context.Context, *Batch) error {
+		time.Sleep(50 * time.Microsecond)
+		return nil
+	}}
+	b := startBatcher(t, rec, func(b *Batcher[Reading]) {
+		b.MaxRows, b.MaxPending, b.MaxAge = 1, 1, time.Millisecond
+	})
+	const clients, adds = 32, 100
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for i := range adds {
+				if _, err := b.Add(context.Background(), testReading(c*adds+i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(time.Minute):
+		t.Fatal("Adds still blocked after a minute: the batcher is deadlocked")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[float64]int{}
+	for _, r := range rec.rows() {
+		seen[r.Value]++
+	}
+	for i := range clients * adds {
+		if seen[float64(i)] != 1 {
+			t.Fatalf("row %d written %d times, want once", i, seen[float64(i)])
+		}
+	}
+}

@@ -22,7 +22,7 @@ const Rounds = 4
 
 // Mutex is a sync.Mutex whose Unlock first does the work handed over by
 // Hand. Lock and TryLock are sync.Mutex's; every holder must let go through
-// Unlock, or work handed over meanwhile waits for the next holder. Do may
+// Unlock or Release, or work handed over meanwhile waits for the next holder. Do may
 // let go of the embedded sync.Mutex for a while (to wait for room, say),
 // as long as it takes it again before it returns.
 type Mutex[W any] struct {
@@ -89,15 +89,29 @@ func (m *Mutex[W]) Unlock() {
 		case !m.waiting():
 			return
 		case round == Rounds:
-			go func() {
-				m.Lock()
-				m.Unlock()
-			}()
+			go m.serve()
 			return
 		case !m.TryLock():
 			return
 		}
 	}
+}
+
+// Release lets go of the mutex without doing the work handed over, for a
+// holder that must not wait on that work, because the work may wait on it
+// (a batcher's writer, which frees the room the rows handed over may wait
+// for): a goroutine of its own does the work.
+func (m *Mutex[W]) Release() {
+	m.Mutex.Unlock()
+	if m.waiting() {
+		go m.serve()
+	}
+}
+
+// serve takes the mutex to do the work handed over.
+func (m *Mutex[W]) serve() {
+	m.Lock()
+	m.Unlock()
 }
 
 // take returns the work handed over and the channel that releases its

@@ -89,3 +89,45 @@ func TestHandWaitsForTheHolder(t *testing.T) {
 		t.Fatalf("work done %d times, want 1", w.times)
 	}
 }
+
+// TestReleaseLeavesTheWorkToAnother checks that a holder letting go with
+// Release does not do the work handed over meanwhile, which may wait on it
+// (a batcher's writer, whose handed Adds wait for the room it frees), and
+// that the work is done all the same.
+func TestReleaseLeavesTheWorkToAnother(t *testing.T) {
+	var m Mutex[*item]
+	unblock := make(chan struct{})
+	m.Do = func(work []*item) {
+		for _, w := range work {
+			<-unblock // the room the holder would free
+			w.times++
+		}
+	}
+	m.Lock()
+	w := &item{}
+	handed := make(chan struct{})
+	go func() {
+		m.Hand(w)
+		close(handed)
+	}()
+	for !m.waiting() {
+		time.Sleep(time.Millisecond)
+	}
+	released := make(chan struct{})
+	go func() {
+		m.Release()
+		close(released)
+	}()
+	select {
+	case <-released:
+	case <-time.After(time.Minute):
+		t.Fatal("Release did the work handed over, which waited on the holder")
+	}
+	close(unblock)
+	<-handed
+	m.Lock()
+	defer m.Unlock()
+	if w.times != 1 {
+		t.Fatalf("work done %d times, want 1", w.times)
+	}
+}
