@@ -387,15 +387,16 @@ rules:
 	}
 }
 
-// TestReadsDoNotWaitForIngest attacks "staff reads do not stall ingestion"
-// (issue 10 item 15) from the other side: while ingestion holds the
-// engine's mutex (an observation of an unknown device waits in Lookup),
-// List, Get and All still answer, with what was published before.
-func TestReadsDoNotWaitForIngest(t *testing.T) {
-	c := &clock{t: t0}
+// engineHeldByStranger starts an engine with the lifecycle rules over devs
+// whose Lookup, asked about device "stranger", waits until released. hold
+// has ingestion take the engine's mutex and keep it (an observation of the
+// stranger, waiting in Lookup) and returns the function that lets go; the
+// test's end lets go too.
+func engineHeldByStranger(t *testing.T, c *clock, devs []devices.Device) (e *alerts.Engine, hold func() (release func())) {
+	t.Helper()
 	held, release := make(chan struct{}), make(chan struct{})
-	reg := devices.NewRegistry([]devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}})
-	e := &alerts.Engine{
+	reg := devices.NewRegistry(devs)
+	e = &alerts.Engine{
 		Rules: mustRules(t, lifecycleRules), Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour,
 		Lookup: func(id string) (devices.Device, bool) {
 			if id == "stranger" {
@@ -408,11 +409,27 @@ func TestReadsDoNotWaitForIngest(t *testing.T) {
 	if err := e.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	let := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(func() {
+		let() // a test that failed while holding
+		e.Close()
+	})
+	return e, func() func() {
+		go e.Observe(alerts.Observation{Device: "stranger", Metric: "ch4_ppm", Value: 1})
+		<-held
+		return let
+	}
+}
+
+// TestReadsDoNotWaitForIngest attacks "staff reads do not stall ingestion"
+// (issue 10 item 15) from the other side: while ingestion holds the
+// engine's mutex (an observation of an unknown device waits in Lookup),
+// List, Get and All still answer, with what was published before.
+func TestReadsDoNotWaitForIngest(t *testing.T) {
+	c := &clock{t: t0}
+	e, hold := engineHeldByStranger(t, c, []devices.Device{{ID: "gas-1", Type: "gas", Grid: "G1"}})
 	e.Observe(alerts.Observation{Device: "gas-1", Metric: "ch4_ppm", Value: 8000, TS: c.Now().UnixMilli()})
-	go e.Observe(alerts.Observation{Device: "stranger", Metric: "ch4_ppm", Value: 1})
-	<-held
-	defer close(release)
+	defer hold()()
 	read := make(chan error, 1)
 	go func() {
 		p, err := e.List(alerts.Filter{})
@@ -444,29 +461,13 @@ func TestReadsDoNotWaitForIngest(t *testing.T) {
 // and then its alert is there to read.
 func TestHandedReadingsAreEvaluatedOnReturn(t *testing.T) {
 	c := &clock{t: t0}
-	held, release := make(chan struct{}), make(chan struct{})
 	const clients = 20
 	var devs []devices.Device
 	for i := range clients {
 		devs = append(devs, devices.Device{ID: fmt.Sprintf("gas-%d", i), Type: "gas", Grid: "G1"})
 	}
-	reg := devices.NewRegistry(devs)
-	e := &alerts.Engine{
-		Rules: mustRules(t, lifecycleRules), Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour,
-		Lookup: func(id string) (devices.Device, bool) {
-			if id == "stranger" {
-				close(held)
-				<-release
-			}
-			return reg.Lookup(id)
-		},
-	}
-	if err := e.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	go e.Observe(alerts.Observation{Device: "stranger", Metric: "ch4_ppm", Value: 1})
-	<-held
+	e, hold := engineHeldByStranger(t, c, devs)
+	release := hold()
 	returned := make(chan string, clients)
 	for _, d := range devs {
 		go func() {
@@ -484,7 +485,7 @@ func TestHandedReadingsAreEvaluatedOnReturn(t *testing.T) {
 		t.Fatalf("a call returned while the mutex was held, before its readings could be evaluated: %q", msg)
 	case <-time.After(200 * time.Millisecond):
 	}
-	close(release)
+	release()
 	for range clients {
 		if msg := <-returned; msg != "" {
 			t.Error(msg)

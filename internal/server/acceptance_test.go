@@ -115,16 +115,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 		}
 		return n
 	}
-	notified := func(kind alerts.EventKind) (n int) {
-		hook.mu.Lock()
-		defer hook.mu.Unlock()
-		for _, tr := range hook.got {
-			if tr.Alert.Device == bin.ID && tr.Event.Kind == kind {
-				n++
-			}
-		}
-		return n
-	}
+	notified := func(kind alerts.EventKind) int { return hook.count(bin.ID, kind) }
 	// alertOnce fills the bin through every live node: one alert fires,
 	// notified once; then empties it and waits for its clear.
 	alertOnce := func(episode int) {

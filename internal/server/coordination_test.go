@@ -434,16 +434,7 @@ func TestClusterAlertOnce(t *testing.T) {
 		return n
 	}
 	// notified counts the webhook's notifications of the bin, by event.
-	notified := func(kind alerts.EventKind) (n int) {
-		hook.mu.Lock()
-		defer hook.mu.Unlock()
-		for _, tr := range hook.got {
-			if tr.Alert.Device == bin.ID && tr.Event.Kind == kind {
-				n++
-			}
-		}
-		return n
-	}
+	notified := func(kind alerts.EventKind) int { return hook.count(bin.ID, kind) }
 	// storedFires counts the fire events of the bin's alerts in ClickHouse.
 	storedFires := func() uint64 {
 		return count(t, nodes[0], "SELECT count() FROM {db}.alert_events WHERE kind = 'fire' AND alert_id IN (SELECT id FROM {db}.alerts WHERE device = ?)", bin.ID)

@@ -35,6 +35,18 @@ func (ts *transitions) add(t *testing.T, payload []byte) {
 	ts.mu.Unlock()
 }
 
+// count counts the notifications of device's alerts with an event of kind.
+func (ts *transitions) count(device string, kind alerts.EventKind) (n int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, tr := range ts.got {
+		if tr.Alert.Device == device && tr.Event.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
 func (ts *transitions) devices() []string {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
