@@ -48,6 +48,12 @@ func (m *memClaims) Release(_ context.Context, key, id string) error {
 	return nil
 }
 
+func (m *memClaims) called() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls
+}
+
 func (m *memClaims) held() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -157,7 +163,7 @@ rules:
 	claims.setDown(false)
 	settled(3, 1)
 	drain()
-	t.Logf("fire transitions by engine %v, clears %v, claim calls %d", fires, clears, claims.calls)
+	t.Logf("fire transitions by engine %v, clears %v, claim calls %d", fires, clears, claims.called())
 	if total(fires) != 3 {
 		t.Fatalf("%v fire transitions, want 3 in all", fires)
 	}
@@ -168,9 +174,7 @@ func waitForCalls(t *testing.T, m *memClaims, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		m.mu.Lock()
-		calls := m.calls
-		m.mu.Unlock()
+		calls := m.called()
 		if calls >= n {
 			return
 		}
