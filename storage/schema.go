@@ -431,14 +431,21 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, st := range s.Bookkeeping {
-		if err := db.conn.Exec(ctx, st); err != nil {
-			return fmt.Errorf("storage: create bookkeeping table: %w", err)
-		}
-	}
 	applied, err := db.appliedVersions(ctx)
 	if err != nil {
 		return err
+	}
+	// The bookkeeping table is created only when missing: on a cluster its
+	// DDL runs ON CLUSTER, which waits for every server's DDL worker, so a
+	// node restarted just after ZooKeeper came back (the workers still
+	// reconnecting) would wait minutes for a table that is there.
+	if applied == nil {
+		for _, st := range s.Bookkeeping {
+			if err := db.conn.Exec(ctx, st); err != nil {
+				return fmt.Errorf("storage: create bookkeeping table: %w", err)
+			}
+		}
+		applied = map[int]bool{}
 	}
 	n := 0
 	for _, m := range s.Migrations {
@@ -503,11 +510,11 @@ func (db *DB) Schema() (Schema, error) {
 }
 
 // appliedVersions reads the migration versions recorded in the database. A
-// missing bookkeeping table means none.
+// missing bookkeeping table means none: the map is nil.
 func (db *DB) appliedVersions(ctx context.Context) (map[int]bool, error) {
 	rows, err := db.conn.Query(ctx, "SELECT DISTINCT version FROM "+quoteTable(db.opts.Database, "schema_migrations"))
 	if isMissing(err) {
-		return map[int]bool{}, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("storage: read applied migrations: %w", err)
