@@ -3,9 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,12 +45,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	if err := os.WriteFile(units, []byte(list.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var hook transitions
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		hook.add(t, b)
-	}))
-	defer receiver.Close()
+	hook, receiver := webhookReceiver(t)
 	bin := devices.Device{ID: "bin-once", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-once-secret-0123456789"}
 	devs := e2eDevices(t, 30)
 	var nodes []*gridwatchProcess

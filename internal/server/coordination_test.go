@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -403,12 +402,7 @@ func TestClusterAlertOnce(t *testing.T) {
 	if err := os.WriteFile(units, []byte(list.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var hook transitions
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		hook.add(t, b)
-	}))
-	defer receiver.Close()
+	hook, receiver := webhookReceiver(t)
 	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-1-secret-0123456789"}
 	var nodes []*Server
 	for i := range 2 {

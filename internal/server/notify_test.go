@@ -35,6 +35,18 @@ func (ts *transitions) add(t *testing.T, payload []byte) {
 	ts.mu.Unlock()
 }
 
+// webhookReceiver starts a webhook receiver, closed when t ends, that
+// collects the alert transitions POSTed to it.
+func webhookReceiver(t *testing.T) (*transitions, *httptest.Server) {
+	hook := &transitions{}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hook.add(t, b)
+	}))
+	t.Cleanup(receiver.Close)
+	return hook, receiver
+}
+
 // count counts the notifications of device's alerts with an event of kind.
 func (ts *transitions) count(device string, kind alerts.EventKind) (n int) {
 	ts.mu.Lock()
@@ -66,12 +78,7 @@ func TestSilenceKeepsNotifiersQuietIntegration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test; skipped under -short")
 	}
-	var hook transitions
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		hook.add(t, b)
-	}))
-	defer receiver.Close()
+	hook, receiver := webhookReceiver(t)
 	const token = "admin-token-for-the-notify-test"
 	bins := []devices.Device{
 		{ID: "bin-quiet", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-quiet-secret-0123456789"},
