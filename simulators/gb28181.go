@@ -226,12 +226,12 @@ func (d *GBDevice) register(ctx context.Context, expires time.Duration) error {
 	// is two transactions (the digest challenge).
 	ctx, cancel := context.WithTimeout(ctx, 2*sip.Timer_F)
 	defer cancel()
-	res, err := d.client.Do(ctx, req)
+	res, err := gb28181.Answered(d.client.Do(ctx, req))
 	if err != nil {
 		return fmt.Errorf("device %s: register: %w", d.ID, err)
 	}
 	if res.StatusCode == sip.StatusUnauthorized {
-		if res, err = d.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: d.ID, Password: d.Password}); err != nil {
+		if res, err = gb28181.Answered(d.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: d.ID, Password: d.Password})); err != nil {
 			return fmt.Errorf("device %s: register: %w", d.ID, err)
 		}
 	}
@@ -252,7 +252,7 @@ func (d *GBDevice) send(ctx context.Context, m gb28181.Message) error {
 	req.SetBody(body)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	res, err := d.client.Do(ctx, req)
+	res, err := gb28181.Answered(d.client.Do(ctx, req))
 	if err != nil {
 		return fmt.Errorf("device %s: %s: %w", d.ID, m.CmdType, err)
 	}

@@ -23,6 +23,9 @@ var (
 	ErrStarted = errors.New("gb28181: registrar already started")
 	// ErrNotRegistered means a query names a device that is not registered.
 	ErrNotRegistered = errors.New("gb28181: device not registered")
+	// ErrTransactionEnded means a SIP client transaction ended with
+	// neither a final answer nor an error of its own (see Answered).
+	ErrTransactionEnded = errors.New("gb28181: SIP transaction ended without an answer")
 )
 
 // Errors of GB/T 28181 streams (Registrar.Play).

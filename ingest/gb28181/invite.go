@@ -289,7 +289,7 @@ func (r *Registrar) onLateAnswer(res *sip.Response) {
 	r.background(func() {
 		ctx, cancel := context.WithTimeout(r.ctx, r.QueryTimeout)
 		defer cancel()
-		if res, err := r.client.Do(ctx, r.inDialog(sip.BYE, res, cseq.SeqNo+1)); err != nil || !res.IsSuccess() {
+		if res, err := Answered(r.client.Do(ctx, r.inDialog(sip.BYE, res, cseq.SeqNo+1))); err != nil || !res.IsSuccess() {
 			r.metrics.streams.WithLabelValues("bye_failed").Inc()
 		}
 	})

@@ -12,6 +12,17 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
+// Answered returns what one of sipgo's Client.Do or DoDigestAuth
+// returned, with ErrTransactionEnded in place of neither an answer nor an
+// error: sipgo returns that when the transaction is terminated from
+// elsewhere (its client closing) before it records why.
+func Answered(res *sip.Response, err error) (*sip.Response, error) {
+	if res == nil && err == nil {
+		return nil, ErrTransactionEnded
+	}
+	return res, err
+}
+
 // queryAfterRegister asks a newly registered device for its DeviceInfo and
 // Catalog, in the background; the answers arrive as MESSAGEs.
 func (r *Registrar) queryAfterRegister(id string) {
@@ -91,7 +102,7 @@ func (r *Registrar) send(ctx context.Context, id string, m Message) error {
 	req.SetBody(body)
 	ctx, cancel := context.WithTimeout(ctx, r.QueryTimeout)
 	defer cancel()
-	res, err := r.client.Do(ctx, req)
+	res, err := Answered(r.client.Do(ctx, req))
 	switch {
 	case err != nil:
 		r.metrics.queries.WithLabelValues(cmd, "failed").Inc()

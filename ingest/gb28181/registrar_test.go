@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gridwatch/gridwatch/devices"
@@ -422,5 +423,23 @@ func (p *rawPeer) request(t *testing.T, method, from, contentType, body string) 
 		if _, err := fmt.Sscanf(res, "SIP/2.0 %d", &code); err == nil && code >= 200 && strings.Contains(res, callID) {
 			return code
 		}
+	}
+}
+
+// TestAnsweredMakesAnEndedTransactionAnError: sipgo's Client.Do returns
+// neither an answer nor an error when its transaction is terminated from
+// elsewhere first; a caller reading the answer must get an error instead
+// (a simulated device closing during a query crashed a CI run).
+func TestAnsweredMakesAnEndedTransactionAnError(t *testing.T) {
+	if res, err := gb28181.Answered(nil, nil); res != nil || !errors.Is(err, gb28181.ErrTransactionEnded) {
+		t.Fatalf("Answered(nil, nil) = %v, %v; want ErrTransactionEnded", res, err)
+	}
+	ok := sip.NewResponse(sip.StatusOK, "OK")
+	if res, err := gb28181.Answered(ok, nil); res != ok || err != nil {
+		t.Fatalf("Answered(200, nil) = %v, %v; want the answer", res, err)
+	}
+	cause := errors.New("timer B")
+	if _, err := gb28181.Answered(nil, cause); err != cause {
+		t.Fatalf("Answered(nil, cause) error = %v; want cause", err)
 	}
 }
