@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,14 +145,25 @@ type SetCheck struct {
 	Missing int `json:"missing"`
 	// Duplicates is the readings stored more than once, of any message.
 	Duplicates int `json:"duplicates"`
+	// Examples names up to maxExamples of the messages missing and of
+	// those with readings duplicated (device@ts), for finding them in the
+	// logs and the tables.
+	Examples []string `json:"examples,omitempty"`
 }
+
+// maxExamples is how many messages SetCheck.Examples names of each kind.
+const maxExamples = 5
 
 // OK reports whether nothing acknowledged is missing and nothing is
 // duplicated.
 func (c SetCheck) OK() bool { return c.Missing == 0 && c.Duplicates == 0 }
 
 func (c SetCheck) String() string {
-	return fmt.Sprintf("%d acknowledged messages: %d missing, %d readings duplicated", c.Acked, c.Missing, c.Duplicates)
+	out := fmt.Sprintf("%d acknowledged messages: %d missing, %d readings duplicated", c.Acked, c.Missing, c.Duplicates)
+	if len(c.Examples) > 0 {
+		out += " (" + strings.Join(c.Examples, ", ") + ")"
+	}
+	return out
 }
 
 // CheckAcks compares acks with stored, as storage.DB.TelemetryMessages
@@ -162,12 +174,21 @@ func CheckAcks(acks []Ack, stored map[string]map[int64]storage.MessageRows) SetC
 	for _, a := range acks {
 		m := stored[a.Device][a.TS]
 		if m.Rows-m.Repeated < uint64(a.Readings) {
-			c.Missing++
+			if c.Missing++; c.Missing <= maxExamples {
+				c.Examples = append(c.Examples, fmt.Sprintf("missing %s@%d: %d of %d readings", a.Device, a.TS, m.Rows-m.Repeated, a.Readings))
+			}
 		}
 	}
-	for _, byTS := range stored {
-		for _, m := range byTS {
+	duplicated := 0
+	for device, byTS := range stored {
+		for ts, m := range byTS {
+			if m.Repeated == 0 {
+				continue
+			}
 			c.Duplicates += int(m.Repeated)
+			if duplicated++; duplicated <= maxExamples {
+				c.Examples = append(c.Examples, fmt.Sprintf("duplicated %s@%d: %d rows too many", device, ts, m.Repeated))
+			}
 		}
 	}
 	return c

@@ -101,9 +101,18 @@ func TestCheckAcks(t *testing.T) {
 		"b": {2: {Rows: 2, Repeated: 1}},
 	}
 	got := CheckAcks(acks, stored)
-	want := SetCheck{Acked: 4, Missing: 2, Duplicates: 2}
-	if got != want || got.OK() {
-		t.Fatalf("CheckAcks = %+v, want %+v, not OK", got, want)
+	if got.Acked != 4 || got.Missing != 2 || got.Duplicates != 2 || got.OK() {
+		t.Fatalf("CheckAcks = %+v, want 4 acknowledged, 2 missing, 2 duplicated, not OK", got)
+	}
+	// The examples name each message missing and each duplicated.
+	slices.Sort(got.Examples)
+	wantExamples := []string{"duplicated a@3: 1 rows too many", "duplicated b@2: 1 rows too many",
+		"missing a@2: 1 of 2 readings", "missing b@1: 0 of 1 readings"}
+	if !slices.Equal(got.Examples, wantExamples) {
+		t.Fatalf("examples %q, want %q", got.Examples, wantExamples)
+	}
+	if s := got.String(); !strings.Contains(s, "missing b@1") {
+		t.Fatalf("String() = %q, want the examples in it", s)
 	}
 	if c := CheckAcks(acks[:1], nil); c.OK() || c.Missing != 1 {
 		t.Fatalf("nothing stored: %+v, want 1 missing", c)
