@@ -155,12 +155,15 @@ type CameraFarm struct {
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 
-	server    *gortsplib.Server
-	ln        net.Listener
-	hole      net.Listener
-	cameras   map[string]*farmCamera
-	mu        sync.Mutex
-	sessions  map[*gortsplib.ServerSession]*farmSession
+	server   *gortsplib.Server
+	ln       net.Listener
+	hole     net.Listener
+	cameras  map[string]*farmCamera
+	mu       sync.Mutex
+	sessions map[*gortsplib.ServerSession]*farmSession
+	// playing holds the sessions whose PLAY is being answered on a
+	// connection: their pacers start with the answer (OnResponse).
+	playing   map[*gortsplib.ServerConn]*farmSession
 	holeConns []net.Conn
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -198,6 +201,7 @@ func (f *CameraFarm) Start(ctx context.Context) error {
 		f.Logger = slog.New(slog.DiscardHandler)
 	}
 	f.sessions = map[*gortsplib.ServerSession]*farmSession{}
+	f.playing = map[*gortsplib.ServerConn]*farmSession{}
 	f.cameras = make(map[string]*farmCamera, len(f.Cameras))
 	clips := map[string]*clip{}
 	for i := range f.Cameras {
@@ -245,16 +249,21 @@ func (f *CameraFarm) Start(ctx context.Context) error {
 	if err := f.startServer(); err != nil {
 		return err
 	}
+	// The description streams need the started server; a DESCRIBE reads
+	// them under mu.
+	f.mu.Lock()
 	for _, c := range f.cameras {
 		if c.Fault == FaultOffline {
 			continue
 		}
 		c.describe = &gortsplib.ServerStream{Server: f.server, Desc: c.description()}
 		if err := c.describe.Initialize(); err != nil {
+			f.mu.Unlock()
 			f.Close()
 			return fmt.Errorf("camera %s: %w", c.Path, err)
 		}
 	}
+	f.mu.Unlock()
 	hole, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		f.Close()
@@ -514,6 +523,8 @@ func (h *farmHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*ba
 	if c == nil {
 		return res, nil, err
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	return res, c.describe, nil
 }
 
@@ -537,14 +548,33 @@ func (h *farmHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Res
 	return res, st, nil
 }
 
-// OnPlay implements gortsplib.ServerHandlerOnPlay: it starts the session's
-// pacer.
+// OnPlay implements gortsplib.ServerHandlerOnPlay: the session's pacer
+// starts once the PLAY is answered (OnResponse).
 func (h *farmHandler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	s := h.sessions[ctx.Session]
-	if s == nil || s.cancel != nil {
-		return &base.Response{StatusCode: base.StatusOK}, nil
+	if s := h.sessions[ctx.Session]; s != nil && s.cancel == nil {
+		h.playing[ctx.Conn] = s
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnResponse implements gortsplib.ServerHandlerOnResponse: it starts the
+// pacer of a session whose PLAY is answered. gortsplib adds the session to
+// its stream's readers after OnPlay returns, before the answer: a pacer
+// started in OnPlay could send its first frame, the keyframe, to no one,
+// and on a loaded machine did (a reader then saw one keyframe fewer than a
+// camera sends).
+func (h *farmHandler) OnResponse(conn *gortsplib.ServerConn, res *base.Response) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.playing[conn]
+	if s == nil {
+		return
+	}
+	delete(h.playing, conn)
+	if res.StatusCode != base.StatusOK {
+		return
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -553,7 +583,6 @@ func (h *farmHandler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Respo
 		defer h.wg.Done()
 		s.pace(pctx)
 	}()
-	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
 // OnSessionClose implements gortsplib.ServerHandlerOnSessionClose: it stops
@@ -562,6 +591,11 @@ func (h *farmHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseC
 	h.mu.Lock()
 	s := h.sessions[ctx.Session]
 	delete(h.sessions, ctx.Session)
+	for conn, p := range h.playing {
+		if p == s {
+			delete(h.playing, conn)
+		}
+	}
 	h.mu.Unlock()
 	if s == nil {
 		return

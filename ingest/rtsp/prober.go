@@ -102,7 +102,8 @@ type Prober struct {
 	started   bool
 }
 
-// defaults fills in the settings left zero.
+// defaults fills in the settings left zero. It writes only what it
+// changes, so that a Check beside another Check's probe races no field.
 func (p *Prober) defaults() {
 	if p.LivenessInterval <= 0 {
 		p.LivenessInterval = DefaultLivenessInterval
@@ -116,7 +117,9 @@ func (p *Prober) defaults() {
 	if p.Timeout <= 0 {
 		p.Timeout = DefaultTimeout
 	}
-	p.Timeout = max(p.Timeout, MinTimeout)
+	if p.Timeout < MinTimeout {
+		p.Timeout = MinTimeout
+	}
 	if p.RecheckDelay == 0 {
 		p.RecheckDelay = DefaultRecheckDelay
 	}
@@ -135,7 +138,9 @@ func (p *Prober) defaults() {
 	if p.metrics == nil {
 		p.metrics = newMetrics(p.Registerer)
 	}
-	p.Diagnosis = p.Diagnosis.withDefaults()
+	if d := p.Diagnosis.withDefaults(); d != p.Diagnosis {
+		p.Diagnosis = d
+	}
 	if p.decoding == nil {
 		p.decoding = make(chan struct{}, runtime.GOMAXPROCS(0))
 		p.memory = map[string]*cameraMemory{}
