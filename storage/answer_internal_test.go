@@ -9,26 +9,34 @@ import (
 
 // AnswerInserts returns a DB on db's connection whose INSERTs, while an
 // error is set with answer, are not sent and are answered with that error,
-// as a server would answer them (answer(nil) lets them through again). It
-// stands in for answers a test cannot make a real server give, such as a
-// replicated table's UNKNOWN_STATUS_OF_INSERT.
-func AnswerInserts(db *DB) (answered *DB, answer func(error)) {
+// as a server would answer them (answer(nil, nil) lets them through again).
+// The answer comes once after is closed, or at once when after is nil, so
+// that it can come after the caller gave up. It stands in for answers a
+// test cannot make a real server give, such as a replicated table's
+// UNKNOWN_STATUS_OF_INSERT.
+func AnswerInserts(db *DB) (answered *DB, answer func(err error, after <-chan struct{})) {
 	c := &answeringConn{Conn: db.conn}
 	cp := &DB{conn: c, opts: db.opts, logger: db.logger, caps: db.caps, layout: db.layout}
-	return cp, func(err error) {
+	return cp, func(err error, after <-chan struct{}) {
 		if err == nil {
-			c.err.Store(nil)
+			c.answer.Store(nil)
 			return
 		}
-		c.err.Store(&err)
+		c.answer.Store(&insertAnswer{err: err, after: after})
 	}
 }
 
-// answeringConn is a connection whose INSERTs are answered with err while
-// it is set.
+// insertAnswer is the answer of an answeringConn's INSERTs.
+type insertAnswer struct {
+	err   error
+	after <-chan struct{}
+}
+
+// answeringConn is a connection whose INSERTs are answered with answer
+// while it is set.
 type answeringConn struct {
 	driver.Conn
-	err atomic.Pointer[error]
+	answer atomic.Pointer[insertAnswer]
 }
 
 func (c *answeringConn) PrepareBatch(ctx context.Context, query string, opts ...driver.PrepareBatchOption) (driver.Batch, error) {
@@ -36,21 +44,25 @@ func (c *answeringConn) PrepareBatch(ctx context.Context, query string, opts ...
 	if err != nil {
 		return nil, err
 	}
-	if e := c.err.Load(); e != nil {
-		return &answeredBatch{Batch: b, err: *e}, nil
+	if a := c.answer.Load(); a != nil {
+		return &answeredBatch{Batch: b, answer: a}, nil
 	}
 	return b, nil
 }
 
-// answeredBatch is a batch whose Send aborts it and returns err.
+// answeredBatch is a batch whose Send aborts it and returns its answer's
+// error once the answer is due.
 type answeredBatch struct {
 	driver.Batch
-	err error
+	answer *insertAnswer
 }
 
 func (b *answeredBatch) Send() error {
 	_ = b.Batch.Abort()
-	return b.err
+	if b.answer.after != nil {
+		<-b.answer.after
+	}
+	return b.answer.err
 }
 
 func (b *answeredBatch) IsSent() bool { return true }

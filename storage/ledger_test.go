@@ -265,7 +265,8 @@ func TestStoredDistrustsUnknownStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer(&clickhouse.Exception{Code: 319, Name: "DB::Exception", Message: "Unknown status, client must retry"})
+	unknown := &clickhouse.Exception{Code: 319, Name: "DB::Exception", Message: "Unknown status, client must retry"}
+	answer(unknown, nil)
 	if err := w.Write(t.Context(), "telemetry", "batch-u", rec); err == nil {
 		t.Fatal("Write succeeded, want the unknown status")
 	}
@@ -279,11 +280,28 @@ func TestStoredDistrustsUnknownStatus(t *testing.T) {
 		}
 	}
 
-	answer(nil)
+	answer(nil, nil)
 	if err := w.Write(t.Context(), "telemetry", "batch-u", rec); err != nil {
 		t.Fatal(err)
 	}
 	if have, err := w.Stored(t.Context(), "telemetry", parts); err != nil || !have["batch-u"] {
 		t.Fatalf("Stored after a successful INSERT = %v (%v), want batch-u", have, err)
+	}
+
+	// The same answer after the caller gave up (ingest.insert_timeout while
+	// the replica waits on ZooKeeper) is distrusted as well: before, only
+	// an answer the caller was still waiting for was noted, and the replay
+	// skipped the batch on the strength of a part that could be dropped.
+	late := make(chan struct{})
+	answer(unknown, late)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	err = w.Write(ctx, "telemetry", "batch-u", rec)
+	cancel()
+	if err == nil {
+		t.Fatal("Write succeeded, want the caller's deadline")
+	}
+	close(late)
+	if have, err := w.Stored(t.Context(), "telemetry", parts); err != nil || have["batch-u"] {
+		t.Fatalf("Stored after an unknown status answered late = %v (%v), want batch-u not stored", have, err)
 	}
 }

@@ -196,7 +196,6 @@ func (w *Writer) WriteParts(ctx context.Context, table string, parts []Part) err
 		start := time.Now()
 		doubt, err := w.insert(ctx, query, cols, parts)
 		w.metrics.latency.WithLabelValues(table).Observe(time.Since(start).Seconds())
-		w.noteStatus(ids, err)
 		if err != nil {
 			if class = Classify(err); class != Transient {
 				return backoff.Permanent(err)
@@ -265,6 +264,10 @@ func (w *Writer) insert(ctx context.Context, query string, cols [][]any, parts [
 		if doubt {
 			w.settle(a.queryID)
 		}
+		// The answer, even one that comes after the caller gave up, is
+		// noted before the batches leave doubt: Stored, which waits for
+		// them, must then see an unknown status.
+		w.noteStatus(parts, err)
 		w.mu.Lock()
 		for _, p := range parts {
 			if w.doubt[p.ID] == a {
@@ -283,10 +286,10 @@ func (w *Writer) insert(ctx context.Context, query string, cols [][]any, parts [
 	}
 }
 
-// noteStatus records that the INSERT of ids, which ended with err, had an
+// noteStatus records that the INSERT of parts, which ended with err, had an
 // unknown status (see Writer), and forgets it once one succeeds: the
 // replicated table then stored the block, or found it stored.
-func (w *Writer) noteStatus(ids []string, err error) {
+func (w *Writer) noteStatus(parts []Part, err error) {
 	var ex *clickhouse.Exception
 	unknown := errors.As(err, &ex) && ex.Code == codeUnknownStatus
 	if err != nil && !unknown {
@@ -294,11 +297,11 @@ func (w *Writer) noteStatus(ids []string, err error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, id := range ids {
+	for _, p := range parts {
 		if unknown {
-			w.unknown[id] = true
+			w.unknown[p.ID] = true
 		} else {
-			delete(w.unknown, id)
+			delete(w.unknown, p.ID)
 		}
 	}
 }
