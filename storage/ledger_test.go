@@ -278,6 +278,11 @@ func TestStoredDistrustsUnknownStatus(t *testing.T) {
 		if err != nil || have["batch-u"] != c.want {
 			t.Fatalf("Stored = %v (%v), want batch-u %v", have, err, c.want)
 		}
+		// Nor are its readings left out as stored by another batch.
+		kept, dropped, err := c.w.Unstored(t.Context(), "telemetry", parts)
+		if err != nil || (len(kept) == 0) != c.want || dropped != map[bool]int{true: 1}[c.want] {
+			t.Fatalf("Unstored = %d parts, %d left out (%v), want the reading left out: %v", len(kept), dropped, err, c.want)
+		}
 	}
 
 	answer(nil, nil)

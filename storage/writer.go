@@ -405,19 +405,9 @@ func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[st
 	if err := w.awaitSettled(ctx, ids); err != nil {
 		return nil, err
 	}
-	query := "SELECT DISTINCT " + BatchColumn + " FROM " + quoteTable(w.db.opts.Database, table) + " WHERE "
-	var args []any
-	if lo, hi, ok := tsRange(parts); ok {
-		query += "ts >= " + w.db.fromMsExpr() + " AND ts <= " + w.db.fromMsExpr() + " AND "
-		args = append(args, lo, hi)
-		if !w.db.layout.DateTime64 {
-			// The partition key is the materialized date, toDate(ts / 1000)
-			// in UTC: the partition index prunes on it, not on ts.
-			query += "date >= toDate(?) AND date <= toDate(?) AND "
-			args = append(args, time.UnixMilli(lo).UTC().Format(time.DateOnly), time.UnixMilli(hi).UTC().Format(time.DateOnly))
-		}
-	}
-	query += "has(?, " + BatchColumn + ")"
+	bound, args := w.tsBound(parts)
+	query := "SELECT DISTINCT " + BatchColumn + " FROM " + quoteTable(w.db.opts.Database, table) + " WHERE " +
+		bound + "has(?, " + BatchColumn + ")"
 	args = append(args, ids)
 	rows, err := w.db.conn.Query(ctx, query, args...)
 	if err != nil {
@@ -442,6 +432,25 @@ func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[st
 	}
 	w.mu.Unlock()
 	return out, nil
+}
+
+// tsBound returns the condition, ending in " AND ", and its arguments that
+// bound a lookup of parts' rows by their time range (see Stored); none for
+// parts without a ts column of timestamps.
+func (w *Writer) tsBound(parts []Part) (string, []any) {
+	lo, hi, ok := tsRange(parts)
+	if !ok {
+		return "", nil
+	}
+	cond := "ts >= " + w.db.fromMsExpr() + " AND ts <= " + w.db.fromMsExpr() + " AND "
+	args := []any{lo, hi}
+	if !w.db.layout.DateTime64 {
+		// The partition key is the materialized date, toDate(ts / 1000)
+		// in UTC: the partition index prunes on it, not on ts.
+		cond += "date >= toDate(?) AND date <= toDate(?) AND "
+		args = append(args, time.UnixMilli(lo).UTC().Format(time.DateOnly), time.UnixMilli(hi).UTC().Format(time.DateOnly))
+	}
+	return cond, args
 }
 
 // tsRange returns the least and the greatest value, in epoch milliseconds,

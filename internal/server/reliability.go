@@ -76,6 +76,13 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 		// cluster").
 		s.spool.ReplayRows = 1
 	}
+	if s.Config.ClickHouse.Cluster != "" || s.Config.Cluster.ZooKeeper != "" || s.Config.Upstream.Brokers != "" {
+		// Several nodes store one fleet: a device that got no PUBACK from
+		// a node that died resends to another, while the first copy waits
+		// in the dead node's spool; each replay leaves out the readings
+		// stored already (README, "A cluster today").
+		s.spool.Unstored = writer.Unstored
+	}
 	if cfg.DurableAck {
 		if s.spool.ReplayRows == 0 {
 			// Every row goes through the replay here: an INSERT of

@@ -10,6 +10,7 @@ import (
 // when scraped.
 type metrics struct {
 	spooled, replayed, deduplicated, dropped *prometheus.CounterVec
+	readingsDeduplicated                     *prometheus.CounterVec
 	quarantined, quarantinedRows             *prometheus.CounterVec
 }
 
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer, s *Spool) (*metrics, error) {
 		deduplicated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_spool_batches_deduplicated_total",
 			Help: "Spooled batches not replayed because the ledger showed them stored already (an INSERT whose answer was lost).",
+		}, []string{"table"}),
+		readingsDeduplicated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gridwatch_spool_readings_deduplicated_total",
+			Help: "Readings of replayed batches left out because ClickHouse held them already under another batch (on a cluster: a device's resend, after a node died before its PUBACK, stored by another node), by table.",
 		}, []string{"table"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_spool_rows_dropped_total",
@@ -59,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, s *Spool) (*metrics, error) {
 		}, func() float64 { return s.Stats().OldestAge.Seconds() }),
 	}
 	if reg != nil {
-		for _, c := range append([]prometheus.Collector{m.spooled, m.replayed, m.deduplicated, m.dropped, m.quarantined, m.quarantinedRows}, gauges...) {
+		for _, c := range append([]prometheus.Collector{m.spooled, m.replayed, m.deduplicated, m.readingsDeduplicated, m.dropped, m.quarantined, m.quarantinedRows}, gauges...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("spool: register metrics: %w", err)
 			}

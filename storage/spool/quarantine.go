@@ -166,7 +166,7 @@ func ReplayQuarantined(ctx context.Context, dir, file string, insert InsertFunc,
 	}
 	defer seg.Record.Release()
 	parts := []storage.Part{{ID: seg.ID, Record: seg.Record}}
-	fresh, err := storeFresh(ctx, seg.Table, parts, parts, insert, stored, timeout, timeout)
+	res, err := storeFresh(ctx, seg.Table, parts, parts, lookups{stored: stored, timeout: timeout}, insert, timeout)
 	if err != nil {
 		return 0, fmt.Errorf("spool: replay quarantined %s: %w", file, err)
 	}
@@ -176,8 +176,5 @@ func ReplayQuarantined(ctx context.Context, dir, file string, insert InsertFunc,
 	if err := os.Remove(path + reasonSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("spool: replayed %s, but: %w", file, err)
 	}
-	if len(fresh) == 0 {
-		return 0, nil
-	}
-	return int(seg.Record.NumRows()), nil
+	return res.rows, nil
 }

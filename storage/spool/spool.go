@@ -67,6 +67,11 @@ type InsertFunc func(ctx context.Context, table string, parts []storage.Part) er
 // first INSERT succeeded but whose answer was lost.
 type StoredFunc func(ctx context.Context, table string, parts []storage.Part) (map[string]bool, error)
 
+// UnstoredFunc returns parts without the rows table holds already under
+// another batch id, and how many it left out (storage.Writer.Unstored). A
+// kept part with a record not among parts' is new, released by the caller.
+type UnstoredFunc func(ctx context.Context, table string, parts []storage.Part) ([]storage.Part, int, error)
+
 // Index is told which batches the spool holds, so that its owner can tell
 // whether rows are durable without reading the segments: Add for every sound
 // segment recovered at Open and for every batch spooled, before Write
@@ -127,6 +132,11 @@ type Spool struct {
 	Insert InsertFunc
 	// Stored is the ledger lookup. Required.
 	Stored StoredFunc
+	// Unstored, when set, leaves out of a replay the readings stored
+	// already under another batch id (storage.Writer.Unstored): where
+	// several nodes store one fleet's data, a resend another node stored.
+	// It defaults to none.
+	Unstored UnstoredFunc
 	// InsertTimeout bounds one INSERT, direct or replayed, so that a hung
 	// ClickHouse (SIGSTOP, a network black hole) sends batches to disk
 	// instead of holding them. It defaults to 10 seconds.
@@ -672,16 +682,17 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	// From here on the batches may reach ClickHouse, whatever this
 	// replay's outcome: the next one asks the ledger about them.
 	s.markSent(done)
-	fresh, err := storeFresh(ctx, table, parts, ask, s.Insert, s.Stored, s.LookupTimeout, s.InsertTimeout)
+	res, err := storeFresh(ctx, table, parts, ask, s.lookups(), s.Insert, s.InsertTimeout)
 	if err != nil {
 		return rows, err
 	}
-	if n := len(parts) - len(fresh); n > 0 {
+	if n := len(parts) - res.batches; n > 0 {
 		s.metrics.deduplicated.WithLabelValues(table).Add(float64(n))
 	}
-	for _, p := range fresh {
-		s.metrics.replayed.WithLabelValues(table).Add(float64(p.Record.NumRows()))
+	if res.readingsLeftOut > 0 {
+		s.metrics.readingsDeduplicated.WithLabelValues(table).Add(float64(res.readingsLeftOut))
 	}
+	s.metrics.replayed.WithLabelValues(table).Add(float64(res.rows))
 	for _, g := range done {
 		if err := os.Remove(filepath.Join(s.Dir, segmentName(g.seq))); err != nil {
 			s.Logger.Error("spool: remove replayed segment", "seq", g.seq, "err", err)
@@ -694,19 +705,39 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	return rows, nil
 }
 
-// storeFresh inserts the parts the ledger does not have as one INSERT and
-// returns them; the ledger is asked about those of ask only (a batch never
-// sent cannot be stored), about none when ask is empty. lookupTimeout
-// bounds the ledger lookup, insertTimeout the INSERT.
-func storeFresh(ctx context.Context, table string, parts, ask []storage.Part, insert InsertFunc, stored StoredFunc, lookupTimeout, insertTimeout time.Duration) ([]storage.Part, error) {
+// lookups are the spool's questions before a replay INSERT.
+func (s *Spool) lookups() lookups {
+	return lookups{stored: s.Stored, unstored: s.Unstored, timeout: s.LookupTimeout}
+}
+
+// lookups are what a replay asks before its INSERT: the ledger (stored),
+// then, when set, which readings are stored already (unstored); timeout
+// bounds each.
+type lookups struct {
+	stored   StoredFunc
+	unstored UnstoredFunc
+	timeout  time.Duration
+}
+
+// stepResult is what storeFresh stored: the batches the ledger did not
+// have, their rows inserted, and the rows it left out as stored already.
+type stepResult struct {
+	batches, rows, readingsLeftOut int
+}
+
+// storeFresh inserts the parts the ledger does not have, without the
+// readings stored already when ask.unstored is set, as one INSERT; the
+// ledger is asked about those of ask only (a batch never sent cannot be
+// stored), about none when ask is empty. insertTimeout bounds the INSERT.
+func storeFresh(ctx context.Context, table string, parts, ask []storage.Part, q lookups, insert InsertFunc, insertTimeout time.Duration) (stepResult, error) {
 	var have map[string]bool
 	if len(ask) > 0 {
-		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		lctx, cancel := context.WithTimeout(ctx, q.timeout)
 		var err error
-		have, err = stored(lctx, table, ask)
+		have, err = q.stored(lctx, table, ask)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ask), table, err)
+			return stepResult{}, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ask), table, err)
 		}
 	}
 	fresh := parts[:0:0]
@@ -715,15 +746,35 @@ func storeFresh(ctx context.Context, table string, parts, ask []storage.Part, in
 			fresh = append(fresh, p)
 		}
 	}
+	res := stepResult{batches: len(fresh)}
+	if q.unstored != nil && len(fresh) > 0 {
+		lctx, cancel := context.WithTimeout(ctx, q.timeout)
+		kept, n, err := q.unstored(lctx, table, fresh)
+		cancel()
+		if err != nil {
+			return stepResult{}, fmt.Errorf("stored readings lookup of %d batches in %s: %w", len(fresh), table, err)
+		}
+		defer func() {
+			for _, k := range kept {
+				if !slices.ContainsFunc(fresh, func(p storage.Part) bool { return p.Record == k.Record }) {
+					k.Record.Release()
+				}
+			}
+		}()
+		fresh, res.readingsLeftOut = kept, n
+	}
 	if len(fresh) == 0 {
-		return nil, nil
+		return res, nil
 	}
 	ictx, cancel := context.WithTimeout(ctx, insertTimeout)
 	defer cancel()
 	if err := insert(ictx, table, fresh); err != nil {
-		return nil, err
+		return stepResult{}, err
 	}
-	return fresh, nil
+	for _, p := range fresh {
+		res.rows += int(p.Record.NumRows())
+	}
+	return res, nil
 }
 
 // markSent clears the segments' unsent flags.
