@@ -11,6 +11,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/internal/mosquittotest"
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
@@ -21,8 +22,12 @@ import (
 // (clickhouse.cluster), three `gridwatch serve --ingest.durable_ack`
 // processes coordinating on that ZooKeeper (cluster.zookeeper), nodes 1
 // and 3 writing to the first replica and node 2 to the second, behind
-// HAProxy (deploy/haproxy/haproxy.cfg), and a QoS 1 fleet spread over them
-// through HAProxy. Under load, node 1 is killed (SIGKILL; its devices
+// HAProxy (deploy/haproxy/haproxy.cfg), and two QoS 1 fleets at once, in
+// both of the ways a city runs its devices: one spread over the nodes'
+// embedded brokers through HAProxy, the other publishing to mosquitto 2,
+// whose $share/gridwatch/devices/+/telemetry the three nodes consume
+// (upstream.brokers; mosquitto holds a dead node's share for its session).
+// Under load, node 1 is killed (SIGKILL; its devices
 // reconnect to the others), the second replica is stopped and started
 // again, then ZooKeeper (the replicated tables refuse inserts, the nodes
 // lose their leases and claims) and node 1 is started again. Before the
@@ -48,15 +53,29 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	hook, receiver := webhookReceiver(t)
 	bin := devices.Device{ID: "bin-once", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-once-secret-0123456789"}
 	devs := e2eDevices(t, 30)
+	// The first half reports through HAProxy, the second to mosquitto.
+	proxied, brokered := devs[:15], devs[15:]
+	var users []mosquittotest.User
+	for _, d := range brokered {
+		users = append(users, mosquittotest.User{Name: d.ID, Password: d.Secret})
+	}
+	readers := []mosquittotest.User{
+		{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"},
+		{Name: "gridwatch-2", Password: "gridwatch-2-upstream-secret"},
+		{Name: "gridwatch-3", Password: "gridwatch-3-upstream-secret"},
+	}
+	ms := mosquittotest.Start(t, mosquittotest.Config{Devices: users, Readers: readers})
 	var nodes []*gridwatchProcess
-	for i := range 3 {
+	for i, reader := range readers {
 		n := newGridwatchProcess(t, c.Addr(i%2), "gridwatch", append(devs, bin), "--ingest.durable_ack",
 			"--clickhouse.cluster", storagetest.ClusterName, "--ingest.insert_timeout", "5s",
 			"--cluster.zookeeper", c.ZooKeeper.Addr, "--cluster.session_timeout", "4s", "--cluster.node", fmt.Sprintf("node%d", i+1),
 			"--units.file", units, "--notify.webhook_url", receiver.URL,
+			"--upstream.brokers", ms.URL(), "--upstream.client_id", reader.Name, "--upstream.username", reader.Name,
+			"--upstream.max_reconnect_interval", "2s",
 			// Behind HAProxy every device comes from one address.
 			"--mqtt.conn_rate_per_ip=-1", "--mqtt.conn_burst_per_ip", "100000")
-		n.env = []string{EnvPrefix + "NOTIFY_WEBHOOK_SECRET=hook-secret-of-the-test"}
+		n.env = []string{EnvPrefix + "NOTIFY_WEBHOOK_SECRET=hook-secret-of-the-test", EnvPrefix + "UPSTREAM_PASSWORD=" + reader.Password}
 		n.start(t)
 		waitUpstreamReady(t, n)
 		nodes = append(nodes, n)
@@ -66,6 +85,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 		for i, n := range nodes {
 			fmt.Fprintf(&b, "node %d:\n%s\n", i+1, n.logTail())
 		}
+		fmt.Fprintf(&b, "mosquitto:\n%s\n", ms.Log())
 		return b.String()
 	}
 	var targets []haproxyTarget
@@ -86,11 +106,27 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	db := replicas[0]
 	t.Logf("set up in %s", time.Since(start).Round(time.Millisecond))
 
+	// Each fleet's acknowledgements are logged apart, to see that both
+	// take load, and together, for the set check.
 	acked := simulators.NewAckLog(nil)
-	fr := runFleet(&simulators.Fleet{Broker: fmt.Sprintf("tcp://127.0.0.1:%d", hp.mqttPort), Devices: devs, QoS: 1, Rate: 200,
-		AckTimeout: 10 * time.Second, OnSent: acked.Add}, acked)
-	defer fr.stop()
-	fr.underLoad(t, logs)
+	var fleets []*fleetRun
+	for _, f := range []struct {
+		broker  string
+		devices []devices.Device
+	}{{fmt.Sprintf("tcp://127.0.0.1:%d", hp.mqttPort), proxied}, {ms.URL(), brokered}} {
+		own := simulators.NewAckLog(nil)
+		fr := runFleet(&simulators.Fleet{Broker: f.broker, Devices: f.devices, QoS: 1, Rate: 100,
+			AckTimeout: 10 * time.Second, OnSent: func(a simulators.Ack) { own.Add(a); acked.Add(a) }}, own)
+		defer fr.stop()
+		fleets = append(fleets, fr)
+	}
+	underLoad := func() {
+		t.Helper()
+		for _, fr := range fleets {
+			fr.underLoad(t, logs)
+		}
+	}
+	underLoad()
 
 	live := func() (out []*gridwatchProcess) {
 		for _, n := range nodes {
@@ -150,21 +186,21 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 
 	killedAt := time.Now()
 	nodes[0].kill(t)
-	fr.underLoad(t, logs)
-	fr.underLoad(t, logs)
+	underLoad()
+	underLoad()
 	t.Logf("node 1 killed: %d messages acknowledged, load back %s later", acked.Len(), time.Since(killedAt).Round(time.Millisecond))
 
 	c.Stop(1)
-	fr.underLoad(t, logs)
-	fr.underLoad(t, logs)
+	underLoad()
+	underLoad()
 	c.Start(1)
-	fr.underLoad(t, logs)
+	underLoad()
 
 	c.ZooKeeper.Stop()
-	fr.underLoad(t, logs)
-	fr.underLoad(t, logs)
+	underLoad()
+	underLoad()
 	c.ZooKeeper.Start(t)
-	fr.underLoad(t, logs)
+	underLoad()
 	// The replicas take inserts again once their ZooKeeper sessions are
 	// back. A node that starts before would find its migration refused
 	// and exit, for its supervisor to start it again.
@@ -182,10 +218,13 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	t.Logf("ZooKeeper back: the replicas' tables out of read-only %s later", time.Since(backAt).Round(time.Millisecond))
 	nodes[0].start(t)
 	waitUpstreamReady(t, nodes[0])
-	fr.underLoad(t, logs)
+	underLoad()
 	alertOnce(2)
 	actions("after the faults")
-	r := fr.finish(t)
+	var results []fleetResult
+	for _, fr := range fleets {
+		results = append(results, fr.finish(t))
+	}
 
 	segments := func() (n int) {
 		for _, p := range nodes {
@@ -195,10 +234,17 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	}
 	for i := range 2 {
 		check := checkSetWithin(t, c.Addr(i), "gridwatch", segments, acked, 2*time.Minute)
-		t.Logf("read through replica %d: %s; fleet: %d publish errors, %d connections lost", i+1, check, r.stats.Errors, r.stats.ConnectionsLost)
+		t.Logf("read through replica %d: %s; fleet through HAProxy: %d publish errors, %d connections lost; fleet on mosquitto: %d, %d",
+			i+1, check, results[0].stats.Errors, results[0].stats.ConnectionsLost, results[1].stats.Errors, results[1].stats.ConnectionsLost)
 		if check.Acked == 0 || !check.OK() {
 			t.Errorf("replica %d: %s; want every acknowledged message stored exactly once", i+1, check)
 		}
+	}
+	for i, n := range nodes {
+		mfs := n.scrape(t)
+		t.Logf("node %d: %.0f deliveries from mosquitto (%.0f DUP), %.0f redelivered readings found stored, %.0f replayed readings found stored under another batch",
+			i+1, total(mfs["gridwatch_upstream_deliveries_total"]), total(mfs["gridwatch_upstream_redeliveries_total"]),
+			total(mfs["gridwatch_ingest_duplicates_dropped_total"]), total(mfs["gridwatch_spool_readings_deduplicated_total"]))
 	}
 	t.Logf("the whole run took %s", time.Since(start).Round(time.Millisecond))
 }

@@ -69,13 +69,10 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 		Logger:        s.Logger,
 		Registerer:    s.metrics,
 	}
-	if s.Config.ClickHouse.Cluster != "" {
-		// A batch replayed alone is the block its first INSERT sent: the
-		// replicated tables drop it if that INSERT was stored after all,
-		// whichever replica the ledger lookup read (README, "ClickHouse
-		// cluster").
-		s.spool.ReplayRows = 1
-	}
+	// A retried INSERT sends the block its first one sent: the replicated
+	// tables drop it if that INSERT was stored after all, whichever
+	// replica the ledger lookup read (README, "The ClickHouse cluster").
+	s.spool.Replicated = s.Config.ClickHouse.Cluster != ""
 	if s.Config.ClickHouse.Cluster != "" || s.Config.Cluster.ZooKeeper != "" || s.Config.Upstream.Brokers != "" {
 		// Several nodes store one fleet: a device that got no PUBACK from
 		// a node that died resends to another, while the first copy waits

@@ -148,6 +148,15 @@ type Spool struct {
 	// ReplayRows bounds the rows of one replay INSERT. It defaults to
 	// 200,000.
 	ReplayRows int
+	// Replicated replays so that every retried INSERT sends the very block
+	// its failed INSERT sent, which a replicated table drops when it holds
+	// that block's checksum already (an INSERT answered "unknown status",
+	// or in doubt, that was stored after all): a segment whose direct
+	// INSERT failed is replayed alone, as it was sent, and a replay group
+	// whose INSERT failed is tried again as the same group. Segments never
+	// sent, as in durable mode, are grouped up to ReplayRows. It defaults
+	// to false.
+	Replicated bool
 	// MinInsertInterval is the pause after a replay INSERT that was not
 	// full (ReplayRows) and left nothing spooled, so that durable mode,
 	// which spools many small batches, still inserts about once per
@@ -191,6 +200,10 @@ type Spool struct {
 	isolateBelow uint64
 	strikeSeq    uint64
 	strikes      int
+	// failed holds, while retrying is set, the last segment of the group
+	// whose INSERT failed (Replicated): the next replay ends with it.
+	failed   uint64
+	retrying bool
 	// directFailing is set by Write when a direct insert fails.
 	directFailing bool
 	// replays are the replays of the last replayRateWindow, for Stats.
@@ -219,6 +232,9 @@ type segInfo struct {
 	// so its replay asks the ledger nothing. A segment recovered at Open
 	// may have been sent by the process before.
 	unsent bool
+	// direct is set when the batch was spooled after its direct INSERT
+	// failed: Replicated replays it alone.
+	direct bool
 }
 
 // Stats is a snapshot of the spool.
@@ -380,7 +396,7 @@ func (s *Spool) Write(ctx context.Context, table, id string, rec arrow.Record) e
 		}
 		s.setDirectFailing(true, err)
 	}
-	if err := s.append(table, id, rec, !tried); err != nil {
+	if err := s.append(table, id, rec, tried); err != nil {
 		s.metrics.dropped.WithLabelValues(table).Add(float64(rec.NumRows()))
 		return err
 	}
@@ -417,10 +433,10 @@ func (s *Spool) Full() bool {
 	return s.bytes >= s.MaxBytes
 }
 
-// append writes a segment file and fsyncs it and its directory; unsent
-// tells that no INSERT of the batch was tried. It does not wait for room:
-// see Spool for the full policy.
-func (s *Spool) append(table, id string, rec arrow.Record, unsent bool) error {
+// append writes a segment file and fsyncs it and its directory; tried
+// tells that its direct INSERT was tried. It does not wait for room: see
+// Spool for the full policy.
+func (s *Spool) append(table, id string, rec arrow.Record, tried bool) error {
 	data, err := encodeSegment(table, id, rec)
 	if err != nil {
 		return fmt.Errorf("spool batch %s: %w", id, err)
@@ -443,7 +459,7 @@ func (s *Spool) append(table, id string, rec arrow.Record, unsent bool) error {
 		s.Index.Add(seq, table, rec)
 	}
 	s.mu.Lock()
-	info := segInfo{seq: seq, id: id, size: size, table: table, rows: int(rec.NumRows()), created: time.Now(), unsent: unsent}
+	info := segInfo{seq: seq, id: id, size: size, table: table, rows: int(rec.NumRows()), created: time.Now(), unsent: !tried, direct: tried}
 	i, _ := slices.BinarySearchFunc(s.segs, seq, func(a segInfo, seq uint64) int { return cmpSeq(a.seq, seq) })
 	s.segs = slices.Insert(s.segs, i, info)
 	s.mu.Unlock()
@@ -558,6 +574,7 @@ func (s *Spool) runReplay(ctx context.Context) {
 		if err != nil && ctx.Err() == nil && s.setAside(next, err) {
 			continue // Go on with the next segments at once.
 		}
+		s.failed, s.retrying = next[len(next)-1].seq, err != nil
 		pause := time.Duration(0)
 		switch {
 		case err != nil:
@@ -622,21 +639,29 @@ func (s *Spool) setAside(segs []segInfo, err error) bool {
 }
 
 // nextReplay returns the oldest segments of one table, up to ReplayRows
-// rows (at least one segment; exactly one while isolating). more reports
-// that segments are left after them: the next replay follows at once, not
-// MinInsertInterval later.
+// rows (at least one segment; exactly one while isolating; see Replicated
+// for its groups). more reports that segments are left after them: the
+// next replay follows at once, not MinInsertInterval later.
 func (s *Spool) nextReplay() (out []segInfo, more bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rows := 0
 	for _, g := range s.segs {
-		if len(out) > 0 && (g.table != out[0].table || rows+g.rows > s.ReplayRows || out[0].seq < s.isolateBelow) {
+		if len(out) > 0 && (g.table != out[0].table || rows+g.rows > s.ReplayRows || out[0].seq < s.isolateBelow ||
+			s.Replicated && s.ownBlock(out[0], g)) {
 			return out, true
 		}
 		out = append(out, g)
 		rows += g.rows
 	}
 	return out, false
+}
+
+// ownBlock reports whether Replicated keeps g out of the replay group that
+// starts with first: either was sent alone by a direct INSERT, or the group
+// that failed ends before g.
+func (s *Spool) ownBlock(first, g segInfo) bool {
+	return first.direct || g.direct || s.retrying && cmpSeq(first.seq, s.failed) <= 0 && cmpSeq(g.seq, s.failed) > 0
 }
 
 // replay inserts the segments as one INSERT, leaving out those the ledger

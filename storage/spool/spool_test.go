@@ -54,6 +54,10 @@ type fakeStore struct {
 	tries  map[string]int
 	// asked holds the batch ids of every ledger lookup, in order.
 	asked []string
+	// groups holds the batch ids of every INSERT tried while up; fail,
+	// when set, is asked first and fails the INSERT it returns an error for.
+	groups [][]string
+	fail   func(ids []string) error
 }
 
 func (f *fakeStore) insert(_ context.Context, table string, parts []storage.Part) error {
@@ -62,9 +66,17 @@ func (f *fakeStore) insert(_ context.Context, table string, parts []storage.Part
 	if f.down {
 		return &storage.WriteError{Table: table, Err: errors.New("connection refused")}
 	}
+	var ids []string
 	for _, p := range parts {
+		ids = append(ids, p.ID)
 		if f.tries != nil {
 			f.tries[p.ID]++
+		}
+	}
+	f.groups = append(f.groups, ids)
+	if f.fail != nil {
+		if err := f.fail(ids); err != nil {
+			return &storage.WriteError{Table: table, Err: err}
 		}
 	}
 	for _, p := range parts {
@@ -620,5 +632,54 @@ func TestSpoolAsksLedgerOnlyForBatchesSent(t *testing.T) {
 	waitFor(t, "the replay after a restart", func() bool { return s.Stats().Segments == 0 })
 	if got := f.lookups(); !slices.Equal(got, []string{"b3", "b4"}) {
 		t.Fatalf("the ledger was asked about %v, want b3, then b4 found at Open", got)
+	}
+}
+
+// TestSpoolReplicatedRetriesTheBlockItSent checks Replicated, the cluster's
+// replay: a replicated table drops a block whose checksum it holds, so an
+// INSERT in doubt that was stored after all is dropped when retried, but
+// only if the retry sends the same block. A batch whose direct INSERT
+// failed is replayed alone, as it was sent; batches never sent are
+// grouped; a group whose INSERT failed is tried again as the same group,
+// though another batch was spooled behind it meanwhile. (Before, every
+// batch was replayed alone in cluster mode: one INSERT, and one ZooKeeper
+// transaction, per durable group commit, which drained 8,524 segments in
+// 13 minutes at load ~30.)
+func TestSpoolReplicatedRetriesTheBlockItSent(t *testing.T) {
+	f := &fakeStore{ids: map[string]bool{}}
+	s := &Spool{Dir: t.TempDir(), Insert: f.insert, Stored: f.stored, RetryBackoff: 5 * time.Millisecond, Replicated: true}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	f.set(true, false)
+	// b0's direct INSERT fails; b1 and b2 queue behind it, unsent.
+	writeBatches(t, s, "b0", "b1", "b2")
+	b3 := record(t, 3)
+	defer b3.Release()
+	failed := false
+	var lateErr error
+	f.mu.Lock()
+	f.fail = func(ids []string) error {
+		if !failed && slices.Contains(ids, "b1") {
+			failed = true
+			// b3 arrives while the group of b1 and b2 is in doubt.
+			lateErr = s.Write(context.Background(), "telemetry", "b3", b3)
+			return errors.New("connection reset")
+		}
+		return nil
+	}
+	f.groups = nil
+	f.mu.Unlock()
+	f.set(false, false)
+	waitFor(t, "the replay", func() bool { return s.Stats().Segments == 0 })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if lateErr != nil {
+		t.Fatal(lateErr)
+	}
+	want := [][]string{{"b0"}, {"b1", "b2"}, {"b1", "b2"}, {"b3"}}
+	if !slices.EqualFunc(f.groups, want, slices.Equal) {
+		t.Fatalf("INSERTs %v, want %v", f.groups, want)
 	}
 }
