@@ -3,6 +3,9 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
@@ -11,12 +14,13 @@ import (
 )
 
 // Unstored returns parts without the readings that table holds already:
-// the rows whose device, ts and metric a stored row has. It is the replay's
-// second look, after the ledger, where more than one node stores a fleet's
-// telemetry: a device that got no PUBACK from a node that then died resends
-// to another, which stores the resend, while the first node's spool still
-// holds the first copy, under another batch id; whichever copy is replayed
-// second is left out here. Parts of a table without device, ts and metric
+// the rows whose device, ts and metric a stored row has, whichever batch
+// stored it. It is the replay's second look, after the ledger (Stored,
+// which waits for the INSERTs in doubt first), where more than one node
+// stores a fleet's telemetry: a device that got no PUBACK from a node that
+// then died resends to another, which stores the resend under its own batch
+// id, while the first node's spool still holds the first copy; whichever
+// copy is replayed second is left out here. Parts of a table without device, ts and metric
 // columns of those types are returned as they are, and so are the parts
 // whose last INSERT had an unknown status (see Writer): the rows found may
 // be their own, in a part the replica could still drop.
@@ -139,11 +143,16 @@ func readingColumns(rec arrow.Record) *readings {
 	return &readings{device: device, metric: metric, ts: ts}
 }
 
+// readingsChunk is how many devices one lookup of storedReadings names, so
+// that the query stays far below max_query_size (256 KiB) for any fleet.
+const readingsChunk = 1000
+
 // storedReadings returns which readings of the devices of parts, within
-// their time range, table holds.
+// their time range, table holds. The devices lead the tables' sort key, so
+// the lookup reads their granules only.
 func (w *Writer) storedReadings(ctx context.Context, table string, parts []Part) (map[readingKey]bool, error) {
 	seen := map[string]bool{}
-	var devices []string
+	var devices []any
 	for _, p := range parts {
 		cols := readingColumns(p.Record)
 		for i := range cols.device.Len() {
@@ -155,23 +164,30 @@ func (w *Writer) storedReadings(ctx context.Context, table string, parts []Part)
 	}
 	bound, args := w.tsBound(parts)
 	query := "SELECT DISTINCT device, toInt64(" + w.db.msExpr("ts") + "), metric FROM " + quoteTable(w.db.opts.Database, table) +
-		" WHERE " + bound + "has(?, device)"
-	args = append(args, devices)
+		" WHERE " + bound + "device IN ?"
+	out := make(map[readingKey]bool)
+	for start := 0; start < len(devices); start += readingsChunk {
+		chunk := clickhouse.GroupSet{Value: devices[start:min(start+readingsChunk, len(devices))]}
+		if err := w.scanReadings(ctx, query, append(slices.Clip(args), chunk), out); err != nil {
+			return nil, fmt.Errorf("storage: stored readings in %s: %w", table, err)
+		}
+	}
+	return out, nil
+}
+
+// scanReadings adds the readings query finds to out.
+func (w *Writer) scanReadings(ctx context.Context, query string, args []any, out map[readingKey]bool) error {
 	rows, err := w.db.conn.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("storage: stored readings in %s: %w", table, err)
+		return err
 	}
 	defer rows.Close()
-	out := make(map[readingKey]bool)
 	for rows.Next() {
 		var k readingKey
 		if err := rows.Scan(&k.device, &k.ts, &k.metric); err != nil {
-			return nil, fmt.Errorf("storage: stored readings in %s: %w", table, err)
+			return err
 		}
 		out[k] = true
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("storage: stored readings in %s: %w", table, err)
-	}
-	return out, nil
+	return rows.Err()
 }

@@ -73,11 +73,7 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 	// tables drop it if that INSERT was stored after all, whichever
 	// replica the ledger lookup read (README, "The ClickHouse cluster").
 	s.spool.Replicated = s.Config.ClickHouse.Cluster != ""
-	if s.Config.ClickHouse.Cluster != "" || s.Config.Cluster.ZooKeeper != "" || s.Config.Upstream.Brokers != "" {
-		// Several nodes store one fleet: a device that got no PUBACK from
-		// a node that died resends to another, while the first copy waits
-		// in the dead node's spool; each replay leaves out the readings
-		// stored already (README, "A cluster today").
+	if s.Config.severalNodes() {
 		s.spool.Unstored = writer.Unstored
 	}
 	if cfg.DurableAck {
@@ -133,6 +129,15 @@ func (s *Server) readingsStored(ctx context.Context, readings []ingest.Reading, 
 	return nil
 }
 
+// severalNodes reports whether nodes beside this one may store the same
+// fleet (clickhouse.cluster, cluster.zookeeper): a device that got no PUBACK
+// from a node that died resends to another, while the first copy waits in
+// the dead node's spool, so a replay leaves out the readings stored already
+// (README, "A cluster today").
+func (c *Config) severalNodes() bool {
+	return c.ClickHouse.Cluster != "" || c.Cluster.ZooKeeper != ""
+}
+
 // ReplayQuarantined stores the quarantined segment file of cfg's spool in
 // ClickHouse through db, skipping it when the ledger shows it stored, and
 // deletes it: `gridwatch spool replay`, on its own or through a running
@@ -146,7 +151,11 @@ func ReplayQuarantined(ctx context.Context, cfg *Config, db *storage.DB, file st
 	if err != nil {
 		return 0, err
 	}
-	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored, cfg.replayStepTimeout())
+	var unstored spool.UnstoredFunc
+	if cfg.severalNodes() {
+		unstored = w.Unstored
+	}
+	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored, unstored, cfg.replayStepTimeout())
 }
 
 // CheckQuarantined reports, as an api.ErrNotQuarantined error, a file that

@@ -149,9 +149,10 @@ func ListQuarantine(dir string) ([]Quarantined, error) {
 // in ClickHouse, as a replay would (skipping it when the ledger shows it
 // stored already), then deletes it and its reason file. It is how a batch
 // set aside is brought back once its cause is fixed; it needs no running
-// spool, and may run beside one. timeout bounds the ledger lookup and the
-// INSERT, each.
-func ReplayQuarantined(ctx context.Context, dir, file string, insert InsertFunc, stored StoredFunc, timeout time.Duration) (rows int, err error) {
+// spool, and may run beside one. unstored, when set, leaves out the
+// readings stored already, as Spool.Unstored does. timeout bounds each
+// lookup and the INSERT.
+func ReplayQuarantined(ctx context.Context, dir, file string, insert InsertFunc, stored StoredFunc, unstored UnstoredFunc, timeout time.Duration) (rows int, err error) {
 	if file != filepath.Base(file) || !isQuarantinedFile(file) {
 		return 0, fmt.Errorf("spool: %q is not a quarantined segment name", file)
 	}
@@ -166,7 +167,13 @@ func ReplayQuarantined(ctx context.Context, dir, file string, insert InsertFunc,
 	}
 	defer seg.Record.Release()
 	parts := []storage.Part{{ID: seg.ID, Record: seg.Record}}
-	res, err := storeFresh(ctx, seg.Table, parts, parts, lookups{stored: stored, timeout: timeout}, insert, timeout)
+	f, _, err := freshParts(ctx, seg.Table, parts, parts, lookups{stored: stored, unstored: unstored, timeout: timeout})
+	if err == nil && len(f.parts) > 0 {
+		ictx, cancel := context.WithTimeout(ctx, timeout)
+		err = insert(ictx, seg.Table, f.parts)
+		cancel()
+	}
+	defer f.release()
 	if err != nil {
 		return 0, fmt.Errorf("spool: replay quarantined %s: %w", file, err)
 	}
@@ -176,5 +183,9 @@ func ReplayQuarantined(ctx context.Context, dir, file string, insert InsertFunc,
 	if err := os.Remove(path + reasonSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("spool: replayed %s, but: %w", file, err)
 	}
-	return res.rows, nil
+	rows = 0
+	for _, p := range f.parts {
+		rows += int(p.Record.NumRows())
+	}
+	return rows, nil
 }

@@ -155,7 +155,7 @@ func TestSpoolSetsAsideRefusedBatchIntegration(t *testing.T) {
 	}
 
 	// Replayed by hand before the fix, it stays where it is.
-	if _, err := ReplayQuarantined(ctx, dir, list[0].File, w.WriteParts, w.Stored, time.Minute); err == nil {
+	if _, err := ReplayQuarantined(ctx, dir, list[0].File, w.WriteParts, w.Stored, nil, time.Minute); err == nil {
 		t.Fatal("ReplayQuarantined before the fix succeeded")
 	}
 	if n := s.Quarantined(); n != 1 {
@@ -165,7 +165,7 @@ func TestSpoolSetsAsideRefusedBatchIntegration(t *testing.T) {
 	if err := db.Conn().Exec(ctx, "ALTER TABLE `"+database+"`.telemetry ADD COLUMN bogus Float64 DEFAULT 0"); err != nil {
 		t.Fatal(err)
 	}
-	if rows, err := ReplayQuarantined(ctx, dir, list[0].File, w.WriteParts, w.Stored, time.Minute); err != nil || rows != 5 {
+	if rows, err := ReplayQuarantined(ctx, dir, list[0].File, w.WriteParts, w.Stored, nil, time.Minute); err != nil || rows != 5 {
 		t.Fatalf("ReplayQuarantined after the fix = %d, %v; want 5 rows", rows, err)
 	}
 	if n := count("batch = 'bad'"); n != 5 {

@@ -148,14 +148,16 @@ type Spool struct {
 	// ReplayRows bounds the rows of one replay INSERT. It defaults to
 	// 200,000.
 	ReplayRows int
-	// Replicated replays so that every retried INSERT sends the very block
-	// its failed INSERT sent, which a replicated table drops when it holds
+	// Replicated replays so that a retried INSERT sends the very block its
+	// failed INSERT sent, which a replicated table drops when it holds
 	// that block's checksum already (an INSERT answered "unknown status",
 	// or in doubt, that was stored after all): a segment whose direct
-	// INSERT failed is replayed alone, as it was sent, and a replay group
-	// whose INSERT failed is tried again as the same group. Segments never
-	// sent, as in durable mode, are grouped up to ReplayRows. It defaults
-	// to false.
+	// INSERT failed is replayed alone, as it was sent, and the block of a
+	// replay whose INSERT failed — its parts as sent, after the ledger and
+	// Unstored — is sent again as it is, unless the ledger then shows all
+	// of it stored. Other segments are grouped up to ReplayRows. What a
+	// restart recovers is grouped anew (the process that sent it is gone,
+	// and with it what it knew of its INSERTs). It defaults to false.
 	Replicated bool
 	// MinInsertInterval is the pause after a replay INSERT that was not
 	// full (ReplayRows) and left nothing spooled, so that durable mode,
@@ -192,18 +194,17 @@ type Spool struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 	metrics *metrics
-	// failing, isolateBelow, strikeSeq and strikes belong to the replayer
-	// goroutine. Segments numbered below isolateBelow are replayed one at a
+	// failing, isolateBelow, strikeSeq, strikes and resend belong to the
+	// replayer goroutine. Segments numbered below isolateBelow are replayed one at a
 	// time (a group of them was refused); strikes counts the unclassified
 	// failures in a row of segment strikeSeq.
 	failing      bool
 	isolateBelow uint64
 	strikeSeq    uint64
 	strikes      int
-	// failed holds, while retrying is set, the last segment of the group
-	// whose INSERT failed (Replicated): the next replay ends with it.
-	failed   uint64
-	retrying bool
+	// resend is the block of the replay whose INSERT failed (Replicated):
+	// the next replay sends it again as it is.
+	resend *sentBlock
 	// directFailing is set by Write when a direct insert fails.
 	directFailing bool
 	// replays are the replays of the last replayRateWindow, for Stats.
@@ -561,6 +562,7 @@ func (s *Spool) runReplay(ctx context.Context) {
 		backoff.WithMaxInterval(DefaultMaxBackoff),
 		backoff.WithMaxElapsedTime(0),
 	)
+	defer func() { s.resend.release() }()
 	for ctx.Err() == nil {
 		next, more := s.nextReplay()
 		if len(next) == 0 {
@@ -572,9 +574,11 @@ func (s *Spool) runReplay(ctx context.Context) {
 		}
 		rows, err := s.replay(ctx, next)
 		if err != nil && ctx.Err() == nil && s.setAside(next, err) {
+			// The server refused the block: it stored none of it.
+			s.resend.release()
+			s.resend = nil
 			continue // Go on with the next segments at once.
 		}
-		s.failed, s.retrying = next[len(next)-1].seq, err != nil
 		pause := time.Duration(0)
 		switch {
 		case err != nil:
@@ -645,10 +649,13 @@ func (s *Spool) setAside(segs []segInfo, err error) bool {
 func (s *Spool) nextReplay() (out []segInfo, more bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.resend != nil {
+		return s.resend.segs, len(s.segs) > len(s.resend.segs)
+	}
 	rows := 0
 	for _, g := range s.segs {
 		if len(out) > 0 && (g.table != out[0].table || rows+g.rows > s.ReplayRows || out[0].seq < s.isolateBelow ||
-			s.Replicated && s.ownBlock(out[0], g)) {
+			s.Replicated && (out[0].direct || g.direct)) {
 			return out, true
 		}
 		out = append(out, g)
@@ -657,16 +664,32 @@ func (s *Spool) nextReplay() (out []segInfo, more bool) {
 	return out, false
 }
 
-// ownBlock reports whether Replicated keeps g out of the replay group that
-// starts with first: either was sent alone by a direct INSERT, or the group
-// that failed ends before g.
-func (s *Spool) ownBlock(first, g segInfo) bool {
-	return first.direct || g.direct || s.retrying && cmpSeq(first.seq, s.failed) <= 0 && cmpSeq(g.seq, s.failed) > 0
+// sentBlock is the block of a replay INSERT that failed: its segments, and
+// the parts it sent (records retained), with what the lookups before it
+// left out.
+type sentBlock struct {
+	segs  []segInfo
+	parts []storage.Part
+	res   stepResult
+}
+
+// release releases the block's records; b may be nil.
+func (b *sentBlock) release() {
+	if b == nil {
+		return
+	}
+	for _, p := range b.parts {
+		p.Record.Release()
+	}
 }
 
 // replay inserts the segments as one INSERT, leaving out those the ledger
-// has, and deletes them. It returns the rows of the segments.
+// has, and deletes them. It returns the rows of the segments. With a block
+// to send again (Replicated), segs are its segments.
 func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
+	if s.resend != nil {
+		return s.replayResend(ctx)
+	}
 	table := segs[0].table
 	var (
 		parts []storage.Part
@@ -707,17 +730,82 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	// From here on the batches may reach ClickHouse, whatever this
 	// replay's outcome: the next one asks the ledger about them.
 	s.markSent(done)
-	res, err := storeFresh(ctx, table, parts, ask, s.lookups(), s.Insert, s.InsertTimeout)
+	fresh, res, err := freshParts(ctx, table, parts, ask, s.lookups())
 	if err != nil {
 		return rows, err
 	}
-	if n := len(parts) - res.batches; n > 0 {
+	if err := s.insert(ctx, table, fresh.parts); err != nil {
+		if s.Replicated {
+			for _, p := range fresh.parts {
+				if !fresh.made(p) {
+					p.Record.Retain()
+				}
+			}
+			s.resend = &sentBlock{segs: done, parts: fresh.parts, res: res}
+		} else {
+			fresh.release()
+		}
+		return rows, err
+	}
+	fresh.release()
+	s.replayed(table, done, rows, res, fresh.parts)
+	return rows, nil
+}
+
+// replayResend sends the block of the replay whose INSERT failed again as
+// it is (Replicated), unless the ledger shows every batch of it stored.
+func (s *Spool) replayResend(ctx context.Context) (int, error) {
+	b := s.resend
+	table := b.segs[0].table
+	rows := 0
+	for _, g := range b.segs {
+		rows += g.rows
+	}
+	sent := b.parts
+	if len(sent) > 0 {
+		lctx, cancel := context.WithTimeout(ctx, s.LookupTimeout)
+		have, err := s.Stored(lctx, table, sent)
+		cancel()
+		if err != nil {
+			return rows, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(sent), table, err)
+		}
+		if !slices.ContainsFunc(sent, func(p storage.Part) bool { return !have[p.ID] }) {
+			b.res.batches = 0
+			sent = nil
+		}
+	}
+	if err := s.insert(ctx, table, sent); err != nil {
+		return rows, err
+	}
+	s.resend = nil
+	s.replayed(table, b.segs, rows, b.res, sent)
+	b.release()
+	return rows, nil
+}
+
+// insert sends parts as one INSERT, bounded by InsertTimeout; none is a
+// no-op.
+func (s *Spool) insert(ctx context.Context, table string, parts []storage.Part) error {
+	if len(parts) == 0 {
+		return nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, s.InsertTimeout)
+	defer cancel()
+	return s.Insert(ictx, table, parts)
+}
+
+// replayed counts a replay that stored parts, the rest of done's batches
+// found stored (res), and deletes done's segments, which held rows.
+func (s *Spool) replayed(table string, done []segInfo, rows int, res stepResult, stored []storage.Part) {
+	if n := len(done) - res.batches; n > 0 {
 		s.metrics.deduplicated.WithLabelValues(table).Add(float64(n))
 	}
 	if res.readingsLeftOut > 0 {
 		s.metrics.readingsDeduplicated.WithLabelValues(table).Add(float64(res.readingsLeftOut))
 	}
-	s.metrics.replayed.WithLabelValues(table).Add(float64(res.rows))
+	for _, p := range stored {
+		s.metrics.replayed.WithLabelValues(table).Add(float64(p.Record.NumRows()))
+	}
 	for _, g := range done {
 		if err := os.Remove(filepath.Join(s.Dir, segmentName(g.seq))); err != nil {
 			s.Logger.Error("spool: remove replayed segment", "seq", g.seq, "err", err)
@@ -727,7 +815,6 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	// Stats who sees them gone sees their rows in the replay rate.
 	s.noteReplay(rows)
 	s.forget(done)
-	return rows, nil
 }
 
 // lookups are the spool's questions before a replay INSERT.
@@ -744,17 +831,39 @@ type lookups struct {
 	timeout  time.Duration
 }
 
-// stepResult is what storeFresh stored: the batches the ledger did not
-// have, their rows inserted, and the rows it left out as stored already.
+// stepResult is what the lookups before a replay INSERT found: the batches
+// the ledger did not have, and the readings Unstored left out as stored.
 type stepResult struct {
-	batches, rows, readingsLeftOut int
+	batches, readingsLeftOut int
 }
 
-// storeFresh inserts the parts the ledger does not have, without the
-// readings stored already when ask.unstored is set, as one INSERT; the
-// ledger is asked about those of ask only (a batch never sent cannot be
-// stored), about none when ask is empty. insertTimeout bounds the INSERT.
-func storeFresh(ctx context.Context, table string, parts, ask []storage.Part, q lookups, insert InsertFunc, insertTimeout time.Duration) (stepResult, error) {
+// fresh are the parts a replay sends, some of them of records Unstored
+// made.
+type fresh struct {
+	parts    []storage.Part
+	original []storage.Part // the parts asked about
+}
+
+// made reports whether p's record was made by Unstored (not one of the
+// parts asked about).
+func (f fresh) made(p storage.Part) bool {
+	return !slices.ContainsFunc(f.original, func(o storage.Part) bool { return o.Record == p.Record })
+}
+
+// release releases the records Unstored made.
+func (f fresh) release() {
+	for _, p := range f.parts {
+		if f.made(p) {
+			p.Record.Release()
+		}
+	}
+}
+
+// freshParts returns the parts the ledger does not have, without the
+// readings stored already when q.unstored is set; the ledger is asked about
+// those of ask only (a batch never sent cannot be stored), about none when
+// ask is empty. The caller releases the records made (fresh.release).
+func freshParts(ctx context.Context, table string, parts, ask []storage.Part, q lookups) (fresh, stepResult, error) {
 	var have map[string]bool
 	if len(ask) > 0 {
 		lctx, cancel := context.WithTimeout(ctx, q.timeout)
@@ -762,44 +871,27 @@ func storeFresh(ctx context.Context, table string, parts, ask []storage.Part, q 
 		have, err = q.stored(lctx, table, ask)
 		cancel()
 		if err != nil {
-			return stepResult{}, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ask), table, err)
+			return fresh{}, stepResult{}, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(ask), table, err)
 		}
 	}
-	fresh := parts[:0:0]
+	f := fresh{}
 	for _, p := range parts {
 		if !have[p.ID] {
-			fresh = append(fresh, p)
+			f.parts = append(f.parts, p)
 		}
 	}
-	res := stepResult{batches: len(fresh)}
-	if q.unstored != nil && len(fresh) > 0 {
+	f.original = f.parts
+	res := stepResult{batches: len(f.parts)}
+	if q.unstored != nil && len(f.parts) > 0 {
 		lctx, cancel := context.WithTimeout(ctx, q.timeout)
-		kept, n, err := q.unstored(lctx, table, fresh)
+		kept, n, err := q.unstored(lctx, table, f.parts)
 		cancel()
 		if err != nil {
-			return stepResult{}, fmt.Errorf("stored readings lookup of %d batches in %s: %w", len(fresh), table, err)
+			return fresh{}, stepResult{}, fmt.Errorf("stored readings lookup of %d batches in %s: %w", len(f.parts), table, err)
 		}
-		defer func() {
-			for _, k := range kept {
-				if !slices.ContainsFunc(fresh, func(p storage.Part) bool { return p.Record == k.Record }) {
-					k.Record.Release()
-				}
-			}
-		}()
-		fresh, res.readingsLeftOut = kept, n
+		f.parts, res.readingsLeftOut = kept, n
 	}
-	if len(fresh) == 0 {
-		return res, nil
-	}
-	ictx, cancel := context.WithTimeout(ctx, insertTimeout)
-	defer cancel()
-	if err := insert(ictx, table, fresh); err != nil {
-		return stepResult{}, err
-	}
-	for _, p := range fresh {
-		res.rows += int(p.Record.NumRows())
-	}
-	return res, nil
+	return f, res, nil
 }
 
 // markSent clears the segments' unsent flags.

@@ -425,7 +425,7 @@ func TestSpoolSetsAsideRefusedBatches(t *testing.T) {
 
 	// A name from outside the quarantine directory is refused.
 	for _, bad := range []string{"../" + list[0].File, list[0].File + reasonSuffix} {
-		if _, err := ReplayQuarantined(context.Background(), dir, bad, f.insert, f.stored, time.Minute); err == nil {
+		if _, err := ReplayQuarantined(context.Background(), dir, bad, f.insert, f.stored, nil, time.Minute); err == nil {
 			t.Fatalf("ReplayQuarantined(%q) succeeded", bad)
 		}
 	}
@@ -433,7 +433,7 @@ func TestSpoolSetsAsideRefusedBatches(t *testing.T) {
 	f.mu.Lock()
 	delete(f.refuse, "bad")
 	f.mu.Unlock()
-	rows, err := ReplayQuarantined(context.Background(), dir, list[0].File, f.insert, f.stored, time.Minute)
+	rows, err := ReplayQuarantined(context.Background(), dir, list[0].File, f.insert, f.stored, nil, time.Minute)
 	if err != nil || rows != 1 {
 		t.Fatalf("ReplayQuarantined = %d, %v; want 1 row", rows, err)
 	}
@@ -443,7 +443,7 @@ func TestSpoolSetsAsideRefusedBatches(t *testing.T) {
 	if n := s.Quarantined(); n != 0 {
 		t.Fatalf("quarantine holds %d segments after the replay, want 0", n)
 	}
-	if _, err := ReplayQuarantined(context.Background(), dir, list[0].File, f.insert, f.stored, time.Minute); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := ReplayQuarantined(context.Background(), dir, list[0].File, f.insert, f.stored, nil, time.Minute); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("second ReplayQuarantined = %v, want not found", err)
 	}
 }
@@ -640,14 +640,25 @@ func TestSpoolAsksLedgerOnlyForBatchesSent(t *testing.T) {
 // INSERT in doubt that was stored after all is dropped when retried, but
 // only if the retry sends the same block. A batch whose direct INSERT
 // failed is replayed alone, as it was sent; batches never sent are
-// grouped; a group whose INSERT failed is tried again as the same group,
-// though another batch was spooled behind it meanwhile. (Before, every
+// grouped; the block of a replay whose INSERT failed — here without a
+// batch that Unstored found stored elsewhere — is sent again as it was,
+// though another batch was spooled behind it meanwhile and Unstored would
+// answer otherwise now. (Before, every
 // batch was replayed alone in cluster mode: one INSERT, and one ZooKeeper
 // transaction, per durable group commit, which drained 8,524 segments in
 // 13 minutes at load ~30.)
 func TestSpoolReplicatedRetriesTheBlockItSent(t *testing.T) {
 	f := &fakeStore{ids: map[string]bool{}}
-	s := &Spool{Dir: t.TempDir(), Insert: f.insert, Stored: f.stored, RetryBackoff: 5 * time.Millisecond, Replicated: true}
+	unstoredCalls := 0
+	unstored := func(_ context.Context, _ string, parts []storage.Part) ([]storage.Part, int, error) {
+		unstoredCalls++
+		if unstoredCalls > 2 { // Later answers would differ: b2 back.
+			return parts, 0, nil
+		}
+		kept := slices.DeleteFunc(slices.Clone(parts), func(p storage.Part) bool { return p.ID == "b2" })
+		return kept, len(parts) - len(kept), nil
+	}
+	s := &Spool{Dir: t.TempDir(), Insert: f.insert, Stored: f.stored, Unstored: unstored, RetryBackoff: 5 * time.Millisecond, Replicated: true}
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -678,8 +689,11 @@ func TestSpoolReplicatedRetriesTheBlockItSent(t *testing.T) {
 	if lateErr != nil {
 		t.Fatal(lateErr)
 	}
-	want := [][]string{{"b0"}, {"b1", "b2"}, {"b1", "b2"}, {"b3"}}
+	want := [][]string{{"b0"}, {"b1"}, {"b1"}, {"b3"}}
 	if !slices.EqualFunc(f.groups, want, slices.Equal) {
 		t.Fatalf("INSERTs %v, want %v", f.groups, want)
+	}
+	if got := testutil.ToFloat64(s.metrics.readingsDeduplicated.WithLabelValues("telemetry")); got != 1 {
+		t.Errorf("readings left out = %v, want b2's 1, counted once", got)
 	}
 }
