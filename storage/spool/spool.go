@@ -67,8 +67,9 @@ type InsertFunc func(ctx context.Context, table string, parts []storage.Part) er
 // first INSERT succeeded but whose answer was lost.
 type StoredFunc func(ctx context.Context, table string, parts []storage.Part) (map[string]bool, error)
 
-// UnstoredFunc returns parts without the rows table holds already under
-// another batch id, and how many it left out (storage.Writer.Unstored). A
+// UnstoredFunc returns parts without the rows table holds already, whichever
+// batch stored them, and how many it left out (storage.Writer.Unstored); it
+// is asked after StoredFunc, about the parts the ledger does not have. A
 // kept part with a record not among parts' is new, released by the caller.
 type UnstoredFunc func(ctx context.Context, table string, parts []storage.Part) ([]storage.Part, int, error)
 
@@ -133,8 +134,8 @@ type Spool struct {
 	// Stored is the ledger lookup. Required.
 	Stored StoredFunc
 	// Unstored, when set, leaves out of a replay the readings stored
-	// already under another batch id (storage.Writer.Unstored): where
-	// several nodes store one fleet's data, a resend another node stored.
+	// already (storage.Writer.Unstored): where several nodes store one
+	// fleet's data, a resend another node stored under its own batch id.
 	// It defaults to none.
 	Unstored UnstoredFunc
 	// InsertTimeout bounds one INSERT, direct or replayed, so that a hung
