@@ -14,6 +14,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -259,16 +260,30 @@ func (b *Broker) Close() error {
 	return err
 }
 
-// closeClientsOf disconnects the clients of the listener id, as mochi's
+// closeClientsOf disconnects the clients of the listener id (see
+// closeClients).
+func (b *Broker) closeClientsOf(id string) { closeClients(b.server, id) }
+
+// closeClients disconnects srv's clients of the listener id, as mochi's
 // Server.Close would through its own CloseFn. That one is not used: mochi
 // 2.7.9's Clients.GetByListener takes the clients' read lock twice (Len
 // inside RLock), so a client being deleted at that moment (a connection
 // ending during shutdown) waits for the write lock between the two, the
 // second read waits behind it, and Close hangs for ever. GetAll reads once.
-func (b *Broker) closeClientsOf(id string) {
-	for _, cl := range b.server.Clients.GetAll() {
+func closeClients(srv *mqtt.Server, id string) {
+	for _, cl := range srv.Clients.GetAll() {
 		if cl.Net.Listener == id && !cl.Closed() {
-			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
 	}
+}
+
+// NewTCPListener returns a plain TCP listener on addr for srv, in place of
+// mochi's listeners.NewTCP, whose Close can hang for ever or race
+// srv.Close (see listener and closeClients): for a bare mochi server, such
+// as the benchmarks' baseline. It bounds the wait for a CONNECT to 10 s and
+// nothing else.
+func NewTCPListener(srv *mqtt.Server, id, addr string) listeners.Listener {
+	return &listener{id: id, addr: addr, connectTimeout: 10 * time.Second, pending: newPendingConnects(0, nil),
+		closeClients: func(id string) { closeClients(srv, id) }}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/gridwatch/gridwatch/broker"
 )
 
 // DefaultBareListen is where a BareBroker listens by default, next to
@@ -141,7 +143,7 @@ type BareBroker struct {
 	Logger *slog.Logger
 
 	srv       *mqtt.Server
-	tcp       *listeners.TCP
+	tcp       listeners.Listener
 	counter   *Counter
 	closeOnce sync.Once
 }
@@ -162,7 +164,9 @@ func (b *BareBroker) Start() error {
 	if err := b.srv.AddHook(b.counter, nil); err != nil {
 		return fmt.Errorf("bare broker: add counter hook: %w", err)
 	}
-	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.Listen})
+	// Not mochi's own listeners.NewTCP: its Close can hang for ever when a
+	// client disconnects meanwhile (broker.NewTCPListener).
+	b.tcp = broker.NewTCPListener(b.srv, "tcp", b.Listen)
 	if err := b.srv.AddListener(b.tcp); err != nil {
 		return fmt.Errorf("bare broker: listen on %s: %w", b.Listen, err)
 	}

@@ -14,9 +14,9 @@ import (
 	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/gridwatch/gridwatch/broker"
 	"github.com/gridwatch/gridwatch/devices"
 )
 
@@ -74,7 +74,7 @@ func startBroker(t *testing.T, devs []devices.Device) testBroker {
 			t.Fatal(err)
 		}
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
+	tcp := broker.NewTCPListener(srv, "tcp", "127.0.0.1:0")
 	if err := srv.AddListener(tcp); err != nil {
 		t.Fatal(err)
 	}
