@@ -310,7 +310,10 @@ describe('console', () => {
     await page.waitForFunction(() => { const i = document.querySelector('img.basemap'); return i && i.complete && i.naturalWidth === 512; });
     // Through Leaflet, whatever marker lies on top of the polygon.
     await cell.dispatchEvent('click');
-    await page.locator('.leaflet-popup a', { hasText: 'Open its cases' }).click();
+    // Dispatched too: a click by position can land beside the link while
+    // the popup pans the map into view (a fresh-clone run under load waited
+    // 30 s for the queue after such a click).
+    await page.locator('.leaflet-popup a', { hasText: 'Open its cases' }).dispatchEvent('click');
     await page.getByTestId('case-queue').waitFor();
     await page.getByTestId('case-row').first().waitFor();
     const grids = await page.getByTestId('case-row').evaluateAll((els) => els.map((e) => e.dataset.grid));

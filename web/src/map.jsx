@@ -108,7 +108,9 @@ export function MapView() {
     map.setView([30.27, 120.15], 12);
     mapRef.current = { map, cells: null, markers: L.layerGroup().addTo(map), renderer: L.canvas({ padding: 0.3 }) };
     const off = addBasemap(map);
-    return () => { off(); map.stop(); map.remove(); };
+    // Unset first: stopping a pan ends it with a moveend, whose marker
+    // redraw (below) would queue a frame for a canvas about to go.
+    return () => { mapRef.current = null; off(); map.stop(); map.remove(); };
   }, []);
 
   // The polygons: districts and streets as outlines, cells filled. They are
@@ -187,6 +189,7 @@ export function MapView() {
     if (!m || !index) return undefined;
     const colors = { alerting: cssVar('--bad'), online: cssVar('--ok'), offline: cssVar('--muted') };
     const draw = () => {
+      if (mapRef.current !== m) return; // the view is being left
       m.markers.clearLayers();
       if (!showDevices) return;
       const b = m.map.getBounds();
