@@ -232,7 +232,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 3*time.Minute, func() bool { return segments() == 0 })
+	waitDrained(t, segments, 2*time.Minute)
 	settleUnknownInserts(t, replicas)
 	for i := range 2 {
 		check := checkSetWithin(t, c.Addr(i), "gridwatch", segments, acked, 2*time.Minute)

@@ -203,6 +203,18 @@ func checkSetWithin(t *testing.T, addr, database string, segments func() int, ac
 		t.Fatal(err)
 	}
 	defer db.Close()
+	waitDrained(t, segments, wait)
+	c, err := simulators.CheckStored(context.Background(), db, acked.Acks(), wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitDrained waits until segments (what the spools hold) is 0, failing
+// when none was replayed for wait.
+func waitDrained(t *testing.T, segments func() int, wait time.Duration) {
+	t.Helper()
 	start, first := time.Now(), segments()
 	least, replayed := first, start
 	for n := first; n > 0; n = segments() {
@@ -217,11 +229,6 @@ func checkSetWithin(t *testing.T, addr, database string, segments func() int, ac
 	if first > 0 {
 		t.Logf("spool drained: %d segments in %s", first, time.Since(start).Round(time.Millisecond))
 	}
-	c, err := simulators.CheckStored(context.Background(), db, acked.Acks(), wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // assertFault fails t unless the run lost and duplicated nothing it
