@@ -64,6 +64,9 @@ type Store interface {
 	// LoadAlerts returns the latest row of every alert that is pending or
 	// firing, or cleared at or after clearedSince, with their events.
 	LoadAlerts(ctx context.Context, clearedSince time.Time) ([]Alert, []Event, error)
+	// LoadOpenAlerts returns the latest row of every device-level alert of
+	// devices that is pending or firing, with their events (see Owners).
+	LoadOpenAlerts(ctx context.Context, devices []string) ([]Alert, []Event, error)
 	// SaveSilence stores a silence; a later Revision replaces an earlier.
 	SaveSilence(ctx context.Context, s Silence) error
 	// LoadSilences returns the latest version of every silence that ends
@@ -153,6 +156,16 @@ type Engine struct {
 	// Claims), asked off mu by a goroutine of the engine's. It defaults to
 	// none: a single node fires at once.
 	Claims Claims
+	// Owners, when set, hand each device to one node of a cluster at a
+	// time: the engine evaluates a device's observations only while it owns
+	// the device, holding them until it does, and carries on the open
+	// alerts the device's previous node left (see Owners). It defaults to
+	// none: the engine owns every device.
+	Owners Owners
+	// Shared reports whether the devices of a type are observed by every
+	// node of a cluster (cameras, which every node probes), so that they
+	// need no owner. It defaults to none.
+	Shared func(devices.Type) bool
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil leaves them
@@ -450,7 +463,7 @@ func (e *Engine) settle(handed [][]ingest.Reading) {
 	for _, en := range e.changed {
 		en.stale = false
 		en.view.Store(&alertView{Alert: en.clone(), events: en.events})
-		if !en.listed && !en.Fired.IsZero() && en.Condition != ConditionInactive {
+		if !en.listed && !en.Fired.IsZero() && en.Condition != ConditionInactive && e.alerts[en.ID] == en { // not handed on (forget)
 			e.listFired(en)
 		}
 	}
@@ -497,8 +510,13 @@ func (e *Engine) device(id, typ, grid string, now time.Time) *deviceState {
 		return nil
 	}
 	d = &deviceState{id: id, grid: grid, typ: t, lastSeen: now, latest: map[string]float64{},
-		series: map[string]*series{}, insts: map[string]*instance{}, gen: -1}
+		series: map[string]*series{}, insts: map[string]*instance{}, gen: -1,
+		owned: e.Owners == nil || e.Shared != nil && e.Shared(t)}
 	e.devs[id] = d
+	if !d.owned {
+		e.Owners.Own(id)
+		return d
+	}
 	e.recheck(d)
 	return d
 }
@@ -539,9 +557,16 @@ func (d *deviceState) instance(r *rule) *instance {
 
 // observe evaluates one value. Called with mu held.
 func (e *Engine) observe(id, typ, grid, metric string, v float64, ts int64, now time.Time) {
+	if e.Owners != nil && e.devs[id] == nil && !wants(metric, v) {
+		return
+	}
 	d := e.device(id, typ, grid, now)
 	if d == nil {
 		e.m.unknown.Inc()
+		return
+	}
+	if !d.owned {
+		e.hold(d, metric, v, ts)
 		return
 	}
 	e.m.observations.Inc()

@@ -158,6 +158,9 @@ func (s *fakeStore) SaveEvents(context.Context, []alerts.Event) error { return n
 func (s *fakeStore) LoadAlerts(context.Context, time.Time) ([]alerts.Alert, []alerts.Event, error) {
 	return s.loaded, nil, nil
 }
+func (s *fakeStore) LoadOpenAlerts(context.Context, []string) ([]alerts.Alert, []alerts.Event, error) {
+	return nil, nil, nil
+}
 func (s *fakeStore) SaveSilence(context.Context, alerts.Silence) error { return nil }
 func (s *fakeStore) LoadSilences(context.Context, time.Time) ([]alerts.Silence, error) {
 	return nil, nil

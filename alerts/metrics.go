@@ -13,6 +13,7 @@ type engineMetrics struct {
 	dropped      *prometheus.CounterVec
 	saveErrors   prometheus.Counter
 	claims       *prometheus.CounterVec
+	handed       *prometheus.CounterVec
 }
 
 // newEngineMetrics creates the metrics and registers them with reg, if
@@ -32,16 +33,19 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_events_total",
 			Help: "Alert events (transitions and actions), by kind."}, []string{"kind"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_dropped_total",
-			Help: "Transitions a slow subscriber lost (what=subscriber) and alert rows or events dropped because the store failed too long (what=alert, event)."},
+			Help: "Transitions a slow subscriber lost (what=subscriber) and alert rows or events dropped because the store failed too long (what=alert, event), and observations of a device this node waited to own beyond the 64 kept (what=held)."},
 			[]string{"what"}),
 		saveErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gridwatch_alerts_save_errors_total",
 			Help: "Failed saves of alerts or events (retried)."}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_claims_total",
 			Help: "Claims of alert conditions across the nodes of a cluster, by result: won (the alert fires), lost (another node's alert holds the condition), error (ZooKeeper did not answer; asked again)."},
 			[]string{"result"}),
+		handed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_devices_handed_total",
+			Help: "Devices whose rule state and open alerts this node took over from another (way=in) or let go to another (way=out)."},
+			[]string{"way"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors, m.claims)
+		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors, m.claims, m.handed)
 	}
 	return m
 }

@@ -110,11 +110,12 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 		if a.Condition == ConditionInactive || a.Device == "" && a.Condition == ConditionPending {
 			continue
 		}
-		en := &entry{Alert: a, events: byAlert[a.ID]}
-		slices.SortFunc(en.events, func(x, y Event) int { return cmp.Compare(x.Version, y.Version) })
-		e.alerts[a.ID] = en
-		e.views.Store(a.ID, en)
-		e.republish(en) // stored already: a view, no save
+		// With Owners, an open device-level alert is carried on by the node
+		// that owns its device, once it does (see Owned).
+		if e.Owners != nil && a.Device != "" && a.Condition != ConditionCleared {
+			continue
+		}
+		en := e.keepStored(a, byAlert[a.ID])
 		if a.Condition == ConditionCleared {
 			continue
 		}
@@ -131,6 +132,12 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 				continue
 			}
 			for _, m := range a.Members {
+				// With Owners, a member fires into it again once its node
+				// owns it and finds it ready (see ready).
+				if e.Owners != nil {
+					en.active[m] = true
+					continue
+				}
 				if d := e.device(m, "", "", now); d != nil {
 					in := d.instance(r)
 					in.phase, in.alert, in.cond = phaseFiring, en, true
@@ -139,17 +146,8 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 			}
 			continue
 		}
-		d := e.device(a.Device, "", a.Grid, now)
-		if d == nil {
-			continue
-		}
-		in := d.instance(r)
-		switch a.Condition {
-		case ConditionPending:
-			in.phase, in.since, in.pending, in.cond = phasePending, a.PendingSince, en, true
-			e.wait(in)
-		case ConditionFiring:
-			in.phase, in.alert, in.cond = phaseFiring, en, true
+		if d := e.device(a.Device, "", a.Grid, now); d != nil {
+			e.runDeviceAlert(en, r, d)
 		}
 	}
 	e.Logger.Info("alerts restored", "alerts", len(e.alerts), "open", len(e.active))

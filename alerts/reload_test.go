@@ -2,6 +2,7 @@ package alerts_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -9,17 +10,59 @@ import (
 	"github.com/gridwatch/gridwatch/alerts"
 )
 
-// sharedStore keeps the silences of several engines, as ClickHouse does for
-// the nodes of a cluster; alerts and events are not kept.
+// sharedStore keeps the alerts and silences of several engines, as
+// ClickHouse does for the nodes of a cluster: the latest revision of each;
+// events are not kept.
 type sharedStore struct {
 	mu       sync.Mutex
+	alerts   map[string]alerts.Alert
 	silences map[string]alerts.Silence
 }
 
-func (s *sharedStore) SaveAlerts(context.Context, []alerts.Alert) error { return nil }
+func (s *sharedStore) SaveAlerts(_ context.Context, rows []alerts.Alert) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.alerts == nil {
+		s.alerts = map[string]alerts.Alert{}
+	}
+	for _, a := range rows {
+		if a.Revision > s.alerts[a.ID].Revision {
+			s.alerts[a.ID] = a
+		}
+	}
+	return nil
+}
+
 func (s *sharedStore) SaveEvents(context.Context, []alerts.Event) error { return nil }
+
 func (s *sharedStore) LoadAlerts(context.Context, time.Time) ([]alerts.Alert, []alerts.Event, error) {
-	return nil, nil, nil
+	return s.find(func(a alerts.Alert) bool { return a.Condition != alerts.ConditionInactive }), nil, nil
+}
+
+func (s *sharedStore) LoadOpenAlerts(_ context.Context, devices []string) ([]alerts.Alert, []alerts.Event, error) {
+	return s.find(func(a alerts.Alert) bool {
+		return slices.Contains(devices, a.Device) && (a.Condition == alerts.ConditionPending || a.Condition == alerts.ConditionFiring)
+	}), nil, nil
+}
+
+// find returns the alerts kept that match.
+func (s *sharedStore) find(match func(alerts.Alert) bool) []alerts.Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []alerts.Alert
+	for _, a := range s.alerts {
+		if match(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// alert returns the latest revision kept of alert id.
+func (s *sharedStore) alert(id string) alerts.Alert {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alerts[id]
 }
 
 func (s *sharedStore) SaveSilence(_ context.Context, x alerts.Silence) error {

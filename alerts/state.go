@@ -29,6 +29,10 @@ type deviceState struct {
 	absence  []*rule
 	// due is when the device is held in Engine.silence; zero when not.
 	due time.Time
+	// owned is set while this node owns the device (always without
+	// Engine.Owners); held are the observations that wait for it.
+	owned bool
+	held  []held
 }
 
 // inhibited reports whether an inhibiting rule fires for the device.

@@ -126,8 +126,12 @@ func (e *Engine) runAbsence(now time.Time) {
 
 // checkAbsence runs d's absence rules against the time since its last
 // observation, and returns when they need looking at again; false when d
-// has none (a rule change or a new grid arms it again, see index).
+// has none (a rule change or a new grid arms it again, see index) or this
+// node does not own it.
 func (e *Engine) checkAbsence(d *deviceState, now time.Time) (time.Time, bool) {
+	if !d.owned {
+		return time.Time{}, false // its owner watches it; Owned arms it here
+	}
 	e.index(d)
 	var next time.Time
 	ok := false

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/gridwatch/gridwatch/alerts"
 )
 
@@ -138,6 +140,39 @@ func (db *DB) SaveEvents(ctx context.Context, events []alerts.Event) error {
 // clearedSince, with the events of those alerts, deduplicated. Work orders
 // closed by a release whose alerts carried them are left out.
 func (db *DB) LoadAlerts(ctx context.Context, clearedSince time.Time) ([]alerts.Alert, []alerts.Event, error) {
+	out, err := db.loadAlerts(ctx, "", "x_condition != 'cleared' OR x_cleared >= ?", clearedSince.UnixMilli())
+	if err != nil {
+		return nil, nil, err
+	}
+	events, err := db.alertEvents(ctx, out)
+	return out, events, err
+}
+
+// LoadOpenAlerts returns the latest row of every device-level alert of the
+// given devices that is pending or firing, with its events: what a node
+// that takes the devices over from another carries on.
+func (db *DB) LoadOpenAlerts(ctx context.Context, devices []string) ([]alerts.Alert, []alerts.Event, error) {
+	var out []alerts.Alert
+	for start := 0; start < len(devices); start += devicesChunk {
+		set := clickhouse.GroupSet{Value: make([]any, 0, devicesChunk)}
+		for _, d := range devices[start:min(start+devicesChunk, len(devices))] {
+			set.Value = append(set.Value, d)
+		}
+		as, err := db.loadAlerts(ctx, "device IN ?", "x_condition IN ('pending', 'firing')", set)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, as...)
+	}
+	events, err := db.alertEvents(ctx, out)
+	return out, events, err
+}
+
+// loadAlerts returns the latest row of each alert whose rows match rowsWhere
+// (every alert when empty) and whose latest row matches latestWhere, beside
+// not being a tombstone nor a closed work order; args are the two WHEREs'
+// parameters, in order.
+func (db *DB) loadAlerts(ctx context.Context, rowsWhere, latestWhere string, args ...any) ([]alerts.Alert, error) {
 	// argMax per column, not FINAL: old servers may apply a WHERE on a
 	// non-key column before FINAL picks the latest row.
 	var sel []string
@@ -150,12 +185,15 @@ func (db *DB) LoadAlerts(ctx context.Context, clearedSince time.Time) ([]alerts.
 		sel = append(sel, "argMax("+db.msExpr(c)+", revision) AS x_"+c)
 	}
 	sel = append(sel, "argMax(escalated, revision) AS x_escalated")
+	if rowsWhere != "" {
+		rowsWhere = " WHERE " + rowsWhere
+	}
 	query := "SELECT * FROM (SELECT id, " + strings.Join(sel, ", ") + ", argMax(status, revision) AS x_status" +
-		" FROM " + quoteTable(db.opts.Database, "alerts") + " GROUP BY id)" +
-		" WHERE x_condition != 'inactive' AND x_status != 'closed' AND (x_condition != 'cleared' OR x_cleared >= ?)"
-	rows, err := db.conn.Query(ctx, query, clearedSince.UnixMilli())
+		" FROM " + quoteTable(db.opts.Database, "alerts") + rowsWhere + " GROUP BY id)" +
+		" WHERE x_condition != 'inactive' AND x_status != 'closed' AND (" + latestWhere + ")"
+	rows, err := db.conn.Query(ctx, query, args...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
+		return nil, fmt.Errorf("storage: load alerts: %w", err)
 	}
 	defer rows.Close()
 	var out []alerts.Alert
@@ -173,16 +211,16 @@ func (db *DB) LoadAlerts(ctx context.Context, clearedSince time.Time) ([]alerts.
 		}
 		dest = append(dest, &esc, &status) // x_status is for the WHERE only
 		if err := rows.Scan(dest...); err != nil {
-			return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
+			return nil, fmt.Errorf("storage: load alerts: %w", err)
 		}
 		for i, t := range alertTimes(&a) {
 			*t = fromMs(ms[i])
 		}
 		if a.Severity, err = alerts.ParseSeverity(sev); err != nil {
-			return nil, nil, fmt.Errorf("storage: load alert %s: %w", a.ID, err)
+			return nil, fmt.Errorf("storage: load alert %s: %w", a.ID, err)
 		}
 		if a.BaseSeverity, err = alerts.ParseSeverity(base); err != nil {
-			return nil, nil, fmt.Errorf("storage: load alert %s: %w", a.ID, err)
+			return nil, fmt.Errorf("storage: load alert %s: %w", a.ID, err)
 		}
 		a.Condition, a.Escalated = alerts.Condition(cond), esc == 1
 		if len(a.Members) == 0 {
@@ -191,10 +229,9 @@ func (db *DB) LoadAlerts(ctx context.Context, clearedSince time.Time) ([]alerts.
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("storage: load alerts: %w", err)
+		return nil, fmt.Errorf("storage: load alerts: %w", err)
 	}
-	events, err := db.alertEvents(ctx, out)
-	return out, events, err
+	return out, nil
 }
 
 // alertEvents returns the events of the given alerts, one per alert and

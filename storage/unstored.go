@@ -143,9 +143,10 @@ func readingColumns(rec arrow.Record) *readings {
 	return &readings{device: device, metric: metric, ts: ts}
 }
 
-// readingsChunk is how many devices one lookup of storedReadings names, so
+// devicesChunk is how many devices the IN list of one query names (the
+// readings storedReadings looks up, the alerts LoadOpenAlerts loads), so
 // that the query stays far below max_query_size (256 KiB) for any fleet.
-const readingsChunk = 1000
+const devicesChunk = 1000
 
 // storedReadings returns which readings of the devices of parts, within
 // their time range, table holds. The devices lead the tables' sort key, so
@@ -166,8 +167,8 @@ func (w *Writer) storedReadings(ctx context.Context, table string, parts []Part)
 	query := "SELECT DISTINCT device, toInt64(" + w.db.msExpr("ts") + "), metric FROM " + quoteTable(w.db.opts.Database, table) +
 		" WHERE " + bound + "device IN ?"
 	out := make(map[readingKey]bool)
-	for start := 0; start < len(devices); start += readingsChunk {
-		chunk := clickhouse.GroupSet{Value: devices[start:min(start+readingsChunk, len(devices))]}
+	for start := 0; start < len(devices); start += devicesChunk {
+		chunk := clickhouse.GroupSet{Value: devices[start:min(start+devicesChunk, len(devices))]}
 		if err := w.scanReadings(ctx, query, append(slices.Clip(args), chunk), out); err != nil {
 			return nil, fmt.Errorf("storage: stored readings in %s: %w", table, err)
 		}

@@ -1,0 +1,234 @@
+package alerts
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+)
+
+// Owners hand each device to one node of a cluster at a time, so that the
+// device's rule state and its open alerts live on the node its readings
+// reach: with Engine.Owners set, an engine evaluates a device's
+// observations only while it owns the device, and carries on the alerts the
+// device's previous node left. cluster.Owners implements it on ZooKeeper.
+//
+// The engine calls Own with its mutex held, the first time it hears from a
+// device; the Owners call the engine back, from a goroutine of theirs:
+// Engine.Owned once this node owns devices (at once when no node did, or
+// once the node that did let them go or died), and Engine.Release when
+// another node asks for devices this one owns.
+type Owners interface {
+	// Own asks, without waiting, that this node own device.
+	Own(device string)
+}
+
+// maxHeld bounds the observations an engine keeps of a device it waits to
+// own; beyond it the oldest are dropped and counted.
+const maxHeld = 64
+
+// held is an observation of a device not owned yet, evaluated once it is.
+type held struct {
+	metric string
+	v      float64
+	ts     int64
+}
+
+// wants reports whether an observation of a device this engine has no state
+// for asks to own it: every one but the offline status, which the node a
+// device left may report after the device reached another (a connection's
+// end noticed late).
+func wants(metric string, v float64) bool { return metric != MetricOnline || v != 0 }
+
+// hold keeps an observation of d, which this engine waits to own. Called
+// with mu held.
+func (e *Engine) hold(d *deviceState, metric string, v float64, ts int64) {
+	if len(d.held) == maxHeld {
+		d.held = d.held[1:]
+		e.m.dropped.WithLabelValues("held").Inc()
+	}
+	d.held = append(d.held, held{metric, v, ts})
+}
+
+// Owned has the engine carry on devices that this node now owns: their
+// open alerts as the store holds them (the previous node saved them before
+// it let the devices go), each firing one claimed (see Claims) by this
+// node, then the observations held while it waited. On error nothing
+// changed: the Owners call again.
+func (e *Engine) Owned(ctx context.Context, devices []string) error {
+	var (
+		loaded []Alert
+		events []Event
+		err    error
+	)
+	if e.Store != nil {
+		if loaded, events, err = e.Store.LoadOpenAlerts(ctx, devices); err != nil {
+			return err
+		}
+	}
+	carry := loaded[:0:0]
+	for _, a := range loaded {
+		if a.Condition == ConditionFiring && e.Claims != nil {
+			won, err := e.Claims.Claim(ctx, claimKey(&a), a.ID)
+			if err != nil {
+				e.m.claims.WithLabelValues("error").Inc()
+				return err
+			}
+			if !won {
+				// Another alert holds the condition: this one is the stale
+				// copy of an episode already carried on.
+				e.m.claims.WithLabelValues("lost").Inc()
+				e.Logger.Warn("alert of a device taken over not carried on: another alert holds its condition", "alert", a.ID, "device", a.Device)
+				continue
+			}
+			e.m.claims.WithLabelValues("won").Inc()
+		}
+		carry = append(carry, a)
+	}
+	byAlert := map[string][]Event{}
+	for _, ev := range events {
+		byAlert[ev.AlertID] = append(byAlert[ev.AlertID], ev)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.Now()
+	for _, a := range carry {
+		d := e.devs[a.Device]
+		if d == nil || d.owned || e.active[a.ID] != nil {
+			continue
+		}
+		e.revision = max(e.revision, a.Revision)
+		en := e.keepStored(a, byAlert[a.ID])
+		if a.Condition == ConditionFiring && e.Claims != nil {
+			en.claim = claimWon
+		}
+		e.active[a.ID] = en
+		e.schedule(en)
+		if r := e.rules.byName[a.Rule]; r != nil {
+			e.runDeviceAlert(en, r, d)
+		}
+	}
+	for _, id := range devices {
+		d := e.devs[id]
+		if d == nil || d.owned {
+			continue
+		}
+		d.owned = true
+		e.m.handed.WithLabelValues("in").Inc()
+		e.rejoinGrids(d)
+		e.recheck(d)
+		obs := d.held
+		d.held = nil
+		for _, o := range obs {
+			e.observe(d.id, d.typ.ID, d.grid, o.metric, o.v, o.ts, now)
+		}
+	}
+	return nil
+}
+
+// rejoinGrids has d, owned now, fire again into the firing grid-level alerts
+// that count it among their members still firing (restored at start, see
+// restore), so that its observations can clear them. Called with mu held.
+func (e *Engine) rejoinGrids(d *deviceState) {
+	for k, en := range e.grids {
+		r := e.rules.byName[k.rule]
+		if r == nil || k.grid != d.grid || !en.active[d.id] || en.Condition != ConditionFiring {
+			continue
+		}
+		if in := d.instance(r); in.alert == nil {
+			in.phase, in.alert, in.cond = phaseFiring, en, true
+		}
+	}
+}
+
+// Release has the engine let devices go to another node: it forgets their
+// rule state, saves their open alerts as they stand, for the next node to
+// carry on, and gives up those alerts' claims. Their observations from now
+// on ask to own them again. On error (the save failed) the alerts are
+// kept for the next flush: the Owners call again, and hand the devices on
+// once it returns nil.
+func (e *Engine) Release(ctx context.Context, devices []string) error {
+	e.mu.Lock()
+	var release []claimRelease
+	for _, id := range devices {
+		if d := e.devs[id]; d != nil {
+			release = append(release, e.forget(d)...)
+			e.m.handed.WithLabelValues("out").Inc()
+		}
+	}
+	e.mu.Unlock()
+	err := e.Flush(ctx)
+	for _, r := range release {
+		if rerr := e.Claims.Release(ctx, r.key, r.id); rerr != nil {
+			e.m.claims.WithLabelValues("error").Inc()
+			e.mu.Lock()
+			e.claims.release = append(e.claims.release, r) // the claimer retries it
+			e.mu.Unlock()
+			e.kickClaims()
+		}
+	}
+	return err
+}
+
+// forget drops d and its rule state, marking its open device-level alerts
+// for the next flush and taking them out of this engine, and returns the
+// claims they held. A grid-level alert d is a member of stays. Called with
+// mu held.
+func (e *Engine) forget(d *deviceState) []claimRelease {
+	var release []claimRelease
+	now := e.Now()
+	unlisted := false
+	for _, in := range d.insts {
+		delete(e.waiting, in)
+		for _, en := range []*entry{in.pending, in.alert} {
+			if en == nil || en.Device != d.id || e.active[en.ID] != en {
+				continue
+			}
+			if en.claim == claimWon {
+				release = append(release, claimRelease{claimKey(&en.Alert), en.ID})
+			}
+			// A pending alert whose claim is asked is handed as pending:
+			// the next node fires it, claiming it afresh.
+			en.claim, en.due, en.Updated = claimNone, time.Time{}, now
+			e.dirty[en.ID] = en // saved, no view: it leaves this engine
+			delete(e.active, en.ID)
+			delete(e.alerts, en.ID)
+			e.views.Delete(en.ID)
+			if en.listed {
+				en.listed, unlisted = false, true
+			}
+		}
+		in.phase, in.pending, in.alert = phaseInactive, nil, nil
+	}
+	if unlisted {
+		e.unlistPruned()
+	}
+	d.due, d.held = time.Time{}, nil
+	delete(e.devs, d.id)
+	return release
+}
+
+// keepStored holds a, stored with its events, in memory: listed and got, and
+// not saved again. Called with mu held.
+func (e *Engine) keepStored(a Alert, events []Event) *entry {
+	en := &entry{Alert: a, events: events}
+	slices.SortFunc(en.events, func(x, y Event) int { return cmp.Compare(x.Version, y.Version) })
+	e.alerts[a.ID] = en
+	e.views.Store(a.ID, en)
+	e.republish(en) // stored already: a view, no save
+	return en
+}
+
+// runDeviceAlert has d's instance of r fire into en, a device-level alert
+// carried on from the store, or wait with it if it is pending. Called with mu
+// held.
+func (e *Engine) runDeviceAlert(en *entry, r *rule, d *deviceState) {
+	in := d.instance(r)
+	switch en.Condition {
+	case ConditionPending:
+		in.phase, in.since, in.pending, in.cond = phasePending, en.PendingSince, en, true
+		e.wait(in)
+	case ConditionFiring:
+		in.phase, in.alert, in.cond = phaseFiring, en, true
+	}
+}

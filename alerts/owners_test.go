@@ -1,0 +1,278 @@
+package alerts_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
+)
+
+// memOwners hand devices between the engines of one test as ZooKeeper does
+// for the nodes of a cluster (cluster.Owners): an engine's Own is queued,
+// and settle hands each queued device over, releasing it from its owner
+// first unless that owner died.
+type memOwners struct {
+	t     *testing.T
+	mu    sync.Mutex
+	owner map[string]*alerts.Engine
+	dead  map[*alerts.Engine]bool
+	queue []ownAsk
+	asks  map[*alerts.Engine]int
+}
+
+type ownAsk struct {
+	e      *alerts.Engine
+	device string
+}
+
+// ownerNode is one engine's Owners.
+type ownerNode struct {
+	o *memOwners
+	e *alerts.Engine
+}
+
+func (n *ownerNode) Own(device string) {
+	n.o.mu.Lock()
+	defer n.o.mu.Unlock()
+	n.o.queue = append(n.o.queue, ownAsk{n.e, device})
+	n.o.asks[n.e]++
+}
+
+// engine starts an engine of the test's cluster on store, claims and c.
+func (o *memOwners) engine(rules *alerts.RuleSet, reg *devices.Registry, store alerts.Store, claims alerts.Claims, c *clock) *alerts.Engine {
+	n := &ownerNode{o: o}
+	n.e = &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Store: store, Claims: claims, Owners: n, Now: c.Now,
+		Tick: time.Hour, FlushEvery: time.Hour}
+	if err := n.e.Start(o.t.Context()); err != nil {
+		o.t.Fatal(err)
+	}
+	o.t.Cleanup(func() { n.e.Close() })
+	return n.e
+}
+
+// settle hands the devices asked for to the engines that asked.
+func (o *memOwners) settle() {
+	o.t.Helper()
+	o.mu.Lock()
+	queue := o.queue
+	o.queue = nil
+	o.mu.Unlock()
+	for _, a := range queue {
+		o.mu.Lock()
+		from := o.owner[a.device]
+		dead := o.dead[from]
+		o.mu.Unlock()
+		if from == a.e {
+			continue
+		}
+		if from != nil && !dead {
+			if err := from.Release(o.t.Context(), []string{a.device}); err != nil {
+				o.t.Fatalf("release %s: %v", a.device, err)
+			}
+		}
+		if err := a.e.Owned(o.t.Context(), []string{a.device}); err != nil {
+			o.t.Fatalf("owned %s: %v", a.device, err)
+		}
+		o.mu.Lock()
+		o.owner[a.device] = a.e
+		o.mu.Unlock()
+	}
+}
+
+func (o *memOwners) asked(e *alerts.Engine) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.asks[e]
+}
+
+func newMemOwners(t *testing.T) *memOwners {
+	return &memOwners{t: t, owner: map[string]*alerts.Engine{}, dead: map[*alerts.Engine]bool{}, asks: map[*alerts.Engine]int{}}
+}
+
+// ownersRules are a full bin's alert and the default absence rule.
+const ownersRules = `
+rules:
+  - name: bin_full
+    metric: fill_pct
+    condition: value > 90
+    clear: value < 50
+    severity: minor
+    no_group: true
+  - name: device_silent
+    absent: 3
+    severity: minor
+    no_group: true
+`
+
+// transitions counts the fire and clear transitions of a subscription.
+type transitions struct{ fires, clears int }
+
+func (tr *transitions) drain(s *alerts.Subscription) {
+	for {
+		select {
+		case x := <-s.C:
+			switch x.Event.Kind {
+			case alerts.EventFire:
+				tr.fires++
+			case alerts.EventClear:
+				tr.clears++
+			}
+		default:
+			return
+		}
+	}
+}
+
+// firing waits until e lists the device's alert of rule as firing, and
+// returns it.
+func firing(t *testing.T, e *alerts.Engine, device, rule string) alerts.Alert {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, _ := e.List(alerts.Filter{Device: device})
+		for _, a := range p.Alerts {
+			if a.Rule == rule && a.Condition == alerts.ConditionFiring {
+				return a
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's %s alert not firing after 30 s: %+v", device, rule, p.Alerts)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestOwnersCarryAnAlertToTheDevicesNewNode: a device whose alert fires on
+// node A reaches node B, which asks for it; A lets it go (saving its alert
+// and giving up the claim) and B carries the alert on, with no second fire,
+// clears it when the device's readings clear it, and releases the claim. A
+// no longer watches the device: its late offline status asks nothing, and
+// its silence raises nothing on A.
+func TestOwnersCarryAnAlertToTheDevicesNewNode(t *testing.T) {
+	c := &clock{t: t0}
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	reg := devices.NewRegistry([]devices.Device{bin})
+	rules := mustRules(t, ownersRules)
+	store, claims, owners := &sharedStore{}, &memClaims{holder: map[string]string{}}, newMemOwners(t)
+	a := owners.engine(rules, reg, store, claims, c)
+	b := owners.engine(rules, reg, store, claims, c)
+	subA, subB := a.Subscribe(64), b.Subscribe(64)
+	var onA, onB transitions
+	obs := func(e *alerts.Engine, metric string, v float64) {
+		e.Observe(alerts.Observation{Device: bin.ID, Metric: metric, Value: v, TS: c.Now().UnixMilli()})
+	}
+
+	obs(a, "fill_pct", 97)
+	if p, _ := a.List(alerts.Filter{Device: bin.ID}); len(p.Alerts) != 0 {
+		t.Fatalf("an engine evaluated a device it does not own yet: %+v", p.Alerts)
+	}
+	owners.settle()
+	fired := firing(t, a, bin.ID, "bin_full")
+
+	c.Add(time.Minute)
+	obs(b, "fill_pct", 96) // the device reconnected to B
+	owners.settle()
+	carried, _, err := b.Get(fired.ID)
+	if err != nil || carried.Condition != alerts.ConditionFiring {
+		t.Fatalf("B after taking the device over: %+v (%v), want alert %s firing", carried, err, fired.ID)
+	}
+	if carried.Count != fired.Count+1 {
+		t.Errorf("the carried alert counts %d observations, want %d (A's and the one B held)", carried.Count, fired.Count+1)
+	}
+	if p, _ := a.List(alerts.Filter{Device: bin.ID}); len(p.Alerts) != 0 {
+		t.Errorf("A still lists the alert it handed on: %+v", p.Alerts)
+	}
+
+	asked := owners.asked(a)
+	obs(a, alerts.MetricOnline, 0) // A notices the old connection's end late
+	if owners.asked(a) != asked {
+		t.Errorf("A's late offline status of a device it let go asked to own it again")
+	}
+	c.Add(time.Hour)
+	a.RunTimers()
+	if p, _ := a.List(alerts.Filter{Device: bin.ID}); len(p.Alerts) != 0 {
+		t.Errorf("A raised alerts for a device it let go: %+v", p.Alerts)
+	}
+
+	obs(b, "fill_pct", 10)
+	if got, _, _ := b.Get(fired.ID); got.Condition != alerts.ConditionCleared {
+		t.Fatalf("B after the readings cleared: %+v, want %s cleared", got, fired.ID)
+	}
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.alert(fired.ID); got.Condition != alerts.ConditionCleared {
+		t.Errorf("stored %+v, want cleared", got)
+	}
+	waitHeld(t, claims, 0)
+	onA.drain(subA)
+	onB.drain(subB)
+	if onA != (transitions{1, 0}) || onB != (transitions{0, 1}) {
+		t.Errorf("fire and clear transitions: A %+v, B %+v; want the fire on A and the clear on B", onA, onB)
+	}
+}
+
+// TestOwnersCarryAnAlertOnAfterItsNodeDied: node A fires a device's alert
+// and dies (its claims go with its ZooKeeper session); the device reaches
+// B, which carries A's alert on from the store rather than fire a second
+// one, and clears it.
+func TestOwnersCarryAnAlertOnAfterItsNodeDied(t *testing.T) {
+	c := &clock{t: t0}
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	reg := devices.NewRegistry([]devices.Device{bin})
+	rules := mustRules(t, ownersRules)
+	store, claims, owners := &sharedStore{}, &memClaims{holder: map[string]string{}}, newMemOwners(t)
+	a := owners.engine(rules, reg, store, claims, c)
+	b := owners.engine(rules, reg, store, claims, c)
+	subB := b.Subscribe(64)
+	obs := func(e *alerts.Engine, v float64) {
+		e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: v, TS: c.Now().UnixMilli()})
+	}
+
+	obs(a, 97)
+	owners.settle()
+	fired := firing(t, a, bin.ID, "bin_full")
+	if err := a.Flush(t.Context()); err != nil { // its last flush before it died
+		t.Fatal(err)
+	}
+	owners.mu.Lock()
+	owners.dead[a] = true
+	owners.mu.Unlock()
+	claims.mu.Lock()
+	clear(claims.holder) // its session expired
+	claims.mu.Unlock()
+
+	c.Add(time.Minute)
+	obs(b, 98)
+	owners.settle()
+	carried, _, err := b.Get(fired.ID)
+	if err != nil || carried.Condition != alerts.ConditionFiring {
+		t.Fatalf("B after taking the dead node's device: %+v (%v), want alert %s firing", carried, err, fired.ID)
+	}
+	if p, _ := b.List(alerts.Filter{Device: bin.ID}); len(p.Alerts) != 1 {
+		t.Fatalf("B lists %d alerts of the device, want the one carried on: %+v", len(p.Alerts), p.Alerts)
+	}
+	obs(b, 10)
+	if got, _, _ := b.Get(fired.ID); got.Condition != alerts.ConditionCleared {
+		t.Fatalf("B after the readings cleared: %+v, want cleared", got)
+	}
+	var onB transitions
+	onB.drain(subB)
+	if onB != (transitions{0, 1}) {
+		t.Errorf("B's transitions %+v, want no fire (the alert was A's) and one clear", onB)
+	}
+}
+
+// waitHeld waits until the claims hold n conditions.
+func waitHeld(t *testing.T, m *memClaims, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for m.held() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d claims held, want %d", m.held(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
