@@ -50,20 +50,50 @@ func (e *Engine) hold(d *deviceState, metric string, v float64, ts int64) {
 	d.held = append(d.held, held{metric, v, ts})
 }
 
+// Handover is what the node that lets a device go passes to the node that
+// takes it: the device's open alerts as it left them, so that the next node
+// carries them on without reading them back from the store, whose replica
+// there may not have the last save yet.
+type Handover struct {
+	Alerts []HandedAlert `json:"alerts"`
+}
+
+// HandedAlert is an open alert of a Handover, with its events.
+type HandedAlert struct {
+	Alert
+	Revision uint64  `json:"revision"`
+	Events   []Event `json:"events"`
+}
+
 // Owned has the engine carry on devices that this node now owns: their
-// open alerts as the store holds them (the previous node saved them before
-// it let the devices go), each firing one claimed (see Claims) by this
-// node, then the observations held while it waited. On error nothing
-// changed: the Owners call again.
-func (e *Engine) Owned(ctx context.Context, devices []string) error {
+// open alerts as handed says (the Handover of the node that let them go),
+// or, for a device handed leaves out (its node died), as the store holds
+// them; each firing one claimed (see Claims) by this node; then the
+// observations held while it waited. On error nothing changed: the Owners
+// call again.
+func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]Handover) error {
 	var (
 		loaded []Alert
 		events []Event
 		err    error
+		load   []string
 	)
-	if e.Store != nil {
-		if loaded, events, err = e.Store.LoadOpenAlerts(ctx, devices); err != nil {
+	for _, id := range devices {
+		if _, ok := handed[id]; !ok {
+			load = append(load, id)
+		}
+	}
+	if e.Store != nil && len(load) > 0 {
+		if loaded, events, err = e.Store.LoadOpenAlerts(ctx, load); err != nil {
 			return err
+		}
+	}
+	for _, h := range handed {
+		for _, ha := range h.Alerts {
+			a := ha.Alert
+			a.Revision = ha.Revision
+			loaded = append(loaded, a)
+			events = append(events, ha.Events...)
 		}
 	}
 	carry := loaded[:0:0]
@@ -142,22 +172,34 @@ func (e *Engine) rejoinGrids(d *deviceState) {
 }
 
 // Release has the engine let devices go to another node: it forgets their
-// rule state, saves their open alerts as they stand, for the next node to
-// carry on, and gives up those alerts' claims. Their observations from now
-// on ask to own them again. On error (the save failed) the alerts are
-// kept for the next flush: the Owners call again, and hand the devices on
-// once it returns nil.
-func (e *Engine) Release(ctx context.Context, devices []string) error {
+// rule state, saves their open alerts as they stand and gives up those
+// alerts' claims, and returns, by device, the Handover for the next node.
+// Their observations from now on ask to own them again. A failed save (the
+// error) is tried again by the flush loop, as any other: the handover
+// stands.
+func (e *Engine) Release(ctx context.Context, devices []string) (map[string]Handover, error) {
 	e.mu.Lock()
-	var release []claimRelease
+	var (
+		release []claimRelease
+		left    []*entry
+	)
 	for _, id := range devices {
 		if d := e.devs[id]; d != nil {
-			release = append(release, e.forget(d)...)
+			r, l := e.forget(d)
+			release, left = append(release, r...), append(left, l...)
 			e.m.handed.WithLabelValues("out").Inc()
 		}
 	}
 	e.mu.Unlock()
-	err := e.Flush(ctx)
+	err := e.Flush(ctx) // gives each alert left its revision
+	handed := make(map[string]Handover, len(devices))
+	e.mu.Lock()
+	for _, en := range left {
+		h := handed[en.Device]
+		h.Alerts = append(h.Alerts, HandedAlert{Alert: en.clone(), Revision: en.Revision, Events: slices.Clone(en.events)})
+		handed[en.Device] = h
+	}
+	e.mu.Unlock()
 	for _, r := range release {
 		if rerr := e.Claims.Release(ctx, r.key, r.id); rerr != nil {
 			e.m.claims.WithLabelValues("error").Inc()
@@ -167,15 +209,18 @@ func (e *Engine) Release(ctx context.Context, devices []string) error {
 			e.kickClaims()
 		}
 	}
-	return err
+	return handed, err
 }
 
 // forget drops d and its rule state, marking its open device-level alerts
 // for the next flush and taking them out of this engine, and returns the
-// claims they held. A grid-level alert d is a member of stays. Called with
-// mu held.
-func (e *Engine) forget(d *deviceState) []claimRelease {
-	var release []claimRelease
+// claims they held and the alerts. A grid-level alert d is a member of
+// stays. Called with mu held.
+func (e *Engine) forget(d *deviceState) ([]claimRelease, []*entry) {
+	var (
+		release []claimRelease
+		left    []*entry
+	)
 	now := e.Now()
 	unlisted := false
 	for _, in := range d.insts {
@@ -197,6 +242,7 @@ func (e *Engine) forget(d *deviceState) []claimRelease {
 			if en.listed {
 				en.listed, unlisted = false, true
 			}
+			left = append(left, en)
 		}
 		in.phase, in.pending, in.alert = phaseInactive, nil, nil
 	}
@@ -205,7 +251,7 @@ func (e *Engine) forget(d *deviceState) []claimRelease {
 	}
 	d.due, d.held = time.Time{}, nil
 	delete(e.devs, d.id)
-	return release
+	return release, left
 }
 
 // keepStored holds a, stored with its events, in memory: listed and got, and
