@@ -173,7 +173,8 @@ func (e *Engine) rejoinGrids(d *deviceState) {
 
 // Release has the engine let devices go to another node: it forgets their
 // rule state, saves their open alerts as they stand and gives up those
-// alerts' claims, and returns, by device, the Handover for the next node.
+// alerts' claims, and returns, by device, the Handover for the next node
+// (none for a device it had no state of).
 // Their observations from now on ask to own them again. A failed save (the
 // error) is tried again by the flush loop, as any other: the handover
 // stands.
@@ -183,8 +184,10 @@ func (e *Engine) Release(ctx context.Context, devices []string) (map[string]Hand
 		release []claimRelease
 		left    []*entry
 	)
+	handed := make(map[string]Handover, len(devices))
 	for _, id := range devices {
 		if d := e.devs[id]; d != nil {
+			handed[id] = Handover{}
 			r, l := e.forget(d)
 			release, left = append(release, r...), append(left, l...)
 			e.m.handed.WithLabelValues("out").Inc()
@@ -192,7 +195,6 @@ func (e *Engine) Release(ctx context.Context, devices []string) (map[string]Hand
 	}
 	e.mu.Unlock()
 	err := e.Flush(ctx) // gives each alert left its revision
-	handed := make(map[string]Handover, len(devices))
 	e.mu.Lock()
 	for _, en := range left {
 		h := handed[en.Device]

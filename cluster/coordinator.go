@@ -5,7 +5,9 @@
 // retention) and are fenced, so that a node that cannot renew its lease
 // stops acting before the lease can pass to another; and versions that
 // are compared and set atomically (the case revisions that keep actions
-// on one case from two nodes linearizable). Its only state is a ZooKeeper
+// on one case from two nodes linearizable); and owners, which hand each
+// device to one node at a time (its rule state and open alerts follow it
+// to the node its readings reach). Its only state is a ZooKeeper
 // session: an ephemeral node is a lease candidate, a node's data version
 // the compare-and-set.
 package cluster
@@ -67,6 +69,7 @@ type Coordinator struct {
 
 	mu     sync.Mutex
 	leases []*Lease
+	owners *Owners
 	closed bool
 }
 
@@ -162,6 +165,12 @@ func (c *Coordinator) ensure(p string) error {
 // event follows the session's state: a lease is fenced at once when the
 // connection drops, and checked again once a session is back.
 func (c *Coordinator) event(ev zk.Event) {
+	c.mu.Lock()
+	owners := c.owners
+	c.mu.Unlock()
+	if owners != nil {
+		owners.event(ev)
+	}
 	if ev.Type != zk.EventSession {
 		return
 	}

@@ -1,0 +1,134 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gridwatch/gridwatch/cluster"
+	"github.com/gridwatch/gridwatch/storage/storagetest"
+)
+
+// holders stand for the alert engines of a test's nodes: which node holds
+// each device, and the state that moves with it in the notes (the count of
+// handovers), failing the test when a node takes a device another holds.
+type holders struct {
+	t     *testing.T
+	mu    sync.Mutex
+	by    map[string]string // device → node
+	moves map[string]int    // device → handovers carried in notes
+	notes map[string][]string
+}
+
+func (h *holders) holder(node string) *holder { return &holder{h: h, node: node} }
+
+// holder is one node's.
+type holder struct {
+	h    *holders
+	node string
+}
+
+func (n *holder) Take(_ context.Context, devices []string, notes map[string][]byte) error {
+	h := n.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, d := range devices {
+		if cur := h.by[d]; cur != "" && cur != n.node {
+			h.t.Errorf("%s took %s while %s held it", n.node, d, cur)
+		}
+		h.by[d] = n.node
+		note, ok := notes[d]
+		if ok {
+			var moves int
+			if _, err := fmt.Sscanf(string(note), "moves=%d", &moves); err != nil {
+				h.t.Errorf("%s took %s with note %q: %v", n.node, d, note, err)
+			}
+			h.moves[d] = moves + 1
+		}
+		h.notes[d] = append(h.notes[d], fmt.Sprintf("%s:%v", n.node, ok))
+	}
+	return nil
+}
+
+func (n *holder) Give(_ context.Context, devices []string) map[string][]byte {
+	h := n.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	notes := map[string][]byte{}
+	for _, d := range devices {
+		if h.by[d] == n.node {
+			delete(h.by, d)
+			notes[d] = fmt.Appendf(nil, "moves=%d", h.moves[d])
+		}
+	}
+	return notes
+}
+
+// held returns the node holding device, and its handovers.
+func (h *holders) held(device string) (string, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.by[device], h.moves[device]
+}
+
+// TestOwnersHandEachDeviceToOneNode: three nodes want devices. The first to
+// ask owns one; a node that asks later gets it from the owner, with the
+// owner's note; a node cut off ZooKeeper gives its devices up as soon as
+// its connection drops, and the node waiting takes them, without a note,
+// once the cut-off node's session expired; the cut-off node, back, asks
+// for a device again and gets it with the note. No node takes a device
+// another holds.
+func TestOwnersHandEachDeviceToOneNode(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	h := &holders{t: t, by: map[string]string{}, moves: map[string]int{}, notes: map[string][]string{}}
+	const timeout = 4 * time.Second
+	var owners []*cluster.Owners
+	var proxies []*proxy
+	for i := range 3 {
+		p := startProxy(t, zk.Addr)
+		name := "node" + string(rune('a'+i))
+		c := startNode(t, p.addr(), name, timeout)
+		o, err := c.Owners(h.holder(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners, proxies = append(owners, o), append(proxies, p)
+	}
+	heldBy := func(device, node string, moves int) {
+		t.Helper()
+		waitFor(t, time.Minute, device+" held by "+node, func() bool {
+			n, m := h.held(device)
+			return n == node && m == moves
+		})
+	}
+
+	owners[0].Own("bin-1")
+	owners[0].Own("bin-2")
+	owners[1].Own("lamps/7") // a device id is escaped into one ZooKeeper node
+	heldBy("bin-1", "nodea", 0)
+	heldBy("bin-2", "nodea", 0)
+	heldBy("lamps/7", "nodeb", 0)
+	owners[1].Own("bin-1")
+	owners[0].Own("lamps/7")
+	heldBy("bin-1", "nodeb", 1)
+	heldBy("lamps/7", "nodea", 1)
+	owners[2].Own("bin-1")
+	heldBy("bin-1", "nodec", 2)
+
+	// nodea is cut off: it gives bin-2 up once its connection drops, and
+	// nodeb, which asked for it, takes it once nodea's session is gone.
+	proxies[0].frozen.Store(true)
+	owners[1].Own("bin-2")
+	heldBy("bin-2", "nodeb", 0)
+	if owned, _ := owners[0].Owned(); owned != 0 {
+		t.Errorf("nodea, cut off, still owns %d devices", owned)
+	}
+	proxies[0].thaw()
+	owners[0].Own("bin-2")
+	heldBy("bin-2", "nodea", 1)
+	h.mu.Lock()
+	t.Logf("takes of bin-1 %v, of bin-2 %v", h.notes["bin-1"], h.notes["bin-2"])
+	h.mu.Unlock()
+}
