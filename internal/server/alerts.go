@@ -68,6 +68,10 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		Logger:        s.Logger.With("part", "alerts"),
 		Registerer:    s.metrics,
 	}
+	if err := s.ownDevices(); err != nil {
+		s.alerting.engine = nil
+		return err
+	}
 	if err := s.alerting.engine.Start(ctx); err != nil {
 		s.alerting.engine = nil
 		return err
@@ -107,6 +111,9 @@ func (s *Server) gridAncestors(grid string) []string {
 // closeAlerts stops watching the rules and closes the engine, saving what
 // it holds.
 func (s *Server) closeAlerts() error {
+	if s.coord.owners != nil {
+		s.coord.owners.Close() // no handover into a closing engine
+	}
 	if s.alerting.watcher != nil {
 		s.alerting.watcher.Close()
 	}

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/cluster"
+	"github.com/gridwatch/gridwatch/devices"
 )
 
 // ClusterConfig is the cluster.* keys: how the nodes of one city
@@ -65,6 +68,7 @@ type coordination struct {
 	revisions cases.Revisions
 	claims    cases.Claims
 	alerts    alerts.Claims   // the alert of each firing condition; nil without cluster.zookeeper
+	owners    *cluster.Owners // the devices whose rule state this node keeps; nil unless they are handed over
 	duties    *cluster.Claims // the days the once-a-day duties last ran for
 }
 
@@ -126,6 +130,67 @@ func (c *coordination) claimDay(duty, day string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// ownDevices has the alert engine keep the rule state and open alerts of
+// each device on the one node its readings reach, handed over between the
+// nodes on ZooKeeper: when the nodes embed their brokers, a device is on
+// one node at a time. Consuming an external broker's shared subscription,
+// a device's readings are spread over the nodes, which then evaluate each
+// device where its readings land, as before. Cameras are probed by every
+// node: their alerts stay with the alert claims alone.
+func (s *Server) ownDevices() error {
+	if s.coord.coord == nil || s.Config.Upstream.Brokers != "" {
+		return nil
+	}
+	o, err := s.coord.coord.Owners(engineHolder{s.alerting.engine, s.Logger.With("part", "alerts")})
+	if err != nil {
+		return fmt.Errorf("cluster.zookeeper: %w", err)
+	}
+	s.coord.owners = o
+	s.alerting.engine.Owners = o
+	s.alerting.engine.Shared = func(t devices.Type) bool { return t.ID == "camera" }
+	return nil
+}
+
+// engineHolder is the alert engine as the device owners see it: a device's
+// note is its alerts.Handover, in JSON.
+type engineHolder struct {
+	e      *alerts.Engine
+	logger *slog.Logger
+}
+
+// Take implements cluster.Holder.
+func (h engineHolder) Take(ctx context.Context, devices []string, notes map[string][]byte) error {
+	handed := make(map[string]alerts.Handover, len(notes))
+	for d, n := range notes {
+		var ho alerts.Handover
+		if err := json.Unmarshal(n, &ho); err != nil {
+			// Read from the store instead.
+			h.logger.Warn("cluster: a device's handover is unreadable", "device", d, "err", err)
+			continue
+		}
+		handed[d] = ho
+	}
+	return h.e.Owned(ctx, devices, handed)
+}
+
+// Give implements cluster.Holder.
+func (h engineHolder) Give(ctx context.Context, devices []string) map[string][]byte {
+	handed, err := h.e.Release(ctx, devices)
+	if err != nil {
+		h.logger.Warn("cluster: alerts of devices handed on not saved yet: saved at a later flush", "devices", len(devices), "err", err)
+	}
+	notes := make(map[string][]byte, len(handed))
+	for d, ho := range handed {
+		n, err := json.Marshal(ho)
+		if err != nil {
+			h.logger.Warn("cluster: a device's handover cannot be written: the next node reads the store", "device", d, "err", err)
+			continue
+		}
+		notes[d] = n
+	}
+	return notes
 }
 
 // closeCoordination gives the leases up and ends the session.
