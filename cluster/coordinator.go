@@ -208,16 +208,21 @@ func (c *Coordinator) Close() error {
 }
 
 // State describes the coordinator for /readyz: this node's name, the
-// session's state, and whether it holds each lease.
+// session's state, whether it holds each lease, and the devices it owns
+// and waits for.
 func (c *Coordinator) State() map[string]any {
 	c.mu.Lock()
-	leases := c.leases
+	leases, owners := c.leases, c.owners
 	c.mu.Unlock()
 	held := map[string]bool{}
 	for _, l := range leases {
 		held[l.name] = l.Held()
 	}
-	return map[string]any{"node": c.Node, "session": strings.TrimPrefix(c.conn.State().String(), "State"), "leases_held": held}
+	st := map[string]any{"node": c.Node, "session": strings.TrimPrefix(c.conn.State().String(), "State"), "leases_held": held}
+	if owners != nil {
+		st["devices_owned"], st["devices_waiting"] = owners.Owned()
+	}
+	return st
 }
 
 // zkLogger sends the ZooKeeper client's messages to slog at debug level:

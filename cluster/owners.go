@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Holder is what Owners hand devices to and take them from: a node's alert
@@ -78,6 +79,20 @@ func (c *Coordinator) Owners(holder Holder) (*Owners, error) {
 	for _, p := range []string{o.dir, o.asks, o.inbox} {
 		if err := c.ensure(p); err != nil {
 			return nil, err
+		}
+	}
+	if c.Registerer != nil {
+		for _, st := range []string{"owned", "waiting"} {
+			c.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "gridwatch_cluster_devices", Help: "Devices this node owns (their rule state is here), and those it waits for from another node.",
+				ConstLabels: prometheus.Labels{"state": st},
+			}, func() float64 {
+				owned, waiting := o.Owned()
+				if st == "owned" {
+					return float64(owned)
+				}
+				return float64(waiting)
+			}))
 		}
 	}
 	c.mu.Lock()
