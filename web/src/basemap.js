@@ -2,7 +2,7 @@
 // server has one, under a Leaflet map's grid polygons: one picture and the
 // box it covers, fetched once with the token (an img cannot send one) and
 // shown from a blob: URL. Without one the maps show the polygons alone.
-import L from 'leaflet';
+import L from './leaflet.js';
 import { api, blobURL } from './api.js';
 
 let basemap = null;

@@ -2,7 +2,7 @@
 // caller's role and the case's status allow, and the patrol report form
 // (category, location from GPS or the map, description, photos). It is
 // loaded when first opened (with Leaflet and uPlot).
-import L from 'leaflet';
+import L from './leaflet.js';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as cases from './cases.js';
 import { canReport } from './roles.js';

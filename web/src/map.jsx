@@ -4,7 +4,7 @@
 // cells coloured by their open and overdue cases, devices and
 // cameras as markers coloured by status and clustered (supercluster) when
 // dense. Every label is set as text, never as HTML.
-import L from 'leaflet';
+import L from './leaflet.js';
 import Supercluster from 'supercluster';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as alerts from './alerts.js';

@@ -1,7 +1,7 @@
 // minimap.jsx shows where something is: its grid cell's polygon and, when
 // known, its point, on a small Leaflet map without tiles (over the city's
 // basemap when the server has one).
-import L from 'leaflet';
+import L from './leaflet.js';
 import { useEffect, useRef } from 'preact/hooks';
 import { useAPI } from './hooks.js';
 import { t } from './i18n.js';
