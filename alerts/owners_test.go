@@ -21,6 +21,8 @@ type memOwners struct {
 	dead  map[*alerts.Engine]bool
 	queue []ownAsk
 	asks  map[*alerts.Engine]int
+	rules *alerts.RuleSet
+	reg   *devices.Registry
 }
 
 type ownAsk struct {
@@ -42,9 +44,9 @@ func (n *ownerNode) Own(device string) {
 }
 
 // engine starts an engine of the test's cluster on store, claims and c.
-func (o *memOwners) engine(rules *alerts.RuleSet, reg *devices.Registry, store alerts.Store, claims alerts.Claims, c *clock) *alerts.Engine {
+func (o *memOwners) engine(store alerts.Store, claims alerts.Claims, c *clock) *alerts.Engine {
 	n := &ownerNode{o: o}
-	n.e = &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Store: store, Claims: claims, Owners: n, Now: c.Now,
+	n.e = &alerts.Engine{Rules: o.rules, Lookup: o.reg.Lookup, Store: store, Claims: claims, Owners: n, Now: c.Now,
 		Tick: time.Hour, FlushEvery: time.Hour}
 	if err := n.e.Start(o.t.Context()); err != nil {
 		o.t.Fatal(err)
@@ -90,8 +92,13 @@ func (o *memOwners) asked(e *alerts.Engine) int {
 	return o.asks[e]
 }
 
-func newMemOwners(t *testing.T) *memOwners {
-	return &memOwners{t: t, owner: map[string]*alerts.Engine{}, dead: map[*alerts.Engine]bool{}, asks: map[*alerts.Engine]int{}}
+// newOwnersCluster makes a waste bin, the test's clock, a store and claims
+// shared by its engines, and their owners, under ownersRules.
+func newOwnersCluster(t *testing.T) (*clock, devices.Device, *sharedStore, *memClaims, *memOwners) {
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	o := &memOwners{t: t, owner: map[string]*alerts.Engine{}, dead: map[*alerts.Engine]bool{}, asks: map[*alerts.Engine]int{},
+		rules: mustRules(t, ownersRules), reg: devices.NewRegistry([]devices.Device{bin})}
+	return &clock{t: t0}, bin, &sharedStore{}, &memClaims{holder: map[string]string{}}, o
 }
 
 // ownersRules are a full bin's alert and the default absence rule.
@@ -163,13 +170,8 @@ func firing(t *testing.T, e *alerts.Engine, device, rule string) alerts.Alert {
 // no longer watches the device: its late offline status asks nothing, and
 // its silence raises nothing on A.
 func TestOwnersCarryAnAlertToTheDevicesNewNode(t *testing.T) {
-	c := &clock{t: t0}
-	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
-	reg := devices.NewRegistry([]devices.Device{bin})
-	rules := mustRules(t, ownersRules)
-	store, claims, owners := &sharedStore{}, &memClaims{holder: map[string]string{}}, newMemOwners(t)
-	a := owners.engine(rules, reg, store, claims, c)
-	b := owners.engine(rules, reg, laggingStore{store}, claims, c)
+	c, bin, store, claims, owners := newOwnersCluster(t)
+	a, b := owners.engine(store, claims, c), owners.engine(laggingStore{store}, claims, c)
 	subA, subB := a.Subscribe(64), b.Subscribe(64)
 	var onA, onB transitions
 	obs := func(e *alerts.Engine, metric string, v float64) {
@@ -231,13 +233,8 @@ func TestOwnersCarryAnAlertToTheDevicesNewNode(t *testing.T) {
 // B, which carries A's alert on from the store rather than fire a second
 // one, and clears it.
 func TestOwnersCarryAnAlertOnAfterItsNodeDied(t *testing.T) {
-	c := &clock{t: t0}
-	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
-	reg := devices.NewRegistry([]devices.Device{bin})
-	rules := mustRules(t, ownersRules)
-	store, claims, owners := &sharedStore{}, &memClaims{holder: map[string]string{}}, newMemOwners(t)
-	a := owners.engine(rules, reg, store, claims, c)
-	b := owners.engine(rules, reg, store, claims, c)
+	c, bin, store, claims, owners := newOwnersCluster(t)
+	a, b := owners.engine(store, claims, c), owners.engine(store, claims, c)
 	subB := b.Subscribe(64)
 	obs := func(e *alerts.Engine, v float64) {
 		e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: v, TS: c.Now().UnixMilli()})
