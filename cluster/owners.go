@@ -49,6 +49,8 @@ type Owners struct {
 	kick   chan struct{}
 	stop   context.CancelFunc
 	done   chan struct{}
+	// inboxWatch fires when the asks change; run's own.
+	inboxWatch <-chan zk.Event
 
 	mu      sync.Mutex
 	want    map[string]bool   // devices to own, not owned yet
@@ -168,13 +170,16 @@ func (o *Owners) wake() {
 func (o *Owners) run(ctx context.Context) {
 	t := time.NewTicker(askAgain)
 	defer t.Stop()
+	tick := true
 	for {
-		o.step(ctx)
+		o.step(ctx, tick)
+		tick = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-o.kick:
 		case <-t.C:
+			tick = true
 			o.mu.Lock()
 			clear(o.waiting)
 			o.mu.Unlock()
@@ -184,7 +189,7 @@ func (o *Owners) run(ctx context.Context) {
 
 // step gives up the devices lost with the connection and those asked of
 // this node, then asks for or takes the devices wanted.
-func (o *Owners) step(ctx context.Context) {
+func (o *Owners) step(ctx context.Context, tick bool) {
 	o.mu.Lock()
 	var lost []string
 	if o.lost {
@@ -207,7 +212,7 @@ func (o *Owners) step(ctx context.Context) {
 		}
 		o.mu.Unlock()
 	}
-	if err := o.answerAsks(ctx); err != nil && ctx.Err() == nil {
+	if err := o.answerAsks(ctx, tick || len(lost) > 0); err != nil && ctx.Err() == nil {
 		o.c.Logger.Debug("cluster: asks for devices not answered", "err", err)
 	}
 	if err := o.takeWanted(ctx); err != nil && ctx.Err() == nil {
@@ -216,17 +221,28 @@ func (o *Owners) step(ctx context.Context) {
 }
 
 // answerAsks gives up the devices this node owns that another asked for.
-func (o *Owners) answerAsks(ctx context.Context) error {
+// It lists the asks when they changed since it last did, or when look is
+// set (every askAgain, and once devices were given up).
+func (o *Owners) answerAsks(ctx context.Context, look bool) error {
+	if o.inboxWatch != nil && !look {
+		select {
+		case <-o.inboxWatch: // changed, or the watch went with the session
+		default:
+			return nil
+		}
+	}
 	conn := o.c.conn
-	children, _, _, err := conn.ChildrenW(o.inbox) // the watch wakes run through event
+	children, _, watch, err := conn.ChildrenW(o.inbox) // the watch also wakes run, through event
 	if errors.Is(err, zk.ErrNoNode) {
 		if err = o.c.ensure(o.inbox); err == nil {
-			children, _, _, err = conn.ChildrenW(o.inbox)
+			children, _, watch, err = conn.ChildrenW(o.inbox)
 		}
 	}
 	if err != nil {
+		o.inboxWatch = nil
 		return fmt.Errorf("asks in %s: %w", o.inbox, err)
 	}
+	o.inboxWatch = watch
 	var give, idle []string
 	o.mu.Lock()
 	for _, ch := range children {
