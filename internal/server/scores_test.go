@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,9 +50,18 @@ func TestDailyScoreNoticeIntegration(t *testing.T) {
 		t.Fatal(err)
 	}
 	cst, _ := time.LoadLocation("Asia/Shanghai")
-	// The server's clock starts two seconds before 08:00 on 2 March 2026.
-	start, began := time.Date(2026, 3, 2, 7, 59, 58, 0, cst), time.Now()
-	now := func() time.Time { return start.Add(time.Since(began)) }
+	// The server's clock stands at two seconds before 08:00 on 2 March
+	// 2026 until the server is up, then runs: a start slower than two
+	// seconds (a fresh-clone run on a loaded box) would otherwise find
+	// 08:00 gone and schedule the notices for the next day.
+	start := time.Date(2026, 3, 2, 7, 59, 58, 0, cst)
+	var began atomic.Pointer[time.Time]
+	now := func() time.Time {
+		if b := began.Load(); b != nil {
+			return start.Add(time.Since(*b))
+		}
+		return start
+	}
 	const token = "admin-token-for-the-score-test"
 	addr, database := storagetest.Database(t)
 	srv := startServerAt(t, now, addr, database, nil, func(c *Config) {
@@ -59,6 +69,8 @@ func TestDailyScoreNoticeIntegration(t *testing.T) {
 		c.Units.File = units
 		c.Notify.WebhookURL, c.Notify.WebhookSecret = receiver.URL, secret
 	})
+	up := time.Now()
+	began.Store(&up)
 	var mqMu sync.Mutex
 	var topics []string
 	staff := paho.NewClient(paho.NewClientOptions().AddBroker(mqttURL(srv)).SetClientID("console-scores").
