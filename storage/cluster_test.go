@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"crypto/rand"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,75 @@ func TestClusterSchema(t *testing.T) {
 	}
 	if len(changed) != 1 || changed[0].ID != "C1" {
 		t.Fatalf("LoadCasesChanged through the other replica = %+v, want C1", changed)
+	}
+}
+
+// TestClusterLookupsSeeEveryReplica attacks issue 14's promise that a
+// reading acknowledged to the fleet is stored once across a node's death.
+// A device resends to a second node what the first stored a moment ago
+// through the other replica, which has not fetched it yet (after a
+// ZooKeeper outage every replica catches up at once, minutes behind): the
+// second node's redelivery check (StoredReadings) and replay's second look
+// (Unstored) must find it there, not read their own replica alone (seen
+// as 10 readings of one device stored twice, through both replicas, in a
+// fresh-clone run of TestClusterThreeNodesBehindHAProxy).
+func TestClusterLookupsSeeEveryReplica(t *testing.T) {
+	c := storagetest.StartCluster(t, 2)
+	name := "gwcluster_" + strings.ToLower(rand.Text())
+	a := openCluster(t, c, 0, name)
+	if err := a.Migrate(t.Context()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	b := openCluster(t, c, 1, name)
+	// The second replica stops fetching what the first stores.
+	local := "`" + name + "`.telemetry_local"
+	if err := b.Conn().Exec(t.Context(), "SYSTEM STOP FETCHES "+local); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Conn().Exec(context.Background(), "SYSTEM START FETCHES "+local) })
+
+	now := time.Now().UnixMilli()
+	first := telemetryRecord(t, []reading{{ts: now, received: now, device: "d1", metric: "pm25", value: 1},
+		{ts: now + 1, received: now, device: "d1", metric: "pm25", value: 2}})
+	defer first.Release()
+	wa, err := storage.NewWriter(a, storage.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.Write(t.Context(), "telemetry", "first-node", first); err != nil {
+		t.Fatal(err)
+	}
+	var fetched uint64
+	if err := b.Conn().QueryRow(t.Context(), "SELECT count() FROM "+local).Scan(&fetched); err != nil || fetched != 0 {
+		t.Fatalf("the second replica holds %d rows (%v) with its fetches stopped, want 0", fetched, err)
+	}
+
+	have, err := b.StoredReadings(t.Context(), "d1", []int64{now, now + 1, now + 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[storage.ReadingKey]bool{{TS: now, Metric: "pm25"}: true, {TS: now + 1, Metric: "pm25"}: true}; !maps.Equal(have, want) {
+		t.Errorf("StoredReadings through the second replica = %v, want the first node's %v", have, want)
+	}
+
+	resend := telemetryRecord(t, []reading{{ts: now, received: now, device: "d1", metric: "pm25", value: 1},
+		{ts: now + 1, received: now, device: "d1", metric: "pm25", value: 2},
+		{ts: now + 2, received: now, device: "d1", metric: "pm25", value: 3}})
+	defer resend.Release()
+	wb, err := storage.NewWriter(b, storage.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, dropped, err := wb.Unstored(t.Context(), "telemetry", []storage.Part{{ID: "second-node", Record: resend}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range kept {
+		if p.Record != resend {
+			defer p.Record.Release()
+		}
+	}
+	if dropped != 2 || len(kept) != 1 || kept[0].Record.NumRows() != 1 {
+		t.Errorf("Unstored through the second replica left out %d readings and kept %d parts, want the 2 the first node stored left out and 1 reading kept", dropped, len(kept))
 	}
 }

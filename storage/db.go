@@ -117,6 +117,9 @@ type DB struct {
 	summaries     *summarizer
 	summariesOnce sync.Once
 
+	// replicas are the cluster's other servers (everyReplica).
+	replicas replicaSet
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -140,12 +143,30 @@ func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	conn, err := dial(o, o.Addr, o.MaxOpenConns, o.MaxIdleConns)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{conn: conn, opts: o, logger: logger}
+	if err := db.init(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	logger.Info("connected to ClickHouse", "addr", o.Addr, "database", o.Database, "cluster", o.Cluster,
+		"server", db.caps.Version.String(), "datetime64", db.layout.DateTime64,
+		"low_cardinality", db.layout.LowCardinality, "ttl", db.caps.TTL)
+	return db, nil
+}
+
+// dial opens a connection pool to the server at addr with o's
+// credentials, TLS and timeouts.
+func dial(o Options, addr string, maxOpen, maxIdle int) (driver.Conn, error) {
 	var settings clickhouse.Settings
 	if o.Cluster != "" {
 		settings = clickhouse.Settings{"insert_distributed_sync": 1}
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:     []string{o.Addr},
+		Addr:     []string{addr},
 		Settings: settings,
 		Auth:     clickhouse.Auth{Username: o.User, Password: o.Password},
 		TLS:      o.TLS,
@@ -161,21 +182,13 @@ func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
 		MaxCompressionBuffer: 1 << 20,
 		DialTimeout:          o.DialTimeout,
 		ReadTimeout:          o.ReadTimeout,
-		MaxOpenConns:         o.MaxOpenConns,
-		MaxIdleConns:         o.MaxIdleConns,
+		MaxOpenConns:         maxOpen,
+		MaxIdleConns:         maxIdle,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("storage: open %s: %w", o.Addr, err)
+		return nil, fmt.Errorf("storage: open %s: %w", addr, err)
 	}
-	db := &DB{conn: conn, opts: o, logger: logger}
-	if err := db.init(ctx); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	logger.Info("connected to ClickHouse", "addr", o.Addr, "database", o.Database, "cluster", o.Cluster,
-		"server", db.caps.Version.String(), "datetime64", db.layout.DateTime64,
-		"low_cardinality", db.layout.LowCardinality, "ttl", db.caps.TTL)
-	return db, nil
+	return conn, nil
 }
 
 // init pings, reads the version and the layout, and creates the database.
@@ -281,7 +294,10 @@ func (db *DB) Close() error {
 		if err != nil {
 			err = fmt.Errorf("storage: last refresh of case summaries: %w", err)
 		}
-		db.closeErr = errors.Join(err, db.conn.Close())
+		db.replicas.mu.Lock()
+		others := db.replicas.others
+		db.replicas.mu.Unlock()
+		db.closeErr = errors.Join(err, closeReplicas(others), db.conn.Close())
 	})
 	return db.closeErr
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/gridwatch/gridwatch/devices"
 )
 
@@ -263,27 +265,31 @@ type ReadingKey struct {
 // StoredReadings returns which readings of device at the times ts (ms since
 // the epoch) the telemetry table holds. Ingest asks it about redelivered
 // messages, so that a message stored before its PUBACK was lost is not
-// stored twice.
+// stored twice; on a cluster it reads every replica (everyReplica), so
+// that a copy another node stored through another replica a moment ago
+// is found.
 func (db *DB) StoredReadings(ctx context.Context, device string, ts []int64) (map[ReadingKey]bool, error) {
 	out := make(map[ReadingKey]bool)
 	if len(ts) == 0 {
 		return out, nil
 	}
-	query := "SELECT DISTINCT toInt64(" + db.msExpr("ts") + "), metric FROM " + quoteTable(db.opts.Database, "telemetry") +
-		" WHERE device = ? AND has(?, toInt64(" + db.msExpr("ts") + "))"
-	rows, err := db.conn.Query(ctx, query, device, ts)
-	if err != nil {
-		return nil, fmt.Errorf("storage: stored readings of %s: %w", device, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k ReadingKey
-		if err := rows.Scan(&k.TS, &k.Metric); err != nil {
-			return nil, fmt.Errorf("storage: stored readings of %s: %w", device, err)
+	err := db.everyReplica(ctx, "telemetry", func(conn driver.Conn, from string) error {
+		rows, err := conn.Query(ctx, "SELECT DISTINCT toInt64("+db.msExpr("ts")+"), metric FROM "+from+
+			" WHERE device = ? AND has(?, toInt64("+db.msExpr("ts")+"))", device, ts)
+		if err != nil {
+			return err
 		}
-		out[k] = true
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var k ReadingKey
+			if err := rows.Scan(&k.TS, &k.Metric); err != nil {
+				return err
+			}
+			out[k] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("storage: stored readings of %s: %w", device, err)
 	}
 	return out, nil

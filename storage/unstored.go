@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
@@ -149,8 +150,8 @@ func readingColumns(rec arrow.Record) *readings {
 const devicesChunk = 1000
 
 // storedReadings returns which readings of the devices of parts, within
-// their time range, table holds. The devices lead the tables' sort key, so
-// the lookup reads their granules only.
+// their time range, table holds, on any replica (everyReplica). The devices
+// lead the tables' sort key, so the lookup reads their granules only.
 func (w *Writer) storedReadings(ctx context.Context, table string, parts []Part) (map[readingKey]bool, error) {
 	seen := map[string]bool{}
 	var devices []any
@@ -164,21 +165,26 @@ func (w *Writer) storedReadings(ctx context.Context, table string, parts []Part)
 		}
 	}
 	bound, args := w.tsBound(parts)
-	query := "SELECT DISTINCT device, toInt64(" + w.db.msExpr("ts") + "), metric FROM " + quoteTable(w.db.opts.Database, table) +
-		" WHERE " + bound + "device IN ?"
 	out := make(map[readingKey]bool)
-	for start := 0; start < len(devices); start += devicesChunk {
-		chunk := clickhouse.GroupSet{Value: devices[start:min(start+devicesChunk, len(devices))]}
-		if err := w.scanReadings(ctx, query, append(slices.Clip(args), chunk), out); err != nil {
-			return nil, fmt.Errorf("storage: stored readings in %s: %w", table, err)
+	err := w.db.everyReplica(ctx, table, func(conn driver.Conn, from string) error {
+		query := "SELECT DISTINCT device, toInt64(" + w.db.msExpr("ts") + "), metric FROM " + from + " WHERE " + bound + "device IN ?"
+		for start := 0; start < len(devices); start += devicesChunk {
+			chunk := clickhouse.GroupSet{Value: devices[start:min(start+devicesChunk, len(devices))]}
+			if err := scanReadings(ctx, conn, query, append(slices.Clip(args), chunk), out); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: stored readings in %s: %w", table, err)
 	}
 	return out, nil
 }
 
 // scanReadings adds the readings query finds to out.
-func (w *Writer) scanReadings(ctx context.Context, query string, args []any, out map[readingKey]bool) error {
-	rows, err := w.db.conn.Query(ctx, query, args...)
+func scanReadings(ctx context.Context, conn driver.Conn, query string, args []any, out map[readingKey]bool) error {
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return err
 	}
