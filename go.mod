@@ -28,6 +28,7 @@ require (
 	github.com/emiago/sipgo v1.7.3
 	github.com/go-zookeeper/zk v1.0.4
 	github.com/icholy/digest v1.2.0
+	github.com/pires/go-proxyproto v0.8.1
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/yapingcat/gomedia v0.0.0-20240906162731-17feea57090c
 	golang.org/x/term v0.44.0

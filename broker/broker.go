@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -80,6 +81,13 @@ type Broker struct {
 	// then on the client's keepalive bounds its silences. It defaults to
 	// 10 seconds.
 	ConnectTimeout time.Duration
+	// ProxyNetworks are the networks of TCP load balancers (HAProxy with
+	// send-proxy-v2) whose connections begin with a PROXY protocol header:
+	// the source address it names is the client's, for the per-address
+	// limits, bans and logs, and a connection from there without one is
+	// refused (gridwatch_mqtt_auth_failures_total{reason="proxy_header"}).
+	// A header from anywhere else is not read. It defaults to none.
+	ProxyNetworks []*net.IPNet
 	// Lookup finds devices for authentication. Required.
 	Lookup LookupFunc
 	// Ingest receives devices/{id}/telemetry messages. Required.
@@ -196,8 +204,12 @@ func (b *Broker) Start(ctx context.Context) error {
 			return fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
 		}
 	}
+	var proxyRefused prometheus.Counter // a series only where proxies are set
+	if len(b.ProxyNetworks) > 0 {
+		proxyRefused = b.metrics.authFailures.WithLabelValues("proxy_header")
+	}
 	b.tcp = &listener{id: "tcp", addr: b.Listen, connectTimeout: b.ConnectTimeout, pending: limits.pending,
-		closeClients: b.closeClientsOf}
+		proxies: b.ProxyNetworks, proxyRefused: proxyRefused, closeClients: b.closeClientsOf}
 	if err := b.server.AddListener(b.tcp); err != nil {
 		return fmt.Errorf("broker: listen on %s (mqtt.listen): %w", b.Listen, err)
 	}
@@ -208,7 +220,7 @@ func (b *Broker) Start(ctx context.Context) error {
 			tc.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 		b.tls = &listener{id: "tls", addr: b.TLSListen, tlsConfig: tc, connectTimeout: b.ConnectTimeout,
-			pending: limits.pending, closeClients: b.closeClientsOf}
+			pending: limits.pending, proxies: b.ProxyNetworks, proxyRefused: proxyRefused, closeClients: b.closeClientsOf}
 		if err := b.server.AddListener(b.tls); err != nil {
 			return fmt.Errorf("broker: listen on %s (mqtt.tls_listen): %w", b.TLSListen, err)
 		}

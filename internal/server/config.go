@@ -53,6 +53,7 @@ type Config struct {
 		MessageBurst      int           `koanf:"message_burst" help:"publishes a client may send at once above message_rate"`
 		ByteRate          float64       `koanf:"byte_rate" help:"payload bytes per second per client (-1: unlimited)"`
 		ByteBurst         int           `koanf:"byte_burst" help:"payload bytes a client may send at once above byte_rate"`
+		ProxyProtocolFrom string        `koanf:"proxy_protocol_from" help:"comma-separated networks (CIDR) of TCP load balancers whose connections begin with a PROXY protocol header (HAProxy send-proxy-v2), naming the device's own address for the per-address limits and bans; from there a connection without one is refused; empty reads none"`
 		ConnRatePerIP     float64       `koanf:"conn_rate_per_ip" help:"new connections per second per source address, an IPv4 address or an IPv6 /64 (-1: unlimited)"`
 		ConnBurstPerIP    int           `koanf:"conn_burst_per_ip" help:"new connections a source address may open at once above conn_rate_per_ip"`
 		FlapConnects      int           `koanf:"flap_connects" help:"connections of one client id within flap_window that ban it for flap_ban"`
@@ -217,6 +218,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			bad(key, "must be > 0")
 		}
+	}
+	if _, err := proxyNetworks(c.MQTT.ProxyProtocolFrom); err != nil {
+		bad("mqtt.proxy_protocol_from", "%v", err)
 	}
 	if c.MQTT.MaxInflight > 65535 {
 		bad("mqtt.max_inflight", "must be at most 65535")

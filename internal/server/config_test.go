@@ -70,6 +70,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"negative batch rows", "ingest:\n  batch_rows: -1\n", "", "'ingest.batch_rows' must be > 0"},
 		{"bad listen address", "", "GRIDWATCH_MQTT_LISTEN=nonsense", "'mqtt.listen' must be host:port"},
 		{"bad duration from env", "", "GRIDWATCH_INGEST_BATCH_AGE=soon", "batch_age"},
+		{"bad proxy network", "", "GRIDWATCH_MQTT_PROXY_PROTOCOL_FROM=10.0.0.0/8,haproxy", "'mqtt.proxy_protocol_from' \"haproxy\" is neither a network (10.0.0.0/8) nor an address"},
 		{"bad log level", "log:\n  level: loud\n", "", "'log.level' must be debug, info, warn or error"},
 		{"missing devices file", "devices:\n  file: /nonexistent/devices.csv\n", "", "'devices.file' cannot be read"},
 		{"open API on all interfaces", "http:\n  listen: 0.0.0.0:8080\n", "", "'http.listen' is 0.0.0.0:8080, not a loopback address, and neither api.admin_token nor api.tokens_file"},

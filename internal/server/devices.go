@@ -5,8 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/gridwatch/gridwatch/alerts"
 	"log/slog"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gridwatch/gridwatch/alerts"
 	"github.com/gridwatch/gridwatch/broker"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/ingest"
@@ -183,6 +184,27 @@ func brokerTLS(cfg *Config) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// proxyNetworks parses mqtt.proxy_protocol_from: networks in CIDR
+// notation, or single addresses.
+func proxyNetworks(list string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, s := range split(list) {
+		if ip := net.ParseIP(s); ip != nil {
+			bits := 8 * len(ip.To4())
+			if bits == 0 {
+				bits = 128
+			}
+			s = fmt.Sprintf("%s/%d", s, bits)
+		}
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a network (10.0.0.0/8) nor an address", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // brokerLimits maps the mqtt.* limit keys onto broker.Limits.

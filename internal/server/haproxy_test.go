@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/gridwatch/gridwatch/internal/freeport"
 	"github.com/gridwatch/gridwatch/internal/logbuf"
@@ -25,12 +29,21 @@ import (
 // checks (/readyz) take the live nodes in and leave the dead one out,
 // devices connecting through HAProxy's MQTT port land on both live nodes,
 // every reading is stored once, and the API answers through HAProxy's HTTP
-// port.
+// port. HAProxy sends the PROXY protocol (send-proxy-v2), which the nodes
+// read from it (mqtt.proxy_protocol_from): a stranger at 127.0.0.2 guessing
+// a device's secret through HAProxy until each node has banned it bans its
+// own address, and the device, at 127.0.0.3 through the same HAProxy, still
+// gets in (without the header both were HAProxy's address to the nodes, so
+// the ban was the device's too: issue 10, item 2).
 func TestHAProxyConfigFrontsNodes(t *testing.T) {
 	addr, database := storagetest.Database(t)
 	devs := e2eDevices(t, 12)
 	const token = "haproxy-test-token-0123"
-	node := func(c *Config) { c.API.AdminToken = token }
+	node := func(c *Config) {
+		c.API.AdminToken = token
+		c.MQTT.ProxyProtocolFrom = "127.0.0.1"
+		c.MQTT.AuthFailures = 3
+	}
 	nodes := []*Server{startServer(t, addr, database, devs, node), startServer(t, addr, database, devs, node)}
 
 	targets := []haproxyTarget{{nodes[0].MQTTAddr(), nodes[0].HTTPAddr()}, {nodes[1].MQTTAddr(), nodes[1].HTTPAddr()}, {}}
@@ -68,6 +81,51 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 			t.Errorf("node %d took no device through HAProxy", i+1)
 		}
 	}
+
+	victim := devs[0]
+	banned := func() bool {
+		for _, s := range nodes {
+			if gathered(t, s, "gridwatch_mqtt_limited_total", "limit", "auth_failure_ban") == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	guesses := 0
+	for ; !banned(); guesses++ {
+		if guesses == 100 {
+			t.Fatalf("after %d guesses through HAProxy not every node banned the stranger", guesses)
+		}
+		if err := connectFrom(url, "127.0.0.2", victim.ID, "guess"); err == nil {
+			t.Fatalf("guess %d let in", guesses)
+		}
+	}
+	t.Logf("every node banned the stranger after %d guesses through HAProxy", guesses)
+	if err := connectFrom(url, "127.0.0.3", victim.ID, victim.Secret); err != nil {
+		t.Errorf("%s through HAProxy is locked out by a stranger's %d guesses through it: %v", victim.ID, guesses, err)
+	}
+	for i, s := range nodes {
+		if n := gathered(t, s, "gridwatch_mqtt_auth_failures_total", "reason", "proxy_header"); n != 0 {
+			t.Errorf("node %d refused %v connections from HAProxy for their PROXY header", i+1, n)
+		}
+	}
+}
+
+// connectFrom logs in as device id with secret through the broker at url,
+// from the local address local, and disconnects.
+func connectFrom(url, local, id, secret string) error {
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(id).SetPassword(secret).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
+		SetDialer(&net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}))
+	tok := c.Connect()
+	if !tok.WaitTimeout(30 * time.Second) {
+		return errors.New("connect timed out")
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	c.Disconnect(100)
+	return nil
 }
 
 // haproxyTarget is a gridwatch node HAProxy fronts: its MQTT and HTTP

@@ -152,7 +152,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	ingestTelemetry := func(ctx context.Context, deviceID, topic string, payload []byte, dup bool) (broker.Stored, error) {
 		return pipeline.HandleTelemetry(ctx, deviceID, topic, payload, dup)
 	}
+	proxies, err := proxyNetworks(cfg.MQTT.ProxyProtocolFrom)
+	if err != nil {
+		return fmt.Errorf("mqtt.proxy_protocol_from: %w", err)
+	}
 	s.broker = &broker.Broker{
+		ProxyNetworks: proxies,
 		Listen:        cfg.MQTT.Listen,
 		MaxPacketSize: cfg.MQTT.MaxPacketSize,
 		TLSListen:     cfg.MQTT.TLSListen,
