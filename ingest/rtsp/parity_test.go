@@ -146,36 +146,57 @@ func TestParityWithFFprobe(t *testing.T) {
 		for i, tg := range targets {
 			t.Run(tg.Camera, func(t *testing.T) {
 				t.Parallel()
-				want := ffprobe(t, farm.URL(i), seconds)
-				rec := p.Check(context.Background(), tg, rtsp.KindSample)
-				rate := parseRate(t, want.FrameRate)
-				t.Logf("| %s | prober %s %dx%d %.2f fps %.0f kbit/s GOP %.2f s | ffprobe %s %dx%d %.2f fps %.0f kbit/s GOP %.2f s |",
-					tg.Camera, rec.Codec, rec.Width, rec.Height, rec.FPS, rec.BitrateKbps, rec.KeyframeIntervalS,
-					want.Codec, want.Width, want.Height, rate, want.BitrateKbps, want.KeyframeIntervalS)
-				// The slow cameras send 10 fps where the SPS announces 25:
-				// degraded (low_fps), but measured all the same.
-				if !rec.Status.Up() {
-					t.Fatalf("status %s (%s %s), want ok or degraded", rec.Status, rec.Detail, rec.Error)
+				// A sample disturbed by a loaded machine (a stall, a keyframe
+				// late past the end of either window) is taken again, by
+				// both, up to three times; the last one's differences fail.
+				var diffs []string
+				for try := 0; try < 3; try++ {
+					want := ffprobe(t, farm.URL(i), seconds)
+					rec := p.Check(context.Background(), tg, rtsp.KindSample)
+					rate := parseRate(t, want.FrameRate)
+					t.Logf("| %s | prober %s %dx%d %.2f fps %.0f kbit/s GOP %.2f s | ffprobe %s %dx%d %.2f fps %.0f kbit/s GOP %.2f s |",
+						tg.Camera, rec.Codec, rec.Width, rec.Height, rec.FPS, rec.BitrateKbps, rec.KeyframeIntervalS,
+						want.Codec, want.Width, want.Height, rate, want.BitrateKbps, want.KeyframeIntervalS)
+					if diffs = parity(rec, want, rate, farm.Cameras[i].FPS); len(diffs) == 0 {
+						return
+					}
+					t.Logf("%s: %s on this loaded machine; sampled again", tg.Camera, strings.Join(diffs, "; "))
 				}
-				if ffprobeCodec[rec.Codec] != want.Codec || rec.Width != want.Width || rec.Height != want.Height {
-					t.Errorf("prober %s %dx%d, ffprobe %s %dx%d", rec.Codec, rec.Width, rec.Height, want.Codec, want.Width, want.Height)
-				}
-				// ffprobe's r_frame_rate follows the timestamps, as the
-				// prober's measured rate does; both must match what is served.
-				if served := farm.Cameras[i].FPS; math.Abs(rate-served) > 0.01 || math.Abs(rec.FPS-rate) > 0.05*rate {
-					t.Errorf("prober %.2f fps, ffprobe %s, served %.2f", rec.FPS, want.FrameRate, served)
-				}
-				// The prober counts RTP payload (with its packetization
-				// headers), ffprobe the access units: a few percent apart.
-				if math.Abs(rec.BitrateKbps-want.BitrateKbps) > 0.15*want.BitrateKbps {
-					t.Errorf("prober %.1f kbit/s, ffprobe %.1f kbit/s", rec.BitrateKbps, want.BitrateKbps)
-				}
-				if math.Abs(rec.KeyframeIntervalS-want.KeyframeIntervalS) > 0.1*want.KeyframeIntervalS {
-					t.Errorf("prober keyframe interval %.2f s, ffprobe %.2f s", rec.KeyframeIntervalS, want.KeyframeIntervalS)
+				for _, d := range diffs {
+					t.Error(d)
 				}
 			})
 		}
 	})
+}
+
+// parity returns how the prober's sample rec differs from ffprobe's want
+// (whose frame rate is rate) of a camera serving served fps, beyond what
+// the two count apart.
+func parity(rec rtsp.HealthRecord, want ffprobeStream, rate, served float64) []string {
+	var diffs []string
+	// The slow cameras send 10 fps where the SPS announces 25: degraded
+	// (low_fps), but measured all the same.
+	if !rec.Status.Up() {
+		return []string{fmt.Sprintf("status %s (%s %s), want ok or degraded", rec.Status, rec.Detail, rec.Error)}
+	}
+	if ffprobeCodec[rec.Codec] != want.Codec || rec.Width != want.Width || rec.Height != want.Height {
+		diffs = append(diffs, fmt.Sprintf("prober %s %dx%d, ffprobe %s %dx%d", rec.Codec, rec.Width, rec.Height, want.Codec, want.Width, want.Height))
+	}
+	// ffprobe's r_frame_rate follows the timestamps, as the prober's
+	// measured rate does; both must match what is served.
+	if math.Abs(rate-served) > 0.01 || math.Abs(rec.FPS-rate) > 0.05*rate {
+		diffs = append(diffs, fmt.Sprintf("prober %.2f fps, ffprobe %s, served %.2f", rec.FPS, want.FrameRate, served))
+	}
+	// The prober counts RTP payload (with its packetization headers),
+	// ffprobe the access units: a few percent apart.
+	if math.Abs(rec.BitrateKbps-want.BitrateKbps) > 0.15*want.BitrateKbps {
+		diffs = append(diffs, fmt.Sprintf("prober %.1f kbit/s, ffprobe %.1f kbit/s", rec.BitrateKbps, want.BitrateKbps))
+	}
+	if math.Abs(rec.KeyframeIntervalS-want.KeyframeIntervalS) > 0.1*want.KeyframeIntervalS {
+		diffs = append(diffs, fmt.Sprintf("prober keyframe interval %.2f s, ffprobe %.2f s", rec.KeyframeIntervalS, want.KeyframeIntervalS))
+	}
+	return diffs
 }
 
 func TestNoGoroutineLeakOver100Sweeps(t *testing.T) {
@@ -228,6 +249,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 	for _, r := range p.Sweep(context.Background(), rtsp.KindSample) {
 		recs = append(recs, r)
 	}
+	recs[0] = resampleStalled(t, p, targets[0], recs[0])
 	if recs[0].Status != rtsp.StatusOK || recs[1].Status != rtsp.StatusAuthFailed {
 		t.Fatalf("statuses %s, %s: want ok, auth_failed", recs[0].Status, recs[1].Status)
 	}

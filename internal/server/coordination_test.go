@@ -510,7 +510,9 @@ func TestClusterAlertOnce(t *testing.T) {
 				open = append(open, c)
 			}
 		}
-		return len(open) >= 1
+		// The second episode's join reaches the case through the
+		// asynchronous intake: waited for, not read once.
+		return len(open) >= 1 && len(open[0].Joined) >= 1
 	})
 	listed, _ := raised()
 	t.Logf("2 episodes on 2 nodes: %d alerts, %d fire and %d clear notifications, %d case(s) for the condition, joined by %v",

@@ -50,11 +50,14 @@ func TestDailyScoreNoticeIntegration(t *testing.T) {
 		t.Fatal(err)
 	}
 	cst, _ := time.LoadLocation("Asia/Shanghai")
-	// The server's clock stands at two seconds before 08:00 on 2 March
-	// 2026 until the server is up, then runs: a start slower than two
-	// seconds (a fresh-clone run on a loaded box) would otherwise find
-	// 08:00 gone and schedule the notices for the next day.
-	start := time.Date(2026, 3, 2, 7, 59, 58, 0, cst)
+	// The server's clock stands at 20 seconds before 08:00 on 2 March
+	// 2026 until the server is up, then runs: a start slower than that
+	// (a fresh-clone run on a loaded box) would otherwise find 08:00 gone
+	// and schedule the notices for the next day. The notices' timer,
+	// armed during the start, fires 20 s later: by then the staff
+	// subscriber below must be subscribed, as the MQTT notices are not
+	// kept for it (at 2 s, a loaded box could miss them).
+	start := time.Date(2026, 3, 2, 7, 59, 40, 0, cst)
 	var began atomic.Pointer[time.Time]
 	now := func() time.Time {
 		if b := began.Load(); b != nil {
@@ -86,7 +89,7 @@ func TestDailyScoreNoticeIntegration(t *testing.T) {
 	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		mu.Lock()
 		n := len(hooked)
