@@ -188,12 +188,13 @@ func (p *gridwatchProcess) start(t testing.TB) {
 			t.Fatalf("gridwatch exited at start: %v\n%s", err, p.logTail())
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", p.mqtt, time.Second); err == nil {
-			c.Close()
+		// The HTTP listener opens after the broker's: a test that scrapes
+		// /metrics at once needs both.
+		if listening(p.mqtt) && listening(p.http) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gridwatch did not listen on %s within a minute\n%s", p.mqtt, p.logTail())
+			t.Fatalf("gridwatch did not listen on %s and %s within a minute\n%s", p.mqtt, p.http, p.logTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -224,6 +225,16 @@ func (p *gridwatchProcess) stop(t testing.TB) {
 	if err != nil {
 		t.Fatalf("gridwatch exited with %v after SIGTERM\n%s", err, p.logTail())
 	}
+}
+
+// listening reports whether addr accepts a TCP connection.
+func listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // segments counts the segment files (storage/spool's *.seg) in the
