@@ -75,7 +75,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 			"--upstream.max_reconnect_interval", "2s",
 			// HAProxy names each device's address (send-proxy-v2), but
 			// here every device is at 127.0.0.1.
-			"--mqtt.proxy_protocol_from", "127.0.0.1", "--mqtt.conn_rate_per_ip=-1", "--mqtt.conn_burst_per_ip", "100000")
+			"--mqtt.proxy_protocol_from", haproxySource, "--mqtt.conn_rate_per_ip=-1", "--mqtt.conn_burst_per_ip", "100000")
 		n.env = []string{EnvPrefix + "NOTIFY_WEBHOOK_SECRET=hook-secret-of-the-test", EnvPrefix + "UPSTREAM_PASSWORD=" + reader.Password}
 		n.start(t)
 		waitUpstreamReady(t, n)

@@ -41,7 +41,7 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 	const token = "haproxy-test-token-0123"
 	node := func(c *Config) {
 		c.API.AdminToken = token
-		c.MQTT.ProxyProtocolFrom = "127.0.0.1"
+		c.MQTT.ProxyProtocolFrom = haproxySource
 		c.MQTT.AuthFailures = 3
 	}
 	nodes := []*Server{startServer(t, addr, database, devs, node), startServer(t, addr, database, devs, node)}
@@ -128,6 +128,11 @@ func connectFrom(url, local, id, secret string) error {
 	return nil
 }
 
+// haproxySource is the address HAProxy connects to the nodes' MQTT ports
+// from: the nodes behind it read PROXY headers from there
+// (mqtt.proxy_protocol_from).
+const haproxySource = "127.0.0.9"
+
 // haproxyTarget is a gridwatch node HAProxy fronts: its MQTT and HTTP
 // addresses; none for a node that is down.
 type haproxyTarget struct{ mqtt, http string }
@@ -166,7 +171,11 @@ func startHAProxy(t *testing.T, nodes []haproxyTarget) *haproxyRun {
 	cfg := string(raw)
 	// The addresses change, and maxconn: 200,000 connections need more
 	// file descriptors than a test may open.
+	// HAProxy reaches the nodes' MQTT ports from haproxySource, which
+	// they take PROXY headers from, so that a test's own clients at
+	// 127.0.0.1 can still connect to a node directly.
 	for from, to := range map[string]string{"maxconn 200000": "maxconn 2000", "bind :1883": "bind 127.0.0.1:" + strconv.Itoa(h.mqttPort),
+		"backend gridwatch_mqtt\n    mode tcp\n": "backend gridwatch_mqtt\n    mode tcp\n    source " + haproxySource + "\n",
 		"bind :8080": "bind 127.0.0.1:" + strconv.Itoa(h.apiPort), "bind :8404": "bind 127.0.0.1:" + strconv.Itoa(h.statsPort)} {
 		if !strings.Contains(cfg, from) {
 			t.Fatalf("haproxy.cfg has no %q", from)
