@@ -174,9 +174,13 @@ func startHAProxy(t *testing.T, nodes []haproxyTarget) *haproxyRun {
 	// HAProxy reaches the nodes' MQTT ports from haproxySource, which
 	// they take PROXY headers from, so that a test's own clients at
 	// 127.0.0.1 can still connect to a node directly.
-	for from, to := range map[string]string{"maxconn 200000": "maxconn 2000", "bind :1883": "bind 127.0.0.1:" + strconv.Itoa(h.mqttPort),
+	for from, to := range map[string]string{
+		"maxconn 200000":                         "maxconn 2000",
+		"bind :1883":                             "bind 127.0.0.1:" + strconv.Itoa(h.mqttPort),
+		"bind :8080":                             "bind 127.0.0.1:" + strconv.Itoa(h.apiPort),
+		"bind :8404":                             "bind 127.0.0.1:" + strconv.Itoa(h.statsPort),
 		"backend gridwatch_mqtt\n    mode tcp\n": "backend gridwatch_mqtt\n    mode tcp\n    source " + haproxySource + "\n",
-		"bind :8080": "bind 127.0.0.1:" + strconv.Itoa(h.apiPort), "bind :8404": "bind 127.0.0.1:" + strconv.Itoa(h.statsPort)} {
+	} {
 		if !strings.Contains(cfg, from) {
 			t.Fatalf("haproxy.cfg has no %q", from)
 		}
