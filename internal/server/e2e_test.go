@@ -101,7 +101,12 @@ func startServerAt(t testing.TB, now func() time.Time, chAddr, database string, 
 		t.Fatal(err)
 	}
 	srv := &Server{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// The bound only catches a hang: on a loaded box, the migrations ON
+	// CLUSTER (each a distributed DDL both replicas run) took over the 2
+	// minutes this once was (TestClusterReplicaStoppedUnderLoad, a
+	// fresh-clone run at load 35: "migration 0016 alert_case: context
+	// deadline exceeded").
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := srv.Start(ctx); err != nil {
 		t.Fatalf("start server: %v", err)

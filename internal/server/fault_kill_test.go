@@ -180,7 +180,9 @@ func (p *gridwatchProcess) start(t testing.TB) {
 	}
 	p.cmd, p.exited = cmd, make(chan error, 1)
 	go func() { p.exited <- cmd.Wait() }()
-	deadline := time.Now().Add(time.Minute)
+	// Generous: a start migrating ON CLUSTER on a loaded box is slow, and
+	// a passing run does not wait for it.
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		select {
 		case err := <-p.exited:
@@ -194,7 +196,7 @@ func (p *gridwatchProcess) start(t testing.TB) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gridwatch did not listen on %s and %s within a minute\n%s", p.mqtt, p.http, p.logTail())
+			t.Fatalf("gridwatch did not listen on %s and %s within 5 minutes\n%s", p.mqtt, p.http, p.logTail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
