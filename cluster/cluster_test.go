@@ -108,7 +108,10 @@ func startNode(t *testing.T, addr, name string, timeout time.Duration) *cluster.
 	t.Helper()
 	c := &cluster.Coordinator{Servers: []string{addr}, Node: name, SessionTimeout: timeout,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// The bound only catches a hang: a ZooKeeper answering ruok may take
+	// long to serve sessions on a loaded box (a fresh-clone run at load
+	// 45 had none within a minute).
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
