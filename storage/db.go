@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,13 @@ import (
 type Options struct {
 	// Addr is the server's native-protocol address, host:port. Required.
 	Addr string
+	// Failover lists, in order, the other servers of Cluster (their
+	// native-protocol addresses) to connect to while Addr does not answer:
+	// a replica that stops then costs the spooling of the INSERTs in flight,
+	// not of every batch until it is back. Connections then live at most 5
+	// minutes, so that the node is back on Addr within that once it
+	// answers. It defaults to none: every connection is to Addr.
+	Failover []string
 	// Database holds gridwatch's tables; Open creates it when missing. It
 	// defaults to "gridwatch".
 	Database string
@@ -71,10 +79,18 @@ const (
 	DefaultMaxIdleConns = 2
 )
 
+// failback bounds a connection's life when there are Failover servers, so
+// that a node that failed over opens its connections to Addr again within
+// it once Addr answers (clickhouse-go's default is an hour).
+const failback = 5 * time.Minute
+
 // withDefaults fills the defaults of o and validates it.
 func (o Options) withDefaults() (Options, error) {
 	if o.Addr == "" {
 		return o, errors.New("storage: no ClickHouse address")
+	}
+	if len(o.Failover) > 0 && o.Cluster == "" {
+		return o, errors.New("storage: failover servers without a cluster: a lone server has no replica to fail over to")
 	}
 	s, err := SchemaOptions{Database: o.Database, RetentionDays: o.RetentionDays, Cluster: o.Cluster}.withDefaults()
 	if err != nil {
@@ -143,7 +159,7 @@ func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	conn, err := dial(o, o.Addr, o.MaxOpenConns, o.MaxIdleConns)
+	conn, err := dial(o, append([]string{o.Addr}, o.Failover...), o.MaxOpenConns, o.MaxIdleConns)
 	if err != nil {
 		return nil, err
 	}
@@ -152,24 +168,26 @@ func Open(ctx context.Context, o Options, logger *slog.Logger) (*DB, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	logger.Info("connected to ClickHouse", "addr", o.Addr, "database", o.Database, "cluster", o.Cluster,
+	logger.Info("connected to ClickHouse", "addr", o.Addr, "failover", o.Failover, "database", o.Database, "cluster", o.Cluster,
 		"server", db.caps.Version.String(), "datetime64", db.layout.DateTime64,
 		"low_cardinality", db.layout.LowCardinality, "ttl", db.caps.TTL)
 	return db, nil
 }
 
-// dial opens a connection pool to the server at addr with o's
-// credentials, TLS and timeouts.
-func dial(o Options, addr string, maxOpen, maxIdle int) (driver.Conn, error) {
+// dial opens a connection pool with o's credentials, TLS and timeouts to
+// the first server of addrs that answers, in order, each time it opens a
+// connection.
+func dial(o Options, addrs []string, maxOpen, maxIdle int) (driver.Conn, error) {
 	var settings clickhouse.Settings
 	if o.Cluster != "" {
 		settings = clickhouse.Settings{"insert_distributed_sync": 1}
 	}
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:     []string{addr},
-		Settings: settings,
-		Auth:     clickhouse.Auth{Username: o.User, Password: o.Password},
-		TLS:      o.TLS,
+	opts := &clickhouse.Options{
+		Addr:             addrs,
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
+		Settings:         settings,
+		Auth:             clickhouse.Auth{Username: o.User, Password: o.Password},
+		TLS:              o.TLS,
 		ClientInfo: clickhouse.ClientInfo{
 			Products: []struct{ Name, Version string }{{Name: "gridwatch"}},
 		},
@@ -184,9 +202,13 @@ func dial(o Options, addr string, maxOpen, maxIdle int) (driver.Conn, error) {
 		ReadTimeout:          o.ReadTimeout,
 		MaxOpenConns:         maxOpen,
 		MaxIdleConns:         maxIdle,
-	})
+	}
+	if len(addrs) > 1 {
+		opts.ConnMaxLifetime = failback
+	}
+	conn, err := clickhouse.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("storage: open %s: %w", addr, err)
+		return nil, fmt.Errorf("storage: open %s: %w", strings.Join(addrs, ","), err)
 	}
 	return conn, nil
 }

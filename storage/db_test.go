@@ -44,6 +44,7 @@ func TestOpenRejectsOptions(t *testing.T) {
 		{},
 		{Addr: "127.0.0.1:9000", Database: "a-b"},
 		{Addr: "127.0.0.1:9000", RetentionDays: -1},
+		{Addr: "127.0.0.1:9000", Failover: []string{"127.0.0.1:9001"}}, // failover without a cluster
 	} {
 		if db, err := storage.Open(t.Context(), o, nil); err == nil {
 			db.Close()

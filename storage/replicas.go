@@ -43,6 +43,8 @@ const replicaConns = 2
 // them) at the first call. The connected server is told by its address
 // (18.16's is_local holds for every server of a host, whatever its port);
 // when Addr names it otherwise, it is read twice, which costs a query.
+// With Failover servers the pool's connections may be to any of them, so
+// none is left out.
 func (db *DB) otherReplicas(ctx context.Context) ([]replicaConn, error) {
 	db.replicas.mu.Lock()
 	defer db.replicas.mu.Unlock()
@@ -61,7 +63,7 @@ func (db *DB) otherReplicas(ctx context.Context) ([]replicaConn, error) {
 		if err := rows.Scan(&host, &port); err != nil {
 			return nil, fmt.Errorf("storage: list the servers of cluster %s: %w", db.opts.Cluster, err)
 		}
-		if addr := net.JoinHostPort(host, strconv.Itoa(int(port))); addr != db.opts.Addr {
+		if addr := net.JoinHostPort(host, strconv.Itoa(int(port))); addr != db.opts.Addr || len(db.opts.Failover) > 0 {
 			addrs = append(addrs, addr)
 		}
 	}
@@ -70,7 +72,7 @@ func (db *DB) otherReplicas(ctx context.Context) ([]replicaConn, error) {
 	}
 	var others []replicaConn
 	for _, addr := range addrs {
-		conn, err := dial(db.opts, addr, replicaConns, 1)
+		conn, err := dial(db.opts, []string{addr}, replicaConns, 1)
 		if err != nil {
 			closeReplicas(others)
 			return nil, err

@@ -12,10 +12,12 @@ import (
 
 // TestClusterReplicaStoppedUnderLoad runs gridwatch with clickhouse.cluster
 // on ZooKeeper and two ClickHouse replicas of one shard, writing through
-// the first, while a QoS 1 fleet publishes. The other replica is stopped
-// under load (the data goes on arriving on the first) and started again;
-// then the first one (its batches are spooled and replayed once it is
-// back); then the first one is killed (SIGKILL, INSERTs in flight) and
+// the first (clickhouse.addr lists it, then the second), while a QoS 1
+// fleet publishes. The other replica is stopped under load (the data goes
+// on arriving on the first) and started again; then the first one: the
+// node fails over to the second, so that, with the first still stopped,
+// its spool drains and every reading acknowledged so far is stored there,
+// once; then the first one is killed (SIGKILL, INSERTs in flight) and
 // restarted by its supervisor; then ZooKeeper is stopped (the replicated
 // tables refuse inserts) and started again. Every acknowledged reading must
 // then be stored exactly once, read through the Distributed table of either
@@ -24,6 +26,7 @@ func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	c := storagetest.StartCluster(t, 2)
 	devs := e2eDevices(t, 20)
 	srv := startServer(t, c.Addr(0), "gridwatch", devs, func(cfg *Config) {
+		cfg.ClickHouse.Addr = c.Addr(0) + "," + c.Addr(1)
 		cfg.ClickHouse.Cluster = storagetest.ClusterName
 		cfg.Ingest.InsertTimeout = 5 * time.Second
 	})
@@ -58,22 +61,23 @@ func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	more(1000, "the other replica stopped")
 	c.Start(1)
 	more(500, "the other replica back")
+	spooledBefore := gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
 	c.Stop(0)
-	deadline := time.Now().Add(5 * time.Minute)
-	for segments() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("nothing was spooled with the replica gridwatch writes to stopped")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	more(1000, "the replica gridwatch writes to stopped")
+	check := checkSetWithin(t, c.Addr(1), "gridwatch", segments, acked, 5*time.Minute)
+	spooled := gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry") - spooledBefore
+	if !check.OK() {
+		t.Errorf("the replica gridwatch writes to stopped, read through the other: %s (rows spooled %.0f); want 0 missing and 0 duplicated", check, spooled)
+	} else {
+		t.Logf("the replica gridwatch writes to stopped, read through the other: %s (rows spooled %.0f)", check, spooled)
+	}
 	c.Start(0)
 	more(500, "both replicas back")
 	signal(t, c.Server(0), syscall.SIGKILL)
 	more(1000, "the replica gridwatch writes to killed")
-	spooledBefore := gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
+	spooledBefore = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
 	c.ZooKeeper.Stop()
-	deadline = time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry") == spooledBefore {
 		if time.Now().After(deadline) {
 			t.Fatal("nothing was spooled with ZooKeeper stopped")
@@ -87,7 +91,7 @@ func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("fleet: %v", err)
 	}
-	spooled := gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
+	spooled = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
 	deduplicated := gathered(t, srv, "gridwatch_spool_batches_deduplicated_total", "table", "telemetry")
 	for i := range 2 {
 		check := checkSetWithin(t, c.Addr(i), "gridwatch", segments, acked, 5*time.Minute)

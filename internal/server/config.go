@@ -81,7 +81,7 @@ type Config struct {
 		MQTT          bool   `koanf:"mqtt" help:"publish alert transitions on the embedded broker under alerts/{grid}/{severity}"`
 	} `koanf:"notify"`
 	ClickHouse struct {
-		Addr          string `koanf:"addr" help:"ClickHouse native address host:port; empty starts a private local ClickHouse under data_dir"`
+		Addr          string `koanf:"addr" help:"ClickHouse native address host:port; with clickhouse.cluster, a comma-separated list of its servers, the first used while it answers and the next ones while it does not; empty starts a private local ClickHouse under data_dir"`
 		Database      string `koanf:"database" help:"ClickHouse database"`
 		User          string `koanf:"user" help:"ClickHouse user"`
 		Password      string `koanf:"password" help:"ClickHouse password" secret:"true"`
@@ -239,10 +239,14 @@ func (c *Config) Validate() error {
 	if c.Devices.ReloadInterval < 100*time.Millisecond {
 		bad("devices.reload_interval", "must be >= 100ms")
 	}
-	if c.ClickHouse.Addr != "" {
-		if _, _, err := net.SplitHostPort(c.ClickHouse.Addr); err != nil {
-			bad("clickhouse.addr", "must be host:port, such as 127.0.0.1:9000 (%v)", err)
+	addrs := split(c.ClickHouse.Addr)
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("clickhouse.addr", "must be host:port, such as 127.0.0.1:9000, or a comma-separated list of them (%v)", err)
 		}
+	}
+	if len(addrs) > 1 && c.ClickHouse.Cluster == "" {
+		bad("clickhouse.addr", "lists %d servers: failing over between them needs clickhouse.cluster, whose replicas they are", len(addrs))
 	}
 	if c.API.TokensFile != "" {
 		if _, err := os.Stat(c.API.TokensFile); err != nil {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -212,14 +213,14 @@ func (s *Server) openClickHouse(ctx, life context.Context, createKey bool) error
 	default:
 		s.secrets = secrets
 	}
-	addr := cfg.Addr
-	if addr == "" {
+	addrs := split(cfg.Addr)
+	if len(addrs) == 0 {
 		s.local = &storage.LocalServer{Dir: filepath.Join(s.Config.DataDir, "clickhouse"), Logger: s.Logger}
 		if err := s.local.Start(life); err != nil {
 			return fmt.Errorf("managed ClickHouse (clickhouse.addr is empty): %w", err)
 		}
-		addr = s.local.Addr()
-		s.Logger.Info("managed ClickHouse running", "addr", addr, "dir", s.local.Dir)
+		addrs = []string{s.local.Addr()}
+		s.Logger.Info("managed ClickHouse running", "addr", addrs[0], "dir", s.local.Dir)
 	}
 	user, password := cfg.User, cfg.Password
 	if s.local != nil {
@@ -228,7 +229,8 @@ func (s *Server) openClickHouse(ctx, life context.Context, createKey bool) error
 	opts := storage.Options{
 		Secrets:       s.secrets,
 		NoSecrets:     noSecrets,
-		Addr:          addr,
+		Addr:          addrs[0],
+		Failover:      addrs[1:],
 		Database:      cfg.Database,
 		User:          user,
 		Password:      password,
@@ -245,7 +247,7 @@ func (s *Server) openClickHouse(ctx, life context.Context, createKey bool) error
 	}
 	db, err := storage.Open(ctx, opts, s.Logger)
 	if err != nil {
-		return fmt.Errorf("clickhouse %s: %w", addr, err)
+		return fmt.Errorf("clickhouse %s: %w", strings.Join(addrs, ","), err)
 	}
 	s.db = db
 	return nil
@@ -481,6 +483,6 @@ func (s *Server) ClickHouseClient() string {
 	if s.local != nil {
 		return "--config-file " + s.local.ClientConfig()
 	}
-	host, port, _ := net.SplitHostPort(s.Config.ClickHouse.Addr)
+	host, port, _ := net.SplitHostPort(split(s.Config.ClickHouse.Addr)[0])
 	return "--host " + host + " --port " + port
 }
