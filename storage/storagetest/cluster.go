@@ -34,6 +34,8 @@ const zooKeeperJar = "/usr/share/java/zookeeper.jar"
 const (
 	zooKeeperStart = 2 * time.Minute
 	clusterReload  = 2 * time.Minute
+	// zooKeeperSession bounds the wait for a replica's ZooKeeper session.
+	zooKeeperSession = 3 * time.Minute
 )
 
 // ZooKeeper is a private standalone ZooKeeper server: Debian's, run by its
@@ -230,6 +232,7 @@ func (c *Cluster) Start(i int) {
 	}
 	c.servers[i], c.addrs[i] = s, s.Addr()
 	c.renderRemoteServers()
+	c.waitZooKeeper(i)
 }
 
 // Stop stops replica i (SIGTERM, as systemctl stop does). It is safe to call
@@ -288,16 +291,43 @@ func (c *Cluster) renderRemoteServers() {
 // clusterPorts returns the sorted ports the server at addr lists for the
 // cluster, comma-separated.
 func (c *Cluster) clusterPorts(addr string) (string, error) {
+	var ports string
+	err := c.queryRow(addr, &ports, "SELECT arrayStringConcat(arraySort(groupArray(toString(port))), ',') FROM system.clusters WHERE cluster = ?", ClusterName)
+	return ports, err
+}
+
+// waitZooKeeper waits until replica i has its ZooKeeper session, which it
+// opens at start and which every replicated table and distributed DDL
+// uses. 18.16's DDL worker dereferences a session it failed to open: a
+// replica whose first try failed (a ZooKeeper slow to serve sessions on a
+// loaded box, 20 s in two fresh-clone runs) crashed with a segfault while
+// a test's first query ran, and answered it EOF. Its supervisor restarts
+// it; this waits for a session through any restarts.
+func (c *Cluster) waitZooKeeper(i int) {
+	c.t.Helper()
+	deadline := time.Now().Add(zooKeeperSession)
+	var n uint64
+	for {
+		err := c.queryRow(c.addrs[i], &n, "SELECT count() FROM system.zookeeper WHERE path = '/'")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("replica %d has no ZooKeeper session within %s: %v", i, zooKeeperSession, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// queryRow runs query on the server at addr into dest.
+func (c *Cluster) queryRow(addr string, dest any, query string, args ...any) error {
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr},
 		Auth: clickhouse.Auth{Username: storage.LocalUser, Password: Password(c.t)}, DialTimeout: 30 * time.Second})
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var ports string
-	err = conn.QueryRow(ctx, "SELECT arrayStringConcat(arraySort(groupArray(toString(port))), ',') FROM system.clusters WHERE cluster = ?",
-		ClusterName).Scan(&ports)
-	return ports, err
+	return conn.QueryRow(ctx, query, args...).Scan(dest)
 }
