@@ -498,6 +498,22 @@ func (e *Engine) device(id, typ, grid string, now time.Time) *deviceState {
 		}
 		return d
 	}
+	if d = e.newDevice(id, typ, grid, now); d == nil {
+		return nil
+	}
+	d.owned = e.Owners == nil || e.shared(d.typ)
+	e.devs[id] = d
+	if !d.owned {
+		e.Owners.Own(id)
+		return d
+	}
+	e.recheck(d)
+	return d
+}
+
+// newDevice returns a new state of a device, not owned, last seen at now;
+// nil when its type is unknown. typ and grid are looked up when empty.
+func (e *Engine) newDevice(id, typ, grid string, now time.Time) *deviceState {
 	if typ == "" || grid == "" {
 		dev, ok := e.Lookup(id)
 		if !ok {
@@ -509,16 +525,30 @@ func (e *Engine) device(id, typ, grid string, now time.Time) *deviceState {
 	if !ok {
 		return nil
 	}
-	d = &deviceState{id: id, grid: grid, typ: t, lastSeen: now, latest: map[string]float64{},
-		series: map[string]*series{}, insts: map[string]*instance{}, gen: -1,
-		owned: e.Owners == nil || e.Shared != nil && e.Shared(t)}
-	e.devs[id] = d
-	if !d.owned {
-		e.Owners.Own(id)
-		return d
+	return &deviceState{id: id, grid: grid, typ: t, lastSeen: now, latest: map[string]float64{},
+		series: map[string]*series{}, insts: map[string]*instance{}, gen: -1}
+}
+
+// shared reports whether every node observes the devices of t (Shared).
+func (e *Engine) shared(t devices.Type) bool { return e.Shared != nil && e.Shared(t) }
+
+// Unwatched returns the ids of those of devs that this engine keeps no
+// state of — it neither owns them nor waits to — leaving out those of the
+// types every node observes (Shared): in a cluster, the candidates for
+// adoption (see Owners).
+func (e *Engine) Unwatched(devs []devices.Device) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, d := range devs {
+		if e.devs[d.ID] != nil {
+			continue
+		}
+		if t, ok := e.Types(d.Type); ok && !e.shared(t) {
+			out = append(out, d.ID)
+		}
 	}
-	e.recheck(d)
-	return d
+	return out
 }
 
 // index recomputes which rules apply to d after a rule or grid change.

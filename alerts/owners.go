@@ -69,7 +69,9 @@ type HandedAlert struct {
 // open alerts as handed says (the Handover of the node that let them go),
 // or, for a device handed leaves out (its node died), as the store holds
 // them; each firing one claimed (see Claims) by this node; then the
-// observations held while it waited. On error nothing changed: the Owners
+// observations held while it waited. A device it keeps no state of (one
+// no node owned, adopted: see cluster.Owners.Adopt) is watched for silence
+// from now. On error nothing changed: the Owners
 // call again.
 func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]Handover) error {
 	var (
@@ -122,6 +124,15 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.Now()
+	for _, id := range devices {
+		if e.devs[id] == nil {
+			// Adopted: no node owned it (it never reported, or its node
+			// died), so it is watched for silence from now.
+			if d := e.newDevice(id, "", "", now); d != nil {
+				e.devs[id] = d
+			}
+		}
+	}
 	for _, a := range carry {
 		d := e.devs[a.Device]
 		if d == nil || d.owned || e.active[a.ID] != nil {

@@ -79,6 +79,7 @@ type metrics struct {
 	terms    *prometheus.CounterVec
 	fenced   *prometheus.CounterVec
 	sessions *prometheus.CounterVec
+	adopted  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -95,9 +96,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gridwatch_cluster_session_events_total", Help: "ZooKeeper session state changes, by state.",
 		}, []string{"state"}),
+		adopted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gridwatch_cluster_devices_adopted_total", Help: "Devices no node owned (never reported, or their node died) that this node adopted, to watch them for silence.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.held, m.terms, m.fenced, m.sessions)
+		reg.MustRegister(m.held, m.terms, m.fenced, m.sessions, m.adopted)
 	}
 	return m
 }

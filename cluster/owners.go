@@ -59,6 +59,10 @@ type Owners struct {
 	owned   map[string]bool
 	notes   map[string][]byte // of devices given up when the connection or session was lost
 	lost    bool              // the connection dropped: give up every device
+	// adopted are wanted devices this node adopted (see Adopt): taken if
+	// their owner node is this node's, never asked of another.
+	adopted  map[string]bool
+	adopting []adoption
 }
 
 // Ask notes: an ask's data once its owner gave the device up.
@@ -76,7 +80,8 @@ func (c *Coordinator) Owners(holder Holder) (*Owners, error) {
 		return nil, fmt.Errorf("cluster: node name %q cannot name a ZooKeeper node", c.Node)
 	}
 	o := &Owners{c: c, holder: holder, dir: c.Root + "/owners", asks: c.Root + "/asks", kick: make(chan struct{}, 1),
-		want: map[string]bool{}, waiting: map[string]bool{}, asked: map[string]string{}, owned: map[string]bool{}, notes: map[string][]byte{}}
+		want: map[string]bool{}, waiting: map[string]bool{}, asked: map[string]string{}, owned: map[string]bool{}, notes: map[string][]byte{},
+		adopted: map[string]bool{}}
 	o.inbox = o.asks + "/" + c.Node
 	for _, p := range []string{o.dir, o.asks, o.inbox} {
 		if err := c.ensure(p); err != nil {
@@ -115,6 +120,14 @@ func (c *Coordinator) Owners(holder Holder) (*Owners, error) {
 // way: the holder can close then. The owner nodes stay until the session
 // ends.
 func (o *Owners) Close() {
+	o.mu.Lock()
+	adopting := o.adopting
+	o.adopting = nil
+	o.mu.Unlock()
+	for _, a := range adopting {
+		a.stop()
+		<-a.done
+	}
 	o.stop()
 	<-o.done
 }
@@ -128,6 +141,7 @@ func nodeOf(device string) string { return url.PathEscape(device) }
 func (o *Owners) Own(device string) {
 	o.mu.Lock()
 	delete(o.owned, device)
+	delete(o.adopted, device) // its readings reach this node: asked for
 	o.want[device] = true
 	o.mu.Unlock()
 	o.wake()
@@ -339,6 +353,17 @@ func (o *Owners) takeWanted(ctx context.Context) error {
 			}
 			o.mu.Unlock()
 		default:
+			o.mu.Lock()
+			adopted := o.adopted[d]
+			if adopted {
+				// Handed on before it was taken, to the node it reports to.
+				delete(o.want, d)
+				delete(o.adopted, d)
+			}
+			o.mu.Unlock()
+			if adopted {
+				continue
+			}
 			if err := o.ask(d, owner); err != nil {
 				errs = append(errs, err)
 			}
@@ -367,6 +392,7 @@ func (o *Owners) takeWanted(ctx context.Context) error {
 		delete(o.waiting, d)
 		delete(o.asked, d)
 		delete(o.notes, d)
+		delete(o.adopted, d)
 		o.owned[d] = true
 	}
 	o.mu.Unlock()

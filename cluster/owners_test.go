@@ -132,3 +132,96 @@ func TestOwnersHandEachDeviceToOneNode(t *testing.T) {
 	t.Logf("takes of bin-1 %v, of bin-2 %v", h.notes["bin-1"], h.notes["bin-2"])
 	h.mu.Unlock()
 }
+
+// TestOwnersAdoptDevicesNoNodeOwns: of three nodes watching for devices no
+// node owns (Adopt, on one lease), the lease holder adopts a device that
+// never reported, once it has had no owner for the grace, and the device
+// a node owned when it died, once the node's session is gone; never the
+// device a live node owns. A node the adopted device then reports to asks
+// for it and gets it, with the adopter's note.
+func TestOwnersAdoptDevicesNoNodeOwns(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	h := &holders{t: t, by: map[string]string{}, moves: map[string]int{}, notes: map[string][]string{}}
+	const (
+		timeout = 4 * time.Second
+		grace   = 2 * time.Second
+	)
+	registry := []string{"never-reported", "owned-by-a", "dies-with-c"}
+	var (
+		owners []*cluster.Owners
+		nodes  []*cluster.Coordinator
+	)
+	for i := range 3 {
+		name := "node" + string(rune('a'+i))
+		c := startNode(t, zk.Addr, name, timeout)
+		o, err := c.Owners(h.holder(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners, nodes = append(owners, o), append(nodes, c)
+	}
+	heldBy := func(device, node string, moves int) {
+		t.Helper()
+		waitFor(t, time.Minute, device+" held by "+node, func() bool {
+			n, m := h.held(device)
+			return n == node && m == moves
+		})
+	}
+	owners[0].Own("owned-by-a")
+	owners[2].Own("dies-with-c")
+	heldBy("owned-by-a", "nodea", 0)
+	heldBy("dies-with-c", "nodec", 0)
+	start := time.Now()
+	for i, o := range owners[:2] {
+		name := "node" + string(rune('a'+i))
+		o.Adopt(nodes[i].Lease("device-watch"), grace, func() []string {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			var out []string
+			for _, d := range registry {
+				if h.by[d] != name {
+					out = append(out, d)
+				}
+			}
+			return out
+		})
+	}
+	adopter := func(device string) string {
+		t.Helper()
+		var by string
+		waitFor(t, time.Minute, device+" adopted", func() bool {
+			by, _ = h.held(device)
+			return by != ""
+		})
+		return by
+	}
+	holder := adopter("never-reported")
+	if took := time.Since(start); took < grace {
+		t.Errorf("never-reported adopted %s after the nodes began to look, before the grace of %s", took, grace)
+	}
+	if holder != "nodea" && holder != "nodeb" {
+		t.Fatalf("never-reported adopted by %s, not a node that looks", holder)
+	}
+	// nodec dies: its device has no owner once its session is gone.
+	nodes[2].Close()
+	died := time.Now()
+	h.mu.Lock()
+	delete(h.by, "dies-with-c") // with nodec's engine
+	h.mu.Unlock()
+	if by := adopter("dies-with-c"); by != holder {
+		t.Errorf("dies-with-c adopted by %s, never-reported by %s: want the lease holder for both", by, holder)
+	}
+	t.Logf("never-reported adopted by %s %s after the nodes began to look; dies-with-c %s after its node closed",
+		holder, time.Since(start).Round(time.Millisecond), time.Since(died).Round(time.Millisecond))
+	if n, _ := h.held("owned-by-a"); n != "nodea" {
+		t.Errorf("owned-by-a, owned by a live node, is held by %s", n)
+	}
+	// never-reported reports to the other node: it asks, and gets it
+	// with the adopter's note.
+	other, to := 1, "nodeb"
+	if holder == "nodeb" {
+		other, to = 0, "nodea"
+	}
+	owners[other].Own("never-reported")
+	heldBy("never-reported", to, 1)
+}

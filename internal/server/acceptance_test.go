@@ -21,7 +21,8 @@ import (
 // machine: ZooKeeper, two ClickHouse replicas of one shard
 // (clickhouse.cluster), three `gridwatch serve --ingest.durable_ack`
 // processes coordinating on that ZooKeeper (cluster.zookeeper), nodes 1
-// and 3 writing to the first replica and node 2 to the second, behind
+// and 3 writing to the first replica and node 2 to the second, each
+// failing over to the other replica (clickhouse.addr lists both), behind
 // HAProxy (deploy/haproxy/haproxy.cfg), and two QoS 1 fleets at once, in
 // both of the ways a city runs its devices: one spread over the nodes'
 // embedded brokers through HAProxy, the other publishing to mosquitto 2,
@@ -67,7 +68,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	ms := mosquittotest.Start(t, mosquittotest.Config{Devices: users, Readers: readers})
 	var nodes []*gridwatchProcess
 	for i, reader := range readers {
-		n := newGridwatchProcess(t, c.Addr(i%2), "gridwatch", append(devs, bin), "--ingest.durable_ack",
+		n := newGridwatchProcess(t, c.Addr(i%2)+","+c.Addr((i+1)%2), "gridwatch", append(devs, bin), "--ingest.durable_ack",
 			"--clickhouse.cluster", storagetest.ClusterName, "--ingest.insert_timeout", "5s",
 			"--cluster.zookeeper", c.ZooKeeper.Addr, "--cluster.session_timeout", "4s", "--cluster.node", fmt.Sprintf("node%d", i+1),
 			"--units.file", units, "--notify.webhook_url", receiver.URL,

@@ -73,6 +73,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"bad proxy network", "", "GRIDWATCH_MQTT_PROXY_PROTOCOL_FROM=10.0.0.0/8,haproxy", "'mqtt.proxy_protocol_from' \"haproxy\" is neither a network (10.0.0.0/8) nor an address"},
 		{"failover without a cluster", "", "GRIDWATCH_CLICKHOUSE_ADDR=ch1:9000,ch2:9000", "'clickhouse.addr' lists 2 servers: failing over between them needs clickhouse.cluster"},
 		{"bad failover address", "clickhouse:\n  cluster: gridwatch\n", "GRIDWATCH_CLICKHOUSE_ADDR=ch1:9000,ch2", "'clickhouse.addr' must be host:port, such as 127.0.0.1:9000, or a comma-separated list"},
+		{"adoption before the session ends", "cluster:\n  zookeeper: zk:2181\n  adopt_after: 1s\nclickhouse:\n  addr: ch:9000\n", "", "'cluster.adopt_after' must be >= cluster.session_timeout (10s)"},
 		{"bad log level", "log:\n  level: loud\n", "", "'log.level' must be debug, info, warn or error"},
 		{"missing devices file", "devices:\n  file: /nonexistent/devices.csv\n", "", "'devices.file' cannot be read"},
 		{"open API on all interfaces", "http:\n  listen: 0.0.0.0:8080\n", "", "'http.listen' is 0.0.0.0:8080, not a loopback address, and neither api.admin_token nor api.tokens_file"},

@@ -23,11 +23,12 @@ type ClusterConfig struct {
 	Root           string        `koanf:"root" help:"ZooKeeper path under which the nodes of this gridwatch cluster keep their leases and versions"`
 	SessionTimeout time.Duration `koanf:"session_timeout" help:"ZooKeeper session timeout: how long a node that stopped answering keeps its leases; it stops acting on them after half of it without a renewal"`
 	Node           string        `koanf:"node" help:"this node's name in the leases; empty uses the hostname"`
+	AdoptAfter     time.Duration `koanf:"adopt_after" help:"how long a registered device may be owned by no node (it never reported, or died with its node) before the holder of the device-watch lease adopts it, to raise its absence alerts; with the embedded brokers only"`
 }
 
 // defaultCluster is the cluster.* defaults: no coordination.
 func defaultCluster() ClusterConfig {
-	return ClusterConfig{Root: cluster.DefaultRoot, SessionTimeout: cluster.DefaultSessionTimeout}
+	return ClusterConfig{Root: cluster.DefaultRoot, SessionTimeout: cluster.DefaultSessionTimeout, AdoptAfter: cluster.DefaultAdoptAfter}
 }
 
 // validate checks the cluster.* keys.
@@ -43,6 +44,9 @@ func (c *ClusterConfig) validate(bad func(key, format string, args ...any)) {
 	if c.SessionTimeout < cluster.MinSessionTimeout {
 		bad("cluster.session_timeout", "must be >= %s (ZooKeeper's shortest session at its default tickTime)", cluster.MinSessionTimeout)
 	}
+	if c.AdoptAfter < c.SessionTimeout {
+		bad("cluster.adopt_after", "must be >= cluster.session_timeout (%s): a device whose node died is left that long to reach another", c.SessionTimeout)
+	}
 	if len(c.Root) < 2 || c.Root[0] != '/' || c.Root[len(c.Root)-1] == '/' {
 		bad("cluster.root", "must be an absolute ZooKeeper path below /, such as /gridwatch, not %q", c.Root)
 	}
@@ -56,6 +60,7 @@ const (
 	leaseCaseDeadlines = "case-deadlines"
 	leaseScoreNotice   = "score-notice"
 	leaseRetention     = "retention"
+	leaseDeviceWatch   = "device-watch"
 )
 
 // coordination is the node's ZooKeeper session and its leases; every
@@ -150,6 +155,10 @@ func (s *Server) ownDevices() error {
 	s.coord.owners = o
 	s.alerting.engine.Owners = o
 	s.alerting.engine.Shared = func(t devices.Type) bool { return t.ID == "camera" }
+	// The devices no node owns are watched by one node, which adopts them.
+	o.Adopt(s.coord.coord.Lease(leaseDeviceWatch), s.Config.Cluster.AdoptAfter, func() []string {
+		return s.alerting.engine.Unwatched(s.registry.All())
+	})
 	return nil
 }
 

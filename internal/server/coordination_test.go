@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -576,5 +577,92 @@ func TestClaimDayOncePerDay(t *testing.T) {
 	}
 	if !claim(0, "2026-12-02") || claim(1, "2026-12-02") || claim(1, "2026-12-01") || !claim(1, "2026-12-03") {
 		t.Fatal("a day's duty claimed other than once")
+	}
+}
+
+// TestClusterWatchesDevicesNoNodeOwns runs two nodes on one ClickHouse and
+// one ZooKeeper, with a waste bin registered that never reports to either:
+// the holder of the device-watch lease adopts it (cluster.adopt_after), so
+// that once it has been silent for three report intervals (the clock is
+// moved on) one device_silent alert fires, on that node alone. That node
+// then closes, as one that dies does, with the alert open: the other node
+// adopts the bin in turn and carries the same alert on, firing, rather
+// than raising it again or letting it go.
+func TestClusterWatchesDevicesNoNodeOwns(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	addr, database := storagetest.Database(t)
+	bin := devices.Device{ID: "bin-silent", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-silent-secret-0123456789"}
+	var ahead atomic.Int64 // the nodes' clock, ahead of time.Now
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	var nodes []*Server
+	for i := range 2 {
+		nodes = append(nodes, startServerAt(t, now, addr, database, []devices.Device{bin}, func(c *Config) {
+			c.Cluster.ZooKeeper, c.Cluster.SessionTimeout, c.Cluster.Node = zk.Addr, 4*time.Second, fmt.Sprintf("node%d", i)
+			c.Cluster.AdoptAfter = 4 * time.Second
+		}))
+	}
+	// owner returns the node that owns the bin, once one does.
+	owner := func(among []*Server) int {
+		t.Helper()
+		at := -1
+		waitFor(t, 2*time.Minute, func() bool {
+			for i, srv := range among {
+				if owned, _ := srv.coord.owners.Owned(); owned == 1 {
+					at = i
+					return true
+				}
+			}
+			return false
+		})
+		return at
+	}
+	// silent returns the bin's device_silent alerts that node lists.
+	silent := func(srv *Server) []alerts.Alert {
+		p, _ := srv.alerting.engine.List(alerts.Filter{Device: bin.ID, Rule: "device_silent"})
+		return p.Alerts
+	}
+	firing := func(srv *Server) int {
+		n := 0
+		for _, a := range silent(srv) {
+			if a.Condition == alerts.ConditionFiring {
+				n++
+			}
+		}
+		return n
+	}
+	start := time.Now()
+	first := owner(nodes)
+	t.Logf("the bin, which never reported, adopted by node %d after %s", first, time.Since(start).Round(time.Millisecond))
+	// Three 15-minute intervals of silence, then the storm group's wait
+	// (an interval), each counted from when the node looked: the clock
+	// moves on 20 minutes a second until the alert fires.
+	waitFor(t, 2*time.Minute, func() bool {
+		ahead.Add(int64(20 * time.Minute))
+		time.Sleep(time.Second)
+		return firing(nodes[first]) == 1
+	})
+	t.Logf("device_silent fired on node %d, the clock %s ahead", first, time.Duration(ahead.Load()))
+	fired := silent(nodes[first])[0]
+	if n := len(silent(nodes[1-first])); n != 0 {
+		t.Errorf("the node that does not own the bin lists %d device_silent alerts of it, want 0", n)
+	}
+	waitFor(t, time.Minute, func() bool {
+		return count(t, nodes[1-first], "SELECT count() FROM {db}.alert_events WHERE kind = 'fire' AND alert_id = ?", fired.ID) == 1
+	})
+	if err := nodes[first].Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	survivor := nodes[1-first]
+	owner([]*Server{survivor})
+	waitFor(t, 2*time.Minute, func() bool { return firing(survivor) == 1 })
+	carried := silent(survivor)
+	t.Logf("node %d closed: the bin adopted by the other after %s, which lists %d device_silent alert(s): %s %s",
+		first, time.Since(closed).Round(time.Millisecond), len(carried), carried[0].ID, carried[0].Condition)
+	if len(carried) != 1 || carried[0].ID != fired.ID {
+		t.Errorf("after the owner closed, the other node lists %v; want the one alert %s carried on", carried, fired.ID)
+	}
+	if n := count(t, survivor, "SELECT count() FROM {db}.alert_events WHERE kind = 'fire' AND alert_id IN (SELECT id FROM {db}.alerts WHERE device = ?)", bin.ID); n != 1 {
+		t.Errorf("%d fire events stored for the bin, want 1", n)
 	}
 }

@@ -98,7 +98,8 @@ type gridwatchProcess struct {
 }
 
 // newGridwatchProcess builds gridwatch and prepares its configuration: the
-// ClickHouse at addr, database, a devices file of devs and extra flags.
+// ClickHouse at addr (clickhouse.addr: one server, or a list), database, a
+// devices file of devs and extra flags.
 func newGridwatchProcess(t testing.TB, addr, database string, devs []devices.Device, extra ...string) *gridwatchProcess {
 	t.Helper()
 	dir := t.TempDir()
