@@ -76,11 +76,21 @@ type adoption struct {
 
 // adopt looks up the owner node of each of devices, notes since when each
 // has had none in unowned (which it keeps to devices without one), and
-// claims those unowned for grace; run then takes them. It returns how many
-// it claimed.
+// claims those unowned for grace; run then takes them. A device whose
+// owner node names this node while it neither owns nor wants the device
+// (it gave the device up when its connection dropped, and kept the node
+// through the session) is taken again at once: its readings may never
+// come to ask for it. It returns how many it claimed or took back.
 func (o *Owners) adopt(ctx context.Context, devices []string, grace time.Duration, unowned map[string]time.Time) (int, error) {
 	now := time.Now()
-	missing := make([]bool, len(devices))
+	valid := devices[:0:0]
+	for _, d := range devices {
+		if _, err := (keys{}).path(nodeOf(d)); err == nil { // "." and ".." cannot be owner nodes
+			valid = append(valid, d)
+		}
+	}
+	devices = valid
+	owner := make([]string, len(devices)) // "" when none
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(adoptLookups)
 	for i, d := range devices {
@@ -88,11 +98,14 @@ func (o *Owners) adopt(ctx context.Context, devices []string, grace time.Duratio
 			break
 		}
 		g.Go(func() error {
-			exists, _, err := o.c.conn.Exists(o.dir + "/" + nodeOf(d))
-			if err != nil {
+			data, _, err := o.c.conn.Get(o.dir + "/" + nodeOf(d))
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+			case err != nil:
 				return fmt.Errorf("owner of %s: %w", d, err)
+			default:
+				owner[i] = string(data)
 			}
-			missing[i] = !exists
 			return nil
 		})
 	}
@@ -103,9 +116,14 @@ func (o *Owners) adopt(ctx context.Context, devices []string, grace time.Duratio
 		return 0, err
 	}
 	seen := make(map[string]time.Time, len(unowned))
-	var claim []string
+	var claim, mine []string
 	for i, d := range devices {
-		if !missing[i] {
+		switch owner[i] {
+		case o.c.Node:
+			mine = append(mine, d)
+			continue
+		case "":
+		default:
 			continue
 		}
 		since, ok := unowned[d]
@@ -123,30 +141,34 @@ func (o *Owners) adopt(ctx context.Context, devices []string, grace time.Duratio
 	}
 	var (
 		errs    []error
+		claimed []string
 		adopted int
 	)
 	for _, d := range claim {
-		if _, err := (keys{}).path(nodeOf(d)); err != nil {
-			errs = append(errs, err)
-			continue
-		}
 		_, err := o.c.conn.Create(o.dir+"/"+nodeOf(d), []byte(o.c.Node), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
 		switch {
 		case errors.Is(err, zk.ErrNodeExists):
 			// Claimed meanwhile by the node it reached.
+			continue
 		case err != nil:
+			// Made or not (a lost answer): run's claim finds out.
 			errs = append(errs, fmt.Errorf("owner of %s: %w", d, err))
-		default:
-			delete(unowned, d)
-			o.mu.Lock()
-			if !o.want[d] { // a reading that reached this node meanwhile asks for it anyway
-				o.want[d], o.adopted[d] = true, true
-			}
-			delete(o.notes, d) // kept from long ago, if at all: the store is newer
-			o.mu.Unlock()
-			adopted++
 		}
+		delete(unowned, d)
+		claimed = append(claimed, d)
 	}
+	o.mu.Lock()
+	for _, d := range claimed {
+		delete(o.notes, d) // kept from long ago, if at all: the store is newer
+	}
+	for _, d := range append(mine, claimed...) {
+		if o.owned[d] || o.want[d] {
+			continue // taken, or a reading that reached this node asks for it anyway
+		}
+		o.want[d], o.adopted[d] = true, true
+		adopted++
+	}
+	o.mu.Unlock()
 	if adopted > 0 {
 		o.c.m.adopted.Add(float64(adopted))
 		o.wake()

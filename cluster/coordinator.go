@@ -97,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gridwatch_cluster_session_events_total", Help: "ZooKeeper session state changes, by state.",
 		}, []string{"state"}),
 		adopted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gridwatch_cluster_devices_adopted_total", Help: "Devices no node owned (never reported, or their node died) that this node adopted, to watch them for silence.",
+			Name: "gridwatch_cluster_devices_adopted_total", Help: "Devices no node owned (never reported, or their node died), or whose owner node this node kept without their state (given up when its connection dropped), that this node adopted, to watch them for silence.",
 		}),
 	}
 	if reg != nil {

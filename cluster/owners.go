@@ -285,6 +285,11 @@ func (o *Owners) answerAsks(ctx context.Context, look bool) error {
 			notes[d] = n
 			delete(o.notes, d)
 		}
+		if o.adopted[d] {
+			// Adopted, not taken yet: the asking node hears from it.
+			delete(o.want, d)
+			delete(o.adopted, d)
+		}
 	}
 	o.mu.Unlock()
 	var errs []error

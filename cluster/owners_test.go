@@ -138,7 +138,8 @@ func TestOwnersHandEachDeviceToOneNode(t *testing.T) {
 // never reported, once it has had no owner for the grace, and the device
 // a node owned when it died, once the node's session is gone; never the
 // device a live node owns. A node the adopted device then reports to asks
-// for it and gets it, with the adopter's note.
+// for it and gets it, with the adopter's note. A device id that cannot
+// name an owner node stops no adoption.
 func TestOwnersAdoptDevicesNoNodeOwns(t *testing.T) {
 	zk := storagetest.StartZooKeeper(t)
 	h := &holders{t: t, by: map[string]string{}, moves: map[string]int{}, notes: map[string][]string{}}
@@ -146,7 +147,9 @@ func TestOwnersAdoptDevicesNoNodeOwns(t *testing.T) {
 		timeout = 4 * time.Second
 		grace   = 2 * time.Second
 	)
-	registry := []string{"never-reported", "owned-by-a", "dies-with-c"}
+	// ".." cannot name an owner node: it is passed over, not a failure
+	// of every look.
+	registry := []string{"..", "never-reported", "owned-by-a", "dies-with-c"}
 	var (
 		owners []*cluster.Owners
 		nodes  []*cluster.Coordinator
