@@ -161,6 +161,9 @@ func TestUpstreamLostAckIsNotStoredTwice(t *testing.T) {
 	m := metricNames(d.Type)
 	publishTo(t, ms.URL(), d, fmt.Sprintf(`{"ts": %d, %q: 1, %q: 2}`, time.Now().UnixMilli(), m[0], m[1]))
 	waitCount(t, srv, 2, "SELECT count() FROM {db}.telemetry WHERE device = ?", d.ID)
+	// The rows show before the INSERT's answer reaches the node, which
+	// then sends the PUBACK (4 bytes): wait for it to be dropped.
+	waitFor(t, time.Minute, func() bool { return px.dropped.Load() >= 4 })
 	px.drop.Store(false)
 	px.cut()
 	// The first PUBACK went into the proxy and was dropped; the second
@@ -199,11 +202,12 @@ func gatheredTotal(t *testing.T, srv *Server, name string) float64 {
 // dropProxy forwards TCP connections to a target; while drop is set it
 // drops what its clients send, and cut closes every connection.
 type dropProxy struct {
-	ln     net.Listener
-	target string
-	drop   atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
+	ln      net.Listener
+	target  string
+	drop    atomic.Bool
+	dropped atomic.Int64 // bytes
+	mu      sync.Mutex
+	conns   []net.Conn
 }
 
 func startDropProxy(t *testing.T, target string) *dropProxy {
@@ -241,7 +245,9 @@ func (p *dropProxy) pipe(c net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := c.Read(buf)
-		if n > 0 && !p.drop.Load() {
+		if n > 0 && p.drop.Load() {
+			p.dropped.Add(int64(n))
+		} else if n > 0 {
 			if _, werr := b.Write(buf[:n]); werr != nil {
 				break
 			}
