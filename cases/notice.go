@@ -95,11 +95,15 @@ func (n *Notice) next(now time.Time) time.Time {
 
 // Run sends the notices every day at At until ctx ends. A day whose
 // sending time passed while the server was down is not made up (but for
-// the catch-up of Duty).
+// the catch-up of Duty). The next sending time is counted from the last
+// one when the clock stands before it: a wall clock stepped back (or a
+// timer that fired before the clock reached At) does not send that day
+// again.
 func (n *Notice) Run(ctx context.Context) {
 	n.setDefaults()
+	var last time.Time
 	for {
-		at := n.next(n.Now())
+		at := n.next(later(n.Now(), last))
 		t := time.NewTimer(at.Sub(n.Now()))
 		select {
 		case <-ctx.Done():
@@ -108,7 +112,16 @@ func (n *Notice) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		n.deliver(ctx, at)
+		last = at
 	}
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // deliver sends the notices of the day of at, on the node holding the

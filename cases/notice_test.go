@@ -83,6 +83,53 @@ func TestNoticeRunsOnceADayAtItsTime(t *testing.T) {
 	})
 }
 
+// TestNoticeOnceWhenTheClockStepsBack: the wall clock is stepped back a
+// minute just after the notices went out (an NTP correction; a server
+// test's clock, which stood still while the server started, had the same
+// effect): the day's notices are not sent again at its 08:30, and the next
+// day's go out once.
+func TestNoticeOnceWhenTheClockStepsBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu   sync.Mutex
+			days []string
+			back time.Duration
+		)
+		n := &Notice{
+			Tallies: func(context.Context, time.Time, time.Time) ([]Tally, error) { return nil, nil },
+			Units:   func() []string { return []string{"water"} },
+			Send: func(s ScoreNotice) {
+				mu.Lock()
+				days = append(days, s.Day)
+				back = time.Minute
+				mu.Unlock()
+			},
+			Now: func() time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				return time.Now().Add(-back)
+			},
+			At:     8*time.Hour + 30*time.Minute,
+			Logger: slog.New(slog.DiscardHandler),
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { n.Run(ctx); close(done) }()
+		// The bubble starts at midnight UTC, 08:00 in Shanghai.
+		time.Sleep(24*time.Hour + time.Hour)
+		synctest.Wait()
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		start := time.Now().Add(-(24*time.Hour + time.Hour)).In(shanghai)
+		want := []string{start.Format(time.DateOnly), start.AddDate(0, 0, 1).Format(time.DateOnly)}
+		if len(days) != 2 || days[0] != want[0] || days[1] != want[1] {
+			t.Fatalf("sent the notices of %v, want %v, each once", days, want)
+		}
+	})
+}
+
 // TestNoticeOnceAcrossALeaseHandover runs two nodes' notices under one
 // lease that node a holds on the first day and node b from 08:32 on the
 // second, nobody between 08:29 and 08:32 (a handover at the sending time),
