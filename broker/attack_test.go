@@ -640,7 +640,7 @@ func TestAttackTakeoverWithAnotherDevicesSecret(t *testing.T) {
 // a device connected meanwhile keeps publishing, and new logins work.
 func TestAttackMalformedPackets(t *testing.T) {
 	rec := &received{}
-	b, _ := startBroker(t, rec, func(b *Broker) { b.ConnectTimeout = time.Second })
+	b, _ := startBroker(t, rec, func(b *Broker) { b.ConnectTimeout = 5 * time.Second }) // a login on a loaded box may take over 1 s
 	addr := loopback(b.Addr())
 	device, err := connect(t, addr, "aq-2", "aq-2", "s3cret-aq2")
 	if err != nil {
