@@ -78,6 +78,10 @@ func (e *WriteError) Unwrap() error { return e.Err }
 
 // ClickHouse exception codes the package branches on (src/Common/ErrorCodes.cpp).
 const (
+	codeDuplicateColumn = 15
+	// codeIllegalColumn is what 18.16 answers an ADD COLUMN of a column
+	// that is there already with; later servers answer DUPLICATE_COLUMN.
+	codeIllegalColumn   = 44
 	codeUnknownTable    = 60
 	codeUnknownDatabase = 81
 	// codeUnknownStatus is UNKNOWN_STATUS_OF_INSERT: a replicated table lost

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
@@ -392,8 +393,8 @@ func (d ddl) DedupSettings() string {
 func (d ddl) Replicated() bool { return d.o.Cluster != "" }
 
 // IfNotExists is "IF NOT EXISTS " for ADD COLUMN where the server has it.
-// Without it (18.16) an ADD COLUMN migration is not idempotent: a crash
-// between running and recording it needs the column dropped by hand.
+// Without it (18.16) Migrate takes the server's refusal of a column that is
+// there already for the migration having run (DB.addedBefore).
 func (d ddl) IfNotExists() string {
 	if !d.c.AddColumnIfNotExists {
 		return ""
@@ -421,12 +422,17 @@ func quoteTable(db, table string) string {
 // there, recording each after it ran. Migrations are idempotent statements
 // (CREATE ... IF NOT EXISTS), so a crash between running and recording one,
 // or two nodes migrating at once, is harmless. On a cluster the statements
-// run ON CLUSTER, which waits for every server of the cluster
-// (distributed_ddl_task_timeout, 180 seconds by default): migrate with
-// every replica up. Then, once per database, it
+// run ON CLUSTER, which waits for every server of the cluster: migrate with
+// every replica up. Each statement waits up to ddlTimeout, not the
+// server's default of 180 seconds, which a busy replica's DDL worker can
+// overrun on a fresh database's first migrations. Then, once per database, it
 // seals the RTSP passwords that earlier versions stored in plain text (with
 // Options.Secrets; see sealPlainSecretsOnce).
 func (db *DB) Migrate(ctx context.Context) error {
+	if db.opts.Cluster != "" {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+			"distributed_ddl_task_timeout": int(ddlTimeout / time.Second)}))
+	}
 	s, err := db.Schema()
 	if err != nil {
 		return err
@@ -454,7 +460,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 		}
 		for _, st := range m.Statements {
 			if err := db.conn.Exec(ctx, st); err != nil {
-				return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
+				if !db.addedBefore(st, err) {
+					return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
+				}
+				db.logger.Info("migration's columns are there already: it ran before it was recorded",
+					"database", db.opts.Database, "version", m.Version, "name", m.Name)
 			}
 		}
 		if err := db.recordMigration(ctx, m.Version, m.Name); err != nil {
@@ -467,6 +477,25 @@ func (db *DB) Migrate(ctx context.Context) error {
 		"server", db.caps.Version.String())
 	return db.sealPlainSecretsOnce(ctx, applied)
 }
+
+// addedBefore reports whether err, from running statement st of a
+// migration, says that the columns st adds are there already, on a server
+// without ADD COLUMN IF NOT EXISTS (18.16). ClickHouse checks every
+// command of an ALTER before it changes anything, so the columns are there
+// because st ran before: it was not recorded (a crash between running and
+// recording it), or its record has not reached the replica this Migrate
+// read the bookkeeping table through.
+func (db *DB) addedBefore(st string, err error) bool {
+	var ex *clickhouse.Exception
+	return !db.caps.AddColumnIfNotExists && strings.Contains(st, "ADD COLUMN") &&
+		errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn) &&
+		strings.Contains(ex.Message, "already exists")
+}
+
+// ddlTimeout is how long a migration's statement on a cluster waits for
+// every server to run it (distributed_ddl_task_timeout). A statement that
+// timed out is still queued; the next Migrate runs it again, harmlessly.
+const ddlTimeout = 10 * time.Minute
 
 // recordMigration records in the bookkeeping table that version ran.
 func (db *DB) recordMigration(ctx context.Context, version int, name string) error {
