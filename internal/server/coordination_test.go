@@ -597,24 +597,28 @@ func TestClusterWatchesDevicesNoNodeOwns(t *testing.T) {
 	var nodes []*Server
 	for i := range 2 {
 		nodes = append(nodes, startServerAt(t, now, addr, database, []devices.Device{bin}, func(c *Config) {
-			c.Cluster.ZooKeeper, c.Cluster.SessionTimeout, c.Cluster.Node = zk.Addr, 4*time.Second, fmt.Sprintf("node%d", i)
-			c.Cluster.AdoptAfter = 4 * time.Second
+			// A session of 10 s: the device-watch lease is held for half of
+			// it past each renewal, which a loaded box must be able to renew.
+			c.Cluster.ZooKeeper, c.Cluster.SessionTimeout, c.Cluster.Node = zk.Addr, 10*time.Second, fmt.Sprintf("node%d", i)
+			c.Cluster.AdoptAfter = 10 * time.Second
 		}))
 	}
-	// owner returns the node that owns the bin, once one does.
+	// owner returns the node that owns the bin, once one does; failing
+	// that, it reports what each node's coordinator holds.
 	owner := func(among []*Server) int {
 		t.Helper()
-		at := -1
-		waitFor(t, 2*time.Minute, func() bool {
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			for i, srv := range among {
 				if owned, _ := srv.coord.owners.Owned(); owned == 1 {
-					at = i
-					return true
+					return i
 				}
 			}
-			return false
-		})
-		return at
+		}
+		for _, srv := range among {
+			t.Logf("%s: %v", srv.Config.Cluster.Node, srv.coord.coord.State())
+		}
+		t.Fatal("no node owns the bin within 5m")
+		return -1
 	}
 	// silent returns the bin's device_silent alerts that node lists.
 	silent := func(srv *Server) []alerts.Alert {
