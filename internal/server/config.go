@@ -328,7 +328,7 @@ func (c *Config) Validate() error {
 	c.Units.validate(bad)
 	c.Cases.validate(bad, notify.MinSecretLen)
 	c.Upstream.validate(bad)
-	c.Cluster.validate(bad)
+	c.Cluster.validate(c.Upstream.Brokers == "", bad)
 	if c.Cluster.ZooKeeper != "" && c.ClickHouse.Addr == "" {
 		bad("cluster.zookeeper", "needs clickhouse.addr: the nodes of a cluster share one ClickHouse (or ClickHouse cluster), not each a managed one")
 	}

@@ -62,6 +62,17 @@ data_dir: /var/lib/gw
 	}
 }
 
+// TestAdoptAfterOnlyWhereDevicesAreAdopted: consuming an upstream broker,
+// the nodes adopt no devices, so cluster.adopt_after, unused, is not held
+// to the session timeout as it is with the embedded brokers.
+func TestAdoptAfterOnlyWhereDevicesAreAdopted(t *testing.T) {
+	t.Setenv("GRIDWATCH_CONFIG", writeFile(t, "c.yaml", "cluster:\n  zookeeper: zk:2181\n  adopt_after: 1s\nclickhouse:\n  addr: ch:9000\n"+
+		"upstream:\n  brokers: tcp://mq:1883\n  client_id: node1\n"))
+	if _, err := Load(nil); err != nil {
+		t.Fatalf("Load with upstream.brokers and a short cluster.adopt_after: %v", err)
+	}
+}
+
 func TestLoadErrorsNameTheKey(t *testing.T) {
 	cases := []struct {
 		name, yaml, env, want string

@@ -31,8 +31,9 @@ func defaultCluster() ClusterConfig {
 	return ClusterConfig{Root: cluster.DefaultRoot, SessionTimeout: cluster.DefaultSessionTimeout, AdoptAfter: cluster.DefaultAdoptAfter}
 }
 
-// validate checks the cluster.* keys.
-func (c *ClusterConfig) validate(bad func(key, format string, args ...any)) {
+// validate checks the cluster.* keys; adopt only when the nodes embed
+// their brokers (no upstream.brokers), the one mode that adopts devices.
+func (c *ClusterConfig) validate(adopt bool, bad func(key, format string, args ...any)) {
 	if c.ZooKeeper == "" {
 		return
 	}
@@ -44,7 +45,7 @@ func (c *ClusterConfig) validate(bad func(key, format string, args ...any)) {
 	if c.SessionTimeout < cluster.MinSessionTimeout {
 		bad("cluster.session_timeout", "must be >= %s (ZooKeeper's shortest session at its default tickTime)", cluster.MinSessionTimeout)
 	}
-	if c.AdoptAfter < c.SessionTimeout {
+	if adopt && c.AdoptAfter < c.SessionTimeout {
 		bad("cluster.adopt_after", "must be >= cluster.session_timeout (%s): a device whose node died is left that long to reach another", c.SessionTimeout)
 	}
 	if len(c.Root) < 2 || c.Root[0] != '/' || c.Root[len(c.Root)-1] == '/' {
