@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"maps"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
+	"golang.org/x/sync/errgroup"
 )
 
 // openCluster opens database name through replica i of c with the cluster
@@ -249,4 +252,68 @@ func TestClusterLookupsSeeEveryReplica(t *testing.T) {
 	if dropped != 2 || len(kept) != 1 || kept[0].Record.NumRows() != 1 {
 		t.Errorf("Unstored through the second replica left out %d readings and kept %d parts, want the 2 the first node stored left out and 1 reading kept", dropped, len(kept))
 	}
+}
+
+// TestFailoverSkipsAHangingServer lists first a server that accepts
+// connections and never answers, then a replica. The pool's first
+// connection waits out the dial timeout on the first and goes to the
+// replica; the connections it opens after that go to the replica without
+// waiting on the hanging server again (for 30 s, after which one tries it
+// once more).
+func TestFailoverSkipsAHangingServer(t *testing.T) {
+	c := storagetest.StartCluster(t, 1)
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		accepted atomic.Int64
+		held     = make(chan net.Conn, 64)
+	)
+	go func() {
+		for {
+			conn, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			held <- conn // kept open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		_ = hang.Close()
+		for len(held) > 0 {
+			_ = (<-held).Close()
+		}
+	})
+	start := time.Now()
+	const conns = 8
+	db, err := storage.Open(t.Context(), storage.Options{Addr: hang.Addr().String(), Failover: []string{c.Addr(0)},
+		Database: "gwcluster_" + strings.ToLower(rand.Text()), Password: storagetest.Password(t), Cluster: storagetest.ClusterName,
+		DialTimeout: 2 * time.Second, MaxOpenConns: conns}, nil)
+	if err != nil {
+		t.Fatalf("open with a hanging first server: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if n := accepted.Load(); n != 1 {
+		t.Fatalf("the hanging server accepted %d connections by the time Open returned, want 1 (the first)", n)
+	}
+	// Queries at once, each holding its connection a second: the pool
+	// opens a connection for each.
+	g, ctx := errgroup.WithContext(t.Context())
+	for range conns {
+		g.Go(func() error {
+			var v uint8
+			return db.Conn().QueryRow(ctx, "SELECT sleep(1)").Scan(&v)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("queries through the replica: %v", err)
+	}
+	elapsed := time.Since(start)
+	// One more try of the hanging server for each 30 s passed since it failed.
+	if n, most := accepted.Load(), 1+int64(elapsed/(30*time.Second)); n > most {
+		t.Errorf("the hanging server accepted %d connections in %s, want at most %d: each new connection waited on it", n, elapsed.Round(time.Millisecond), most)
+	}
+	t.Logf("%d queries at once through the replica, %s after Open began; the hanging server tried %d time(s)", conns, elapsed.Round(time.Millisecond), accepted.Load())
 }

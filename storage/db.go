@@ -84,6 +84,51 @@ const (
 // it once Addr answers (clickhouse-go's default is an hour).
 const failback = 5 * time.Minute
 
+// skipDown is how long a server that failed a connection is tried after
+// the others, by the connections a pool with Failover servers opens.
+const skipDown = 30 * time.Second
+
+// inOrder is the dial strategy of a pool with Failover servers: each new
+// connection goes to the first server that answers, in order (as
+// clickhouse-go's ConnOpenInOrder), except that the servers that failed a
+// connection in the last skipDown are tried last. A server that accepts
+// and then hangs costs a connection the dial timeout: it then costs that
+// once per skipDown, not every connection the pool opens meanwhile.
+type inOrder struct {
+	mu   sync.Mutex
+	down map[string]time.Time // when each server last failed, until one connects
+}
+
+func (s *inOrder) dial(ctx context.Context, _ int, opt *clickhouse.Options, dial clickhouse.Dial) (clickhouse.DialResult, error) {
+	s.mu.Lock()
+	var up, down []string
+	for _, a := range opt.Addr {
+		if at, ok := s.down[a]; ok && time.Since(at) < skipDown {
+			down = append(down, a)
+		} else {
+			up = append(up, a)
+		}
+	}
+	s.mu.Unlock()
+	var err error
+	for _, a := range append(up, down...) {
+		var r clickhouse.DialResult
+		r, err = dial(ctx, a, opt)
+		s.mu.Lock()
+		switch {
+		case err == nil:
+			delete(s.down, a)
+		case ctx.Err() == nil: // not the caller giving up
+			s.down[a] = time.Now()
+		}
+		s.mu.Unlock()
+		if err == nil {
+			return r, nil
+		}
+	}
+	return clickhouse.DialResult{}, err
+}
+
 // withDefaults fills the defaults of o and validates it.
 func (o Options) withDefaults() (Options, error) {
 	if o.Addr == "" {
@@ -205,6 +250,7 @@ func dial(o Options, addrs []string, maxOpen, maxIdle int) (driver.Conn, error) 
 	}
 	if len(addrs) > 1 {
 		opts.ConnMaxLifetime = failback
+		opts.DialStrategy = (&inOrder{down: map[string]time.Time{}}).dial
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
