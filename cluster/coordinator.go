@@ -7,9 +7,10 @@
 // are compared and set atomically (the case revisions that keep actions
 // on one case from two nodes linearizable); and owners, which hand each
 // device to one node at a time (its rule state and open alerts follow it
-// to the node its readings reach). Its only state is a ZooKeeper
-// session: an ephemeral node is a lease candidate, a node's data version
-// the compare-and-set.
+// to the node its readings reach); and mutexes, which let one node at a
+// time run a short step (the spool replay's lookups and INSERT). Its only
+// state is a ZooKeeper session: an ephemeral node is a lease candidate, a
+// node's data version the compare-and-set.
 package cluster
 
 import (
@@ -70,6 +71,7 @@ type Coordinator struct {
 	mu     sync.Mutex
 	leases []*Lease
 	owners *Owners
+	holds  map[*hold]bool // the Mutex.Do calls under way
 	closed bool
 }
 
@@ -80,6 +82,9 @@ type metrics struct {
 	fenced   *prometheus.CounterVec
 	sessions *prometheus.CounterVec
 	adopted  prometheus.Counter
+	// mutexWait and mutexHeld time Mutex.Do: waiting for the mutex, and
+	// holding it.
+	mutexWait, mutexHeld prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -100,8 +105,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gridwatch_cluster_devices_adopted_total", Help: "Devices no node owned (never reported, or their node died), or whose owner node this node kept without their state (given up when its connection dropped), that this node adopted, to watch them for silence.",
 		}),
 	}
+	m.mutexWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "gridwatch_cluster_mutex_wait_seconds", Help: "Time a node waited for a cluster mutex (the spool replay's second look and INSERT, one node at a time).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+	})
+	m.mutexHeld = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "gridwatch_cluster_mutex_held_seconds", Help: "Time a node held a cluster mutex.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+	})
 	if reg != nil {
-		reg.MustRegister(m.held, m.terms, m.fenced, m.sessions, m.adopted)
+		reg.MustRegister(m.held, m.terms, m.fenced, m.sessions, m.adopted, m.mutexWait, m.mutexHeld)
 	}
 	return m
 }
@@ -128,6 +141,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		c.Logger = slog.Default()
 	}
 	c.m = newMetrics(c.Registerer)
+	c.holds = map[*hold]bool{}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	dialer := c.Dialer
 	if dialer == nil {
@@ -181,6 +195,11 @@ func (c *Coordinator) event(ev zk.Event) {
 	c.m.sessions.WithLabelValues(strings.TrimPrefix(ev.State.String(), "State")).Inc()
 	c.mu.Lock()
 	leases := c.leases
+	if ev.State == zk.StateDisconnected || ev.State == zk.StateExpired {
+		for h := range c.holds {
+			h.cancel()
+		}
+	}
 	c.mu.Unlock()
 	for _, l := range leases {
 		switch ev.State {

@@ -76,6 +76,15 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 	if s.Config.severalNodes() {
 		s.spool.Unstored = writer.Unstored
 	}
+	if s.coord.coord != nil {
+		// The second look and its INSERT, one node at a time: two nodes
+		// replaying copies of one reading at once would both store it.
+		m, err := s.coord.coord.Mutex("replay")
+		if err != nil {
+			return nil, fmt.Errorf("cluster.zookeeper: %w", err)
+		}
+		s.spool.Exclusive = m.Do
+	}
 	if cfg.DurableAck {
 		if s.spool.ReplayRows == 0 {
 			// Every row goes through the replay here: an INSERT of

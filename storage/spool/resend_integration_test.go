@@ -3,6 +3,9 @@ package spool
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,7 +61,21 @@ func TestSpoolLeavesOutReadingsAnotherNodeStoredIntegration(t *testing.T) {
 	defer back.Close()
 	waitFor(t, "the spool drained", func() bool { return back.Stats().Segments == 0 })
 
-	rows, err := db.Conn().Query(ctx, "SELECT toInt64(ts) - ?, count() FROM "+o.Database+".telemetry WHERE device = 'wl-001' AND ts >= toInt64(?) GROUP BY ts ORDER BY ts", ts, ts)
+	seen := storedTimes(t, db, o.Database, ts)
+	for at := range int64(10) {
+		if seen[at] != 1 {
+			t.Errorf("reading at ts+%d stored %d times, want once (all: %v)", at, seen[at], seen)
+		}
+	}
+	if got := testutil.ToFloat64(back.metrics.readingsDeduplicated.WithLabelValues("telemetry")); got != 4 {
+		t.Errorf("readings left out = %v, want the 4 stored by the other node", got)
+	}
+}
+
+// storedTimes counts wl-001's stored readings from ts on, by their ts - ts.
+func storedTimes(t *testing.T, db *storage.DB, database string, ts int64) map[int64]uint64 {
+	t.Helper()
+	rows, err := db.Conn().Query(t.Context(), "SELECT toInt64(ts) - ?, count() FROM "+database+".telemetry WHERE device = 'wl-001' AND ts >= toInt64(?) GROUP BY ts ORDER BY ts", ts, ts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,12 +92,82 @@ func TestSpoolLeavesOutReadingsAnotherNodeStoredIntegration(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
+	return seen
+}
+
+// TestSpoolReplaysOnTwoNodesAtOnceStoreAReadingOnceIntegration: two nodes
+// each spooled a copy of the same 10 readings (the first died before its
+// PUBACKs, the devices resent to the second while ClickHouse was away),
+// and both replay at the same moment. Each replay's second look, before
+// the other's INSERT landed, would find none of them stored, and both
+// would store them: the INSERTs wait here for each other, up to 10 s, to
+// make that moment certain. Under Exclusive (cluster.Mutex on the nodes;
+// here one mutex of the process) one node's second look and INSERT run
+// at a time, so the second finds the first's copy and leaves it out.
+func TestSpoolReplaysOnTwoNodesAtOnceStoreAReadingOnceIntegration(t *testing.T) {
+	o := storagetest.Options(t)
+	db, w := migratedWriter(t, o)
+	ctx := t.Context()
+	ts := time.Now().UnixMilli()
+	dirs := []string{t.TempDir(), t.TempDir()}
+	for i, dir := range dirs {
+		down := func(context.Context, string, []storage.Part) error { return errors.New("ClickHouse away") }
+		sp := &Spool{Dir: dir, Durable: true, Insert: down, Stored: w.Stored, RetryBackoff: time.Hour}
+		if err := sp.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Write(ctx, "telemetry", fmt.Sprintf("copy-on-node-%d", i), telemetryBatch(t, ts, 10)); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		exclusion sync.Mutex
+		arrived   atomic.Int32
+		together  = make(chan struct{})
+	)
+	insert := func(ctx context.Context, table string, parts []storage.Part) error {
+		if len(parts) > 0 {
+			if arrived.Add(1) == 2 {
+				close(together)
+			}
+			select {
+			case <-together:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return w.WriteParts(ctx, table, parts)
+	}
+	var spools []*Spool
+	for _, dir := range dirs {
+		sp := &Spool{Dir: dir, Durable: true, Insert: insert, Stored: w.Stored, Unstored: w.Unstored, RetryBackoff: 50 * time.Millisecond,
+			InsertTimeout: time.Minute, Exclusive: func(ctx context.Context, fn func(context.Context) error) error {
+				exclusion.Lock()
+				defer exclusion.Unlock()
+				return fn(ctx)
+			}}
+		spools = append(spools, sp)
+	}
+	for _, sp := range spools {
+		if err := sp.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer sp.Close()
+	}
+	waitForLong(t, "both spools drained", func() bool { return spools[0].Stats().Segments == 0 && spools[1].Stats().Segments == 0 })
+	seen := storedTimes(t, db, o.Database, ts)
 	for at := range int64(10) {
 		if seen[at] != 1 {
 			t.Errorf("reading at ts+%d stored %d times, want once (all: %v)", at, seen[at], seen)
 		}
 	}
-	if got := testutil.ToFloat64(back.metrics.readingsDeduplicated.WithLabelValues("telemetry")); got != 4 {
-		t.Errorf("readings left out = %v, want the 4 stored by the other node", got)
+	left := 0.0
+	for _, sp := range spools {
+		left += testutil.ToFloat64(sp.metrics.readingsDeduplicated.WithLabelValues("telemetry"))
+	}
+	if left != 10 {
+		t.Errorf("readings left out = %v, want the 10 the other node stored", left)
 	}
 }

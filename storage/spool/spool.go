@@ -138,6 +138,12 @@ type Spool struct {
 	// fleet's data, a resend another node stored under its own batch id.
 	// It defaults to none.
 	Unstored UnstoredFunc
+	// Exclusive, when set, runs each replay's lookups and INSERT (fn) one
+	// node at a time over the nodes that store one fleet (cluster.Mutex):
+	// two nodes replaying copies of a reading at the same moment could
+	// otherwise both find it missing, and both store it. fn's context
+	// ends when the exclusion is lost. It defaults to none.
+	Exclusive func(ctx context.Context, fn func(context.Context) error) error
 	// InsertTimeout bounds one INSERT, direct or replayed, so that a hung
 	// ClickHouse (SIGSTOP, a network black hole) sends batches to disk
 	// instead of holding them. It defaults to 10 seconds.
@@ -731,11 +737,23 @@ func (s *Spool) replay(ctx context.Context, segs []segInfo) (int, error) {
 	// From here on the batches may reach ClickHouse, whatever this
 	// replay's outcome: the next one asks the ledger about them.
 	s.markSent(done)
-	fresh, res, err := freshParts(ctx, table, parts, ask, s.lookups())
-	if err != nil {
+	var (
+		fresh  fresh
+		res    stepResult
+		looked bool
+	)
+	err := s.exclusive(ctx, func(ctx context.Context) error {
+		var err error
+		if fresh, res, err = freshParts(ctx, table, parts, ask, s.lookups()); err != nil {
+			return err
+		}
+		looked = true
+		return s.insert(ctx, table, fresh.parts)
+	})
+	if !looked {
 		return rows, err
 	}
-	if err := s.insert(ctx, table, fresh.parts); err != nil {
+	if err != nil {
 		if s.Replicated {
 			for _, p := range fresh.parts {
 				if !fresh.made(p) {
@@ -782,6 +800,14 @@ func (s *Spool) replayResend(ctx context.Context) (int, error) {
 	s.replayed(table, b.segs, rows, b.res, sent)
 	b.release()
 	return rows, nil
+}
+
+// exclusive runs fn under Exclusive, if set.
+func (s *Spool) exclusive(ctx context.Context, fn func(context.Context) error) error {
+	if s.Exclusive == nil {
+		return fn(ctx)
+	}
+	return s.Exclusive(ctx, fn)
 }
 
 // insert sends parts as one INSERT, bounded by InsertTimeout; none is a
