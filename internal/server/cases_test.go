@@ -45,7 +45,7 @@ func TestAlertRaisesCaseIntegration(t *testing.T) {
 	category := cases.DefaultCategories().ForDevice("waste_bin", "waste_bin_full")
 	publish(t, srv, bin, `{"fill_pct": 97, "temp_c": 20}`)
 	var c cases.Case
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, 2*time.Minute, func() bool {
 		var page cases.Page
 		if getJSON(t, srv, "/api/v1/cases?source=alert", &page) != http.StatusOK || len(page.Cases) != 1 {
 			return false
@@ -59,7 +59,7 @@ func TestAlertRaisesCaseIntegration(t *testing.T) {
 		t.Fatalf("case of the alert %+v: %+v", p.Alerts, c)
 	}
 	// The alert links to its case.
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, 2*time.Minute, func() bool {
 		a, _, err := srv.alerting.engine.Get(p.Alerts[0].ID)
 		return err == nil && a.Case == c.ID
 	})
@@ -80,7 +80,7 @@ func TestAlertRaisesCaseIntegration(t *testing.T) {
 	act("sign")
 	act("handle")
 	publish(t, srv, bin, `{"fill_pct": 5, "temp_c": 20}`)
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, 2*time.Minute, func() bool {
 		getJSON(t, srv, "/api/v1/cases/"+c.ID, &c)
 		return c.Status == cases.StatusVerified
 	})

@@ -35,7 +35,7 @@ func TestDurableResendCountsOnce(t *testing.T) {
 	defer c.Disconnect(250)
 	// The connect's status row goes through the spool too: once it is
 	// replayed, nothing but this test's message touches the directory.
-	waitFor(t, 30*time.Second, func() bool { return srv.spool.Stats().Segments == 0 })
+	waitFor(t, 2*time.Minute, func() bool { return srv.spool.Stats().Segments == 0 })
 
 	dir := srv.Config.SpoolDir()
 	if err := os.Rename(dir, dir+".away"); err != nil {
@@ -47,7 +47,7 @@ func TestDurableResendCountsOnce(t *testing.T) {
 	now := time.Now().UnixMilli()
 	twice := fmt.Sprintf(`[{"ts": %d, "pm25": 100}, {"ts": %d, "pm25": 100}]`, now-3000, now-2000)
 	lost := c.Publish("devices/"+aq.ID+"/telemetry", 1, false, twice)
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, 2*time.Minute, func() bool {
 		return gathered(t, srv, "gridwatch_batcher_write_errors_total", "table", "telemetry") > 0
 	})
 	if lost.WaitTimeout(100 * time.Millisecond) {
@@ -79,5 +79,5 @@ func TestDurableResendCountsOnce(t *testing.T) {
 		t.Fatalf("pm25_high fired on two readings, one message resent after a failed group commit: they were counted twice (%d alerts)", n)
 	}
 	send(fmt.Sprintf(`{"ts": %d, "pm25": 100}`, now-1000))
-	waitFor(t, 30*time.Second, func() bool { return pm25High() == 1 })
+	waitFor(t, 2*time.Minute, func() bool { return pm25High() == 1 })
 }

@@ -81,7 +81,7 @@ func TestGB28181CameraEndToEnd(t *testing.T) {
 		return st == "ok" && detail == gb28181.ReasonCatalog && online(channel)
 	})
 
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, 2*time.Minute, func() bool {
 		var list struct {
 			Devices []struct {
 				ID, Grid string
@@ -105,7 +105,7 @@ func TestGB28181CameraEndToEnd(t *testing.T) {
 	if err := dev.Alarm(context.Background(), 1, 5, 6, "区域入侵"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, 2*time.Minute, func() bool {
 		var page struct {
 			Alerts []struct{ Rule, Device string } `json:"alerts"`
 		}

@@ -116,12 +116,12 @@ func TestSilenceKeepsNotifiersQuietIntegration(t *testing.T) {
 	// The silenced bin goes first: notifications go out in order, so once
 	// the loud one's arrived, the quiet one's would have too.
 	publish(t, srv, bins[0], `{"fill_pct": 99}`)
-	waitFor(t, 30*time.Second, func() bool {
+	waitFor(t, 2*time.Minute, func() bool {
 		p, _ := srv.alerting.engine.List(alerts.Filter{Device: "bin-quiet"})
 		return len(p.Alerts) == 1
 	})
 	publish(t, srv, bins[1], `{"fill_pct": 99}`)
-	waitFor(t, 30*time.Second, func() bool { return len(hook.devices()) >= 1 && len(mq.devices()) >= 1 })
+	waitFor(t, 2*time.Minute, func() bool { return len(hook.devices()) >= 1 && len(mq.devices()) >= 1 })
 	for name, got := range map[string][]string{"webhook": hook.devices(), "mqtt": mq.devices()} {
 		for _, dev := range got {
 			if dev != "bin-loud" {
