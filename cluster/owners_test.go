@@ -66,6 +66,39 @@ func (n *holder) Give(_ context.Context, devices []string) map[string][]byte {
 	return notes
 }
 
+// startOwners starts, for each of addrs (ZooKeeper's, or a relay's), a
+// node (nodea, nodeb, …) with its owners, holding through h.
+func startOwners(t *testing.T, h *holders, addrs []string, timeout time.Duration) ([]*cluster.Owners, []*cluster.Coordinator) {
+	t.Helper()
+	var (
+		owners []*cluster.Owners
+		nodes  []*cluster.Coordinator
+	)
+	for i, addr := range addrs {
+		name := "node" + string(rune('a'+i))
+		c := startNode(t, addr, name, timeout)
+		o, err := c.Owners(h.holder(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners, nodes = append(owners, o), append(nodes, c)
+	}
+	return owners, nodes
+}
+
+func newHolders(t *testing.T) *holders {
+	return &holders{t: t, by: map[string]string{}, moves: map[string]int{}, notes: map[string][]string{}}
+}
+
+// heldBy waits until node holds device, handed over moves times.
+func (h *holders) heldBy(device, node string, moves int) {
+	h.t.Helper()
+	waitFor(h.t, time.Minute, device+" held by "+node, func() bool {
+		n, m := h.held(device)
+		return n == node && m == moves
+	})
+}
+
 // held returns the node holding device, and its handovers.
 func (h *holders) held(device string) (string, int) {
 	h.mu.Lock()
@@ -82,52 +115,42 @@ func (h *holders) held(device string) (string, int) {
 // another holds.
 func TestOwnersHandEachDeviceToOneNode(t *testing.T) {
 	zk := storagetest.StartZooKeeper(t)
-	h := &holders{t: t, by: map[string]string{}, moves: map[string]int{}, notes: map[string][]string{}}
-	const timeout = 4 * time.Second
-	var owners []*cluster.Owners
-	var proxies []*proxy
-	for i := range 3 {
+	h := newHolders(t)
+	var (
+		proxies []*proxy
+		addrs   []string
+	)
+	for range 3 {
 		p := startProxy(t, zk.Addr)
-		name := "node" + string(rune('a'+i))
-		c := startNode(t, p.addr(), name, timeout)
-		o, err := c.Owners(h.holder(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		owners, proxies = append(owners, o), append(proxies, p)
+		proxies, addrs = append(proxies, p), append(addrs, p.addr())
 	}
-	heldBy := func(device, node string, moves int) {
-		t.Helper()
-		waitFor(t, time.Minute, device+" held by "+node, func() bool {
-			n, m := h.held(device)
-			return n == node && m == moves
-		})
-	}
+	// A short session: the cut-off node's is waited out.
+	owners, _ := startOwners(t, h, addrs, 4*time.Second)
 
 	owners[0].Own("bin-1")
 	owners[0].Own("bin-2")
 	owners[1].Own("lamps/7") // a device id is escaped into one ZooKeeper node
-	heldBy("bin-1", "nodea", 0)
-	heldBy("bin-2", "nodea", 0)
-	heldBy("lamps/7", "nodeb", 0)
+	h.heldBy("bin-1", "nodea", 0)
+	h.heldBy("bin-2", "nodea", 0)
+	h.heldBy("lamps/7", "nodeb", 0)
 	owners[1].Own("bin-1")
 	owners[0].Own("lamps/7")
-	heldBy("bin-1", "nodeb", 1)
-	heldBy("lamps/7", "nodea", 1)
+	h.heldBy("bin-1", "nodeb", 1)
+	h.heldBy("lamps/7", "nodea", 1)
 	owners[2].Own("bin-1")
-	heldBy("bin-1", "nodec", 2)
+	h.heldBy("bin-1", "nodec", 2)
 
 	// nodea is cut off: it gives bin-2 up once its connection drops, and
 	// nodeb, which asked for it, takes it once nodea's session is gone.
 	proxies[0].frozen.Store(true)
 	owners[1].Own("bin-2")
-	heldBy("bin-2", "nodeb", 0)
+	h.heldBy("bin-2", "nodeb", 0)
 	if owned, _ := owners[0].Owned(); owned != 0 {
 		t.Errorf("nodea, cut off, still owns %d devices", owned)
 	}
 	proxies[0].thaw()
 	owners[0].Own("bin-2")
-	heldBy("bin-2", "nodea", 1)
+	h.heldBy("bin-2", "nodea", 1)
 	h.mu.Lock()
 	t.Logf("takes of bin-1 %v, of bin-2 %v", h.notes["bin-1"], h.notes["bin-2"])
 	h.mu.Unlock()
@@ -142,38 +165,19 @@ func TestOwnersHandEachDeviceToOneNode(t *testing.T) {
 // name an owner node stops no adoption.
 func TestOwnersAdoptDevicesNoNodeOwns(t *testing.T) {
 	zk := storagetest.StartZooKeeper(t)
-	h := &holders{t: t, by: map[string]string{}, moves: map[string]int{}, notes: map[string][]string{}}
-	const (
-		timeout = 4 * time.Second
-		grace   = 2 * time.Second
-	)
+	h := newHolders(t)
+	const grace = 2 * time.Second
 	// ".." cannot name an owner node: it is passed over, not a failure
 	// of every look.
 	registry := []string{"..", "never-reported", "owned-by-a", "dies-with-c"}
-	var (
-		owners []*cluster.Owners
-		nodes  []*cluster.Coordinator
-	)
-	for i := range 3 {
-		name := "node" + string(rune('a'+i))
-		c := startNode(t, zk.Addr, name, timeout)
-		o, err := c.Owners(h.holder(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		owners, nodes = append(owners, o), append(nodes, c)
-	}
-	heldBy := func(device, node string, moves int) {
-		t.Helper()
-		waitFor(t, time.Minute, device+" held by "+node, func() bool {
-			n, m := h.held(device)
-			return n == node && m == moves
-		})
-	}
+	// 10 s sessions: the device-watch lease, held for half of one past
+	// each renewal, must stay held on a loaded box. No session here is
+	// waited out (nodec closes its own).
+	owners, nodes := startOwners(t, h, []string{zk.Addr, zk.Addr, zk.Addr}, 10*time.Second)
 	owners[0].Own("owned-by-a")
 	owners[2].Own("dies-with-c")
-	heldBy("owned-by-a", "nodea", 0)
-	heldBy("dies-with-c", "nodec", 0)
+	h.heldBy("owned-by-a", "nodea", 0)
+	h.heldBy("dies-with-c", "nodec", 0)
 	start := time.Now()
 	for i, o := range owners[:2] {
 		name := "node" + string(rune('a'+i))
@@ -226,5 +230,5 @@ func TestOwnersAdoptDevicesNoNodeOwns(t *testing.T) {
 		other, to = 0, "nodea"
 	}
 	owners[other].Own("never-reported")
-	heldBy("never-reported", to, 1)
+	h.heldBy("never-reported", to, 1)
 }
