@@ -112,13 +112,19 @@ func (s *inOrder) dial(ctx context.Context, _ int, opt *clickhouse.Options, dial
 	s.mu.Unlock()
 	var err error
 	for _, a := range append(up, down...) {
+		if ctx.Err() != nil {
+			return clickhouse.DialResult{}, ctx.Err()
+		}
 		var r clickhouse.DialResult
 		r, err = dial(ctx, a, opt)
 		s.mu.Lock()
 		switch {
 		case err == nil:
 			delete(s.down, a)
-		case ctx.Err() == nil: // not the caller giving up
+		case !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+			// The server's failure (the driver dials and shakes hands
+			// under DialTimeout, not ctx), even when ctx ran out meanwhile:
+			// an INSERT's timeout is the dial timeout by default.
 			s.down[a] = time.Now()
 		}
 		s.mu.Unlock()

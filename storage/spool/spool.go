@@ -781,19 +781,24 @@ func (s *Spool) replayResend(ctx context.Context) (int, error) {
 		rows += g.rows
 	}
 	sent := b.parts
-	if len(sent) > 0 {
-		lctx, cancel := context.WithTimeout(ctx, s.LookupTimeout)
-		have, err := s.Stored(lctx, table, sent)
-		cancel()
-		if err != nil {
-			return rows, fmt.Errorf("ledger lookup of %d batches in %s: %w", len(sent), table, err)
+	// Under Exclusive too: another node's second look must not run
+	// between this lookup and this INSERT.
+	err := s.exclusive(ctx, func(ctx context.Context) error {
+		if len(sent) > 0 {
+			lctx, cancel := context.WithTimeout(ctx, s.LookupTimeout)
+			have, err := s.Stored(lctx, table, sent)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("ledger lookup of %d batches in %s: %w", len(sent), table, err)
+			}
+			if !slices.ContainsFunc(sent, func(p storage.Part) bool { return !have[p.ID] }) {
+				b.res.batches = 0
+				sent = nil
+			}
 		}
-		if !slices.ContainsFunc(sent, func(p storage.Part) bool { return !have[p.ID] }) {
-			b.res.batches = 0
-			sent = nil
-		}
-	}
-	if err := s.insert(ctx, table, sent); err != nil {
+		return s.insert(ctx, table, sent)
+	})
+	if err != nil {
 		return rows, err
 	}
 	s.resend = nil
