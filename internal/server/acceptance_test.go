@@ -237,7 +237,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	waitDrained(t, segments, 2*time.Minute)
 	settleUnknownInserts(t, replicas)
 	for i := range 2 {
-		check := checkSetWithin(t, c.Addr(i), "gridwatch", segments, acked, 2*time.Minute)
+		check := checkSetWithin(t, c.Addr(i), "gridwatch", segments, acked.Acks(), 2*time.Minute)
 		t.Logf("read through replica %d: %s; fleet through HAProxy: %d publish errors, %d connections lost; fleet on mosquitto: %d, %d",
 			i+1, check, results[0].stats.Errors, results[0].stats.ConnectionsLost, results[1].stats.Errors, results[1].stats.ConnectionsLost)
 		if check.Acked == 0 || !check.OK() {

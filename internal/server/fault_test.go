@@ -182,7 +182,7 @@ func counterSum(mf *dto.MetricFamily, label, value string) float64 {
 // any of them makes no progress for a minute.
 func checkSet(t *testing.T, addr, database string, segments func() int, acked *simulators.AckLog) simulators.SetCheck {
 	t.Helper()
-	return checkSetWithin(t, addr, database, segments, acked, time.Minute)
+	return checkSetWithin(t, addr, database, segments, acked.Acks(), time.Minute)
 }
 
 // checkSetWithin is checkSet waiting up to wait for each step. The spool
@@ -190,7 +190,7 @@ func checkSet(t *testing.T, addr, database string, segments func() int, acked *s
 // replayed within wait, since a loaded box replays slowly (a segment into
 // a replicated table takes ZooKeeper's round trips) but a stuck replay
 // replays none.
-func checkSetWithin(t *testing.T, addr, database string, segments func() int, acked *simulators.AckLog, wait time.Duration) simulators.SetCheck {
+func checkSetWithin(t *testing.T, addr, database string, segments func() int, acks []simulators.Ack, wait time.Duration) simulators.SetCheck {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	o := storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}
@@ -204,7 +204,7 @@ func checkSetWithin(t *testing.T, addr, database string, segments func() int, ac
 	}
 	defer db.Close()
 	waitDrained(t, segments, wait)
-	c, err := simulators.CheckStored(context.Background(), db, acked.Acks(), wait)
+	c, err := simulators.CheckStored(context.Background(), db, acks, wait)
 	if err != nil {
 		t.Fatal(err)
 	}
