@@ -12,25 +12,35 @@ import (
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
 
-// TestMutexOneNodeAtATime runs three nodes that each take one mutex 20
-// times, holding it a few milliseconds: never two inside at once, every
-// step run. Then the holder is cut off ZooKeeper inside its step: its step's
-// context ends, and another node takes the mutex once that session expires.
-func TestMutexOneNodeAtATime(t *testing.T) {
+// startMutexes starts a ZooKeeper and n nodes (nodea, nodeb, …) with
+// sessions of timeout, each through a relay, and returns the relays and
+// each node's mutex of one name.
+func startMutexes(t *testing.T, n int, timeout time.Duration) ([]*proxy, []*cluster.Mutex) {
+	t.Helper()
 	zk := storagetest.StartZooKeeper(t)
 	var (
 		proxies []*proxy
 		mutexes []*cluster.Mutex
 	)
-	for i := range 3 {
+	for i := range n {
 		p := startProxy(t, zk.Addr)
-		c := startNode(t, p.addr(), "node"+string(rune('a'+i)), 4*time.Second)
+		c := startNode(t, p.addr(), "node"+string(rune('a'+i)), timeout)
 		m, err := c.Mutex("replay-telemetry")
 		if err != nil {
 			t.Fatal(err)
 		}
 		proxies, mutexes = append(proxies, p), append(mutexes, m)
 	}
+	return proxies, mutexes
+}
+
+// TestMutexOneNodeAtATime runs three nodes that each take one mutex 20
+// times, holding it a few milliseconds: never two inside at once, every
+// step run. Then a holder is cut off ZooKeeper inside its step, and
+// another partitioned (its packets lost): each step's context ends, and
+// another node takes the mutex once that session expires, not before.
+func TestMutexOneNodeAtATime(t *testing.T) {
+	proxies, mutexes := startMutexes(t, 3, 4*time.Second)
 	var inside, most, ran atomic.Int64
 	var g errgroup.Group
 	for _, m := range mutexes {
@@ -73,20 +83,7 @@ func TestMutexOneNodeAtATime(t *testing.T) {
 // mutex up, once ZooKeeper answers again: its candidate, which outlives
 // the blip with the session, must not hold the other node for good.
 func TestMutexGivenUpAfterABlip(t *testing.T) {
-	zk := storagetest.StartZooKeeper(t)
-	var (
-		proxies []*proxy
-		mutexes []*cluster.Mutex
-	)
-	for i := range 2 {
-		p := startProxy(t, zk.Addr)
-		c := startNode(t, p.addr(), "node"+string(rune('a'+i)), 20*time.Second)
-		m, err := c.Mutex("replay-telemetry")
-		if err != nil {
-			t.Fatal(err)
-		}
-		proxies, mutexes = append(proxies, p), append(mutexes, m)
-	}
+	proxies, mutexes := startMutexes(t, 2, 20*time.Second)
 	if err := mutexes[0].Do(t.Context(), func(context.Context) error {
 		proxies[0].drop() // the connection drops; the relay lets it back
 		return nil
