@@ -137,7 +137,7 @@ func devicesExportCommand() *cobra.Command {
 	server.AddFlags(cfgCmd.Flags())
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "Write the registry to stdout: devices as CSV, or grids as GeoJSON (--format geojson); never secrets",
+		Short: "Write the registry to stdout: devices as CSV, grids as GeoJSON (--format geojson), or HAProxy's map from client id to grid cell (--format haproxy-map); never secrets",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, closeDB, err := openStore(cmd, cfgCmd)
@@ -146,10 +146,13 @@ func devicesExportCommand() *cobra.Command {
 			}
 			defer closeDB()
 			switch strings.ToLower(format) {
-			case "csv":
+			case "csv", "haproxy-map":
 				devs, err := db.LoadDevices(cmd.Context())
 				if err != nil {
 					return err
+				}
+				if strings.EqualFold(format, "haproxy-map") {
+					return devices.WriteHAProxyMap(cmd.OutOrStdout(), devs)
 				}
 				for i := range devs {
 					devs[i].RTSPUser, devs[i].RTSPPassword, devs[i].SIPPassword = "", "", "" // loaded devices hold secret hashes only
@@ -162,11 +165,11 @@ func devicesExportCommand() *cobra.Command {
 				}
 				return devices.WriteGeoJSON(cmd.OutOrStdout(), grids)
 			default:
-				return fmt.Errorf("--format must be csv or geojson, not %q", format)
+				return fmt.Errorf("--format must be csv, geojson or haproxy-map, not %q", format)
 			}
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "csv", "csv (devices) or geojson (grids)")
+	cmd.Flags().StringVar(&format, "format", "csv", "csv (devices), geojson (grids) or haproxy-map (client id to grid cell, for deploy/haproxy/cells.map)")
 	cmd.Flags().AddFlagSet(cfgCmd.Flags())
 	return cmd
 }

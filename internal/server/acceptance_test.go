@@ -94,7 +94,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	for _, n := range nodes {
 		targets = append(targets, haproxyTarget{n.mqtt, n.http})
 	}
-	hp := startHAProxy(t, targets)
+	hp := startHAProxy(t, targets, proxied)
 	waitBackend(t, hp.statsPort, "gridwatch_mqtt", map[string]string{"gridwatch-1": "UP", "gridwatch-2": "UP", "gridwatch-3": "UP"})
 	var replicas []*storage.DB
 	for i := range 2 {

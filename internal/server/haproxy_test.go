@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -18,6 +19,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/internal/freeport"
 	"github.com/gridwatch/gridwatch/internal/logbuf"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
@@ -26,18 +29,40 @@ import (
 // TestHAProxyConfigFrontsNodes runs deploy/haproxy/haproxy.cfg, as shipped
 // but for its addresses and maxconn, in front of two gridwatch nodes sharing
 // one ClickHouse, its third server being a node that is down: HAProxy's
-// checks (/readyz) take the live nodes in and leave the dead one out,
-// devices connecting through HAProxy's MQTT port land on both live nodes,
-// every reading is stored once, and the API answers through HAProxy's HTTP
-// port. HAProxy sends the PROXY protocol (send-proxy-v2), which the nodes
-// read from it (mqtt.proxy_protocol_from): a stranger at 127.0.0.2 guessing
-// a device's secret through HAProxy until each node has banned it bans its
-// own address, and the device, at 127.0.0.3 through the same HAProxy, still
-// gets in (without the header both were HAProxy's address to the nodes, so
-// the ban was the device's too: issue 10, item 2).
+// checks (/readyz) take the live nodes in and leave the dead one out, and
+// the API answers through HAProxy's HTTP port. Devices connecting through
+// HAProxy's MQTT port land by grid cell, with the map that `gridwatch
+// devices export --format haproxy-map` writes: every device of a cell on
+// one node, where a grid-level (storm) alert sees them all, the cells on
+// both live nodes, a device missing from the map let in too, and every
+// reading stored once. HAProxy sends the PROXY protocol (send-proxy-v2),
+// which the nodes read from it (mqtt.proxy_protocol_from): a stranger at
+// 127.0.0.2 guessing a device's secret through HAProxy until the device's
+// node has banned it bans its own address, and the device, at 127.0.0.3
+// through the same HAProxy, still gets in (without the header both were
+// HAProxy's address to the node, so the ban was the device's too: issue
+// 10, item 2).
 func TestHAProxyConfigFrontsNodes(t *testing.T) {
 	addr, database := storagetest.Database(t)
-	devs := e2eDevices(t, 12)
+	devs := e2eDevices(t, 20)
+	// Seven waste bins in the storm's cell, the others in cells of three
+	// devices each; the last device is left out of the map.
+	const stormCell, stormBins = "cell-storm", 7
+	var bins []devices.Device
+	others := 0
+	for i := range devs {
+		if devs[i].Type == "waste_bin" && len(bins) < stormBins {
+			devs[i].Grid = stormCell
+			bins = append(bins, devs[i])
+			continue
+		}
+		devs[i].Grid = fmt.Sprintf("cell-%d", others/3)
+		others++
+	}
+	if len(bins) < stormBins {
+		t.Fatalf("%d waste bins among the devices, want %d", len(bins), stormBins)
+	}
+	mapped, unmapped := devs[:len(devs)-1], devs[len(devs)-1]
 	const token = "haproxy-test-token-0123"
 	node := func(c *Config) {
 		c.API.AdminToken = token
@@ -47,7 +72,7 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 	nodes := []*Server{startServer(t, addr, database, devs, node), startServer(t, addr, database, devs, node)}
 
 	targets := []haproxyTarget{{nodes[0].MQTTAddr(), nodes[0].HTTPAddr()}, {nodes[1].MQTTAddr(), nodes[1].HTTPAddr()}, {}}
-	hp := startHAProxy(t, targets)
+	hp := startHAProxy(t, targets, mapped)
 	apiPort, statsPort, mqttPort := hp.apiPort, hp.statsPort, hp.mqttPort
 
 	// The API through HAProxy, once its checks found a node ready.
@@ -70,37 +95,111 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 	}
 	waitBackend(t, statsPort, "gridwatch_mqtt", map[string]string{"gridwatch-1": "UP", "gridwatch-2": "UP", "gridwatch-3": "DOWN"})
 
+	// Each device publishes once, in turn; the node whose broker ingested
+	// its message is the one HAProxy sent it to.
 	url := fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort)
+	nodeOf := map[string]int{}
 	for i, d := range devs {
+		before := []float64{ingested(t, nodes[0]), ingested(t, nodes[1])}
 		m := metricNames(d.Type)
 		publishTo(t, url, d, fmt.Sprintf(`{"ts": %d, %q: 1, %q: 2}`, time.Now().UnixMilli()-int64(i), m[0], m[1]))
+		deadline := time.Now().Add(2 * time.Minute)
+		for nodeOf[d.ID] == 0 {
+			for j, s := range nodes {
+				if ingested(t, s) > before[j] {
+					nodeOf[d.ID] = j + 1
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no node ingested %s's message within 2 minutes", d.ID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	waitCount(t, nodes[0], uint64(2*len(devs)), "SELECT count() FROM {db}.telemetry")
-	for i, s := range nodes {
-		if n := ingested(t, s); n == 0 {
-			t.Errorf("node %d took no device through HAProxy", i+1)
+	cells := map[string]map[int]bool{}
+	for _, d := range mapped {
+		if cells[d.Grid] == nil {
+			cells[d.Grid] = map[int]bool{}
+		}
+		cells[d.Grid][nodeOf[d.ID]] = true
+	}
+	took := map[int]int{}
+	for cell, on := range cells {
+		if len(on) != 1 {
+			t.Errorf("the devices of %s reached nodes %v through HAProxy, want one node", cell, on)
+		}
+		for n := range on {
+			took[n]++
+		}
+	}
+	t.Logf("cells per node through HAProxy: %v; %s, not in the map, on node %d", took, unmapped.ID, nodeOf[unmapped.ID])
+	for n := 1; n <= len(nodes); n++ {
+		if took[n] == 0 {
+			t.Errorf("node %d took no cell through HAProxy (cells per node: %v)", n, took)
 		}
 	}
 
-	victim := devs[0]
-	banned := func() bool {
-		for _, s := range nodes {
-			if gathered(t, s, "gridwatch_mqtt_limited_total", "limit", "auth_failure_ban") == 0 {
-				return false
+	// A storm over the cell: every bin full. The node holding the cell
+	// sees them all: StormMin (5) alerts of their own, then one grid-level
+	// alert the next ones join (split over the nodes, each node would see
+	// fewer than 6 and raise an alert per bin).
+	for _, b := range bins {
+		publishTo(t, url, b, fmt.Sprintf(`{"ts": %d, "fill_pct": 97, "temp_c": 20}`, time.Now().UnixMilli()))
+	}
+	storm := func() (own, grid []alerts.Alert, on map[int]bool) {
+		on = map[int]bool{}
+		for i, s := range nodes {
+			page, err := s.Alerts().List(alerts.Filter{Grid: stormCell, Rule: "waste_bin_full", Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range page.Alerts {
+				on[i+1] = true
+				if a.Device == "" {
+					grid = append(grid, a)
+				} else {
+					own = append(own, a)
+				}
 			}
 		}
-		return true
+		return own, grid, on
 	}
+	// Every bin in an alert: one of its own or a grid-level one's members.
+	accounted := func(own, grid []alerts.Alert) int {
+		n := len(own)
+		for _, a := range grid {
+			n += len(a.Members)
+		}
+		return n
+	}
+	own, grid, on := storm()
+	for deadline := time.Now().Add(2 * time.Minute); accounted(own, grid) < stormBins && time.Now().Before(deadline); own, grid, on = storm() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("storm over %s (%d bins full): on nodes %v, %d alerts of their own, %d grid-level", stormCell, len(bins), on, len(own), len(grid))
+	if len(on) != 1 || len(own) != alerts.DefaultStormMin || len(grid) != 1 || len(grid[0].Members) != stormBins-alerts.DefaultStormMin {
+		members := -1
+		if len(grid) == 1 {
+			members = len(grid[0].Members)
+		}
+		t.Errorf("storm over %s: alerts on nodes %v, %d of their own, %d grid-level (members of one: %d); want them on one node, %d of their own and one grid-level of %d",
+			stormCell, on, len(own), len(grid), members, alerts.DefaultStormMin, stormBins-alerts.DefaultStormMin)
+	}
+
+	victim := devs[0]
+	home := nodes[nodeOf[victim.ID]-1]
+	banned := func() bool { return gathered(t, home, "gridwatch_mqtt_limited_total", "limit", "auth_failure_ban") > 0 }
 	guesses := 0
 	for ; !banned(); guesses++ {
 		if guesses == 100 {
-			t.Fatalf("after %d guesses through HAProxy not every node banned the stranger", guesses)
+			t.Fatalf("after %d guesses through HAProxy the device's node had not banned the stranger", guesses)
 		}
 		if err := connectFrom(url, "127.0.0.2", victim.ID, "guess"); err == nil {
 			t.Fatalf("guess %d let in", guesses)
 		}
 	}
-	t.Logf("every node banned the stranger after %d guesses through HAProxy", guesses)
+	t.Logf("the device's node banned the stranger after %d guesses through HAProxy", guesses)
 	if err := connectFrom(url, "127.0.0.3", victim.ID, victim.Secret); err != nil {
 		t.Errorf("%s through HAProxy is locked out by a stranger's %d guesses through it: %v", victim.ID, guesses, err)
 	}
@@ -147,9 +246,9 @@ type haproxyRun struct {
 func (h *haproxyRun) logs() string { return h.out.String() }
 
 // startHAProxy runs deploy/haproxy/haproxy.cfg, as shipped but for its
-// addresses and maxconn, in front of three nodes (gridwatch-1..3), until t
-// ends.
-func startHAProxy(t *testing.T, nodes []haproxyTarget) *haproxyRun {
+// addresses and maxconn, in front of three nodes (gridwatch-1..3), with the
+// cells map of devs, until t ends.
+func startHAProxy(t *testing.T, nodes []haproxyTarget, devs []devices.Device) *haproxyRun {
 	t.Helper()
 	haproxy, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -210,8 +309,16 @@ func startHAProxy(t *testing.T, nodes []haproxyTarget) *haproxyRun {
 	if replaced != 6 {
 		t.Fatalf("haproxy.cfg names %d node addresses, want 3 MQTT and 3 HTTP", replaced)
 	}
-	file := filepath.Join(t.TempDir(), "haproxy.cfg")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cells bytes.Buffer
+	if err := devices.WriteHAProxyMap(&cells, devs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cells.map"), cells.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
