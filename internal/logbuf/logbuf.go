@@ -4,6 +4,7 @@ package logbuf
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -25,4 +26,16 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Tail returns the last lines written, up to about n bytes.
+func (s *Buffer) Tail(n int) string {
+	b := s.String()
+	if i := len(b) - n; i > 0 {
+		if j := strings.IndexByte(b[i:], '\n'); j >= 0 {
+			i += j + 1
+		}
+		b = b[i:]
+	}
+	return b
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/internal/logbuf"
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
@@ -100,7 +100,14 @@ func startServerAt(t testing.TB, now func() time.Time, chAddr, database string, 
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now}
+	// The server's warnings and errors are shown when the test fails.
+	logs := &logbuf.Buffer{}
+	srv := &Server{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})), Now: now}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the server's warnings and errors:\n%s", logs.Tail(16000))
+		}
+	})
 	// The bound only catches a hang: on a loaded box, the migrations ON
 	// CLUSTER (each a distributed DDL both replicas run) took over the 2
 	// minutes this once was (TestClusterReplicaStoppedUnderLoad, a

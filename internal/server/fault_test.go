@@ -208,6 +208,22 @@ func checkSetWithin(t *testing.T, addr, database string, segments func() int, ac
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.Duplicates > 0 {
+		// The batches that brought the copies, for the servers' logs.
+		var batches [][]string
+		rows, err := db.Conn().Query(context.Background(),
+			"SELECT groupUniqArray(batch) FROM "+database+".telemetry GROUP BY device, ts, metric HAVING count() > 1 LIMIT 5")
+		for err == nil && rows.Next() {
+			var b []string
+			if err = rows.Scan(&b); err == nil {
+				batches = append(batches, b)
+			}
+		}
+		if rows != nil {
+			rows.Close()
+		}
+		t.Logf("batches of duplicated readings (through %s): %v (err %v)", addr, batches, err)
+	}
 	return c
 }
 
