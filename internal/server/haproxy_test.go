@@ -98,16 +98,18 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 	// Each device publishes once, in turn; the node whose broker ingested
 	// its message is the one HAProxy sent it to.
 	url := fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort)
-	nodeOf := map[string]int{}
-	for i, d := range devs {
+	sent := 0
+	reach := func(d devices.Device) int {
+		t.Helper()
 		before := []float64{ingested(t, nodes[0]), ingested(t, nodes[1])}
 		m := metricNames(d.Type)
-		publishTo(t, url, d, fmt.Sprintf(`{"ts": %d, %q: 1, %q: 2}`, time.Now().UnixMilli()-int64(i), m[0], m[1]))
+		publishTo(t, url, d, fmt.Sprintf(`{"ts": %d, %q: 1, %q: 2}`, time.Now().UnixMilli()-int64(sent), m[0], m[1]))
+		sent++
 		deadline := time.Now().Add(2 * time.Minute)
-		for nodeOf[d.ID] == 0 {
+		for {
 			for j, s := range nodes {
 				if ingested(t, s) > before[j] {
-					nodeOf[d.ID] = j + 1
+					return j + 1
 				}
 			}
 			if time.Now().After(deadline) {
@@ -116,7 +118,18 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	waitCount(t, nodes[0], uint64(2*len(devs)), "SELECT count() FROM {db}.telemetry")
+	nodeOf := map[string]int{}
+	for _, d := range devs {
+		nodeOf[d.ID] = reach(d)
+	}
+	// The device not in the map is hashed on its client id: one node,
+	// each time (with no key HAProxy would take turns).
+	for range 2 {
+		if n := reach(unmapped); n != nodeOf[unmapped.ID] {
+			t.Errorf("%s, not in the map, reached node %d, then node %d", unmapped.ID, nodeOf[unmapped.ID], n)
+		}
+	}
+	waitCount(t, nodes[0], uint64(2*sent), "SELECT count() FROM {db}.telemetry")
 	cells := map[string]map[int]bool{}
 	for _, d := range mapped {
 		if cells[d.Grid] == nil {
@@ -134,6 +147,8 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 		}
 	}
 	t.Logf("cells per node through HAProxy: %v; %s, not in the map, on node %d", took, unmapped.ID, nodeOf[unmapped.ID])
+	// Which node a cell goes to is HAProxy's hash of its name, fixed for
+	// these names and servers.
 	for n := 1; n <= len(nodes); n++ {
 		if took[n] == 0 {
 			t.Errorf("node %d took no cell through HAProxy (cells per node: %v)", n, took)
@@ -200,6 +215,10 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 		}
 	}
 	t.Logf("the device's node banned the stranger after %d guesses through HAProxy", guesses)
+	other := nodes[2-nodeOf[victim.ID]]
+	if n := gathered(t, other, "gridwatch_mqtt_auth_failures_total", "reason", "bad_password"); n != 0 {
+		t.Errorf("%v of the stranger's guesses for %s reached the node its cell does not go to", n, victim.ID)
+	}
 	if err := connectFrom(url, "127.0.0.3", victim.ID, victim.Secret); err != nil {
 		t.Errorf("%s through HAProxy is locked out by a stranger's %d guesses through it: %v", victim.ID, guesses, err)
 	}
