@@ -124,12 +124,14 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.Now()
+	adopted := map[string]bool{}
 	for _, id := range devices {
 		if e.devs[id] == nil {
 			// Adopted: no node owned it (it never reported, or its node
 			// died), so it is watched for silence from now.
 			if d := e.newDevice(id, "", "", now); d != nil {
 				e.devs[id] = d
+				adopted[id] = true
 			}
 		}
 	}
@@ -146,6 +148,9 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		e.active[a.ID] = en
 		e.schedule(en)
 		if r := e.rules.byName[a.Rule]; r != nil {
+			if adopted[d.id] && r.Absent > 0 {
+				d.lastSeen = silentSince(d, r, &en.Alert)
+			}
 			e.runDeviceAlert(en, r, d)
 		}
 	}
@@ -265,6 +270,26 @@ func (e *Engine) forget(d *deviceState) ([]claimRelease, []*entry) {
 	d.due, d.held = time.Time{}, nil
 	delete(e.devs, d.id)
 	return release, left
+}
+
+// silentSince returns when adopted device d, whose absence alert a of rule
+// r is carried on, was last heard of at the latest: the silence the alert
+// stands for, not the adoption, so that its next absence check keeps a
+// firing (or pending) rather than clearing it, the device having sent
+// nothing since (before, a carried device_silent alert cleared at the
+// next tick). Called with mu held.
+func silentSince(d *deviceState, r *rule, a *Alert) time.Time {
+	since := a.Fired
+	if a.Condition == ConditionPending {
+		since = a.PendingSince
+	}
+	if since.IsZero() {
+		return d.lastSeen
+	}
+	if t := since.Add(-time.Duration(r.Absent * float64(d.typ.Interval))); t.Before(d.lastSeen) {
+		return t
+	}
+	return d.lastSeen
 }
 
 // keepStored holds a, stored with its events, in memory: listed and got, and

@@ -274,6 +274,44 @@ func TestOwnersCarryAnAlertOnAfterItsNodeDied(t *testing.T) {
 	}
 }
 
+// TestOwnersKeepACarriedSilentAlertFiring: node A adopts a device that
+// never reported, fires its device_silent alert and dies; node B adopts the
+// device in turn and carries the alert on, still firing at its next
+// absence checks: the device has sent nothing since. Before, B watched the
+// device's silence from the adoption, so its first check cleared the alert
+// (and TestClusterWatchesDevicesNoNodeOwns passed only when it looked
+// before that check: run 220 did not).
+func TestOwnersKeepACarriedSilentAlertFiring(t *testing.T) {
+	c, bin, store, claims, owners := newOwnersCluster(t)
+	a, b := owners.engine(store, claims, c), owners.engine(store, claims, c)
+	ctx := t.Context()
+	if err := a.Owned(ctx, []string{bin.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	typ, _ := devices.LookupType(bin.Type)
+	c.Add(4 * typ.Interval)
+	a.RunTimers()
+	fired := firing(t, a, bin.ID, "device_silent")
+	if err := a.Flush(ctx); err != nil { // its last flush before it died
+		t.Fatal(err)
+	}
+	claims.mu.Lock()
+	clear(claims.holder) // its session expired
+	claims.mu.Unlock()
+
+	c.Add(time.Minute)
+	if err := b.Owned(ctx, []string{bin.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c.Add(time.Second)
+		b.RunTimers()
+	}
+	if got, _, err := b.Get(fired.ID); err != nil || got.Condition != alerts.ConditionFiring {
+		t.Errorf("B after adopting the device and checking its silence: %+v (%v), want alert %s firing", got, err, fired.ID)
+	}
+}
+
 // waitHeld waits until the claims hold n conditions.
 func waitHeld(t *testing.T, m *memClaims, n int) {
 	t.Helper()

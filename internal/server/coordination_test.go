@@ -666,6 +666,12 @@ func TestClusterWatchesDevicesNoNodeOwns(t *testing.T) {
 	if len(carried) != 1 || carried[0].ID != fired.ID {
 		t.Errorf("after the owner closed, the other node lists %v; want the one alert %s carried on", carried, fired.ID)
 	}
+	// The bin has sent nothing since: the absence checks the survivor runs
+	// each second keep the alert firing (before, its first one cleared it).
+	time.Sleep(5 * time.Second)
+	if n := firing(survivor); n != 1 {
+		t.Errorf("5 s after the survivor carried the alert on, %d device_silent alerts of the bin fire there, want 1: %v", n, silent(survivor))
+	}
 	if n := count(t, survivor, "SELECT count() FROM {db}.alert_events WHERE kind = 'fire' AND alert_id IN (SELECT id FROM {db}.alerts WHERE device = ?)", bin.ID); n != 1 {
 		t.Errorf("%d fire events stored for the bin, want 1", n)
 	}
