@@ -148,8 +148,8 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		e.active[a.ID] = en
 		e.schedule(en)
 		if r := e.rules.byName[a.Rule]; r != nil {
-			if adopted[d.id] && r.Absent > 0 {
-				d.lastSeen = silentSince(d, r, &en.Alert)
+			if adopted[d.id] {
+				carrySilence(d, r, &en.Alert)
 			}
 			e.runDeviceAlert(en, r, d)
 		}
@@ -161,7 +161,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		}
 		d.owned = true
 		e.m.handed.WithLabelValues("in").Inc()
-		e.rejoinGrids(d)
+		e.rejoinGrids(d, adopted[id])
 		e.recheck(d)
 		obs := d.held
 		d.held = nil
@@ -174,8 +174,9 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 
 // rejoinGrids has d, owned now, fire again into the firing grid-level alerts
 // that count it among their members still firing (restored at start, see
-// restore), so that its observations can clear them. Called with mu held.
-func (e *Engine) rejoinGrids(d *deviceState) {
+// restore), so that its observations can clear them; d adopted, silent
+// since the alert as carrySilence says. Called with mu held.
+func (e *Engine) rejoinGrids(d *deviceState, adopted bool) {
 	for k, en := range e.grids {
 		r := e.rules.byName[k.rule]
 		if r == nil || k.grid != d.grid || !en.active[d.id] || en.Condition != ConditionFiring {
@@ -183,6 +184,9 @@ func (e *Engine) rejoinGrids(d *deviceState) {
 		}
 		if in := d.instance(r); in.alert == nil {
 			in.phase, in.alert, in.cond = phaseFiring, en, true
+			if adopted {
+				carrySilence(d, r, &en.Alert)
+			}
 		}
 	}
 }
@@ -272,24 +276,25 @@ func (e *Engine) forget(d *deviceState) ([]claimRelease, []*entry) {
 	return release, left
 }
 
-// silentSince returns when adopted device d, whose absence alert a of rule
-// r is carried on, was last heard of at the latest: the silence the alert
-// stands for, not the adoption, so that its next absence check keeps a
-// firing (or pending) rather than clearing it, the device having sent
-// nothing since (before, a carried device_silent alert cleared at the
-// next tick). Called with mu held.
-func silentSince(d *deviceState, r *rule, a *Alert) time.Time {
+// carrySilence has d, a device state made to carry a's rule r on (at start,
+// or adopted), last heard of no later than the silence a stands for, when r
+// is an absence rule: a firing a's fire time (a pending one's pending time)
+// less r's window. Its next absence check then keeps a firing (or pending)
+// rather than clearing it, the device having sent nothing since; counted
+// from the state's making, a carried device_silent alert cleared at the
+// next tick (TestOwnersKeepACarriedSilentAlertFiring,
+// TestRestartKeepsASilentAlertFiring). Called with mu held.
+func carrySilence(d *deviceState, r *rule, a *Alert) {
 	since := a.Fired
 	if a.Condition == ConditionPending {
 		since = a.PendingSince
 	}
-	if since.IsZero() {
-		return d.lastSeen
+	if r.Absent <= 0 || since.IsZero() {
+		return
 	}
 	if t := since.Add(-time.Duration(r.Absent * float64(d.typ.Interval))); t.Before(d.lastSeen) {
-		return t
+		d.lastSeen = t
 	}
-	return d.lastSeen
 }
 
 // keepStored holds a, stored with its events, in memory: listed and got, and

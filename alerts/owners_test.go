@@ -2,6 +2,7 @@ package alerts_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -321,5 +322,112 @@ func waitHeld(t *testing.T, m *memClaims, n int) {
 			t.Fatalf("%d claims held, want %d", m.held(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRestartKeepsASilentAlertFiring: a single node fires a device's
+// device_silent alert and restarts; the restored alert still fires at the
+// restarted engine's absence checks, the device having sent nothing. Before,
+// the device counted as heard of at the start, so the first check cleared
+// the alert (and three intervals later a new one fired).
+func TestRestartKeepsASilentAlertFiring(t *testing.T) {
+	c := &clock{t: t0}
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	store := &sharedStore{}
+	rules := mustRules(t, ownersRules)
+	reg := devices.NewRegistry([]devices.Device{bin})
+	start := func() *alerts.Engine {
+		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Devices: reg.All, Store: store, Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour}
+		if err := e.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := start()
+	typ, _ := devices.LookupType(bin.Type)
+	c.Add(4 * typ.Interval)
+	first.RunTimers()
+	fired := firing(t, first, bin.ID, "device_silent")
+	if err := first.Close(); err != nil { // saves what it holds
+		t.Fatal(err)
+	}
+
+	c.Add(time.Minute)
+	again := start()
+	defer again.Close()
+	for range 3 {
+		c.Add(time.Second)
+		again.RunTimers()
+	}
+	if got, _, err := again.Get(fired.ID); err != nil || got.Condition != alerts.ConditionFiring {
+		t.Errorf("after the restart and its absence checks: %+v (%v), want alert %s firing", got, err, fired.ID)
+	}
+}
+
+// TestOwnersKeepACarriedSilentStormFiring: node A fires one grid-level
+// device_silent alert over six silent bins of a cell, and dies; node B,
+// started after, adopts the bins, which fire into that alert again, and it
+// still fires at B's absence checks. Before, the bins counted as heard of
+// at the adoption, and B's first check cleared the alert.
+func TestOwnersKeepACarriedSilentStormFiring(t *testing.T) {
+	c, _, store, claims, owners := newOwnersCluster(t)
+	var bins []devices.Device
+	var ids []string
+	for i := range 6 {
+		bins = append(bins, devices.Device{ID: fmt.Sprintf("bin-%d", i+10), Type: "waste_bin", Grid: "G2"})
+		ids = append(ids, bins[i].ID)
+	}
+	owners.rules = mustRules(t, `
+rules:
+  - name: device_silent
+    absent: 3
+    severity: minor
+`)
+	owners.reg = devices.NewRegistry(bins)
+	ctx := t.Context()
+	a := owners.engine(store, claims, c)
+	if err := a.Owned(ctx, ids, nil); err != nil {
+		t.Fatal(err)
+	}
+	typ, _ := devices.LookupType("waste_bin")
+	c.Add(4 * typ.Interval)
+	a.RunTimers()
+	c.Add(typ.Interval + time.Minute) // the storm group's wait
+	a.RunTimers()
+	storm := func(e *alerts.Engine) (alerts.Alert, bool) {
+		p, _ := e.List(alerts.Filter{Grid: "G2", Rule: "device_silent"})
+		for _, x := range p.Alerts {
+			if x.Device == "" && x.Condition == alerts.ConditionFiring {
+				return x, true
+			}
+		}
+		return alerts.Alert{}, false
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	fired, ok := storm(a)
+	for ; !ok && time.Now().Before(deadline); fired, ok = storm(a) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("A raised no grid-level device_silent alert over the six bins")
+	}
+	if err := a.Flush(ctx); err != nil { // its last flush before it died
+		t.Fatal(err)
+	}
+	claims.mu.Lock()
+	clear(claims.holder) // its session expired
+	claims.mu.Unlock()
+
+	c.Add(time.Minute)
+	b := owners.engine(store, claims, c)
+	if err := b.Owned(ctx, ids, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c.Add(time.Second)
+		b.RunTimers()
+	}
+	if got, _, err := b.Get(fired.ID); err != nil || got.Condition != alerts.ConditionFiring {
+		t.Errorf("B after adopting the bins and checking their silence: %+v (%v), want the grid-level alert %s firing", got, err, fired.ID)
 	}
 }

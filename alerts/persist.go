@@ -142,11 +142,13 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 					in := d.instance(r)
 					in.phase, in.alert, in.cond = phaseFiring, en, true
 					en.active[m] = true
+					carrySilence(d, r, &en.Alert)
 				}
 			}
 			continue
 		}
 		if d := e.device(a.Device, "", a.Grid, now); d != nil {
+			carrySilence(d, r, &en.Alert)
 			e.runDeviceAlert(en, r, d)
 		}
 	}
