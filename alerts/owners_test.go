@@ -56,6 +56,21 @@ func (o *memOwners) engine(store alerts.Store, claims alerts.Claims, c *clock) *
 	return n.e
 }
 
+// die has node e die: its last flush, then its claims go with its
+// ZooKeeper session, and its devices are handed on without a handover.
+func (o *memOwners) die(e *alerts.Engine, claims *memClaims) {
+	o.t.Helper()
+	if err := e.Flush(o.t.Context()); err != nil {
+		o.t.Fatal(err)
+	}
+	o.mu.Lock()
+	o.dead[e] = true
+	o.mu.Unlock()
+	claims.mu.Lock()
+	clear(claims.holder)
+	claims.mu.Unlock()
+}
+
 // settle hands the devices asked for to the engines that asked.
 func (o *memOwners) settle() {
 	o.t.Helper()
@@ -244,15 +259,7 @@ func TestOwnersCarryAnAlertOnAfterItsNodeDied(t *testing.T) {
 	obs(a, 97)
 	owners.settle()
 	fired := firing(t, a, bin.ID, "bin_full")
-	if err := a.Flush(t.Context()); err != nil { // its last flush before it died
-		t.Fatal(err)
-	}
-	owners.mu.Lock()
-	owners.dead[a] = true
-	owners.mu.Unlock()
-	claims.mu.Lock()
-	clear(claims.holder) // its session expired
-	claims.mu.Unlock()
+	owners.die(a, claims)
 
 	c.Add(time.Minute)
 	obs(b, 98)
@@ -293,12 +300,7 @@ func TestOwnersKeepACarriedSilentAlertFiring(t *testing.T) {
 	c.Add(4 * typ.Interval)
 	a.RunTimers()
 	fired := firing(t, a, bin.ID, "device_silent")
-	if err := a.Flush(ctx); err != nil { // its last flush before it died
-		t.Fatal(err)
-	}
-	claims.mu.Lock()
-	clear(claims.holder) // its session expired
-	claims.mu.Unlock()
+	owners.die(a, claims)
 
 	c.Add(time.Minute)
 	if err := b.Owned(ctx, []string{bin.ID}, nil); err != nil {
@@ -411,12 +413,7 @@ rules:
 	if !ok {
 		t.Fatal("A raised no grid-level device_silent alert over the six bins")
 	}
-	if err := a.Flush(ctx); err != nil { // its last flush before it died
-		t.Fatal(err)
-	}
-	claims.mu.Lock()
-	clear(claims.holder) // its session expired
-	claims.mu.Unlock()
+	owners.die(a, claims)
 
 	c.Add(time.Minute)
 	b := owners.engine(store, claims, c)

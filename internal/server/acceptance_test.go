@@ -96,15 +96,7 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 	}
 	hp := startHAProxy(t, targets, proxied)
 	waitBackend(t, hp.statsPort, "gridwatch_mqtt", map[string]string{"gridwatch-1": "UP", "gridwatch-2": "UP", "gridwatch-3": "UP"})
-	var replicas []*storage.DB
-	for i := range 2 {
-		db, err := storage.Open(context.Background(), storage.Options{Addr: c.Addr(i), Database: "gridwatch", Password: storagetest.Password(t)}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		replicas = append(replicas, db)
-	}
+	replicas := openReplicas(t, c)
 	db := replicas[0]
 	t.Logf("set up in %s", time.Since(start).Round(time.Millisecond))
 
@@ -251,6 +243,22 @@ func TestClusterThreeNodesBehindHAProxy(t *testing.T) {
 			total(mfs["gridwatch_ingest_duplicates_dropped_total"]), total(mfs["gridwatch_spool_readings_deduplicated_total"]))
 	}
 	t.Logf("the whole run took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// openReplicas opens the gridwatch database on each server of c, until t
+// ends.
+func openReplicas(t *testing.T, c *storagetest.Cluster) []*storage.DB {
+	t.Helper()
+	var out []*storage.DB
+	for i := range c.Len() {
+		db, err := storage.Open(context.Background(), storage.Options{Addr: c.Addr(i), Database: "gridwatch", Password: storagetest.Password(t)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		out = append(out, db)
+	}
+	return out
 }
 
 // settleUnknownInserts has each replica set aside the parts of INSERTs it

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gridwatch/gridwatch/simulators"
-	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
 
@@ -103,16 +102,7 @@ func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	// the copy the spool sent again (run 172: 206 readings twice through
 	// either replica, the second reading the first's Distributed way).
 	waitDrained(t, segments, 5*time.Minute)
-	var replicas []*storage.DB
-	for i := range 2 {
-		db, err := storage.Open(context.Background(), storage.Options{Addr: c.Addr(i), Database: "gridwatch", Password: storagetest.Password(t)}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		replicas = append(replicas, db)
-	}
-	settleUnknownInserts(t, replicas)
+	settleUnknownInserts(t, openReplicas(t, c))
 	spooled = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
 	deduplicated := gathered(t, srv, "gridwatch_spool_batches_deduplicated_total", "table", "telemetry")
 	for i := range 2 {

@@ -218,6 +218,9 @@ func (c *Cluster) Server(i int) *storage.LocalServer { return c.servers[i] }
 // Addr returns the native address of replica i (of its last start).
 func (c *Cluster) Addr(i int) string { return c.addrs[i] }
 
+// Len is the number of servers.
+func (c *Cluster) Len() int { return len(c.addrs) }
+
 // Start starts replica i (again, after Stop, on its data), and waits until
 // every running replica's remote_servers lists every replica's port.
 func (c *Cluster) Start(i int) {
