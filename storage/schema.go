@@ -429,9 +429,21 @@ func quoteTable(db, table string) string {
 // seals the RTSP passwords that earlier versions stored in plain text (with
 // Options.Secrets; see sealPlainSecretsOnce).
 func (db *DB) Migrate(ctx context.Context) error {
+	ddlConn := db.conn
 	if db.opts.Cluster != "" {
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
 			"distributed_ddl_task_timeout": int(ddlTimeout / time.Second)}))
+		// The server sends nothing while a statement waits for the
+		// cluster, so the pool's read timeout (5 minutes by default) would
+		// end a wait that ddlTimeout allows.
+		o := db.opts
+		o.ReadTimeout = max(o.ReadTimeout, ddlTimeout+time.Minute)
+		c, err := dial(o, append([]string{o.Addr}, o.Failover...), 1, 1)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ddlConn = c
 	}
 	s, err := db.Schema()
 	if err != nil {
@@ -447,7 +459,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 	// reconnecting) would wait minutes for a table that is there.
 	if applied == nil {
 		for _, st := range s.Bookkeeping {
-			if err := db.conn.Exec(ctx, st); err != nil {
+			if err := ddlConn.Exec(ctx, st); err != nil {
 				return fmt.Errorf("storage: create bookkeeping table: %w", err)
 			}
 		}
@@ -459,7 +471,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 			continue
 		}
 		for _, st := range m.Statements {
-			if err := db.conn.Exec(ctx, st); err != nil {
+			if err := ddlConn.Exec(ctx, st); err != nil {
 				if !db.addedBefore(st, err) {
 					return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
 				}
