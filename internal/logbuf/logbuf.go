@@ -29,13 +29,16 @@ func (s *Buffer) String() string {
 }
 
 // Tail returns the last lines written, up to about n bytes.
-func (s *Buffer) Tail(n int) string {
-	b := s.String()
-	if i := len(b) - n; i > 0 {
-		if j := strings.IndexByte(b[i:], '\n'); j >= 0 {
+func (s *Buffer) Tail(n int) string { return Tail(s.String(), n) }
+
+// Tail returns the last lines of text, up to about n bytes: it cuts at
+// the first line break within the last n bytes.
+func Tail(text string, n int) string {
+	if i := len(text) - n; i > 0 {
+		if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
 			i += j + 1
 		}
-		b = b[i:]
+		text = text[i:]
 	}
-	return b
+	return text
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/internal/freeport"
+	"github.com/gridwatch/gridwatch/internal/logbuf"
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage/spool"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
@@ -269,10 +269,7 @@ func (p *gridwatchProcess) logTail() string {
 	if err != nil {
 		return err.Error()
 	}
-	if i := len(b) - 4000; i > 0 {
-		b = b[bytes.IndexByte(b[i:], '\n')+i+1:]
-	}
-	return string(b)
+	return logbuf.Tail(string(b), 4000)
 }
 
 // fleetRun is a fleet publishing in the background.

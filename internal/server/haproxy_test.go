@@ -105,18 +105,17 @@ func TestHAProxyConfigFrontsNodes(t *testing.T) {
 		m := metricNames(d.Type)
 		publishTo(t, url, d, fmt.Sprintf(`{"ts": %d, %q: 1, %q: 2}`, time.Now().UnixMilli()-int64(sent), m[0], m[1]))
 		sent++
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
+		node := 0
+		waitFor(t, 2*time.Minute, func() bool {
 			for j, s := range nodes {
 				if ingested(t, s) > before[j] {
-					return j + 1
+					node = j + 1
+					return true
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no node ingested %s's message within 2 minutes", d.ID)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return false
+		})
+		return node
 	}
 	nodeOf := map[string]int{}
 	for _, d := range devs {
