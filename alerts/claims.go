@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -15,12 +16,23 @@ import (
 // the alert clears and its engine releases the claim: the next one is
 // claimed afresh.
 type Claims interface {
-	// Claim makes alert id the holder of condition key unless another
-	// alert holds it; won reports whether id holds it.
-	Claim(ctx context.Context, key, id string) (won bool, err error)
-	// Release gives key up if alert id holds it.
-	Release(ctx context.Context, key, id string) error
+	// Claim makes c.ID the holder of c.Key unless another alert holds it;
+	// won reports whether c.ID holds it, and firing, when c.Cell is set
+	// and it won, how many other alerts are counted under c.Cell.
+	Claim(ctx context.Context, c Claim) (won bool, firing int, err error)
+	// Release gives c.Key up, and c.ID's count under c.Cell, if c.ID holds
+	// it.
+	Release(ctx context.Context, c Claim) error
 }
+
+// Claim is a condition's claim for Claims: Key is the condition (a rule
+// on a device, or a rule in a grid), ID the alert that would hold it.
+// Cell, set for a device's alert of a value rule that groups into storms,
+// is its rule's grid-level condition in the device's grid, where the
+// alert is counted while it holds Key: the engines of the cluster see how
+// many devices of the cell fire the rule, wherever their readings landed
+// (see Engine.StormMin).
+type Claim struct{ Key, ID, Cell string }
 
 // claimState is where an alert stands with Engine.Claims.
 type claimState uint8
@@ -34,34 +46,42 @@ const (
 	claimWon
 )
 
-// claimRelease is a claim to give up.
-type claimRelease struct{ key, id string }
+// claimOf is en's claim.
+func claimOf(en *entry) Claim { return Claim{Key: claimKey(&en.Alert), ID: en.ID, Cell: en.cell} }
 
-// claimKey keys the condition of en for Claims.
+// claimKey keys the condition of a for Claims.
 func claimKey(a *Alert) string {
 	if a.Device != "" {
 		return a.Rule + ",device," + a.Device
 	}
-	return a.Rule + ",grid," + a.Grid
+	return gridKey(a.Rule, a.Grid)
 }
+
+// gridKey keys the grid-level condition of rule in grid for Claims.
+func gridKey(rule, grid string) string { return rule + ",grid," + grid }
 
 // askClaim has the claimer ask en's claim before en fires with note.
 // Called with mu held.
 func (e *Engine) askClaim(en *entry, note string) {
 	en.claim, en.fireNote = claimAsked, note
 	e.claims.ask = append(e.claims.ask, en)
+	e.m.asked.Inc()
 	e.kickClaims()
 }
 
-// releaseClaim has the claimer give up the claim of en, which cleared.
-// Called with mu held.
+// releaseClaim has the claimer give up the claim of en, which cleared or
+// lost it, and those it holds for its members. Called with mu held.
 func (e *Engine) releaseClaim(en *entry) {
-	if en.claim != claimWon {
-		return
+	release := en.memberClaims
+	en.memberClaims = nil
+	if en.claim == claimWon {
+		en.claim = claimNone
+		release = append(release, claimOf(en))
 	}
-	en.claim = claimNone
-	e.claims.release = append(e.claims.release, claimRelease{claimKey(&en.Alert), en.ID})
-	e.kickClaims()
+	if len(release) > 0 {
+		e.claims.release = append(e.claims.release, release...)
+		e.kickClaims()
+	}
 }
 
 // kickClaims wakes the claimer without waiting.
@@ -91,14 +111,16 @@ func (e *Engine) runClaims(ctx context.Context) {
 }
 
 // settleClaims takes the queued claims, asks them off mu, then fires the
-// alerts that won, buries those that lost, and queues again what failed.
+// alerts that won (into their cell's grid-level alert, when enough other
+// devices of the cell fire the rule), buries those that lost, and queues
+// again what failed.
 func (e *Engine) settleClaims(ctx context.Context) {
 	e.mu.Lock()
 	ask, release := e.claims.ask, e.claims.release
 	e.claims.ask, e.claims.release = nil, nil
-	keys := make([]claimRelease, len(ask))
+	claims := make([]Claim, len(ask))
 	for i, en := range ask {
-		keys[i] = claimRelease{claimKey(&en.Alert), en.ID}
+		claims[i] = claimOf(en)
 	}
 	e.mu.Unlock()
 	if len(ask)+len(release) == 0 {
@@ -106,47 +128,93 @@ func (e *Engine) settleClaims(ctx context.Context) {
 	}
 	// Releases go first: a condition that cleared and holds again is free
 	// for its next alert.
-	var failed []claimRelease
-	for _, r := range release {
-		if err := e.Claims.Release(ctx, r.key, r.id); err != nil {
-			failed = append(failed, r)
+	var failed []Claim
+	for _, c := range release {
+		if err := e.Claims.Release(ctx, c); err != nil {
+			failed = append(failed, c)
 			e.m.claims.WithLabelValues("error").Inc()
-			e.Logger.Warn("alert claim not released; retrying", "key", r.key, "alert", r.id, "err", err)
+			e.Logger.Warn("alert claim not released; retrying", "key", c.Key, "alert", c.ID, "err", err)
 		}
 	}
 	won := make([]bool, len(ask))
+	firing := make([]int, len(ask))
 	errs := make([]error, len(ask))
-	for i, k := range keys {
-		won[i], errs[i] = e.Claims.Claim(ctx, k.key, k.id)
+	for i, c := range claims {
+		won[i], firing[i], errs[i] = e.Claims.Claim(ctx, c)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.Now()
+	answered := 0 // the gauge falls after the loop: a storm's claims are asked in it
+	defer func() { e.m.asked.Sub(float64(answered)) }()
 	for i, en := range ask {
 		asked := e.active[en.ID] == en && en.claim == claimAsked
+		if errs[i] == nil || !asked {
+			answered++
+		}
 		switch {
 		case errs[i] != nil:
 			e.m.claims.WithLabelValues("error").Inc()
-			e.Logger.Warn("alert claim not answered; retrying", "key", keys[i].key, "alert", en.ID, "err", errs[i])
+			e.Logger.Warn("alert claim not answered; retrying", "key", claims[i].Key, "alert", en.ID, "err", errs[i])
 			if asked {
 				e.claims.ask = append(e.claims.ask, en)
 			} else {
-				failed = append(failed, keys[i]) // it may have been taken
+				failed = append(failed, claims[i]) // it may have been taken
 			}
 		case !asked:
 			// Cleared or dropped while its claim was asked.
 			if won[i] {
-				failed = append(failed, keys[i])
+				failed = append(failed, claims[i])
 			}
 		case won[i]:
 			e.m.claims.WithLabelValues("won").Inc()
+			if en.cell != "" && e.joinStorm(en, claims[i], firing[i], now) {
+				continue
+			}
 			en.claim = claimWon
 			e.open(en, now, en.fireNote)
 		default:
 			e.m.claims.WithLabelValues("lost").Inc()
+			e.releaseClaim(en)
 			e.detach(en, true)
 			e.bury(en, now)
 		}
 	}
 	e.claims.release = append(e.claims.release, failed...)
+}
+
+// joinStorm has en, a device's value alert that won its claim c while
+// firing other devices of its cell fire the rule across the cluster, join
+// its cell's grid-level alert instead of firing alone when this engine
+// holds that alert, or when enough devices fire to open it (as fireValue
+// does when this engine holds their alerts itself). The grid-level alert
+// holds c from then on, so that no node fires the device's condition
+// alone while it is a member. false when en fires alone. Called with mu
+// held.
+func (e *Engine) joinStorm(en *entry, c Claim, firing int, now time.Time) bool {
+	key := groupKey{en.Rule, en.Grid}
+	g := e.grids[key]
+	firing = max(firing, e.firingAlone(key))
+	if g == nil && firing < e.StormMin {
+		return false
+	}
+	d := e.devs[en.Device]
+	if d == nil {
+		return false
+	}
+	in := d.insts[en.Rule]
+	if in == nil || in.alert != en {
+		return false
+	}
+	if g != nil {
+		in.alert = g
+		e.bury(en, now)
+		e.join(g, d.id, now)
+	} else {
+		in.pending, in.alert = en, nil
+		g = e.openGrid(key, []*instance{in}, now,
+			fmt.Sprintf("grid-level alert: %d devices of the cell already fire this rule across the cluster; later ones join it", firing))
+	}
+	g.memberClaims = append(g.memberClaims, c)
+	return true
 }

@@ -3,6 +3,7 @@ package alerts_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -17,33 +18,48 @@ import (
 type memClaims struct {
 	mu     sync.Mutex
 	holder map[string]string
-	down   bool
-	calls  int
+	// cells are the alerts counted under each cell, by condition.
+	cells map[string]map[string]string
+	down  bool
+	calls int
 }
 
-func (m *memClaims) Claim(_ context.Context, key, id string) (bool, error) {
+func (m *memClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
 	if m.down {
-		return false, errors.New("zookeeper: connection refused")
+		return false, 0, errors.New("zookeeper: connection refused")
 	}
-	if h, ok := m.holder[key]; ok {
-		return h == id, nil
+	if h, ok := m.holder[c.Key]; ok && h != c.ID {
+		return false, 0, nil
 	}
-	m.holder[key] = id
-	return true, nil
+	m.holder[c.Key] = c.ID
+	if c.Cell == "" {
+		return true, 0, nil
+	}
+	if m.cells == nil {
+		m.cells = map[string]map[string]string{}
+	}
+	if m.cells[c.Cell] == nil {
+		m.cells[c.Cell] = map[string]string{}
+	}
+	m.cells[c.Cell][c.Key] = c.ID
+	return true, len(m.cells[c.Cell]) - 1, nil
 }
 
-func (m *memClaims) Release(_ context.Context, key, id string) error {
+func (m *memClaims) Release(_ context.Context, c alerts.Claim) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
 	if m.down {
 		return errors.New("zookeeper: connection refused")
 	}
-	if m.holder[key] == id {
-		delete(m.holder, key)
+	if m.holder[c.Key] == c.ID {
+		delete(m.holder, c.Key)
+	}
+	if m.cells[c.Cell][c.Key] == c.ID {
+		delete(m.cells[c.Cell], c.Key)
 	}
 	return nil
 }
@@ -77,23 +93,10 @@ func TestClaimsFireOneAlertAcrossEngines(t *testing.T) {
 	claims := &memClaims{holder: map[string]string{}}
 	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
 	reg := devices.NewRegistry([]devices.Device{bin})
-	rules := mustRules(t, `
-rules:
-  - name: bin_full
-    metric: fill_pct
-    condition: value > 90
-    clear: value < 50
-    severity: minor
-`)
-	var engines []*alerts.Engine
+	engines := startClaimEngines(t, 2, claims, reg)
 	var subs []*alerts.Subscription
-	for range 2 {
-		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Claims: claims, Tick: 10 * time.Millisecond, FlushEvery: time.Hour}
-		if err := e.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
-		engines, subs = append(engines, e), append(subs, e.Subscribe(64))
+	for _, e := range engines {
+		subs = append(subs, e.Subscribe(64))
 	}
 	observe := func(v float64) {
 		for _, e := range engines {
@@ -169,6 +172,30 @@ rules:
 	}
 }
 
+// startClaimEngines starts n engines, as n nodes of a cluster, on claims,
+// with a full bin's rule over reg's devices.
+func startClaimEngines(t *testing.T, n int, claims *memClaims, reg *devices.Registry) []*alerts.Engine {
+	t.Helper()
+	rules := mustRules(t, `
+rules:
+  - name: bin_full
+    metric: fill_pct
+    condition: value > 90
+    clear: value < 50
+    severity: minor
+`)
+	var engines []*alerts.Engine
+	for range n {
+		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Claims: claims, Tick: 10 * time.Millisecond, FlushEvery: time.Hour}
+		if err := e.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		engines = append(engines, e)
+	}
+	return engines
+}
+
 // waitForCalls waits until the claims were called at least n times.
 func waitForCalls(t *testing.T, m *memClaims, n int) {
 	t.Helper()
@@ -182,5 +209,100 @@ func waitForCalls(t *testing.T, m *memClaims, n int) {
 			t.Fatalf("%d claim calls, want %d", calls, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestClaimsCountAStormAcrossEngines runs three engines, as three nodes
+// taking the readings of a shared subscription, on one set of claims:
+// eight bins of one cell go full, each bin's reading landing on the next
+// engine in turn. No engine holds StormMin alerts of the cell, yet the
+// first five bins fire alerts of their own and the sixth opens the one
+// grid-level alert, which the seventh and eighth do not fire beside; once
+// their readings reach the engine holding it, they join it, and a bin
+// whose own alert fires on another engine does not: the grid-level alert
+// holds its members' conditions.
+func TestClaimsCountAStormAcrossEngines(t *testing.T) {
+	claims := &memClaims{holder: map[string]string{}}
+	var bins []devices.Device
+	for i := range 8 {
+		bins = append(bins, devices.Device{ID: fmt.Sprintf("bin-%d", i), Type: "waste_bin", Grid: "G1"})
+	}
+	reg := devices.NewRegistry(bins)
+	engines := startClaimEngines(t, 3, claims, reg)
+	// firing counts the firing alerts of the engines, device-level and
+	// grid-level, and the pending ones.
+	firing := func() (own, grid, pending int) {
+		for _, e := range engines {
+			p, _ := e.List(alerts.Filter{Limit: 1000})
+			for _, a := range p.Alerts {
+				switch {
+				case a.Condition == alerts.ConditionPending:
+					pending++
+				case a.Condition != alerts.ConditionFiring:
+				case a.Device != "":
+					own++
+				default:
+					grid++
+				}
+			}
+		}
+		return own, grid, pending
+	}
+	// settled waits for the alerts and the claims held: one per alert and
+	// one per member of the grid-level alert.
+	settled := func(wantOwn, wantGrid, wantMembers int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			own, grid, pending := firing()
+			if own == wantOwn && grid == wantGrid && pending == 0 && claims.held() == wantOwn+wantGrid+wantMembers {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d alerts of their own, %d grid-level, %d pending, %d claims held; want %d and %d, none pending, %d held",
+					own, grid, pending, claims.held(), wantOwn, wantGrid, wantOwn+wantGrid+wantMembers)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	full := func(e *alerts.Engine, bin devices.Device) {
+		e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 97, TS: time.Now().UnixMilli()})
+	}
+	for i, bin := range bins {
+		calls := claims.called()
+		full(engines[i%3], bin)
+		switch {
+		case i < alerts.DefaultStormMin:
+			settled(i+1, 0, 0)
+		case i == alerts.DefaultStormMin:
+			settled(alerts.DefaultStormMin, 1, 1)
+		default:
+			// Its own claim won, the grid-level one lost, its own given up.
+			waitForCalls(t, claims, calls+3)
+			settled(alerts.DefaultStormMin, 1, 1)
+		}
+	}
+	holder := engines[alerts.DefaultStormMin%3]
+	for _, bin := range bins[alerts.DefaultStormMin+1:] {
+		full(holder, bin)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, _ := holder.List(alerts.Filter{Device: bins[7].ID})
+		if len(p.Alerts) == 1 && p.Alerts[0].Device == "" && len(p.Alerts[0].Members) == 3 && claims.held() == 9 {
+			t.Logf("grid-level alert %s: members %v", p.Alerts[0].ID, p.Alerts[0].Members)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the last bins' alerts on the grid-level alert's engine: %+v, want the grid-level alert with the last 3 bins", p.Alerts)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	calls := claims.called()
+	full(holder, bins[0])
+	waitForCalls(t, claims, calls+1)
+	settled(alerts.DefaultStormMin, 1, 3)
+	if p, _ := holder.List(alerts.Filter{Device: bins[0].ID}); len(p.Alerts) != 0 {
+		t.Errorf("%s, whose own alert fires on another engine, is in %+v on the grid-level alert's engine", bins[0].ID, p.Alerts)
 	}
 }

@@ -122,9 +122,9 @@ type Engine struct {
 	GroupWait time.Duration
 	// StormMin is how many devices of one grid cell must go out together
 	// for one grid-level alert to group them; for a value rule, how many
-	// must already fire it with alerts of their own before the next ones
-	// join one grid-level alert instead. It defaults to 5; negative turns
-	// grouping off.
+	// must already fire it with alerts of their own (with Claims, on any
+	// node of the cluster) before the next ones join one grid-level alert
+	// instead. It defaults to 5; negative turns grouping off.
 	StormMin int
 	// FlushEvery is how often the changes to alerts and their events are
 	// saved. It defaults to 1 second.
@@ -213,7 +213,7 @@ type Engine struct {
 	// wakes their goroutine.
 	claims struct {
 		ask     []*entry
-		release []claimRelease
+		release []Claim
 		kick    chan struct{}
 	}
 	silences  []Silence
@@ -792,7 +792,7 @@ func (e *Engine) ready(in *instance, now time.Time) {
 		return
 	}
 	key := groupKey{r.Name, d.grid}
-	if en := e.grids[key]; en != nil {
+	if en := e.grids[key]; en != nil && (e.Claims == nil || r.inhibiting()) {
 		in.phase, in.alert = phaseFiring, en
 		e.bury(in.pending, now)
 		in.pending = nil
@@ -823,20 +823,34 @@ func (e *Engine) ready(in *instance, now time.Time) {
 // fireValue fires a value alert at once: a threshold breach must reach
 // staff without waiting for a storm group. Once StormMin devices of the
 // cell already fire the rule with alerts of their own, the next one opens
-// a grid-level alert that the later ones join. Called with mu held.
+// a grid-level alert that the later ones join. With Claims, the devices
+// of the cell may fire on other nodes, and this one's own alert on
+// another node: its claim tells (see joinStorm). Called with mu held.
 func (e *Engine) fireValue(in *instance, key groupKey, now time.Time) {
-	firing := 0
-	for _, en := range e.active {
-		if en.Rule == key.rule && en.Grid == key.grid && en.Device != "" && en.Condition == ConditionFiring {
-			firing++
-		}
+	if e.Claims != nil {
+		in.pending.cell = gridKey(key.rule, key.grid)
+		e.fire(in, now)
+		return
 	}
+	firing := e.firingAlone(key)
 	if firing < e.StormMin {
 		e.fire(in, now)
 		return
 	}
 	e.openGrid(key, []*instance{in}, now,
 		fmt.Sprintf("grid-level alert: %d devices of the cell already fire this rule; later ones join it", firing))
+}
+
+// firingAlone counts the devices of k's cell whose own alert of k's rule
+// fires on this engine. Called with mu held.
+func (e *Engine) firingAlone(k groupKey) int {
+	n := 0
+	for _, en := range e.active {
+		if en.Rule == k.rule && en.Grid == k.grid && en.Device != "" && en.Condition == ConditionFiring {
+			n++
+		}
+	}
+	return n
 }
 
 // decide ends a storm group: enough members still ready fire one
@@ -864,8 +878,8 @@ func (e *Engine) decide(k groupKey, g *group, now time.Time) {
 }
 
 // openGrid opens the grid-level alert of k with members, whose pending
-// alerts it replaces. Called with mu held.
-func (e *Engine) openGrid(k groupKey, members []*instance, now time.Time, note string) {
+// alerts it replaces, and returns it. Called with mu held.
+func (e *Engine) openGrid(k groupKey, members []*instance, now time.Time, note string) *entry {
 	first := members[0]
 	r := first.rule
 	en := &entry{Alert: Alert{
@@ -885,6 +899,7 @@ func (e *Engine) openGrid(k groupKey, members []*instance, now time.Time, note s
 	}
 	e.grids[k] = en
 	e.open(en, now, note)
+	return en
 }
 
 // fire turns an instance's pending alert into a firing one.
@@ -964,6 +979,7 @@ func (e *Engine) clearAlert(en *entry, device string, now time.Time) {
 	}
 	if en.Condition == ConditionPending {
 		// Its claim was not answered: it never fired (see settleClaims).
+		e.releaseClaim(en)
 		e.detach(en, false)
 		e.bury(en, now)
 		return

@@ -13,6 +13,7 @@ type engineMetrics struct {
 	dropped      *prometheus.CounterVec
 	saveErrors   prometheus.Counter
 	claims       *prometheus.CounterVec
+	asked        prometheus.Gauge
 	handed       *prometheus.CounterVec
 }
 
@@ -40,12 +41,14 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_claims_total",
 			Help: "Claims of alert conditions across the nodes of a cluster, by result: won (the alert fires), lost (another node's alert holds the condition), error (ZooKeeper did not answer; asked again)."},
 			[]string{"result"}),
+		asked: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gridwatch_alerts_claims_asked",
+			Help: "Claims of alerts ready to fire that are asked and not answered yet: they grow while ZooKeeper is slow or unreachable."}),
 		handed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_devices_handed_total",
 			Help: "Devices whose rule state and open alerts this node took over from another (way=in) or let go to another (way=out)."},
 			[]string{"way"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors, m.claims, m.handed)
+		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors, m.claims, m.asked, m.handed)
 	}
 	return m
 }

@@ -101,7 +101,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 	carry := loaded[:0:0]
 	for _, a := range loaded {
 		if a.Condition == ConditionFiring && e.Claims != nil {
-			won, err := e.Claims.Claim(ctx, claimKey(&a), a.ID)
+			won, _, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID})
 			if err != nil {
 				e.m.claims.WithLabelValues("error").Inc()
 				return err
@@ -201,7 +201,7 @@ func (e *Engine) rejoinGrids(d *deviceState, adopted bool) {
 func (e *Engine) Release(ctx context.Context, devices []string) (map[string]Handover, error) {
 	e.mu.Lock()
 	var (
-		release []claimRelease
+		release []Claim
 		left    []*entry
 	)
 	handed := make(map[string]Handover, len(devices))
@@ -223,7 +223,7 @@ func (e *Engine) Release(ctx context.Context, devices []string) (map[string]Hand
 	}
 	e.mu.Unlock()
 	for _, r := range release {
-		if rerr := e.Claims.Release(ctx, r.key, r.id); rerr != nil {
+		if rerr := e.Claims.Release(ctx, r); rerr != nil {
 			e.m.claims.WithLabelValues("error").Inc()
 			e.mu.Lock()
 			e.claims.release = append(e.claims.release, r) // the claimer retries it
@@ -238,9 +238,9 @@ func (e *Engine) Release(ctx context.Context, devices []string) (map[string]Hand
 // for the next flush and taking them out of this engine, and returns the
 // claims they held and the alerts. A grid-level alert d is a member of
 // stays. Called with mu held.
-func (e *Engine) forget(d *deviceState) ([]claimRelease, []*entry) {
+func (e *Engine) forget(d *deviceState) ([]Claim, []*entry) {
 	var (
-		release []claimRelease
+		release []Claim
 		left    []*entry
 	)
 	now := e.Now()
@@ -252,7 +252,7 @@ func (e *Engine) forget(d *deviceState) ([]claimRelease, []*entry) {
 				continue
 			}
 			if en.claim == claimWon {
-				release = append(release, claimRelease{claimKey(&en.Alert), en.ID})
+				release = append(release, claimOf(en))
 			}
 			// A pending alert whose claim is asked is handed as pending:
 			// the next node fires it, claiming it afresh.

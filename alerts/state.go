@@ -96,6 +96,12 @@ type entry struct {
 	// note of its fire event while its claim is asked.
 	claim    claimState
 	fireNote string
+	// cell is the grid-level condition the alert is counted under while it
+	// holds its claim (see Claim); "" when none. memberClaims, of a
+	// grid-level alert, are the claims of its members' own conditions,
+	// which it holds until it clears (see joinStorm).
+	cell         string
+	memberClaims []Claim
 }
 
 // alertView is an immutable copy of an alert and its trace: events is the

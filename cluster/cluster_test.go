@@ -413,3 +413,45 @@ func TestSessionClaimsGoWithTheSession(t *testing.T) {
 	nodes[1].Close()
 	take(0, "alert-c", "alert-c")
 }
+
+// TestTalliesCountEveryNodesMembers: two nodes count members under one
+// key and each sees the other's; a member added twice counts once, only
+// its holder removes it, and a node's members go with its session.
+func TestTalliesCountEveryNodesMembers(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	var nodes []*cluster.Coordinator
+	var tallies []*cluster.Tallies
+	for i := range 2 {
+		c := startNode(t, zk.Addr, "node"+string(rune('a'+i)), 4*time.Second)
+		tl, err := c.Tallies("alert-cells")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes, tallies = append(nodes, c), append(tallies, tl)
+	}
+	const cell = "bin_full,grid,G1"
+	add := func(i int, member, holder string, want int) {
+		t.Helper()
+		if n, err := tallies[i].Add(cell, member, holder); err != nil || n != want {
+			t.Fatalf("node %d adding %s: %d counted (%v), want %d", i, member, n, err, want)
+		}
+	}
+	add(0, "bin-1", "alert-1", 1)
+	add(0, "bin-2", "alert-2", 2)
+	add(1, "bin-3", "alert-3", 3)
+	add(1, "bin-3", "alert-3", 3) // an answer lost, asked again
+	add(1, "bin-1", "alert-9", 3) // bin-1 is counted for alert-1
+	if err := tallies[1].Remove(cell, "bin-1", "alert-9"); err != nil {
+		t.Fatal(err)
+	}
+	add(1, "bin-4", "alert-4", 4)
+	if err := tallies[0].Remove(cell, "bin-1", "alert-1"); err != nil {
+		t.Fatal(err)
+	}
+	add(0, "bin-5", "alert-5", 4)
+	if _, err := tallies[0].Add("bin_full/grid", "bin-1", "alert-1"); err == nil {
+		t.Error("a key with a slash was taken")
+	}
+	nodes[1].Close()
+	add(0, "bin-6", "alert-6", 3) // bin-2, bin-5, bin-6: node b's went with it
+}

@@ -216,3 +216,78 @@ func (c *Claims) Release(key, holder string) error {
 	}
 	return nil
 }
+
+// Tallies count, per key, the members that the nodes add, for as long as
+// the session of the node that added each lasts: a member is an
+// ephemeral ZooKeeper node under its key's, gone with that session. A
+// key's node stays once made.
+type Tallies struct{ keys }
+
+// Tallies returns the tallies of kind (a path segment such as "alert-cells").
+func (c *Coordinator) Tallies(kind string) (*Tallies, error) {
+	k, err := c.newKeys("tallies", kind)
+	if err != nil {
+		return nil, err
+	}
+	return &Tallies{k}, nil
+}
+
+// Add counts member under key for holder (a member counted already stays
+// with its holder), and returns how many members key counts.
+func (t *Tallies) Add(key, member, holder string) (int, error) {
+	p, m, err := t.member(key, member)
+	if err != nil {
+		return 0, err
+	}
+	_, err = t.c.conn.Create(m, []byte(holder), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+	if errors.Is(err, zk.ErrNoNode) {
+		if err = t.c.ensure(p); err != nil {
+			return 0, err
+		}
+		_, err = t.c.conn.Create(m, []byte(holder), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+	}
+	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return 0, fmt.Errorf("cluster: create %s: %w", m, err)
+	}
+	members, _, err := t.c.conn.Children(p)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: list %s: %w", p, err)
+	}
+	return len(members), nil
+}
+
+// Remove stops counting member under key if holder added it.
+func (t *Tallies) Remove(key, member, holder string) error {
+	_, m, err := t.member(key, member)
+	if err != nil {
+		return err
+	}
+	data, st, err := t.c.conn.Get(m)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: read %s: %w", m, err)
+	}
+	if string(data) != holder {
+		return nil
+	}
+	err = t.c.conn.Delete(m, st.Version)
+	if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+		return fmt.Errorf("cluster: delete %s: %w", m, err)
+	}
+	return nil
+}
+
+// member returns the nodes of key and of its member, both single path
+// segments.
+func (t *Tallies) member(key, member string) (string, string, error) {
+	p, err := t.path(key)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := t.path(member); err != nil {
+		return "", "", err
+	}
+	return p, p + "/" + member, nil
+}

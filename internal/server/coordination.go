@@ -119,7 +119,13 @@ func (s *Server) startCoordination(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("cluster.zookeeper: %w", err)
 	}
-	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims}, alerts: alertClaims{firing}, duties: duties,
+	// So does its count in its grid cell, which storms are decided on.
+	cells, err := c.Tallies("alert-cells")
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("cluster.zookeeper: %w", err)
+	}
+	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims}, alerts: alertClaims{firing, cells}, duties: duties,
 		deadlines: c.Lease(leaseCaseDeadlines), scores: c.Lease(leaseScoreNotice), retention: c.Lease(leaseRetention)}
 	return nil
 }
@@ -265,16 +271,35 @@ func (r caseClaims) Swap(_ context.Context, condition string, from cases.Claim, 
 }
 
 // alertClaims keeps the alert of each firing condition in ZooKeeper for
-// the alert engine, its key path-escaped.
-type alertClaims struct{ c *cluster.Claims }
-
-// Claim implements alerts.Claims.
-func (r alertClaims) Claim(_ context.Context, key, id string) (bool, error) {
-	holder, err := r.c.Take(url.PathEscape(key), id)
-	return holder == id, err
+// the alert engine, and its count in its cell, their keys path-escaped.
+type alertClaims struct {
+	c     *cluster.Claims
+	cells *cluster.Tallies
 }
 
-// Release implements alerts.Claims.
-func (r alertClaims) Release(_ context.Context, key, id string) error {
-	return r.c.Release(url.PathEscape(key), id)
+// Claim implements alerts.Claims.
+func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error) {
+	holder, err := r.c.Take(url.PathEscape(c.Key), c.ID)
+	if err != nil {
+		return false, 0, err
+	}
+	if holder != c.ID || c.Cell == "" {
+		return holder == c.ID, 0, nil
+	}
+	n, err := r.cells.Add(url.PathEscape(c.Cell), url.PathEscape(c.Key), c.ID)
+	if err != nil {
+		return false, 0, err
+	}
+	return true, n - 1, nil
+}
+
+// Release implements alerts.Claims: the cell's count first, so that a
+// claim that another alert takes next is never counted for this one.
+func (r alertClaims) Release(_ context.Context, c alerts.Claim) error {
+	if c.Cell != "" {
+		if err := r.cells.Remove(url.PathEscape(c.Cell), url.PathEscape(c.Key), c.ID); err != nil {
+			return err
+		}
+	}
+	return r.c.Release(url.PathEscape(c.Key), c.ID)
 }

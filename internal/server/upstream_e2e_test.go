@@ -13,6 +13,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/gridwatch/gridwatch/alerts"
+	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/internal/mosquittotest"
 	"github.com/gridwatch/gridwatch/simulators"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
@@ -184,7 +186,7 @@ func TestUpstreamLostAckIsNotStoredTwice(t *testing.T) {
 	waitCount(t, srv, 1, "SELECT count() FROM {db}.device_status WHERE device = ? AND status = 'offline'", d.ID)
 }
 
-// gatheredTotal sums the series of the counter name in srv's registry.
+// gatheredTotal sums the series of the counter or gauge name in srv's registry.
 func gatheredTotal(t *testing.T, srv *Server, name string) float64 {
 	t.Helper()
 	mfs, err := srv.metrics.Gather()
@@ -193,7 +195,7 @@ func gatheredTotal(t *testing.T, srv *Server, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return total(mf)
+			return total(mf) + gauge(mf) // one of them holds the values
 		}
 	}
 	return 0
@@ -267,4 +269,133 @@ func (p *dropProxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// TestUpstreamStormSeenWhole runs two nodes on one ClickHouse and one
+// ZooKeeper, consuming a private mosquitto 2's shared subscription, and
+// seven waste bins of one cell going full, one after another: each bin's
+// reading lands on either node, so neither holds StormMin (5) of the
+// cell's alerts, yet the cell's storm is counted across them (each
+// device's claim is counted in its cell): five bins fire alerts of their
+// own and the sixth opens one grid-level alert, which the seventh does
+// not fire beside; the bins' next readings reaching the node holding it,
+// the last two are its members. Counted per node, the seven would have
+// fired seven alerts of their own.
+func TestUpstreamStormSeenWhole(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	addr, database := storagetest.Database(t)
+	const stormCell, stormBins = "cell-storm", 7
+	var bins []devices.Device
+	var users []mosquittotest.User
+	for i := range stormBins {
+		b := devices.Device{ID: fmt.Sprintf("bin-%d", i), Type: "waste_bin", Grid: stormCell, Secret: fmt.Sprintf("bin-%d-secret-0123456789", i)}
+		bins, users = append(bins, b), append(users, mosquittotest.User{Name: b.ID, Password: b.Secret})
+	}
+	readers := []mosquittotest.User{{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"}, {Name: "gridwatch-2", Password: "gridwatch-2-upstream-secret"}}
+	ms := mosquittotest.Start(t, mosquittotest.Config{Devices: users, Readers: readers})
+	var nodes []*Server
+	for i, r := range readers {
+		nodes = append(nodes, startServer(t, addr, database, bins, func(c *Config) {
+			c.Cluster.ZooKeeper, c.Cluster.SessionTimeout, c.Cluster.Node = zk.Addr, 10*time.Second, fmt.Sprintf("node%d", i+1)
+			c.Upstream.Brokers, c.Upstream.ClientID = ms.URL(), r.Name
+			c.Upstream.Username, c.Upstream.Password = r.Name, r.Password
+		}))
+	}
+	for _, n := range nodes {
+		waitFor(t, time.Minute, func() bool { return n.upstream.Ready(context.Background()) == nil })
+	}
+	observed := func() (n float64) {
+		for _, s := range nodes {
+			n += gatheredTotal(t, s, "gridwatch_alerts_observations_total")
+		}
+		return n
+	}
+	// storm lists the cell's open alerts on both nodes, and those pending.
+	storm := func() (own, grid []alerts.Alert, pending int, on map[int]int) {
+		on = map[int]int{}
+		for i, s := range nodes {
+			page, err := s.Alerts().List(alerts.Filter{Grid: stormCell, Rule: "waste_bin_full", Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range page.Alerts {
+				switch {
+				case a.Condition == alerts.ConditionPending:
+					pending++
+				case a.Device == "":
+					grid = append(grid, a)
+				default:
+					own = append(own, a)
+				}
+				on[i+1]++
+			}
+		}
+		return own, grid, pending, on
+	}
+	// full publishes a full reading of b and waits until a node's engine
+	// took it in (once its mutex was free again: Flush takes it) and the
+	// claims it asked were answered.
+	full := func(b devices.Device) {
+		before := observed()
+		publishTo(t, ms.URL(), b, fmt.Sprintf(`{"ts": %d, "fill_pct": 97, "temp_c": 20}`, time.Now().UnixMilli()))
+		waitFor(t, time.Minute, func() bool { return observed() >= before+2 })
+		for _, n := range nodes {
+			if err := n.alerting.engine.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, time.Minute, func() bool {
+			return gatheredTotal(t, nodes[0], "gridwatch_alerts_claims_asked")+gatheredTotal(t, nodes[1], "gridwatch_alerts_claims_asked") == 0
+		})
+	}
+	// accounted is every bin in an alert: one of its own or a member of the
+	// grid-level one.
+	accounted := func(own, grid []alerts.Alert) map[string]int {
+		in := map[string]int{}
+		for _, a := range own {
+			in[a.Device]++
+		}
+		for _, a := range grid {
+			for _, m := range a.Members {
+				in[m]++
+			}
+		}
+		return in
+	}
+	deliveries := make([]float64, len(nodes))
+	for _, b := range bins {
+		full(b)
+	}
+	for i, n := range nodes {
+		deliveries[i] = gatheredTotal(t, n, "gridwatch_upstream_deliveries_total")
+	}
+	own, grid, _, on := storm()
+	t.Logf("the bins' first readings: %v delivered to the nodes; %d alerts of their own, %d grid-level, alerts by node %v", deliveries, len(own), len(grid), on)
+	if deliveries[0] == 0 || deliveries[1] == 0 {
+		t.Fatalf("the bins' readings were not split over the nodes: %v delivered", deliveries)
+	}
+	rounds := 1
+	for ; len(accounted(own, grid)) < stormBins && rounds < 10; rounds++ {
+		for _, b := range bins {
+			full(b)
+		}
+		own, grid, _, on = storm()
+	}
+	in := accounted(own, grid)
+	t.Logf("storm over %s (%d bins full, %d rounds of readings): alerts by node %v, %d of their own, %d grid-level of members %v",
+		stormCell, stormBins, rounds, on, len(own), len(grid), func() []string {
+			if len(grid) == 0 {
+				return nil
+			}
+			return grid[0].Members
+		}())
+	if len(own) != alerts.DefaultStormMin || len(grid) != 1 || len(grid[0].Members) != stormBins-alerts.DefaultStormMin {
+		t.Errorf("storm over %s: %d alerts of their own, %d grid-level; want %d of their own and one grid-level of %d members",
+			stormCell, len(own), len(grid), alerts.DefaultStormMin, stormBins-alerts.DefaultStormMin)
+	}
+	for _, b := range bins {
+		if in[b.ID] != 1 {
+			t.Errorf("%s is in %d of the cell's alerts, want 1", b.ID, in[b.ID])
+		}
+	}
 }
