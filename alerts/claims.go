@@ -60,6 +60,17 @@ func claimKey(a *Alert) string {
 // gridKey keys the grid-level condition of rule in grid for Claims.
 func gridKey(rule, grid string) string { return rule + ",grid," + grid }
 
+// cellOf is the Cell of a's claim: its grid-level condition for a
+// device's alert of a value rule that groups, "" for others. Called with
+// mu held.
+func (e *Engine) cellOf(a *Alert) string {
+	r := e.rules.byName[a.Rule]
+	if a.Device == "" || r == nil || e.StormMin <= 0 || r.NoGroup || r.inhibiting() {
+		return ""
+	}
+	return gridKey(a.Rule, a.Grid)
+}
+
 // askClaim has the claimer ask en's claim before en fires with note.
 // Called with mu held.
 func (e *Engine) askClaim(en *entry, note string) {
@@ -176,7 +187,11 @@ func (e *Engine) settleClaims(ctx context.Context) {
 		default:
 			e.m.claims.WithLabelValues("lost").Inc()
 			e.releaseClaim(en)
-			e.detach(en, true)
+			// A device's condition held by another node's alert of its
+			// own is followed. One that may be a storm's is asked again
+			// at the device's next reading: a grid-level alert held
+			// elsewhere took it in, or may take it in, as a member.
+			e.detach(en, en.Device != "" && en.cell == "")
 			e.bury(en, now)
 		}
 	}

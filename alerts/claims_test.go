@@ -76,6 +76,17 @@ func (m *memClaims) held() int {
 	return len(m.holder)
 }
 
+// counted returns the alerts counted under cell.
+func (m *memClaims) counted(cell string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for _, id := range m.cells[cell] {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func (m *memClaims) setDown(down bool) {
 	m.mu.Lock()
 	m.down = down

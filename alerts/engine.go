@@ -392,6 +392,8 @@ func (e *Engine) Close() error {
 		_ = backoff.Retry(func() error { err = e.Flush(ctx); return err }, backoff.WithContext(policy, ctx))
 		e.mu.Lock()
 		e.closed = true
+		e.m.asked.Sub(float64(len(e.claims.ask))) // never answered now
+		e.claims.ask = nil
 		for s := range e.subs {
 			delete(e.subs, s)
 			close(s.c)
@@ -828,7 +830,7 @@ func (e *Engine) ready(in *instance, now time.Time) {
 // another node: its claim tells (see joinStorm). Called with mu held.
 func (e *Engine) fireValue(in *instance, key groupKey, now time.Time) {
 	if e.Claims != nil {
-		in.pending.cell = gridKey(key.rule, key.grid)
+		in.pending.cell = e.cellOf(&in.pending.Alert)
 		e.fire(in, now)
 		return
 	}

@@ -99,9 +99,17 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		}
 	}
 	carry := loaded[:0:0]
+	cells := make(map[string]string, len(loaded)) // by alert: see Claim
+	if e.Claims != nil {
+		e.mu.Lock()
+		for i := range loaded {
+			cells[loaded[i].ID] = e.cellOf(&loaded[i])
+		}
+		e.mu.Unlock()
+	}
 	for _, a := range loaded {
 		if a.Condition == ConditionFiring && e.Claims != nil {
-			won, _, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID})
+			won, _, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID, Cell: cells[a.ID]})
 			if err != nil {
 				e.m.claims.WithLabelValues("error").Inc()
 				return err
@@ -143,7 +151,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		e.revision = max(e.revision, a.Revision)
 		en := e.keepStored(a, byAlert[a.ID])
 		if a.Condition == ConditionFiring && e.Claims != nil {
-			en.claim = claimWon
+			en.claim, en.cell = claimWon, cells[a.ID]
 		}
 		e.active[a.ID] = en
 		e.schedule(en)

@@ -3,6 +3,8 @@ package alerts_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -426,5 +428,34 @@ rules:
 	}
 	if got, _, err := b.Get(fired.ID); err != nil || got.Condition != alerts.ConditionFiring {
 		t.Errorf("B after adopting the bins and checking their silence: %+v (%v), want the grid-level alert %s firing", got, err, fired.ID)
+	}
+}
+
+// TestOwnersCountACarriedAlertInItsCell: a bin's alert of a value rule
+// that groups is counted in its cell (see alerts.Claim) on the node that
+// fired it, and again, once, on the node that carries it on.
+func TestOwnersCountACarriedAlertInItsCell(t *testing.T) {
+	c, bin, store, claims, owners := newOwnersCluster(t)
+	owners.rules = mustRules(t, strings.Replace(ownersRules, "    no_group: true\n", "", 1))
+	a, b := owners.engine(store, claims, c), owners.engine(laggingStore{store}, claims, c)
+	obs := func(e *alerts.Engine) {
+		e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 97, TS: c.Now().UnixMilli()})
+	}
+	const cell = "bin_full,grid,G1"
+	obs(a)
+	owners.settle()
+	fired := firing(t, a, bin.ID, "bin_full")
+	waitHeld(t, claims, 1)
+	if got := claims.counted(cell); !slices.Equal(got, []string{fired.ID}) {
+		t.Fatalf("counted in %s after A fired %s: %v", cell, fired.ID, got)
+	}
+	c.Add(time.Minute)
+	obs(b)
+	owners.settle()
+	if carried, _, err := b.Get(fired.ID); err != nil || carried.Condition != alerts.ConditionFiring {
+		t.Fatalf("B after taking the device over: %+v (%v), want alert %s firing", carried, err, fired.ID)
+	}
+	if got := claims.counted(cell); !slices.Equal(got, []string{fired.ID}) {
+		t.Errorf("counted in %s after B carried %s on: %v", cell, fired.ID, got)
 	}
 }
