@@ -17,16 +17,19 @@ import (
 const healthy = rtsptest.Healthy
 
 // resampleStalled samples tg again, up to three times, while rec did not
-// deliver video: a loaded machine may hold a camera's frames back long
-// enough for a sample to end stalled, short of keyframes, which says
-// nothing of the diagnosis.
-func resampleStalled(t *testing.T, p *rtsp.Prober, tg rtsp.Target, rec rtsp.HealthRecord) rtsp.HealthRecord {
+// deliver video or fell short of two decoded keyframes: a loaded machine
+// may hold a camera's frames back (or starve its encoder) long enough for
+// a sample to end stalled or at a low frame rate, short of keyframes,
+// which says nothing of the diagnosis. It returns the last record and how
+// many times it sampled again.
+func resampleStalled(t *testing.T, p *rtsp.Prober, tg rtsp.Target, rec rtsp.HealthRecord) (rtsp.HealthRecord, int) {
 	t.Helper()
-	for try := 0; !rec.Status.Up() && try < 3; try++ {
-		t.Logf("%s: status %s %q on this loaded machine; sampled again", rec.Camera, rec.Status, rec.Detail)
+	try := 0
+	for ; (!rec.Status.Up() || rec.Pictures < 2) && try < 3; try++ {
+		t.Logf("%s: status %s %q, %d pictures decoded, on this loaded machine; sampled again", rec.Camera, rec.Status, rec.Detail, rec.Pictures)
 		rec = p.Check(context.Background(), tg, rtsp.KindSample)
 	}
-	return rec
+	return rec, try
 }
 
 // TestDiagnosisGroundTruth attacks the README's promise that the picture
@@ -61,9 +64,19 @@ func TestDiagnosisGroundTruth(t *testing.T) {
 	p.Stills = stills
 	p.Targets = func() []rtsp.Target { return targets }
 	table := rtsptest.Confusion{}
+	// A moved camera whose first sample stalled turned away at the next:
+	// its reference is lost, and nothing can be asserted of it.
+	lost := map[int]bool{}
 	for sweep := 1; sweep <= 2; sweep++ {
 		for i, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
-			rec = resampleStalled(t, p, targets[i], rec)
+			rec, again := resampleStalled(t, p, targets[i], rec)
+			if cams[i].Fault == simulators.FaultMoved && sweep == 1 && again > 0 {
+				t.Logf("%s: its reference sample stalled and it turned away at the next; not judged", rec.Camera)
+				lost[i] = true
+			}
+			if lost[i] {
+				continue
+			}
 			want := truth[i]
 			if cams[i].Fault == simulators.FaultMoved && sweep == 1 {
 				want = healthy // the reference, before the camera is turned
@@ -88,6 +101,9 @@ func TestDiagnosisGroundTruth(t *testing.T) {
 	// Only healthy pictures become stills, so the faulty cameras' stay
 	// out, and the moved camera keeps the picture it was set up with.
 	for i, c := range cams {
+		if lost[i] {
+			continue
+		}
 		_, _, err := stills.Still(c.Path)
 		if hasStill := err == nil; hasStill != (truth[i] == healthy || c.Fault == simulators.FaultMoved) {
 			t.Errorf("%s: still stored %v (%v)", c.Path, hasStill, err)

@@ -82,7 +82,7 @@ func TestDiagnosisThirdParty(t *testing.T) {
 	p.Targets = func() []rtsp.Target { return targets }
 	table := rtsptest.Confusion{}
 	for i, rec := range p.Sweep(context.Background(), rtsp.KindSample) {
-		rec = resampleStalled(t, p, targets[i], rec)
+		rec, _ = resampleStalled(t, p, targets[i], rec)
 		picture, codec, _ := strings.Cut(rec.Camera, "-")
 		want := truth[picture]
 		ok := table.Add(want, rec.Conditions)

@@ -249,7 +249,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 	for _, r := range p.Sweep(context.Background(), rtsp.KindSample) {
 		recs = append(recs, r)
 	}
-	recs[0] = resampleStalled(t, p, targets[0], recs[0])
+	recs[0], _ = resampleStalled(t, p, targets[0], recs[0])
 	if recs[0].Status != rtsp.StatusOK || recs[1].Status != rtsp.StatusAuthFailed {
 		t.Fatalf("statuses %s, %s: want ok, auth_failed", recs[0].Status, recs[1].Status)
 	}
