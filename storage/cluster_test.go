@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/devices"
 	"github.com/gridwatch/gridwatch/storage"
@@ -313,4 +315,63 @@ func TestFailoverSkipsAHangingServer(t *testing.T) {
 		t.Errorf("the hanging server accepted %d connections in %s, want at most %d: each new connection waited on it", n, elapsed.Round(time.Millisecond), most)
 	}
 	t.Logf("%d queries at once through the replica, %s after Open began; the hanging server tried %d time(s)", conns, elapsed.Round(time.Millisecond), accepted.Load())
+}
+
+// TestClusterStoredDistrustsAFailedInsert: on a cluster, a batch whose
+// INSERT failed after its rows were sent, with a code other than unknown
+// status, is reported not stored although the ledger shows rows of it (one
+// partition's part committed before another's failed), so that the replay
+// sends the block again and the block checksums store what is missing;
+// once an INSERT of it succeeds it is trusted again.
+func TestClusterStoredDistrustsAFailedInsert(t *testing.T) {
+	c := storagetest.StartCluster(t, 2)
+	db := openCluster(t, c, 0, "gwdoubt_"+strings.ToLower(rand.Text()))
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	rec := telemetryRecord(t, []reading{{ts: now, received: now, device: "d1", metric: "pm25", value: 1}})
+	defer rec.Release()
+	parts := []storage.Part{{ID: "batch-f", Record: rec}}
+	plain, err := storage.NewWriter(db, storage.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Write(t.Context(), "telemetry", "batch-f", rec); err != nil {
+		t.Fatal(err)
+	}
+	failing, answer := storage.AnswerInserts(db)
+	w, err := storage.NewWriter(failing, storage.WriterOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func(w *storage.Writer) bool {
+		t.Helper()
+		have, err := w.Stored(t.Context(), "telemetry", parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return have["batch-f"]
+	}
+	if !stored(w) {
+		t.Fatal("Stored before any failure: batch-f not stored, want stored")
+	}
+	answer(&clickhouse.Exception{Code: 242, Name: "DB::Exception", Message: "Table is in readonly mode"}, nil)
+	if err := w.Write(t.Context(), "telemetry", "batch-f", rec); err == nil {
+		t.Fatal("Write succeeded, want the failure")
+	}
+	if stored(w) {
+		t.Error("Stored after an INSERT failed once its rows were sent: batch-f stored, want not stored")
+	}
+	if !stored(plain) {
+		t.Error("another writer's Stored: batch-f not stored, want stored (it sent nothing of it)")
+	}
+	answer(nil, nil)
+	if err := w.Write(t.Context(), "telemetry", "batch-f", rec); err != nil {
+		t.Fatal(err)
+	}
+	if !stored(w) {
+		t.Error("Stored after a successful INSERT: batch-f not stored, want stored")
+	}
+	waitRows(t, db, 1, "SELECT count() FROM {db}.telemetry WHERE device = 'd1'")
 }

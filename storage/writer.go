@@ -82,10 +82,12 @@ const (
 // A replicated table (Options.Cluster) that loses ZooKeeper while it
 // commits a part answers "unknown status" (UNKNOWN_STATUS_OF_INSERT): it
 // keeps the part, which queries see, until a check finds the commit did
-// not go through and drops it. Stored does not trust the ledger for a batch
-// whose last INSERT was so answered: it reports it not stored, so that the
-// replay sends the block again and the shard's block checksums in
-// ZooKeeper decide (see the README, "The ClickHouse cluster").
+// not go through and drops it. Any other failure after the rows were sent
+// may have left some of the INSERT's parts committed (see noteStatus).
+// Stored does not trust the ledger for a batch whose last INSERT was so
+// answered: it reports it not stored, so that the replay sends the block
+// again and the shard's block checksums in ZooKeeper decide (see the
+// README, "The ClickHouse cluster").
 type Writer struct {
 	db      *DB
 	o       WriterOptions
@@ -267,7 +269,7 @@ func (w *Writer) insert(ctx context.Context, query string, cols [][]any, parts [
 		// The answer, even one that comes after the caller gave up, is
 		// noted before the batches leave doubt: Stored, which waits for
 		// them, must then see an unknown status.
-		w.noteStatus(parts, err)
+		w.noteStatus(parts, sent, err)
 		w.mu.Lock()
 		for _, p := range parts {
 			if w.doubt[p.ID] == a {
@@ -288,10 +290,16 @@ func (w *Writer) insert(ctx context.Context, query string, cols [][]any, parts [
 
 // noteStatus records that the INSERT of parts, which ended with err, had an
 // unknown status (see Writer), and forgets it once one succeeds: the
-// replicated table then stored the block, or found it stored.
-func (w *Writer) noteStatus(parts []Part, err error) {
+// replicated table then stored the block, or found it stored. On a
+// cluster every failure after the rows were sent is an unknown status: a
+// block is a part per partition (and an INSERT may send several blocks),
+// committed one after another, so one that failed may have left others
+// committed, which the ledger would show as the whole batch; sent again,
+// the block checksums store only what is missing.
+func (w *Writer) noteStatus(parts []Part, sent bool, err error) {
 	var ex *clickhouse.Exception
-	unknown := errors.As(err, &ex) && ex.Code == codeUnknownStatus
+	unknown := errors.As(err, &ex) && ex.Code == codeUnknownStatus ||
+		err != nil && sent && w.db.opts.Cluster != ""
 	if err != nil && !unknown {
 		return
 	}
