@@ -178,7 +178,17 @@ describe('console', () => {
     assert.equal(await crew.getByTestId('case-bulk-dispatch').count(), 0, 'a unit does not dispatch');
     await crew.getByTestId('case-select-shown').click();
     await crew.getByTestId('case-bulk-sign').click();
-    assert.match(await bulkOutcome(crew), /^2 done\s*×$/);
+    const signed = await bulkOutcome(crew);
+    if (!/^2 done\s*×$/.test(signed)) {
+      // A change the crew's copy had not caught up with (a reminder due
+      // under load) is refused plainly, the case reloaded: the crew does
+      // as told and signs for it again.
+      assert.match(signed, /^1 done 1 failed: Case \S+ was changed by someone else meanwhile \(now version \d+\); it was reloaded: look again and retry\.×$/);
+      await crew.getByTestId('case-message').getByRole('button').click();
+      await crew.getByTestId('case-select-shown').click();
+      await crew.getByTestId('case-bulk-sign').click();
+      assert.match(await bulkOutcome(crew), /^1 done 1 skipped \(not allowed in their status\)\s*×$/);
+    }
     await rowOf(crew, ids[0], 'handling').waitFor();
     await rowOf(crew, ids[1], 'handling').waitFor();
     await shot(crew, 'en-cases-bulk-signed');
