@@ -96,17 +96,20 @@ func (e *Engine) releaseClaim(en *entry) {
 }
 
 // kickClaims wakes the claimer without waiting.
-func (e *Engine) kickClaims() {
+func (e *Engine) kickClaims() { kick(e.claims.kick) }
+
+// kick wakes the goroutine of runKicked that waits on c, without waiting.
+func kick(c chan struct{}) {
 	select {
-	case e.claims.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
-// runClaims asks and releases the claims queued, when kicked and every
-// Tick (for those that failed), until ctx ends. The round trips to
-// Claims run here, never under mu.
-func (e *Engine) runClaims(ctx context.Context) {
+// runKicked calls settle when kicked on c and every Tick (for what
+// failed), until ctx ends: the claimer (settleClaims) and the asker of
+// Heard (settleHeard), whose round trips run there, never under mu.
+func (e *Engine) runKicked(ctx context.Context, c chan struct{}, settle func(context.Context)) {
 	defer e.wg.Done()
 	t := time.NewTicker(e.Tick)
 	defer t.Stop()
@@ -114,10 +117,10 @@ func (e *Engine) runClaims(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-e.claims.kick:
+		case <-c:
 		case <-t.C:
 		}
-		e.settleClaims(ctx)
+		settle(ctx)
 	}
 }
 

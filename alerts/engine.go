@@ -166,6 +166,18 @@ type Engine struct {
 	// node of a cluster (cameras, which every node probes), so that they
 	// need no owner. It defaults to none.
 	Shared func(devices.Type) bool
+	// Heard, when set, tells when the cluster last heard from each of
+	// devices: the latest receive time after since of a reading of it that
+	// any node stored, absent for those none did. Nodes that consume an
+	// external broker's shared subscription set it, since each hears a
+	// share of every device's messages: before a device this node has not
+	// heard from for an absence window is counted silent, Heard is asked
+	// (off mu, by a goroutine of the engine's, many devices at once), and
+	// a later reading heard elsewhere counts as the device's last
+	// observation. An answer counts for HeardFresh; while Heard fails the
+	// device is not counted silent, and is asked again every Tick. It
+	// defaults to none: this node hears every reading.
+	Heard func(ctx context.Context, devices []string, since time.Time) (map[string]time.Time, error)
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil leaves them
@@ -215,6 +227,13 @@ type Engine struct {
 		ask     []*entry
 		release []Claim
 		kick    chan struct{}
+	}
+	// heard are the devices whose silence waits for Heard (see heard.go),
+	// and kick wakes their goroutine; failing is set while Heard fails.
+	heard struct {
+		ask     []*deviceState
+		kick    chan struct{}
+		failing bool
 	}
 	silences  []Silence
 	idBase    string
@@ -297,6 +316,7 @@ func (e *Engine) setDefaults() {
 	e.dirty = map[string]*entry{}
 	e.waiting = map[*instance]struct{}{}
 	e.claims.kick = make(chan struct{}, 1)
+	e.heard.kick = make(chan struct{}, 1)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e.idBase = strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:])), 36)
@@ -343,7 +363,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	})
 	if e.Claims != nil {
 		e.wg.Add(1)
-		go e.runClaims(ctx)
+		go e.runKicked(ctx, e.claims.kick, e.settleClaims)
+	}
+	if e.Heard != nil {
+		e.wg.Add(1)
+		go e.runKicked(ctx, e.heard.kick, e.settleHeard)
 	}
 	if e.SilencesEvery > 0 && e.Store != nil {
 		e.wg.Add(1)
@@ -394,6 +418,8 @@ func (e *Engine) Close() error {
 		e.closed = true
 		e.m.asked.Sub(float64(len(e.claims.ask))) // never answered now
 		e.claims.ask = nil
+		e.m.heardAsked.Sub(float64(len(e.heard.ask)))
+		e.heard.ask = nil
 		for s := range e.subs {
 			delete(e.subs, s)
 			close(s.c)

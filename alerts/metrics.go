@@ -14,6 +14,8 @@ type engineMetrics struct {
 	saveErrors   prometheus.Counter
 	claims       *prometheus.CounterVec
 	asked        prometheus.Gauge
+	heard        *prometheus.CounterVec
+	heardAsked   prometheus.Gauge
 	handed       *prometheus.CounterVec
 }
 
@@ -43,12 +45,17 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 			[]string{"result"}),
 		asked: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gridwatch_alerts_claims_asked",
 			Help: "Claims of alerts ready to fire that are asked and not answered yet: they grow while ZooKeeper is slow or unreachable."}),
+		heard: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_heard_checks_total",
+			Help: "Devices this node had not heard from for an absence window, asked whether another node of the cluster did, by result: heard (another node did: not silent), silent, error (not answered; asked again)."},
+			[]string{"result"}),
+		heardAsked: prometheus.NewGauge(prometheus.GaugeOpts{Name: "gridwatch_alerts_heard_asked",
+			Help: "Devices this node had not heard from for an absence window that wait for the answer whether another node did: they grow while ClickHouse is slow or unreachable."}),
 		handed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gridwatch_alerts_devices_handed_total",
 			Help: "Devices whose rule state and open alerts this node took over from another (way=in) or let go to another (way=out)."},
 			[]string{"way"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors, m.claims, m.asked, m.handed)
+		reg.MustRegister(m.observations, m.unknown, m.evalErrors, m.inhibited, m.reloads, m.events, m.dropped, m.saveErrors, m.claims, m.asked, m.heard, m.heardAsked, m.handed)
 	}
 	return m
 }

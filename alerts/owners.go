@@ -300,7 +300,7 @@ func carrySilence(d *deviceState, r *rule, a *Alert) {
 	if r.Absent <= 0 || since.IsZero() {
 		return
 	}
-	if t := since.Add(-time.Duration(r.Absent * float64(d.typ.Interval))); t.Before(d.lastSeen) {
+	if t := since.Add(-absenceWindow(r, d)); t.Before(d.lastSeen) {
 		d.lastSeen = t
 	}
 }

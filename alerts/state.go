@@ -33,6 +33,11 @@ type deviceState struct {
 	// Engine.Owners); held are the observations that wait for it.
 	owned bool
 	held  []held
+	// heardAt is the engine clock when Engine.Heard was last asked about
+	// the device and answered, heardAsked set while it is asked, and
+	// heardSince the earliest reading that matters to that ask.
+	heardAt, heardSince time.Time
+	heardAsked          bool
 }
 
 // inhibited reports whether an inhibiting rule fires for the device.

@@ -133,10 +133,13 @@ func (e *Engine) checkAbsence(d *deviceState, now time.Time) (time.Time, bool) {
 		return time.Time{}, false // its owner watches it; Owned arms it here
 	}
 	e.index(d)
+	if e.Heard != nil && e.unheard(d, now) {
+		return time.Time{}, false // settleHeard looks again
+	}
 	var next time.Time
 	ok := false
 	for _, r := range d.absence {
-		window := time.Duration(r.Absent * float64(d.typ.Interval))
+		window := absenceWindow(r, d)
 		silent := now.Sub(d.lastSeen) >= window
 		in := d.insts[r.Name]
 		if !(in == nil && !silent || in != nil && silent && in.phase >= phaseHeld) {
@@ -154,8 +157,13 @@ func (e *Engine) checkAbsence(d *deviceState, now time.Time) (time.Time, bool) {
 			at = now.Add(time.Nanosecond)
 		case silent:
 			// Firing or held: nothing changes before the device reports,
-			// and its observation rechecks it; look now and then anyway.
+			// and its observation rechecks it; look now and then anyway
+			// (with Heard, every report interval: a reading another node
+			// heard ends the silence only once Heard is asked).
 			at = now.Add(window)
+			if e.Heard != nil && d.typ.Interval > 0 {
+				at = now.Add(min(window, d.typ.Interval))
+			}
 		default:
 			at = d.lastSeen.Add(window)
 		}

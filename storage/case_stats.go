@@ -249,7 +249,7 @@ func (db *DB) refreshCaseSummaries(ctx context.Context, since map[string]time.Ti
 		}
 		where := "case_id IN ?"
 		if first := since[chunk[0]]; !first.IsZero() {
-			where += " AND " + eventsSince(db.layout, first.UnixMilli())
+			where += " AND " + tsSince(db.layout, first.UnixMilli())
 		}
 		if err := db.conn.Exec(ctx, query+caseSummarySelect(db.layout, db.opts.Database, where), set); err != nil {
 			return fmt.Errorf("storage: summarize %d cases: %w", len(chunk), err)
@@ -258,9 +258,10 @@ func (db *DB) refreshCaseSummaries(ctx context.Context, since map[string]time.Ti
 	return nil
 }
 
-// eventsSince is the SQL of "the case event is stamped at or after ms"
-// (epoch ms) on tables laid out as c, in terms that prune partitions.
-func eventsSince(c Capabilities, ms int64) string {
+// tsSince is the SQL of "ts is at or after ms" (epoch ms) on tables
+// laid out as c, timed by ts (case events, telemetry), in terms that prune
+// partitions.
+func tsSince(c Capabilities, ms int64) string {
 	if c.DateTime64 {
 		return fmt.Sprintf("ts >= fromUnixTimestamp64Milli(toInt64(%d))", ms)
 	}

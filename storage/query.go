@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/gridwatch/gridwatch/devices"
@@ -291,6 +292,60 @@ func (db *DB) StoredReadings(ctx context.Context, device string, ts []int64) (ma
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: stored readings of %s: %w", device, err)
+	}
+	return out, nil
+}
+
+// HeardLate is how long before it arrived a reading may be stamped and
+// still be found by LastHeard: the bound on ts that keeps its lookup to
+// the partitions and granules of the time asked.
+const HeardLate = 24 * time.Hour
+
+// heardChunk is how many devices one query of LastHeard asks about.
+const heardChunk = 1000
+
+// LastHeard returns, for each of devices that the telemetry table holds a
+// reading of received at or after since, the latest receive time of one:
+// when the cluster last heard from it, whichever node stored the reading.
+// The alert engine of a node consuming a shared subscription asks it
+// before it counts a device silent (alerts.Engine.Heard). On a cluster it
+// reads every replica (everyReplica), so that a reading another node
+// stored through another replica a moment ago is found. Readings stamped
+// more than HeardLate before since are not looked at.
+func (db *DB) LastHeard(ctx context.Context, devices []string, since time.Time) (map[string]time.Time, error) {
+	out := make(map[string]time.Time)
+	from := since.UnixMilli()
+	for start := 0; start < len(devices); start += heardChunk {
+		chunk := devices[start:min(start+heardChunk, len(devices))]
+		set := clickhouse.GroupSet{Value: make([]any, len(chunk))}
+		for i, id := range chunk {
+			set.Value[i] = id
+		}
+		err := db.everyReplica(ctx, "telemetry", func(conn driver.Conn, table string) error {
+			rows, err := conn.Query(ctx, "SELECT device, toInt64(max("+db.msExpr("received")+")) FROM "+table+
+				" WHERE device IN ? AND "+tsSince(db.layout, from-HeardLate.Milliseconds())+
+				" AND received >= "+db.fromMsExpr()+" GROUP BY device", set, from)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					dev string
+					ms  int64
+				)
+				if err := rows.Scan(&dev, &ms); err != nil {
+					return err
+				}
+				if t := time.UnixMilli(ms); t.After(out[dev]) {
+					out[dev] = t
+				}
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return nil, fmt.Errorf("storage: when %d devices were last heard: %w", len(chunk), err)
+		}
 	}
 	return out, nil
 }

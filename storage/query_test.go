@@ -161,6 +161,49 @@ func TestQueriesIntegration(t *testing.T) {
 	}
 }
 
+// TestLastHeardIntegration: LastHeard tells, of the devices asked, when
+// the latest of their readings received at or after since arrived, in
+// chunks of devices (here two), leaving out a reading received before
+// since, one stamped more than HeardLate before since, and devices none
+// stored; a device id is bound, not spliced into the SQL.
+func TestLastHeardIntegration(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	ctx := t.Context()
+	ms := func(d time.Duration) int64 { return base.Add(d).UnixMilli() }
+	rows := []reading{
+		{ms(time.Minute), ms(time.Minute), "d1", "level_cm", 1},
+		{ms(2 * time.Minute), ms(2*time.Minute + 150*time.Millisecond), "d1", "level_cm", 2},
+		{ms(30 * time.Second), ms(30 * time.Second), "d2", "level_cm", 3},                  // received before since
+		{ms(-storage.HeardLate - time.Minute), ms(5 * time.Minute), "d3", "level_cm", 4},   // stamped too long before
+		{ms(4 * time.Hour), ms(3 * time.Minute), "d5", "level_cm", 5},                      // stamped ahead
+		{ms(-storage.HeardLate + 2*time.Minute), ms(4 * time.Minute), "d6", "level_cm", 6}, // stamped late, within HeardLate
+	}
+	w, _ := newWriter(t, db, storage.WriterOptions{})
+	if err := w.Write(ctx, "telemetry", "h-1", telemetryRecord(t, rows)); err != nil {
+		t.Fatal(err)
+	}
+	ask := []string{"d1", "d2", "d3", "d4", "d1' OR '1'='1", "d6"}
+	for i := range 1200 {
+		ask = append(ask, fmt.Sprintf("none-%d", i))
+	}
+	ask = append(ask, "d5")
+	got, err := db.LastHeard(ctx, ask, base.Add(45*time.Second))
+	if err != nil {
+		t.Fatalf("LastHeard: %v", err)
+	}
+	want := map[string]time.Time{
+		"d1": base.Add(2*time.Minute + 150*time.Millisecond),
+		"d5": base.Add(3 * time.Minute),
+		"d6": base.Add(4 * time.Minute),
+	}
+	if !maps.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("LastHeard = %v, want %v", got, want)
+	}
+	if none, err := db.LastHeard(ctx, []string{"d1"}, base.Add(3*time.Minute)); err != nil || len(none) != 0 {
+		t.Errorf("LastHeard of d1 since after its last reading = %v, %v; want none", none, err)
+	}
+}
+
 func TestUpsertDevicesIntegration(t *testing.T) {
 	db := openMigrated(t, storage.Options{})
 	ctx := t.Context()

@@ -47,13 +47,23 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		}
 	}
 	// A lone node watches every registered device for silence from the
-	// start; a node of a cluster only the devices it heard from, since the
-	// others report to the other nodes.
-	// It reads the silences again as often as the registry, for those the
-	// other nodes took.
+	// start; a node of a cluster of embedded brokers only the devices it
+	// heard from, since the others report to the other nodes (and one node
+	// adopts those none heard from: see ownDevices). It reads the silences
+	// again as often as the registry, for those the other nodes took.
 	watch, reload := s.registry.All, time.Duration(0)
 	if s.Config.Cluster.ZooKeeper != "" {
-		watch, reload = nil, s.Config.Devices.ReloadInterval
+		reload = s.Config.Devices.ReloadInterval
+		if s.Config.Upstream.Brokers == "" {
+			watch = nil
+		}
+	}
+	// Consuming a shared subscription, a node hears a share of every
+	// device's messages: before it counts a device silent, it asks
+	// ClickHouse when any node last heard from it.
+	var heard func(context.Context, []string, time.Time) (map[string]time.Time, error)
+	if s.Config.Upstream.Brokers != "" {
+		heard = s.db.LastHeard
 	}
 	s.alerting.engine = &alerts.Engine{
 		Rules:         rules,
@@ -64,6 +74,7 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		InScope:       s.inScope,
 		Store:         s.db,
 		Claims:        s.coord.alerts,
+		Heard:         heard,
 		Now:           s.Now,
 		Logger:        s.Logger.With("part", "alerts"),
 		Registerer:    s.metrics,

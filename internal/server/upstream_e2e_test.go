@@ -399,3 +399,184 @@ func TestUpstreamStormSeenWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamGaugesHeardElsewhereAreNotSilent runs two nodes on one
+// ClickHouse and one ZooKeeper, consuming a private mosquitto 2's shared
+// subscription, on one clock moved a minute at a time, and eight
+// water-level gauges of one cell (a report a minute, device_silent after
+// three) that report every minute, one after another: mosquitto hands the
+// readings to the nodes in turn, so each node hears four of the gauges
+// and not the other four.
+// No gauge is counted silent: a node asks ClickHouse when any node last
+// heard from a gauge it has not heard from (the checks that found one
+// heard elsewhere are logged). A gauge that goes quiet raises one
+// device_silent alert between the nodes; six that go quiet together, one
+// grid-level alert of six members (every node sees the whole outage); each
+// is cleared once the gauges report again, whichever node their readings
+// reach.
+func TestUpstreamGaugesHeardElsewhereAreNotSilent(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	addr, database := storagetest.Database(t)
+	const cell = "cell-quiet"
+	var gauges []devices.Device
+	var users []mosquittotest.User
+	for i := range 8 {
+		g := devices.Device{ID: fmt.Sprintf("gauge-%d", i), Type: "water_level", Grid: cell, Secret: fmt.Sprintf("gauge-%d-secret-0123456789", i)}
+		gauges, users = append(gauges, g), append(users, mosquittotest.User{Name: g.ID, Password: g.Secret})
+	}
+	all := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	readers := []mosquittotest.User{{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"}, {Name: "gridwatch-2", Password: "gridwatch-2-upstream-secret"}}
+	ms := mosquittotest.Start(t, mosquittotest.Config{Devices: users, Readers: readers})
+	var ahead atomic.Int64 // the nodes' clock, ahead of time.Now
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	var nodes []*Server
+	for i, r := range readers {
+		nodes = append(nodes, startServerAt(t, now, addr, database, gauges, func(c *Config) {
+			c.Cluster.ZooKeeper, c.Cluster.SessionTimeout, c.Cluster.Node = zk.Addr, 10*time.Second, fmt.Sprintf("node%d", i+1)
+			c.Upstream.Brokers, c.Upstream.ClientID = ms.URL(), r.Name
+			c.Upstream.Username, c.Upstream.Password = r.Name, r.Password
+		}))
+	}
+	for _, n := range nodes {
+		waitFor(t, time.Minute, func() bool { return n.upstream.Ready(context.Background()) == nil })
+	}
+	ids := make([]string, len(gauges))
+	for i, g := range gauges {
+		ids[i] = g.ID
+	}
+	// report publishes a reading of each gauge named and waits until
+	// ClickHouse holds them all at the clock's time.
+	report := func(which []int) {
+		at := now()
+		for _, i := range which {
+			publishTo(t, ms.URL(), gauges[i], fmt.Sprintf(`{"ts": %d, "level_cm": 5}`, at.UnixMilli()))
+		}
+		waitFor(t, time.Minute, func() bool {
+			heard, err := nodes[0].db.LastHeard(context.Background(), ids, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range which {
+				if _, ok := heard[gauges[i].ID]; !ok {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	// settle runs both nodes' absence checks at the clock and waits until
+	// what they asked (ClickHouse, then the claims) was answered.
+	settle := func() {
+		for range 2 {
+			for _, n := range nodes {
+				n.alerting.engine.RunTimers()
+				waitFor(t, time.Minute, func() bool {
+					return gatheredTotal(t, n, "gridwatch_alerts_heard_asked")+gatheredTotal(t, n, "gridwatch_alerts_claims_asked") == 0
+				})
+				n.alerting.engine.RunTimers()
+			}
+		}
+	}
+	// silent lists the device_silent alerts not cleared: of their own by
+	// gauge, grid-level ones, and the nodes the firing ones are on.
+	type open struct {
+		own      map[string]int
+		grid     []alerts.Alert
+		firingOn []int
+	}
+	show := func(o open) string {
+		var members [][]string
+		for _, a := range o.grid {
+			members = append(members, a.Members)
+		}
+		return fmt.Sprintf("of their own %v, grid-level of members %v, firing on nodes %v", o.own, members, o.firingOn)
+	}
+	silent := func() (o open) {
+		o.own = map[string]int{}
+		for i, n := range nodes {
+			page, err := n.Alerts().List(alerts.Filter{Grid: cell, Rule: "device_silent", Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range page.Alerts {
+				switch {
+				case a.Condition == alerts.ConditionCleared:
+					continue
+				case a.Device == "":
+					o.grid = append(o.grid, a)
+				default:
+					o.own[a.Device]++
+				}
+				if a.Condition == alerts.ConditionFiring {
+					o.firingOn = append(o.firingOn, i+1)
+				}
+			}
+		}
+		return o
+	}
+	minute := func(which []int) {
+		ahead.Add(int64(time.Minute))
+		report(which)
+		settle()
+	}
+	heardElsewhere := func() (n float64) {
+		for _, s := range nodes {
+			n += gathered(t, s, "gridwatch_alerts_heard_checks_total", "result", "heard")
+		}
+		return n
+	}
+	// quiet moves the clock until a device_silent alert fires while only
+	// the gauges of reporting report, for at most 6 minutes.
+	quiet := func(reporting []int) open {
+		for range 6 {
+			minute(reporting)
+			if o := silent(); len(o.firingOn) > 0 {
+				return o
+			}
+		}
+		t.Fatalf("gauges quiet 6 minutes: device_silent open %s, none firing", show(silent()))
+		return open{}
+	}
+	// cleared moves the clock, every gauge reporting, until no device_silent
+	// alert is open, for at most 2 minutes: the node holding an alert looks
+	// again a report interval after its last look.
+	cleared := func(what string) {
+		for i := range 2 {
+			minute(all)
+			if o := silent(); len(o.own)+len(o.grid) == 0 {
+				t.Logf("%s reporting again: no device_silent open after %d minutes", what, i+1)
+				return
+			}
+		}
+		t.Fatalf("%s reporting again for 2 minutes: device_silent open %s; want none", what, show(silent()))
+	}
+
+	report(all)
+	for range 8 {
+		minute(all)
+	}
+	deliveries := []float64{gatheredTotal(t, nodes[0], "gridwatch_upstream_deliveries_total"), gatheredTotal(t, nodes[1], "gridwatch_upstream_deliveries_total")}
+	o := silent()
+	t.Logf("9 minutes of 8 gauges reporting: readings delivered to the nodes %v; %.0f checks found a gauge heard by the other node; device_silent open %s",
+		deliveries, heardElsewhere(), show(o))
+	if len(o.own)+len(o.grid) != 0 {
+		t.Fatalf("gauges reporting every minute: device_silent open %s; want none", show(o))
+	}
+	if heardElsewhere() == 0 {
+		t.Fatalf("no node went three minutes without hearing a gauge (readings delivered %v): the test did not try what it is for", deliveries)
+	}
+
+	o = quiet(all[1:])
+	t.Logf("gauge-0 quiet: device_silent open %s", show(o))
+	if len(o.own) != 1 || o.own["gauge-0"] != 1 || len(o.grid) != 0 || len(o.firingOn) != 1 {
+		t.Fatalf("gauge-0 quiet: device_silent open %s; want one alert of gauge-0, firing on one node", show(o))
+	}
+	cleared("gauge-0")
+
+	o = quiet(all[6:])
+	t.Logf("gauges 0-5 quiet: device_silent open %s", show(o))
+	if len(o.own) != 0 || len(o.grid) != 1 || len(o.grid[0].Members) != 6 || len(o.firingOn) != 1 {
+		t.Fatalf("gauges 0-5 quiet: device_silent open %s; want one grid-level alert of 6 members, firing on one node", show(o))
+	}
+	cleared("gauges 0-5")
+}
