@@ -116,11 +116,14 @@ func Import(ctx context.Context, w *Writer, src ImportSource, o ImportOptions) (
 		}
 		part := Part{ID: prefix + strconv.Itoa(n), Record: rec}
 		stored, err := w.Stored(ctx, res.Table, []Part{part})
+		wrote := false
 		if err == nil && !stored[part.ID] {
-			if err = w.Write(ctx, res.Table, part.ID, rec); err == nil {
-				res.Batches++
-			}
-		} else if err == nil {
+			wrote, err = importBatch(ctx, w, res.Table, part)
+		}
+		switch {
+		case err == nil && wrote:
+			res.Batches++
+		case err == nil:
 			res.Skipped++
 		}
 		if err == nil && res.Table == "case_events" {
@@ -135,6 +138,26 @@ func Import(ctx context.Context, w *Writer, src ImportSource, o ImportOptions) (
 			o.Progress(res.Rows)
 		}
 	}
+}
+
+// importBatch writes part, which the ledger does not show, without the
+// rows stored already of a batch over several partitions, which an
+// earlier import may have stored in part (see UnstoredInDoubt); wrote is
+// false when every row was.
+func importBatch(ctx context.Context, w *Writer, table string, part Part) (wrote bool, err error) {
+	kept, _, err := w.UnstoredInDoubt(ctx, table, []Part{part})
+	if err != nil {
+		return false, err
+	}
+	for _, k := range kept {
+		if k.Record != part.Record {
+			defer k.Record.Release()
+		}
+		if err := w.Write(ctx, table, k.ID, k.Record); err != nil {
+			return false, err
+		}
+	}
+	return len(kept) > 0, nil
 }
 
 // InspectImport reads what an export file says about itself.

@@ -134,6 +134,64 @@ func TestWriterLedgerAcrossPartitionsIntegration(t *testing.T) {
 	}
 }
 
+// TestStoredDistrustsABatchOverTwoPartitionsIntegration: a batch of two
+// monthly partitions of which one part committed (an INSERT that failed
+// between its parts, or a process killed during it) shows in the ledger.
+// Stored must not report it stored, or its replay skips it and the other
+// month's rows are lost (as before); UnstoredInDoubt leaves out the rows
+// stored, so that the replay stores the rest, once. A batch of one
+// partition is trusted as before, and left as it is.
+func TestStoredDistrustsABatchOverTwoPartitionsIntegration(t *testing.T) {
+	db := openMigrated(t, storage.Options{})
+	ctx := t.Context()
+	edge := time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	nov, dec := reading{edge - 1, edge, "d", "m", 1}, reading{edge, edge, "d", "m", 2}
+	other := reading{edge, edge, "e", "m", 3}
+	first, _ := newWriter(t, db, storage.WriterOptions{})
+	// November's part committed under the batch's id, December's not.
+	if err := first.Write(ctx, "telemetry", "straddle", telemetryRecord(t, []reading{nov})); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Write(ctx, "telemetry", "one-month", telemetryRecord(t, []reading{other})); err != nil {
+		t.Fatal(err)
+	}
+	// The replay of a restarted process knows nothing of that INSERT.
+	w, _ := newWriter(t, db, storage.WriterOptions{})
+	parts := []storage.Part{
+		{ID: "straddle", Record: telemetryRecord(t, []reading{nov, dec})},
+		{ID: "one-month", Record: telemetryRecord(t, []reading{other})},
+	}
+	stored, err := w.Stored(ctx, "telemetry", parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored["straddle"] || !stored["one-month"] {
+		t.Fatalf("Stored = %v, want one-month stored and straddle not: the ledger shows a part of it", stored)
+	}
+	kept, dropped, err := w.UnstoredInDoubt(ctx, "telemetry", parts[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped != 1 || len(kept) != 1 || kept[0].Record.NumRows() != 1 {
+		t.Fatalf("UnstoredInDoubt left out %d rows and kept %d parts, want November's row left out and December's kept", dropped, len(kept))
+	}
+	defer kept[0].Record.Release()
+	if err := w.WriteParts(ctx, "telemetry", kept); err != nil {
+		t.Fatal(err)
+	}
+	var rows, readings uint64
+	if err := db.Conn().QueryRow(ctx, "SELECT count(), uniqExact(ts, metric) FROM `"+db.Database()+"`.telemetry WHERE device = 'd'").Scan(&rows, &readings); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 2 || readings != 2 {
+		t.Fatalf("after the replay the table holds %d rows of %d readings of the batch, want November's and December's once each", rows, readings)
+	}
+	same, dropped, err := w.UnstoredInDoubt(ctx, "telemetry", parts[1:])
+	if err != nil || dropped != 0 || len(same) != 1 || same[0].Record != parts[1].Record {
+		t.Fatalf("UnstoredInDoubt of a batch of one partition = %d parts, %d left out (%v); want it as it is", len(same), dropped, err)
+	}
+}
+
 // BenchmarkReplayDedup times the replay's ledger lookup on a telemetry table
 // of 100 M rows over 12 months (GRIDWATCH_BENCH_LEDGER_ROWS to change),
 // the old unbounded query and the new one side by side, and reports the

@@ -29,6 +29,20 @@ import (
 // A kept part is the part itself or, when rows were left out, a part of a
 // new record, which the caller releases; dropped counts the rows left out.
 func (w *Writer) Unstored(ctx context.Context, table string, parts []Part) (kept []Part, dropped int, err error) {
+	return w.unstored(ctx, table, parts, func(Part) bool { return true })
+}
+
+// UnstoredInDoubt is Unstored for the parts the ledger cannot vouch for,
+// on a lone node's replay and an import: those over several partitions
+// (spansPartitions), which an INSERT that failed may have stored in part.
+// The others are returned as they are: with one node storing the fleet,
+// the ledger tells whether a batch of one partition is stored.
+func (w *Writer) UnstoredInDoubt(ctx context.Context, table string, parts []Part) (kept []Part, dropped int, err error) {
+	return w.unstored(ctx, table, parts, spansPartitions)
+}
+
+// unstored is Unstored for the parts look accepts.
+func (w *Writer) unstored(ctx context.Context, table string, parts []Part, look func(Part) bool) (kept []Part, dropped int, err error) {
 	if err := checkIdent("table", table); err != nil {
 		return nil, 0, err
 	}
@@ -36,7 +50,7 @@ func (w *Writer) Unstored(ctx context.Context, table string, parts []Part) (kept
 	var check []Part
 	w.mu.Lock()
 	for i, p := range parts {
-		if !w.unknown[p.ID] && readingColumns(p.Record) != nil {
+		if !w.unknown[p.ID] && readingColumns(p.Record) != nil && look(p) {
 			checked[i] = true
 			check = append(check, p)
 		}

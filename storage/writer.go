@@ -392,8 +392,9 @@ func (w *Writer) hasLedger(ctx context.Context, table string) (bool, error) {
 //
 // It first waits for the INSERTs of the parts' batches that are in doubt
 // (see Writer): until the server answered them, the ledger cannot tell. A
-// batch whose last INSERT had an unknown status is reported not stored
-// whatever the ledger says (see Writer).
+// batch whose last INSERT had an unknown status, and one over several
+// partitions (spansPartitions), are reported not stored whatever the
+// ledger says (see Writer).
 func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[string]bool, error) {
 	out := make(map[string]bool)
 	if len(parts) == 0 {
@@ -439,7 +440,32 @@ func (w *Writer) Stored(ctx context.Context, table string, parts []Part) (map[st
 		}
 	}
 	w.mu.Unlock()
+	for _, p := range parts {
+		if out[p.ID] && spansPartitions(p) {
+			delete(out, p.ID)
+		}
+	}
 	return out, nil
+}
+
+// spansPartitions reports whether p is a batch of readings over more than
+// one monthly partition (see ddl.Partition). The server commits an
+// INSERT's part of each partition one after another, so an INSERT of p
+// that failed, or a process killed during it, may have left some
+// committed: the ledger then shows p, which Stored does not trust, and
+// the rows found stored are left out of its replay instead (Unstored,
+// UnstoredInDoubt). Before, the replay skipped such a batch, and the rows
+// of the partitions not committed were lost.
+func spansPartitions(p Part) bool {
+	if readingColumns(p.Record) == nil {
+		return false
+	}
+	lo, hi, ok := tsRange([]Part{p})
+	if !ok {
+		return false
+	}
+	a, b := time.UnixMilli(lo).UTC(), time.UnixMilli(hi).UTC()
+	return a.Year() != b.Year() || a.Month() != b.Month()
 }
 
 // tsBound returns the condition, ending in " AND ", and its arguments that

@@ -73,9 +73,7 @@ func (s *Server) openSpool(ctx context.Context) (ingest.WriteFunc, error) {
 	// tables drop it if that INSERT was stored after all, whichever
 	// replica the ledger lookup read (README, "The ClickHouse cluster").
 	s.spool.Replicated = s.Config.ClickHouse.Cluster != ""
-	if s.Config.severalNodes() {
-		s.spool.Unstored = writer.Unstored
-	}
+	s.spool.Unstored = unstoredFunc(&s.Config, writer)
 	if s.coord.coord != nil {
 		// The second look and its INSERT, one node at a time: two nodes
 		// replaying copies of one reading at once would both store it.
@@ -160,11 +158,18 @@ func ReplayQuarantined(ctx context.Context, cfg *Config, db *storage.DB, file st
 	if err != nil {
 		return 0, err
 	}
-	var unstored spool.UnstoredFunc
+	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored, unstoredFunc(cfg, w), cfg.replayStepTimeout())
+}
+
+// unstoredFunc is a replay's second look after the ledger: where several
+// nodes store one fleet, at every reading replayed (a resend another node
+// stored under its own batch id); on a lone node, at the batches over
+// several partitions only, which the ledger cannot vouch for.
+func unstoredFunc(cfg *Config, w *storage.Writer) spool.UnstoredFunc {
 	if cfg.severalNodes() {
-		unstored = w.Unstored
+		return w.Unstored
 	}
-	return spool.ReplayQuarantined(ctx, cfg.SpoolDir(), file, w.WriteParts, w.Stored, unstored, cfg.replayStepTimeout())
+	return w.UnstoredInDoubt
 }
 
 // CheckQuarantined reports, as an api.ErrNotQuarantined error, a file that

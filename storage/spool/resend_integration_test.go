@@ -72,6 +72,60 @@ func TestSpoolLeavesOutReadingsAnotherNodeStoredIntegration(t *testing.T) {
 	}
 }
 
+// TestSpoolReplaysABatchOverTwoMonthsStoredInPartIntegration: a lone
+// node's batch of readings over the turn of a month, whose INSERT stored
+// November's part and then failed (or the process was killed before
+// December's part committed), is fsynced in the spool. Its replay, after a
+// restart, finds the batch in the ledger; it must store December's
+// readings, once, and November's not again. Before, the replay skipped the
+// batch as stored and December's 5 readings were lost.
+func TestSpoolReplaysABatchOverTwoMonthsStoredInPartIntegration(t *testing.T) {
+	o := storagetest.Options(t)
+	db, w := migratedWriter(t, o)
+	ctx := t.Context()
+	dir := t.TempDir()
+	ts := time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC).UnixMilli() - 5
+
+	november := telemetryBatch(t, ts, 5)
+	defer november.Release()
+	inPart := func(ctx context.Context, table string, parts []storage.Part) error {
+		if err := w.Write(ctx, table, parts[0].ID, november); err != nil {
+			return err
+		}
+		return errors.New("node killed before December's part committed")
+	}
+	dead := &Spool{Dir: dir, Durable: true, Insert: inPart, Stored: w.Stored, RetryBackoff: time.Hour}
+	if err := dead.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.Write(ctx, "telemetry", "over-the-month", telemetryBatch(t, ts, 10)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first INSERT tried", func() bool { return len(storedTimes(t, db, o.Database, ts)) == 5 })
+	if err := dead.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restarted, with the writer of a new process.
+	w2, err := storage.NewWriter(db, storage.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &Spool{Dir: dir, Durable: true, Insert: w2.WriteParts, Stored: w2.Stored, Unstored: w2.UnstoredInDoubt,
+		RetryBackoff: 50 * time.Millisecond}
+	if err := back.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	waitFor(t, "the spool drained", func() bool { return back.Stats().Segments == 0 })
+	seen := storedTimes(t, db, o.Database, ts)
+	for at := range int64(10) {
+		if seen[at] != 1 {
+			t.Errorf("reading at ts+%d stored %d times, want once (all: %v)", at, seen[at], seen)
+		}
+	}
+}
+
 // storedTimes counts wl-001's stored readings from ts on, by their ts - ts.
 func storedTimes(t *testing.T, db *storage.DB, database string, ts int64) map[int64]uint64 {
 	t.Helper()
