@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/gridwatch/gridwatch/storage"
 )
@@ -123,6 +124,12 @@ func ReadAcks(r io.Reader) ([]Ack, error) {
 			return nil, fmt.Errorf("acks: %w", err)
 		}
 		line, _ := cr.FieldPos(0)
+		// A CSV reader turns a quoted field's \r\n into \n, so a device
+		// id with a control character would not read back as written; no
+		// device id holds one.
+		if strings.IndexFunc(rec[0], unicode.IsControl) >= 0 {
+			return nil, fmt.Errorf("acks: line %d: device %q: a control character", line, rec[0])
+		}
 		ts, err := strconv.ParseInt(rec[1], 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("acks: line %d: ts %q: %w", line, rec[1], err)

@@ -50,6 +50,9 @@ var readAcksErrors = []struct{ name, in, want string }{
 	{"zero readings", "device,ts,readings\nd,1,0\n", "line 2: readings"},
 	{"short line", "device,ts,readings\nd,1\n", "wrong number of fields"},
 	{"bare quote", "device,ts,readings\nd\"x,1,1\n", "bare \""},
+	// Found by FuzzReadAcks (run 301): read as "a\r\nb", written and read
+	// back as "a\nb".
+	{"control character", "device,ts,readings\n\"a\r\r\nb\",1,1\n", "line 2: device \"a\\r\\nb\": a control character"},
 }
 
 func TestReadAcksErrors(t *testing.T) {
