@@ -66,3 +66,6 @@ func (b *answeredBatch) Send() error {
 }
 
 func (b *answeredBatch) IsSent() bool { return true }
+
+// ColumnsThere is db.columnsThere, for the external tests.
+func ColumnsThere(ctx context.Context, db *DB, st string) bool { return db.columnsThere(ctx, st) }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // migrationFiles holds the DDL templates. A file named NNNN_name.sql.tmpl is
@@ -471,6 +472,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 			continue
 		}
 		for _, st := range m.Statements {
+			if db.columnsThere(ctx, st) {
+				db.logger.Info("migration's columns are there already on every server: not run again",
+					"database", db.opts.Database, "version", m.Version, "name", m.Name)
+				continue
+			}
 			if err := ddlConn.Exec(ctx, st); err != nil {
 				if !db.addedBefore(st, err) {
 					return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
@@ -502,6 +508,71 @@ func (db *DB) addedBefore(st string, err error) bool {
 	return !db.caps.AddColumnIfNotExists && strings.Contains(st, "ADD COLUMN") &&
 		errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn) &&
 		strings.Contains(ex.Message, "already exists")
+}
+
+// alterAdd matches a migration's statement that only adds columns to a
+// table: ALTER TABLE `db`.`table` [ON CLUSTER c] ADD COLUMN ..., ...;
+// addedColumn finds the name of each column it adds.
+var (
+	alterAdd    = regexp.MustCompile("^\\s*ALTER TABLE `[^`]+`\\.`([^`]+)`(?: ON CLUSTER `[^`]+`)?\\s+ADD COLUMN ")
+	addedColumn = regexp.MustCompile("ADD COLUMN (?:IF NOT EXISTS )?`([^`]+)`")
+	command     = regexp.MustCompile(",\\s*\\n\\s*[A-Z]")
+)
+
+// columnsThere reports whether st only adds columns, and every server of
+// the cluster (the one connected on a single server) has them all: its
+// migration ran before it was recorded, or its record has not reached
+// the replica the bookkeeping was read through. Such a statement is not
+// run again. On a cluster an ALTER that finds its columns there fails on
+// every replica, and 18.16 then sometimes left the DDL task unfinished on
+// one host past distributed_ddl_task_timeout (TestClusterSchema, run 311:
+// migration 0013 run again waited 300 s). Any doubt (a server that does
+// not answer, a command other than ADD COLUMN) runs it.
+func (db *DB) columnsThere(ctx context.Context, st string) bool {
+	m := alterAdd.FindStringSubmatch(st)
+	if m == nil {
+		return false
+	}
+	adds := addedColumn.FindAllStringSubmatch(st, -1)
+	if len(command.FindAllString(st, -1))+1 != len(adds) {
+		return false // a command of another kind
+	}
+	conns := []driver.Conn{db.conn}
+	if db.opts.Cluster != "" {
+		others, err := db.otherReplicas(ctx)
+		if err != nil {
+			return false
+		}
+		for _, r := range others {
+			conns = append(conns, r.conn)
+		}
+	}
+	for _, conn := range conns {
+		have := map[string]bool{}
+		rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", db.opts.Database, m[1])
+		if err != nil {
+			return false
+		}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return false
+			}
+			have[name] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return false
+		}
+		for _, a := range adds {
+			if !have[a[1]] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ddlTimeout is how long a migration's statement on a cluster waits for
