@@ -566,7 +566,7 @@ func (s *LocalServer) launch(ctx context.Context) (*process, error) {
 	}
 	if err := s.waitReady(ctx, p); err != nil {
 		_ = p.stop() // The start-up error says more than how the stop went.
-		return nil, fmt.Errorf("%w%s", err, s.logTail())
+		return nil, fmt.Errorf("%w%s", err, s.LogTail())
 	}
 	s.pid.Store(int64(p.cmd.Process.Pid))
 	return p, nil
@@ -679,7 +679,7 @@ func (s *LocalServer) supervise(ctx context.Context, p *process) {
 		s.pid.Store(0)
 		ran := time.Since(p.started)
 		s.Logger.Error("local clickhouse exited unexpectedly; restarting it",
-			"pid", p.cmd.Process.Pid, "exit", p.cmd.ProcessState.String(), "ran", ran.Round(time.Millisecond), "logs", s.logTail())
+			"pid", p.cmd.Process.Pid, "exit", p.cmd.ProcessState.String(), "ran", ran.Round(time.Millisecond), "logs", s.LogTail())
 		if ran > s.MaxRestartDelay {
 			delays.Reset() // It had been up a while: this is a new failure, not a crash loop.
 		}
@@ -710,9 +710,9 @@ func (s *LocalServer) restart(ctx context.Context, delays backoff.BackOff) *proc
 	}
 }
 
-// logTail returns the last lines of the server's error log and of its stderr, where
+// LogTail returns the last lines of the server's error log and of its stderr, where
 // a failing server says why, formatted to follow an error message.
-func (s *LocalServer) logTail() string {
+func (s *LocalServer) LogTail() string {
 	var b strings.Builder
 	for _, name := range []string{localErrorLog, localStderr} {
 		path := filepath.Join(s.Dir, localLogDir, name)

@@ -196,6 +196,20 @@ func StartCluster(t testing.TB, replicas int) *Cluster {
 	for i := range replicas {
 		c.Start(i)
 	}
+	// Cleanups run last first: this one before the replicas stop. The
+	// replicas' logs go with t's directories, so a failure shows their
+	// tails (run 302 lost a table on a restarted replica and kept no trace
+	// of why).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for i, s := range c.servers {
+			if s != nil {
+				t.Logf("replica %d (%s):%s", i, c.addrs[i], s.LogTail())
+			}
+		}
+	})
 	return c
 }
 
