@@ -61,12 +61,7 @@ func TestSpoolLeavesOutReadingsAnotherNodeStoredIntegration(t *testing.T) {
 	defer back.Close()
 	waitFor(t, "the spool drained", func() bool { return back.Stats().Segments == 0 })
 
-	seen := storedTimes(t, db, o.Database, ts)
-	for at := range int64(10) {
-		if seen[at] != 1 {
-			t.Errorf("reading at ts+%d stored %d times, want once (all: %v)", at, seen[at], seen)
-		}
-	}
+	storedOnce(t, db, o.Database, ts, 10)
 	if got := testutil.ToFloat64(back.metrics.readingsDeduplicated.WithLabelValues("telemetry")); got != 4 {
 		t.Errorf("readings left out = %v, want the 4 stored by the other node", got)
 	}
@@ -118,8 +113,15 @@ func TestSpoolReplaysABatchOverTwoMonthsStoredInPartIntegration(t *testing.T) {
 	}
 	defer back.Close()
 	waitFor(t, "the spool drained", func() bool { return back.Stats().Segments == 0 })
-	seen := storedTimes(t, db, o.Database, ts)
-	for at := range int64(10) {
+	storedOnce(t, db, o.Database, ts, 10)
+}
+
+// storedOnce checks that wl-001's n readings from ts on are each stored
+// once.
+func storedOnce(t *testing.T, db *storage.DB, database string, ts, n int64) {
+	t.Helper()
+	seen := storedTimes(t, db, database, ts)
+	for at := range n {
 		if seen[at] != 1 {
 			t.Errorf("reading at ts+%d stored %d times, want once (all: %v)", at, seen[at], seen)
 		}
@@ -211,12 +213,7 @@ func TestSpoolReplaysOnTwoNodesAtOnceStoreAReadingOnceIntegration(t *testing.T) 
 		defer sp.Close()
 	}
 	waitForLong(t, "both spools drained", func() bool { return spools[0].Stats().Segments == 0 && spools[1].Stats().Segments == 0 })
-	seen := storedTimes(t, db, o.Database, ts)
-	for at := range int64(10) {
-		if seen[at] != 1 {
-			t.Errorf("reading at ts+%d stored %d times, want once (all: %v)", at, seen[at], seen)
-		}
-	}
+	storedOnce(t, db, o.Database, ts, 10)
 	left := 0.0
 	for _, sp := range spools {
 		left += testutil.ToFloat64(sp.metrics.readingsDeduplicated.WithLabelValues("telemetry"))
