@@ -16,9 +16,10 @@ import (
 // the alert clears and its engine releases the claim: the next one is
 // claimed afresh.
 type Claims interface {
-	// Claim makes c.ID the holder of c.Key unless another alert holds it;
-	// won reports whether c.ID holds it, and firing, when c.Cell is set
-	// and it won, how many other alerts are counted under c.Cell.
+	// Claim makes c.ID, on this node, the holder of c.Key unless another
+	// alert holds it (the same alert restored on another node is another
+	// holder); won reports whether c.ID holds it, and firing, when c.Cell
+	// is set and it won, how many other alerts are counted under c.Cell.
 	Claim(ctx context.Context, c Claim) (won bool, firing int, err error)
 	// Release gives c.Key up, and c.ID's count under c.Cell, if c.ID holds
 	// it.
@@ -38,10 +39,13 @@ type Claim struct{ Key, ID, Cell string }
 type claimState uint8
 
 const (
-	// claimNone: not asked (a single node, or an alert restored).
+	// claimNone: not asked (a single node, or not ready to fire).
 	claimNone claimState = iota
 	// claimAsked: ready to fire, the claim asked and not yet answered.
 	claimAsked
+	// claimRestored: firing as the store held it at start, the claim
+	// asked and not yet answered (see askRestored).
+	claimRestored
 	// claimWon: the alert holds its condition's claim.
 	claimWon
 )
@@ -78,6 +82,37 @@ func (e *Engine) askClaim(en *entry, note string) {
 	e.claims.ask = append(e.claims.ask, en)
 	e.m.asked.Inc()
 	e.kickClaims()
+}
+
+// askRestored has the claimer ask the claim of en, an alert restored firing
+// at start: every node restores every alert the store holds open, and the
+// nodes' sessions that held their claims are gone or going. Won, en is
+// carried on here; lost, another node carries the condition on (with this
+// very alert, restored there, or one of its own) and this engine drops en
+// without a word to the store, following the condition (see dropRestored).
+// Until the answer, en goes on as restored. Called with mu held.
+func (e *Engine) askRestored(en *entry) {
+	en.claim, en.cell = claimRestored, e.cellOf(&en.Alert)
+	e.claims.ask = append(e.claims.ask, en)
+	e.m.asked.Inc()
+	e.kickClaims()
+}
+
+// dropRestored takes en, an alert restored firing whose claim another
+// alert holds, out of this engine, in memory only: the store's rows are
+// the holder's to write. Its instances follow the condition without it.
+// Called with mu held.
+func (e *Engine) dropRestored(en *entry) {
+	e.detach(en, true)
+	delete(e.alerts, en.ID)
+	delete(e.dirty, en.ID)
+	e.views.Delete(en.ID)
+	if en.listed {
+		en.listed = false
+		e.unlistPruned()
+	}
+	e.Logger.Info("restored alert not carried on: another node's alert holds its condition",
+		"alert", en.ID, "rule", en.Rule, "device", en.Device, "grid", en.Grid)
 }
 
 // releaseClaim has the claimer give up the claim of en, which cleared or
@@ -162,7 +197,7 @@ func (e *Engine) settleClaims(ctx context.Context) {
 	answered := 0 // the gauge falls after the loop: a storm's claims are asked in it
 	defer func() { e.m.asked.Sub(float64(answered)) }()
 	for i, en := range ask {
-		asked := e.active[en.ID] == en && en.claim == claimAsked
+		asked := e.active[en.ID] == en && (en.claim == claimAsked || en.claim == claimRestored)
 		if errs[i] == nil || !asked {
 			answered++
 		}
@@ -180,6 +215,13 @@ func (e *Engine) settleClaims(ctx context.Context) {
 			if won[i] {
 				failed = append(failed, claims[i])
 			}
+		case won[i] && en.claim == claimRestored:
+			e.m.claims.WithLabelValues("won").Inc()
+			en.claim = claimWon
+		case en.claim == claimRestored:
+			e.m.claims.WithLabelValues("lost").Inc()
+			en.claim = claimNone
+			e.dropRestored(en)
 		case won[i]:
 			e.m.claims.WithLabelValues("won").Inc()
 			if en.cell != "" && e.joinStorm(en, claims[i], firing[i], now) {

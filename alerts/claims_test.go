@@ -317,3 +317,132 @@ func TestClaimsCountAStormAcrossEngines(t *testing.T) {
 		t.Errorf("%s, whose own alert fires on another engine, is in %+v on the grid-level alert's engine", bins[0].ID, p.Alerts)
 	}
 }
+
+// nodeClaims are a node's view of claims shared with other nodes: the
+// holder is the alert on that node, as the server's ZooKeeper claims name
+// it, so that two nodes restoring the same alert do not both hold it.
+type nodeClaims struct {
+	*memClaims
+	node string
+}
+
+func (n nodeClaims) Claim(ctx context.Context, c alerts.Claim) (bool, int, error) {
+	c.ID += "@" + n.node
+	return n.memClaims.Claim(ctx, c)
+}
+
+func (n nodeClaims) Release(ctx context.Context, c alerts.Claim) error {
+	c.ID += "@" + n.node
+	return n.memClaims.Release(ctx, c)
+}
+
+// TestRestoredAlertCarriedOnByOneEngine starts two engines, as two nodes of
+// a cluster taking a shared subscription, on a store holding a bin's alert
+// firing (the cluster restarted): both restore it, one wins its claim and
+// carries it on, the other drops it and follows the condition. The bin's
+// next readings reach both; the alert clears once, on the engine holding
+// it, which releases the claim, and the bin's next episode fires one new
+// alert. Before, both carried the restored alert on: it cleared on both,
+// two clear transitions, each engine saving it.
+func TestRestoredAlertCarriedOnByOneEngine(t *testing.T) {
+	claims := &memClaims{holder: map[string]string{}}
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	reg := devices.NewRegistry([]devices.Device{bin})
+	fired := time.Now().Add(-time.Hour)
+	store := &sharedStore{}
+	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "a1", Version: 2, Revision: 1, Rule: "bin_full",
+		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
+		Fired: fired, Updated: fired}}); err != nil {
+		t.Fatal(err)
+	}
+	rules := mustRules(t, `
+rules:
+  - name: bin_full
+    metric: fill_pct
+    condition: value > 90
+    clear: value < 50
+    severity: minor
+`)
+	var engines []*alerts.Engine
+	var subs []*alerts.Subscription
+	for i := range 2 {
+		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, fmt.Sprint("node", i)},
+			Tick: 10 * time.Millisecond, FlushEvery: 10 * time.Millisecond}
+		if err := e.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		engines = append(engines, e)
+		subs = append(subs, e.Subscribe(64))
+	}
+	// carrying lists the engines that hold a1 open.
+	carrying := func() (out []int) {
+		for i, e := range engines {
+			if a, _, err := e.Get("a1"); err == nil && a.Condition == alerts.ConditionFiring {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(carrying()) != 1 || claims.called() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("engines carrying the restored alert on: %v after %d claim calls; want one engine after 2", carrying(), claims.called())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	holder := carrying()[0]
+	other := engines[1-holder]
+	if _, _, err := other.Get("a1"); !errors.Is(err, alerts.ErrNotFound) {
+		t.Errorf("the engine that lost the restored alert's claim: Get = %v, want ErrNotFound", err)
+	}
+	if claims.held() != 1 {
+		t.Fatalf("%d claims held, want the restored alert's", claims.held())
+	}
+	observe := func(v float64) {
+		for _, e := range engines {
+			e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: v, TS: time.Now().UnixMilli()})
+		}
+	}
+	observe(97) // still full: followed on the other engine, no alert of its own
+	observe(10)
+	for claims.held() != 0 || len(carrying()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the bin emptied: %d claims held, engines carrying a1 %v; want none", claims.held(), carrying())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	observe(97)
+	for claims.held() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bin's next episode: %d claims held, want 1", claims.held())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for store.alert("a1").Condition != alerts.ConditionCleared {
+		if time.Now().After(deadline) {
+			t.Fatalf("a1 stored %s, want cleared", store.alert("a1").Condition)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // five flushes: a second save of a1 would have landed
+	fires, clears := make([]int, 2), make([]int, 2)
+	for i, s := range subs {
+		for len(s.C) > 0 {
+			tr := <-s.C
+			switch {
+			case tr.Event.Kind == alerts.EventFire:
+				fires[i]++
+			case tr.Event.Kind == alerts.EventClear && tr.Alert.ID == "a1":
+				clears[i]++
+			}
+		}
+	}
+	t.Logf("restored a1 carried on by engine %d; clears of a1 by engine %v, fire transitions %v, claim calls %d", holder, clears, fires, claims.called())
+	if clears[holder] != 1 || clears[1-holder] != 0 {
+		t.Errorf("clears of the restored alert by engine: %v, want 1 on engine %d alone", clears, holder)
+	}
+	if fires[0]+fires[1] != 1 {
+		t.Errorf("fire transitions of the next episode by engine: %v, want 1 in all", fires)
+	}
+}

@@ -90,7 +90,9 @@ func (e *Engine) nextRevisionLocked(now time.Time) uint64 {
 // restore rebuilds the engine's state from stored alerts and silences: the
 // alerts not cleared, pending timers (they keep running from their stored
 // start), the instances that fire into them, the cleared alerts kept for
-// List and Get, and the silences in force.
+// List and Get, and the silences in force. With Claims, each firing alert
+// restored asks its claim: only the node that wins carries it on (see
+// askRestored).
 func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -121,6 +123,9 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 		}
 		e.active[a.ID] = en
 		e.schedule(en)
+		if e.Claims != nil && a.Condition == ConditionFiring {
+			e.askRestored(en)
+		}
 		r := e.rules.byName[a.Rule]
 		if r == nil {
 			continue

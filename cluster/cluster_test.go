@@ -379,7 +379,8 @@ func TestClaimsOneHolder(t *testing.T) {
 // TestSessionClaimsGoWithTheSession: of two nodes taking one session
 // claim, one holds it and the other reads its holder; the other cannot
 // release it, its holder can, and then the other takes it; once the new
-// holder's session ends, its claim is gone for the first to take.
+// holder's session ends, its claim is gone for the first to take; a
+// holder's claim taken again from a new session stays with that one.
 func TestSessionClaimsGoWithTheSession(t *testing.T) {
 	zk := storagetest.StartZooKeeper(t)
 	var nodes []*cluster.Coordinator
@@ -412,6 +413,19 @@ func TestSessionClaimsGoWithTheSession(t *testing.T) {
 	take(1, "alert-b", "alert-b")
 	nodes[1].Close()
 	take(0, "alert-c", "alert-c")
+	// Node a restarts while ZooKeeper keeps its old session: its new one
+	// takes the claim made for the same holder, which then outlives the
+	// old session (before, it went with it, free for any node to take).
+	for _, name := range []string{"nodea", "nodeb"} {
+		cl, err := startNode(t, zk.Addr, name, 4*time.Second).SessionClaims("alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims = append(claims, cl)
+	}
+	take(2, "alert-c", "alert-c")
+	nodes[0].Close()
+	take(3, "alert-d", "alert-c")
 }
 
 // TestTalliesCountEveryNodesMembers: two nodes count members under one

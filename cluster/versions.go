@@ -19,6 +19,9 @@ type Version struct {
 	// Stamp is what a swap compares: the ZooKeeper node's data version, -1
 	// when nothing was ever set for the key.
 	Stamp int32
+	// session is the ZooKeeper session an ephemeral key's node lasts as
+	// long as (its ephemeral owner); 0 for others.
+	session int64
 }
 
 // Exists reports whether a value was ever set for the key.
@@ -64,7 +67,7 @@ func (k keys) get(key string) ([]byte, Version, error) {
 	if err != nil {
 		return nil, Version{}, fmt.Errorf("cluster: read %s: %w", p, err)
 	}
-	return data, Version{Set: time.UnixMilli(st.Mtime), Stamp: st.Version}, nil
+	return data, Version{Set: time.UnixMilli(st.Mtime), Stamp: st.Version, session: st.EphemeralOwner}, nil
 }
 
 // swap sets key's data if it is still as old was read; ErrChanged when
@@ -191,11 +194,23 @@ const takeAttempts = 5
 
 // Take makes holder key's holder unless another holds it, and returns the
 // holder key has then: holder when it was taken (or already held by it).
+// A session claim that holder made in an earlier session (the node
+// restarted before ZooKeeper expired the one it had) is made again in this
+// one, so that it does not end with that session.
 func (c *Claims) Take(key, holder string) (string, error) {
 	for range takeAttempts {
 		cur, v, err := c.Get(key)
-		if err != nil || v.Exists() {
+		if err != nil {
 			return cur, err
+		}
+		if v.Exists() {
+			if cur != holder || c.flags&zk.FlagEphemeral == 0 || v.session == c.c.conn.SessionID() {
+				return cur, nil
+			}
+			if err := c.remove(key, v); err != nil && !errors.Is(err, ErrChanged) {
+				return "", err
+			}
+			continue
 		}
 		_, err = c.Swap(key, v, holder)
 		if !errors.Is(err, ErrChanged) {

@@ -125,7 +125,7 @@ func (s *Server) startCoordination(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("cluster.zookeeper: %w", err)
 	}
-	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims}, alerts: alertClaims{firing, cells}, duties: duties,
+	s.coord = coordination{coord: c, revisions: caseRevisions{versions}, claims: caseClaims{claims}, alerts: alertClaims{firing, cells, c.Node}, duties: duties,
 		deadlines: c.Lease(leaseCaseDeadlines), scores: c.Lease(leaseScoreNotice), retention: c.Lease(leaseRetention)}
 	return nil
 }
@@ -272,21 +272,28 @@ func (r caseClaims) Swap(_ context.Context, condition string, from cases.Claim, 
 
 // alertClaims keeps the alert of each firing condition in ZooKeeper for
 // the alert engine, and its count in its cell, their keys path-escaped.
+// The holder is the alert on a node (id@node): every node restores every
+// alert open in the store, and of two nodes restoring one only one may
+// hold it.
 type alertClaims struct {
 	c     *cluster.Claims
 	cells *cluster.Tallies
+	node  string
 }
+
+// holder names c's alert on this node as the claims' holder.
+func (r alertClaims) holder(c alerts.Claim) string { return c.ID + "@" + r.node }
 
 // Claim implements alerts.Claims.
 func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error) {
-	holder, err := r.c.Take(url.PathEscape(c.Key), c.ID)
+	holder, err := r.c.Take(url.PathEscape(c.Key), r.holder(c))
 	if err != nil {
 		return false, 0, err
 	}
-	if holder != c.ID || c.Cell == "" {
-		return holder == c.ID, 0, nil
+	if holder != r.holder(c) || c.Cell == "" {
+		return holder == r.holder(c), 0, nil
 	}
-	n, err := r.cells.Add(url.PathEscape(c.Cell), url.PathEscape(c.Key), c.ID)
+	n, err := r.cells.Add(url.PathEscape(c.Cell), url.PathEscape(c.Key), r.holder(c))
 	if err != nil {
 		return false, 0, err
 	}
@@ -297,9 +304,9 @@ func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error)
 // claim that another alert takes next is never counted for this one.
 func (r alertClaims) Release(_ context.Context, c alerts.Claim) error {
 	if c.Cell != "" {
-		if err := r.cells.Remove(url.PathEscape(c.Cell), url.PathEscape(c.Key), c.ID); err != nil {
+		if err := r.cells.Remove(url.PathEscape(c.Cell), url.PathEscape(c.Key), r.holder(c)); err != nil {
 			return err
 		}
 	}
-	return r.c.Release(url.PathEscape(c.Key), c.ID)
+	return r.c.Release(url.PathEscape(c.Key), r.holder(c))
 }

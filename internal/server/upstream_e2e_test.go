@@ -400,6 +400,116 @@ func TestUpstreamStormSeenWhole(t *testing.T) {
 	}
 }
 
+// TestUpstreamRestartCarriesEachAlertOnOnce runs two nodes on one
+// ClickHouse and one ZooKeeper, consuming a private mosquitto 2's shared
+// subscription: a full bin fires one alert between them; then both nodes
+// stop and start again (the cluster restarted, as after an upgrade). Each
+// restores every alert the store holds open, so each asks the bin's
+// alert's claim (held as the alert on a node): one node carries it on,
+// the other drops it and follows the condition. Emptied, the bin's alert
+// clears on the node carrying it, and no node lists it open. Before, both
+// nodes carried it on: each listed it firing, and a reading that cleared
+// it on one left it firing on the other.
+func TestUpstreamRestartCarriesEachAlertOnOnce(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	addr, database := storagetest.Database(t)
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "cell-1", Secret: "bin-1-secret-0123456789"}
+	readers := []mosquittotest.User{{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"}, {Name: "gridwatch-2", Password: "gridwatch-2-upstream-secret"}}
+	ms := mosquittotest.Start(t, mosquittotest.Config{Devices: []mosquittotest.User{{Name: bin.ID, Password: bin.Secret}}, Readers: readers})
+	start := func() []*Server {
+		var nodes []*Server
+		for i, r := range readers {
+			nodes = append(nodes, startServer(t, addr, database, []devices.Device{bin}, func(c *Config) {
+				c.Cluster.ZooKeeper, c.Cluster.SessionTimeout, c.Cluster.Node = zk.Addr, 10*time.Second, fmt.Sprintf("node%d", i+1)
+				c.Upstream.Brokers, c.Upstream.ClientID = ms.URL(), r.Name
+				c.Upstream.Username, c.Upstream.Password = r.Name, r.Password
+			}))
+		}
+		for _, n := range nodes {
+			waitFor(t, time.Minute, func() bool { return n.upstream.Ready(context.Background()) == nil })
+		}
+		return nodes
+	}
+	// open lists the nodes holding the bin's alert open, by alert id, once
+	// no claim waits for ZooKeeper.
+	open := func(nodes []*Server) map[string][]int {
+		waitFor(t, time.Minute, func() bool {
+			return gatheredTotal(t, nodes[0], "gridwatch_alerts_claims_asked")+gatheredTotal(t, nodes[1], "gridwatch_alerts_claims_asked") == 0
+		})
+		on := map[string][]int{}
+		for i, n := range nodes {
+			page, err := n.Alerts().List(alerts.Filter{Device: bin.ID, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range page.Alerts {
+				if a.Condition == alerts.ConditionFiring {
+					on[a.ID] = append(on[a.ID], i+1)
+				}
+			}
+		}
+		return on
+	}
+	// publish sends a reading of the bin and waits until a node's engine
+	// took it in.
+	publish := func(nodes []*Server, fill int) {
+		observed := func() (n float64) {
+			for _, s := range nodes {
+				n += gatheredTotal(t, s, "gridwatch_alerts_observations_total")
+			}
+			return n
+		}
+		before := observed()
+		publishTo(t, ms.URL(), bin, fmt.Sprintf(`{"ts": %d, "fill_pct": %d, "temp_c": 20}`, time.Now().UnixMilli(), fill))
+		waitFor(t, time.Minute, func() bool { return observed() >= before+2 })
+	}
+
+	nodes := start()
+	publish(nodes, 97)
+	var id string
+	waitFor(t, time.Minute, func() bool {
+		on := open(nodes)
+		for k := range on {
+			id = k
+		}
+		return len(on) == 1
+	})
+	for _, n := range nodes {
+		if err := n.alerting.engine.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes = start()
+	on := open(nodes)
+	t.Logf("after the restart, the bin's alert %s is open on nodes %v (claims answered: %v on node 1, %v on node 2)", id, on[id],
+		gatheredTotal(t, nodes[0], "gridwatch_alerts_claims_total"), gatheredTotal(t, nodes[1], "gridwatch_alerts_claims_total"))
+	if len(on) != 1 || len(on[id]) != 1 {
+		t.Fatalf("after the restart the bin's open alerts are on nodes %v; want %s on one node", on, id)
+	}
+	holder := nodes[on[id][0]-1]
+	tries := 0
+	for {
+		a, _, err := holder.Alerts().Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Condition == alerts.ConditionCleared {
+			break
+		}
+		if tries++; tries > 10 {
+			t.Fatalf("the bin's alert is %s after %d empty readings, want cleared", a.Condition, tries-1)
+		}
+		publish(nodes, 10)
+	}
+	t.Logf("the bin's alert cleared on node %d after %d empty readings", on[id][0], tries)
+	if on := open(nodes); len(on) != 0 {
+		t.Errorf("after the bin emptied (%d readings), its alerts open on nodes %v; want none", tries, on)
+	}
+}
+
 // TestUpstreamGaugesHeardElsewhereAreNotSilent runs two nodes on one
 // ClickHouse and one ZooKeeper, consuming a private mosquitto 2's shared
 // subscription, on one clock moved a minute at a time, and eight
