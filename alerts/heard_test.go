@@ -123,12 +123,31 @@ rules:
 	alone := []node{start(aloneClaims, nil), start(aloneClaims, nil)}
 	all := append(append([]node{}, shared...), alone...)
 
-	// report has gauge i's reading land on node `to` of both pairs.
-	report := func(i, to int) {
-		for _, pair := range [][]node{shared, alone} {
-			pair[to].e.Observe(alerts.Observation{Device: gauges[i].ID, Metric: "level_cm", Value: 120, TS: c.Now().UnixMilli()})
+	// advance moves the clock a minute on, and the reading of each gauge
+	// of to (gauge: node) lands then on that node of both pairs. The
+	// cluster's record of the readings (Heard's log) is written before the
+	// clock moves: every node runs its own timers every Tick as well, and
+	// one that looked between the move and the record would count a gauge
+	// heard elsewhere silent for HeardFresh (run 330).
+	advance := func(to map[int]int) {
+		at := c.Now().Add(time.Minute)
+		for i := range to {
+			log.add(gauges[i].ID, at)
 		}
-		log.add(gauges[i].ID, c.Now())
+		c.Add(time.Minute)
+		for i, n := range to {
+			for _, pair := range [][]node{shared, alone} {
+				pair[n].e.Observe(alerts.Observation{Device: gauges[i].ID, Metric: "level_cm", Value: 120, TS: at.UnixMilli()})
+			}
+		}
+	}
+	// each has the gauges listed land on their usual node.
+	each := func(gauges ...int) map[int]int {
+		to := map[int]int{}
+		for _, i := range gauges {
+			to[i] = i % 2
+		}
+		return to
 	}
 	// settle runs every node's timers at the clock and waits until what
 	// they asked (of Heard and of the claims) was answered, twice: an
@@ -172,10 +191,7 @@ rules:
 		return byGauge, firing, on
 	}
 	minute := func(reporting ...int) {
-		c.Add(time.Minute)
-		for _, i := range reporting {
-			report(i, i%2)
-		}
+		advance(each(reporting...))
 		settle()
 	}
 
@@ -215,11 +231,9 @@ rules:
 	}
 	// It reports again, to the node that does not hold its alert.
 	other := 1 - on[0]
-	c.Add(time.Minute)
-	report(0, other)
-	for _, i := range []int{1, 2, 3} {
-		report(i, i%2)
-	}
+	to := each(1, 2, 3)
+	to[0] = other
+	advance(to)
 	settle()
 	// The node holding the alert looks again a report interval after its
 	// last look, which was when the alert fired, a minute ago.
@@ -232,10 +246,7 @@ rules:
 	// rather than be counted silent.
 	log.setDown(true)
 	for range 5 {
-		c.Add(time.Minute)
-		for i := range gauges {
-			report(i, i%2)
-		}
+		advance(each(0, 1, 2, 3))
 		for _, n := range all {
 			n.e.RunTimers()
 		}
