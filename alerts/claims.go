@@ -32,8 +32,14 @@ type Claims interface {
 // is its rule's grid-level condition in the device's grid, where the
 // alert is counted while it holds Key: the engines of the cluster see how
 // many devices of the cell fire the rule, wherever their readings landed
-// (see Engine.StormMin).
-type Claim struct{ Key, ID, Cell string }
+// (see Engine.StormMin). Handed is set for an alert another node handed
+// to this one with its device (see Owned): that node let the alert go, so
+// a claim the same alert still holds there (its answer in flight as the
+// device left) is taken over.
+type Claim struct {
+	Key, ID, Cell string
+	Handed        bool
+}
 
 // claimState is where an alert stands with Engine.Claims.
 type claimState uint8
@@ -51,7 +57,9 @@ const (
 )
 
 // claimOf is en's claim.
-func claimOf(en *entry) Claim { return Claim{Key: claimKey(&en.Alert), ID: en.ID, Cell: en.cell} }
+func claimOf(en *entry) Claim {
+	return Claim{Key: claimKey(&en.Alert), ID: en.ID, Cell: en.cell, Handed: en.handed}
+}
 
 // claimKey keys the condition of a for Claims.
 func claimKey(a *Alert) string {

@@ -183,18 +183,21 @@ func TestClaimsFireOneAlertAcrossEngines(t *testing.T) {
 	}
 }
 
-// startClaimEngines starts n engines, as n nodes of a cluster, on claims,
-// with a full bin's rule over reg's devices.
-func startClaimEngines(t *testing.T, n int, claims *memClaims, reg *devices.Registry) []*alerts.Engine {
-	t.Helper()
-	rules := mustRules(t, `
+// binFullRules are a full bin's alert.
+const binFullRules = `
 rules:
   - name: bin_full
     metric: fill_pct
     condition: value > 90
     clear: value < 50
     severity: minor
-`)
+`
+
+// startClaimEngines starts n engines, as n nodes of a cluster, on claims,
+// with a full bin's rule over reg's devices.
+func startClaimEngines(t *testing.T, n int, claims *memClaims, reg *devices.Registry) []*alerts.Engine {
+	t.Helper()
+	rules := mustRules(t, binFullRules)
 	var engines []*alerts.Engine
 	for range n {
 		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Claims: claims, Tick: 10 * time.Millisecond, FlushEvery: time.Hour}
@@ -355,14 +358,7 @@ func TestRestoredAlertCarriedOnByOneEngine(t *testing.T) {
 		Fired: fired, Updated: fired}}); err != nil {
 		t.Fatal(err)
 	}
-	rules := mustRules(t, `
-rules:
-  - name: bin_full
-    metric: fill_pct
-    condition: value > 90
-    clear: value < 50
-    severity: minor
-`)
+	rules := mustRules(t, binFullRules)
 	var engines []*alerts.Engine
 	var subs []*alerts.Subscription
 	for i := range 2 {

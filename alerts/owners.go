@@ -109,7 +109,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 	}
 	for _, a := range loaded {
 		if a.Condition == ConditionFiring && e.Claims != nil {
-			won, _, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID, Cell: cells[a.ID]})
+			won, _, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID, Cell: cells[a.ID], Handed: true})
 			if err != nil {
 				e.m.claims.WithLabelValues("error").Inc()
 				return err
@@ -150,6 +150,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		}
 		e.revision = max(e.revision, a.Revision)
 		en := e.keepStored(a, byAlert[a.ID])
+		en.handed = true
 		if a.Condition == ConditionFiring && e.Claims != nil {
 			en.claim, en.cell = claimWon, cells[a.ID]
 		}

@@ -107,6 +107,8 @@ type entry struct {
 	// which it holds until it clears (see joinStorm).
 	cell         string
 	memberClaims []Claim
+	// handed is set for an alert carried on from another node (see Owned).
+	handed bool
 }
 
 // alertView is an immutable copy of an alert and its trace: events is the

@@ -395,7 +395,7 @@ func TestSessionClaimsGoWithTheSession(t *testing.T) {
 	}
 	take := func(i int, holder, want string) {
 		t.Helper()
-		got, err := claims[i].Take("bin_full,device,bin-1", holder)
+		got, err := claims[i].Take("bin_full,device,bin-1", holder, nil)
 		if err != nil || got != want {
 			t.Fatalf("node %d taking for %s: holder %q (%v), want %q", i, holder, got, err, want)
 		}
@@ -426,6 +426,21 @@ func TestSessionClaimsGoWithTheSession(t *testing.T) {
 	take(2, "alert-c", "alert-c")
 	nodes[0].Close()
 	take(3, "alert-d", "alert-c")
+	// A holder the taker may take over (an alert handed to it) is
+	// replaced; another stays.
+	for _, c := range []struct {
+		holder string
+		over   func(string) bool
+		want   string
+	}{
+		{"alert-e", func(h string) bool { return h == "alert-x" }, "alert-c"},
+		{"alert-d", func(h string) bool { return h == "alert-c" }, "alert-d"},
+	} {
+		got, err := claims[3].Take("bin_full,device,bin-1", c.holder, c.over)
+		if err != nil || got != c.want {
+			t.Fatalf("taking over for %s: holder %q (%v), want %q", c.holder, got, err, c.want)
+		}
+	}
 }
 
 // TestTalliesCountEveryNodesMembers: two nodes count members under one

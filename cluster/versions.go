@@ -194,17 +194,19 @@ const takeAttempts = 5
 
 // Take makes holder key's holder unless another holds it, and returns the
 // holder key has then: holder when it was taken (or already held by it).
-// A session claim that holder made in an earlier session (the node
-// restarted before ZooKeeper expired the one it had) is made again in this
-// one, so that it does not end with that session.
-func (c *Claims) Take(key, holder string) (string, error) {
+// A holder that over accepts (nil: none) is taken over as if it held
+// nothing. A session claim that holder made in an earlier session (the
+// node restarted before ZooKeeper expired the one it had) is made again in
+// this one, so that it does not end with that session.
+func (c *Claims) Take(key, holder string, over func(holder string) bool) (string, error) {
 	for range takeAttempts {
 		cur, v, err := c.Get(key)
 		if err != nil {
 			return cur, err
 		}
 		if v.Exists() {
-			if cur != holder || c.flags&zk.FlagEphemeral == 0 || v.session == c.c.conn.SessionID() {
+			earlier := cur == holder && c.flags&zk.FlagEphemeral != 0 && v.session != c.c.conn.SessionID()
+			if !earlier && (cur == holder || over == nil || !over(cur)) {
 				return cur, nil
 			}
 			if err := c.remove(key, v); err != nil && !errors.Is(err, ErrChanged) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gridwatch/gridwatch/alerts"
@@ -286,7 +287,13 @@ func (r alertClaims) holder(c alerts.Claim) string { return c.ID + "@" + r.node 
 
 // Claim implements alerts.Claims.
 func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error) {
-	holder, err := r.c.Take(url.PathEscape(c.Key), r.holder(c))
+	var over func(string) bool
+	if c.Handed {
+		// The node that handed the alert over let it go: its claim, if
+		// still there, is stale (see alerts.Claim).
+		over = func(holder string) bool { return strings.HasPrefix(holder, c.ID+"@") }
+	}
+	holder, err := r.c.Take(url.PathEscape(c.Key), r.holder(c), over)
 	if err != nil {
 		return false, 0, err
 	}
