@@ -75,6 +75,14 @@ func TestClusterSchema(t *testing.T) {
 	}
 
 	b := openCluster(t, c, 1, name)
+	// The columns an ALTER added on one replica reached the other through
+	// ZooKeeper, and each server's Distributed table has them.
+	for i, db := range []*storage.DB{a, b} {
+		var n uint64
+		if err := db.Conn().QueryRow(t.Context(), "SELECT count() FROM system.columns WHERE database = ? AND table IN ('alerts', 'alerts_local') AND name = 'case_id'", name).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("replica %d: alerts and alerts_local have case_id %d times (%v), want 2", i+1, n, err)
+		}
+	}
 	if err := b.Migrate(t.Context()); err != nil {
 		t.Fatalf("migrate again through the other replica: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"path"
 	"regexp"
 	"slices"
@@ -424,7 +425,8 @@ func quoteTable(db, table string) string {
 // (CREATE ... IF NOT EXISTS), so a crash between running and recording one,
 // or two nodes migrating at once, is harmless. On a cluster the statements
 // run ON CLUSTER, which waits for every server of the cluster: migrate with
-// every replica up. Each statement waits up to ddlTimeout, not the
+// every replica up (an ALTER that adds columns runs on one replica of each
+// shard instead; see addOnEachShard). Each statement waits up to ddlTimeout, not the
 // server's default of 180 seconds, which a busy replica's DDL worker can
 // overrun on a fresh database's first migrations. Then, once per database, it
 // seals the RTSP passwords that earlier versions stored in plain text (with
@@ -477,7 +479,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 					"database", db.opts.Database, "version", m.Version, "name", m.Name)
 				continue
 			}
-			if err := ddlConn.Exec(ctx, st); err != nil {
+			run := func() error { return ddlConn.Exec(ctx, st) }
+			if db.opts.Cluster != "" && alterAdd.MatchString(st) {
+				run = func() error { return db.addOnEachShard(ctx, st) }
+			}
+			if err := run(); err != nil {
 				if !db.addedBefore(st, err) {
 					return fmt.Errorf("storage: migration %04d %s: %w", m.Version, m.Name, err)
 				}
@@ -573,6 +579,88 @@ func (db *DB) columnsThere(ctx context.Context, st string) bool {
 		}
 	}
 	return true
+}
+
+// addOnEachShard runs st, a migration's ALTER ON CLUSTER that only adds
+// columns to a replicated local table, without ON CLUSTER on one replica of
+// each shard of the cluster, whose replicated table hands the ALTER on to
+// the shard's other replicas through ZooKeeper; then it waits until every
+// server has the columns. ON CLUSTER, 18.16's DDL worker has every replica
+// of a shard race for the shard's lock to run such an ALTER, and under
+// load one replica ran it after another had and then stopped its DDL worker
+// on "Node exists: .../executed", leaving that and every later DDL task
+// unfinished on it (a fresh-clone run of TestClusterReplicaStoppedUnderLoad:
+// migration 0016 waited past distributed_ddl_task_timeout, code 159).
+func (db *DB) addOnEachShard(ctx context.Context, st string) error {
+	local := strings.Replace(st, onCluster(db.opts.Cluster), "", 1)
+	rows, err := db.conn.Query(ctx, "SELECT shard_num, host_name, toUInt16(port) FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", db.opts.Cluster)
+	if err != nil {
+		return fmt.Errorf("storage: list the shards of cluster %s: %w", db.opts.Cluster, err)
+	}
+	shards := map[uint32][]string{}
+	var order []uint32
+	for rows.Next() {
+		var (
+			shard uint32
+			host  string
+			port  uint16
+		)
+		if err := rows.Scan(&shard, &host, &port); err != nil {
+			rows.Close()
+			return fmt.Errorf("storage: list the shards of cluster %s: %w", db.opts.Cluster, err)
+		}
+		if shards[shard] == nil {
+			order = append(order, shard)
+		}
+		shards[shard] = append(shards[shard], net.JoinHostPort(host, strconv.Itoa(int(port))))
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return fmt.Errorf("storage: list the shards of cluster %s: %w", db.opts.Cluster, err)
+	}
+	for _, shard := range order {
+		if err := db.execOnOne(ctx, shards[shard], local); err != nil && !db.addedBefore(local, err) {
+			return fmt.Errorf("shard %d: %w", shard, err)
+		}
+	}
+	wait, cancel := context.WithTimeout(ctx, ddlTimeout)
+	defer cancel()
+	tick := time.NewTicker(ddlPoll)
+	defer tick.Stop()
+	for !db.columnsThere(wait, st) {
+		select {
+		case <-wait.Done():
+			return fmt.Errorf("storage: the columns added on each shard's first replica did not reach every replica within %s: %w", ddlTimeout, wait.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// ddlPoll is how often addOnEachShard looks whether every replica has the
+// columns added.
+const ddlPoll = 200 * time.Millisecond
+
+// execOnOne runs st on the first of addrs (a shard's replicas) that takes
+// it: a replica that cannot be reached, or fails with a transient error,
+// leaves it to the next.
+func (db *DB) execOnOne(ctx context.Context, addrs []string, st string) error {
+	o := db.opts
+	o.ReadTimeout = max(o.ReadTimeout, ddlTimeout+time.Minute)
+	var err error
+	for _, addr := range addrs {
+		var conn driver.Conn
+		if conn, err = dial(o, []string{addr}, 1, 1); err != nil {
+			continue
+		}
+		err = conn.Exec(ctx, st)
+		conn.Close()
+		if err == nil || Classify(err) != Transient {
+			return err
+		}
+	}
+	return err
 }
 
 // ddlTimeout is how long a migration's statement on a cluster waits for
