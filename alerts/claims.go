@@ -112,15 +112,22 @@ func (e *Engine) askRestored(en *entry) {
 // Called with mu held.
 func (e *Engine) dropRestored(en *entry) {
 	e.detach(en, true)
+	e.unkeep(en)
+	e.Logger.Info("restored alert not carried on: another node's alert holds its condition",
+		"alert", en.ID, "rule", en.Rule, "device", en.Device, "grid", en.Grid)
+}
+
+// unkeep takes en, an alert restored from the store, out of this engine's
+// alerts without saving anything. Called with mu held.
+func (e *Engine) unkeep(en *entry) {
 	delete(e.alerts, en.ID)
+	delete(e.active, en.ID)
 	delete(e.dirty, en.ID)
 	e.views.Delete(en.ID)
 	if en.listed {
 		en.listed = false
 		e.unlistPruned()
 	}
-	e.Logger.Info("restored alert not carried on: another node's alert holds its condition",
-		"alert", en.ID, "rule", en.Rule, "device", en.Device, "grid", en.Grid)
 }
 
 // releaseClaim has the claimer give up the claim of en, which cleared or
@@ -245,7 +252,13 @@ func (e *Engine) settleClaims(ctx context.Context) {
 			// at the device's next reading: a grid-level alert held
 			// elsewhere took it in, or may take it in, as a member.
 			e.detach(en, en.Device != "" && en.cell == "")
-			e.bury(en, now)
+			if en.restored {
+				// Pending as the store held it at start: the other nodes
+				// restored it too, and the one that fired it owns its rows.
+				e.unkeep(en)
+			} else {
+				e.bury(en, now)
+			}
 		}
 	}
 	e.claims.release = append(e.claims.release, failed...)

@@ -442,3 +442,56 @@ func TestRestoredAlertCarriedOnByOneEngine(t *testing.T) {
 		t.Errorf("fire transitions of the next episode by engine: %v, want 1 in all", fires)
 	}
 }
+
+// TestRestoredPendingAlertFiresOnceAndStaysStored starts two engines on a
+// store holding a bin's alert pending (its `for` running): both restore it
+// and, the `for` held, both make it ready to fire; the first wins its
+// claim and fires it, and the second, whose clock is a second ahead, drops
+// its copy without saving it, so the store keeps the alert firing. Before,
+// the second buried it: its tombstone of the very alert the first had
+// fired, of a later revision, was what the store kept.
+func TestRestoredPendingAlertFiresOnceAndStaysStored(t *testing.T) {
+	claims := &memClaims{holder: map[string]string{}}
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	reg := devices.NewRegistry([]devices.Device{bin})
+	store := &sharedStore{}
+	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "p1", Version: 1, Revision: 1, Rule: "bin_full",
+		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionPending, Severity: alerts.SeverityMinor,
+		PendingSince: t0, Updated: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	rules := mustRules(t, binFullRules+"    for: 2s\n")
+	var engines []*alerts.Engine
+	for i := range 2 {
+		c := &clock{t: t0.Add(time.Minute + time.Duration(i)*time.Second)}
+		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, fmt.Sprint("node", i)},
+			Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour} // the test runs the timers and flushes
+		if err := e.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		engines = append(engines, e)
+	}
+	for i, e := range engines {
+		e.RunTimers() // the `for` held: ready, its claim asked
+		waitForCalls(t, claims, i+1)
+		e.RunTimers() // the answer in place
+		if err := e.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var on []int
+	for i, e := range engines {
+		if a, _, err := e.Get("p1"); err == nil && a.Condition == alerts.ConditionFiring {
+			on = append(on, i)
+		}
+	}
+	stored := store.alert("p1")
+	t.Logf("restored pending p1 fired on engine(s) %v; stored %s, revision %d", on, stored.Condition, stored.Revision)
+	if len(on) != 1 || on[0] != 0 {
+		t.Errorf("p1 firing on engines %v, want the first alone", on)
+	}
+	if stored.Condition != alerts.ConditionFiring {
+		t.Errorf("p1 stored %s, want firing", stored.Condition)
+	}
+}

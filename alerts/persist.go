@@ -122,6 +122,7 @@ func (e *Engine) restore(alerts []Alert, events []Event, silences []Silence, now
 			continue
 		}
 		e.active[a.ID] = en
+		en.restored = true
 		e.schedule(en)
 		if e.Claims != nil && a.Condition == ConditionFiring {
 			e.askRestored(en)

@@ -107,8 +107,9 @@ type entry struct {
 	// which it holds until it clears (see joinStorm).
 	cell         string
 	memberClaims []Claim
-	// handed is set for an alert carried on from another node (see Owned).
-	handed bool
+	// handed is set for an alert carried on from another node (see Owned),
+	// restored for one restored from the store at start (see restore).
+	handed, restored bool
 }
 
 // alertView is an immutable copy of an alert and its trace: events is the
