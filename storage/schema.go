@@ -480,7 +480,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 				continue
 			}
 			run := func() error { return ddlConn.Exec(ctx, st) }
-			if db.opts.Cluster != "" && alterAdd.MatchString(st) {
+			if _, _, adds := addsOnly(st); adds && db.opts.Cluster != "" {
 				run = func() error { return db.addOnEachShard(ctx, st) }
 			}
 			if err := run(); err != nil {
@@ -525,6 +525,23 @@ var (
 	command     = regexp.MustCompile(",\\s*\\n\\s*[A-Z]")
 )
 
+// addsOnly returns the table st alters and the columns it adds, when st
+// only adds columns (no command of another kind).
+func addsOnly(st string) (table string, columns []string, ok bool) {
+	m := alterAdd.FindStringSubmatch(st)
+	if m == nil {
+		return "", nil, false
+	}
+	adds := addedColumn.FindAllStringSubmatch(st, -1)
+	if len(command.FindAllString(st, -1))+1 != len(adds) {
+		return "", nil, false
+	}
+	for _, a := range adds {
+		columns = append(columns, a[1])
+	}
+	return m[1], columns, true
+}
+
 // columnsThere reports whether st only adds columns, and every server of
 // the cluster (the one connected on a single server) has them all: its
 // migration ran before it was recorded, or its record has not reached
@@ -535,13 +552,9 @@ var (
 // migration 0013 run again waited 300 s). Any doubt (a server that does
 // not answer, a command other than ADD COLUMN) runs it.
 func (db *DB) columnsThere(ctx context.Context, st string) bool {
-	m := alterAdd.FindStringSubmatch(st)
-	if m == nil {
+	table, columns, ok := addsOnly(st)
+	if !ok {
 		return false
-	}
-	adds := addedColumn.FindAllStringSubmatch(st, -1)
-	if len(command.FindAllString(st, -1))+1 != len(adds) {
-		return false // a command of another kind
 	}
 	conns := []driver.Conn{db.conn}
 	if db.opts.Cluster != "" {
@@ -555,7 +568,7 @@ func (db *DB) columnsThere(ctx context.Context, st string) bool {
 	}
 	for _, conn := range conns {
 		have := map[string]bool{}
-		rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", db.opts.Database, m[1])
+		rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ?", db.opts.Database, table)
 		if err != nil {
 			return false
 		}
@@ -572,8 +585,8 @@ func (db *DB) columnsThere(ctx context.Context, st string) bool {
 		if err != nil {
 			return false
 		}
-		for _, a := range adds {
-			if !have[a[1]] {
+		for _, c := range columns {
+			if !have[c] {
 				return false
 			}
 		}
@@ -621,7 +634,7 @@ func (db *DB) addOnEachShard(ctx context.Context, st string) error {
 	}
 	for _, shard := range order {
 		if err := db.execOnOne(ctx, shards[shard], local); err != nil && !db.addedBefore(local, err) {
-			return fmt.Errorf("shard %d: %w", shard, err)
+			return fmt.Errorf("storage: shard %d: %w", shard, err)
 		}
 	}
 	wait, cancel := context.WithTimeout(ctx, ddlTimeout)
@@ -652,7 +665,7 @@ func (db *DB) execOnOne(ctx context.Context, addrs []string, st string) error {
 	for _, addr := range addrs {
 		var conn driver.Conn
 		if conn, err = dial(o, []string{addr}, 1, 1); err != nil {
-			continue
+			return err // the options, not the server: dialing is lazy
 		}
 		err = conn.Exec(ctx, st)
 		conn.Close()
