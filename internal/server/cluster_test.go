@@ -19,7 +19,7 @@ import (
 // its spool drains and every reading acknowledged since is stored there,
 // once (what the first stored just before it stopped, the second fetches
 // once it is back); then the first one is killed (SIGKILL, INSERTs in flight) and
-// restarted by its supervisor; then ZooKeeper is stopped (the replicated
+// restarted by its supervisor; once it is back, ZooKeeper is stopped (the replicated
 // tables refuse inserts) and started again. Every acknowledged reading must
 // then be stored exactly once, read through the Distributed table of either
 // replica.
@@ -79,8 +79,13 @@ func TestClusterReplicaStoppedUnderLoad(t *testing.T) {
 	}
 	c.Start(0)
 	more(500, "both replicas back")
+	killed := c.Server(0).PID()
 	signal(t, c.Server(0), syscall.SIGKILL)
 	more(1000, "the replica gridwatch writes to killed")
+	// ZooKeeper stops once the supervisor has the killed replica answering
+	// again: 18.16 loading its replicated tables while ZooKeeper goes away
+	// stayed down past the test's end (run 383).
+	waitRestarted(t, c.Server(0), killed, 5*time.Minute)
 	spooledBefore = gathered(t, srv, "gridwatch_spool_rows_spooled_total", "table", "telemetry")
 	c.ZooKeeper.Stop()
 	deadline := time.Now().Add(5 * time.Minute)

@@ -79,6 +79,19 @@ func signal(t testing.TB, ch *storage.LocalServer, sig syscall.Signal) {
 	}
 }
 
+// waitRestarted waits until ch's supervisor has the server that ran as
+// pid, since killed, restarted and answering.
+func waitRestarted(t testing.TB, ch *storage.LocalServer, pid int, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for p := ch.PID(); p == 0 || p == pid; p = ch.PID() {
+		if time.Now().After(deadline) {
+			t.Fatalf("local ClickHouse not restarted within %s of its kill", limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // faultRun is one fault scenario's outcome.
 type faultRun struct {
 	stats            simulators.Stats
