@@ -18,9 +18,8 @@ import (
 type Claims interface {
 	// Claim makes c.ID, on this node, the holder of c.Key unless another
 	// alert holds it (the same alert restored on another node is another
-	// holder); won reports whether c.ID holds it, and firing, when c.Cell
-	// is set and it won, how many other alerts are counted under c.Cell.
-	Claim(ctx context.Context, c Claim) (won bool, firing int, err error)
+	// holder), and answers who holds it.
+	Claim(ctx context.Context, c Claim) (Answer, error)
 	// Release gives c.Key up, and c.ID's count under c.Cell, if c.ID holds
 	// it.
 	Release(ctx context.Context, c Claim) error
@@ -39,6 +38,19 @@ type Claims interface {
 type Claim struct {
 	Key, ID, Cell string
 	Handed        bool
+}
+
+// Answer is Claims' answer to a Claim c.
+type Answer struct {
+	// Won reports whether c.ID, on this node, holds c.Key.
+	Won bool
+	// Firing is, when c.Cell is set and Won, how many other alerts are
+	// counted under c.Cell.
+	Firing int
+	// Holder is, when not Won, the id of the alert that holds c.Key: c.ID
+	// itself when it holds it on another node (restored there too, or not
+	// yet let go by the node that handed it over).
+	Holder string
 }
 
 // claimState is where an alert stands with Engine.Claims.
@@ -95,9 +107,10 @@ func (e *Engine) askClaim(en *entry, note string) {
 // askRestored has the claimer ask the claim of en, an alert restored firing
 // at start: every node restores every alert the store holds open, and the
 // nodes' sessions that held their claims are gone or going. Won, en is
-// carried on here; lost, another node carries the condition on (with this
-// very alert, restored there, or one of its own) and this engine drops en
-// without a word to the store, following the condition (see dropRestored).
+// carried on here. Lost to en itself, restored on another node, en is
+// dropped here without a word to the store (see dropRestored); lost to
+// another alert, which took the condition up while en's node was away, en
+// clears (see supersede). Either way this engine follows the condition.
 // Until the answer, en goes on as restored. Called with mu held.
 func (e *Engine) askRestored(en *entry) {
 	en.claim, en.cell = claimRestored, e.cellOf(&en.Alert)
@@ -106,15 +119,29 @@ func (e *Engine) askRestored(en *entry) {
 	e.kickClaims()
 }
 
-// dropRestored takes en, an alert restored firing whose claim another
-// alert holds, out of this engine, in memory only: the store's rows are
-// the holder's to write. Its instances follow the condition without it.
+// dropRestored takes en, an alert restored firing whose claim en holds on
+// another node, out of this engine, in memory only: the store's rows are
+// that node's to write. Its instances follow the condition without it.
 // Called with mu held.
 func (e *Engine) dropRestored(en *entry) {
 	e.detach(en, true)
 	e.unkeep(en)
 	e.Logger.Info("restored alert not carried on: another node's alert holds its condition",
 		"alert", en.ID, "rule", en.Rule, "device", en.Device, "grid", en.Grid)
+}
+
+// supersede ends en, an alert restored firing whose condition the alert
+// holder holds: en's node went away while en fired, and another node's
+// alert took the condition up since. en clears, its note naming holder, so
+// that neither the store nor the case loop keeps it firing, and its
+// instances follow the condition. Every node that restored en does the
+// same, as the same event: one delivery for a notifier. Called with mu
+// held.
+func (e *Engine) supersede(en *entry, holder string, now time.Time) {
+	e.resolve(en, now, "superseded: alert "+holder+" carries the condition on")
+	e.detach(en, true)
+	e.Logger.Info("restored alert cleared: another alert took its condition up while its node was away",
+		"alert", en.ID, "holder", holder, "rule", en.Rule, "device", en.Device, "grid", en.Grid)
 }
 
 // unkeep takes en, an alert restored from the store, out of this engine's
@@ -176,8 +203,8 @@ func (e *Engine) runKicked(ctx context.Context, c chan struct{}, settle func(con
 
 // settleClaims takes the queued claims, asks them off mu, then fires the
 // alerts that won (into their cell's grid-level alert, when enough other
-// devices of the cell fire the rule), buries those that lost, and queues
-// again what failed.
+// devices of the cell fire the rule), buries those that lost (or, restored
+// at start, drops or supersedes them), and queues again what failed.
 func (e *Engine) settleClaims(ctx context.Context) {
 	e.mu.Lock()
 	ask, release := e.claims.ask, e.claims.release
@@ -200,11 +227,10 @@ func (e *Engine) settleClaims(ctx context.Context) {
 			e.Logger.Warn("alert claim not released; retrying", "key", c.Key, "alert", c.ID, "err", err)
 		}
 	}
-	won := make([]bool, len(ask))
-	firing := make([]int, len(ask))
+	answers := make([]Answer, len(ask))
 	errs := make([]error, len(ask))
 	for i, c := range claims {
-		won[i], firing[i], errs[i] = e.Claims.Claim(ctx, c)
+		answers[i], errs[i] = e.Claims.Claim(ctx, c)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -216,6 +242,7 @@ func (e *Engine) settleClaims(ctx context.Context) {
 		if errs[i] == nil || !asked {
 			answered++
 		}
+		a := answers[i]
 		switch {
 		case errs[i] != nil:
 			e.m.claims.WithLabelValues("error").Inc()
@@ -227,19 +254,23 @@ func (e *Engine) settleClaims(ctx context.Context) {
 			}
 		case !asked:
 			// Cleared or dropped while its claim was asked.
-			if won[i] {
+			if a.Won {
 				failed = append(failed, claims[i])
 			}
-		case won[i] && en.claim == claimRestored:
+		case a.Won && en.claim == claimRestored:
 			e.m.claims.WithLabelValues("won").Inc()
 			en.claim = claimWon
 		case en.claim == claimRestored:
 			e.m.claims.WithLabelValues("lost").Inc()
 			en.claim = claimNone
-			e.dropRestored(en)
-		case won[i]:
+			if a.Holder == en.ID {
+				e.dropRestored(en)
+			} else {
+				e.supersede(en, a.Holder, now)
+			}
+		case a.Won:
 			e.m.claims.WithLabelValues("won").Inc()
-			if en.cell != "" && e.joinStorm(en, claims[i], firing[i], now) {
+			if en.cell != "" && e.joinStorm(en, claims[i], a.Firing, now) {
 				continue
 			}
 			en.claim = claimWon
@@ -252,9 +283,9 @@ func (e *Engine) settleClaims(ctx context.Context) {
 			// at the device's next reading: a grid-level alert held
 			// elsewhere took it in, or may take it in, as a member.
 			e.detach(en, en.Device != "" && en.cell == "")
-			if en.restored {
-				// Pending as the store held it at start: the other nodes
-				// restored it too, and the one that fired it owns its rows.
+			if en.restored && a.Holder == en.ID {
+				// Pending as the store held it at start: another node
+				// restored it too and fired it, and owns its rows.
 				e.unkeep(en)
 			} else {
 				e.bury(en, now)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,19 +25,19 @@ type memClaims struct {
 	calls int
 }
 
-func (m *memClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error) {
+func (m *memClaims) Claim(_ context.Context, c alerts.Claim) (alerts.Answer, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
 	if m.down {
-		return false, 0, errors.New("zookeeper: connection refused")
+		return alerts.Answer{}, errors.New("zookeeper: connection refused")
 	}
 	if h, ok := m.holder[c.Key]; ok && h != c.ID {
-		return false, 0, nil
+		return alerts.Answer{Holder: h}, nil
 	}
 	m.holder[c.Key] = c.ID
 	if c.Cell == "" {
-		return true, 0, nil
+		return alerts.Answer{Won: true}, nil
 	}
 	if m.cells == nil {
 		m.cells = map[string]map[string]string{}
@@ -45,7 +46,7 @@ func (m *memClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error) 
 		m.cells[c.Cell] = map[string]string{}
 	}
 	m.cells[c.Cell][c.Key] = c.ID
-	return true, len(m.cells[c.Cell]) - 1, nil
+	return alerts.Answer{Won: true, Firing: len(m.cells[c.Cell]) - 1}, nil
 }
 
 func (m *memClaims) Release(_ context.Context, c alerts.Claim) error {
@@ -68,6 +69,13 @@ func (m *memClaims) called() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.calls
+}
+
+// heldBy returns key's holder, "" for none.
+func (m *memClaims) heldBy(key string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.holder[key]
 }
 
 func (m *memClaims) held() int {
@@ -329,9 +337,11 @@ type nodeClaims struct {
 	node string
 }
 
-func (n nodeClaims) Claim(ctx context.Context, c alerts.Claim) (bool, int, error) {
+func (n nodeClaims) Claim(ctx context.Context, c alerts.Claim) (alerts.Answer, error) {
 	c.ID += "@" + n.node
-	return n.memClaims.Claim(ctx, c)
+	a, err := n.memClaims.Claim(ctx, c)
+	a.Holder, _, _ = strings.Cut(a.Holder, "@")
+	return a, err
 }
 
 func (n nodeClaims) Release(ctx context.Context, c alerts.Claim) error {
@@ -493,5 +503,113 @@ func TestRestoredPendingAlertFiresOnceAndStaysStored(t *testing.T) {
 	}
 	if stored.Condition != alerts.ConditionFiring {
 		t.Errorf("p1 stored %s, want firing", stored.Condition)
+	}
+}
+
+// TestRestoredAlertSupersededClears starts an engine on a store holding a
+// bin's alert firing whose node went away while it fired: meanwhile
+// another node's alert took the bin's condition up and holds its claim.
+// The engine restores the alert, loses its claim to that other alert, and
+// clears it, stored and heard with a note naming the holder; the bin's
+// next full reading is followed, no new alert. Before, the engine dropped
+// it in memory only: the store (and the case loop) kept it firing, and
+// every restart restored it again.
+func TestRestoredAlertSupersededClears(t *testing.T) {
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	claims := &memClaims{holder: map[string]string{"bin_full,device," + bin.ID: "y1@nodeB"}}
+	reg := devices.NewRegistry([]devices.Device{bin})
+	store := &sharedStore{}
+	fired := t0.Add(-time.Hour)
+	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "x1", Version: 2, Revision: 1, Rule: "bin_full",
+		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
+		Fired: fired, Updated: fired}}); err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: t0}
+	e := &alerts.Engine{Rules: mustRules(t, binFullRules), Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, "nodeA"},
+		Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour} // the test flushes
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	sub := e.Subscribe(16)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a, _, err := e.Get("x1")
+		if err != nil || a.Condition != alerts.ConditionFiring {
+			t.Logf("restored x1 after its claim's answer: %s (err %v)", a.Condition, err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("restored x1 still firing as restored: its claim not answered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 97, TS: t0.UnixMilli()})
+	if err := e.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stored := store.alert("x1")
+	t.Logf("x1 stored %s, version %d", stored.Condition, stored.Version)
+	if stored.Condition != alerts.ConditionCleared {
+		t.Errorf("x1 stored %s, want cleared: another alert carries its condition on", stored.Condition)
+	}
+	var clears []alerts.Event
+	for len(sub.C) > 0 {
+		if tr := <-sub.C; tr.Event.Kind == alerts.EventClear {
+			clears = append(clears, tr.Event)
+		}
+	}
+	if len(clears) != 1 || clears[0].AlertID != "x1" || !strings.Contains(clears[0].Note, "y1") {
+		t.Errorf("clear transitions %+v, want x1's, its note naming y1", clears)
+	}
+	if p, _ := e.List(alerts.Filter{Device: bin.ID, Condition: []alerts.Condition{alerts.ConditionFiring, alerts.ConditionPending}}); len(p.Alerts) != 0 {
+		t.Errorf("the bin's open alerts after a full reading: %+v, want none (y1 holds the condition)", p.Alerts)
+	}
+	if h := claims.heldBy("bin_full,device," + bin.ID); h != "y1@nodeB" {
+		t.Errorf("the bin's claim held by %q, want y1@nodeB", h)
+	}
+}
+
+// TestRestoredPendingAlertSupersededBuried starts an engine on a store
+// holding a bin's alert pending while another node's alert holds the
+// bin's condition: once the `for` held, the restored alert loses its
+// claim to that other alert, and is buried (stored inactive). Before, it
+// was dropped in memory only, and stayed pending in the store.
+func TestRestoredPendingAlertSupersededBuried(t *testing.T) {
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
+	claims := &memClaims{holder: map[string]string{"bin_full,device," + bin.ID: "y1@nodeB"}}
+	reg := devices.NewRegistry([]devices.Device{bin})
+	store := &sharedStore{}
+	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "p1", Version: 1, Revision: 1, Rule: "bin_full",
+		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionPending, Severity: alerts.SeverityMinor,
+		PendingSince: t0, Updated: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: t0.Add(time.Minute)}
+	e := &alerts.Engine{Rules: mustRules(t, binFullRules+"    for: 2s\n"), Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, "nodeA"},
+		Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour} // the test runs the timers and flushes
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	e.RunTimers() // the `for` held: ready, its claim asked
+	waitForCalls(t, claims, 1)
+	// The answer lands under the engine's lock after the call: flush until
+	// the store holds p1 other than pending, or long past that.
+	deadline := time.Now().Add(30 * time.Second)
+	for store.alert("p1").Condition == alerts.ConditionPending && time.Now().Before(deadline) {
+		if err := e.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stored := store.alert("p1")
+	t.Logf("p1 stored %s, revision %d", stored.Condition, stored.Revision)
+	if stored.Condition != alerts.ConditionInactive {
+		t.Errorf("p1 stored %s, want inactive: another alert holds its condition", stored.Condition)
+	}
+	if _, _, err := e.Get("p1"); !errors.Is(err, alerts.ErrNotFound) {
+		t.Errorf("p1 on the engine: Get = %v, want ErrNotFound", err)
 	}
 }

@@ -1012,15 +1012,21 @@ func (e *Engine) clearAlert(en *entry, device string, now time.Time) {
 		e.bury(en, now)
 		return
 	}
+	e.resolve(en, now, "")
+	e.detach(en, false)
+	e.releaseClaim(en)
+}
+
+// resolve records that en, firing, cleared (note says why, when not its
+// condition), and undoes its time escalation. Called with mu held.
+func (e *Engine) resolve(en *entry, now time.Time, note string) {
 	en.Condition, en.Cleared = ConditionCleared, now
-	e.record(en, now, ActorSystem, EventClear, string(ConditionFiring), string(ConditionCleared), "")
+	e.record(en, now, ActorSystem, EventClear, string(ConditionFiring), string(ConditionCleared), note)
 	if en.Escalated {
 		from := en.Severity
 		en.Severity, en.Escalated = en.BaseSeverity, false
 		e.record(en, now, ActorSystem, EventDeescalate, from.String(), en.Severity.String(), "the condition cleared")
 	}
-	e.detach(en, false)
-	e.releaseClaim(en)
 }
 
 // detach takes a cleared alert out of the open ones and off its instances;

@@ -109,12 +109,12 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 	}
 	for _, a := range loaded {
 		if a.Condition == ConditionFiring && e.Claims != nil {
-			won, _, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID, Cell: cells[a.ID], Handed: true})
+			ans, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID, Cell: cells[a.ID], Handed: true})
 			if err != nil {
 				e.m.claims.WithLabelValues("error").Inc()
 				return err
 			}
-			if !won {
+			if !ans.Won {
 				// Another alert holds the condition: this one is the stale
 				// copy of an episode already carried on.
 				e.m.claims.WithLabelValues("lost").Inc()

@@ -286,7 +286,7 @@ type alertClaims struct {
 func (r alertClaims) holder(c alerts.Claim) string { return c.ID + "@" + r.node }
 
 // Claim implements alerts.Claims.
-func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error) {
+func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (alerts.Answer, error) {
 	var over func(string) bool
 	if c.Handed {
 		// The node that handed the alert over let it go: its claim, if
@@ -295,16 +295,28 @@ func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (bool, int, error)
 	}
 	holder, err := r.c.Take(url.PathEscape(c.Key), r.holder(c), over)
 	if err != nil {
-		return false, 0, err
+		return alerts.Answer{}, err
 	}
-	if holder != r.holder(c) || c.Cell == "" {
-		return holder == r.holder(c), 0, nil
+	if holder != r.holder(c) {
+		return alerts.Answer{Holder: holderAlert(holder)}, nil
+	}
+	if c.Cell == "" {
+		return alerts.Answer{Won: true}, nil
 	}
 	n, err := r.cells.Add(url.PathEscape(c.Cell), url.PathEscape(c.Key), r.holder(c))
 	if err != nil {
-		return false, 0, err
+		return alerts.Answer{}, err
 	}
-	return true, n - 1, nil
+	return alerts.Answer{Won: true, Firing: n - 1}, nil
+}
+
+// holderAlert is the alert of a claim's holder, id@node (or, made by a
+// release before holders named their node, the id alone).
+func holderAlert(holder string) string {
+	if i := strings.LastIndexByte(holder, '@'); i >= 0 {
+		return holder[:i]
+	}
+	return holder
 }
 
 // Release implements alerts.Claims: the cell's count first, so that a

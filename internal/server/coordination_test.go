@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -577,6 +578,58 @@ func TestClaimDayOncePerDay(t *testing.T) {
 	}
 	if !claim(0, "2026-12-02") || claim(1, "2026-12-02") || claim(1, "2026-12-01") || !claim(1, "2026-12-03") {
 		t.Fatal("a day's duty claimed other than once")
+	}
+}
+
+// TestAlertClaimsNameTheHolder has two nodes' alert claims, on one
+// ZooKeeper, ask one condition: the node that lost hears which alert
+// holds it, the same alert when both ask one restored alert, and the
+// id alone from a holder claimed by a release before holders named their
+// node. The alert engine tells from this whether a restored alert was
+// taken up by another node (to carry on nowhere else) or superseded by
+// another alert (to clear).
+func TestAlertClaimsNameTheHolder(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	var nodes []alertClaims
+	for i := range 2 {
+		c := &cluster.Coordinator{Servers: []string{zk.Addr}, Node: fmt.Sprintf("node%d", i)}
+		if err := c.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		firing, err := c.SessionClaims("alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cells, err := c.Tallies("alert-cells")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, alertClaims{firing, cells, c.Node})
+	}
+	claim := func(n int, c alerts.Claim) alerts.Answer {
+		t.Helper()
+		a, err := nodes[n].Claim(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	key := "bin_full,device,bin-1"
+	if a := claim(0, alerts.Claim{Key: key, ID: "x1"}); !a.Won {
+		t.Fatalf("the first claim: %+v, want won", a)
+	}
+	for _, c := range []alerts.Claim{{Key: key, ID: "x1"}, {Key: key, ID: "y1"}} {
+		if a := claim(1, c); a.Won || a.Holder != "x1" {
+			t.Errorf("%s asked on the other node: %+v, want lost to x1", c.ID, a)
+		}
+	}
+	legacy := "bin_full,device,bin-2"
+	if _, err := nodes[0].c.Take(url.PathEscape(legacy), "x2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if a := claim(1, alerts.Claim{Key: legacy, ID: "x2"}); a.Won || a.Holder != "x2" {
+		t.Errorf("asked while a holder without its node holds it: %+v, want lost to x2", a)
 	}
 }
 
