@@ -329,6 +329,16 @@ func TestClaimsCountAStormAcrossEngines(t *testing.T) {
 	}
 }
 
+// storeHolding returns a store for a test's engines, holding a, as the
+// cluster's store holds it when the nodes (re)start.
+func storeHolding(t *testing.T, a alerts.Alert) *sharedStore {
+	store := &sharedStore{}
+	if err := store.SaveAlerts(t.Context(), []alerts.Alert{a}); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
 // nodeClaims are a node's view of claims shared with other nodes: the
 // holder is the alert on that node, as the server's ZooKeeper claims name
 // it, so that two nodes restoring the same alert do not both hold it.
@@ -362,12 +372,9 @@ func TestRestoredAlertCarriedOnByOneEngine(t *testing.T) {
 	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
 	reg := devices.NewRegistry([]devices.Device{bin})
 	fired := time.Now().Add(-time.Hour)
-	store := &sharedStore{}
-	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "a1", Version: 2, Revision: 1, Rule: "bin_full",
+	store := storeHolding(t, alerts.Alert{ID: "a1", Version: 2, Revision: 1, Rule: "bin_full",
 		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
-		Fired: fired, Updated: fired}}); err != nil {
-		t.Fatal(err)
-	}
+		Fired: fired, Updated: fired})
 	rules := mustRules(t, binFullRules)
 	var engines []*alerts.Engine
 	var subs []*alerts.Subscription
@@ -464,12 +471,9 @@ func TestRestoredPendingAlertFiresOnceAndStaysStored(t *testing.T) {
 	claims := &memClaims{holder: map[string]string{}}
 	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
 	reg := devices.NewRegistry([]devices.Device{bin})
-	store := &sharedStore{}
-	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "p1", Version: 1, Revision: 1, Rule: "bin_full",
+	store := storeHolding(t, alerts.Alert{ID: "p1", Version: 1, Revision: 1, Rule: "bin_full",
 		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionPending, Severity: alerts.SeverityMinor,
-		PendingSince: t0, Updated: t0}}); err != nil {
-		t.Fatal(err)
-	}
+		PendingSince: t0, Updated: t0})
 	rules := mustRules(t, binFullRules+"    for: 2s\n")
 	var engines []*alerts.Engine
 	for i := range 2 {
@@ -518,13 +522,10 @@ func TestRestoredAlertSupersededClears(t *testing.T) {
 	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
 	claims := &memClaims{holder: map[string]string{"bin_full,device," + bin.ID: "y1@nodeB"}}
 	reg := devices.NewRegistry([]devices.Device{bin})
-	store := &sharedStore{}
 	fired := t0.Add(-time.Hour)
-	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "x1", Version: 2, Revision: 1, Rule: "bin_full",
+	store := storeHolding(t, alerts.Alert{ID: "x1", Version: 2, Revision: 1, Rule: "bin_full",
 		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
-		Fired: fired, Updated: fired}}); err != nil {
-		t.Fatal(err)
-	}
+		Fired: fired, Updated: fired})
 	c := &clock{t: t0}
 	e := &alerts.Engine{Rules: mustRules(t, binFullRules), Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, "nodeA"},
 		Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour} // the test flushes
@@ -580,12 +581,9 @@ func TestRestoredPendingAlertSupersededBuried(t *testing.T) {
 	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "G1"}
 	claims := &memClaims{holder: map[string]string{"bin_full,device," + bin.ID: "y1@nodeB"}}
 	reg := devices.NewRegistry([]devices.Device{bin})
-	store := &sharedStore{}
-	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "p1", Version: 1, Revision: 1, Rule: "bin_full",
+	store := storeHolding(t, alerts.Alert{ID: "p1", Version: 1, Revision: 1, Rule: "bin_full",
 		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionPending, Severity: alerts.SeverityMinor,
-		PendingSince: t0, Updated: t0}}); err != nil {
-		t.Fatal(err)
-	}
+		PendingSince: t0, Updated: t0})
 	c := &clock{t: t0.Add(time.Minute)}
 	e := &alerts.Engine{Rules: mustRules(t, binFullRules+"    for: 2s\n"), Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, "nodeA"},
 		Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour} // the test runs the timers and flushes

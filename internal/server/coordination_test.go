@@ -551,17 +551,27 @@ func TestClusterAlertOnce(t *testing.T) {
 	t.Logf("ended on node 0, it ended on node 1 after %s", time.Since(start).Round(time.Millisecond))
 }
 
-// TestClaimDayOncePerDay: of two nodes claiming a day's duty, one wins; an
-// earlier day after it is refused, the next day is won again.
-func TestClaimDayOncePerDay(t *testing.T) {
+// startCoordinators starts n nodes' coordinators, node0…, on one new
+// ZooKeeper.
+func startCoordinators(t *testing.T, n int) []*cluster.Coordinator {
 	zk := storagetest.StartZooKeeper(t)
-	var nodes []*coordination
-	for i := range 2 {
+	out := make([]*cluster.Coordinator, n)
+	for i := range out {
 		c := &cluster.Coordinator{Servers: []string{zk.Addr}, Node: fmt.Sprintf("node%d", i)}
 		if err := c.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
+		out[i] = c
+	}
+	return out
+}
+
+// TestClaimDayOncePerDay: of two nodes claiming a day's duty, one wins; an
+// earlier day after it is refused, the next day is won again.
+func TestClaimDayOncePerDay(t *testing.T) {
+	var nodes []*coordination
+	for _, c := range startCoordinators(t, 2) {
 		duties, err := c.Claims("duties")
 		if err != nil {
 			t.Fatal(err)
@@ -589,14 +599,8 @@ func TestClaimDayOncePerDay(t *testing.T) {
 // taken up by another node (to carry on nowhere else) or superseded by
 // another alert (to clear).
 func TestAlertClaimsNameTheHolder(t *testing.T) {
-	zk := storagetest.StartZooKeeper(t)
 	var nodes []alertClaims
-	for i := range 2 {
-		c := &cluster.Coordinator{Servers: []string{zk.Addr}, Node: fmt.Sprintf("node%d", i)}
-		if err := c.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+	for _, c := range startCoordinators(t, 2) {
 		firing, err := c.SessionClaims("alerts")
 		if err != nil {
 			t.Fatal(err)
