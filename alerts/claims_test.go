@@ -529,11 +529,11 @@ func TestRestoredAlertSupersededClears(t *testing.T) {
 	c := &clock{t: t0}
 	e := &alerts.Engine{Rules: mustRules(t, binFullRules), Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, "nodeA"},
 		Now: c.Now, Tick: time.Hour, FlushEvery: time.Hour} // the test flushes
+	sub := e.Subscribe(16) // before Start: the claim may be answered as it returns (run 393)
 	if err := e.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	sub := e.Subscribe(16)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		a, _, err := e.Get("x1")
