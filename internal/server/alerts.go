@@ -83,6 +83,15 @@ func (s *Server) startAlerts(ctx context.Context) error {
 		s.alerting.engine = nil
 		return err
 	}
+	// The case loop and the notifiers subscribe before Start: from then on
+	// the engine settles the claims of the alerts it restored, and runs its
+	// timers, and what that makes (a restored alert another alert
+	// superseded, cleared) must reach both. They take up what waits once
+	// they start (startCases, startNotify).
+	s.cases.sub = s.alerting.engine.Subscribe(alertIntakeBuffer)
+	if s.notifies() {
+		s.staff.sub = s.alerting.engine.Subscribe(notifyBuffer)
+	}
 	if err := s.alerting.engine.Start(ctx); err != nil {
 		s.alerting.engine = nil
 		return err

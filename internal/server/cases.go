@@ -114,7 +114,7 @@ type gridLocator struct {
 }
 
 // startCases starts the case loop on ClickHouse, restoring its cases, and
-// feeds it the alert engine's transitions.
+// feeds it the alert engine's transitions (subscribed in startAlerts).
 func (s *Server) startCases(ctx context.Context) error {
 	cfg := &s.Config.Cases
 	cal, cats, err := cfg.load()
@@ -153,8 +153,6 @@ func (s *Server) startCases(ctx context.Context) error {
 		l.svc = nil
 		return err
 	}
-	engine := s.alerting.engine
-	l.sub = engine.Subscribe(alertIntakeBuffer)
 	ctx, l.cancel = context.WithCancel(ctx)
 	l.wg.Add(2)
 	go func() {

@@ -20,6 +20,7 @@ import (
 	"github.com/gridwatch/gridwatch/cases"
 	"github.com/gridwatch/gridwatch/cluster"
 	"github.com/gridwatch/gridwatch/devices"
+	"github.com/gridwatch/gridwatch/internal/mosquittotest"
 	"github.com/gridwatch/gridwatch/storage"
 	"github.com/gridwatch/gridwatch/storage/storagetest"
 )
@@ -551,13 +552,12 @@ func TestClusterAlertOnce(t *testing.T) {
 	t.Logf("ended on node 0, it ended on node 1 after %s", time.Since(start).Round(time.Millisecond))
 }
 
-// startCoordinators starts n nodes' coordinators, node0…, on one new
-// ZooKeeper.
-func startCoordinators(t *testing.T, n int) []*cluster.Coordinator {
-	zk := storagetest.StartZooKeeper(t)
+// startCoordinators starts n nodes' coordinators, node0…, on the
+// ZooKeeper at addr.
+func startCoordinators(t *testing.T, addr string, n int) []*cluster.Coordinator {
 	out := make([]*cluster.Coordinator, n)
 	for i := range out {
-		c := &cluster.Coordinator{Servers: []string{zk.Addr}, Node: fmt.Sprintf("node%d", i)}
+		c := &cluster.Coordinator{Servers: []string{addr}, Node: fmt.Sprintf("node%d", i)}
 		if err := c.Start(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -571,7 +571,7 @@ func startCoordinators(t *testing.T, n int) []*cluster.Coordinator {
 // earlier day after it is refused, the next day is won again.
 func TestClaimDayOncePerDay(t *testing.T) {
 	var nodes []*coordination
-	for _, c := range startCoordinators(t, 2) {
+	for _, c := range startCoordinators(t, storagetest.StartZooKeeper(t).Addr, 2) {
 		duties, err := c.Claims("duties")
 		if err != nil {
 			t.Fatal(err)
@@ -600,7 +600,7 @@ func TestClaimDayOncePerDay(t *testing.T) {
 // another alert (to clear).
 func TestAlertClaimsNameTheHolder(t *testing.T) {
 	var nodes []alertClaims
-	for _, c := range startCoordinators(t, 2) {
+	for _, c := range startCoordinators(t, storagetest.StartZooKeeper(t).Addr, 2) {
 		firing, err := c.SessionClaims("alerts")
 		if err != nil {
 			t.Fatal(err)
@@ -731,5 +731,64 @@ func TestClusterWatchesDevicesNoNodeOwns(t *testing.T) {
 	}
 	if n := count(t, survivor, "SELECT count() FROM {db}.alert_events WHERE kind = 'fire' AND alert_id IN (SELECT id FROM {db}.alerts WHERE device = ?)", bin.ID); n != 1 {
 		t.Errorf("%d fire events stored for the bin, want 1", n)
+	}
+}
+
+// TestRestoredAlertSupersededNotified starts a node of a cluster taking
+// a shared subscription (whose engine restores every open alert) on a
+// store holding a bin's alert x1 firing while another node's alert y1
+// holds the bin's condition (x1's node died, its claim expired, and the
+// other node fired the condition anew): the node restores x1, loses its
+// claim to y1 and clears it, and the webhook hears that clear. Before,
+// the notifiers subscribed to the engine after it started, and a clear
+// settled in between reached none of them.
+func TestRestoredAlertSupersededNotified(t *testing.T) {
+	zk := storagetest.StartZooKeeper(t)
+	addr, database := storagetest.Database(t)
+	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-1-secret-0123456789"}
+	other := startCoordinators(t, zk.Addr, 2)[1]
+	held, err := other.SessionClaims("alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.Take(url.PathEscape("waste_bin_full,device,"+bin.ID), "y1@"+other.Node, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	db, err := storage.Open(ctx, storage.Options{Addr: addr, Database: database, Password: storagetest.Password(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fired := time.Now().Add(-time.Hour)
+	if err := db.SaveAlerts(ctx, []alerts.Alert{{ID: "x1", Version: 2, Revision: 1, Rule: "waste_bin_full",
+		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionFiring, Severity: alerts.SeverityInfo,
+		Fired: fired, Updated: fired}}); err != nil {
+		t.Fatal(err)
+	}
+	hook, receiver := webhookReceiver(t)
+	reader := mosquittotest.User{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"}
+	ms := mosquittotest.Start(t, mosquittotest.Config{Readers: []mosquittotest.User{reader}})
+	srv := startServer(t, addr, database, []devices.Device{bin}, func(c *Config) {
+		c.Cluster.ZooKeeper, c.Cluster.Node = zk.Addr, "node0"
+		c.Upstream.Brokers, c.Upstream.ClientID = ms.URL(), reader.Name
+		c.Upstream.Username, c.Upstream.Password = reader.Name, reader.Password
+		c.Notify.WebhookURL, c.Notify.WebhookSecret = receiver.URL, "hook-secret-of-the-test"
+	})
+	waitFor(t, time.Minute, func() bool {
+		a, _, err := srv.alerting.engine.Get("x1")
+		return err == nil && a.Condition == alerts.ConditionCleared
+	})
+	waitFor(t, time.Minute, func() bool { return hook.count(bin.ID, alerts.EventClear) > 0 })
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	for _, tr := range hook.got {
+		t.Logf("webhook: %s %s %q", tr.Alert.ID, tr.Event.Kind, tr.Event.Note)
+		if tr.Alert.ID != "x1" || tr.Event.Kind != alerts.EventClear || !strings.Contains(tr.Event.Note, "y1") {
+			t.Errorf("webhook heard %s %s %q, want x1's clear naming y1", tr.Alert.ID, tr.Event.Kind, tr.Event.Note)
+		}
 	}
 }

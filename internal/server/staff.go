@@ -74,9 +74,12 @@ func (s *Server) inScope(scope, grid string) bool {
 	return api.PrefixScope(scope, grid)
 }
 
-// startNotify subscribes to the engine's transitions and hands those no
-// silence covers to the configured notifiers: MQTT (notify.mqtt) and a
-// webhook (notify.*).
+// notifies reports whether any notifier is configured.
+func (s *Server) notifies() bool { return s.Config.Notify.MQTT || s.Config.Notify.WebhookURL != "" }
+
+// startNotify hands the engine's transitions (subscribed in startAlerts)
+// that no silence covers to the configured notifiers: MQTT (notify.mqtt)
+// and a webhook (notify.*).
 func (s *Server) startNotify(ctx context.Context) error {
 	cfg := &s.Config.Notify
 	m := notify.NewMetrics(s.metrics)
@@ -96,7 +99,6 @@ func (s *Server) startNotify(ctx context.Context) error {
 		return nil
 	}
 	d := &notify.Dispatcher{Targets: targets, Metrics: m}
-	s.staff.sub = s.alerting.engine.Subscribe(notifyBuffer)
 	s.staff.done = make(chan struct{})
 	go func() {
 		defer close(s.staff.done)
@@ -109,7 +111,7 @@ func (s *Server) startNotify(ctx context.Context) error {
 // holds.
 func (s *Server) closeNotify() error {
 	s.closeScoreNotice()
-	if s.staff.sub != nil {
+	if s.staff.done != nil { // else the engine closes the subscription
 		s.staff.sub.Close()
 		<-s.staff.done
 	}
