@@ -68,7 +68,8 @@ type HandedAlert struct {
 // Owned has the engine carry on devices that this node now owns: their
 // open alerts as handed says (the Handover of the node that let them go),
 // or, for a device handed leaves out (its node died), as the store holds
-// them; each firing one claimed (see Claims) by this node; then the
+// them; each firing one claimed (see Claims) by this node, and cleared
+// when another alert holds its condition (see supersede); then the
 // observations held while it waited. A device it keeps no state of (one
 // no node owned, adopted: see cluster.Owners.Adopt) is watched for silence
 // from now. On error nothing changed: the Owners
@@ -99,6 +100,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		}
 	}
 	carry := loaded[:0:0]
+	superseded := map[string]string{}             // by alert carried, its condition's holder
 	cells := make(map[string]string, len(loaded)) // by alert: see Claim
 	if e.Claims != nil {
 		e.mu.Lock()
@@ -115,11 +117,16 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 				return err
 			}
 			if !ans.Won {
-				// Another alert holds the condition: this one is the stale
-				// copy of an episode already carried on.
 				e.m.claims.WithLabelValues("lost").Inc()
-				e.Logger.Warn("alert of a device taken over not carried on: another alert holds its condition", "alert", a.ID, "device", a.Device)
-				continue
+				if ans.Holder == a.ID {
+					// The same alert, on another node: this one is the stale
+					// copy of an episode already carried on.
+					e.Logger.Warn("alert of a device taken over not carried on: another node holds it", "alert", a.ID, "device", a.Device)
+					continue
+				}
+				// Another alert took the condition up while this one's
+				// node was away: this one is carried on to be cleared.
+				superseded[a.ID] = ans.Holder
 			}
 			e.m.claims.WithLabelValues("won").Inc()
 		}
@@ -151,6 +158,11 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		e.revision = max(e.revision, a.Revision)
 		en := e.keepStored(a, byAlert[a.ID])
 		en.handed = true
+		if holder, ok := superseded[a.ID]; ok {
+			e.active[a.ID] = en
+			e.supersede(en, holder, now)
+			continue
+		}
 		if a.Condition == ConditionFiring && e.Claims != nil {
 			en.claim, en.cell = claimWon, cells[a.ID]
 		}

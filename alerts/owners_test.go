@@ -284,6 +284,58 @@ func TestOwnersCarryAnAlertOnAfterItsNodeDied(t *testing.T) {
 	}
 }
 
+// TestOwnersClearAStoredAlertSuperseded: the store holds a bin's alert
+// x1 firing while another alert, y1, holds the bin's condition (x1's node
+// died, its claim expired, and another node fired the condition anew).
+// Node B, taking the bin, loads x1 and loses its claim to y1: it clears
+// x1, its note naming y1, and follows the condition without an alert of
+// its own. Before, B dropped x1 in memory only: it stayed firing in the
+// store, loaded again each time a node took the bin.
+func TestOwnersClearAStoredAlertSuperseded(t *testing.T) {
+	c, bin, store, claims, owners := newOwnersCluster(t)
+	fired := t0.Add(-time.Hour)
+	if err := store.SaveAlerts(t.Context(), []alerts.Alert{{ID: "x1", Version: 2, Revision: 1, Rule: "bin_full",
+		Device: bin.ID, Grid: bin.Grid, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
+		Fired: fired, Updated: fired}}); err != nil {
+		t.Fatal(err)
+	}
+	claims.holder["bin_full,device,"+bin.ID] = "y1"
+	b := owners.engine(store, claims, c)
+	sub := b.Subscribe(64)
+	b.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 97, TS: c.Now().UnixMilli()})
+	owners.settle()
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stored := store.alert("x1")
+	t.Logf("x1 stored %s, version %d", stored.Condition, stored.Version)
+	if stored.Condition != alerts.ConditionCleared {
+		t.Errorf("x1 stored %s, want cleared: y1 carries its condition on", stored.Condition)
+	}
+	var clears []alerts.Event
+	for len(sub.C) > 0 {
+		if tr := <-sub.C; tr.Event.Kind == alerts.EventClear || tr.Event.Kind == alerts.EventFire {
+			clears = append(clears, tr.Event)
+		}
+	}
+	if len(clears) != 1 || clears[0].AlertID != "x1" || clears[0].Kind != alerts.EventClear || !strings.Contains(clears[0].Note, "y1") {
+		t.Errorf("fire and clear transitions %+v, want x1's clear, its note naming y1", clears)
+	}
+	// The full reading B held asks the bin's claim too: once answered
+	// (lost to y1), B has no open alert of the bin.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, _ := b.List(alerts.Filter{Device: bin.ID, Condition: []alerts.Condition{alerts.ConditionFiring, alerts.ConditionPending}})
+		if len(p.Alerts) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bin's open alerts on B: %+v, want none (y1 holds the condition)", p.Alerts)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestOwnersKeepACarriedSilentAlertFiring: node A adopts a device that
 // never reported, fires its device_silent alert and dies; node B adopts the
 // device in turn and carries the alert on, still firing at its next
