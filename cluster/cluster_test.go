@@ -444,14 +444,17 @@ func TestSessionClaimsGoWithTheSession(t *testing.T) {
 }
 
 // TestTalliesCountEveryNodesMembers: two nodes count members under one
-// key and each sees the other's; a member added twice counts once, only
-// its holder removes it, and a node's members go with its session.
+// key and each sees the other's; a member added twice counts once; a
+// member added for another holder (its claim taken over) or for the same
+// holder from an earlier session (its node restarted) is taken over: the
+// holder it was taken from no longer removes it, and it goes with the
+// session that took it, not with the one before.
 func TestTalliesCountEveryNodesMembers(t *testing.T) {
 	zk := storagetest.StartZooKeeper(t)
 	var nodes []*cluster.Coordinator
 	var tallies []*cluster.Tallies
-	for i := range 2 {
-		c := startNode(t, zk.Addr, "node"+string(rune('a'+i)), 4*time.Second)
+	for _, name := range []string{"nodea", "nodeb", "nodea"} {
+		c := startNode(t, zk.Addr, name, 4*time.Second)
 		tl, err := c.Tallies("alert-cells")
 		if err != nil {
 			t.Fatal(err)
@@ -465,22 +468,27 @@ func TestTalliesCountEveryNodesMembers(t *testing.T) {
 			t.Fatalf("node %d adding %s: %d counted (%v), want %d", i, member, n, err, want)
 		}
 	}
+	remove := func(i int, member, holder string) {
+		t.Helper()
+		if err := tallies[i].Remove(cell, member, holder); err != nil {
+			t.Fatal(err)
+		}
+	}
 	add(0, "bin-1", "alert-1", 1)
 	add(0, "bin-2", "alert-2", 2)
 	add(1, "bin-3", "alert-3", 3)
 	add(1, "bin-3", "alert-3", 3) // an answer lost, asked again
-	add(1, "bin-1", "alert-9", 3) // bin-1 is counted for alert-1
-	if err := tallies[1].Remove(cell, "bin-1", "alert-9"); err != nil {
-		t.Fatal(err)
-	}
+	add(1, "bin-1", "alert-9", 3) // alert-9 took bin-1's claim over
+	remove(0, "bin-1", "alert-1") // late: bin-1 is alert-9's now
 	add(1, "bin-4", "alert-4", 4)
-	if err := tallies[0].Remove(cell, "bin-1", "alert-1"); err != nil {
-		t.Fatal(err)
-	}
-	add(0, "bin-5", "alert-5", 4)
+	remove(1, "bin-4", "alert-4")
+	add(0, "bin-5", "alert-5", 4) // bin-1, bin-2, bin-3, bin-5
 	if _, err := tallies[0].Add("bin_full/grid", "bin-1", "alert-1"); err == nil {
 		t.Error("a key with a slash was taken")
 	}
+	add(2, "bin-5", "alert-5", 4) // node a again, in a new session
 	nodes[1].Close()
 	add(0, "bin-6", "alert-6", 3) // bin-2, bin-5, bin-6: node b's went with it
+	nodes[0].Close()
+	add(2, "bin-7", "alert-7", 2) // bin-5, taken into the new session, and bin-7
 }

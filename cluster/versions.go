@@ -249,23 +249,48 @@ func (c *Coordinator) Tallies(kind string) (*Tallies, error) {
 	return &Tallies{k}, nil
 }
 
-// Add counts member under key for holder (a member counted already stays
-// with its holder), and returns how many members key counts.
+// Add counts member under key for holder, and returns how many members
+// key counts. The caller holds the member's claim (see Claims.Take): a
+// member counted for another holder, or for holder in an earlier session,
+// is taken over, so that the count stays with the claim (a late Remove by
+// the one it was taken from leaves it counted, and it lasts as long as
+// this session).
 func (t *Tallies) Add(key, member, holder string) (int, error) {
 	p, m, err := t.member(key, member)
 	if err != nil {
 		return 0, err
 	}
-	_, err = t.c.conn.Create(m, []byte(holder), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
-	if errors.Is(err, zk.ErrNoNode) {
-		if err = t.c.ensure(p); err != nil {
-			return 0, err
+	for range takeAttempts {
+		_, err := t.c.conn.Create(m, []byte(holder), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+		switch {
+		case err == nil:
+			return t.count(p)
+		case errors.Is(err, zk.ErrNoNode):
+			if err := t.c.ensure(p); err != nil {
+				return 0, err
+			}
+			continue
+		case !errors.Is(err, zk.ErrNodeExists):
+			return 0, fmt.Errorf("cluster: create %s: %w", m, err)
 		}
-		_, err = t.c.conn.Create(m, []byte(holder), zk.FlagEphemeral, zk.WorldACL(zk.PermAll))
+		data, st, err := t.c.conn.Get(m)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("cluster: read %s: %w", m, err)
+		case string(data) == holder && st.EphemeralOwner == t.c.conn.SessionID():
+			return t.count(p)
+		}
+		if err := t.c.conn.Delete(m, st.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+			return 0, fmt.Errorf("cluster: delete %s: %w", m, err)
+		}
 	}
-	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return 0, fmt.Errorf("cluster: create %s: %w", m, err)
-	}
+	return 0, fmt.Errorf("cluster: the member %s kept changing", m)
+}
+
+// count returns how many members the key at p counts.
+func (t *Tallies) count(p string) (int, error) {
 	members, _, err := t.c.conn.Children(p)
 	if err != nil {
 		return 0, fmt.Errorf("cluster: list %s: %w", p, err)

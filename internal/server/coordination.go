@@ -290,8 +290,9 @@ func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (alerts.Answer, er
 	var over func(string) bool
 	if c.Handed {
 		// The node that handed the alert over let it go: its claim, if
-		// still there, is stale (see alerts.Claim).
-		over = func(holder string) bool { return strings.HasPrefix(holder, c.ID+"@") }
+		// still there, is stale (see alerts.Claim), also one made by a
+		// release before holders named their node.
+		over = func(holder string) bool { return holderAlert(holder) == c.ID }
 	}
 	holder, err := r.c.Take(url.PathEscape(c.Key), r.holder(c), over)
 	if err != nil {

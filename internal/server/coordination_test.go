@@ -599,26 +599,7 @@ func TestClaimDayOncePerDay(t *testing.T) {
 // taken up by another node (to carry on nowhere else) or superseded by
 // another alert (to clear).
 func TestAlertClaimsNameTheHolder(t *testing.T) {
-	var nodes []alertClaims
-	for _, c := range startCoordinators(t, storagetest.StartZooKeeper(t).Addr, 2) {
-		firing, err := c.SessionClaims("alerts")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cells, err := c.Tallies("alert-cells")
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes = append(nodes, alertClaims{firing, cells, c.Node})
-	}
-	claim := func(n int, c alerts.Claim) alerts.Answer {
-		t.Helper()
-		a, err := nodes[n].Claim(t.Context(), c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
+	nodes, claim := startAlertClaims(t)
 	key := "bin_full,device,bin-1"
 	if a := claim(0, alerts.Claim{Key: key, ID: "x1"}); !a.Won {
 		t.Fatalf("the first claim: %+v, want won", a)
@@ -634,6 +615,66 @@ func TestAlertClaimsNameTheHolder(t *testing.T) {
 	}
 	if a := claim(1, alerts.Claim{Key: legacy, ID: "x2"}); a.Won || a.Holder != "x2" {
 		t.Errorf("asked while a holder without its node holds it: %+v, want lost to x2", a)
+	}
+}
+
+// startAlertClaims starts two nodes' alert claims, node0 and node1, on
+// one new ZooKeeper, and returns them and how a test asks one's claim.
+func startAlertClaims(t *testing.T) ([]alertClaims, func(n int, c alerts.Claim) alerts.Answer) {
+	var nodes []alertClaims
+	for _, c := range startCoordinators(t, storagetest.StartZooKeeper(t).Addr, 2) {
+		firing, err := c.SessionClaims("alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cells, err := c.Tallies("alert-cells")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, alertClaims{firing, cells, c.Node})
+	}
+	return nodes, func(n int, c alerts.Claim) alerts.Answer {
+		t.Helper()
+		a, err := nodes[n].Claim(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+}
+
+// TestAlertClaimsHandedTakeOver: a node handed an alert with its device
+// takes the alert's claim over from the node that handed it (its claim
+// still there: its answer was in flight as the device left), also from a
+// node of a release before holders named their node, and with the claim
+// its count in the cell: a late release there leaves it counted. Another
+// alert's claim is not taken over.
+func TestAlertClaimsHandedTakeOver(t *testing.T) {
+	nodes, claim := startAlertClaims(t)
+	const cell = "bin_full,grid,G1"
+	key := "bin_full,device,bin-1"
+	if a := claim(0, alerts.Claim{Key: key, ID: "x1", Cell: cell}); !a.Won || a.Firing != 0 {
+		t.Fatalf("the first claim: %+v, want won, none other firing", a)
+	}
+	handed := alerts.Claim{Key: key, ID: "x1", Cell: cell, Handed: true}
+	if a := claim(1, handed); !a.Won || a.Firing != 0 {
+		t.Errorf("x1 handed to node1: %+v, want won, none other firing", a)
+	}
+	if err := nodes[0].Release(t.Context(), alerts.Claim{Key: key, ID: "x1", Cell: cell}); err != nil {
+		t.Fatal(err)
+	}
+	if a := claim(1, alerts.Claim{Key: "bin_full,device,bin-2", ID: "x2", Cell: cell}); !a.Won || a.Firing != 1 {
+		t.Errorf("another bin of the cell, after node0's late release of x1: %+v, want won, x1 counted", a)
+	}
+	if a := claim(0, alerts.Claim{Key: key, ID: "z1", Handed: true}); a.Won || a.Holder != "x1" {
+		t.Errorf("another alert handed to node0: %+v, want lost to x1", a)
+	}
+	legacy := "bin_full,device,bin-3"
+	if _, err := nodes[0].c.Take(url.PathEscape(legacy), "x3", nil); err != nil {
+		t.Fatal(err)
+	}
+	if a := claim(1, alerts.Claim{Key: legacy, ID: "x3", Handed: true}); !a.Won {
+		t.Errorf("x3 handed by a node of an older release: %+v, want won", a)
 	}
 }
 
