@@ -3,6 +3,8 @@ package alerts
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -172,6 +174,30 @@ func (e *Engine) releaseClaim(en *entry) {
 	}
 }
 
+// memberClaim is the claim of a member's condition that g, a grid-level
+// alert, asks to hold (see reclaimMembers).
+type memberClaim struct {
+	g *entry
+	c Claim
+}
+
+// reclaimMembers has the claimer ask again, for g, a grid-level alert
+// restored firing that won its claim, the claims of its members'
+// conditions, which it held before the restart (see joinStorm): so that no
+// node fires a member alone while g holds it, and the members count in
+// their cell across the cluster. Called with mu held.
+func (e *Engine) reclaimMembers(g *entry) {
+	for _, m := range slices.Sorted(maps.Keys(g.active)) {
+		a := Alert{Rule: g.Rule, Device: m, Grid: g.Grid}
+		cell := e.cellOf(&a)
+		if cell == "" {
+			return // not a storm counted across the nodes: no member claims
+		}
+		e.claims.members = append(e.claims.members, memberClaim{g, Claim{Key: claimKey(&a), ID: g.ID, Cell: cell}})
+	}
+	e.kickClaims()
+}
+
 // kickClaims wakes the claimer without waiting.
 func (e *Engine) kickClaims() { kick(e.claims.kick) }
 
@@ -204,17 +230,19 @@ func (e *Engine) runKicked(ctx context.Context, c chan struct{}, settle func(con
 // settleClaims takes the queued claims, asks them off mu, then fires the
 // alerts that won (into their cell's grid-level alert, when enough other
 // devices of the cell fire the rule), buries those that lost (or, restored
-// at start, drops or supersedes them), and queues again what failed.
+// at start, drops or supersedes them), has a grid-level alert restored
+// firing that won hold its members' claims again, and queues again what
+// failed.
 func (e *Engine) settleClaims(ctx context.Context) {
 	e.mu.Lock()
-	ask, release := e.claims.ask, e.claims.release
-	e.claims.ask, e.claims.release = nil, nil
+	ask, members, release := e.claims.ask, e.claims.members, e.claims.release
+	e.claims.ask, e.claims.members, e.claims.release = nil, nil, nil
 	claims := make([]Claim, len(ask))
 	for i, en := range ask {
 		claims[i] = claimOf(en)
 	}
 	e.mu.Unlock()
-	if len(ask)+len(release) == 0 {
+	if len(ask)+len(members)+len(release) == 0 {
 		return
 	}
 	// Releases go first: a condition that cleared and holds again is free
@@ -232,8 +260,34 @@ func (e *Engine) settleClaims(ctx context.Context) {
 	for i, c := range claims {
 		answers[i], errs[i] = e.Claims.Claim(ctx, c)
 	}
+	memberAnswers := make([]Answer, len(members))
+	memberErrs := make([]error, len(members))
+	for i, mc := range members {
+		memberAnswers[i], memberErrs[i] = e.Claims.Claim(ctx, mc.c)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for i, mc := range members {
+		holds := e.active[mc.g.ID] == mc.g && mc.g.claim == claimWon
+		switch a := memberAnswers[i]; {
+		case memberErrs[i] != nil:
+			e.m.claims.WithLabelValues("error").Inc()
+			e.Logger.Warn("member claim of a restored grid-level alert not answered; retrying", "key", mc.c.Key, "alert", mc.g.ID, "err", memberErrs[i])
+			if holds {
+				e.claims.members = append(e.claims.members, mc)
+			} else {
+				failed = append(failed, mc.c) // it may have been taken
+			}
+		case !a.Won:
+			e.m.claims.WithLabelValues("lost").Inc()
+			e.Logger.Info("member of a restored grid-level alert held by another alert", "alert", mc.g.ID, "key", mc.c.Key, "holder", a.Holder)
+		case holds:
+			e.m.claims.WithLabelValues("won").Inc()
+			mc.g.memberClaims = append(mc.g.memberClaims, mc.c)
+		default:
+			failed = append(failed, mc.c) // cleared meanwhile
+		}
+	}
 	now := e.Now()
 	answered := 0 // the gauge falls after the loop: a storm's claims are asked in it
 	defer func() { e.m.asked.Sub(float64(answered)) }()
@@ -260,6 +314,9 @@ func (e *Engine) settleClaims(ctx context.Context) {
 		case a.Won && en.claim == claimRestored:
 			e.m.claims.WithLabelValues("won").Inc()
 			en.claim = claimWon
+			if en.Device == "" {
+				e.reclaimMembers(en)
+			}
 		case en.claim == claimRestored:
 			e.m.claims.WithLabelValues("lost").Inc()
 			en.claim = claimNone

@@ -572,6 +572,65 @@ func TestRestoredAlertSupersededClears(t *testing.T) {
 	}
 }
 
+// TestRestoredStormHoldsItsMembers starts an engine, as a restarted node of
+// a cluster, on a store holding a cell's grid-level alert firing with two
+// members: it wins the alert's claim and takes its members' claims again,
+// counted in the cell, so that another node's engine, a member's full
+// reading reaching it, fires nothing alone. Once the members' readings
+// clear the alert, it gives every claim up. Before, it held only its own
+// claim: the other engine fired the member alone beside it.
+func TestRestoredStormHoldsItsMembers(t *testing.T) {
+	claims := &memClaims{holder: map[string]string{}}
+	bins := []devices.Device{{ID: "bin-1", Type: "waste_bin", Grid: "G1"}, {ID: "bin-2", Type: "waste_bin", Grid: "G1"}}
+	reg := devices.NewRegistry(bins)
+	fired := t0.Add(-time.Hour)
+	store := storeHolding(t, alerts.Alert{ID: "g1", Version: 2, Revision: 1, Rule: "bin_full", Grid: "G1",
+		Members: []string{"bin-1", "bin-2"}, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
+		Fired: fired, Updated: fired})
+	rules := mustRules(t, binFullRules)
+	start := func(store alerts.Store, node string) *alerts.Engine {
+		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, node},
+			Tick: 10 * time.Millisecond, FlushEvery: time.Hour}
+		if err := e.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	a := start(store, "nodeA")
+	waitHeld(t, claims, 3) // the grid-level alert's and its two members'
+	for _, b := range bins {
+		if h := claims.heldBy("bin_full,device," + b.ID); h != "g1@nodeA" {
+			t.Errorf("%s's claim held by %q, want g1@nodeA", b.ID, h)
+		}
+	}
+	if got := claims.counted("bin_full,grid,G1"); len(got) != 2 {
+		t.Errorf("counted in the cell: %v, want the two members", got)
+	}
+	b := start(&sharedStore{}, "nodeB")
+	calls := claims.called()
+	b.Observe(alerts.Observation{Device: "bin-1", Metric: "fill_pct", Value: 97, TS: t0.UnixMilli()})
+	waitForCalls(t, claims, calls+1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, _ := b.List(alerts.Filter{Condition: []alerts.Condition{alerts.ConditionFiring, alerts.ConditionPending}})
+		if len(p.Alerts) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other node's open alerts: %+v, want none (g1 holds bin-1)", p.Alerts)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, bin := range bins {
+		a.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 10, TS: t0.UnixMilli()})
+	}
+	if g, _, _ := a.Get("g1"); g.Condition != alerts.ConditionCleared {
+		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
+	}
+	waitHeld(t, claims, 0) // g1 cleared
+}
+
 // TestRestoredPendingAlertSupersededBuried starts an engine on a store
 // holding a bin's alert pending while another node's alert holds the
 // bin's condition: once the `for` held, the restored alert loses its

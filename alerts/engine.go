@@ -225,6 +225,7 @@ type Engine struct {
 	// wakes their goroutine.
 	claims struct {
 		ask     []*entry
+		members []memberClaim
 		release []Claim
 		kick    chan struct{}
 	}

@@ -336,6 +336,56 @@ func TestOwnersClearAStoredAlertSuperseded(t *testing.T) {
 	}
 }
 
+// TestOwnersStormMembersRejoinTheirAlert: a node restarts on a store holding
+// a cell's grid-level alert firing with two members; it holds the alert's
+// claim and its members' (see TestRestoredStormHoldsItsMembers). Once it
+// owns the members, their full readings fire into that alert again, asking
+// no claim of their own (which that alert holds), also after a member's
+// empty reading, and their empty readings clear it, which gives every
+// claim up.
+func TestOwnersStormMembersRejoinTheirAlert(t *testing.T) {
+	bins := []devices.Device{{ID: "bin-1", Type: "waste_bin", Grid: "G1"}, {ID: "bin-2", Type: "waste_bin", Grid: "G1"}}
+	o := &memOwners{t: t, owner: map[string]*alerts.Engine{}, dead: map[*alerts.Engine]bool{}, asks: map[*alerts.Engine]int{},
+		rules: mustRules(t, binFullRules), reg: devices.NewRegistry(bins)}
+	fired := t0.Add(-time.Hour)
+	store := storeHolding(t, alerts.Alert{ID: "g1", Version: 2, Revision: 1, Rule: "bin_full", Grid: "G1",
+		Members: []string{"bin-1", "bin-2"}, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
+		Fired: fired, Updated: fired})
+	claims := &memClaims{holder: map[string]string{}}
+	c := &clock{t: t0}
+	a := o.engine(store, nodeClaims{claims, "nodeA"}, c)
+	waitHeld(t, claims, 3) // the grid-level alert's and its two members'
+	obs := func(bin string, v float64) {
+		a.Observe(alerts.Observation{Device: bin, Metric: "fill_pct", Value: v, TS: c.Now().UnixMilli()})
+	}
+	for _, b := range bins {
+		obs(b.ID, 97)
+		o.settle()
+	}
+	calls := claims.called()
+	obs("bin-1", 10)
+	obs("bin-1", 97)
+	t.Logf("bin-1 empty, then full again: %d claim calls", claims.called()-calls)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, _ := a.List(alerts.Filter{Condition: []alerts.Condition{alerts.ConditionFiring, alerts.ConditionPending}})
+		if len(p.Alerts) == 1 && p.Alerts[0].ID == "g1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("open alerts after the members' full readings: %+v, want g1 alone", p.Alerts)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, b := range bins {
+		obs(b.ID, 10)
+	}
+	if g, _, _ := a.Get("g1"); g.Condition != alerts.ConditionCleared {
+		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
+	}
+	waitHeld(t, claims, 0) // g1 cleared
+}
+
 // TestOwnersKeepACarriedSilentAlertFiring: node A adopts a device that
 // never reported, fires its device_silent alert and dies; node B adopts the
 // device in turn and carries the alert on, still firing at its next
