@@ -198,6 +198,10 @@ func (e *Engine) reclaimMembers(g *entry) {
 	e.kickClaims()
 }
 
+// holdsGrid reports whether g, a grid-level alert, is open here and holds
+// its claim. Called with mu held.
+func (e *Engine) holdsGrid(g *entry) bool { return e.active[g.ID] == g && g.claim == claimWon }
+
 // kickClaims wakes the claimer without waiting.
 func (e *Engine) kickClaims() { kick(e.claims.kick) }
 
@@ -235,12 +239,19 @@ func (e *Engine) runKicked(ctx context.Context, c chan struct{}, settle func(con
 // failed.
 func (e *Engine) settleClaims(ctx context.Context) {
 	e.mu.Lock()
-	ask, members, release := e.claims.ask, e.claims.members, e.claims.release
-	e.claims.ask, e.claims.members, e.claims.release = nil, nil, nil
+	ask, release := e.claims.ask, e.claims.release
+	e.claims.ask, e.claims.release = nil, nil
 	claims := make([]Claim, len(ask))
 	for i, en := range ask {
 		claims[i] = claimOf(en)
 	}
+	var members []memberClaim // those of grid-level alerts that still hold their own
+	for _, mc := range e.claims.members {
+		if e.holdsGrid(mc.g) {
+			members = append(members, mc)
+		}
+	}
+	e.claims.members = nil
 	e.mu.Unlock()
 	if len(ask)+len(members)+len(release) == 0 {
 		return
@@ -268,7 +279,7 @@ func (e *Engine) settleClaims(ctx context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, mc := range members {
-		holds := e.active[mc.g.ID] == mc.g && mc.g.claim == claimWon
+		holds := e.holdsGrid(mc.g)
 		switch a := memberAnswers[i]; {
 		case memberErrs[i] != nil:
 			e.m.claims.WithLabelValues("error").Inc()

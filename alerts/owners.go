@@ -127,8 +127,9 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 				// Another alert took the condition up while this one's
 				// node was away: this one is carried on to be cleared.
 				superseded[a.ID] = ans.Holder
+			} else {
+				e.m.claims.WithLabelValues("won").Inc()
 			}
-			e.m.claims.WithLabelValues("won").Inc()
 		}
 		carry = append(carry, a)
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -236,8 +237,11 @@ func (c *Claims) Release(key, holder string) error {
 
 // Tallies count, per key, the members that the nodes add, for as long as
 // the session of the node that added each lasts: a member is an
-// ephemeral ZooKeeper node under its key's, gone with that session. A
-// key's node stays once made.
+// ephemeral ZooKeeper node under its key's, one per holder that added it
+// (named member|holder), gone with that session, and counts once however
+// many holders added it. So a member whose claim passed to another holder
+// counts while either holds it, and a late Remove by the holder it passed
+// from leaves it counted. A key's node stays once made.
 type Tallies struct{ keys }
 
 // Tallies returns the tallies of kind (a path segment such as "alert-cells").
@@ -250,13 +254,11 @@ func (c *Coordinator) Tallies(kind string) (*Tallies, error) {
 }
 
 // Add counts member under key for holder, and returns how many members
-// key counts. The caller holds the member's claim (see Claims.Take): a
-// member counted for another holder, or for holder in an earlier session,
-// is taken over, so that the count stays with the claim (a late Remove by
-// the one it was taken from leaves it counted, and it lasts as long as
-// this session).
+// key counts. Holder's member of an earlier session (its node restarted
+// under its name before ZooKeeper expired the old one) is taken into this
+// session.
 func (t *Tallies) Add(key, member, holder string) (int, error) {
-	p, m, err := t.member(key, member)
+	p, m, err := t.member(key, member, holder)
 	if err != nil {
 		return 0, err
 	}
@@ -273,13 +275,13 @@ func (t *Tallies) Add(key, member, holder string) (int, error) {
 		case !errors.Is(err, zk.ErrNodeExists):
 			return 0, fmt.Errorf("cluster: create %s: %w", m, err)
 		}
-		data, st, err := t.c.conn.Get(m)
+		exists, st, err := t.c.conn.Exists(m)
 		switch {
-		case errors.Is(err, zk.ErrNoNode):
-			continue
 		case err != nil:
 			return 0, fmt.Errorf("cluster: read %s: %w", m, err)
-		case string(data) == holder && st.EphemeralOwner == t.c.conn.SessionID():
+		case !exists:
+			continue
+		case st.EphemeralOwner == t.c.conn.SessionID():
 			return t.count(p)
 		}
 		if err := t.c.conn.Delete(m, st.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
@@ -291,45 +293,42 @@ func (t *Tallies) Add(key, member, holder string) (int, error) {
 
 // count returns how many members the key at p counts.
 func (t *Tallies) count(p string) (int, error) {
-	members, _, err := t.c.conn.Children(p)
+	names, _, err := t.c.conn.Children(p)
 	if err != nil {
 		return 0, fmt.Errorf("cluster: list %s: %w", p, err)
+	}
+	members := make(map[string]bool, len(names))
+	for _, name := range names {
+		if i := strings.LastIndexByte(name, '|'); i >= 0 {
+			name = name[:i]
+		}
+		members[name] = true // a release before member|holder named it alone
 	}
 	return len(members), nil
 }
 
-// Remove stops counting member under key if holder added it.
+// Remove stops counting member under key for holder.
 func (t *Tallies) Remove(key, member, holder string) error {
-	_, m, err := t.member(key, member)
+	_, m, err := t.member(key, member, holder)
 	if err != nil {
 		return err
 	}
-	data, st, err := t.c.conn.Get(m)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("cluster: read %s: %w", m, err)
-	}
-	if string(data) != holder {
-		return nil
-	}
-	err = t.c.conn.Delete(m, st.Version)
-	if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+	if err := t.c.conn.Delete(m, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return fmt.Errorf("cluster: delete %s: %w", m, err)
 	}
 	return nil
 }
 
-// member returns the nodes of key and of its member, both single path
-// segments.
-func (t *Tallies) member(key, member string) (string, string, error) {
+// member returns the node of key, a single path segment, and that of
+// holder's member under it.
+func (t *Tallies) member(key, member, holder string) (string, string, error) {
 	p, err := t.path(key)
 	if err != nil {
 		return "", "", err
 	}
+	name := member + "|" + url.PathEscape(holder)
 	if _, err := t.path(member); err != nil {
 		return "", "", err
 	}
-	return p, p + "/" + member, nil
+	return p, p + "/" + name, nil
 }

@@ -787,7 +787,7 @@ func TestRestoredAlertSupersededNotified(t *testing.T) {
 	zk := storagetest.StartZooKeeper(t)
 	addr, database := storagetest.Database(t)
 	bin := devices.Device{ID: "bin-1", Type: "waste_bin", Grid: "D01-S01-G01", Secret: "bin-1-secret-0123456789"}
-	other := startCoordinators(t, zk.Addr, 2)[1]
+	other := startCoordinators(t, zk.Addr, 1)[0]
 	held, err := other.SessionClaims("alerts")
 	if err != nil {
 		t.Fatal(err)
@@ -814,7 +814,7 @@ func TestRestoredAlertSupersededNotified(t *testing.T) {
 	reader := mosquittotest.User{Name: "gridwatch-1", Password: "gridwatch-1-upstream-secret"}
 	ms := mosquittotest.Start(t, mosquittotest.Config{Readers: []mosquittotest.User{reader}})
 	srv := startServer(t, addr, database, []devices.Device{bin}, func(c *Config) {
-		c.Cluster.ZooKeeper, c.Cluster.Node = zk.Addr, "node0"
+		c.Cluster.ZooKeeper, c.Cluster.Node = zk.Addr, "node1"
 		c.Upstream.Brokers, c.Upstream.ClientID = ms.URL(), reader.Name
 		c.Upstream.Username, c.Upstream.Password = reader.Name, reader.Password
 		c.Notify.WebhookURL, c.Notify.WebhookSecret = receiver.URL, "hook-secret-of-the-test"

@@ -74,7 +74,8 @@ func (s *Server) inScope(scope, grid string) bool {
 	return api.PrefixScope(scope, grid)
 }
 
-// notifies reports whether any notifier is configured.
+// notifies reports whether any notifier is configured: whether startNotify
+// starts any, for which startAlerts subscribes to the engine.
 func (s *Server) notifies() bool { return s.Config.Notify.MQTT || s.Config.Notify.WebhookURL != "" }
 
 // startNotify hands the engine's transitions (subscribed in startAlerts)
@@ -84,6 +85,9 @@ func (s *Server) startNotify(ctx context.Context) error {
 	cfg := &s.Config.Notify
 	m := notify.NewMetrics(s.metrics)
 	s.staff.metrics = m
+	if !s.notifies() {
+		return nil
+	}
 	var targets []notify.Notifier
 	if cfg.MQTT {
 		targets = append(targets, &notify.MQTT{Publish: s.broker.Publish, QoS: 1, Logger: s.Logger, Metrics: m})
@@ -94,9 +98,6 @@ func (s *Server) startNotify(ctx context.Context) error {
 			return fmt.Errorf("notify.webhook_url: %w", err)
 		}
 		targets = append(targets, s.staff.webhook)
-	}
-	if len(targets) == 0 {
-		return nil
 	}
 	d := &notify.Dispatcher{Targets: targets, Metrics: m}
 	s.staff.done = make(chan struct{})
@@ -111,7 +112,7 @@ func (s *Server) startNotify(ctx context.Context) error {
 // holds.
 func (s *Server) closeNotify() error {
 	s.closeScoreNotice()
-	if s.staff.done != nil { // else the engine closes the subscription
+	if s.staff.done != nil { // else nobody reads it, and the engine's Close ends it
 		s.staff.sub.Close()
 		<-s.staff.done
 	}
