@@ -547,23 +547,7 @@ func TestRestoredAlertSupersededClears(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 97, TS: t0.UnixMilli()})
-	if err := e.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	stored := store.alert("x1")
-	t.Logf("x1 stored %s, version %d", stored.Condition, stored.Version)
-	if stored.Condition != alerts.ConditionCleared {
-		t.Errorf("x1 stored %s, want cleared: another alert carries its condition on", stored.Condition)
-	}
-	var clears []alerts.Event
-	for len(sub.C) > 0 {
-		if tr := <-sub.C; tr.Event.Kind == alerts.EventClear {
-			clears = append(clears, tr.Event)
-		}
-	}
-	if len(clears) != 1 || clears[0].AlertID != "x1" || !strings.Contains(clears[0].Note, "y1") {
-		t.Errorf("clear transitions %+v, want x1's, its note naming y1", clears)
-	}
+	checkSuperseded(t, e, store, sub, "y1")
 	if p, _ := e.List(alerts.Filter{Device: bin.ID, Condition: []alerts.Condition{alerts.ConditionFiring, alerts.ConditionPending}}); len(p.Alerts) != 0 {
 		t.Errorf("the bin's open alerts after a full reading: %+v, want none (y1 holds the condition)", p.Alerts)
 	}
@@ -625,6 +609,30 @@ func TestRestoredStormHoldsItsMembers(t *testing.T) {
 		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
 	}
 	waitHeld(t, claims, 0) // g1 cleared
+}
+
+// checkSuperseded flushes e and checks that it cleared x1, superseded by
+// the alert holder: x1 stored cleared, and of e's fire and clear
+// transitions on sub, x1's clear alone, its note naming holder.
+func checkSuperseded(t *testing.T, e *alerts.Engine, store *sharedStore, sub *alerts.Subscription, holder string) {
+	t.Helper()
+	if err := e.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stored := store.alert("x1")
+	t.Logf("x1 stored %s, version %d", stored.Condition, stored.Version)
+	if stored.Condition != alerts.ConditionCleared {
+		t.Errorf("x1 stored %s, want cleared: %s carries its condition on", stored.Condition, holder)
+	}
+	var seen []alerts.Event
+	for len(sub.C) > 0 {
+		if tr := <-sub.C; tr.Event.Kind == alerts.EventClear || tr.Event.Kind == alerts.EventFire {
+			seen = append(seen, tr.Event)
+		}
+	}
+	if len(seen) != 1 || seen[0].AlertID != "x1" || seen[0].Kind != alerts.EventClear || !strings.Contains(seen[0].Note, holder) {
+		t.Errorf("fire and clear transitions %+v, want x1's clear, its note naming %s", seen, holder)
+	}
 }
 
 // TestRestoredPendingAlertSupersededBuried starts an engine on a store

@@ -306,23 +306,7 @@ func TestOwnersClearAStoredAlertSuperseded(t *testing.T) {
 	// claim of its own.
 	b.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 60, TS: c.Now().UnixMilli()})
 	owners.settle()
-	if err := b.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	stored := store.alert("x1")
-	t.Logf("x1 stored %s, version %d", stored.Condition, stored.Version)
-	if stored.Condition != alerts.ConditionCleared {
-		t.Errorf("x1 stored %s, want cleared: y1 carries its condition on", stored.Condition)
-	}
-	var clears []alerts.Event
-	for len(sub.C) > 0 {
-		if tr := <-sub.C; tr.Event.Kind == alerts.EventClear || tr.Event.Kind == alerts.EventFire {
-			clears = append(clears, tr.Event)
-		}
-	}
-	if len(clears) != 1 || clears[0].AlertID != "x1" || clears[0].Kind != alerts.EventClear || !strings.Contains(clears[0].Note, "y1") {
-		t.Errorf("fire and clear transitions %+v, want x1's clear, its note naming y1", clears)
-	}
+	checkSuperseded(t, b, store, sub, "y1")
 	if h := claims.heldBy("bin_full,device," + bin.ID); h != "y1" {
 		t.Errorf("the bin's claim held by %q, want y1", h)
 	}
