@@ -249,6 +249,8 @@ func (e *Engine) settleClaims(ctx context.Context) {
 	for _, mc := range e.claims.members {
 		if e.holdsGrid(mc.g) {
 			members = append(members, mc)
+		} else {
+			release = append(release, mc.c) // it may have been taken (asked again after an error)
 		}
 	}
 	e.claims.members = nil

@@ -22,6 +22,9 @@ type memClaims struct {
 	// cells are the alerts counted under each cell, by condition.
 	cells map[string]map[string]string
 	down  bool
+	// lose are the conditions whose claims are taken but answered with an
+	// error, as an answer lost on the way back.
+	lose  map[string]bool
 	calls int
 }
 
@@ -36,7 +39,7 @@ func (m *memClaims) Claim(_ context.Context, c alerts.Claim) (alerts.Answer, err
 		return alerts.Answer{Holder: h}, nil
 	}
 	m.holder[c.Key] = c.ID
-	if c.Cell == "" {
+	if c.Cell == "" && !m.lose[c.Key] {
 		return alerts.Answer{Won: true}, nil
 	}
 	if m.cells == nil {
@@ -46,6 +49,9 @@ func (m *memClaims) Claim(_ context.Context, c alerts.Claim) (alerts.Answer, err
 		m.cells[c.Cell] = map[string]string{}
 	}
 	m.cells[c.Cell][c.Key] = c.ID
+	if m.lose[c.Key] {
+		return alerts.Answer{}, errors.New("zookeeper: connection lost")
+	}
 	return alerts.Answer{Won: true, Firing: len(m.cells[c.Cell]) - 1}, nil
 }
 
@@ -609,6 +615,37 @@ func TestRestoredStormHoldsItsMembers(t *testing.T) {
 		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
 	}
 	waitHeld(t, claims, 0) // g1 cleared
+}
+
+// TestRestoredStormReleasesMemberClaimsLost: a grid-level alert restored
+// firing asks its members' claims again, and their answers are lost (the
+// claims taken, an error returned): they are asked again while it fires.
+// Once the members' readings clear it, the claims are released, not left
+// held by the alert that cleared. Before, the claims queued again were
+// dropped: held until the node's session ended, no node could fire the
+// members.
+func TestRestoredStormReleasesMemberClaimsLost(t *testing.T) {
+	claims := &memClaims{holder: map[string]string{}, lose: map[string]bool{"bin_full,device,bin-1": true, "bin_full,device,bin-2": true}}
+	bins := []devices.Device{{ID: "bin-1", Type: "waste_bin", Grid: "G1"}, {ID: "bin-2", Type: "waste_bin", Grid: "G1"}}
+	reg := devices.NewRegistry(bins)
+	fired := t0.Add(-time.Hour)
+	store := storeHolding(t, alerts.Alert{ID: "g1", Version: 2, Revision: 1, Rule: "bin_full", Grid: "G1",
+		Members: []string{"bin-1", "bin-2"}, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
+		Fired: fired, Updated: fired})
+	e := &alerts.Engine{Rules: mustRules(t, binFullRules), Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, "nodeA"},
+		Tick: 10 * time.Millisecond, FlushEvery: time.Hour}
+	if err := e.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	waitHeld(t, claims, 3) // g1's, and its members' taken with their answers lost
+	for _, bin := range bins {
+		e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 10, TS: t0.UnixMilli()})
+	}
+	if g, _, _ := e.Get("g1"); g.Condition != alerts.ConditionCleared {
+		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
+	}
+	waitHeld(t, claims, 0)
 }
 
 // checkSuperseded flushes e and checks that it cleared x1, superseded by

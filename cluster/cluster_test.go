@@ -503,6 +503,9 @@ func TestTalliesCountEveryNodesMembers(t *testing.T) {
 	if _, err := tallies[0].Add("bin_full/grid", "bin-1", "alert-1"); err == nil {
 		t.Error("a key with a slash was taken")
 	}
+	if _, err := tallies[0].Add(cell, "bin|1", "alert-1"); err == nil {
+		t.Error("a member with a bar, which parts it from its holder, was taken")
+	}
 	add(2, "bin-5", "alert-5", 4) // node a again, in a new session
 	nodes[1].Close()
 	addEventually(0, "bin-6", "alert-6", 3) // bin-2, bin-5, bin-6: node b's went with it

@@ -326,9 +326,9 @@ func (t *Tallies) member(key, member, holder string) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	name := member + "|" + url.PathEscape(holder)
-	if _, err := t.path(member); err != nil {
-		return "", "", err
+	if _, err := t.path(member); err != nil || strings.Contains(member, "|") {
+		return "", "", fmt.Errorf("cluster: %q is not a member", member)
 	}
+	name := member + "|" + url.PathEscape(holder)
 	return p, p + "/" + name, nil
 }
