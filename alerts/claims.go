@@ -36,12 +36,10 @@ type Claims interface {
 // (see Engine.StormMin). Handed is set for an alert another node handed
 // to this one with its device (see Owned): that node let the alert go, so
 // a claim the same alert still holds there (its answer in flight as the
-// device left) is taken over. From, when known, is that node: the same
-// alert's claim on any other is its newer holder (the device moved on
-// since, and this node's claim is the late one), and stays.
+// device left) is taken over.
 type Claim struct {
-	Key, ID, Cell, From string
-	Handed              bool
+	Key, ID, Cell string
+	Handed        bool
 }
 
 // Answer is Claims' answer to a Claim c.
@@ -74,7 +72,7 @@ const (
 
 // claimOf is en's claim.
 func claimOf(en *entry) Claim {
-	return Claim{Key: claimKey(&en.Alert), ID: en.ID, Cell: en.cell, Handed: en.handed, From: en.handedFrom}
+	return Claim{Key: claimKey(&en.Alert), ID: en.ID, Cell: en.cell, Handed: en.handed}
 }
 
 // claimKey keys the condition of a for Claims.

@@ -26,14 +26,12 @@ type memClaims struct {
 	// error, as an answer lost on the way back.
 	lose  map[string]bool
 	calls int
-	asked []alerts.Claim // every claim asked, in order
 }
 
 func (m *memClaims) Claim(_ context.Context, c alerts.Claim) (alerts.Answer, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
-	m.asked = append(m.asked, c)
 	if m.down {
 		return alerts.Answer{}, errors.New("zookeeper: connection refused")
 	}

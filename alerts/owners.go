@@ -56,10 +56,6 @@ func (e *Engine) hold(d *deviceState, metric string, v float64, ts int64) {
 // there may not have the last save yet.
 type Handover struct {
 	Alerts []HandedAlert `json:"alerts"`
-	// From is the node that let the device go, which the caller of
-	// Release names (the engine knows no node); empty from a release
-	// before it did.
-	From string `json:"from,omitempty"`
 }
 
 // HandedAlert is an open alert of a Handover, with its events.
@@ -95,14 +91,12 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 			return err
 		}
 	}
-	from := map[string]string{} // by alert handed: its Handover's From
 	for _, h := range handed {
 		for _, ha := range h.Alerts {
 			a := ha.Alert
 			a.Revision = ha.Revision
 			loaded = append(loaded, a)
 			events = append(events, ha.Events...)
-			from[a.ID] = h.From
 		}
 	}
 	carry := loaded[:0:0]
@@ -117,7 +111,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 	}
 	for _, a := range loaded {
 		if a.Condition == ConditionFiring && e.Claims != nil {
-			ans, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID, Cell: cells[a.ID], Handed: true, From: from[a.ID]})
+			ans, err := e.Claims.Claim(ctx, Claim{Key: claimKey(&a), ID: a.ID, Cell: cells[a.ID], Handed: true})
 			if err != nil {
 				e.m.claims.WithLabelValues("error").Inc()
 				return err
@@ -164,7 +158,7 @@ func (e *Engine) Owned(ctx context.Context, devices []string, handed map[string]
 		}
 		e.revision = max(e.revision, a.Revision)
 		en := e.keepStored(a, byAlert[a.ID])
-		en.handed, en.handedFrom = true, from[a.ID]
+		en.handed = true
 		if holder, ok := superseded[a.ID]; ok {
 			e.active[a.ID] = en
 			e.supersede(en, holder, now)

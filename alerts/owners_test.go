@@ -284,36 +284,6 @@ func TestOwnersCarryAnAlertOnAfterItsNodeDied(t *testing.T) {
 	}
 }
 
-// TestOwnersHandedClaimNamesTheNode: node A fires a bin's alert and lets
-// the bin go to node B with a Handover naming A (as the server does): B
-// claims the alert as handed by A, so that only A's claim of it is taken
-// over, not one the same alert holds on a node the bin moved on to since.
-func TestOwnersHandedClaimNamesTheNode(t *testing.T) {
-	c, bin, store, claims, owners := newOwnersCluster(t)
-	a, b := owners.engine(store, claims, c), owners.engine(store, claims, c)
-	a.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 97, TS: c.Now().UnixMilli()})
-	owners.settle()
-	fired := firing(t, a, bin.ID, "bin_full")
-	waitHeld(t, claims, 1)
-	handed, err := a.Release(t.Context(), []string{bin.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for d, h := range handed {
-		h.From = "nodeA"
-		handed[d] = h
-	}
-	if err := b.Owned(t.Context(), []string{bin.ID}, handed); err != nil {
-		t.Fatal(err)
-	}
-	claims.mu.Lock()
-	last := claims.asked[len(claims.asked)-1]
-	claims.mu.Unlock()
-	if last.ID != fired.ID || !last.Handed || last.From != "nodeA" {
-		t.Errorf("B's claim of the alert handed over: %+v, want %s handed from nodeA", last, fired.ID)
-	}
-}
-
 // TestOwnersClearAStoredAlertSuperseded: the store holds a bin's alert
 // x1 firing while another alert, y1, holds the bin's condition (x1's node
 // died, its claim expired, and another node fired the condition anew).

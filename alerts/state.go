@@ -110,8 +110,6 @@ type entry struct {
 	// handed is set for an alert carried on from another node (see Owned),
 	// restored for one restored from the store at start (see restore).
 	handed, restored bool
-	// handedFrom is the node that handed the alert over, when known.
-	handedFrom string
 }
 
 // alertView is an immutable copy of an alert and its trace: events is the

@@ -156,7 +156,7 @@ func (s *Server) ownDevices() error {
 	if s.coord.coord == nil || s.Config.Upstream.Brokers != "" {
 		return nil
 	}
-	o, err := s.coord.coord.Owners(engineHolder{s.alerting.engine, s.coord.coord.Node, s.Logger.With("part", "alerts")})
+	o, err := s.coord.coord.Owners(engineHolder{s.alerting.engine, s.Logger.With("part", "alerts")})
 	if err != nil {
 		return fmt.Errorf("cluster.zookeeper: %w", err)
 	}
@@ -174,7 +174,6 @@ func (s *Server) ownDevices() error {
 // note is its alerts.Handover, in JSON.
 type engineHolder struct {
 	e      *alerts.Engine
-	node   string // this node's name, a Handover's From
 	logger *slog.Logger
 }
 
@@ -201,7 +200,6 @@ func (h engineHolder) Give(ctx context.Context, devices []string) map[string][]b
 	}
 	notes := make(map[string][]byte, len(handed))
 	for d, ho := range handed {
-		ho.From = h.node
 		n, err := json.Marshal(ho)
 		if err != nil {
 			h.logger.Warn("cluster: a device's handover cannot be written: the next node reads the store", "device", d, "err", err)
@@ -293,14 +291,8 @@ func (r alertClaims) Claim(_ context.Context, c alerts.Claim) (alerts.Answer, er
 	if c.Handed {
 		// The node that handed the alert over let it go: its claim, if
 		// still there, is stale (see alerts.Claim), also one made by a
-		// release before holders named their node. Known, only that
-		// node's is: the same alert's claim on another node is newer.
-		over = func(holder string) bool {
-			if c.From != "" && holder != c.ID {
-				return holder == c.ID+"@"+c.From
-			}
-			return holderAlert(holder) == c.ID
-		}
+		// release before holders named their node.
+		over = func(holder string) bool { return holderAlert(holder) == c.ID }
 	}
 	holder, err := r.c.Take(url.PathEscape(c.Key), r.holder(c), over)
 	if err != nil {
