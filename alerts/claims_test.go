@@ -562,6 +562,29 @@ func TestRestoredAlertSupersededClears(t *testing.T) {
 	}
 }
 
+// restoredStorm returns two bins of cell G1 and a store holding their
+// cell's grid-level alert g1 firing, as the cluster's store holds it when
+// the nodes (re)start.
+func restoredStorm(t *testing.T) ([]devices.Device, *sharedStore) {
+	bins := []devices.Device{{ID: "bin-1", Type: "waste_bin", Grid: "G1"}, {ID: "bin-2", Type: "waste_bin", Grid: "G1"}}
+	fired := t0.Add(-time.Hour)
+	return bins, storeHolding(t, alerts.Alert{ID: "g1", Version: 2, Revision: 1, Rule: "bin_full", Grid: "G1",
+		Members: []string{"bin-1", "bin-2"}, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
+		Fired: fired, Updated: fired})
+}
+
+// clearStorm sends e the bins' empty readings and checks that they cleared
+// g1.
+func clearStorm(t *testing.T, e *alerts.Engine, bins []devices.Device) {
+	t.Helper()
+	for _, bin := range bins {
+		e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 10, TS: t0.UnixMilli()})
+	}
+	if g, _, _ := e.Get("g1"); g.Condition != alerts.ConditionCleared {
+		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
+	}
+}
+
 // TestRestoredStormHoldsItsMembers starts an engine, as a restarted node of
 // a cluster, on a store holding a cell's grid-level alert firing with two
 // members: it wins the alert's claim and takes its members' claims again,
@@ -571,12 +594,8 @@ func TestRestoredAlertSupersededClears(t *testing.T) {
 // claim: the other engine fired the member alone beside it.
 func TestRestoredStormHoldsItsMembers(t *testing.T) {
 	claims := &memClaims{holder: map[string]string{}}
-	bins := []devices.Device{{ID: "bin-1", Type: "waste_bin", Grid: "G1"}, {ID: "bin-2", Type: "waste_bin", Grid: "G1"}}
+	bins, store := restoredStorm(t)
 	reg := devices.NewRegistry(bins)
-	fired := t0.Add(-time.Hour)
-	store := storeHolding(t, alerts.Alert{ID: "g1", Version: 2, Revision: 1, Rule: "bin_full", Grid: "G1",
-		Members: []string{"bin-1", "bin-2"}, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
-		Fired: fired, Updated: fired})
 	rules := mustRules(t, binFullRules)
 	start := func(store alerts.Store, node string) *alerts.Engine {
 		e := &alerts.Engine{Rules: rules, Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, node},
@@ -608,12 +627,7 @@ func TestRestoredStormHoldsItsMembers(t *testing.T) {
 	if p, _ := b.List(alerts.Filter{Device: "bin-1"}); len(p.Alerts) != 0 {
 		t.Errorf("the other node's alerts of bin-1: %+v, want none (g1 holds bin-1)", p.Alerts)
 	}
-	for _, bin := range bins {
-		a.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 10, TS: t0.UnixMilli()})
-	}
-	if g, _, _ := a.Get("g1"); g.Condition != alerts.ConditionCleared {
-		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
-	}
+	clearStorm(t, a, bins)
 	waitHeld(t, claims, 0) // g1 cleared
 }
 
@@ -626,12 +640,8 @@ func TestRestoredStormHoldsItsMembers(t *testing.T) {
 // members.
 func TestRestoredStormReleasesMemberClaimsLost(t *testing.T) {
 	claims := &memClaims{holder: map[string]string{}, lose: map[string]bool{"bin_full,device,bin-1": true, "bin_full,device,bin-2": true}}
-	bins := []devices.Device{{ID: "bin-1", Type: "waste_bin", Grid: "G1"}, {ID: "bin-2", Type: "waste_bin", Grid: "G1"}}
+	bins, store := restoredStorm(t)
 	reg := devices.NewRegistry(bins)
-	fired := t0.Add(-time.Hour)
-	store := storeHolding(t, alerts.Alert{ID: "g1", Version: 2, Revision: 1, Rule: "bin_full", Grid: "G1",
-		Members: []string{"bin-1", "bin-2"}, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
-		Fired: fired, Updated: fired})
 	e := &alerts.Engine{Rules: mustRules(t, binFullRules), Lookup: reg.Lookup, Store: store, Claims: nodeClaims{claims, "nodeA"},
 		Tick: 10 * time.Millisecond, FlushEvery: time.Hour}
 	if err := e.Start(t.Context()); err != nil {
@@ -639,12 +649,7 @@ func TestRestoredStormReleasesMemberClaimsLost(t *testing.T) {
 	}
 	t.Cleanup(func() { e.Close() })
 	waitHeld(t, claims, 3) // g1's, and its members' taken with their answers lost
-	for _, bin := range bins {
-		e.Observe(alerts.Observation{Device: bin.ID, Metric: "fill_pct", Value: 10, TS: t0.UnixMilli()})
-	}
-	if g, _, _ := e.Get("g1"); g.Condition != alerts.ConditionCleared {
-		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
-	}
+	clearStorm(t, e, bins)
 	waitHeld(t, claims, 0)
 }
 

@@ -319,13 +319,9 @@ func TestOwnersClearAStoredAlertSuperseded(t *testing.T) {
 // after a member's empty reading, and their empty readings clear it, which
 // gives every claim up.
 func TestOwnersStormMembersRejoinTheirAlert(t *testing.T) {
-	bins := []devices.Device{{ID: "bin-1", Type: "waste_bin", Grid: "G1"}, {ID: "bin-2", Type: "waste_bin", Grid: "G1"}}
+	bins, store := restoredStorm(t)
 	o := &memOwners{t: t, owner: map[string]*alerts.Engine{}, dead: map[*alerts.Engine]bool{}, asks: map[*alerts.Engine]int{},
 		rules: mustRules(t, binFullRules), reg: devices.NewRegistry(bins)}
-	fired := t0.Add(-time.Hour)
-	store := storeHolding(t, alerts.Alert{ID: "g1", Version: 2, Revision: 1, Rule: "bin_full", Grid: "G1",
-		Members: []string{"bin-1", "bin-2"}, Condition: alerts.ConditionFiring, Severity: alerts.SeverityMinor,
-		Fired: fired, Updated: fired})
 	claims := &memClaims{holder: map[string]string{}}
 	c := &clock{t: t0}
 	a := o.engine(store, nodeClaims{claims, "nodeA"}, c)
@@ -350,12 +346,7 @@ func TestOwnersStormMembersRejoinTheirAlert(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	for _, b := range bins {
-		obs(b.ID, 10)
-	}
-	if g, _, _ := a.Get("g1"); g.Condition != alerts.ConditionCleared {
-		t.Fatalf("g1 after its members' empty readings: %s, want cleared", g.Condition)
-	}
+	clearStorm(t, a, bins)
 	waitHeld(t, claims, 0) // g1 cleared
 }
 
